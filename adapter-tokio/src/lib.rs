@@ -1,0 +1,4 @@
+//! Tokio driver for the `mqtt-session` state machines.
+//!
+//! Not implemented yet: this crate is an empty placeholder until the tokio adapter issue lands.
+//! Nothing here pretends to work.

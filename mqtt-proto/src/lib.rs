@@ -1,0 +1,108 @@
+//! A strict, zero-copy codec for MQTT 3.1, 3.1.1 and 5.0.
+//!
+//! `mqtt-proto` turns bytes into [`Packet`]s and packets into bytes, and does nothing else: no
+//! I/O, no clock, no allocation it can avoid. It is `no_std` (with `alloc`) and depends only on
+//! [`bytes`]. The session state machines of `mqtt-session` are built on it.
+//!
+//! # Decoding a stream
+//!
+//! A [`Decoder`] takes whole packets off the front of a [`BytesMut`](bytes::BytesMut) that the
+//! caller fills from its transport. A partial packet is left in place (`Ok(None)`), so the loop
+//! is: read, decode until `None`, read again. Decoded topics, payloads and binary properties
+//! are slices of that buffer, not copies.
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use mqtt_proto::{Decoder, Packet, ProtocolVersion, QosPid};
+//!
+//! let decoder = Decoder::new(ProtocolVersion::V5).with_max_packet_size(64 * 1024);
+//! let mut buf = BytesMut::new();
+//! // Bytes as they might arrive from a socket, cut at arbitrary points:
+//! let reads: [&[u8]; 2] = [&[0x32, 0x0A, 0x00, 0x03, b'a', b'/'], &[b'b', 0x00, 0x07, 0x00, b'o', b'k']];
+//! let mut packets = Vec::new();
+//! for read in reads {
+//!     buf.extend_from_slice(read);
+//!     while let Some(packet) = decoder.decode(&mut buf)? {
+//!         packets.push(packet);
+//!     }
+//! }
+//! let [Packet::Publish(publish)] = &packets[..] else { panic!("one PUBLISH") };
+//! assert_eq!(publish.topic.as_str(), "a/b");
+//! assert!(matches!(publish.qos_pid, QosPid::AtLeastOnce(id) if id.get() == 7));
+//! assert_eq!(&publish.payload[..], b"ok");
+//! # Ok::<(), mqtt_proto::DecodeError>(())
+//! ```
+//!
+//! # Encoding
+//!
+//! [`Packet::encode`] appends to a caller's buffer after computing the exact size
+//! ([`Packet::encoded_len`]), so it reserves once and never writes a partial packet. Invalid
+//! values are unrepresentable where a type can do it ([`PacketId`] is never zero, [`QosPid`]
+//! has no identifier at QoS 0, [`TopicName`] has no wildcards); the rest is an
+//! [`EncodeError`]. For large messages, [`Publish::encode_header`] writes everything but the
+//! payload so the payload's `Bytes` can go to the transport without a copy.
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use mqtt_proto::{Packet, ProtocolVersion, Publish, QosPid, TopicName};
+//!
+//! let publish = Publish::new(TopicName::new("grüße/welt").unwrap(), QosPid::AtMostOnce, "hi");
+//! let mut buf = BytesMut::new();
+//! Packet::Publish(publish).encode(ProtocolVersion::V3_1_1, &mut buf).unwrap();
+//! // String lengths count bytes: "grüße/welt" is 12 bytes, not 10 characters.
+//! assert_eq!(&buf[..4], [0x30, 16, 0x00, 12]);
+//! ```
+//!
+//! # Errors
+//!
+//! Every [`DecodeError`] names the rule of the standard it enforces ([`DecodeError::rule`]) and
+//! the MQTT 5 reason code a session sends before closing the connection
+//! ([`DecodeError::reason_code`]): 0x81 Malformed Packet, 0x82 Protocol Error, 0x84
+//! Unsupported Protocol Version or 0x95 Packet too large.
+//!
+//! # Versions
+//!
+//! Packets are one set of types for every version. Fields that exist only in MQTT 5 (reason
+//! codes of acknowledgements, properties) are left out when encoding for 3.1.x, and take their
+//! defaults when decoding it.
+
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+// `arbitrary` (fuzzing only) needs std, and its derive names `std` paths.
+#[cfg(feature = "arbitrary")]
+extern crate std;
+
+#[cfg(feature = "arbitrary")]
+mod arbitrary_support;
+mod decoder;
+mod error;
+mod packet;
+mod packet_id;
+mod packet_type;
+mod property;
+mod qos;
+mod reason_code;
+mod string;
+mod topic;
+mod version;
+mod wire;
+
+pub use decoder::{Decoder, FixedHeader, PROTOCOL_MAX_PACKET_SIZE};
+pub use error::{DecodeError, EncodeError};
+pub use packet::{
+    Auth, AuthProperties, ConnAck, ConnAckProperties, Connect, ConnectProperties, Disconnect,
+    DisconnectProperties, Packet, PubResponse, Publish, PublishProperties, RetainHandling, SubAck,
+    Subscribe, SubscribeProperties, Subscription, SubscriptionOptions, UnsubAck, Unsubscribe,
+    UnsubscribeProperties, Will, WillProperties,
+};
+pub use packet_id::PacketId;
+pub use packet_type::PacketType;
+pub use property::{AckProperties, PayloadFormat, PropertyId, SubscriptionId, UserProperty};
+pub use qos::{QoS, QosPid};
+pub use reason_code::ReasonCode;
+pub use string::{MqttString, StringError};
+pub use topic::{topic_matches, TopicError, TopicFilter, TopicName};
+pub use version::ProtocolVersion;
+pub use wire::VARINT_MAX;

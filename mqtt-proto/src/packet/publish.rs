@@ -1,0 +1,231 @@
+//! PUBLISH: an application message (section 3.3).
+
+use alloc::vec::Vec;
+use core::num::NonZeroU16;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::{check_remaining, put_fixed_header, Sizes};
+use crate::error::{DecodeError, EncodeError};
+use crate::packet_type::PacketType;
+use crate::property::{
+    not_allowed, Context, PayloadFormat, Property, PropertyId, PropertySet, PropertyWriter,
+    SubscriptionId, UserProperty,
+};
+use crate::qos::QosPid;
+use crate::string::MqttString;
+use crate::topic::TopicName;
+use crate::version::ProtocolVersion;
+use crate::wire::{self, Reader};
+
+/// A PUBLISH packet.
+///
+/// ```
+/// use bytes::{Bytes, BytesMut};
+/// use mqtt_proto::{Packet, PacketId, ProtocolVersion, Publish, QosPid, TopicName};
+/// let publish = Publish::new(
+///     TopicName::new("a/b").unwrap(),
+///     QosPid::AtLeastOnce(PacketId::new(10).unwrap()),
+///     Bytes::from_static(b"hi"),
+/// );
+/// let mut buf = BytesMut::new();
+/// Packet::Publish(publish).encode(ProtocolVersion::V3_1_1, &mut buf).unwrap();
+/// assert_eq!(&buf[..], [0x32, 9, 0, 3, b'a', b'/', b'b', 0, 10, b'h', b'i']);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct Publish {
+    /// DUP: this may be a re-delivery of an earlier attempt ([MQTT-3.3.1-1]). Never set at
+    /// QoS 0 ([MQTT-3.3.1-2]).
+    pub dup: bool,
+    /// The QoS and, for QoS 1 and 2, the packet identifier.
+    pub qos_pid: QosPid,
+    /// RETAIN: the server keeps the message for future subscribers.
+    pub retain: bool,
+    /// The topic. Empty only in an MQTT 5 PUBLISH that carries a Topic Alias.
+    pub topic: TopicName,
+    /// MQTT 5 properties (ignored when encoding for 3.1.x).
+    pub properties: PublishProperties,
+    /// The application message, shared with the input buffer on decode.
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arbitrary_support::bytes))]
+    pub payload: Bytes,
+}
+
+/// The properties of a PUBLISH (section 3.3.2.3 of 5.0).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct PublishProperties {
+    /// Payload Format Indicator.
+    pub payload_format: Option<PayloadFormat>,
+    /// Message Expiry Interval in seconds.
+    pub message_expiry_interval: Option<u32>,
+    /// Topic Alias (never 0, [MQTT-3.3.2-8]).
+    pub topic_alias: Option<NonZeroU16>,
+    /// Response Topic: a topic name for a request/response exchange.
+    pub response_topic: Option<TopicName>,
+    /// Correlation Data for a request/response exchange.
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arbitrary_support::opt_bytes))]
+    pub correlation_data: Option<Bytes>,
+    /// User Properties, in order.
+    pub user_properties: Vec<UserProperty>,
+    /// Subscription Identifiers of the subscriptions that matched (server to client).
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arbitrary_support::subscription_ids))]
+    pub subscription_identifiers: Vec<SubscriptionId>,
+    /// Content Type.
+    pub content_type: Option<MqttString>,
+}
+
+impl PropertySet for PublishProperties {
+    const CONTEXT: Context = Context::Packet(PacketType::Publish);
+
+    fn write(&self, w: &mut PropertyWriter<'_>) {
+        if let Some(f) = self.payload_format {
+            w.byte(PropertyId::PayloadFormatIndicator, f as u8);
+        }
+        w.opt_u32(
+            PropertyId::MessageExpiryInterval,
+            self.message_expiry_interval,
+        );
+        w.opt_u16(
+            PropertyId::TopicAlias,
+            self.topic_alias.map(NonZeroU16::get),
+        );
+        if let Some(t) = &self.response_topic {
+            w.binary(PropertyId::ResponseTopic, t.as_bytes());
+        }
+        w.opt_binary(PropertyId::CorrelationData, self.correlation_data.as_ref());
+        w.user_properties(&self.user_properties);
+        for id in &self.subscription_identifiers {
+            w.varint(PropertyId::SubscriptionIdentifier, id.get());
+        }
+        w.opt_string(PropertyId::ContentType, self.content_type.as_ref());
+    }
+
+    fn apply(&mut self, p: Property) -> Result<(), DecodeError> {
+        match p {
+            Property::PayloadFormatIndicator(v) => self.payload_format = Some(v),
+            Property::MessageExpiryInterval(v) => self.message_expiry_interval = Some(v),
+            Property::TopicAlias(v) => self.topic_alias = Some(v),
+            Property::ResponseTopic(v) => self.response_topic = Some(v),
+            Property::CorrelationData(v) => self.correlation_data = Some(v),
+            Property::UserProperty(v) => self.user_properties.push(v),
+            Property::SubscriptionIdentifier(v) => self.subscription_identifiers.push(v),
+            Property::ContentType(v) => self.content_type = Some(v),
+            other => return Err(not_allowed(Self::CONTEXT, &other)),
+        }
+        Ok(())
+    }
+}
+
+impl Publish {
+    /// A PUBLISH with no DUP, no RETAIN and no properties.
+    pub fn new(topic: TopicName, qos_pid: QosPid, payload: impl Into<Bytes>) -> Self {
+        Self {
+            dup: false,
+            qos_pid,
+            retain: false,
+            topic,
+            properties: PublishProperties::default(),
+            payload: payload.into(),
+        }
+    }
+
+    pub(crate) fn decode(
+        flags: u8,
+        mut r: Reader,
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
+        let dup = flags & 0b1000 != 0;
+        let retain = flags & 0b0001 != 0;
+        let qos = (flags >> 1) & 0b11;
+        if qos == 3 {
+            return Err(DecodeError::InvalidQoS(qos));
+        }
+        if dup && qos == 0 {
+            return Err(DecodeError::DupWithQoS0);
+        }
+        let topic = TopicName::decode(r.binary()?)?;
+        let qos_pid = match qos {
+            0 => QosPid::AtMostOnce,
+            1 => QosPid::AtLeastOnce(r.packet_id()?),
+            _ => QosPid::ExactlyOnce(r.packet_id()?),
+        };
+        let properties = if version.is_v5() {
+            PublishProperties::decode(&mut r)?
+        } else {
+            PublishProperties::default()
+        };
+        if topic.is_empty() && properties.topic_alias.is_none() {
+            return Err(if version.is_v5() {
+                DecodeError::EmptyTopicWithoutAlias
+            } else {
+                DecodeError::InvalidTopic(crate::TopicError::Empty)
+            });
+        }
+        Ok(Self {
+            dup,
+            qos_pid,
+            retain,
+            topic,
+            properties,
+            payload: r.rest(),
+        })
+    }
+
+    fn flags(&self) -> u8 {
+        u8::from(self.dup) << 3 | self.qos_pid.qos().as_u8() << 1 | u8::from(self.retain)
+    }
+
+    pub(crate) fn sizes(&self, version: ProtocolVersion) -> Result<Sizes, EncodeError> {
+        let uses_alias = version.is_v5() && self.properties.topic_alias.is_some();
+        if self.topic.is_empty() && !uses_alias {
+            return Err(EncodeError::EmptyTopicWithoutAlias);
+        }
+        let mut sizes = Sizes::default();
+        let mut remaining = 2 + self.topic.len() + self.payload.len();
+        if self.qos_pid.packet_id().is_some() {
+            remaining += 2;
+        }
+        if version.is_v5() {
+            sizes.properties = self.properties.body_len()?;
+            remaining += wire::varint_len(sizes.properties as u32) + sizes.properties;
+        }
+        sizes.remaining = check_remaining(remaining)?;
+        Ok(sizes)
+    }
+
+    /// Writes everything but the payload.
+    pub(crate) fn write_header(&self, version: ProtocolVersion, sizes: &Sizes, buf: &mut BytesMut) {
+        put_fixed_header(buf, PacketType::Publish, self.flags(), sizes.remaining);
+        wire::put_field(buf, self.topic.as_bytes());
+        if let Some(id) = self.qos_pid.packet_id() {
+            buf.put_u16(id.get());
+        }
+        if version.is_v5() {
+            self.properties.encode(sizes.properties, buf);
+        }
+    }
+
+    /// Appends the fixed header, variable header and properties, but not the payload, and
+    /// returns the total size of the packet. Send [`Publish::payload`] right after these bytes:
+    /// a large payload then goes to the transport without being copied.
+    ///
+    /// ```
+    /// use bytes::{Bytes, BytesMut};
+    /// use mqtt_proto::{ProtocolVersion, Publish, QosPid, TopicName};
+    /// let publish = Publish::new(TopicName::new("t").unwrap(), QosPid::AtMostOnce, Bytes::from(vec![7u8; 100_000]));
+    /// let mut header = BytesMut::new();
+    /// let total = publish.encode_header(ProtocolVersion::V5, &mut header).unwrap();
+    /// assert_eq!(header.len() + publish.payload.len(), total);
+    /// ```
+    pub fn encode_header(
+        &self,
+        version: ProtocolVersion,
+        buf: &mut BytesMut,
+    ) -> Result<usize, EncodeError> {
+        let sizes = self.sizes(version)?;
+        buf.reserve(sizes.total() - self.payload.len());
+        self.write_header(version, &sizes, buf);
+        Ok(sizes.total())
+    }
+}

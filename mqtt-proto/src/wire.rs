@@ -1,0 +1,182 @@
+//! The primitive data representations of MQTT (section 1.5 of both standards): big-endian
+//! integers, the Variable Byte Integer, length-prefixed UTF-8 strings and binary data.
+//!
+//! [`Reader`] walks the body of one whole packet that has already been split off the stream, so
+//! running out of bytes here means the packet lied about its length: a malformed packet, not a
+//! request for more input.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::error::{DecodeError, EncodeError};
+use crate::packet_id::PacketId;
+use crate::string::MqttString;
+
+/// The largest value a Variable Byte Integer can carry: four bytes of seven bits.
+pub const VARINT_MAX: u32 = 268_435_455;
+
+/// The largest string or binary field: its length is a two-byte integer.
+pub(crate) const FIELD_MAX: usize = u16::MAX as usize;
+
+/// Cursor over the body of one complete packet.
+#[derive(Debug)]
+pub(crate) struct Reader {
+    bytes: Bytes,
+}
+
+impl Reader {
+    pub(crate) fn new(bytes: Bytes) -> Self {
+        Self { bytes }
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    fn need(&self, n: usize) -> Result<(), DecodeError> {
+        if self.bytes.len() < n {
+            Err(DecodeError::UnexpectedEnd)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
+        self.need(1)?;
+        Ok(self.bytes.get_u8())
+    }
+
+    pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
+        self.need(2)?;
+        Ok(self.bytes.get_u16())
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
+        self.need(4)?;
+        Ok(self.bytes.get_u32())
+    }
+
+    /// A packet identifier, which is never zero ([MQTT-2.3.1-1], [MQTT-2.2.1-3]).
+    pub(crate) fn packet_id(&mut self) -> Result<PacketId, DecodeError> {
+        PacketId::new(self.u16()?).ok_or(DecodeError::ZeroPacketId)
+    }
+
+    /// A Variable Byte Integer inside a packet body; at most four bytes ([MQTT-1.5.5-1]).
+    pub(crate) fn varint(&mut self) -> Result<u32, DecodeError> {
+        match decode_varint(&self.bytes)? {
+            Some((value, len)) => {
+                self.bytes.advance(len);
+                Ok(value)
+            }
+            None => Err(DecodeError::UnexpectedEnd),
+        }
+    }
+
+    /// Exactly `n` bytes, shared with the input rather than copied.
+    pub(crate) fn take(&mut self, n: usize) -> Result<Bytes, DecodeError> {
+        self.need(n)?;
+        Ok(self.bytes.split_to(n))
+    }
+
+    /// Two-byte length, then that many bytes of binary data (section 1.5.6 in 5.0).
+    pub(crate) fn binary(&mut self) -> Result<Bytes, DecodeError> {
+        let len = self.u16()? as usize;
+        self.take(len)
+    }
+
+    /// Two-byte length, then that many bytes of well-formed UTF-8 without U+0000.
+    pub(crate) fn string(&mut self) -> Result<MqttString, DecodeError> {
+        MqttString::from_bytes(self.binary()?)
+    }
+
+    /// Everything left in the packet: used for payloads.
+    pub(crate) fn rest(&mut self) -> Bytes {
+        core::mem::take(&mut self.bytes)
+    }
+
+    /// A sub-reader over the next `n` bytes (a property block).
+    pub(crate) fn sub(&mut self, n: usize) -> Result<Reader, DecodeError> {
+        Ok(Reader::new(self.take(n)?))
+    }
+
+    /// Succeeds only when the whole body has been consumed.
+    pub(crate) fn finish(self) -> Result<(), DecodeError> {
+        if self.bytes.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError::TrailingBytes)
+        }
+    }
+}
+
+/// Decodes a Variable Byte Integer from the front of `bytes`.
+///
+/// `Ok(None)`: the bytes end before the integer does. An integer whose fourth byte still has the
+/// continuation bit set is malformed ([MQTT-1.5.5-1] in 5.0; section 2.2.3 in 3.1.1).
+#[inline]
+pub(crate) fn decode_varint(bytes: &[u8]) -> Result<Option<(u32, usize)>, DecodeError> {
+    let mut value: u32 = 0;
+    for (i, &byte) in bytes.iter().enumerate().take(4) {
+        value |= u32::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok(Some((value, i + 1)));
+        }
+    }
+    if bytes.len() >= 4 {
+        Err(DecodeError::MalformedVariableByteInteger)
+    } else {
+        Ok(None)
+    }
+}
+
+/// How many bytes `value` takes as a Variable Byte Integer.
+#[inline]
+pub(crate) const fn varint_len(value: u32) -> usize {
+    if value < 128 {
+        1
+    } else if value < 16_384 {
+        2
+    } else if value < 2_097_152 {
+        3
+    } else {
+        4
+    }
+}
+
+/// Writes `value` (at most [`VARINT_MAX`]) as a Variable Byte Integer.
+#[inline]
+pub(crate) fn put_varint(buf: &mut BytesMut, mut value: u32) {
+    debug_assert!(value <= VARINT_MAX);
+    loop {
+        let mut byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value > 0 {
+            byte |= 0x80;
+        }
+        buf.put_u8(byte);
+        if value == 0 {
+            return;
+        }
+    }
+}
+
+/// Size of a length-prefixed field of `len` bytes, or an error when it cannot be encoded.
+#[inline]
+pub(crate) fn field_len(len: usize) -> Result<usize, EncodeError> {
+    if len > FIELD_MAX {
+        Err(EncodeError::FieldTooLong { len })
+    } else {
+        Ok(2 + len)
+    }
+}
+
+/// Writes a two-byte length and the bytes. The length was checked by [`field_len`].
+#[inline]
+pub(crate) fn put_field(buf: &mut BytesMut, bytes: &[u8]) {
+    debug_assert!(bytes.len() <= FIELD_MAX);
+    buf.put_u16(bytes.len() as u16);
+    buf.put_slice(bytes);
+}
