@@ -1,0 +1,200 @@
+//! Heap allocations on the hot paths, counted by a global allocator that wraps `System`.
+//!
+//! The workspace forbids `unsafe` code in every target, and a `GlobalAlloc` implementation needs
+//! it, so the counting allocator is the small `stats_alloc` crate. Its counters are global:
+//! everything is checked from the single test of this binary, so that no other test thread
+//! allocates while a region is being measured.
+//!
+//! The claims checked here:
+//! - decoding QoS 0 and QoS 1 PUBLISH packets without user properties, MQTT 3.1.1 and 5.0,
+//!   from one buffer allocates nothing per packet: 10 packets and 1,000 packets cost the same
+//!   (at most one allocation: the first split of the buffer moves its storage to a shared,
+//!   reference-counted header);
+//! - the decoded topic and payload point into the input buffer (nothing is copied);
+//! - encoding a PUBLISH into a buffer with enough capacity allocates nothing, and neither does
+//!   the zero-copy path (`Publish::encode_header` plus a clone of the payload) once the payload
+//!   is shared.
+
+use std::alloc::System;
+use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
+use mqtt_proto::{Decoder, Packet, PacketId, ProtocolVersion, Publish, QosPid, TopicName};
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+const VERSIONS: [ProtocolVersion; 2] = [ProtocolVersion::V3_1_1, ProtocolVersion::V5];
+const PAYLOAD_SIZES: [usize; 3] = [16, 4096, 65536];
+
+fn qos_pid(qos: u8, i: usize) -> QosPid {
+    match qos {
+        0 => QosPid::AtMostOnce,
+        _ => QosPid::AtLeastOnce(PacketId::new((i % 65_535 + 1) as u16).unwrap()),
+    }
+}
+
+fn publish(qos: u8, i: usize, payload: &Bytes) -> Publish {
+    Publish::new(
+        TopicName::from_static("a/b/c/d").unwrap(),
+        qos_pid(qos, i),
+        payload.clone(),
+    )
+}
+
+fn payload(len: usize) -> Bytes {
+    (0..len).map(|i| i as u8).collect::<Vec<u8>>().into()
+}
+
+/// `n` PUBLISH packets back to back, in a buffer that owns exactly its bytes.
+fn wire(version: ProtocolVersion, qos: u8, n: usize, payload_len: usize) -> BytesMut {
+    let payload = payload(payload_len);
+    let mut buf = BytesMut::new();
+    for i in 0..n {
+        Packet::Publish(publish(qos, i, &payload))
+            .encode(version, &mut buf)
+            .unwrap();
+    }
+    // A fresh, unshared buffer, as a transport read would leave it.
+    BytesMut::from(&buf[..])
+}
+
+fn contains(range: &Range<usize>, bytes: &[u8]) -> bool {
+    let start = bytes.as_ptr() as usize;
+    range.contains(&start) && start + bytes.len() <= range.end
+}
+
+struct DecodeRun {
+    packets: usize,
+    allocations: usize,
+    copied: usize,
+}
+
+/// Decodes every packet of `buf`, counting allocations and payloads or topics that do not lie
+/// inside the input. Packets are dropped as soon as they are checked, as a consumer would.
+fn decode_all(version: ProtocolVersion, mut buf: BytesMut, payload_len: usize) -> DecodeRun {
+    let decoder = Decoder::new(version);
+    let base = buf.as_ptr() as usize;
+    let input = base..base + buf.len();
+    let mut packets = 0;
+    let mut copied = 0;
+    let region = Region::new(GLOBAL);
+    while let Some(packet) = decoder.decode(&mut buf).unwrap() {
+        let Packet::Publish(publish) = packet else {
+            panic!("not a PUBLISH")
+        };
+        if publish.payload.len() != payload_len
+            || !contains(&input, &publish.payload)
+            || !contains(&input, publish.topic.as_bytes())
+        {
+            copied += 1;
+        }
+        packets += 1;
+    }
+    let stats = region.change();
+    assert!(buf.is_empty());
+    DecodeRun {
+        packets,
+        allocations: stats.allocations + stats.reallocations,
+        copied,
+    }
+}
+
+fn check_decode() {
+    for version in VERSIONS {
+        for qos in [0, 1] {
+            for payload_len in PAYLOAD_SIZES {
+                let small = decode_all(version, wire(version, qos, 10, payload_len), payload_len);
+                let large = decode_all(version, wire(version, qos, 1000, payload_len), payload_len);
+                let case = format!("{version:?} QoS {qos}, {payload_len} B payloads");
+                assert_eq!(small.packets, 10, "{case}");
+                assert_eq!(large.packets, 1000, "{case}");
+                assert_eq!(small.copied + large.copied, 0, "{case}: payload copied");
+                assert_eq!(
+                    small.allocations, large.allocations,
+                    "{case}: allocations grow with the number of packets"
+                );
+                assert!(
+                    large.allocations <= 1,
+                    "{case}: {} allocations for 1000 packets",
+                    large.allocations
+                );
+            }
+        }
+    }
+}
+
+/// Allocations made while encoding `n` packets with `Packet::encode` into a buffer that
+/// already has room for them.
+fn encode_allocations(version: ProtocolVersion, qos: u8, n: usize, payload_len: usize) -> usize {
+    let payload = payload(payload_len);
+    let packets: Vec<Packet> = (0..n)
+        .map(|i| Packet::Publish(publish(qos, i, &payload)))
+        .collect();
+    let total: usize = packets
+        .iter()
+        .map(|p| p.encoded_len(version).unwrap())
+        .sum();
+    let mut buf = BytesMut::with_capacity(total);
+    let region = Region::new(GLOBAL);
+    for packet in &packets {
+        packet.encode(version, &mut buf).unwrap();
+    }
+    let stats = region.change();
+    assert_eq!(buf.len(), total);
+    stats.allocations + stats.reallocations
+}
+
+/// Allocations made by the zero-copy path: the header goes into a buffer with room for all
+/// headers, the payload is handed out as a shared `Bytes` (what a vectored write would take).
+fn zero_copy_allocations(version: ProtocolVersion, qos: u8, n: usize, payload_len: usize) -> usize {
+    let payload = payload(payload_len);
+    // Shared once up front, as a payload queued for sending already is.
+    let _queued = payload.clone();
+    let publishes: Vec<Publish> = (0..n).map(|i| publish(qos, i, &payload)).collect();
+    let mut headers = BytesMut::with_capacity(n * 16);
+    let mut chunks: Vec<Bytes> = Vec::with_capacity(2 * n);
+    let mut total = 0;
+    let region = Region::new(GLOBAL);
+    for p in &publishes {
+        total += p.encode_header(version, &mut headers).unwrap();
+        chunks.push(headers.split().freeze());
+        chunks.push(p.payload.clone());
+    }
+    let stats = region.change();
+    let sent: usize = chunks.iter().map(Bytes::len).sum();
+    assert_eq!(sent, total);
+    for pair in chunks.chunks(2) {
+        assert_eq!(pair[1].as_ptr(), payload.as_ptr(), "payload copied");
+    }
+    stats.allocations + stats.reallocations
+}
+
+fn check_encode() {
+    for version in VERSIONS {
+        for qos in [0, 1] {
+            for payload_len in PAYLOAD_SIZES {
+                let case = format!("{version:?} QoS {qos}, {payload_len} B payloads");
+                assert_eq!(
+                    encode_allocations(version, qos, 1000, payload_len),
+                    0,
+                    "{case}: Packet::encode allocated"
+                );
+                let small = zero_copy_allocations(version, qos, 10, payload_len);
+                let large = zero_copy_allocations(version, qos, 1000, payload_len);
+                assert_eq!(
+                    small, large,
+                    "{case}: zero-copy encode allocations grow with the number of packets"
+                );
+                assert!(large <= 1, "{case}: {large} allocations for 1000 headers");
+            }
+        }
+    }
+}
+
+#[test]
+fn hot_paths_do_not_allocate() {
+    check_decode();
+    check_encode();
+}
