@@ -264,6 +264,8 @@ pub enum EncodeError {
     InvalidPropertyValue(PropertyId),
     /// No Local on a shared subscription ([MQTT-3.8.3-4] in 5.0).
     NoLocalOnSharedSubscription,
+    /// DUP set on a QoS 0 PUBLISH ([MQTT-3.3.1-2]).
+    DupWithQoS0,
 }
 
 impl fmt::Display for EncodeError {
@@ -284,6 +286,7 @@ impl fmt::Display for EncodeError {
             Self::NotInVersion(t) => write!(f, "{t} does not exist in this protocol version"),
             Self::InvalidPropertyValue(p) => write!(f, "invalid value for property {p:?}"),
             Self::NoLocalOnSharedSubscription => f.write_str("no local on a shared subscription"),
+            Self::DupWithQoS0 => f.write_str("DUP flag set on a QoS 0 PUBLISH"),
         }
     }
 }

@@ -181,6 +181,9 @@ impl Publish {
         if self.topic.is_empty() && !uses_alias {
             return Err(EncodeError::EmptyTopicWithoutAlias);
         }
+        if self.dup && self.qos_pid.packet_id().is_none() {
+            return Err(EncodeError::DupWithQoS0);
+        }
         let mut sizes = Sizes::default();
         let mut remaining = 2 + self.topic.len() + self.payload.len();
         if self.qos_pid.packet_id().is_some() {
