@@ -327,6 +327,14 @@ impl Connect {
         let mut sizes = Sizes::default();
         let mut remaining = 2 + self.protocol.protocol_name().len() + 1 + 1 + 2;
         if v5 {
+            // The decoder refuses Authentication Data without a method; never write it.
+            if self.properties.authentication_data.is_some()
+                && self.properties.authentication_method.is_none()
+            {
+                return Err(EncodeError::InvalidPropertyValue(
+                    PropertyId::AuthenticationData,
+                ));
+            }
             sizes.properties = self.properties.body_len()?;
             remaining += wire::varint_len(sizes.properties as u32) + sizes.properties;
         }
