@@ -78,6 +78,9 @@ extern crate std;
 mod arbitrary_support;
 mod decoder;
 mod error;
+/// Invariant checks shared by the fuzz targets and the corpus replay test.
+#[cfg(feature = "arbitrary")]
+pub mod fuzz_checks;
 mod packet;
 mod packet_id;
 mod packet_type;
