@@ -1,7 +1,77 @@
-//! Sans-IO MQTT client and server session state machines.
+//! Sans-IO MQTT sessions: the client session (and, as they land, the server session and the
+//! broker core) as pure state machines.
 //!
-//! Not implemented yet: this crate is an empty placeholder until the client session issue
-//! lands. Nothing here pretends to work.
+//! A session takes bytes and timestamps and returns bytes, events and its next deadline. It
+//! does no I/O, reads no clock, spawns nothing and takes no lock, so the same session runs
+//! under any async runtime, in a blocking loop, in a simulation with a manual clock, or in a
+//! fuzzer. `no_std` with `alloc`.
+//!
+//! # The run loop
+//!
+//! Every driver has the same shape:
+//!
+//! 1. Feed inputs: bytes read from the transport to `handle_read(now, &mut buf)`, an elapsed
+//!    deadline to `handle_timeout(now)`, a lost transport to `handle_closed(now)`, and the
+//!    application's commands (`publish`, `subscribe`, ...).
+//! 2. Drain outputs, in this order: `poll_transmit(now, &mut out)` until it returns 0 (write
+//!    `out` to the transport), then `poll_event()` until `None`, then `poll_timeout()` for when
+//!    to call `handle_timeout` next.
+//!
+//! Time is an argument: [`Instant`] is a number of milliseconds the driver supplies.
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use mqtt_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicFilter, TopicName};
+//! use mqtt_session::{ClientConfig, ClientEvent, ClientSession, Instant, Message, SubscribeRequest};
+//!
+//! // A transport stand-in: bytes the "server" would send us, and what we sent it.
+//! let mut from_server = BytesMut::new();
+//! let mut to_server = BytesMut::new();
+//! let mut now = Instant::from_millis(0);
+//!
+//! let mut client: ClientSession<&'static str> = ClientSession::new(ClientConfig::default());
+//! let mut connect = Connect::new(ProtocolVersion::V5, MqttString::new("demo").unwrap());
+//! connect.keep_alive = 30;
+//! client.connect(now, connect).unwrap();
+//! client.subscribe(now, SubscribeRequest::new(TopicFilter::new("news/#").unwrap(), QoS::AtLeastOnce), "sub").unwrap();
+//!
+//! // One turn of the loop: the server accepts (CONNACK), then acknowledges the SUBSCRIBE
+//! // (SUBACK for packet id 1 granting QoS 1).
+//! from_server.extend_from_slice(&[0x20, 0x03, 0x00, 0x00, 0x00]);
+//! from_server.extend_from_slice(&[0x90, 0x04, 0x00, 0x01, 0x00, 0x01]);
+//! client.handle_read(now, &mut from_server);
+//! while client.poll_transmit(now, &mut to_server) > 0 {}
+//! let mut events = Vec::new();
+//! while let Some(event) = client.poll_event() {
+//!     events.push(event);
+//! }
+//! assert!(matches!(events[0], ClientEvent::Connected(_)));
+//! assert!(matches!(events[1], ClientEvent::Subscribed { token: "sub", .. }));
+//!
+//! // Nothing happens for 30 s: the keep-alive deadline asks for a PINGREQ.
+//! now = client.poll_timeout().unwrap();
+//! client.handle_timeout(now);
+//! to_server.clear();
+//! client.poll_transmit(now, &mut to_server);
+//! assert_eq!(&to_server[..], [0xC0, 0x00]);
+//! ```
 
 #![no_std]
 #![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod client;
+mod error;
+mod message;
+mod shared;
+mod time;
+
+pub use client::{
+    AbandonCause, AckMode, ClientConfig, ClientEvent, ClientSession, ClientSnapshot,
+    ConnectionState, OutboundFlowSnapshot, OutboundStage, ServerLimits,
+};
+pub use error::{CloseReason, CommandError, Initiator, ProtocolViolation, Rejected};
+pub use message::{Message, SubscribeRequest, UnsubscribeRequest};
+pub use shared::inbound::InboundId;
+pub use time::Instant;

@@ -1,0 +1,180 @@
+//! Inbound QoS 1 and QoS 2 publishes: acknowledgements sent in the order the spec requires,
+//! exactly-once delivery for QoS 2, and the bound on how many may be unfinished at once.
+//!
+//! Acknowledgements can be automatic or manual. In manual mode the application acks messages
+//! in any order; the acks are held back and released in arrival order, so PUBACKs and PUBRECs
+//! leave in the order their PUBLISHes arrived ([MQTT-4.6.0-2], [MQTT-4.6.0-3]).
+
+use alloc::collections::{BTreeSet, VecDeque};
+
+use mqtt_proto::{PacketId, QoS, ReasonCode};
+
+use crate::error::ProtocolViolation;
+
+/// Identifies an inbound message awaiting a manual acknowledgement.
+///
+/// It stays valid across reconnections of the same session; it becomes stale when the session
+/// is discarded (the server reported no session), and acking a stale id is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct InboundId {
+    pub(crate) packet_id: PacketId,
+    pub(crate) generation: u32,
+}
+
+impl InboundId {
+    /// The packet identifier of the PUBLISH.
+    pub fn packet_id(&self) -> PacketId {
+        self.packet_id
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PendingAck {
+    packet_id: PacketId,
+    qos: QoS,
+    /// The application's verdict, once it has acked.
+    verdict: Option<ReasonCode>,
+}
+
+/// What to do with an inbound PUBLISH.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Arrival {
+    /// New message: deliver it. With `Some`, the application must ack it with that id.
+    Deliver(Option<InboundId>),
+    /// A re-send of a message already delivered: do not deliver it again; with `true`, answer
+    /// with PUBREC again ([MQTT-4.3.3-10]).
+    Duplicate { resend_pubrec: bool },
+}
+
+/// An acknowledgement to transmit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AckToSend {
+    PubAck(PacketId, ReasonCode),
+    PubRec(PacketId, ReasonCode),
+}
+
+/// Inbound flow state of one session.
+#[derive(Debug, Default)]
+pub(crate) struct Inbound {
+    /// Acks not sent yet, in arrival order.
+    pending: VecDeque<PendingAck>,
+    /// QoS 2 messages answered with PUBREC and waiting for PUBREL.
+    awaiting_pubrel: BTreeSet<PacketId>,
+    generation: u32,
+}
+
+impl Inbound {
+    /// Messages not finished: acks not yet sent plus QoS 2 awaiting PUBREL.
+    pub(crate) fn unfinished(&self) -> usize {
+        self.pending.len() + self.awaiting_pubrel.len()
+    }
+
+    /// Accepts a QoS 1 or 2 PUBLISH. `limit` is our Receive Maximum; `manual` selects manual
+    /// acks. With automatic acks the ack to send is returned through `acks`.
+    pub(crate) fn on_publish(
+        &mut self,
+        id: PacketId,
+        qos: QoS,
+        limit: u16,
+        manual: bool,
+        acks: &mut impl FnMut(AckToSend),
+    ) -> Result<Arrival, ProtocolViolation> {
+        if qos == QoS::ExactlyOnce && self.awaiting_pubrel.contains(&id) {
+            return Ok(Arrival::Duplicate {
+                resend_pubrec: true,
+            });
+        }
+        if self.pending.iter().any(|p| p.packet_id == id) {
+            // The peer re-sent a message the application has not acked yet (after a
+            // reconnect): it was delivered once already.
+            return Ok(Arrival::Duplicate {
+                resend_pubrec: false,
+            });
+        }
+        if self.unfinished() >= usize::from(limit) {
+            return Err(ProtocolViolation::ReceiveMaximumExceeded);
+        }
+        if manual {
+            self.pending.push_back(PendingAck {
+                packet_id: id,
+                qos,
+                verdict: None,
+            });
+            return Ok(Arrival::Deliver(Some(InboundId {
+                packet_id: id,
+                generation: self.generation,
+            })));
+        }
+        acks(self.settle(id, qos, ReasonCode::Success));
+        Ok(Arrival::Deliver(None))
+    }
+
+    /// Records the ack for a message and returns the packet to send.
+    fn settle(&mut self, id: PacketId, qos: QoS, code: ReasonCode) -> AckToSend {
+        if qos == QoS::ExactlyOnce {
+            // After an error code the identifier is free again ([MQTT-4.3.3-9]).
+            if !code.is_error() {
+                self.awaiting_pubrel.insert(id);
+            }
+            AckToSend::PubRec(id, code)
+        } else {
+            AckToSend::PubAck(id, code)
+        }
+    }
+
+    /// Records the application's verdict for `id`. `Err(())`: nothing waits for this id. The
+    /// ack leaves with [`Inbound::release`], once every earlier message is acked too.
+    pub(crate) fn ack(&mut self, id: InboundId, code: ReasonCode) -> Result<(), ()> {
+        if id.generation != self.generation {
+            return Err(());
+        }
+        let entry = self
+            .pending
+            .iter_mut()
+            .find(|p| p.packet_id == id.packet_id && p.verdict.is_none())
+            .ok_or(())?;
+        entry.verdict = Some(code);
+        Ok(())
+    }
+
+    /// Sends every ack that is now at the front of the arrival order.
+    pub(crate) fn release(&mut self, acks: &mut impl FnMut(AckToSend)) {
+        while let Some(front) = self.pending.front().copied() {
+            let Some(code) = front.verdict else { break };
+            self.pending.pop_front();
+            acks(self.settle(front.packet_id, front.qos, code));
+        }
+    }
+
+    /// A PUBREL arrived. `Ok(true)`: the identifier was awaiting it; `Ok(false)`: unknown
+    /// (answer PUBCOMP with Packet Identifier not found in MQTT 5). A PUBREL for a message
+    /// whose PUBREC was never sent is a protocol violation.
+    pub(crate) fn on_pubrel(&mut self, id: PacketId) -> Result<bool, ProtocolViolation> {
+        if self.awaiting_pubrel.remove(&id) {
+            return Ok(true);
+        }
+        if self.pending.iter().any(|p| p.packet_id == id) {
+            return Err(ProtocolViolation::UnexpectedAck(
+                mqtt_proto::PacketType::PubRel,
+                id,
+            ));
+        }
+        Ok(false)
+    }
+
+    /// Identifiers awaiting PUBREL (for a snapshot).
+    pub(crate) fn awaiting_pubrel(&self) -> impl Iterator<Item = PacketId> + '_ {
+        self.awaiting_pubrel.iter().copied()
+    }
+
+    pub(crate) fn restore_awaiting_pubrel(&mut self, id: PacketId) {
+        self.awaiting_pubrel.insert(id);
+    }
+
+    /// Forgets everything: the session was discarded. Outstanding manual-ack ids become stale.
+    pub(crate) fn reset(&mut self) {
+        self.pending.clear();
+        self.awaiting_pubrel.clear();
+        self.generation = self.generation.wrapping_add(1);
+    }
+}

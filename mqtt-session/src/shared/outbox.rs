@@ -1,0 +1,61 @@
+//! The transmit buffer: packets are encoded into it as soon as they are decided, and handed to
+//! the caller's buffer by `poll_transmit`.
+
+use bytes::BytesMut;
+use mqtt_proto::{EncodeError, Packet, ProtocolVersion, Publish};
+
+/// Encoded bytes waiting for the transport.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    buf: BytesMut,
+    version: ProtocolVersion,
+}
+
+impl Outbox {
+    pub(crate) fn set_version(&mut self, version: ProtocolVersion) {
+        self.version = version;
+    }
+
+    pub(crate) fn version(&self) -> ProtocolVersion {
+        self.version
+    }
+
+    /// Encodes `packet`. Packets reaching here were validated by the caller, so an error means
+    /// a bug in the session; it is reported, not hidden.
+    pub(crate) fn push(&mut self, packet: &Packet) -> Result<(), EncodeError> {
+        packet.encode(self.version, &mut self.buf)
+    }
+
+    /// Encodes a PUBLISH without wrapping it in a [`Packet`] (no move, no clone).
+    pub(crate) fn push_publish(&mut self, publish: &Publish) -> Result<(), EncodeError> {
+        publish.encode_header(self.version, &mut self.buf)?;
+        self.buf.extend_from_slice(&publish.payload);
+        Ok(())
+    }
+
+    /// Bytes waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Moves everything waiting to the end of `out`; returns how many bytes moved. When `out`
+    /// is empty the two buffers are swapped, so nothing is copied.
+    pub(crate) fn drain_into(&mut self, out: &mut BytesMut) -> usize {
+        let n = self.buf.len();
+        if n == 0 {
+            return 0;
+        }
+        if out.is_empty() {
+            core::mem::swap(out, &mut self.buf);
+        } else {
+            out.extend_from_slice(&self.buf);
+            self.buf.clear();
+        }
+        n
+    }
+
+    /// Drops bytes meant for a transport that is gone.
+    pub(crate) fn clear(&mut self) {
+        self.buf.clear();
+    }
+}

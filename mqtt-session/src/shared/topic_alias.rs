@@ -1,0 +1,86 @@
+//! Topic aliases (MQTT 5, section 3.3.2.3.4): the maps live for one network connection only
+//! ([MQTT-3.3.2-7]).
+
+use alloc::collections::BTreeMap;
+use core::num::NonZeroU16;
+
+use mqtt_proto::{Publish, TopicName};
+
+use crate::error::ProtocolViolation;
+
+/// Aliases the peer set up for PUBLISHes it sends us.
+#[derive(Debug, Default)]
+pub(crate) struct InboundAliases {
+    max: u16,
+    map: BTreeMap<u16, TopicName>,
+}
+
+impl InboundAliases {
+    /// A new connection with our Topic Alias Maximum `max`.
+    pub(crate) fn reset(&mut self, max: u16) {
+        self.max = max;
+        self.map.clear();
+    }
+
+    /// Resolves the topic of an inbound PUBLISH in place: records a new mapping, or fills an
+    /// empty topic from an existing one.
+    pub(crate) fn resolve(&mut self, publish: &mut Publish) -> Result<(), ProtocolViolation> {
+        let Some(alias) = publish.properties.topic_alias else {
+            return Ok(());
+        };
+        if alias.get() > self.max {
+            return Err(ProtocolViolation::TopicAliasInvalid);
+        }
+        if publish.topic.is_empty() {
+            publish.topic = self
+                .map
+                .get(&alias.get())
+                .cloned()
+                .ok_or(ProtocolViolation::UnknownTopicAlias)?;
+        } else {
+            self.map.insert(alias.get(), publish.topic.clone());
+        }
+        Ok(())
+    }
+}
+
+/// Aliases we assign automatically to topics we publish to.
+#[derive(Debug, Default)]
+pub(crate) struct OutboundAliases {
+    enabled: bool,
+    max: u16,
+    map: BTreeMap<TopicName, NonZeroU16>,
+}
+
+impl OutboundAliases {
+    /// A new connection: the peer accepts aliases up to `max` ([MQTT-3.2.2-17]).
+    pub(crate) fn reset(&mut self, enabled: bool, max: u16) {
+        self.enabled = enabled;
+        self.max = max;
+        self.map.clear();
+    }
+
+    /// Rewrites `publish` to use an alias: the first PUBLISH to a topic carries the topic and
+    /// the new alias, later ones an empty topic and the alias. Topics beyond the peer's maximum
+    /// go out unchanged. Returns whether the PUBLISH was changed.
+    pub(crate) fn apply(&mut self, publish: &mut Publish) -> bool {
+        if !self.enabled || self.max == 0 || publish.properties.topic_alias.is_some() {
+            return false;
+        }
+        if let Some(&alias) = self.map.get(&publish.topic) {
+            publish.properties.topic_alias = Some(alias);
+            publish.topic = TopicName::empty();
+            return true;
+        }
+        let next = self.map.len() + 1;
+        if next > usize::from(self.max) {
+            return false;
+        }
+        let Some(alias) = u16::try_from(next).ok().and_then(NonZeroU16::new) else {
+            return false;
+        };
+        self.map.insert(publish.topic.clone(), alias);
+        publish.properties.topic_alias = Some(alias);
+        true
+    }
+}
