@@ -4,8 +4,10 @@ use alloc::boxed::Box;
 
 use mqtt_proto::{AckProperties, Auth, ConnAck, Publish, ReasonCode, SubAck, UnsubAck};
 
-use crate::error::{CloseReason, CommandError, Initiator};
+use crate::error::{CloseReason, Initiator};
 use crate::message::Message;
+pub use crate::shared::flows::AbandonCause;
+use crate::shared::flows::FlowEvent;
 use crate::shared::inbound::InboundId;
 
 /// Something the client session reports. Every token given with a command comes back in
@@ -70,16 +72,28 @@ pub enum ClientEvent<T> {
     },
 }
 
-/// Why an operation was abandoned.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum AbandonCause {
-    /// The server has no session for us (Session Present 0 after a reconnect, or a clean
-    /// start): in-flight publishes can no longer complete.
-    SessionLost,
-    /// The connection ended before the server answered a SUBSCRIBE or UNSUBSCRIBE (these are
-    /// not re-sent on reconnect; subscribe again).
-    ConnectionLost,
-    /// A queued operation turned out to be impossible once the server's limits were known.
-    Refused(CommandError),
+impl<T> From<FlowEvent<T>> for ClientEvent<T> {
+    fn from(event: FlowEvent<T>) -> Self {
+        match event {
+            FlowEvent::Message { publish, ack } => Self::Message { publish, ack },
+            FlowEvent::Published {
+                token,
+                reason_code,
+                properties,
+            } => Self::Published {
+                token,
+                reason_code,
+                properties,
+            },
+            FlowEvent::Abandoned {
+                token,
+                cause,
+                message,
+            } => Self::Abandoned {
+                token,
+                cause,
+                message,
+            },
+        }
+    }
 }

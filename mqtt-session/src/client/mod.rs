@@ -2,32 +2,28 @@
 
 mod config;
 mod event;
+mod keep_alive;
 mod snapshot;
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
-use core::time::Duration;
 
 use bytes::BytesMut;
 use mqtt_proto::{
-    AckProperties, Auth, ConnAck, Connect, Decoder, Disconnect, MqttString, Packet, PacketId,
-    ProtocolVersion, PubResponse, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck,
-    Unsubscribe, PROTOCOL_MAX_PACKET_SIZE,
+    Auth, ConnAck, Connect, Disconnect, MqttString, Packet, PacketId, ProtocolVersion, QoS,
+    ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe, PROTOCOL_MAX_PACKET_SIZE,
 };
 
 pub use config::{AckMode, ClientConfig};
 pub use event::{AbandonCause, ClientEvent};
 pub use snapshot::{ClientSnapshot, OutboundFlowSnapshot, OutboundStage};
 
+use self::keep_alive::KeepAlive;
 use crate::error::{CloseReason, CommandError, Initiator, ProtocolViolation, Rejected};
 use crate::message::{Message, SubscribeRequest, UnsubscribeRequest};
-use crate::shared::inbound::{AckToSend, Arrival, Inbound, InboundId};
-use crate::shared::inflight::{AckOutcome, InFlight};
-use crate::shared::outbox::Outbox;
-use crate::shared::packet_ids::PacketIdAllocator;
-use crate::shared::topic_alias::{InboundAliases, OutboundAliases};
+use crate::shared::flows::{Flows, Link, OtherIds, PeerLimits};
+use crate::shared::inbound::InboundId;
 use crate::time::Instant;
-
 /// Where the connection stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnectionState {
@@ -76,6 +72,17 @@ impl Default for ServerLimits {
 }
 
 impl ServerLimits {
+    /// What the shared publish flows need to know.
+    fn peer(&self) -> PeerLimits {
+        PeerLimits {
+            receive_maximum: self.receive_maximum,
+            maximum_qos: self.maximum_qos,
+            retain_available: self.retain_available,
+            maximum_packet_size: self.maximum_packet_size,
+            topic_alias_maximum: self.topic_alias_maximum,
+        }
+    }
+
     fn from_connack(connack: &ConnAck) -> Self {
         let p = &connack.properties;
         Self {
@@ -90,39 +97,6 @@ impl ServerLimits {
             subscription_identifiers: p.subscription_identifiers_available.unwrap_or(true),
             shared_subscriptions: p.shared_subscription_available.unwrap_or(true),
         }
-    }
-}
-
-/// Keep-alive bookkeeping ([MQTT-3.1.2-20], section 3.1.2.10).
-///
-/// A PINGREQ goes out when nothing has been sent *or* nothing has been received for one
-/// interval, and the connection is declared dead when nothing at all has been received for one
-/// and a half intervals. Counting received traffic separately is what detects a dead server
-/// while the application keeps publishing QoS 0 (sent traffic alone would never trigger a
-/// ping).
-#[derive(Clone, Copy, Debug, Default)]
-struct KeepAlive {
-    interval: Option<Duration>,
-    last_sent: Instant,
-    last_received: Instant,
-    ping_outstanding: bool,
-}
-
-impl KeepAlive {
-    fn start(&mut self, now: Instant, seconds: u16) {
-        self.interval = (seconds > 0).then(|| Duration::from_secs(u64::from(seconds)));
-        self.last_sent = now;
-        self.last_received = now;
-        self.ping_outstanding = false;
-    }
-
-    fn ping_at(&self) -> Option<Instant> {
-        let interval = self.interval?;
-        (!self.ping_outstanding).then(|| self.last_sent.min(self.last_received) + interval)
-    }
-
-    fn dead_at(&self) -> Option<Instant> {
-        Some(self.last_received + self.interval? * 3 / 2)
     }
 }
 
@@ -142,6 +116,20 @@ struct PendingRequest<T> {
 enum QueuedRequest {
     Subscribe(SubscribeRequest),
     Unsubscribe(UnsubscribeRequest),
+}
+
+/// SUBSCRIBE and UNSUBSCRIBE requests awaiting their acknowledgement: they share the packet
+/// identifier space with the publish flows.
+#[derive(Debug)]
+struct Requests<T>(BTreeMap<PacketId, PendingRequest<T>>);
+
+impl<T> OtherIds for Requests<T> {
+    fn count(&self) -> usize {
+        self.0.len()
+    }
+    fn contains(&self, id: PacketId) -> bool {
+        self.0.contains_key(&id)
+    }
 }
 
 /// The client side of an MQTT session (3.1, 3.1.1 or 5.0), with no I/O and no clock.
@@ -198,21 +186,14 @@ pub struct ClientSession<T> {
     config: ClientConfig,
     state: ConnectionState,
     connack_deadline: Instant,
-    decoder: Decoder,
-    outbox: Outbox,
     events: VecDeque<ClientEvent<T>>,
-    ids: PacketIdAllocator,
-    inflight: InFlight<T>,
-    requests: BTreeMap<PacketId, PendingRequest<T>>,
-    publish_queue: VecDeque<(Message, T)>,
+    flows: Flows<T>,
+    link: Link,
+    requests: Requests<T>,
     request_queue: VecDeque<(QueuedRequest, T)>,
-    inbound: Inbound,
-    inbound_aliases: InboundAliases,
-    outbound_aliases: OutboundAliases,
     limits: ServerLimits,
     keep_alive: KeepAlive,
-    /// What this connection's CONNECT promised: our inbound limits and auth method.
-    receive_maximum: u16,
+    /// What this connection's CONNECT asked for.
     keep_alive_requested: u16,
     clean_start: bool,
     auth_method: Option<MqttString>,
@@ -222,22 +203,14 @@ impl<T> ClientSession<T> {
     /// A session with no connection yet.
     pub fn new(config: ClientConfig) -> Self {
         Self {
-            decoder: Decoder::new(ProtocolVersion::V3_1_1)
-                .with_max_packet_size(config.max_packet_size),
-            receive_maximum: config.receive_maximum,
+            link: Link::new(config.max_packet_size),
             config,
             state: ConnectionState::Disconnected,
             connack_deadline: Instant::ZERO,
-            outbox: Outbox::default(),
             events: VecDeque::new(),
-            ids: PacketIdAllocator::default(),
-            inflight: InFlight::default(),
-            requests: BTreeMap::new(),
-            publish_queue: VecDeque::new(),
+            flows: Flows::default(),
+            requests: Requests(BTreeMap::new()),
             request_queue: VecDeque::new(),
-            inbound: Inbound::default(),
-            inbound_aliases: InboundAliases::default(),
-            outbound_aliases: OutboundAliases::default(),
             limits: ServerLimits::default(),
             keep_alive: KeepAlive::default(),
             keep_alive_requested: 0,
@@ -260,7 +233,7 @@ impl<T> ClientSession<T> {
 
     /// The protocol version of the current (or last) connection.
     pub fn version(&self) -> ProtocolVersion {
-        self.outbox.version()
+        self.link.version()
     }
 
     /// The server's limits from the last CONNACK.
@@ -270,27 +243,12 @@ impl<T> ClientSession<T> {
 
     /// Outbound QoS 1 and 2 publishes waiting for their final acknowledgement.
     pub fn inflight_len(&self) -> usize {
-        self.inflight.len()
+        self.flows.inflight.len()
     }
 
     /// Publishes and requests waiting for the window or for a connection.
     pub fn queued_len(&self) -> usize {
-        self.publish_queue.len() + self.request_queue.len()
-    }
-
-    fn window(&self) -> usize {
-        usize::from(self.config.max_inflight.min(self.limits.receive_maximum)).max(1)
-    }
-
-    fn ids_in_use(&self) -> usize {
-        self.inflight.len() + self.requests.len()
-    }
-
-    fn allocate_id(&mut self) -> Option<PacketId> {
-        let (inflight, requests) = (&self.inflight, &self.requests);
-        self.ids.allocate(inflight.len() + requests.len(), |id| {
-            inflight.contains(id) || requests.contains_key(&id)
-        })
+        self.flows.queue.len() + self.request_queue.len()
     }
 
     // ----- outputs -----
@@ -298,7 +256,7 @@ impl<T> ClientSession<T> {
     /// Appends bytes for the transport to `buf`; returns how many. Never blocks and never
     /// fails; call it until it returns 0 after every input and command.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut BytesMut) -> usize {
-        let n = self.outbox.drain_into(buf);
+        let n = self.link.outbox.drain_into(buf);
         if n > 0 {
             self.keep_alive.last_sent = now;
         }
@@ -315,12 +273,7 @@ impl<T> ClientSession<T> {
         match self.state {
             ConnectionState::Disconnected => None,
             ConnectionState::Connecting => Some(self.connack_deadline),
-            ConnectionState::Connected => {
-                match (self.keep_alive.ping_at(), self.keep_alive.dead_at()) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
-            }
+            ConnectionState::Connected => self.keep_alive.next_deadline(),
         }
     }
 
@@ -330,7 +283,7 @@ impl<T> ClientSession<T> {
     /// read). Input that arrives while there is no connection is left untouched.
     pub fn handle_read(&mut self, now: Instant, buf: &mut BytesMut) {
         while self.state != ConnectionState::Disconnected {
-            match self.decoder.decode(buf) {
+            match self.link.decoder.decode(buf) {
                 Ok(Some(packet)) => {
                     self.keep_alive.last_received = now;
                     self.handle_packet(now, packet);
@@ -358,7 +311,7 @@ impl<T> ClientSession<T> {
                 if self.keep_alive.dead_at().is_some_and(|t| now >= t) {
                     self.close(Initiator::Session, CloseReason::KeepAliveTimeout);
                 } else if self.keep_alive.ping_at().is_some_and(|t| now >= t) {
-                    self.push(&Packet::PingReq);
+                    self.link.push(&Packet::PingReq);
                     self.keep_alive.ping_outstanding = true;
                 }
             }
@@ -385,18 +338,14 @@ impl<T> ClientSession<T> {
             return Err(CommandError::AlreadyConnected);
         }
         let version = connect.protocol;
+        let mut receive_maximum = self.config.receive_maximum.max(1);
         let mut max_packet_size = self.config.max_packet_size;
         let mut alias_max = 0;
-        self.receive_maximum = self.config.receive_maximum.max(1);
         if version.is_v5() {
             let p = &mut connect.properties;
-            self.receive_maximum = p
-                .receive_maximum
-                .get_or_insert(
-                    core::num::NonZeroU16::new(self.receive_maximum)
-                        .unwrap_or(core::num::NonZeroU16::MAX),
-                )
-                .get();
+            if let Some(rm) = core::num::NonZeroU16::new(receive_maximum) {
+                receive_maximum = p.receive_maximum.get_or_insert(rm).get();
+            }
             if let Some(max) = core::num::NonZeroU32::new(max_packet_size) {
                 max_packet_size = p.maximum_packet_size.get_or_insert(max).get();
             }
@@ -406,21 +355,25 @@ impl<T> ClientSession<T> {
             alias_max = p.topic_alias_maximum.unwrap_or(0);
         }
         self.keep_alive_requested = connect.keep_alive;
+        self.clean_start = connect.clean_start;
+        self.auth_method = connect.properties.authentication_method.clone();
         let packet = Packet::Connect(Box::new(connect));
         packet.encoded_len(version)?;
-        self.outbox.clear();
-        self.outbox.set_version(version);
-        self.decoder = Decoder::new(version).with_max_packet_size(max_packet_size);
-        self.inbound_aliases.reset(alias_max);
-        self.outbound_aliases.reset(false, 0);
-        if let Packet::Connect(connect) = &packet {
-            self.clean_start = connect.clean_start;
-            self.auth_method = connect.properties.authentication_method.clone();
-        }
+
+        let link = &mut self.link;
+        link.outbox.clear();
+        link.set_version(version);
+        link.decoder.set_max_packet_size(max_packet_size);
+        link.receive_maximum = receive_maximum;
+        link.max_inflight = self.config.max_inflight;
+        link.manual_acks = self.config.ack_mode == AckMode::Manual;
+        link.inbound_aliases.reset(alias_max);
+        link.outbound_aliases.reset(false, 0);
+        link.open = false;
+        link.push(&packet);
         // No pings before CONNACK: the CONNACK timer rules until then.
         self.keep_alive = KeepAlive::default();
         self.connack_deadline = now + self.config.connack_timeout;
-        self.push(&packet);
         self.state = ConnectionState::Connecting;
         Ok(())
     }
@@ -436,32 +389,15 @@ impl<T> ClientSession<T> {
         message: Message,
         token: T,
     ) -> Result<(), Rejected<Message, T>> {
-        let reject = |error, command, token| {
-            Err(Rejected {
-                error,
-                command,
-                token,
-            })
-        };
-        if let Err(error) = self.check_publish(&message) {
-            return reject(error, message, token);
-        }
-        if self.publish_queue.len() >= self.config.max_queued
-            || self.outbox.len() >= self.config.max_transmit_buffer
-        {
-            return reject(CommandError::QueueFull, message, token);
-        }
-        if self.state == ConnectionState::Connected
-            && self.publish_queue.is_empty()
-            && self.can_send(message.qos)
-        {
-            return match self.send_publish(message, token) {
-                Ok(()) => Ok(()),
-                Err((error, command, token)) => reject(error, command, token),
-            };
-        }
-        self.publish_queue.push_back((message, token));
-        Ok(())
+        let limits = (self.config.max_queued, self.config.max_transmit_buffer);
+        self.flows.publish(
+            &mut self.link,
+            message,
+            token,
+            limits,
+            &self.requests,
+            &mut self.events,
+        )
     }
 
     /// Subscribes; `token` comes back in `Subscribed` (or `Abandoned`). Sent at once when
@@ -502,29 +438,15 @@ impl<T> ClientSession<T> {
 
     /// Acknowledges an inbound message in manual-ack mode, with `reason_code` (Success, or in
     /// MQTT 5 an error code valid for PUBACK/PUBREC). Acks may come in any order; the session
-    /// sends them in arrival order.
+    /// sends them in arrival order ([MQTT-4.6.0-2], [MQTT-4.6.0-3]). Acks given while
+    /// disconnected leave after the next CONNACK.
     pub fn ack(
         &mut self,
         _now: Instant,
         id: InboundId,
         reason_code: ReasonCode,
     ) -> Result<(), CommandError> {
-        let valid = reason_code == ReasonCode::Success
-            || (self.version().is_v5()
-                && reason_code.is_valid_for(mqtt_proto::PacketType::PubAck)
-                && reason_code.is_valid_for(mqtt_proto::PacketType::PubRec));
-        if !valid {
-            return Err(CommandError::Invalid(
-                "reason code not valid for PUBACK/PUBREC in this version",
-            ));
-        }
-        self.inbound
-            .ack(id, reason_code)
-            .map_err(|()| CommandError::UnknownAck)?;
-        if self.state == ConnectionState::Connected {
-            self.release_acks();
-        }
-        Ok(())
+        self.flows.ack(&mut self.link, id, reason_code)
     }
 
     /// Sends an AUTH packet (MQTT 5 enhanced authentication): to continue an exchange the
@@ -543,7 +465,7 @@ impl<T> ClientSession<T> {
         }
         let packet = Packet::Auth(auth);
         packet.encoded_len(self.version())?;
-        self.push(&packet);
+        self.link.push(&packet);
         Ok(())
     }
 
@@ -557,67 +479,15 @@ impl<T> ClientSession<T> {
         if self.state == ConnectionState::Disconnected {
             return Err(CommandError::NotConnected);
         }
+        let code = disconnect.reason_code;
         let packet = Packet::Disconnect(disconnect);
         packet.encoded_len(self.version())?;
-        self.push(&packet);
-        let Packet::Disconnect(d) = packet else {
-            return Ok(());
-        };
-        self.close(
-            Initiator::Application,
-            CloseReason::Disconnect(d.reason_code),
-        );
+        self.link.push(&packet);
+        self.close(Initiator::Application, CloseReason::Disconnect(code));
         Ok(())
     }
 
-    // ----- internals: sending -----
-
-    /// Encodes a packet the session built itself (so it is valid by construction).
-    fn push(&mut self, packet: &Packet) {
-        let result = self.outbox.push(packet);
-        debug_assert!(
-            result.is_ok(),
-            "session built an unencodable packet: {result:?}"
-        );
-    }
-
-    fn can_send(&self, qos: QoS) -> bool {
-        qos == QoS::AtMostOnce
-            || (self.inflight.len() < self.window() && self.ids_in_use() < usize::from(u16::MAX))
-    }
-
-    /// Checks a message against what the server announced and what the wire can carry.
-    fn check_publish(&self, message: &Message) -> Result<(), CommandError> {
-        if message.topic.is_empty() && message.properties.topic_alias.is_none() {
-            return Err(CommandError::Encode(
-                mqtt_proto::EncodeError::EmptyTopicWithoutAlias,
-            ));
-        }
-        if self.state != ConnectionState::Connected {
-            return Ok(());
-        }
-        if message.qos > self.limits.maximum_qos {
-            return Err(CommandError::QoSNotSupported);
-        }
-        if message.retain && !self.limits.retain_available {
-            return Err(CommandError::RetainNotSupported);
-        }
-        if let Some(alias) = message.properties.topic_alias {
-            if alias.get() > self.limits.topic_alias_maximum {
-                return Err(CommandError::Invalid(
-                    "topic alias above the server's maximum",
-                ));
-            }
-        }
-        let size = publish_size(message, self.version())?;
-        if size > self.limits.maximum_packet_size as usize {
-            return Err(CommandError::PacketTooLarge {
-                size,
-                max: self.limits.maximum_packet_size,
-            });
-        }
-        Ok(())
-    }
+    // ----- internals: requests -----
 
     fn check_subscribe(&self, request: &SubscribeRequest) -> Result<(), CommandError> {
         if request.subscriptions.is_empty() {
@@ -641,51 +511,6 @@ impl<T> ClientSession<T> {
             return Err(CommandError::SubscriptionIdentifiersNotSupported);
         }
         Ok(())
-    }
-
-    /// Sends a message now. The caller checked the window.
-    fn send_publish(
-        &mut self,
-        message: Message,
-        token: T,
-    ) -> Result<(), (CommandError, Message, T)> {
-        let qos = message.qos;
-        let id = if qos == QoS::AtMostOnce {
-            PacketId::MIN
-        } else {
-            match self.allocate_id() {
-                Some(id) => id,
-                None => return Err((CommandError::QueueFull, message, token)),
-            }
-        };
-        let publish = message.into_publish(id);
-        if let Err(e) = self.encode_publish(&publish) {
-            return Err((
-                CommandError::Encode(e),
-                Message::from_publish(publish),
-                token,
-            ));
-        }
-        if qos == QoS::AtMostOnce {
-            self.events.push_back(ClientEvent::Published {
-                token,
-                reason_code: ReasonCode::Success,
-                properties: AckProperties::default(),
-            });
-        } else {
-            self.inflight.insert(publish, token);
-        }
-        Ok(())
-    }
-
-    /// Encodes a PUBLISH, through an automatic topic alias when enabled.
-    fn encode_publish(&mut self, publish: &Publish) -> Result<(), mqtt_proto::EncodeError> {
-        let mut aliased = publish.clone();
-        if self.outbound_aliases.apply(&mut aliased) {
-            self.outbox.push_publish(&aliased)
-        } else {
-            self.outbox.push_publish(publish)
-        }
     }
 
     /// Sends a request now when connected, or queues it.
@@ -720,30 +545,28 @@ impl<T> ClientSession<T> {
         request: R,
         token: T,
     ) -> Result<(), (CommandError, R, T)> {
-        let Some(packet_id) = self.allocate_id() else {
+        let Some(packet_id) = self.flows.allocate_id(&self.requests) else {
             return Err((CommandError::QueueFull, request, token));
         };
         let (packet, kind) = request.to_packet(packet_id);
+        let max = self.link.peer.maximum_packet_size;
         let size_error = match packet.encoded_len(self.version()) {
             Err(e) => Some(CommandError::Encode(e)),
-            Ok(size) if size > self.limits.maximum_packet_size as usize => {
-                Some(CommandError::PacketTooLarge {
-                    size,
-                    max: self.limits.maximum_packet_size,
-                })
-            }
+            Ok(size) if size > max as usize => Some(CommandError::PacketTooLarge { size, max }),
             Ok(_) => None,
         };
         if let Some(error) = size_error {
             return Err((error, request, token));
         }
-        self.push(&packet);
+        self.link.push(&packet);
         self.requests
+            .0
             .insert(packet_id, PendingRequest { kind, token });
         Ok(())
     }
 
-    /// Sends what waits in the queues, as far as the window allows.
+    /// Sends what waits in the queues: requests first, then publishes as far as the window
+    /// allows.
     fn pump(&mut self) {
         while self.state == ConnectionState::Connected {
             let Some((request, token)) = self.request_queue.pop_front() else {
@@ -772,48 +595,8 @@ impl<T> ClientSession<T> {
                 });
             }
         }
-        while self.state == ConnectionState::Connected {
-            let Some((message, _)) = self.publish_queue.front() else {
-                break;
-            };
-            if !self.can_send(message.qos) {
-                break;
-            }
-            let Some((message, token)) = self.publish_queue.pop_front() else {
-                break;
-            };
-            let result = match self.check_publish(&message) {
-                Ok(()) => self.send_publish(message, token),
-                Err(e) => Err((e, message, token)),
-            };
-            if let Err((error, message, token)) = result {
-                self.events.push_back(ClientEvent::Abandoned {
-                    token,
-                    cause: AbandonCause::Refused(error),
-                    message: Some(message),
-                });
-            }
-        }
-    }
-
-    fn send_ack(outbox: &mut Outbox, ack: AckToSend) {
-        let packet = match ack {
-            AckToSend::PubAck(id, code) => Packet::PubAck(PubResponse {
-                reason_code: code,
-                ..PubResponse::new(id)
-            }),
-            AckToSend::PubRec(id, code) => Packet::PubRec(PubResponse {
-                reason_code: code,
-                ..PubResponse::new(id)
-            }),
-        };
-        let result = outbox.push(&packet);
-        debug_assert!(result.is_ok());
-    }
-
-    fn release_acks(&mut self) {
-        let outbox = &mut self.outbox;
-        self.inbound.release(&mut |ack| Self::send_ack(outbox, ack));
+        self.flows
+            .pump(&mut self.link, &self.requests, &mut self.events);
     }
 
     // ----- internals: receiving -----
@@ -826,6 +609,7 @@ impl<T> ClientSession<T> {
             }
             (_, Packet::Auth(auth)) => self.on_auth(auth),
             (ConnectionState::Connected, packet) => self.on_connected_packet(packet),
+            // [MQTT-3.2.0-1]: the server's first packet is CONNACK.
             (_, packet) => Err(ProtocolViolation::UnexpectedPacket(packet.packet_type())),
         };
         if let Err(violation) = result {
@@ -837,32 +621,17 @@ impl<T> ClientSession<T> {
     }
 
     fn on_connected_packet(&mut self, packet: Packet) -> Result<(), ProtocolViolation> {
+        if self
+            .flows
+            .on_response(&mut self.link, &packet, &mut self.events)?
+        {
+            self.pump();
+            return Ok(());
+        }
         match packet {
-            Packet::Publish(publish) => self.on_publish(publish)?,
-            Packet::PubAck(r) => {
-                let outcome = self.inflight.on_puback(r.packet_id, r.reason_code)?;
-                self.complete(outcome, r.packet_id, r.properties);
-            }
-            Packet::PubRec(r) => {
-                let outcome = self.inflight.on_pubrec(r.packet_id, r.reason_code)?;
-                self.complete(outcome, r.packet_id, r.properties);
-            }
-            Packet::PubRel(r) => {
-                let known = self.inbound.on_pubrel(r.packet_id)?;
-                // [MQTT-4.3.3-11]: answer with PUBCOMP; in MQTT 5 an unknown id gets 0x92.
-                let code = if known {
-                    ReasonCode::Success
-                } else {
-                    ReasonCode::PacketIdentifierNotFound
-                };
-                self.push(&Packet::PubComp(PubResponse {
-                    reason_code: code,
-                    ..PubResponse::new(r.packet_id)
-                }));
-            }
-            Packet::PubComp(r) => {
-                let outcome = self.inflight.on_pubcomp(r.packet_id, r.reason_code)?;
-                self.complete(outcome, r.packet_id, r.properties);
+            Packet::Publish(publish) => {
+                self.flows
+                    .on_publish(&mut self.link, publish, &mut self.events)?
             }
             Packet::SubAck(suback) => self.on_suback(suback)?,
             Packet::UnsubAck(unsuback) => self.on_unsuback(unsuback)?,
@@ -876,20 +645,6 @@ impl<T> ClientSession<T> {
         Ok(())
     }
 
-    fn complete(&mut self, outcome: AckOutcome<T>, id: PacketId, properties: AckProperties) {
-        match outcome {
-            AckOutcome::Completed(token, reason_code) => {
-                self.events.push_back(ClientEvent::Published {
-                    token,
-                    reason_code,
-                    properties,
-                });
-            }
-            // [MQTT-4.3.3-4]: PUBREC accepted, release with PUBREL.
-            AckOutcome::SendPubRel => self.push(&Packet::PubRel(PubResponse::new(id))),
-        }
-    }
-
     fn on_connack(&mut self, now: Instant, connack: ConnAck) {
         if connack.reason_code.is_error() {
             self.close(
@@ -898,7 +653,7 @@ impl<T> ClientSession<T> {
             );
             return;
         }
-        // [MQTT-3.2.2-2] (3.1.1) / [MQTT-3.2.2-2] (5.0): a clean start never resumes a session.
+        // [MQTT-3.2.2-2]: a clean start never resumes a session.
         if self.clean_start && connack.session_present {
             let v = ProtocolViolation::UnexpectedPacket(mqtt_proto::PacketType::ConnAck);
             self.fail(v.reason_code(), CloseReason::ProtocolViolation(v));
@@ -911,103 +666,35 @@ impl<T> ClientSession<T> {
         };
         let keep_alive_secs = match connack.properties.server_keep_alive {
             // [MQTT-3.1.2-21]: the server's keep alive replaces ours.
-            Some(secs) => secs,
-            None => self.keep_alive_requested,
+            Some(secs) if self.version().is_v5() => secs,
+            _ => self.keep_alive_requested,
         };
         self.keep_alive.start(now, keep_alive_secs);
-        self.outbound_aliases.reset(
+        let link = &mut self.link;
+        link.peer = self.limits.peer();
+        link.outbound_aliases.reset(
             self.config.auto_topic_alias,
             self.limits.topic_alias_maximum,
         );
+        link.open = true;
         self.state = ConnectionState::Connected;
         if connack.session_present {
-            self.resend();
+            self.flows.resend(&mut self.link);
         } else {
-            self.discard_session();
+            self.flows.discard(&mut self.events);
         }
         self.events
             .push_back(ClientEvent::Connected(Box::new(connack)));
-        self.release_acks();
+        self.flows.release_acks(&mut self.link);
         self.pump();
-    }
-
-    /// Re-sends unacknowledged PUBLISHes (DUP set, same identifiers) and PUBRELs in their
-    /// original order ([MQTT-4.4.0-1], [MQTT-4.6.0-1]).
-    fn resend(&mut self) {
-        for id in self.inflight.resend_order() {
-            let Some(flow) = self.inflight.get(id) else {
-                continue;
-            };
-            let packet = match flow.stage {
-                crate::shared::inflight::Stage::AwaitingPubComp => {
-                    Packet::PubRel(PubResponse::new(id))
-                }
-                _ => {
-                    let mut publish = flow.publish.clone();
-                    publish.dup = true;
-                    Packet::Publish(publish)
-                }
-            };
-            self.push(&packet);
-        }
-    }
-
-    /// The server has no session: abandon what can no longer complete and start afresh.
-    fn discard_session(&mut self) {
-        for flow in self.inflight.take_all() {
-            self.events.push_back(ClientEvent::Abandoned {
-                token: flow.token,
-                cause: AbandonCause::SessionLost,
-                message: Some(Message::from_publish(flow.publish)),
-            });
-        }
-        self.inbound.reset();
-        self.ids.reset();
-    }
-
-    fn on_publish(&mut self, mut publish: Publish) -> Result<(), ProtocolViolation> {
-        if self.version().is_v5() {
-            self.inbound_aliases.resolve(&mut publish)?;
-        }
-        let Some(id) = publish.qos_pid.packet_id() else {
-            self.events
-                .push_back(ClientEvent::Message { publish, ack: None });
-            return Ok(());
-        };
-        let manual = self.config.ack_mode == AckMode::Manual;
-        let outbox = &mut self.outbox;
-        let arrival = self.inbound.on_publish(
-            id,
-            publish.qos_pid.qos(),
-            self.receive_maximum,
-            manual,
-            &mut |ack| Self::send_ack(outbox, ack),
-        )?;
-        match arrival {
-            Arrival::Deliver(ack) => self.events.push_back(ClientEvent::Message { publish, ack }),
-            Arrival::Duplicate {
-                resend_pubrec: true,
-            } => {
-                self.push(&Packet::PubRec(PubResponse::new(id)));
-            }
-            Arrival::Duplicate {
-                resend_pubrec: false,
-            } => {}
-        }
-        Ok(())
     }
 
     fn on_suback(&mut self, suback: SubAck) -> Result<(), ProtocolViolation> {
         let id = suback.packet_id;
-        match self.requests.get(&id) {
-            Some(PendingRequest {
-                kind: RequestKind::Subscribe(n),
-                ..
-            }) if *n == suback.reason_codes.len() => {}
-            Some(PendingRequest {
-                kind: RequestKind::Subscribe(_),
-                ..
-            }) => return Err(ProtocolViolation::AckCountMismatch),
+        match self.requests.0.get(&id).map(|r| &r.kind) {
+            // [MQTT-3.9.3-1]: one code per filter, in order.
+            Some(RequestKind::Subscribe(n)) if *n == suback.reason_codes.len() => {}
+            Some(RequestKind::Subscribe(_)) => return Err(ProtocolViolation::AckCountMismatch),
             _ => {
                 return Err(ProtocolViolation::UnexpectedAck(
                     mqtt_proto::PacketType::SubAck,
@@ -1015,7 +702,7 @@ impl<T> ClientSession<T> {
                 ))
             }
         }
-        if let Some(request) = self.requests.remove(&id) {
+        if let Some(request) = self.requests.0.remove(&id) {
             self.events.push_back(ClientEvent::Subscribed {
                 token: request.token,
                 suback,
@@ -1027,15 +714,10 @@ impl<T> ClientSession<T> {
     fn on_unsuback(&mut self, unsuback: UnsubAck) -> Result<(), ProtocolViolation> {
         let id = unsuback.packet_id;
         let v5 = self.version().is_v5();
-        match self.requests.get(&id) {
-            Some(PendingRequest {
-                kind: RequestKind::Unsubscribe(n),
-                ..
-            }) if !v5 || *n == unsuback.reason_codes.len() => {}
-            Some(PendingRequest {
-                kind: RequestKind::Unsubscribe(_),
-                ..
-            }) => return Err(ProtocolViolation::AckCountMismatch),
+        match self.requests.0.get(&id).map(|r| &r.kind) {
+            // [MQTT-3.11.3-1] (5.0): one code per filter, in order.
+            Some(RequestKind::Unsubscribe(n)) if !v5 || *n == unsuback.reason_codes.len() => {}
+            Some(RequestKind::Unsubscribe(_)) => return Err(ProtocolViolation::AckCountMismatch),
             _ => {
                 return Err(ProtocolViolation::UnexpectedAck(
                     mqtt_proto::PacketType::UnsubAck,
@@ -1043,7 +725,7 @@ impl<T> ClientSession<T> {
                 ))
             }
         }
-        if let Some(request) = self.requests.remove(&id) {
+        if let Some(request) = self.requests.0.remove(&id) {
             self.events.push_back(ClientEvent::Unsubscribed {
                 token: request.token,
                 unsuback,
@@ -1074,7 +756,7 @@ impl<T> ClientSession<T> {
             } else {
                 ReasonCode::UnspecifiedError
             };
-            self.push(&Packet::Disconnect(Disconnect::new(code)));
+            self.link.push(&Packet::Disconnect(Disconnect::new(code)));
         }
         self.close(Initiator::Session, reason);
     }
@@ -1082,8 +764,9 @@ impl<T> ClientSession<T> {
     /// Ends the connection: per-connection state goes, session state stays.
     fn close(&mut self, initiator: Initiator, reason: CloseReason) {
         self.state = ConnectionState::Disconnected;
-        self.keep_alive.interval = None;
-        let requests = core::mem::take(&mut self.requests);
+        self.link.open = false;
+        self.keep_alive.stop();
+        let requests = core::mem::take(&mut self.requests.0);
         for (_, request) in requests {
             self.events.push_back(ClientEvent::Abandoned {
                 token: request.token,
@@ -1094,19 +777,6 @@ impl<T> ClientSession<T> {
         self.events
             .push_back(ClientEvent::Closed { initiator, reason });
     }
-}
-
-/// Encoded size of the PUBLISH that would carry `message` (with the largest packet id).
-fn publish_size(message: &Message, version: ProtocolVersion) -> Result<usize, CommandError> {
-    let publish = Publish {
-        dup: false,
-        qos_pid: mqtt_proto::QosPid::new(message.qos, PacketId::MAX),
-        retain: message.retain,
-        topic: message.topic.clone(),
-        properties: message.properties.clone(),
-        payload: message.payload.clone(),
-    };
-    Ok(Packet::Publish(publish).encoded_len(version)?)
 }
 
 /// A SUBSCRIBE or UNSUBSCRIBE request, turned into its packet once it has an identifier.

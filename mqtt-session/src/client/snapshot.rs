@@ -40,8 +40,9 @@ impl<T> ClientSession<T> {
     /// Copies the durable state out of the session.
     pub fn snapshot(&self) -> ClientSnapshot {
         ClientSnapshot {
-            next_packet_id: self.ids.peek(),
+            next_packet_id: self.flows.ids.peek(),
             outbound: self
+                .flows
                 .inflight
                 .iter_in_order()
                 .map(|flow| OutboundFlowSnapshot {
@@ -49,7 +50,7 @@ impl<T> ClientSession<T> {
                     stage: flow.stage,
                 })
                 .collect(),
-            inbound_awaiting_pubrel: self.inbound.awaiting_pubrel().collect(),
+            inbound_awaiting_pubrel: self.flows.inbound.awaiting_pubrel().collect(),
         }
     }
 
@@ -62,13 +63,13 @@ impl<T> ClientSession<T> {
         mut token: impl FnMut(&Publish) -> T,
     ) -> Self {
         let mut session = Self::new(config);
-        session.ids = PacketIdAllocator::starting_at(snapshot.next_packet_id);
+        session.flows.ids = PacketIdAllocator::starting_at(snapshot.next_packet_id);
         for flow in snapshot.outbound {
             let t = token(&flow.publish);
-            session.inflight.restore(flow.publish, t, flow.stage);
+            session.flows.inflight.restore(flow.publish, t, flow.stage);
         }
         for id in snapshot.inbound_awaiting_pubrel {
-            session.inbound.restore_awaiting_pubrel(id);
+            session.flows.inbound.restore_awaiting_pubrel(id);
         }
         session
     }

@@ -3,6 +3,7 @@
 //! de-duplication, and topic aliases. The client and server sessions compose these; nothing
 //! here knows which role it serves.
 
+pub(crate) mod flows;
 pub(crate) mod inbound;
 pub(crate) mod inflight;
 pub(crate) mod outbox;

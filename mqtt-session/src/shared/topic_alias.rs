@@ -60,6 +60,11 @@ impl OutboundAliases {
         self.map.clear();
     }
 
+    /// Whether aliases are assigned on this connection.
+    pub(crate) fn is_active(&self) -> bool {
+        self.enabled && self.max > 0
+    }
+
     /// Rewrites `publish` to use an alias: the first PUBLISH to a topic carries the topic and
     /// the new alias, later ones an empty topic and the alias. Topics beyond the peer's maximum
     /// go out unchanged. Returns whether the PUBLISH was changed.

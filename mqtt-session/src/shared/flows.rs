@@ -1,0 +1,521 @@
+//! The publish flows of one session in both directions, written once for both roles.
+//!
+//! [`Flows`] is the durable part (what a session remembers across connections): packet
+//! identifiers, outbound QoS 1/2 flows, the queue of publishes waiting for the window, and
+//! inbound acknowledgement state. [`Link`] is the per-connection part: the transmit buffer,
+//! the decoder, topic aliases and the peer's limits. The client and server sessions own one of
+//! each and call into them; the flow logic (window, quotas, acks, de-duplication, re-send)
+//! lives only here.
+
+use alloc::collections::VecDeque;
+
+use mqtt_proto::{
+    AckProperties, Decoder, Packet, PacketId, ProtocolVersion, PubResponse, Publish, QoS, QosPid,
+    ReasonCode, PROTOCOL_MAX_PACKET_SIZE,
+};
+
+use super::inbound::{AckToSend, Arrival, Inbound, InboundId};
+use super::inflight::{AckOutcome, InFlight, Stage};
+use super::outbox::Outbox;
+use super::packet_ids::PacketIdAllocator;
+use super::topic_alias::{InboundAliases, OutboundAliases};
+use crate::error::{CommandError, ProtocolViolation, Rejected};
+use crate::message::Message;
+
+/// Why an operation ended without an answer from the peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AbandonCause {
+    /// The session ended (the peer has no session for us, or a clean start discarded it):
+    /// in-flight publishes can no longer complete.
+    SessionLost,
+    /// The connection ended before the peer answered a request that is not re-sent on
+    /// reconnect (SUBSCRIBE, UNSUBSCRIBE): make it again.
+    ConnectionLost,
+    /// A queued operation turned out to be impossible once the peer's limits were known.
+    Refused(CommandError),
+}
+
+/// What the publish flows report; each role turns these into its own event type.
+#[derive(Debug)]
+pub(crate) enum FlowEvent<T> {
+    Message {
+        publish: Publish,
+        ack: Option<InboundId>,
+    },
+    Published {
+        token: T,
+        reason_code: ReasonCode,
+        properties: AckProperties,
+    },
+    Abandoned {
+        token: T,
+        cause: AbandonCause,
+        message: Option<Message>,
+    },
+}
+
+/// What the peer accepts from us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PeerLimits {
+    pub(crate) receive_maximum: u16,
+    pub(crate) maximum_qos: QoS,
+    pub(crate) retain_available: bool,
+    pub(crate) maximum_packet_size: u32,
+    pub(crate) topic_alias_maximum: u16,
+}
+
+impl Default for PeerLimits {
+    fn default() -> Self {
+        Self {
+            receive_maximum: u16::MAX,
+            maximum_qos: QoS::ExactlyOnce,
+            retain_available: true,
+            maximum_packet_size: PROTOCOL_MAX_PACKET_SIZE,
+            topic_alias_maximum: 0,
+        }
+    }
+}
+
+/// One network connection's protocol state.
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub(crate) outbox: Outbox,
+    pub(crate) decoder: Decoder,
+    pub(crate) inbound_aliases: InboundAliases,
+    pub(crate) outbound_aliases: OutboundAliases,
+    pub(crate) peer: PeerLimits,
+    /// Our Receive Maximum for this connection.
+    pub(crate) receive_maximum: u16,
+    /// Our own cap on outbound QoS 1/2 in flight.
+    pub(crate) max_inflight: u16,
+    pub(crate) manual_acks: bool,
+    /// Whether publishes may be sent (the connection is established).
+    pub(crate) open: bool,
+}
+
+impl Link {
+    pub(crate) fn new(max_packet_size: u32) -> Self {
+        Self {
+            outbox: Outbox::default(),
+            decoder: Decoder::new(ProtocolVersion::V3_1_1).with_max_packet_size(max_packet_size),
+            inbound_aliases: InboundAliases::default(),
+            outbound_aliases: OutboundAliases::default(),
+            peer: PeerLimits::default(),
+            receive_maximum: u16::MAX,
+            max_inflight: u16::MAX,
+            manual_acks: false,
+            open: false,
+        }
+    }
+
+    pub(crate) fn version(&self) -> ProtocolVersion {
+        self.outbox.version()
+    }
+
+    /// Switches both directions to `version`.
+    pub(crate) fn set_version(&mut self, version: ProtocolVersion) {
+        self.outbox.set_version(version);
+        self.decoder.set_version(version);
+    }
+
+    /// Encodes a packet the session built itself (valid by construction).
+    pub(crate) fn push(&mut self, packet: &Packet) {
+        let result = self.outbox.push(packet);
+        debug_assert!(
+            result.is_ok(),
+            "session built an unencodable packet: {result:?}"
+        );
+    }
+
+    fn window(&self) -> usize {
+        usize::from(self.max_inflight.min(self.peer.receive_maximum)).max(1)
+    }
+
+    fn send_ack(outbox: &mut Outbox, ack: AckToSend) {
+        let (id, code, rec) = match ack {
+            AckToSend::PubAck(id, code) => (id, code, false),
+            AckToSend::PubRec(id, code) => (id, code, true),
+        };
+        let response = PubResponse {
+            reason_code: code,
+            ..PubResponse::new(id)
+        };
+        let packet = if rec {
+            Packet::PubRec(response)
+        } else {
+            Packet::PubAck(response)
+        };
+        let result = outbox.push(&packet);
+        debug_assert!(result.is_ok());
+    }
+
+    /// Encodes a PUBLISH, through an automatic topic alias when enabled.
+    fn encode_publish(&mut self, publish: &Publish) -> Result<(), mqtt_proto::EncodeError> {
+        if self.outbound_aliases.is_active() {
+            let mut aliased = publish.clone();
+            if self.outbound_aliases.apply(&mut aliased) {
+                return self.outbox.push_publish(&aliased);
+            }
+        }
+        self.outbox.push_publish(publish)
+    }
+}
+
+/// The durable publish state of a session.
+#[derive(Debug)]
+pub(crate) struct Flows<T> {
+    pub(crate) ids: PacketIdAllocator,
+    pub(crate) inflight: InFlight<T>,
+    pub(crate) queue: VecDeque<(Message, T)>,
+    pub(crate) inbound: Inbound,
+}
+
+impl<T> Default for Flows<T> {
+    fn default() -> Self {
+        Self {
+            ids: PacketIdAllocator::default(),
+            inflight: InFlight::default(),
+            queue: VecDeque::new(),
+            inbound: Inbound::default(),
+        }
+    }
+}
+
+/// Identifiers in use outside the publish flows (the client's pending SUBSCRIBEs).
+pub(crate) trait OtherIds {
+    fn count(&self) -> usize;
+    fn contains(&self, id: PacketId) -> bool;
+}
+
+impl OtherIds for () {
+    fn count(&self) -> usize {
+        0
+    }
+    fn contains(&self, _: PacketId) -> bool {
+        false
+    }
+}
+
+impl<T> Flows<T> {
+    /// A free packet identifier, or `None` when all 65,535 are taken.
+    pub(crate) fn allocate_id(&mut self, other: &impl OtherIds) -> Option<PacketId> {
+        let inflight = &self.inflight;
+        self.ids.allocate(inflight.len() + other.count(), |id| {
+            inflight.contains(id) || other.contains(id)
+        })
+    }
+
+    fn can_send(&self, link: &Link, qos: QoS, other: &impl OtherIds) -> bool {
+        qos == QoS::AtMostOnce
+            || (self.inflight.len() < link.window()
+                && self.inflight.len() + other.count() < usize::from(u16::MAX))
+    }
+
+    /// Checks `message` against the peer's limits (only meaningful once they are known).
+    pub(crate) fn check_publish(link: &Link, message: &Message) -> Result<(), CommandError> {
+        if message.topic.is_empty() && message.properties.topic_alias.is_none() {
+            return Err(CommandError::Encode(
+                mqtt_proto::EncodeError::EmptyTopicWithoutAlias,
+            ));
+        }
+        if !link.open {
+            return Ok(());
+        }
+        let peer = &link.peer;
+        if message.qos > peer.maximum_qos {
+            return Err(CommandError::QoSNotSupported);
+        }
+        if message.retain && !peer.retain_available {
+            return Err(CommandError::RetainNotSupported);
+        }
+        if let Some(alias) = message.properties.topic_alias {
+            if alias.get() > peer.topic_alias_maximum {
+                return Err(CommandError::Invalid(
+                    "topic alias above the peer's maximum",
+                ));
+            }
+        }
+        let size = publish_size(message, link.version())?;
+        if size > peer.maximum_packet_size as usize {
+            return Err(CommandError::PacketTooLarge {
+                size,
+                max: peer.maximum_packet_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// The publish command: send now if the link is open and the window has room, else queue
+    /// (bounded by `max_queued`; the transmit buffer is bounded by `max_transmit`).
+    pub(crate) fn publish<E: From<FlowEvent<T>>>(
+        &mut self,
+        link: &mut Link,
+        message: Message,
+        token: T,
+        limits: (usize, usize),
+        other: &impl OtherIds,
+        events: &mut VecDeque<E>,
+    ) -> Result<(), Rejected<Message, T>> {
+        let (max_queued, max_transmit) = limits;
+        let reject = |error, command, token| {
+            Err(Rejected {
+                error,
+                command,
+                token,
+            })
+        };
+        if let Err(error) = Self::check_publish(link, &message) {
+            return reject(error, message, token);
+        }
+        if self.queue.len() >= max_queued || link.outbox.len() >= max_transmit {
+            return reject(CommandError::QueueFull, message, token);
+        }
+        if link.open && self.queue.is_empty() && self.can_send(link, message.qos, other) {
+            return match self.send_publish(link, message, token, other, events) {
+                Ok(()) => Ok(()),
+                Err((error, command, token)) => reject(error, command, token),
+            };
+        }
+        self.queue.push_back((message, token));
+        Ok(())
+    }
+
+    /// Sends a message now; the caller checked the window.
+    #[allow(clippy::type_complexity)]
+    fn send_publish<E: From<FlowEvent<T>>>(
+        &mut self,
+        link: &mut Link,
+        message: Message,
+        token: T,
+        other: &impl OtherIds,
+        events: &mut VecDeque<E>,
+    ) -> Result<(), (CommandError, Message, T)> {
+        let qos = message.qos;
+        let id = if qos == QoS::AtMostOnce {
+            PacketId::MIN
+        } else {
+            match self.allocate_id(other) {
+                Some(id) => id,
+                None => return Err((CommandError::QueueFull, message, token)),
+            }
+        };
+        let publish = message.into_publish(id);
+        if let Err(e) = link.encode_publish(&publish) {
+            return Err((
+                CommandError::Encode(e),
+                Message::from_publish(publish),
+                token,
+            ));
+        }
+        if qos == QoS::AtMostOnce {
+            events.push_back(
+                FlowEvent::Published {
+                    token,
+                    reason_code: ReasonCode::Success,
+                    properties: AckProperties::default(),
+                }
+                .into(),
+            );
+        } else {
+            self.inflight.insert(publish, token);
+        }
+        Ok(())
+    }
+
+    /// Sends queued publishes while the window allows.
+    pub(crate) fn pump<E: From<FlowEvent<T>>>(
+        &mut self,
+        link: &mut Link,
+        other: &impl OtherIds,
+        events: &mut VecDeque<E>,
+    ) {
+        while link.open {
+            let Some((message, _)) = self.queue.front() else {
+                break;
+            };
+            if !self.can_send(link, message.qos, other) {
+                break;
+            }
+            let Some((message, token)) = self.queue.pop_front() else {
+                break;
+            };
+            let result = match Self::check_publish(link, &message) {
+                Ok(()) => self.send_publish(link, message, token, other, events),
+                Err(e) => Err((e, message, token)),
+            };
+            if let Err((error, message, token)) = result {
+                events.push_back(
+                    FlowEvent::Abandoned {
+                        token,
+                        cause: AbandonCause::Refused(error),
+                        message: Some(message),
+                    }
+                    .into(),
+                );
+            }
+        }
+    }
+
+    /// Handles PUBACK, PUBREC, PUBREL and PUBCOMP. Returns `Ok(false)` for other packets.
+    pub(crate) fn on_response<E: From<FlowEvent<T>>>(
+        &mut self,
+        link: &mut Link,
+        packet: &Packet,
+        events: &mut VecDeque<E>,
+    ) -> Result<bool, ProtocolViolation> {
+        let (outcome, r) = match packet {
+            Packet::PubAck(r) => (self.inflight.on_puback(r.packet_id, r.reason_code)?, r),
+            Packet::PubRec(r) => (self.inflight.on_pubrec(r.packet_id, r.reason_code)?, r),
+            Packet::PubComp(r) => (self.inflight.on_pubcomp(r.packet_id, r.reason_code)?, r),
+            Packet::PubRel(r) => {
+                let known = self.inbound.on_pubrel(r.packet_id)?;
+                // [MQTT-4.3.3-11]: answer with PUBCOMP; in MQTT 5 an unknown id gets 0x92.
+                let code = if known {
+                    ReasonCode::Success
+                } else {
+                    ReasonCode::PacketIdentifierNotFound
+                };
+                link.push(&Packet::PubComp(PubResponse {
+                    reason_code: code,
+                    ..PubResponse::new(r.packet_id)
+                }));
+                return Ok(true);
+            }
+            _ => return Ok(false),
+        };
+        match outcome {
+            AckOutcome::Completed(token, reason_code) => events.push_back(
+                FlowEvent::Published {
+                    token,
+                    reason_code,
+                    properties: r.properties.clone(),
+                }
+                .into(),
+            ),
+            // [MQTT-4.3.3-4]: PUBREC accepted, release with PUBREL.
+            AckOutcome::SendPubRel => link.push(&Packet::PubRel(PubResponse::new(r.packet_id))),
+        }
+        Ok(true)
+    }
+
+    /// Handles an inbound PUBLISH: resolves its topic alias, applies the ack mode and QoS 2
+    /// de-duplication, and delivers it unless it is a re-send.
+    pub(crate) fn on_publish<E: From<FlowEvent<T>>>(
+        &mut self,
+        link: &mut Link,
+        mut publish: Publish,
+        events: &mut VecDeque<E>,
+    ) -> Result<(), ProtocolViolation> {
+        if link.version().is_v5() {
+            link.inbound_aliases.resolve(&mut publish)?;
+        }
+        let Some(id) = publish.qos_pid.packet_id() else {
+            events.push_back(FlowEvent::Message { publish, ack: None }.into());
+            return Ok(());
+        };
+        let outbox = &mut link.outbox;
+        let arrival = self.inbound.on_publish(
+            id,
+            publish.qos_pid.qos(),
+            link.receive_maximum,
+            link.manual_acks,
+            &mut |ack| Link::send_ack(outbox, ack),
+        )?;
+        match arrival {
+            Arrival::Deliver(ack) => events.push_back(FlowEvent::Message { publish, ack }.into()),
+            Arrival::Duplicate {
+                resend_pubrec: true,
+            } => {
+                link.push(&Packet::PubRec(PubResponse::new(id)));
+            }
+            Arrival::Duplicate {
+                resend_pubrec: false,
+            } => {}
+        }
+        Ok(())
+    }
+
+    /// A manual acknowledgement.
+    pub(crate) fn ack(
+        &mut self,
+        link: &mut Link,
+        id: InboundId,
+        reason_code: ReasonCode,
+    ) -> Result<(), CommandError> {
+        let valid = reason_code == ReasonCode::Success
+            || (link.version().is_v5()
+                && reason_code.is_valid_for(mqtt_proto::PacketType::PubAck)
+                && reason_code.is_valid_for(mqtt_proto::PacketType::PubRec));
+        if !valid {
+            return Err(CommandError::Invalid(
+                "reason code not valid for PUBACK/PUBREC in this version",
+            ));
+        }
+        self.inbound
+            .ack(id, reason_code)
+            .map_err(|()| CommandError::UnknownAck)?;
+        if link.open {
+            self.release_acks(link);
+        }
+        Ok(())
+    }
+
+    /// Sends manual acks that are now in order.
+    pub(crate) fn release_acks(&mut self, link: &mut Link) {
+        let outbox = &mut link.outbox;
+        self.inbound.release(&mut |ack| Link::send_ack(outbox, ack));
+    }
+
+    /// Re-sends unacknowledged PUBLISHes (DUP set, same identifiers) and PUBRELs in their
+    /// original order ([MQTT-4.4.0-1], [MQTT-4.6.0-1]).
+    pub(crate) fn resend(&mut self, link: &mut Link) {
+        for id in self.inflight.resend_order() {
+            let Some(flow) = self.inflight.get(id) else {
+                continue;
+            };
+            let packet = match flow.stage {
+                Stage::AwaitingPubComp => Packet::PubRel(PubResponse::new(id)),
+                _ => {
+                    let mut publish = flow.publish.clone();
+                    publish.dup = true;
+                    Packet::Publish(publish)
+                }
+            };
+            link.push(&packet);
+        }
+    }
+
+    /// The session is gone: abandon what can no longer complete and start afresh. Queued
+    /// publishes (never sent) stay queued for the new session.
+    pub(crate) fn discard<E: From<FlowEvent<T>>>(&mut self, events: &mut VecDeque<E>) {
+        for flow in self.inflight.take_all() {
+            events.push_back(
+                FlowEvent::Abandoned {
+                    token: flow.token,
+                    cause: AbandonCause::SessionLost,
+                    message: Some(Message::from_publish(flow.publish)),
+                }
+                .into(),
+            );
+        }
+        self.inbound.reset();
+        self.ids.reset();
+    }
+}
+
+/// Encoded size of the PUBLISH that would carry `message` (with the largest packet id).
+pub(crate) fn publish_size(
+    message: &Message,
+    version: ProtocolVersion,
+) -> Result<usize, CommandError> {
+    let publish = Publish {
+        dup: false,
+        qos_pid: QosPid::new(message.qos, PacketId::MAX),
+        retain: message.retain,
+        topic: message.topic.clone(),
+        properties: message.properties.clone(),
+        payload: message.payload.clone(),
+    };
+    Ok(Packet::Publish(publish).encoded_len(version)?)
+}
