@@ -108,11 +108,16 @@ impl DecodeError {
     pub const fn reason_code(&self) -> ReasonCode {
         match self {
             Self::PacketTooLarge { .. } => ReasonCode::PacketTooLarge,
-            Self::UnsupportedProtocolVersion(_) => ReasonCode::UnsupportedProtocolVersion,
+            // [MQTT-3.1.2-1] in 5.0: a wrong Protocol Name may be answered with CONNACK 0x84.
+            Self::UnsupportedProtocolVersion(_) | Self::InvalidProtocolName => {
+                ReasonCode::UnsupportedProtocolVersion
+            }
             Self::DuplicateProperty(_)
             | Self::InvalidPropertyValue(_)
             | Self::EmptyTopicWithoutAlias
             | Self::InvalidRetainHandling
+            // 5.0 sections 3.8.3, 3.10.3: an empty (UN)SUBSCRIBE payload is a Protocol Error.
+            | Self::NoTopicFilters
             | Self::NoLocalOnSharedSubscription => ReasonCode::ProtocolError,
             Self::InvalidTopic(TopicError::InvalidSharedSubscription) => ReasonCode::ProtocolError,
             _ => ReasonCode::MalformedPacket,
@@ -124,7 +129,9 @@ impl DecodeError {
         match self {
             Self::ReservedPacketType(_) => "MQTT-2.1.2 (reserved packet types)",
             Self::InvalidFlags { .. } => "MQTT-2.1.3-1 / MQTT-2.2.2-2",
-            Self::MalformedVariableByteInteger => "MQTT-1.5.5-1",
+            Self::MalformedVariableByteInteger => {
+                "MQTT-1.5.5 (5.0) / MQTT-2.2.3 (3.1.1): at most four bytes"
+            }
             Self::PacketTooLarge { .. } => "MQTT-3.1.2-24 / MQTT-3.2.2-15",
             Self::UnexpectedEnd | Self::TrailingBytes => "MQTT-2.1.4 (remaining length)",
             Self::InvalidQoS(_) => "MQTT-3.3.1-4",
@@ -134,19 +141,25 @@ impl DecodeError {
             Self::InvalidString(_) => "MQTT-1.5.4-1 / MQTT-1.5.3-1",
             Self::InvalidTopic(TopicError::WildcardInName) => "MQTT-3.3.2-2",
             Self::InvalidTopic(TopicError::Empty) => "MQTT-4.7.3-1",
-            Self::InvalidTopic(TopicError::MisplacedMultiLevelWildcard) => "MQTT-4.7.1-2",
-            Self::InvalidTopic(TopicError::MisplacedSingleLevelWildcard) => "MQTT-4.7.1-3",
-            Self::InvalidTopic(TopicError::InvalidSharedSubscription) => "MQTT-4.8.2-1",
+            Self::InvalidTopic(TopicError::MisplacedMultiLevelWildcard) => {
+                "MQTT-4.7.1-1 (5.0) / MQTT-4.7.1-2 (3.1.1)"
+            }
+            Self::InvalidTopic(TopicError::MisplacedSingleLevelWildcard) => {
+                "MQTT-4.7.1-2 (5.0) / MQTT-4.7.1-3 (3.1.1)"
+            }
+            Self::InvalidTopic(TopicError::InvalidSharedSubscription) => {
+                "MQTT-4.8.2-1 / MQTT-4.8.2-2"
+            }
             Self::InvalidTopic(TopicError::String(_)) => "MQTT-1.5.4-1",
-            Self::EmptyTopicWithoutAlias => "MQTT-3.3.2-1 / MQTT-3.3.4-? (topic alias)",
+            Self::EmptyTopicWithoutAlias => "MQTT-3.3.2-1 / section 3.3.2.3.4 of 5.0 (topic alias)",
             Self::InvalidProtocolName => "MQTT-3.1.2-1",
             Self::UnsupportedProtocolVersion(_) => "MQTT-3.1.2-2",
             Self::ConnectReservedFlag => "MQTT-3.1.2-3",
             Self::WillFlagsWithoutWill => "MQTT-3.1.2-11 / MQTT-3.1.2-13 / MQTT-3.1.2-15",
             Self::PasswordWithoutUsername => "MQTT-3.1.2-22",
             Self::ConnAckReservedFlags => "MQTT-3.2.2-1",
-            Self::NoTopicFilters => "MQTT-3.8.3-3 / MQTT-3.10.3-2",
-            Self::InvalidSubscriptionOptions(_) => "MQTT-3.8.3-5 / MQTT-3.8.3-4",
+            Self::NoTopicFilters => "MQTT-3.8.3-2 (5.0) / MQTT-3.8.3-3 (3.1.1) / MQTT-3.10.3-2",
+            Self::InvalidSubscriptionOptions(_) => "MQTT-3.8.3-5 (5.0) / MQTT-3.8.3-4 (3.1.1)",
             Self::InvalidRetainHandling => "MQTT-3.8.3.1 (retain handling 3)",
             Self::NoLocalOnSharedSubscription => "MQTT-3.8.3-4",
             Self::InvalidReasonCode { .. } => "MQTT-2.4 (reason codes per packet)",
