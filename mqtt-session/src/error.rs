@@ -135,8 +135,10 @@ pub enum CloseReason {
     Malformed(DecodeError),
     /// The peer sent a valid packet that breaks the protocol.
     ProtocolViolation(ProtocolViolation),
-    /// No CONNACK arrived in time.
+    /// No CONNACK arrived in time (client).
     ConnAckTimeout,
+    /// No CONNECT arrived in time (server).
+    ConnectTimeout,
     /// The peer did not answer within the keep-alive rules ([MQTT-3.1.2-22] and section 4 of
     /// the keep-alive rules: one and a half keep-alive periods).
     KeepAliveTimeout,
@@ -162,6 +164,7 @@ impl fmt::Display for CloseReason {
             Self::Malformed(e) => write!(f, "malformed packet: {e}"),
             Self::ProtocolViolation(v) => write!(f, "protocol violation: {v}"),
             Self::ConnAckTimeout => f.write_str("no CONNACK in time"),
+            Self::ConnectTimeout => f.write_str("no CONNECT in time"),
             Self::KeepAliveTimeout => f.write_str("keep alive timeout"),
             Self::TransportClosed => f.write_str("transport closed"),
         }
@@ -188,8 +191,15 @@ pub enum ProtocolViolation {
     /// A SUBACK or UNSUBACK whose number of codes differs from the filters asked for
     /// ([MQTT-3.9.3-1], [MQTT-3.11.3-1]).
     AckCountMismatch,
-    /// A PUBLISH at a QoS above the Maximum QoS this side announced.
+    /// A PUBLISH at a QoS above the Maximum QoS this side announced ([MQTT-3.2.2-11]).
     QoSNotSupported,
+    /// A retained PUBLISH although this side announced Retain Available 0 ([MQTT-3.2.2-14]).
+    RetainNotSupported,
+    /// A CONNECT after the first one ([MQTT-3.1.0-2]), or a packet before CONNECT.
+    SecondConnect,
+    /// A DISCONNECT that sets a Session Expiry Interval after CONNECT set 0
+    /// ([MQTT-3.14.2-2]).
+    SessionExpiryAfterZero,
     /// The peer exceeded our Maximum Packet Size.
     PacketTooLarge,
     /// An AUTH, or an Authentication Method, that does not fit the exchange in progress.
@@ -203,6 +213,7 @@ impl ProtocolViolation {
             Self::ReceiveMaximumExceeded => ReasonCode::ReceiveMaximumExceeded,
             Self::TopicAliasInvalid => ReasonCode::TopicAliasInvalid,
             Self::QoSNotSupported => ReasonCode::QoSNotSupported,
+            Self::RetainNotSupported => ReasonCode::RetainNotSupported,
             Self::PacketTooLarge => ReasonCode::PacketTooLarge,
             Self::BadAuthentication => ReasonCode::BadAuthenticationMethod,
             _ => ReasonCode::ProtocolError,
@@ -220,6 +231,11 @@ impl fmt::Display for ProtocolViolation {
             Self::UnknownTopicAlias => f.write_str("unknown topic alias"),
             Self::AckCountMismatch => f.write_str("acknowledgement code count mismatch"),
             Self::QoSNotSupported => f.write_str("QoS above the announced maximum"),
+            Self::RetainNotSupported => f.write_str("retain is not available"),
+            Self::SecondConnect => f.write_str("second CONNECT"),
+            Self::SessionExpiryAfterZero => {
+                f.write_str("session expiry set on DISCONNECT after CONNECT set 0")
+            }
             Self::PacketTooLarge => f.write_str("packet too large"),
             Self::BadAuthentication => f.write_str("bad authentication exchange"),
         }

@@ -64,6 +64,7 @@ extern crate alloc;
 mod client;
 mod error;
 mod message;
+mod server;
 mod shared;
 mod time;
 
@@ -73,5 +74,8 @@ pub use client::{
 };
 pub use error::{CloseReason, CommandError, Initiator, ProtocolViolation, Rejected};
 pub use message::{Message, SubscribeRequest, UnsubscribeRequest};
+pub use server::{
+    ServerConfig, ServerEvent, ServerSession, ServerState, SessionExpiry, SessionState,
+};
 pub use shared::inbound::InboundId;
 pub use time::Instant;

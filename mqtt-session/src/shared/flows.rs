@@ -502,6 +502,21 @@ impl<T> Flows<T> {
         self.inbound.reset();
         self.ids.reset();
     }
+
+    /// Abandons queued publishes too (the session will never be resumed).
+    pub(crate) fn discard_all<E: From<FlowEvent<T>>>(&mut self, events: &mut VecDeque<E>) {
+        self.discard(events);
+        for (message, token) in self.queue.drain(..) {
+            events.push_back(
+                FlowEvent::Abandoned {
+                    token,
+                    cause: AbandonCause::SessionLost,
+                    message: Some(message),
+                }
+                .into(),
+            );
+        }
+    }
 }
 
 /// Encoded size of the PUBLISH that would carry `message` (with the largest packet id).

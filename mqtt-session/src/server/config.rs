@@ -1,0 +1,69 @@
+//! [`ServerConfig`]: the server session's limits and behaviour.
+
+use core::time::Duration;
+
+use mqtt_proto::QoS;
+
+use crate::client::AckMode;
+
+/// Limits and behaviour of a [`ServerSession`](crate::ServerSession). Every queue and table it
+/// keeps is bounded by one of these numbers. The MQTT 5 limits are announced to the client in
+/// CONNACK (unless the application sets them itself when it accepts) and enforced on input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Automatic or manual acknowledgement of inbound messages.
+    pub ack_mode: AckMode,
+    /// Our Receive Maximum: inbound QoS 1 and 2 messages unfinished at once; exceeding it is a
+    /// protocol error (0x93).
+    pub receive_maximum: u16,
+    /// Largest inbound packet, in bytes; refused from its fixed header.
+    pub max_packet_size: u32,
+    /// Topic aliases the client may use towards us (MQTT 5).
+    pub topic_alias_maximum: u16,
+    /// Highest QoS the server accepts in PUBLISH; a higher one is a protocol error (0x9B).
+    pub maximum_qos: QoS,
+    /// Whether RETAIN may be set; a retained PUBLISH otherwise is a protocol error (0x9A).
+    pub retain_available: bool,
+    /// Assign topic aliases to PUBLISHes sent to the client, within its Topic Alias Maximum.
+    pub auto_topic_alias: bool,
+    /// Our own cap on outbound QoS 1 and 2 in flight (the window is the smaller of this and the
+    /// client's Receive Maximum).
+    pub max_inflight: u16,
+    /// Outbound publishes waiting for the window or for the client to come back.
+    pub max_queued: usize,
+    /// Encoded bytes waiting for `poll_transmit` beyond which `publish` refuses.
+    pub max_transmit_buffer: usize,
+    /// SUBSCRIBE and UNSUBSCRIBE requests the application has not answered yet; beyond this the
+    /// session stops reading input until it answers some (back-pressure).
+    pub max_pending_requests: usize,
+    /// How long a new connection may take to send CONNECT.
+    pub connect_timeout: Duration,
+    /// Which protocol levels are accepted; others get CONNACK 0x01 (3.1.x) or 0x84 (5.0).
+    pub accept_v3_1: bool,
+    /// Accept MQTT 3.1.1.
+    pub accept_v3_1_1: bool,
+    /// Accept MQTT 5.0.
+    pub accept_v5: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            ack_mode: AckMode::Automatic,
+            receive_maximum: 1024,
+            max_packet_size: 1024 * 1024,
+            topic_alias_maximum: 16,
+            maximum_qos: QoS::ExactlyOnce,
+            retain_available: true,
+            auto_topic_alias: false,
+            max_inflight: 1024,
+            max_queued: 4096,
+            max_transmit_buffer: 4 * 1024 * 1024,
+            max_pending_requests: 64,
+            connect_timeout: Duration::from_secs(10),
+            accept_v3_1: true,
+            accept_v3_1_1: true,
+            accept_v5: true,
+        }
+    }
+}

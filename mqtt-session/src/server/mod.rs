@@ -1,0 +1,808 @@
+//! [`ServerSession`]: the server side of one MQTT connection as a pure state machine, for
+//! people who write their own MQTT server (and for the broker core built on it).
+
+mod config;
+mod event;
+mod session_state;
+
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
+use core::num::{NonZeroU16, NonZeroU32};
+use core::time::Duration;
+
+use bytes::BytesMut;
+use mqtt_proto::{
+    AckProperties, Auth, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect, MqttString,
+    Packet, PacketId, PacketType, ProtocolVersion, QoS, ReasonCode, SubAck, UnsubAck, Will,
+    PROTOCOL_MAX_PACKET_SIZE,
+};
+
+pub use config::ServerConfig;
+pub use event::ServerEvent;
+pub use session_state::{SessionExpiry, SessionState};
+
+use crate::client::AckMode;
+use crate::error::{CloseReason, CommandError, Initiator, ProtocolViolation, Rejected};
+use crate::message::Message;
+use crate::shared::flows::{Flows, Link, PeerLimits};
+use crate::shared::inbound::InboundId;
+use crate::time::Instant;
+
+/// Packets a client may send between CONNECT and the application's answer; more are left in
+/// the caller's buffer until the answer.
+const MAX_HELD_PACKETS: usize = 16;
+
+/// Where the connection stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerState {
+    /// Waiting for the client's CONNECT.
+    AwaitingConnect,
+    /// CONNECT received; waiting for the application to `accept` or `reject`.
+    Deciding,
+    /// CONNACK sent with Success.
+    Connected,
+    /// The connection is over.
+    Closed,
+}
+
+/// The server side of one MQTT connection (3.1, 3.1.1 or 5.0), with no I/O and no clock.
+///
+/// Create one per accepted transport. The first packet must be CONNECT; the session reports
+/// it as [`ServerEvent::Connect`] and the application answers with
+/// [`accept`](Self::accept) (optionally resuming a [`SessionState`] detached from an earlier
+/// connection of the same client) or [`reject`](Self::reject). After the connection closes,
+/// [`detach`](Self::detach) takes the durable session state out, to be handed to the next
+/// connection of the same client.
+///
+/// The same drain rule as the client applies: after every input and command, drain
+/// [`poll_transmit`](Self::poll_transmit), then [`poll_event`](Self::poll_event), then read
+/// [`poll_timeout`](Self::poll_timeout). When `Closed` appears, write out what is left to
+/// transmit and close the transport.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use mqtt_proto::{ConnAckProperties, Connect, MqttString, Packet, ProtocolVersion};
+/// use mqtt_session::{Instant, ServerConfig, ServerEvent, ServerSession};
+///
+/// let now = Instant::from_millis(0);
+/// let mut server: ServerSession<()> = ServerSession::new(ServerConfig::default(), now);
+/// let mut read = BytesMut::new();
+/// Packet::from(Connect::new(ProtocolVersion::V3_1_1, MqttString::new("c1").unwrap()))
+///     .encode(ProtocolVersion::V3_1_1, &mut read)
+///     .unwrap();
+/// server.handle_read(now, &mut read);
+/// let Some(ServerEvent::Connect(connect)) = server.poll_event() else { panic!() };
+/// assert_eq!(connect.client_id.as_str(), "c1");
+/// server.accept(now, ConnAckProperties::default(), None).unwrap();
+/// let mut wire = BytesMut::new();
+/// server.poll_transmit(now, &mut wire);
+/// assert_eq!(&wire[..], [0x20, 0x02, 0x00, 0x00]); // CONNACK, no session present
+/// ```
+#[derive(Debug)]
+pub struct ServerSession<T> {
+    config: ServerConfig,
+    state: ServerState,
+    connect_deadline: Instant,
+    events: VecDeque<ServerEvent<T>>,
+    flows: Flows<T>,
+    /// Whether the connection was accepted (only then is there a session to detach).
+    accepted: bool,
+    /// Taken by `detach`.
+    detached: bool,
+    link: Link,
+    held: VecDeque<Packet>,
+    /// SUBSCRIBE / UNSUBSCRIBE waiting for the application's answer: type and filter count.
+    pending_requests: BTreeMap<PacketId, (PacketType, usize)>,
+    keep_alive: Option<Duration>,
+    last_received: Instant,
+    /// The will from CONNECT; armed (moved to `will`) once the connection is accepted.
+    offered_will: Option<Will>,
+    will: Option<Will>,
+    client_id: MqttString,
+    clean_start: bool,
+    session_expiry: SessionExpiry,
+    auth_method: Option<MqttString>,
+    /// The client asked for reason strings and user properties on acks ([MQTT-3.1.2-29]).
+    problem_information: bool,
+    response_information: bool,
+    maximum_qos: QoS,
+    retain_available: bool,
+}
+
+impl<T> ServerSession<T> {
+    /// A session for a transport accepted at `now`; CONNECT must arrive within the configured
+    /// timeout.
+    pub fn new(config: ServerConfig, now: Instant) -> Self {
+        Self {
+            link: Link::new(config.max_packet_size),
+            connect_deadline: now + config.connect_timeout,
+            maximum_qos: config.maximum_qos,
+            retain_available: config.retain_available,
+            config,
+            state: ServerState::AwaitingConnect,
+            events: VecDeque::new(),
+            flows: Flows::default(),
+            accepted: false,
+            detached: false,
+            held: VecDeque::new(),
+            pending_requests: BTreeMap::new(),
+            keep_alive: None,
+            last_received: now,
+            offered_will: None,
+            will: None,
+            client_id: MqttString::default(),
+            clean_start: true,
+            session_expiry: SessionExpiry::AtClose,
+            auth_method: None,
+            problem_information: true,
+            response_information: false,
+        }
+    }
+
+    // ----- state -----
+
+    /// Where the connection stands.
+    pub fn state(&self) -> ServerState {
+        self.state
+    }
+
+    /// The protocol version the client chose.
+    pub fn version(&self) -> ProtocolVersion {
+        self.link.version()
+    }
+
+    /// The client identifier from CONNECT (empty until it arrives).
+    pub fn client_id(&self) -> &MqttString {
+        &self.client_id
+    }
+
+    /// How long the server must keep this session after the connection ends: from CONNECT,
+    /// updated by an MQTT 5 DISCONNECT. The owner expires detached sessions by it.
+    pub fn session_expiry(&self) -> SessionExpiry {
+        self.session_expiry
+    }
+
+    /// Outbound QoS 1 and 2 publishes waiting for the client's acknowledgement.
+    pub fn inflight_len(&self) -> usize {
+        self.flows.inflight.len()
+    }
+
+    /// Outbound publishes waiting for the window.
+    pub fn queued_len(&self) -> usize {
+        self.flows.queue.len()
+    }
+
+    // ----- outputs -----
+
+    /// Appends bytes for the transport to `buf`; returns how many.
+    pub fn poll_transmit(&mut self, _now: Instant, buf: &mut BytesMut) -> usize {
+        self.link.outbox.drain_into(buf)
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<ServerEvent<T>> {
+        self.events.pop_front()
+    }
+
+    /// The earliest time at which [`handle_timeout`](Self::handle_timeout) has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            ServerState::AwaitingConnect => Some(self.connect_deadline),
+            ServerState::Connected => self.keep_alive_deadline(),
+            ServerState::Deciding | ServerState::Closed => None,
+        }
+    }
+
+    /// One and a half keep-alive periods after the last packet from the client
+    /// ([MQTT-3.1.2-24] in 3.1.1, [MQTT-3.1.2-22] in 5.0).
+    fn keep_alive_deadline(&self) -> Option<Instant> {
+        Some(self.last_received + self.keep_alive? * 3 / 2)
+    }
+
+    // ----- inputs -----
+
+    /// Consumes whole packets from the front of `buf`. Between CONNECT and the application's
+    /// answer, and while too many SUBSCRIBE/UNSUBSCRIBE requests wait for answers, it stops
+    /// early and leaves the rest in `buf` (call again after answering).
+    pub fn handle_read(&mut self, now: Instant, buf: &mut BytesMut) {
+        loop {
+            let may_read = match self.state {
+                ServerState::Closed => false,
+                ServerState::Deciding => self.held.len() < MAX_HELD_PACKETS,
+                ServerState::Connected => {
+                    self.pending_requests.len() < self.config.max_pending_requests
+                }
+                ServerState::AwaitingConnect => true,
+            };
+            if !may_read {
+                return;
+            }
+            match self.link.decoder.decode(buf) {
+                Ok(Some(packet)) => {
+                    self.last_received = now;
+                    self.handle_packet(now, packet);
+                }
+                Ok(None) => return,
+                Err(error) => {
+                    self.on_decode_error(error);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Handles expired timers. Harmless when called early or more than once.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.state {
+            ServerState::AwaitingConnect if now >= self.connect_deadline => {
+                self.close(Initiator::Session, CloseReason::ConnectTimeout);
+            }
+            ServerState::Connected if self.keep_alive_deadline().is_some_and(|t| now >= t) => {
+                self.fail(ReasonCode::KeepAliveTimeout, CloseReason::KeepAliveTimeout);
+            }
+            _ => {}
+        }
+    }
+
+    /// The transport is gone.
+    pub fn handle_closed(&mut self, _now: Instant) {
+        if self.state != ServerState::Closed {
+            self.close(Initiator::Transport, CloseReason::TransportClosed);
+        }
+    }
+
+    // ----- commands -----
+
+    /// Accepts the connection: sends CONNACK with Success.
+    ///
+    /// `properties` are the MQTT 5 CONNACK properties; limits left unset are filled from the
+    /// [`ServerConfig`] and every limit announced is enforced. For a client that sent an empty
+    /// client identifier, set `assigned_client_identifier` (MQTT 5, [MQTT-3.2.2-16]).
+    ///
+    /// `session` is the durable state of this client's previous connection, if the server kept
+    /// it. With Clean Start it is discarded (its pending publishes come back as `Abandoned`);
+    /// otherwise it is resumed: Session Present is set and unacknowledged publishes are re-sent.
+    pub fn accept(
+        &mut self,
+        now: Instant,
+        mut properties: ConnAckProperties,
+        session: Option<SessionState<T>>,
+    ) -> Result<(), CommandError> {
+        if self.state != ServerState::Deciding {
+            return Err(CommandError::Invalid(
+                "accept needs a CONNECT awaiting an answer",
+            ));
+        }
+        let v5 = self.version().is_v5();
+        let session_present = match session {
+            Some(mut previous) if self.clean_start => {
+                previous.flows.discard_all(&mut self.events);
+                false
+            }
+            Some(previous) => {
+                self.flows = previous.flows;
+                true
+            }
+            None => false,
+        };
+        let config = &self.config;
+        if v5 {
+            fill(
+                &mut properties.receive_maximum,
+                NonZeroU16::new(config.receive_maximum),
+            );
+            fill(
+                &mut properties.maximum_packet_size,
+                NonZeroU32::new(config.max_packet_size),
+            );
+            if config.topic_alias_maximum > 0 {
+                fill(
+                    &mut properties.topic_alias_maximum,
+                    Some(config.topic_alias_maximum),
+                );
+            }
+            if config.maximum_qos < QoS::ExactlyOnce {
+                fill(&mut properties.maximum_qos, Some(config.maximum_qos));
+            }
+            if !config.retain_available {
+                fill(&mut properties.retain_available, Some(false));
+            }
+            if !self.response_information {
+                // [MQTT-3.1.2-28]: only when the client asked for it.
+                properties.response_information = None;
+            }
+            self.link.receive_maximum = properties.receive_maximum.map_or(u16::MAX, |v| v.get());
+            let max_packet = properties
+                .maximum_packet_size
+                .map_or(PROTOCOL_MAX_PACKET_SIZE, |v| v.get());
+            self.link.decoder.set_max_packet_size(max_packet);
+            self.link
+                .inbound_aliases
+                .reset(properties.topic_alias_maximum.unwrap_or(0));
+            self.maximum_qos = properties.maximum_qos.unwrap_or(QoS::ExactlyOnce);
+            self.retain_available = properties.retain_available.unwrap_or(true);
+            if let Some(secs) = properties.server_keep_alive {
+                // [MQTT-3.1.2-21]: the client must use the server's value.
+                self.keep_alive = (secs > 0).then(|| Duration::from_secs(u64::from(secs)));
+            }
+        } else {
+            self.link.receive_maximum = config.receive_maximum.max(1);
+            self.maximum_qos = QoS::ExactlyOnce;
+            self.retain_available = true;
+        }
+        let connack = ConnAck {
+            session_present,
+            reason_code: ReasonCode::Success,
+            properties,
+        };
+        self.link.push(&Packet::ConnAck(Box::new(connack)));
+        self.link.open = true;
+        self.accepted = true;
+        self.state = ServerState::Connected;
+        self.last_received = now;
+        self.will = self.offered_will.take();
+        if session_present {
+            self.flows.resend(&mut self.link);
+        }
+        self.flows.release_acks(&mut self.link);
+        self.flows.pump(&mut self.link, &(), &mut self.events);
+        while let Some(packet) = self.held.pop_front() {
+            if self.state != ServerState::Connected {
+                break;
+            }
+            self.handle_packet(now, packet);
+        }
+        Ok(())
+    }
+
+    /// Refuses the connection: sends CONNACK with `reason_code` (an error code valid in
+    /// CONNACK; MQTT 3.1.x gets the nearest return code) and closes ([MQTT-3.2.2-5]).
+    pub fn reject(
+        &mut self,
+        _now: Instant,
+        reason_code: ReasonCode,
+        properties: ConnAckProperties,
+    ) -> Result<(), CommandError> {
+        if self.state != ServerState::Deciding {
+            return Err(CommandError::Invalid(
+                "reject needs a CONNECT awaiting an answer",
+            ));
+        }
+        if !reason_code.is_error() || !reason_code.is_valid_for(PacketType::ConnAck) {
+            return Err(CommandError::Invalid(
+                "reject needs an error code valid in CONNACK",
+            ));
+        }
+        self.refuse(reason_code, properties);
+        Ok(())
+    }
+
+    /// Continues an MQTT 5 enhanced authentication exchange with an AUTH packet.
+    pub fn auth(&mut self, _now: Instant, auth: Auth) -> Result<(), CommandError> {
+        if !self.version().is_v5() {
+            return Err(CommandError::RequiresV5);
+        }
+        if !matches!(self.state, ServerState::Deciding | ServerState::Connected) {
+            return Err(CommandError::NotConnected);
+        }
+        let packet = Packet::Auth(auth);
+        packet.encoded_len(self.version())?;
+        self.link.push(&packet);
+        Ok(())
+    }
+
+    /// Publishes `message` to the client; `token` comes back in `Published` or `Abandoned`.
+    /// Queued (in order, bounded) while the window is full or before the connection is
+    /// accepted. A message larger than the client's Maximum Packet Size is refused, never
+    /// sent ([MQTT-3.1.2-24]).
+    pub fn publish(
+        &mut self,
+        _now: Instant,
+        message: Message,
+        token: T,
+    ) -> Result<(), Rejected<Message, T>> {
+        if self.state == ServerState::Closed {
+            return Err(Rejected {
+                error: CommandError::NotConnected,
+                command: message,
+                token,
+            });
+        }
+        let limits = (self.config.max_queued, self.config.max_transmit_buffer);
+        self.flows.publish(
+            &mut self.link,
+            message,
+            token,
+            limits,
+            &(),
+            &mut self.events,
+        )
+    }
+
+    /// Answers a SUBSCRIBE of this connection: one code per filter, in order
+    /// ([MQTT-3.9.3-1]); in MQTT 3.1.1 failures become 0x80.
+    pub fn suback(
+        &mut self,
+        _now: Instant,
+        packet_id: PacketId,
+        reason_codes: Vec<ReasonCode>,
+        properties: AckProperties,
+    ) -> Result<(), CommandError> {
+        self.answer(PacketType::Subscribe, packet_id, reason_codes.len())?;
+        let properties = self.problem_properties(properties);
+        let packet = Packet::SubAck(SubAck {
+            packet_id,
+            reason_codes,
+            properties,
+        });
+        packet.encoded_len(self.version())?;
+        self.pending_requests.remove(&packet_id);
+        self.link.push(&packet);
+        Ok(())
+    }
+
+    /// Answers an UNSUBSCRIBE of this connection (codes are sent in MQTT 5 only).
+    pub fn unsuback(
+        &mut self,
+        _now: Instant,
+        packet_id: PacketId,
+        reason_codes: Vec<ReasonCode>,
+        properties: AckProperties,
+    ) -> Result<(), CommandError> {
+        let count = if self.version().is_v5() {
+            reason_codes.len()
+        } else {
+            self.pending_requests.get(&packet_id).map_or(0, |r| r.1)
+        };
+        self.answer(PacketType::Unsubscribe, packet_id, count)?;
+        let properties = self.problem_properties(properties);
+        let packet = Packet::UnsubAck(UnsubAck {
+            packet_id,
+            reason_codes,
+            properties,
+        });
+        packet.encoded_len(self.version())?;
+        self.pending_requests.remove(&packet_id);
+        self.link.push(&packet);
+        Ok(())
+    }
+
+    /// Acknowledges an inbound message in manual-ack mode (see
+    /// [`ClientSession::ack`](crate::ClientSession::ack)).
+    pub fn ack(
+        &mut self,
+        _now: Instant,
+        id: InboundId,
+        reason_code: ReasonCode,
+    ) -> Result<(), CommandError> {
+        self.flows.ack(&mut self.link, id, reason_code)
+    }
+
+    /// Closes the connection from the server side. MQTT 5 clients get a DISCONNECT with the
+    /// reason (for example 0x8E Session taken over, 0x8B Server shutting down, 0x98
+    /// Administrative action); MQTT 3.1.x clients just see the transport close.
+    pub fn disconnect(
+        &mut self,
+        _now: Instant,
+        disconnect: Disconnect,
+    ) -> Result<(), CommandError> {
+        if self.state == ServerState::Closed {
+            return Err(CommandError::NotConnected);
+        }
+        if disconnect.reason_code == ReasonCode::DisconnectWithWillMessage {
+            return Err(CommandError::Invalid("0x04 is for clients"));
+        }
+        let code = disconnect.reason_code;
+        if self.version().is_v5() && self.state != ServerState::AwaitingConnect {
+            let packet = Packet::Disconnect(disconnect);
+            packet.encoded_len(self.version())?;
+            self.link.push(&packet);
+        }
+        self.close(Initiator::Application, CloseReason::Disconnect(code));
+        Ok(())
+    }
+
+    /// Takes the durable session state out of a closed connection, to resume it on the
+    /// client's next connection. `None` before the close, after an earlier `detach`, or when
+    /// the connection was never accepted.
+    pub fn detach(&mut self) -> Option<SessionState<T>> {
+        if self.state != ServerState::Closed || self.detached || !self.accepted {
+            return None;
+        }
+        self.detached = true;
+        Some(SessionState {
+            flows: core::mem::take(&mut self.flows),
+            max_queued: self.config.max_queued,
+        })
+    }
+
+    // ----- internals -----
+
+    fn answer(
+        &self,
+        kind: PacketType,
+        packet_id: PacketId,
+        count: usize,
+    ) -> Result<(), CommandError> {
+        if self.state != ServerState::Connected {
+            return Err(CommandError::NotConnected);
+        }
+        match self.pending_requests.get(&packet_id) {
+            Some(&(k, n)) if k == kind && n == count => Ok(()),
+            Some(_) => Err(CommandError::Invalid(
+                "one reason code per topic filter, in order",
+            )),
+            None => Err(CommandError::UnknownAck),
+        }
+    }
+
+    /// Strips the properties a client that sent Request Problem Information 0 must not get
+    /// ([MQTT-3.1.2-29]).
+    fn problem_properties(&self, properties: AckProperties) -> AckProperties {
+        if self.problem_information {
+            properties
+        } else {
+            AckProperties::default()
+        }
+    }
+
+    fn handle_packet(&mut self, now: Instant, packet: Packet) {
+        let result = match (self.state, packet) {
+            (ServerState::AwaitingConnect, Packet::Connect(connect)) => {
+                self.on_connect(*connect);
+                Ok(())
+            }
+            (ServerState::AwaitingConnect, _) => {
+                // [MQTT-3.1.0-1]: the first packet must be CONNECT; close without a word.
+                self.close(
+                    Initiator::Session,
+                    CloseReason::ProtocolViolation(ProtocolViolation::SecondConnect),
+                );
+                Ok(())
+            }
+            (_, Packet::Connect(_)) => Err(ProtocolViolation::SecondConnect),
+            (_, Packet::Auth(auth)) => self.on_auth(auth),
+            (ServerState::Deciding, packet) => {
+                self.held.push_back(packet);
+                Ok(())
+            }
+            (ServerState::Connected, packet) => self.on_connected_packet(now, packet),
+            (ServerState::Closed, _) => Ok(()),
+        };
+        if let Err(violation) = result {
+            self.fail(
+                violation.reason_code(),
+                CloseReason::ProtocolViolation(violation),
+            );
+        }
+    }
+
+    fn on_connect(&mut self, connect: Connect) {
+        let version = connect.protocol;
+        self.link.set_version(version);
+        let accepted = match version {
+            ProtocolVersion::V3_1 => self.config.accept_v3_1,
+            ProtocolVersion::V3_1_1 => self.config.accept_v3_1_1,
+            ProtocolVersion::V5 => self.config.accept_v5,
+        };
+        if !accepted {
+            // [MQTT-3.1.2-2]: answer with "unacceptable protocol version" and close.
+            self.refuse(
+                ReasonCode::UnsupportedProtocolVersion,
+                ConnAckProperties::default(),
+            );
+            return;
+        }
+        // [MQTT-3.1.3-8] (3.1.1): an empty client id needs a clean session.
+        if !version.is_v5()
+            && connect.client_id.is_empty()
+            && (!connect.clean_start || version == ProtocolVersion::V3_1)
+        {
+            self.refuse(
+                ReasonCode::ClientIdentifierNotValid,
+                ConnAckProperties::default(),
+            );
+            return;
+        }
+        self.client_id = connect.client_id.clone();
+        self.clean_start = connect.clean_start;
+        self.keep_alive =
+            (connect.keep_alive > 0).then(|| Duration::from_secs(u64::from(connect.keep_alive)));
+        self.offered_will = connect.will.clone();
+        self.session_expiry = if version.is_v5() {
+            SessionExpiry::from_interval(connect.properties.session_expiry_interval.unwrap_or(0))
+        } else if connect.clean_start {
+            SessionExpiry::AtClose
+        } else {
+            SessionExpiry::Never
+        };
+        let p = &connect.properties;
+        self.auth_method = p.authentication_method.clone();
+        self.problem_information = p.request_problem_information.unwrap_or(true);
+        self.response_information = p.request_response_information.unwrap_or(false);
+        self.link.peer = PeerLimits {
+            receive_maximum: p.receive_maximum.map_or(u16::MAX, |v| v.get()),
+            maximum_packet_size: p
+                .maximum_packet_size
+                .map_or(PROTOCOL_MAX_PACKET_SIZE, |v| v.get()),
+            topic_alias_maximum: p.topic_alias_maximum.unwrap_or(0),
+            ..PeerLimits::default()
+        };
+        self.link.max_inflight = self.config.max_inflight;
+        self.link.manual_acks = self.config.ack_mode == AckMode::Manual;
+        self.link.outbound_aliases.reset(
+            self.config.auto_topic_alias && version.is_v5(),
+            self.link.peer.topic_alias_maximum,
+        );
+        self.state = ServerState::Deciding;
+        self.events
+            .push_back(ServerEvent::Connect(Box::new(connect)));
+    }
+
+    fn on_decode_error(&mut self, error: DecodeError) {
+        if self.state == ServerState::AwaitingConnect {
+            if let DecodeError::UnsupportedProtocolVersion(level) = error {
+                // [MQTT-3.1.2-2]: answer in the format the client can read, then close.
+                let version = if level >= 5 {
+                    ProtocolVersion::V5
+                } else {
+                    ProtocolVersion::V3_1_1
+                };
+                self.link.set_version(version);
+                self.refuse_with(
+                    ReasonCode::UnsupportedProtocolVersion,
+                    ConnAckProperties::default(),
+                    CloseReason::Malformed(error),
+                );
+                return;
+            }
+            self.close(Initiator::Session, CloseReason::Malformed(error));
+            return;
+        }
+        let code = error.reason_code();
+        self.fail(code, CloseReason::Malformed(error));
+    }
+
+    fn refuse(&mut self, reason_code: ReasonCode, properties: ConnAckProperties) {
+        self.refuse_with(
+            reason_code,
+            properties,
+            CloseReason::ConnectRefused(reason_code),
+        );
+    }
+
+    fn refuse_with(
+        &mut self,
+        reason_code: ReasonCode,
+        properties: ConnAckProperties,
+        reason: CloseReason,
+    ) {
+        self.link.push(&Packet::ConnAck(Box::new(ConnAck {
+            session_present: false,
+            reason_code,
+            properties,
+        })));
+        self.offered_will = None;
+        self.close(Initiator::Session, reason);
+    }
+
+    fn on_connected_packet(
+        &mut self,
+        _now: Instant,
+        packet: Packet,
+    ) -> Result<(), ProtocolViolation> {
+        if self
+            .flows
+            .on_response(&mut self.link, &packet, &mut self.events)?
+        {
+            self.flows.pump(&mut self.link, &(), &mut self.events);
+            return Ok(());
+        }
+        match packet {
+            Packet::Publish(publish) => {
+                if publish.qos_pid.qos() > self.maximum_qos {
+                    return Err(ProtocolViolation::QoSNotSupported);
+                }
+                if publish.retain && !self.retain_available {
+                    return Err(ProtocolViolation::RetainNotSupported);
+                }
+                self.flows
+                    .on_publish(&mut self.link, publish, &mut self.events)?;
+            }
+            Packet::Subscribe(subscribe) => {
+                let id = subscribe.packet_id;
+                if self.pending_requests.contains_key(&id) {
+                    return Err(ProtocolViolation::UnexpectedPacket(PacketType::Subscribe));
+                }
+                self.pending_requests
+                    .insert(id, (PacketType::Subscribe, subscribe.subscriptions.len()));
+                self.events.push_back(ServerEvent::Subscribe(subscribe));
+            }
+            Packet::Unsubscribe(unsubscribe) => {
+                let id = unsubscribe.packet_id;
+                if self.pending_requests.contains_key(&id) {
+                    return Err(ProtocolViolation::UnexpectedPacket(PacketType::Unsubscribe));
+                }
+                self.pending_requests
+                    .insert(id, (PacketType::Unsubscribe, unsubscribe.filters.len()));
+                self.events.push_back(ServerEvent::Unsubscribe(unsubscribe));
+            }
+            // [MQTT-3.12.4-1]: answer every PINGREQ.
+            Packet::PingReq => self.link.push(&Packet::PingResp),
+            Packet::Disconnect(disconnect) => self.on_disconnect(disconnect)?,
+            other => return Err(ProtocolViolation::UnexpectedPacket(other.packet_type())),
+        }
+        Ok(())
+    }
+
+    fn on_disconnect(&mut self, disconnect: Disconnect) -> Result<(), ProtocolViolation> {
+        if let Some(interval) = disconnect.properties.session_expiry_interval {
+            // [MQTT-3.14.2-2]: no session expiry on DISCONNECT after CONNECT set 0.
+            if self.session_expiry == SessionExpiry::AtClose {
+                return Err(ProtocolViolation::SessionExpiryAfterZero);
+            }
+            self.session_expiry = SessionExpiry::from_interval(interval);
+        }
+        // [MQTT-3.1.2-10] (3.1.1) / [MQTT-3.1.2-10] (5.0): a normal DISCONNECT removes the
+        // will; 0x04 asks for it to be published anyway.
+        if disconnect.reason_code != ReasonCode::DisconnectWithWillMessage {
+            self.will = None;
+        }
+        self.close(
+            Initiator::Peer,
+            CloseReason::Disconnect(disconnect.reason_code),
+        );
+        Ok(())
+    }
+
+    fn on_auth(&mut self, auth: Auth) -> Result<(), ProtocolViolation> {
+        let matches = match (&self.auth_method, &auth.properties.authentication_method) {
+            (Some(ours), Some(theirs)) => ours == theirs,
+            _ => false,
+        };
+        if !matches {
+            return Err(ProtocolViolation::BadAuthentication);
+        }
+        self.events.push_back(ServerEvent::Auth(auth));
+        Ok(())
+    }
+
+    /// The client broke the protocol: tell it why (MQTT 5, after CONNACK) and close.
+    fn fail(&mut self, code: ReasonCode, reason: CloseReason) {
+        if self.version().is_v5() && self.state == ServerState::Connected {
+            let code = if code.is_valid_for(PacketType::Disconnect) {
+                code
+            } else {
+                ReasonCode::UnspecifiedError
+            };
+            self.link.push(&Packet::Disconnect(Disconnect::new(code)));
+        }
+        self.close(Initiator::Session, reason);
+    }
+
+    fn close(&mut self, initiator: Initiator, reason: CloseReason) {
+        let was_connected = self.state == ServerState::Connected;
+        self.state = ServerState::Closed;
+        self.link.open = false;
+        self.held.clear();
+        self.pending_requests.clear();
+        let will = if was_connected {
+            self.will.take()
+        } else {
+            None
+        };
+        self.events.push_back(ServerEvent::Closed {
+            initiator,
+            reason,
+            will,
+        });
+    }
+}
+
+/// Sets `slot` to `value` unless the application already chose.
+fn fill<V>(slot: &mut Option<V>, value: Option<V>) {
+    if slot.is_none() {
+        *slot = value;
+    }
+}

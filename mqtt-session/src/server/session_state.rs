@@ -1,0 +1,92 @@
+//! [`SessionState`]: the durable part of a server-side session, detached from its connection.
+
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use crate::error::{CommandError, Rejected};
+use crate::message::Message;
+use crate::shared::flows::Flows;
+
+/// How long a server keeps a session after its connection ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionExpiry {
+    /// The session ends with the connection (3.1.1 clean session; 5.0 interval 0).
+    AtClose,
+    /// The session ends this long after the connection (5.0 Session Expiry Interval).
+    After(Duration),
+    /// The session never expires (3.1.1 persistent session; 5.0 interval 0xFFFFFFFF).
+    Never,
+}
+
+impl SessionExpiry {
+    /// From an MQTT 5 Session Expiry Interval in seconds.
+    pub fn from_interval(seconds: u32) -> Self {
+        match seconds {
+            0 => Self::AtClose,
+            u32::MAX => Self::Never,
+            s => Self::After(Duration::from_secs(u64::from(s))),
+        }
+    }
+}
+
+/// What a server remembers of a client's session between connections: outbound QoS 1 and 2
+/// flows with their messages, the queue of messages not sent yet, inbound QoS 2 identifiers
+/// awaiting PUBREL, and the packet identifier allocator ([MQTT-4.1.0-1]).
+///
+/// Taken from a closed [`ServerSession`](crate::ServerSession) with `detach`, kept by the
+/// owner (while it expires), filled with [`SessionState::enqueue`] while the client is away,
+/// and given to the next connection's `accept`.
+#[derive(Debug)]
+pub struct SessionState<T> {
+    pub(crate) flows: Flows<T>,
+    pub(crate) max_queued: usize,
+}
+
+impl<T> SessionState<T> {
+    /// A fresh session with room for `max_queued` messages while the client is away.
+    pub fn new(max_queued: usize) -> Self {
+        Self {
+            flows: Flows::default(),
+            max_queued,
+        }
+    }
+
+    /// Outbound QoS 1 and 2 publishes that the client has not finished acknowledging.
+    pub fn inflight_len(&self) -> usize {
+        self.flows.inflight.len()
+    }
+
+    /// Messages waiting to be sent.
+    pub fn queued_len(&self) -> usize {
+        self.flows.queue.len()
+    }
+
+    /// Queues a message for the client while it is away; it is sent, in order, after the
+    /// re-sends when the session resumes. When the queue is full the message is refused and
+    /// handed back (the owner's overflow policy decides what to do with it).
+    pub fn enqueue(&mut self, message: Message, token: T) -> Result<(), Rejected<Message, T>> {
+        if self.flows.queue.len() >= self.max_queued {
+            return Err(Rejected {
+                error: CommandError::QueueFull,
+                command: message,
+                token,
+            });
+        }
+        self.flows.queue.push_back((message, token));
+        Ok(())
+    }
+
+    /// Ends the session (it expired, or was discarded): every message it still held comes
+    /// back with its token, in-flight ones first.
+    pub fn into_abandoned(mut self) -> Vec<(T, Message)> {
+        let mut out: Vec<(T, Message)> = self
+            .flows
+            .inflight
+            .take_all()
+            .into_iter()
+            .map(|flow| (flow.token, Message::from_publish(flow.publish)))
+            .collect();
+        out.extend(self.flows.queue.drain(..).map(|(m, t)| (t, m)));
+        out
+    }
+}
