@@ -66,6 +66,8 @@ mod error;
 mod message;
 mod server;
 mod shared;
+#[cfg(feature = "sim")]
+pub mod sim;
 mod time;
 
 pub use client::{
