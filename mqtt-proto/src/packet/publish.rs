@@ -130,6 +130,7 @@ impl Publish {
         }
     }
 
+    #[inline]
     pub(crate) fn decode(
         flags: u8,
         mut r: Reader,
