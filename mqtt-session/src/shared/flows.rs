@@ -152,10 +152,18 @@ impl Link {
 
     /// Encodes a PUBLISH, through an automatic topic alias when enabled.
     fn encode_publish(&mut self, publish: &Publish) -> Result<(), mqtt_proto::EncodeError> {
-        if self.outbound_aliases.is_active() {
-            let mut aliased = publish.clone();
-            if self.outbound_aliases.apply(&mut aliased) {
-                return self.outbox.push_publish(&aliased);
+        if self.outbound_aliases.is_active() && publish.properties.topic_alias.is_none() {
+            // The Topic Alias property adds bytes: alias only if the PUBLISH with topic and
+            // alias still fits the peer's Maximum Packet Size ([MQTT-3.2.2-15]).
+            let mut probe = publish.clone();
+            probe.properties.topic_alias = Some(core::num::NonZeroU16::MAX);
+            let probe = Packet::Publish(probe);
+            let fits = probe.encoded_len(self.version())? <= self.peer.maximum_packet_size as usize;
+            if let (true, Packet::Publish(mut aliased)) = (fits, probe) {
+                aliased.properties.topic_alias = None;
+                if self.outbound_aliases.apply(&mut aliased) {
+                    return self.outbox.push_publish(&aliased);
+                }
             }
         }
         self.outbox.push_publish(publish)
