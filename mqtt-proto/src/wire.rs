@@ -36,6 +36,18 @@ impl Reader {
         self.bytes.is_empty()
     }
 
+    /// Consumes a property block of length zero (the single byte 0) if one comes next. The
+    /// common case of a packet without properties then skips the general property reader.
+    #[inline]
+    pub(crate) fn skip_empty_properties(&mut self) -> bool {
+        if self.bytes.first() == Some(&0) {
+            self.bytes.advance(1);
+            true
+        } else {
+            false
+        }
+    }
+
     fn need(&self, n: usize) -> Result<(), DecodeError> {
         if self.bytes.len() < n {
             Err(DecodeError::UnexpectedEnd)

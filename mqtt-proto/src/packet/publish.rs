@@ -151,7 +151,7 @@ impl Publish {
             1 => QosPid::AtLeastOnce(r.packet_id()?),
             _ => QosPid::ExactlyOnce(r.packet_id()?),
         };
-        let properties = if version.is_v5() {
+        let properties = if version.is_v5() && !r.skip_empty_properties() {
             PublishProperties::decode(&mut r)?
         } else {
             PublishProperties::default()
