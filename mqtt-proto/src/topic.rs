@@ -54,7 +54,24 @@ impl From<StringError> for TopicError {
 }
 
 /// Validates a topic name: a non-empty string without wildcards.
+#[inline]
 fn check_name(bytes: &[u8]) -> Result<(), TopicError> {
+    // Fast path, one pass: non-empty ASCII (always well-formed UTF-8) without U+0000, `+` or
+    // `#`, short enough for a length prefix. Anything else takes the full check, which also
+    // picks the error.
+    if !bytes.is_empty()
+        && bytes.len() <= crate::wire::FIELD_MAX
+        && bytes
+            .iter()
+            .all(|&b| b.wrapping_sub(1) < 0x7f && b != b'+' && b != b'#')
+    {
+        return Ok(());
+    }
+    check_name_full(bytes)
+}
+
+/// [`check_name`] for every input.
+fn check_name_full(bytes: &[u8]) -> Result<(), TopicError> {
     if bytes.is_empty() {
         return Err(TopicError::Empty);
     }
@@ -146,6 +163,7 @@ impl TopicName {
     }
 
     /// Decoder entry: an empty name is accepted here and checked against the alias later.
+    #[inline]
     pub(crate) fn decode(bytes: Bytes) -> Result<Self, TopicError> {
         if bytes.is_empty() {
             Ok(Self(bytes))
