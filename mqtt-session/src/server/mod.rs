@@ -792,6 +792,11 @@ impl<T> ServerSession<T> {
         } else {
             None
         };
+        if !self.accepted {
+            // No session was established, so nothing can be detached: publishes queued before
+            // the answer to CONNECT come back now.
+            self.flows.discard_all(&mut self.events);
+        }
         self.events.push_back(ServerEvent::Closed {
             initiator,
             reason,

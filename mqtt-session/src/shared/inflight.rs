@@ -167,6 +167,11 @@ impl<T> InFlight<T> {
     }
 
     /// A PUBCOMP arrived; it ends a QoS 2 flow that sent PUBREL.
+    ///
+    /// The flow's outcome is the PUBREC's (it had a Success code, or there would be no
+    /// PUBREL). A PUBCOMP with 0x92 Packet Identifier not found answers a PUBREL the receiver
+    /// had already completed before a reconnect (its PUBCOMP was lost with the connection), so
+    /// it too completes the flow successfully.
     pub(crate) fn on_pubcomp(
         &mut self,
         id: PacketId,
@@ -177,6 +182,11 @@ impl<T> InFlight<T> {
             .flows
             .remove(&id)
             .ok_or(ProtocolViolation::UnexpectedAck(PacketType::PubComp, id))?;
+        let code = if code == ReasonCode::PacketIdentifierNotFound {
+            ReasonCode::Success
+        } else {
+            code
+        };
         Ok(AckOutcome::Completed(flow.token, code))
     }
 
