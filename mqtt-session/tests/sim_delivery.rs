@@ -169,7 +169,7 @@ fn run(seed: u64, version: ProtocolVersion, ops: Vec<Op>) {
                         server.publish(now, m, next_id).is_ok()
                     }
                     _ => match &mut pair.stored_session {
-                        Some(state) => state.enqueue(m, next_id).is_ok(),
+                        Some(state) => state.enqueue(now, m, next_id).is_ok(),
                         None => false,
                     },
                 };

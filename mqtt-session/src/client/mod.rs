@@ -282,6 +282,7 @@ impl<T> ClientSession<T> {
     /// Consumes every whole packet at the front of `buf` (a partial packet stays for the next
     /// read). Input that arrives while there is no connection is left untouched.
     pub fn handle_read(&mut self, now: Instant, buf: &mut BytesMut) {
+        self.link.now = now;
         while self.state != ConnectionState::Disconnected {
             match self.link.decoder.decode(buf) {
                 Ok(Some(packet)) => {
@@ -300,6 +301,7 @@ impl<T> ClientSession<T> {
 
     /// Handles expired timers. Harmless when called early or more than once.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.link.now = now;
         match self.state {
             ConnectionState::Disconnected => {}
             ConnectionState::Connecting => {
@@ -319,7 +321,8 @@ impl<T> ClientSession<T> {
     }
 
     /// The transport is gone. Reports `Closed` unless the session had already closed.
-    pub fn handle_closed(&mut self, _now: Instant) {
+    pub fn handle_closed(&mut self, now: Instant) {
+        self.link.now = now;
         if self.state != ConnectionState::Disconnected {
             self.close(Initiator::Transport, CloseReason::TransportClosed);
         }
@@ -334,6 +337,7 @@ impl<T> ClientSession<T> {
     /// that are set become the session's limits for this connection. Anything still in the
     /// transmit buffer from an earlier transport is dropped.
     pub fn connect(&mut self, now: Instant, mut connect: Connect) -> Result<(), CommandError> {
+        self.link.now = now;
         if self.state != ConnectionState::Disconnected {
             return Err(CommandError::AlreadyConnected);
         }
@@ -385,10 +389,11 @@ impl<T> ClientSession<T> {
     /// full, or when the message breaks a limit the server announced.
     pub fn publish(
         &mut self,
-        _now: Instant,
+        now: Instant,
         message: Message,
         token: T,
     ) -> Result<(), Rejected<Message, T>> {
+        self.link.now = now;
         let limits = (self.config.max_queued, self.config.max_transmit_buffer);
         self.flows.publish(
             &mut self.link,
@@ -405,10 +410,11 @@ impl<T> ClientSession<T> {
     /// disconnected.
     pub fn subscribe(
         &mut self,
-        _now: Instant,
+        now: Instant,
         request: SubscribeRequest,
         token: T,
     ) -> Result<(), Rejected<SubscribeRequest, T>> {
+        self.link.now = now;
         if let Err(error) = self.check_subscribe(&request) {
             return Err(Rejected {
                 error,
@@ -422,10 +428,11 @@ impl<T> ClientSession<T> {
     /// Unsubscribes; `token` comes back in `Unsubscribed` (or `Abandoned`).
     pub fn unsubscribe(
         &mut self,
-        _now: Instant,
+        now: Instant,
         request: UnsubscribeRequest,
         token: T,
     ) -> Result<(), Rejected<UnsubscribeRequest, T>> {
+        self.link.now = now;
         if request.filters.is_empty() {
             return Err(Rejected {
                 error: CommandError::Encode(mqtt_proto::EncodeError::NoTopicFilters),
@@ -442,16 +449,18 @@ impl<T> ClientSession<T> {
     /// disconnected leave after the next CONNACK.
     pub fn ack(
         &mut self,
-        _now: Instant,
+        now: Instant,
         id: InboundId,
         reason_code: ReasonCode,
     ) -> Result<(), CommandError> {
+        self.link.now = now;
         self.flows.ack(&mut self.link, id, reason_code)
     }
 
     /// Sends an AUTH packet (MQTT 5 enhanced authentication): to continue an exchange the
     /// server started, or with Re-authenticate once connected.
-    pub fn auth(&mut self, _now: Instant, auth: Auth) -> Result<(), CommandError> {
+    pub fn auth(&mut self, now: Instant, auth: Auth) -> Result<(), CommandError> {
+        self.link.now = now;
         if !self.version().is_v5() {
             return Err(CommandError::RequiresV5);
         }
@@ -471,11 +480,8 @@ impl<T> ClientSession<T> {
 
     /// Ends the connection with a DISCONNECT (its reason code and properties apply to MQTT 5).
     /// The session keeps its state for a later `connect`.
-    pub fn disconnect(
-        &mut self,
-        _now: Instant,
-        disconnect: Disconnect,
-    ) -> Result<(), CommandError> {
+    pub fn disconnect(&mut self, now: Instant, disconnect: Disconnect) -> Result<(), CommandError> {
+        self.link.now = now;
         if self.state == ConnectionState::Disconnected {
             return Err(CommandError::NotConnected);
         }

@@ -206,6 +206,7 @@ impl<T> ServerSession<T> {
     /// answer, and while too many SUBSCRIBE/UNSUBSCRIBE requests wait for answers, it stops
     /// early and leaves the rest in `buf` (call again after answering).
     pub fn handle_read(&mut self, now: Instant, buf: &mut BytesMut) {
+        self.link.now = now;
         loop {
             let may_read = match self.state {
                 ServerState::Closed => false,
@@ -234,6 +235,7 @@ impl<T> ServerSession<T> {
 
     /// Handles expired timers. Harmless when called early or more than once.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.link.now = now;
         match self.state {
             ServerState::AwaitingConnect if now >= self.connect_deadline => {
                 self.close(Initiator::Session, CloseReason::ConnectTimeout);
@@ -246,7 +248,8 @@ impl<T> ServerSession<T> {
     }
 
     /// The transport is gone.
-    pub fn handle_closed(&mut self, _now: Instant) {
+    pub fn handle_closed(&mut self, now: Instant) {
+        self.link.now = now;
         if self.state != ServerState::Closed {
             self.close(Initiator::Transport, CloseReason::TransportClosed);
         }
@@ -269,12 +272,21 @@ impl<T> ServerSession<T> {
         mut properties: ConnAckProperties,
         session: Option<SessionState<T>>,
     ) -> Result<(), CommandError> {
+        self.link.now = now;
         if self.state != ServerState::Deciding {
             return Err(CommandError::Invalid(
                 "accept needs a CONNECT awaiting an answer",
             ));
         }
         let v5 = self.version().is_v5();
+        if v5 {
+            self.check_connack(&properties)?;
+            // [MQTT-4.12.0-5] (5.0): a successful CONNACK carries the CONNECT's method.
+            fill(
+                &mut properties.authentication_method,
+                self.auth_method.clone(),
+            );
+        }
         let session_present = match session {
             Some(mut previous) if self.clean_start => {
                 previous.flows.discard_all(&mut self.events);
@@ -307,6 +319,9 @@ impl<T> ServerSession<T> {
             }
             if !config.retain_available {
                 fill(&mut properties.retain_available, Some(false));
+            }
+            if let Some(assigned) = &properties.assigned_client_identifier {
+                self.client_id = assigned.clone();
             }
             if !self.response_information {
                 // [MQTT-3.1.2-28]: only when the client asked for it.
@@ -360,10 +375,11 @@ impl<T> ServerSession<T> {
     /// CONNACK; MQTT 3.1.x gets the nearest return code) and closes ([MQTT-3.2.2-5]).
     pub fn reject(
         &mut self,
-        _now: Instant,
+        now: Instant,
         reason_code: ReasonCode,
         properties: ConnAckProperties,
     ) -> Result<(), CommandError> {
+        self.link.now = now;
         if self.state != ServerState::Deciding {
             return Err(CommandError::Invalid(
                 "reject needs a CONNECT awaiting an answer",
@@ -379,12 +395,38 @@ impl<T> ServerSession<T> {
     }
 
     /// Continues an MQTT 5 enhanced authentication exchange with an AUTH packet.
-    pub fn auth(&mut self, _now: Instant, auth: Auth) -> Result<(), CommandError> {
+    ///
+    /// Only for a client that sent an Authentication Method ([MQTT-4.12.0-6]); the AUTH carries
+    /// that method (filled in when left out, [MQTT-4.12.0-5]), a server code (0x00 or 0x18), and
+    /// no Reason String or User Properties when the client asked for none ([MQTT-3.1.2-29]).
+    pub fn auth(&mut self, now: Instant, mut auth: Auth) -> Result<(), CommandError> {
+        self.link.now = now;
         if !self.version().is_v5() {
             return Err(CommandError::RequiresV5);
         }
         if !matches!(self.state, ServerState::Deciding | ServerState::Connected) {
             return Err(CommandError::NotConnected);
+        }
+        let Some(method) = &self.auth_method else {
+            return Err(CommandError::Invalid(
+                "the client did not ask for enhanced authentication",
+            ));
+        };
+        if auth.reason_code == ReasonCode::ReAuthenticate {
+            return Err(CommandError::Invalid("0x19 is for clients"));
+        }
+        match &auth.properties.authentication_method {
+            Some(theirs) if theirs != method => {
+                return Err(CommandError::Invalid(
+                    "the Authentication Method must be the CONNECT's",
+                ))
+            }
+            Some(_) => {}
+            None => auth.properties.authentication_method = Some(method.clone()),
+        }
+        if !self.problem_information {
+            auth.properties.reason_string = None;
+            auth.properties.user_properties.clear();
         }
         let packet = Packet::Auth(auth);
         packet.encoded_len(self.version())?;
@@ -398,10 +440,11 @@ impl<T> ServerSession<T> {
     /// sent ([MQTT-3.1.2-24]).
     pub fn publish(
         &mut self,
-        _now: Instant,
+        now: Instant,
         message: Message,
         token: T,
     ) -> Result<(), Rejected<Message, T>> {
+        self.link.now = now;
         if self.state == ServerState::Closed {
             return Err(Rejected {
                 error: CommandError::NotConnected,
@@ -424,11 +467,12 @@ impl<T> ServerSession<T> {
     /// ([MQTT-3.9.3-1]); in MQTT 3.1.1 failures become 0x80.
     pub fn suback(
         &mut self,
-        _now: Instant,
+        now: Instant,
         packet_id: PacketId,
         reason_codes: Vec<ReasonCode>,
         properties: AckProperties,
     ) -> Result<(), CommandError> {
+        self.link.now = now;
         self.answer(PacketType::Subscribe, packet_id, reason_codes.len())?;
         let properties = self.problem_properties(properties);
         let packet = Packet::SubAck(SubAck {
@@ -445,11 +489,12 @@ impl<T> ServerSession<T> {
     /// Answers an UNSUBSCRIBE of this connection (codes are sent in MQTT 5 only).
     pub fn unsuback(
         &mut self,
-        _now: Instant,
+        now: Instant,
         packet_id: PacketId,
         reason_codes: Vec<ReasonCode>,
         properties: AckProperties,
     ) -> Result<(), CommandError> {
+        self.link.now = now;
         let count = if self.version().is_v5() {
             reason_codes.len()
         } else {
@@ -472,21 +517,19 @@ impl<T> ServerSession<T> {
     /// [`ClientSession::ack`](crate::ClientSession::ack)).
     pub fn ack(
         &mut self,
-        _now: Instant,
+        now: Instant,
         id: InboundId,
         reason_code: ReasonCode,
     ) -> Result<(), CommandError> {
+        self.link.now = now;
         self.flows.ack(&mut self.link, id, reason_code)
     }
 
     /// Closes the connection from the server side. MQTT 5 clients get a DISCONNECT with the
     /// reason (for example 0x8E Session taken over, 0x8B Server shutting down, 0x98
     /// Administrative action); MQTT 3.1.x clients just see the transport close.
-    pub fn disconnect(
-        &mut self,
-        _now: Instant,
-        disconnect: Disconnect,
-    ) -> Result<(), CommandError> {
+    pub fn disconnect(&mut self, now: Instant, disconnect: Disconnect) -> Result<(), CommandError> {
+        self.link.now = now;
         if self.state == ServerState::Closed {
             return Err(CommandError::NotConnected);
         }
@@ -535,6 +578,34 @@ impl<T> ServerSession<T> {
             )),
             None => Err(CommandError::UnknownAck),
         }
+    }
+
+    /// Refuses MQTT 5 CONNACK properties the session cannot stand behind: no Assigned Client
+    /// Identifier for an empty client id ([MQTT-3.2.2-16]), an Authentication Method other than
+    /// the CONNECT's ([MQTT-4.12.0-5], [MQTT-4.12.0-6]), or limits the accepted will already
+    /// exceeds ([MQTT-3.2.2-12], [MQTT-3.2.2-13]).
+    fn check_connack(&self, properties: &ConnAckProperties) -> Result<(), CommandError> {
+        if self.client_id.is_empty() && properties.assigned_client_identifier.is_none() {
+            return Err(CommandError::Invalid(
+                "an empty client identifier needs an Assigned Client Identifier",
+            ));
+        }
+        if let Some(method) = &properties.authentication_method {
+            if self.auth_method.as_ref() != Some(method) {
+                return Err(CommandError::Invalid(
+                    "the Authentication Method must be the CONNECT's",
+                ));
+            }
+        }
+        if let Some(will) = &self.offered_will {
+            if properties.maximum_qos.is_some_and(|max| will.qos > max) {
+                return Err(CommandError::QoSNotSupported);
+            }
+            if will.retain && properties.retain_available == Some(false) {
+                return Err(CommandError::RetainNotSupported);
+            }
+        }
+        Ok(())
     }
 
     /// Strips the properties a client that sent Request Problem Information 0 must not get
@@ -604,6 +675,20 @@ impl<T> ServerSession<T> {
                 ConnAckProperties::default(),
             );
             return;
+        }
+        // [MQTT-3.2.2-12], [MQTT-3.2.2-13] (5.0): a will the server cannot publish is refused.
+        if let Some(will) = connect.will.as_ref().filter(|_| version.is_v5()) {
+            let code = if will.qos > self.config.maximum_qos {
+                Some(ReasonCode::QoSNotSupported)
+            } else if will.retain && !self.config.retain_available {
+                Some(ReasonCode::RetainNotSupported)
+            } else {
+                None
+            };
+            if let Some(code) = code {
+                self.refuse(code, ConnAckProperties::default());
+                return;
+            }
         }
         self.client_id = connect.client_id.clone();
         self.clean_start = connect.clean_start;
@@ -757,6 +842,15 @@ impl<T> ServerSession<T> {
     }
 
     fn on_auth(&mut self, auth: Auth) -> Result<(), ProtocolViolation> {
+        // 5.0 section 3.15.2: AUTH without its method is a Protocol Error; 0x00 is the
+        // server's code, and 0x19 starts a re-authentication, only after CONNACK.
+        let misplaced = match auth.reason_code {
+            ReasonCode::ReAuthenticate => self.state != ServerState::Connected,
+            code => code != ReasonCode::ContinueAuthentication,
+        };
+        if auth.properties.authentication_method.is_none() || misplaced {
+            return Err(ProtocolViolation::UnexpectedPacket(PacketType::Auth));
+        }
         let matches = match (&self.auth_method, &auth.properties.authentication_method) {
             (Some(ours), Some(theirs)) => ours == theirs,
             _ => false,

@@ -5,7 +5,8 @@ use core::time::Duration;
 
 use crate::error::{CommandError, Rejected};
 use crate::message::Message;
-use crate::shared::flows::Flows;
+use crate::shared::flows::{Flows, Queued};
+use crate::time::Instant;
 
 /// How long a server keeps a session after its connection ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,7 +65,16 @@ impl<T> SessionState<T> {
     /// Queues a message for the client while it is away; it is sent, in order, after the
     /// re-sends when the session resumes. When the queue is full the message is refused and
     /// handed back (the owner's overflow policy decides what to do with it).
-    pub fn enqueue(&mut self, message: Message, token: T) -> Result<(), Rejected<Message, T>> {
+    ///
+    /// `now` starts the clock on the message's Message Expiry Interval: if it passes before
+    /// the message can be sent, the message is dropped and its token comes back as
+    /// `Abandoned` with [`AbandonCause::Expired`](crate::AbandonCause::Expired).
+    pub fn enqueue(
+        &mut self,
+        now: Instant,
+        message: Message,
+        token: T,
+    ) -> Result<(), Rejected<Message, T>> {
         if self.flows.queue.len() >= self.max_queued {
             return Err(Rejected {
                 error: CommandError::QueueFull,
@@ -72,7 +82,11 @@ impl<T> SessionState<T> {
                 token,
             });
         }
-        self.flows.queue.push_back((message, token));
+        self.flows.queue.push_back(Queued {
+            message,
+            token,
+            since: now,
+        });
         Ok(())
     }
 
@@ -86,7 +100,7 @@ impl<T> SessionState<T> {
             .into_iter()
             .map(|flow| (flow.token, Message::from_publish(flow.publish)))
             .collect();
-        out.extend(self.flows.queue.drain(..).map(|(m, t)| (t, m)));
+        out.extend(self.flows.queue.drain(..).map(|q| (q.token, q.message)));
         out
     }
 }

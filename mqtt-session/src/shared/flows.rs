@@ -21,6 +21,7 @@ use super::packet_ids::PacketIdAllocator;
 use super::topic_alias::{InboundAliases, OutboundAliases};
 use crate::error::{CommandError, ProtocolViolation, Rejected};
 use crate::message::Message;
+use crate::time::Instant;
 
 /// Why an operation ended without an answer from the peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +35,9 @@ pub enum AbandonCause {
     ConnectionLost,
     /// A queued operation turned out to be impossible once the peer's limits were known.
     Refused(CommandError),
+    /// The message's Message Expiry Interval passed while it waited in the queue
+    /// ([MQTT-3.3.2-5]).
+    Expired,
 }
 
 /// What the publish flows report; each role turns these into its own event type.
@@ -92,6 +96,8 @@ pub(crate) struct Link {
     pub(crate) manual_acks: bool,
     /// Whether publishes may be sent (the connection is established).
     pub(crate) open: bool,
+    /// The time of the input or command being handled (set at every entry point).
+    pub(crate) now: Instant,
 }
 
 impl Link {
@@ -106,6 +112,7 @@ impl Link {
             max_inflight: u16::MAX,
             manual_acks: false,
             open: false,
+            now: Instant::ZERO,
         }
     }
 
@@ -175,7 +182,7 @@ impl Link {
 pub(crate) struct Flows<T> {
     pub(crate) ids: PacketIdAllocator,
     pub(crate) inflight: InFlight<T>,
-    pub(crate) queue: VecDeque<(Message, T)>,
+    pub(crate) queue: VecDeque<Queued<T>>,
     pub(crate) inbound: Inbound,
 }
 
@@ -187,6 +194,31 @@ impl<T> Default for Flows<T> {
             queue: VecDeque::new(),
             inbound: Inbound::default(),
         }
+    }
+}
+
+/// A publish waiting for the window or for a connection, with the time it was queued (for
+/// its Message Expiry Interval).
+#[derive(Debug)]
+pub(crate) struct Queued<T> {
+    pub(crate) message: Message,
+    pub(crate) token: T,
+    pub(crate) since: Instant,
+}
+
+impl<T> Queued<T> {
+    /// Applies the time spent waiting to the Message Expiry Interval: `None` when it expired,
+    /// else the message with the remaining interval ([MQTT-3.3.2-6]).
+    fn age(mut self, now: Instant) -> Result<Self, Self> {
+        let Some(interval) = self.message.properties.message_expiry_interval else {
+            return Ok(self);
+        };
+        let waited = u32::try_from((now - self.since).as_secs()).unwrap_or(u32::MAX);
+        if waited >= interval {
+            return Err(self);
+        }
+        self.message.properties.message_expiry_interval = Some(interval - waited);
+        Ok(self)
     }
 }
 
@@ -285,7 +317,11 @@ impl<T> Flows<T> {
                 Err((error, command, token)) => reject(error, command, token),
             };
         }
-        self.queue.push_back((message, token));
+        self.queue.push_back(Queued {
+            message,
+            token,
+            since: link.now,
+        });
         Ok(())
     }
 
@@ -339,14 +375,28 @@ impl<T> Flows<T> {
         events: &mut VecDeque<E>,
     ) {
         while link.open {
-            let Some((message, _)) = self.queue.front() else {
+            let Some(front) = self.queue.front() else {
                 break;
             };
-            if !self.can_send(link, message.qos, other) {
+            if !self.can_send(link, front.message.qos, other) {
                 break;
             }
-            let Some((message, token)) = self.queue.pop_front() else {
+            let Some(queued) = self.queue.pop_front() else {
                 break;
+            };
+            let Queued { message, token, .. } = match queued.age(link.now) {
+                Ok(queued) => queued,
+                Err(expired) => {
+                    events.push_back(
+                        FlowEvent::Abandoned {
+                            token: expired.token,
+                            cause: AbandonCause::Expired,
+                            message: Some(expired.message),
+                        }
+                        .into(),
+                    );
+                    continue;
+                }
             };
             let result = match Self::check_publish(link, &message) {
                 Ok(()) => self.send_publish(link, message, token, other, events),
@@ -514,7 +564,7 @@ impl<T> Flows<T> {
     /// Abandons queued publishes too (the session will never be resumed).
     pub(crate) fn discard_all<E: From<FlowEvent<T>>>(&mut self, events: &mut VecDeque<E>) {
         self.discard(events);
-        for (message, token) in self.queue.drain(..) {
+        for Queued { message, token, .. } in self.queue.drain(..) {
             events.push_back(
                 FlowEvent::Abandoned {
                     token,
