@@ -75,6 +75,32 @@ pub struct PublishProperties {
     pub content_type: Option<MqttString>,
 }
 
+impl PublishProperties {
+    /// Whether no property is set: such a set encodes as the single length byte 0. Every field
+    /// is named so that a new one cannot be forgotten here.
+    #[inline]
+    fn is_empty(&self) -> bool {
+        let Self {
+            payload_format,
+            message_expiry_interval,
+            topic_alias,
+            response_topic,
+            correlation_data,
+            user_properties,
+            subscription_identifiers,
+            content_type,
+        } = self;
+        payload_format.is_none()
+            && message_expiry_interval.is_none()
+            && topic_alias.is_none()
+            && response_topic.is_none()
+            && correlation_data.is_none()
+            && user_properties.is_empty()
+            && subscription_identifiers.is_empty()
+            && content_type.is_none()
+    }
+}
+
 impl PropertySet for PublishProperties {
     const CONTEXT: Context = Context::Packet(PacketType::Publish);
 
@@ -191,7 +217,12 @@ impl Publish {
             remaining += 2;
         }
         if version.is_v5() {
-            sizes.properties = self.properties.body_len()?;
+            // The common case skips the property writer's counting pass.
+            sizes.properties = if self.properties.is_empty() {
+                0
+            } else {
+                self.properties.body_len()?
+            };
             remaining += wire::varint_len(sizes.properties as u32) + sizes.properties;
         }
         sizes.remaining = check_remaining(remaining)?;
@@ -206,7 +237,12 @@ impl Publish {
             buf.put_u16(id.get());
         }
         if version.is_v5() {
-            self.properties.encode(sizes.properties, buf);
+            if sizes.properties == 0 {
+                // An empty set: its length, 0, and nothing else.
+                buf.put_u8(0);
+            } else {
+                self.properties.encode(sizes.properties, buf);
+            }
         }
     }
 
