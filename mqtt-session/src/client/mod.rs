@@ -665,6 +665,13 @@ impl<T> ClientSession<T> {
             self.fail(v.reason_code(), CloseReason::ProtocolViolation(v));
             return;
         }
+        // [MQTT-4.12.0-5], [MQTT-4.12.0-6] (5.0): the CONNACK carries the CONNECT's
+        // Authentication Method, or none when the CONNECT had none.
+        if self.version().is_v5() && connack.properties.authentication_method != self.auth_method {
+            let v = ProtocolViolation::BadAuthentication;
+            self.fail(v.reason_code(), CloseReason::ProtocolViolation(v));
+            return;
+        }
         self.limits = if self.version().is_v5() {
             ServerLimits::from_connack(&connack)
         } else {
@@ -747,6 +754,18 @@ impl<T> ClientSession<T> {
         };
         if !method_matches {
             return Err(ProtocolViolation::BadAuthentication);
+        }
+        // [MQTT-4.12.0-2] (5.0): the server continues an exchange with 0x18; 0x00 ends a
+        // re-authentication (the connect exchange ends with CONNACK); it never sends 0x19.
+        let code_fits = match auth.reason_code {
+            ReasonCode::ContinueAuthentication => true,
+            ReasonCode::Success => self.state == ConnectionState::Connected,
+            _ => false,
+        };
+        if !code_fits {
+            return Err(ProtocolViolation::UnexpectedPacket(
+                mqtt_proto::PacketType::Auth,
+            ));
         }
         self.events.push_back(ClientEvent::Auth(auth));
         Ok(())
