@@ -797,6 +797,10 @@ impl<T> ServerSession<T> {
             }
             Packet::Subscribe(subscribe) => {
                 let id = subscribe.packet_id;
+                // [MQTT-3.3.4-6] (5.0): Subscription Identifiers are the server's to send.
+                if !publish.properties.subscription_identifiers.is_empty() {
+                    return Err(ProtocolViolation::UnexpectedPacket(PacketType::Publish));
+                }
                 if self.pending_requests.contains_key(&id) {
                     return Err(ProtocolViolation::UnexpectedPacket(PacketType::Subscribe));
                 }
