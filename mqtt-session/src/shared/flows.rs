@@ -184,6 +184,9 @@ pub(crate) struct Flows<T> {
     pub(crate) inflight: InFlight<T>,
     pub(crate) queue: VecDeque<Queued<T>>,
     pub(crate) inbound: Inbound,
+    /// In-flight PUBLISHes still to be re-sent on this connection, in order: those beyond the
+    /// peer's Receive Maximum when the session resumed ([MQTT-4.9.0-2]).
+    pub(crate) resend_pending: VecDeque<PacketId>,
 }
 
 impl<T> Default for Flows<T> {
@@ -193,6 +196,7 @@ impl<T> Default for Flows<T> {
             inflight: InFlight::default(),
             queue: VecDeque::new(),
             inbound: Inbound::default(),
+            resend_pending: VecDeque::new(),
         }
     }
 }
@@ -247,6 +251,10 @@ impl<T> Flows<T> {
     }
 
     fn can_send(&self, link: &Link, qos: QoS, other: &impl OtherIds) -> bool {
+        // Nothing new before the re-sends ([MQTT-4.6.0-1]).
+        if !self.resend_pending.is_empty() {
+            return false;
+        }
         qos == QoS::AtMostOnce
             || (self.inflight.len() < link.window()
                 && self.inflight.len() + other.count() < usize::from(u16::MAX))
@@ -374,6 +382,25 @@ impl<T> Flows<T> {
         other: &impl OtherIds,
         events: &mut VecDeque<E>,
     ) {
+        // Re-sends held back by the window go first, as acks make room.
+        while link.open
+            && self
+                .inflight
+                .len()
+                .saturating_sub(self.resend_pending.len())
+                < link.window()
+        {
+            let Some(id) = self.resend_pending.pop_front() else {
+                break;
+            };
+            // A flow the peer acknowledged meanwhile is not re-sent ([MQTT-4.3.3-6]).
+            let flow = self.inflight.get(id);
+            if let Some(flow) = flow.filter(|f| f.stage != Stage::AwaitingPubComp) {
+                let mut publish = flow.publish.clone();
+                publish.dup = true;
+                link.push(&Packet::Publish(publish));
+            }
+        }
         while link.open {
             let Some(front) = self.queue.front() else {
                 break;
@@ -526,15 +553,32 @@ impl<T> Flows<T> {
     }
 
     /// Re-sends unacknowledged PUBLISHes (DUP set, same identifiers) and PUBRELs in their
-    /// original order ([MQTT-4.4.0-1], [MQTT-4.6.0-1]).
+    /// original order ([MQTT-4.4.0-1], [MQTT-4.6.0-1]). Every flow counts against the peer's
+    /// Receive Maximum ([MQTT-4.9.0-2]): PUBLISHes beyond it wait in order for `pump`.
     pub(crate) fn resend(&mut self, link: &mut Link) {
-        for id in self.inflight.resend_order() {
+        self.resend_pending.clear();
+        let order = self.inflight.resend_order();
+        let releasing = order
+            .iter()
+            .filter(|id| {
+                self.inflight
+                    .get(**id)
+                    .is_some_and(|f| f.stage == Stage::AwaitingPubComp)
+            })
+            .count();
+        let mut quota = link.window().saturating_sub(releasing);
+        for id in order {
             let Some(flow) = self.inflight.get(id) else {
                 continue;
             };
             let packet = match flow.stage {
                 Stage::AwaitingPubComp => Packet::PubRel(PubResponse::new(id)),
+                _ if quota == 0 || !self.resend_pending.is_empty() => {
+                    self.resend_pending.push_back(id);
+                    continue;
+                }
                 _ => {
+                    quota -= 1;
                     let mut publish = flow.publish.clone();
                     publish.dup = true;
                     Packet::Publish(publish)
@@ -559,6 +603,7 @@ impl<T> Flows<T> {
         }
         self.inbound.reset();
         self.ids.reset();
+        self.resend_pending.clear();
     }
 
     /// Abandons queued publishes too (the session will never be resumed).
