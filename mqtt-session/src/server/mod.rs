@@ -428,8 +428,8 @@ impl<T> ServerSession<T> {
             auth.properties.reason_string = None;
             auth.properties.user_properties.clear();
         }
-        let packet = Packet::Auth(auth);
-        packet.encoded_len(self.version())?;
+        let mut packet = Packet::Auth(auth);
+        self.fit_to_peer(&mut packet)?;
         self.link.push(&packet);
         Ok(())
     }
@@ -475,12 +475,12 @@ impl<T> ServerSession<T> {
         self.link.now = now;
         self.answer(PacketType::Subscribe, packet_id, reason_codes.len())?;
         let properties = self.problem_properties(properties);
-        let packet = Packet::SubAck(SubAck {
+        let mut packet = Packet::SubAck(SubAck {
             packet_id,
             reason_codes,
             properties,
         });
-        packet.encoded_len(self.version())?;
+        self.fit_to_peer(&mut packet)?;
         self.pending_requests.remove(&packet_id);
         self.link.push(&packet);
         Ok(())
@@ -502,12 +502,12 @@ impl<T> ServerSession<T> {
         };
         self.answer(PacketType::Unsubscribe, packet_id, count)?;
         let properties = self.problem_properties(properties);
-        let packet = Packet::UnsubAck(UnsubAck {
+        let mut packet = Packet::UnsubAck(UnsubAck {
             packet_id,
             reason_codes,
             properties,
         });
-        packet.encoded_len(self.version())?;
+        self.fit_to_peer(&mut packet)?;
         self.pending_requests.remove(&packet_id);
         self.link.push(&packet);
         Ok(())
@@ -538,8 +538,8 @@ impl<T> ServerSession<T> {
         }
         let code = disconnect.reason_code;
         if self.version().is_v5() && self.state != ServerState::AwaitingConnect {
-            let packet = Packet::Disconnect(disconnect);
-            packet.encoded_len(self.version())?;
+            let mut packet = Packet::Disconnect(disconnect);
+            self.fit_to_peer(&mut packet)?;
             self.link.push(&packet);
         }
         self.close(Initiator::Application, CloseReason::Disconnect(code));
@@ -604,6 +604,36 @@ impl<T> ServerSession<T> {
             if will.retain && properties.retain_available == Some(false) {
                 return Err(CommandError::RetainNotSupported);
             }
+        }
+        Ok(())
+    }
+
+    /// Checks that `packet` can be encoded and fits the client's Maximum Packet Size, leaving
+    /// out its Reason String and User Properties when only they make it too large
+    /// ([MQTT-3.9.2-1], [MQTT-3.11.2-1], [MQTT-3.14.2-3], [MQTT-3.15.2-2] and the User Property
+    /// twins, 5.0).
+    fn fit_to_peer(&self, packet: &mut Packet) -> Result<(), CommandError> {
+        let max = self.link.peer.maximum_packet_size;
+        let size = packet.encoded_len(self.version())?;
+        if size <= max as usize {
+            return Ok(());
+        }
+        match packet {
+            Packet::SubAck(ack) => ack.properties = AckProperties::default(),
+            Packet::UnsubAck(ack) => ack.properties = AckProperties::default(),
+            Packet::Disconnect(d) => {
+                d.properties.reason_string = None;
+                d.properties.user_properties.clear();
+            }
+            Packet::Auth(a) => {
+                a.properties.reason_string = None;
+                a.properties.user_properties.clear();
+            }
+            _ => {}
+        }
+        let size = packet.encoded_len(self.version())?;
+        if size > max as usize {
+            return Err(CommandError::PacketTooLarge { size, max });
         }
         Ok(())
     }
@@ -792,15 +822,15 @@ impl<T> ServerSession<T> {
                 if publish.retain && !self.retain_available {
                     return Err(ProtocolViolation::RetainNotSupported);
                 }
+                // [MQTT-3.3.4-6] (5.0): Subscription Identifiers are the server's to send.
+                if !publish.properties.subscription_identifiers.is_empty() {
+                    return Err(ProtocolViolation::UnexpectedPacket(PacketType::Publish));
+                }
                 self.flows
                     .on_publish(&mut self.link, publish, &mut self.events)?;
             }
             Packet::Subscribe(subscribe) => {
                 let id = subscribe.packet_id;
-                // [MQTT-3.3.4-6] (5.0): Subscription Identifiers are the server's to send.
-                if !publish.properties.subscription_identifiers.is_empty() {
-                    return Err(ProtocolViolation::UnexpectedPacket(PacketType::Publish));
-                }
                 if self.pending_requests.contains_key(&id) {
                     return Err(ProtocolViolation::UnexpectedPacket(PacketType::Subscribe));
                 }
