@@ -61,6 +61,7 @@
 
 extern crate alloc;
 
+pub mod broker;
 mod client;
 mod error;
 mod message;

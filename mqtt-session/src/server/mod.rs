@@ -102,6 +102,8 @@ pub struct ServerSession<T> {
     client_id: MqttString,
     clean_start: bool,
     session_expiry: SessionExpiry,
+    /// The CONNECT's Session Expiry Interval was 0 (or absent): a DISCONNECT may not raise it.
+    connect_expiry_zero: bool,
     auth_method: Option<MqttString>,
     /// The client asked for reason strings and user properties on acks ([MQTT-3.1.2-29]).
     problem_information: bool,
@@ -134,6 +136,7 @@ impl<T> ServerSession<T> {
             client_id: MqttString::default(),
             clean_start: true,
             session_expiry: SessionExpiry::AtClose,
+            connect_expiry_zero: true,
             auth_method: None,
             problem_information: true,
             response_information: false,
@@ -178,6 +181,11 @@ impl<T> ServerSession<T> {
     /// Appends bytes for the transport to `buf`; returns how many.
     pub fn poll_transmit(&mut self, _now: Instant, buf: &mut BytesMut) -> usize {
         self.link.outbox.drain_into(buf)
+    }
+
+    /// Bytes waiting for [`poll_transmit`](Self::poll_transmit).
+    pub fn transmit_len(&self) -> usize {
+        self.link.outbox.len()
     }
 
     /// The next event, if any.
@@ -322,6 +330,10 @@ impl<T> ServerSession<T> {
             }
             if let Some(assigned) = &properties.assigned_client_identifier {
                 self.client_id = assigned.clone();
+            }
+            if let Some(interval) = properties.session_expiry_interval {
+                // The server's Session Expiry Interval replaces the client's (5.0 3.2.2.3.2).
+                self.session_expiry = SessionExpiry::from_interval(interval);
             }
             if !self.response_information {
                 // [MQTT-3.1.2-28]: only when the client asked for it.
@@ -537,7 +549,14 @@ impl<T> ServerSession<T> {
             return Err(CommandError::Invalid("0x04 is for clients"));
         }
         let code = disconnect.reason_code;
-        if self.version().is_v5() && self.state != ServerState::AwaitingConnect {
+        if disconnect.properties.session_expiry_interval.is_some() {
+            // [MQTT-3.14.2-2] (5.0): the server never sends a Session Expiry Interval here.
+            return Err(CommandError::Invalid(
+                "a server DISCONNECT carries no Session Expiry Interval",
+            ));
+        }
+        // [MQTT-3.14.0-1] (5.0): no DISCONNECT before a successful CONNACK.
+        if self.version().is_v5() && self.state == ServerState::Connected {
             let mut packet = Packet::Disconnect(disconnect);
             self.fit_to_peer(&mut packet)?;
             self.link.push(&packet);
@@ -732,6 +751,7 @@ impl<T> ServerSession<T> {
         } else {
             SessionExpiry::Never
         };
+        self.connect_expiry_zero = self.session_expiry == SessionExpiry::AtClose;
         let p = &connect.properties;
         self.auth_method = p.authentication_method.clone();
         self.problem_information = p.request_problem_information.unwrap_or(true);
@@ -857,15 +877,16 @@ impl<T> ServerSession<T> {
 
     fn on_disconnect(&mut self, disconnect: Disconnect) -> Result<(), ProtocolViolation> {
         if let Some(interval) = disconnect.properties.session_expiry_interval {
-            // [MQTT-3.14.2-2]: no session expiry on DISCONNECT after CONNECT set 0.
-            if self.session_expiry == SessionExpiry::AtClose {
+            // 5.0 section 3.14.2.2.2: a non-zero Session Expiry Interval on DISCONNECT after
+            // CONNECT set 0 is a Protocol Error.
+            if interval != 0 && self.connect_expiry_zero {
                 return Err(ProtocolViolation::SessionExpiryAfterZero);
             }
             self.session_expiry = SessionExpiry::from_interval(interval);
         }
-        // [MQTT-3.1.2-10] (3.1.1) / [MQTT-3.1.2-10] (5.0): a normal DISCONNECT removes the
-        // will; 0x04 asks for it to be published anyway.
-        if disconnect.reason_code != ReasonCode::DisconnectWithWillMessage {
+        // [MQTT-3.1.2-10] (3.1.1) / [MQTT-3.1.2-8], [MQTT-3.1.2-10] (5.0): only a normal
+        // disconnection (0x00) removes the will; 0x04 and the error codes leave it to publish.
+        if disconnect.reason_code == ReasonCode::Success {
             self.will = None;
         }
         self.close(

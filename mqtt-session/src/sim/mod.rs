@@ -10,9 +10,12 @@
 //!   [`ServerSession`](crate::ServerSession)s (one per connection) with a minimal server policy
 //!   (accept every CONNECT, resume the stored session, grant subscriptions) and a log of every
 //!   event on both sides.
+//! - [`BrokerNet`]: a [`Broker`](crate::broker::Broker) core and many client sessions.
 
+mod broker_net;
 mod network;
 mod pair;
 
+pub use broker_net::{BrokerNet, SimClient};
 pub use network::{Duplex, NetworkConfig, Pipe};
 pub use pair::{Pair, PairEvent};

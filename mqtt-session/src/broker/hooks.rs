@@ -1,0 +1,53 @@
+//! Hooks through which the application decides who may connect, publish and subscribe.
+
+use mqtt_proto::{Auth, AuthProperties, Connect, ReasonCode, TopicFilter, TopicName};
+
+/// The answer to a connection attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthDecision {
+    /// Let the client in.
+    Accept,
+    /// Refuse with this CONNACK reason code (for example 0x86 Bad User Name or Password,
+    /// 0x87 Not authorized, 0x8A Banned, 0x8C Bad authentication method).
+    Reject(ReasonCode),
+    /// MQTT 5 enhanced authentication: send an AUTH with Continue authentication and these
+    /// properties, and wait for the client's next AUTH.
+    Continue(AuthProperties),
+}
+
+/// The application's policy. Every method has a permissive default, so `AllowAll` is an
+/// empty implementation: anonymous local use, as a development broker would allow.
+pub trait BrokerHooks {
+    /// A CONNECT arrived: decide from the client id, user name, password, and MQTT 5
+    /// authentication method and data.
+    fn authenticate(&mut self, connect: &Connect) -> AuthDecision {
+        let _ = connect;
+        AuthDecision::Accept
+    }
+
+    /// The client answered a `Continue` with an AUTH packet.
+    fn continue_authentication(&mut self, client_id: &str, auth: &Auth) -> AuthDecision {
+        let _ = (client_id, auth);
+        AuthDecision::Reject(ReasonCode::BadAuthenticationMethod)
+    }
+
+    /// May `client_id` publish to `topic`? A refusal is answered with 0x87 Not authorized in
+    /// the PUBACK/PUBREC (MQTT 5) and the message is dropped.
+    fn authorize_publish(&mut self, client_id: &str, topic: &TopicName) -> bool {
+        let _ = (client_id, topic);
+        true
+    }
+
+    /// May `client_id` subscribe to `filter`? A refusal gives 0x87 (MQTT 5) or 0x80 (3.1.1)
+    /// in the SUBACK.
+    fn authorize_subscribe(&mut self, client_id: &str, filter: &TopicFilter) -> bool {
+        let _ = (client_id, filter);
+        true
+    }
+}
+
+/// Allows everything: anonymous clients, every topic.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AllowAll;
+
+impl BrokerHooks for AllowAll {}

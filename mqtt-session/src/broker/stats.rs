@@ -1,0 +1,37 @@
+//! Counters a broker keeps about itself.
+
+/// What the broker has done since it started. Plain numbers: read them with
+/// [`Broker::stats`](crate::broker::Broker::stats).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BrokerStats {
+    /// Connections open now.
+    pub connections: usize,
+    /// Connections accepted since the start.
+    pub connections_total: u64,
+    /// Connections refused because `max_connections` was reached.
+    pub connections_refused: u64,
+    /// Sessions held (connected or not).
+    pub sessions: usize,
+    /// Subscriptions held.
+    pub subscriptions: usize,
+    /// Retained messages held.
+    pub retained: usize,
+    /// PUBLISH packets received from clients.
+    pub messages_in: u64,
+    /// Messages handed to subscribers' sessions (sent or queued).
+    pub messages_out: u64,
+    /// Bytes read from clients.
+    pub bytes_in: u64,
+    /// Bytes written to clients.
+    pub bytes_out: u64,
+    /// Messages dropped because a session's queue was full.
+    pub dropped_queue_full: u64,
+    /// Messages dropped because they exceeded a client's Maximum Packet Size.
+    pub dropped_too_large: u64,
+    /// Publishes refused by `authorize_publish`.
+    pub dropped_unauthorized: u64,
+    /// Messages whose Message Expiry Interval passed before delivery.
+    pub dropped_expired: u64,
+    /// Retained messages not stored because the store was full.
+    pub dropped_retained_full: u64,
+}
