@@ -13,6 +13,7 @@
 //! - [`BrokerNet`]: a [`Broker`](crate::broker::Broker) core and many client sessions.
 
 mod broker_net;
+pub mod fuzz;
 mod network;
 mod pair;
 
