@@ -211,8 +211,9 @@ impl<T> ServerSession<T> {
     // ----- inputs -----
 
     /// Consumes whole packets from the front of `buf`. Between CONNECT and the application's
-    /// answer, and while too many SUBSCRIBE/UNSUBSCRIBE requests wait for answers, it stops
-    /// early and leaves the rest in `buf` (call again after answering).
+    /// answer, while too many SUBSCRIBE/UNSUBSCRIBE requests wait for answers, and while
+    /// `max_transmit_buffer` bytes wait for `poll_transmit`, it stops early and leaves the rest
+    /// in `buf` (call again after answering or draining).
     pub fn handle_read(&mut self, now: Instant, buf: &mut BytesMut) {
         self.link.now = now;
         loop {
@@ -224,7 +225,9 @@ impl<T> ServerSession<T> {
                 }
                 ServerState::AwaitingConnect => true,
             };
-            if !may_read {
+            // Stop reading while the transmit buffer is full (the client is not reading what
+            // we owe it): answers to its packets would otherwise pile up without bound.
+            if !may_read || self.link.outbox.len() >= self.config.max_transmit_buffer {
                 return;
             }
             match self.link.decoder.decode(buf) {

@@ -1,0 +1,105 @@
+//! Back-pressure from a peer that does not read: while the transmit buffer holds
+//! `max_transmit_buffer` bytes, the sessions stop consuming input, so the answers they owe
+//! (PUBACKs, PINGRESPs) cannot pile up without bound.
+
+use bytes::BytesMut;
+use mqtt_proto::{
+    ConnAck, ConnAckProperties, Connect, MqttString, Packet, PacketId, ProtocolVersion, Publish,
+    QosPid, ReasonCode, TopicName,
+};
+use mqtt_session::{ClientConfig, ClientSession, Instant, ServerConfig, ServerSession};
+
+fn qos1_publishes(n: u16, version: ProtocolVersion) -> BytesMut {
+    let mut buf = BytesMut::new();
+    for id in 1..=n {
+        let publish = Publish::new(
+            TopicName::new("t").unwrap(),
+            QosPid::AtLeastOnce(PacketId::new(id).unwrap()),
+            "x",
+        );
+        Packet::Publish(publish).encode(version, &mut buf).unwrap();
+    }
+    buf
+}
+
+#[test]
+fn client_stops_reading_while_its_transmit_buffer_is_full() {
+    let now = Instant::from_millis(0);
+    let config = ClientConfig {
+        max_transmit_buffer: 16,
+        ..ClientConfig::default()
+    };
+    let mut client: ClientSession<()> = ClientSession::new(config);
+    client
+        .connect(
+            now,
+            Connect::new(ProtocolVersion::V3_1_1, MqttString::new("c").unwrap()),
+        )
+        .unwrap();
+    let mut out = BytesMut::new();
+    client.poll_transmit(now, &mut out);
+    let mut read = BytesMut::new();
+    Packet::from(ConnAck::new(ReasonCode::Success))
+        .encode(ProtocolVersion::V3_1_1, &mut read)
+        .unwrap();
+    client.handle_read(now, &mut read);
+    while client.poll_event().is_some() {}
+
+    let mut read = qos1_publishes(20, ProtocolVersion::V3_1_1);
+    let total = read.len();
+    let each = total / 20;
+    client.handle_read(now, &mut read);
+    // Four PUBACKs (4 bytes each) fill the 16-byte buffer; the rest stays unread.
+    let mut out = BytesMut::new();
+    assert_eq!(client.poll_transmit(now, &mut out), 16);
+    assert_eq!(
+        read.len(),
+        total - 4 * 6,
+        "only four PUBLISHes were consumed"
+    );
+    // Drained: reading resumes.
+    client.handle_read(now, &mut read);
+    assert_eq!(read.len(), total - 8 * each);
+}
+
+#[test]
+fn server_stops_reading_while_its_transmit_buffer_is_full() {
+    let now = Instant::from_millis(0);
+    let config = ServerConfig {
+        max_transmit_buffer: 16,
+        ..ServerConfig::default()
+    };
+    let mut server: ServerSession<()> = ServerSession::new(config, now);
+    let mut read = BytesMut::new();
+    Packet::from(Connect::new(
+        ProtocolVersion::V3_1_1,
+        MqttString::new("c").unwrap(),
+    ))
+    .encode(ProtocolVersion::V3_1_1, &mut read)
+    .unwrap();
+    server.handle_read(now, &mut read);
+    server
+        .accept(now, ConnAckProperties::default(), None)
+        .unwrap();
+    let mut out = BytesMut::new();
+    server.poll_transmit(now, &mut out);
+
+    // A client that floods PINGREQs and never reads the PINGRESPs.
+    let mut read = BytesMut::new();
+    for _ in 0..100 {
+        Packet::PingReq
+            .encode(ProtocolVersion::V3_1_1, &mut read)
+            .unwrap();
+    }
+    server.handle_read(now, &mut read);
+    assert_eq!(
+        server.transmit_len(),
+        16,
+        "eight PINGRESPs, then reading stops"
+    );
+    assert_eq!(read.len(), 200 - 16);
+    let mut out = BytesMut::new();
+    server.poll_transmit(now, &mut out);
+    server.handle_read(now, &mut read);
+    assert_eq!(read.len(), 200 - 32);
+}
