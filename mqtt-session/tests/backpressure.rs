@@ -54,7 +54,7 @@ fn client_stops_reading_while_its_transmit_buffer_is_full() {
     assert_eq!(client.poll_transmit(now, &mut out), 16);
     assert_eq!(
         read.len(),
-        total - 4 * 6,
+        total - 4 * each,
         "only four PUBLISHes were consumed"
     );
     // Drained: reading resumes.
