@@ -170,11 +170,9 @@ impl Decoder {
             // The hot path, decoded straight into the caller's slot: the same as
             // `Packet::decode_body`, without the dispatch and the copies of the large packet
             // between its layers.
-            return Ok(Some(Packet::Publish(Publish::decode(
-                header.flags,
-                body,
-                self.version,
-            )?)));
+            return Publish::decode_into(header.flags, body, self.version, |p| {
+                Some(Packet::Publish(p))
+            });
         }
         Packet::decode_body(header.packet_type, header.flags, body, self.version).map(Some)
     }

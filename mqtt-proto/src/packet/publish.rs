@@ -159,9 +159,22 @@ impl Publish {
     #[inline]
     pub(crate) fn decode(
         flags: u8,
-        mut r: Reader,
+        r: Reader,
         version: ProtocolVersion,
     ) -> Result<Self, DecodeError> {
+        Self::decode_into(flags, r, version, |p| p)
+    }
+
+    /// Decodes the body and hands the packet to `wrap`, so that the caller's wrapper (for
+    /// example `Some(Packet::Publish(_))`) is built around the fields in place: returning the
+    /// 232-byte struct and wrapping it afterwards cost a copy of it per packet.
+    #[inline(always)]
+    pub(crate) fn decode_into<T>(
+        flags: u8,
+        mut r: Reader,
+        version: ProtocolVersion,
+        wrap: impl FnOnce(Self) -> T,
+    ) -> Result<T, DecodeError> {
         let dup = flags & 0b1000 != 0;
         let retain = flags & 0b0001 != 0;
         let qos = (flags >> 1) & 0b11;
@@ -177,26 +190,37 @@ impl Publish {
             1 => QosPid::AtLeastOnce(r.packet_id()?),
             _ => QosPid::ExactlyOnce(r.packet_id()?),
         };
-        let properties = if version.is_v5() && !r.skip_empty_properties() {
-            PublishProperties::decode(&mut r)?
-        } else {
-            PublishProperties::default()
-        };
-        if topic.is_empty() && properties.topic_alias.is_none() {
+        if version.is_v5() && !r.skip_empty_properties() {
+            let properties = PublishProperties::decode(&mut r)?;
+            if topic.is_empty() && properties.topic_alias.is_none() {
+                return Err(DecodeError::EmptyTopicWithoutAlias);
+            }
+            return Ok(wrap(Self {
+                dup,
+                qos_pid,
+                retain,
+                topic,
+                properties,
+                payload: r.rest(),
+            }));
+        }
+        // No properties, so no Topic Alias: the topic must not be empty. This common case
+        // builds the empty property set in place.
+        if topic.is_empty() {
             return Err(if version.is_v5() {
                 DecodeError::EmptyTopicWithoutAlias
             } else {
                 DecodeError::InvalidTopic(crate::TopicError::Empty)
             });
         }
-        Ok(Self {
+        Ok(wrap(Self {
             dup,
             qos_pid,
             retain,
             topic,
-            properties,
+            properties: PublishProperties::default(),
             payload: r.rest(),
-        })
+        }))
     }
 
     fn flags(&self) -> u8 {
