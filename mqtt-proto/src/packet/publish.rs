@@ -227,6 +227,7 @@ impl Publish {
         u8::from(self.dup) << 3 | self.qos_pid.qos().as_u8() << 1 | u8::from(self.retain)
     }
 
+    #[inline]
     pub(crate) fn sizes(&self, version: ProtocolVersion) -> Result<Sizes, EncodeError> {
         let uses_alias = version.is_v5() && self.properties.topic_alias.is_some();
         if self.topic.is_empty() && !uses_alias {
@@ -254,6 +255,7 @@ impl Publish {
     }
 
     /// Writes everything but the payload.
+    #[inline]
     pub(crate) fn write_header(&self, version: ProtocolVersion, sizes: &Sizes, buf: &mut BytesMut) {
         put_fixed_header(buf, PacketType::Publish, self.flags(), sizes.remaining);
         wire::put_field(buf, self.topic.as_bytes());
