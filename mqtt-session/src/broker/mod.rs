@@ -31,9 +31,11 @@
 mod config;
 mod hooks;
 mod retained;
+mod small_map;
 mod stats;
 mod subscriptions;
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 use core::time::Duration;
@@ -41,8 +43,8 @@ use core::time::Duration;
 use bytes::BytesMut;
 use mqtt_proto::{
     AckProperties, Auth, AuthProperties, ConnAckProperties, Connect, Disconnect, MqttString,
-    ProtocolVersion, PublishProperties, QoS, ReasonCode, RetainHandling, Subscribe, Unsubscribe,
-    Will,
+    ProtocolVersion, PublishProperties, QoS, ReasonCode, RetainHandling, Subscribe, TopicFilter,
+    Unsubscribe, Will,
 };
 
 pub use config::BrokerConfig;
@@ -50,6 +52,7 @@ pub use hooks::{AllowAll, AuthDecision, BrokerHooks};
 pub use stats::BrokerStats;
 
 use self::retained::RetainedStore;
+use self::small_map::SmallMap;
 use self::subscriptions::{Delivery, SessionKey, Sub, SubscriptionIndex};
 use crate::client::AckMode;
 use crate::error::{CloseReason, CommandError, Rejected};
@@ -104,7 +107,7 @@ pub struct TooManyConnections;
 /// subscription, so that a member that cannot take it passes it to another member.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Token {
-    shared: Option<mqtt_proto::TopicFilter>,
+    shared: Option<TopicFilter>,
 }
 
 #[derive(Debug)]
@@ -115,19 +118,23 @@ struct Connection {
     /// The deadline registered in the timer set.
     deadline: Option<Instant>,
     /// A CONNECT waiting for an enhanced-authentication exchange to finish.
-    pending_connect: Option<alloc::boxed::Box<Connect>>,
+    pending_connect: Option<Box<Connect>>,
     /// The session closed; the connection goes once its last bytes are transmitted.
     closed: bool,
 }
 
+/// A session, connected or not. Rarely used parts are boxed so that the record of an idle
+/// client stays small.
 #[derive(Debug)]
 struct SessionRecord {
     client_id: MqttString,
     connection: Option<ConnectionId>,
-    stored: Option<SessionState<Token>>,
-    subscriptions: BTreeMap<mqtt_proto::TopicFilter, Sub>,
+    /// The session state while no connection holds it.
+    stored: Option<Box<SessionState<Token>>>,
+    subscriptions: SmallMap<TopicFilter, Sub>,
     expires_at: Option<Instant>,
-    pending_will: Option<(Will, Instant)>,
+    /// A will waiting for its Will Delay Interval, with its due time.
+    pending_will: Option<Box<(Will, Instant)>>,
 }
 
 /// Timers of session records.
@@ -143,7 +150,9 @@ enum RecordTimer {
 pub struct Broker<H: BrokerHooks = AllowAll> {
     config: BrokerConfig,
     hooks: H,
-    connections: BTreeMap<ConnectionId, Connection>,
+    /// Boxed: a `ServerSession` is about a kilobyte, and a B-tree node holds room for eleven
+    /// values, about half of it unused on average.
+    connections: BTreeMap<ConnectionId, Box<Connection>>,
     sessions: BTreeMap<SessionKey, SessionRecord>,
     by_client_id: BTreeMap<MqttString, SessionKey>,
     index: SubscriptionIndex,
@@ -156,6 +165,11 @@ pub struct Broker<H: BrokerHooks = AllowAll> {
     connection_timers: BTreeSet<(Instant, ConnectionId)>,
     record_timers: BTreeSet<(Instant, SessionKey, RecordTimer)>,
     events: VecDeque<BrokerEvent>,
+    /// Connections whose session events are still to be handled (see `settle`).
+    unsettled: VecDeque<ConnectionId>,
+    settling: bool,
+    /// Passes of the shared message being re-routed (see `reroute_shared`).
+    reroute_hops: usize,
     stats: BrokerStats,
 }
 
@@ -185,6 +199,9 @@ impl<H: BrokerHooks> Broker<H> {
             connection_timers: BTreeSet::new(),
             record_timers: BTreeSet::new(),
             events: VecDeque::new(),
+            unsettled: VecDeque::new(),
+            settling: false,
+            reroute_hops: 0,
             stats: BrokerStats::default(),
         }
     }
@@ -219,13 +236,13 @@ impl<H: BrokerHooks> Broker<H> {
         let session = ServerSession::new(self.config.server.clone(), now);
         self.connections.insert(
             id,
-            Connection {
+            Box::new(Connection {
                 session,
                 key: None,
                 deadline: None,
                 pending_connect: None,
                 closed: false,
-            },
+            }),
         );
         self.settle(now, id);
         Ok(id)
@@ -337,18 +354,39 @@ impl<H: BrokerHooks> Broker<H> {
 
     // ----- the event loop over sessions -----
 
-    /// Handles the events of connection `first` and of every connection they touch, then
-    /// refreshes their transmit and timer bookkeeping.
+    /// Handles the events of connection `id` and of every connection they touch, then
+    /// refreshes their transmit and timer bookkeeping; every session is drained before control
+    /// returns to the driver.
     ///
-    /// Routing a message into another connection's session settles that connection too
-    /// (recursively, one level per hop), so every session is drained before control returns.
+    /// Called while events are being handled (routing a message into another session, or into
+    /// the publisher's own), it only queues the connection: its events are handled after the
+    /// current one. Handling them at once would handle the publisher's next PUBLISH in the
+    /// middle of routing the previous one, and subscribers later in the routing order would
+    /// get the two in the wrong order ([MQTT-4.6.0-6]).
     fn settle(&mut self, now: Instant, id: ConnectionId) {
+        self.unsettled.push_back(id);
+        if self.settling {
+            return;
+        }
+        self.settling = true;
+        while let Some(id) = self.unsettled.pop_front() {
+            self.drain(now, id);
+        }
+        self.settling = false;
+    }
+
+    /// Handles the events of connection `id` now.
+    fn drain(&mut self, now: Instant, id: ConnectionId) {
         while let Some(event) = self
             .connections
             .get_mut(&id)
             .and_then(|conn| conn.session.poll_event())
         {
             self.on_event(now, id, event);
+        }
+        if let Some(conn) = self.connections.get_mut(&id) {
+            // An idle connection keeps no empty queue's capacity.
+            conn.session.shrink_idle();
         }
         self.refresh(id);
     }
@@ -384,7 +422,7 @@ impl<H: BrokerHooks> Broker<H> {
             ServerEvent::Message { publish, ack } => self.on_message(now, id, publish, ack),
             ServerEvent::Subscribe(subscribe) => self.on_subscribe(now, id, subscribe),
             ServerEvent::Unsubscribe(unsubscribe) => self.on_unsubscribe(now, id, unsubscribe),
-            ServerEvent::Published { .. } => self.stats.messages_out += 1,
+            ServerEvent::Published { .. } => {}
             ServerEvent::Abandoned {
                 token,
                 cause,
@@ -405,7 +443,7 @@ impl<H: BrokerHooks> Broker<H> {
             AuthDecision::Reject(code) => self.refuse(now, id, code),
             AuthDecision::Continue(properties) => {
                 if let Some(conn) = self.connections.get_mut(&id) {
-                    conn.pending_connect = Some(alloc::boxed::Box::new(connect));
+                    conn.pending_connect = Some(Box::new(connect));
                 }
                 self.challenge(now, id, properties);
             }
@@ -493,7 +531,9 @@ impl<H: BrokerHooks> Broker<H> {
             }
             assigned
         } else {
-            connect.client_id.clone()
+            // An owned copy: the decoded one points into the transport's read buffer and
+            // would keep all of it alive as long as the session lives.
+            owned_string(&connect.client_id)
         };
         // Takeover: the old connection goes with 0x8E ([MQTT-3.1.4-3]); its session detaches
         // into the record (or ends, if it was to end with its connection).
@@ -508,7 +548,9 @@ impl<H: BrokerHooks> Broker<H> {
                     .session
                     .disconnect(now, Disconnect::new(ReasonCode::SessionTakenOver));
             }
-            self.settle(now, old);
+            // At once, not queued: the old connection's session state must be back in the
+            // record before the new connection takes it.
+            self.drain(now, old);
         }
         let key = match self.by_client_id.get(&client_id) {
             Some(&key) => key,
@@ -522,7 +564,7 @@ impl<H: BrokerHooks> Broker<H> {
                         client_id: client_id.clone(),
                         connection: None,
                         stored: None,
-                        subscriptions: BTreeMap::new(),
+                        subscriptions: SmallMap::default(),
                         expires_at: None,
                         pending_will: None,
                     },
@@ -535,19 +577,17 @@ impl<H: BrokerHooks> Broker<H> {
             return;
         };
         // A reconnect within the will delay cancels the will ([MQTT-3.1.3-9] in 5.0).
-        if let Some((_, due)) = record.pending_will.take() {
-            self.record_timers.remove(&(due, key, RecordTimer::Will));
+        if let Some(pending) = record.pending_will.take() {
+            self.record_timers
+                .remove(&(pending.1, key, RecordTimer::Will));
         }
         if let Some(at) = record.expires_at.take() {
             self.record_timers.remove(&(at, key, RecordTimer::Expiry));
         }
-        let stored = record.stored.take();
+        let stored = record.stored.take().map(|state| *state);
         let session_present = stored.is_some() && !clean_start;
         if clean_start {
-            let filters: Vec<_> = core::mem::take(&mut record.subscriptions)
-                .into_keys()
-                .collect();
-            for filter in filters {
+            for (filter, _) in record.subscriptions.take_all() {
                 self.index.remove(key, &filter);
             }
         }
@@ -668,18 +708,23 @@ impl<H: BrokerHooks> Broker<H> {
             {
                 stored.enqueue(now, message, token)
             }
-            _ => return,
+            _ => {
+                self.stats.dropped_qos0_offline += 1;
+                return;
+            }
         };
-        if let Err(Rejected {
-            error,
-            command,
-            token,
-        }) = result
-        {
-            self.on_rejected(now, key, &error, command, token);
+        match result {
+            Ok(()) => self.stats.messages_out += 1,
+            Err(Rejected {
+                error,
+                command,
+                token,
+            }) => self.on_rejected(now, key, &error, command, token),
         }
     }
 
+    /// A session could not take a message: a shared one goes to another member, anything else
+    /// is dropped and counted.
     fn on_rejected(
         &mut self,
         now: Instant,
@@ -688,15 +733,13 @@ impl<H: BrokerHooks> Broker<H> {
         message: Message,
         token: Token,
     ) {
+        if token.shared.is_some() {
+            self.reroute_shared(now, key, message, token);
+            return;
+        }
         match error {
             CommandError::PacketTooLarge { .. } => self.stats.dropped_too_large += 1,
-            _ => {
-                if token.shared.is_some() {
-                    self.reroute_shared(now, key, message, token);
-                    return;
-                }
-                self.stats.dropped_queue_full += 1;
-            }
+            _ => self.stats.dropped_queue_full += 1,
         }
     }
 
@@ -708,14 +751,24 @@ impl<H: BrokerHooks> Broker<H> {
         cause: &AbandonCause,
         message: Option<Message>,
     ) {
-        if matches!(cause, AbandonCause::Expired) {
-            self.stats.dropped_expired += 1;
-            return;
+        match cause {
+            AbandonCause::Expired => {
+                self.stats.dropped_expired += 1;
+                return;
+            }
+            AbandonCause::Refused(error) => {
+                if let (Some(key), Some(message)) = (key, message) {
+                    self.on_rejected(now, key, error, message, token);
+                }
+                return;
+            }
+            _ => {}
         }
-        if let (Some(key), Some(message)) = (key, message) {
-            if token.shared.is_some() {
+        match (key, message) {
+            (Some(key), Some(message)) if token.shared.is_some() => {
                 self.reroute_shared(now, key, message, token);
             }
+            _ => self.stats.dropped_session_ended += 1,
         }
     }
 
@@ -726,9 +779,19 @@ impl<H: BrokerHooks> Broker<H> {
             return;
         };
         if let Some((key, _)) = self.index.shared_member(&filter, from) {
+            // A member that refuses it too passes it on in turn; each pass moves round robin
+            // and excludes the refusing member, but a group whose every member refuses must
+            // not bounce it forever: `hops` bounds the passes by the group size.
+            if self.reroute_hops >= self.index.shared_group_len(&filter) {
+                self.reroute_hops = 0;
+                self.stats.dropped_queue_full += 1;
+                return;
+            }
+            self.reroute_hops += 1;
             self.deliver(now, key, message, token);
+            self.reroute_hops = 0;
         } else {
-            self.stats.dropped_queue_full += 1;
+            self.stats.dropped_session_ended += 1;
         }
     }
 
@@ -779,7 +842,8 @@ impl<H: BrokerHooks> Broker<H> {
                 options,
                 id: subscription_id,
             };
-            record.subscriptions.insert(s.filter.clone(), sub);
+            // An owned copy, not a view into the read buffer (see `admit`).
+            record.subscriptions.insert(owned_filter(&s.filter), sub);
             let existed = self.index.insert(key, &s.filter, sub);
             codes.push(ReasonCode::granted(options.qos));
             let send_retained = match options.retain_handling {
@@ -874,15 +938,16 @@ impl<H: BrokerHooks> Broker<H> {
             // Taken over: the new connection already owns the session.
             return;
         }
-        record.stored = state;
+        record.stored = state.map(Box::new);
+        let client_id = record.client_id.clone();
         if let Some(will) = will {
             let delay = will.properties.will_delay_interval.unwrap_or(0);
             if delay == 0 {
-                self.publish_will(now, key, will);
+                self.publish_will(now, key, &client_id, will);
             } else {
                 let due = now + Duration::from_secs(u64::from(delay));
                 if let Some(record) = self.sessions.get_mut(&key) {
-                    record.pending_will = Some((will, due));
+                    record.pending_will = Some(Box::new((will, due)));
                 }
                 self.record_timers.insert((due, key, RecordTimer::Will));
             }
@@ -900,7 +965,16 @@ impl<H: BrokerHooks> Broker<H> {
         }
     }
 
-    fn publish_will(&mut self, now: Instant, key: SessionKey, will: Will) {
+    /// Publishes a will as its client would have: authorized like a PUBLISH of that client
+    /// (a will must not reach a topic its client may not publish to), retained when it says so.
+    fn publish_will(&mut self, now: Instant, key: SessionKey, client_id: &MqttString, will: Will) {
+        if !self
+            .hooks
+            .authorize_publish(client_id.as_str(), &will.topic)
+        {
+            self.stats.dropped_unauthorized += 1;
+            return;
+        }
         let message = Message {
             topic: will.topic,
             qos: will.qos,
@@ -916,6 +990,7 @@ impl<H: BrokerHooks> Broker<H> {
                 ..PublishProperties::default()
             },
         };
+        self.stats.wills_published += 1;
         if message.retain {
             self.retain(now, &message);
         }
@@ -927,7 +1002,10 @@ impl<H: BrokerHooks> Broker<H> {
             return;
         };
         match record.pending_will.take() {
-            Some((will, at)) if at == due => self.publish_will(now, key, will),
+            Some(pending) if pending.1 == due => {
+                let client_id = record.client_id.clone();
+                self.publish_will(now, key, &client_id, pending.0);
+            }
             other => record.pending_will = other,
         }
     }
@@ -950,9 +1028,10 @@ impl<H: BrokerHooks> Broker<H> {
             return;
         };
         self.by_client_id.remove(&record.client_id);
-        if let Some((will, due)) = record.pending_will.take() {
+        if let Some(pending) = record.pending_will.take() {
+            let (will, due) = *pending;
             self.record_timers.remove(&(due, key, RecordTimer::Will));
-            self.publish_will(now, key, will);
+            self.publish_will(now, key, &record.client_id, will);
         }
         if let Some(at) = record.expires_at.take() {
             self.record_timers.remove(&(at, key, RecordTimer::Expiry));
@@ -964,10 +1043,22 @@ impl<H: BrokerHooks> Broker<H> {
             for (token, message) in state.into_abandoned() {
                 if token.shared.is_some() {
                     self.reroute_shared(now, key, message, token);
+                } else if message.qos > QoS::AtMostOnce {
+                    self.stats.dropped_session_ended += 1;
                 }
             }
         }
     }
+}
+
+/// An owned, compact copy of a decoded string.
+fn owned_string(s: &MqttString) -> MqttString {
+    MqttString::new(s.as_str()).unwrap_or_else(|_| s.clone())
+}
+
+/// An owned, compact copy of a decoded topic filter.
+fn owned_filter(f: &TopicFilter) -> TopicFilter {
+    TopicFilter::new(f.as_str()).unwrap_or_else(|_| f.clone())
 }
 
 /// The PUBLISH a subscriber gets: QoS downgraded to its subscription's ([MQTT-3.8.4-8] in

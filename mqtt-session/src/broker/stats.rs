@@ -34,4 +34,12 @@ pub struct BrokerStats {
     pub dropped_expired: u64,
     /// Retained messages not stored because the store was full.
     pub dropped_retained_full: u64,
+    /// QoS 0 messages for a session whose client is away (kept only with
+    /// `queue_qos0_offline`).
+    pub dropped_qos0_offline: u64,
+    /// Messages a session still held (queued or in flight) when it ended (expiry, clean
+    /// start), and shared-subscription messages no other member could take.
+    pub dropped_session_ended: u64,
+    /// Will messages published.
+    pub wills_published: u64,
 }

@@ -8,6 +8,8 @@ use alloc::vec::Vec;
 
 use mqtt_proto::{QoS, SubscriptionId, SubscriptionOptions, TopicFilter};
 
+use super::small_map::SmallMap;
+
 /// A session's key in the broker (stable for the session's life, across connections).
 pub(crate) type SessionKey = u64;
 
@@ -30,7 +32,7 @@ struct SharedGroup {
 
 #[derive(Debug, Default)]
 struct Subscribers {
-    direct: BTreeMap<SessionKey, Sub>,
+    direct: SmallMap<SessionKey, Sub>,
     shared: BTreeMap<Box<str>, SharedGroup>,
 }
 
@@ -40,23 +42,25 @@ impl Subscribers {
     }
 }
 
+/// One topic level. Subscriber sets are boxed and absent when empty, so an inner node costs
+/// 56 bytes plus its children.
 #[derive(Debug, Default)]
 struct Node {
-    children: BTreeMap<Box<str>, Node>,
+    children: SmallMap<Box<str>, Node>,
     /// `+` at this level.
     single: Option<Box<Node>>,
     /// Filters that end in `#` here.
-    multi: Subscribers,
+    multi: Option<Box<Subscribers>>,
     /// Filters that end exactly here.
-    exact: Subscribers,
+    exact: Option<Box<Subscribers>>,
 }
 
 impl Node {
     fn is_empty(&self) -> bool {
         self.children.is_empty()
             && self.single.is_none()
-            && self.multi.is_empty()
-            && self.exact.is_empty()
+            && self.multi.is_none()
+            && self.exact.is_none()
     }
 }
 
@@ -109,9 +113,9 @@ impl SubscriptionIndex {
     pub(crate) fn insert(&mut self, session: SessionKey, filter: &TopicFilter, sub: Sub) -> bool {
         let (node, is_multi) = node_for(&mut self.root, filter.filter());
         let subscribers = if is_multi {
-            &mut node.multi
+            node.multi.get_or_insert_with(Box::default)
         } else {
-            &mut node.exact
+            node.exact.get_or_insert_with(Box::default)
         };
         let existed = match filter.share_name() {
             Some(group) => subscribers
@@ -150,7 +154,7 @@ impl SubscriptionIndex {
         let dollar = topic.starts_with('$');
         let mut out = Matches::default();
         collect(&mut self.root, &levels, 0, dollar, &mut |subscribers| {
-            for (session, sub) in &subscribers.direct {
+            for (session, sub) in subscribers.direct.iter() {
                 // No Local: not back to the publisher ([MQTT-3.8.3-3] in 5.0).
                 if sub.options.no_local && Some(*session) == publisher {
                     continue;
@@ -175,6 +179,22 @@ impl SubscriptionIndex {
         filter: &TopicFilter,
         except: SessionKey,
     ) -> Option<(SessionKey, Sub)> {
+        let group = self.group_mut(filter)?;
+        for _ in 0..group.members.len() {
+            let (session, sub) = next_member(group)?;
+            if session != except {
+                return Some((session, sub));
+            }
+        }
+        None
+    }
+
+    /// Members of the shared subscription `filter`.
+    pub(crate) fn shared_group_len(&mut self, filter: &TopicFilter) -> usize {
+        self.group_mut(filter).map_or(0, |g| g.members.len())
+    }
+
+    fn group_mut(&mut self, filter: &TopicFilter) -> Option<&mut SharedGroup> {
         let group_name = filter.share_name()?;
         let levels: Vec<&str> = filter.filter().split('/').collect();
         let mut node = &mut self.root;
@@ -187,18 +207,11 @@ impl SubscriptionIndex {
             }
         }
         let subscribers = if multi {
-            &mut node.multi
+            node.multi.as_deref_mut()?
         } else {
-            &mut node.exact
+            node.exact.as_deref_mut()?
         };
-        let group = subscribers.shared.get_mut(group_name)?;
-        for _ in 0..group.members.len() {
-            let (session, sub) = next_member(group)?;
-            if session != except {
-                return Some((session, sub));
-            }
-        }
-        None
+        subscribers.shared.get_mut(group_name)
     }
 }
 
@@ -210,7 +223,11 @@ fn node_for<'a>(root: &'a mut Node, filter: &str) -> (&'a mut Node, bool) {
         match *level {
             "#" if i + 1 == levels.len() => return (node, true),
             "+" => node = node.single.get_or_insert_with(Box::default),
-            other => node = node.children.entry(Box::from(other)).or_default(),
+            other => {
+                node = node
+                    .children
+                    .get_or_insert_with(Box::from(other), Node::default)
+            }
         }
     }
     (node, false)
@@ -245,7 +262,23 @@ fn remove_in(node: &mut Node, levels: &[&str], session: SessionKey, group: Optio
     }
 }
 
-fn remove_from(subscribers: &mut Subscribers, session: SessionKey, group: Option<&str>) -> bool {
+/// Removes from a subscriber set, dropping the set when it empties.
+fn remove_from(
+    slot: &mut Option<Box<Subscribers>>,
+    session: SessionKey,
+    group: Option<&str>,
+) -> bool {
+    let Some(subscribers) = slot.as_deref_mut() else {
+        return false;
+    };
+    let removed = remove_member(subscribers, session, group);
+    if subscribers.is_empty() {
+        *slot = None;
+    }
+    removed
+}
+
+fn remove_member(subscribers: &mut Subscribers, session: SessionKey, group: Option<&str>) -> bool {
     match group {
         None => subscribers.direct.remove(&session).is_some(),
         Some(name) => {
@@ -271,12 +304,16 @@ fn collect(
     out: &mut impl FnMut(&mut Subscribers),
 ) {
     let leading = i == 0 && dollar;
-    if !leading && !node.multi.is_empty() {
-        // `#` also matches the parent level itself ([MQTT-4.7.1-2] example "sport/#").
-        out(&mut node.multi);
+    if !leading {
+        if let Some(multi) = node.multi.as_deref_mut() {
+            // `#` also matches the parent level itself ([MQTT-4.7.1-2] example "sport/#").
+            out(multi);
+        }
     }
     if i == levels.len() {
-        out(&mut node.exact);
+        if let Some(exact) = node.exact.as_deref_mut() {
+            out(exact);
+        }
         return;
     }
     if !leading {

@@ -97,8 +97,9 @@ pub struct ServerSession<T> {
     keep_alive: Option<Duration>,
     last_received: Instant,
     /// The will from CONNECT; armed (moved to `will`) once the connection is accepted.
-    offered_will: Option<Will>,
-    will: Option<Will>,
+    /// (Boxed, as `will`: a `Will` is over 200 bytes and most clients have none.)
+    offered_will: Option<Box<Will>>,
+    will: Option<Box<Will>>,
     client_id: MqttString,
     clean_start: bool,
     session_expiry: SessionExpiry,
@@ -191,6 +192,22 @@ impl<T> ServerSession<T> {
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<ServerEvent<T>> {
         self.events.pop_front()
+    }
+
+    /// Gives back the memory of internal queues that are empty (events, requests awaiting an
+    /// answer, packets held before CONNACK), which otherwise keep their capacity. For owners of
+    /// many mostly idle sessions, such as the broker core; a queue that fills again allocates
+    /// again.
+    pub fn shrink_idle(&mut self) {
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
+        if self.pending_requests.is_empty() {
+            self.pending_requests = BTreeMap::new();
+        }
+        if self.held.is_empty() {
+            self.held = VecDeque::new();
+        }
     }
 
     /// The earliest time at which [`handle_timeout`](Self::handle_timeout) has work to do.
@@ -746,7 +763,7 @@ impl<T> ServerSession<T> {
         self.clean_start = connect.clean_start;
         self.keep_alive =
             (connect.keep_alive > 0).then(|| Duration::from_secs(u64::from(connect.keep_alive)));
-        self.offered_will = connect.will.clone();
+        self.offered_will = connect.will.clone().map(Box::new);
         self.session_expiry = if version.is_v5() {
             SessionExpiry::from_interval(connect.properties.session_expiry_interval.unwrap_or(0))
         } else if connect.clean_start {
@@ -940,7 +957,7 @@ impl<T> ServerSession<T> {
         self.held.clear();
         self.pending_requests.clear();
         let will = if was_connected {
-            self.will.take()
+            self.will.take().map(|will| *will)
         } else {
             None
         };
