@@ -75,6 +75,9 @@ pub enum DecodeError {
     /// Retain Handling of 3 in the subscription options (section 3.8.3.1 of 5.0: a Protocol
     /// Error).
     InvalidRetainHandling,
+    /// Maximum QoS 3 in the subscription options of an MQTT 5 SUBSCRIBE (section 3.8.3.1 of
+    /// 5.0: a Protocol Error; in 3.1.1 the same byte is malformed, [`DecodeError::InvalidQoS`]).
+    InvalidSubscriptionQoS,
     /// No Local set on a shared subscription ([MQTT-3.8.3-4] in 5.0).
     NoLocalOnSharedSubscription,
     /// A reason or return code that the packet may not carry.
@@ -116,6 +119,7 @@ impl DecodeError {
             | Self::InvalidPropertyValue(_)
             | Self::EmptyTopicWithoutAlias
             | Self::InvalidRetainHandling
+            | Self::InvalidSubscriptionQoS
             // 5.0 sections 3.8.3, 3.10.3: an empty (UN)SUBSCRIBE payload is a Protocol Error.
             | Self::NoTopicFilters
             | Self::NoLocalOnSharedSubscription => ReasonCode::ProtocolError,
@@ -161,6 +165,7 @@ impl DecodeError {
             Self::NoTopicFilters => "MQTT-3.8.3-2 (5.0) / MQTT-3.8.3-3 (3.1.1) / MQTT-3.10.3-2",
             Self::InvalidSubscriptionOptions(_) => "MQTT-3.8.3-5 (5.0) / MQTT-3.8.3-4 (3.1.1)",
             Self::InvalidRetainHandling => "MQTT-3.8.3.1 (retain handling 3)",
+            Self::InvalidSubscriptionQoS => "MQTT-3.8.3.1 (maximum QoS 3)",
             Self::NoLocalOnSharedSubscription => "MQTT-3.8.3-4",
             Self::InvalidReasonCode { .. } => "MQTT-2.4 (reason codes per packet)",
             Self::UnknownProperty(_) | Self::PropertyNotAllowed { .. } => {
@@ -207,6 +212,7 @@ impl fmt::Display for DecodeError {
                 write!(f, "invalid subscription options {o:#010b}")
             }
             Self::InvalidRetainHandling => f.write_str("retain handling 3"),
+            Self::InvalidSubscriptionQoS => f.write_str("subscription maximum QoS 3"),
             Self::NoLocalOnSharedSubscription => f.write_str("no local on a shared subscription"),
             Self::InvalidReasonCode { packet_type, code } => {
                 write!(f, "reason code {code:#04x} is not valid in {packet_type}")

@@ -1732,3 +1732,23 @@ fn encode_no_local_on_shared_subscription() {
         EncodeError::NoLocalOnSharedSubscription,
     );
 }
+
+// Section 3.8.3.1 of 5.0: "It is a Protocol Error if the Maximum QoS field has the value 3"
+// (0x82), while in 3.1.1 the same byte makes the packet malformed ([MQTT-3-8.3-4], 0x81).
+#[test]
+fn subscription_qos_3_is_a_protocol_error_in_v5_and_malformed_in_v311() {
+    use mqtt_proto::{DecodeError, Decoder, ProtocolVersion, ReasonCode};
+    // SUBSCRIBE, packet id 1, (v5: no properties), filter "a", options 0x03.
+    let v5 = [0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x03];
+    let err = Decoder::new(ProtocolVersion::V5)
+        .decode(&mut bytes::BytesMut::from(&v5[..]))
+        .unwrap_err();
+    assert_eq!(err, DecodeError::InvalidSubscriptionQoS);
+    assert_eq!(err.reason_code(), ReasonCode::ProtocolError);
+    let v3 = [0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x03];
+    let err = Decoder::new(ProtocolVersion::V3_1_1)
+        .decode(&mut bytes::BytesMut::from(&v3[..]))
+        .unwrap_err();
+    assert_eq!(err, DecodeError::InvalidQoS(3));
+    assert_eq!(err.reason_code(), ReasonCode::MalformedPacket);
+}

@@ -78,7 +78,11 @@ impl SubscriptionOptions {
         if byte & reserved != 0 {
             return Err(DecodeError::InvalidSubscriptionOptions(byte));
         }
-        let qos = QoS::from_u8(byte & 0b11).ok_or(DecodeError::InvalidQoS(byte & 0b11))?;
+        let qos = QoS::from_u8(byte & 0b11).ok_or(if version.is_v5() {
+            DecodeError::InvalidSubscriptionQoS
+        } else {
+            DecodeError::InvalidQoS(byte & 0b11)
+        })?;
         let retain_handling = match (byte >> 4) & 0b11 {
             0 => RetainHandling::SendAtSubscribe,
             1 => RetainHandling::SendAtSubscribeIfNew,
