@@ -1,3 +1,134 @@
-//! Broker core benchmarks (placeholder, filled below).
+//! Broker core benchmarks (issue 5): routing one PUBLISH through `Broker` with 1 and with
+//! 100,000 subscriptions on distinct filters (matching cost must not grow with the total),
+//! and a fan-out of one PUBLISH to 1,000 subscribers.
+//!
+//! Each iteration feeds the encoded QoS 0 PUBLISH into the publisher's connection and drains
+//! every byte the broker has to send, so the figure covers decode, authorization, matching,
+//! the per-subscriber copy and the encoding of each outgoing PUBLISH.
 #![allow(missing_docs)]
-fn main() {}
+
+use bytes::BytesMut;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use mqtt_proto::{
+    Connect, MqttString, Packet, PacketId, ProtocolVersion, Publish, QoS, QosPid, Subscribe,
+    Subscription, SubscriptionOptions, TopicFilter, TopicName,
+};
+use mqtt_session::broker::{Broker, BrokerConfig, ConnectionId};
+use mqtt_session::Instant;
+
+const V: ProtocolVersion = ProtocolVersion::V3_1_1;
+
+fn now() -> Instant {
+    Instant::from_millis(1)
+}
+
+fn drain(broker: &mut Broker, out: &mut BytesMut) -> usize {
+    let mut n = 0;
+    while broker.poll_transmit(now(), out).is_some() {
+        n += out.len();
+        out.clear();
+    }
+    while broker.poll_event().is_some() {}
+    n
+}
+
+/// Opens and connects a client, then subscribes it to `filters` (1,000 per SUBSCRIBE).
+fn client(broker: &mut Broker, id: &str, filters: &[String]) -> ConnectionId {
+    let conn = broker.open(now()).unwrap();
+    let mut buf = BytesMut::new();
+    Packet::from(Connect::new(V, MqttString::new(id).unwrap()))
+        .encode(V, &mut buf)
+        .unwrap();
+    for (n, chunk) in filters.chunks(1000).enumerate() {
+        let subscribe = Subscribe {
+            packet_id: PacketId::new(n as u16 + 1).unwrap(),
+            subscriptions: chunk
+                .iter()
+                .map(|f| Subscription {
+                    filter: TopicFilter::new(f).unwrap(),
+                    options: SubscriptionOptions::new(QoS::AtMostOnce),
+                })
+                .collect(),
+            properties: Default::default(),
+        };
+        Packet::Subscribe(subscribe).encode(V, &mut buf).unwrap();
+    }
+    while !buf.is_empty() {
+        broker.handle_read(now(), conn, &mut buf);
+        drain(broker, &mut BytesMut::new());
+    }
+    conn
+}
+
+fn publish_wire(topic: &str) -> BytesMut {
+    let mut wire = BytesMut::new();
+    Packet::Publish(Publish::new(
+        TopicName::new(topic).unwrap(),
+        QosPid::AtMostOnce,
+        &[0u8; 64][..],
+    ))
+    .encode(V, &mut wire)
+    .unwrap();
+    wire
+}
+
+fn config() -> BrokerConfig {
+    BrokerConfig {
+        max_subscriptions_per_session: usize::MAX,
+        ..BrokerConfig::default()
+    }
+}
+
+fn routing(c: &mut Criterion) {
+    let mut group = c.benchmark_group("broker_route_one_publish");
+    group.throughput(Throughput::Elements(1));
+    for total in [1usize, 100_000] {
+        let mut broker = Broker::new(config());
+        // Distinct filters of a typical shape; the topic published matches exactly one.
+        let filters: Vec<String> = (0..total).map(|i| format!("devices/{i}/cmd/+")).collect();
+        // 1,000 filters per subscriber, as many subscribers as needed.
+        for (n, chunk) in filters.chunks(1000).enumerate() {
+            client(&mut broker, &format!("sub-{n}"), chunk);
+        }
+        assert_eq!(broker.stats().subscriptions, total);
+        let publisher = client(&mut broker, "pub", &[]);
+        let wire = publish_wire("devices/0/cmd/reboot");
+        let mut out = BytesMut::with_capacity(1 << 16);
+        // One delivery per PUBLISH.
+        let mut buf = wire.clone();
+        broker.handle_read(now(), publisher, &mut buf);
+        assert!(drain(&mut broker, &mut out) > 64);
+        group.bench_with_input(BenchmarkId::from_parameter(total), &total, |b, _| {
+            b.iter(|| {
+                let mut buf = wire.clone();
+                broker.handle_read(now(), publisher, &mut buf);
+                drain(&mut broker, &mut out)
+            })
+        });
+    }
+    group.finish();
+}
+
+fn fan_out(c: &mut Criterion) {
+    let mut group = c.benchmark_group("broker_fan_out");
+    let subscribers = 1_000;
+    group.throughput(Throughput::Elements(subscribers as u64));
+    let mut broker = Broker::new(config());
+    for n in 0..subscribers {
+        client(&mut broker, &format!("sub-{n}"), &["fan/out".to_string()]);
+    }
+    let publisher = client(&mut broker, "pub", &[]);
+    let wire = publish_wire("fan/out");
+    let mut out = BytesMut::with_capacity(1 << 16);
+    group.bench_function(BenchmarkId::from_parameter(subscribers), |b| {
+        b.iter(|| {
+            let mut buf = wire.clone();
+            broker.handle_read(now(), publisher, &mut buf);
+            drain(&mut broker, &mut out)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, routing, fan_out);
+criterion_main!(benches);
