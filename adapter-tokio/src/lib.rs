@@ -1,4 +1,148 @@
-//! Tokio driver for the `mqtt-session` state machines.
+//! Tokio drivers for the `mqtt-session` state machines: an MQTT client, and the server flow for
+//! writing your own MQTT server, over any byte transport.
 //!
-//! Not implemented yet: this crate is an empty placeholder until the tokio adapter issue lands.
-//! Nothing here pretends to work.
+//! The crate holds no protocol logic. Each connection is one task running one drive loop over
+//! a sans-IO session (`ClientSession` or `ServerSession`): bytes read into a reused buffer go
+//! to `handle_read`, the session's earliest deadline to `handle_timeout`, commands from the
+//! handles to the session's methods; after each, the session is drained (everything it wants
+//! to send in one buffer and one write, then its events). Time is tokio's clock, converted to
+//! the sessions' millisecond [`Instant`](mqtt_session::Instant), so tests can pause it.
+//!
+//! # Client
+//!
+//! [`connect`] (any [`Transport`]) or [`connect_tcp`] sends the CONNECT, waits for the CONNACK
+//! and gives a [`Client`] (a cheap cloneable handle) and its [`ClientEvents`] (incoming
+//! messages and the connection's life; also a `Stream`). `client.publish(message).await`
+//! resolves when the server acknowledged the message, with its reason code.
+//!
+//! # Server flow
+//!
+//! [`Server::bind`] / [`Server::accept`] (TCP) or [`serve_connection`] (any transport) give one
+//! [`ServerConnection`] per client: you receive its CONNECT, SUBSCRIBE, PUBLISH... as
+//! [`ConnectionEvent`]s and answer with `accept`, `suback`, `publish`... The example below is
+//! a complete server (accept everyone, grant every subscription, echo every message) and a
+//! client talking to it in-process over `tokio::io::duplex`:
+//!
+//! ```
+//! use adapter_tokio::{connect, serve_connection, ClientOptions, ConnectionEvent, Event, ServerOptions};
+//! use mqtt_proto::{AckProperties, ConnAckProperties, Connect, MqttString, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
+//! use mqtt_session::{Message, SubscribeRequest};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), adapter_tokio::Error> {
+//! let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+//!
+//! // The server: one task per connection.
+//! let mut conn = serve_connection(server_io, ServerOptions::default());
+//! tokio::spawn(async move {
+//!     while let Some(event) = conn.events().recv().await {
+//!         match event {
+//!             ConnectionEvent::Connect(_) => conn.accept(ConnAckProperties::default(), None).await?,
+//!             ConnectionEvent::Subscribe(subscribe) => {
+//!                 let codes = subscribe.subscriptions.iter().map(|s| ReasonCode::granted(s.options.qos)).collect();
+//!                 conn.suback(subscribe.packet_id, codes, AckProperties::default()).await?;
+//!             }
+//!             ConnectionEvent::Message { publish, .. } => {
+//!                 let echo = Message::new(publish.topic, publish.qos_pid.qos(), publish.payload);
+//!                 conn.begin_publish(echo).await?; // don't wait for the client's ack here
+//!             }
+//!             _ => {}
+//!         }
+//!     }
+//!     Ok::<_, adapter_tokio::Error>(())
+//! });
+//!
+//! // The client.
+//! let mut connect_packet = Connect::new(ProtocolVersion::V5, MqttString::new("doc").unwrap());
+//! connect_packet.keep_alive = 30;
+//! let (client, mut events) = connect(client_io, ClientOptions::new(connect_packet)).await?;
+//! let filter = TopicFilter::new("hello/#").unwrap();
+//! let suback = client.subscribe(SubscribeRequest::new(filter, QoS::AtLeastOnce)).await?;
+//! assert_eq!(suback.reason_codes, [ReasonCode::granted(QoS::AtLeastOnce)]);
+//!
+//! let topic = TopicName::new("hello/world").unwrap();
+//! let outcome = client.publish(Message::new(topic, QoS::AtLeastOnce, "hi")).await?;
+//! assert_eq!(outcome.reason_code, ReasonCode::Success); // the server's PUBACK
+//!
+//! while let Some(event) = events.recv().await {
+//!     if let Event::Message { publish, .. } = event {
+//!         assert_eq!(&publish.payload[..], b"hi");
+//!         break;
+//!     }
+//! }
+//! client.disconnect().await?; // DISCONNECT, flush, close
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Cancel safety
+//!
+//! An operation is *handed over* when its command enters the driver's channel (on the first
+//! poll, unless the channel is full). Dropping a future before that drops the operation;
+//! dropping it afterwards only discards its outcome: the driver carries the operation out and
+//! the session stays consistent.
+//!
+//! | Method | Dropped while waiting for room | Dropped after handing over |
+//! |---|---|---|
+//! | `publish`, `begin_publish` (client and server) | message not sent | message still published and acknowledged |
+//! | awaiting a [`PublishReceipt`] | - | no effect on the publish |
+//! | `try_publish` | (not async) | - |
+//! | `subscribe`, `unsubscribe` | request not sent | request still made |
+//! | `ack`, `auth`, `accept`, `reject`, `suback`, `unsuback` | not applied | still applied |
+//! | `disconnect`, `disconnect_with` | not applied | connection still closed |
+//! | [`ClientEvents::recv`], [`ConnectionEvents::recv`] | cancel safe: no event is lost | |
+//! | [`Server::accept`] | cancel safe: no connection is lost | |
+//! | [`connect`], [`connect_tcp`] | the connection is closed again | |
+//! | [`Server::shutdown`] | the connections keep closing in the background | |
+//!
+//! # Back-pressure and memory
+//!
+//! Every queue is bounded. `publish` waits for room: first in the session's queue (its size is
+//! [`ClientConfig::max_queued`](mqtt_session::ClientConfig::max_queued); the driver holds the
+//! one command that did not fit), then in the command channel
+//! ([`ClientOptions::command_capacity`]). [`Client::try_publish`] hands the message back
+//! instead. While the application does not read its events, the driver stops reading from
+//! the transport, so the peer is slowed down instead of memory growing; while more than 64 KiB
+//! wait to be written, the driver takes no new commands.
+//!
+//! Acks and answers to the peer (`ack`, `suback`, `accept`...) travel on a second channel, so
+//! they are never stuck behind publishes waiting for room; `disconnect` travels with the
+//! publishes, so everything handed over before it is sent first.
+//!
+//! # Sockets and allocation
+//!
+//! TCP_NODELAY is set on every TCP connection made here ([`connect_tcp`], [`Server::accept`]).
+//! Everything one drain of the session produces leaves in one write, while reading goes on
+//! (two drivers facing each other never deadlock on full buffers). The read buffer and the
+//! write buffer are reused for the life of the connection, and the timer is one allocation
+//! per connection. Per message, the steady state allocates only what the operation needs to
+//! report back: one oneshot channel per `publish`/`begin_publish`/`try_publish` (for its
+//! outcome) and per `ack`, `subscribe` or other answered command. Incoming messages are
+//! delivered as decoded, their topics and payloads slices of the read buffer (while the
+//! application holds one, the buffer's next growth takes fresh memory instead of reusing it).
+//!
+//! # Graceful shutdown
+//!
+//! [`Client::disconnect`] sends DISCONNECT after what was handed over before it, writes
+//! everything out, closes the transport and then resolves; dropping every `Client` handle does
+//! the same in the background. [`Server::shutdown`] closes every connection of a listener (MQTT
+//! 5 clients are told 0x8B Server shutting down) and waits for them. Each closing connection
+//! gets [`ClientOptions::linger`] / [`ServerOptions::linger`] to write its last bytes. The
+//! `Closed` event is always the last one, sent after the transport is closed.
+
+#![forbid(unsafe_code)]
+
+mod client;
+mod driver;
+mod error;
+mod publish;
+mod server;
+
+pub use client::{connect, connect_tcp, Client, ClientEvents, ClientOptions, Event};
+pub use driver::Transport;
+pub use error::{Error, TryPublishError};
+pub use publish::{PublishOutcome, PublishReceipt};
+pub use server::{
+    serve_connection, ConnectionEvent, ConnectionEvents, ConnectionHandle, DetachedSession, Server,
+    ServerConnection, ServerOptions,
+};

@@ -1,0 +1,566 @@
+//! The client: [`connect`] / [`connect_tcp`], the cloneable [`Client`] handle and the
+//! [`ClientEvents`] stream.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use mqtt_proto::{Auth, ConnAck, Connect, Disconnect, Publish, ReasonCode, SubAck, UnsubAck};
+use mqtt_session::{
+    ClientConfig, ClientEvent, ClientSession, CloseReason, CommandError, InboundId, Initiator,
+    Instant, Message, Rejected, SubscribeRequest, UnsubscribeRequest,
+};
+use tokio::net::{TcpStream, ToSocketAddrs};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::driver::{Channels, Clock, CloseInfo, Driver, Role, Routed, Shared, Transport};
+use crate::error::{Error, TryPublishError};
+use crate::publish::{reply, PublishOutcome, PublishReceipt, PublishToken};
+
+/// How to connect: the CONNECT packet (protocol version, client id, keep alive, clean start,
+/// will, credentials, MQTT 5 properties: every connect option), the session's limits, and the
+/// driver's channel sizes.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// The CONNECT to send.
+    pub connect: Connect,
+    /// The session's limits and ack mode (manual acks: [`AckMode::Manual`](mqtt_session::AckMode)).
+    pub session: ClientConfig,
+    /// Capacity of each command channel from the handles to the driver (at least 1). With the
+    /// session's own queue ([`ClientConfig::max_queued`]) it bounds how many publishes can wait.
+    pub command_capacity: usize,
+    /// Capacity of the event channel (at least 1). When the application does not read its
+    /// events, the driver stops reading from the transport (back-pressure to the server).
+    pub event_capacity: usize,
+    /// How long a closing connection may take to write its last bytes and close the transport.
+    pub linger: Duration,
+}
+
+impl ClientOptions {
+    /// Options for `connect` with default limits.
+    pub fn new(connect: Connect) -> Self {
+        Self {
+            connect,
+            session: ClientConfig::default(),
+            command_capacity: 64,
+            event_capacity: 256,
+            linger: Duration::from_secs(5),
+        }
+    }
+}
+
+impl From<Connect> for ClientOptions {
+    fn from(connect: Connect) -> Self {
+        Self::new(connect)
+    }
+}
+
+/// What the client reports on its [`ClientEvents`] stream. Operation outcomes are not here:
+/// they resolve the futures of the operations themselves.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// The server accepted the connection (always the first event).
+    Connected(Box<ConnAck>),
+    /// An application message from the server. With `ack: Some`, the client is in manual-ack
+    /// mode: acknowledge it with [`Client::ack`].
+    Message {
+        /// The PUBLISH (topic resolved when it used a topic alias).
+        publish: Publish,
+        /// The id to acknowledge it with (manual mode, QoS 1 and 2).
+        ack: Option<InboundId>,
+    },
+    /// An AUTH packet from the server (MQTT 5 enhanced authentication): answer with
+    /// [`Client::auth`].
+    Auth(Auth),
+    /// The connection ended; always the last event. The transport is already closed.
+    Closed {
+        /// Who ended it.
+        initiator: Initiator,
+        /// Why.
+        reason: CloseReason,
+        /// The transport error, when the transport failed.
+        io_error: Option<io::Error>,
+    },
+}
+
+/// The receiving end of a client's events. Also a [`futures_core::Stream`].
+///
+/// Read it: while it is full, the driver stops reading from the transport.
+#[derive(Debug)]
+pub struct ClientEvents {
+    rx: mpsc::Receiver<Event>,
+}
+
+impl ClientEvents {
+    /// The next event; `None` after `Closed` has been received.
+    ///
+    /// Cancel safe: an event is never lost when the future is dropped.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl futures_core::Stream for ClientEvents {
+    type Item = Event;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, Error>>;
+
+#[derive(Debug)]
+pub(crate) enum Command {
+    Publish(Message, PublishToken),
+    Subscribe(SubscribeRequest, Reply<SubAck>),
+    Unsubscribe(UnsubscribeRequest, Reply<UnsubAck>),
+    Disconnect(Disconnect, Reply<()>),
+    Ack(InboundId, ReasonCode, Reply<()>),
+    Auth(Auth, Reply<()>),
+}
+
+/// A handle to a client connection: cheap to clone (a channel sender), usable from any task.
+///
+/// Every async method documents its cancel safety. In short: an operation is *handed to the
+/// driver* at the first point it can be (the command channel had room); dropping its future
+/// before that drops the operation, dropping it after that only discards the outcome: the
+/// operation itself carries on and the session stays consistent.
+#[derive(Clone, Debug)]
+pub struct Client {
+    ops: mpsc::Sender<Command>,
+    control: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+}
+
+/// Connects over `transport`: sends the CONNECT and waits for the CONNACK.
+///
+/// Spawns the connection's driver on the current tokio runtime. Fails with
+/// [`Error::ConnectionRefused`] when the CONNACK refuses the connection (the transport is then
+/// closed), and with [`Error::Closed`] or [`Error::Io`] when the connection ends before a
+/// CONNACK.
+///
+/// Cancel safety: dropping the future before it resolves drops the handles, so the driver
+/// disconnects and ends.
+pub async fn connect<Io: Transport>(
+    transport: Io,
+    options: ClientOptions,
+) -> Result<(Client, ClientEvents), Error> {
+    let clock = Clock::new();
+    let mut session = ClientSession::new(options.session.clone());
+    session
+        .connect(clock.now(), options.connect)
+        .map_err(Error::Rejected)?;
+    let (ops_tx, ops_rx) = mpsc::channel(options.command_capacity.max(1));
+    let (control_tx, control_rx) = mpsc::channel(options.command_capacity.max(1));
+    let (events_tx, events_rx) = mpsc::channel(options.event_capacity.max(1));
+    let (connected_tx, connected_rx) = oneshot::channel();
+    let shared = Arc::new(Shared::default());
+    let role = ClientRole {
+        session,
+        connected: Some(connected_tx),
+        disconnects: Vec::new(),
+        io_error: None,
+    };
+    let channels = Channels {
+        ops: ops_rx,
+        control: control_rx,
+        events: events_tx,
+        shutdown: None,
+    };
+    let driver = Driver::new(
+        transport,
+        role,
+        clock,
+        shared.clone(),
+        channels,
+        options.linger,
+    );
+    tokio::spawn(driver.run());
+    let client = Client {
+        ops: ops_tx,
+        control: control_tx,
+        shared,
+    };
+    reply(connected_rx, &client.shared).await?;
+    Ok((client, ClientEvents { rx: events_rx }))
+}
+
+/// Connects over TCP to `addr` with TCP_NODELAY set (small packets leave at once instead of
+/// waiting for Nagle's algorithm), then as [`connect`].
+///
+/// Cancel safe in the same way as [`connect`].
+pub async fn connect_tcp(
+    addr: impl ToSocketAddrs,
+    options: ClientOptions,
+) -> Result<(Client, ClientEvents), Error> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    connect(stream, options).await
+}
+
+impl Client {
+    /// Publishes `message` and waits for the server's acknowledgement: the PUBACK (QoS 1) or
+    /// PUBCOMP (QoS 2) with its reason code, or for QoS 0 until the bytes were written to the
+    /// transport. Waits for room first when the command queue is full (back-pressure).
+    ///
+    /// An error reason code from the server (for example 0x87 Not authorized) is an `Ok`
+    /// outcome: check [`PublishOutcome::is_success`].
+    ///
+    /// Cancel safety: if dropped while waiting for room, the message was not handed over and
+    /// is dropped. Once handed over (the first poll does so when the queue has room), dropping
+    /// the future only discards the outcome: the message is still published and acknowledged
+    /// and the session is unaffected.
+    ///
+    /// Allocates one oneshot channel per call, for the outcome.
+    pub async fn publish(&self, message: Message) -> Result<PublishOutcome, Error> {
+        self.begin_publish(message).await?.await
+    }
+
+    /// Hands `message` to the driver, waiting for room in the command queue, and returns a
+    /// receipt that resolves like [`publish`](Self::publish). Lets one task pipeline many
+    /// publishes and await their acknowledgements later.
+    ///
+    /// Cancel safety: as `publish`; when this future completes, the message was handed over.
+    pub async fn begin_publish(&self, message: Message) -> Result<PublishReceipt, Error> {
+        let (tx, rx) = oneshot::channel();
+        let qos = message.qos;
+        self.ops
+            .send(Command::Publish(message, PublishToken::new(Some(tx), qos)))
+            .await
+            .map_err(|_| self.shared.closed_error())?;
+        Ok(PublishReceipt::new(rx, self.shared.clone()))
+    }
+
+    /// Hands `message` to the driver without waiting: when the command queue is full (the
+    /// session's bounded queue is full and the driver holds further commands back), the
+    /// message comes back with [`Error::Rejected`]`(`[`CommandError::QueueFull`]`)`.
+    pub fn try_publish(&self, message: Message) -> Result<PublishReceipt, TryPublishError> {
+        let (tx, rx) = oneshot::channel();
+        let qos = message.qos;
+        let command = Command::Publish(message, PublishToken::new(Some(tx), qos));
+        match self.ops.try_send(command) {
+            Ok(()) => Ok(PublishReceipt::new(rx, self.shared.clone())),
+            Err(error) => {
+                let (error, command) = match error {
+                    mpsc::error::TrySendError::Full(c) => {
+                        (Error::Rejected(CommandError::QueueFull), c)
+                    }
+                    mpsc::error::TrySendError::Closed(c) => (self.shared.closed_error(), c),
+                };
+                let Command::Publish(message, _) = command else {
+                    unreachable!("the command sent was a publish")
+                };
+                Err(TryPublishError { error, message })
+            }
+        }
+    }
+
+    /// Subscribes and waits for the SUBACK: one reason code per filter, in order (the granted
+    /// QoS, or an error code such as 0x87 Not authorized).
+    ///
+    /// Cancel safety: as [`publish`](Self::publish): once handed over, the subscription is
+    /// made even if the future is dropped.
+    pub async fn subscribe(&self, request: SubscribeRequest) -> Result<SubAck, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(&self.ops, Command::Subscribe(request, tx))
+            .await?;
+        reply(rx, &self.shared).await
+    }
+
+    /// Unsubscribes and waits for the UNSUBACK (reason codes in MQTT 5 only).
+    ///
+    /// Cancel safety: as [`subscribe`](Self::subscribe).
+    pub async fn unsubscribe(&self, request: UnsubscribeRequest) -> Result<UnsubAck, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(&self.ops, Command::Unsubscribe(request, tx))
+            .await?;
+        reply(rx, &self.shared).await
+    }
+
+    /// Acknowledges a message received in manual-ack mode with `reason_code` (Success, or in
+    /// MQTT 5 an error code valid for PUBACK/PUBREC). Acks may be given in any order; the
+    /// session sends them in the order the messages arrived, as the spec requires.
+    /// Fails with [`Error::Rejected`]`(`[`CommandError::UnknownAck`]`)` for an id that is not
+    /// waiting for an ack.
+    ///
+    /// Acks bypass the publish queue, so they are never held up by back-pressure.
+    /// Cancel safety: once handed over (first poll, unless the ack channel is full) the ack
+    /// is applied even if the future is dropped.
+    pub async fn ack(&self, id: InboundId, reason_code: ReasonCode) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(&self.control, Command::Ack(id, reason_code, tx))
+            .await?;
+        reply(rx, &self.shared).await
+    }
+
+    /// Sends an AUTH packet (MQTT 5 enhanced authentication).
+    ///
+    /// Cancel safety: as [`ack`](Self::ack).
+    pub async fn auth(&self, auth: Auth) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(&self.control, Command::Auth(auth, tx)).await?;
+        reply(rx, &self.shared).await
+    }
+
+    /// Disconnects gracefully: after every command handed over before it (publishes in order),
+    /// sends DISCONNECT with Normal disconnection (the server discards the will), writes
+    /// everything out, closes the transport, and resolves.
+    ///
+    /// QoS 1 and 2 publishes still waiting for their acknowledgement then fail with
+    /// [`Error::Closed`]. Cancel safety: once handed over, the disconnect happens even if the
+    /// future is dropped.
+    pub async fn disconnect(&self) -> Result<(), Error> {
+        self.disconnect_with(Disconnect::new(ReasonCode::Success))
+            .await
+    }
+
+    /// [`disconnect`](Self::disconnect) with a DISCONNECT of your own (MQTT 5 reason code,
+    /// Session Expiry Interval, reason string; 0x04 asks the server to publish the will).
+    pub async fn disconnect_with(&self, disconnect: Disconnect) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(&self.ops, Command::Disconnect(disconnect, tx))
+            .await?;
+        reply(rx, &self.shared).await
+    }
+
+    /// Whether the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_closed()
+    }
+
+    /// Why the connection ended, once it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.shared.close_reason()
+    }
+
+    async fn send(&self, channel: &mpsc::Sender<Command>, command: Command) -> Result<(), Error> {
+        channel
+            .send(command)
+            .await
+            .map_err(|_| self.shared.closed_error())
+    }
+}
+
+#[derive(Debug)]
+enum Token {
+    Publish(PublishToken),
+    Subscribe(Reply<SubAck>),
+    Unsubscribe(Reply<UnsubAck>),
+}
+
+impl Token {
+    fn fail(self, error: Error) {
+        match self {
+            Self::Publish(token) => token.fail(error),
+            Self::Subscribe(reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Self::Unsubscribe(reply) => {
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+}
+
+struct ClientRole {
+    session: ClientSession<Token>,
+    connected: Option<oneshot::Sender<Result<(), Error>>>,
+    disconnects: Vec<Reply<()>>,
+    io_error: Option<io::Error>,
+}
+
+impl Role for ClientRole {
+    type Command = Command;
+    type Event = Event;
+
+    fn handle_read(&mut self, now: Instant, buf: &mut BytesMut) {
+        self.session.handle_read(now, buf);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.session.handle_timeout(now);
+    }
+
+    fn handle_closed(&mut self, now: Instant, error: Option<io::Error>) {
+        if self.io_error.is_none() {
+            self.io_error = error;
+        }
+        self.session.handle_closed(now);
+    }
+
+    fn poll_transmit(&mut self, now: Instant, buf: &mut BytesMut) -> usize {
+        self.session.poll_transmit(now, buf)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.session.poll_timeout()
+    }
+
+    fn poll_event(&mut self) -> Option<Routed<Event>> {
+        let routed = match self.session.poll_event()? {
+            ClientEvent::Connected(connack) => {
+                if let Some(tx) = self.connected.take() {
+                    let _ = tx.send(Ok(()));
+                }
+                Routed::Stream(Event::Connected(connack))
+            }
+            ClientEvent::Message { publish, ack } => {
+                Routed::Stream(Event::Message { publish, ack })
+            }
+            ClientEvent::Auth(auth) => Routed::Stream(Event::Auth(auth)),
+            ClientEvent::Published {
+                token,
+                reason_code,
+                properties,
+            } => match token {
+                Token::Publish(token) => token.published(reason_code, properties),
+                other => {
+                    other.fail(Error::Closed(None));
+                    Routed::Handled
+                }
+            },
+            ClientEvent::Subscribed { token, suback } => {
+                if let Token::Subscribe(reply) = token {
+                    let _ = reply.send(Ok(suback));
+                }
+                Routed::Handled
+            }
+            ClientEvent::Unsubscribed { token, unsuback } => {
+                if let Token::Unsubscribe(reply) = token {
+                    let _ = reply.send(Ok(unsuback));
+                }
+                Routed::Handled
+            }
+            ClientEvent::Abandoned {
+                token,
+                cause,
+                message,
+            } => {
+                match token {
+                    Token::Publish(token) => token.abandoned(cause, message),
+                    other => other.fail(Error::Abandoned {
+                        cause,
+                        message: None,
+                    }),
+                }
+                Routed::Handled
+            }
+            ClientEvent::Closed { initiator, reason } => {
+                let info = CloseInfo::new(reason.clone(), self.io_error.as_ref());
+                if let Some(tx) = self.connected.take() {
+                    let _ = tx.send(Err(info.to_error()));
+                }
+                let event = Event::Closed {
+                    initiator,
+                    reason,
+                    io_error: self.io_error.take(),
+                };
+                Routed::Closed(event, info)
+            }
+        };
+        Some(routed)
+    }
+
+    fn apply(&mut self, now: Instant, command: Command) -> Option<Command> {
+        match command {
+            Command::Publish(message, token) => {
+                match self.session.publish(now, message, Token::Publish(token)) {
+                    Ok(()) => None,
+                    Err(Rejected {
+                        error: CommandError::QueueFull,
+                        command,
+                        token: Token::Publish(token),
+                    }) => Some(Command::Publish(command, token)),
+                    Err(rejected) => {
+                        rejected.token.fail(Error::Rejected(rejected.error));
+                        None
+                    }
+                }
+            }
+            Command::Subscribe(request, reply) => {
+                match self
+                    .session
+                    .subscribe(now, request, Token::Subscribe(reply))
+                {
+                    Ok(()) => None,
+                    Err(Rejected {
+                        error: CommandError::QueueFull,
+                        command,
+                        token: Token::Subscribe(reply),
+                    }) => Some(Command::Subscribe(command, reply)),
+                    Err(rejected) => {
+                        rejected.token.fail(Error::Rejected(rejected.error));
+                        None
+                    }
+                }
+            }
+            Command::Unsubscribe(request, reply) => {
+                match self
+                    .session
+                    .unsubscribe(now, request, Token::Unsubscribe(reply))
+                {
+                    Ok(()) => None,
+                    Err(Rejected {
+                        error: CommandError::QueueFull,
+                        command,
+                        token: Token::Unsubscribe(reply),
+                    }) => Some(Command::Unsubscribe(command, reply)),
+                    Err(rejected) => {
+                        rejected.token.fail(Error::Rejected(rejected.error));
+                        None
+                    }
+                }
+            }
+            Command::Disconnect(disconnect, reply) => {
+                match self.session.disconnect(now, disconnect) {
+                    // Resolved once the transport is closed.
+                    Ok(()) => self.disconnects.push(reply),
+                    Err(error) => {
+                        let _ = reply.send(Err(Error::Rejected(error)));
+                    }
+                }
+                None
+            }
+            Command::Ack(id, reason_code, reply) => {
+                let result = self.session.ack(now, id, reason_code);
+                let _ = reply.send(result.map_err(Error::Rejected));
+                None
+            }
+            Command::Auth(auth, reply) => {
+                let result = self.session.auth(now, auth);
+                let _ = reply.send(result.map_err(Error::Rejected));
+                None
+            }
+        }
+    }
+
+    fn shutdown(&mut self, now: Instant) {
+        let _ = self
+            .session
+            .disconnect(now, Disconnect::new(ReasonCode::Success));
+    }
+
+    fn finish(&mut self, flushed: bool) {
+        for reply in self.disconnects.drain(..) {
+            let result = if flushed {
+                Ok(())
+            } else {
+                Err(Error::Io(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the DISCONNECT could not be written before the linger time",
+                )))
+            };
+            let _ = reply.send(result);
+        }
+    }
+}

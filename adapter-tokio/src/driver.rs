@@ -1,0 +1,617 @@
+//! The drive loop, written once for both roles: a clock, a transport, a timer, two command
+//! channels and one loop over a sans-IO session. No protocol logic lives here.
+//!
+//! One turn of the loop:
+//! 1. drain the session: `poll_transmit` into the write buffer (one contiguous buffer, written
+//!    with one `poll_write` per drain while reads go on), then `poll_event` (tokens are completed,
+//!    stream events go to the event channel);
+//! 2. arm the timer at `poll_timeout`;
+//! 3. wait for the first of: a write completing (internal), the shutdown signal, room in the
+//!    event channel for a held-back event, the timer, a control command, an ordered command, or
+//!    bytes from the transport; feed it to the session.
+//!
+//! Writing happens concurrently with reading (both are polled from one task), so two drivers
+//! facing each other over a small buffer never deadlock on each other's writes.
+//!
+//! Everything is bounded: commands are taken only while less than [`WRITE_HIGH_WATER`] bytes wait
+//! to be written and the session's queue has room; input is read only while the event channel
+//! has room, the session consumes what is read, and less than [`OUTPUT_LIMIT`] bytes wait.
+
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::{pin, Pin};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use mqtt_proto::{Decoder, ProtocolVersion, PROTOCOL_MAX_PACKET_SIZE};
+use mqtt_session::{CloseReason, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Sleep;
+
+use crate::error::Error;
+use crate::publish::PublishReply;
+
+/// Bytes reserved in the read buffer before each read.
+const READ_CHUNK: usize = 8 * 1024;
+/// Commands are taken from the handles only while fewer bytes than this wait to be written.
+pub(crate) const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// Input is read only while fewer bytes than this wait to be written (acks produced by input
+/// stay bounded when the peer does not read).
+const OUTPUT_LIMIT: usize = 4 * WRITE_HIGH_WATER;
+/// Ordered commands applied in one turn before the session is drained (batching).
+const COMMAND_BATCH: usize = 64;
+
+/// A byte transport the drivers run over: TCP, TLS, WebSocket, a Unix socket,
+/// `tokio::io::duplex`... anything `AsyncRead + AsyncWrite + Unpin + Send + 'static`.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for T {}
+
+/// Converts tokio's clock to the sessions' [`Instant`]: milliseconds since one process-wide
+/// epoch, so that a session detached from one connection keeps meaningful times (message
+/// expiry) on the next.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Clock {
+    start: tokio::time::Instant,
+}
+
+static EPOCH: OnceLock<tokio::time::Instant> = OnceLock::new();
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        let start = *EPOCH.get_or_init(|| {
+            // Set back a little, so that a runtime with a paused clock created just before the
+            // epoch was taken still reads times after it.
+            let now = tokio::time::Instant::now();
+            [3600, 60, 1]
+                .into_iter()
+                .find_map(|secs| now.checked_sub(Duration::from_secs(secs)))
+                .unwrap_or(now)
+        });
+        Self { start }
+    }
+
+    pub(crate) fn now(&self) -> Instant {
+        let ms = tokio::time::Instant::now()
+            .saturating_duration_since(self.start)
+            .as_millis();
+        Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+    }
+
+    fn deadline(&self, at: Instant) -> tokio::time::Instant {
+        self.start
+            .checked_add(Duration::from_millis(at.as_millis()))
+            .unwrap_or_else(far_future)
+    }
+}
+
+fn shutdown_signal(mut rx: watch::Receiver<bool>) -> BoxFuture<()> {
+    Box::pin(async move {
+        loop {
+            if *rx.borrow_and_update() {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                // The listener was dropped without a shutdown: connections carry on.
+                std::future::pending::<()>().await;
+            }
+        }
+    })
+}
+
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// How a connection ended, as the handles learn it once the driver is done with it.
+#[derive(Clone, Debug)]
+pub(crate) struct CloseInfo {
+    pub(crate) reason: CloseReason,
+    /// The transport error that ended the connection, if one did.
+    pub(crate) io: Option<(io::ErrorKind, String)>,
+}
+
+impl CloseInfo {
+    pub(crate) fn new(reason: CloseReason, io: Option<&io::Error>) -> Self {
+        Self {
+            reason,
+            io: io.map(|e| (e.kind(), e.to_string())),
+        }
+    }
+
+    pub(crate) fn to_error(&self) -> Error {
+        if let Some((kind, message)) = &self.io {
+            return Error::Io(io::Error::new(*kind, message.clone()));
+        }
+        match &self.reason {
+            CloseReason::ConnectRefused(code) => Error::ConnectionRefused(*code),
+            reason @ (CloseReason::Malformed(_) | CloseReason::ProtocolViolation(_)) => {
+                Error::ProtocolViolation(reason.clone())
+            }
+            reason => Error::Closed(Some(reason.clone())),
+        }
+    }
+}
+
+/// State shared between a driver and its handles.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    closed: OnceLock<CloseInfo>,
+}
+
+impl Shared {
+    /// The error for an operation that could not complete because the connection closed.
+    pub(crate) fn closed_error(&self) -> Error {
+        match self.closed.get() {
+            Some(info) => info.to_error(),
+            None => Error::Closed(None),
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.get().is_some()
+    }
+
+    pub(crate) fn close_reason(&self) -> Option<CloseReason> {
+        self.closed.get().map(|info| info.reason.clone())
+    }
+}
+
+/// Where a session event goes.
+pub(crate) enum Routed<E> {
+    /// A token was completed; nothing for the event stream.
+    Handled,
+    /// A QoS 0 publish: complete it once the bytes encoded so far are written.
+    AfterWrite(Option<PublishReply>),
+    /// For the application's event stream.
+    Stream(E),
+    /// The connection ended: delivered last, after the transport is closed.
+    Closed(E, CloseInfo),
+}
+
+/// One role (client or server connection) over its sans-IO session.
+pub(crate) trait Role: Send + 'static {
+    /// What the handles send.
+    type Command: Send + 'static;
+    /// What the event stream carries.
+    type Event: Send + 'static;
+
+    fn handle_read(&mut self, now: Instant, buf: &mut BytesMut);
+    fn handle_timeout(&mut self, now: Instant);
+    /// The transport is gone (`error` when it failed rather than ended).
+    fn handle_closed(&mut self, now: Instant, error: Option<io::Error>);
+    fn poll_transmit(&mut self, now: Instant, buf: &mut BytesMut) -> usize;
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn poll_event(&mut self) -> Option<Routed<Self::Event>>;
+    /// Applies a command. Gives it back when the session's bounded queue is full: the driver
+    /// holds it and retries after the next input (back-pressure).
+    fn apply(&mut self, now: Instant, command: Self::Command) -> Option<Self::Command>;
+    /// Graceful shutdown requested (by the owner, or because every handle is gone).
+    fn shutdown(&mut self, now: Instant);
+    /// The transport is closed (`flushed`: everything was written first).
+    fn finish(&mut self, flushed: bool);
+}
+
+/// The driver's ends of the channels to its handles.
+pub(crate) struct Channels<C, E> {
+    /// Ordered commands (publish, subscribe, disconnect...): may be held back.
+    pub(crate) ops: mpsc::Receiver<C>,
+    /// Commands that never wait for the session's queue (acks, answers to the peer).
+    pub(crate) control: mpsc::Receiver<C>,
+    pub(crate) events: mpsc::Sender<E>,
+    /// Graceful-shutdown signal of a listener's connection group.
+    pub(crate) shutdown: Option<watch::Receiver<bool>>,
+}
+
+enum Step<C> {
+    Read,
+    Eof,
+    Broken(io::Error),
+    Timeout,
+    Op(C),
+    Control(C),
+    Shutdown,
+    Progress,
+}
+
+/// One connection's drive loop.
+pub(crate) struct Driver<Io, R: Role> {
+    io: Io,
+    role: R,
+    clock: Clock,
+    shared: Arc<Shared>,
+    linger: Duration,
+    read_buf: BytesMut,
+    /// Encoded bytes not yet written; one contiguous buffer per drain.
+    out: BytesMut,
+    flush_pending: bool,
+    broken: bool,
+    /// Bytes appended to `out` since the start, and bytes written: QoS 0 completions wait for
+    /// `written` to pass the mark taken when they were encoded.
+    appended: u64,
+    written: u64,
+    after_write: VecDeque<(u64, Option<PublishReply>)>,
+    ops: Option<mpsc::Receiver<R::Command>>,
+    control: Option<mpsc::Receiver<R::Command>>,
+    stalled_op: Option<R::Command>,
+    events: mpsc::Sender<R::Event>,
+    /// Stream events waiting for room in the event channel, in order. Input is not read while
+    /// any wait, so this holds at most what one read produced (plus `Closed`).
+    pending_events: VecDeque<R::Event>,
+    closing: Option<R::Event>,
+    /// Resolves when the listener asks its connections to shut down (pending forever when the
+    /// listener goes away without asking). Stored, so that its waker stays registered.
+    shutdown: Option<BoxFuture<()>>,
+    /// Waits for room in the event channel for `pending_events` (stored for the same reason).
+    event_room: Option<BoxFuture<Option<mpsc::OwnedPermit<R::Event>>>>,
+    handles_gone: bool,
+    sleep: Pin<Box<Sleep>>,
+    armed: Option<Instant>,
+    /// A whole packet waits in `read_buf` that the session did not take yet (a server waiting
+    /// for the application's answer): read no more until a command is applied.
+    input_stalled: bool,
+    read_first: bool,
+    peek: Decoder,
+}
+
+impl<Io: Transport, R: Role> Driver<Io, R> {
+    pub(crate) fn new(
+        io: Io,
+        role: R,
+        clock: Clock,
+        shared: Arc<Shared>,
+        channels: Channels<R::Command, R::Event>,
+        linger: Duration,
+    ) -> Self {
+        Self {
+            io,
+            role,
+            clock,
+            shared,
+            linger,
+            read_buf: BytesMut::with_capacity(READ_CHUNK),
+            out: BytesMut::with_capacity(READ_CHUNK),
+            flush_pending: false,
+            broken: false,
+            appended: 0,
+            written: 0,
+            after_write: VecDeque::new(),
+            ops: Some(channels.ops),
+            control: Some(channels.control),
+            stalled_op: None,
+            events: channels.events,
+            pending_events: VecDeque::new(),
+            closing: None,
+            shutdown: channels.shutdown.map(shutdown_signal),
+            event_room: None,
+            handles_gone: false,
+            sleep: Box::pin(tokio::time::sleep_until(far_future())),
+            armed: None,
+            input_stalled: false,
+            read_first: true,
+            peek: Decoder::new(ProtocolVersion::V5).with_max_packet_size(PROTOCOL_MAX_PACKET_SIZE),
+        }
+    }
+
+    /// Runs the connection to its end.
+    pub(crate) async fn run(mut self) {
+        loop {
+            self.drain();
+            if self.closing.is_some() {
+                break;
+            }
+            self.arm_timer();
+            let step = poll_fn(|cx| self.poll_step(cx)).await;
+            let now = self.clock.now();
+            match step {
+                Step::Read => self.read(now),
+                Step::Eof => self.role.handle_closed(now, None),
+                Step::Broken(error) => {
+                    self.broken = true;
+                    self.role.handle_closed(now, Some(error));
+                }
+                Step::Timeout => {
+                    // tokio never wakes a timer early; the max only guards the ms rounding.
+                    let at = self.armed.take().unwrap_or(now);
+                    self.role.handle_timeout(now.max(at));
+                }
+                Step::Op(command) => {
+                    self.apply(now, command);
+                    self.apply_batch(now);
+                }
+                Step::Control(command) => self.apply(now, command),
+                Step::Shutdown => self.role.shutdown(now),
+                Step::Progress => {}
+            }
+            if let Some(command) = self.stalled_op.take() {
+                self.apply(now, command);
+            }
+            if self.input_stalled {
+                self.read(now);
+            }
+        }
+        self.close().await;
+    }
+
+    fn read(&mut self, now: Instant) {
+        self.role.handle_read(now, &mut self.read_buf);
+        self.input_stalled = match self.peek.peek_header(&self.read_buf) {
+            Ok(Some(header)) => header.packet_size() <= self.read_buf.len(),
+            _ => false,
+        };
+    }
+
+    fn apply(&mut self, now: Instant, command: R::Command) {
+        if let Some(held) = self.role.apply(now, command) {
+            self.stalled_op = Some(held);
+        }
+    }
+
+    /// Takes more ordered commands that are already waiting, so that they leave in one write.
+    fn apply_batch(&mut self, now: Instant) {
+        for _ in 1..COMMAND_BATCH {
+            if self.stalled_op.is_some() {
+                return;
+            }
+            let Some(ops) = &mut self.ops else { return };
+            match ops.try_recv() {
+                Ok(command) => self.apply(now, command),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// The drain rule: transmit, then events.
+    fn drain(&mut self) {
+        let now = self.clock.now();
+        self.transmit(now);
+        while let Some(routed) = self.role.poll_event() {
+            match routed {
+                Routed::Handled => {}
+                Routed::AfterWrite(reply) => self.after_write(reply),
+                Routed::Stream(event) => {
+                    if self.pending_events.is_empty() {
+                        match self.events.try_send(event) {
+                            Ok(()) => {}
+                            Err(mpsc::error::TrySendError::Full(event)) => {
+                                self.pending_events.push_back(event);
+                            }
+                            // Nobody listens any more.
+                            Err(mpsc::error::TrySendError::Closed(_)) => {}
+                        }
+                    } else {
+                        self.pending_events.push_back(event);
+                    }
+                }
+                Routed::Closed(event, info) => {
+                    let _ = self.shared.closed.set(info);
+                    self.closing = Some(event);
+                }
+            }
+        }
+    }
+
+    fn transmit(&mut self, now: Instant) {
+        loop {
+            let n = self.role.poll_transmit(now, &mut self.out);
+            if n == 0 {
+                break;
+            }
+            self.appended += n as u64;
+        }
+    }
+
+    fn after_write(&mut self, reply: Option<PublishReply>) {
+        if self.written >= self.appended {
+            crate::publish::complete_success(reply);
+        } else {
+            self.after_write.push_back((self.appended, reply));
+        }
+    }
+
+    fn arm_timer(&mut self) {
+        let next = self.role.poll_timeout();
+        if next == self.armed {
+            return;
+        }
+        self.armed = next;
+        if let Some(at) = next {
+            self.sleep.as_mut().reset(self.clock.deadline(at));
+        }
+    }
+
+    fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Step<R::Command>> {
+        if let Err(error) = self.poll_write(cx) {
+            return Poll::Ready(Step::Broken(error));
+        }
+        if self.poll_shutdown_signal(cx) {
+            return Poll::Ready(Step::Shutdown);
+        }
+        if !self.pending_events.is_empty() {
+            let events = &self.events;
+            let room = self.event_room.get_or_insert_with(|| {
+                let events = events.clone();
+                Box::pin(async move { events.reserve_owned().await.ok() })
+            });
+            if let Poll::Ready(permit) = room.as_mut().poll(cx) {
+                self.event_room = None;
+                match permit {
+                    Some(permit) => {
+                        if let Some(event) = self.pending_events.pop_front() {
+                            permit.send(event);
+                        }
+                        while let Some(event) = self.pending_events.pop_front() {
+                            if let Err(error) = self.events.try_send(event) {
+                                if let mpsc::error::TrySendError::Full(event) = error {
+                                    self.pending_events.push_front(event);
+                                }
+                                break;
+                            }
+                        }
+                    }
+                    // Nobody listens any more.
+                    None => self.pending_events.clear(),
+                }
+                return Poll::Ready(Step::Progress);
+            }
+        }
+        if self.armed.is_some() && self.sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Step::Timeout);
+        }
+        if let Some(control) = &mut self.control {
+            match control.poll_recv(cx) {
+                Poll::Ready(Some(command)) => return Poll::Ready(Step::Control(command)),
+                Poll::Ready(None) => self.control = None,
+                Poll::Pending => {}
+            }
+        }
+        // Alternate which of input and commands goes first, so neither starves the other.
+        self.read_first = !self.read_first;
+        for input in [self.read_first, !self.read_first] {
+            let step = if input {
+                self.poll_input(cx)
+            } else {
+                self.poll_op(cx)
+            };
+            if let Poll::Ready(step) = step {
+                return Poll::Ready(step);
+            }
+        }
+        if self.ops.is_none() && self.control.is_none() && !self.handles_gone {
+            // Every handle is gone: nobody can ever talk to this connection again.
+            self.handles_gone = true;
+            return Poll::Ready(Step::Shutdown);
+        }
+        Poll::Pending
+    }
+
+    /// Whether the listener asked its connections to shut down.
+    fn poll_shutdown_signal(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(signal) = &mut self.shutdown else {
+            return false;
+        };
+        if signal.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        self.shutdown = None;
+        true
+    }
+
+    fn poll_input(&mut self, cx: &mut Context<'_>) -> Poll<Step<R::Command>> {
+        if self.input_stalled || !self.pending_events.is_empty() || self.out.len() >= OUTPUT_LIMIT {
+            return Poll::Pending;
+        }
+        if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK / 2 {
+            self.read_buf.reserve(READ_CHUNK);
+        }
+        match pin!(self.io.read_buf(&mut self.read_buf)).poll(cx) {
+            Poll::Ready(Ok(0)) => Poll::Ready(Step::Eof),
+            Poll::Ready(Ok(_)) => Poll::Ready(Step::Read),
+            Poll::Ready(Err(error)) => Poll::Ready(Step::Broken(error)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_op(&mut self, cx: &mut Context<'_>) -> Poll<Step<R::Command>> {
+        if self.stalled_op.is_some() || self.out.len() >= WRITE_HIGH_WATER {
+            return Poll::Pending;
+        }
+        let Some(ops) = &mut self.ops else {
+            return Poll::Pending;
+        };
+        match ops.poll_recv(cx) {
+            Poll::Ready(Some(command)) => Poll::Ready(Step::Op(command)),
+            Poll::Ready(None) => {
+                self.ops = None;
+                Poll::Pending
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Writes what waits, then flushes; never blocks the loop. Completes QoS 0 publishes
+    /// whose bytes are out.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        if self.broken {
+            return Ok(());
+        }
+        while !self.out.is_empty() {
+            match Pin::new(&mut self.io).poll_write(cx, &self.out) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => {
+                    self.out.advance(n);
+                    self.written += n as u64;
+                    self.flush_pending = true;
+                }
+                Poll::Ready(Err(error)) => return Err(error),
+                Poll::Pending => break,
+            }
+        }
+        while let Some((mark, _)) = self.after_write.front() {
+            if *mark > self.written {
+                break;
+            }
+            if let Some((_, reply)) = self.after_write.pop_front() {
+                crate::publish::complete_success(reply);
+            }
+        }
+        if self.out.is_empty() && self.flush_pending {
+            match Pin::new(&mut self.io).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.flush_pending = false,
+                Poll::Ready(Err(error)) => return Err(error),
+                Poll::Pending => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The connection is over: write what the session still has (the DISCONNECT that explains
+    /// the close), close the transport within the linger time, then report.
+    async fn close(mut self) {
+        let now = self.clock.now();
+        self.transmit(now);
+        let mut flushed = false;
+        if !self.broken {
+            let linger = self.linger;
+            let finish = poll_fn(|cx| {
+                self.poll_write(cx)?;
+                if !self.out.is_empty() || self.flush_pending {
+                    return Poll::Pending;
+                }
+                Pin::new(&mut self.io).poll_shutdown(cx)
+            });
+            flushed = matches!(tokio::time::timeout(linger, finish).await, Ok(Ok(())));
+        }
+        self.role.finish(flushed);
+        // Everything the session still reports: completions, then stream events in order.
+        let mut late = Vec::new();
+        while let Some(routed) = self.role.poll_event() {
+            match routed {
+                Routed::Handled | Routed::Closed(..) => {}
+                Routed::AfterWrite(reply) => {
+                    if self.written >= self.appended {
+                        crate::publish::complete_success(reply);
+                    }
+                }
+                Routed::Stream(event) => late.push(event),
+            }
+        }
+        let events = self.events.clone();
+        let pending = std::mem::take(&mut self.pending_events);
+        let closing = self.closing.take();
+        // Dropping the session fails every operation still waiting (their futures report the
+        // close recorded in `shared`).
+        drop(self);
+        for event in pending.into_iter().chain(late).chain(closing) {
+            if events.send(event).await.is_err() {
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,714 @@
+//! The server flow (Alpakka's "implement your own server"): [`Server`] accepts TCP
+//! connections, [`serve_connection`] serves any transport; each connection is a
+//! [`ServerConnection`]: its events, and a handle to answer them.
+
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use mqtt_proto::{
+    AckProperties, Auth, ConnAckProperties, Connect, Disconnect, MqttString, PacketId, Publish,
+    ReasonCode, Subscribe, Unsubscribe, Will,
+};
+use mqtt_session::{
+    CloseReason, CommandError, InboundId, Initiator, Instant, Message, Rejected, ServerConfig,
+    ServerEvent, ServerSession, ServerState, SessionExpiry, SessionState,
+};
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::driver::{Channels, Clock, CloseInfo, Driver, Role, Routed, Shared, Transport};
+use crate::error::{Error, TryPublishError};
+use crate::publish::{reply, PublishOutcome, PublishReceipt, PublishToken};
+
+/// Options of a server flow: the session's limits plus the driver's channel sizes.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// The limits of every connection's `ServerSession` (announced in CONNACK, enforced on
+    /// input), its ack mode and the CONNECT timeout.
+    pub config: ServerConfig,
+    /// Capacity of each command channel from the handle to the driver (at least 1).
+    pub command_capacity: usize,
+    /// Capacity of the event channel (at least 1); while it is full the driver stops reading.
+    pub event_capacity: usize,
+    /// How long a closing connection may take to write its last bytes and close the transport.
+    pub linger: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self::from(ServerConfig::default())
+    }
+}
+
+impl From<ServerConfig> for ServerOptions {
+    fn from(config: ServerConfig) -> Self {
+        Self {
+            config,
+            command_capacity: 64,
+            event_capacity: 256,
+            linger: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What a server connection reports. Answer `Connect`, `Subscribe` and `Unsubscribe` with the
+/// handle's methods; outcomes of your own publishes resolve their futures instead.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConnectionEvent {
+    /// The client asks to connect: answer with [`ConnectionHandle::accept`] or
+    /// [`ConnectionHandle::reject`]. Nothing else is read from the client until you answer.
+    Connect(Box<Connect>),
+    /// An AUTH packet (MQTT 5 enhanced authentication).
+    Auth(Auth),
+    /// An application message from the client. With `ack: Some` (manual-ack mode), answer with
+    /// [`ConnectionHandle::ack`].
+    Message {
+        /// The PUBLISH (topic resolved when it used an alias).
+        publish: Publish,
+        /// The id to acknowledge it with (manual mode, QoS 1 and 2).
+        ack: Option<InboundId>,
+    },
+    /// The client subscribes: answer with [`ConnectionHandle::suback`], one code per filter.
+    Subscribe(Subscribe),
+    /// The client unsubscribes: answer with [`ConnectionHandle::unsuback`].
+    Unsubscribe(Unsubscribe),
+    /// The connection ended; always the last event, sent after the transport was closed (and,
+    /// for an accepted connection, the session was detached: see
+    /// [`ConnectionHandle::detach_session`]).
+    Closed {
+        /// Who ended it.
+        initiator: Initiator,
+        /// Why.
+        reason: CloseReason,
+        /// The client's will, when the connection ended without a normal DISCONNECT: publish
+        /// it (after its Will Delay Interval unless the session resumes first).
+        will: Option<Will>,
+        /// The transport error, when the transport failed.
+        io_error: Option<io::Error>,
+    },
+}
+
+/// The receiving end of a connection's events. Also a [`futures_core::Stream`].
+#[derive(Debug)]
+pub struct ConnectionEvents {
+    rx: mpsc::Receiver<ConnectionEvent>,
+}
+
+impl ConnectionEvents {
+    /// The next event; `None` after `Closed` has been received.
+    ///
+    /// Cancel safe: an event is never lost when the future is dropped.
+    pub async fn recv(&mut self) -> Option<ConnectionEvent> {
+        self.rx.recv().await
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_recv(&mut self) -> Option<ConnectionEvent> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl futures_core::Stream for ConnectionEvents {
+    type Item = ConnectionEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ConnectionEvent>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// The durable state of a client's session, taken from a closed connection with
+/// [`ConnectionHandle::detach_session`] and given to the same client's next connection with
+/// [`ConnectionHandle::accept`]: unacknowledged QoS 1 and 2 publishes (re-sent on resume),
+/// queued messages, inbound QoS 2 state and the packet identifiers in use.
+///
+/// A `publish` future of the old connection still waiting for its acknowledgement stays
+/// pending while the session is kept, resolves if a later connection completes the flow, and
+/// fails with [`Error::Closed`] when the session is dropped.
+#[derive(Debug)]
+pub struct DetachedSession {
+    state: SessionState<PublishToken>,
+    client_id: MqttString,
+    expiry: SessionExpiry,
+}
+
+impl DetachedSession {
+    /// The client identifier of the connection it came from.
+    pub fn client_id(&self) -> &MqttString {
+        &self.client_id
+    }
+
+    /// How long the client asked the server to keep the session after the connection.
+    pub fn expiry(&self) -> SessionExpiry {
+        self.expiry
+    }
+
+    /// QoS 1 and 2 publishes the client has not finished acknowledging.
+    pub fn inflight_len(&self) -> usize {
+        self.state.inflight_len()
+    }
+
+    /// Messages waiting to be sent.
+    pub fn queued_len(&self) -> usize {
+        self.state.queued_len()
+    }
+
+    /// Queues a message for the client while it is away (sent in order when the session
+    /// resumes); hands it back when the session's queue is full.
+    pub fn enqueue(&mut self, message: Message) -> Result<(), Message> {
+        let token = PublishToken::new(None, message.qos);
+        self.state
+            .enqueue(Clock::new().now(), message, token)
+            .map_err(|rejected| rejected.command)
+    }
+
+    /// Ends the session: every message it still held, in-flight ones first.
+    pub fn into_messages(self) -> Vec<Message> {
+        self.state
+            .into_abandoned()
+            .into_iter()
+            .map(|(_, message)| message)
+            .collect()
+    }
+}
+
+type Reply = oneshot::Sender<Result<(), Error>>;
+
+#[derive(Debug)]
+pub(crate) enum Command {
+    // Boxed: once per connection, and much larger than the other commands.
+    Accept(Box<(ConnAckProperties, Option<DetachedSession>)>, Reply),
+    Reject(ReasonCode, Box<ConnAckProperties>, Reply),
+    SubAck(PacketId, Vec<ReasonCode>, AckProperties, Reply),
+    UnsubAck(PacketId, Vec<ReasonCode>, AckProperties, Reply),
+    Ack(InboundId, ReasonCode, Reply),
+    Auth(Auth, Reply),
+    Publish(Message, PublishToken),
+    Disconnect(Disconnect, Reply),
+}
+
+/// A cloneable handle to one server connection: answer its events, publish to its client,
+/// disconnect it. Cancel safety is as for [`Client`](crate::Client): once a command is handed
+/// to the driver (first poll, unless its channel is full), dropping the future only discards
+/// the outcome.
+#[derive(Clone, Debug)]
+pub struct ConnectionHandle {
+    ops: mpsc::Sender<Command>,
+    control: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+    detached: Arc<Mutex<Option<DetachedSession>>>,
+}
+
+impl ConnectionHandle {
+    /// Accepts the connection (CONNACK Success). Limits left unset in `properties` are filled
+    /// from the [`ServerConfig`]. `session` resumes a session detached from an earlier
+    /// connection of the same client (Session Present, re-sends); with Clean Start it is
+    /// discarded instead.
+    pub async fn accept(
+        &self,
+        properties: ConnAckProperties,
+        session: Option<DetachedSession>,
+    ) -> Result<(), Error> {
+        self.control(|tx| Command::Accept(Box::new((properties, session)), tx))
+            .await
+    }
+
+    /// Refuses the connection with a CONNACK error code, then closes it.
+    pub async fn reject(&self, reason_code: ReasonCode) -> Result<(), Error> {
+        self.reject_with(reason_code, ConnAckProperties::default())
+            .await
+    }
+
+    /// [`reject`](Self::reject) with MQTT 5 CONNACK properties (reason string, server
+    /// reference...).
+    pub async fn reject_with(
+        &self,
+        reason_code: ReasonCode,
+        properties: ConnAckProperties,
+    ) -> Result<(), Error> {
+        self.control(|tx| Command::Reject(reason_code, Box::new(properties), tx))
+            .await
+    }
+
+    /// Answers a SUBSCRIBE: one code per filter, in order (the granted QoS via
+    /// [`ReasonCode::granted`], or an error code).
+    pub async fn suback(
+        &self,
+        packet_id: PacketId,
+        reason_codes: Vec<ReasonCode>,
+        properties: AckProperties,
+    ) -> Result<(), Error> {
+        self.control(|tx| Command::SubAck(packet_id, reason_codes, properties, tx))
+            .await
+    }
+
+    /// Answers an UNSUBSCRIBE (codes are sent to MQTT 5 clients only).
+    pub async fn unsuback(
+        &self,
+        packet_id: PacketId,
+        reason_codes: Vec<ReasonCode>,
+        properties: AckProperties,
+    ) -> Result<(), Error> {
+        self.control(|tx| Command::UnsubAck(packet_id, reason_codes, properties, tx))
+            .await
+    }
+
+    /// Acknowledges a message received in manual-ack mode (sent in arrival order).
+    pub async fn ack(&self, id: InboundId, reason_code: ReasonCode) -> Result<(), Error> {
+        self.control(|tx| Command::Ack(id, reason_code, tx)).await
+    }
+
+    /// Sends an AUTH packet (MQTT 5 enhanced authentication).
+    pub async fn auth(&self, auth: Auth) -> Result<(), Error> {
+        self.control(|tx| Command::Auth(auth, tx)).await
+    }
+
+    /// Publishes `message` to the client and waits for its acknowledgement, as
+    /// [`Client::publish`](crate::Client::publish) (with the same back-pressure and cancel
+    /// safety). Before the connection is accepted, the message is queued.
+    pub async fn publish(&self, message: Message) -> Result<PublishOutcome, Error> {
+        self.begin_publish(message).await?.await
+    }
+
+    /// Hands `message` to the driver and returns a receipt for its acknowledgement, as
+    /// [`Client::begin_publish`](crate::Client::begin_publish).
+    pub async fn begin_publish(&self, message: Message) -> Result<PublishReceipt, Error> {
+        let (tx, rx) = oneshot::channel();
+        let token = PublishToken::new(Some(tx), message.qos);
+        self.ops
+            .send(Command::Publish(message, token))
+            .await
+            .map_err(|_| self.shared.closed_error())?;
+        Ok(PublishReceipt::new(rx, self.shared.clone()))
+    }
+
+    /// Hands `message` to the driver without waiting, as
+    /// [`Client::try_publish`](crate::Client::try_publish).
+    pub fn try_publish(&self, message: Message) -> Result<PublishReceipt, TryPublishError> {
+        let (tx, rx) = oneshot::channel();
+        let token = PublishToken::new(Some(tx), message.qos);
+        match self.ops.try_send(Command::Publish(message, token)) {
+            Ok(()) => Ok(PublishReceipt::new(rx, self.shared.clone())),
+            Err(error) => {
+                let (error, command) = match error {
+                    mpsc::error::TrySendError::Full(c) => {
+                        (Error::Rejected(CommandError::QueueFull), c)
+                    }
+                    mpsc::error::TrySendError::Closed(c) => (self.shared.closed_error(), c),
+                };
+                let Command::Publish(message, _) = command else {
+                    unreachable!("the command sent was a publish")
+                };
+                Err(TryPublishError { error, message })
+            }
+        }
+    }
+
+    /// Closes the connection from the server side, after the publishes handed over before it:
+    /// MQTT 5 clients get a DISCONNECT with `reason_code` (for example 0x8E Session taken
+    /// over, 0x98 Administrative action); MQTT 3.1.x clients see the transport close.
+    /// Resolves once the transport is closed.
+    pub async fn disconnect(&self, reason_code: ReasonCode) -> Result<(), Error> {
+        self.disconnect_with(Disconnect::new(reason_code)).await
+    }
+
+    /// [`disconnect`](Self::disconnect) with a DISCONNECT of your own (reason string, server
+    /// reference).
+    pub async fn disconnect_with(&self, disconnect: Disconnect) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.ops
+            .send(Command::Disconnect(disconnect, tx))
+            .await
+            .map_err(|_| self.shared.closed_error())?;
+        reply(rx, &self.shared).await
+    }
+
+    /// Takes the session's durable state once the connection has closed (it is there when
+    /// the `Closed` event is delivered), to resume it on the client's next connection.
+    /// `None` before the close, after an earlier call, or when the connection was never
+    /// accepted.
+    pub fn detach_session(&self) -> Option<DetachedSession> {
+        self.detached.lock().ok()?.take()
+    }
+
+    /// Whether the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_closed()
+    }
+
+    /// Why the connection ended, once it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.shared.close_reason()
+    }
+
+    async fn control(&self, command: impl FnOnce(Reply) -> Command) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.control
+            .send(command(tx))
+            .await
+            .map_err(|_| self.shared.closed_error())?;
+        reply(rx, &self.shared).await
+    }
+}
+
+/// One accepted connection: its events ([`events`](Self::events)) and its handle (the methods
+/// of [`ConnectionHandle`], reachable directly through `Deref`).
+///
+/// Dropping it (and every clone of its handle) closes the connection gracefully.
+#[derive(Debug)]
+pub struct ServerConnection {
+    handle: ConnectionHandle,
+    events: ConnectionEvents,
+    peer_addr: Option<SocketAddr>,
+}
+
+impl ServerConnection {
+    /// The connection's events.
+    pub fn events(&mut self) -> &mut ConnectionEvents {
+        &mut self.events
+    }
+
+    /// The connection's handle (clone it to publish from other tasks).
+    pub fn handle(&self) -> &ConnectionHandle {
+        &self.handle
+    }
+
+    /// The client's address, for TCP connections.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer_addr
+    }
+
+    /// The handle and the events, separately.
+    pub fn into_parts(self) -> (ConnectionHandle, ConnectionEvents) {
+        (self.handle, self.events)
+    }
+}
+
+impl Deref for ServerConnection {
+    type Target = ConnectionHandle;
+
+    fn deref(&self) -> &ConnectionHandle {
+        &self.handle
+    }
+}
+
+/// Serves one MQTT connection over any transport: spawns its driver on the current tokio
+/// runtime over a fresh `ServerSession` and returns the connection's events and handle. The
+/// client must send CONNECT within the configured timeout.
+pub fn serve_connection<Io: Transport>(
+    transport: Io,
+    options: impl Into<ServerOptions>,
+) -> ServerConnection {
+    spawn_connection(transport, &options.into(), None, None)
+}
+
+fn spawn_connection<Io: Transport>(
+    transport: Io,
+    options: &ServerOptions,
+    group: Option<&Group>,
+    peer_addr: Option<SocketAddr>,
+) -> ServerConnection {
+    let clock = Clock::new();
+    let session = ServerSession::new(options.config.clone(), clock.now());
+    let (ops_tx, ops_rx) = mpsc::channel(options.command_capacity.max(1));
+    let (control_tx, control_rx) = mpsc::channel(options.command_capacity.max(1));
+    let (events_tx, events_rx) = mpsc::channel(options.event_capacity.max(1));
+    let shared = Arc::new(Shared::default());
+    let detached = Arc::new(Mutex::new(None));
+    let role = ServerRole {
+        session,
+        detached: detached.clone(),
+        disconnects: Vec::new(),
+        io_error: None,
+        _live: group.map(|g| g.live.clone()),
+    };
+    let channels = Channels {
+        ops: ops_rx,
+        control: control_rx,
+        events: events_tx,
+        shutdown: group.map(|g| g.signal.subscribe()),
+    };
+    let driver = Driver::new(
+        transport,
+        role,
+        clock,
+        shared.clone(),
+        channels,
+        options.linger,
+    );
+    tokio::spawn(driver.run());
+    ServerConnection {
+        handle: ConnectionHandle {
+            ops: ops_tx,
+            control: control_tx,
+            shared,
+            detached,
+        },
+        events: ConnectionEvents { rx: events_rx },
+        peer_addr,
+    }
+}
+
+/// The connections of one listener, for graceful shutdown.
+#[derive(Debug)]
+struct Group {
+    signal: watch::Sender<bool>,
+    /// Held by every connection's driver; `done` ends when the last one finishes.
+    live: mpsc::Sender<()>,
+    done: mpsc::Receiver<()>,
+}
+
+/// A TCP listener that serves MQTT connections: each accepted connection gets a driver and is
+/// handed to the application as a [`ServerConnection`].
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    options: ServerOptions,
+    group: Group,
+}
+
+impl Server {
+    /// Listens on `addr` (port 0 for an ephemeral port; see [`local_addr`](Self::local_addr)).
+    pub async fn bind(
+        addr: impl ToSocketAddrs,
+        options: impl Into<ServerOptions>,
+    ) -> io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Self::from_listener(listener, options))
+    }
+
+    /// Serves connections from a listener bound elsewhere.
+    pub fn from_listener(listener: TcpListener, options: impl Into<ServerOptions>) -> Self {
+        let (signal, _) = watch::channel(false);
+        let (live, done) = mpsc::channel(1);
+        Self {
+            listener,
+            options: options.into(),
+            group: Group { signal, live, done },
+        }
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Waits for the next TCP connection, sets TCP_NODELAY on it and starts its driver.
+    ///
+    /// Cancel safe: a connection is never lost when the future is dropped.
+    pub async fn accept(&self) -> io::Result<ServerConnection> {
+        let (stream, peer) = self.listener.accept().await?;
+        stream.set_nodelay(true)?;
+        Ok(spawn_connection(
+            stream,
+            &self.options,
+            Some(&self.group),
+            Some(peer),
+        ))
+    }
+
+    /// Serves a connection that arrived some other way (TLS, WebSocket...) as part of this
+    /// server, so that [`shutdown`](Self::shutdown) includes it.
+    pub fn serve<Io: Transport>(&self, transport: Io) -> ServerConnection {
+        spawn_connection(transport, &self.options, Some(&self.group), None)
+    }
+
+    /// Shuts down gracefully: stops listening, closes every connection of this server (MQTT 5
+    /// clients get DISCONNECT 0x8B Server shutting down; a CONNECT still waiting for an answer
+    /// gets CONNACK 0x88 Server unavailable), writes out what is pending, and waits until
+    /// every connection's transport is closed (each within its linger time).
+    ///
+    /// Cancel safety: dropping the future after its first poll leaves the connections
+    /// closing in the background.
+    pub async fn shutdown(self) {
+        let Self {
+            listener,
+            group:
+                Group {
+                    signal,
+                    live,
+                    mut done,
+                },
+            ..
+        } = self;
+        drop(listener);
+        signal.send_replace(true);
+        drop(live);
+        // Only closes when the last driver drops its sender.
+        let _ = done.recv().await;
+    }
+}
+
+struct ServerRole {
+    session: ServerSession<PublishToken>,
+    detached: Arc<Mutex<Option<DetachedSession>>>,
+    disconnects: Vec<Reply>,
+    io_error: Option<io::Error>,
+    /// Keeps the listener's shutdown waiting until this connection is done.
+    _live: Option<mpsc::Sender<()>>,
+}
+
+impl Role for ServerRole {
+    type Command = Command;
+    type Event = ConnectionEvent;
+
+    fn handle_read(&mut self, now: Instant, buf: &mut BytesMut) {
+        self.session.handle_read(now, buf);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.session.handle_timeout(now);
+    }
+
+    fn handle_closed(&mut self, now: Instant, error: Option<io::Error>) {
+        if self.io_error.is_none() {
+            self.io_error = error;
+        }
+        self.session.handle_closed(now);
+    }
+
+    fn poll_transmit(&mut self, now: Instant, buf: &mut BytesMut) -> usize {
+        self.session.poll_transmit(now, buf)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.session.poll_timeout()
+    }
+
+    fn poll_event(&mut self) -> Option<Routed<ConnectionEvent>> {
+        let routed = match self.session.poll_event()? {
+            ServerEvent::Connect(connect) => Routed::Stream(ConnectionEvent::Connect(connect)),
+            ServerEvent::Auth(auth) => Routed::Stream(ConnectionEvent::Auth(auth)),
+            ServerEvent::Message { publish, ack } => {
+                Routed::Stream(ConnectionEvent::Message { publish, ack })
+            }
+            ServerEvent::Subscribe(subscribe) => {
+                Routed::Stream(ConnectionEvent::Subscribe(subscribe))
+            }
+            ServerEvent::Unsubscribe(unsubscribe) => {
+                Routed::Stream(ConnectionEvent::Unsubscribe(unsubscribe))
+            }
+            ServerEvent::Published {
+                token,
+                reason_code,
+                properties,
+            } => token.published(reason_code, properties),
+            ServerEvent::Abandoned {
+                token,
+                cause,
+                message,
+            } => {
+                token.abandoned(cause, message);
+                Routed::Handled
+            }
+            ServerEvent::Closed {
+                initiator,
+                reason,
+                will,
+            } => {
+                let info = CloseInfo::new(reason.clone(), self.io_error.as_ref());
+                let event = ConnectionEvent::Closed {
+                    initiator,
+                    reason,
+                    will,
+                    io_error: self.io_error.take(),
+                };
+                Routed::Closed(event, info)
+            }
+        };
+        Some(routed)
+    }
+
+    fn apply(&mut self, now: Instant, command: Command) -> Option<Command> {
+        let session = &mut self.session;
+        let (result, reply) = match command {
+            Command::Publish(message, token) => {
+                return match session.publish(now, message, token) {
+                    Ok(()) => None,
+                    Err(Rejected {
+                        error: CommandError::QueueFull,
+                        command,
+                        token,
+                    }) => Some(Command::Publish(command, token)),
+                    Err(rejected) => {
+                        rejected.token.fail(Error::Rejected(rejected.error));
+                        None
+                    }
+                };
+            }
+            Command::Disconnect(disconnect, reply) => {
+                match session.disconnect(now, disconnect) {
+                    // Resolved once the transport is closed.
+                    Ok(()) => self.disconnects.push(reply),
+                    Err(error) => {
+                        let _ = reply.send(Err(Error::Rejected(error)));
+                    }
+                }
+                return None;
+            }
+            Command::Accept(accept, reply) => {
+                let (properties, resume) = *accept;
+                (
+                    session.accept(now, properties, resume.map(|s| s.state)),
+                    reply,
+                )
+            }
+            Command::Reject(code, properties, reply) => {
+                (session.reject(now, code, *properties), reply)
+            }
+            Command::SubAck(id, codes, properties, reply) => {
+                (session.suback(now, id, codes, properties), reply)
+            }
+            Command::UnsubAck(id, codes, properties, reply) => {
+                (session.unsuback(now, id, codes, properties), reply)
+            }
+            Command::Ack(id, code, reply) => (session.ack(now, id, code), reply),
+            Command::Auth(auth, reply) => (session.auth(now, auth), reply),
+        };
+        let _ = reply.send(result.map_err(Error::Rejected));
+        None
+    }
+
+    fn shutdown(&mut self, now: Instant) {
+        let _ = if self.session.state() == ServerState::Deciding {
+            self.session.reject(
+                now,
+                ReasonCode::ServerUnavailable,
+                ConnAckProperties::default(),
+            )
+        } else {
+            self.session
+                .disconnect(now, Disconnect::new(ReasonCode::ServerShuttingDown))
+        };
+    }
+
+    fn finish(&mut self, flushed: bool) {
+        if let Some(state) = self.session.detach() {
+            let session = DetachedSession {
+                state,
+                client_id: self.session.client_id().clone(),
+                expiry: self.session.session_expiry(),
+            };
+            if let Ok(mut slot) = self.detached.lock() {
+                *slot = Some(session);
+            }
+        }
+        for reply in self.disconnects.drain(..) {
+            let result = if flushed {
+                Ok(())
+            } else {
+                Err(Error::Io(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the DISCONNECT could not be written before the linger time",
+                )))
+            };
+            let _ = reply.send(result);
+        }
+    }
+}
