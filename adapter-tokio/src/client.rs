@@ -13,12 +13,12 @@ use mqtt_session::{
     ClientConfig, ClientEvent, ClientSession, CloseReason, CommandError, InboundId, Initiator,
     Instant, Message, Rejected, SubscribeRequest, UnsubscribeRequest,
 };
-use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::driver::{Channels, Clock, CloseInfo, Driver, Role, Routed, Shared, Transport};
 use crate::error::{Error, TryPublishError};
 use crate::publish::{reply, PublishOutcome, PublishReceipt, PublishToken};
+use crate::runtime::Runtime;
 
 /// How to connect: the CONNECT packet (protocol version, client id, keep alive, clean start,
 /// will, credentials, MQTT 5 properties: every connect option), the session's limits, and the
@@ -144,18 +144,28 @@ pub struct Client {
 
 /// Connects over `transport`: sends the CONNECT and waits for the CONNACK.
 ///
-/// Spawns the connection's driver on the current tokio runtime. Fails with
+/// Spawns the connection's driver on the current tokio runtime (feature `tokio-runtime`; any
+/// other runtime: [`connect_on`](crate::runtime::connect_on)). Fails with
 /// [`Error::ConnectionRefused`] when the CONNACK refuses the connection (the transport is then
 /// closed), and with [`Error::Closed`] or [`Error::Io`] when the connection ends before a
 /// CONNACK.
 ///
 /// Cancel safety: dropping the future before it resolves drops the handles, so the driver
 /// disconnects and ends.
+#[cfg(feature = "tokio-runtime")]
 pub async fn connect<Io: Transport>(
     transport: Io,
     options: ClientOptions,
 ) -> Result<(Client, ClientEvents), Error> {
-    let clock = Clock::new();
+    connect_with(crate::runtime::TokioRuntime, transport, options).await
+}
+
+pub(crate) async fn connect_with<Rt: Runtime, Io: Transport>(
+    runtime: Rt,
+    transport: Io,
+    options: ClientOptions,
+) -> Result<(Client, ClientEvents), Error> {
+    let clock = Clock::of::<Rt>();
     let mut session = ClientSession::new(options.session.clone());
     session
         .connect(clock.now(), options.connect)
@@ -178,6 +188,7 @@ pub async fn connect<Io: Transport>(
         shutdown: None,
     };
     let driver = Driver::new(
+        &runtime,
         transport,
         role,
         clock,
@@ -185,7 +196,7 @@ pub async fn connect<Io: Transport>(
         channels,
         options.linger,
     );
-    tokio::spawn(driver.run());
+    runtime.spawn(driver.run());
     let client = Client {
         ops: ops_tx,
         control: control_tx,
@@ -199,11 +210,12 @@ pub async fn connect<Io: Transport>(
 /// waiting for Nagle's algorithm), then as [`connect`].
 ///
 /// Cancel safe in the same way as [`connect`].
+#[cfg(feature = "tokio-runtime")]
 pub async fn connect_tcp(
-    addr: impl ToSocketAddrs,
+    addr: impl tokio::net::ToSocketAddrs,
     options: ClientOptions,
 ) -> Result<(Client, ClientEvents), Error> {
-    let stream = TcpStream::connect(addr).await?;
+    let stream = tokio::net::TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     connect(stream, options).await
 }

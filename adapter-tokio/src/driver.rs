@@ -30,10 +30,10 @@ use mqtt_proto::{Decoder, ProtocolVersion, PROTOCOL_MAX_PACKET_SIZE};
 use mqtt_session::{CloseReason, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{mpsc, watch};
-use tokio::time::Sleep;
 
 use crate::error::Error;
 use crate::publish::PublishReply;
+use crate::runtime::{Runtime, Timer};
 
 /// Bytes reserved in the read buffer before each read.
 const READ_CHUNK: usize = 8 * 1024;
@@ -51,41 +51,27 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for T {}
 
-/// Converts tokio's clock to the sessions' [`Instant`]: milliseconds since one process-wide
-/// epoch, so that a session detached from one connection keeps meaningful times (message
-/// expiry) on the next.
+/// Converts a runtime's clock to the sessions' [`Instant`]: milliseconds since the runtime's
+/// process-wide epoch, so that a session detached from one connection keeps meaningful times
+/// (message expiry) on the next. A plain function pointer, so that runtime-free types (a
+/// detached session) can keep the clock of the runtime they came from.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Clock {
-    start: tokio::time::Instant,
+    now: fn() -> Duration,
 }
 
-static EPOCH: OnceLock<tokio::time::Instant> = OnceLock::new();
-
 impl Clock {
-    pub(crate) fn new() -> Self {
-        let start = *EPOCH.get_or_init(|| {
-            // Set back a little, so that a runtime with a paused clock created just before the
-            // epoch was taken still reads times after it.
-            let now = tokio::time::Instant::now();
-            [3600, 60, 1]
-                .into_iter()
-                .find_map(|secs| now.checked_sub(Duration::from_secs(secs)))
-                .unwrap_or(now)
-        });
-        Self { start }
+    pub(crate) fn of<Rt: Runtime>() -> Self {
+        Self { now: Rt::now }
     }
 
     pub(crate) fn now(&self) -> Instant {
-        let ms = tokio::time::Instant::now()
-            .saturating_duration_since(self.start)
-            .as_millis();
+        let ms = (self.now)().as_millis();
         Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
     }
 
-    fn deadline(&self, at: Instant) -> tokio::time::Instant {
-        self.start
-            .checked_add(Duration::from_millis(at.as_millis()))
-            .unwrap_or_else(far_future)
+    fn deadline(&self, at: Instant) -> Duration {
+        Duration::from_millis(at.as_millis())
     }
 }
 
@@ -101,10 +87,6 @@ fn shutdown_signal(mut rx: watch::Receiver<bool>) -> BoxFuture<()> {
             }
         }
     })
-}
-
-fn far_future() -> tokio::time::Instant {
-    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -221,7 +203,7 @@ enum Step<C> {
 }
 
 /// One connection's drive loop.
-pub(crate) struct Driver<Io, R: Role> {
+pub(crate) struct Driver<Rt: Runtime, Io, R: Role> {
     io: Io,
     role: R,
     clock: Clock,
@@ -251,7 +233,7 @@ pub(crate) struct Driver<Io, R: Role> {
     /// Waits for room in the event channel for `pending_events` (stored for the same reason).
     event_room: Option<BoxFuture<Option<mpsc::OwnedPermit<R::Event>>>>,
     handles_gone: bool,
-    sleep: Pin<Box<Sleep>>,
+    timer: Rt::Timer,
     armed: Option<Instant>,
     /// A whole packet waits in `read_buf` that the session did not take yet (a server waiting
     /// for the application's answer): read no more until a command is applied.
@@ -260,8 +242,9 @@ pub(crate) struct Driver<Io, R: Role> {
     peek: Decoder,
 }
 
-impl<Io: Transport, R: Role> Driver<Io, R> {
+impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
     pub(crate) fn new(
+        runtime: &Rt,
         io: Io,
         role: R,
         clock: Clock,
@@ -291,7 +274,7 @@ impl<Io: Transport, R: Role> Driver<Io, R> {
             shutdown: channels.shutdown.map(shutdown_signal),
             event_room: None,
             handles_gone: false,
-            sleep: Box::pin(tokio::time::sleep_until(far_future())),
+            timer: runtime.timer(),
             armed: None,
             input_stalled: false,
             read_first: true,
@@ -317,7 +300,7 @@ impl<Io: Transport, R: Role> Driver<Io, R> {
                     self.role.handle_closed(now, Some(error));
                 }
                 Step::Timeout => {
-                    // tokio never wakes a timer early; the max only guards the ms rounding.
+                    // Timers never fire early; the max only guards the ms rounding.
                     let at = self.armed.take().unwrap_or(now);
                     self.role.handle_timeout(now.max(at));
                 }
@@ -422,7 +405,7 @@ impl<Io: Transport, R: Role> Driver<Io, R> {
         }
         self.armed = next;
         if let Some(at) = next {
-            self.sleep.as_mut().reset(self.clock.deadline(at));
+            self.timer.reset(self.clock.deadline(at));
         }
     }
 
@@ -461,7 +444,7 @@ impl<Io: Transport, R: Role> Driver<Io, R> {
                 return Poll::Ready(Step::Progress);
             }
         }
-        if self.armed.is_some() && self.sleep.as_mut().poll(cx).is_ready() {
+        if self.armed.is_some() && self.timer.poll_expired(cx).is_ready() {
             return Poll::Ready(Step::Timeout);
         }
         if let Some(control) = &mut self.control {
@@ -578,15 +561,20 @@ impl<Io: Transport, R: Role> Driver<Io, R> {
         self.transmit(now);
         let mut flushed = false;
         if !self.broken {
-            let linger = self.linger;
-            let finish = poll_fn(|cx| {
-                self.poll_write(cx)?;
-                if !self.out.is_empty() || self.flush_pending {
-                    return Poll::Pending;
+            // The linger time, on the runtime's timer (the loop's deadline is no longer needed).
+            self.timer.reset(Rt::now().saturating_add(self.linger));
+            flushed = poll_fn(|cx| {
+                let done = match self.poll_write(cx) {
+                    Err(_) => Poll::Ready(false),
+                    Ok(()) if !self.out.is_empty() || self.flush_pending => Poll::Pending,
+                    Ok(()) => Pin::new(&mut self.io).poll_shutdown(cx).map(|r| r.is_ok()),
+                };
+                match done {
+                    Poll::Ready(done) => Poll::Ready(done),
+                    Poll::Pending => self.timer.poll_expired(cx).map(|()| false),
                 }
-                Pin::new(&mut self.io).poll_shutdown(cx)
-            });
-            flushed = matches!(tokio::time::timeout(linger, finish).await, Ok(Ok(())));
+            })
+            .await;
         }
         self.role.finish(flushed);
         // Everything the session still reports: completions, then stream events in order.

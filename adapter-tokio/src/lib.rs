@@ -121,6 +121,18 @@
 //! delivered as decoded, their topics and payloads slices of the read buffer (while the
 //! application holds one, the buffer's next growth takes fresh memory instead of reusing it).
 //!
+//! # Runtimes and features
+//!
+//! The drive loop and every handle type are runtime-agnostic: the loop is generic over a
+//! small [`runtime::Runtime`] trait (a clock, a resettable timer, `spawn`), and the handles
+//! talk to it over `tokio::sync` channels, which need no tokio runtime. The default feature
+//! `tokio-runtime` adds the tokio side: [`connect`], [`connect_tcp`], [`serve_connection`],
+//! [`Server`] and [`runtime::TokioRuntime`] (tokio's spawn, timer, clock and sockets). With
+//! `default-features = false` only the engine remains, with tokio's `sync` and `io-util`
+//! parts (channels and the `AsyncRead`/`AsyncWrite` traits, no runtime): that is what
+//! `adapter-smol` and `adapter-async-std` build on, through [`runtime::connect_on`],
+//! [`runtime::serve_connection_on`] and [`runtime::ServerGroup`]. Features are additive.
+//!
 //! # Graceful shutdown
 //!
 //! [`Client::disconnect`] sends DISCONNECT after what was handed over before it, writes
@@ -136,13 +148,18 @@ mod client;
 mod driver;
 mod error;
 mod publish;
+pub mod runtime;
 mod server;
 
-pub use client::{connect, connect_tcp, Client, ClientEvents, ClientOptions, Event};
+#[cfg(feature = "tokio-runtime")]
+pub use client::{connect, connect_tcp};
+pub use client::{Client, ClientEvents, ClientOptions, Event};
 pub use driver::Transport;
 pub use error::{Error, TryPublishError};
 pub use publish::{PublishOutcome, PublishReceipt};
+#[cfg(feature = "tokio-runtime")]
+pub use server::{serve_connection, Server};
 pub use server::{
-    serve_connection, ConnectionEvent, ConnectionEvents, ConnectionHandle, DetachedSession, Server,
-    ServerConnection, ServerOptions,
+    ConnectionEvent, ConnectionEvents, ConnectionHandle, DetachedSession, ServerConnection,
+    ServerOptions,
 };

@@ -19,12 +19,14 @@ use mqtt_session::{
     CloseReason, CommandError, InboundId, Initiator, Instant, Message, Rejected, ServerConfig,
     ServerEvent, ServerSession, ServerState, SessionExpiry, SessionState,
 };
-use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::driver::{Channels, Clock, CloseInfo, Driver, Role, Routed, Shared, Transport};
 use crate::error::{Error, TryPublishError};
 use crate::publish::{reply, PublishOutcome, PublishReceipt, PublishToken};
+use crate::runtime::Runtime;
+#[cfg(feature = "tokio-runtime")]
+use crate::runtime::ServerGroup;
 
 /// Options of a server flow: the session's limits plus the driver's channel sizes.
 #[derive(Clone, Debug)]
@@ -134,6 +136,8 @@ impl futures_core::Stream for ConnectionEvents {
 #[derive(Debug)]
 pub struct DetachedSession {
     state: SessionState<PublishToken>,
+    /// The clock of the runtime the session came from.
+    clock: Clock,
     client_id: MqttString,
     expiry: SessionExpiry,
 }
@@ -164,7 +168,7 @@ impl DetachedSession {
     pub fn enqueue(&mut self, message: Message) -> Result<(), Message> {
         let token = PublishToken::new(None, message.qos);
         self.state
-            .enqueue(Clock::new().now(), message, token)
+            .enqueue(self.clock.now(), message, token)
             .map_err(|rejected| rejected.command)
     }
 
@@ -399,42 +403,53 @@ impl Deref for ServerConnection {
 }
 
 /// Serves one MQTT connection over any transport: spawns its driver on the current tokio
-/// runtime over a fresh `ServerSession` and returns the connection's events and handle. The
-/// client must send CONNECT within the configured timeout.
+/// runtime (feature `tokio-runtime`; any other runtime:
+/// [`serve_connection_on`](crate::runtime::serve_connection_on)) over a fresh `ServerSession`
+/// and returns the connection's events and handle. The client must send CONNECT within the
+/// configured timeout.
+#[cfg(feature = "tokio-runtime")]
 pub fn serve_connection<Io: Transport>(
     transport: Io,
     options: impl Into<ServerOptions>,
 ) -> ServerConnection {
-    spawn_connection(transport, &options.into(), None, None)
+    crate::runtime::serve_connection_on(crate::runtime::TokioRuntime, transport, options)
 }
 
-fn spawn_connection<Io: Transport>(
+/// What a connection of a [`ServerGroup`](crate::runtime::ServerGroup) holds: the shutdown
+/// signal, and a sender whose drop tells the group this connection is done.
+pub(crate) type GroupMember = (watch::Receiver<bool>, mpsc::Sender<()>);
+
+pub(crate) fn spawn_connection<Rt: Runtime, Io: Transport>(
+    runtime: &Rt,
     transport: Io,
     options: &ServerOptions,
-    group: Option<&Group>,
+    group: Option<GroupMember>,
     peer_addr: Option<SocketAddr>,
 ) -> ServerConnection {
-    let clock = Clock::new();
+    let clock = Clock::of::<Rt>();
     let session = ServerSession::new(options.config.clone(), clock.now());
     let (ops_tx, ops_rx) = mpsc::channel(options.command_capacity.max(1));
     let (control_tx, control_rx) = mpsc::channel(options.command_capacity.max(1));
     let (events_tx, events_rx) = mpsc::channel(options.event_capacity.max(1));
     let shared = Arc::new(Shared::default());
     let detached = Arc::new(Mutex::new(None));
+    let (shutdown, live) = group.unzip();
     let role = ServerRole {
         session,
+        clock,
         detached: detached.clone(),
         disconnects: Vec::new(),
         io_error: None,
-        _live: group.map(|g| g.live.clone()),
+        _live: live,
     };
     let channels = Channels {
         ops: ops_rx,
         control: control_rx,
         events: events_tx,
-        shutdown: group.map(|g| g.signal.subscribe()),
+        shutdown,
     };
     let driver = Driver::new(
+        runtime,
         transport,
         role,
         clock,
@@ -442,7 +457,7 @@ fn spawn_connection<Io: Transport>(
         channels,
         options.linger,
     );
-    tokio::spawn(driver.run());
+    runtime.spawn(driver.run());
     ServerConnection {
         handle: ConnectionHandle {
             ops: ops_tx,
@@ -455,42 +470,34 @@ fn spawn_connection<Io: Transport>(
     }
 }
 
-/// The connections of one listener, for graceful shutdown.
-#[derive(Debug)]
-struct Group {
-    signal: watch::Sender<bool>,
-    /// Held by every connection's driver; `done` ends when the last one finishes.
-    live: mpsc::Sender<()>,
-    done: mpsc::Receiver<()>,
-}
-
 /// A TCP listener that serves MQTT connections: each accepted connection gets a driver and is
 /// handed to the application as a [`ServerConnection`].
+#[cfg(feature = "tokio-runtime")]
 #[derive(Debug)]
 pub struct Server {
-    listener: TcpListener,
-    options: ServerOptions,
-    group: Group,
+    listener: tokio::net::TcpListener,
+    group: ServerGroup<crate::runtime::TokioRuntime>,
 }
 
+#[cfg(feature = "tokio-runtime")]
 impl Server {
     /// Listens on `addr` (port 0 for an ephemeral port; see [`local_addr`](Self::local_addr)).
     pub async fn bind(
-        addr: impl ToSocketAddrs,
+        addr: impl tokio::net::ToSocketAddrs,
         options: impl Into<ServerOptions>,
     ) -> io::Result<Self> {
-        let listener = TcpListener::bind(addr).await?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         Ok(Self::from_listener(listener, options))
     }
 
     /// Serves connections from a listener bound elsewhere.
-    pub fn from_listener(listener: TcpListener, options: impl Into<ServerOptions>) -> Self {
-        let (signal, _) = watch::channel(false);
-        let (live, done) = mpsc::channel(1);
+    pub fn from_listener(
+        listener: tokio::net::TcpListener,
+        options: impl Into<ServerOptions>,
+    ) -> Self {
         Self {
             listener,
-            options: options.into(),
-            group: Group { signal, live, done },
+            group: ServerGroup::new(crate::runtime::TokioRuntime, options),
         }
     }
 
@@ -505,18 +512,13 @@ impl Server {
     pub async fn accept(&self) -> io::Result<ServerConnection> {
         let (stream, peer) = self.listener.accept().await?;
         stream.set_nodelay(true)?;
-        Ok(spawn_connection(
-            stream,
-            &self.options,
-            Some(&self.group),
-            Some(peer),
-        ))
+        Ok(self.group.serve(stream, Some(peer)))
     }
 
     /// Serves a connection that arrived some other way (TLS, WebSocket...) as part of this
     /// server, so that [`shutdown`](Self::shutdown) includes it.
     pub fn serve<Io: Transport>(&self, transport: Io) -> ServerConnection {
-        spawn_connection(transport, &self.options, Some(&self.group), None)
+        self.group.serve(transport, None)
     }
 
     /// Shuts down gracefully: stops listening, closes every connection of this server (MQTT 5
@@ -527,26 +529,15 @@ impl Server {
     /// Cancel safety: dropping the future after its first poll leaves the connections
     /// closing in the background.
     pub async fn shutdown(self) {
-        let Self {
-            listener,
-            group:
-                Group {
-                    signal,
-                    live,
-                    mut done,
-                },
-            ..
-        } = self;
+        let Self { listener, group } = self;
         drop(listener);
-        signal.send_replace(true);
-        drop(live);
-        // Only closes when the last driver drops its sender.
-        let _ = done.recv().await;
+        group.shutdown().await;
     }
 }
 
 struct ServerRole {
     session: ServerSession<PublishToken>,
+    clock: Clock,
     detached: Arc<Mutex<Option<DetachedSession>>>,
     disconnects: Vec<Reply>,
     io_error: Option<io::Error>,
@@ -692,6 +683,7 @@ impl Role for ServerRole {
         if let Some(state) = self.session.detach() {
             let session = DetachedSession {
                 state,
+                clock: self.clock,
                 client_id: self.session.client_id().clone(),
                 expiry: self.session.session_expiry(),
             };
