@@ -75,6 +75,32 @@
 //! # }
 //! ```
 //!
+//! # Broker
+//!
+//! [`BrokerServer`] serves the broker core of `mqtt-session`
+//! ([`mqtt_session::broker::Broker`]: sessions, routing, retained messages, wills, shared
+//! subscriptions, takeover) over a TCP listener and any [`Transport`]
+//! ([`BrokerHandle::serve_transport`]): a real broker in a few lines.
+//!
+//! ```no_run
+//! # #[tokio::main]
+//! # async fn main() -> std::io::Result<()> {
+//! use adapter_tokio::{BrokerOptions, BrokerServer};
+//!
+//! let broker = BrokerServer::bind("127.0.0.1:1883", BrokerOptions::default()).await?;
+//! let handle = broker.spawn();
+//! tokio::signal::ctrl_c().await?;
+//! handle.shutdown().await; // MQTT 5 clients are told 0x8B Server shutting down
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! One task owns the core; each connection has a reader and a writer task; everything one
+//! drain of the core produced for a connection leaves in one write. [`BrokerServer::with_hooks`]
+//! plugs in authentication and authorization, [`BrokerHandle::stats`] reads the counters and
+//! [`BrokerServer::notices`] reports connections for logs. The `broker` example is a
+//! command-line broker built on it.
+//!
 //! # Cancel safety
 //!
 //! An operation is *handed over* when its command enters the driver's channel (on the first
@@ -144,6 +170,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "tokio-runtime")]
+mod broker;
 mod client;
 mod driver;
 mod error;
@@ -151,6 +179,8 @@ mod publish;
 pub mod runtime;
 mod server;
 
+#[cfg(feature = "tokio-runtime")]
+pub use broker::{BrokerHandle, BrokerNotice, BrokerNotices, BrokerOptions, BrokerServer};
 #[cfg(feature = "tokio-runtime")]
 pub use client::{connect, connect_tcp};
 pub use client::{Client, ClientEvents, ClientOptions, Event};

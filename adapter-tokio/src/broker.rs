@@ -1,0 +1,981 @@
+//! [`BrokerServer`]: the broker core of `mqtt-session` served over TCP listeners and any
+//! [`Transport`]. A real MQTT broker in a few lines, with graceful shutdown.
+//!
+//! The core ([`mqtt_session::broker::Broker`]) holds every protocol decision: sessions,
+//! routing, retained messages, wills, takeover, limits. This module only moves bytes and time
+//! in and out of it:
+//!
+//! - one task owns the `Broker` state machine and is the only one that touches it;
+//! - each connection has a reader task, which sends what it reads to the broker task over one
+//!   shared bounded channel, and a writer task, which writes what the broker task leaves in
+//!   the connection's outbox; everything one drain of the broker produced for a connection
+//!   leaves in one write;
+//! - the broker task's timer is the core's `poll_timeout`.
+//!
+//! The runtime-specific calls (spawning, the timer, the listener, the clock) are the few small
+//! functions of the `rt` section at the end of this file.
+//!
+//! # Memory
+//!
+//! Input is bounded by the shared channel (each message at most one read of 16 KiB). Output is
+//! bounded per connection: while more than [`BrokerOptions::pause_reading_above`] bytes wait to
+//! be written to a client, nothing more is read from that client (it cannot make the broker
+//! answer it faster than it reads), and a client that lets more than
+//! [`BrokerOptions::max_output_buffer`] bytes pile up (a subscriber that stopped reading while
+//! others publish to it) is disconnected as a slow consumer: its transport loss is reported to
+//! the core, which publishes its will and keeps its session (with its bounded queue) when it
+//! is persistent.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use mqtt_session::broker::{
+    AllowAll, Broker, BrokerConfig, BrokerEvent, BrokerHooks, BrokerStats, ConnectionId,
+};
+use mqtt_session::{Instant, Message};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, ToSocketAddrs};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use crate::Transport;
+
+/// Bytes asked for in each read of a connection.
+const READ_CHUNK: usize = 16 * 1024;
+/// Capacity of the channel from all readers to the broker task, and of the command channel.
+const INPUT_CAPACITY: usize = 256;
+/// Inputs handled before the broker is drained (one write per connection per drain).
+const INPUT_BATCH: usize = 64;
+
+/// Options of a [`BrokerServer`]: the core's limits, plus the driver's buffers.
+#[derive(Clone, Debug)]
+pub struct BrokerOptions {
+    /// The broker core's limits (connections, sessions, queues, packet sizes...).
+    pub config: BrokerConfig,
+    /// Nothing more is read from a client while more bytes than this wait to be written to it.
+    pub pause_reading_above: usize,
+    /// A client with more bytes than this waiting to be written to it is disconnected as a
+    /// slow consumer (as a transport loss: its will is published, a persistent session kept).
+    pub max_output_buffer: usize,
+    /// How long a closing connection may take to write its last bytes.
+    pub linger: Duration,
+    /// Capacity of the [`BrokerServer::notices`] channel; notices beyond it are dropped.
+    pub notice_capacity: usize,
+}
+
+impl Default for BrokerOptions {
+    fn default() -> Self {
+        Self::from(BrokerConfig::default())
+    }
+}
+
+impl From<BrokerConfig> for BrokerOptions {
+    fn from(config: BrokerConfig) -> Self {
+        Self {
+            config,
+            pause_reading_above: 256 * 1024,
+            max_output_buffer: 8 * 1024 * 1024,
+            linger: Duration::from_secs(5),
+            notice_capacity: 1024,
+        }
+    }
+}
+
+/// Something that happened to a connection of the broker, for logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BrokerNotice {
+    /// A transport was accepted (before its CONNECT).
+    Opened {
+        /// The connection.
+        connection: ConnectionId,
+        /// The peer's address, for TCP connections.
+        peer: Option<SocketAddr>,
+    },
+    /// A transport was refused because `max_connections` connections are open.
+    Refused {
+        /// The peer's address, for TCP connections.
+        peer: Option<SocketAddr>,
+    },
+    /// The core's event (a client connected, or a connection closes), with the peer's address.
+    Event {
+        /// The peer's address, for TCP connections.
+        peer: Option<SocketAddr>,
+        /// The event.
+        event: BrokerEvent,
+    },
+    /// A client was disconnected because it did not read what it was sent.
+    SlowConsumer {
+        /// The connection.
+        connection: ConnectionId,
+    },
+}
+
+impl fmt::Display for BrokerNotice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let peer = |p: &Option<SocketAddr>| p.map_or_else(|| "-".to_owned(), |a| a.to_string());
+        match self {
+            Self::Opened {
+                connection,
+                peer: p,
+            } => {
+                write!(f, "#{} new connection from {}", connection.get(), peer(p))
+            }
+            Self::Refused { peer: p } => {
+                write!(f, "refused connection from {} (too many)", peer(p))
+            }
+            Self::Event { peer: p, event } => match event {
+                BrokerEvent::Connected {
+                    connection,
+                    client_id,
+                    version,
+                    session_present,
+                } => write!(
+                    f,
+                    "#{} {} connected as {:?} ({:?}, session present: {})",
+                    connection.get(),
+                    peer(p),
+                    client_id.as_str(),
+                    version,
+                    session_present
+                ),
+                BrokerEvent::Close {
+                    connection,
+                    client_id,
+                    reason,
+                } => write!(
+                    f,
+                    "#{} {} {:?} closed: {}",
+                    connection.get(),
+                    peer(p),
+                    client_id.as_str(),
+                    reason
+                ),
+            },
+            Self::SlowConsumer { connection } => {
+                write!(f, "#{} disconnected as a slow consumer", connection.get())
+            }
+        }
+    }
+}
+
+/// The receiving end of [`BrokerServer::notices`]. Notices that do not fit are dropped, so
+/// a log that is not read never slows the broker down.
+#[derive(Debug)]
+pub struct BrokerNotices {
+    rx: mpsc::Receiver<BrokerNotice>,
+}
+
+impl BrokerNotices {
+    /// The next notice; `None` once the broker has stopped.
+    ///
+    /// Cancel safe: no notice is lost when the future is dropped.
+    pub async fn recv(&mut self) -> Option<BrokerNotice> {
+        self.rx.recv().await
+    }
+}
+
+/// What a [`BrokerHandle`] asks the broker task to do.
+enum Command {
+    Serve(Box<Halves>),
+    Publish(Box<Message>),
+    Stats(oneshot::Sender<BrokerStats>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+struct Halves {
+    read: BoxRead,
+    write: BoxWrite,
+    peer: Option<SocketAddr>,
+}
+
+impl Halves {
+    fn of<Io: Transport>(io: Io, peer: Option<SocketAddr>) -> Self {
+        let (read, write) = tokio::io::split(io);
+        Self {
+            read: Box::new(read),
+            write: Box::new(write),
+            peer,
+        }
+    }
+}
+
+/// An MQTT broker: the `mqtt-session` broker core served over a TCP listener (optional) and any
+/// transports handed to it with [`BrokerHandle::serve_transport`].
+///
+/// ```
+/// use adapter_tokio::{connect_tcp, BrokerServer, ClientOptions};
+/// use mqtt_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicFilter, TopicName};
+/// use mqtt_session::broker::BrokerConfig;
+/// use mqtt_session::{Message, SubscribeRequest};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let broker = BrokerServer::bind("127.0.0.1:0", BrokerConfig::default()).await?;
+/// let addr = broker.local_addr()?;
+/// let handle = broker.spawn();
+///
+/// let connect = Connect::new(ProtocolVersion::V5, MqttString::new("doc")?);
+/// let (client, mut events) = connect_tcp(addr, ClientOptions::new(connect)).await?;
+/// client.subscribe(SubscribeRequest::new(TopicFilter::new("a/#")?, QoS::ExactlyOnce)).await?;
+/// client.publish(Message::new(TopicName::new("a/b")?, QoS::ExactlyOnce, "hi")).await?;
+/// # let _ = &mut events;
+/// client.disconnect().await?;
+///
+/// handle.shutdown().await; // every connection told and closed, the listener gone
+/// # Ok(())
+/// # }
+/// ```
+pub struct BrokerServer<H: BrokerHooks + Send + 'static = AllowAll> {
+    options: BrokerOptions,
+    hooks: H,
+    listener: Option<rt::Listener>,
+    commands: mpsc::Receiver<Command>,
+    handle: BrokerHandle,
+    notices: Option<mpsc::Sender<BrokerNotice>>,
+}
+
+impl<H: BrokerHooks + Send + 'static> fmt::Debug for BrokerServer<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BrokerServer")
+            .field("local_addr", &self.local_addr().ok())
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BrokerServer<AllowAll> {
+    /// A broker listening on `addr` (TCP, TCP_NODELAY on each connection), letting everyone
+    /// in. Nothing is served until [`serve`](Self::serve) or [`spawn`](Self::spawn).
+    pub async fn bind(
+        addr: impl ToSocketAddrs,
+        options: impl Into<BrokerOptions>,
+    ) -> io::Result<Self> {
+        let listener = rt::Listener::bind(addr).await?;
+        let mut broker = Self::new(options);
+        broker.listener = Some(listener);
+        Ok(broker)
+    }
+
+    /// A broker with a listener of your own.
+    pub fn from_listener(
+        listener: tokio::net::TcpListener,
+        options: impl Into<BrokerOptions>,
+    ) -> Self {
+        let mut broker = Self::new(options);
+        broker.listener = Some(rt::Listener::from(listener));
+        broker
+    }
+
+    /// A broker without a listener: it serves the transports given to
+    /// [`BrokerHandle::serve_transport`].
+    pub fn new(options: impl Into<BrokerOptions>) -> Self {
+        let (tx, rx) = mpsc::channel(INPUT_CAPACITY);
+        Self {
+            options: options.into(),
+            hooks: AllowAll,
+            listener: None,
+            commands: rx,
+            handle: BrokerHandle {
+                commands: tx,
+                local_addr: None,
+            },
+            notices: None,
+        }
+    }
+}
+
+impl<H: BrokerHooks + Send + 'static> BrokerServer<H> {
+    /// The same broker with the application's policy (authentication, publish and subscribe
+    /// authorization).
+    pub fn with_hooks<H2: BrokerHooks + Send + 'static>(self, hooks: H2) -> BrokerServer<H2> {
+        BrokerServer {
+            options: self.options,
+            hooks,
+            listener: self.listener,
+            commands: self.commands,
+            handle: self.handle,
+            notices: self.notices,
+        }
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match &self.listener {
+            Some(listener) => listener.local_addr(),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "this broker has no listener",
+            )),
+        }
+    }
+
+    /// A handle to the running broker: serve more transports, publish, read the counters, shut
+    /// down. Take it before [`serve`](Self::serve).
+    pub fn handle(&self) -> BrokerHandle {
+        let mut handle = self.handle.clone();
+        handle.local_addr = self.local_addr().ok();
+        handle
+    }
+
+    /// A channel of [`BrokerNotice`]s (connections opened, clients connected, connections
+    /// closed) for logging. Notices that do not fit are dropped.
+    pub fn notices(&mut self) -> BrokerNotices {
+        let (tx, rx) = mpsc::channel(self.options.notice_capacity.max(1));
+        self.notices = Some(tx);
+        BrokerNotices { rx }
+    }
+
+    /// Spawns [`serve`](Self::serve) on the current runtime and returns a handle to it.
+    pub fn spawn(self) -> BrokerHandle {
+        let handle = self.handle();
+        rt::spawn(async move {
+            let _ = self.serve().await;
+        });
+        handle
+    }
+
+    /// Runs the broker until [`BrokerHandle::shutdown`] is called and every connection is
+    /// closed.
+    ///
+    /// Cancel safety: dropping the future stops the broker at once: each connection writes
+    /// what it was already given (within the linger time) and closes, without a DISCONNECT;
+    /// sessions and retained messages are lost.
+    pub async fn serve(self) -> io::Result<()> {
+        let Self {
+            options,
+            hooks,
+            listener,
+            commands,
+            handle: _,
+            notices,
+        } = self;
+        let broker = Broker::with_hooks(options.config.clone(), hooks);
+        let (inputs_tx, inputs_rx) = mpsc::channel(INPUT_CAPACITY);
+        let task = BrokerTask {
+            broker,
+            clock: rt::Clock::new(),
+            options,
+            listener,
+            commands: Some(commands),
+            inputs_tx,
+            inputs: inputs_rx,
+            connections: HashMap::new(),
+            out: BytesMut::with_capacity(READ_CHUNK),
+            notices,
+            closing: Vec::new(),
+            shutdown_replies: Vec::new(),
+            shutting_down: false,
+        };
+        task.run().await;
+        Ok(())
+    }
+}
+
+/// A cheap, cloneable handle to a running [`BrokerServer`].
+#[derive(Clone, Debug)]
+pub struct BrokerHandle {
+    commands: mpsc::Sender<Command>,
+    local_addr: Option<SocketAddr>,
+}
+
+impl BrokerHandle {
+    /// The address of the broker's listener, if it has one.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+
+    /// Serves one more connection over any transport (TLS, WebSocket, Unix socket, in-memory
+    /// duplex...). Fails with [`io::ErrorKind::NotConnected`] when the broker has stopped (the
+    /// transport is then dropped).
+    ///
+    /// Cancel safety: dropping the future before it resolves drops the transport.
+    pub async fn serve_transport<Io: Transport>(&self, transport: Io) -> io::Result<()> {
+        let halves = Halves::of(transport, None);
+        self.commands
+            .send(Command::Serve(Box::new(halves)))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::NotConnected, "the broker has stopped"))
+    }
+
+    /// Publishes `message` from the broker itself (retained when `message.retain`), as if a
+    /// client had published it. Returns `false` when the broker has stopped.
+    pub async fn publish(&self, message: Message) -> bool {
+        self.commands
+            .send(Command::Publish(Box::new(message)))
+            .await
+            .is_ok()
+    }
+
+    /// The broker's counters; `None` when the broker has stopped.
+    pub async fn stats(&self) -> Option<BrokerStats> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Stats(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Shuts the broker down gracefully: stops accepting, tells every client (MQTT 5 clients
+    /// get DISCONNECT 0x8B Server shutting down), writes out what each connection still has,
+    /// closes every transport (each within the linger time) and resolves once the broker has
+    /// stopped. Resolves at once when it already has.
+    ///
+    /// Cancel safety: once the request is handed over (first poll), the shutdown proceeds
+    /// even if the future is dropped.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Whether the broker has stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.commands.is_closed()
+    }
+}
+
+/// What the connection tasks tell the broker task.
+enum Input {
+    Read(ConnectionId, BytesMut),
+    Lost(ConnectionId),
+    WriterDone(ConnectionId),
+}
+
+/// A connection's state shared by the broker task and its writer and reader tasks.
+#[derive(Debug, Default)]
+struct Outbox {
+    buf: Mutex<OutboxInner>,
+    /// Bytes handed to the connection and not yet written.
+    pending: AtomicUsize,
+    wake_writer: Notify,
+    wake_reader: Notify,
+    /// Set once the reader should stop for good.
+    stop_reading: AtomicBool,
+    stop: Notify,
+    /// Wakes a writer blocked on a peer that does not read, once the connection is closed.
+    stop_writer: Notify,
+}
+
+#[derive(Debug, Default)]
+struct OutboxInner {
+    buf: BytesMut,
+    close: bool,
+}
+
+impl Outbox {
+    fn push(&self, bytes: &[u8]) -> usize {
+        let mut inner = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+        inner.buf.extend_from_slice(bytes);
+        drop(inner);
+        let pending = self.pending.fetch_add(bytes.len(), Ordering::AcqRel) + bytes.len();
+        self.wake_writer.notify_one();
+        pending
+    }
+
+    fn close(&self) {
+        self.buf.lock().unwrap_or_else(|e| e.into_inner()).close = true;
+        self.stop_reading.store(true, Ordering::Release);
+        self.wake_writer.notify_one();
+        self.wake_reader.notify_one();
+        self.stop.notify_one();
+        self.stop_writer.notify_one();
+    }
+
+    /// Everything waiting, and whether the connection is to be closed after it.
+    fn take(&self) -> (BytesMut, bool) {
+        let mut inner = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+        let bytes = inner.buf.split();
+        (bytes, inner.close)
+    }
+
+    fn written(&self, n: usize, pause_above: usize) {
+        let pending = self.pending.fetch_sub(n, Ordering::AcqRel) - n;
+        if pending <= pause_above {
+            self.wake_reader.notify_one();
+        }
+    }
+}
+
+struct Connection {
+    outbox: Arc<Outbox>,
+    /// Bytes read that do not make a whole packet yet.
+    read_buf: BytesMut,
+    peer: Option<SocketAddr>,
+}
+
+/// The one task that owns the broker core.
+struct BrokerTask<H: BrokerHooks> {
+    broker: Broker<H>,
+    clock: rt::Clock,
+    options: BrokerOptions,
+    listener: Option<rt::Listener>,
+    commands: Option<mpsc::Receiver<Command>>,
+    inputs_tx: mpsc::Sender<Input>,
+    inputs: mpsc::Receiver<Input>,
+    connections: HashMap<ConnectionId, Connection>,
+    /// The broker's output, one connection at a time; reused.
+    out: BytesMut,
+    notices: Option<mpsc::Sender<BrokerNotice>>,
+    /// Connections told to close whose writers are still finishing.
+    closing: Vec<ConnectionId>,
+    shutdown_replies: Vec<oneshot::Sender<()>>,
+    shutting_down: bool,
+}
+
+enum Step {
+    Accepted(io::Result<(TcpStream, SocketAddr)>),
+    Command(Option<Command>),
+    Input(Input),
+    Timeout,
+}
+
+impl<H: BrokerHooks> BrokerTask<H> {
+    async fn run(mut self) {
+        let mut timer = rt::Timer::new();
+        let mut armed: Option<Instant> = None;
+        loop {
+            if self.shutting_down && self.connections.is_empty() && self.closing.is_empty() {
+                break;
+            }
+            let next = self.broker.poll_timeout();
+            if next != armed {
+                armed = next;
+                timer.reset(self.clock.deadline(next));
+            }
+            let step = poll_fn(|cx| self.poll_step(cx, &mut timer, armed.is_some())).await;
+            let now = self.clock.now();
+            match step {
+                Step::Accepted(Ok((stream, peer))) => {
+                    // Nagle would hold small acks back; every packet leaves at once.
+                    let _ = stream.set_nodelay(true);
+                    let (read, write) = stream.into_split();
+                    self.open(
+                        now,
+                        Halves {
+                            read: Box::new(read),
+                            write: Box::new(write),
+                            peer: Some(peer),
+                        },
+                    );
+                }
+                Step::Accepted(Err(_)) => {
+                    // Out of file descriptors, or a connection reset before accept: wait a
+                    // little instead of spinning.
+                    rt::sleep(Duration::from_millis(50)).await;
+                }
+                Step::Command(Some(command)) => self.command(now, command),
+                Step::Command(None) => self.commands = None,
+                Step::Input(input) => {
+                    self.input(now, input);
+                    for _ in 1..INPUT_BATCH {
+                        match self.inputs.try_recv() {
+                            Ok(input) => self.input(now, input),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Step::Timeout => {
+                    armed = None;
+                    self.broker.handle_timeout(now);
+                }
+            }
+            self.drain(now);
+        }
+        for reply in self.shutdown_replies.drain(..) {
+            let _ = reply.send(());
+        }
+    }
+
+    /// Waits for the first of: a command, an input from a connection, the timer, a new TCP
+    /// connection (in that order of priority).
+    fn poll_step(
+        &mut self,
+        cx: &mut Context<'_>,
+        timer: &mut rt::Timer,
+        armed: bool,
+    ) -> Poll<Step> {
+        if let Some(commands) = &mut self.commands {
+            if let Poll::Ready(command) = commands.poll_recv(cx) {
+                return Poll::Ready(Step::Command(command));
+            }
+        }
+        if let Poll::Ready(Some(input)) = self.inputs.poll_recv(cx) {
+            return Poll::Ready(Step::Input(input));
+        }
+        if armed && timer.poll_expired(cx).is_ready() {
+            return Poll::Ready(Step::Timeout);
+        }
+        if let Some(listener) = &self.listener {
+            if let Poll::Ready(accepted) = listener.poll_accept(cx) {
+                return Poll::Ready(Step::Accepted(accepted));
+            }
+        }
+        Poll::Pending
+    }
+
+    fn notice(&self, notice: BrokerNotice) {
+        if let Some(tx) = &self.notices {
+            let _ = tx.try_send(notice);
+        }
+    }
+
+    fn open(&mut self, now: Instant, halves: Halves) {
+        if self.shutting_down {
+            return;
+        }
+        let Halves { read, write, peer } = halves;
+        let Ok(id) = self.broker.open(now) else {
+            self.notice(BrokerNotice::Refused { peer });
+            return;
+        };
+        self.notice(BrokerNotice::Opened {
+            connection: id,
+            peer,
+        });
+        let outbox = Arc::new(Outbox::default());
+        rt::spawn(read_loop(
+            id,
+            read,
+            outbox.clone(),
+            self.inputs_tx.clone(),
+            self.options.pause_reading_above,
+        ));
+        rt::spawn(write_loop(
+            id,
+            write,
+            outbox.clone(),
+            self.inputs_tx.clone(),
+            self.options.pause_reading_above,
+            self.options.linger,
+        ));
+        self.connections.insert(
+            id,
+            Connection {
+                outbox,
+                read_buf: BytesMut::new(),
+                peer,
+            },
+        );
+    }
+
+    fn command(&mut self, now: Instant, command: Command) {
+        match command {
+            Command::Serve(halves) => self.open(now, *halves),
+            Command::Publish(message) => self.broker.publish(now, *message),
+            Command::Stats(reply) => {
+                let _ = reply.send(self.broker.stats());
+            }
+            Command::Shutdown(reply) => {
+                self.shutdown_replies.push(reply);
+                if !self.shutting_down {
+                    self.shutting_down = true;
+                    self.listener = None;
+                    self.broker.shutdown(now);
+                    self.drain(now);
+                    // A connection the core could not ask to go (no CONNECT yet) goes as if
+                    // its transport was lost.
+                    let rest: Vec<ConnectionId> = self.connections.keys().copied().collect();
+                    for id in rest {
+                        self.broker.handle_closed(now, id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn input(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Read(id, chunk) => {
+                let Some(conn) = self.connections.get_mut(&id) else {
+                    return;
+                };
+                conn.read_buf.unsplit(chunk);
+                let mut buf = std::mem::take(&mut conn.read_buf);
+                loop {
+                    let before = buf.len();
+                    self.broker.handle_read(now, id, &mut buf);
+                    // The session stops taking input while its answers wait to be sent; send
+                    // them, and feed it the rest.
+                    if buf.is_empty() || buf.len() == before {
+                        break;
+                    }
+                    self.drain(now);
+                }
+                if let Some(conn) = self.connections.get_mut(&id) {
+                    conn.read_buf = buf;
+                }
+            }
+            Input::Lost(id) => self.broker.handle_closed(now, id),
+            Input::WriterDone(id) => {
+                self.closing.retain(|c| *c != id);
+                if self.connections.contains_key(&id) {
+                    // The writer failed before the core closed the connection.
+                    self.broker.handle_closed(now, id);
+                }
+            }
+        }
+    }
+
+    /// The drain rule: every connection's bytes, then the events.
+    fn drain(&mut self, now: Instant) {
+        let mut slow = Vec::new();
+        while let Some(id) = self.broker.poll_transmit(now, &mut self.out) {
+            if let Some(conn) = self.connections.get(&id) {
+                let pending = conn.outbox.push(&self.out);
+                if pending > self.options.max_output_buffer {
+                    slow.push(id);
+                }
+            }
+            self.out.clear();
+        }
+        while let Some(event) = self.broker.poll_event() {
+            let peer = match &event {
+                BrokerEvent::Connected { connection, .. }
+                | BrokerEvent::Close { connection, .. } => {
+                    self.connections.get(connection).and_then(|c| c.peer)
+                }
+            };
+            if let BrokerEvent::Close { connection, .. } = &event {
+                if let Some(conn) = self.connections.remove(connection) {
+                    conn.outbox.close();
+                    self.closing.push(*connection);
+                }
+            }
+            self.notice(BrokerNotice::Event { peer, event });
+        }
+        for id in slow {
+            if self.connections.contains_key(&id) {
+                self.notice(BrokerNotice::SlowConsumer { connection: id });
+                self.broker.handle_closed(now, id);
+                self.drain(now);
+            }
+        }
+    }
+}
+
+impl<H: BrokerHooks> Drop for BrokerTask<H> {
+    fn drop(&mut self) {
+        // Stopped (or dropped): no connection outlives the broker.
+        for (_, conn) in self.connections.drain() {
+            conn.outbox.close();
+        }
+    }
+}
+
+/// Reads a connection into fresh chunks of one reused buffer and hands them to the broker
+/// task; pauses while the connection's output waits to be written; stops when the broker
+/// closes the connection.
+async fn read_loop(
+    id: ConnectionId,
+    mut io: BoxRead,
+    outbox: Arc<Outbox>,
+    inputs: mpsc::Sender<Input>,
+    pause_above: usize,
+) {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut stop = pin!(outbox.stop.notified());
+    loop {
+        while outbox.pending.load(Ordering::Acquire) > pause_above {
+            if outbox.stop_reading.load(Ordering::Acquire) {
+                return;
+            }
+            outbox.wake_reader.notified().await;
+        }
+        if outbox.stop_reading.load(Ordering::Acquire) {
+            return;
+        }
+        // Reclaims the buffer's memory once the broker dropped the previous chunks.
+        buf.reserve(READ_CHUNK);
+        let read = poll_fn(|cx| {
+            if stop.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            pin!(io.read_buf(&mut buf)).poll(cx).map(Some)
+        })
+        .await;
+        let input = match read {
+            None => return,
+            Some(Ok(0) | Err(_)) => Input::Lost(id),
+            Some(Ok(_)) => Input::Read(id, buf.split()),
+        };
+        let lost = matches!(input, Input::Lost(_));
+        if inputs.send(input).await.is_err() || lost {
+            return;
+        }
+    }
+}
+
+/// Writes what the broker task leaves in the outbox, everything waiting in one write; on
+/// close, writes the rest and shuts the transport down within the linger time.
+async fn write_loop(
+    id: ConnectionId,
+    mut io: BoxWrite,
+    outbox: Arc<Outbox>,
+    inputs: mpsc::Sender<Input>,
+    pause_above: usize,
+    linger: Duration,
+) {
+    let mut stop = pin!(outbox.stop_writer.notified());
+    loop {
+        let (mut bytes, close) = outbox.take();
+        if !close {
+            if bytes.is_empty() {
+                outbox.wake_writer.notified().await;
+                continue;
+            }
+            // Written while watching for a close: a peer that does not read must not keep a
+            // closed connection's task alive.
+            let len = bytes.len();
+            let written = poll_fn(|cx| {
+                while !bytes.is_empty() {
+                    match Pin::new(&mut io).poll_write(cx, &bytes) {
+                        Poll::Ready(Ok(0)) => return Poll::Ready(Err(())),
+                        Poll::Ready(Ok(n)) => bytes.advance(n),
+                        Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
+                        Poll::Pending => {
+                            return match stop.as_mut().poll(cx) {
+                                Poll::Ready(()) => Poll::Ready(Ok(false)),
+                                Poll::Pending => Poll::Pending,
+                            };
+                        }
+                    }
+                }
+                Poll::Ready(Ok(true))
+            })
+            .await;
+            match written {
+                Ok(true) => {
+                    outbox.written(len, pause_above);
+                    continue;
+                }
+                Ok(false) => {}
+                Err(()) => break,
+            }
+        }
+        // Closing: what is left, then the transport's end, within the linger time.
+        let finish = async {
+            io.write_all(&bytes).await?;
+            let (rest, _) = outbox.take();
+            io.write_all(&rest).await?;
+            io.shutdown().await
+        };
+        let _ = rt::timeout(linger, finish).await;
+        break;
+    }
+    drop(io);
+    let _ = inputs.send(Input::WriterDone(id)).await;
+}
+
+/// Everything that is tokio-specific: spawning, timers, the clock, the listener. Another
+/// runtime's adapter replaces this section.
+mod rt {
+    use std::future::Future;
+    use std::io;
+    use std::net::SocketAddr;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use mqtt_session::Instant;
+    use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+
+    pub(super) fn spawn(future: impl Future<Output = ()> + Send + 'static) {
+        tokio::spawn(future);
+    }
+
+    pub(super) async fn sleep(duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
+
+    pub(super) async fn timeout<T>(
+        duration: Duration,
+        future: impl Future<Output = T>,
+    ) -> Option<T> {
+        tokio::time::timeout(duration, future).await.ok()
+    }
+
+    /// The broker's clock: milliseconds since the broker started, on tokio's clock (so tests
+    /// can pause it).
+    #[derive(Clone, Copy, Debug)]
+    pub(super) struct Clock {
+        start: tokio::time::Instant,
+    }
+
+    impl Clock {
+        pub(super) fn new() -> Self {
+            Self {
+                start: tokio::time::Instant::now(),
+            }
+        }
+
+        pub(super) fn now(&self) -> Instant {
+            let ms = self.start.elapsed().as_millis();
+            Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+        }
+
+        /// When to wake for the core's deadline `at` (a year away for none).
+        pub(super) fn deadline(&self, at: Option<Instant>) -> tokio::time::Instant {
+            let far = Duration::from_secs(86_400 * 365);
+            // Rounded up: the core counts whole milliseconds.
+            let after = at.map_or(far, |at| Duration::from_millis(at.as_millis() + 1));
+            self.start
+                .checked_add(after)
+                .unwrap_or_else(|| tokio::time::Instant::now() + far)
+        }
+    }
+
+    /// A resettable timer.
+    pub(super) struct Timer(Pin<Box<tokio::time::Sleep>>);
+
+    impl Timer {
+        pub(super) fn new() -> Self {
+            let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+            Self(Box::pin(tokio::time::sleep_until(far)))
+        }
+
+        pub(super) fn reset(&mut self, deadline: tokio::time::Instant) {
+            self.0.as_mut().reset(deadline);
+        }
+
+        pub(super) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+            self.0.as_mut().poll(cx)
+        }
+    }
+
+    #[derive(Debug)]
+    pub(super) struct Listener(TcpListener);
+
+    impl Listener {
+        pub(super) async fn bind(addr: impl ToSocketAddrs) -> io::Result<Self> {
+            TcpListener::bind(addr).await.map(Self)
+        }
+
+        pub(super) fn local_addr(&self) -> io::Result<SocketAddr> {
+            self.0.local_addr()
+        }
+
+        pub(super) fn poll_accept(
+            &self,
+            cx: &mut Context<'_>,
+        ) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
+            self.0.poll_accept(cx)
+        }
+    }
+
+    impl From<TcpListener> for Listener {
+        fn from(listener: TcpListener) -> Self {
+            Self(listener)
+        }
+    }
+}
