@@ -1,0 +1,78 @@
+//! `broker`: an MQTT 3.1.1 and 5.0 broker on the embedded broker core, until SIGINT/SIGTERM.
+//!
+//! ```text
+//! cargo run -p adapter-tokio --example broker -- -p 1883 -v
+//! ```
+
+use std::process::ExitCode;
+
+use adapter_tokio::BrokerServer;
+use clap::Parser;
+use mqtt_session::broker::BrokerConfig;
+
+/// Run an MQTT broker (MQTT 3.1, 3.1.1 and 5.0) until SIGINT or SIGTERM, then shut down
+/// gracefully.
+#[derive(Parser, Debug)]
+#[command(name = "broker", disable_help_flag = true)]
+struct Args {
+    /// Port to listen on.
+    #[arg(short = 'p', long = "port", default_value_t = 1883)]
+    port: u16,
+    /// Address to bind to.
+    #[arg(long = "bind", default_value = "127.0.0.1")]
+    bind: String,
+    /// Log connections to stderr.
+    #[arg(short = 'v', long = "verbose")]
+    verbose: bool,
+    /// Print this help.
+    #[arg(long = "help", action = clap::ArgAction::Help)]
+    help: Option<bool>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut broker =
+        match BrokerServer::bind((args.bind.as_str(), args.port), BrokerConfig::default()).await {
+            Ok(broker) => broker,
+            Err(e) => {
+                eprintln!("error: cannot listen on {}:{}: {e}", args.bind, args.port);
+                return ExitCode::FAILURE;
+            }
+        };
+    if args.verbose {
+        let mut notices = broker.notices();
+        tokio::spawn(async move {
+            while let Some(notice) = notices.recv().await {
+                eprintln!("{notice}");
+            }
+        });
+    }
+    match broker.local_addr() {
+        Ok(addr) => eprintln!("listening on {addr}"),
+        Err(e) => eprintln!("listening ({e})"),
+    }
+    let handle = broker.spawn();
+    if let Err(e) = shutdown_signal().await {
+        eprintln!("error: cannot wait for signals: {e}");
+    }
+    eprintln!("shutting down");
+    handle.shutdown().await;
+    eprintln!("stopped");
+    ExitCode::SUCCESS
+}
+
+#[cfg(unix)]
+async fn shutdown_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r,
+        _ = term.recv() => Ok(()),
+    }
+}
+
+#[cfg(not(unix))]
+async fn shutdown_signal() -> std::io::Result<()> {
+    tokio::signal::ctrl_c().await
+}
