@@ -1,0 +1,461 @@
+//! Our client against mosquitto (real software nobody here wrote), MQTT 3.1.1 and 5.0.
+//! `#[ignore]`d: `.ci/run` installs mosquitto and runs them with `-- --ignored`.
+
+mod interop_support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use adapter_tokio::{connect_tcp, Event};
+use bytes::{Bytes, BytesMut};
+use interop_support::*;
+use mqtt_proto::{Connect, MqttString, ProtocolVersion, QoS, ReasonCode, UserProperty, Will};
+use mqtt_session::{ClientConfig, ClientEvent, ClientSession, Instant, SubscribeRequest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const VERSIONS: [ProtocolVersion; 2] = [ProtocolVersion::V3_1_1, ProtocolVersion::V5];
+
+/// QoS 0, 1 and 2 both ways through mosquitto: each publish acknowledged, each message
+/// received once at the publish's QoS, from our publisher and from mosquitto_pub
+/// ([MQTT-4.3.3-2] in 3.1.1: no duplicate onward).
+#[tokio::test]
+#[ignore = "needs mosquitto (run by .ci/run)"]
+async fn qos_0_1_2_both_ways() {
+    let broker = Mosquitto::start("").await;
+    for version in VERSIONS {
+        let (sub, mut events) = connect_tcp(broker.addr, options(version, "q-sub", false))
+            .await
+            .unwrap();
+        let suback = sub
+            .subscribe(SubscribeRequest::new(filter("q/#"), QoS::ExactlyOnce))
+            .await
+            .unwrap();
+        assert_eq!(suback.reason_codes, [ReasonCode::GrantedQoS2]);
+        let (publisher, _e) = connect_tcp(broker.addr, options(version, "q-pub", false))
+            .await
+            .unwrap();
+        for (n, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
+            .into_iter()
+            .enumerate()
+        {
+            let outcome = publisher
+                .publish(message(&format!("q/{n}"), qos, format!("ours {n}")))
+                .await
+                .unwrap();
+            assert!(outcome.is_success(), "{version:?} {outcome:?}");
+            let (publish, _) = next_message(&mut events).await;
+            assert_eq!(publish.qos_pid.qos(), qos);
+            assert_eq!(&publish.payload[..], format!("ours {n}").as_bytes());
+        }
+        for qos in ["0", "1", "2"] {
+            let status = std::process::Command::new("mosquitto_pub")
+                .args(["-p", &broker.port.to_string(), "-q", qos, "-t", "q/theirs"])
+                .args(["-m", &format!("theirs {qos}")])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let (publish, _) = next_message(&mut events).await;
+            assert_eq!(publish.qos_pid.qos() as u8, qos.parse::<u8>().unwrap());
+            assert_eq!(&publish.payload[..], format!("theirs {qos}").as_bytes());
+        }
+        no_message(&mut events, Duration::from_millis(200)).await;
+        sub.disconnect().await.unwrap();
+        publisher.disconnect().await.unwrap();
+    }
+}
+
+/// A retained message reaches a later subscriber with RETAIN set ([MQTT-3.3.1-6] 3.1.1); a
+/// will is published when our connection is cut ([MQTT-3.1.2-8]) and not after a normal
+/// DISCONNECT.
+#[tokio::test]
+#[ignore = "needs mosquitto (run by .ci/run)"]
+async fn retained_and_will() {
+    let broker = Mosquitto::start("").await;
+    for (i, version) in VERSIONS.into_iter().enumerate() {
+        let (publisher, _e) = connect_tcp(broker.addr, options(version, "r-pub", false))
+            .await
+            .unwrap();
+        publisher
+            .publish(message(&format!("ret/{i}"), QoS::AtLeastOnce, "kept").retained())
+            .await
+            .unwrap();
+        let (sub, mut events) = connect_tcp(broker.addr, options(version, "r-sub", false))
+            .await
+            .unwrap();
+        sub.subscribe(SubscribeRequest::new(
+            filter(&format!("ret/{i}")),
+            QoS::AtLeastOnce,
+        ))
+        .await
+        .unwrap();
+        let (publish, _) = next_message(&mut events).await;
+        assert!(publish.retain);
+        assert_eq!(&publish.payload[..], b"kept");
+
+        sub.subscribe(SubscribeRequest::new(filter("will/#"), QoS::AtLeastOnce))
+            .await
+            .unwrap();
+        let will = |topic_name: &str| Will {
+            topic: topic(topic_name),
+            payload: Bytes::from_static(b"bye"),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: Default::default(),
+        };
+        let mut polite = options(version, "polite", false);
+        polite.connect.will = Some(will("will/polite"));
+        let (client, _e) = connect_tcp(broker.addr, polite).await.unwrap();
+        client.disconnect().await.unwrap();
+        let proxy = Proxy::start(broker.addr).await;
+        let mut doomed = options(version, "doomed", false);
+        doomed.connect.will = Some(will("will/doomed"));
+        let (_client, _e) = connect_tcp(proxy.addr, doomed).await.unwrap();
+        proxy.cut();
+        let (publish, _) = next_message(&mut events).await;
+        assert_eq!(publish.topic.as_str(), "will/doomed", "{version:?}");
+        no_message(&mut events, Duration::from_millis(200)).await;
+        sub.disconnect().await.unwrap();
+    }
+}
+
+/// The sans-IO client session driven over raw sockets by this test, so that the same
+/// session can be carried from a cut connection to the next.
+struct Raw {
+    session: ClientSession<u32>,
+    stream: Option<TcpStream>,
+    read: BytesMut,
+    out: BytesMut,
+    epoch: std::time::Instant,
+    received: Vec<Bytes>,
+    published: Vec<u32>,
+    connected: bool,
+}
+
+impl Raw {
+    fn now(&self) -> Instant {
+        Instant::from_millis(self.epoch.elapsed().as_millis() as u64)
+    }
+
+    async fn connect(&mut self, addr: std::net::SocketAddr, connect: Connect) {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        self.stream = Some(stream);
+        self.connected = false;
+        let now = self.now();
+        self.session.connect(now, connect).unwrap();
+    }
+
+    /// Drives the session until `done` holds (or panics after [`WAIT`]).
+    async fn pump(&mut self, mut done: impl FnMut(&Self) -> bool) {
+        let started = std::time::Instant::now();
+        loop {
+            let now = self.now();
+            self.session.poll_transmit(now, &mut self.out);
+            if !self.out.is_empty() {
+                let stream = self.stream.as_mut().unwrap();
+                stream.write_all(&self.out).await.unwrap();
+                self.out.clear();
+            }
+            while let Some(event) = self.session.poll_event() {
+                match event {
+                    ClientEvent::Connected(_) => self.connected = true,
+                    ClientEvent::Message { publish, .. } => self.received.push(publish.payload),
+                    ClientEvent::Published { token, .. } => self.published.push(token),
+                    ClientEvent::Closed { reason, .. } => panic!("closed: {reason}"),
+                    _ => {}
+                }
+            }
+            if done(self) {
+                return;
+            }
+            assert!(
+                started.elapsed() < WAIT,
+                "pump timed out: {} received, {} published, inflight {}, queued {}, connected {}",
+                self.received.len(),
+                self.published.len(),
+                self.session.inflight_len(),
+                self.session.queued_len(),
+                self.connected
+            );
+            let stream = self.stream.as_mut().unwrap();
+            self.read.reserve(8192);
+            if let Ok(r) =
+                tokio::time::timeout(Duration::from_millis(20), stream.read_buf(&mut self.read))
+                    .await
+            {
+                assert!(r.unwrap() > 0, "mosquitto closed the connection");
+                let now = self.now();
+                self.session.handle_read(now, &mut self.read);
+            }
+            let now = self.now();
+            self.session.handle_timeout(now);
+        }
+    }
+}
+
+/// A persistent session survives a TCP connection cut in the middle of QoS 2 flows both ways:
+/// after the session resumes on a new connection (Session Present), every message in each
+/// direction arrives exactly once ([MQTT-4.3.3-2] in 3.1.1, [MQTT-4.3.3-10] in 5.0: resent
+/// PUBLISHes are not delivered twice; unacknowledged PUBLISH and PUBREL re-sent on resume).
+#[tokio::test]
+#[ignore = "needs mosquitto (run by .ci/run)"]
+async fn persistent_session_resumed_after_cut_mid_qos2() {
+    const N: u32 = 60;
+    // Every message in flight at once: mosquitto 2.0.11 leaves messages it queued for an
+    // offline session queued after the session resumes until something else wakes the
+    // client up, which is not what this test is about.
+    let broker = Mosquitto::start("max_inflight_messages 100").await;
+    for version in VERSIONS {
+        let (watcher, mut watched) = connect_tcp(broker.addr, options(version, "watch", false))
+            .await
+            .unwrap();
+        watcher
+            .subscribe(SubscribeRequest::new(filter("cut/out"), QoS::ExactlyOnce))
+            .await
+            .unwrap();
+        let connect = options(version, "resumer", true).connect;
+        let mut raw = Raw {
+            // A small window of our own: the outbound flows advance a few per round trip.
+            session: ClientSession::new(ClientConfig {
+                max_inflight: 4,
+                ..ClientConfig::default()
+            }),
+            stream: None,
+            read: BytesMut::new(),
+            out: BytesMut::new(),
+            epoch: std::time::Instant::now(),
+            received: Vec::new(),
+            published: Vec::new(),
+            connected: false,
+        };
+        let proxy = Proxy::start(broker.addr).await;
+        raw.connect(proxy.addr, connect.clone()).await;
+        raw.pump(|r| r.connected).await;
+        let now = raw.now();
+        raw.session
+            .subscribe(
+                now,
+                SubscribeRequest::new(filter("cut/in"), QoS::ExactlyOnce),
+                0,
+            )
+            .unwrap();
+        raw.pump(|r| r.session.inflight_len() == 0).await;
+        // Flows in both directions at once: a publisher's in, then ours out.
+        let (feeder, _e) = connect_tcp(broker.addr, options(version, "feeder", false))
+            .await
+            .unwrap();
+        let feeding = tokio::spawn(async move {
+            for n in 1..=N {
+                // Spread out, so that the cut falls in the middle of the inbound flows.
+                tokio::time::sleep(Duration::from_millis(3)).await;
+                let _ = feeder
+                    .begin_publish(message("cut/in", QoS::ExactlyOnce, format!("{n}")))
+                    .await;
+            }
+            feeder
+        });
+        raw.pump(|r| r.received.len() >= 8).await;
+        for n in 1..=N {
+            let now = raw.now();
+            raw.session
+                .publish(now, message("cut/out", QoS::ExactlyOnce, format!("{n}")), n)
+                .unwrap();
+        }
+        raw.pump(|r| r.published.len() >= 8).await;
+        // Cut mid-flow.
+        proxy.cut();
+        raw.stream = None;
+        let now = raw.now();
+        raw.session.handle_closed(now);
+        while raw.session.poll_event().is_some() {}
+        let cut_in = raw.received.len();
+        let cut_out = raw.published.len();
+        assert!(
+            cut_in < N as usize && cut_out < N as usize,
+            "the cut came too late: {cut_in} in, {cut_out} out"
+        );
+        // Resume on a new connection, directly.
+        raw.connect(broker.addr, connect.clone()).await;
+        raw.pump(|r| r.connected).await;
+        assert!(raw.session.state() == mqtt_session::ConnectionState::Connected);
+        raw.pump(|r| r.received.len() >= N as usize && r.published.len() >= N as usize)
+            .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        raw.pump(|_| true).await;
+        let mut inbound: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+        for payload in &raw.received {
+            *inbound.entry(payload.to_vec()).or_default() += 1;
+        }
+        assert_eq!(inbound.len(), N as usize, "{version:?}: inbound loss");
+        assert!(
+            inbound.values().all(|&c| c == 1),
+            "{version:?}: inbound duplicate"
+        );
+        let mut outbound: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+        for _ in 0..N {
+            let (publish, _) = next_message(&mut watched).await;
+            *outbound.entry(publish.payload.to_vec()).or_default() += 1;
+        }
+        no_message(&mut watched, Duration::from_millis(300)).await;
+        assert_eq!(outbound.len(), N as usize, "{version:?}: outbound loss");
+        assert!(
+            outbound.values().all(|&c| c == 1),
+            "{version:?}: outbound duplicate"
+        );
+        eprintln!(
+            "{version:?}: cut after {cut_in} in / {cut_out} out of {N}; all {N} exactly once"
+        );
+        feeding.await.unwrap().disconnect().await.unwrap();
+        watcher.disconnect().await.unwrap();
+    }
+}
+
+/// MQTT 5 properties through mosquitto: user properties (in order), response topic,
+/// correlation data and content type arrive intact ([MQTT-3.3.2-17]); topic aliases we assign
+/// are resolved by mosquitto; a message whose expiry passed is not delivered to a later
+/// subscriber.
+#[tokio::test]
+#[ignore = "needs mosquitto (run by .ci/run)"]
+async fn v5_properties_and_topic_alias() {
+    let broker = Mosquitto::start("").await;
+    let v5 = ProtocolVersion::V5;
+    let (sub, mut events) = connect_tcp(broker.addr, options(v5, "p-sub", false))
+        .await
+        .unwrap();
+    sub.subscribe(SubscribeRequest::new(filter("props/#"), QoS::AtLeastOnce))
+        .await
+        .unwrap();
+    let mut opts = options(v5, "p-pub", false);
+    opts.session.auto_topic_alias = true;
+    let (publisher, mut pub_events) = connect_tcp(broker.addr, opts).await.unwrap();
+    match pub_events.recv().await {
+        Some(Event::Connected(connack)) => {
+            assert!(connack.properties.topic_alias_maximum.unwrap_or(0) > 0)
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut m = message("props/a", QoS::AtLeastOnce, "with properties");
+    m.properties.user_properties = vec![
+        UserProperty {
+            name: MqttString::new("k").unwrap(),
+            value: MqttString::new("1").unwrap(),
+        },
+        UserProperty {
+            name: MqttString::new("k").unwrap(),
+            value: MqttString::new("2").unwrap(),
+        },
+    ];
+    m.properties.response_topic = Some(topic("props/reply"));
+    m.properties.correlation_data = Some(Bytes::from_static(b"\x00\x01corr"));
+    m.properties.content_type = Some(MqttString::new("text/plain").unwrap());
+    m.properties.message_expiry_interval = Some(60);
+    publisher.publish(m.clone()).await.unwrap();
+    let (publish, _) = next_message(&mut events).await;
+    assert_eq!(
+        publish.properties.user_properties,
+        m.properties.user_properties
+    );
+    assert_eq!(
+        publish.properties.response_topic,
+        m.properties.response_topic
+    );
+    assert_eq!(
+        publish.properties.correlation_data,
+        m.properties.correlation_data
+    );
+    assert_eq!(publish.properties.content_type, m.properties.content_type);
+    let expiry = publish.properties.message_expiry_interval.unwrap();
+    assert!((58..=60).contains(&expiry), "{expiry}");
+    // The same topics again: sent with aliases (and an empty topic), resolved by mosquitto.
+    for round in 0..3 {
+        for t in ["props/a", "props/b"] {
+            publisher
+                .publish(message(t, QoS::AtLeastOnce, format!("{t} {round}")))
+                .await
+                .unwrap();
+            let (publish, _) = next_message(&mut events).await;
+            assert_eq!(publish.topic.as_str(), t);
+            assert_eq!(&publish.payload[..], format!("{t} {round}").as_bytes());
+        }
+    }
+    // Expiry: a retained message with a 1 s expiry is gone 2 s later.
+    let mut short = message("props/short", QoS::AtLeastOnce, "soon gone").retained();
+    short.properties.message_expiry_interval = Some(1);
+    publisher.publish(short).await.unwrap();
+    let _ = next_message(&mut events).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (late, mut late_events) = connect_tcp(broker.addr, options(v5, "p-late", false))
+        .await
+        .unwrap();
+    late.subscribe(SubscribeRequest::new(
+        filter("props/short"),
+        QoS::AtLeastOnce,
+    ))
+    .await
+    .unwrap();
+    no_message(&mut late_events, Duration::from_millis(300)).await;
+    publisher.disconnect().await.unwrap();
+    sub.disconnect().await.unwrap();
+    late.disconnect().await.unwrap();
+}
+
+/// Receive Maximum: mosquitto announces its own (`max_inflight_messages`) and our pipelined
+/// QoS 1/2 publishes stay within it ([MQTT-3.3.4-7] in 5.0): mosquitto answers a publish
+/// beyond its quota with 0x97 Quota exceeded, so every publish succeeding shows we never
+/// exceeded it. (The other direction is not checked here: mosquitto 2.0 itself exceeds a
+/// client's Receive Maximum, which our session rightly answers with DISCONNECT 0x93.)
+#[tokio::test]
+#[ignore = "needs mosquitto (run by .ci/run)"]
+async fn receive_maximum_respected() {
+    let broker = Mosquitto::start("max_inflight_messages 3").await;
+    let v5 = ProtocolVersion::V5;
+    let (sub, mut events) = connect_tcp(broker.addr, options(v5, "rm-sub", false))
+        .await
+        .unwrap();
+    sub.subscribe(SubscribeRequest::new(filter("rm/#"), QoS::ExactlyOnce))
+        .await
+        .unwrap();
+    let (publisher, mut pub_events) = connect_tcp(broker.addr, options(v5, "rm-pub", false))
+        .await
+        .unwrap();
+    match pub_events.recv().await {
+        Some(Event::Connected(connack)) => {
+            assert_eq!(connack.properties.receive_maximum.map(|r| r.get()), Some(3))
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut receipts = Vec::new();
+    for n in 0..40 {
+        let qos = if n % 2 == 0 {
+            QoS::AtLeastOnce
+        } else {
+            QoS::ExactlyOnce
+        };
+        receipts.push(
+            publisher
+                .begin_publish(message("rm/x", qos, format!("{n}")))
+                .await
+                .unwrap(),
+        );
+    }
+    for receipt in receipts {
+        assert!(receipt.await.unwrap().is_success());
+    }
+    // Order is kept per QoS level only ([MQTT-4.6.0-6]): compare as a set.
+    let mut seen = Vec::new();
+    for _ in 0..40 {
+        let (publish, _) = next_message(&mut events).await;
+        seen.push(
+            String::from_utf8(publish.payload.to_vec())
+                .unwrap()
+                .parse::<u32>()
+                .unwrap(),
+        );
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (0..40).collect::<Vec<_>>());
+    assert!(!publisher.is_closed() && !sub.is_closed());
+    publisher.disconnect().await.unwrap();
+    sub.disconnect().await.unwrap();
+}
