@@ -220,3 +220,32 @@ fn retained_not_sent_for_shared_subscriptions() {
     subscribe(&mut net, a, "$share/g/t", Q1);
     assert!(payloads(&net, a).is_empty());
 }
+
+#[test]
+fn shared_qos2_delivery_interrupted_by_session_end_goes_to_no_other_member() {
+    // [MQTT-4.8.2-5] 5.0: if the chosen member's session ends before it reconnects, an
+    // interrupted QoS 2 delivery of a shared subscription must not be sent to another
+    // subscriber; messages that member never started (queued while away) still move.
+    let mut net = net();
+    let a = manual_ack_client(&mut net, "a", 5);
+    subscribe(&mut net, a, "$share/g/t", Q2);
+    let b = client(&mut net, V5, "b", true, 0);
+    subscribe(&mut net, b, "$share/g/t", Q2);
+    let p = client(&mut net, V5, "pub", true, 0);
+    for n in 0..2 {
+        publish(&mut net, p, "t", Q2, &n.to_string());
+    }
+    // Round robin: "0" went to a (never acknowledged: a acks manually), "1" to b.
+    assert_eq!(payloads(&net, a), ["0"]);
+    assert_eq!(payloads(&net, b), ["1"]);
+    cut(&mut net, a);
+    for n in 2..4 {
+        publish(&mut net, p, "t", Q2, &n.to_string());
+    }
+    net.run_for(6_000); // a's session expires
+    let mut got = payloads(&net, b);
+    got.sort();
+    // "0" was in flight at a: dropped, not re-sent to b. a's queued share ("2") moved to b.
+    assert_eq!(got, ["1", "2", "3"]);
+    assert_eq!(net.broker.stats().dropped_session_ended, 1);
+}

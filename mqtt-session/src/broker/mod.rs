@@ -1040,6 +1040,16 @@ impl<H: BrokerHooks> Broker<H> {
             self.index.remove(key, filter);
         }
         if let Some(state) = record.stored.take() {
+            let mut state = state;
+            for (token, message) in state.take_in_flight() {
+                // An interrupted shared QoS 2 delivery is not given to another subscriber
+                // ([MQTT-4.8.2-5] in 5.0); an interrupted QoS 1 one should be (section 4.8.2).
+                if token.shared.is_some() && message.qos == QoS::AtLeastOnce {
+                    self.reroute_shared(now, key, message, token);
+                } else if message.qos > QoS::AtMostOnce {
+                    self.stats.dropped_session_ended += 1;
+                }
+            }
             for (token, message) in state.into_abandoned() {
                 if token.shared.is_some() {
                     self.reroute_shared(now, key, message, token);

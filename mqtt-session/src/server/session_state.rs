@@ -90,16 +90,24 @@ impl<T> SessionState<T> {
         Ok(())
     }
 
-    /// Ends the session (it expired, or was discarded): every message it still held comes
-    /// back with its token, in-flight ones first.
-    pub fn into_abandoned(mut self) -> Vec<(T, Message)> {
-        let mut out: Vec<(T, Message)> = self
-            .flows
+    /// Takes out the messages whose delivery had started (sent, not yet fully acknowledged),
+    /// in send order, leaving the queued ones. An owner that ends the session uses this to
+    /// treat interrupted deliveries differently from ones never started (for shared
+    /// subscriptions, [MQTT-4.8.2-5] in 5.0 forbids giving an interrupted QoS 2 delivery to
+    /// another subscriber).
+    pub fn take_in_flight(&mut self) -> Vec<(T, Message)> {
+        self.flows
             .inflight
             .take_all()
             .into_iter()
             .map(|flow| (flow.token, Message::from_publish(flow.publish)))
-            .collect();
+            .collect()
+    }
+
+    /// Ends the session (it expired, or was discarded): every message it still held comes
+    /// back with its token, in-flight ones first.
+    pub fn into_abandoned(mut self) -> Vec<(T, Message)> {
+        let mut out = self.take_in_flight();
         out.extend(self.flows.queue.drain(..).map(|q| (q.token, q.message)));
         out
     }
