@@ -126,13 +126,22 @@ pub fn mosquitto_binary() -> PathBuf {
 impl Mosquitto {
     /// Starts mosquitto with `extra` config lines and waits until it accepts connections.
     pub async fn start(extra: &str) -> Self {
+        Self::start_config(true, extra).await
+    }
+
+    /// A mosquitto that refuses anonymous clients (CONNACK "not authorised").
+    pub async fn start_with_anonymous(allow: bool) -> Self {
+        Self::start_config(allow, "").await
+    }
+
+    async fn start_config(allow_anonymous: bool, extra: &str) -> Self {
         let dir = tempdir::TempDir::new("mosquitto");
         let port = free_port();
         let config = dir.path().join("mosquitto.conf");
         std::fs::write(
             &config,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra}\n"
+                "listener {port} 127.0.0.1\nallow_anonymous {allow_anonymous}\npersistence false\n{extra}\n"
             ),
         )
         .unwrap();
