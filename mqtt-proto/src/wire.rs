@@ -162,6 +162,11 @@ pub(crate) const fn varint_len(value: u32) -> usize {
 #[inline]
 pub(crate) fn put_varint(buf: &mut BytesMut, mut value: u32) {
     debug_assert!(value <= VARINT_MAX);
+    if value < 128 {
+        // One byte: every small packet.
+        buf.put_u8(value as u8);
+        return;
+    }
     loop {
         let mut byte = (value & 0x7f) as u8;
         value >>= 7;

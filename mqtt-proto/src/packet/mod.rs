@@ -86,12 +86,14 @@ pub(crate) struct Sizes {
 }
 
 impl Sizes {
+    #[inline(always)]
     pub(crate) fn total(&self) -> usize {
         1 + wire::varint_len(self.remaining as u32) + self.remaining
     }
 }
 
 /// Writes the fixed header: the type and flags byte, then the Remaining Length.
+#[inline(always)]
 pub(crate) fn put_fixed_header(
     buf: &mut BytesMut,
     packet_type: PacketType,
@@ -103,6 +105,7 @@ pub(crate) fn put_fixed_header(
 }
 
 /// Rejects remaining lengths the Variable Byte Integer cannot express.
+#[inline(always)]
 pub(crate) fn check_remaining(remaining: usize) -> Result<usize, EncodeError> {
     if remaining > VARINT_MAX as usize {
         Err(EncodeError::PacketTooLarge {
@@ -205,8 +208,13 @@ impl Packet {
     /// The exact number of bytes [`Packet::encode`] appends for `version`.
     ///
     /// For CONNECT the packet's own protocol version is used.
+    #[inline]
     pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
-        Ok(self.sizes(version)?.total())
+        match self {
+            // PUBLISH, the hot path, without the general dispatch.
+            Self::Publish(p) => Ok(p.sizes(version)?.total()),
+            other => Ok(other.sizes(version)?.total()),
+        }
     }
 
     /// Appends the packet, encoded for `version`, to `buf`. On error nothing is appended.
@@ -222,7 +230,22 @@ impl Packet {
     /// Packet::PingReq.encode(ProtocolVersion::V5, &mut buf).unwrap();
     /// assert_eq!(&buf[..], [0xC0, 0x00]);
     /// ```
+    #[inline]
     pub fn encode(&self, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
+        match self {
+            // PUBLISH, the hot path: one dispatch, its sizes and its writer inlined here.
+            Self::Publish(p) => p.encode_packet(version, buf),
+            other => other.encode_other(version, buf),
+        }
+    }
+
+    /// [`Packet::encode`] for every type but PUBLISH: validate and size, reserve, write.
+    #[inline(never)]
+    fn encode_other(
+        &self,
+        version: ProtocolVersion,
+        buf: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
         let sizes = self.sizes(version)?;
         buf.reserve(sizes.total());
         match self {

@@ -99,6 +99,13 @@ impl PublishProperties {
             && subscription_identifiers.is_empty()
             && content_type.is_none()
     }
+
+    /// [`PropertySet::body_len`], out of line: the hot path of the encoder only meets empty
+    /// sets.
+    #[inline(never)]
+    fn encoded_body_len(&self) -> Result<usize, EncodeError> {
+        self.body_len()
+    }
 }
 
 impl PropertySet for PublishProperties {
@@ -223,39 +230,41 @@ impl Publish {
         }))
     }
 
+    #[inline(always)]
     fn flags(&self) -> u8 {
         u8::from(self.dup) << 3 | self.qos_pid.qos().as_u8() << 1 | u8::from(self.retain)
     }
 
-    #[inline]
+    /// Validates the packet for `version` and works out its sizes.
+    #[inline(always)]
     pub(crate) fn sizes(&self, version: ProtocolVersion) -> Result<Sizes, EncodeError> {
-        let uses_alias = version.is_v5() && self.properties.topic_alias.is_some();
-        if self.topic.is_empty() && !uses_alias {
+        let v5 = version.is_v5();
+        let has_id = self.qos_pid.packet_id().is_some();
+        if self.topic.is_empty() && !(v5 && self.properties.topic_alias.is_some()) {
             return Err(EncodeError::EmptyTopicWithoutAlias);
         }
-        if self.dup && self.qos_pid.packet_id().is_none() {
+        if self.dup && !has_id {
             return Err(EncodeError::DupWithQoS0);
         }
-        let mut sizes = Sizes::default();
-        let mut remaining = 2 + self.topic.len() + self.payload.len();
-        if self.qos_pid.packet_id().is_some() {
-            remaining += 2;
-        }
-        if version.is_v5() {
+        // A `TopicName` is at most 65,535 bytes by construction: no field check needed.
+        let mut remaining = 2 + self.topic.len() + self.payload.len() + 2 * usize::from(has_id);
+        let mut properties = 0;
+        if v5 {
             // The common case skips the property writer's counting pass.
-            sizes.properties = if self.properties.is_empty() {
-                0
-            } else {
-                self.properties.body_len()?
-            };
-            remaining += wire::varint_len(sizes.properties as u32) + sizes.properties;
+            if !self.properties.is_empty() {
+                properties = self.properties.encoded_body_len()?;
+            }
+            remaining += wire::varint_len(properties as u32) + properties;
         }
-        sizes.remaining = check_remaining(remaining)?;
-        Ok(sizes)
+        Ok(Sizes {
+            remaining: check_remaining(remaining)?,
+            properties,
+            will_properties: 0,
+        })
     }
 
     /// Writes everything but the payload.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn write_header(&self, version: ProtocolVersion, sizes: &Sizes, buf: &mut BytesMut) {
         put_fixed_header(buf, PacketType::Publish, self.flags(), sizes.remaining);
         wire::put_field(buf, self.topic.as_bytes());
@@ -270,6 +279,21 @@ impl Publish {
                 self.properties.encode(sizes.properties, buf);
             }
         }
+    }
+
+    /// The whole packet: what [`Packet::encode`](crate::Packet::encode) does for a PUBLISH,
+    /// without its dispatch.
+    #[inline(always)]
+    pub(crate) fn encode_packet(
+        &self,
+        version: ProtocolVersion,
+        buf: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        let sizes = self.sizes(version)?;
+        buf.reserve(sizes.total());
+        self.write_header(version, &sizes, buf);
+        buf.put_slice(&self.payload);
+        Ok(())
     }
 
     /// Appends the fixed header, variable header and properties, but not the payload, and
