@@ -1,0 +1,26 @@
+//! The shared conformance suite (adapter-tokio's `tests/conformance/mod.rs`) on async-std.
+
+use adapter_async_std as adapter;
+
+mod rt {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::time::Duration;
+
+    pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+        async_std::task::block_on(future)
+    }
+
+    pub(crate) fn spawn<T: Send + 'static>(
+        future: impl Future<Output = T> + Send + 'static,
+    ) -> Pin<Box<dyn Future<Output = T> + Send>> {
+        Box::pin(async_std::task::spawn(future))
+    }
+
+    pub(crate) async fn sleep(duration: Duration) {
+        async_std::task::sleep(duration).await;
+    }
+}
+
+#[path = "../../adapter-tokio/tests/conformance/mod.rs"]
+mod conformance;

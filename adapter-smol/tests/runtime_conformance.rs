@@ -1,0 +1,26 @@
+//! The shared conformance suite (adapter-tokio's `tests/conformance/mod.rs`) on smol.
+
+use adapter_smol as adapter;
+
+mod rt {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::time::Duration;
+
+    pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+        smol::block_on(future)
+    }
+
+    pub(crate) fn spawn<T: Send + 'static>(
+        future: impl Future<Output = T> + Send + 'static,
+    ) -> Pin<Box<dyn Future<Output = T> + Send>> {
+        Box::pin(smol::spawn(future))
+    }
+
+    pub(crate) async fn sleep(duration: Duration) {
+        smol::Timer::after(duration).await;
+    }
+}
+
+#[path = "../../adapter-tokio/tests/conformance/mod.rs"]
+mod conformance;

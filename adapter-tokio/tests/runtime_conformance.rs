@@ -1,0 +1,32 @@
+//! The shared conformance suite (`conformance/mod.rs`) on tokio (multi-threaded runtime).
+
+use adapter_tokio as adapter;
+
+mod rt {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::time::Duration;
+
+    pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    pub(crate) fn spawn<T: Send + 'static>(
+        future: impl Future<Output = T> + Send + 'static,
+    ) -> Pin<Box<dyn Future<Output = T> + Send>> {
+        let task = tokio::spawn(future);
+        Box::pin(async move { task.await.unwrap() })
+    }
+
+    pub(crate) async fn sleep(duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
+}
+
+#[path = "conformance/mod.rs"]
+mod conformance;
