@@ -1,9 +1,9 @@
 //! [`Decoder`]: splits whole packets off the front of a byte stream.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::DecodeError;
-use crate::packet::{Packet, Publish};
+use crate::packet::{Packet, PacketRef, Publish, PublishRef};
 use crate::packet_type::PacketType;
 use crate::version::ProtocolVersion;
 use crate::wire::{self, Reader, VARINT_MAX};
@@ -165,7 +165,6 @@ impl Decoder {
         }
         let mut body = buf.split_to(size).freeze();
         body.advance(header.header_length as usize);
-        let body = Reader::new(body);
         if header.packet_type == PacketType::Publish {
             // The hot path, decoded straight into the caller's slot: the same as
             // `Packet::decode_body`, without the dispatch and the copies of the large packet
@@ -174,6 +173,77 @@ impl Decoder {
                 Some(Packet::Publish(p))
             });
         }
-        Packet::decode_body(header.packet_type, header.flags, body, self.version).map(Some)
+        Packet::decode_body(
+            header.packet_type,
+            header.flags,
+            Reader::new(body),
+            self.version,
+        )
+        .map(Some)
+    }
+
+    /// Decodes the packet at the front of `input` without taking ownership of anything: a
+    /// PUBLISH comes back borrowed from `input` ([`PublishRef`]: no allocation, no reference
+    /// count, no copy), every other packet as an owned [`Packet`] built from a copy of its
+    /// bytes (they are rare on a hot path). The second value is the size of the packet: the
+    /// caller advances its input by it.
+    ///
+    /// `Ok(None)`: `input` holds only part of a packet. The checks are exactly those of
+    /// [`Decoder::decode`], errors included: for the same bytes both return the same error,
+    /// or packets that are equal once the borrowed one is made owned
+    /// ([`PacketRef::to_owned`]).
+    ///
+    /// Use [`Decoder::decode`] when packets must outlive the read buffer (queued, retained,
+    /// sent on to another task); use this when each packet is handled before the buffer is
+    /// reused, as in a broker's or a client's receive loop.
+    ///
+    /// ```
+    /// use mqtt_proto::{Decoder, PacketRef, ProtocolVersion};
+    ///
+    /// let decoder = Decoder::new(ProtocolVersion::V3_1_1);
+    /// // A PUBLISH to "a/b" with payload "hi", then a PINGREQ, then half a packet.
+    /// let input = [0x30, 0x07, 0x00, 0x03, b'a', b'/', b'b', b'h', b'i', 0xC0, 0x00, 0x30];
+    /// let mut rest = &input[..];
+    /// let mut topics = Vec::new();
+    /// while let Some((packet, used)) = decoder.decode_slice(rest)? {
+    ///     match packet {
+    ///         PacketRef::Publish(publish) => topics.push(publish.topic),
+    ///         PacketRef::Other(other) => assert_eq!(other, mqtt_proto::Packet::PingReq),
+    ///     }
+    ///     rest = &rest[used..];
+    /// }
+    /// assert_eq!(topics, ["a/b"]);
+    /// assert_eq!(rest, [0x30]); // the partial packet, for the next read to complete
+    /// # Ok::<(), mqtt_proto::DecodeError>(())
+    /// ```
+    #[inline]
+    pub fn decode_slice<'a>(
+        &self,
+        input: &'a [u8],
+    ) -> Result<Option<(PacketRef<'a>, usize)>, DecodeError> {
+        let Some(header) = self.peek_header(input)? else {
+            return Ok(None);
+        };
+        let size = header.packet_size();
+        let Some(packet) = input.get(..size) else {
+            return Ok(None);
+        };
+        let body = &packet[header.header_length as usize..];
+        let packet = if header.packet_type == PacketType::Publish {
+            PacketRef::Publish(PublishRef::parse(header.flags, body, self.version, |_| {
+                Ok(())
+            })?)
+        } else {
+            PacketRef::Other(self.decode_other(header, body)?)
+        };
+        Ok(Some((packet, size)))
+    }
+
+    /// A packet other than PUBLISH for [`Decoder::decode_slice`]: the owned decoder's code,
+    /// over a copy of the body.
+    #[inline(never)]
+    fn decode_other(&self, header: FixedHeader, body: &[u8]) -> Result<Packet, DecodeError> {
+        let body = Reader::new(Bytes::copy_from_slice(body));
+        Packet::decode_body(header.packet_type, header.flags, body, self.version)
     }
 }

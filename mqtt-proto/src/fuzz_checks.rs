@@ -113,7 +113,9 @@ pub fn normalise(packet: &Packet, version: ProtocolVersion) -> Packet {
 /// - a decoded packet is not already in its [`normalise`]d form;
 /// - a strict prefix of a decoded packet, or of its re-encoding, is not `Ok(None)`;
 /// - the size limit is not exact: with a limit one byte under the packet's size the decoder
-///   must refuse it as too large, with a limit of exactly its size it must accept it.
+///   must refuse it as too large, with a limit of exactly its size it must accept it;
+/// - [`Decoder::decode_slice`] disagrees with [`Decoder::decode`] (see
+///   [`check_decode_slice_agrees`]).
 pub fn check_decode(data: &[u8]) {
     for version in VERSIONS {
         for max in MAX_PACKET_SIZES {
@@ -128,7 +130,11 @@ fn decode_all(decoder: Decoder, data: &[u8]) {
     loop {
         let before = buf.len();
         let header = decoder.peek_header(&buf);
+        let borrowed = decoder
+            .decode_slice(&buf)
+            .map(|r| r.map(|(p, n)| (p.to_owned(), n)));
         let result = decoder.decode(&mut buf);
+        assert_slice_agrees(&borrowed, &result, before - buf.len());
         match result {
             Ok(None) => {
                 assert_eq!(buf.len(), before, "Ok(None) consumed input");
@@ -170,6 +176,84 @@ fn decode_all(decoder: Decoder, data: &[u8]) {
                 check_reencode(decoder.version(), &packet);
             }
         }
+    }
+}
+
+/// Decodes `data` packet by packet with [`Decoder::decode_slice`] and [`Decoder::decode`]
+/// side by side, until one asks for more input or fails, and panics unless they agree at
+/// every step: both `Ok(None)`, or the same error, or the same packet (the borrowed one made
+/// owned) of the same size; a PUBLISH comes back borrowed, its Topic Alias and raw property
+/// block matching the owned packet's properties, its topic and payload inside `data`; any
+/// other packet comes back owned. Returns how many packets were decoded.
+pub fn check_decode_slice_agrees(decoder: &Decoder, data: &[u8]) -> usize {
+    let mut buf = BytesMut::from(data);
+    let mut rest = data;
+    let mut count = 0;
+    loop {
+        let before = buf.len();
+        let slice_result = decoder.decode_slice(rest);
+        if let Ok(Some((packet, used))) = &slice_result {
+            check_packet_ref(packet, data);
+            rest = &rest[(*used).min(rest.len())..];
+        }
+        let borrowed = slice_result.map(|r| r.map(|(p, n)| (p.to_owned(), n)));
+        let owned = decoder.decode(&mut buf);
+        assert_slice_agrees(&borrowed, &owned, before - buf.len());
+        match owned {
+            Ok(Some(_)) => count += 1,
+            _ => return count,
+        }
+    }
+}
+
+/// A borrowed packet is what it should be: PUBLISH borrowed from `input` with consistent
+/// accessors, anything else owned.
+fn check_packet_ref(packet: &crate::PacketRef<'_>, input: &[u8]) {
+    let range = input.as_ptr_range();
+    let inside =
+        |s: &[u8]| s.is_empty() || (range.start <= s.as_ptr() && s.as_ptr_range().end <= range.end);
+    match packet {
+        crate::PacketRef::Publish(p) => {
+            assert!(
+                inside(p.topic.as_bytes()),
+                "borrowed topic not in the input"
+            );
+            assert!(inside(p.payload), "borrowed payload not in the input");
+            assert!(
+                inside(p.raw_properties()),
+                "raw properties not in the input"
+            );
+            assert_eq!(p.topic_alias(), p.properties().topic_alias);
+            let owned = p.to_owned();
+            assert_eq!(Packet::Publish(owned.clone()), packet.to_owned());
+            assert_eq!(Publish::from(*p), owned);
+        }
+        crate::PacketRef::Other(other) => {
+            assert_ne!(other.packet_type(), crate::PacketType::Publish);
+        }
+    }
+    assert_eq!(packet.packet_type(), packet.to_owned().packet_type());
+    assert_eq!(packet.clone().into_packet(), packet.to_owned());
+}
+
+/// The borrowed decoder's result (made owned) against the owned decoder's, which consumed
+/// `consumed` bytes.
+fn assert_slice_agrees(
+    borrowed: &Result<Option<(Packet, usize)>, crate::DecodeError>,
+    owned: &Result<Option<Packet>, crate::DecodeError>,
+    consumed: usize,
+) {
+    match (borrowed, owned) {
+        (Ok(None), Ok(None)) => {}
+        (Err(a), Err(b)) => assert_eq!(a, b, "decode_slice and decode fail differently"),
+        (Ok(Some((a, used))), Ok(Some(b))) => {
+            assert_eq!(a, b, "decode_slice and decode decode different packets");
+            assert_eq!(
+                *used, consumed,
+                "decode_slice and decode consume different sizes"
+            );
+        }
+        (a, b) => panic!("decode_slice gave {a:?}, decode gave {b:?}"),
     }
 }
 

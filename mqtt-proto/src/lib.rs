@@ -33,6 +33,49 @@
 //! # Ok::<(), mqtt_proto::DecodeError>(())
 //! ```
 //!
+//! # Decoding without owning: the borrowed fast path
+//!
+//! [`Decoder::decode`] gives packets that own their bytes: topics and payloads are `Bytes`
+//! sharing the read buffer's storage, so a packet can be queued, retained or sent to another
+//! task after the buffer has been reused. That sharing costs a few atomic reference-count
+//! operations per packet. [`Decoder::decode_slice`] reads from a `&[u8]` instead and returns
+//! a [`PacketRef`]: a PUBLISH as a [`PublishRef`] whose topic (`&str`), payload (`&[u8]`) and
+//! MQTT 5 properties (a validated raw block, decoded on demand) borrow the input, with no
+//! allocation and no reference count; every other packet type comes back owned
+//! ([`PacketRef::Other`]). It runs exactly the checks of [`Decoder::decode`] and returns the
+//! same errors for the same bytes.
+//!
+//! Use [`Decoder::decode`] when packets must outlive the read buffer; use
+//! [`Decoder::decode_slice`] in the hottest loops, where each packet is handled (matched,
+//! routed, copied where needed) before the buffer is reused. [`PublishRef::to_owned`] turns a
+//! borrowed PUBLISH into the owned [`Publish`] that [`Decoder::decode`] would have returned.
+//!
+//! ```
+//! use mqtt_proto::{Decoder, PacketRef, ProtocolVersion};
+//!
+//! let decoder = Decoder::new(ProtocolVersion::V5);
+//! // Two PUBLISH packets (QoS 0, no properties) and the start of a third, as read.
+//! let read: &[u8] = &[
+//!     0x30, 0x07, 0x00, 0x03, b'a', b'/', b'b', 0x00, b'1', //
+//!     0x30, 0x07, 0x00, 0x03, b'a', b'/', b'c', 0x00, b'2', //
+//!     0x30, 0x07, 0x00,
+//! ];
+//! let mut rest = read;
+//! let mut kept = Vec::new();
+//! while let Some((packet, used)) = decoder.decode_slice(rest)? {
+//!     if let PacketRef::Publish(publish) = packet {
+//!         if publish.topic == "a/c" {
+//!             kept.push(publish.to_owned()); // owned: survives the buffer
+//!         }
+//!     }
+//!     rest = &rest[used..];
+//! }
+//! assert_eq!(rest.len(), 3); // the partial packet stays for the next read
+//! assert_eq!(kept.len(), 1);
+//! assert_eq!(&kept[0].payload[..], b"2");
+//! # Ok::<(), mqtt_proto::DecodeError>(())
+//! ```
+//!
 //! # Encoding
 //!
 //! [`Packet::encode`] appends to a caller's buffer after computing the exact size
@@ -96,9 +139,9 @@ pub use decoder::{Decoder, FixedHeader, PROTOCOL_MAX_PACKET_SIZE};
 pub use error::{DecodeError, EncodeError};
 pub use packet::{
     Auth, AuthProperties, ConnAck, ConnAckProperties, Connect, ConnectProperties, Disconnect,
-    DisconnectProperties, Packet, PubResponse, Publish, PublishProperties, RetainHandling, SubAck,
-    Subscribe, SubscribeProperties, Subscription, SubscriptionOptions, UnsubAck, Unsubscribe,
-    UnsubscribeProperties, Will, WillProperties,
+    DisconnectProperties, Packet, PacketRef, PubResponse, Publish, PublishProperties, PublishRef,
+    RetainHandling, SubAck, Subscribe, SubscribeProperties, Subscription, SubscriptionOptions,
+    UnsubAck, Unsubscribe, UnsubscribeProperties, Will, WillProperties,
 };
 pub use packet_id::PacketId;
 pub use packet_type::PacketType;

@@ -17,8 +17,8 @@ use crate::error::{DecodeError, EncodeError};
 use crate::packet_type::PacketType;
 use crate::qos::QoS;
 use crate::string::MqttString;
-use crate::topic::TopicName;
-use crate::wire::{self, Reader, FIELD_MAX, VARINT_MAX};
+use crate::topic::{check_name, TopicName};
+use crate::wire::{self, Reader, SliceReader, FIELD_MAX, VARINT_MAX};
 
 /// Where a property block sits: in a packet, or in the will properties of a CONNECT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -208,39 +208,47 @@ impl UserProperty {
     }
 }
 
-/// One decoded property value, typed by its identifier.
+/// One decoded property value, typed by its identifier. Generic over how strings (`S`), topic
+/// names (`T`), binary data (`B`) and user properties (`U`) are held: [`Property`] owns them
+/// (slices of a shared buffer), [`PropertyRef`] borrows them from the input.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Property {
+pub(crate) enum PropertyValue<S, T, B, U> {
     PayloadFormatIndicator(PayloadFormat),
     MessageExpiryInterval(u32),
-    ContentType(MqttString),
-    ResponseTopic(TopicName),
-    CorrelationData(Bytes),
+    ContentType(S),
+    ResponseTopic(T),
+    CorrelationData(B),
     SubscriptionIdentifier(SubscriptionId),
     SessionExpiryInterval(u32),
-    AssignedClientIdentifier(MqttString),
+    AssignedClientIdentifier(S),
     ServerKeepAlive(u16),
-    AuthenticationMethod(MqttString),
-    AuthenticationData(Bytes),
+    AuthenticationMethod(S),
+    AuthenticationData(B),
     RequestProblemInformation(bool),
     WillDelayInterval(u32),
     RequestResponseInformation(bool),
-    ResponseInformation(MqttString),
-    ServerReference(MqttString),
-    ReasonString(MqttString),
+    ResponseInformation(S),
+    ServerReference(S),
+    ReasonString(S),
     ReceiveMaximum(NonZeroU16),
     TopicAliasMaximum(u16),
     TopicAlias(NonZeroU16),
     MaximumQoS(QoS),
     RetainAvailable(bool),
-    UserProperty(UserProperty),
+    UserProperty(U),
     MaximumPacketSize(NonZeroU32),
     WildcardSubscriptionAvailable(bool),
     SubscriptionIdentifierAvailable(bool),
     SharedSubscriptionAvailable(bool),
 }
 
-fn read_bool(r: &mut Reader, id: PropertyId) -> Result<bool, DecodeError> {
+/// A decoded property that owns its strings and binary data.
+pub(crate) type Property = PropertyValue<MqttString, TopicName, Bytes, UserProperty>;
+
+/// A decoded, validated property borrowed from the input.
+pub(crate) type PropertyRef<'a> = PropertyValue<&'a str, &'a str, &'a [u8], (&'a str, &'a str)>;
+
+fn read_bool(r: &mut SliceReader<'_>, id: PropertyId) -> Result<bool, DecodeError> {
     match r.u8()? {
         0 => Ok(false),
         1 => Ok(true),
@@ -248,8 +256,10 @@ fn read_bool(r: &mut Reader, id: PropertyId) -> Result<bool, DecodeError> {
     }
 }
 
-impl Property {
-    fn read(id: PropertyId, r: &mut Reader) -> Result<Self, DecodeError> {
+impl<'a> PropertyRef<'a> {
+    /// Reads and validates the value of property `id`: the one place where property values
+    /// are checked, for both decoders.
+    fn read(id: PropertyId, r: &mut SliceReader<'a>) -> Result<Self, DecodeError> {
         use PropertyId as Id;
         let invalid = DecodeError::InvalidPropertyValue(id);
         Ok(match id {
@@ -260,7 +270,7 @@ impl Property {
             }),
             Id::MessageExpiryInterval => Self::MessageExpiryInterval(r.u32()?),
             Id::ContentType => Self::ContentType(r.string()?),
-            Id::ResponseTopic => Self::ResponseTopic(TopicName::try_from_bytes(r.binary()?)?),
+            Id::ResponseTopic => Self::ResponseTopic(check_name(r.binary()?)?),
             Id::CorrelationData => Self::CorrelationData(r.binary()?),
             Id::SubscriptionIdentifier => {
                 Self::SubscriptionIdentifier(SubscriptionId::new(r.varint()?).ok_or(invalid)?)
@@ -285,10 +295,7 @@ impl Property {
                 _ => return Err(invalid),
             }),
             Id::RetainAvailable => Self::RetainAvailable(read_bool(r, id)?),
-            Id::UserProperty => Self::UserProperty(UserProperty {
-                name: r.string()?,
-                value: r.string()?,
-            }),
+            Id::UserProperty => Self::UserProperty((r.string()?, r.string()?)),
             Id::MaximumPacketSize => {
                 Self::MaximumPacketSize(NonZeroU32::new(r.u32()?).ok_or(invalid)?)
             }
@@ -301,10 +308,54 @@ impl Property {
             Id::SharedSubscriptionAvailable => Self::SharedSubscriptionAvailable(read_bool(r, id)?),
         })
     }
+
+    /// The owned property, its strings and binary data made from the borrowed ones by `share`
+    /// (a slice of the shared buffer they lie in, or a copy). They were validated by
+    /// [`PropertyRef::read`] already.
+    pub(crate) fn into_owned(self, share: impl Fn(&[u8]) -> Bytes) -> Property {
+        let string = |s: &str| MqttString::from_validated(share(s.as_bytes()));
+        match self {
+            Self::PayloadFormatIndicator(v) => Property::PayloadFormatIndicator(v),
+            Self::MessageExpiryInterval(v) => Property::MessageExpiryInterval(v),
+            Self::ContentType(v) => Property::ContentType(string(v)),
+            Self::ResponseTopic(v) => {
+                Property::ResponseTopic(TopicName::from_validated(share(v.as_bytes())))
+            }
+            Self::CorrelationData(v) => Property::CorrelationData(share(v)),
+            Self::SubscriptionIdentifier(v) => Property::SubscriptionIdentifier(v),
+            Self::SessionExpiryInterval(v) => Property::SessionExpiryInterval(v),
+            Self::AssignedClientIdentifier(v) => Property::AssignedClientIdentifier(string(v)),
+            Self::ServerKeepAlive(v) => Property::ServerKeepAlive(v),
+            Self::AuthenticationMethod(v) => Property::AuthenticationMethod(string(v)),
+            Self::AuthenticationData(v) => Property::AuthenticationData(share(v)),
+            Self::RequestProblemInformation(v) => Property::RequestProblemInformation(v),
+            Self::WillDelayInterval(v) => Property::WillDelayInterval(v),
+            Self::RequestResponseInformation(v) => Property::RequestResponseInformation(v),
+            Self::ResponseInformation(v) => Property::ResponseInformation(string(v)),
+            Self::ServerReference(v) => Property::ServerReference(string(v)),
+            Self::ReasonString(v) => Property::ReasonString(string(v)),
+            Self::ReceiveMaximum(v) => Property::ReceiveMaximum(v),
+            Self::TopicAliasMaximum(v) => Property::TopicAliasMaximum(v),
+            Self::TopicAlias(v) => Property::TopicAlias(v),
+            Self::MaximumQoS(v) => Property::MaximumQoS(v),
+            Self::RetainAvailable(v) => Property::RetainAvailable(v),
+            Self::UserProperty((name, value)) => Property::UserProperty(UserProperty {
+                name: string(name),
+                value: string(value),
+            }),
+            Self::MaximumPacketSize(v) => Property::MaximumPacketSize(v),
+            Self::WildcardSubscriptionAvailable(v) => Property::WildcardSubscriptionAvailable(v),
+            Self::SubscriptionIdentifierAvailable(v) => {
+                Property::SubscriptionIdentifierAvailable(v)
+            }
+            Self::SharedSubscriptionAvailable(v) => Property::SharedSubscriptionAvailable(v),
+        }
+    }
 }
 
-/// Reads a property block (length, then properties) and hands each property to `apply`, after
-/// checking that it is known, allowed in `context`, and not a forbidden repeat.
+/// Reads a property block (length, then properties) from a packet in a shared buffer and
+/// hands each property to `apply`, its strings and binary data slices of that buffer. The
+/// block is checked by [`read_property_block`].
 pub(crate) fn read_properties(
     r: &mut Reader,
     context: Context,
@@ -314,7 +365,39 @@ pub(crate) fn read_properties(
     if len == 0 {
         return Ok(());
     }
-    let mut block = r.sub(len)?;
+    let block = r.take(len)?;
+    read_property_block(&block, context, |p| {
+        apply(p.into_owned(|s| block.slice_ref(s)))
+    })
+}
+
+/// Reads a property block (length, then properties) from a borrowed packet, hands each
+/// property to `apply` and returns the block (without its length). The block is checked by
+/// [`read_property_block`].
+#[inline]
+pub(crate) fn read_properties_slice<'a>(
+    r: &mut SliceReader<'a>,
+    context: Context,
+    apply: impl FnMut(PropertyRef<'a>) -> Result<(), DecodeError>,
+) -> Result<&'a [u8], DecodeError> {
+    let len = r.varint()? as usize;
+    if len == 0 {
+        return Ok(&[]);
+    }
+    let block = r.take(len)?;
+    read_property_block(block, context, apply)?;
+    Ok(block)
+}
+
+/// Walks the properties of a block (without its length prefix) and hands each to `apply`,
+/// after checking that it is known, allowed in `context`, not a forbidden repeat, and that its
+/// value is valid. Both decoders check properties here.
+pub(crate) fn read_property_block<'a>(
+    block: &'a [u8],
+    context: Context,
+    mut apply: impl FnMut(PropertyRef<'a>) -> Result<(), DecodeError>,
+) -> Result<(), DecodeError> {
+    let mut block = SliceReader::new(block);
     let mut seen: u64 = 0;
     while !block.is_empty() {
         let raw = block.varint()?;
@@ -333,7 +416,7 @@ pub(crate) fn read_properties(
             return Err(DecodeError::DuplicateProperty(id));
         }
         seen |= bit;
-        apply(Property::read(id, &mut block)?)?;
+        apply(PropertyRef::read(id, &mut block)?)?;
     }
     Ok(())
 }
@@ -509,14 +592,17 @@ pub(crate) trait PropertySet: Default {
 
 /// The error for a property that reached a set that does not hold it. The tables make this
 /// unreachable; it exists so that `apply` never panics.
-pub(crate) fn not_allowed(context: Context, property: &Property) -> DecodeError {
+pub(crate) fn not_allowed<S, T, B, U>(
+    context: Context,
+    property: &PropertyValue<S, T, B, U>,
+) -> DecodeError {
     DecodeError::PropertyNotAllowed {
         packet_type: context.packet_type(),
         property: property.id(),
     }
 }
 
-impl Property {
+impl<S, T, B, U> PropertyValue<S, T, B, U> {
     /// The identifier of this value.
     pub(crate) fn id(&self) -> PropertyId {
         use PropertyId as Id;

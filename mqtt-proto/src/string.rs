@@ -77,6 +77,12 @@ impl MqttString {
         Ok(Self(bytes))
     }
 
+    /// Wraps bytes that [`check_utf8`] has accepted.
+    #[inline(always)]
+    pub(crate) const fn from_validated(bytes: Bytes) -> Self {
+        Self(bytes)
+    }
+
     pub(crate) fn from_bytes(bytes: Bytes) -> Result<Self, DecodeError> {
         Self::try_from_bytes(bytes).map_err(DecodeError::from)
     }

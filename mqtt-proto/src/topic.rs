@@ -53,33 +53,46 @@ impl From<StringError> for TopicError {
     }
 }
 
-/// Validates a topic name: a non-empty string without wildcards.
+/// Validates a topic name: a non-empty string without wildcards. Returns it as `&str`.
+///
+/// Shared by every path that accepts a topic name: [`TopicName`]'s constructors, the owned
+/// decoder and the borrowed one.
 #[inline]
-fn check_name(bytes: &[u8]) -> Result<(), TopicError> {
-    // Fast path, one pass: non-empty ASCII (always well-formed UTF-8) without U+0000, `+` or
-    // `#`, short enough for a length prefix. Anything else takes the full check, which also
-    // picks the error.
-    if !bytes.is_empty()
-        && bytes.len() <= crate::wire::FIELD_MAX
-        && bytes
-            .iter()
-            .all(|&b| b.wrapping_sub(1) < 0x7f && b != b'+' && b != b'#')
-    {
-        return Ok(());
+pub(crate) fn check_name(bytes: &[u8]) -> Result<&str, TopicError> {
+    // Fast path: non-empty, short enough for a length prefix, well-formed UTF-8 (the standard
+    // library checks ASCII a word at a time), then one pass for U+0000, `+` and `#`. Anything
+    // else takes the full check, which also picks the error.
+    if !bytes.is_empty() && bytes.len() <= crate::wire::FIELD_MAX {
+        if let Ok(s) = core::str::from_utf8(bytes) {
+            if !bytes.iter().any(|&b| b == 0 || b == b'+' || b == b'#') {
+                return Ok(s);
+            }
+        }
     }
     check_name_full(bytes)
 }
 
 /// [`check_name`] for every input.
-fn check_name_full(bytes: &[u8]) -> Result<(), TopicError> {
+#[cold]
+fn check_name_full(bytes: &[u8]) -> Result<&str, TopicError> {
     if bytes.is_empty() {
         return Err(TopicError::Empty);
     }
     if bytes.iter().any(|&b| b == b'+' || b == b'#') {
         return Err(TopicError::WildcardInName);
     }
-    check_utf8(bytes)?;
-    Ok(())
+    Ok(check_utf8(bytes)?)
+}
+
+/// The topic name of a PUBLISH as decoded: [`check_name`], except that the empty name is
+/// accepted here and checked against the Topic Alias by the caller.
+#[inline(always)]
+pub(crate) fn check_publish_topic(bytes: &[u8]) -> Result<&str, TopicError> {
+    if bytes.is_empty() {
+        Ok("")
+    } else {
+        check_name(bytes)
+    }
 }
 
 /// Validates the levels of a (non-shared) filter.
@@ -162,14 +175,11 @@ impl TopicName {
         Self(Bytes::new())
     }
 
-    /// Decoder entry: an empty name is accepted here and checked against the alias later.
-    #[inline]
-    pub(crate) fn decode(bytes: Bytes) -> Result<Self, TopicError> {
-        if bytes.is_empty() {
-            Ok(Self(bytes))
-        } else {
-            Self::try_from_bytes(bytes)
-        }
+    /// Wraps bytes that [`check_publish_topic`] has accepted (the decoder's entry: the empty
+    /// name is checked against the Topic Alias by the caller).
+    #[inline(always)]
+    pub(crate) const fn from_validated(bytes: Bytes) -> Self {
+        Self(bytes)
     }
 
     /// The topic as a string.

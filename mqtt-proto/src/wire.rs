@@ -9,7 +9,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::error::{DecodeError, EncodeError};
 use crate::packet_id::PacketId;
-use crate::string::MqttString;
+use crate::string::{check_utf8, MqttString};
 
 /// The largest value a Variable Byte Integer can carry: four bytes of seven bits.
 pub const VARINT_MAX: u32 = 268_435_455;
@@ -17,7 +17,124 @@ pub const VARINT_MAX: u32 = 268_435_455;
 /// The largest string or binary field: its length is a two-byte integer.
 pub(crate) const FIELD_MAX: usize = u16::MAX as usize;
 
-/// Cursor over the body of one complete packet.
+/// Cursor over the body of one complete packet, borrowed from the input.
+///
+/// This is where the primitive fields are read and checked, for both decoders: the borrowed
+/// one ([`Decoder::decode_slice`](crate::Decoder::decode_slice)) walks the input with it
+/// directly, and [`Reader`] runs it over its shared buffer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SliceReader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> SliceReader<'a> {
+    #[inline(always)]
+    pub(crate) const fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes }
+    }
+
+    #[inline(always)]
+    pub(crate) const fn remaining(&self) -> usize {
+        self.bytes.len()
+    }
+
+    #[inline(always)]
+    pub(crate) const fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Consumes a property block of length zero (the single byte 0) if one comes next. The
+    /// common case of a packet without properties then skips the general property reader.
+    #[inline(always)]
+    pub(crate) fn skip_empty_properties(&mut self) -> bool {
+        match self.bytes.split_first() {
+            Some((0, rest)) => {
+                self.bytes = rest;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
+        let (&value, rest) = self.bytes.split_first().ok_or(DecodeError::UnexpectedEnd)?;
+        self.bytes = rest;
+        Ok(value)
+    }
+
+    #[inline(always)]
+    pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
+        let (value, rest) = self
+            .bytes
+            .split_first_chunk::<2>()
+            .ok_or(DecodeError::UnexpectedEnd)?;
+        self.bytes = rest;
+        Ok(u16::from_be_bytes(*value))
+    }
+
+    #[inline(always)]
+    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
+        let (value, rest) = self
+            .bytes
+            .split_first_chunk::<4>()
+            .ok_or(DecodeError::UnexpectedEnd)?;
+        self.bytes = rest;
+        Ok(u32::from_be_bytes(*value))
+    }
+
+    /// A packet identifier, which is never zero ([MQTT-2.3.1-1], [MQTT-2.2.1-3]).
+    #[inline(always)]
+    pub(crate) fn packet_id(&mut self) -> Result<PacketId, DecodeError> {
+        PacketId::new(self.u16()?).ok_or(DecodeError::ZeroPacketId)
+    }
+
+    /// A Variable Byte Integer inside a packet body; at most four bytes ([MQTT-1.5.5-1]).
+    #[inline]
+    pub(crate) fn varint(&mut self) -> Result<u32, DecodeError> {
+        match decode_varint(self.bytes)? {
+            Some((value, len)) => {
+                self.bytes = &self.bytes[len..];
+                Ok(value)
+            }
+            None => Err(DecodeError::UnexpectedEnd),
+        }
+    }
+
+    /// Exactly `n` bytes.
+    #[inline(always)]
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.bytes.len() < n {
+            return Err(DecodeError::UnexpectedEnd);
+        }
+        let (taken, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(taken)
+    }
+
+    /// Two-byte length, then that many bytes of binary data (section 1.5.6 in 5.0).
+    #[inline(always)]
+    pub(crate) fn binary(&mut self) -> Result<&'a [u8], DecodeError> {
+        let len = self.u16()? as usize;
+        self.take(len)
+    }
+
+    /// Two-byte length, then that many bytes of well-formed UTF-8 without U+0000.
+    #[inline]
+    pub(crate) fn string(&mut self) -> Result<&'a str, DecodeError> {
+        Ok(check_utf8(self.binary()?)?)
+    }
+
+    /// Everything left in the packet: used for payloads.
+    #[inline(always)]
+    pub(crate) fn rest(&mut self) -> &'a [u8] {
+        core::mem::take(&mut self.bytes)
+    }
+}
+
+/// Cursor over the body of one complete packet, in a shared buffer: the fields it hands out
+/// (strings, binary data, payloads) are slices of that buffer, not copies. The fixed-size
+/// fields are read and checked by [`SliceReader`].
 #[derive(Debug)]
 pub(crate) struct Reader {
     bytes: Bytes,
@@ -36,60 +153,42 @@ impl Reader {
         self.bytes.is_empty()
     }
 
-    /// Consumes a property block of length zero (the single byte 0) if one comes next. The
-    /// common case of a packet without properties then skips the general property reader.
-    #[inline]
-    pub(crate) fn skip_empty_properties(&mut self) -> bool {
-        if self.bytes.first() == Some(&0) {
-            self.bytes.advance(1);
-            true
-        } else {
-            false
-        }
-    }
-
-    fn need(&self, n: usize) -> Result<(), DecodeError> {
-        if self.bytes.len() < n {
-            Err(DecodeError::UnexpectedEnd)
-        } else {
-            Ok(())
-        }
+    /// Reads with a [`SliceReader`] over the rest of the buffer and consumes what it read.
+    #[inline(always)]
+    fn read<T>(
+        &mut self,
+        f: impl FnOnce(&mut SliceReader<'_>) -> Result<T, DecodeError>,
+    ) -> Result<T, DecodeError> {
+        let mut slice = SliceReader::new(&self.bytes);
+        let value = f(&mut slice)?;
+        let used = self.bytes.len() - slice.remaining();
+        self.bytes.advance(used);
+        Ok(value)
     }
 
     pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
-        self.need(1)?;
-        Ok(self.bytes.get_u8())
+        self.read(|r| r.u8())
     }
 
     pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
-        self.need(2)?;
-        Ok(self.bytes.get_u16())
-    }
-
-    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
-        self.need(4)?;
-        Ok(self.bytes.get_u32())
+        self.read(|r| r.u16())
     }
 
     /// A packet identifier, which is never zero ([MQTT-2.3.1-1], [MQTT-2.2.1-3]).
     pub(crate) fn packet_id(&mut self) -> Result<PacketId, DecodeError> {
-        PacketId::new(self.u16()?).ok_or(DecodeError::ZeroPacketId)
+        self.read(|r| r.packet_id())
     }
 
     /// A Variable Byte Integer inside a packet body; at most four bytes ([MQTT-1.5.5-1]).
     pub(crate) fn varint(&mut self) -> Result<u32, DecodeError> {
-        match decode_varint(&self.bytes)? {
-            Some((value, len)) => {
-                self.bytes.advance(len);
-                Ok(value)
-            }
-            None => Err(DecodeError::UnexpectedEnd),
-        }
+        self.read(|r| r.varint())
     }
 
     /// Exactly `n` bytes, shared with the input rather than copied.
     pub(crate) fn take(&mut self, n: usize) -> Result<Bytes, DecodeError> {
-        self.need(n)?;
+        if self.bytes.len() < n {
+            return Err(DecodeError::UnexpectedEnd);
+        }
         Ok(self.bytes.split_to(n))
     }
 
@@ -107,11 +206,6 @@ impl Reader {
     /// Everything left in the packet: used for payloads.
     pub(crate) fn rest(&mut self) -> Bytes {
         core::mem::take(&mut self.bytes)
-    }
-
-    /// A sub-reader over the next `n` bytes (a property block).
-    pub(crate) fn sub(&mut self, n: usize) -> Result<Reader, DecodeError> {
-        Ok(Reader::new(self.take(n)?))
     }
 
     /// Succeeds only when the whole body has been consumed.

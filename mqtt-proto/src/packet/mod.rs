@@ -27,7 +27,7 @@ pub use connack::{ConnAck, ConnAckProperties};
 pub use connect::{Connect, ConnectProperties, Will, WillProperties};
 pub use disconnect::{Disconnect, DisconnectProperties};
 pub use pub_response::PubResponse;
-pub use publish::{Publish, PublishProperties};
+pub use publish::{Publish, PublishProperties, PublishRef};
 pub use suback::SubAck;
 pub use subscribe::{
     RetainHandling, Subscribe, SubscribeProperties, Subscription, SubscriptionOptions,
@@ -72,6 +72,43 @@ pub enum Packet {
     Disconnect(Disconnect),
     /// AUTH (both directions, MQTT 5 only).
     Auth(Auth),
+}
+
+/// A packet decoded by [`Decoder::decode_slice`](crate::Decoder::decode_slice): a PUBLISH
+/// borrowed from the input, or any other packet, owned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PacketRef<'a> {
+    /// A PUBLISH whose topic, payload and properties are slices of the input.
+    Publish(PublishRef<'a>),
+    /// Any other packet (never [`Packet::Publish`]), built from a copy of its bytes.
+    Other(Packet),
+}
+
+impl PacketRef<'_> {
+    /// The packet's type.
+    pub fn packet_type(&self) -> PacketType {
+        match self {
+            Self::Publish(_) => PacketType::Publish,
+            Self::Other(p) => p.packet_type(),
+        }
+    }
+
+    /// The owned packet, equal to what [`Decoder::decode`](crate::Decoder::decode) returns for
+    /// the same bytes. A PUBLISH is copied ([`PublishRef::to_owned`]).
+    pub fn to_owned(&self) -> Packet {
+        match self {
+            Self::Publish(p) => Packet::Publish(p.to_owned()),
+            Self::Other(p) => p.clone(),
+        }
+    }
+
+    /// [`PacketRef::to_owned`], consuming the borrowed packet (no copy for the other types).
+    pub fn into_packet(self) -> Packet {
+        match self {
+            Self::Publish(p) => Packet::Publish(p.to_owned()),
+            Self::Other(p) => p,
+        }
+    }
 }
 
 /// Byte counts worked out while validating a packet for encoding, reused while writing it.

@@ -3,20 +3,21 @@
 use alloc::vec::Vec;
 use core::num::NonZeroU16;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::{check_remaining, put_fixed_header, Sizes};
 use crate::error::{DecodeError, EncodeError};
 use crate::packet_type::PacketType;
 use crate::property::{
-    not_allowed, Context, PayloadFormat, Property, PropertyId, PropertySet, PropertyWriter,
-    SubscriptionId, UserProperty,
+    not_allowed, read_properties_slice, read_property_block, Context, PayloadFormat, Property,
+    PropertyId, PropertyRef, PropertySet, PropertyValue, PropertyWriter, SubscriptionId,
+    UserProperty,
 };
 use crate::qos::QosPid;
 use crate::string::MqttString;
-use crate::topic::TopicName;
+use crate::topic::{check_publish_topic, TopicName};
 use crate::version::ProtocolVersion;
-use crate::wire::{self, Reader};
+use crate::wire::{self, Reader, SliceReader};
 
 /// A PUBLISH packet.
 ///
@@ -166,67 +167,57 @@ impl Publish {
     #[inline]
     pub(crate) fn decode(
         flags: u8,
-        r: Reader,
+        mut r: Reader,
         version: ProtocolVersion,
     ) -> Result<Self, DecodeError> {
-        Self::decode_into(flags, r, version, |p| p)
+        Self::decode_into(flags, r.rest(), version, |p| p)
     }
 
-    /// Decodes the body and hands the packet to `wrap`, so that the caller's wrapper (for
-    /// example `Some(Packet::Publish(_))`) is built around the fields in place: returning the
-    /// 232-byte struct and wrapping it afterwards cost a copy of it per packet.
+    /// Decodes the body (`body`: everything after the fixed header) and hands the packet to
+    /// `wrap`, so that the caller's wrapper (for example `Some(Packet::Publish(_))`) is built
+    /// around the fields in place: returning the 232-byte struct and wrapping it afterwards
+    /// cost a copy of it per packet.
+    ///
+    /// The checks are [`PublishRef::parse`]'s, the ones the borrowed decoder runs; the topic,
+    /// the payload and the properties' strings and binary data are then slices of `body`.
     #[inline(always)]
     pub(crate) fn decode_into<T>(
         flags: u8,
-        mut r: Reader,
+        mut body: Bytes,
         version: ProtocolVersion,
         wrap: impl FnOnce(Self) -> T,
     ) -> Result<T, DecodeError> {
-        let dup = flags & 0b1000 != 0;
-        let retain = flags & 0b0001 != 0;
-        let qos = (flags >> 1) & 0b11;
-        if qos == 3 {
-            return Err(DecodeError::InvalidQoS(qos));
-        }
-        if dup && qos == 0 {
-            return Err(DecodeError::DupWithQoS0);
-        }
-        let topic = TopicName::decode(r.binary()?)?;
-        let qos_pid = match qos {
-            0 => QosPid::AtMostOnce,
-            1 => QosPid::AtLeastOnce(r.packet_id()?),
-            _ => QosPid::ExactlyOnce(r.packet_id()?),
-        };
-        if version.is_v5() && !r.skip_empty_properties() {
-            let properties = PublishProperties::decode(&mut r)?;
-            if topic.is_empty() && properties.topic_alias.is_none() {
-                return Err(DecodeError::EmptyTopicWithoutAlias);
-            }
-            return Ok(wrap(Self {
+        let mut properties: Option<PublishProperties> = None;
+        let parsed = PublishRef::parse(flags, &body, version, |p| {
+            properties
+                .get_or_insert_with(PublishProperties::default)
+                .apply(p.into_owned(|s| body.slice_ref(s)))
+        })?;
+        let (dup, qos_pid, retain) = (parsed.dup, parsed.qos_pid, parsed.retain);
+        // The topic follows its two-byte length at the start of the body; the payload is the
+        // end of the body.
+        let topic_end = 2 + parsed.topic.len();
+        let payload_start = body.len() - parsed.payload.len();
+        let topic = TopicName::from_validated(body.slice(2..topic_end));
+        body.advance(payload_start);
+        Ok(wrap(match properties {
+            Some(properties) => Self {
                 dup,
                 qos_pid,
                 retain,
                 topic,
                 properties,
-                payload: r.rest(),
-            }));
-        }
-        // No properties, so no Topic Alias: the topic must not be empty. This common case
-        // builds the empty property set in place.
-        if topic.is_empty() {
-            return Err(if version.is_v5() {
-                DecodeError::EmptyTopicWithoutAlias
-            } else {
-                DecodeError::InvalidTopic(crate::TopicError::Empty)
-            });
-        }
-        Ok(wrap(Self {
-            dup,
-            qos_pid,
-            retain,
-            topic,
-            properties: PublishProperties::default(),
-            payload: r.rest(),
+                payload: body,
+            },
+            // The common case builds the empty property set in place.
+            None => Self {
+                dup,
+                qos_pid,
+                retain,
+                topic,
+                properties: PublishProperties::default(),
+                payload: body,
+            },
         }))
     }
 
@@ -317,5 +308,156 @@ impl Publish {
         buf.reserve(sizes.total() - self.payload.len());
         self.write_header(version, &sizes, buf);
         Ok(sizes.total())
+    }
+}
+
+/// A PUBLISH borrowed from the input: what [`Decoder::decode_slice`](crate::Decoder::decode_slice)
+/// returns for the hottest loops. Its topic and payload are slices of the caller's buffer, so
+/// making one costs no allocation and no reference count, and it cannot outlive that buffer.
+///
+/// It has passed exactly the checks a decoded [`Publish`] passes, its properties included:
+/// they are kept as the raw, validated block ([`PublishRef::raw_properties`]) and decoded on
+/// demand ([`PublishRef::properties`]). [`PublishRef::to_owned`] copies it into a [`Publish`]
+/// equal to what [`Decoder::decode`](crate::Decoder::decode) returns for the same bytes.
+///
+/// ```
+/// use mqtt_proto::{Decoder, PacketRef, ProtocolVersion, QoS};
+///
+/// let input = [0x32, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x0A, b'h', b'i'];
+/// let decoder = Decoder::new(ProtocolVersion::V3_1_1);
+/// let Some((PacketRef::Publish(publish), used)) = decoder.decode_slice(&input)? else {
+///     panic!("a whole PUBLISH")
+/// };
+/// assert_eq!(used, input.len());
+/// assert_eq!(publish.topic, "a/b");
+/// assert_eq!(publish.qos_pid.qos(), QoS::AtLeastOnce);
+/// assert_eq!(publish.payload, b"hi");
+/// let owned = publish.to_owned(); // a `Publish`, independent of `input`
+/// assert_eq!(owned.topic.as_str(), "a/b");
+/// # Ok::<(), mqtt_proto::DecodeError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PublishRef<'a> {
+    /// DUP: this may be a re-delivery of an earlier attempt. Never set at QoS 0.
+    pub dup: bool,
+    /// The QoS and, for QoS 1 and 2, the packet identifier.
+    pub qos_pid: QosPid,
+    /// RETAIN: the server keeps the message for future subscribers.
+    pub retain: bool,
+    /// The topic. Empty only in an MQTT 5 PUBLISH that carries a Topic Alias.
+    pub topic: &'a str,
+    /// The application message.
+    pub payload: &'a [u8],
+    /// The MQTT 5 property block, without its length prefix; validated.
+    properties: &'a [u8],
+    /// The Topic Alias property, found while validating the block.
+    topic_alias: Option<NonZeroU16>,
+}
+
+impl<'a> PublishRef<'a> {
+    /// Checks and splits the body of a PUBLISH (everything after the fixed header): every
+    /// check of both decoders, in one order, so that both return the same error for the same
+    /// bytes. Each property is validated and then handed to `on_property`.
+    #[inline(always)]
+    pub(crate) fn parse(
+        flags: u8,
+        body: &'a [u8],
+        version: ProtocolVersion,
+        mut on_property: impl FnMut(PropertyRef<'a>) -> Result<(), DecodeError>,
+    ) -> Result<Self, DecodeError> {
+        let dup = flags & 0b1000 != 0;
+        let retain = flags & 0b0001 != 0;
+        let qos = (flags >> 1) & 0b11;
+        if qos == 3 {
+            return Err(DecodeError::InvalidQoS(qos));
+        }
+        if dup && qos == 0 {
+            return Err(DecodeError::DupWithQoS0);
+        }
+        let mut r = SliceReader::new(body);
+        let topic = check_publish_topic(r.binary()?)?;
+        let qos_pid = match qos {
+            0 => QosPid::AtMostOnce,
+            1 => QosPid::AtLeastOnce(r.packet_id()?),
+            _ => QosPid::ExactlyOnce(r.packet_id()?),
+        };
+        let mut properties: &'a [u8] = &[];
+        let mut topic_alias = None;
+        if version.is_v5() && !r.skip_empty_properties() {
+            properties = read_properties_slice(&mut r, PublishProperties::CONTEXT, |p| {
+                if let PropertyValue::TopicAlias(alias) = p {
+                    topic_alias = Some(alias);
+                }
+                on_property(p)
+            })?;
+        }
+        // Without a Topic Alias (always so before MQTT 5), the topic must not be empty.
+        if topic.is_empty() && topic_alias.is_none() {
+            return Err(if version.is_v5() {
+                DecodeError::EmptyTopicWithoutAlias
+            } else {
+                DecodeError::InvalidTopic(crate::TopicError::Empty)
+            });
+        }
+        Ok(Self {
+            dup,
+            qos_pid,
+            retain,
+            topic,
+            payload: r.rest(),
+            properties,
+            topic_alias,
+        })
+    }
+
+    /// The MQTT 5 property block as received, without its length prefix (empty when there are
+    /// no properties, and always before MQTT 5). It has been validated.
+    pub const fn raw_properties(&self) -> &'a [u8] {
+        self.properties
+    }
+
+    /// The Topic Alias property, if present: read without decoding the other properties.
+    pub const fn topic_alias(&self) -> Option<NonZeroU16> {
+        self.topic_alias
+    }
+
+    /// Decodes the properties into an owned set (copying their strings and binary data).
+    pub fn properties(&self) -> PublishProperties {
+        let mut set = PublishProperties::default();
+        if !self.properties.is_empty() {
+            // The block passed these very checks when it was decoded: this cannot fail.
+            let decoded = read_property_block(self.properties, PublishProperties::CONTEXT, |p| {
+                set.apply(p.into_owned(Bytes::copy_from_slice))
+            });
+            debug_assert!(
+                decoded.is_ok(),
+                "a validated property block failed: {decoded:?}"
+            );
+        }
+        set
+    }
+
+    /// An owned [`Publish`] with copies of the topic, the payload and the properties: equal
+    /// to what [`Decoder::decode`](crate::Decoder::decode) returns for the same bytes.
+    pub fn to_owned(&self) -> Publish {
+        Publish {
+            dup: self.dup,
+            qos_pid: self.qos_pid,
+            retain: self.retain,
+            topic: TopicName::from_validated(Bytes::copy_from_slice(self.topic.as_bytes())),
+            properties: self.properties(),
+            payload: Bytes::copy_from_slice(self.payload),
+        }
+    }
+
+    /// [`PublishRef::to_owned`], consuming the borrowed packet.
+    pub fn into_publish(self) -> Publish {
+        self.to_owned()
+    }
+}
+
+impl From<PublishRef<'_>> for Publish {
+    fn from(p: PublishRef<'_>) -> Self {
+        p.to_owned()
     }
 }
