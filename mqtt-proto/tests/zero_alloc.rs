@@ -11,6 +11,10 @@
 //!   (at most one allocation: the first split of the buffer moves its storage to a shared,
 //!   reference-counted header);
 //! - the decoded topic and payload point into the input buffer (nothing is copied);
+//! - the borrowed decoder (`Decoder::decode_slice`) allocates nothing at all for PUBLISH, not
+//!   even once per buffer, in both versions, and in MQTT 5 also with properties (Topic Alias,
+//!   User Properties, Correlation Data: kept as the validated raw block); its topic, payload and
+//!   property block lie inside the input;
 //! - encoding a PUBLISH into a buffer with enough capacity allocates nothing, and neither does
 //!   the zero-copy path (`Publish::encode_header` plus a clone of the payload) once the payload
 //!   is shared.
@@ -19,7 +23,9 @@ use std::alloc::System;
 use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
-use mqtt_proto::{Decoder, Packet, PacketId, ProtocolVersion, Publish, QosPid, TopicName};
+use mqtt_proto::{
+    Decoder, Packet, PacketId, PacketRef, ProtocolVersion, Publish, QosPid, TopicName, UserProperty,
+};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]
@@ -125,6 +131,96 @@ fn check_decode() {
     }
 }
 
+/// `n` MQTT 5 PUBLISH packets carrying a Topic Alias, two User Properties and Correlation Data.
+fn wire_with_properties(qos: u8, n: usize, payload_len: usize) -> Vec<u8> {
+    let payload = payload(payload_len);
+    let mut buf = BytesMut::new();
+    for i in 0..n {
+        let mut p = publish(qos, i, &payload);
+        p.properties.topic_alias = std::num::NonZeroU16::new(1 + i as u16 % 10);
+        p.properties.user_properties = vec![
+            UserProperty::new("trace", "0af7651916cd43dd").unwrap(),
+            UserProperty::new("unit", "°C").unwrap(),
+        ];
+        p.properties.correlation_data = Some(Bytes::from_static(b"req-17"));
+        Packet::Publish(p)
+            .encode(ProtocolVersion::V5, &mut buf)
+            .unwrap();
+    }
+    buf.to_vec()
+}
+
+/// Decodes every packet of `input` with `decode_slice`, counting allocations and borrowed
+/// fields that do not lie inside the input.
+fn decode_slice_all(version: ProtocolVersion, input: &[u8], payload_len: usize) -> DecodeRun {
+    let decoder = Decoder::new(version);
+    let base = input.as_ptr() as usize;
+    let range = base..base + input.len();
+    let mut rest = input;
+    let mut packets = 0;
+    let mut copied = 0;
+    let region = Region::new(GLOBAL);
+    while let Some((packet, used)) = decoder.decode_slice(rest).unwrap() {
+        let PacketRef::Publish(publish) = packet else {
+            panic!("not a PUBLISH")
+        };
+        if publish.payload.len() != payload_len
+            || !contains(&range, publish.payload)
+            || !contains(&range, publish.topic.as_bytes())
+            || !(publish.raw_properties().is_empty() || contains(&range, publish.raw_properties()))
+        {
+            copied += 1;
+        }
+        packets += 1;
+        rest = &rest[used..];
+    }
+    let stats = region.change();
+    assert!(rest.is_empty());
+    DecodeRun {
+        packets,
+        allocations: stats.allocations + stats.reallocations,
+        copied,
+    }
+}
+
+fn check_decode_slice() {
+    for version in VERSIONS {
+        for qos in [0, 1] {
+            for payload_len in PAYLOAD_SIZES {
+                let case = format!("{version:?} QoS {qos}, {payload_len} B payloads, borrowed");
+                let input = wire(version, qos, 1000, payload_len);
+                let run = decode_slice_all(version, &input, payload_len);
+                assert_eq!(run.packets, 1000, "{case}");
+                assert_eq!(
+                    run.copied, 0,
+                    "{case}: a field is not borrowed from the input"
+                );
+                assert_eq!(run.allocations, 0, "{case}: decode_slice allocated");
+            }
+        }
+    }
+    for qos in [0, 1] {
+        let case = format!("V5 QoS {qos} with properties, borrowed");
+        let input = wire_with_properties(qos, 1000, 16);
+        let run = decode_slice_all(ProtocolVersion::V5, &input, 16);
+        assert_eq!(run.packets, 1000, "{case}");
+        assert_eq!(
+            run.copied, 0,
+            "{case}: a field is not borrowed from the input"
+        );
+        assert_eq!(run.allocations, 0, "{case}: decode_slice allocated");
+        // The properties are there, and decode on demand (which may allocate: it is a copy).
+        let Some((PacketRef::Publish(first), _)) = Decoder::new(ProtocolVersion::V5)
+            .decode_slice(&input)
+            .unwrap()
+        else {
+            panic!("not a PUBLISH")
+        };
+        assert!(first.topic_alias().is_some(), "{case}");
+        assert_eq!(first.properties().user_properties.len(), 2, "{case}");
+    }
+}
+
 /// Allocations made while encoding `n` packets with `Packet::encode` into a buffer that
 /// already has room for them.
 fn encode_allocations(version: ProtocolVersion, qos: u8, n: usize, payload_len: usize) -> usize {
@@ -196,5 +292,6 @@ fn check_encode() {
 #[test]
 fn hot_paths_do_not_allocate() {
     check_decode();
+    check_decode_slice();
     check_encode();
 }
