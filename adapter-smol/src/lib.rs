@@ -99,8 +99,9 @@
 //! # fn main() {}
 //! ```
 //!
-//! A complete crate doing this, tested under each feature, is
-//! `adapter-smol/examples/pick-runtime`.
+//! That the rest compiles unchanged against each adapter is tested:
+//! `adapter-async-std/tests/pick_runtime.rs` builds one library source against all three and
+//! runs it on each runtime.
 
 #![forbid(unsafe_code)]
 
