@@ -5,10 +5,12 @@
 //! bytes, checked below before anything is timed) and encodes the same packets.
 //!
 //! Fairness rules:
-//! - each library decodes from its natural input type: `BytesMut` for `mqtt-proto` and
-//!   `rumqttc` (a fresh copy of the prepared stream made by `iter_batched` outside the timed
-//!   part), `&[u8]` for `mqttrs`, which borrows and never consumes; as `mqttrs` does not report
-//!   how many bytes it used, its loop reads the Remaining Length itself (a few instructions);
+//! - each library decodes from its natural input type: `BytesMut` for `mqtt-proto`'s owned
+//!   decoder (`Decoder::decode`) and `rumqttc` (a fresh copy of the prepared stream made by
+//!   `iter_batched` outside the timed part), `&[u8]` for `mqttrs` and for `mqtt-proto`'s
+//!   borrowed decoder (`Decoder::decode_slice`, reported as `ours_*_borrowed`), which borrow
+//!   and never consume; as `mqttrs` does not report how many bytes it used, its loop reads the
+//!   Remaining Length itself (a few instructions), while `decode_slice` returns it;
 //! - each library encodes into a buffer that already has room for the whole batch, cleared
 //!   between iterations (`BytesMut` for `mqtt-proto` and `rumqttc`, `&mut [u8]` for `mqttrs`);
 //! - every decoded packet is passed by reference to `black_box` and dropped inside the timed part, as a
@@ -149,6 +151,19 @@ fn ours_decode(decoder: &Decoder, mut buf: BytesMut) -> BytesMut {
     buf
 }
 
+/// The borrowed decoder over the same kind of input as `mqttrs`: a `&[u8]` it never consumes.
+fn ours_decode_slice(decoder: &Decoder, wire: &[u8]) -> usize {
+    let mut rest = wire;
+    let mut n = 0;
+    while !rest.is_empty() {
+        let (packet, used) = decoder.decode_slice(rest).unwrap().unwrap();
+        black_box(&packet);
+        rest = &rest[used..];
+        n += 1;
+    }
+    n
+}
+
 fn rv4_decode(mut buf: BytesMut) -> BytesMut {
     while !buf.is_empty() {
         let packet = rv4::Packet::read(&mut buf, usize::MAX).unwrap();
@@ -239,9 +254,18 @@ fn publish(c: &mut Criterion) {
             bench_decode_bytesmut(&mut decode, "ours_v5", &param, &wire_5, |buf| {
                 ours_decode(&decoder_5, buf)
             });
+            let flat: Vec<u8> = wire_311.to_vec();
+            let flat_5: Vec<u8> = wire_5.to_vec();
+            assert_eq!(ours_decode_slice(&decoder_311, &flat), n);
+            assert_eq!(ours_decode_slice(&decoder_5, &flat_5), n);
+            decode.bench_function(BenchmarkId::new("ours_v311_borrowed", &param), |b| {
+                b.iter(|| ours_decode_slice(&decoder_311, black_box(&flat)))
+            });
+            decode.bench_function(BenchmarkId::new("ours_v5_borrowed", &param), |b| {
+                b.iter(|| ours_decode_slice(&decoder_5, black_box(&flat_5)))
+            });
             bench_decode_bytesmut(&mut decode, "rumqttc_v4", &param, &wire_311, rv4_decode);
             bench_decode_bytesmut(&mut decode, "rumqttc_v5", &param, &wire_5, rv5_decode);
-            let flat: Vec<u8> = wire_311.to_vec();
             decode.bench_function(BenchmarkId::new("mqttrs", &param), |b| {
                 b.iter(|| mqttrs_decode(black_box(&flat)))
             });
@@ -489,6 +513,15 @@ fn mix(c: &mut Criterion) {
     });
     bench_decode_bytesmut(&mut group, "ours_v5", "decode", &wire_5, |buf| {
         ours_decode(&decoder_5, buf)
+    });
+    let flat_5 = wire_5.to_vec();
+    assert_eq!(ours_decode_slice(&decoder_311, &flat), MIX_PACKETS);
+    assert_eq!(ours_decode_slice(&decoder_5, &flat_5), MIX_PACKETS);
+    group.bench_function(BenchmarkId::new("ours_v311_borrowed", "decode"), |b| {
+        b.iter(|| ours_decode_slice(&decoder_311, black_box(&flat)))
+    });
+    group.bench_function(BenchmarkId::new("ours_v5_borrowed", "decode"), |b| {
+        b.iter(|| ours_decode_slice(&decoder_5, black_box(&flat_5)))
     });
     bench_decode_bytesmut(&mut group, "rumqttc_v4", "decode", &wire_311, rv4_decode);
     bench_decode_bytesmut(&mut group, "rumqttc_v5", "decode", &wire_5, rv5_decode);
