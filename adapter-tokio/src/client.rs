@@ -1,6 +1,7 @@
-//! The client: [`connect`] / [`connect_tcp`], the cloneable [`Client`] handle and the
-//! [`ClientEvents`] stream.
+//! The client: [`connect`] / [`connect_tcp`], the cloneable [`Client`] handle, the
+//! [`ClientEvents`] stream, and session resumption on a new transport ([`Reconnect`]).
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,7 +16,9 @@ use mqtt_session::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::driver::{Channels, Clock, CloseInfo, Driver, Role, Routed, Shared, Transport};
+use crate::driver::{
+    BoxTransport, Channels, Clock, CloseInfo, Driver, Role, Routed, Shared, Transport,
+};
 use crate::error::{Error, TryPublishError};
 use crate::publish::{reply, PublishOutcome, PublishReceipt, PublishToken};
 use crate::runtime::Runtime;
@@ -37,6 +40,20 @@ pub struct ClientOptions {
     pub event_capacity: usize,
     /// How long a closing connection may take to write its last bytes and close the transport.
     pub linger: Duration,
+    /// Keep the session when the connection is lost (default `false`).
+    ///
+    /// With `true`, a connection that ends for any reason other than [`Client::disconnect`]
+    /// (transport lost, keep alive timeout, the server's DISCONNECT, a protocol violation...)
+    /// reports [`Event::Closed`] with `resumable: true` and the driver stays, holding the
+    /// session, as long as a [`Client`] handle exists: publishes waiting for their
+    /// acknowledgement keep waiting, new ones are queued (bounded), and
+    /// [`Reconnect::reconnect`] resumes the session on a new transport. With `false`, the driver
+    /// ends with the connection and waiting operations fail with [`Error::Closed`].
+    ///
+    /// For the server to keep its side of the session, connect with Clean Start 0 (MQTT
+    /// 3.1.1: the session lasts as long as the server keeps it) or, in MQTT 5, a Session Expiry
+    /// Interval above 0.
+    pub resumable: bool,
 }
 
 impl ClientOptions {
@@ -48,7 +65,15 @@ impl ClientOptions {
             command_capacity: 64,
             event_capacity: 256,
             linger: Duration::from_secs(5),
+            resumable: false,
         }
+    }
+
+    /// These options with [`resumable`](Self::resumable) set: the session outlives lost
+    /// connections and [`Reconnect`] resumes it.
+    pub fn resumable(mut self) -> Self {
+        self.resumable = true;
+        self
     }
 }
 
@@ -63,7 +88,8 @@ impl From<Connect> for ClientOptions {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Event {
-    /// The server accepted the connection (always the first event).
+    /// The server accepted the connection: the first event of each connection (after a
+    /// [`Reconnect`], check `session_present`).
     Connected(Box<ConnAck>),
     /// An application message from the server. With `ack: Some`, the client is in manual-ack
     /// mode: acknowledge it with [`Client::ack`].
@@ -76,7 +102,12 @@ pub enum Event {
     /// An AUTH packet from the server (MQTT 5 enhanced authentication): answer with
     /// [`Client::auth`].
     Auth(Auth),
-    /// The connection ended; always the last event. The transport is already closed.
+    /// The connection ended; the last event of the connection. The transport is already
+    /// closed.
+    ///
+    /// Once per connection that was handed to the driver by [`connect`] or got its CONNACK
+    /// after a [`Reconnect`]: a reconnect that fails before its CONNACK reports through its
+    /// own future instead.
     Closed {
         /// Who ended it.
         initiator: Initiator,
@@ -84,6 +115,10 @@ pub enum Event {
         reason: CloseReason,
         /// The transport error, when the transport failed.
         io_error: Option<io::Error>,
+        /// The session survived ([`ClientOptions::resumable`], and the close did not come from
+        /// [`Client::disconnect`]): the driver waits for [`Reconnect::reconnect`], and more
+        /// events follow. With `false` this is the last event.
+        resumable: bool,
     },
 }
 
@@ -96,7 +131,9 @@ pub struct ClientEvents {
 }
 
 impl ClientEvents {
-    /// The next event; `None` after `Closed` has been received.
+    /// The next event; `None` once the driver has ended (after a `Closed` event with
+    /// `resumable: false`, or after the last handle went or `disconnect` was called while
+    /// the session waited for a reconnect).
     ///
     /// Cancel safe: an event is never lost when the future is dropped.
     pub async fn recv(&mut self) -> Option<Event> {
@@ -127,6 +164,23 @@ pub(crate) enum Command {
     Disconnect(Disconnect, Reply<()>),
     Ack(InboundId, ReasonCode, Reply<()>),
     Auth(Auth, Reply<()>),
+    Reconnect(ReconnectCommand),
+}
+
+/// A new transport for the session, and the CONNECT to send on it (`None`: the last one, with
+/// Clean Start 0).
+pub(crate) struct ReconnectCommand {
+    transport: BoxTransport,
+    connect: Option<Connect>,
+    reply: Reply<Box<ConnAck>>,
+}
+
+impl std::fmt::Debug for ReconnectCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReconnectCommand")
+            .field("connect", &self.connect)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A handle to a client connection: cheap to clone (a channel sender), usable from any task.
@@ -168,7 +222,7 @@ pub(crate) async fn connect_with<Rt: Runtime, Io: Transport>(
     let clock = Clock::of::<Rt>();
     let mut session = ClientSession::new(options.session.clone());
     session
-        .connect(clock.now(), options.connect)
+        .connect(clock.now(), options.connect.clone())
         .map_err(Error::Rejected)?;
     let (ops_tx, ops_rx) = mpsc::channel(options.command_capacity.max(1));
     let (control_tx, control_rx) = mpsc::channel(options.command_capacity.max(1));
@@ -180,6 +234,13 @@ pub(crate) async fn connect_with<Rt: Runtime, Io: Transport>(
         connected: Some(connected_tx),
         disconnects: Vec::new(),
         io_error: None,
+        shared: shared.clone(),
+        connect: options.connect,
+        resumable: options.resumable,
+        ending: false,
+        awaiting_transport: false,
+        transport: None,
+        reconnecting: false,
     };
     let channels = Channels {
         ops: ops_rx,
@@ -340,19 +401,50 @@ impl Client {
     /// Session Expiry Interval, reason string; 0x04 asks the server to publish the will).
     pub async fn disconnect_with(&self, disconnect: Disconnect) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
-        self.send(&self.ops, Command::Disconnect(disconnect, tx))
+        // While the session waits for a reconnect, nothing handed over is going out any more,
+        // and publishes may fill the ordered channel: the disconnect overtakes them.
+        let channel = if self.shared.is_detached() {
+            &self.control
+        } else {
+            &self.ops
+        };
+        self.send(channel, Command::Disconnect(disconnect, tx))
             .await?;
         reply(rx, &self.shared).await
     }
 
-    /// Whether the connection has ended.
+    /// Whether the connection has ended: for good, or (with
+    /// [`ClientOptions::resumable`]) until a [`Reconnect`] gets its CONNACK.
     pub fn is_closed(&self) -> bool {
         self.shared.is_closed()
     }
 
-    /// Why the connection ended, once it has.
+    /// Why the connection ended, while it is closed.
     pub fn close_reason(&self) -> Option<CloseReason> {
         self.shared.close_reason()
+    }
+
+    /// Whether the driver has ended: no operation can succeed any more and the session can no
+    /// longer be resumed (after a close with `resumable: false`, or `disconnect`).
+    pub fn is_ended(&self) -> bool {
+        self.control.is_closed()
+    }
+
+    /// Hands a new transport to the driver; the reply comes with the CONNACK.
+    async fn reconnect_boxed(
+        &self,
+        transport: BoxTransport,
+        connect: Option<Connect>,
+    ) -> Result<Box<ConnAck>, Error> {
+        let (tx, rx) = oneshot::channel();
+        let command = ReconnectCommand {
+            transport,
+            connect,
+            reply: tx,
+        };
+        self.send(&self.control, Command::Reconnect(command))
+            .await?;
+        reply(rx, &self.shared).await
     }
 
     async fn send(&self, channel: &mpsc::Sender<Command>, command: Command) -> Result<(), Error> {
@@ -360,6 +452,115 @@ impl Client {
             .send(command)
             .await
             .map_err(|_| self.shared.closed_error())
+    }
+}
+
+/// Session resumption: hands a [`Client`] whose connection was lost (an [`Event::Closed`]
+/// with `resumable: true`, see [`ClientOptions::resumable`]) a new transport.
+///
+/// A trait so that each adapter takes its own runtime's transports under the same names
+/// (`adapter_smol::Reconnect` takes futures-io streams): `use adapter_tokio::Reconnect;`.
+///
+/// The session sends its CONNECT again (the last one sent, with Clean Start 0) and waits for
+/// the CONNACK. If the server kept the session (Session Present), unacknowledged PUBLISHes
+/// are re-sent with DUP set and unacknowledged PUBRELs re-sent ([MQTT-4.4.0-1]), and their
+/// futures resolve with the acknowledgements on the new connection. If it did not, they
+/// fail with [`Error::Abandoned`] and [`AbandonCause::SessionLost`](mqtt_session::AbandonCause),
+/// handing their messages back. Publishes made while disconnected (queued by the session,
+/// bounded by [`ClientConfig::max_queued`]) go out after the CONNACK, in order.
+///
+/// Errors: [`Error::Rejected`]`(`[`CommandError::AlreadyConnected`]`)` while a connection is
+/// open or being opened (the transport is dropped); [`Error::Closed`] once the driver has
+/// ended ([`Client::is_ended`]); [`Error::ConnectionRefused`], [`Error::Io`], [`Error::Closed`]
+/// or [`Error::ProtocolViolation`] when this connection fails before its CONNACK (no `Closed`
+/// event is reported for it; the session waits for the next reconnect).
+///
+/// Cancel safety: the transport is handed over on the first poll (unless the control channel
+/// is full). Dropped before that, the transport is dropped. Dropped afterwards, the
+/// reconnect carries on: its CONNACK shows as [`Event::Connected`] and a failure leaves the
+/// session waiting again ([`Client::is_closed`]). `reconnect_tcp` dropped while the TCP
+/// connection is being made does nothing.
+///
+/// Reconnecting with a pause (automatic backoff is the application's for now):
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use adapter_tokio::{connect_tcp, ClientOptions, Event, Reconnect};
+/// use mqtt_proto::{Connect, MqttString, ProtocolVersion};
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), adapter_tokio::Error> {
+/// let addr = "127.0.0.1:1883";
+/// let mut connect = Connect::new(ProtocolVersion::V5, MqttString::new("sensor-1").unwrap());
+/// connect.clean_start = false;
+/// connect.properties.session_expiry_interval = Some(3600); // the server keeps the session
+/// let (client, mut events) = connect_tcp(addr, ClientOptions::new(connect).resumable()).await?;
+/// while let Some(event) = events.recv().await {
+///     match event {
+///         Event::Closed { resumable: true, .. } => loop {
+///             tokio::time::sleep(Duration::from_secs(1)).await;
+///             match client.reconnect_tcp(addr).await {
+///                 Ok(connack) => break, // connack.session_present: the session resumed
+///                 Err(error) if error.is_connection_error() && !client.is_ended() => {}
+///                 Err(error) => return Err(error),
+///             }
+///         },
+///         Event::Message { publish, .. } => println!("{publish:?}"),
+///         _ => {}
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub trait Reconnect {
+    /// Resumes the session over `transport` with the last CONNECT, Clean Start 0; resolves
+    /// with the CONNACK.
+    fn reconnect<Io: Transport>(
+        &self,
+        transport: Io,
+    ) -> impl Future<Output = Result<Box<ConnAck>, Error>> + Send;
+
+    /// [`reconnect`](Self::reconnect) with a CONNECT of your own, sent as given (its Clean
+    /// Start included) and used for later reconnects (with Clean Start 0).
+    fn reconnect_with<Io: Transport>(
+        &self,
+        transport: Io,
+        connect: Connect,
+    ) -> impl Future<Output = Result<Box<ConnAck>, Error>> + Send;
+
+    /// Connects over TCP to `addr` with TCP_NODELAY set, then as
+    /// [`reconnect`](Self::reconnect).
+    #[cfg(feature = "tokio-runtime")]
+    fn reconnect_tcp<A: tokio::net::ToSocketAddrs + Send>(
+        &self,
+        addr: A,
+    ) -> impl Future<Output = Result<Box<ConnAck>, Error>> + Send;
+}
+
+impl Reconnect for Client {
+    fn reconnect<Io: Transport>(
+        &self,
+        transport: Io,
+    ) -> impl Future<Output = Result<Box<ConnAck>, Error>> + Send {
+        self.reconnect_boxed(Box::new(transport), None)
+    }
+
+    fn reconnect_with<Io: Transport>(
+        &self,
+        transport: Io,
+        connect: Connect,
+    ) -> impl Future<Output = Result<Box<ConnAck>, Error>> + Send {
+        self.reconnect_boxed(Box::new(transport), Some(connect))
+    }
+
+    #[cfg(feature = "tokio-runtime")]
+    async fn reconnect_tcp<A: tokio::net::ToSocketAddrs + Send>(
+        &self,
+        addr: A,
+    ) -> Result<Box<ConnAck>, Error> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        self.reconnect(stream).await
     }
 }
 
@@ -386,9 +587,56 @@ impl Token {
 
 struct ClientRole {
     session: ClientSession<Token>,
-    connected: Option<oneshot::Sender<Result<(), Error>>>,
+    /// Waits for the CONNACK: `connect`'s or a reconnect's.
+    connected: Option<Reply<Box<ConnAck>>>,
     disconnects: Vec<Reply<()>>,
     io_error: Option<io::Error>,
+    shared: Arc<Shared>,
+    /// The last CONNECT sent; a reconnect sends it again with Clean Start 0.
+    connect: Connect,
+    /// [`ClientOptions::resumable`].
+    resumable: bool,
+    /// The application ended the session (`disconnect`, or every handle gone).
+    ending: bool,
+    /// The transport is closed and the driver waits for a new one.
+    awaiting_transport: bool,
+    /// A reconnect's transport, for the driver.
+    transport: Option<BoxTransport>,
+    /// `connected` belongs to a reconnect: a failure before CONNACK goes there only.
+    reconnecting: bool,
+}
+
+impl ClientRole {
+    fn reconnect(&mut self, now: Instant, command: ReconnectCommand) {
+        let ReconnectCommand {
+            transport,
+            connect,
+            reply,
+        } = command;
+        if !self.awaiting_transport {
+            let _ = reply.send(Err(Error::Rejected(CommandError::AlreadyConnected)));
+            return;
+        }
+        let connect = connect.unwrap_or_else(|| {
+            let mut connect = self.connect.clone();
+            connect.clean_start = false;
+            connect
+        });
+        match self.session.connect(now, connect.clone()) {
+            Ok(()) => {
+                self.connect = connect;
+                self.connect.clean_start = false;
+                self.awaiting_transport = false;
+                self.transport = Some(transport);
+                self.connected = Some(reply);
+                self.reconnecting = true;
+                self.io_error = None;
+            }
+            Err(error) => {
+                let _ = reply.send(Err(Error::Rejected(error)));
+            }
+        }
+    }
 }
 
 impl Role for ClientRole {
@@ -421,8 +669,11 @@ impl Role for ClientRole {
     fn poll_event(&mut self) -> Option<Routed<Event>> {
         let routed = match self.session.poll_event()? {
             ClientEvent::Connected(connack) => {
+                // Open before the reply: whoever it wakes sees the connection open.
+                self.shared.set_open();
+                self.reconnecting = false;
                 if let Some(tx) = self.connected.take() {
-                    let _ = tx.send(Ok(()));
+                    let _ = tx.send(Ok(connack.clone()));
                 }
                 Routed::Stream(Event::Connected(connack))
             }
@@ -471,11 +722,16 @@ impl Role for ClientRole {
                 let info = CloseInfo::new(reason.clone(), self.io_error.as_ref());
                 if let Some(tx) = self.connected.take() {
                     let _ = tx.send(Err(info.to_error()));
+                    if std::mem::take(&mut self.reconnecting) {
+                        self.io_error = None;
+                        return Some(Routed::ClosedQuietly(info));
+                    }
                 }
                 let event = Event::Closed {
                     initiator,
                     reason,
                     io_error: self.io_error.take(),
+                    resumable: self.resumable(),
                 };
                 Routed::Closed(event, info)
             }
@@ -533,10 +789,21 @@ impl Role for ClientRole {
                     }
                 }
             }
+            Command::Disconnect(disconnect, reply) if self.awaiting_transport => {
+                // No connection to close: the driver ends, failing what waits with this reason.
+                let reason = CloseReason::Disconnect(disconnect.reason_code);
+                self.shared.set_closed(CloseInfo::new(reason, None));
+                self.ending = true;
+                self.disconnects.push(reply);
+                None
+            }
             Command::Disconnect(disconnect, reply) => {
                 match self.session.disconnect(now, disconnect) {
                     // Resolved once the transport is closed.
-                    Ok(()) => self.disconnects.push(reply),
+                    Ok(()) => {
+                        self.ending = true;
+                        self.disconnects.push(reply);
+                    }
                     Err(error) => {
                         let _ = reply.send(Err(Error::Rejected(error)));
                     }
@@ -553,10 +820,15 @@ impl Role for ClientRole {
                 let _ = reply.send(result.map_err(Error::Rejected));
                 None
             }
+            Command::Reconnect(command) => {
+                self.reconnect(now, command);
+                None
+            }
         }
     }
 
     fn shutdown(&mut self, now: Instant) {
+        self.ending = true;
         let _ = self
             .session
             .disconnect(now, Disconnect::new(ReasonCode::Success));
@@ -574,5 +846,14 @@ impl Role for ClientRole {
             };
             let _ = reply.send(result);
         }
+        self.awaiting_transport = self.resumable();
+    }
+
+    fn resumable(&self) -> bool {
+        self.resumable && !self.ending
+    }
+
+    fn take_transport(&mut self) -> Option<BoxTransport> {
+        self.transport.take()
     }
 }

@@ -16,19 +16,25 @@
 //! Everything is bounded: commands are taken only while less than [`WRITE_HIGH_WATER`] bytes wait
 //! to be written and the session's queue has room; input is read only while the event channel
 //! has room, the session consumes what is read, and less than [`OUTPUT_LIMIT`] bytes wait.
+//!
+//! A role may outlive its transport ([`Role::resumable`], the client's session resumption):
+//! once the transport is closed the driver keeps running *detached* (no transport; commands
+//! still reach the session, events still go out) until the role hands it a new transport
+//! ([`Role::take_transport`]) or stops being resumable (every handle gone, `disconnect`).
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::{pin, Pin};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use mqtt_proto::{Decoder, ProtocolVersion, PROTOCOL_MAX_PACKET_SIZE};
 use mqtt_session::{CloseReason, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, watch};
 
 use crate::error::Error;
@@ -50,6 +56,65 @@ const COMMAND_BATCH: usize = 64;
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for T {}
+
+/// A transport handed to a running driver (a client's reconnect): its type is erased, since
+/// the driver's own transport type was fixed when it was spawned.
+pub(crate) type BoxTransport = Box<dyn Transport>;
+
+/// The driver's transport: the one it was spawned with, a later one, or none (detached).
+enum Link<Io> {
+    First(Io),
+    Next(BoxTransport),
+    Gone,
+}
+
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "no transport")
+}
+
+impl<Io: Transport> AsyncRead for Link<Io> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::First(io) => Pin::new(io).poll_read(cx, buf),
+            Self::Next(io) => Pin::new(io).poll_read(cx, buf),
+            Self::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+}
+
+impl<Io: Transport> AsyncWrite for Link<Io> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::First(io) => Pin::new(io).poll_write(cx, buf),
+            Self::Next(io) => Pin::new(io).poll_write(cx, buf),
+            Self::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::First(io) => Pin::new(io).poll_flush(cx),
+            Self::Next(io) => Pin::new(io).poll_flush(cx),
+            Self::Gone => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::First(io) => Pin::new(io).poll_shutdown(cx),
+            Self::Next(io) => Pin::new(io).poll_shutdown(cx),
+            Self::Gone => Poll::Ready(Ok(())),
+        }
+    }
+}
 
 /// Converts a runtime's clock to the sessions' [`Instant`]: milliseconds since the runtime's
 /// process-wide epoch, so that a session detached from one connection keeps meaningful times
@@ -124,24 +189,49 @@ impl CloseInfo {
 /// State shared between a driver and its handles.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
-    closed: OnceLock<CloseInfo>,
+    /// How the current (or last) connection ended; `None` while it is open.
+    closed: Mutex<Option<CloseInfo>>,
+    /// The driver outlived its transport and waits for a new one.
+    detached: AtomicBool,
 }
 
 impl Shared {
+    fn closed(&self) -> std::sync::MutexGuard<'_, Option<CloseInfo>> {
+        self.closed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The error for an operation that could not complete because the connection closed.
     pub(crate) fn closed_error(&self) -> Error {
-        match self.closed.get() {
+        match &*self.closed() {
             Some(info) => info.to_error(),
             None => Error::Closed(None),
         }
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.closed.get().is_some()
+        self.closed().is_some()
     }
 
     pub(crate) fn close_reason(&self) -> Option<CloseReason> {
-        self.closed.get().map(|info| info.reason.clone())
+        self.closed().as_ref().map(|info| info.reason.clone())
+    }
+
+    /// Records how the connection ended.
+    pub(crate) fn set_closed(&self, info: CloseInfo) {
+        *self.closed() = Some(info);
+    }
+
+    /// A new connection is open (a resumed session's CONNACK).
+    pub(crate) fn set_open(&self) {
+        *self.closed() = None;
+    }
+
+    pub(crate) fn is_detached(&self) -> bool {
+        self.detached.load(Ordering::Acquire)
+    }
+
+    fn set_detached(&self, detached: bool) {
+        self.detached.store(detached, Ordering::Release);
     }
 }
 
@@ -155,6 +245,9 @@ pub(crate) enum Routed<E> {
     Stream(E),
     /// The connection ended: delivered last, after the transport is closed.
     Closed(E, CloseInfo),
+    /// The connection ended, reported to whoever waits for it rather than on the stream (a
+    /// reconnect that failed before its CONNACK).
+    ClosedQuietly(CloseInfo),
 }
 
 /// One role (client or server connection) over its sans-IO session.
@@ -178,6 +271,15 @@ pub(crate) trait Role: Send + 'static {
     fn shutdown(&mut self, now: Instant);
     /// The transport is closed (`flushed`: everything was written first).
     fn finish(&mut self, flushed: bool);
+    /// Whether the session outlives the transport: after `finish`, the driver stays and waits
+    /// for [`take_transport`](Self::take_transport) as long as this holds.
+    fn resumable(&self) -> bool {
+        false
+    }
+    /// A new transport for the session, handed over by a command; checked after each one.
+    fn take_transport(&mut self) -> Option<BoxTransport> {
+        None
+    }
 }
 
 /// The driver's ends of the channels to its handles.
@@ -204,7 +306,7 @@ enum Step<C> {
 
 /// One connection's drive loop.
 pub(crate) struct Driver<Rt: Runtime, Io, R: Role> {
-    io: Io,
+    io: Link<Io>,
     role: R,
     clock: Clock,
     shared: Arc<Shared>,
@@ -226,7 +328,12 @@ pub(crate) struct Driver<Rt: Runtime, Io, R: Role> {
     /// Stream events waiting for room in the event channel, in order. Input is not read while
     /// any wait, so this holds at most what one read produced (plus `Closed`).
     pending_events: VecDeque<R::Event>,
-    closing: Option<R::Event>,
+    /// The session closed the connection: close the transport.
+    closing: bool,
+    /// The `Closed` event, delivered once the transport is closed.
+    closed_event: Option<R::Event>,
+    /// No transport: the session outlived it and waits for a new one.
+    detached: bool,
     /// Resolves when the listener asks its connections to shut down (pending forever when the
     /// listener goes away without asking). Stored, so that its waker stays registered.
     shutdown: Option<BoxFuture<()>>,
@@ -253,7 +360,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
         linger: Duration,
     ) -> Self {
         Self {
-            io,
+            io: Link::First(io),
             role,
             clock,
             shared,
@@ -270,7 +377,9 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
             stalled_op: None,
             events: channels.events,
             pending_events: VecDeque::new(),
-            closing: None,
+            closing: false,
+            closed_event: None,
+            detached: false,
             shutdown: channels.shutdown.map(shutdown_signal),
             event_room: None,
             handles_gone: false,
@@ -282,11 +391,20 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
         }
     }
 
-    /// Runs the connection to its end.
+    /// Runs the connection (and, for a resumable role, the connections after it) to its end.
     pub(crate) async fn run(mut self) {
         loop {
             self.drain();
-            if self.closing.is_some() {
+            if self.closing {
+                let flushed = self.close_transport().await;
+                if self.role.resumable() && !self.handles_gone {
+                    self.detach(flushed);
+                    continue;
+                }
+                self.end(flushed).await;
+                return;
+            }
+            if self.detached && (!self.role.resumable() || self.handles_gone) {
                 break;
             }
             self.arm_timer();
@@ -312,6 +430,9 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
                 Step::Shutdown => self.role.shutdown(now),
                 Step::Progress => {}
             }
+            if let Some(transport) = self.role.take_transport() {
+                self.attach(transport);
+            }
             if let Some(command) = self.stalled_op.take() {
                 self.apply(now, command);
             }
@@ -319,7 +440,41 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
                 self.read(now);
             }
         }
-        self.close().await;
+        // Detached, and nobody can or wants to hand over a transport any more.
+        self.end(true).await;
+    }
+
+    /// The transport is closed and the session lives on: wait for a new transport. What the
+    /// close reported goes out on the event stream as the loop runs.
+    fn detach(&mut self, flushed: bool) {
+        self.role.finish(flushed);
+        self.closing = false;
+        let late = self.late_events();
+        self.pending_events.extend(late);
+        self.pending_events.extend(self.closed_event.take());
+        // QoS 0 publishes whose bytes never left: they were not sent.
+        for (_, reply) in self.after_write.drain(..) {
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(self.shared.closed_error()));
+            }
+        }
+        self.io = Link::Gone;
+        self.out.clear();
+        self.appended = self.written;
+        self.flush_pending = false;
+        self.broken = false;
+        self.read_buf.clear();
+        self.input_stalled = false;
+        self.armed = None;
+        self.detached = true;
+        self.shared.set_detached(true);
+    }
+
+    /// A new transport for the session (whose CONNECT already waits to be written).
+    fn attach(&mut self, transport: BoxTransport) {
+        self.io = Link::Next(transport);
+        self.detached = false;
+        self.shared.set_detached(false);
     }
 
     fn read(&mut self, now: Instant) {
@@ -373,8 +528,13 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
                     }
                 }
                 Routed::Closed(event, info) => {
-                    let _ = self.shared.closed.set(info);
-                    self.closing = Some(event);
+                    self.shared.set_closed(info);
+                    self.closing = true;
+                    self.closed_event = Some(event);
+                }
+                Routed::ClosedQuietly(info) => {
+                    self.shared.set_closed(info);
+                    self.closing = true;
                 }
             }
         }
@@ -466,7 +626,10 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
                 return Poll::Ready(step);
             }
         }
-        if self.ops.is_none() && self.control.is_none() && !self.handles_gone {
+        // Detached, a held-back command keeps the ordered channel from being polled: the control
+        // channel (on every handle too) tells alone.
+        let ops_gone = self.ops.is_none() || self.detached;
+        if ops_gone && self.control.is_none() && !self.handles_gone {
             // Every handle is gone: nobody can ever talk to this connection again.
             self.handles_gone = true;
             return Poll::Ready(Step::Shutdown);
@@ -487,7 +650,11 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
     }
 
     fn poll_input(&mut self, cx: &mut Context<'_>) -> Poll<Step<R::Command>> {
-        if self.input_stalled || !self.pending_events.is_empty() || self.out.len() >= OUTPUT_LIMIT {
+        if self.detached
+            || self.input_stalled
+            || !self.pending_events.is_empty()
+            || self.out.len() >= OUTPUT_LIMIT
+        {
             return Poll::Pending;
         }
         if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK / 2 {
@@ -555,33 +722,36 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
     }
 
     /// The connection is over: write what the session still has (the DISCONNECT that explains
-    /// the close), close the transport within the linger time, then report.
-    async fn close(mut self) {
+    /// the close) and close the transport within the linger time. Whether all was written.
+    async fn close_transport(&mut self) -> bool {
         let now = self.clock.now();
         self.transmit(now);
-        let mut flushed = false;
-        if !self.broken {
-            // The linger time, on the runtime's timer (the loop's deadline is no longer needed).
-            self.timer.reset(Rt::now().saturating_add(self.linger));
-            flushed = poll_fn(|cx| {
-                let done = match self.poll_write(cx) {
-                    Err(_) => Poll::Ready(false),
-                    Ok(()) if !self.out.is_empty() || self.flush_pending => Poll::Pending,
-                    Ok(()) => Pin::new(&mut self.io).poll_shutdown(cx).map(|r| r.is_ok()),
-                };
-                match done {
-                    Poll::Ready(done) => Poll::Ready(done),
-                    Poll::Pending => self.timer.poll_expired(cx).map(|()| false),
-                }
-            })
-            .await;
+        if self.broken {
+            return false;
         }
-        self.role.finish(flushed);
-        // Everything the session still reports: completions, then stream events in order.
+        // The linger time, on the runtime's timer (the loop's deadline is no longer needed).
+        self.timer.reset(Rt::now().saturating_add(self.linger));
+        poll_fn(|cx| {
+            let done = match self.poll_write(cx) {
+                Err(_) => Poll::Ready(false),
+                Ok(()) if !self.out.is_empty() || self.flush_pending => Poll::Pending,
+                Ok(()) => Pin::new(&mut self.io).poll_shutdown(cx).map(|r| r.is_ok()),
+            };
+            match done {
+                Poll::Ready(done) => Poll::Ready(done),
+                Poll::Pending => self.timer.poll_expired(cx).map(|()| false),
+            }
+        })
+        .await
+    }
+
+    /// Everything the session still reports after a close: completions are made, stream
+    /// events returned in order.
+    fn late_events(&mut self) -> Vec<R::Event> {
         let mut late = Vec::new();
         while let Some(routed) = self.role.poll_event() {
             match routed {
-                Routed::Handled | Routed::Closed(..) => {}
+                Routed::Handled | Routed::Closed(..) | Routed::ClosedQuietly(_) => {}
                 Routed::AfterWrite(reply) => {
                     if self.written >= self.appended {
                         crate::publish::complete_success(reply);
@@ -590,9 +760,16 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
                 Routed::Stream(event) => late.push(event),
             }
         }
+        late
+    }
+
+    /// The driver is done: report, then go.
+    async fn end(mut self, flushed: bool) {
+        self.role.finish(flushed);
+        let late = self.late_events();
         let events = self.events.clone();
         let pending = std::mem::take(&mut self.pending_events);
-        let closing = self.closing.take();
+        let closing = self.closed_event.take();
         // Dropping the session fails every operation still waiting (their futures report the
         // close recorded in `shared`).
         drop(self);
