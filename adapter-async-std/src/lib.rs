@@ -39,6 +39,13 @@
 //! # }
 //! ```
 //!
+//! # Broker
+//!
+//! [`BrokerServer`] is adapter-tokio's broker server on async-std, with the same methods
+//! (`BrokerServer::bind("127.0.0.1:1883", BrokerOptions::default()).await?.spawn()` gives a
+//! [`BrokerHandle`]; `handle.shutdown().await` stops it gracefully). Its accept loop is
+//! adapter-smol's over async-std's listener.
+//!
 //! # Cancel safety
 //!
 //! As in `adapter-tokio` (the handles are the same types): a command is handed over on the
@@ -52,16 +59,31 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use adapter_smol::runtime::{self, AsyncIoTimer, Runtime, ServerGroup};
+use adapter_smol::runtime::{
+    self, compat, AcceptFuture, Adapt, AsyncIoTimer, Bind, Compat, FuturesTcp, Listener,
+    NetRuntime, Runtime, ServerGroup, TcpAcceptor,
+};
 use async_std::net::{TcpListener, TcpStream, ToSocketAddrs};
 
 pub use adapter_smol::{
-    Client, ClientEvents, ClientOptions, ConnectionEvent, ConnectionEvents, ConnectionHandle,
-    DetachedSession, Error, Event, PublishOutcome, PublishReceipt, ServerConnection, ServerOptions,
-    Transport, TryPublishError,
+    BrokerNotice, BrokerNotices, BrokerOptions, Client, ClientEvents, ClientOptions,
+    ConnectionEvent, ConnectionEvents, ConnectionHandle, DetachedSession, Error, Event,
+    PublishOutcome, PublishReceipt, ServerConnection, ServerOptions, Transport, TryPublishError,
 };
+
+/// An MQTT broker on async-std: the `mqtt-session` broker core served over a TCP listener
+/// (optional) and any transports handed to [`BrokerHandle::serve_transport`], as
+/// `adapter_tokio::BrokerServer` (methods: `adapter_smol::runtime::BrokerServerOn`). Its tasks
+/// are spawned with `async_std::task::spawn`.
+pub type BrokerServer<H = mqtt_session::broker::AllowAll> =
+    runtime::BrokerServerOn<AsyncStdRuntime, H>;
+
+/// A cheap, cloneable handle to a running [`BrokerServer`] (methods:
+/// `adapter_smol::runtime::BrokerHandleOn`).
+pub type BrokerHandle = runtime::BrokerHandleOn<AsyncStdRuntime>;
 
 /// The async-std runtime: drivers are spawned with `async_std::task::spawn`; the timer and
 /// clock are `async-io`'s (async-std's own reactor), shared with `adapter_smol::SmolRuntime`.
@@ -85,6 +107,45 @@ impl Runtime for AsyncStdRuntime {
     {
         // Dropping the handle detaches the task.
         drop(async_std::task::spawn(future));
+    }
+}
+
+impl<Io: Transport> Adapt<Io> for AsyncStdRuntime {
+    type Transport = Compat<Io>;
+
+    fn adapt(transport: Io) -> Compat<Io> {
+        compat(transport)
+    }
+}
+
+impl NetRuntime for AsyncStdRuntime {
+    type TcpListener = TcpListener;
+
+    fn listener(listener: TcpListener) -> Box<dyn Listener> {
+        Box::new(TcpAcceptor::<Self>::new(listener))
+    }
+}
+
+impl<A: ToSocketAddrs> Bind<A> for AsyncStdRuntime {
+    fn bind(addr: A) -> impl Future<Output = io::Result<TcpListener>> {
+        TcpListener::bind(addr)
+    }
+}
+
+impl FuturesTcp for AsyncStdRuntime {
+    type TcpListener = TcpListener;
+    type TcpStream = TcpStream;
+
+    fn local_addr(listener: &TcpListener) -> io::Result<SocketAddr> {
+        listener.local_addr()
+    }
+
+    fn accept(listener: Arc<TcpListener>) -> AcceptFuture<TcpStream> {
+        Box::pin(async move { listener.accept().await })
+    }
+
+    fn set_nodelay(stream: &TcpStream) -> io::Result<()> {
+        stream.set_nodelay(true)
     }
 }
 

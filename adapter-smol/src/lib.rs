@@ -59,6 +59,43 @@
 //! # }
 //! ```
 //!
+//! # Broker
+//!
+//! [`BrokerServer`] is adapter-tokio's broker server on smol (the `mqtt-session` broker core:
+//! sessions, routing, retained messages, wills, takeover; one task owns it, each connection
+//! has a reader and a writer task), with the same methods: `bind`, `from_listener`, `new`,
+//! `with_hooks`, `notices`, `spawn`, `serve`; and on its [`BrokerHandle`]:
+//! `serve_transport` (any futures-io transport), `publish`, `stats`, `shutdown`.
+//!
+//! ```
+//! use adapter_smol::{connect_tcp, BrokerServer, ClientOptions, Event};
+//! use mqtt_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicFilter, TopicName};
+//! use mqtt_session::broker::BrokerConfig;
+//! use mqtt_session::{Message, SubscribeRequest};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! smol::block_on(async {
+//!     let broker = BrokerServer::bind("127.0.0.1:0", BrokerConfig::default()).await?;
+//!     let addr = broker.local_addr()?;
+//!     let handle = broker.spawn();
+//!
+//!     let connect = Connect::new(ProtocolVersion::V5, MqttString::new("doc")?);
+//!     let (client, mut events) = connect_tcp(addr, ClientOptions::new(connect)).await?;
+//!     client.subscribe(SubscribeRequest::new(TopicFilter::new("a/#")?, QoS::ExactlyOnce)).await?;
+//!     client.publish(Message::new(TopicName::new("a/b")?, QoS::ExactlyOnce, "hi")).await?;
+//!     while let Some(event) = events.recv().await {
+//!         if let Event::Message { publish, .. } = event {
+//!             assert_eq!(&publish.payload[..], b"hi");
+//!             break;
+//!         }
+//!     }
+//!     client.disconnect().await?;
+//!     handle.shutdown().await; // every connection told and closed, the listener gone
+//!     Ok(())
+//! })
+//! # }
+//! ```
+//!
 //! # Cancel safety
 //!
 //! The handles and their futures are `adapter-tokio`'s, so its cancel-safety table holds here
@@ -70,6 +107,8 @@
 //! accepts only when the listener is readable, so a dropped future loses no connection);
 //! dropping [`connect`]/[`connect_tcp`] closes the connection again; dropping
 //! [`Server::shutdown`] after its first poll leaves the connections closing in the background.
+//! The broker's handle is adapter-tokio's too: `BrokerHandle::shutdown` goes on once handed
+//! over; dropping `BrokerServer::serve` stops the broker at once.
 //!
 //! # Choosing the runtime in a library
 //!
@@ -113,11 +152,21 @@ use smol::net::{AsyncToSocketAddrs, TcpListener, TcpStream};
 pub mod runtime;
 
 pub use adapter_tokio::{
-    Client, ClientEvents, ClientOptions, ConnectionEvent, ConnectionEvents, ConnectionHandle,
-    DetachedSession, Error, Event, PublishOutcome, PublishReceipt, ServerConnection, ServerOptions,
-    TryPublishError,
+    BrokerNotice, BrokerNotices, BrokerOptions, Client, ClientEvents, ClientOptions,
+    ConnectionEvent, ConnectionEvents, ConnectionHandle, DetachedSession, Error, Event,
+    PublishOutcome, PublishReceipt, ServerConnection, ServerOptions, TryPublishError,
 };
 pub use runtime::{SmolRuntime, Transport};
+
+/// An MQTT broker on smol: the `mqtt-session` broker core served over a TCP listener
+/// (optional) and any transports handed to [`BrokerHandle::serve_transport`], as
+/// `adapter_tokio::BrokerServer` (methods: [`runtime::BrokerServerOn`]). One task owns the
+/// core, each connection has a reader and a writer task, all spawned with `smol::spawn`.
+pub type BrokerServer<H = mqtt_session::broker::AllowAll> = runtime::BrokerServerOn<SmolRuntime, H>;
+
+/// A cheap, cloneable handle to a running [`BrokerServer`] (methods:
+/// [`runtime::BrokerHandleOn`]).
+pub type BrokerHandle = runtime::BrokerHandleOn<SmolRuntime>;
 
 use runtime::ServerGroup;
 

@@ -1,16 +1,24 @@
-//! [`SmolRuntime`], the timer and clock of `async-io` that it shares with async-std, and the
-//! entry points that run the engine on any [`Runtime`] over a `futures-io` transport.
+//! [`SmolRuntime`], the timer and clock of `async-io` that it shares with async-std, the
+//! entry points that run the engine on any [`Runtime`] over a `futures-io` transport, and the
+//! accept loop of the broker over a futures-io TCP listener ([`TcpAcceptor`]).
 
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
+use smol::net::{AsyncToSocketAddrs, TcpListener, TcpStream};
+use tokio_util::compat::FuturesAsyncReadCompatExt;
 
-pub use adapter_tokio::runtime::{Runtime, Timer};
+/// A futures-io stream seen through tokio's I/O traits (`tokio_util::compat`).
+pub use tokio_util::compat::Compat;
+
+pub use adapter_tokio::runtime::{
+    Accepted, Adapt, Bind, BrokerHandleOn, BrokerServerOn, Listener, NetRuntime, Runtime, Timer,
+};
 
 use crate::{Client, ClientEvents, ClientOptions, Error, ServerConnection, ServerOptions};
 
@@ -100,7 +108,8 @@ impl Runtime for SmolRuntime {
     }
 }
 
-fn compat<Io: Transport>(transport: Io) -> Compat<Io> {
+/// `transport` as the engine's transport (tokio's I/O traits).
+pub fn compat<Io: Transport>(transport: Io) -> Compat<Io> {
     transport.compat()
 }
 
@@ -145,5 +154,106 @@ impl<R: Runtime> ServerGroup<R> {
     /// Closes every connection of the group and waits until their transports are closed.
     pub async fn shutdown(self) {
         self.0.shutdown().await;
+    }
+}
+
+impl<Io: Transport> Adapt<Io> for SmolRuntime {
+    type Transport = Compat<Io>;
+
+    fn adapt(transport: Io) -> Compat<Io> {
+        compat(transport)
+    }
+}
+
+impl NetRuntime for SmolRuntime {
+    type TcpListener = TcpListener;
+
+    fn listener(listener: TcpListener) -> Box<dyn Listener> {
+        Box::new(TcpAcceptor::<Self>::new(listener))
+    }
+}
+
+impl<A: AsyncToSocketAddrs> Bind<A> for SmolRuntime {
+    fn bind(addr: A) -> impl Future<Output = io::Result<TcpListener>> {
+        TcpListener::bind(addr)
+    }
+}
+
+impl FuturesTcp for SmolRuntime {
+    type TcpListener = TcpListener;
+    type TcpStream = TcpStream;
+
+    fn local_addr(listener: &TcpListener) -> io::Result<SocketAddr> {
+        listener.local_addr()
+    }
+
+    fn accept(listener: Arc<TcpListener>) -> AcceptFuture<TcpStream> {
+        Box::pin(async move { listener.accept().await })
+    }
+
+    fn set_nodelay(stream: &TcpStream) -> io::Result<()> {
+        stream.set_nodelay(true)
+    }
+}
+
+/// A pending accept of a [`FuturesTcp`] listener.
+pub type AcceptFuture<S> = Pin<Box<dyn Future<Output = io::Result<(S, SocketAddr)>> + Send>>;
+
+/// The TCP sockets of a runtime whose sockets are futures-io streams (smol, async-std): what
+/// [`TcpAcceptor`] needs to run the broker's accept loop over them.
+pub trait FuturesTcp: Runtime {
+    /// The runtime's TCP listener.
+    type TcpListener: Send + Sync + 'static;
+    /// The runtime's TCP stream; a clone is the same socket (the reader and the writer each
+    /// take one, with no lock between them).
+    type TcpStream: Transport + Clone;
+
+    /// The address `listener` is bound to.
+    fn local_addr(listener: &Self::TcpListener) -> io::Result<SocketAddr>;
+
+    /// Accepts the next connection. Dropping the future must lose no connection (async-io's
+    /// listeners accept only once readable).
+    fn accept(listener: Arc<Self::TcpListener>) -> AcceptFuture<Self::TcpStream>;
+
+    /// Sets TCP_NODELAY.
+    fn set_nodelay(stream: &Self::TcpStream) -> io::Result<()>;
+}
+
+/// A futures-io TCP listener as the broker's [`Listener`]: one accept future at a time, kept
+/// between polls; TCP_NODELAY on every connection; the stream split into two clones.
+pub struct TcpAcceptor<R: FuturesTcp> {
+    listener: Arc<R::TcpListener>,
+    pending: Option<AcceptFuture<R::TcpStream>>,
+}
+
+impl<R: FuturesTcp> TcpAcceptor<R> {
+    /// Accepts from `listener`.
+    pub fn new(listener: R::TcpListener) -> Self {
+        Self {
+            listener: Arc::new(listener),
+            pending: None,
+        }
+    }
+}
+
+impl<R: FuturesTcp> Listener for TcpAcceptor<R> {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        R::local_addr(&self.listener)
+    }
+
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Accepted>> {
+        let listener = &self.listener;
+        let pending = self
+            .pending
+            .get_or_insert_with(|| R::accept(listener.clone()));
+        let Poll::Ready(accepted) = pending.as_mut().poll(cx) else {
+            return Poll::Pending;
+        };
+        self.pending = None;
+        Poll::Ready(accepted.map(|(stream, peer)| {
+            // Nagle would hold small acks back; every packet leaves at once.
+            let _ = R::set_nodelay(&stream);
+            Accepted::from_halves(compat(stream.clone()), compat(stream), peer)
+        }))
     }
 }

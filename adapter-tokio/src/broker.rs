@@ -1,4 +1,4 @@
-//! [`BrokerServer`]: the broker core of `mqtt-session` served over TCP listeners and any
+//! [`BrokerServerOn`] (`BrokerServer` in each adapter): the broker core of `mqtt-session` served over TCP listeners and any
 //! [`Transport`]. A real MQTT broker in a few lines, with graceful shutdown.
 //!
 //! The core ([`mqtt_session::broker::Broker`]) holds every protocol decision: sessions,
@@ -12,8 +12,13 @@
 //!   leaves in one write;
 //! - the broker task's timer is the core's `poll_timeout`.
 //!
-//! The runtime-specific calls (spawning, the timer, the listener, the clock) are the few small
-//! functions of the `rt` section at the end of this file.
+//! The broker runs on any [`Runtime`] (spawn, timer, clock) and accepts from any [`Listener`]:
+//! [`BrokerServerOn`] is the runtime-generic server, and each adapter names it for its own
+//! runtime (`adapter_tokio::BrokerServer` is `BrokerServerOn<TokioRuntime>`). What is
+//! runtime-specific besides the [`Runtime`] trait is the [`NetRuntime`] trait (the runtime's
+//! TCP listener), [`Bind`] (binding it to an address) and [`Adapt`] (the runtime's transports
+//! as the engine's [`Transport`]); the tokio implementations are the `rt` section at the end of
+//! this file, smol's and async-std's live in their adapters.
 //!
 //! # Memory
 //!
@@ -30,6 +35,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -43,9 +49,9 @@ use mqtt_session::broker::{
 };
 use mqtt_session::{Instant, Message};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use crate::runtime::{Runtime, Timer};
 use crate::Transport;
 
 /// Bytes asked for in each read of a connection.
@@ -55,7 +61,7 @@ const INPUT_CAPACITY: usize = 256;
 /// Inputs handled before the broker is drained (one write per connection per drain).
 const INPUT_BATCH: usize = 64;
 
-/// Options of a [`BrokerServer`]: the core's limits, plus the driver's buffers.
+/// Options of a [`BrokerServerOn`]: the core's limits, plus the driver's buffers.
 #[derive(Clone, Debug)]
 pub struct BrokerOptions {
     /// The broker core's limits (connections, sessions, queues, packet sizes...).
@@ -67,7 +73,7 @@ pub struct BrokerOptions {
     pub max_output_buffer: usize,
     /// How long a closing connection may take to write its last bytes.
     pub linger: Duration,
-    /// Capacity of the [`BrokerServer::notices`] channel; notices beyond it are dropped.
+    /// Capacity of the [`BrokerServerOn::notices`] channel; notices beyond it are dropped.
     pub notice_capacity: usize,
 }
 
@@ -167,7 +173,7 @@ impl fmt::Display for BrokerNotice {
     }
 }
 
-/// The receiving end of [`BrokerServer::notices`]. Notices that do not fit are dropped, so
+/// The receiving end of [`BrokerServerOn::notices`]. Notices that do not fit are dropped, so
 /// a log that is not read never slows the broker down.
 #[derive(Debug)]
 pub struct BrokerNotices {
@@ -183,7 +189,7 @@ impl BrokerNotices {
     }
 }
 
-/// What a [`BrokerHandle`] asks the broker task to do.
+/// What a [`BrokerHandleOn`] asks the broker task to do.
 enum Command {
     Serve(Box<Halves>),
     Publish(Box<Message>),
@@ -211,42 +217,98 @@ impl Halves {
     }
 }
 
-/// An MQTT broker: the `mqtt-session` broker core served over a TCP listener (optional) and any
-/// transports handed to it with [`BrokerHandle::serve_transport`].
+/// A connection a [`Listener`] accepted: the transport's two halves and the peer's address.
+pub struct Accepted(Halves);
+
+impl fmt::Debug for Accepted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Accepted")
+            .field("peer", &self.0.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Accepted {
+    /// A whole transport (split here, with `tokio::io::split`).
+    pub fn new<Io: Transport>(transport: Io, peer: SocketAddr) -> Self {
+        Self(Halves::of(transport, Some(peer)))
+    }
+
+    /// A transport already split into independent halves (`TcpStream::into_split`, two clones
+    /// of a futures-io socket...): no lock between the reader and the writer.
+    pub fn from_halves(
+        read: impl AsyncRead + Send + Unpin + 'static,
+        write: impl AsyncWrite + Send + Unpin + 'static,
+        peer: SocketAddr,
+    ) -> Self {
+        Self(Halves {
+            read: Box::new(read),
+            write: Box::new(write),
+            peer: Some(peer),
+        })
+    }
+}
+
+/// A listener the broker accepts connections from: a TCP listener of any runtime, or your own
+/// (Unix sockets, TLS acceptors...).
 ///
-/// ```
-/// use adapter_tokio::{connect_tcp, BrokerServer, ClientOptions};
-/// use mqtt_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicFilter, TopicName};
-/// use mqtt_session::broker::BrokerConfig;
-/// use mqtt_session::{Message, SubscribeRequest};
+/// `poll_accept` must be cancel safe in the sense that matters here: the broker stops polling
+/// it (and drops it) at shutdown, and a connection it has not returned yet may be lost then.
+/// Accepted TCP streams should have TCP_NODELAY set.
+pub trait Listener: Send + 'static {
+    /// The address the listener is bound to.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+
+    /// The next connection; registers the context's waker while there is none. An error
+    /// (out of file descriptors...) makes the broker wait 50 ms before accepting again.
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Accepted>>;
+}
+
+/// A runtime with TCP sockets: what `BrokerServer::from_listener` takes.
+pub trait NetRuntime: Runtime + Default {
+    /// The runtime's TCP listener (`tokio::net::TcpListener`, `smol::net::TcpListener`,
+    /// `async_std::net::TcpListener`).
+    type TcpListener: Send + 'static;
+
+    /// The listener as the broker's [`Listener`] (TCP_NODELAY set on every connection).
+    fn listener(listener: Self::TcpListener) -> Box<dyn Listener>;
+}
+
+/// Binding the runtime's TCP listener to an address of type `A` (each runtime's own
+/// `ToSocketAddrs`): what `BrokerServer::bind` takes.
+pub trait Bind<A>: NetRuntime {
+    /// Binds a listener to `addr`.
+    fn bind(addr: A) -> impl Future<Output = io::Result<Self::TcpListener>>;
+}
+
+/// The runtime's transports (of type `Io`) as the engine's [`Transport`]: what
+/// `BrokerHandle::serve_transport` takes (tokio's `AsyncRead + AsyncWrite` as they are,
+/// futures-io streams through `tokio_util::compat`).
+pub trait Adapt<Io>: Runtime {
+    /// The transport the engine reads and writes.
+    type Transport: Transport;
+
+    /// Wraps `transport`.
+    fn adapt(transport: Io) -> Self::Transport;
+}
+
+/// An MQTT broker on the runtime `R`: the `mqtt-session` broker core served over a listener
+/// (optional) and any transports handed to it with [`BrokerHandleOn::serve_transport`].
 ///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let broker = BrokerServer::bind("127.0.0.1:0", BrokerConfig::default()).await?;
-/// let addr = broker.local_addr()?;
-/// let handle = broker.spawn();
-///
-/// let connect = Connect::new(ProtocolVersion::V5, MqttString::new("doc")?);
-/// let (client, mut events) = connect_tcp(addr, ClientOptions::new(connect)).await?;
-/// client.subscribe(SubscribeRequest::new(TopicFilter::new("a/#")?, QoS::ExactlyOnce)).await?;
-/// client.publish(Message::new(TopicName::new("a/b")?, QoS::ExactlyOnce, "hi")).await?;
-/// # let _ = &mut events;
-/// client.disconnect().await?;
-///
-/// handle.shutdown().await; // every connection told and closed, the listener gone
-/// # Ok(())
-/// # }
-/// ```
-pub struct BrokerServer<H: BrokerHooks + Send + 'static = AllowAll> {
+/// Each adapter names it for its runtime: `adapter_tokio::BrokerServer`,
+/// `adapter_smol::BrokerServer`, `adapter_async_std::BrokerServer` (same methods, each with
+/// its runtime's address, listener and transport types).
+pub struct BrokerServerOn<R: Runtime, H: BrokerHooks + Send + 'static = AllowAll> {
+    runtime: R,
     options: BrokerOptions,
     hooks: H,
-    listener: Option<rt::Listener>,
+    listener: Option<Box<dyn Listener>>,
     commands: mpsc::Receiver<Command>,
-    handle: BrokerHandle,
+    handle: BrokerHandleOn<R>,
     notices: Option<mpsc::Sender<BrokerNotice>>,
 }
 
-impl<H: BrokerHooks + Send + 'static> fmt::Debug for BrokerServer<H> {
+impl<R: Runtime, H: BrokerHooks + Send + 'static> fmt::Debug for BrokerServerOn<R, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BrokerServer")
             .field("local_addr", &self.local_addr().ok())
@@ -255,52 +317,55 @@ impl<H: BrokerHooks + Send + 'static> fmt::Debug for BrokerServer<H> {
     }
 }
 
-impl BrokerServer<AllowAll> {
+impl<R: NetRuntime> BrokerServerOn<R, AllowAll> {
     /// A broker listening on `addr` (TCP, TCP_NODELAY on each connection), letting everyone
     /// in. Nothing is served until [`serve`](Self::serve) or [`spawn`](Self::spawn).
-    pub async fn bind(
-        addr: impl ToSocketAddrs,
-        options: impl Into<BrokerOptions>,
-    ) -> io::Result<Self> {
-        let listener = rt::Listener::bind(addr).await?;
-        let mut broker = Self::new(options);
-        broker.listener = Some(listener);
-        Ok(broker)
+    pub async fn bind<A>(addr: A, options: impl Into<BrokerOptions>) -> io::Result<Self>
+    where
+        R: Bind<A>,
+    {
+        let listener = R::bind(addr).await?;
+        Ok(Self::from_listener(listener, options))
     }
 
-    /// A broker with a listener of your own.
-    pub fn from_listener(
-        listener: tokio::net::TcpListener,
-        options: impl Into<BrokerOptions>,
-    ) -> Self {
-        let mut broker = Self::new(options);
-        broker.listener = Some(rt::Listener::from(listener));
-        broker
+    /// A broker with a TCP listener of your own.
+    pub fn from_listener(listener: R::TcpListener, options: impl Into<BrokerOptions>) -> Self {
+        Self::new(options).with_listener(R::listener(listener))
     }
 
     /// A broker without a listener: it serves the transports given to
-    /// [`BrokerHandle::serve_transport`].
+    /// [`BrokerHandleOn::serve_transport`].
     pub fn new(options: impl Into<BrokerOptions>) -> Self {
+        Self::new_on(R::default(), options)
+    }
+}
+
+impl<R: Runtime> BrokerServerOn<R, AllowAll> {
+    /// A broker without a listener whose tasks run on `runtime`.
+    pub fn new_on(runtime: R, options: impl Into<BrokerOptions>) -> Self {
         let (tx, rx) = mpsc::channel(INPUT_CAPACITY);
         Self {
+            runtime,
             options: options.into(),
             hooks: AllowAll,
             listener: None,
             commands: rx,
-            handle: BrokerHandle {
+            handle: BrokerHandleOn {
                 commands: tx,
                 local_addr: None,
+                runtime: PhantomData,
             },
             notices: None,
         }
     }
 }
 
-impl<H: BrokerHooks + Send + 'static> BrokerServer<H> {
+impl<R: Runtime, H: BrokerHooks + Send + 'static> BrokerServerOn<R, H> {
     /// The same broker with the application's policy (authentication, publish and subscribe
     /// authorization).
-    pub fn with_hooks<H2: BrokerHooks + Send + 'static>(self, hooks: H2) -> BrokerServer<H2> {
-        BrokerServer {
+    pub fn with_hooks<H2: BrokerHooks + Send + 'static>(self, hooks: H2) -> BrokerServerOn<R, H2> {
+        BrokerServerOn {
+            runtime: self.runtime,
             options: self.options,
             hooks,
             listener: self.listener,
@@ -308,6 +373,12 @@ impl<H: BrokerHooks + Send + 'static> BrokerServer<H> {
             handle: self.handle,
             notices: self.notices,
         }
+    }
+
+    /// The same broker accepting from `listener` (any [`Listener`]) instead of its own.
+    pub fn with_listener(mut self, listener: Box<dyn Listener>) -> Self {
+        self.listener = Some(listener);
+        self
     }
 
     /// The address the listener is bound to.
@@ -323,7 +394,7 @@ impl<H: BrokerHooks + Send + 'static> BrokerServer<H> {
 
     /// A handle to the running broker: serve more transports, publish, read the counters, shut
     /// down. Take it before [`serve`](Self::serve).
-    pub fn handle(&self) -> BrokerHandle {
+    pub fn handle(&self) -> BrokerHandleOn<R> {
         let mut handle = self.handle.clone();
         handle.local_addr = self.local_addr().ok();
         handle
@@ -337,16 +408,17 @@ impl<H: BrokerHooks + Send + 'static> BrokerServer<H> {
         BrokerNotices { rx }
     }
 
-    /// Spawns [`serve`](Self::serve) on the current runtime and returns a handle to it.
-    pub fn spawn(self) -> BrokerHandle {
+    /// Spawns [`serve`](Self::serve) on the runtime and returns a handle to it.
+    pub fn spawn(self) -> BrokerHandleOn<R> {
         let handle = self.handle();
-        rt::spawn(async move {
+        let runtime = self.runtime.clone();
+        runtime.spawn(async move {
             let _ = self.serve().await;
         });
         handle
     }
 
-    /// Runs the broker until [`BrokerHandle::shutdown`] is called and every connection is
+    /// Runs the broker until [`BrokerHandleOn::shutdown`] is called and every connection is
     /// closed.
     ///
     /// Cancel safety: dropping the future stops the broker at once: each connection writes
@@ -354,6 +426,7 @@ impl<H: BrokerHooks + Send + 'static> BrokerServer<H> {
     /// sessions and retained messages are lost.
     pub async fn serve(self) -> io::Result<()> {
         let Self {
+            runtime,
             options,
             hooks,
             listener,
@@ -365,7 +438,8 @@ impl<H: BrokerHooks + Send + 'static> BrokerServer<H> {
         let (inputs_tx, inputs_rx) = mpsc::channel(INPUT_CAPACITY);
         let task = BrokerTask {
             broker,
-            clock: rt::Clock::new(),
+            clock: Clock::<R>::new(),
+            runtime,
             options,
             listener,
             commands: Some(commands),
@@ -383,14 +457,34 @@ impl<H: BrokerHooks + Send + 'static> BrokerServer<H> {
     }
 }
 
-/// A cheap, cloneable handle to a running [`BrokerServer`].
-#[derive(Clone, Debug)]
-pub struct BrokerHandle {
+/// A cheap, cloneable handle to a running [`BrokerServerOn`] (`BrokerHandle` in each
+/// adapter).
+pub struct BrokerHandleOn<R> {
     commands: mpsc::Sender<Command>,
     local_addr: Option<SocketAddr>,
+    runtime: PhantomData<fn() -> R>,
 }
 
-impl BrokerHandle {
+impl<R> Clone for BrokerHandleOn<R> {
+    fn clone(&self) -> Self {
+        Self {
+            commands: self.commands.clone(),
+            local_addr: self.local_addr,
+            runtime: PhantomData,
+        }
+    }
+}
+
+impl<R> fmt::Debug for BrokerHandleOn<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BrokerHandle")
+            .field("local_addr", &self.local_addr)
+            .field("stopped", &self.commands.is_closed())
+            .finish()
+    }
+}
+
+impl<R: Runtime> BrokerHandleOn<R> {
     /// The address of the broker's listener, if it has one.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local_addr
@@ -401,8 +495,11 @@ impl BrokerHandle {
     /// transport is then dropped).
     ///
     /// Cancel safety: dropping the future before it resolves drops the transport.
-    pub async fn serve_transport<Io: Transport>(&self, transport: Io) -> io::Result<()> {
-        let halves = Halves::of(transport, None);
+    pub async fn serve_transport<Io>(&self, transport: Io) -> io::Result<()>
+    where
+        R: Adapt<Io>,
+    {
+        let halves = Halves::of(R::adapt(transport), None);
         self.commands
             .send(Command::Serve(Box::new(halves)))
             .await
@@ -515,11 +612,12 @@ struct Connection {
 }
 
 /// The one task that owns the broker core.
-struct BrokerTask<H: BrokerHooks> {
+struct BrokerTask<R: Runtime, H: BrokerHooks> {
     broker: Broker<H>,
-    clock: rt::Clock,
+    clock: Clock<R>,
+    runtime: R,
     options: BrokerOptions,
-    listener: Option<rt::Listener>,
+    listener: Option<Box<dyn Listener>>,
     commands: Option<mpsc::Receiver<Command>>,
     inputs_tx: mpsc::Sender<Input>,
     inputs: mpsc::Receiver<Input>,
@@ -534,15 +632,15 @@ struct BrokerTask<H: BrokerHooks> {
 }
 
 enum Step {
-    Accepted(io::Result<(TcpStream, SocketAddr)>),
+    Accepted(io::Result<Accepted>),
     Command(Option<Command>),
     Input(Input),
     Timeout,
 }
 
-impl<H: BrokerHooks> BrokerTask<H> {
+impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
     async fn run(mut self) {
-        let mut timer = rt::Timer::new();
+        let mut timer = self.runtime.timer();
         let mut armed: Option<Instant> = None;
         loop {
             if self.shutting_down && self.connections.is_empty() && self.closing.is_empty() {
@@ -556,23 +654,11 @@ impl<H: BrokerHooks> BrokerTask<H> {
             let step = poll_fn(|cx| self.poll_step(cx, &mut timer, armed.is_some())).await;
             let now = self.clock.now();
             match step {
-                Step::Accepted(Ok((stream, peer))) => {
-                    // Nagle would hold small acks back; every packet leaves at once.
-                    let _ = stream.set_nodelay(true);
-                    let (read, write) = stream.into_split();
-                    self.open(
-                        now,
-                        Halves {
-                            read: Box::new(read),
-                            write: Box::new(write),
-                            peer: Some(peer),
-                        },
-                    );
-                }
+                Step::Accepted(Ok(Accepted(halves))) => self.open(now, halves),
                 Step::Accepted(Err(_)) => {
                     // Out of file descriptors, or a connection reset before accept: wait a
                     // little instead of spinning.
-                    rt::sleep(Duration::from_millis(50)).await;
+                    sleep(&self.runtime, Duration::from_millis(50)).await;
                 }
                 Step::Command(Some(command)) => self.command(now, command),
                 Step::Command(None) => self.commands = None,
@@ -592,6 +678,8 @@ impl<H: BrokerHooks> BrokerTask<H> {
             }
             self.drain(now);
         }
+        // Stopped before anyone is told: `is_stopped` holds once `shutdown` resolves.
+        self.commands = None;
         for reply in self.shutdown_replies.drain(..) {
             let _ = reply.send(());
         }
@@ -599,12 +687,7 @@ impl<H: BrokerHooks> BrokerTask<H> {
 
     /// Waits for the first of: a command, an input from a connection, the timer, a new TCP
     /// connection (in that order of priority).
-    fn poll_step(
-        &mut self,
-        cx: &mut Context<'_>,
-        timer: &mut rt::Timer,
-        armed: bool,
-    ) -> Poll<Step> {
+    fn poll_step(&mut self, cx: &mut Context<'_>, timer: &mut R::Timer, armed: bool) -> Poll<Step> {
         if let Some(commands) = &mut self.commands {
             if let Poll::Ready(command) = commands.poll_recv(cx) {
                 return Poll::Ready(Step::Command(command));
@@ -616,7 +699,7 @@ impl<H: BrokerHooks> BrokerTask<H> {
         if armed && timer.poll_expired(cx).is_ready() {
             return Poll::Ready(Step::Timeout);
         }
-        if let Some(listener) = &self.listener {
+        if let Some(listener) = &mut self.listener {
             if let Poll::Ready(accepted) = listener.poll_accept(cx) {
                 return Poll::Ready(Step::Accepted(accepted));
             }
@@ -644,14 +727,15 @@ impl<H: BrokerHooks> BrokerTask<H> {
             peer,
         });
         let outbox = Arc::new(Outbox::default());
-        rt::spawn(read_loop(
+        self.runtime.spawn(read_loop(
             id,
             read,
             outbox.clone(),
             self.inputs_tx.clone(),
             self.options.pause_reading_above,
         ));
-        rt::spawn(write_loop(
+        self.runtime.spawn(write_loop(
+            self.runtime.clone(),
             id,
             write,
             outbox.clone(),
@@ -764,7 +848,7 @@ impl<H: BrokerHooks> BrokerTask<H> {
     }
 }
 
-impl<H: BrokerHooks> Drop for BrokerTask<H> {
+impl<R: Runtime, H: BrokerHooks> Drop for BrokerTask<R, H> {
     fn drop(&mut self) {
         // Stopped (or dropped): no connection outlives the broker.
         for (_, conn) in self.connections.drain() {
@@ -818,7 +902,8 @@ async fn read_loop(
 
 /// Writes what the broker task leaves in the outbox, everything waiting in one write; on
 /// close, writes the rest and shuts the transport down within the linger time.
-async fn write_loop(
+async fn write_loop<R: Runtime>(
+    runtime: R,
     id: ConnectionId,
     mut io: BoxWrite,
     outbox: Arc<Outbox>,
@@ -870,112 +955,154 @@ async fn write_loop(
             io.write_all(&rest).await?;
             io.shutdown().await
         };
-        let _ = rt::timeout(linger, finish).await;
+        let _ = timeout(&runtime, linger, finish).await;
         break;
     }
     drop(io);
     let _ = inputs.send(Input::WriterDone(id)).await;
 }
 
-/// Everything that is tokio-specific: spawning, timers, the clock, the listener. Another
-/// runtime's adapter replaces this section.
+/// The broker's clock: milliseconds since the broker started, on the runtime's clock (tokio's
+/// for [`TokioRuntime`](crate::runtime::TokioRuntime), so tests can pause it).
+struct Clock<R> {
+    start: Duration,
+    runtime: PhantomData<fn() -> R>,
+}
+
+impl<R: Runtime> Clock<R> {
+    fn new() -> Self {
+        Self {
+            start: R::now(),
+            runtime: PhantomData,
+        }
+    }
+
+    fn now(&self) -> Instant {
+        let ms = R::now().saturating_sub(self.start).as_millis();
+        Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+    }
+
+    /// When to wake for the core's deadline `at` (a year away for none), on the runtime's
+    /// clock.
+    fn deadline(&self, at: Option<Instant>) -> Duration {
+        let far = Duration::from_secs(86_400 * 365);
+        // Rounded up: the core counts whole milliseconds.
+        let after = at.map_or(far, |at| Duration::from_millis(at.as_millis() + 1));
+        self.start.saturating_add(after)
+    }
+}
+
+/// Waits `duration` on the runtime's timer.
+async fn sleep<R: Runtime>(runtime: &R, duration: Duration) {
+    let mut timer = runtime.timer();
+    timer.reset(R::now().saturating_add(duration));
+    poll_fn(|cx| timer.poll_expired(cx)).await;
+}
+
+/// `future`'s output, or `None` when `duration` passes first.
+async fn timeout<R: Runtime, T>(
+    runtime: &R,
+    duration: Duration,
+    future: impl Future<Output = T>,
+) -> Option<T> {
+    let mut timer = runtime.timer();
+    timer.reset(R::now().saturating_add(duration));
+    let mut future = pin!(future);
+    poll_fn(|cx| {
+        if let Poll::Ready(output) = future.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        timer.poll_expired(cx).map(|()| None)
+    })
+    .await
+}
+
+#[cfg(feature = "tokio-runtime")]
+pub use rt::{BrokerHandle, BrokerServer};
+
+/// Everything that is tokio-specific: tokio's TCP listener and transports, and the names of
+/// the broker on tokio. (Spawning, timers and the clock are [`TokioRuntime`]'s.)
+#[cfg(feature = "tokio-runtime")]
 mod rt {
     use std::future::Future;
     use std::io;
     use std::net::SocketAddr;
-    use std::pin::Pin;
     use std::task::{Context, Poll};
-    use std::time::Duration;
 
-    use mqtt_session::Instant;
-    use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+    use mqtt_session::broker::AllowAll;
+    use tokio::net::{TcpListener, ToSocketAddrs};
 
-    pub(super) fn spawn(future: impl Future<Output = ()> + Send + 'static) {
-        tokio::spawn(future);
-    }
+    use super::{Accepted, Adapt, Bind, BrokerHandleOn, BrokerServerOn, Listener, NetRuntime};
+    use crate::runtime::TokioRuntime;
+    use crate::Transport;
 
-    pub(super) async fn sleep(duration: Duration) {
-        tokio::time::sleep(duration).await;
-    }
+    /// An MQTT broker on tokio: the `mqtt-session` broker core served over a TCP listener
+    /// (optional) and any transports handed to it with [`BrokerHandle::serve_transport`]
+    /// (methods: [`BrokerServerOn`]).
+    ///
+    /// ```
+    /// use adapter_tokio::{connect_tcp, BrokerServer, ClientOptions};
+    /// use mqtt_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicFilter, TopicName};
+    /// use mqtt_session::broker::BrokerConfig;
+    /// use mqtt_session::{Message, SubscribeRequest};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let broker = BrokerServer::bind("127.0.0.1:0", BrokerConfig::default()).await?;
+    /// let addr = broker.local_addr()?;
+    /// let handle = broker.spawn();
+    ///
+    /// let connect = Connect::new(ProtocolVersion::V5, MqttString::new("doc")?);
+    /// let (client, mut events) = connect_tcp(addr, ClientOptions::new(connect)).await?;
+    /// client.subscribe(SubscribeRequest::new(TopicFilter::new("a/#")?, QoS::ExactlyOnce)).await?;
+    /// client.publish(Message::new(TopicName::new("a/b")?, QoS::ExactlyOnce, "hi")).await?;
+    /// # let _ = &mut events;
+    /// client.disconnect().await?;
+    ///
+    /// handle.shutdown().await; // every connection told and closed, the listener gone
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub type BrokerServer<H = AllowAll> = BrokerServerOn<TokioRuntime, H>;
 
-    pub(super) async fn timeout<T>(
-        duration: Duration,
-        future: impl Future<Output = T>,
-    ) -> Option<T> {
-        tokio::time::timeout(duration, future).await.ok()
-    }
+    /// A cheap, cloneable handle to a running [`BrokerServer`] (methods:
+    /// [`BrokerHandleOn`]).
+    pub type BrokerHandle = BrokerHandleOn<TokioRuntime>;
 
-    /// The broker's clock: milliseconds since the broker started, on tokio's clock (so tests
-    /// can pause it).
-    #[derive(Clone, Copy, Debug)]
-    pub(super) struct Clock {
-        start: tokio::time::Instant,
-    }
+    impl NetRuntime for TokioRuntime {
+        type TcpListener = TcpListener;
 
-    impl Clock {
-        pub(super) fn new() -> Self {
-            Self {
-                start: tokio::time::Instant::now(),
-            }
-        }
-
-        pub(super) fn now(&self) -> Instant {
-            let ms = self.start.elapsed().as_millis();
-            Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
-        }
-
-        /// When to wake for the core's deadline `at` (a year away for none).
-        pub(super) fn deadline(&self, at: Option<Instant>) -> tokio::time::Instant {
-            let far = Duration::from_secs(86_400 * 365);
-            // Rounded up: the core counts whole milliseconds.
-            let after = at.map_or(far, |at| Duration::from_millis(at.as_millis() + 1));
-            self.start
-                .checked_add(after)
-                .unwrap_or_else(|| tokio::time::Instant::now() + far)
-        }
-    }
-
-    /// A resettable timer.
-    pub(super) struct Timer(Pin<Box<tokio::time::Sleep>>);
-
-    impl Timer {
-        pub(super) fn new() -> Self {
-            let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
-            Self(Box::pin(tokio::time::sleep_until(far)))
-        }
-
-        pub(super) fn reset(&mut self, deadline: tokio::time::Instant) {
-            self.0.as_mut().reset(deadline);
-        }
-
-        pub(super) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-            self.0.as_mut().poll(cx)
+        fn listener(listener: TcpListener) -> Box<dyn Listener> {
+            Box::new(listener)
         }
     }
 
-    #[derive(Debug)]
-    pub(super) struct Listener(TcpListener);
-
-    impl Listener {
-        pub(super) async fn bind(addr: impl ToSocketAddrs) -> io::Result<Self> {
-            TcpListener::bind(addr).await.map(Self)
-        }
-
-        pub(super) fn local_addr(&self) -> io::Result<SocketAddr> {
-            self.0.local_addr()
-        }
-
-        pub(super) fn poll_accept(
-            &self,
-            cx: &mut Context<'_>,
-        ) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
-            self.0.poll_accept(cx)
+    impl<A: ToSocketAddrs> Bind<A> for TokioRuntime {
+        fn bind(addr: A) -> impl Future<Output = io::Result<TcpListener>> {
+            TcpListener::bind(addr)
         }
     }
 
-    impl From<TcpListener> for Listener {
-        fn from(listener: TcpListener) -> Self {
-            Self(listener)
+    impl<Io: Transport> Adapt<Io> for TokioRuntime {
+        type Transport = Io;
+
+        fn adapt(transport: Io) -> Io {
+            transport
+        }
+    }
+
+    impl Listener for TcpListener {
+        fn local_addr(&self) -> io::Result<SocketAddr> {
+            TcpListener::local_addr(self)
+        }
+
+        fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Accepted>> {
+            TcpListener::poll_accept(self, cx).map_ok(|(stream, peer)| {
+                // Nagle would hold small acks back; every packet leaves at once.
+                let _ = stream.set_nodelay(true);
+                let (read, write) = stream.into_split();
+                Accepted::from_halves(read, write, peer)
+            })
         }
     }
 }

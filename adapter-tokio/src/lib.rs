@@ -75,15 +75,6 @@
 //! # }
 //! ```
 //!
-//! # Sessions that outlive connections
-//!
-//! With [`ClientOptions::resumable`], a lost connection ends with [`Event::Closed`]
-//! `{ resumable: true, .. }` and the driver keeps the session while a [`Client`] exists:
-//! publish futures waiting for an acknowledgement keep waiting, new publishes are queued
-//! (bounded), and [`Reconnect::reconnect`] (or `reconnect_tcp`, `reconnect_with`) resumes the
-//! session on a new transport; the session re-sends what was in flight. [`Reconnect`] shows
-//! a reconnect loop. `disconnect`, or dropping every handle, ends the driver.
-//!
 //! # Broker
 //!
 //! [`BrokerServer`] serves the broker core of `mqtt-session`
@@ -110,6 +101,12 @@
 //! [`BrokerServer::notices`] reports connections for logs. The `broker` example is a
 //! command-line broker built on it.
 //!
+//! The broker is runtime-generic like the drivers: `BrokerServer` is
+//! [`runtime::BrokerServerOn`]`<TokioRuntime>`, and `adapter-smol` and `adapter-async-std`
+//! export the same `BrokerServer` and `BrokerHandle` on their runtimes (a runtime brings its
+//! TCP listener through [`runtime::NetRuntime`], [`runtime::Bind`] and [`runtime::Adapt`]; any
+//! other [`runtime::Listener`] plugs in with [`runtime::BrokerServerOn::with_listener`]).
+//!
 //! # Cancel safety
 //!
 //! An operation is *handed over* when its command enters the driver's channel (on the first
@@ -128,8 +125,6 @@
 //! | [`ClientEvents::recv`], [`ConnectionEvents::recv`] | cancel safe: no event is lost | |
 //! | [`Server::accept`] | cancel safe: no connection is lost | |
 //! | [`connect`], [`connect_tcp`] | the connection is closed again | |
-//! | [`Reconnect::reconnect`], `reconnect_with` | transport dropped, session still waiting | the reconnect goes on (see [`Reconnect`]) |
-//! | `reconnect_tcp` while connecting TCP | nothing happens | |
 //! | [`Server::shutdown`] | the connections keep closing in the background | |
 //!
 //! # Back-pressure and memory
@@ -181,7 +176,6 @@
 
 #![forbid(unsafe_code)]
 
-#[cfg(feature = "tokio-runtime")]
 mod broker;
 mod client;
 mod driver;
@@ -191,10 +185,11 @@ pub mod runtime;
 mod server;
 
 #[cfg(feature = "tokio-runtime")]
-pub use broker::{BrokerHandle, BrokerNotice, BrokerNotices, BrokerOptions, BrokerServer};
+pub use broker::{BrokerHandle, BrokerServer};
+pub use broker::{BrokerNotice, BrokerNotices, BrokerOptions};
 #[cfg(feature = "tokio-runtime")]
 pub use client::{connect, connect_tcp};
-pub use client::{Client, ClientEvents, ClientOptions, Event, Reconnect};
+pub use client::{Client, ClientEvents, ClientOptions, Event};
 pub use driver::Transport;
 pub use error::{Error, TryPublishError};
 pub use publish::{PublishOutcome, PublishReceipt};

@@ -33,6 +33,13 @@ use crate::driver::Transport;
 use crate::error::Error;
 use crate::server::{spawn_connection, ServerConnection, ServerOptions};
 
+/// The runtime-generic broker server and what a runtime supplies for it (its TCP listener, its
+/// address type, its transports); each adapter names `BrokerServerOn<ItsRuntime>`
+/// `BrokerServer`.
+pub use crate::broker::{
+    Accepted, Adapt, Bind, BrokerHandleOn, BrokerServerOn, Listener, NetRuntime,
+};
+
 /// An async runtime (executor, clock and timer) that connections' drivers run on.
 ///
 /// Implemented by [`TokioRuntime`] here (feature `tokio-runtime`, on by default), by

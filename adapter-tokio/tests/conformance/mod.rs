@@ -13,8 +13,10 @@
 //! pub async fn sleep(duration: Duration);
 //! ```
 //!
-//! Every test is a client against the server flow over loopback TCP (real sockets, real time),
-//! the server being a small router written with the server flow (accept, grant, echo).
+//! The tests here are a client against the server flow over loopback TCP (real sockets, real
+//! time), the server being a small router written with the server flow (accept, grant, echo);
+//! those of `broker.rs` are clients against the embedded broker (`BrokerServer`); those of
+//! `interop.rs` (ignored unless `--ignored`) run against mosquitto and its tools.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -39,6 +41,9 @@ use crate::adapter::{
     Event, Server, ServerConnection, ServerOptions,
 };
 use crate::rt;
+
+mod broker;
+mod interop;
 
 /// How long a test waits for something that must happen.
 const PATIENCE: Duration = Duration::from_secs(10);

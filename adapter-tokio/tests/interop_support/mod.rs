@@ -4,9 +4,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::net::{SocketAddr, TcpListener as StdListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,6 +15,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 pub const WAIT: Duration = Duration::from_secs(10);
+
+// The runtime-free part (mosquitto started and stopped by PID, its config in a temp dir), also
+// included by the smol and async-std interop tests.
+mod mosquitto;
+#[allow(unused_imports)] // not every including test starts a mosquitto
+pub use mosquitto::*;
 
 pub fn topic(name: &str) -> TopicName {
     TopicName::new(name).unwrap()
@@ -90,120 +94,6 @@ pub async fn next_closed(events: &mut ClientEvents) -> (Initiator, CloseReason) 
     })
     .await
     .expect("not closed in time")
-}
-
-/// A free TCP port on 127.0.0.1 (bound then released).
-pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A mosquitto broker of our own: its own config in a temp dir, 127.0.0.1 and a free port,
-/// killed by PID on drop.
-pub struct Mosquitto {
-    child: Child,
-    pub port: u16,
-    pub addr: SocketAddr,
-    _dir: tempdir::TempDir,
-}
-
-/// The mosquitto binary: in PATH, or Debian's /usr/sbin.
-pub fn mosquitto_binary() -> PathBuf {
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let candidate = dir.join("mosquitto");
-            if candidate.is_file() {
-                return candidate;
-            }
-        }
-    }
-    PathBuf::from("/usr/sbin/mosquitto")
-}
-
-impl Mosquitto {
-    /// Starts mosquitto with `extra` config lines and waits until it accepts connections.
-    pub async fn start(extra: &str) -> Self {
-        Self::start_config(true, extra).await
-    }
-
-    /// A mosquitto that refuses anonymous clients (CONNACK "not authorised").
-    pub async fn start_with_anonymous(allow: bool) -> Self {
-        Self::start_config(allow, "").await
-    }
-
-    async fn start_config(allow_anonymous: bool, extra: &str) -> Self {
-        let dir = tempdir::TempDir::new("mosquitto");
-        let port = free_port();
-        let config = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous {allow_anonymous}\npersistence false\n{extra}\n"
-            ),
-        )
-        .unwrap();
-        let child = Command::new(mosquitto_binary())
-            .arg("-c")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto is installed (.ci/run installs it)");
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let started = std::time::Instant::now();
-        while TcpStream::connect(addr).await.is_err() {
-            assert!(started.elapsed() < WAIT, "mosquitto did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Self {
-            child,
-            port,
-            addr,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A temporary directory, removed on drop (no dependency for so little).
-pub mod tempdir {
-    use std::path::{Path, PathBuf};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    pub struct TempDir(PathBuf);
-
-    impl TempDir {
-        pub fn new(prefix: &str) -> Self {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let path = std::env::temp_dir().join(format!(
-                "{prefix}-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&path).unwrap();
-            Self(path)
-        }
-
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 /// A TCP proxy on 127.0.0.1 to `upstream`; [`cut`](Self::cut) drops every connection it
