@@ -1,31 +1,22 @@
-//! The quickstart on async-std: an in-process MQTT server (the server flow, echoing messages)
-//! on 127.0.0.1 (an ephemeral port), one client that subscribes and publishes at QoS 0, 1 and
-//! 2, every event printed as a line. The code is adapter-smol's, shared through `#[path]`.
+//! The quickstart on async-std: an embedded broker on 127.0.0.1 (an ephemeral port), one
+//! client that subscribes and publishes at QoS 0, 1 and 2, every event printed as a line (the
+//! lines of adapter-tokio's quickstart). The code is adapter-smol's, shared through `#[path]`.
 //!
 //! ```text
 //! cargo run -p adapter-async-std --example quickstart
 //! cargo run -p adapter-async-std --example quickstart -- --broker 127.0.0.1:1883
 //! ```
 
-use std::future::Future;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use adapter_async_std as adapter;
 
-#[path = "../../adapter-smol/examples/common/echo.rs"]
-mod echo;
 #[path = "../../adapter-smol/examples/common/quickstart.rs"]
 mod quickstart;
 
 async fn sleep(duration: Duration) {
     async_std::task::sleep(duration).await;
-}
-
-fn spawn<T: Send + 'static>(
-    future: impl Future<Output = T> + Send + 'static,
-) -> impl Future<Output = T> {
-    async_std::task::spawn(future)
 }
 
 fn main() -> ExitCode {

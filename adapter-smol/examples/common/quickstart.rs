@@ -1,25 +1,27 @@
-//! The quickstart's client, written once for smol and async-std (and against the API every
-//! adapter shares): connect, subscribe, publish at QoS 0, 1 and 2, print every event as a line
-//! in the format of adapter-tokio's quickstart, disconnect.
+//! The quickstart, written once for smol and async-std (and against the API every adapter
+//! shares): the embedded broker on 127.0.0.1 (an ephemeral port), a client that connects,
+//! subscribes, publishes at QoS 0, 1 and 2, printing every event as a line in the format of
+//! adapter-tokio's quickstart, disconnects, and the broker's shutdown.
 //!
-//! The including example names the adapter (`use adapter_smol as adapter;`), includes
-//! `common/echo.rs` as `mod echo`, and provides on its runtime `async fn sleep(Duration)` and
-//! `fn spawn(future) -> impl Future` (the task's output).
+//! The including example names the adapter (`use adapter_smol as adapter;`) and provides
+//! `async fn sleep(Duration)` on its runtime.
 
 use std::future::{poll_fn, Future};
+use std::net::SocketAddr;
 use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
 
 use mqtt_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicFilter, TopicName};
+use mqtt_session::broker::BrokerConfig;
 use mqtt_session::{Message, SubscribeRequest};
 
-use crate::adapter::{connect_tcp, ClientEvents, ClientOptions, Event, Server, ServerOptions};
+use crate::adapter::{connect_tcp, BrokerServer, ClientEvents, ClientOptions, Event};
 
-/// The command line: `--broker HOST:PORT` uses an outside broker instead of the in-process
-/// server; `--help`.
+/// The command line: `--broker HOST:PORT` uses an outside broker instead of the embedded one;
+/// `--help`.
 pub(crate) enum Args {
-    InProcess,
+    Embedded,
     Broker(String),
     Help,
 }
@@ -27,47 +29,41 @@ pub(crate) enum Args {
 pub(crate) fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     match (args.next().as_deref(), args.next(), args.next()) {
-        (None, ..) => Ok(Args::InProcess),
+        (None, ..) => Ok(Args::Embedded),
         (Some("--help" | "-h"), None, _) => Ok(Args::Help),
         (Some("--broker"), Some(addr), None) => Ok(Args::Broker(addr)),
         _ => Err("usage: quickstart [--broker HOST:PORT]".to_owned()),
     }
 }
 
-pub(crate) const HELP: &str = "Start an in-process MQTT server (the server flow; or use your broker), \
-then subscribe, publish at QoS 0, 1 and 2, and print what happens.\n\n\
+pub(crate) const HELP: &str = "Start an embedded MQTT broker (or use yours), then subscribe, \
+publish at QoS 0, 1 and 2, and print what happens.\n\n\
 Usage: quickstart [--broker HOST:PORT]\n\n\
-Options:\n      --broker <HOST:PORT>  Use this broker instead of starting one\n      --help                Print this help";
+Options:\n      --broker <HOST:PORT>  Use this broker (HOST:PORT) instead of starting one\n      --help                Print this help";
 
-/// The whole quickstart: the in-process server (unless `--broker`), the client, the shutdown.
+/// The whole quickstart: the embedded broker (unless `--broker`), the client, the broker's
+/// shutdown with its counters.
 pub(crate) async fn run(args: Args) -> Result<(), String> {
-    let server = match args {
+    let broker = match args {
         Args::Help => {
             println!("{HELP}");
             return Ok(());
         }
         Args::Broker(addr) => return client(&addr).await,
-        Args::InProcess => Server::bind("127.0.0.1:0", ServerOptions::default())
+        Args::Embedded => BrokerServer::bind("127.0.0.1:0", BrokerConfig::default())
             .await
-            .map_err(|e| format!("cannot start the in-process server: {e}"))?,
+            .map_err(|e| format!("cannot start the embedded broker: {e}"))?,
     };
-    let addr = server.local_addr().map_err(|e| e.to_string())?;
-    println!("server    in-process (the server flow, echoing), listening on {addr}");
-    // One connection: serve it until it closes, then hand the server back for its shutdown.
-    let serving = crate::spawn(async move {
-        let served = match server.accept().await {
-            Ok(conn) => crate::echo::echo(conn).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        (server, served)
-    });
+    let addr: SocketAddr = broker.local_addr().map_err(|e| e.to_string())?;
+    println!("broker    embedded, listening on {addr}");
+    let broker = broker.spawn();
     client(&addr.to_string()).await?;
-    let (server, served) = timeout(Duration::from_secs(10), serving)
-        .await
-        .ok_or("the server did not see the connection close")?;
-    served.map_err(|e| format!("the server failed: {e}"))?;
-    server.shutdown().await;
-    println!("server    shut down");
+    let stats = broker.stats().await.unwrap_or_default();
+    broker.shutdown().await;
+    println!(
+        "broker    shut down ({} messages in, {} out, {} connection)",
+        stats.messages_in, stats.messages_out, stats.connections_total
+    );
     Ok(())
 }
 
