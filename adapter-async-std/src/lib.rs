@@ -68,6 +68,11 @@ use adapter_smol::runtime::{
 };
 use async_std::net::{TcpListener, TcpStream, ToSocketAddrs};
 
+/// Session resumption, `adapter_smol::Reconnect` itself: `reconnect` and `reconnect_with` take
+/// any futures-io transport (`async_std::net::TcpStream` included); `reconnect_tcp` connects
+/// with `async-net` on the `async-io` reactor async-std runs on, and takes the same address
+/// forms (`"host:port"`, `SocketAddr`, `(host, port)`).
+pub use adapter_smol::Reconnect;
 pub use adapter_smol::{
     BrokerNotice, BrokerNotices, BrokerOptions, Client, ClientEvents, ClientOptions,
     ConnectionEvent, ConnectionEvents, ConnectionHandle, DetachedSession, Error, Event,

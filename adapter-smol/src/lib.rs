@@ -245,3 +245,92 @@ impl Server {
         self.group.shutdown().await;
     }
 }
+
+/// Session resumption over futures-io transports: `adapter_tokio::Reconnect` under the same
+/// names, for a [`Client`] made with [`ClientOptions::resumable`]. Same CONNECT (Clean Start 0
+/// unless [`reconnect_with`](Self::reconnect_with) says otherwise), same outcomes, same errors
+/// and the same cancel safety (see `adapter_tokio::Reconnect`); the transport goes through
+/// `tokio_util::compat` into the one driver, as for [`connect`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use adapter_smol::{connect_tcp, ClientOptions, Event, Reconnect};
+/// use mqtt_proto::{Connect, MqttString, ProtocolVersion};
+///
+/// # fn main() -> Result<(), adapter_smol::Error> {
+/// smol::block_on(async {
+///     let addr = "127.0.0.1:1883";
+///     let mut connect = Connect::new(ProtocolVersion::V3_1_1, MqttString::new("s1").unwrap());
+///     connect.clean_start = false;
+///     let (client, mut events) = connect_tcp(addr, ClientOptions::new(connect).resumable()).await?;
+///     while let Some(event) = events.recv().await {
+///         if let Event::Closed { resumable: true, .. } = event {
+///             loop {
+///                 smol::Timer::after(Duration::from_secs(1)).await;
+///                 match client.reconnect_tcp(addr).await {
+///                     Ok(_connack) => break,
+///                     Err(error) if error.is_connection_error() && !client.is_ended() => {}
+///                     Err(error) => return Err(error),
+///                 }
+///             }
+///         }
+///     }
+///     Ok(())
+/// })
+/// # }
+/// ```
+pub trait Reconnect {
+    /// Resumes the session over `transport` with the last CONNECT, Clean Start 0; resolves
+    /// with the CONNACK.
+    fn reconnect<Io: Transport>(
+        &self,
+        transport: Io,
+    ) -> impl std::future::Future<Output = Result<Box<mqtt_proto::ConnAck>, Error>> + Send;
+
+    /// [`reconnect`](Self::reconnect) with a CONNECT of your own, sent as given.
+    fn reconnect_with<Io: Transport>(
+        &self,
+        transport: Io,
+        connect: mqtt_proto::Connect,
+    ) -> impl std::future::Future<Output = Result<Box<mqtt_proto::ConnAck>, Error>> + Send;
+
+    /// Connects over TCP to `addr` with TCP_NODELAY set, then as
+    /// [`reconnect`](Self::reconnect).
+    fn reconnect_tcp<A: AsyncToSocketAddrs + Send>(
+        &self,
+        addr: A,
+    ) -> impl std::future::Future<Output = Result<Box<mqtt_proto::ConnAck>, Error>> + Send
+    where
+        A::Iter: Send;
+}
+
+impl Reconnect for Client {
+    fn reconnect<Io: Transport>(
+        &self,
+        transport: Io,
+    ) -> impl std::future::Future<Output = Result<Box<mqtt_proto::ConnAck>, Error>> + Send {
+        use tokio_util::compat::FuturesAsyncReadCompatExt;
+        adapter_tokio::Reconnect::reconnect(self, transport.compat())
+    }
+
+    fn reconnect_with<Io: Transport>(
+        &self,
+        transport: Io,
+        connect: mqtt_proto::Connect,
+    ) -> impl std::future::Future<Output = Result<Box<mqtt_proto::ConnAck>, Error>> + Send {
+        use tokio_util::compat::FuturesAsyncReadCompatExt;
+        adapter_tokio::Reconnect::reconnect_with(self, transport.compat(), connect)
+    }
+
+    async fn reconnect_tcp<A: AsyncToSocketAddrs + Send>(
+        &self,
+        addr: A,
+    ) -> Result<Box<mqtt_proto::ConnAck>, Error>
+    where
+        A::Iter: Send,
+    {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Reconnect::reconnect(self, stream).await
+    }
+}

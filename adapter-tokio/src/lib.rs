@@ -75,6 +75,15 @@
 //! # }
 //! ```
 //!
+//! # Sessions that outlive connections
+//!
+//! With [`ClientOptions::resumable`], a lost connection ends with [`Event::Closed`]
+//! `{ resumable: true, .. }` and the driver keeps the session while a [`Client`] exists:
+//! publish futures waiting for an acknowledgement keep waiting, new publishes are queued
+//! (bounded), and [`Reconnect::reconnect`] (or `reconnect_tcp`, `reconnect_with`) resumes the
+//! session on a new transport; the session re-sends what was in flight. [`Reconnect`] shows
+//! a reconnect loop. `disconnect`, or dropping every handle, ends the driver.
+//!
 //! # Broker
 //!
 //! [`BrokerServer`] serves the broker core of `mqtt-session`
@@ -125,6 +134,8 @@
 //! | [`ClientEvents::recv`], [`ConnectionEvents::recv`] | cancel safe: no event is lost | |
 //! | [`Server::accept`] | cancel safe: no connection is lost | |
 //! | [`connect`], [`connect_tcp`] | the connection is closed again | |
+//! | [`Reconnect::reconnect`], `reconnect_with` | transport dropped, session still waiting | the reconnect goes on (see [`Reconnect`]) |
+//! | `reconnect_tcp` while connecting TCP | nothing happens | |
 //! | [`Server::shutdown`] | the connections keep closing in the background | |
 //!
 //! # Back-pressure and memory
@@ -189,7 +200,7 @@ pub use broker::{BrokerHandle, BrokerServer};
 pub use broker::{BrokerNotice, BrokerNotices, BrokerOptions};
 #[cfg(feature = "tokio-runtime")]
 pub use client::{connect, connect_tcp};
-pub use client::{Client, ClientEvents, ClientOptions, Event};
+pub use client::{Client, ClientEvents, ClientOptions, Event, Reconnect};
 pub use driver::Transport;
 pub use error::{Error, TryPublishError};
 pub use publish::{PublishOutcome, PublishReceipt};

@@ -6,13 +6,14 @@ mod interop_support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use adapter_tokio::{connect_tcp, Event};
-use bytes::{Bytes, BytesMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use adapter_tokio::{connect_tcp, Event, Reconnect};
+use bytes::Bytes;
 use interop_support::*;
-use mqtt_proto::{Connect, MqttString, ProtocolVersion, QoS, ReasonCode, UserProperty, Will};
-use mqtt_session::{ClientConfig, ClientEvent, ClientSession, Instant, SubscribeRequest};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use mqtt_proto::{MqttString, ProtocolVersion, QoS, ReasonCode, UserProperty, Will};
+use mqtt_session::{ClientConfig, SubscribeRequest};
 
 const VERSIONS: [ProtocolVersion; 2] = [ProtocolVersion::V3_1_1, ProtocolVersion::V5];
 
@@ -119,89 +120,17 @@ async fn retained_and_will() {
     }
 }
 
-/// The sans-IO client session driven over raw sockets by this test, so that the same
-/// session can be carried from a cut connection to the next.
-struct Raw {
-    session: ClientSession<u32>,
-    stream: Option<TcpStream>,
-    read: BytesMut,
-    out: BytesMut,
-    epoch: std::time::Instant,
-    received: Vec<Bytes>,
-    published: Vec<u32>,
-    connected: bool,
-}
-
-impl Raw {
-    fn now(&self) -> Instant {
-        Instant::from_millis(self.epoch.elapsed().as_millis() as u64)
-    }
-
-    async fn connect(&mut self, addr: std::net::SocketAddr, connect: Connect) {
-        let stream = TcpStream::connect(addr).await.unwrap();
-        stream.set_nodelay(true).unwrap();
-        self.stream = Some(stream);
-        self.connected = false;
-        let now = self.now();
-        self.session.connect(now, connect).unwrap();
-    }
-
-    /// Drives the session until `done` holds (or panics after [`WAIT`]).
-    async fn pump(&mut self, mut done: impl FnMut(&Self) -> bool) {
-        let started = std::time::Instant::now();
-        loop {
-            let now = self.now();
-            self.session.poll_transmit(now, &mut self.out);
-            if !self.out.is_empty() {
-                let stream = self.stream.as_mut().unwrap();
-                stream.write_all(&self.out).await.unwrap();
-                self.out.clear();
-            }
-            while let Some(event) = self.session.poll_event() {
-                match event {
-                    ClientEvent::Connected(_) => self.connected = true,
-                    ClientEvent::Message { publish, .. } => self.received.push(publish.payload),
-                    ClientEvent::Published { token, .. } => self.published.push(token),
-                    ClientEvent::Closed { reason, .. } => panic!("closed: {reason}"),
-                    _ => {}
-                }
-            }
-            if done(self) {
-                return;
-            }
-            assert!(
-                started.elapsed() < WAIT,
-                "pump timed out: {} received, {} published, inflight {}, queued {}, connected {}",
-                self.received.len(),
-                self.published.len(),
-                self.session.inflight_len(),
-                self.session.queued_len(),
-                self.connected
-            );
-            let stream = self.stream.as_mut().unwrap();
-            self.read.reserve(8192);
-            if let Ok(r) =
-                tokio::time::timeout(Duration::from_millis(20), stream.read_buf(&mut self.read))
-                    .await
-            {
-                assert!(r.unwrap() > 0, "mosquitto closed the connection");
-                let now = self.now();
-                self.session.handle_read(now, &mut self.read);
-            }
-            let now = self.now();
-            self.session.handle_timeout(now);
-        }
-    }
-}
-
-/// A persistent session survives a TCP connection cut in the middle of QoS 2 flows both ways:
-/// after the session resumes on a new connection (Session Present), every message in each
-/// direction arrives exactly once ([MQTT-4.3.3-2] in 3.1.1, [MQTT-4.3.3-10] in 5.0: resent
-/// PUBLISHes are not delivered twice; unacknowledged PUBLISH and PUBREL re-sent on resume).
+/// A persistent session survives a TCP connection cut in the middle of QoS 2 flows both ways,
+/// with the real `Client`: the transport dies, the client reports a resumable `Closed`, and
+/// `reconnect` resumes the session on a new connection (Session Present). Every message in
+/// each direction arrives exactly once ([MQTT-4.3.3-2] in 3.1.1, [MQTT-4.3.3-10] in 5.0:
+/// re-sent PUBLISHes are not delivered twice; unacknowledged PUBLISH and PUBREL re-sent on
+/// resume, [MQTT-4.4.0-1]) and every publish future that was waiting across the cut resolves
+/// with mosquitto's Success.
 #[tokio::test]
 #[ignore = "needs mosquitto (run by .ci/run)"]
 async fn persistent_session_resumed_after_cut_mid_qos2() {
-    const N: u32 = 60;
+    const N: usize = 60;
     // Every message in flight at once: mosquitto 2.0.11 leaves messages it queued for an
     // offline session queued after the session resumes until something else wakes the
     // client up, which is not what this test is about.
@@ -214,33 +143,35 @@ async fn persistent_session_resumed_after_cut_mid_qos2() {
             .subscribe(SubscribeRequest::new(filter("cut/out"), QoS::ExactlyOnce))
             .await
             .unwrap();
-        let connect = options(version, "resumer", true).connect;
-        let mut raw = Raw {
-            // A small window of our own: the outbound flows advance a few per round trip.
-            session: ClientSession::new(ClientConfig {
-                max_inflight: 4,
-                ..ClientConfig::default()
-            }),
-            stream: None,
-            read: BytesMut::new(),
-            out: BytesMut::new(),
-            epoch: std::time::Instant::now(),
-            received: Vec::new(),
-            published: Vec::new(),
-            connected: false,
+        let mut resumer = options(version, "resumer", true).resumable();
+        // A small window of our own: the outbound flows advance a few per round trip.
+        resumer.session = ClientConfig {
+            max_inflight: 4,
+            ..ClientConfig::default()
         };
         let proxy = Proxy::start(broker.addr).await;
-        raw.connect(proxy.addr, connect.clone()).await;
-        raw.pump(|r| r.connected).await;
-        let now = raw.now();
-        raw.session
-            .subscribe(
-                now,
-                SubscribeRequest::new(filter("cut/in"), QoS::ExactlyOnce),
-                0,
-            )
+        let (client, mut events) = connect_tcp(proxy.addr, resumer).await.unwrap();
+        client
+            .subscribe(SubscribeRequest::new(filter("cut/in"), QoS::ExactlyOnce))
+            .await
             .unwrap();
-        raw.pump(|r| r.session.inflight_len() == 0).await;
+        // What the client receives, and its resumable `Closed` events, from its event stream.
+        let received: Arc<Mutex<Vec<Bytes>>> = Arc::default();
+        let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel();
+        let collected = received.clone();
+        let collector = tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                match event {
+                    Event::Message { publish, .. } => {
+                        collected.lock().unwrap().push(publish.payload);
+                    }
+                    Event::Closed { resumable, .. } => {
+                        let _ = closed_tx.send(resumable);
+                    }
+                    _ => {}
+                }
+            }
+        });
         // Flows in both directions at once: a publisher's in, then ours out.
         let (feeder, _e) = connect_tcp(broker.addr, options(version, "feeder", false))
             .await
@@ -255,39 +186,62 @@ async fn persistent_session_resumed_after_cut_mid_qos2() {
             }
             feeder
         });
-        raw.pump(|r| r.received.len() >= 8).await;
+        wait_until(|| received.lock().unwrap().len() >= 8).await;
+        let mut receipts = Vec::new();
         for n in 1..=N {
-            let now = raw.now();
-            raw.session
-                .publish(now, message("cut/out", QoS::ExactlyOnce, format!("{n}")), n)
+            let receipt = client
+                .begin_publish(message("cut/out", QoS::ExactlyOnce, format!("{n}")))
+                .await
                 .unwrap();
+            receipts.push(receipt);
         }
-        raw.pump(|r| r.published.len() >= 8).await;
+        // Acknowledged so far, in order (the session completes them in order here).
+        let acked = Arc::new(AtomicUsize::new(0));
+        let counter = acked.clone();
+        let (eight_tx, eight_rx) = tokio::sync::oneshot::channel();
+        let outcomes = tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            let mut eight = Some(eight_tx);
+            for receipt in receipts {
+                outcomes.push(receipt.await);
+                if counter.fetch_add(1, Ordering::SeqCst) + 1 >= 8 {
+                    if let Some(eight) = eight.take() {
+                        let _ = eight.send(());
+                    }
+                }
+            }
+            outcomes
+        });
+        // Cut as soon as 8 are acknowledged, well before the last.
+        tokio::time::timeout(WAIT, eight_rx).await.unwrap().unwrap();
         // Cut mid-flow.
         proxy.cut();
-        raw.stream = None;
-        let now = raw.now();
-        raw.session.handle_closed(now);
-        while raw.session.poll_event().is_some() {}
-        let cut_in = raw.received.len();
-        let cut_out = raw.published.len();
+        let resumable = tokio::time::timeout(WAIT, closed_rx.recv()).await.unwrap();
+        assert_eq!(
+            resumable,
+            Some(true),
+            "{version:?}: the session survives the cut"
+        );
+        let cut_in = received.lock().unwrap().len();
+        let cut_out = acked.load(Ordering::SeqCst);
         assert!(
-            cut_in < N as usize && cut_out < N as usize,
+            cut_in < N && cut_out < N,
             "the cut came too late: {cut_in} in, {cut_out} out"
         );
         // Resume on a new connection, directly.
-        raw.connect(broker.addr, connect.clone()).await;
-        raw.pump(|r| r.connected).await;
-        assert!(raw.session.state() == mqtt_session::ConnectionState::Connected);
-        raw.pump(|r| r.received.len() >= N as usize && r.published.len() >= N as usize)
-            .await;
+        let connack = client.reconnect_tcp(broker.addr).await.unwrap();
+        assert!(connack.session_present, "{version:?}");
+        let outcomes = tokio::time::timeout(WAIT, outcomes).await.unwrap().unwrap();
+        for outcome in outcomes {
+            assert!(outcome.unwrap().is_success(), "{version:?}");
+        }
+        wait_until(|| received.lock().unwrap().len() >= N).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        raw.pump(|_| true).await;
         let mut inbound: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
-        for payload in &raw.received {
+        for payload in received.lock().unwrap().iter() {
             *inbound.entry(payload.to_vec()).or_default() += 1;
         }
-        assert_eq!(inbound.len(), N as usize, "{version:?}: inbound loss");
+        assert_eq!(inbound.len(), N, "{version:?}: inbound loss");
         assert!(
             inbound.values().all(|&c| c == 1),
             "{version:?}: inbound duplicate"
@@ -298,7 +252,7 @@ async fn persistent_session_resumed_after_cut_mid_qos2() {
             *outbound.entry(publish.payload.to_vec()).or_default() += 1;
         }
         no_message(&mut watched, Duration::from_millis(300)).await;
-        assert_eq!(outbound.len(), N as usize, "{version:?}: outbound loss");
+        assert_eq!(outbound.len(), N, "{version:?}: outbound loss");
         assert!(
             outbound.values().all(|&c| c == 1),
             "{version:?}: outbound duplicate"
@@ -306,9 +260,23 @@ async fn persistent_session_resumed_after_cut_mid_qos2() {
         eprintln!(
             "{version:?}: cut after {cut_in} in / {cut_out} out of {N}; all {N} exactly once"
         );
+        client.disconnect().await.unwrap();
+        assert_eq!(closed_rx.recv().await, Some(false));
+        collector.await.unwrap();
         feeding.await.unwrap().disconnect().await.unwrap();
         watcher.disconnect().await.unwrap();
     }
+}
+
+/// Waits until `done` holds (or panics after [`WAIT`]).
+async fn wait_until(mut done: impl FnMut() -> bool) {
+    tokio::time::timeout(WAIT, async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("condition in time");
 }
 
 /// MQTT 5 properties through mosquitto: user properties (in order), response topic,
