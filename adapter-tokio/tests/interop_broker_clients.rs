@@ -19,6 +19,16 @@ async fn start() -> (u16, BrokerHandle) {
     (port, broker.spawn())
 }
 
+/// Waits until every earlier client has gone, so that a subscription count read next is not
+/// about to drop (a killed client's clean session ends a moment after its process).
+async fn quiet(broker: &BrokerHandle) {
+    let started = std::time::Instant::now();
+    while broker.stats().await.unwrap().connections > 0 {
+        assert!(started.elapsed() < WAIT, "earlier clients still connected");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Waits until the broker holds at least `n` subscriptions.
 async fn subscriptions(broker: &BrokerHandle, n: usize) {
     let started = std::time::Instant::now();
@@ -63,6 +73,7 @@ async fn mosquitto_clients_against_our_broker() {
     let (port, broker) = start().await;
     for version in ["311", "5"] {
         // Wildcards.
+        quiet(&broker).await;
         let base = broker.stats().await.unwrap().subscriptions;
         let sub = sub_command(
             port,
@@ -138,6 +149,7 @@ async fn mosquitto_clients_against_our_broker() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "q1\nq2\nq3\n");
 
         // Will: a mosquitto_sub with a will, killed.
+        quiet(&broker).await;
         let base = broker.stats().await.unwrap().subscriptions;
         let watcher = sub_command(
             port,
