@@ -1734,7 +1734,7 @@ fn encode_no_local_on_shared_subscription() {
 }
 
 // Section 3.8.3.1 of 5.0: "It is a Protocol Error if the Maximum QoS field has the value 3"
-// (0x82), while in 3.1.1 the same byte makes the packet malformed ([MQTT-3-8.3-4], 0x81).
+// (0x82), while in 3.1.1 the same byte makes the packet malformed ([MQTT-3.8.3-4] in 3.1.1, 0x81).
 #[test]
 fn subscription_qos_3_is_a_protocol_error_in_v5_and_malformed_in_v311() {
     use mqtt_proto::{DecodeError, Decoder, ProtocolVersion, ReasonCode};
