@@ -1,5 +1,6 @@
-//! Mixed runtimes interoperate: a smol client against a tokio server flow, and a tokio client
-//! against a smol server flow, each runtime on its own thread, over loopback TCP.
+//! Mixed runtimes interoperate: a smol client against a tokio server flow and a tokio broker,
+//! and a tokio client against a smol server flow and a smol broker, each runtime on its own
+//! thread, over loopback TCP.
 
 use std::net::SocketAddr;
 use std::sync::mpsc as std_mpsc;
@@ -125,4 +126,78 @@ fn tokio_client_against_smol_server() {
         exercise(client, events).await;
     });
     server.join().expect("the smol server ran to its end");
+}
+
+/// A broker on one runtime, a client on the other: the client subscribes through the broker to
+/// its own topic, so `exercise` sees every message come back through the broker's routing.
+#[test]
+fn smol_client_against_tokio_broker() {
+    let (addr_tx, addr_rx) = std_mpsc::channel::<SocketAddr>();
+    let (stop_tx, stop_rx) = std_mpsc::channel::<()>();
+    let broker = thread::spawn(move || {
+        tokio_runtime().block_on(async {
+            let broker = adapter_tokio::BrokerServer::bind(
+                "127.0.0.1:0",
+                mqtt_session::broker::BrokerConfig::default(),
+            )
+            .await
+            .unwrap();
+            addr_tx.send(broker.local_addr().unwrap()).unwrap();
+            let handle = broker.spawn();
+            tokio::task::spawn_blocking(move || stop_rx.recv().ok())
+                .await
+                .unwrap();
+            let stats = handle.stats().await.unwrap();
+            handle.shutdown().await;
+            stats
+        })
+    });
+    let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    smol::block_on(async {
+        let (client, events) = adapter_smol::connect_tcp(addr, options("smol-client"))
+            .await
+            .unwrap();
+        exercise(client, events).await;
+    });
+    stop_tx.send(()).unwrap();
+    let stats = broker.join().expect("the tokio broker ran to its end");
+    assert_eq!(
+        stats.messages_in, 3,
+        "QoS 0, 1 and 2 routed by the tokio broker"
+    );
+}
+
+#[test]
+fn tokio_client_against_smol_broker() {
+    let (addr_tx, addr_rx) = std_mpsc::channel::<SocketAddr>();
+    let (stop_tx, stop_rx) = std_mpsc::channel::<()>();
+    let broker = thread::spawn(move || {
+        smol::block_on(async {
+            let broker = adapter_smol::BrokerServer::bind(
+                "127.0.0.1:0",
+                mqtt_session::broker::BrokerConfig::default(),
+            )
+            .await
+            .unwrap();
+            addr_tx.send(broker.local_addr().unwrap()).unwrap();
+            let handle = broker.spawn();
+            smol::unblock(move || stop_rx.recv().ok()).await;
+            let stats = handle.stats().await.unwrap();
+            handle.shutdown().await;
+            stats
+        })
+    });
+    let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    tokio_runtime().block_on(async {
+        let (client, events) = adapter_tokio::connect_tcp(addr, options("tokio-client"))
+            .await
+            .unwrap();
+        exercise(client, events).await;
+    });
+    stop_tx.send(()).unwrap();
+    let stats = broker.join().expect("the smol broker ran to its end");
+    assert_eq!(
+        stats.messages_in, 3,
+        "QoS 0, 1 and 2 routed by the smol broker"
+    );
 }
