@@ -13,7 +13,7 @@ use crate::property::{
     PropertyId, PropertyRef, PropertySet, PropertyValue, PropertyWriter, SubscriptionId,
     UserProperty,
 };
-use crate::qos::QosPid;
+use crate::qos::{QoS, QosPid};
 use crate::string::MqttString;
 use crate::topic::{check_publish_topic, TopicName};
 use crate::version::ProtocolVersion;
@@ -229,29 +229,40 @@ impl Publish {
     /// Validates the packet for `version` and works out its sizes.
     #[inline(always)]
     pub(crate) fn sizes(&self, version: ProtocolVersion) -> Result<Sizes, EncodeError> {
-        let v5 = version.is_v5();
-        let has_id = self.qos_pid.packet_id().is_some();
-        if self.topic.is_empty() && !(v5 && self.properties.topic_alias.is_some()) {
+        if self.topic.is_empty() && !(version.is_v5() && self.properties.topic_alias.is_some()) {
             return Err(EncodeError::EmptyTopicWithoutAlias);
         }
-        if self.dup && !has_id {
+        if self.dup && self.qos_pid.packet_id().is_none() {
             return Err(EncodeError::DupWithQoS0);
         }
-        // A `TopicName` is at most 65,535 bytes by construction: no field check needed.
-        let mut remaining = 2 + self.topic.len() + self.payload.len() + 2 * usize::from(has_id);
-        let mut properties = 0;
-        if v5 {
-            // The common case skips the property writer's counting pass.
-            if !self.properties.is_empty() {
-                properties = self.properties.encoded_body_len()?;
-            }
-            remaining += wire::varint_len(properties as u32) + properties;
-        }
-        Ok(Sizes {
-            remaining: check_remaining(remaining)?,
-            properties,
-            will_properties: 0,
-        })
+        sizes_of(
+            version,
+            &self.topic,
+            self.qos_pid.qos(),
+            &self.properties,
+            self.payload.len(),
+        )
+    }
+
+    /// The exact encoded size of a PUBLISH made of these parts, without building one: lets a
+    /// caller check a message against a Maximum Packet Size before it owns a `Publish`.
+    ///
+    /// ```
+    /// use mqtt_proto::{Packet, PacketId, ProtocolVersion, Publish, PublishProperties, QoS, QosPid, TopicName};
+    /// let topic = TopicName::new("a/b").unwrap();
+    /// let properties = PublishProperties::default();
+    /// let size = Publish::encoded_len_of(ProtocolVersion::V5, &topic, QoS::AtLeastOnce, &properties, 5).unwrap();
+    /// let publish = Publish::new(topic, QosPid::AtLeastOnce(PacketId::MIN), &b"hello"[..]);
+    /// assert_eq!(size, Packet::Publish(publish).encoded_len(ProtocolVersion::V5).unwrap());
+    /// ```
+    pub fn encoded_len_of(
+        version: ProtocolVersion,
+        topic: &TopicName,
+        qos: QoS,
+        properties: &PublishProperties,
+        payload_len: usize,
+    ) -> Result<usize, EncodeError> {
+        Ok(sizes_of(version, topic, qos, properties, payload_len)?.total())
     }
 
     /// Writes everything but the payload.
@@ -460,4 +471,35 @@ impl From<PublishRef<'_>> for Publish {
     fn from(p: PublishRef<'_>) -> Self {
         p.to_owned()
     }
+}
+
+/// The sizes of a PUBLISH made of these parts: the one place that knows its layout.
+#[inline(always)]
+fn sizes_of(
+    version: ProtocolVersion,
+    topic: &TopicName,
+    qos: QoS,
+    properties: &PublishProperties,
+    payload_len: usize,
+) -> Result<Sizes, EncodeError> {
+    let v5 = version.is_v5();
+    let has_id = qos != QoS::AtMostOnce;
+    if topic.is_empty() && !(v5 && properties.topic_alias.is_some()) {
+        return Err(EncodeError::EmptyTopicWithoutAlias);
+    }
+    // A `TopicName` is at most 65,535 bytes by construction: no field check needed.
+    let mut remaining = 2 + topic.len() + payload_len + 2 * usize::from(has_id);
+    let mut properties_len = 0;
+    if v5 {
+        // The common case skips the property writer's counting pass.
+        if !properties.is_empty() {
+            properties_len = properties.encoded_body_len()?;
+        }
+        remaining += wire::varint_len(properties_len as u32) + properties_len;
+    }
+    Ok(Sizes {
+        remaining: check_remaining(remaining)?,
+        properties: properties_len,
+        will_properties: 0,
+    })
 }

@@ -10,7 +10,7 @@
 use alloc::collections::VecDeque;
 
 use mqtt_proto::{
-    AckProperties, Decoder, Packet, PacketId, ProtocolVersion, PubResponse, Publish, QoS, QosPid,
+    AckProperties, Decoder, Packet, PacketId, ProtocolVersion, PubResponse, Publish, QoS,
     ReasonCode, PROTOCOL_MAX_PACKET_SIZE,
 };
 
@@ -622,18 +622,16 @@ impl<T> Flows<T> {
     }
 }
 
-/// Encoded size of the PUBLISH that would carry `message` (with the largest packet id).
+/// Encoded size of the PUBLISH that would carry `message`, without building it.
 pub(crate) fn publish_size(
     message: &Message,
     version: ProtocolVersion,
 ) -> Result<usize, CommandError> {
-    let publish = Publish {
-        dup: false,
-        qos_pid: QosPid::new(message.qos, PacketId::MAX),
-        retain: message.retain,
-        topic: message.topic.clone(),
-        properties: message.properties.clone(),
-        payload: message.payload.clone(),
-    };
-    Ok(Packet::Publish(publish).encoded_len(version)?)
+    Ok(Publish::encoded_len_of(
+        version,
+        &message.topic,
+        message.qos,
+        &message.properties,
+        message.payload.len(),
+    )?)
 }
