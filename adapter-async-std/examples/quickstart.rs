@@ -1,6 +1,6 @@
 //! The quickstart on async-std: an embedded broker on 127.0.0.1 (an ephemeral port), one
 //! client that subscribes and publishes at QoS 0, 1 and 2, every event printed as a line (the
-//! lines of adapter-tokio's quickstart). The code is adapter-smol's, shared through `#[path]`.
+//! lines of adapter-tokio's quickstart). The code is adapter-tokio's quickstart, shared through `#[path]`.
 //!
 //! ```text
 //! cargo run -p adapter-async-std --example quickstart
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use adapter_async_std as adapter;
 
-#[path = "../../adapter-smol/examples/common/quickstart.rs"]
+#[path = "../../adapter-tokio/examples/common/quickstart.rs"]
 mod quickstart;
 
 async fn sleep(duration: Duration) {
