@@ -1,5 +1,6 @@
-//! Sans-IO MQTT sessions: the client session (and, as they land, the server session and the
-//! broker core) as pure state machines.
+//! Sans-IO MQTT sessions as pure state machines: [`ClientSession`], [`ServerSession`] (one
+//! per connection, for writing your own server) and [`broker::Broker`] (many server sessions
+//! and the routing between them: an embeddable broker core).
 //!
 //! A session takes bytes and timestamps and returns bytes, events and its next deadline. It
 //! does no I/O, reads no clock, spawns nothing and takes no lock, so the same session runs
@@ -55,6 +56,29 @@
 //! client.poll_transmit(now, &mut to_server);
 //! assert_eq!(&to_server[..], [0xC0, 0x00]);
 //! ```
+
+//! # The server side
+//!
+//! [`ServerSession`] follows the same contract for one accepted connection: its CONNECT
+//! arrives as [`ServerEvent::Connect`] and the application answers with `accept` or `reject`;
+//! SUBSCRIBE and UNSUBSCRIBE arrive as events answered with `suback` / `unsuback`. After the
+//! close, `detach` hands out the durable [`SessionState`] for the client's next connection.
+//! [`broker::Broker`] owns many of them, keyed by connection, and does the routing, retained
+//! messages, wills, persistent sessions and shared subscriptions: drive it the same way, per
+//! connection ([`broker::Broker::handle_read`], [`broker::Broker::poll_transmit`]).
+//!
+//! # Errors
+//!
+//! A command the session cannot carry out returns [`Rejected`], handing the command and its
+//! token back. A peer that breaks the protocol is answered (MQTT 5: a DISCONNECT with the
+//! reason code) and reported once, as a `Closed` event with an [`Initiator`] and a
+//! [`CloseReason`].
+//!
+//! # Test support
+//!
+//! The `sim` feature adds [`sim`]: a seeded network that delays, fragments and cuts, a manual
+//! clock, a client/server [`sim::Pair`], a [`sim::BrokerNet`] of many clients around a broker,
+//! and the fuzz drivers the cargo-fuzz targets and the corpus replay tests share.
 
 #![no_std]
 #![forbid(unsafe_code)]
