@@ -196,3 +196,39 @@ fn takeover_publishes_will_of_old_connection_v5_without_delay() {
     net.run_for(20_000);
     assert!(payloads(&net, watcher).is_empty());
 }
+
+#[test]
+fn will_retain_0_publishes_the_will_non_retained() {
+    // [MQTT-3.1.2-16] (3.1.1): with Will Retain 0 the will is published as a non-retained
+    // message: it reaches current subscribers and is not kept for later ones.
+    let (mut net, watcher, dev) = setup(V3, 0, will(None, false));
+    cut(&mut net, dev);
+    assert_eq!(payloads(&net, watcher), ["gone"]);
+    assert_eq!(net.broker.stats().retained, 0);
+    let late = client(&mut net, V5, "late", true, 0);
+    subscribe(&mut net, late, "wills/dev", Q1);
+    assert!(received(&net, late).is_empty());
+}
+
+#[test]
+fn retained_messages_outlive_the_session_that_published_them() {
+    // [MQTT-3.1.2-7] (3.1.1): retained messages are not part of the session state and are not
+    // deleted when the session that published them ends.
+    let mut net = net();
+    let p = client(&mut net, V3, "publisher", true, 0);
+    send(
+        &mut net,
+        p,
+        mqtt_session::Message::new(topic("keep/me"), Q1, "still here").retained(),
+    );
+    disconnect(&mut net, p, ReasonCode::Success, None);
+    assert_eq!(
+        net.broker.stats().sessions,
+        0,
+        "the publisher's clean session has ended"
+    );
+    assert_eq!(net.broker.stats().retained, 1);
+    let late = client(&mut net, V3, "late", true, 0);
+    subscribe(&mut net, late, "keep/#", Q1);
+    assert_eq!(payloads(&net, late), ["still here"]);
+}

@@ -26,7 +26,9 @@ fn reconnect(s: &mut Script<u32>, session_present: bool) -> Vec<Packet> {
 fn session_present_resends_publishes_and_pubrels_in_order_before_anything_new() {
     // [MQTT-4.4.0-1], [MQTT-3.3.1-1], [MQTT-4.6.0-1], [MQTT-4.6.0-4] (3.1.1 and 5.0): unacked
     // PUBLISHes again with DUP and their original ids, in original order, PUBRELs in PUBREC
-    // order, and only then anything new. Alpakka "resend on reconnect".
+    // order, and only then anything new. Alpakka "resend on reconnect". [MQTT-4.3.3-5],
+    // [MQTT-4.3.3-6] (5.0): a QoS 2 flow past PUBREC re-sends its PUBREL (still unacknowledged
+    // until PUBCOMP), never its PUBLISH again.
     for version in [V3, V5] {
         let mut s = connected(version);
         s.publish(msg("t", QoS::AtLeastOnce, "a"), 1).unwrap();
