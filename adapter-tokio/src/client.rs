@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::BytesMut;
 use mqtt_proto::{Auth, ConnAck, Connect, Disconnect, Publish, ReasonCode, SubAck, UnsubAck};
 use mqtt_session::{
     ClientConfig, ClientEvent, ClientSession, CloseReason, CommandError, InboundId, Initiator,
@@ -642,28 +641,18 @@ impl ClientRole {
 impl Role for ClientRole {
     type Command = Command;
     type Event = Event;
+    type Session = ClientSession<Token>;
 
-    fn handle_read(&mut self, now: Instant, buf: &mut BytesMut) {
-        self.session.handle_read(now, buf);
+    fn session(&mut self) -> &mut Self::Session {
+        &mut self.session
     }
 
-    fn handle_timeout(&mut self, now: Instant) {
-        self.session.handle_timeout(now);
+    fn session_ref(&self) -> &Self::Session {
+        &self.session
     }
 
-    fn handle_closed(&mut self, now: Instant, error: Option<io::Error>) {
-        if self.io_error.is_none() {
-            self.io_error = error;
-        }
-        self.session.handle_closed(now);
-    }
-
-    fn poll_transmit(&mut self, now: Instant, buf: &mut BytesMut) -> usize {
-        self.session.poll_transmit(now, buf)
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.session.poll_timeout()
+    fn io_error(&mut self) -> &mut Option<io::Error> {
+        &mut self.io_error
     }
 
     fn poll_event(&mut self) -> Option<Routed<Event>> {

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use mqtt_proto::{Decoder, ProtocolVersion, PROTOCOL_MAX_PACKET_SIZE};
-use mqtt_session::{CloseReason, Instant};
+use mqtt_session::{CloseReason, Endpoint, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, watch};
 
@@ -257,12 +257,24 @@ pub(crate) trait Role: Send + 'static {
     /// What the event stream carries.
     type Event: Send + 'static;
 
-    fn handle_read(&mut self, now: Instant, buf: &mut BytesMut);
-    fn handle_timeout(&mut self, now: Instant);
+    /// The sans-IO session the role wraps: the driver feeds it bytes and time and drains its
+    /// output through this (events go through [`poll_event`](Self::poll_event), which routes
+    /// them).
+    type Session: Endpoint;
+
+    fn session(&mut self) -> &mut Self::Session;
+    fn session_ref(&self) -> &Self::Session;
+    /// Where the role keeps the transport error that ended the connection, for its `Closed`.
+    fn io_error(&mut self) -> &mut Option<io::Error>;
+
     /// The transport is gone (`error` when it failed rather than ended).
-    fn handle_closed(&mut self, now: Instant, error: Option<io::Error>);
-    fn poll_transmit(&mut self, now: Instant, buf: &mut BytesMut) -> usize;
-    fn poll_timeout(&self) -> Option<Instant>;
+    fn handle_closed(&mut self, now: Instant, error: Option<io::Error>) {
+        let slot = self.io_error();
+        if slot.is_none() {
+            *slot = error;
+        }
+        self.session().handle_closed(now);
+    }
     fn poll_event(&mut self) -> Option<Routed<Self::Event>>;
     /// Applies a command. Gives it back when the session's bounded queue is full: the driver
     /// holds it and retries after the next input (back-pressure).
@@ -420,7 +432,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
                 Step::Timeout => {
                     // Timers never fire early; the max only guards the ms rounding.
                     let at = self.armed.take().unwrap_or(now);
-                    self.role.handle_timeout(now.max(at));
+                    self.role.session().handle_timeout(now.max(at));
                 }
                 Step::Op(command) => {
                     self.apply(now, command);
@@ -478,7 +490,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
     }
 
     fn read(&mut self, now: Instant) {
-        self.role.handle_read(now, &mut self.read_buf);
+        self.role.session().handle_read(now, &mut self.read_buf);
         self.input_stalled = match self.peek.peek_header(&self.read_buf) {
             Ok(Some(header)) => header.packet_size() <= self.read_buf.len(),
             _ => false,
@@ -542,7 +554,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
 
     fn transmit(&mut self, now: Instant) {
         loop {
-            let n = self.role.poll_transmit(now, &mut self.out);
+            let n = self.role.session().poll_transmit(now, &mut self.out);
             if n == 0 {
                 break;
             }
@@ -559,7 +571,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
     }
 
     fn arm_timer(&mut self) {
-        let next = self.role.poll_timeout();
+        let next = self.role.session_ref().poll_timeout();
         if next == self.armed {
             return;
         }

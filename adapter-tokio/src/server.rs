@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::BytesMut;
 use mqtt_proto::{
     AckProperties, Auth, ConnAckProperties, Connect, Disconnect, MqttString, PacketId, Publish,
     ReasonCode, Subscribe, Unsubscribe, Will,
@@ -548,28 +547,18 @@ struct ServerRole {
 impl Role for ServerRole {
     type Command = Command;
     type Event = ConnectionEvent;
+    type Session = ServerSession<PublishToken>;
 
-    fn handle_read(&mut self, now: Instant, buf: &mut BytesMut) {
-        self.session.handle_read(now, buf);
+    fn session(&mut self) -> &mut Self::Session {
+        &mut self.session
     }
 
-    fn handle_timeout(&mut self, now: Instant) {
-        self.session.handle_timeout(now);
+    fn session_ref(&self) -> &Self::Session {
+        &self.session
     }
 
-    fn handle_closed(&mut self, now: Instant, error: Option<io::Error>) {
-        if self.io_error.is_none() {
-            self.io_error = error;
-        }
-        self.session.handle_closed(now);
-    }
-
-    fn poll_transmit(&mut self, now: Instant, buf: &mut BytesMut) -> usize {
-        self.session.poll_transmit(now, buf)
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.session.poll_timeout()
+    fn io_error(&mut self) -> &mut Option<io::Error> {
+        &mut self.io_error
     }
 
     fn poll_event(&mut self) -> Option<Routed<ConnectionEvent>> {

@@ -87,6 +87,7 @@ extern crate alloc;
 
 pub mod broker;
 mod client;
+mod endpoint;
 mod error;
 mod message;
 mod server;
@@ -99,6 +100,7 @@ pub use client::{
     AbandonCause, AckMode, ClientConfig, ClientEvent, ClientSession, ClientSnapshot,
     ConnectionState, OutboundFlowSnapshot, OutboundStage, ServerLimits,
 };
+pub use endpoint::Endpoint;
 pub use error::{CloseReason, CommandError, Initiator, ProtocolViolation, Rejected};
 pub use message::{Message, SubscribeRequest, UnsubscribeRequest};
 pub use server::{

@@ -1,0 +1,83 @@
+//! [`Endpoint`]: the inputs and outputs every session of this crate shares, so that a driver
+//! can be written once for the client and the server side.
+
+use bytes::BytesMut;
+
+use crate::client::{ClientEvent, ClientSession};
+use crate::server::{ServerEvent, ServerSession};
+use crate::time::Instant;
+
+/// A sans-IO session as a driver sees it: bytes, time and transport loss in; bytes, events
+/// and the next deadline out. [`ClientSession`] and [`ServerSession`] implement it with their
+/// inherent methods of the same names (see them for the details and the drain rule); the
+/// role-specific commands stay on each type.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use mqtt_proto::{Connect, MqttString, Packet, ProtocolVersion};
+/// use mqtt_session::{ClientConfig, ClientSession, Endpoint, Instant, ServerConfig, ServerSession};
+///
+/// /// One drain, written once for both roles.
+/// fn drain<E: Endpoint>(session: &mut E, now: Instant, out: &mut BytesMut) -> Vec<E::Event> {
+///     while session.poll_transmit(now, out) > 0 {}
+///     std::iter::from_fn(|| session.poll_event()).collect()
+/// }
+///
+/// let now = Instant::from_millis(0);
+/// let mut client: ClientSession<()> = ClientSession::new(ClientConfig::default());
+/// client.connect(now, Connect::new(ProtocolVersion::V3_1_1, MqttString::new("c").unwrap())).unwrap();
+/// let mut wire = BytesMut::new();
+/// assert!(drain(&mut client, now, &mut wire).is_empty());
+///
+/// let mut server: ServerSession<()> = ServerSession::new(ServerConfig::default(), now);
+/// server.handle_read(now, &mut wire); // the client's CONNECT
+/// let events = drain(&mut server, now, &mut BytesMut::new());
+/// assert!(matches!(events[..], [mqtt_session::ServerEvent::Connect(_)]));
+/// ```
+pub trait Endpoint {
+    /// What [`poll_event`](Self::poll_event) yields.
+    type Event;
+
+    /// Bytes read from the transport; whole packets are consumed from the front of `buf`.
+    fn handle_read(&mut self, now: Instant, buf: &mut BytesMut);
+    /// Fires the timers due at `now`.
+    fn handle_timeout(&mut self, now: Instant);
+    /// The transport is gone.
+    fn handle_closed(&mut self, now: Instant);
+    /// Appends bytes for the transport to `buf`; returns how many.
+    fn poll_transmit(&mut self, now: Instant, buf: &mut BytesMut) -> usize;
+    /// The next event, if any.
+    fn poll_event(&mut self) -> Option<Self::Event>;
+    /// When [`handle_timeout`](Self::handle_timeout) has work next.
+    fn poll_timeout(&self) -> Option<Instant>;
+}
+
+macro_rules! endpoint_by_inherent_methods {
+    ($session:ident, $event:ident) => {
+        impl<T> Endpoint for $session<T> {
+            type Event = $event<T>;
+
+            fn handle_read(&mut self, now: Instant, buf: &mut BytesMut) {
+                $session::handle_read(self, now, buf)
+            }
+            fn handle_timeout(&mut self, now: Instant) {
+                $session::handle_timeout(self, now)
+            }
+            fn handle_closed(&mut self, now: Instant) {
+                $session::handle_closed(self, now)
+            }
+            fn poll_transmit(&mut self, now: Instant, buf: &mut BytesMut) -> usize {
+                $session::poll_transmit(self, now, buf)
+            }
+            fn poll_event(&mut self) -> Option<Self::Event> {
+                $session::poll_event(self)
+            }
+            fn poll_timeout(&self) -> Option<Instant> {
+                $session::poll_timeout(self)
+            }
+        }
+    };
+}
+
+endpoint_by_inherent_methods!(ClientSession, ClientEvent);
+endpoint_by_inherent_methods!(ServerSession, ServerEvent);
