@@ -1,0 +1,207 @@
+//! Admission: CONNECT, enhanced authentication, refusals, takeover of a client's earlier
+//! connection and the resumption or discarding of its stored session.
+
+use alloc::boxed::Box;
+
+use mqtt_proto::{
+    Auth, AuthProperties, ConnAckProperties, Connect, Disconnect, MqttString, ReasonCode,
+};
+
+use super::small_map::SmallMap;
+use super::{
+    AuthDecision, Broker, BrokerEvent, BrokerHooks, ConnectionId, RecordTimer, SessionRecord,
+};
+use crate::server::ServerState;
+use crate::time::Instant;
+
+impl<H: BrokerHooks> Broker<H> {
+    pub(super) fn on_connect(&mut self, now: Instant, id: ConnectionId, connect: Connect) {
+        match self.hooks.authenticate(&connect) {
+            AuthDecision::Accept => self.admit(now, id, &connect),
+            AuthDecision::Reject(code) => self.refuse(now, id, code),
+            AuthDecision::Continue(properties) => {
+                if let Some(conn) = self.connections.get_mut(&id) {
+                    conn.pending_connect = Some(Box::new(connect));
+                }
+                self.challenge(now, id, properties);
+            }
+        }
+    }
+
+    pub(super) fn on_auth(&mut self, now: Instant, id: ConnectionId, auth: &Auth) {
+        let Some(conn) = self.connections.get(&id) else {
+            return;
+        };
+        let client_id = conn.session.client_id().clone();
+        let decision = self.hooks.continue_authentication(client_id.as_str(), auth);
+        let connected = conn.session.state() == ServerState::Connected;
+        match decision {
+            AuthDecision::Continue(properties) => self.challenge(now, id, properties),
+            AuthDecision::Reject(code) if connected => {
+                if let Some(conn) = self.connections.get_mut(&id) {
+                    let _ = conn.session.disconnect(now, Disconnect::new(code));
+                }
+            }
+            AuthDecision::Reject(code) => self.refuse(now, id, code),
+            AuthDecision::Accept if connected => {
+                // Re-authentication succeeded.
+                let method = auth.properties.authentication_method.clone();
+                if let Some(conn) = self.connections.get_mut(&id) {
+                    let reply = Auth {
+                        reason_code: ReasonCode::Success,
+                        properties: AuthProperties {
+                            authentication_method: method,
+                            ..AuthProperties::default()
+                        },
+                    };
+                    let _ = conn.session.auth(now, reply);
+                }
+            }
+            AuthDecision::Accept => {
+                let pending = self
+                    .connections
+                    .get_mut(&id)
+                    .and_then(|c| c.pending_connect.take());
+                if let Some(connect) = pending {
+                    self.admit(now, id, &connect);
+                }
+            }
+        }
+    }
+
+    pub(super) fn challenge(&mut self, now: Instant, id: ConnectionId, properties: AuthProperties) {
+        if let Some(conn) = self.connections.get_mut(&id) {
+            let auth = Auth {
+                reason_code: ReasonCode::ContinueAuthentication,
+                properties,
+            };
+            if conn.session.auth(now, auth).is_err() {
+                let _ = conn.session.reject(
+                    now,
+                    ReasonCode::BadAuthenticationMethod,
+                    ConnAckProperties::default(),
+                );
+            }
+        }
+    }
+
+    pub(super) fn refuse(&mut self, now: Instant, id: ConnectionId, code: ReasonCode) {
+        if let Some(conn) = self.connections.get_mut(&id) {
+            let code = if code.is_error() && code.is_valid_for(mqtt_proto::PacketType::ConnAck) {
+                code
+            } else {
+                ReasonCode::NotAuthorized
+            };
+            let _ = conn.session.reject(now, code, ConnAckProperties::default());
+        }
+    }
+
+    /// Accepts a CONNECT: finds or creates the client's session record, takes over an
+    /// existing connection of the same client ([MQTT-3.1.4-3]), resumes or discards the stored
+    /// session ([MQTT-3.1.2-4], [MQTT-3.1.2-5]) and answers with CONNACK.
+    pub(super) fn admit(&mut self, now: Instant, id: ConnectionId, connect: &Connect) {
+        let mut properties = ConnAckProperties::default();
+        let client_id = if connect.client_id.is_empty() {
+            // [MQTT-3.1.3-6] (3.1.1) / [MQTT-3.2.2-16] (5.0): a unique identifier of our own.
+            let assigned = self.assign_client_id();
+            if connect.protocol.is_v5() {
+                properties.assigned_client_identifier = Some(assigned.clone());
+            }
+            assigned
+        } else {
+            // An owned copy: the decoded one points into the transport's read buffer and
+            // would keep all of it alive as long as the session lives.
+            owned_string(&connect.client_id)
+        };
+        // Takeover: the old connection goes with 0x8E ([MQTT-3.1.4-3]); its session detaches
+        // into the record (or ends, if it was to end with its connection).
+        let previous = self
+            .by_client_id
+            .get(&client_id)
+            .and_then(|key| self.sessions.get(key))
+            .and_then(|r| r.connection);
+        if let Some(old) = previous.filter(|old| *old != id) {
+            if let Some(conn) = self.connections.get_mut(&old) {
+                let _ = conn
+                    .session
+                    .disconnect(now, Disconnect::new(ReasonCode::SessionTakenOver));
+            }
+            // At once, not queued: the old connection's session state must be back in the
+            // record before the new connection takes it.
+            self.drain(now, old);
+        }
+        let key = match self.by_client_id.get(&client_id) {
+            Some(&key) => key,
+            None => {
+                let key = self.next_session;
+                self.next_session += 1;
+                self.by_client_id.insert(client_id.clone(), key);
+                self.sessions.insert(
+                    key,
+                    SessionRecord {
+                        client_id: client_id.clone(),
+                        connection: None,
+                        stored: None,
+                        subscriptions: SmallMap::default(),
+                        expires_at: None,
+                        pending_will: None,
+                    },
+                );
+                key
+            }
+        };
+        let clean_start = connect.clean_start;
+        let Some(record) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        // A reconnect within the will delay cancels the will ([MQTT-3.1.3-9] in 5.0).
+        if let Some(pending) = record.pending_will.take() {
+            self.record_timers
+                .remove(&(pending.1, key, RecordTimer::Will));
+        }
+        if let Some(at) = record.expires_at.take() {
+            self.record_timers.remove(&(at, key, RecordTimer::Expiry));
+        }
+        let stored = record.stored.take().map(|state| *state);
+        let session_present = stored.is_some() && !clean_start;
+        if clean_start {
+            for (filter, _) in record.subscriptions.take_all() {
+                self.index.remove(key, &filter);
+            }
+        }
+        let Some(conn) = self.connections.get_mut(&id) else {
+            return;
+        };
+        if conn.session.accept(now, properties, stored).is_err() {
+            return;
+        }
+        conn.key = Some(key);
+        let version = conn.session.version();
+        if let Some(record) = self.sessions.get_mut(&key) {
+            record.connection = Some(id);
+        }
+        self.events.push_back(BrokerEvent::Connected {
+            connection: id,
+            client_id,
+            version,
+            session_present,
+        });
+    }
+
+    pub(super) fn assign_client_id(&mut self) -> MqttString {
+        loop {
+            let candidate = alloc::format!("auto-{:016x}", self.next_assigned_id);
+            self.next_assigned_id += 1;
+            if let Ok(id) = MqttString::new(&candidate) {
+                if !self.by_client_id.contains_key(&id) {
+                    return id;
+                }
+            }
+        }
+    }
+}
+
+/// An owned, compact copy of a decoded string.
+pub(super) fn owned_string(s: &MqttString) -> MqttString {
+    MqttString::new(s.as_str()).unwrap_or_else(|_| s.clone())
+}

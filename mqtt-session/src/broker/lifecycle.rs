@@ -1,0 +1,181 @@
+//! The end of connections and sessions: closes, wills (with their delay), session expiry, and
+//! what an ending session's unfinished messages become.
+
+use alloc::boxed::Box;
+use core::time::Duration;
+
+use mqtt_proto::{MqttString, PublishProperties, QoS, Will};
+
+use super::subscriptions::SessionKey;
+use super::{Broker, BrokerEvent, BrokerHooks, ConnectionId, RecordTimer};
+use crate::error::CloseReason;
+use crate::message::Message;
+use crate::server::SessionExpiry;
+use crate::time::Instant;
+
+impl<H: BrokerHooks> Broker<H> {
+    pub(super) fn on_closed(
+        &mut self,
+        now: Instant,
+        id: ConnectionId,
+        reason: CloseReason,
+        will: Option<Will>,
+    ) {
+        let Some(conn) = self.connections.get_mut(&id) else {
+            return;
+        };
+        // The connection stays until its last bytes (a CONNACK refusal, a DISCONNECT) are
+        // transmitted; `refresh` removes it then.
+        conn.closed = true;
+        if let Some(deadline) = conn.deadline.take() {
+            self.connection_timers.remove(&(deadline, id));
+        }
+        let client_id = conn.session.client_id().clone();
+        let expiry = conn.session.session_expiry();
+        let state = conn.session.detach();
+        let key = conn.key;
+        self.events.push_back(BrokerEvent::Close {
+            connection: id,
+            client_id,
+            reason,
+        });
+        let Some(key) = key else {
+            return;
+        };
+        let Some(record) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if record.connection == Some(id) {
+            record.connection = None;
+        } else {
+            // Taken over: the new connection already owns the session.
+            return;
+        }
+        record.stored = state.map(Box::new);
+        let client_id = record.client_id.clone();
+        if let Some(will) = will {
+            let delay = will.properties.will_delay_interval.unwrap_or(0);
+            if delay == 0 {
+                self.publish_will(now, key, &client_id, will);
+            } else {
+                let due = now + Duration::from_secs(u64::from(delay));
+                if let Some(record) = self.sessions.get_mut(&key) {
+                    record.pending_will = Some(Box::new((will, due)));
+                }
+                self.record_timers.insert((due, key, RecordTimer::Will));
+            }
+        }
+        match expiry {
+            SessionExpiry::AtClose => self.end_session(now, key),
+            SessionExpiry::After(d) => {
+                let at = now + d;
+                if let Some(record) = self.sessions.get_mut(&key) {
+                    record.expires_at = Some(at);
+                }
+                self.record_timers.insert((at, key, RecordTimer::Expiry));
+            }
+            SessionExpiry::Never => {}
+        }
+    }
+
+    /// Publishes a will as its client would have: authorized like a PUBLISH of that client
+    /// (a will must not reach a topic its client may not publish to), retained when it says so.
+    pub(super) fn publish_will(
+        &mut self,
+        now: Instant,
+        key: SessionKey,
+        client_id: &MqttString,
+        will: Will,
+    ) {
+        if !self
+            .hooks
+            .authorize_publish(client_id.as_str(), &will.topic)
+        {
+            self.stats.dropped_unauthorized += 1;
+            return;
+        }
+        let message = Message {
+            topic: will.topic,
+            qos: will.qos,
+            retain: will.retain,
+            payload: will.payload,
+            properties: PublishProperties {
+                payload_format: will.properties.payload_format,
+                message_expiry_interval: will.properties.message_expiry_interval,
+                content_type: will.properties.content_type,
+                response_topic: will.properties.response_topic,
+                correlation_data: will.properties.correlation_data,
+                user_properties: will.properties.user_properties,
+                ..PublishProperties::default()
+            },
+        };
+        self.stats.wills_published += 1;
+        if message.retain {
+            self.retain(now, &message);
+        }
+        self.route(now, Some(key), message);
+    }
+
+    pub(super) fn fire_will(&mut self, now: Instant, key: SessionKey, due: Instant) {
+        let Some(record) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        match record.pending_will.take() {
+            Some(pending) if pending.1 == due => {
+                let client_id = record.client_id.clone();
+                self.publish_will(now, key, &client_id, pending.0);
+            }
+            other => record.pending_will = other,
+        }
+    }
+
+    pub(super) fn expire(&mut self, now: Instant, key: SessionKey, at: Instant) {
+        let due = self
+            .sessions
+            .get(&key)
+            .is_some_and(|r| r.connection.is_none() && r.expires_at == Some(at));
+        if due {
+            self.end_session(now, key);
+        }
+    }
+
+    /// The session ends: a pending will goes out now ([MQTT-3.1.2-8] in 5.0: at the earlier
+    /// of will delay and session end), subscriptions go, shared messages it held move to
+    /// other members.
+    pub(super) fn end_session(&mut self, now: Instant, key: SessionKey) {
+        let Some(mut record) = self.sessions.remove(&key) else {
+            return;
+        };
+        self.by_client_id.remove(&record.client_id);
+        if let Some(pending) = record.pending_will.take() {
+            let (will, due) = *pending;
+            self.record_timers.remove(&(due, key, RecordTimer::Will));
+            self.publish_will(now, key, &record.client_id, will);
+        }
+        if let Some(at) = record.expires_at.take() {
+            self.record_timers.remove(&(at, key, RecordTimer::Expiry));
+        }
+        for filter in record.subscriptions.keys() {
+            self.index.remove(key, filter);
+        }
+        if let Some(state) = record.stored.take() {
+            let mut state = state;
+            for (token, message) in state.take_in_flight() {
+                // An interrupted shared QoS 2 delivery is not given to another subscriber
+                // ([MQTT-4.8.2-5] in 5.0); an interrupted QoS 1 one should be (section 4.8.2).
+                if token.shared.is_some() && message.qos == QoS::AtLeastOnce {
+                    self.reroute_shared(now, key, message, token);
+                } else if message.qos > QoS::AtMostOnce {
+                    self.stats.dropped_session_ended += 1;
+                }
+            }
+            for (token, message) in state.into_abandoned() {
+                if token.shared.is_some() {
+                    self.reroute_shared(now, key, message, token);
+                } else if message.qos > QoS::AtMostOnce {
+                    self.stats.dropped_session_ended += 1;
+                }
+            }
+        }
+    }
+}

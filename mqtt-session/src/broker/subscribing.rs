@@ -1,0 +1,125 @@
+//! SUBSCRIBE and UNSUBSCRIBE: the subscription index, per-session limits, and the retained
+//! messages sent after a SUBACK.
+
+use alloc::vec::Vec;
+
+use mqtt_proto::{AckProperties, ReasonCode, RetainHandling, Subscribe, TopicFilter, Unsubscribe};
+
+use super::routing::outgoing;
+use super::subscriptions::{Delivery, Sub};
+use super::{Broker, BrokerHooks, ConnectionId, Token};
+use crate::time::Instant;
+
+impl<H: BrokerHooks> Broker<H> {
+    pub(super) fn on_subscribe(&mut self, now: Instant, id: ConnectionId, subscribe: Subscribe) {
+        let Some(conn) = self.connections.get(&id) else {
+            return;
+        };
+        let Some(key) = conn.key else {
+            return;
+        };
+        let client_id = conn.session.client_id().clone();
+        let v5 = conn.session.version().is_v5();
+        let maximum_qos = self.config.server.maximum_qos;
+        let subscription_id = subscribe.properties.subscription_identifier;
+        let mut codes = Vec::with_capacity(subscribe.subscriptions.len());
+        let mut retained_to_send = Vec::new();
+        for s in &subscribe.subscriptions {
+            if !self
+                .hooks
+                .authorize_subscribe(client_id.as_str(), &s.filter)
+            {
+                codes.push(if v5 {
+                    ReasonCode::NotAuthorized
+                } else {
+                    ReasonCode::UnspecifiedError
+                });
+                continue;
+            }
+            let Some(record) = self.sessions.get_mut(&key) else {
+                return;
+            };
+            if !record.subscriptions.contains_key(&s.filter)
+                && record.subscriptions.len() >= self.config.max_subscriptions_per_session
+            {
+                codes.push(if v5 {
+                    ReasonCode::QuotaExceeded
+                } else {
+                    ReasonCode::UnspecifiedError
+                });
+                continue;
+            }
+            let mut options = s.options;
+            // QoS downgraded to what the server supports ([MQTT-3.2.2-10] in 5.0).
+            options.qos = options.qos.min(maximum_qos);
+            let sub = Sub {
+                options,
+                id: subscription_id,
+            };
+            // An owned copy, not a view into the read buffer (see `admit`).
+            record.subscriptions.insert(owned_filter(&s.filter), sub);
+            let existed = self.index.insert(key, &s.filter, sub);
+            codes.push(ReasonCode::granted(options.qos));
+            let send_retained = match options.retain_handling {
+                RetainHandling::SendAtSubscribe => true,
+                RetainHandling::SendAtSubscribeIfNew => !existed,
+                RetainHandling::DoNotSend => false,
+            };
+            // Retained messages are not sent for shared subscriptions ([MQTT-4.8.2] in 5.0).
+            if send_retained && !s.filter.is_shared() {
+                for message in self.retained.matching(now, &s.filter) {
+                    let delivery = Delivery {
+                        qos: options.qos,
+                        retain_as_published: true,
+                        subscription_ids: subscription_id.into_iter().collect(),
+                    };
+                    retained_to_send.push(outgoing(&message, &delivery, true));
+                }
+            }
+        }
+        if let Some(conn) = self.connections.get_mut(&id) {
+            let _ = conn
+                .session
+                .suback(now, subscribe.packet_id, codes, AckProperties::default());
+        }
+        // After the SUBACK, the retained messages, with RETAIN set ([MQTT-3.3.1-8] in 3.1.1,
+        // [MQTT-3.3.1-9] in 5.0).
+        for message in retained_to_send {
+            self.deliver(now, key, message, Token::default());
+        }
+    }
+
+    pub(super) fn on_unsubscribe(
+        &mut self,
+        now: Instant,
+        id: ConnectionId,
+        unsubscribe: Unsubscribe,
+    ) {
+        let Some(key) = self.connections.get(&id).and_then(|c| c.key) else {
+            return;
+        };
+        let mut codes = Vec::with_capacity(unsubscribe.filters.len());
+        for filter in &unsubscribe.filters {
+            let existed = self
+                .sessions
+                .get_mut(&key)
+                .is_some_and(|r| r.subscriptions.remove(filter).is_some());
+            self.index.remove(key, filter);
+            codes.push(if existed {
+                ReasonCode::Success
+            } else {
+                ReasonCode::NoSubscriptionExisted
+            });
+        }
+        if let Some(conn) = self.connections.get_mut(&id) {
+            let _ =
+                conn.session
+                    .unsuback(now, unsubscribe.packet_id, codes, AckProperties::default());
+        }
+    }
+}
+
+/// An owned, compact copy of a decoded topic filter.
+pub(super) fn owned_filter(f: &TopicFilter) -> TopicFilter {
+    TopicFilter::new(f.as_str()).unwrap_or_else(|_| f.clone())
+}
