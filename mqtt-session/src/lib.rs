@@ -108,3 +108,8 @@ pub use server::{
 };
 pub use shared::inbound::InboundId;
 pub use time::Instant;
+
+/// This crate's README, compiled and run as a doc test so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct Readme;
