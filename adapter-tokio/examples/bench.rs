@@ -505,13 +505,12 @@ async fn run_idle(
         .broker_pid
         .and_then(|p| bench_stats::rss_bytes(Some(p)));
     let (done_tx, done_rx) = watch::channel(false);
-    let counters = Arc::new(Counters::default());
     let mut tasks = Vec::with_capacity(connections);
     let id_base = std::process::id();
     for i in 0..connections {
         let id = format!("bench-idle-{id_base}-{i}");
         let sub = Subscriber::connect(library, &plan, &id, &format!("idle/{i}")).await?;
-        tasks.push(tokio::spawn(sub.idle(done_rx.clone(), counters.clone())));
+        tasks.push(tokio::spawn(sub.idle(done_rx.clone())));
     }
     tokio::time::sleep(Duration::from_secs_f64(args.hold.max(0.0))).await;
     let own1 = bench_stats::rss_bytes(None);
@@ -647,25 +646,33 @@ async fn run(args: Args) -> Result<bool, String> {
     let rounds = args.rounds.max(1);
     let machine = bench_stats::machine();
     let load_start = bench_stats::load_average();
-    println!(
-        "bench: {} pub -> {} sub, QoS {}, {} B, MQTT {}, {}, {} ({}), broker {host}:{port}{}",
-        args.pubs,
-        args.subs,
-        args.qos,
-        args.size,
-        if args.mqtt == "5" { "5.0" } else { "3.1.1" },
-        if args.rate > 0.0 {
-            format!("{} msg/s per publisher", args.rate)
-        } else {
-            format!("flat out (window {})", args.window)
-        },
-        match args.count {
-            Some(n) => format!("{n} messages per publisher"),
-            None => format!("{} s", args.duration),
-        },
-        format_args!("topic {}, filter {}", args.topic, args.filter),
-        if args.embedded { " (embedded)" } else { "" },
-    );
+    if let Some(n) = args.idle {
+        println!(
+            "bench: {n} idle connections, one subscription each, MQTT {}, broker {host}:{port}{}",
+            if args.mqtt == "5" { "5.0" } else { "3.1.1" },
+            if args.embedded { " (embedded)" } else { "" },
+        );
+    } else {
+        println!(
+            "bench: {} pub -> {} sub, QoS {}, {} B, MQTT {}, {}, {} ({}), broker {host}:{port}{}",
+            args.pubs,
+            args.subs,
+            args.qos,
+            args.size,
+            if args.mqtt == "5" { "5.0" } else { "3.1.1" },
+            if args.rate > 0.0 {
+                format!("{} msg/s per publisher", args.rate)
+            } else {
+                format!("flat out (window {})", args.window)
+            },
+            match args.count {
+                Some(n) => format!("{n} messages per publisher"),
+                None => format!("{} s", args.duration),
+            },
+            format_args!("topic {}, filter {}", args.topic, args.filter),
+            if args.embedded { " (embedded)" } else { "" },
+        );
+    }
     println!("machine: {machine}; load average {load_start}");
 
     let mut report = json!({

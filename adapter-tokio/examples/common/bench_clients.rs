@@ -617,15 +617,28 @@ impl Subscriber {
     pub(crate) async fn run(
         self,
         mut tracker: Tracker,
-        mut done: watch::Receiver<bool>,
+        done: watch::Receiver<bool>,
     ) -> (Tracker, Option<String>) {
+        let error = self
+            .receive(|payload| tracker.on_payload(payload), done)
+            .await;
+        (tracker, error)
+    }
+
+    /// Hands every received payload to `on_payload` until `done` turns true or the
+    /// connection ends, then disconnects; returns the error that ended the connection.
+    async fn receive(
+        self,
+        mut on_payload: impl FnMut(&[u8]),
+        mut done: watch::Receiver<bool>,
+    ) -> Option<String> {
         let mut error = None;
         match self {
             Subscriber::Ours(client, mut events) => {
                 loop {
                     tokio::select! {
                         event = events.recv() => match event {
-                            Some(Event::Message { publish, .. }) => tracker.on_payload(&publish.payload),
+                            Some(Event::Message { publish, .. }) => on_payload(&publish.payload),
                             Some(Event::Closed { reason, .. }) => {
                                 error = Some(format!("connection closed: {reason:?}"));
                                 break;
@@ -643,7 +656,7 @@ impl Subscriber {
                 loop {
                     tokio::select! {
                         event = eventloop.poll() => match event {
-                            Ok(Event::Incoming(Packet::Publish(p))) => tracker.on_payload(&p.payload),
+                            Ok(Event::Incoming(Packet::Publish(p))) => on_payload(&p.payload),
                             Ok(_) => {}
                             Err(e) => {
                                 error = Some(e.to_string());
@@ -670,7 +683,7 @@ impl Subscriber {
                 loop {
                     tokio::select! {
                         event = eventloop.poll() => match event {
-                            Ok(Event::Incoming(Incoming::Publish(p))) => tracker.on_payload(&p.payload),
+                            Ok(Event::Incoming(Incoming::Publish(p))) => on_payload(&p.payload),
                             Ok(_) => {}
                             Err(e) => {
                                 error = Some(e.to_string());
@@ -692,13 +705,12 @@ impl Subscriber {
                 }
             }
         }
-        (tracker, error)
+        error
     }
 
     /// Keeps an idle subscriber alive (rumqttc needs its event loop polled for keep alive)
     /// until `done`, then disconnects.
-    pub(crate) async fn idle(self, done: watch::Receiver<bool>, counters: Arc<Counters>) {
-        let tracker = Tracker::new(0, Instant::now(), 0, counters);
-        let _ = self.run(tracker, done).await;
+    pub(crate) async fn idle(self, done: watch::Receiver<bool>) {
+        let _ = self.receive(|_| {}, done).await;
     }
 }
