@@ -29,7 +29,7 @@
 #                max_queued_messages 1000000 (default 1000: QoS 1 fan-in would be dropped)
 #                persistence false
 #              (max_inflight_messages stays at its default, 20 per client);
-#   rumqttd    `cargo install rumqttd --locked --root $OUT/rumqttd` from crates.io if missing
+#   rumqttd    `cargo install rumqttd --version 0.20.0 --root $OUT/rumqttd` from crates.io if missing
 #              (skipped, and said so, when that fails); configuration $OUT/rumqttd.toml: the
 #              crate's demo configuration reduced to one 3.1.1 listener on 127.0.0.1:PORT and one
 #              5.0 listener on 127.0.0.1:PORT+10 (no console, no prometheus, no websockets),
@@ -37,8 +37,8 @@
 #
 # Environment: ROUNDS (3), DURATION (5 s per timed scenario), CLIENT (rumqttc: a neutral load
 # generator; `ours` uses our client), MQTT (311 or 5), IDLE (1000), FANOUT_RATE (0: flat out),
-# WINDOW (64), BROKERS ("ours mosquitto rumqttd"), PORT (18830; mosquitto +1, rumqttd +2),
-# OUT (target/bench-brokers).
+# WINDOW (64), RUMQTTD_VERSION (0.20.0), BROKERS ("ours mosquitto rumqttd"), PORT (18830;
+# mosquitto +1, rumqttd +2, rumqttd's MQTT 5 listener +12), OUT (target/bench-brokers).
 #
 # Every bench run is bounded by `timeout`; a broker that does not listen within 30 s is
 # skipped for that round. The machine is not isolated: the load average is reported with the
@@ -53,6 +53,7 @@ MQTT=${MQTT:-311}
 IDLE=${IDLE:-1000}
 FANOUT_RATE=${FANOUT_RATE:-0}
 WINDOW=${WINDOW:-64}
+RUMQTTD_VERSION=${RUMQTTD_VERSION:-0.20.0}
 BROKERS=${BROKERS:-"ours mosquitto rumqttd"}
 PORT=${PORT:-18830}
 OUT=${OUT:-target/bench-brokers}
@@ -86,7 +87,8 @@ for b in $BROKERS; do
     rumqttd)
       if [ ! -x "$OUT/rumqttd/bin/rumqttd" ]; then
         log "installing rumqttd from crates.io into $OUT/rumqttd (takes minutes)"
-        timeout 1800 cargo install -q rumqttd --locked --root "$OUT/rumqttd" >&2 || true
+        # Not --locked: its lock file pins metrics 0.22.1, which newer compilers reject.
+        timeout 1800 cargo install -q rumqttd --version "$RUMQTTD_VERSION" --root "$OUT/rumqttd" >&2 || true
       fi
       if [ -x "$OUT/rumqttd/bin/rumqttd" ]; then
         available+=(rumqttd)
