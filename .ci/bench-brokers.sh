@@ -6,6 +6,7 @@
 #
 #   .ci/bench-brokers.sh                      # 3 rounds, 5 s per scenario, rumqttc as load
 #   ROUNDS=5 DURATION=10 CLIENT=ours .ci/bench-brokers.sh
+#   .ci/bench-brokers.sh --tables-only        # the tables again, from $OUT/json
 #
 # Scenarios (each broker started fresh for each round, brokers interleaved, their order
 # rotated from round to round):
@@ -59,10 +60,13 @@ PORT=${PORT:-18830}
 OUT=${OUT:-target/bench-brokers}
 mkdir -p "$OUT/json"
 OUT=$(cd "$OUT" && pwd)
-rm -f "$OUT"/json/*.json
+TABLES_ONLY=0
+[ "${1:-}" = "--tables-only" ] && TABLES_ONLY=1
 
 log() { echo "== $*" >&2; }
 
+if [ "$TABLES_ONLY" = 0 ]; then
+rm -f "$OUT"/json/*.json
 log "building the bench and broker examples (release)"
 cargo build --release -q -p adapter-tokio --example bench --example broker >&2
 BENCH=target/release/examples/bench
@@ -213,6 +217,7 @@ for round in $(seq "$ROUNDS"); do
     stop_broker
   done
 done
+fi
 
 log "tables"
 python3 - "$OUT/json" "$ROUNDS" "$CLIENT" "$DURATION" "$FANOUT_RATE" "$IDLE" "$MQTT" <<'EOF'
@@ -222,11 +227,12 @@ folder, rounds, client, duration, fanout_rate, idle, mqtt = sys.argv[1:8]
 runs = {}  # (scenario, broker) -> list of run dicts
 loads, machine = [], None
 for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
-    _, broker, scenario = os.path.basename(path)[:-5].split("-", 2)
+    rnd, broker, scenario = os.path.basename(path)[:-5].split("-", 2)
     with open(path) as f:
         report = json.load(f)
     machine = machine or report.get("machine")
     for r in report.get("runs", []) + report.get("idle", []):
+        r["round"] = int(rnd[1:])
         runs.setdefault((scenario, broker), []).append(r)
         try:
             loads.append(float(r["loadavg"].split()[0]))
@@ -270,12 +276,14 @@ def loss_pct(r):
 
 rows = [
     ("8→1 QoS 0 flat out, delivered/s", "fanin0", lambda r: r.get("received_per_s"), "rate", True),
+    ("8→1 QoS 0, lost (of sent)", "fanin0", loss_pct, "pct", None),
     ("8→1 QoS 1 flat out, delivered/s", "fanin1", lambda r: r.get("received_per_s"), "rate", True),
     ("8→1 QoS 1, lost (of sent)", "fanin1", loss_pct, "pct", None),
     ("8→1 QoS 1, p99 latency", "fanin1", lambda r: r["latency_us"].get("p99"), "ms", False),
     ("50 pairs QoS 1, delivered/s", "pairs", lambda r: r.get("received_per_s"), "rate", True),
     ("50 pairs QoS 1, p99 latency", "pairs", lambda r: r["latency_us"].get("p99"), "ms", False),
     ("1→50 QoS 0, delivered/s", "fanout", lambda r: r.get("received_per_s"), "rate", True),
+    ("1→50 QoS 0, lost (of sent × 50)", "fanout", loss_pct, "pct", None),
     ("1→50 QoS 0 " + (f"at {fanout_rate} msg/s" if float(fanout_rate) > 0 else "flat out")
      + ", broker CPU per delivery", "fanout",
      lambda r: r.get("broker_cpu_us_per_delivery"), "us", False),
@@ -310,8 +318,9 @@ problems = []
 for (scenario, broker), rs in sorted(runs.items()):
     for r in rs:
         if r.get("publish_errors") or r.get("subscriber_errors"):
-            problems.append(f"{broker} {scenario} round {r.get('round')}: publish errors "
-                            f"{r.get('publish_errors')}, {r.get('first_error')}, "
+            problems.append(f"{broker} {scenario} round {r.get('round')}: "
+                            f"{r.get('publish_errors')} publish errors "
+                            f"(first: {r.get('first_error')}), "
                             f"subscriber errors {r.get('subscriber_errors')}")
 if problems:
     print()
