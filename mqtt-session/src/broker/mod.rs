@@ -32,6 +32,7 @@ mod admission;
 mod config;
 mod hooks;
 mod lifecycle;
+mod limits;
 mod retained;
 mod routing;
 mod small_map;
@@ -165,8 +166,6 @@ pub struct Broker<H: BrokerHooks = AllowAll> {
     /// Connections whose session events are still to be handled (see `settle`).
     unsettled: VecDeque<ConnectionId>,
     settling: bool,
-    /// Passes of the shared message being re-routed (see `reroute_shared`).
-    reroute_hops: usize,
     stats: BrokerStats,
 }
 
@@ -198,7 +197,6 @@ impl<H: BrokerHooks> Broker<H> {
             events: VecDeque::new(),
             unsettled: VecDeque::new(),
             settling: false,
-            reroute_hops: 0,
             stats: BrokerStats::default(),
         }
     }
@@ -209,6 +207,7 @@ impl<H: BrokerHooks> Broker<H> {
         stats.connections = self.connections.len();
         stats.sessions = self.sessions.len();
         stats.subscriptions = self.index.len();
+        stats.subscription_bytes = self.index.weight();
         stats.retained = self.retained.len();
         stats
     }
