@@ -58,7 +58,7 @@ fn wire(client: &str, filters: &[String]) -> (BytesMut, Vec<BytesMut>) {
 
 /// Connects one client per entry of `clients` and sends its SUBSCRIBEs; returns the heap held
 /// by the broker for the subscribing (the CONNECTs are not counted).
-fn held(broker: &mut Broker, clients: Vec<(String, Vec<String>)>) -> isize {
+fn held(broker: &mut Broker, clients: Vec<Client>) -> isize {
     let now = Instant::from_millis(0);
     let mut out = BytesMut::with_capacity(1 << 20);
     let mut inputs: Vec<_> = clients.iter().map(|(c, f)| wire(c, f)).collect();
@@ -87,6 +87,9 @@ fn held(broker: &mut Broker, clients: Vec<(String, Vec<String>)>) -> isize {
     change.bytes_allocated as isize - change.bytes_deallocated as isize + change.bytes_reallocated
 }
 
+/// A client id and the filters it subscribes to.
+type Client = (String, Vec<String>);
+
 /// `{prefix}` followed by empty levels up to `levels` levels.
 fn chain(prefix: &str, levels: usize) -> String {
     format!("{prefix}{}", "/".repeat(levels - 1))
@@ -96,7 +99,7 @@ fn chain(prefix: &str, levels: usize) -> String {
 fn subscriptions_hold_no_more_heap_than_their_budgets() {
     let config = BrokerConfig::default();
     let per_session = config.max_subscription_bytes_per_session;
-    let mut shapes: Vec<(&str, BrokerConfig, Vec<(String, Vec<String>)>)> = Vec::new();
+    let mut shapes: Vec<(&str, BrokerConfig, Vec<Client>)> = Vec::new();
     // One client, filters of the most levels allowed, all empty but the first: as many as
     // the budget takes (far fewer than the 1,000 the count limit allows).
     shapes.push((

@@ -41,6 +41,10 @@ fn unlimited() -> BrokerConfig {
     }
 }
 
+/// The `Debug` summary of an index that holds nothing, not even an empty node.
+const EMPTY_INDEX: &str =
+    "SubscriptionIndex { subscriptions: 0, nodes: 0, weight: 0, sessions: 0 }";
+
 /// `a/a/.../a` with `levels` levels.
 fn deep(levels: usize) -> String {
     let mut s = "a/".repeat(levels);
@@ -56,6 +60,8 @@ fn subscribe_deep_then(leave: impl FnOnce(&mut mqtt_session::sim::BrokerNet, usi
     assert_eq!(net.broker.stats().subscriptions, 1);
     leave(&mut net, c);
     assert_eq!(net.broker.stats().subscriptions, 0);
+    // Every node the filter made is gone again.
+    assert!(format!("{:?}", net.broker).contains(EMPTY_INDEX));
     // The broker still works.
     let d = client(&mut net, V5, "after", true, 0);
     subscribe(&mut net, d, "x/+", Q0);
@@ -525,5 +531,18 @@ proptest! {
                 .collect();
             prop_assert_eq!(got, expected, "topic {}", t);
         }
+        // Unsubscribing everything prunes every node.
+        for (fs, conn) in filters.iter().zip(&conns) {
+            let packets = vec![Packet::from(Unsubscribe {
+                packet_id: PacketId::new(101).unwrap(),
+                filters: fs.iter().map(|f| TopicFilter::new(f).unwrap()).collect(),
+                properties: Default::default(),
+            })];
+            feed(&mut broker, now, *conn, V5, packets);
+        }
+        drain(&mut broker, now);
+        prop_assert_eq!(broker.stats().subscriptions, 0);
+        let debug = format!("{broker:?}");
+        prop_assert!(debug.contains(EMPTY_INDEX), "{}", debug);
     }
 }

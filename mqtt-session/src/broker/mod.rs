@@ -8,6 +8,16 @@
 //! per connection ([`Broker::poll_transmit`]) and events saying which transports to close
 //! ([`Broker::poll_event`]).
 //!
+//! # What a client can make it hold
+//!
+//! Everything a client controls is bounded by [`BrokerConfig`]: connections, subscriptions
+//! per session, the levels of topic names and filters (`max_topic_levels`), the heap of
+//! subscriptions (`max_subscription_bytes_per_session` and `max_subscription_bytes_total`,
+//! against [`BrokerConfig::subscription_weight`]) and retained messages; each refusal uses the
+//! reason code the standard names for it (see each field). No walk over what a client shapes
+//! (topic levels, `$share` groups) recurses, so no input can overflow the stack of the thread
+//! that drives the broker, whatever the limits are set to.
+//!
 //! ```
 //! use bytes::BytesMut;
 //! use mqtt_proto::{Connect, MqttString, Packet, ProtocolVersion};
