@@ -422,3 +422,28 @@ fn next_member(group: &SharedGroup) -> Option<(SessionKey, Sub)> {
     group.last.set(Some(next.0));
     Some(next)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `LEVEL_COST` and the budgets' documented bound assume these sizes.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn a_level_costs_what_level_cost_assumes() {
+        assert_eq!(core::mem::size_of::<Node>(), 40);
+        assert_eq!(core::mem::size_of::<(Box<str>, Node)>(), 56);
+        // A B-tree leaf of such entries, at its minimum fill of 5 of 11, holds 2.2 entries'
+        // room per entry plus its header: still within the cost.
+        assert!(11 * 56 + 16 <= 5 * LEVEL_COST);
+    }
+
+    #[test]
+    fn weight_of_a_filter() {
+        let f = TopicFilter::new("sensors/+/temp").unwrap();
+        assert_eq!(subscription_weight(&f), 512 + 2 * 14 + 3 * 160);
+        // A shared subscription's levels are its filter's; its bytes are all of it.
+        let f = TopicFilter::new("$share/g/a/b").unwrap();
+        assert_eq!(subscription_weight(&f), 512 + 2 * 12 + 2 * 160);
+    }
+}
