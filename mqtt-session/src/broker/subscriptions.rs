@@ -435,7 +435,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<(Box<str>, Node)>(), 56);
         // A B-tree leaf of such entries, at its minimum fill of 5 of 11, holds 2.2 entries'
         // room per entry plus its header: still within the cost.
-        assert!(11 * 56 + 16 <= 5 * LEVEL_COST);
+        const { assert!(11 * 56 + 16 <= 5 * LEVEL_COST) };
     }
 
     #[test]
