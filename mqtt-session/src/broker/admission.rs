@@ -16,6 +16,11 @@ use crate::time::Instant;
 
 impl<H: BrokerHooks> Broker<H> {
     pub(super) fn on_connect(&mut self, now: Instant, id: ConnectionId, connect: Connect) {
+        if let Some(will) = &connect.will {
+            if self.too_many_levels(will.topic.as_str()) {
+                return self.refuse(now, id, ReasonCode::TopicNameInvalid);
+            }
+        }
         match self.hooks.authenticate(&connect) {
             AuthDecision::Accept => self.admit(now, id, &connect),
             AuthDecision::Reject(code) => self.refuse(now, id, code),

@@ -8,6 +8,16 @@
 //! per connection ([`Broker::poll_transmit`]) and events saying which transports to close
 //! ([`Broker::poll_event`]).
 //!
+//! # What a client can make it hold
+//!
+//! Everything a client controls is bounded by [`BrokerConfig`]: connections, subscriptions
+//! per session, the levels of topic names and filters (`max_topic_levels`), the heap of
+//! subscriptions (`max_subscription_bytes_per_session` and `max_subscription_bytes_total`,
+//! against [`BrokerConfig::subscription_weight`]) and retained messages; each refusal uses the
+//! reason code the standard names for it (see each field). No walk over what a client shapes
+//! (topic levels, `$share` groups) recurses, so no input can overflow the stack of the thread
+//! that drives the broker, whatever the limits are set to.
+//!
 //! ```
 //! use bytes::BytesMut;
 //! use mqtt_proto::{Connect, MqttString, Packet, ProtocolVersion};
@@ -32,6 +42,7 @@ mod admission;
 mod config;
 mod hooks;
 mod lifecycle;
+mod limits;
 mod retained;
 mod routing;
 mod small_map;
@@ -165,8 +176,6 @@ pub struct Broker<H: BrokerHooks = AllowAll> {
     /// Connections whose session events are still to be handled (see `settle`).
     unsettled: VecDeque<ConnectionId>,
     settling: bool,
-    /// Passes of the shared message being re-routed (see `reroute_shared`).
-    reroute_hops: usize,
     stats: BrokerStats,
 }
 
@@ -198,7 +207,6 @@ impl<H: BrokerHooks> Broker<H> {
             events: VecDeque::new(),
             unsettled: VecDeque::new(),
             settling: false,
-            reroute_hops: 0,
             stats: BrokerStats::default(),
         }
     }
@@ -209,6 +217,7 @@ impl<H: BrokerHooks> Broker<H> {
         stats.connections = self.connections.len();
         stats.sessions = self.sessions.len();
         stats.subscriptions = self.index.len();
+        stats.subscription_bytes = self.index.weight();
         stats.retained = self.retained.len();
         stats
     }

@@ -20,6 +20,10 @@ impl<H: BrokerHooks> Broker<H> {
         ack: Option<InboundId>,
     ) {
         self.stats.messages_in += 1;
+        if self.too_many_levels(publish.topic.as_str()) {
+            self.refuse_topic(now, id);
+            return;
+        }
         let Some(conn) = self.connections.get(&id) else {
             return;
         };
@@ -90,13 +94,32 @@ impl<H: BrokerHooks> Broker<H> {
         message: Message,
         token: Token,
     ) {
+        if let Err(Rejected {
+            error,
+            command,
+            token,
+        }) = self.try_deliver(now, key, message, token)
+        {
+            self.on_rejected(now, key, &error, command, token);
+        }
+    }
+
+    /// [`deliver`](Self::deliver) up to a refusal, which is handed back: re-routing tries
+    /// the next member in a loop rather than by recursion.
+    fn try_deliver(
+        &mut self,
+        now: Instant,
+        key: SessionKey,
+        message: Message,
+        token: Token,
+    ) -> Result<(), Rejected<Message, Token>> {
         let Some(record) = self.sessions.get_mut(&key) else {
-            return;
+            return Ok(());
         };
         let result = match (record.connection, record.stored.as_mut()) {
             (Some(conn_id), _) => {
                 let Some(conn) = self.connections.get_mut(&conn_id) else {
-                    return;
+                    return Ok(());
                 };
                 let result = conn.session.publish(now, message, token);
                 self.settle(now, conn_id);
@@ -109,17 +132,13 @@ impl<H: BrokerHooks> Broker<H> {
             }
             _ => {
                 self.stats.dropped_qos0_offline += 1;
-                return;
+                return Ok(());
             }
         };
-        match result {
-            Ok(()) => self.stats.messages_out += 1,
-            Err(Rejected {
-                error,
-                command,
-                token,
-            }) => self.on_rejected(now, key, &error, command, token),
+        if result.is_ok() {
+            self.stats.messages_out += 1;
         }
+        result
     }
 
     /// A session could not take a message: a shared one goes to another member, anything else
@@ -172,7 +191,10 @@ impl<H: BrokerHooks> Broker<H> {
     }
 
     /// A shared-subscription message its member could not take goes to another member, so a
-    /// member leaving loses no QoS 1/2 message.
+    /// member leaving loses no QoS 1/2 message. The other members are tried in round-robin
+    /// order, each once, in a loop (a group may have thousands of members, and each refusal
+    /// must not cost a stack frame); when every one refuses, the message is dropped and
+    /// counted by the last refusal's cause.
     pub(super) fn reroute_shared(
         &mut self,
         now: Instant,
@@ -183,20 +205,27 @@ impl<H: BrokerHooks> Broker<H> {
         let Some(filter) = token.shared.clone() else {
             return;
         };
-        if let Some((key, _)) = self.index.shared_member(&filter, from) {
-            // A member that refuses it too passes it on in turn; each pass moves round robin
-            // and excludes the refusing member, but a group whose every member refuses must
-            // not bounce it forever: `hops` bounds the passes by the group size.
-            if self.reroute_hops >= self.index.shared_group_len(&filter) {
-                self.reroute_hops = 0;
-                self.stats.dropped_queue_full += 1;
-                return;
-            }
-            self.reroute_hops += 1;
-            self.deliver(now, key, message, token);
-            self.reroute_hops = 0;
-        } else {
+        let members = self.index.shared_rotation(&filter, from);
+        if members.is_empty() {
             self.stats.dropped_session_ended += 1;
+            return;
+        }
+        let (mut message, mut token) = (message, token);
+        let mut last_error = None;
+        for key in members {
+            self.index.shared_served(&filter, key);
+            match self.try_deliver(now, key, message, token) {
+                Ok(()) => return,
+                Err(refused) => {
+                    message = refused.command;
+                    token = refused.token;
+                    last_error = Some(refused.error);
+                }
+            }
+        }
+        match last_error {
+            Some(CommandError::PacketTooLarge { .. }) => self.stats.dropped_too_large += 1,
+            _ => self.stats.dropped_queue_full += 1,
         }
     }
 }

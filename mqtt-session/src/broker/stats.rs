@@ -14,6 +14,9 @@ pub struct BrokerStats {
     pub sessions: usize,
     /// Subscriptions held.
     pub subscriptions: usize,
+    /// The weight of the subscriptions held, against `max_subscription_bytes_total` (see
+    /// [`BrokerConfig::subscription_weight`](crate::broker::BrokerConfig::subscription_weight)).
+    pub subscription_bytes: usize,
     /// Retained messages held.
     pub retained: usize,
     /// PUBLISH packets received from clients.
