@@ -101,7 +101,10 @@ pub use client::{
     ConnectionState, OutboundFlowSnapshot, OutboundStage, ServerLimits,
 };
 pub use endpoint::Endpoint;
-pub use error::{CloseReason, CommandError, Initiator, ProtocolViolation, Rejected};
+pub use error::{
+    AcceptRejected, CloseReason, CommandError, ConnectRejected, Initiator, ProtocolViolation,
+    Rejected,
+};
 pub use message::{Message, SubscribeRequest, UnsubscribeRequest};
 pub use server::{
     ServerConfig, ServerEvent, ServerSession, ServerState, SessionExpiry, SessionState,

@@ -171,13 +171,17 @@ fn connect_timeout_closes_an_idle_socket() {
 
 #[test]
 fn connect_in_time_cancels_the_connect_timeout() {
-    // The CONNECT timeout no longer applies once CONNECT arrived; with keep alive 0 there is
-    // no deadline after accept (3.1.1 section 3.1.2.10: keep alive 0 turns it off).
+    // The CONNECT timeout no longer applies once CONNECT arrived (the decide timeout does,
+    // from the CONNECT's arrival); with keep alive 0 there is no deadline after accept (3.1.1
+    // section 3.1.2.10: keep alive 0 turns it off).
     let mut s = Server::new(V3, ServerConfig::default());
     s.advance(9_999);
     s.connect(connect(V3, "c"));
-    assert_eq!(s.server.poll_timeout(), None);
-    s.advance(60_000);
+    assert_eq!(
+        s.server.poll_timeout(),
+        Some(Instant::from_millis(9_999 + 30_000))
+    );
+    s.advance(29_999);
     s.assert_quiet();
     s.accept();
     assert_eq!(s.server.poll_timeout(), None);
@@ -353,21 +357,14 @@ fn empty_client_id_is_refused_in_mqtt_3_1() {
 }
 
 #[test]
-fn empty_client_id_v5_needs_an_assigned_identifier() {
+fn empty_client_id_v5_gets_the_assigned_identifier_the_application_chose() {
     // [MQTT-3.1.3-7] and [MQTT-3.2.2-16] (5.0): a zero-length ClientID reaches the application
-    // (even with Clean Start 0), which must return an Assigned Client Identifier in CONNACK;
-    // accept without one is refused, and the assigned one is passed through and becomes the
-    // session's client id.
+    // (even with Clean Start 0); an Assigned Client Identifier it sets is passed through and
+    // becomes the session's client id.
     let mut s = Server::new(V5, ServerConfig::default());
     let mut c = connect(V5, "");
     c.clean_start = false;
     s.connect(c);
-    assert!(matches!(
-        s.server.accept(s.now, ConnAckProperties::default(), None),
-        Err(CommandError::Invalid(_))
-    ));
-    s.drain();
-    s.assert_quiet();
     let props = ConnAckProperties {
         assigned_client_identifier: Some(mstr("auto-17")),
         ..ConnAckProperties::default()
@@ -381,6 +378,38 @@ fn empty_client_id_v5_needs_an_assigned_identifier() {
         Some(mstr("auto-17"))
     );
     assert_eq!(s.server.client_id().as_str(), "auto-17");
+}
+
+#[test]
+fn empty_client_id_gets_an_assigned_identifier_by_default_mqtt_3_2_2_16() {
+    // [MQTT-3.2.2-16] (5.0) / [MQTT-3.1.3-6] (3.1.1): an application that accepts a client
+    // with an empty ClientID without choosing an identifier no longer gets a refusal (which
+    // left the connection undecided): the session assigns one, unique per session, tells an
+    // MQTT 5 client in CONNACK and keeps it as the client id in both versions.
+    let mut ids = Vec::new();
+    for version in [V5, V5, V3] {
+        let mut s = Server::new(version, ServerConfig::default());
+        s.connect(connect(version, ""));
+        let sent = s.accept_with(ConnAckProperties::default(), None);
+        let Packet::ConnAck(ack) = &sent[0] else {
+            panic!()
+        };
+        let id = s.server.client_id().clone();
+        assert!(id.as_str().starts_with("auto"), "{id:?}");
+        // [MQTT-3.1.3-5] (3.1.1): 1 to 23 characters from 0-9a-zA-Z, which every server accepts.
+        assert!(id.len() <= 23 && id.as_str().bytes().all(|b| b.is_ascii_alphanumeric()));
+        if version == V5 {
+            assert_eq!(
+                ack.properties.assigned_client_identifier.as_ref(),
+                Some(&id)
+            );
+        }
+        assert_eq!(s.state(), ServerState::Connected);
+        ids.push(id);
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "assigned identifiers are unique");
 }
 
 // ----- the Connect event -----
@@ -433,7 +462,11 @@ fn connect_event_carries_everything_v5() {
     assert_eq!(s.connect(c.clone()), c);
     assert_eq!(s.server.client_id().as_str(), "dev-5");
     assert_eq!(s.state(), ServerState::Deciding);
-    assert_eq!(s.server.poll_timeout(), None);
+    // The only deadline while deciding: the decide timeout.
+    assert_eq!(
+        s.server.poll_timeout(),
+        Some(s.now + ServerConfig::default().decide_timeout)
+    );
 }
 
 #[test]

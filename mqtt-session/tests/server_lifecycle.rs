@@ -189,17 +189,61 @@ fn server_disconnect_v311_just_closes() {
 #[test]
 fn server_disconnect_rules_v5() {
     // [MQTT-3.14.2-2] (5.0): the server must not send a Session Expiry Interval on DISCONNECT;
-    // 0x04 is a client's code. Both are refused and nothing is sent.
+    // 0x04 is a client's code. Issue 11: a `disconnect` always closes, so neither is refused:
+    // the interval is left out and 0x04 becomes 0x00.
     let mut s = keep_alive(V5, 10);
     let mut d = Disconnect::new(ReasonCode::ServerShuttingDown);
     d.properties.session_expiry_interval = Some(0);
-    assert!(matches!(s.disconnect(d), Err(CommandError::Invalid(_))));
-    assert!(matches!(
-        s.disconnect(Disconnect::new(ReasonCode::DisconnectWithWillMessage)),
-        Err(CommandError::Invalid(_))
-    ));
-    s.assert_quiet();
-    assert_eq!(s.state(), ServerState::Connected);
+    s.disconnect(d).unwrap();
+    match &s.sent()[..] {
+        [Packet::Disconnect(d)] => {
+            assert_eq!(d.reason_code, ReasonCode::ServerShuttingDown);
+            assert_eq!(d.properties.session_expiry_interval, None);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.state(), ServerState::Closed);
+    assert_eq!(closes(&s.events()).len(), 1);
+
+    let mut s = keep_alive(V5, 10);
+    s.disconnect(Disconnect::new(ReasonCode::DisconnectWithWillMessage))
+        .unwrap();
+    assert_eq!(briefs(&s.sent()), ["DISCONNECT(0x00)"]);
+    assert_eq!(s.state(), ServerState::Closed);
+}
+
+#[test]
+fn server_disconnect_with_a_connack_only_code_still_closes_mqtt_4_12_1_2() {
+    // Issue 11 / [MQTT-4.12.1-2] (5.0): a refused re-authentication ends with DISCONNECT and a
+    // close. A CONNACK-only code (0x86 Bad User Name or Password, 0x8A Banned: not valid in
+    // DISCONNECT, 5.0 section 3.14.2.1) used to fail to encode and leave the client connected;
+    // it is now sent as 0x87 Not authorized and the connection closes, reported once.
+    for (given, sent) in [
+        (ReasonCode::BadUserNameOrPassword, ReasonCode::NotAuthorized),
+        (ReasonCode::Banned, ReasonCode::NotAuthorized),
+        (ReasonCode::ServerUnavailable, ReasonCode::ServerBusy),
+        (
+            ReasonCode::UnsupportedProtocolVersion,
+            ReasonCode::UnspecifiedError,
+        ),
+        (
+            ReasonCode::BadAuthenticationMethod,
+            ReasonCode::BadAuthenticationMethod,
+        ),
+    ] {
+        let mut s = keep_alive(V5, 10);
+        s.disconnect(Disconnect::new(given)).unwrap();
+        match &s.sent()[..] {
+            [Packet::Disconnect(d)] => assert_eq!(d.reason_code, sent, "{given:?}"),
+            other => panic!("{given:?}: {other:?}"),
+        }
+        assert_eq!(s.state(), ServerState::Closed);
+        assert_closed(
+            &s.events(),
+            Initiator::Application,
+            CloseReason::Disconnect(sent),
+        );
+    }
 }
 
 #[test]

@@ -305,9 +305,10 @@ impl<H: BrokerHooks> Broker<H> {
         let ids: Vec<ConnectionId> = self.connections.keys().copied().collect();
         for id in ids {
             if let Some(conn) = self.connections.get_mut(&id) {
-                let _ = conn
+                let result = conn
                     .session
                     .disconnect(now, Disconnect::new(ReasonCode::ServerShuttingDown));
+                self.checked(now, id, result);
                 self.settle(now, id);
             }
         }

@@ -46,7 +46,8 @@ impl<H: BrokerHooks> Broker<H> {
         };
         if let (Some(ack), Some(conn)) = (ack, self.connections.get_mut(&id)) {
             let code = if v5 { code } else { ReasonCode::Success };
-            let _ = conn.session.ack(now, ack, code);
+            let result = conn.session.ack(now, ack, code);
+            self.checked(now, id, result);
         }
     }
 

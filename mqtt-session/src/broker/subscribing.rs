@@ -78,9 +78,10 @@ impl<H: BrokerHooks> Broker<H> {
             }
         }
         if let Some(conn) = self.connections.get_mut(&id) {
-            let _ = conn
-                .session
-                .suback(now, subscribe.packet_id, codes, AckProperties::default());
+            let result =
+                conn.session
+                    .suback(now, subscribe.packet_id, codes, AckProperties::default());
+            self.checked(now, id, result);
         }
         // After the SUBACK, the retained messages, with RETAIN set ([MQTT-3.3.1-8] in 3.1.1,
         // [MQTT-3.3.1-9] in 5.0).
@@ -112,9 +113,10 @@ impl<H: BrokerHooks> Broker<H> {
             });
         }
         if let Some(conn) = self.connections.get_mut(&id) {
-            let _ =
+            let result =
                 conn.session
                     .unsuback(now, unsubscribe.packet_id, codes, AckProperties::default());
+            self.checked(now, id, result);
         }
     }
 }
