@@ -16,6 +16,12 @@ use crate::time::Instant;
 
 impl<H: BrokerHooks> Broker<H> {
     pub(super) fn on_connect(&mut self, now: Instant, id: ConnectionId, connect: Connect) {
+        if self.connections.get(&id).is_some_and(|c| c.refusing) {
+            // Opened beyond `max_connections`: tell the client why it cannot come in (5.0
+            // section 3.2.2.2, 0x97 Quota exceeded; 3.1.1 return code 3 Server unavailable).
+            self.refuse(now, id, ReasonCode::QuotaExceeded);
+            return;
+        }
         match self.hooks.authenticate(&connect) {
             AuthDecision::Accept => self.admit(now, id, &connect),
             AuthDecision::Reject(code) => self.refuse(now, id, code),

@@ -134,6 +134,10 @@ impl<H: BrokerHooks> Broker<H> {
         client_id: &MqttString,
         will: Will,
     ) {
+        if super::routing::is_sys_topic(will.topic.as_str()) {
+            self.stats.dropped_sys_topic += 1;
+            return;
+        }
         if !self
             .hooks
             .authorize_publish(client_id.as_str(), &will.topic)
