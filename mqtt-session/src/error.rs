@@ -238,8 +238,11 @@ pub enum ProtocolViolation {
     /// A packet of a type this side never receives, or not in this state (a second CONNACK,
     /// anything before CONNACK, a SUBSCRIBE sent to a client).
     UnexpectedPacket(PacketType),
-    /// An acknowledgement for a packet identifier that has nothing outstanding, or of the wrong
-    /// kind (PUBREC for a QoS 1 publish, PUBACK for a QoS 2 publish).
+    /// An acknowledgement of the wrong kind (PUBREC for a QoS 1 publish, PUBACK for a QoS 2
+    /// publish, PUBCOMP before PUBREC), a PUBREL for a message whose PUBREC was not sent, or a
+    /// SUBACK/UNSUBACK for no request. (A PUBACK, PUBREC or PUBCOMP for an identifier with
+    /// nothing outstanding is tolerated, as both standards allow: ignored, or for PUBREC
+    /// answered with PUBREL, 0x92 Packet Identifier not found in MQTT 5.)
     UnexpectedAck(PacketType, PacketId),
     /// More QoS 1 and 2 PUBLISHes in flight than our Receive Maximum ([MQTT-3.3.4-9]), or
     /// more QoS 2 messages awaiting PUBREL than this side keeps (3.1.1).

@@ -8,7 +8,10 @@ pub enum AuthDecision {
     /// Let the client in.
     Accept,
     /// Refuse with this CONNACK reason code (for example 0x86 Bad User Name or Password,
-    /// 0x87 Not authorized, 0x8A Banned, 0x8C Bad authentication method).
+    /// 0x87 Not authorized, 0x8A Banned, 0x8C Bad authentication method). A code that is no
+    /// CONNACK error becomes 0x87. A refused re-authentication (after CONNACK) ends with a
+    /// DISCONNECT and the close ([MQTT-4.12.1-2] in 5.0); codes a DISCONNECT cannot carry
+    /// become the nearest it can (0x86 and 0x8A: 0x87 Not authorized).
     Reject(ReasonCode),
     /// MQTT 5 enhanced authentication: send an AUTH with Continue authentication and these
     /// properties, and wait for the client's next AUTH.
