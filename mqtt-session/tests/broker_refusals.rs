@@ -321,3 +321,58 @@ fn refusing_connection_waits_for_connect_no_longer_than_the_connect_timeout() {
         .open(Instant::from_millis(timeout.as_millis() as u64))
         .is_ok());
 }
+
+/// Starts an enhanced-authentication exchange for every CONNECT and never ends it.
+struct EndlessChallenge;
+
+impl BrokerHooks for EndlessChallenge {
+    fn authenticate(&mut self, _connect: &Connect) -> AuthDecision {
+        AuthDecision::Continue(AuthProperties::default())
+    }
+
+    fn continue_authentication(&mut self, _client_id: &str, _auth: &Auth) -> AuthDecision {
+        AuthDecision::Continue(AuthProperties::default())
+    }
+}
+
+#[test]
+fn undecided_connects_get_an_answer_at_shutdown_and_at_the_decide_deadline() {
+    // Issue 11: no connection waits undecided. A CONNECT in an enhanced-authentication
+    // exchange ([MQTT-4.12.0-2] 5.0, AUTH 0x18) gets CONNACK 0x88 Server unavailable when the
+    // broker shuts down (it used to be closed without a word), and CONNACK 0x89 Server busy
+    // when the exchange outlasts the decide timeout.
+    let mut broker = Broker::with_hooks(BrokerConfig::default(), EndlessChallenge);
+    let conn = broker.open(Instant::from_millis(1)).unwrap();
+    let mut bytes = encoded(&[Packet::from(with_method("c", "m"))], V5);
+    let answers = feed(&mut broker, conn, V5, &mut bytes);
+    assert_eq!(
+        codes(&answers),
+        [("AUTH", ReasonCode::ContinueAuthentication)]
+    );
+    broker.shutdown(Instant::from_millis(2));
+    let mut out = BytesMut::new();
+    assert_eq!(
+        broker.poll_transmit(Instant::from_millis(2), &mut out),
+        Some(conn)
+    );
+    assert_eq!(&out[..], [0x20, 0x03, 0x00, 0x88, 0x00]);
+
+    let mut broker = Broker::with_hooks(BrokerConfig::default(), EndlessChallenge);
+    let conn = broker.open(Instant::from_millis(1)).unwrap();
+    let mut bytes = encoded(&[Packet::from(with_method("c", "m"))], V5);
+    feed(&mut broker, conn, V5, &mut bytes);
+    events(&mut broker);
+    let deadline = broker.poll_timeout().expect("the decide deadline");
+    assert_eq!(
+        deadline,
+        Instant::from_millis(1) + BrokerConfig::default().server.decide_timeout
+    );
+    broker.handle_timeout(deadline);
+    let mut out = BytesMut::new();
+    assert_eq!(broker.poll_transmit(deadline, &mut out), Some(conn));
+    assert_eq!(&out[..], [0x20, 0x03, 0x00, 0x89, 0x00]);
+    assert_eq!(
+        closed_reason(&events(&mut broker), conn),
+        Some(CloseReason::DecideTimeout)
+    );
+}

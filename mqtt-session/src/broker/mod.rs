@@ -44,7 +44,10 @@ use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 
 use bytes::BytesMut;
-use mqtt_proto::{Connect, Disconnect, MqttString, ProtocolVersion, ReasonCode, TopicFilter, Will};
+use mqtt_proto::{
+    ConnAckProperties, Connect, Disconnect, MqttString, ProtocolVersion, ReasonCode, TopicFilter,
+    Will,
+};
 
 pub use config::BrokerConfig;
 pub use hooks::{AllowAll, AuthDecision, BrokerHooks};
@@ -56,7 +59,7 @@ use self::subscriptions::{SessionKey, Sub, SubscriptionIndex};
 use crate::client::AckMode;
 use crate::error::CloseReason;
 use crate::message::Message;
-use crate::server::{ServerEvent, ServerSession, SessionState};
+use crate::server::{ServerEvent, ServerSession, ServerState, SessionState};
 use crate::time::Instant;
 
 /// Identifies one transport connection of the broker.
@@ -319,15 +322,25 @@ impl<H: BrokerHooks> Broker<H> {
         self.route(now, None, message);
     }
 
-    /// Asks every connection to go: MQTT 5 clients get DISCONNECT 0x8B Server shutting down.
+    /// Asks every connection to go: MQTT 5 clients get DISCONNECT 0x8B Server shutting down,
+    /// a CONNECT still being decided CONNACK 0x88 Server unavailable (3.1.x: 3).
     /// Drain `poll_transmit` and `poll_event` afterwards, closing each transport.
     pub fn shutdown(&mut self, now: Instant) {
         let ids: Vec<ConnectionId> = self.connections.keys().copied().collect();
         for id in ids {
             if let Some(conn) = self.connections.get_mut(&id) {
-                let result = conn
-                    .session
-                    .disconnect(now, Disconnect::new(ReasonCode::ServerShuttingDown));
+                let result = match conn.session.state() {
+                    ServerState::Closed => Ok(()),
+                    // A CONNECT still being decided gets its answer: 0x88 Server unavailable.
+                    ServerState::Deciding => conn.session.reject(
+                        now,
+                        ReasonCode::ServerUnavailable,
+                        ConnAckProperties::default(),
+                    ),
+                    _ => conn
+                        .session
+                        .disconnect(now, Disconnect::new(ReasonCode::ServerShuttingDown)),
+                };
                 self.checked(now, id, result);
                 self.settle(now, id);
             }
