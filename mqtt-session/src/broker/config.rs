@@ -14,8 +14,13 @@ pub struct BrokerConfig {
     /// ignored: the broker acknowledges each PUBLISH itself once it has routed it, so it can
     /// answer 0x10 No matching subscribers or 0x87 Not authorized.
     pub server: ServerConfig,
-    /// Connections open at once; beyond it `open` refuses.
+    /// Connections open at once; beyond it `open` refuses (see `max_refusing_connections`).
     pub max_connections: usize,
+    /// Connections beyond `max_connections` that `open` still takes, only to answer their
+    /// CONNECT with a refusal and close: CONNACK 0x97 Quota exceeded (MQTT 3.1.x: return code
+    /// 3, Server unavailable), so that a client learns why rather than seeing a bare close.
+    /// They are held no longer than the CONNECT timeout. Beyond them `open` refuses at once.
+    pub max_refusing_connections: usize,
     /// Subscriptions per session; beyond it the SUBACK says 0x97 Quota exceeded.
     pub max_subscriptions_per_session: usize,
     /// Levels of a topic name or topic filter (of a shared subscription: of the filter after
@@ -75,6 +80,7 @@ impl Default for BrokerConfig {
                 ..ServerConfig::default()
             },
             max_connections: 10_000,
+            max_refusing_connections: 16,
             max_subscriptions_per_session: 1_000,
             max_topic_levels: 128,
             max_subscription_bytes_per_session: 2 * 1024 * 1024,

@@ -55,7 +55,10 @@ use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 
 use bytes::BytesMut;
-use mqtt_proto::{Connect, Disconnect, MqttString, ProtocolVersion, ReasonCode, TopicFilter, Will};
+use mqtt_proto::{
+    ConnAckProperties, Connect, Disconnect, MqttString, ProtocolVersion, ReasonCode, TopicFilter,
+    Will,
+};
 
 pub use config::BrokerConfig;
 pub use hooks::{AllowAll, AuthDecision, BrokerHooks};
@@ -67,7 +70,7 @@ use self::subscriptions::{SessionKey, Sub, SubscriptionIndex};
 use crate::client::AckMode;
 use crate::error::CloseReason;
 use crate::message::Message;
-use crate::server::{ServerEvent, ServerSession, SessionState};
+use crate::server::{ServerEvent, ServerSession, ServerState, SessionState};
 use crate::time::Instant;
 
 /// Identifies one transport connection of the broker.
@@ -129,6 +132,8 @@ struct Connection {
     pending_connect: Option<Box<Connect>>,
     /// The session closed; the connection goes once its last bytes are transmitted.
     closed: bool,
+    /// Opened beyond `max_connections`: its CONNECT is refused with 0x97 Quota exceeded.
+    refusing: bool,
 }
 
 /// A session, connected or not. Rarely used parts are boxed so that the record of an idle
@@ -170,6 +175,9 @@ pub struct Broker<H: BrokerHooks = AllowAll> {
     next_assigned_id: u64,
     /// Connections with bytes to transmit.
     dirty: BTreeSet<ConnectionId>,
+    /// Connections opened beyond `max_connections` to refuse their CONNECT (some may be gone
+    /// already: pruned by `open`).
+    refusing: BTreeSet<ConnectionId>,
     connection_timers: BTreeSet<(Instant, ConnectionId)>,
     record_timers: BTreeSet<(Instant, SessionKey, RecordTimer)>,
     events: VecDeque<BrokerEvent>,
@@ -202,6 +210,7 @@ impl<H: BrokerHooks> Broker<H> {
             next_session: 1,
             next_assigned_id: 1,
             dirty: BTreeSet::new(),
+            refusing: BTreeSet::new(),
             connection_timers: BTreeSet::new(),
             record_timers: BTreeSet::new(),
             events: VecDeque::new(),
@@ -229,16 +238,29 @@ impl<H: BrokerHooks> Broker<H> {
 
     // ----- inputs -----
 
-    /// A new transport was accepted at `now`. Refused when `max_connections` are open (close
-    /// the transport without a word).
+    /// A new transport was accepted at `now`.
+    ///
+    /// With `max_connections` open, the connection is still taken while fewer than
+    /// `max_refusing_connections` such are: its CONNECT is answered with CONNACK 0x97 Quota
+    /// exceeded (MQTT 3.1.x: 3 Server unavailable) and it closes. Beyond that `open` refuses:
+    /// close the transport without a word. Both count in `connections_refused`.
     pub fn open(&mut self, now: Instant) -> Result<ConnectionId, TooManyConnections> {
-        if self.connections.len() >= self.config.max_connections {
+        let connections = &self.connections;
+        self.refusing.retain(|id| connections.contains_key(id));
+        let refusing = self.connections.len() - self.refusing.len() >= self.config.max_connections;
+        if refusing {
             self.stats.connections_refused += 1;
-            return Err(TooManyConnections);
+            if self.refusing.len() >= self.config.max_refusing_connections {
+                return Err(TooManyConnections);
+            }
+        } else {
+            self.stats.connections_total += 1;
         }
         let id = ConnectionId(self.next_connection);
         self.next_connection += 1;
-        self.stats.connections_total += 1;
+        if refusing {
+            self.refusing.insert(id);
+        }
         let session = ServerSession::new(self.config.server.clone(), now);
         self.connections.insert(
             id,
@@ -248,6 +270,7 @@ impl<H: BrokerHooks> Broker<H> {
                 deadline: None,
                 pending_connect: None,
                 closed: false,
+                refusing,
             }),
         );
         self.settle(now, id);
@@ -308,15 +331,26 @@ impl<H: BrokerHooks> Broker<H> {
         self.route(now, None, message);
     }
 
-    /// Asks every connection to go: MQTT 5 clients get DISCONNECT 0x8B Server shutting down.
+    /// Asks every connection to go: MQTT 5 clients get DISCONNECT 0x8B Server shutting down,
+    /// a CONNECT still being decided CONNACK 0x88 Server unavailable (3.1.x: 3).
     /// Drain `poll_transmit` and `poll_event` afterwards, closing each transport.
     pub fn shutdown(&mut self, now: Instant) {
         let ids: Vec<ConnectionId> = self.connections.keys().copied().collect();
         for id in ids {
             if let Some(conn) = self.connections.get_mut(&id) {
-                let _ = conn
-                    .session
-                    .disconnect(now, Disconnect::new(ReasonCode::ServerShuttingDown));
+                let result = match conn.session.state() {
+                    ServerState::Closed => Ok(()),
+                    // A CONNECT still being decided gets its answer: 0x88 Server unavailable.
+                    ServerState::Deciding => conn.session.reject(
+                        now,
+                        ReasonCode::ServerUnavailable,
+                        ConnAckProperties::default(),
+                    ),
+                    _ => conn
+                        .session
+                        .disconnect(now, Disconnect::new(ReasonCode::ServerShuttingDown)),
+                };
+                self.checked(now, id, result);
                 self.settle(now, id);
             }
         }

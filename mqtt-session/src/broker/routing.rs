@@ -31,7 +31,10 @@ impl<H: BrokerHooks> Broker<H> {
         let client_id = conn.session.client_id().clone();
         let v5 = conn.session.version().is_v5();
         let message = Message::from_publish(publish);
-        let code = if !self
+        let code = if is_sys_topic(message.topic.as_str()) {
+            self.stats.dropped_sys_topic += 1;
+            ReasonCode::NotAuthorized
+        } else if !self
             .hooks
             .authorize_publish(client_id.as_str(), &message.topic)
         {
@@ -50,7 +53,8 @@ impl<H: BrokerHooks> Broker<H> {
         };
         if let (Some(ack), Some(conn)) = (ack, self.connections.get_mut(&id)) {
             let code = if v5 { code } else { ReasonCode::Success };
-            let _ = conn.session.ack(now, ack, code);
+            let result = conn.session.ack(now, ack, code);
+            self.checked(now, id, result);
         }
     }
 
@@ -249,4 +253,13 @@ pub(super) fn outgoing(
     out.properties.topic_alias = None;
     out.properties.subscription_identifiers = delivery.subscription_ids.clone();
     out
+}
+
+/// Whether `topic` is under `$SYS`, which only the broker itself publishes to: a client's
+/// PUBLISH (or will) there is dropped, answered with 0x87 Not authorized in MQTT 5 (3.1.1
+/// has no negative acknowledgement: acknowledged and dropped, as mosquitto does for both).
+/// `$SYS` topics are the server's by convention ([MQTT-4.7.2-1] keeps them from wildcard
+/// subscriptions for that reason), so a client must not be able to forge them.
+pub(super) fn is_sys_topic(topic: &str) -> bool {
+    topic == "$SYS" || topic.starts_with("$SYS/")
 }

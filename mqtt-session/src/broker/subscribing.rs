@@ -83,9 +83,10 @@ impl<H: BrokerHooks> Broker<H> {
             }
         }
         if let Some(conn) = self.connections.get_mut(&id) {
-            let _ = conn
-                .session
-                .suback(now, subscribe.packet_id, codes, AckProperties::default());
+            let result =
+                conn.session
+                    .suback(now, subscribe.packet_id, codes, AckProperties::default());
+            self.checked(now, id, result);
         }
         // After the SUBACK, the retained messages, with RETAIN set ([MQTT-3.3.1-8] in 3.1.1,
         // [MQTT-3.3.1-9] in 5.0).
@@ -122,9 +123,10 @@ impl<H: BrokerHooks> Broker<H> {
             });
         }
         if let Some(conn) = self.connections.get_mut(&id) {
-            let _ =
+            let result =
                 conn.session
                     .unsuback(now, unsubscribe.packet_id, codes, AckProperties::default());
+            self.checked(now, id, result);
         }
     }
 }
