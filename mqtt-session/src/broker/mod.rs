@@ -324,7 +324,12 @@ impl<H: BrokerHooks> Broker<H> {
 
     /// Publishes `message` from the broker itself (not from a client), as if a client had sent
     /// it: it is retained when `message.retain`, and routed to every matching subscription.
+    ///
+    /// The broker keeps (retains, queues) its own compact copy of `message`
+    /// ([`Message::to_owned_compact`]), so a message that is a slice of a larger buffer does
+    /// not keep that buffer alive.
     pub fn publish(&mut self, now: Instant, message: Message) {
+        let message = message.to_owned_compact();
         if message.retain {
             self.retain(now, &message);
         }

@@ -3,7 +3,7 @@
 
 use alloc::vec::Vec;
 
-use mqtt_proto::{AckProperties, ReasonCode, RetainHandling, Subscribe, TopicFilter, Unsubscribe};
+use mqtt_proto::{AckProperties, ReasonCode, RetainHandling, Subscribe, Unsubscribe};
 
 use super::routing::outgoing;
 use super::subscriptions::{Delivery, Sub};
@@ -60,10 +60,11 @@ impl<H: BrokerHooks> Broker<H> {
                 options,
                 id: subscription_id,
             };
-            // Owned copies, not views into the read buffer (see `admit`).
-            let owned = owned_filter(&s.filter);
-            let existed = self.index.insert(key, &owned, sub);
-            record.subscriptions.insert(owned, sub);
+            // Owned copies, not views into the read buffer (see `admit`); the index keeps it
+            // too (a shared group names itself by it).
+            let filter = s.filter.to_owned_compact();
+            let existed = self.index.insert(key, &filter, sub);
+            record.subscriptions.insert(filter.clone(), sub);
             codes.push(ReasonCode::granted(options.qos));
             let send_retained = match options.retain_handling {
                 RetainHandling::SendAtSubscribe => true,
@@ -129,9 +130,4 @@ impl<H: BrokerHooks> Broker<H> {
             self.checked(now, id, result);
         }
     }
-}
-
-/// An owned, compact copy of a decoded topic filter.
-pub(super) fn owned_filter(f: &TopicFilter) -> TopicFilter {
-    TopicFilter::new(f.as_str()).unwrap_or_else(|_| f.clone())
 }

@@ -840,11 +840,16 @@ impl<T> ServerSession<T> {
                 return;
             }
         }
-        self.client_id = connect.client_id.clone();
+        // Kept for the life of the connection (and the will until it is published): owned
+        // copies, not views into the read buffer the CONNECT came in.
+        self.client_id = connect.client_id.to_owned_compact();
         self.clean_start = connect.clean_start;
         self.keep_alive =
             (connect.keep_alive > 0).then(|| Duration::from_secs(u64::from(connect.keep_alive)));
-        self.offered_will = connect.will.clone().map(Box::new);
+        self.offered_will = connect
+            .will
+            .as_ref()
+            .map(|will| Box::new(will.to_owned_compact()));
         self.session_expiry = if version.is_v5() {
             SessionExpiry::from_interval(connect.properties.session_expiry_interval.unwrap_or(0))
         } else if connect.clean_start {
@@ -854,7 +859,10 @@ impl<T> ServerSession<T> {
         };
         self.connect_expiry_zero = self.session_expiry == SessionExpiry::AtClose;
         let p = &connect.properties;
-        self.auth_method = p.authentication_method.clone();
+        self.auth_method = p
+            .authentication_method
+            .as_ref()
+            .map(MqttString::to_owned_compact);
         self.problem_information = p.request_problem_information.unwrap_or(true);
         self.response_information = p.request_response_information.unwrap_or(false);
         self.link.peer = PeerLimits {
