@@ -192,6 +192,7 @@ impl<H: BrokerHooks> Broker<H> {
             for (filter, _) in record.subscriptions.take_all() {
                 self.index.remove(key, &filter);
             }
+            self.stop_retained(key, None);
         }
         let Some(conn) = self.connections.get_mut(&id) else {
             return;
@@ -209,6 +210,8 @@ impl<H: BrokerHooks> Broker<H> {
         if let Some(record) = self.sessions.get_mut(&key) {
             record.connection = Some(id);
         }
+        // Retained messages still owed from before go on.
+        self.retained_room(now, id);
         self.events.push_back(BrokerEvent::Connected {
             connection: id,
             client_id,

@@ -5,9 +5,8 @@ use alloc::vec::Vec;
 
 use mqtt_proto::{AckProperties, ReasonCode, RetainHandling, Subscribe, Unsubscribe};
 
-use super::routing::outgoing;
 use super::subscriptions::{Delivery, Sub};
-use super::{Broker, BrokerHooks, ConnectionId, Token};
+use super::{Broker, BrokerHooks, ConnectionId};
 use crate::time::Instant;
 
 impl<H: BrokerHooks> Broker<H> {
@@ -73,14 +72,12 @@ impl<H: BrokerHooks> Broker<H> {
             };
             // Retained messages are not sent for shared subscriptions ([MQTT-4.8.2] in 5.0).
             if send_retained && !s.filter.is_shared() {
-                for message in self.retained.matching(now, &s.filter) {
-                    let delivery = Delivery {
-                        qos: options.qos,
-                        retain_as_published: true,
-                        subscription_ids: subscription_id.into_iter().collect(),
-                    };
-                    retained_to_send.push(outgoing(&message, &delivery, true));
-                }
+                let delivery = Delivery {
+                    qos: options.qos,
+                    retain_as_published: true,
+                    subscription_ids: subscription_id.into_iter().collect(),
+                };
+                retained_to_send.push((filter, delivery));
             }
         }
         if let Some(conn) = self.connections.get_mut(&id) {
@@ -90,9 +87,10 @@ impl<H: BrokerHooks> Broker<H> {
             self.checked(now, id, result);
         }
         // After the SUBACK, the retained messages, with RETAIN set ([MQTT-3.3.1-8] in 3.1.1,
-        // [MQTT-3.3.1-9] in 5.0).
-        for message in retained_to_send {
-            self.deliver(now, key, message, Token::default());
+        // [MQTT-3.3.1-9] in 5.0): in bounded turns, as the session has room (see
+        // `retained_delivery`).
+        for (filter, delivery) in retained_to_send {
+            self.start_retained(now, key, filter, delivery);
         }
     }
 
@@ -117,6 +115,7 @@ impl<H: BrokerHooks> Broker<H> {
                 .get_mut(&key)
                 .is_some_and(|r| r.subscriptions.remove(filter).is_some());
             self.index.remove(key, filter);
+            self.stop_retained(key, Some(filter));
             codes.push(if existed {
                 ReasonCode::Success
             } else {

@@ -186,6 +186,23 @@ impl<T> ServerSession<T> {
         self.flows.queue.len()
     }
 
+    /// How many more messages [`publish`](Self::publish) takes now before it refuses them
+    /// with [`CommandError::QueueFull`]: the room left in the queue, or 0 while
+    /// `max_transmit_buffer` bytes wait for [`poll_transmit`](Self::poll_transmit). (A message
+    /// sent at once can fill the transmit buffer, so this is an upper bound.) An owner with a
+    /// backlog of its own (the broker's retained messages after a SUBSCRIBE) feeds it by this
+    /// instead of losing messages to a full queue.
+    pub fn publish_room(&self) -> usize {
+        if self.state == ServerState::Closed
+            || self.link.outbox.len() >= self.config.max_transmit_buffer
+        {
+            return 0;
+        }
+        self.config
+            .max_queued
+            .saturating_sub(self.flows.queue.len())
+    }
+
     // ----- outputs -----
 
     /// Appends bytes for the transport to `buf`; returns how many.
