@@ -35,6 +35,9 @@ use crate::time::Instant;
 pub(super) const PER_TURN: usize = 256;
 /// Nodes of the retained store visited for one session in one turn, at most.
 pub(super) const VISITS_PER_TURN: usize = 4096;
+/// Sessions served by one [`Broker::handle_timeout`], at most; the others stay due, served
+/// round robin.
+pub(super) const SESSIONS_PER_CALL: usize = 16;
 
 /// One subscription's retained messages still to send.
 #[derive(Debug)]
@@ -53,6 +56,8 @@ pub(super) struct RetainedDeliveries {
     ready: BTreeSet<SessionKey>,
     /// When the first of them became ready.
     due: Option<Instant>,
+    /// The session served last, for round robin.
+    last_served: SessionKey,
 }
 
 impl RetainedDeliveries {
@@ -71,7 +76,8 @@ impl RetainedDeliveries {
 
 impl<H: BrokerHooks> Broker<H> {
     /// Starts sending the retained messages matching `filter` to session `key` (after its
-    /// SUBACK), replacing an earlier cursor of the same filter; the first turn runs now.
+    /// SUBACK), replacing an earlier cursor of the same filter. The first turn runs with
+    /// [`retained_turn`](Self::retained_turn), once for all the filters of a SUBSCRIBE.
     pub(super) fn start_retained(
         &mut self,
         now: Instant,
@@ -87,7 +93,7 @@ impl<H: BrokerHooks> Broker<H> {
             delivery,
             taken: VecDeque::new(),
         });
-        self.retained_turn(now, key);
+        self.retained_deliveries.set_ready(now, key);
     }
 
     /// Stops sending retained messages for `filter` (unsubscribed), or for every filter.
@@ -116,18 +122,34 @@ impl<H: BrokerHooks> Broker<H> {
         }
     }
 
-    /// One turn for every session that may have room (from `handle_timeout`).
+    /// One turn for each of up to [`SESSIONS_PER_CALL`] sessions that may have room, round
+    /// robin (from `handle_timeout`); the rest stay due.
     pub(super) fn retained_turns(&mut self, now: Instant) {
-        let ready = core::mem::take(&mut self.retained_deliveries.ready);
-        self.retained_deliveries.due = None;
-        for key in ready {
+        let deliveries = &mut self.retained_deliveries;
+        deliveries.due = None;
+        // Each session once per call: the ones after the last served, then from the start.
+        let after = deliveries.last_served.saturating_add(1);
+        let keys: Vec<SessionKey> = deliveries
+            .ready
+            .range(after..)
+            .chain(deliveries.ready.range(..after))
+            .take(SESSIONS_PER_CALL)
+            .copied()
+            .collect();
+        if let Some(&last) = keys.last() {
+            deliveries.last_served = last;
+        }
+        for key in keys {
             self.retained_turn(now, key);
+        }
+        if !self.retained_deliveries.ready.is_empty() {
+            self.retained_deliveries.due = Some(now);
         }
     }
 
     /// Sends session `key` up to [`PER_TURN`] of its pending retained messages, as many as
     /// its session takes. Stays ready only if it stopped for the turn's bound, not for room.
-    fn retained_turn(&mut self, now: Instant, key: SessionKey) {
+    pub(super) fn retained_turn(&mut self, now: Instant, key: SessionKey) {
         self.retained_deliveries.ready.remove(&key);
         let Some(conn_id) = self.sessions.get(&key).and_then(|r| r.connection) else {
             // Offline: continued when it resumes.

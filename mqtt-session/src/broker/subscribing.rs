@@ -89,8 +89,11 @@ impl<H: BrokerHooks> Broker<H> {
         // After the SUBACK, the retained messages, with RETAIN set ([MQTT-3.3.1-8] in 3.1.1,
         // [MQTT-3.3.1-9] in 5.0): in bounded turns, as the session has room (see
         // `retained_delivery`).
-        for (filter, delivery) in retained_to_send {
-            self.start_retained(now, key, filter, delivery);
+        if !retained_to_send.is_empty() {
+            for (filter, delivery) in retained_to_send {
+                self.start_retained(now, key, filter, delivery);
+            }
+            self.retained_turn(now, key);
         }
     }
 
