@@ -302,7 +302,8 @@ impl<H: BrokerHooks> Broker<H> {
     }
 
     /// Fires every timer due at `now`: CONNECT and keep-alive timeouts, will delays and
-    /// session expiry.
+    /// session expiry; and runs a turn of the retained messages owed to subscribers (see
+    /// [`poll_timeout`](Self::poll_timeout)).
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(&(at, id)) = self.connection_timers.first() {
             if at > now {
@@ -397,6 +398,15 @@ impl<H: BrokerHooks> Broker<H> {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) has work next.
+    ///
+    /// Besides the timers, this is where the broker asks for time of its own: the retained
+    /// messages a SUBSCRIBE matched are sent in bounded turns (at most a few hundred messages
+    /// per session per call) as the subscriber's session has room, and while a turn is owed
+    /// the deadline is one already reached. A driver that calls `handle_timeout` when it is due,
+    /// between its other inputs, lets a subscriber with 100,000 retained messages share the
+    /// broker with everyone else. (A retained message still owed can therefore reach the
+    /// subscriber after a newer, non-retained message on its topic, RETAIN set; a newer
+    /// retained one replaces it in the store and is sent once, live.)
     pub fn poll_timeout(&self) -> Option<Instant> {
         let a = self.connection_timers.first().map(|(t, _)| *t);
         let b = self.record_timers.first().map(|(t, ..)| *t);
