@@ -557,6 +557,10 @@ impl<T> ServerSession<T> {
     /// Queued (in order, bounded) while the window is full or before the connection is
     /// accepted. A message larger than the client's Maximum Packet Size is refused, never
     /// sent ([MQTT-3.1.2-24]).
+    ///
+    /// The message is kept as given (shared, not copied) until acknowledged; one decoded from
+    /// another connection keeps that connection's read buffer alive meanwhile, so hand over
+    /// [`Message::to_owned_compact`] (the broker core does, once per PUBLISH).
     pub fn publish(
         &mut self,
         now: Instant,
