@@ -2,7 +2,8 @@
 //!
 //! A decoded PUBLISH is a set of slices of the read buffer. A small message that shared a read
 //! with a 16 KiB one and is then kept (retained, queued for an offline session, in flight to a
-//! subscriber that has not acknowledged it, a will, a CONNECT pending enhanced authentication)
+//! subscriber that has not acknowledged it, a will, a CONNECT pending enhanced authentication,
+//! the topic of an inbound topic alias)
 //! must not keep the whole read alive. Each scenario feeds `N` read chunks that each hold a
 //! 16 KiB packet (complete, or a partial tail the transport keeps) next to the small packet
 //! that gets kept, drops every chunk, and counts with a global allocator (`stats_alloc`) what
@@ -264,6 +265,29 @@ fn pending_connects() -> f64 {
     per
 }
 
+/// Topic aliases a client set up (MQTT 5): the server session's alias map keeps the topic
+/// for the life of the connection.
+fn inbound_aliases() -> f64 {
+    let mut broker = Broker::new(BrokerConfig::default());
+    let ids: Vec<ConnectionId> = (0..N)
+        .map(|i| connected(&mut broker, V5, client(V5, &format!("alias-{i:04}"), true)))
+        .collect();
+    let region = Region::new(GLOBAL);
+    for (i, id) in ids.iter().enumerate() {
+        let mut small = Publish::new(
+            TopicName::new(&format!("a/{i}")).unwrap(),
+            QosPid::AtMostOnce,
+            &b"0123456789"[..],
+        );
+        small.properties.topic_alias = std::num::NonZeroU16::new(1);
+        let chunk = encode(V5, vec![big_publish(), Packet::Publish(small)]);
+        feed(&mut broker, *id, chunk);
+    }
+    let per = held_per(&region, N);
+    assert_eq!(broker.stats().connections, N);
+    per
+}
+
 #[test]
 fn kept_messages_do_not_pin_their_read_buffers() {
     // Per kept message: about its own size plus bookkeeping, not the 16 KiB read it came in.
@@ -274,10 +298,12 @@ fn kept_messages_do_not_pin_their_read_buffers() {
     // pending CONNECT, not the 16 KiB read.
     let wills = wills();
     let pending = pending_connects();
+    // Per connection, beyond what it held before: the alias map's topic.
+    let aliases = inbound_aliases();
     println!(
         "bytes held: {retained:.0} per retained message, {queued:.0} per queued message, \
          {in_flight:.0} per in-flight message, {wills:.0} per connection with a will, \
-         {pending:.0} per connection pending authentication"
+         {pending:.0} per connection pending authentication, {aliases:.0} per inbound topic alias"
     );
     assert!(retained < 1024.0, "{retained} bytes per retained message");
     assert!(queued < 1024.0, "{queued} bytes per queued message");
@@ -287,4 +313,5 @@ fn kept_messages_do_not_pin_their_read_buffers() {
     );
     assert!(wills < 6144.0, "{wills} bytes per connection with a will");
     assert!(pending < 6144.0, "{pending} bytes per pending connection");
+    assert!(aliases < 1024.0, "{aliases} bytes per inbound topic alias");
 }
