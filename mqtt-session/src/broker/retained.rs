@@ -662,6 +662,24 @@ mod tests {
     }
 
     #[test]
+    fn leading_wildcards_do_not_match_dollar_topics_mqtt_4_7_2_1() {
+        // [MQTT-4.7.2-1]: a filter starting with a wildcard does not match a topic starting
+        // with `$`; a filter naming the `$` level does.
+        let mut store = RetainedStore::new(usize::MAX, usize::MAX);
+        for t in ["$SYS/uptime", "$SYS/a/b", "sys/uptime", "$", "a/$x"] {
+            store.store(t0(), &message(t, "x")).unwrap();
+        }
+        let all_of = |store: &mut RetainedStore, f| all(store, f, everything()).0;
+        assert_eq!(all_of(&mut store, "#"), ["a/$x", "sys/uptime"]);
+        assert_eq!(all_of(&mut store, "+/uptime"), ["sys/uptime"]);
+        assert_eq!(all_of(&mut store, "+"), Vec::<String>::new());
+        assert_eq!(all_of(&mut store, "$SYS/#"), ["$SYS/a/b", "$SYS/uptime"]);
+        assert_eq!(all_of(&mut store, "$SYS/+"), ["$SYS/uptime"]);
+        assert_eq!(all_of(&mut store, "$"), ["$"]);
+        assert_eq!(all_of(&mut store, "a/+"), ["a/$x"]);
+    }
+
+    #[test]
     fn expired_messages_are_deleted_and_the_rest_get_their_remaining_interval() {
         // [MQTT-3.3.2-5], [MQTT-3.3.2-6] (5.0).
         let mut store = RetainedStore::new(usize::MAX, usize::MAX);
