@@ -41,6 +41,10 @@ impl<H: BrokerHooks> Broker<H> {
             self.stats.dropped_unauthorized += 1;
             ReasonCode::NotAuthorized
         } else {
+            // Copied once, here: the decoded message is a view into the read buffer, and the
+            // retained store, offline queues and in-flight windows keep it beyond this read.
+            // Every subscriber shares this copy (issue 10).
+            let message = message.to_owned_compact();
             if message.retain {
                 self.retain(now, &message);
             }
