@@ -988,52 +988,64 @@ pub(crate) async fn churn(target: Target, sizes: &Sizes) -> Report {
     .await
 }
 
-/// `garbage_connections` connections each sending a few KiB of pseudo-random bytes (some
-/// after a valid CONNECT), then waiting up to a second for the broker to close them.
+/// `garbage_connections` connections (50 at a time) each sending a few KiB of pseudo-random
+/// bytes (half of them after a valid CONNECT), then waiting up to a second for the broker to
+/// close them.
 pub(crate) async fn garbage(target: Target, sizes: &Sizes) -> Report {
     measured(target, "garbage", async {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
         let mut closed_by_broker = 0;
-        for i in 0..sizes.garbage_connections {
-            let Ok(mut c) = Raw::open(target.addr, ProtocolVersion::V3_1_1).await else {
-                continue;
-            };
-            if i % 2 == 0 {
-                c.queue(&Packet::from(Connect::new(
-                    ProtocolVersion::V3_1_1,
-                    string(&format!("abuse-garbage-{i}")),
-                )));
-                let _ = c.flush().await;
+        let mut start = 0;
+        while start < sizes.garbage_connections {
+            let end = (start + 50).min(sizes.garbage_connections);
+            let tasks: Vec<_> = (start..end)
+                .map(|i| tokio::spawn(garbage_connection(target.addr, i)))
+                .collect();
+            for task in tasks {
+                closed_by_broker += usize::from(task.await.unwrap_or(false));
             }
-            let len = 256 + (next() % 4096) as usize;
-            let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-            let _ = c.send_bytes(&bytes).await;
-            loop {
-                match c.recv(Duration::from_secs(1)).await {
-                    Ok(Some(_)) => {}
-                    Ok(None) => break,
-                    Err(_) => {
-                        closed_by_broker += 1;
-                        break;
-                    }
-                }
-            }
+            start = end;
         }
         (
             None,
             format!(
-                "{closed_by_broker} of {} garbage connections closed by the broker",
+                "{closed_by_broker} of {} garbage connections closed by the broker within 1 s",
                 sizes.garbage_connections
             ),
         )
     })
     .await
+}
+
+/// One garbage connection; whether the broker closed it.
+async fn garbage_connection(addr: SocketAddr, i: usize) -> bool {
+    // xorshift64, seeded per connection: the same garbage on every run.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ (i as u64).wrapping_mul(0x2545_f491_4f6c_dd1d);
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let Ok(mut c) = Raw::open(addr, ProtocolVersion::V3_1_1).await else {
+        return false;
+    };
+    if i % 2 == 0 {
+        c.queue(&Packet::from(Connect::new(
+            ProtocolVersion::V3_1_1,
+            string(&format!("abuse-garbage-{i}")),
+        )));
+        let _ = c.flush().await;
+    }
+    let len = 256 + (next() % 4096) as usize;
+    let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+    let _ = c.send_bytes(&bytes).await;
+    loop {
+        match c.recv(Duration::from_secs(1)).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return false,
+            Err(_) => return true,
+        }
+    }
 }
 
 /// Every scenario, in order.

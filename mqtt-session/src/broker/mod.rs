@@ -8,6 +8,16 @@
 //! per connection ([`Broker::poll_transmit`]) and events saying which transports to close
 //! ([`Broker::poll_event`]).
 //!
+//! # What a client can make it hold
+//!
+//! Everything a client controls is bounded by [`BrokerConfig`]: connections, subscriptions
+//! per session, the levels of topic names and filters (`max_topic_levels`), the heap of
+//! subscriptions (`max_subscription_bytes_per_session` and `max_subscription_bytes_total`,
+//! against [`BrokerConfig::subscription_weight`]) and retained messages; each refusal uses the
+//! reason code the standard names for it (see each field). No walk over what a client shapes
+//! (topic levels, `$share` groups) recurses, so no input can overflow the stack of the thread
+//! that drives the broker, whatever the limits are set to.
+//!
 //! ```
 //! use bytes::BytesMut;
 //! use mqtt_proto::{Connect, MqttString, Packet, ProtocolVersion};
@@ -32,7 +42,9 @@ mod admission;
 mod config;
 mod hooks;
 mod lifecycle;
+mod limits;
 mod retained;
+mod retained_delivery;
 mod routing;
 mod small_map;
 mod stats;
@@ -44,19 +56,23 @@ use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 
 use bytes::BytesMut;
-use mqtt_proto::{Connect, Disconnect, MqttString, ProtocolVersion, ReasonCode, TopicFilter, Will};
+use mqtt_proto::{
+    ConnAckProperties, Connect, Disconnect, MqttString, ProtocolVersion, ReasonCode, TopicFilter,
+    Will,
+};
 
 pub use config::BrokerConfig;
 pub use hooks::{AllowAll, AuthDecision, BrokerHooks};
 pub use stats::BrokerStats;
 
 use self::retained::RetainedStore;
+use self::retained_delivery::RetainedDeliveries;
 use self::small_map::SmallMap;
 use self::subscriptions::{SessionKey, Sub, SubscriptionIndex};
 use crate::client::AckMode;
 use crate::error::CloseReason;
 use crate::message::Message;
-use crate::server::{ServerEvent, ServerSession, SessionState};
+use crate::server::{ServerEvent, ServerSession, ServerState, SessionState};
 use crate::time::Instant;
 
 /// Identifies one transport connection of the broker.
@@ -118,6 +134,8 @@ struct Connection {
     pending_connect: Option<Box<Connect>>,
     /// The session closed; the connection goes once its last bytes are transmitted.
     closed: bool,
+    /// Opened beyond `max_connections`: its CONNECT is refused with 0x97 Quota exceeded.
+    refusing: bool,
 }
 
 /// A session, connected or not. Rarely used parts are boxed so that the record of an idle
@@ -154,19 +172,22 @@ pub struct Broker<H: BrokerHooks = AllowAll> {
     by_client_id: BTreeMap<MqttString, SessionKey>,
     index: SubscriptionIndex,
     retained: RetainedStore,
+    /// Retained messages still to send after SUBSCRIBEs (see `retained_delivery`).
+    retained_deliveries: RetainedDeliveries,
     next_connection: u64,
     next_session: SessionKey,
     next_assigned_id: u64,
     /// Connections with bytes to transmit.
     dirty: BTreeSet<ConnectionId>,
+    /// Connections opened beyond `max_connections` to refuse their CONNECT (some may be gone
+    /// already: pruned by `open`).
+    refusing: BTreeSet<ConnectionId>,
     connection_timers: BTreeSet<(Instant, ConnectionId)>,
     record_timers: BTreeSet<(Instant, SessionKey, RecordTimer)>,
     events: VecDeque<BrokerEvent>,
     /// Connections whose session events are still to be handled (see `settle`).
     unsettled: VecDeque<ConnectionId>,
     settling: bool,
-    /// Passes of the shared message being re-routed (see `reroute_shared`).
-    reroute_hops: usize,
     stats: BrokerStats,
 }
 
@@ -182,7 +203,8 @@ impl<H: BrokerHooks> Broker<H> {
     pub fn with_hooks(mut config: BrokerConfig, hooks: H) -> Self {
         config.server.ack_mode = AckMode::Manual;
         Self {
-            retained: RetainedStore::new(config.max_retained_messages),
+            retained: RetainedStore::new(config.max_retained_messages, config.max_retained_bytes),
+            retained_deliveries: RetainedDeliveries::default(),
             config,
             hooks,
             connections: BTreeMap::new(),
@@ -193,12 +215,12 @@ impl<H: BrokerHooks> Broker<H> {
             next_session: 1,
             next_assigned_id: 1,
             dirty: BTreeSet::new(),
+            refusing: BTreeSet::new(),
             connection_timers: BTreeSet::new(),
             record_timers: BTreeSet::new(),
             events: VecDeque::new(),
             unsettled: VecDeque::new(),
             settling: false,
-            reroute_hops: 0,
             stats: BrokerStats::default(),
         }
     }
@@ -209,6 +231,7 @@ impl<H: BrokerHooks> Broker<H> {
         stats.connections = self.connections.len();
         stats.sessions = self.sessions.len();
         stats.subscriptions = self.index.len();
+        stats.subscription_bytes = self.index.weight();
         stats.retained = self.retained.len();
         stats
     }
@@ -220,16 +243,29 @@ impl<H: BrokerHooks> Broker<H> {
 
     // ----- inputs -----
 
-    /// A new transport was accepted at `now`. Refused when `max_connections` are open (close
-    /// the transport without a word).
+    /// A new transport was accepted at `now`.
+    ///
+    /// With `max_connections` open, the connection is still taken while fewer than
+    /// `max_refusing_connections` such are: its CONNECT is answered with CONNACK 0x97 Quota
+    /// exceeded (MQTT 3.1.x: 3 Server unavailable) and it closes. Beyond that `open` refuses:
+    /// close the transport without a word. Both count in `connections_refused`.
     pub fn open(&mut self, now: Instant) -> Result<ConnectionId, TooManyConnections> {
-        if self.connections.len() >= self.config.max_connections {
+        let connections = &self.connections;
+        self.refusing.retain(|id| connections.contains_key(id));
+        let refusing = self.connections.len() - self.refusing.len() >= self.config.max_connections;
+        if refusing {
             self.stats.connections_refused += 1;
-            return Err(TooManyConnections);
+            if self.refusing.len() >= self.config.max_refusing_connections {
+                return Err(TooManyConnections);
+            }
+        } else {
+            self.stats.connections_total += 1;
         }
         let id = ConnectionId(self.next_connection);
         self.next_connection += 1;
-        self.stats.connections_total += 1;
+        if refusing {
+            self.refusing.insert(id);
+        }
         let session = ServerSession::new(self.config.server.clone(), now);
         self.connections.insert(
             id,
@@ -239,6 +275,7 @@ impl<H: BrokerHooks> Broker<H> {
                 deadline: None,
                 pending_connect: None,
                 closed: false,
+                refusing,
             }),
         );
         self.settle(now, id);
@@ -265,7 +302,8 @@ impl<H: BrokerHooks> Broker<H> {
     }
 
     /// Fires every timer due at `now`: CONNECT and keep-alive timeouts, will delays and
-    /// session expiry.
+    /// session expiry; and runs a turn of the retained messages owed to subscribers (see
+    /// [`poll_timeout`](Self::poll_timeout)).
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(&(at, id)) = self.connection_timers.first() {
             if at > now {
@@ -288,26 +326,45 @@ impl<H: BrokerHooks> Broker<H> {
                 RecordTimer::Expiry => self.expire(now, key, at),
             }
         }
+        if self.retained_deliveries.due().is_some_and(|due| due <= now) {
+            self.retained_turns(now);
+        }
     }
 
     /// Publishes `message` from the broker itself (not from a client), as if a client had sent
     /// it: it is retained when `message.retain`, and routed to every matching subscription.
+    ///
+    /// The broker keeps (retains, queues) its own compact copy of `message`
+    /// ([`Message::to_owned_compact`]), so a message that is a slice of a larger buffer does
+    /// not keep that buffer alive.
     pub fn publish(&mut self, now: Instant, message: Message) {
+        let message = message.to_owned_compact();
         if message.retain {
             self.retain(now, &message);
         }
         self.route(now, None, message);
     }
 
-    /// Asks every connection to go: MQTT 5 clients get DISCONNECT 0x8B Server shutting down.
+    /// Asks every connection to go: MQTT 5 clients get DISCONNECT 0x8B Server shutting down,
+    /// a CONNECT still being decided CONNACK 0x88 Server unavailable (3.1.x: 3).
     /// Drain `poll_transmit` and `poll_event` afterwards, closing each transport.
     pub fn shutdown(&mut self, now: Instant) {
         let ids: Vec<ConnectionId> = self.connections.keys().copied().collect();
         for id in ids {
             if let Some(conn) = self.connections.get_mut(&id) {
-                let _ = conn
-                    .session
-                    .disconnect(now, Disconnect::new(ReasonCode::ServerShuttingDown));
+                let result = match conn.session.state() {
+                    ServerState::Closed => Ok(()),
+                    // A CONNECT still being decided gets its answer: 0x88 Server unavailable.
+                    ServerState::Deciding => conn.session.reject(
+                        now,
+                        ReasonCode::ServerUnavailable,
+                        ConnAckProperties::default(),
+                    ),
+                    _ => conn
+                        .session
+                        .disconnect(now, Disconnect::new(ReasonCode::ServerShuttingDown)),
+                };
+                self.checked(now, id, result);
                 self.settle(now, id);
             }
         }
@@ -327,6 +384,7 @@ impl<H: BrokerHooks> Broker<H> {
                 }
                 if n > 0 {
                     self.stats.bytes_out += n as u64;
+                    self.retained_room(now, id);
                     return Some(id);
                 }
             }
@@ -340,13 +398,21 @@ impl<H: BrokerHooks> Broker<H> {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) has work next.
+    ///
+    /// Besides the timers, this is where the broker asks for time of its own: the retained
+    /// messages a SUBSCRIBE matched are sent in bounded turns (at most a few hundred messages
+    /// per session per call) as the subscriber's session has room, and while a turn is owed
+    /// the deadline is one already reached. A driver that calls `handle_timeout` when it is due,
+    /// between its other inputs, lets a subscriber with 100,000 retained messages share the
+    /// broker with everyone else. (A retained message still owed can therefore reach the
+    /// subscriber after a newer, non-retained message on its topic, RETAIN set; a newer
+    /// retained one replaces it in the store and is sent once, live.)
     pub fn poll_timeout(&self) -> Option<Instant> {
         let a = self.connection_timers.first().map(|(t, _)| *t);
         let b = self.record_timers.first().map(|(t, ..)| *t);
-        match (a, b) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        // Retained messages owed to subscribers with room: a turn at once.
+        let c = self.retained_deliveries.due();
+        [a, b, c].into_iter().flatten().min()
     }
 
     // ----- the event loop over sessions -----
@@ -419,7 +485,7 @@ impl<H: BrokerHooks> Broker<H> {
             ServerEvent::Message { publish, ack } => self.on_message(now, id, publish, ack),
             ServerEvent::Subscribe(subscribe) => self.on_subscribe(now, id, subscribe),
             ServerEvent::Unsubscribe(unsubscribe) => self.on_unsubscribe(now, id, unsubscribe),
-            ServerEvent::Published { .. } => {}
+            ServerEvent::Published { .. } => self.retained_room(now, id),
             ServerEvent::Abandoned {
                 token,
                 cause,

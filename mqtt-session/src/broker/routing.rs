@@ -20,6 +20,10 @@ impl<H: BrokerHooks> Broker<H> {
         ack: Option<InboundId>,
     ) {
         self.stats.messages_in += 1;
+        if self.too_many_levels(publish.topic.as_str()) {
+            self.refuse_topic(now, id);
+            return;
+        }
         let Some(conn) = self.connections.get(&id) else {
             return;
         };
@@ -27,13 +31,20 @@ impl<H: BrokerHooks> Broker<H> {
         let client_id = conn.session.client_id().clone();
         let v5 = conn.session.version().is_v5();
         let message = Message::from_publish(publish);
-        let code = if !self
+        let code = if is_sys_topic(message.topic.as_str()) {
+            self.stats.dropped_sys_topic += 1;
+            ReasonCode::NotAuthorized
+        } else if !self
             .hooks
             .authorize_publish(client_id.as_str(), &message.topic)
         {
             self.stats.dropped_unauthorized += 1;
             ReasonCode::NotAuthorized
         } else {
+            // Copied once, here: the decoded message is a view into the read buffer, and the
+            // retained store, offline queues and in-flight windows keep it beyond this read.
+            // Every subscriber shares this copy (issue 10).
+            let message = message.to_owned_compact();
             if message.retain {
                 self.retain(now, &message);
             }
@@ -46,7 +57,8 @@ impl<H: BrokerHooks> Broker<H> {
         };
         if let (Some(ack), Some(conn)) = (ack, self.connections.get_mut(&id)) {
             let code = if v5 { code } else { ReasonCode::Success };
-            let _ = conn.session.ack(now, ack, code);
+            let result = conn.session.ack(now, ack, code);
+            self.checked(now, id, result);
         }
     }
 
@@ -90,13 +102,32 @@ impl<H: BrokerHooks> Broker<H> {
         message: Message,
         token: Token,
     ) {
+        if let Err(Rejected {
+            error,
+            command,
+            token,
+        }) = self.try_deliver(now, key, message, token)
+        {
+            self.on_rejected(now, key, &error, command, token);
+        }
+    }
+
+    /// [`deliver`](Self::deliver) up to a refusal, which is handed back: re-routing tries
+    /// the next member in a loop rather than by recursion.
+    fn try_deliver(
+        &mut self,
+        now: Instant,
+        key: SessionKey,
+        message: Message,
+        token: Token,
+    ) -> Result<(), Rejected<Message, Token>> {
         let Some(record) = self.sessions.get_mut(&key) else {
-            return;
+            return Ok(());
         };
         let result = match (record.connection, record.stored.as_mut()) {
             (Some(conn_id), _) => {
                 let Some(conn) = self.connections.get_mut(&conn_id) else {
-                    return;
+                    return Ok(());
                 };
                 let result = conn.session.publish(now, message, token);
                 self.settle(now, conn_id);
@@ -109,17 +140,13 @@ impl<H: BrokerHooks> Broker<H> {
             }
             _ => {
                 self.stats.dropped_qos0_offline += 1;
-                return;
+                return Ok(());
             }
         };
-        match result {
-            Ok(()) => self.stats.messages_out += 1,
-            Err(Rejected {
-                error,
-                command,
-                token,
-            }) => self.on_rejected(now, key, &error, command, token),
+        if result.is_ok() {
+            self.stats.messages_out += 1;
         }
+        result
     }
 
     /// A session could not take a message: a shared one goes to another member, anything else
@@ -172,7 +199,10 @@ impl<H: BrokerHooks> Broker<H> {
     }
 
     /// A shared-subscription message its member could not take goes to another member, so a
-    /// member leaving loses no QoS 1/2 message.
+    /// member leaving loses no QoS 1/2 message. The other members are tried in round-robin
+    /// order, each once, in a loop (a group may have thousands of members, and each refusal
+    /// must not cost a stack frame); when every one refuses, the message is dropped and
+    /// counted by the last refusal's cause.
     pub(super) fn reroute_shared(
         &mut self,
         now: Instant,
@@ -183,20 +213,27 @@ impl<H: BrokerHooks> Broker<H> {
         let Some(filter) = token.shared.clone() else {
             return;
         };
-        if let Some((key, _)) = self.index.shared_member(&filter, from) {
-            // A member that refuses it too passes it on in turn; each pass moves round robin
-            // and excludes the refusing member, but a group whose every member refuses must
-            // not bounce it forever: `hops` bounds the passes by the group size.
-            if self.reroute_hops >= self.index.shared_group_len(&filter) {
-                self.reroute_hops = 0;
-                self.stats.dropped_queue_full += 1;
-                return;
-            }
-            self.reroute_hops += 1;
-            self.deliver(now, key, message, token);
-            self.reroute_hops = 0;
-        } else {
+        let members = self.index.shared_rotation(&filter, from);
+        if members.is_empty() {
             self.stats.dropped_session_ended += 1;
+            return;
+        }
+        let (mut message, mut token) = (message, token);
+        let mut last_error = None;
+        for key in members {
+            self.index.shared_served(&filter, key);
+            match self.try_deliver(now, key, message, token) {
+                Ok(()) => return,
+                Err(refused) => {
+                    message = refused.command;
+                    token = refused.token;
+                    last_error = Some(refused.error);
+                }
+            }
+        }
+        match last_error {
+            Some(CommandError::PacketTooLarge { .. }) => self.stats.dropped_too_large += 1,
+            _ => self.stats.dropped_queue_full += 1,
         }
     }
 }
@@ -220,4 +257,13 @@ pub(super) fn outgoing(
     out.properties.topic_alias = None;
     out.properties.subscription_identifiers = delivery.subscription_ids.clone();
     out
+}
+
+/// Whether `topic` is under `$SYS`, which only the broker itself publishes to: a client's
+/// PUBLISH (or will) there is dropped, answered with 0x87 Not authorized in MQTT 5 (3.1.1
+/// has no negative acknowledgement: acknowledged and dropped, as mosquitto does for both).
+/// `$SYS` topics are the server's by convention ([MQTT-4.7.2-1] keeps them from wildcard
+/// subscriptions for that reason), so a client must not be able to forge them.
+pub(super) fn is_sys_topic(topic: &str) -> bool {
+    topic == "$SYS" || topic.starts_with("$SYS/")
 }

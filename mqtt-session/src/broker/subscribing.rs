@@ -3,11 +3,10 @@
 
 use alloc::vec::Vec;
 
-use mqtt_proto::{AckProperties, ReasonCode, RetainHandling, Subscribe, TopicFilter, Unsubscribe};
+use mqtt_proto::{AckProperties, ReasonCode, RetainHandling, Subscribe, Unsubscribe};
 
-use super::routing::outgoing;
 use super::subscriptions::{Delivery, Sub};
-use super::{Broker, BrokerHooks, ConnectionId, Token};
+use super::{Broker, BrokerHooks, ConnectionId};
 use crate::time::Instant;
 
 impl<H: BrokerHooks> Broker<H> {
@@ -36,6 +35,10 @@ impl<H: BrokerHooks> Broker<H> {
                 });
                 continue;
             }
+            if let Some(code) = self.subscription_refusal(key, &s.filter, v5) {
+                codes.push(code);
+                continue;
+            }
             let Some(record) = self.sessions.get_mut(&key) else {
                 return;
             };
@@ -56,9 +59,11 @@ impl<H: BrokerHooks> Broker<H> {
                 options,
                 id: subscription_id,
             };
-            // An owned copy, not a view into the read buffer (see `admit`).
-            record.subscriptions.insert(owned_filter(&s.filter), sub);
-            let existed = self.index.insert(key, &s.filter, sub);
+            // Owned copies, not views into the read buffer (see `admit`); the index keeps it
+            // too (a shared group names itself by it).
+            let filter = s.filter.to_owned_compact();
+            let existed = self.index.insert(key, &filter, sub);
+            record.subscriptions.insert(filter.clone(), sub);
             codes.push(ReasonCode::granted(options.qos));
             let send_retained = match options.retain_handling {
                 RetainHandling::SendAtSubscribe => true,
@@ -67,25 +72,28 @@ impl<H: BrokerHooks> Broker<H> {
             };
             // Retained messages are not sent for shared subscriptions ([MQTT-4.8.2] in 5.0).
             if send_retained && !s.filter.is_shared() {
-                for message in self.retained.matching(now, &s.filter) {
-                    let delivery = Delivery {
-                        qos: options.qos,
-                        retain_as_published: true,
-                        subscription_ids: subscription_id.into_iter().collect(),
-                    };
-                    retained_to_send.push(outgoing(&message, &delivery, true));
-                }
+                let delivery = Delivery {
+                    qos: options.qos,
+                    retain_as_published: true,
+                    subscription_ids: subscription_id.into_iter().collect(),
+                };
+                retained_to_send.push((filter, delivery));
             }
         }
         if let Some(conn) = self.connections.get_mut(&id) {
-            let _ = conn
-                .session
-                .suback(now, subscribe.packet_id, codes, AckProperties::default());
+            let result =
+                conn.session
+                    .suback(now, subscribe.packet_id, codes, AckProperties::default());
+            self.checked(now, id, result);
         }
         // After the SUBACK, the retained messages, with RETAIN set ([MQTT-3.3.1-8] in 3.1.1,
-        // [MQTT-3.3.1-9] in 5.0).
-        for message in retained_to_send {
-            self.deliver(now, key, message, Token::default());
+        // [MQTT-3.3.1-9] in 5.0): in bounded turns, as the session has room (see
+        // `retained_delivery`).
+        if !retained_to_send.is_empty() {
+            for (filter, delivery) in retained_to_send {
+                self.start_retained(now, key, filter, delivery);
+            }
+            self.retained_turn(now, key);
         }
     }
 
@@ -100,11 +108,17 @@ impl<H: BrokerHooks> Broker<H> {
         };
         let mut codes = Vec::with_capacity(unsubscribe.filters.len());
         for filter in &unsubscribe.filters {
+            if self.too_many_levels(filter.filter()) {
+                // No subscription can have it ([MQTT-3.11.3-2]: an Unsubscribe Reason Code).
+                codes.push(ReasonCode::TopicFilterInvalid);
+                continue;
+            }
             let existed = self
                 .sessions
                 .get_mut(&key)
                 .is_some_and(|r| r.subscriptions.remove(filter).is_some());
             self.index.remove(key, filter);
+            self.stop_retained(key, Some(filter));
             codes.push(if existed {
                 ReasonCode::Success
             } else {
@@ -112,14 +126,10 @@ impl<H: BrokerHooks> Broker<H> {
             });
         }
         if let Some(conn) = self.connections.get_mut(&id) {
-            let _ =
+            let result =
                 conn.session
                     .unsuback(now, unsubscribe.packet_id, codes, AckProperties::default());
+            self.checked(now, id, result);
         }
     }
-}
-
-/// An owned, compact copy of a decoded topic filter.
-pub(super) fn owned_filter(f: &TopicFilter) -> TopicFilter {
-    TopicFilter::new(f.as_str()).unwrap_or_else(|_| f.clone())
 }
