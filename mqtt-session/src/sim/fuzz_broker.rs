@@ -83,6 +83,7 @@
 //! shared group or connected with MQTT 3.1 (whose CONNACK cannot say Session Present). Wills
 //! and retained deliveries at subscribe are received but owed to no one.
 
+use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -414,6 +415,9 @@ struct Driver<'a, 'h> {
     now: Instant,
     conns: Vec<Conn>,
     sessions: Vec<Session>,
+    /// Named client ids (`c0`..`c15` are 0..16, `m0`..`m1999` are 16..2016) to their
+    /// sessions; anonymous clients get sessions of their own.
+    named: BTreeMap<usize, usize>,
     filters: Vec<TopicFilter>,
     topics: Vec<TopicName>,
     tracked: Vec<Tracked>,
@@ -425,10 +429,6 @@ struct Driver<'a, 'h> {
     /// second batch takes the first one's sessions over).
     many_next: usize,
 }
-
-/// Named client ids: `c0`..`c15` are sessions 0..16, `m0`..`m1999` sessions 16..2016;
-/// anonymous clients get sessions after those.
-const NAMED: usize = 16 + MAX_MANY;
 
 impl<'a, 'h> Driver<'a, 'h> {
     fn new(data: &'a [u8], heap: Option<&'h dyn Fn() -> usize>) -> Self {
@@ -465,16 +465,6 @@ impl<'a, 'h> Driver<'a, 'h> {
             max_retained_messages: MAX_RETAINED,
             queue_qos0_offline: config_byte & 8 != 0,
         };
-        let mut sessions = Vec::new();
-        sessions.resize_with(NAMED, Session::default);
-        for (i, session) in sessions.iter_mut().enumerate() {
-            let name = if i < 16 {
-                format!("c{i}")
-            } else {
-                format!("m{}", i - 16)
-            };
-            session.name = MqttString::new(&name).ok();
-        }
         Self {
             input,
             heap,
@@ -484,7 +474,8 @@ impl<'a, 'h> Driver<'a, 'h> {
             drain_at_end: hooks_byte & 0x80 == 0,
             now: Instant::from_millis(0),
             conns: Vec::new(),
-            sessions,
+            sessions: Vec::new(),
+            named: BTreeMap::new(),
             filters: Vec::new(),
             topics: Vec::new(),
             tracked: Vec::new(),
@@ -564,6 +555,24 @@ impl<'a, 'h> Driver<'a, 'h> {
         }
     }
 
+    /// The session of named client `n` (`c{n}` below 16, else `m{n - 16}`).
+    fn named_session(&mut self, n: usize) -> usize {
+        if let Some(&key) = self.named.get(&n) {
+            return key;
+        }
+        let name = if n < 16 {
+            format!("c{n}")
+        } else {
+            format!("m{}", n - 16)
+        };
+        self.sessions.push(Session {
+            name: MqttString::new(&name).ok(),
+            ..Session::default()
+        });
+        self.named.insert(n, self.sessions.len() - 1);
+        self.sessions.len() - 1
+    }
+
     /// A live or connecting connection chosen by the next byte.
     fn pick(&mut self) -> Option<usize> {
         let b = usize::from(self.input.u16());
@@ -639,7 +648,8 @@ impl<'a, 'h> Driver<'a, 'h> {
         let expiry = self.input.byte();
         let version = Self::version(flags);
         let (key, client_id) = if name < 16 {
-            (Some(name), self.sessions[name].name.clone().unwrap_or_default())
+            let key = self.named_session(name);
+            (Some(key), self.sessions[key].name.clone().unwrap_or_default())
         } else {
             (None, MqttString::default())
         };
@@ -670,7 +680,7 @@ impl<'a, 'h> Driver<'a, 'h> {
                 let mut will = Will {
                     topic,
                     payload: self.payload(serial, wflags >> 4),
-                    qos: QoS::from_u8(wflags % 3).unwrap_or_default(),
+                    qos: QoS::from_u8((wflags & 3) % 3).unwrap_or_default(),
                     retain: wflags & 4 != 0,
                     properties: WillProperties::default(),
                 };
@@ -698,12 +708,12 @@ impl<'a, 'h> Driver<'a, 'h> {
         } else {
             None
         };
-        let expiry = Self::session_expiry(flags >> 4);
+        let expiry = Self::session_expiry((flags >> 4) & 3);
         for _ in 0..count {
             let key = if flags & 8 != 0 {
                 let n = self.many_next % MAX_MANY;
                 self.many_next += 1;
-                Some(16 + n)
+                Some(self.named_session(16 + n))
             } else {
                 None
             };
@@ -806,11 +816,12 @@ impl<'a, 'h> Driver<'a, 'h> {
         let (Some(i), Some(f)) = (i, self.intern_filter(&filter)) else {
             return;
         };
-        let mut options = SubscriptionOptions::new(QoS::from_u8(opts % 3).unwrap_or_default());
+        let mut options =
+            SubscriptionOptions::new(QoS::from_u8((opts & 3) % 3).unwrap_or_default());
         let shared = self.filters[f as usize].is_shared();
         options.no_local = opts & 4 != 0 && !shared;
         options.retain_as_published = opts & 8 != 0;
-        options.retain_handling = match (opts >> 4) % 3 {
+        options.retain_handling = match ((opts >> 4) & 3) % 3 {
             0 => RetainHandling::SendAtSubscribe,
             1 => RetainHandling::SendAtSubscribeIfNew,
             _ => RetainHandling::DoNotSend,
@@ -900,7 +911,7 @@ impl<'a, 'h> Driver<'a, 'h> {
         let (Some(i), Some(topic)) = (i, topic) else {
             return;
         };
-        let qos = QoS::from_u8(flags % 3).unwrap_or_default();
+        let qos = QoS::from_u8((flags & 3) % 3).unwrap_or_default();
         let serial = self.serial();
         let payload = self.payload(serial, size);
         let pid = Self::next_pid(&mut self.conns[i]);
@@ -915,7 +926,7 @@ impl<'a, 'h> Driver<'a, 'h> {
         if v5 {
             publish.properties.message_expiry_interval =
                 [None, Some(1), Some(60)][usize::from(expiry % 3)];
-            let alias = usize::from((flags >> 4) & 3);
+            let alias = usize::from((flags >> 5) & 3);
             match (flags >> 3) & 3 {
                 1 => {
                     // Set alias n.
@@ -940,7 +951,7 @@ impl<'a, 'h> Driver<'a, 'h> {
                 retain: publish.retain,
             });
         }
-        let resend = qos == QoS::ExactlyOnce && flags & 0x40 != 0;
+        let resend = qos == QoS::ExactlyOnce && flags & 0x80 != 0;
         let again = publish.clone();
         self.encode(i, Packet::Publish(publish));
         if resend {
@@ -958,7 +969,7 @@ impl<'a, 'h> Driver<'a, 'h> {
             return;
         };
         let serial = self.serial();
-        let qos = QoS::from_u8(flags % 3).unwrap_or_default();
+        let qos = QoS::from_u8((flags & 3) % 3).unwrap_or_default();
         let mut message = Message::new(topic.clone(), qos, self.payload(serial, size));
         message.retain = flags & 4 != 0;
         // The broker keeps what it routes: count its bytes as fed.
@@ -1341,6 +1352,7 @@ impl<'a, 'h> Driver<'a, 'h> {
         let topics: usize = self.topics.iter().map(|t| t.len() + 64).sum();
         tracked
             + sessions
+            + self.named.len() * 64
             + filters
             + topics
             + self.tracked.capacity() * core::mem::size_of::<Tracked>()
