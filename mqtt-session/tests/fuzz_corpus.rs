@@ -99,13 +99,20 @@ fn broker_heap_budget_is_checked() {
     let calls = std::cell::Cell::new(0usize);
     let probe = || {
         calls.set(calls.get() + 1);
-        if calls.get() == 1 { 0 } else { 1 << 30 }
+        if calls.get() == 1 {
+            0
+        } else {
+            1 << 30
+        }
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // hooks 0x80 (no drain), config 0; op 0: connect `c0`.
         check_broker_with_heap(&[0x80, 0, 0, 0, 0, 0], &probe)
     }));
-    assert!(result.is_err(), "a heap over the budget must fail the input");
+    assert!(
+        result.is_err(),
+        "a heap over the budget must fail the input"
+    );
     // And a plain input stays within it.
     run_broker(&[0, 0, 0, 0, 0, 0, 2, 0, 0, 1, 1, 0, 1]);
 }

@@ -35,7 +35,7 @@
 //! | 14 | a connection stops or starts answering the PUBLISHes it receives |
 //! | 15 | a connection takes over another's client id |
 //!
-//! Topics and filters come from three bytes ([`Input::levels`]): a level count (`< 128`:
+//! Topics and filters come from three bytes (`Input::levels`): a level count (`< 128`:
 //! 1..=16, else scaled up to 20,000 levels), a pattern (kinds of even and odd levels among
 //! empty, `a`, a short literal, `+`; a trailing `#`; a `$share/g/` or `$share/h/` prefix), and a
 //! first level (`$SYS`, `$x`, `x`, or as generated). So a handful of bytes reach the largest
@@ -268,7 +268,11 @@ impl<'a> Input<'a> {
         let pattern = self.byte();
         let first = self.byte();
         let kind = |i: usize| {
-            let k = if i % 2 == 0 { pattern & 3 } else { (pattern >> 2) & 3 };
+            let k = if i % 2 == 0 {
+                pattern & 3
+            } else {
+                (pattern >> 2) & 3
+            };
             match k {
                 0 => "",
                 1 => "a",
@@ -594,8 +598,16 @@ impl<'a, 'h> Driver<'a, 'h> {
     }
 
     fn session_expiry(b: u8) -> Option<u32> {
-        [None, Some(0), Some(1), Some(10), Some(300), Some(86_400), Some(u32::MAX), None]
-            [usize::from(b % 8)]
+        [
+            None,
+            Some(0),
+            Some(1),
+            Some(10),
+            Some(300),
+            Some(86_400),
+            Some(u32::MAX),
+            None,
+        ][usize::from(b % 8)]
     }
 
     fn version(b: u8) -> ProtocolVersion {
@@ -607,7 +619,13 @@ impl<'a, 'h> Driver<'a, 'h> {
     }
 
     /// Opens a connection and queues its CONNECT; returns its index.
-    fn open(&mut self, key: Option<usize>, connect: Connect, acks: bool, auth_ok: bool) -> Option<usize> {
+    fn open(
+        &mut self,
+        key: Option<usize>,
+        connect: Connect,
+        acks: bool,
+        auth_ok: bool,
+    ) -> Option<usize> {
         let id = self.broker.open(self.now).ok()?;
         self.drain_output();
         let key = key.unwrap_or_else(|| {
@@ -649,7 +667,10 @@ impl<'a, 'h> Driver<'a, 'h> {
         let version = Self::version(flags);
         let (key, client_id) = if name < 16 {
             let key = self.named_session(name);
-            (Some(key), self.sessions[key].name.clone().unwrap_or_default())
+            (
+                Some(key),
+                self.sessions[key].name.clone().unwrap_or_default(),
+            )
         } else {
             (None, MqttString::default())
         };
@@ -662,12 +683,8 @@ impl<'a, 'h> Driver<'a, 'h> {
                 connect.properties.maximum_packet_size = NonZeroU32::new(SMALL_PACKET);
             }
             if flags & 0x10 != 0 {
-                connect.properties.authentication_method = MqttString::new(if flags & 0x80 != 0 {
-                    "other"
-                } else {
-                    "fuzz"
-                })
-                .ok();
+                connect.properties.authentication_method =
+                    MqttString::new(if flags & 0x80 != 0 { "other" } else { "fuzz" }).ok();
             }
             connect.properties.topic_alias_maximum = Some(u16::from(expiry >> 6));
         }
@@ -805,7 +822,9 @@ impl<'a, 'h> Driver<'a, 'h> {
                 options,
             });
         }
-        self.conns[i].subscribes.push(PendingSubscribe { pid, filters });
+        self.conns[i]
+            .subscribes
+            .push(PendingSubscribe { pid, filters });
         self.encode(i, Packet::Subscribe(subscribe));
     }
 
@@ -1154,19 +1173,17 @@ impl<'a, 'h> Driver<'a, 'h> {
                 self.sessions[key].live += 1;
                 self.conns[i].state = ConnState::Live;
             }
-            Packet::Auth(auth) => {
-                if auth.reason_code == ReasonCode::ContinueAuthentication {
-                    let data: &'static [u8] = if self.conns[i].auth_ok { b"ok" } else { b"no" };
-                    let reply = Auth {
-                        reason_code: ReasonCode::ContinueAuthentication,
-                        properties: AuthProperties {
-                            authentication_method: auth.properties.authentication_method,
-                            authentication_data: Some(Bytes::from_static(data)),
-                            ..AuthProperties::default()
-                        },
-                    };
-                    self.encode(i, Packet::Auth(reply));
-                }
+            Packet::Auth(auth) if auth.reason_code == ReasonCode::ContinueAuthentication => {
+                let data: &'static [u8] = if self.conns[i].auth_ok { b"ok" } else { b"no" };
+                let reply = Auth {
+                    reason_code: ReasonCode::ContinueAuthentication,
+                    properties: AuthProperties {
+                        authentication_method: auth.properties.authentication_method,
+                        authentication_data: Some(Bytes::from_static(data)),
+                        ..AuthProperties::default()
+                    },
+                };
+                self.encode(i, Packet::Auth(reply));
             }
             Packet::Publish(publish) => self.on_publish(i, publish),
             Packet::PubRel(rel) => {
@@ -1404,7 +1421,10 @@ impl<'a, 'h> Driver<'a, 'h> {
         // Every session that can be named is reconnected, drained and ended.
         self.broker.hooks_mut().mode = 0;
         for key in 0..self.sessions.len() {
-            let Some(name) = self.sessions[key].name.clone().filter(|_| self.sessions[key].used)
+            let Some(name) = self.sessions[key]
+                .name
+                .clone()
+                .filter(|_| self.sessions[key].used)
             else {
                 continue;
             };
@@ -1415,7 +1435,11 @@ impl<'a, 'h> Driver<'a, 'h> {
                 continue;
             };
             self.turn_one(i);
-            if self.conns.get(i).is_some_and(|c| c.state == ConnState::Live) {
+            if self
+                .conns
+                .get(i)
+                .is_some_and(|c| c.state == ConnState::Live)
+            {
                 self.encode(i, Packet::Disconnect(Disconnect::new(ReasonCode::Success)));
                 self.turn_one(i);
             }
