@@ -65,8 +65,8 @@
 //! for good (*tainted*) once raw bytes went to one of its connections, and sessions the end
 //! cannot reconnect (MQTT 3.x with an empty client id) are never counted.
 //!
-//! A message is *tracked* when it is QoS 1 or 2, its topic does not start with `$` (the broker
-//! may treat those specially), and either a client published it and got a PUBACK or PUBREC
+//! A message is *tracked* when it is QoS 1 or 2, has a payload (which carries its serial
+//! number), its topic does not start with `$` (the broker may treat those specially), and either a client published it and got a PUBACK or PUBREC
 //! with a reason code below 0x80 (for MQTT 3.x, also one the hooks allowed), or it went in
 //! through [`Broker::publish`]. At that moment it is owed to
 //! - each live, untainted session with a subscription granted at QoS 1 or 2 whose filter
@@ -961,7 +961,8 @@ impl<'a, 'h> Driver<'a, 'h> {
                 _ => {}
             }
         }
-        if qos != QoS::AtMostOnce {
+        // An empty payload carries no serial: nothing to follow.
+        if qos != QoS::AtMostOnce && size != 0 {
             self.conns[i].publishes.push(PendingPublish {
                 pid,
                 serial,
@@ -993,7 +994,7 @@ impl<'a, 'h> Driver<'a, 'h> {
         message.retain = flags & 4 != 0;
         // The broker keeps what it routes: count its bytes as fed.
         self.fed += topic.len() + message.payload.len();
-        if qos != QoS::AtMostOnce {
+        if qos != QoS::AtMostOnce && size != 0 {
             self.track(None, serial, &topic, qos, message.retain);
         }
         self.broker.publish(self.now, message);
