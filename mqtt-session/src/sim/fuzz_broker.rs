@@ -41,6 +41,8 @@
 //! first level (`$SYS`, `$x`, `x`, or as generated). So a handful of bytes reach the largest
 //! filters a 64 KiB string can hold.
 //!
+//! Clients stop sending once 8 MiB have been fed to the broker (a time budget per input).
+//!
 //! Each step feeds every connection's pending bytes (one connection at a time, its output
 //! decoded and answered at once: PUBACK, PUBREC/PUBREL/PUBCOMP, AUTH), fires due timers, and
 //! repeats until nothing moves.
@@ -141,6 +143,10 @@ const MAX_MANY: usize = 2_000;
 /// `max_connections` of the fuzzed broker.
 const MAX_CONNECTIONS: usize = 2_100;
 const MAX_RETAINED: usize = 16;
+/// Bytes fed to the broker after which clients send nothing more (CONNECTs and answers
+/// included), so that one input stays within a fuzzing time budget: 2,000 clients subscribing
+/// to one 40 KB filter would otherwise feed 80 MB.
+const MAX_FED: usize = 8 * 1024 * 1024;
 /// Small Maximum Packet Size a client may announce.
 const SMALL_PACKET: u32 = 64;
 /// Past every Session Expiry and Will Delay Interval the driver sets (at most a day), and
@@ -428,6 +434,8 @@ struct Driver<'a, 'h> {
     receipts: Vec<Receipt>,
     next_serial: u32,
     fed: usize,
+    /// `MAX_FED` while the input runs; lifted for the end's reconnections.
+    fed_limit: usize,
     tx: BytesMut,
     /// Names of "open many" clients are `m{n}` from this counter on (wrapping at 2,000: a
     /// second batch takes the first one's sessions over).
@@ -486,6 +494,7 @@ impl<'a, 'h> Driver<'a, 'h> {
             receipts: Vec::new(),
             next_serial: 1,
             fed: 0,
+            fed_limit: MAX_FED,
             tx: BytesMut::new(),
             many_next: 0,
         }
@@ -640,7 +649,9 @@ impl<'a, 'h> Driver<'a, 'h> {
         }
         let clean_start = connect.clean_start;
         let mut rx = BytesMut::new();
-        let _ = Packet::from(connect).encode(version, &mut rx);
+        if self.fed <= self.fed_limit {
+            let _ = Packet::from(connect).encode(version, &mut rx);
+        }
         self.fed += rx.len();
         self.conns.push(Conn {
             id,
@@ -794,6 +805,9 @@ impl<'a, 'h> Driver<'a, 'h> {
     }
 
     fn encode(&mut self, i: usize, packet: Packet) {
+        if self.fed > self.fed_limit {
+            return;
+        }
         let conn = &mut self.conns[i];
         let before = conn.rx.len();
         let _ = packet.encode(conn.version, &mut conn.rx);
@@ -1421,6 +1435,7 @@ impl<'a, 'h> Driver<'a, 'h> {
         }
         // Every session that can be named is reconnected, drained and ended.
         self.broker.hooks_mut().mode = 0;
+        self.fed_limit = usize::MAX;
         for key in 0..self.sessions.len() {
             let Some(name) = self.sessions[key]
                 .name
