@@ -20,7 +20,7 @@
 //! | op (byte % 16) | what |
 //! | --- | --- |
 //! | 0 | open one connection and CONNECT: name, flags (version, clean start, will, enhanced AUTH and its answer, small Maximum Packet Size, silent), session expiry, and for a will its topic, QoS/retain, delay and message expiry |
-//! | 1 | open **many** connections in one step: a count byte (`< 128`: 1..=16, else up to 2,000), flags (version, small Maximum Packet Size, named `m{i}` or anonymous, silent, session expiry, subscribe) and, when they subscribe, one filter and its QoS, all pipelined after their CONNECTs |
+//! | 1 | open **many** connections in one step: a count byte (`< 128`: 1..=16, else up to 2,000, quadratically), flags (version, small Maximum Packet Size, named `m{i}` or anonymous, silent, session expiry, subscribe) and, when they subscribe, one filter and its QoS, all pipelined after their CONNECTs |
 //! | 2 | SUBSCRIBE a connection to a generated filter (options: QoS, No Local, Retain As Published, Retain Handling, a subscription identifier) |
 //! | 3 | UNSUBSCRIBE a known or a generated filter |
 //! | 4, 5 | PUBLISH from a connection: topic (generated, instantiated from a known filter, or a known topic), QoS, RETAIN, topic alias use, a QoS 2 re-send with DUP, payload size (up to 64 KiB), Message Expiry Interval |
@@ -36,7 +36,7 @@
 //! | 15 | a connection takes over another's client id |
 //!
 //! Topics and filters come from three bytes (`Input::levels`): a level count (`< 128`:
-//! 1..=16, else scaled up to 20,000 levels), a pattern (kinds of even and odd levels among
+//! 1..=16, else up to 20,000 levels, quadratically), a pattern (kinds of even and odd levels among
 //! empty, `a`, a short literal, `+`; a trailing `#`; a `$share/g/` or `$share/h/` prefix), and a
 //! first level (`$SYS`, `$x`, `x`, or as generated). So a handful of bytes reach the largest
 //! filters a 64 KiB string can hold.
@@ -257,13 +257,14 @@ impl<'a> Input<'a> {
         QoS::from_u8(self.byte() % 3).unwrap_or_default()
     }
 
-    /// A count from one byte: below 128, 1..=16; from 128, 1..=`max` in 128 steps.
+    /// A count from one byte: below 128, 1..=16; from 128, 1..=`max` growing with the square
+    /// of `b - 128` (so that hundreds, cheap to run, are as reachable as the maximum).
     fn count(&mut self, max: usize) -> usize {
         let b = usize::from(self.byte());
         if b < 128 {
             b % 16 + 1
         } else {
-            1 + (b - 128) * (max - 1) / 127
+            1 + (b - 128) * (b - 128) * (max - 1) / (127 * 127)
         }
     }
 
