@@ -1,8 +1,31 @@
-//! The broker core with several fuzzed connections: arbitrary bytes and valid packets from each,
-//! opens, losses and clock steps. The checks live in `mqtt_session::sim::fuzz::check_broker`,
-//! shared with the corpus replay test.
+//! The broker core against hostile and well-behaved clients, many at once: deep topics and
+//! filters, `$share` groups of thousands, wills, expiries, AUTH, aliases, shutdown. The driver
+//! and its reference model live in `mqtt_session::sim::fuzz_broker` (shared with the corpus
+//! replay test). Each input runs on a thread of `STACK_SIZE` (512 KiB), and the heap it holds
+//! is bounded by `heap_budget`, counted by `stats_alloc` around the system allocator.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
+use std::alloc::System;
 
-fuzz_target!(|data: &[u8]| mqtt_session::sim::fuzz::check_broker(data));
+use libfuzzer_sys::fuzz_target;
+use mqtt_session::sim::fuzz_broker::{check_broker_with_heap, STACK_SIZE};
+use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Bytes the process holds now (libFuzzer's own C++ allocations are not counted).
+fn heap() -> usize {
+    let s = GLOBAL.stats();
+    (s.bytes_allocated as isize - s.bytes_deallocated as isize + s.bytes_reallocated) as usize
+}
+
+fuzz_target!(|data: &[u8]| {
+    let data = data.to_vec();
+    std::thread::Builder::new()
+        .stack_size(STACK_SIZE)
+        .spawn(move || check_broker_with_heap(&data, &heap))
+        .expect("spawn the input's thread")
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e));
+});

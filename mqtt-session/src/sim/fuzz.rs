@@ -1,6 +1,8 @@
 //! Fuzz drivers for the session machines: each turns arbitrary bytes into a sequence of
 //! inputs, commands and clock steps, and panics if an invariant breaks. The cargo-fuzz targets
-//! in `fuzz/` call them, and `cargo test` replays the committed corpora through them.
+//! in `fuzz/` call them, and `cargo test` replays the committed corpora through them. The
+//! broker's driver lives in [`fuzz_broker`](super::fuzz_broker) and is re-exported here as
+//! [`check_broker`].
 //!
 //! Invariants checked for every input:
 //! - no panic, whatever the peer sends or the application asks;
@@ -11,7 +13,6 @@
 //! - queues stay within their configured bounds.
 
 use alloc::collections::BTreeMap;
-use alloc::vec::Vec;
 use core::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -21,7 +22,7 @@ use mqtt_proto::{
     TopicName,
 };
 
-use crate::broker::{Broker, BrokerConfig, ConnectionId};
+pub use super::fuzz_broker::check_broker;
 use crate::client::{ClientConfig, ClientEvent, ClientSession};
 use crate::message::{Message, SubscribeRequest};
 use crate::server::{ServerConfig, ServerEvent, ServerSession};
@@ -313,97 +314,5 @@ pub fn check_server_session(data: &[u8]) {
         }
         assert!(closed <= 1, "Closed reported {closed} times");
         assert!(server.queued_len() <= 5);
-    }
-}
-
-/// Drives a [`Broker`] with several connections fed arbitrary bytes and valid packets.
-pub fn check_broker(data: &[u8]) {
-    let mut input = Input { data };
-    let config = BrokerConfig {
-        max_connections: 4,
-        max_subscriptions_per_session: 3,
-        max_retained_messages: 3,
-        ..BrokerConfig::default()
-    };
-    let mut broker = Broker::new(config);
-    let mut now = Instant::from_millis(0);
-    let mut conns: Vec<(ConnectionId, ProtocolVersion, BytesMut)> = Vec::new();
-    let mut tx = BytesMut::new();
-    while !input.is_empty() {
-        let pick = usize::from(input.byte());
-        let slot = pick % conns.len().max(1);
-        match input.byte() % 8 {
-            0 => {
-                if let Ok(id) = broker.open(now) {
-                    let version = input.version();
-                    let mut rx = BytesMut::new();
-                    let ids = ["a", "b", "", "a"];
-                    let mut connect = Connect::new(
-                        version,
-                        MqttString::from_static(ids[pick % 4]).unwrap_or_default(),
-                    );
-                    connect.clean_start = input.byte() % 2 == 0;
-                    let _ = Packet::from(connect).encode(version, &mut rx);
-                    conns.push((id, version, rx));
-                }
-            }
-            1 => {
-                if let Some((_, _, rx)) = conns.get_mut(slot) {
-                    rx.extend_from_slice(input.bytes(48));
-                }
-            }
-            2 | 3 => {
-                let retain = input.byte() % 3 == 0;
-                let qos = input.qos();
-                let mut publish = Publish::new(
-                    input.topic(),
-                    QosPid::new(qos, input.packet_id()),
-                    Bytes::from_static(b"p"),
-                );
-                publish.retain = retain;
-                if let Some((_, version, rx)) = conns.get_mut(slot) {
-                    let _ = Packet::Publish(publish).encode(*version, rx);
-                }
-            }
-            4 => {
-                let filter = ["a/#", "+/b", "#", "$share/g/a"][pick % 4];
-                if let (Ok(filter), Some((_, version, rx))) =
-                    (TopicFilter::new(filter), conns.get_mut(slot))
-                {
-                    let subscribe = mqtt_proto::Subscribe::new(
-                        PacketId::MIN,
-                        filter,
-                        mqtt_proto::SubscriptionOptions::new(QoS::ExactlyOnce),
-                    );
-                    let _ = Packet::Subscribe(subscribe).encode(*version, rx);
-                }
-            }
-            5 => now = now + Duration::from_millis(u64::from(input.u16()) * 10),
-            6 => {
-                if !conns.is_empty() {
-                    let (id, ..) = conns.remove(pick % conns.len());
-                    broker.handle_closed(now, id);
-                }
-            }
-            _ => broker.handle_timeout(now),
-        }
-        for (id, _, rx) in &mut conns {
-            broker.handle_read(now, *id, rx);
-        }
-        broker.handle_timeout(now);
-        while let Some(id) = broker.poll_transmit(now, &mut tx) {
-            let version = conns
-                .iter()
-                .find(|c| c.0 == id)
-                .map_or(ProtocolVersion::V5, |c| c.1);
-            assert_valid_output(version, &mut tx);
-        }
-        while let Some(event) = broker.poll_event() {
-            if let crate::broker::BrokerEvent::Close { connection, .. } = event {
-                conns.retain(|c| c.0 != connection);
-            }
-        }
-        let stats = broker.stats();
-        assert!(stats.connections <= 4 && stats.retained <= 3);
     }
 }

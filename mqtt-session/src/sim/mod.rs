@@ -14,6 +14,7 @@
 
 mod broker_net;
 pub mod fuzz;
+pub mod fuzz_broker;
 mod network;
 mod pair;
 
