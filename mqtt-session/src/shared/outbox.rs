@@ -4,6 +4,11 @@
 use bytes::BytesMut;
 use mqtt_proto::{EncodeError, Packet, ProtocolVersion, Publish};
 
+/// Capacity the transmit buffer may keep while empty. A session that once sent a large packet
+/// does not keep a buffer of that size while idle (a broker's thousands of sessions would each
+/// hold the largest packet they ever sent).
+const KEEP_CAPACITY: usize = 8 * 1024;
+
 /// Encoded bytes waiting for the transport.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
@@ -38,18 +43,20 @@ impl Outbox {
         self.buf.len()
     }
 
-    /// Moves everything waiting to the end of `out`; returns how many bytes moved. When `out`
-    /// is empty the two buffers are swapped, so nothing is copied.
+    /// Copies everything waiting to the end of `out`; returns how many bytes moved.
+    ///
+    /// The buffers are never swapped: a caller's buffer may share its allocation with packets
+    /// it decoded from it (a `BytesMut` emptied by `split` still owns its whole allocation), and
+    /// an idle session holding it would pin that memory for as long as it lives.
     pub(crate) fn drain_into(&mut self, out: &mut BytesMut) -> usize {
         let n = self.buf.len();
         if n == 0 {
             return 0;
         }
-        if out.is_empty() {
-            core::mem::swap(out, &mut self.buf);
-        } else {
-            out.extend_from_slice(&self.buf);
-            self.buf.clear();
+        out.extend_from_slice(&self.buf);
+        self.buf.clear();
+        if self.buf.capacity() > KEEP_CAPACITY {
+            self.buf = BytesMut::new();
         }
         n
     }

@@ -477,6 +477,7 @@ impl<'a, 'h> Driver<'a, 'h> {
             max_subscriptions_per_session: 8,
             max_retained_messages: MAX_RETAINED,
             queue_qos0_offline: config_byte & 8 != 0,
+            ..BrokerConfig::default()
         };
         Self {
             input,
@@ -1143,7 +1144,9 @@ impl<'a, 'h> Driver<'a, 'h> {
             }
         }
         let stats = self.broker.stats();
-        assert!(stats.connections <= MAX_CONNECTIONS, "{stats:?}");
+        // Beyond `max_connections`, a few more are admitted only to be refused with a CONNACK.
+        let refusing = BrokerConfig::default().max_refusing_connections;
+        assert!(stats.connections <= MAX_CONNECTIONS + refusing, "{stats:?}");
         assert!(stats.retained <= MAX_RETAINED, "{stats:?}");
     }
 
@@ -1170,7 +1173,7 @@ impl<'a, 'h> Driver<'a, 'h> {
                 }
                 let mut key = self.conns[i].key;
                 if let Some(assigned) = &connack.properties.assigned_client_identifier {
-                    self.sessions[key].name = Some(assigned.clone());
+                    self.sessions[key].name = Some(assigned.to_owned_compact());
                 }
                 if self.conns[i].tainted {
                     self.sessions[key].tainted = true;
