@@ -1,8 +1,11 @@
 //! Routing and delivery: a PUBLISH goes to every matching subscription, live, queued for an
 //! offline session, or re-routed within a shared subscription when its member cannot take it.
 
+use alloc::vec::Vec;
+
 use mqtt_proto::{QoS, ReasonCode};
 
+use super::backpressure::Owed;
 use super::subscriptions::{Delivery, SessionKey};
 use super::{Broker, BrokerHooks, ConnectionId, Token};
 use crate::error::{CommandError, Rejected};
@@ -12,6 +15,9 @@ use crate::shared::inbound::InboundId;
 use crate::time::Instant;
 
 impl<H: BrokerHooks> Broker<H> {
+    /// A PUBLISH from a client. QoS 1/2 ones are acknowledged once every connected subscriber
+    /// has taken them; until then they are held back, and so are the publisher's later QoS
+    /// 1/2 messages, in order (see `backpressure`).
     pub(super) fn on_message(
         &mut self,
         now: Instant,
@@ -24,28 +30,67 @@ impl<H: BrokerHooks> Broker<H> {
             return;
         };
         let key = conn.key;
-        let client_id = conn.session.client_id().clone();
-        let v5 = conn.session.version().is_v5();
         let message = Message::from_publish(publish);
-        let code = if !self
+        if let (Some(key), Some(ack)) = (key, ack) {
+            if self.parked.contains_key(&key) {
+                // Behind the publisher's earlier messages ([MQTT-4.6.0-6]).
+                self.park(now, key, ack, Err(message));
+                return;
+            }
+            let (code, owed) = self.accept_message(now, Some(key), message, true);
+            if !owed.is_empty() {
+                self.park(now, key, ack, Ok((code, owed)));
+                return;
+            }
+            self.ack_message(now, id, ack, code);
+            return;
+        }
+        let (code, _) = self.accept_message(now, key, message, false);
+        if let Some(ack) = ack {
+            self.ack_message(now, id, ack, code);
+        }
+    }
+
+    /// Authorizes, retains and routes a client's message; returns the code to acknowledge it
+    /// with and, with `hold`, the deliveries connected subscribers could not take yet.
+    pub(super) fn accept_message(
+        &mut self,
+        now: Instant,
+        publisher: Option<SessionKey>,
+        message: Message,
+        hold: bool,
+    ) -> (ReasonCode, Vec<Owed>) {
+        let client_id = publisher
+            .and_then(|key| self.sessions.get(&key))
+            .map(|r| r.client_id.clone())
+            .unwrap_or_default();
+        if !self
             .hooks
             .authorize_publish(client_id.as_str(), &message.topic)
         {
             self.stats.dropped_unauthorized += 1;
-            ReasonCode::NotAuthorized
+            return (ReasonCode::NotAuthorized, Vec::new());
+        }
+        if message.retain {
+            self.retain(now, &message);
+        }
+        let (delivered, owed) = self.route_held(now, publisher, message, hold);
+        let code = if delivered == 0 {
+            ReasonCode::NoMatchingSubscribers
         } else {
-            if message.retain {
-                self.retain(now, &message);
-            }
-            let delivered = self.route(now, key, message);
-            if delivered == 0 && v5 {
-                ReasonCode::NoMatchingSubscribers
+            ReasonCode::Success
+        };
+        (code, owed)
+    }
+
+    /// Acknowledges a message of connection `id` (MQTT 3.1.x clients get Success).
+    fn ack_message(&mut self, now: Instant, id: ConnectionId, ack: InboundId, code: ReasonCode) {
+        if let Some(conn) = self.connections.get_mut(&id) {
+            let code = if conn.session.version().is_v5() {
+                code
             } else {
                 ReasonCode::Success
-            }
-        };
-        if let (Some(ack), Some(conn)) = (ack, self.connections.get_mut(&id)) {
-            let code = if v5 { code } else { ReasonCode::Success };
+            };
             let _ = conn.session.ack(now, ack, code);
         }
     }
@@ -63,15 +108,26 @@ impl<H: BrokerHooks> Broker<H> {
         publisher: Option<SessionKey>,
         message: Message,
     ) -> usize {
+        self.route_held(now, publisher, message, false).0
+    }
+
+    /// [`route`](Self::route); with `hold`, the QoS 1/2 deliveries that connected sessions
+    /// cannot take yet come back instead of being dropped.
+    pub(super) fn route_held(
+        &mut self,
+        now: Instant,
+        publisher: Option<SessionKey>,
+        message: Message,
+        hold: bool,
+    ) -> (usize, Vec<Owed>) {
         let matches = self.index.matches(message.topic.as_str(), publisher);
         let n = matches.direct.len() + matches.shared.len();
+        let mut owed = Vec::new();
         for (key, delivery) in matches.direct {
-            self.deliver(
-                now,
-                key,
-                outgoing(&message, &delivery, false),
-                Token::default(),
-            );
+            let copy = outgoing(&message, &delivery, false);
+            if let Some((message, token)) = self.offer(now, key, copy, Token::default(), hold) {
+                owed.push(Owed::new(key, message, token));
+            }
         }
         for (key, delivery, filter) in matches.shared {
             let token = Token {
@@ -79,7 +135,7 @@ impl<H: BrokerHooks> Broker<H> {
             };
             self.deliver(now, key, outgoing(&message, &delivery, false), token);
         }
-        n
+        (n, owed)
     }
 
     /// Hands a message to one session: live, queued while offline, or dropped with a count.
@@ -90,35 +146,58 @@ impl<H: BrokerHooks> Broker<H> {
         message: Message,
         token: Token,
     ) {
-        let Some(record) = self.sessions.get_mut(&key) else {
-            return;
-        };
-        let result = match (record.connection, record.stored.as_mut()) {
+        let _ = self.offer(now, key, message, token, false);
+    }
+
+    /// [`deliver`](Self::deliver); with `hold`, a QoS 1/2 message that a connected session
+    /// cannot take yet (its queue or transmit buffer is full) comes back instead of being
+    /// dropped.
+    pub(super) fn offer(
+        &mut self,
+        now: Instant,
+        key: SessionKey,
+        message: Message,
+        token: Token,
+        hold: bool,
+    ) -> Option<(Message, Token)> {
+        let record = self.sessions.get_mut(&key)?;
+        let (result, live) = match (record.connection, record.stored.as_mut()) {
             (Some(conn_id), _) => {
-                let Some(conn) = self.connections.get_mut(&conn_id) else {
-                    return;
-                };
+                let conn = self.connections.get_mut(&conn_id)?;
                 let result = conn.session.publish(now, message, token);
                 self.settle(now, conn_id);
-                result
+                (result, true)
             }
             (None, Some(stored))
                 if message.qos > QoS::AtMostOnce || self.config.queue_qos0_offline =>
             {
-                stored.enqueue(now, message, token)
+                (stored.enqueue(now, message, token), false)
             }
             _ => {
                 self.stats.dropped_qos0_offline += 1;
-                return;
+                return None;
             }
         };
         match result {
-            Ok(()) => self.stats.messages_out += 1,
+            Ok(()) => {
+                self.stats.messages_out += 1;
+                None
+            }
+            Err(Rejected {
+                error: CommandError::QueueFull,
+                command,
+                token,
+            }) if hold && live && command.qos > QoS::AtMostOnce && token.shared.is_none() => {
+                Some((command, token))
+            }
             Err(Rejected {
                 error,
                 command,
                 token,
-            }) => self.on_rejected(now, key, &error, command, token),
+            }) => {
+                self.on_rejected(now, key, &error, command, token);
+                None
+            }
         }
     }
 

@@ -42,4 +42,23 @@ pub struct BrokerStats {
     pub dropped_session_ended: u64,
     /// Will messages published.
     pub wills_published: u64,
+    /// QoS 1/2 messages held back (their acknowledgement withheld) because a subscriber could
+    /// not take them yet, since the start.
+    pub messages_parked: u64,
+    /// Messages held back now.
+    pub parked: usize,
+    /// Bytes (topic and payload) of the messages held back now.
+    pub parked_bytes: usize,
+    /// Publishers with messages held back now.
+    pub publishers_waiting: usize,
+    /// Held-back messages dropped unacknowledged because their publisher's session ended
+    /// (the publisher never got an acknowledgement for them).
+    pub parked_dropped: u64,
+    /// Subscribers disconnected for making no progress while publishers waited for them.
+    pub stalled_subscribers_disconnected: u64,
+    /// Bytes reserved by partial packets now.
+    pub partial_bytes: usize,
+    /// Connections closed because a packet did not complete within `partial_packet_timeout`
+    /// or was too large before CONNECT was accepted.
+    pub partial_packets_refused: u64,
 }

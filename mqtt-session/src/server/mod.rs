@@ -177,6 +177,12 @@ impl<T> ServerSession<T> {
         self.flows.queue.len()
     }
 
+    /// Inbound QoS 1 and 2 messages not finished: acknowledgements not sent yet plus QoS 2
+    /// awaiting PUBREL (what our Receive Maximum bounds).
+    pub fn inbound_unfinished(&self) -> usize {
+        self.flows.inbound.unfinished()
+    }
+
     // ----- outputs -----
 
     /// Appends bytes for the transport to `buf`; returns how many.
