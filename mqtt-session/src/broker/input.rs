@@ -220,6 +220,7 @@ impl<H: BrokerHooks> Broker<H> {
             .is_some_and(|d| d <= now);
         if due {
             self.stats.partial_packets_refused += 1;
+            self.complete_partial(id);
             self.close_connection(now, id, ReasonCode::QuotaExceeded);
         }
     }
