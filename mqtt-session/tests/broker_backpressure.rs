@@ -233,7 +233,10 @@ fn fan_in_qos1_no_acknowledged_message_lost_memory_bounded() {
     );
     let stats = f.net.broker.stats();
     assert_eq!(stats.dropped_queue_full, 0);
-    assert!(stats.messages_parked > 0, "the overload held publishers back");
+    assert!(
+        stats.messages_parked > 0,
+        "the overload held publishers back"
+    );
     assert!(
         f.max_parked <= PUBLISHERS * usize::from(RECEIVE_MAXIMUM),
         "held back {} > {} publishers x Receive Maximum",
@@ -356,7 +359,10 @@ fn held_back_publisher_acknowledged_after_its_reconnect() {
         ack_some(&mut net, s, &mut acked, 10);
         net.run_for(50);
     }
-    let got: Vec<u64> = payloads(&net, s).iter().map(|p| p.parse().unwrap()).collect();
+    let got: Vec<u64> = payloads(&net, s)
+        .iter()
+        .map(|p| p.parse().unwrap())
+        .collect();
     let mut firsts = got.clone();
     firsts.dedup();
     assert_eq!(firsts, (0..total).collect::<Vec<_>>());
@@ -413,7 +419,11 @@ fn slowloris_partial_packet_closed_at_its_deadline() {
         net.run_for(1000);
         buf.extend_from_slice(&whole.split_to(1));
     }
-    assert_eq!(closed(&mut net, conn), None, "9 s: still within the deadline");
+    assert_eq!(
+        closed(&mut net, conn),
+        None,
+        "9 s: still within the deadline"
+    );
     net.run_for(1500);
     assert_eq!(
         closed(&mut net, conn),

@@ -8,7 +8,9 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use bytes::BytesMut;
-use mqtt_proto::{Decoder, Packet, PacketId, ProtocolVersion, ReasonCode, PROTOCOL_MAX_PACKET_SIZE};
+use mqtt_proto::{
+    Decoder, Packet, PacketId, ProtocolVersion, ReasonCode, PROTOCOL_MAX_PACKET_SIZE,
+};
 
 use super::subscriptions::SessionKey;
 use super::{Broker, BrokerHooks, RecordTimer, Token};
@@ -113,7 +115,11 @@ impl<H: BrokerHooks> Broker<H> {
     /// Puts `publisher` in the `Waiters` of every subscriber its first message still waits
     /// for.
     fn register(&mut self, now: Instant, publisher: SessionKey) {
-        let Some(head) = self.parked.get_mut(&publisher).and_then(VecDeque::front_mut) else {
+        let Some(head) = self
+            .parked
+            .get_mut(&publisher)
+            .and_then(VecDeque::front_mut)
+        else {
             return;
         };
         let ParkedState::Owed(owed) = &mut head.state else {
@@ -154,10 +160,7 @@ impl<H: BrokerHooks> Broker<H> {
     /// they started waiting, until it refuses again. A publisher that goes on and is held
     /// back again waits at the end of the line: each gets one message through per turn.
     pub(super) fn resume_waiters(&mut self, now: Instant, key: SessionKey) {
-        let turns = self
-            .waiters
-            .get(&key)
-            .map_or(0, |w| w.publishers.len());
+        let turns = self.waiters.get(&key).map_or(0, |w| w.publishers.len());
         for _ in 0..turns {
             let Some(publisher) = self
                 .waiters
@@ -181,7 +184,8 @@ impl<H: BrokerHooks> Broker<H> {
             .is_some_and(|w| w.publishers.is_empty())
         {
             if let Some(w) = self.waiters.remove(&key) {
-                self.record_timers.remove(&(w.timer_at, key, RecordTimer::Stall));
+                self.record_timers
+                    .remove(&(w.timer_at, key, RecordTimer::Stall));
             }
         }
     }
@@ -198,15 +202,21 @@ impl<H: BrokerHooks> Broker<H> {
     /// them, acknowledging each once all have it.
     fn advance(&mut self, now: Instant, publisher: SessionKey) {
         loop {
-            let Some(head) = self.parked.get_mut(&publisher).and_then(VecDeque::front_mut) else {
+            let Some(head) = self
+                .parked
+                .get_mut(&publisher)
+                .and_then(VecDeque::front_mut)
+            else {
                 break;
             };
             let state = core::mem::replace(&mut head.state, ParkedState::Owed(Vec::new()));
             let owed = match state {
                 ParkedState::Unrouted(message) => {
                     let (code, owed) = self.accept_message(now, Some(publisher), message, true);
-                    if let Some(head) =
-                        self.parked.get_mut(&publisher).and_then(VecDeque::front_mut)
+                    if let Some(head) = self
+                        .parked
+                        .get_mut(&publisher)
+                        .and_then(VecDeque::front_mut)
                     {
                         head.code = code;
                     }
@@ -254,7 +264,13 @@ impl<H: BrokerHooks> Broker<H> {
 
     /// Sends (or, while its client is away, records) the acknowledgement of a held-back
     /// message.
-    fn ack_publisher(&mut self, now: Instant, publisher: SessionKey, ack: InboundId, code: ReasonCode) {
+    fn ack_publisher(
+        &mut self,
+        now: Instant,
+        publisher: SessionKey,
+        ack: InboundId,
+        code: ReasonCode,
+    ) {
         let Some(record) = self.sessions.get_mut(&publisher) else {
             return;
         };

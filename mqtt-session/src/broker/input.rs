@@ -122,7 +122,8 @@ impl<H: BrokerHooks> Broker<H> {
         // An MQTT 3.1.x client does not know our Receive Maximum: one more QoS 1/2 message
         // would be a protocol error, so it is not read while it is at the limit.
         conn.session.version().is_v5()
-            || conn.session.inbound_unfinished() < usize::from(self.config.server.receive_maximum.max(1))
+            || conn.session.inbound_unfinished()
+                < usize::from(self.config.server.receive_maximum.max(1))
     }
 
     /// Connection `id` left an incomplete packet of `size` bytes: reserve it (or queue for
@@ -191,7 +192,8 @@ impl<H: BrokerHooks> Broker<H> {
                 self.budget_queue.pop_front();
                 continue;
             };
-            if self.partial_total != 0 && self.partial_total + size > self.config.max_partial_bytes_total
+            if self.partial_total != 0
+                && self.partial_total + size > self.config.max_partial_bytes_total
             {
                 break;
             }

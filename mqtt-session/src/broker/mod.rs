@@ -533,7 +533,10 @@ impl<H: BrokerHooks> Broker<H> {
             conn.read_paused = true;
             self.read_paused.insert(id);
         }
-        let partial_deadline = conn.partial.filter(|_| !conn.closed).and_then(|p| p.deadline);
+        let partial_deadline = conn
+            .partial
+            .filter(|_| !conn.closed)
+            .and_then(|p| p.deadline);
         let deadline = match (conn.session.poll_timeout(), partial_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
