@@ -4,6 +4,7 @@
 //! subscriber go on in turn as it makes room; a subscriber that makes no progress for
 //! `stalled_subscriber_timeout` is disconnected (see [`BrokerConfig`](super::BrokerConfig)).
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
@@ -34,7 +35,7 @@ pub(super) struct Parked {
 enum ParkedState {
     /// Waits behind an earlier message of the same publisher; routed when its turn comes
     /// (as if read then).
-    Unrouted(Message),
+    Unrouted(Box<Message>),
     /// Routed: these subscribers could not take it yet.
     Owed(Vec<Owed>),
 }
@@ -98,7 +99,11 @@ impl<H: BrokerHooks> Broker<H> {
             Err(message) => {
                 let message = owned(message);
                 let bytes = message.topic.len() + message.payload.len();
-                (ParkedState::Unrouted(message), ReasonCode::Success, bytes)
+                (
+                    ParkedState::Unrouted(Box::new(message)),
+                    ReasonCode::Success,
+                    bytes,
+                )
             }
         };
         self.parked_bytes += bytes;
@@ -201,18 +206,15 @@ impl<H: BrokerHooks> Broker<H> {
     /// Delivers `publisher`'s held-back messages in order as far as the subscribers take
     /// them, acknowledging each once all have it.
     fn advance(&mut self, now: Instant, publisher: SessionKey) {
-        loop {
-            let Some(head) = self
-                .parked
-                .get_mut(&publisher)
-                .and_then(VecDeque::front_mut)
-            else {
-                break;
-            };
+        while let Some(head) = self
+            .parked
+            .get_mut(&publisher)
+            .and_then(VecDeque::front_mut)
+        {
             let state = core::mem::replace(&mut head.state, ParkedState::Owed(Vec::new()));
             let owed = match state {
                 ParkedState::Unrouted(message) => {
-                    let (code, owed) = self.accept_message(now, Some(publisher), message, true);
+                    let (code, owed) = self.accept_message(now, Some(publisher), *message, true);
                     if let Some(head) = self
                         .parked
                         .get_mut(&publisher)

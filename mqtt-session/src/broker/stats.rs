@@ -24,7 +24,11 @@ pub struct BrokerStats {
     pub bytes_in: u64,
     /// Bytes written to clients.
     pub bytes_out: u64,
-    /// Messages dropped because a session's queue was full.
+    /// Messages dropped because a session's queue was full: QoS 0 to a connected subscriber
+    /// that is full, anything to an offline session whose queue is full, messages the broker
+    /// publishes itself (wills, `Broker::publish`) to a full subscriber, and shared-subscription
+    /// messages no member can take. A client's QoS 1/2 message to a connected subscriber is
+    /// never dropped for this: it is held back (see `BrokerConfig`'s overload policy).
     pub dropped_queue_full: u64,
     /// Messages dropped because they exceeded a client's Maximum Packet Size.
     pub dropped_too_large: u64,
