@@ -127,7 +127,8 @@ pub enum BrokerNotice {
         /// The peer's address, for TCP connections.
         peer: Option<SocketAddr>,
     },
-    /// A transport was refused because `max_connections` connections are open.
+    /// A transport was refused at once: `max_connections` connections are open, and
+    /// `max_refusing_connections` more that answer their CONNECT with 0x97 Quota exceeded.
     Refused {
         /// The peer's address, for TCP connections.
         peer: Option<SocketAddr>,

@@ -222,7 +222,7 @@ pub(crate) async fn connect_with<Rt: Runtime, Io: Transport>(
     let mut session = ClientSession::new(options.session.clone());
     session
         .connect(clock.now(), options.connect.clone())
-        .map_err(Error::Rejected)?;
+        .map_err(|rejected| Error::Rejected(rejected.error))?;
     let (ops_tx, ops_rx) = mpsc::channel(options.command_capacity.max(1));
     let (control_tx, control_rx) = mpsc::channel(options.command_capacity.max(1));
     let (events_tx, events_rx) = mpsc::channel(options.event_capacity.max(1));
@@ -631,8 +631,8 @@ impl ClientRole {
                 self.reconnecting = true;
                 self.io_error = None;
             }
-            Err(error) => {
-                let _ = reply.send(Err(Error::Rejected(error)));
+            Err(rejected) => {
+                let _ = reply.send(Err(Error::Rejected(rejected.error)));
             }
         }
     }

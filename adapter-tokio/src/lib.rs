@@ -210,3 +210,8 @@ pub use server::{
     ConnectionEvent, ConnectionEvents, ConnectionHandle, DetachedSession, ServerConnection,
     ServerOptions,
 };
+
+/// The workspace README's examples, compiled and run as doc tests so they cannot rot.
+#[cfg(all(doctest, feature = "tokio-runtime"))]
+#[doc = include_str!("../../README.md")]
+struct WorkspaceReadme;

@@ -183,6 +183,13 @@ impl DetachedSession {
 
 type Reply = oneshot::Sender<Result<(), Error>>;
 
+/// Puts a session that a refused `accept` did not take back where `detach_session` finds it.
+fn give_back(slot: &Mutex<Option<DetachedSession>>, session: Option<DetachedSession>) {
+    if let (Some(session), Ok(mut slot)) = (session, slot.lock()) {
+        *slot = Some(session);
+    }
+}
+
 #[derive(Debug)]
 pub(crate) enum Command {
     // Boxed: once per connection, and much larger than the other commands.
@@ -213,13 +220,27 @@ impl ConnectionHandle {
     /// from the [`ServerConfig`]. `session` resumes a session detached from an earlier
     /// connection of the same client (Session Present, re-sends); with Clean Start it is
     /// discarded instead.
+    ///
+    /// A refused `accept` (the connection closed meanwhile, or `properties` the session cannot
+    /// stand behind) loses nothing: the `session` given is put back, to be taken again with
+    /// [`detach_session`](Self::detach_session).
     pub async fn accept(
         &self,
         properties: ConnAckProperties,
         session: Option<DetachedSession>,
     ) -> Result<(), Error> {
-        self.control(|tx| Command::Accept(Box::new((properties, session)), tx))
+        let (tx, rx) = oneshot::channel();
+        if let Err(unsent) = self
+            .control
+            .send(Command::Accept(Box::new((properties, session)), tx))
             .await
+        {
+            if let Command::Accept(accept, _) = unsent.0 {
+                give_back(&self.detached, accept.1);
+            }
+            return Err(self.shared.closed_error());
+        }
+        reply(rx, &self.shared).await
     }
 
     /// Refuses the connection with a CONNACK error code, then closes it.
@@ -335,7 +356,7 @@ impl ConnectionHandle {
     /// Takes the session's durable state once the connection has closed (it is there when
     /// the `Closed` event is delivered), to resume it on the client's next connection.
     /// `None` before the close, after an earlier call, or when the connection was never
-    /// accepted.
+    /// accepted; or the session given to a refused [`accept`](Self::accept).
     pub fn detach_session(&self) -> Option<DetachedSession> {
         self.detached.lock().ok()?.take()
     }
@@ -634,10 +655,26 @@ impl Role for ServerRole {
             }
             Command::Accept(accept, reply) => {
                 let (properties, resume) = *accept;
-                (
-                    session.accept(now, properties, resume.map(|s| s.state)),
-                    reply,
-                )
+                let (state, origin) = match resume {
+                    Some(d) => (Some(d.state), Some((d.clock, d.client_id, d.expiry))),
+                    None => (None, None),
+                };
+                let result = session.accept(now, properties, state).map_err(|rejected| {
+                    // The stored session is handed back, not dropped with the refusal.
+                    if let (Some(state), Some((clock, client_id, expiry))) =
+                        (rejected.session, origin)
+                    {
+                        let session = DetachedSession {
+                            state,
+                            clock,
+                            client_id,
+                            expiry,
+                        };
+                        give_back(&self.detached, Some(session));
+                    }
+                    rejected.error
+                });
+                (result, reply)
             }
             Command::Reject(code, properties, reply) => {
                 (session.reject(now, code, *properties), reply)

@@ -565,3 +565,81 @@ async fn one_drain_is_one_write() {
     assert_eq!(used, 1, "50 PUBLISHes in {used} writes");
     client.disconnect().await.unwrap();
 }
+
+/// Issue 11: the crate-doc server (`accept` with default properties and no session) serves
+/// an MQTT 5 client with an empty client identifier, as mosquitto_pub can be: the session
+/// assigns one ([MQTT-3.2.2-16], 5.0). The plain `accept` used to be refused for want of an
+/// Assigned Client Identifier, leaving the client waiting for a CONNACK.
+#[tokio::test]
+async fn empty_client_id_v5_is_served_by_the_plain_accept_mqtt_3_2_2_16() {
+    for version in [ProtocolVersion::V5, ProtocolVersion::V3_1_1] {
+        let (client_io, server_io) = tokio::io::duplex(4096);
+        let mut router = spawn_router(
+            serve_connection(server_io, ServerOptions::default()),
+            Behaviour::default(),
+        );
+        let connected = tokio::time::timeout(
+            Duration::from_secs(5),
+            connect(client_io, options(version, "")),
+        )
+        .await;
+        let (client, _events) = connected.expect("a CONNACK in time").unwrap();
+        let outcome = client
+            .publish(message("empty/id", QoS::AtLeastOnce, "x"))
+            .await
+            .unwrap();
+        assert_eq!(outcome.reason_code, ReasonCode::Success);
+        assert!(matches!(router.next().await, Seen::Connect(c) if c.client_id.is_empty()));
+        client.disconnect().await.unwrap();
+        router.closed().await;
+    }
+}
+
+/// Issue 11: a refused `ConnectionHandle::accept` does not lose the session it was given:
+/// it comes back through `detach_session`, and the next `accept` can resume it.
+#[tokio::test]
+async fn refused_accept_gives_the_detached_session_back() {
+    use adapter_tokio::ConnectionEvent;
+    use mqtt_proto::{ConnAckProperties, MqttString};
+
+    let (client_io, server_io) = tokio::io::duplex(4096);
+    let mut router = spawn_router(
+        serve_connection(server_io, ServerOptions::default()),
+        Behaviour::default(),
+    );
+    let (client, _events) = connect(client_io, options(ProtocolVersion::V5, "keep"))
+        .await
+        .unwrap();
+    client.disconnect().await.unwrap();
+    router.closed().await;
+    let detached = router
+        .handle
+        .detach_session()
+        .expect("the accepted session");
+
+    let (client_io, server_io) = tokio::io::duplex(4096);
+    let mut conn = serve_connection(server_io, ServerOptions::default());
+    let mut resume = connect_packet(ProtocolVersion::V5, "keep");
+    resume.clean_start = false;
+    let connecting = tokio::spawn(connect(client_io, ClientOptions::new(resume)));
+    assert!(matches!(
+        conn.events().recv().await,
+        Some(ConnectionEvent::Connect(_))
+    ));
+    // An Authentication Method the CONNECT did not carry: the session refuses the answer.
+    let bad = ConnAckProperties {
+        authentication_method: Some(MqttString::new("made-up").unwrap()),
+        ..ConnAckProperties::default()
+    };
+    let refused = conn.accept(bad, Some(detached)).await.unwrap_err();
+    assert!(
+        matches!(refused, Error::Rejected(CommandError::Invalid(_))),
+        "{refused:?}"
+    );
+    let detached = conn.detach_session().expect("the session is handed back");
+    conn.accept(ConnAckProperties::default(), Some(detached))
+        .await
+        .unwrap();
+    let (client, _events) = connecting.await.unwrap().unwrap();
+    client.disconnect().await.unwrap();
+}

@@ -121,7 +121,6 @@ extern crate std;
 mod arbitrary_support;
 mod decoder;
 mod error;
-/// Invariant checks shared by the fuzz targets and the corpus replay test.
 #[cfg(feature = "arbitrary")]
 pub mod fuzz_checks;
 mod packet;
@@ -152,3 +151,8 @@ pub use string::{MqttString, StringError};
 pub use topic::{topic_matches, TopicError, TopicFilter, TopicName};
 pub use version::ProtocolVersion;
 pub use wire::VARINT_MAX;
+
+/// This crate's README, compiled and run as a doc test so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct Readme;

@@ -9,7 +9,11 @@
 
 use core::fmt;
 
-use mqtt_proto::{DecodeError, EncodeError, PacketId, PacketType, ReasonCode};
+use mqtt_proto::{
+    ConnAckProperties, Connect, DecodeError, EncodeError, PacketId, PacketType, ReasonCode,
+};
+
+use crate::server::SessionState;
 
 /// Why the session refused a command. Nothing was sent or queued.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,6 +112,58 @@ impl<C: fmt::Debug, T: fmt::Debug> fmt::Display for Rejected<C, T> {
 
 impl<C: fmt::Debug, T: fmt::Debug> core::error::Error for Rejected<C, T> {}
 
+/// A refused [`ClientSession::connect`](crate::ClientSession::connect): the `Connect` comes back
+/// exactly as it was given, and the session is unchanged (validate first, consume last).
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConnectRejected {
+    /// Why.
+    pub error: CommandError,
+    /// The CONNECT, unchanged.
+    pub connect: Connect,
+}
+
+impl fmt::Display for ConnectRejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl core::error::Error for ConnectRejected {}
+
+impl From<ConnectRejected> for CommandError {
+    fn from(rejected: ConnectRejected) -> Self {
+        rejected.error
+    }
+}
+
+/// A refused [`ServerSession::accept`](crate::ServerSession::accept): nothing was sent, the
+/// connection still waits for an answer (unless it had closed), and what `accept` was given
+/// comes back: the CONNACK properties and, above all, the stored session, which must not be
+/// lost because of a mistake in the answer.
+#[derive(Debug)]
+pub struct AcceptRejected<T> {
+    /// Why.
+    pub error: CommandError,
+    /// The CONNACK properties, unchanged.
+    pub properties: ConnAckProperties,
+    /// The session state that was to be resumed, unchanged.
+    pub session: Option<SessionState<T>>,
+}
+
+impl<T> fmt::Display for AcceptRejected<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl<T: fmt::Debug> core::error::Error for AcceptRejected<T> {}
+
+impl<T> From<AcceptRejected<T>> for CommandError {
+    fn from(rejected: AcceptRejected<T>) -> Self {
+        rejected.error
+    }
+}
+
 /// Who ended a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Initiator {
@@ -139,6 +195,9 @@ pub enum CloseReason {
     ConnAckTimeout,
     /// No CONNECT arrived in time (server).
     ConnectTimeout,
+    /// The CONNECT got no answer from the application within `decide_timeout` (server); the
+    /// session refused it with CONNACK 0x89 Server busy.
+    DecideTimeout,
     /// The peer did not answer within the keep-alive rules ([MQTT-3.1.2-22] and section 4 of
     /// the keep-alive rules: one and a half keep-alive periods).
     KeepAliveTimeout,
@@ -165,6 +224,7 @@ impl fmt::Display for CloseReason {
             Self::ProtocolViolation(v) => write!(f, "protocol violation: {v}"),
             Self::ConnAckTimeout => f.write_str("no CONNACK in time"),
             Self::ConnectTimeout => f.write_str("no CONNECT in time"),
+            Self::DecideTimeout => f.write_str("the CONNECT was not answered in time"),
             Self::KeepAliveTimeout => f.write_str("keep alive timeout"),
             Self::TransportClosed => f.write_str("transport closed"),
         }
@@ -178,8 +238,11 @@ pub enum ProtocolViolation {
     /// A packet of a type this side never receives, or not in this state (a second CONNACK,
     /// anything before CONNACK, a SUBSCRIBE sent to a client).
     UnexpectedPacket(PacketType),
-    /// An acknowledgement for a packet identifier that has nothing outstanding, or of the wrong
-    /// kind (PUBREC for a QoS 1 publish, PUBACK for a QoS 2 publish).
+    /// An acknowledgement of the wrong kind (PUBREC for a QoS 1 publish, PUBACK for a QoS 2
+    /// publish, PUBCOMP before PUBREC), a PUBREL for a message whose PUBREC was not sent, or a
+    /// SUBACK/UNSUBACK for no request. (A PUBACK, PUBREC or PUBCOMP for an identifier with
+    /// nothing outstanding is tolerated, as both standards allow: ignored, or for PUBREC
+    /// answered with PUBREL, 0x92 Packet Identifier not found in MQTT 5.)
     UnexpectedAck(PacketType, PacketId),
     /// More QoS 1 and 2 PUBLISHes in flight than our Receive Maximum ([MQTT-3.3.4-9]), or
     /// more QoS 2 messages awaiting PUBREL than this side keeps (3.1.1).

@@ -60,9 +60,12 @@
 //! # The server side
 //!
 //! [`ServerSession`] follows the same contract for one accepted connection: its CONNECT
-//! arrives as [`ServerEvent::Connect`] and the application answers with `accept` or `reject`;
-//! SUBSCRIBE and UNSUBSCRIBE arrive as events answered with `suback` / `unsuback`. After the
-//! close, `detach` hands out the durable [`SessionState`] for the client's next connection.
+//! arrives as [`ServerEvent::Connect`] and the application answers with `accept` or `reject`
+//! within [`ServerConfig::decide_timeout`] (past it the session refuses the client itself,
+//! 0x89 Server busy); a client with an empty client identifier gets one assigned unless the
+//! application chooses it. SUBSCRIBE and UNSUBSCRIBE arrive as events answered with `suback`
+//! / `unsuback`. After the close, `detach` hands out the durable [`SessionState`] for the
+//! client's next connection.
 //! [`broker::Broker`] owns many of them, keyed by connection, and does the routing, retained
 //! messages, wills, persistent sessions and shared subscriptions: drive it the same way, per
 //! connection ([`broker::Broker::handle_read`], [`broker::Broker::poll_transmit`]).
@@ -70,7 +73,10 @@
 //! # Errors
 //!
 //! A command the session cannot carry out returns [`Rejected`], handing the command and its
-//! token back. A peer that breaks the protocol is answered (MQTT 5: a DISCONNECT with the
+//! token back ([`ConnectRejected`] and [`AcceptRejected`] hand back the `Connect`, and the
+//! CONNACK properties and the stored session). Nothing is lost to a refusal, and a refused
+//! command changes nothing. `disconnect` is never refused on an open connection: it always
+//! closes. A peer that breaks the protocol is answered (MQTT 5: a DISCONNECT with the
 //! reason code) and reported once, as a `Closed` event with an [`Initiator`] and a
 //! [`CloseReason`].
 //!
@@ -101,10 +107,18 @@ pub use client::{
     ConnectionState, OutboundFlowSnapshot, OutboundStage, ServerLimits,
 };
 pub use endpoint::Endpoint;
-pub use error::{CloseReason, CommandError, Initiator, ProtocolViolation, Rejected};
+pub use error::{
+    AcceptRejected, CloseReason, CommandError, ConnectRejected, Initiator, ProtocolViolation,
+    Rejected,
+};
 pub use message::{Message, SubscribeRequest, UnsubscribeRequest};
 pub use server::{
     ServerConfig, ServerEvent, ServerSession, ServerState, SessionExpiry, SessionState,
 };
 pub use shared::inbound::InboundId;
 pub use time::Instant;
+
+/// This crate's README, compiled and run as a doc test so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct Readme;

@@ -276,9 +276,11 @@ fn will_to_unauthorized_topic_not_published() {
 
 #[test]
 fn max_connections_refuses_open() {
-    // Issue 5 limits: `open` refuses beyond max_connections, counted.
+    // Issue 5 limits: `open` refuses beyond max_connections (with no refusing connections
+    // allowed, see broker_refusals for those), counted.
     let mut net = net_with(BrokerConfig {
         max_connections: 2,
+        max_refusing_connections: 0,
         ..BrokerConfig::default()
     });
     client(&mut net, V5, "a", true, 0);

@@ -219,14 +219,14 @@ fn v5_connect_maximum_packet_size_is_enforced_inbound() {
 
 #[test]
 fn connect_that_cannot_be_encoded_is_refused_and_changes_nothing() {
-    // v5 Authentication Data without an Authentication Method is not encodable.
+    // v5 Authentication Data without an Authentication Method is not encodable. Issue 11: the
+    // CONNECT comes back exactly as given (the limits the session fills in are not left in it).
     let mut s: Script<u32> = Script::new(support::V5, ClientConfig::default());
     let mut c = connect(support::V5, "c");
     c.properties.authentication_data = Some(Bytes::from_static(b"x"));
-    assert!(matches!(
-        s.client.connect(s.now, c),
-        Err(CommandError::Encode(_))
-    ));
+    let rejected = s.client.connect(s.now, c.clone()).unwrap_err();
+    assert!(matches!(rejected.error, CommandError::Encode(_)));
+    assert_eq!(rejected.connect, c);
     s.drain();
     s.assert_quiet();
     assert_eq!(s.client.state(), ConnectionState::Disconnected);
@@ -238,15 +238,18 @@ fn connect_while_connecting_or_connected_is_refused() {
     let mut s: Script<u32> = Script::new(support::V5, ClientConfig::default());
     s.connect(connect(support::V5, "c"));
     s.sent();
-    assert_eq!(
-        s.client.connect(s.now, connect(support::V5, "c")),
-        Err(CommandError::AlreadyConnected)
-    );
+    let again = connect(support::V5, "again");
+    let rejected = s.client.connect(s.now, again.clone()).unwrap_err();
+    assert_eq!(rejected.error, CommandError::AlreadyConnected);
+    assert_eq!(rejected.connect, again);
     s.feed(connack(false));
     s.events();
     assert_eq!(
-        s.client.connect(s.now, connect(support::V5, "c")),
-        Err(CommandError::AlreadyConnected)
+        s.client
+            .connect(s.now, connect(support::V5, "c"))
+            .unwrap_err()
+            .error,
+        CommandError::AlreadyConnected
     );
     s.drain();
     s.assert_quiet();

@@ -196,29 +196,64 @@ fn v311_wrong_ack_kind_closes_without_disconnect() {
 }
 
 #[test]
-fn v5_acks_for_unknown_ids_or_in_the_wrong_stage_are_protocol_errors() {
-    // [MQTT-4.13.1-1] (5.0): PUBACK/PUBREC/PUBCOMP for nothing outstanding, and PUBCOMP before
-    // PUBREC, are protocol errors.
-    let cases: Vec<(Packet, PacketType)> = vec![
-        (puback(9), PacketType::PubAck),
-        (pubrec(9), PacketType::PubRec),
-        (pubcomp(9), PacketType::PubComp),
-        (pubcomp(1), PacketType::PubComp),
-    ];
-    for (packet, kind) in cases {
-        let mut s = connected(V5);
+fn v5_pubcomp_before_pubrec_is_a_protocol_error() {
+    // [MQTT-4.13.1-1] (5.0): a PUBCOMP for a flow still waiting for its PUBREC is a protocol
+    // error.
+    let mut s = connected(V5);
+    s.publish(msg("t", QoS::ExactlyOnce, "x"), 1).unwrap();
+    s.sent();
+    s.feed(pubcomp(1));
+    assert_violation(
+        &mut s,
+        ReasonCode::ProtocolError,
+        CloseReason::ProtocolViolation(ProtocolViolation::UnexpectedAck(
+            PacketType::PubComp,
+            pid(1),
+        )),
+    );
+}
+
+#[test]
+fn acks_for_unknown_ids_are_tolerated_packet_identifier_not_found() {
+    // Issue 10 item 6; 5.0 section 3.6.2.1 (0x92 Packet Identifier not found: "not an error
+    // during recovery", a session-state mismatch otherwise); 3.1.1 has no rule on them. A
+    // PUBACK or PUBCOMP for nothing outstanding is ignored (they used to close the
+    // connection); a PUBREC for nothing outstanding gets a PUBREL (0x92 in 5.0) so the server
+    // frees the identifier ([MQTT-4.3.3-10] in 5.0 / [MQTT-4.3.3-2] in 3.1.1: it would take
+    // our next QoS 2 PUBLISH with it for a duplicate); one with an error code gets nothing.
+    for version in [V5, V3] {
+        let mut s = connected(version);
         s.publish(msg("t", QoS::ExactlyOnce, "x"), 1).unwrap();
         s.sent();
-        let id = match &packet {
-            Packet::PubAck(r) | Packet::PubRec(r) | Packet::PubComp(r) => r.packet_id,
-            _ => unreachable!(),
-        };
-        s.feed(packet);
-        assert_violation(
-            &mut s,
-            ReasonCode::ProtocolError,
-            CloseReason::ProtocolViolation(ProtocolViolation::UnexpectedAck(kind, id)),
-        );
+        s.feed(puback(9));
+        s.feed(pubcomp(9));
+        s.feed(pubrec(9));
+        match &s.sent()[..] {
+            [Packet::PubRel(r)] => {
+                assert_eq!(r.packet_id, pid(9));
+                let code = if version == V5 {
+                    ReasonCode::PacketIdentifierNotFound
+                } else {
+                    ReasonCode::Success
+                };
+                assert_eq!(r.reason_code, code);
+            }
+            other => panic!("{version:?}: {other:?}"),
+        }
+        if version == V5 {
+            s.feed(Packet::PubRec(mqtt_proto::PubResponse {
+                reason_code: ReasonCode::UnspecifiedError,
+                ..mqtt_proto::PubResponse::new(pid(9))
+            }));
+            assert!(s.sent().is_empty());
+        }
+        assert!(s.events().is_empty(), "{version:?}");
+        assert_eq!(s.client.state(), mqtt_session::ConnectionState::Connected);
+        // The real flow is untouched and completes.
+        assert_eq!(s.client.inflight_len(), 1);
+        s.feed(pubrec(1));
+        s.feed(pubcomp(1));
+        assert_eq!(s.client.inflight_len(), 0);
     }
 }
 

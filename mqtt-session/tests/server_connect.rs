@@ -171,13 +171,17 @@ fn connect_timeout_closes_an_idle_socket() {
 
 #[test]
 fn connect_in_time_cancels_the_connect_timeout() {
-    // The CONNECT timeout no longer applies once CONNECT arrived; with keep alive 0 there is
-    // no deadline after accept (3.1.1 section 3.1.2.10: keep alive 0 turns it off).
+    // The CONNECT timeout no longer applies once CONNECT arrived (the decide timeout does,
+    // from the CONNECT's arrival); with keep alive 0 there is no deadline after accept (3.1.1
+    // section 3.1.2.10: keep alive 0 turns it off).
     let mut s = Server::new(V3, ServerConfig::default());
     s.advance(9_999);
     s.connect(connect(V3, "c"));
-    assert_eq!(s.server.poll_timeout(), None);
-    s.advance(60_000);
+    assert_eq!(
+        s.server.poll_timeout(),
+        Some(Instant::from_millis(9_999 + 30_000))
+    );
+    s.advance(29_999);
     s.assert_quiet();
     s.accept();
     assert_eq!(s.server.poll_timeout(), None);
@@ -353,21 +357,14 @@ fn empty_client_id_is_refused_in_mqtt_3_1() {
 }
 
 #[test]
-fn empty_client_id_v5_needs_an_assigned_identifier() {
+fn empty_client_id_v5_gets_the_assigned_identifier_the_application_chose() {
     // [MQTT-3.1.3-7] and [MQTT-3.2.2-16] (5.0): a zero-length ClientID reaches the application
-    // (even with Clean Start 0), which must return an Assigned Client Identifier in CONNACK;
-    // accept without one is refused, and the assigned one is passed through and becomes the
-    // session's client id.
+    // (even with Clean Start 0); an Assigned Client Identifier it sets is passed through and
+    // becomes the session's client id.
     let mut s = Server::new(V5, ServerConfig::default());
     let mut c = connect(V5, "");
     c.clean_start = false;
     s.connect(c);
-    assert!(matches!(
-        s.server.accept(s.now, ConnAckProperties::default(), None),
-        Err(CommandError::Invalid(_))
-    ));
-    s.drain();
-    s.assert_quiet();
     let props = ConnAckProperties {
         assigned_client_identifier: Some(mstr("auto-17")),
         ..ConnAckProperties::default()
@@ -381,6 +378,38 @@ fn empty_client_id_v5_needs_an_assigned_identifier() {
         Some(mstr("auto-17"))
     );
     assert_eq!(s.server.client_id().as_str(), "auto-17");
+}
+
+#[test]
+fn empty_client_id_gets_an_assigned_identifier_by_default_mqtt_3_2_2_16() {
+    // [MQTT-3.2.2-16] (5.0) / [MQTT-3.1.3-6] (3.1.1): an application that accepts a client
+    // with an empty ClientID without choosing an identifier no longer gets a refusal (which
+    // left the connection undecided): the session assigns one, unique per session, tells an
+    // MQTT 5 client in CONNACK and keeps it as the client id in both versions.
+    let mut ids = Vec::new();
+    for version in [V5, V5, V3] {
+        let mut s = Server::new(version, ServerConfig::default());
+        s.connect(connect(version, ""));
+        let sent = s.accept_with(ConnAckProperties::default(), None);
+        let Packet::ConnAck(ack) = &sent[0] else {
+            panic!()
+        };
+        let id = s.server.client_id().clone();
+        assert!(id.as_str().starts_with("auto"), "{id:?}");
+        // [MQTT-3.1.3-5] (3.1.1): 1 to 23 characters from 0-9a-zA-Z, which every server accepts.
+        assert!(id.len() <= 23 && id.as_str().bytes().all(|b| b.is_ascii_alphanumeric()));
+        if version == V5 {
+            assert_eq!(
+                ack.properties.assigned_client_identifier.as_ref(),
+                Some(&id)
+            );
+        }
+        assert_eq!(s.state(), ServerState::Connected);
+        ids.push(id);
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "assigned identifiers are unique");
 }
 
 // ----- the Connect event -----
@@ -433,7 +462,11 @@ fn connect_event_carries_everything_v5() {
     assert_eq!(s.connect(c.clone()), c);
     assert_eq!(s.server.client_id().as_str(), "dev-5");
     assert_eq!(s.state(), ServerState::Deciding);
-    assert_eq!(s.server.poll_timeout(), None);
+    // The only deadline while deciding: the decide timeout.
+    assert_eq!(
+        s.server.poll_timeout(),
+        Some(s.now + ServerConfig::default().decide_timeout)
+    );
 }
 
 #[test]
@@ -1251,4 +1284,159 @@ fn will_beyond_the_servers_capabilities_is_refused_v5() {
         .is_err());
     s.drain();
     s.assert_quiet();
+}
+
+// ----- issue 10 / issue 11: the answer to a CONNECT always goes out, and never waits forever -----
+
+#[test]
+fn connect_and_a_malformed_packet_in_one_read_connack_first_then_disconnect_mqtt_4_13_1_1() {
+    // Issue 10 item 6 / [MQTT-4.13.1-1] (5.0): a Malformed Packet closes the connection, with a
+    // DISCONNECT carrying the reason code; [MQTT-3.14.0-1] (5.0): no DISCONNECT before the
+    // CONNACK. A CONNECT and a bad packet arriving in one read used to close the connection
+    // before the application answered: the CONNACK was lost and the client got no reason.
+    // Now the error waits for the answer: CONNACK, then DISCONNECT 0x81, then the close.
+    for version in [V5, V3] {
+        let mut s = Server::new(version, ServerConfig::default());
+        s.version = version;
+        let mut bytes = encode(&Packet::Connect(Box::new(connect(version, "c"))), version);
+        bytes.extend_from_slice(&[0x00, 0x00]); // reserved packet type 0: malformed
+        s.feed_bytes(&bytes);
+        assert!(s.sent().is_empty());
+        assert!(matches!(&s.events()[..], [ServerEvent::Connect(_)]));
+        assert_eq!(s.state(), ServerState::Deciding);
+        s.server
+            .accept(s.now, ConnAckProperties::default(), None)
+            .expect("the CONNECT is still awaiting its answer");
+        s.drain();
+        let expected: &[&str] = if version == V5 {
+            &["CONNACK(0x00)", "DISCONNECT(0x81)"]
+        } else {
+            &["CONNACK(0x00)"]
+        };
+        assert_eq!(briefs(&s.sent()), expected, "{version:?}");
+        let closes = closes(&s.events());
+        assert!(
+            matches!(
+                &closes[..],
+                [(Initiator::Session, CloseReason::Malformed(_), _)]
+            ),
+            "{closes:?}"
+        );
+        assert_eq!(s.state(), ServerState::Closed);
+    }
+
+    // A refusal is just the refusal: CONNACK with its code, then the close.
+    let mut s = Server::new(V5, ServerConfig::default());
+    let mut bytes = encode(&Packet::Connect(Box::new(connect(V5, "c"))), V5);
+    bytes.extend_from_slice(&[0x00, 0x00]);
+    s.feed_bytes(&bytes);
+    s.events();
+    s.reject(ReasonCode::NotAuthorized).unwrap();
+    assert_eq!(briefs(&s.sent()), ["CONNACK(0x87)"]);
+    assert_closed(
+        &s.events(),
+        Initiator::Session,
+        CloseReason::ConnectRefused(ReasonCode::NotAuthorized),
+    );
+}
+
+#[test]
+fn undecided_connect_is_refused_at_the_decide_deadline_server_busy_mqtt_3_2_2_7() {
+    // Issue 11: every state has a deadline. A CONNECT the application never answers is
+    // refused `decide_timeout` after it arrived with 0x89 Server busy (5.0 section 3.2.2.2:
+    // "try again later"; 3.1.1 has no such code: 3 Server unavailable), then the connection
+    // closes ([MQTT-3.2.2-7] in 5.0, [MQTT-3.2.2-5] in 3.1.1).
+    let config = ServerConfig {
+        decide_timeout: Duration::from_secs(5),
+        ..ServerConfig::default()
+    };
+    for (version, expected) in [
+        (V5, [0x20, 0x03, 0x00, 0x89, 0x00]),
+        (V3, [0x20, 0x02, 0x00, 0x03, 0]),
+    ] {
+        let mut s = Server::new(version, config.clone());
+        s.advance(1_000);
+        s.connect(connect(version, "c"));
+        assert_eq!(s.server.poll_timeout(), Some(Instant::from_millis(6_000)));
+        s.server.handle_timeout(Instant::from_millis(5_999));
+        assert_eq!(s.state(), ServerState::Deciding);
+        s.server.handle_timeout(Instant::from_millis(6_000));
+        let len = if version == V5 { 5 } else { 4 };
+        assert_eq!(raw(&mut s), expected[..len], "{version:?}");
+        s.drain();
+        assert_closed(&s.events(), Initiator::Session, CloseReason::DecideTimeout);
+        assert_eq!(s.server.poll_timeout(), None);
+        // Too late now.
+        let late = s.server.accept(s.now, ConnAckProperties::default(), None);
+        assert!(
+            matches!(late, Err(ref r) if r.error == CommandError::Invalid("accept needs a CONNECT awaiting an answer"))
+        );
+    }
+}
+
+#[test]
+fn undecided_enhanced_authentication_is_refused_at_the_decide_deadline() {
+    // Issue 11: the deadline covers an MQTT 5 enhanced-authentication exchange too
+    // ([MQTT-4.12.0-2] AUTH 0x18 sent, the client never answers).
+    let mut s = Server::new(V5, ServerConfig::default());
+    let mut c = connect(V5, "c");
+    c.properties.authentication_method = Some(mstr("SCRAM-SHA-1"));
+    s.connect(c);
+    let challenge = Auth {
+        reason_code: ReasonCode::ContinueAuthentication,
+        properties: AuthProperties::default(),
+    };
+    s.auth(challenge).unwrap();
+    assert_eq!(briefs(&s.sent()), ["AUTH(0x18)"]);
+    s.advance(ServerConfig::default().decide_timeout.as_millis() as u64);
+    assert_eq!(briefs(&s.sent()), ["CONNACK(0x89)"]);
+    assert_closed(&s.events(), Initiator::Session, CloseReason::DecideTimeout);
+}
+
+#[test]
+fn refused_accept_hands_the_session_and_properties_back() {
+    // Issue 11: `accept` validates first and consumes last. A refused accept (here MQTT 5
+    // CONNACK properties naming an Authentication Method the CONNECT did not,
+    // [MQTT-4.12.0-6]) sends nothing and hands back the stored session with its queued message
+    // and the properties; the connection still awaits its answer, and the same session can
+    // then be resumed.
+    let mut s = Server::new(V5, ServerConfig::default());
+    s.connect(resume(V5, "c"));
+    let mut stored: mqtt_session::SessionState<u32> = mqtt_session::SessionState::new(8);
+    stored
+        .enqueue(s.now, msg("t", QoS::AtLeastOnce, "kept"), 7)
+        .unwrap();
+    let bad = ConnAckProperties {
+        authentication_method: Some(mstr("made-up")),
+        ..ConnAckProperties::default()
+    };
+    let rejected = s
+        .server
+        .accept(s.now, bad.clone(), Some(stored))
+        .unwrap_err();
+    assert!(matches!(rejected.error, CommandError::Invalid(_)));
+    assert_eq!(rejected.properties, bad);
+    let stored = rejected.session.expect("the session comes back");
+    assert_eq!(stored.queued_len(), 1);
+    s.drain();
+    s.assert_quiet();
+    assert_eq!(s.state(), ServerState::Deciding);
+
+    let sent = s.accept_with(ConnAckProperties::default(), Some(stored));
+    assert!(matches!(&sent[0], Packet::ConnAck(a) if a.session_present));
+    assert_eq!(publishes(&sent).len(), 1);
+
+    // After the close, too: the session comes back instead of being dropped.
+    let mut s = Server::new(V5, ServerConfig::default());
+    s.connect(resume(V5, "c"));
+    s.transport_closed();
+    let mut stored: mqtt_session::SessionState<u32> = mqtt_session::SessionState::new(8);
+    stored
+        .enqueue(s.now, msg("t", QoS::AtLeastOnce, "kept"), 7)
+        .unwrap();
+    let rejected = s
+        .server
+        .accept(s.now, ConnAckProperties::default(), Some(stored))
+        .unwrap_err();
+    assert_eq!(rejected.session.map(|s| s.queued_len()), Some(1));
 }

@@ -189,17 +189,61 @@ fn server_disconnect_v311_just_closes() {
 #[test]
 fn server_disconnect_rules_v5() {
     // [MQTT-3.14.2-2] (5.0): the server must not send a Session Expiry Interval on DISCONNECT;
-    // 0x04 is a client's code. Both are refused and nothing is sent.
+    // 0x04 is a client's code. Issue 11: a `disconnect` always closes, so neither is refused:
+    // the interval is left out and 0x04 becomes 0x00.
     let mut s = keep_alive(V5, 10);
     let mut d = Disconnect::new(ReasonCode::ServerShuttingDown);
     d.properties.session_expiry_interval = Some(0);
-    assert!(matches!(s.disconnect(d), Err(CommandError::Invalid(_))));
-    assert!(matches!(
-        s.disconnect(Disconnect::new(ReasonCode::DisconnectWithWillMessage)),
-        Err(CommandError::Invalid(_))
-    ));
-    s.assert_quiet();
-    assert_eq!(s.state(), ServerState::Connected);
+    s.disconnect(d).unwrap();
+    match &s.sent()[..] {
+        [Packet::Disconnect(d)] => {
+            assert_eq!(d.reason_code, ReasonCode::ServerShuttingDown);
+            assert_eq!(d.properties.session_expiry_interval, None);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.state(), ServerState::Closed);
+    assert_eq!(closes(&s.events()).len(), 1);
+
+    let mut s = keep_alive(V5, 10);
+    s.disconnect(Disconnect::new(ReasonCode::DisconnectWithWillMessage))
+        .unwrap();
+    assert_eq!(briefs(&s.sent()), ["DISCONNECT(0x00)"]);
+    assert_eq!(s.state(), ServerState::Closed);
+}
+
+#[test]
+fn server_disconnect_with_a_connack_only_code_still_closes_mqtt_4_12_1_2() {
+    // Issue 11 / [MQTT-4.12.1-2] (5.0): a refused re-authentication ends with DISCONNECT and a
+    // close. A CONNACK-only code (0x86 Bad User Name or Password, 0x8A Banned: not valid in
+    // DISCONNECT, 5.0 section 3.14.2.1) used to fail to encode and leave the client connected;
+    // it is now sent as 0x87 Not authorized and the connection closes, reported once.
+    for (given, sent) in [
+        (ReasonCode::BadUserNameOrPassword, ReasonCode::NotAuthorized),
+        (ReasonCode::Banned, ReasonCode::NotAuthorized),
+        (ReasonCode::ServerUnavailable, ReasonCode::ServerBusy),
+        (
+            ReasonCode::UnsupportedProtocolVersion,
+            ReasonCode::UnspecifiedError,
+        ),
+        (
+            ReasonCode::BadAuthenticationMethod,
+            ReasonCode::BadAuthenticationMethod,
+        ),
+    ] {
+        let mut s = keep_alive(V5, 10);
+        s.disconnect(Disconnect::new(given)).unwrap();
+        match &s.sent()[..] {
+            [Packet::Disconnect(d)] => assert_eq!(d.reason_code, sent, "{given:?}"),
+            other => panic!("{given:?}: {other:?}"),
+        }
+        assert_eq!(s.state(), ServerState::Closed);
+        assert_closed(
+            &s.events(),
+            Initiator::Application,
+            CloseReason::Disconnect(sent),
+        );
+    }
 }
 
 #[test]
@@ -626,19 +670,38 @@ fn packets_a_server_never_receives_are_protocol_errors_v5() {
 }
 
 #[test]
-fn wrong_acks_from_the_client_are_protocol_errors_v5() {
-    // [MQTT-4.13.1-1] (5.0): a PUBACK/PUBREC/PUBCOMP for nothing outstanding, or a PUBREL for a
-    // QoS 2 message whose PUBREC was never sent, is a Protocol Error (0x82).
-    for packet in [puback(1), pubrec(1), pubcomp(1)] {
-        let kind = packet.packet_type();
-        let mut s = accepted(V5);
-        s.feed(packet);
-        assert_violation(
-            &mut s,
-            ReasonCode::ProtocolError,
-            CloseReason::ProtocolViolation(ProtocolViolation::UnexpectedAck(kind, pid(1))),
-        );
+fn acks_for_unknown_ids_from_the_client_are_tolerated() {
+    // Issue 10 item 6; 5.0 section 3.6.2.1 (0x92 Packet Identifier not found is "not an error
+    // during recovery"); 3.1.1 has no rule on them; mosquitto ignores them. A PUBACK or
+    // PUBCOMP for nothing outstanding is ignored (it used to close the connection); a PUBREC
+    // gets a PUBREL, with 0x92 in 5.0, so the client can free the identifier.
+    for version in [V5, V3] {
+        let mut s = accepted(version);
+        s.feed(puback(1));
+        s.feed(pubcomp(2));
+        s.feed(pubrec(3));
+        match &s.sent()[..] {
+            [Packet::PubRel(r)] => {
+                assert_eq!(r.packet_id, pid(3));
+                let code = if version == V5 {
+                    ReasonCode::PacketIdentifierNotFound
+                } else {
+                    ReasonCode::Success
+                };
+                assert_eq!(r.reason_code, code, "{version:?}");
+            }
+            other => panic!("{version:?}: {other:?}"),
+        }
+        assert!(s.events().is_empty());
+        assert_eq!(s.state(), ServerState::Connected);
     }
+}
+
+#[test]
+fn wrong_acks_from_the_client_are_protocol_errors_v5() {
+    // [MQTT-4.13.1-1] (5.0): a PUBREL for a QoS 2 message whose PUBREC was never sent is a
+    // Protocol Error (0x82). (A PUBACK/PUBREC/PUBCOMP for nothing outstanding is not: issue 10
+    // item 6, see `acks_for_unknown_ids_from_the_client_are_tolerated`.)
     let mut s = accepted_with(
         ServerConfig {
             ack_mode: AckMode::Manual,

@@ -424,13 +424,14 @@ fn dropped_publish_future_still_delivered() {
         for qos in [QoS::AtLeastOnce, QoS::ExactlyOnce, QoS::AtMostOnce] {
             {
                 let mut publish = pin!(client.publish(message("c", qos, "dropped")));
-                // One poll hands the message over; then the future is dropped. (On a
-                // multi-threaded executor the driver may already have completed a QoS 0
-                // publish by the time the receipt is first polled.)
+                // One poll hands the message over; then the future is dropped. On a
+                // multi-threaded executor the driver (on another thread) may already have
+                // sent the message and had it acknowledged by the time the receipt is first
+                // polled, at any QoS: then the outcome must be a success. Either way the
+                // message must arrive, once, below.
                 poll_fn(|cx| {
                     if let Poll::Ready(outcome) = publish.as_mut().poll(cx) {
-                        assert_eq!(qos, QoS::AtMostOnce, "acknowledged within one poll");
-                        assert!(outcome.unwrap().is_success());
+                        assert!(outcome.unwrap().is_success(), "{qos:?}");
                     }
                     Poll::Ready(())
                 })

@@ -16,6 +16,17 @@ use crate::time::Instant;
 
 impl<H: BrokerHooks> Broker<H> {
     pub(super) fn on_connect(&mut self, now: Instant, id: ConnectionId, connect: Connect) {
+        if self.connections.get(&id).is_some_and(|c| c.refusing) {
+            // Opened beyond `max_connections`: tell the client why it cannot come in (5.0
+            // section 3.2.2.2, 0x97 Quota exceeded; 3.1.1 return code 3 Server unavailable).
+            self.refuse(now, id, ReasonCode::QuotaExceeded);
+            return;
+        }
+        if let Some(will) = &connect.will {
+            if self.too_many_levels(will.topic.as_str()) {
+                return self.refuse(now, id, ReasonCode::TopicNameInvalid);
+            }
+        }
         match self.hooks.authenticate(&connect) {
             AuthDecision::Accept => self.admit(now, id, &connect),
             AuthDecision::Reject(code) => self.refuse(now, id, code),
@@ -38,8 +49,12 @@ impl<H: BrokerHooks> Broker<H> {
         match decision {
             AuthDecision::Continue(properties) => self.challenge(now, id, properties),
             AuthDecision::Reject(code) if connected => {
+                // A refused re-authentication: DISCONNECT and close ([MQTT-4.12.1-2] in 5.0).
+                // The hook's code is a CONNACK one (0x86, 0x8A...): the session sends the
+                // nearest a DISCONNECT may carry (0x87 Not authorized for those).
                 if let Some(conn) = self.connections.get_mut(&id) {
-                    let _ = conn.session.disconnect(now, Disconnect::new(code));
+                    let result = conn.session.disconnect(now, Disconnect::new(code));
+                    self.checked(now, id, result);
                 }
             }
             AuthDecision::Reject(code) => self.refuse(now, id, code),
@@ -54,7 +69,8 @@ impl<H: BrokerHooks> Broker<H> {
                             ..AuthProperties::default()
                         },
                     };
-                    let _ = conn.session.auth(now, reply);
+                    let result = conn.session.auth(now, reply);
+                    self.checked(now, id, result);
                 }
             }
             AuthDecision::Accept => {
@@ -76,11 +92,15 @@ impl<H: BrokerHooks> Broker<H> {
                 properties,
             };
             if conn.session.auth(now, auth).is_err() {
-                let _ = conn.session.reject(
-                    now,
-                    ReasonCode::BadAuthenticationMethod,
-                    ConnAckProperties::default(),
-                );
+                // The client's method cannot carry the exchange ([MQTT-4.12.0-1]): refuse the
+                // CONNECT, or end a re-authentication ([MQTT-4.12.1-2]).
+                let code = ReasonCode::BadAuthenticationMethod;
+                let result = if conn.session.state() == ServerState::Deciding {
+                    conn.session.reject(now, code, ConnAckProperties::default())
+                } else {
+                    conn.session.disconnect(now, Disconnect::new(code))
+                };
+                self.checked(now, id, result);
             }
         }
     }
@@ -92,7 +112,8 @@ impl<H: BrokerHooks> Broker<H> {
             } else {
                 ReasonCode::NotAuthorized
             };
-            let _ = conn.session.reject(now, code, ConnAckProperties::default());
+            let result = conn.session.reject(now, code, ConnAckProperties::default());
+            self.checked(now, id, result);
         }
     }
 
@@ -103,10 +124,10 @@ impl<H: BrokerHooks> Broker<H> {
         let mut properties = ConnAckProperties::default();
         let client_id = if connect.client_id.is_empty() {
             // [MQTT-3.1.3-6] (3.1.1) / [MQTT-3.2.2-16] (5.0): a unique identifier of our own.
+            // Given to the session in both versions: MQTT 5 clients are told it in CONNACK,
+            // for 3.1.1 ones it is the session's name for them (and the hooks').
             let assigned = self.assign_client_id();
-            if connect.protocol.is_v5() {
-                properties.assigned_client_identifier = Some(assigned.clone());
-            }
+            properties.assigned_client_identifier = Some(assigned.clone());
             assigned
         } else {
             // An owned copy: the decoded one points into the transport's read buffer and
@@ -122,9 +143,10 @@ impl<H: BrokerHooks> Broker<H> {
             .and_then(|r| r.connection);
         if let Some(old) = previous.filter(|old| *old != id) {
             if let Some(conn) = self.connections.get_mut(&old) {
-                let _ = conn
+                let result = conn
                     .session
                     .disconnect(now, Disconnect::new(ReasonCode::SessionTakenOver));
+                self.checked(now, old, result);
             }
             // At once, not queued: the old connection's session state must be back in the
             // record before the new connection takes it.
@@ -177,7 +199,12 @@ impl<H: BrokerHooks> Broker<H> {
         let Some(conn) = self.connections.get_mut(&id) else {
             return;
         };
-        if conn.session.accept(now, properties, stored).is_err() {
+        if let Err(mut rejected) = conn.session.accept(now, properties, stored) {
+            // The stored session comes back: it is not lost with the connection.
+            if let Some(record) = self.sessions.get_mut(&key) {
+                record.stored = rejected.session.take().map(Box::new);
+            }
+            self.checked(now, id, Err(rejected.error));
             return;
         }
         conn.key = Some(key);

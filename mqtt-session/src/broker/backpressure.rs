@@ -283,7 +283,8 @@ impl<H: BrokerHooks> Broker<H> {
                 } else {
                     ReasonCode::Success
                 };
-                let _ = conn.session.ack(now, ack, code);
+                let result = conn.session.ack(now, ack, code);
+                self.checked(now, id, result);
                 self.settle(now, id);
             }
         } else if let Some(stored) = record.stored.as_mut() {

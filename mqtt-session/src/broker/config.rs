@@ -1,6 +1,7 @@
 //! [`BrokerConfig`]: the broker's limits.
 
 use core::time::Duration;
+use mqtt_proto::TopicFilter;
 
 use crate::client::AckMode;
 use crate::server::ServerConfig;
@@ -52,10 +53,56 @@ pub struct BrokerConfig {
     /// ignored: the broker acknowledges each PUBLISH itself once it has routed it, so it can
     /// answer 0x10 No matching subscribers or 0x87 Not authorized.
     pub server: ServerConfig,
-    /// Connections open at once; beyond it `open` refuses.
+    /// Connections open at once; beyond it `open` refuses (see `max_refusing_connections`).
     pub max_connections: usize,
+    /// Connections beyond `max_connections` that `open` still takes, only to answer their
+    /// CONNECT with a refusal and close: CONNACK 0x97 Quota exceeded (MQTT 3.1.x: return code
+    /// 3, Server unavailable), so that a client learns why rather than seeing a bare close.
+    /// They are held no longer than the CONNECT timeout. Beyond them `open` refuses at once.
+    pub max_refusing_connections: usize,
     /// Subscriptions per session; beyond it the SUBACK says 0x97 Quota exceeded.
     pub max_subscriptions_per_session: usize,
+    /// Levels of a topic name or topic filter (of a shared subscription: of the filter after
+    /// `$share/{name}/`), a wildcard counting as one. MQTT sets no limit of its own (section
+    /// 4.7.3); this one is the broker's. Default 128 (mosquitto closes connections beyond
+    /// 200).
+    ///
+    /// - A SUBSCRIBE filter beyond it gets 0x8F Topic Filter invalid in MQTT 5 ("correctly
+    ///   formed but not allowed", one of the Subscribe Reason Codes, [MQTT-3.9.3-2]) and 0x80
+    ///   Failure in 3.1.1 ([MQTT-3.9.3-2] of 3.1.1); an UNSUBSCRIBE filter beyond it, which no
+    ///   subscription can have, gets 0x8F in MQTT 5 ([MQTT-3.11.3-2]).
+    /// - A PUBLISH whose topic name is beyond it ends the connection: MQTT 5 with DISCONNECT
+    ///   0x90 Topic Name invalid (a DISCONNECT Reason Code, section 3.14.2.1 of 5.0), MQTT
+    ///   3.1.x by closing, which is all 3.1.1 offers ([MQTT-3.3.5-2] of 3.1.1 for a PUBLISH it
+    ///   will not take). The message is neither routed nor retained.
+    /// - A CONNECT whose will topic is beyond it is refused: CONNACK 0x90 Topic Name invalid in
+    ///   MQTT 5, return code 3 (the nearest) in 3.1.x.
+    ///
+    /// [`Broker::publish`](crate::broker::Broker::publish) (the application's own messages) is
+    /// not limited. Whatever the limit, no walk over topics recurses: it bounds work and
+    /// memory, not the stack.
+    pub max_topic_levels: usize,
+    /// Budget of one session's subscriptions, as the sum of their
+    /// [`subscription_weight`](Self::subscription_weight)s; a new subscription beyond it gets
+    /// 0x97 Quota exceeded (0x80 Failure in 3.1.1). Replacing a subscription costs nothing
+    /// new; unsubscribing gives its weight back.
+    pub max_subscription_bytes_per_session: usize,
+    /// Budget of all sessions' subscriptions together, refused the same way.
+    ///
+    /// The weights bound the heap the subscriptions hold. The subscription index (a trie of
+    /// topic levels, its subscriber sets, shared groups) and the sessions' own lists of their
+    /// filters hold at most
+    ///
+    /// `sum of (512 + 2 x length + 160 x levels) over all subscriptions <= max_subscription_bytes_total`
+    ///
+    /// bytes of heap, however the clients shape their filters (deep, wide, empty levels,
+    /// shared or not), and the subscriptions of one session at most
+    /// `max_subscription_bytes_per_session`; the allocator's rounding is within the
+    /// per-level and per-subscription constants. With the defaults: 2 MiB per session,
+    /// 512 MiB for the broker (before: unbounded in practice, ~90 bytes per level sent as
+    /// one byte, up to ~5.5 GB from one client). Measured (`tests/broker_hostile_memory.rs`):
+    /// a budget filled with filters of 128 empty levels holds under 40% of its weight in heap.
+    pub max_subscription_bytes_total: usize,
     /// Retained messages held; a new topic beyond it is not retained (the message is still
     /// routed).
     pub max_retained_messages: usize,
@@ -87,7 +134,11 @@ impl Default for BrokerConfig {
                 ..ServerConfig::default()
             },
             max_connections: 10_000,
+            max_refusing_connections: 16,
             max_subscriptions_per_session: 1_000,
+            max_topic_levels: 128,
+            max_subscription_bytes_per_session: 2 * 1024 * 1024,
+            max_subscription_bytes_total: 512 * 1024 * 1024,
             max_retained_messages: 100_000,
             queue_qos0_offline: false,
             stalled_subscriber_timeout: Duration::from_secs(30),
@@ -96,5 +147,23 @@ impl Default for BrokerConfig {
             partial_packet_timeout: Duration::from_secs(60),
             max_connect_packet_size: 64 * 1024,
         }
+    }
+}
+
+impl BrokerConfig {
+    /// What one subscription to `filter` counts against
+    /// [`max_subscription_bytes_per_session`](Self::max_subscription_bytes_per_session) and
+    /// [`max_subscription_bytes_total`](Self::max_subscription_bytes_total): an upper bound of
+    /// the heap it can add,
+    ///
+    /// `512 + 2 x filter length + 160 x levels` bytes
+    ///
+    /// (the filter is kept twice: the session's copy and the trie's level names; a trie level
+    /// costs at most 160 bytes beyond its name, its parent's map entry included; 512 covers
+    /// the subscriber entries and the session's entry). `sensors/+/temp` weighs 1,020 bytes,
+    /// so the default per-session budget holds the default 1,000 subscriptions of filters of
+    /// up to 5 levels and 300 bytes.
+    pub fn subscription_weight(filter: &TopicFilter) -> usize {
+        super::subscriptions::subscription_weight(filter)
     }
 }

@@ -8,7 +8,10 @@ pub enum AuthDecision {
     /// Let the client in.
     Accept,
     /// Refuse with this CONNACK reason code (for example 0x86 Bad User Name or Password,
-    /// 0x87 Not authorized, 0x8A Banned, 0x8C Bad authentication method).
+    /// 0x87 Not authorized, 0x8A Banned, 0x8C Bad authentication method). A code that is no
+    /// CONNACK error becomes 0x87. A refused re-authentication (after CONNACK) ends with a
+    /// DISCONNECT and the close ([MQTT-4.12.1-2] in 5.0); codes a DISCONNECT cannot carry
+    /// become the nearest it can (0x86 and 0x8A: 0x87 Not authorized).
     Reject(ReasonCode),
     /// MQTT 5 enhanced authentication: send an AUTH with Continue authentication and these
     /// properties, and wait for the client's next AUTH.
@@ -16,13 +19,25 @@ pub enum AuthDecision {
 }
 
 /// The application's policy. Every method has a permissive default, so `AllowAll` is an
-/// empty implementation: anonymous local use, as a development broker would allow.
+/// empty implementation: anonymous local use, as a development broker would allow. The one
+/// refusal by default is an MQTT 5 Authentication Method, which no default can carry out.
 pub trait BrokerHooks {
     /// A CONNECT arrived: decide from the client id, user name, password, and MQTT 5
     /// authentication method and data.
+    ///
+    /// The default accepts every CONNECT without an Authentication Method and refuses one
+    /// with a method (MQTT 5 enhanced authentication) with 0x8C Bad authentication method:
+    /// nothing handles the method, and a client that asked for it must not be let in as if
+    /// it had been carried out ([MQTT-4.12.0-1] in 5.0: CONNACK 0x8C or 0x87, then close). An
+    /// implementation that supports a method overrides this (and
+    /// [`continue_authentication`](Self::continue_authentication)) and answers for the
+    /// methods it knows, refusing the others the same way.
     fn authenticate(&mut self, connect: &Connect) -> AuthDecision {
-        let _ = connect;
-        AuthDecision::Accept
+        if connect.properties.authentication_method.is_some() {
+            AuthDecision::Reject(ReasonCode::BadAuthenticationMethod)
+        } else {
+            AuthDecision::Accept
+        }
     }
 
     /// The client answered a `Continue` with an AUTH packet.
@@ -32,7 +47,8 @@ pub trait BrokerHooks {
     }
 
     /// May `client_id` publish to `topic`? A refusal is answered with 0x87 Not authorized in
-    /// the PUBACK/PUBREC (MQTT 5) and the message is dropped.
+    /// the PUBACK/PUBREC (MQTT 5) and the message is dropped. Topics under `$SYS` are the
+    /// broker's own: a client's PUBLISH there is refused before this is asked.
     fn authorize_publish(&mut self, client_id: &str, topic: &TopicName) -> bool {
         let _ = (client_id, topic);
         true
@@ -46,7 +62,8 @@ pub trait BrokerHooks {
     }
 }
 
-/// Allows everything: anonymous clients, every topic.
+/// Allows everything: anonymous clients, every topic (but no MQTT 5 enhanced authentication:
+/// a CONNECT with an Authentication Method gets 0x8C Bad authentication method).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AllowAll;
 

@@ -231,7 +231,8 @@ impl<H: BrokerHooks> Broker<H> {
     /// DISCONNECT `code`.
     pub(super) fn close_connection(&mut self, now: Instant, id: ConnectionId, code: ReasonCode) {
         if let Some(conn) = self.connections.get_mut(&id) {
-            let _ = conn.session.disconnect(now, Disconnect::new(code));
+            let result = conn.session.disconnect(now, Disconnect::new(code));
+            self.checked(now, id, result);
             self.settle(now, id);
         }
     }

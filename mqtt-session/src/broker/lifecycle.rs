@@ -4,16 +4,63 @@
 use alloc::boxed::Box;
 use core::time::Duration;
 
-use mqtt_proto::{MqttString, PublishProperties, QoS, Will};
+use mqtt_proto::{
+    ConnAckProperties, Disconnect, MqttString, PublishProperties, QoS, ReasonCode, Will,
+};
 
 use super::subscriptions::SessionKey;
 use super::{Broker, BrokerEvent, BrokerHooks, ConnectionId, RecordTimer};
-use crate::error::CloseReason;
+use crate::error::{CloseReason, CommandError};
 use crate::message::Message;
-use crate::server::SessionExpiry;
+use crate::server::{ServerState, SessionExpiry};
 use crate::time::Instant;
 
 impl<H: BrokerHooks> Broker<H> {
+    /// Checks the outcome of a command the broker gave connection `id`'s session; every such
+    /// command goes through here, none is ignored, and a connection whose session refused one
+    /// is closed rather than left waiting for an answer that will not come.
+    ///
+    /// - A closed session refuses every command with `NotConnected`: no error (the connection
+    ///   is going anyway).
+    /// - An answer larger than the client's Maximum Packet Size even without its properties
+    ///   (a SUBACK for very many filters): the client's limit leaves no way to answer; the
+    ///   connection closes.
+    /// - Anything else is a bug in the broker, which only gives commands it has checked: debug
+    ///   builds panic, release builds count it in
+    ///   [`session_errors`](super::BrokerStats::session_errors) and close the connection.
+    pub(super) fn checked(
+        &mut self,
+        now: Instant,
+        id: ConnectionId,
+        result: Result<(), CommandError>,
+    ) {
+        let Err(error) = result else {
+            return;
+        };
+        let Some(conn) = self.connections.get_mut(&id) else {
+            return;
+        };
+        if conn.session.state() == ServerState::Closed {
+            return;
+        }
+        if !matches!(error, CommandError::PacketTooLarge { .. }) {
+            debug_assert!(
+                false,
+                "the broker gave a session a command it refused: {error:?}"
+            );
+            self.stats.session_errors += 1;
+        }
+        let code = ReasonCode::UnspecifiedError;
+        let closed = if conn.session.state() == ServerState::Deciding {
+            conn.session.reject(now, code, ConnAckProperties::default())
+        } else {
+            conn.session.disconnect(now, Disconnect::new(code))
+        };
+        // Both always close a session that is not closed yet.
+        debug_assert!(closed.is_ok(), "{closed:?}");
+        self.settle(now, id);
+    }
+
     pub(super) fn on_closed(
         &mut self,
         now: Instant,
@@ -89,6 +136,10 @@ impl<H: BrokerHooks> Broker<H> {
         client_id: &MqttString,
         will: Will,
     ) {
+        if super::routing::is_sys_topic(will.topic.as_str()) {
+            self.stats.dropped_sys_topic += 1;
+            return;
+        }
         if !self
             .hooks
             .authorize_publish(client_id.as_str(), &will.topic)

@@ -8,6 +8,16 @@
 //! per connection ([`Broker::poll_transmit`]) and events saying which transports to close
 //! ([`Broker::poll_event`]).
 //!
+//! # What a client can make it hold
+//!
+//! Everything a client controls is bounded by [`BrokerConfig`]: connections, subscriptions
+//! per session, the levels of topic names and filters (`max_topic_levels`), the heap of
+//! subscriptions (`max_subscription_bytes_per_session` and `max_subscription_bytes_total`,
+//! against [`BrokerConfig::subscription_weight`]) and retained messages; each refusal uses the
+//! reason code the standard names for it (see each field). No walk over what a client shapes
+//! (topic levels, `$share` groups) recurses, so no input can overflow the stack of the thread
+//! that drives the broker, whatever the limits are set to.
+//!
 //! ```
 //! use bytes::BytesMut;
 //! use mqtt_proto::{Connect, MqttString, Packet, ProtocolVersion};
@@ -34,6 +44,7 @@ mod config;
 mod hooks;
 mod input;
 mod lifecycle;
+mod limits;
 mod retained;
 mod routing;
 mod small_map;
@@ -47,8 +58,8 @@ use alloc::vec::Vec;
 
 use bytes::BytesMut;
 use mqtt_proto::{
-    Connect, Decoder, Disconnect, MqttString, ProtocolVersion, ReasonCode, TopicFilter, Will,
-    PROTOCOL_MAX_PACKET_SIZE,
+    ConnAckProperties, Connect, Decoder, Disconnect, MqttString, ProtocolVersion, ReasonCode,
+    TopicFilter, Will, PROTOCOL_MAX_PACKET_SIZE,
 };
 
 pub use config::BrokerConfig;
@@ -63,7 +74,7 @@ use self::subscriptions::{SessionKey, Sub, SubscriptionIndex};
 use crate::client::AckMode;
 use crate::error::CloseReason;
 use crate::message::Message;
-use crate::server::{ServerEvent, ServerSession, SessionState};
+use crate::server::{ServerEvent, ServerSession, ServerState, SessionState};
 use crate::time::Instant;
 
 /// Identifies one transport connection of the broker.
@@ -136,6 +147,8 @@ struct Connection {
     partial: Option<Partial>,
     /// `wants_read` was false when last checked (a `ReadResumed` is owed when it turns true).
     read_paused: bool,
+    /// Opened beyond `max_connections`: its CONNECT is refused with 0x97 Quota exceeded.
+    refusing: bool,
 }
 
 /// A session, connected or not. Rarely used parts are boxed so that the record of an idle
@@ -179,14 +192,15 @@ pub struct Broker<H: BrokerHooks = AllowAll> {
     next_assigned_id: u64,
     /// Connections with bytes to transmit.
     dirty: BTreeSet<ConnectionId>,
+    /// Connections opened beyond `max_connections` to refuse their CONNECT (some may be gone
+    /// already: pruned by `open`).
+    refusing: BTreeSet<ConnectionId>,
     connection_timers: BTreeSet<(Instant, ConnectionId)>,
     record_timers: BTreeSet<(Instant, SessionKey, RecordTimer)>,
     events: VecDeque<BrokerEvent>,
     /// Connections whose session events are still to be handled (see `settle`).
     unsettled: VecDeque<ConnectionId>,
     settling: bool,
-    /// Passes of the shared message being re-routed (see `reroute_shared`).
-    reroute_hops: usize,
     stats: BrokerStats,
     /// Each publisher's QoS 1/2 messages not yet acknowledged because a subscriber could not
     /// take them yet, in arrival order (by the publisher's session).
@@ -235,12 +249,12 @@ impl<H: BrokerHooks> Broker<H> {
             next_session: 1,
             next_assigned_id: 1,
             dirty: BTreeSet::new(),
+            refusing: BTreeSet::new(),
             connection_timers: BTreeSet::new(),
             record_timers: BTreeSet::new(),
             events: VecDeque::new(),
             unsettled: VecDeque::new(),
             settling: false,
-            reroute_hops: 0,
             stats: BrokerStats::default(),
             parked: BTreeMap::new(),
             parked_bytes: 0,
@@ -261,6 +275,7 @@ impl<H: BrokerHooks> Broker<H> {
         stats.connections = self.connections.len();
         stats.sessions = self.sessions.len();
         stats.subscriptions = self.index.len();
+        stats.subscription_bytes = self.index.weight();
         stats.retained = self.retained.len();
         stats.parked = self.parked.values().map(VecDeque::len).sum();
         stats.parked_bytes = self.parked_bytes;
@@ -276,16 +291,29 @@ impl<H: BrokerHooks> Broker<H> {
 
     // ----- inputs -----
 
-    /// A new transport was accepted at `now`. Refused when `max_connections` are open (close
-    /// the transport without a word).
+    /// A new transport was accepted at `now`.
+    ///
+    /// With `max_connections` open, the connection is still taken while fewer than
+    /// `max_refusing_connections` such are: its CONNECT is answered with CONNACK 0x97 Quota
+    /// exceeded (MQTT 3.1.x: 3 Server unavailable) and it closes. Beyond that `open` refuses:
+    /// close the transport without a word. Both count in `connections_refused`.
     pub fn open(&mut self, now: Instant) -> Result<ConnectionId, TooManyConnections> {
-        if self.connections.len() >= self.config.max_connections {
+        let connections = &self.connections;
+        self.refusing.retain(|id| connections.contains_key(id));
+        let refusing = self.connections.len() - self.refusing.len() >= self.config.max_connections;
+        if refusing {
             self.stats.connections_refused += 1;
-            return Err(TooManyConnections);
+            if self.refusing.len() >= self.config.max_refusing_connections {
+                return Err(TooManyConnections);
+            }
+        } else {
+            self.stats.connections_total += 1;
         }
         let id = ConnectionId(self.next_connection);
         self.next_connection += 1;
-        self.stats.connections_total += 1;
+        if refusing {
+            self.refusing.insert(id);
+        }
         let session = ServerSession::new(self.config.server.clone(), now);
         self.connections.insert(
             id,
@@ -297,6 +325,7 @@ impl<H: BrokerHooks> Broker<H> {
                 closed: false,
                 partial: None,
                 read_paused: false,
+                refusing,
             }),
         );
         self.settle(now, id);
@@ -389,15 +418,26 @@ impl<H: BrokerHooks> Broker<H> {
         self.route(now, None, message);
     }
 
-    /// Asks every connection to go: MQTT 5 clients get DISCONNECT 0x8B Server shutting down.
+    /// Asks every connection to go: MQTT 5 clients get DISCONNECT 0x8B Server shutting down,
+    /// a CONNECT still being decided CONNACK 0x88 Server unavailable (3.1.x: 3).
     /// Drain `poll_transmit` and `poll_event` afterwards, closing each transport.
     pub fn shutdown(&mut self, now: Instant) {
         let ids: Vec<ConnectionId> = self.connections.keys().copied().collect();
         for id in ids {
             if let Some(conn) = self.connections.get_mut(&id) {
-                let _ = conn
-                    .session
-                    .disconnect(now, Disconnect::new(ReasonCode::ServerShuttingDown));
+                let result = match conn.session.state() {
+                    ServerState::Closed => Ok(()),
+                    // A CONNECT still being decided gets its answer: 0x88 Server unavailable.
+                    ServerState::Deciding => conn.session.reject(
+                        now,
+                        ReasonCode::ServerUnavailable,
+                        ConnAckProperties::default(),
+                    ),
+                    _ => conn
+                        .session
+                        .disconnect(now, Disconnect::new(ReasonCode::ServerShuttingDown)),
+                };
+                self.checked(now, id, result);
                 self.settle(now, id);
             }
         }

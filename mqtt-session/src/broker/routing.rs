@@ -26,6 +26,10 @@ impl<H: BrokerHooks> Broker<H> {
         ack: Option<InboundId>,
     ) {
         self.stats.messages_in += 1;
+        if self.too_many_levels(publish.topic.as_str()) {
+            self.refuse_topic(now, id);
+            return;
+        }
         let Some(conn) = self.connections.get(&id) else {
             return;
         };
@@ -64,6 +68,10 @@ impl<H: BrokerHooks> Broker<H> {
             .and_then(|key| self.sessions.get(&key))
             .map(|r| r.client_id.clone())
             .unwrap_or_default();
+        if is_sys_topic(message.topic.as_str()) {
+            self.stats.dropped_sys_topic += 1;
+            return (ReasonCode::NotAuthorized, Vec::new());
+        }
         if !self
             .hooks
             .authorize_publish(client_id.as_str(), &message.topic)
@@ -84,14 +92,21 @@ impl<H: BrokerHooks> Broker<H> {
     }
 
     /// Acknowledges a message of connection `id` (MQTT 3.1.x clients get Success).
-    fn ack_message(&mut self, now: Instant, id: ConnectionId, ack: InboundId, code: ReasonCode) {
+    pub(super) fn ack_message(
+        &mut self,
+        now: Instant,
+        id: ConnectionId,
+        ack: InboundId,
+        code: ReasonCode,
+    ) {
         if let Some(conn) = self.connections.get_mut(&id) {
             let code = if conn.session.version().is_v5() {
                 code
             } else {
                 ReasonCode::Success
             };
-            let _ = conn.session.ack(now, ack, code);
+            let result = conn.session.ack(now, ack, code);
+            self.checked(now, id, result);
         }
     }
 
@@ -160,34 +175,18 @@ impl<H: BrokerHooks> Broker<H> {
         token: Token,
         hold: bool,
     ) -> Option<(Message, Token)> {
-        let record = self.sessions.get_mut(&key)?;
-        let (result, live) = match (record.connection, record.stored.as_mut()) {
-            (Some(conn_id), _) => {
-                let conn = self.connections.get_mut(&conn_id)?;
-                let result = conn.session.publish(now, message, token);
-                self.settle(now, conn_id);
-                (result, true)
-            }
-            (None, Some(stored))
-                if message.qos > QoS::AtMostOnce || self.config.queue_qos0_offline =>
-            {
-                (stored.enqueue(now, message, token), false)
-            }
-            _ => {
-                self.stats.dropped_qos0_offline += 1;
-                return None;
-            }
-        };
-        match result {
-            Ok(()) => {
-                self.stats.messages_out += 1;
-                None
-            }
+        let live = hold
+            && self
+                .sessions
+                .get(&key)
+                .is_some_and(|r| r.connection.is_some());
+        match self.try_deliver(now, key, message, token) {
+            Ok(()) => None,
             Err(Rejected {
                 error: CommandError::QueueFull,
                 command,
                 token,
-            }) if hold && live && command.qos > QoS::AtMostOnce && token.shared.is_none() => {
+            }) if live && command.qos > QoS::AtMostOnce && token.shared.is_none() => {
                 Some((command, token))
             }
             Err(Rejected {
@@ -199,6 +198,43 @@ impl<H: BrokerHooks> Broker<H> {
                 None
             }
         }
+    }
+
+    /// [`deliver`](Self::deliver) up to a refusal, which is handed back: re-routing tries
+    /// the next member in a loop rather than by recursion.
+    fn try_deliver(
+        &mut self,
+        now: Instant,
+        key: SessionKey,
+        message: Message,
+        token: Token,
+    ) -> Result<(), Rejected<Message, Token>> {
+        let Some(record) = self.sessions.get_mut(&key) else {
+            return Ok(());
+        };
+        let result = match (record.connection, record.stored.as_mut()) {
+            (Some(conn_id), _) => {
+                let Some(conn) = self.connections.get_mut(&conn_id) else {
+                    return Ok(());
+                };
+                let result = conn.session.publish(now, message, token);
+                self.settle(now, conn_id);
+                result
+            }
+            (None, Some(stored))
+                if message.qos > QoS::AtMostOnce || self.config.queue_qos0_offline =>
+            {
+                stored.enqueue(now, message, token)
+            }
+            _ => {
+                self.stats.dropped_qos0_offline += 1;
+                return Ok(());
+            }
+        };
+        if result.is_ok() {
+            self.stats.messages_out += 1;
+        }
+        result
     }
 
     /// A session could not take a message: a shared one goes to another member, anything else
@@ -251,7 +287,10 @@ impl<H: BrokerHooks> Broker<H> {
     }
 
     /// A shared-subscription message its member could not take goes to another member, so a
-    /// member leaving loses no QoS 1/2 message.
+    /// member leaving loses no QoS 1/2 message. The other members are tried in round-robin
+    /// order, each once, in a loop (a group may have thousands of members, and each refusal
+    /// must not cost a stack frame); when every one refuses, the message is dropped and
+    /// counted by the last refusal's cause.
     pub(super) fn reroute_shared(
         &mut self,
         now: Instant,
@@ -262,20 +301,27 @@ impl<H: BrokerHooks> Broker<H> {
         let Some(filter) = token.shared.clone() else {
             return;
         };
-        if let Some((key, _)) = self.index.shared_member(&filter, from) {
-            // A member that refuses it too passes it on in turn; each pass moves round robin
-            // and excludes the refusing member, but a group whose every member refuses must
-            // not bounce it forever: `hops` bounds the passes by the group size.
-            if self.reroute_hops >= self.index.shared_group_len(&filter) {
-                self.reroute_hops = 0;
-                self.stats.dropped_queue_full += 1;
-                return;
-            }
-            self.reroute_hops += 1;
-            self.deliver(now, key, message, token);
-            self.reroute_hops = 0;
-        } else {
+        let members = self.index.shared_rotation(&filter, from);
+        if members.is_empty() {
             self.stats.dropped_session_ended += 1;
+            return;
+        }
+        let (mut message, mut token) = (message, token);
+        let mut last_error = None;
+        for key in members {
+            self.index.shared_served(&filter, key);
+            match self.try_deliver(now, key, message, token) {
+                Ok(()) => return,
+                Err(refused) => {
+                    message = refused.command;
+                    token = refused.token;
+                    last_error = Some(refused.error);
+                }
+            }
+        }
+        match last_error {
+            Some(CommandError::PacketTooLarge { .. }) => self.stats.dropped_too_large += 1,
+            _ => self.stats.dropped_queue_full += 1,
         }
     }
 }
@@ -299,4 +345,13 @@ pub(super) fn outgoing(
     out.properties.topic_alias = None;
     out.properties.subscription_identifiers = delivery.subscription_ids.clone();
     out
+}
+
+/// Whether `topic` is under `$SYS`, which only the broker itself publishes to: a client's
+/// PUBLISH (or will) there is dropped, answered with 0x87 Not authorized in MQTT 5 (3.1.1
+/// has no negative acknowledgement: acknowledged and dropped, as mosquitto does for both).
+/// `$SYS` topics are the server's by convention ([MQTT-4.7.2-1] keeps them from wildcard
+/// subscriptions for that reason), so a client must not be able to forge them.
+pub(super) fn is_sys_topic(topic: &str) -> bool {
+    topic == "$SYS" || topic.starts_with("$SYS/")
 }

@@ -3,17 +3,23 @@
 /// What the broker has done since it started. Plain numbers: read them with
 /// [`Broker::stats`](crate::broker::Broker::stats).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BrokerStats {
     /// Connections open now.
     pub connections: usize,
     /// Connections accepted since the start.
     pub connections_total: u64,
-    /// Connections refused because `max_connections` was reached.
+    /// Connections refused because `max_connections` was reached: answered with CONNACK 0x97
+    /// Quota exceeded (3.1.x: 3 Server unavailable) while `max_refusing_connections` allowed,
+    /// else refused by [`Broker::open`](crate::broker::Broker::open) at once.
     pub connections_refused: u64,
     /// Sessions held (connected or not).
     pub sessions: usize,
     /// Subscriptions held.
     pub subscriptions: usize,
+    /// The weight of the subscriptions held, against `max_subscription_bytes_total` (see
+    /// [`BrokerConfig::subscription_weight`](crate::broker::BrokerConfig::subscription_weight)).
+    pub subscription_bytes: usize,
     /// Retained messages held.
     pub retained: usize,
     /// PUBLISH packets received from clients.
@@ -34,6 +40,10 @@ pub struct BrokerStats {
     pub dropped_too_large: u64,
     /// Publishes refused by `authorize_publish`.
     pub dropped_unauthorized: u64,
+    /// Publishes from clients to topics starting with `$SYS`, which only the broker itself
+    /// ([`Broker::publish`](crate::broker::Broker::publish)) may publish to: acknowledged and
+    /// dropped.
+    pub dropped_sys_topic: u64,
     /// Messages whose Message Expiry Interval passed before delivery.
     pub dropped_expired: u64,
     /// Retained messages not stored because the store was full.
@@ -65,4 +75,7 @@ pub struct BrokerStats {
     /// Connections closed because a packet did not complete within `partial_packet_timeout`
     /// or was too large before CONNECT was accepted.
     pub partial_packets_refused: u64,
+    /// Commands the broker gave one of its sessions that the session refused. Always 0 unless
+    /// the broker has a bug (debug builds panic instead); each such connection was closed.
+    pub session_errors: u64,
 }

@@ -36,6 +36,10 @@ impl<H: BrokerHooks> Broker<H> {
                 });
                 continue;
             }
+            if let Some(code) = self.subscription_refusal(key, &s.filter, v5) {
+                codes.push(code);
+                continue;
+            }
             let Some(record) = self.sessions.get_mut(&key) else {
                 return;
             };
@@ -56,9 +60,10 @@ impl<H: BrokerHooks> Broker<H> {
                 options,
                 id: subscription_id,
             };
-            // An owned copy, not a view into the read buffer (see `admit`).
-            record.subscriptions.insert(owned_filter(&s.filter), sub);
-            let existed = self.index.insert(key, &s.filter, sub);
+            // Owned copies, not views into the read buffer (see `admit`).
+            let owned = owned_filter(&s.filter);
+            let existed = self.index.insert(key, &owned, sub);
+            record.subscriptions.insert(owned, sub);
             codes.push(ReasonCode::granted(options.qos));
             let send_retained = match options.retain_handling {
                 RetainHandling::SendAtSubscribe => true,
@@ -78,9 +83,10 @@ impl<H: BrokerHooks> Broker<H> {
             }
         }
         if let Some(conn) = self.connections.get_mut(&id) {
-            let _ = conn
-                .session
-                .suback(now, subscribe.packet_id, codes, AckProperties::default());
+            let result =
+                conn.session
+                    .suback(now, subscribe.packet_id, codes, AckProperties::default());
+            self.checked(now, id, result);
         }
         // After the SUBACK, the retained messages, with RETAIN set ([MQTT-3.3.1-8] in 3.1.1,
         // [MQTT-3.3.1-9] in 5.0).
@@ -100,6 +106,11 @@ impl<H: BrokerHooks> Broker<H> {
         };
         let mut codes = Vec::with_capacity(unsubscribe.filters.len());
         for filter in &unsubscribe.filters {
+            if self.too_many_levels(filter.filter()) {
+                // No subscription can have it ([MQTT-3.11.3-2]: an Unsubscribe Reason Code).
+                codes.push(ReasonCode::TopicFilterInvalid);
+                continue;
+            }
             let existed = self
                 .sessions
                 .get_mut(&key)
@@ -112,9 +123,10 @@ impl<H: BrokerHooks> Broker<H> {
             });
         }
         if let Some(conn) = self.connections.get_mut(&id) {
-            let _ =
+            let result =
                 conn.session
                     .unsuback(now, unsubscribe.packet_id, codes, AckProperties::default());
+            self.checked(now, id, result);
         }
     }
 }

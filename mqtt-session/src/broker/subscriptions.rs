@@ -5,6 +5,8 @@
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use core::cell::Cell;
+use core::fmt;
 
 use mqtt_proto::{QoS, SubscriptionId, SubscriptionOptions, TopicFilter};
 
@@ -26,8 +28,9 @@ struct SharedGroup {
     /// The whole `$share/...` filter, to name the group when a message must move.
     filter: TopicFilter,
     members: BTreeMap<SessionKey, Sub>,
-    /// The member after which the next message goes.
-    last: Option<SessionKey>,
+    /// The member after which the next message goes (a `Cell`: matching walks the index
+    /// through shared references).
+    last: Cell<Option<SessionKey>>,
 }
 
 #[derive(Debug, Default)]
@@ -42,25 +45,45 @@ impl Subscribers {
     }
 }
 
-/// One topic level. Subscriber sets are boxed and absent when empty, so an inner node costs
-/// 56 bytes plus its children.
-#[derive(Debug, Default)]
+/// One topic level: 40 bytes plus its children. The wildcards are children like any other
+/// level, named `+` and `#` (no topic level can be either, [MQTT-4.7.1-1]); the subscribers
+/// of the `#` child are the filters that end in `#` at this level. Subscriber sets are boxed
+/// and absent when empty.
+///
+/// No `Debug` (the index prints a summary) and a `Drop` that dismantles the subtree with a
+/// work-list: a client decides how deep the tree is, so no walk over it may recurse.
+#[derive(Default)]
 struct Node {
     children: SmallMap<Box<str>, Node>,
-    /// `+` at this level.
-    single: Option<Box<Node>>,
-    /// Filters that end in `#` here.
-    multi: Option<Box<Subscribers>>,
     /// Filters that end exactly here.
-    exact: Option<Box<Subscribers>>,
+    subscribers: Option<Box<Subscribers>>,
 }
+
+/// The name of the single-level wildcard's child.
+const SINGLE: &str = "+";
+/// The name of the multi-level wildcard's child.
+const MULTI: &str = "#";
 
 impl Node {
     fn is_empty(&self) -> bool {
-        self.children.is_empty()
-            && self.single.is_none()
-            && self.multi.is_none()
-            && self.exact.is_none()
+        self.children.is_empty() && self.subscribers.is_none()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if self.children.is_empty() {
+            return;
+        }
+        // Each node taken off the list is dropped with no children left, so this never
+        // nests more than one level.
+        let mut work: Vec<Node> = Vec::new();
+        work.extend(self.children.take_all().into_iter().map(|(_, n)| n));
+        while let Some(mut node) = work.pop() {
+            if !node.children.is_empty() {
+                work.extend(node.children.take_all().into_iter().map(|(_, n)| n));
+            }
+        }
     }
 }
 
@@ -97,10 +120,34 @@ pub(crate) struct Matches {
 }
 
 /// All subscriptions of a broker.
-#[derive(Debug, Default)]
+///
+/// Every walk over the trie (insert, remove, match, group lookup, drop) is a loop over the
+/// levels or over an explicit work-list, never a recursion: the depth is the client's choice.
+/// The index also keeps the weight of each session's subscriptions (see
+/// [`BrokerConfig::subscription_weight`](super::BrokerConfig::subscription_weight)), which the
+/// broker holds within its budgets.
+#[derive(Default)]
 pub(crate) struct SubscriptionIndex {
     root: Node,
     count: usize,
+    /// Trie nodes below the root.
+    nodes: usize,
+    /// Sum of the weights of all subscriptions.
+    weight: usize,
+    /// Sum of the weights of each session's subscriptions (sessions with none are absent).
+    weights: BTreeMap<SessionKey, usize>,
+}
+
+impl fmt::Debug for SubscriptionIndex {
+    /// A summary: the trie itself can be as deep as a client makes it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubscriptionIndex")
+            .field("subscriptions", &self.count)
+            .field("nodes", &self.nodes)
+            .field("weight", &self.weight)
+            .field("sessions", &self.weights.len())
+            .finish()
+    }
 }
 
 impl SubscriptionIndex {
@@ -109,14 +156,28 @@ impl SubscriptionIndex {
         self.count
     }
 
+    /// The weight of all subscriptions held.
+    pub(crate) fn weight(&self) -> usize {
+        self.weight
+    }
+
+    /// The weight of `session`'s subscriptions.
+    pub(crate) fn session_weight(&self, session: SessionKey) -> usize {
+        self.weights.get(&session).copied().unwrap_or(0)
+    }
+
     /// Adds or replaces `session`'s subscription to `filter`. Returns whether it existed.
     pub(crate) fn insert(&mut self, session: SessionKey, filter: &TopicFilter, sub: Sub) -> bool {
-        let (node, is_multi) = node_for(&mut self.root, filter.filter());
-        let subscribers = if is_multi {
-            node.multi.get_or_insert_with(Box::default)
-        } else {
-            node.exact.get_or_insert_with(Box::default)
-        };
+        let mut node = &mut self.root;
+        for level in filter.filter().split('/') {
+            if !node.children.contains_key(level) {
+                self.nodes += 1;
+            }
+            node = node
+                .children
+                .get_or_insert_with(Box::from(level), Node::default);
+        }
+        let subscribers = node.subscribers.get_or_insert_with(Box::default);
         let existed = match filter.share_name() {
             Some(group) => subscribers
                 .shared
@@ -124,7 +185,7 @@ impl SubscriptionIndex {
                 .or_insert_with(|| SharedGroup {
                     filter: filter.clone(),
                     members: BTreeMap::new(),
-                    last: None,
+                    last: Cell::new(None),
                 })
                 .members
                 .insert(session, sub)
@@ -133,27 +194,88 @@ impl SubscriptionIndex {
         };
         if !existed {
             self.count += 1;
+            let weight = subscription_weight(filter);
+            self.weight += weight;
+            *self.weights.entry(session).or_insert(0) += weight;
         }
         existed
     }
 
-    /// Removes `session`'s subscription to `filter`. Returns whether it existed.
+    /// Removes `session`'s subscription to `filter`, and the nodes it leaves empty. Returns
+    /// whether it existed.
     pub(crate) fn remove(&mut self, session: SessionKey, filter: &TopicFilter) -> bool {
-        let levels: Vec<&str> = filter.filter().split('/').collect();
-        let removed = remove_in(&mut self.root, &levels, session, filter.share_name());
-        if removed {
-            self.count -= 1;
+        let group = filter.share_name();
+        // Down to the filter's node.
+        let mut node = &mut self.root;
+        for level in filter.filter().split('/') {
+            match node.children.get_mut(level) {
+                Some(child) => node = child,
+                None => return false,
+            }
         }
-        removed
+        let Some(subscribers) = node.subscribers.as_deref_mut() else {
+            return false;
+        };
+        if !remove_member(subscribers, session, group) {
+            return false;
+        }
+        if subscribers.is_empty() {
+            node.subscribers = None;
+        }
+        let emptied = node.is_empty();
+        self.count -= 1;
+        let weight = subscription_weight(filter);
+        self.weight -= weight;
+        if let Some(w) = self.weights.get_mut(&session) {
+            *w -= weight;
+            if *w == 0 {
+                self.weights.remove(&session);
+            }
+        }
+        if emptied {
+            self.prune(filter.filter());
+        }
+        true
+    }
+
+    /// Cuts off the chain of nodes along `filter` that holds nothing but the path to its
+    /// (now empty) last node: below the deepest node on the path that keeps subscribers or
+    /// another child.
+    fn prune(&mut self, filter: &str) {
+        let mut keep = 0;
+        let mut depth = 0;
+        let mut node = &self.root;
+        for level in filter.split('/') {
+            if depth > 0 && (node.subscribers.is_some() || node.children.len() > 1) {
+                keep = depth;
+            }
+            match node.children.get(level) {
+                Some(child) => node = child,
+                None => return,
+            }
+            depth += 1;
+        }
+        let mut node = &mut self.root;
+        let mut levels = filter.split('/');
+        for _ in 0..keep {
+            let Some(child) = levels.next().and_then(|l| node.children.get_mut(l)) else {
+                return;
+            };
+            node = child;
+        }
+        if let Some(level) = levels.next() {
+            // Dropped without recursion (see `Node`'s `Drop`).
+            if node.children.remove(level).is_some() {
+                self.nodes -= depth - keep;
+            }
+        }
     }
 
     /// Every session that receives a PUBLISH to `topic` from `publisher`, with its merged
     /// delivery; and for each matching shared subscription, one member chosen round robin.
-    pub(crate) fn matches(&mut self, topic: &str, publisher: Option<SessionKey>) -> Matches {
-        let levels: Vec<&str> = topic.split('/').collect();
-        let dollar = topic.starts_with('$');
+    pub(crate) fn matches(&self, topic: &str, publisher: Option<SessionKey>) -> Matches {
         let mut out = Matches::default();
-        collect(&mut self.root, &levels, 0, dollar, &mut |subscribers| {
+        self.collect(topic, |subscribers| {
             for (session, sub) in subscribers.direct.iter() {
                 // No Local: not back to the publisher ([MQTT-3.8.3-3] in 5.0).
                 if sub.options.no_local && Some(*session) == publisher {
@@ -161,7 +283,7 @@ impl SubscriptionIndex {
                 }
                 out.direct.entry(*session).or_default().merge(sub);
             }
-            for group in subscribers.shared.values_mut() {
+            for group in subscribers.shared.values() {
                 if let Some((session, sub)) = next_member(group) {
                     let mut delivery = Delivery::default();
                     delivery.merge(&sub);
@@ -172,110 +294,82 @@ impl SubscriptionIndex {
         out
     }
 
-    /// Another member of the shared subscription `filter` than `except`, round robin, to
-    /// re-route a message a leaving member could not take.
-    pub(crate) fn shared_member(
-        &mut self,
+    /// Hands every subscriber set whose filter matches `topic` to `out`, walking the trie
+    /// with a work-list of (node, levels consumed): each `+` child is a second branch to
+    /// follow. A topic starting with `$` is not matched by a leading wildcard
+    /// ([MQTT-4.7.2-1]). The sets come in the order of a depth-first walk that takes `#`,
+    /// then the end of the topic, then `+`, then the literal level.
+    fn collect<'a>(&'a self, topic: &str, mut out: impl FnMut(&'a Subscribers)) {
+        let levels: Vec<&str> = topic.split('/').collect();
+        let dollar = topic.starts_with('$');
+        let mut work: Vec<(&Node, usize)> = alloc::vec![(&self.root, 0)];
+        while let Some((node, i)) = work.pop() {
+            let leading = i == 0 && dollar;
+            if !leading {
+                // `#` also matches the parent level itself ([MQTT-4.7.1-2] example
+                // "sport/#").
+                if let Some(multi) = node.children.get(MULTI) {
+                    if let Some(subscribers) = multi.subscribers.as_deref() {
+                        out(subscribers);
+                    }
+                }
+            }
+            let Some(level) = levels.get(i) else {
+                if let Some(subscribers) = node.subscribers.as_deref() {
+                    out(subscribers);
+                }
+                continue;
+            };
+            // Pushed in reverse: `+` is taken first.
+            if let Some(child) = node.children.get(*level) {
+                work.push((child, i + 1));
+            }
+            if !leading {
+                if let Some(single) = node.children.get(SINGLE) {
+                    work.push((single, i + 1));
+                }
+            }
+        }
+    }
+
+    /// The members of the shared subscription `filter` other than `except`, in round-robin
+    /// order (starting after the last one served), to re-route a message its member could
+    /// not take: each is tried once.
+    pub(crate) fn shared_rotation(
+        &self,
         filter: &TopicFilter,
         except: SessionKey,
-    ) -> Option<(SessionKey, Sub)> {
-        let group = self.group_mut(filter)?;
-        for _ in 0..group.members.len() {
-            let (session, sub) = next_member(group)?;
-            if session != except {
-                return Some((session, sub));
-            }
-        }
-        None
-    }
-
-    /// Members of the shared subscription `filter`.
-    pub(crate) fn shared_group_len(&mut self, filter: &TopicFilter) -> usize {
-        self.group_mut(filter).map_or(0, |g| g.members.len())
-    }
-
-    fn group_mut(&mut self, filter: &TopicFilter) -> Option<&mut SharedGroup> {
-        let group_name = filter.share_name()?;
-        let levels: Vec<&str> = filter.filter().split('/').collect();
-        let mut node = &mut self.root;
-        let mut multi = false;
-        for (i, level) in levels.iter().enumerate() {
-            match *level {
-                "#" if i + 1 == levels.len() => multi = true,
-                "+" => node = node.single.as_deref_mut()?,
-                other => node = node.children.get_mut(other)?,
-            }
-        }
-        let subscribers = if multi {
-            node.multi.as_deref_mut()?
-        } else {
-            node.exact.as_deref_mut()?
+    ) -> Vec<SessionKey> {
+        let Some(group) = self.group(filter) else {
+            return Vec::new();
         };
-        subscribers.shared.get_mut(group_name)
+        let mut out = Vec::with_capacity(group.members.len());
+        let (after, upto) = match group.last.get() {
+            Some(last) => (
+                group.members.range(last.saturating_add(1)..),
+                group.members.range(..=last),
+            ),
+            None => (group.members.range(..), group.members.range(..0)),
+        };
+        out.extend(after.chain(upto).map(|(k, _)| *k).filter(|k| *k != except));
+        out
     }
-}
 
-/// The node a filter ends at, creating the path; `true` when the filter ends in `#`.
-fn node_for<'a>(root: &'a mut Node, filter: &str) -> (&'a mut Node, bool) {
-    let levels: Vec<&str> = filter.split('/').collect();
-    let mut node = root;
-    for (i, level) in levels.iter().enumerate() {
-        match *level {
-            "#" if i + 1 == levels.len() => return (node, true),
-            "+" => node = node.single.get_or_insert_with(Box::default),
-            other => {
-                node = node
-                    .children
-                    .get_or_insert_with(Box::from(other), Node::default)
-            }
+    /// Records that `member` of the shared subscription `filter` was served last.
+    pub(crate) fn shared_served(&self, filter: &TopicFilter, member: SessionKey) {
+        if let Some(group) = self.group(filter) {
+            group.last.set(Some(member));
         }
     }
-    (node, false)
-}
 
-fn remove_in(node: &mut Node, levels: &[&str], session: SessionKey, group: Option<&str>) -> bool {
-    let Some((level, rest)) = levels.split_first() else {
-        return remove_from(&mut node.exact, session, group);
-    };
-    match *level {
-        "#" if rest.is_empty() => remove_from(&mut node.multi, session, group),
-        "+" => {
-            let Some(child) = node.single.as_deref_mut() else {
-                return false;
-            };
-            let removed = remove_in(child, rest, session, group);
-            if child.is_empty() {
-                node.single = None;
-            }
-            removed
+    fn group(&self, filter: &TopicFilter) -> Option<&SharedGroup> {
+        let group_name = filter.share_name()?;
+        let mut node = &self.root;
+        for level in filter.filter().split('/') {
+            node = node.children.get(level)?;
         }
-        other => {
-            let Some(child) = node.children.get_mut(other) else {
-                return false;
-            };
-            let removed = remove_in(child, rest, session, group);
-            if child.is_empty() {
-                node.children.remove(other);
-            }
-            removed
-        }
+        node.subscribers.as_deref()?.shared.get(group_name)
     }
-}
-
-/// Removes from a subscriber set, dropping the set when it empties.
-fn remove_from(
-    slot: &mut Option<Box<Subscribers>>,
-    session: SessionKey,
-    group: Option<&str>,
-) -> bool {
-    let Some(subscribers) = slot.as_deref_mut() else {
-        return false;
-    };
-    let removed = remove_member(subscribers, session, group);
-    if subscribers.is_empty() {
-        *slot = None;
-    }
-    removed
 }
 
 fn remove_member(subscribers: &mut Subscribers, session: SessionKey, group: Option<&str>) -> bool {
@@ -294,49 +388,62 @@ fn remove_member(subscribers: &mut Subscribers, session: SessionKey, group: Opti
     }
 }
 
-/// Walks the trie along `levels`, handing every matching subscriber set to `out`. A topic
-/// starting with `$` is not matched by a leading wildcard ([MQTT-4.7.2-1]).
-fn collect(
-    node: &mut Node,
-    levels: &[&str],
-    i: usize,
-    dollar: bool,
-    out: &mut impl FnMut(&mut Subscribers),
-) {
-    let leading = i == 0 && dollar;
-    if !leading {
-        if let Some(multi) = node.multi.as_deref_mut() {
-            // `#` also matches the parent level itself ([MQTT-4.7.1-2] example "sport/#").
-            out(multi);
-        }
-    }
-    if i == levels.len() {
-        if let Some(exact) = node.exact.as_deref_mut() {
-            out(exact);
-        }
-        return;
-    }
-    if !leading {
-        if let Some(single) = node.single.as_deref_mut() {
-            collect(single, levels, i + 1, dollar, out);
-        }
-    }
-    if let Some(child) = node.children.get_mut(levels[i]) {
-        collect(child, levels, i + 1, dollar, out);
-    }
+/// What one subscription to `filter` counts against the budgets: see
+/// [`BrokerConfig::subscription_weight`](super::BrokerConfig::subscription_weight).
+pub(crate) fn subscription_weight(filter: &TopicFilter) -> usize {
+    let levels = filter.filter().bytes().filter(|&b| b == b'/').count() + 1;
+    SUBSCRIPTION_COST + 2 * filter.len() + levels * LEVEL_COST
 }
 
+/// An upper bound of the heap a trie level costs, beyond its name: the entry in its parent's
+/// map (a `(Box<str>, Node)` of 56 bytes, in a vector of exactly its size or, past 8
+/// children, a B-tree whose nodes are at least 5/11 full: at most 2.2 entries' room and the
+/// nodes' own headers and edges per entry), and what the allocator rounds up.
+pub(crate) const LEVEL_COST: usize = 160;
+
+/// An upper bound of the heap one subscription costs beyond its levels and filter bytes: the
+/// session's own entry for it (filter and options, in a map like the trie's), the subscriber
+/// set of its node (boxed when first used), its entry there (direct, or a shared group with
+/// its name and member map), the owned filter's shared header, and the session's weight
+/// entry.
+pub(crate) const SUBSCRIPTION_COST: usize = 512;
+
 /// The next member of a shared group, round robin.
-fn next_member(group: &mut SharedGroup) -> Option<(SessionKey, Sub)> {
-    let next = match group.last {
+fn next_member(group: &SharedGroup) -> Option<(SessionKey, Sub)> {
+    let next = match group.last.get() {
         Some(last) => group
             .members
-            .range(last + 1..)
+            .range(last.saturating_add(1)..)
             .next()
             .or_else(|| group.members.iter().next()),
         None => group.members.iter().next(),
     }
     .map(|(k, s)| (*k, *s))?;
-    group.last = Some(next.0);
+    group.last.set(Some(next.0));
     Some(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `LEVEL_COST` and the budgets' documented bound assume these sizes.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn a_level_costs_what_level_cost_assumes() {
+        assert_eq!(core::mem::size_of::<Node>(), 40);
+        assert_eq!(core::mem::size_of::<(Box<str>, Node)>(), 56);
+        // A B-tree leaf of such entries, at its minimum fill of 5 of 11, holds 2.2 entries'
+        // room per entry plus its header: still within the cost.
+        const { assert!(11 * 56 + 16 <= 5 * LEVEL_COST) };
+    }
+
+    #[test]
+    fn weight_of_a_filter() {
+        let f = TopicFilter::new("sensors/+/temp").unwrap();
+        assert_eq!(subscription_weight(&f), 512 + 2 * 14 + 3 * 160);
+        // A shared subscription's levels are its filter's; its bytes are all of it.
+        let f = TopicFilter::new("$share/g/a/b").unwrap();
+        assert_eq!(subscription_weight(&f), 512 + 2 * 12 + 2 * 160);
+    }
 }

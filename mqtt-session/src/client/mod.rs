@@ -19,7 +19,9 @@ pub use event::{AbandonCause, ClientEvent};
 pub use snapshot::{ClientSnapshot, OutboundFlowSnapshot, OutboundStage};
 
 use self::keep_alive::KeepAlive;
-use crate::error::{CloseReason, CommandError, Initiator, ProtocolViolation, Rejected};
+use crate::error::{
+    CloseReason, CommandError, ConnectRejected, Initiator, ProtocolViolation, Rejected,
+};
 use crate::message::{Message, SubscribeRequest, UnsubscribeRequest};
 use crate::shared::flows::{Flows, Link, OtherIds, PeerLimits};
 use crate::shared::inbound::InboundId;
@@ -342,12 +344,27 @@ impl<T> ClientSession<T> {
     /// [`ClientConfig`] (Receive Maximum, Maximum Packet Size, Topic Alias Maximum), and limits
     /// that are set become the session's limits for this connection. Anything still in the
     /// transmit buffer from an earlier transport is dropped.
-    pub fn connect(&mut self, now: Instant, mut connect: Connect) -> Result<(), CommandError> {
+    ///
+    /// # Errors
+    ///
+    /// While a connection is open or opening ([`CommandError::AlreadyConnected`]), or when the
+    /// CONNECT cannot be encoded. The session is then unchanged and the `Connect` comes back,
+    /// as it was given, in the [`ConnectRejected`].
+    pub fn connect(&mut self, now: Instant, mut connect: Connect) -> Result<(), ConnectRejected> {
         self.link.now = now;
         if self.state != ConnectionState::Disconnected {
-            return Err(CommandError::AlreadyConnected);
+            return Err(ConnectRejected {
+                error: CommandError::AlreadyConnected,
+                connect,
+            });
         }
         let version = connect.protocol;
+        // What the filling below changes, to hand the CONNECT back unchanged on refusal.
+        let given = (
+            connect.properties.receive_maximum,
+            connect.properties.maximum_packet_size,
+            connect.properties.topic_alias_maximum,
+        );
         let mut receive_maximum = self.config.receive_maximum.max(1);
         let mut max_packet_size = self.config.max_packet_size;
         let mut alias_max = 0;
@@ -364,11 +381,31 @@ impl<T> ClientSession<T> {
             }
             alias_max = p.topic_alias_maximum.unwrap_or(0);
         }
-        self.keep_alive_requested = connect.keep_alive;
-        self.clean_start = connect.clean_start;
-        self.auth_method = connect.properties.authentication_method.clone();
+        // Validate first, change the session last.
         let packet = Packet::Connect(Box::new(connect));
-        packet.encoded_len(version)?;
+        match packet.encoded_len(version) {
+            Ok(_) => {}
+            Err(error) => {
+                let Packet::Connect(mut connect) = packet else {
+                    unreachable!("built as a CONNECT above")
+                };
+                let p = &mut connect.properties;
+                (
+                    p.receive_maximum,
+                    p.maximum_packet_size,
+                    p.topic_alias_maximum,
+                ) = given;
+                return Err(ConnectRejected {
+                    error: error.into(),
+                    connect: *connect,
+                });
+            }
+        }
+        if let Packet::Connect(connect) = &packet {
+            self.keep_alive_requested = connect.keep_alive;
+            self.clean_start = connect.clean_start;
+            self.auth_method = connect.properties.authentication_method.clone();
+        }
 
         let link = &mut self.link;
         link.outbox.clear();

@@ -38,6 +38,12 @@ pub struct ServerConfig {
     pub max_pending_requests: usize,
     /// How long a new connection may take to send CONNECT.
     pub connect_timeout: Duration,
+    /// How long a CONNECT may wait for its answer (the application's `accept` or `reject`,
+    /// including an MQTT 5 enhanced-authentication exchange) once it has arrived. When it
+    /// passes, the session refuses the connection itself with CONNACK 0x89 Server busy (MQTT
+    /// 5; return code 3 Server unavailable in 3.1.x) and closes, so no connection waits
+    /// undecided forever.
+    pub decide_timeout: Duration,
     /// Which protocol levels are accepted; others get CONNACK 0x01 (3.1.x) or 0x84 (5.0).
     pub accept_v3_1: bool,
     /// Accept MQTT 3.1.1.
@@ -61,6 +67,7 @@ impl Default for ServerConfig {
             max_transmit_buffer: 4 * 1024 * 1024,
             max_pending_requests: 64,
             connect_timeout: Duration::from_secs(10),
+            decide_timeout: Duration::from_secs(30),
             accept_v3_1: true,
             accept_v3_1_1: true,
             accept_v5: true,

@@ -23,7 +23,9 @@ pub use event::ServerEvent;
 pub use session_state::{SessionExpiry, SessionState};
 
 use crate::client::AckMode;
-use crate::error::{CloseReason, CommandError, Initiator, ProtocolViolation, Rejected};
+use crate::error::{
+    AcceptRejected, CloseReason, CommandError, Initiator, ProtocolViolation, Rejected,
+};
 use crate::message::Message;
 use crate::shared::flows::{Flows, Link, PeerLimits};
 use crate::shared::inbound::InboundId;
@@ -84,6 +86,11 @@ pub struct ServerSession<T> {
     config: ServerConfig,
     state: ServerState,
     connect_deadline: Instant,
+    /// When a CONNECT still undecided is refused (`decide_timeout` after it arrived).
+    decide_deadline: Instant,
+    /// A decode error after the CONNECT, held until the CONNECT is answered: an accepted client
+    /// gets its CONNACK first and then the DISCONNECT that explains the close.
+    held_error: Option<DecodeError>,
     events: VecDeque<ServerEvent<T>>,
     flows: Flows<T>,
     /// Whether the connection was accepted (only then is there a session to detach).
@@ -120,6 +127,8 @@ impl<T> ServerSession<T> {
         Self {
             link: Link::new(config.max_packet_size),
             connect_deadline: now + config.connect_timeout,
+            decide_deadline: now,
+            held_error: None,
             maximum_qos: config.maximum_qos,
             retain_available: config.retain_available,
             config,
@@ -220,8 +229,9 @@ impl<T> ServerSession<T> {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             ServerState::AwaitingConnect => Some(self.connect_deadline),
+            ServerState::Deciding => Some(self.decide_deadline),
             ServerState::Connected => self.keep_alive_deadline(),
-            ServerState::Deciding | ServerState::Closed => None,
+            ServerState::Closed => None,
         }
     }
 
@@ -242,7 +252,9 @@ impl<T> ServerSession<T> {
         loop {
             let may_read = match self.state {
                 ServerState::Closed => false,
-                ServerState::Deciding => self.held.len() < MAX_HELD_PACKETS,
+                ServerState::Deciding => {
+                    self.held.len() < MAX_HELD_PACKETS && self.held_error.is_none()
+                }
                 ServerState::Connected => {
                     self.pending_requests.len() < self.config.max_pending_requests
                 }
@@ -259,6 +271,12 @@ impl<T> ServerSession<T> {
                     self.handle_packet(now, packet);
                 }
                 Ok(None) => return,
+                Err(error) if self.state == ServerState::Deciding => {
+                    // The CONNECT is being decided: the answer goes out first, then the
+                    // close this error calls for (see `accept`).
+                    self.held_error = Some(error);
+                    return;
+                }
                 Err(error) => {
                     self.on_decode_error(error);
                     return;
@@ -273,6 +291,16 @@ impl<T> ServerSession<T> {
         match self.state {
             ServerState::AwaitingConnect if now >= self.connect_deadline => {
                 self.close(Initiator::Session, CloseReason::ConnectTimeout);
+            }
+            ServerState::Deciding if now >= self.decide_deadline => {
+                // Nobody answered the CONNECT in time: 0x89 Server busy ("try again later",
+                // 5.0 section 3.2.2.2; 3.1.x gets return code 3, Server unavailable), then
+                // close ([MQTT-3.2.2-7] in 5.0, [MQTT-3.2.2-5] in 3.1.1).
+                self.refuse_with(
+                    ReasonCode::ServerBusy,
+                    ConnAckProperties::default(),
+                    CloseReason::DecideTimeout,
+                );
             }
             ServerState::Connected if self.keep_alive_deadline().is_some_and(|t| now >= t) => {
                 self.fail(ReasonCode::KeepAliveTimeout, CloseReason::KeepAliveTimeout);
@@ -294,27 +322,62 @@ impl<T> ServerSession<T> {
     /// Accepts the connection: sends CONNACK with Success.
     ///
     /// `properties` are the MQTT 5 CONNACK properties; limits left unset are filled from the
-    /// [`ServerConfig`] and every limit announced is enforced. For a client that sent an empty
-    /// client identifier, set `assigned_client_identifier` (MQTT 5, [MQTT-3.2.2-16]).
+    /// [`ServerConfig`] and every limit announced is enforced.
+    ///
+    /// A client that sent an empty client identifier gets the `assigned_client_identifier` of
+    /// `properties`, or, when it is left unset, one the session makes up: `auto` and 19
+    /// hexadecimal digits, unique within the process (a serial number and the time). MQTT 5
+    /// clients are told it in CONNACK ([MQTT-3.2.2-16]); in 3.1.1 it stays the server's name
+    /// for the client ([MQTT-3.1.3-6]). Either way [`client_id`](Self::client_id) returns it
+    /// from then on. An application that keeps sessions by client id should assign its own,
+    /// unique among them.
     ///
     /// `session` is the durable state of this client's previous connection, if the server kept
     /// it. With Clean Start it is discarded (its pending publishes come back as `Abandoned`);
     /// otherwise it is resumed: Session Present is set and unacknowledged publishes are re-sent.
+    ///
+    /// # Errors
+    ///
+    /// Without a CONNECT awaiting an answer, or with CONNACK properties the session cannot
+    /// stand behind. Nothing is sent then, and the properties and the session come back in
+    /// the [`AcceptRejected`].
     pub fn accept(
         &mut self,
         now: Instant,
         mut properties: ConnAckProperties,
         session: Option<SessionState<T>>,
-    ) -> Result<(), CommandError> {
+    ) -> Result<(), AcceptRejected<T>> {
         self.link.now = now;
-        if self.state != ServerState::Deciding {
-            return Err(CommandError::Invalid(
-                "accept needs a CONNECT awaiting an answer",
-            ));
-        }
         let v5 = self.version().is_v5();
+        // Validate first, consume last: nothing below this check can fail.
+        let check = if self.state != ServerState::Deciding {
+            Err(CommandError::Invalid(
+                "accept needs a CONNECT awaiting an answer",
+            ))
+        } else if v5 {
+            self.check_connack(&properties)
+        } else {
+            Ok(())
+        };
+        if let Err(error) = check {
+            return Err(AcceptRejected {
+                error,
+                properties,
+                session,
+            });
+        }
+        if self.client_id.is_empty() {
+            // [MQTT-3.1.3-6] (3.1.1) / [MQTT-3.2.2-16] (5.0): an identifier of our own.
+            let assigned = properties
+                .assigned_client_identifier
+                .clone()
+                .unwrap_or_else(|| generated_client_id(now));
+            self.client_id = assigned.clone();
+            if v5 {
+                properties.assigned_client_identifier = Some(assigned);
+            }
+        }
         if v5 {
-            self.check_connack(&properties)?;
             // [MQTT-4.12.0-5] (5.0): a successful CONNACK carries the CONNECT's method.
             fill(
                 &mut properties.authentication_method,
@@ -405,6 +468,13 @@ impl<T> ServerSession<T> {
                 break;
             }
             self.handle_packet(now, packet);
+        }
+        if let Some(error) = self.held_error.take() {
+            // Bad bytes arrived after the CONNECT: now that the CONNACK is out, the MQTT 5
+            // client gets the DISCONNECT with the decode error's reason code, then the close.
+            if self.state == ServerState::Connected {
+                self.on_decode_error(error);
+            }
         }
         Ok(())
     }
@@ -566,25 +636,42 @@ impl<T> ServerSession<T> {
     /// Closes the connection from the server side. MQTT 5 clients get a DISCONNECT with the
     /// reason (for example 0x8E Session taken over, 0x8B Server shutting down, 0x98
     /// Administrative action); MQTT 3.1.x clients just see the transport close.
-    pub fn disconnect(&mut self, now: Instant, disconnect: Disconnect) -> Result<(), CommandError> {
+    ///
+    /// It always closes a connection that is not closed yet, whatever it is given; what a
+    /// server DISCONNECT cannot carry is replaced rather than refused:
+    /// - a reason code a server may not send in DISCONNECT (5.0 section 3.14.2.1): a
+    ///   CONNACK-only refusal such as 0x86 or 0x8A becomes 0x87 Not authorized, 0x88 becomes
+    ///   0x89 Server busy, other errors 0x80 Unspecified error, and 0x04 (the client's) 0x00;
+    /// - a Session Expiry Interval is left out ([MQTT-3.14.2-2] in 5.0);
+    /// - a Reason String and User Properties that make the packet exceed the client's Maximum
+    ///   Packet Size are left out ([MQTT-3.14.2-3] in 5.0).
+    ///
+    /// Before a successful CONNACK nothing is sent ([MQTT-3.14.0-1] in 5.0). The `Closed` event
+    /// carries the code sent.
+    ///
+    /// # Errors
+    ///
+    /// [`CommandError::NotConnected`] when the connection is already closed.
+    pub fn disconnect(
+        &mut self,
+        now: Instant,
+        mut disconnect: Disconnect,
+    ) -> Result<(), CommandError> {
         self.link.now = now;
         if self.state == ServerState::Closed {
             return Err(CommandError::NotConnected);
         }
-        if disconnect.reason_code == ReasonCode::DisconnectWithWillMessage {
-            return Err(CommandError::Invalid("0x04 is for clients"));
-        }
-        let code = disconnect.reason_code;
-        if disconnect.properties.session_expiry_interval.is_some() {
-            // [MQTT-3.14.2-2] (5.0): the server never sends a Session Expiry Interval here.
-            return Err(CommandError::Invalid(
-                "a server DISCONNECT carries no Session Expiry Interval",
-            ));
-        }
+        let code = disconnect_reason_code(disconnect.reason_code);
+        disconnect.reason_code = code;
+        // [MQTT-3.14.2-2] (5.0): the server never sends a Session Expiry Interval here.
+        disconnect.properties.session_expiry_interval = None;
         // [MQTT-3.14.0-1] (5.0): no DISCONNECT before a successful CONNACK.
         if self.version().is_v5() && self.state == ServerState::Connected {
             let mut packet = Packet::Disconnect(disconnect);
-            self.fit_to_peer(&mut packet)?;
+            if self.fit_to_peer(&mut packet).is_err() {
+                // Properties that cannot be encoded or do not fit: the bare code always does.
+                packet = Packet::Disconnect(Disconnect::new(code));
+            }
             self.link.push(&packet);
         }
         self.close(Initiator::Application, CloseReason::Disconnect(code));
@@ -625,16 +712,10 @@ impl<T> ServerSession<T> {
         }
     }
 
-    /// Refuses MQTT 5 CONNACK properties the session cannot stand behind: no Assigned Client
-    /// Identifier for an empty client id ([MQTT-3.2.2-16]), an Authentication Method other than
-    /// the CONNECT's ([MQTT-4.12.0-5], [MQTT-4.12.0-6]), or limits the accepted will already
-    /// exceeds ([MQTT-3.2.2-12], [MQTT-3.2.2-13]).
+    /// Refuses MQTT 5 CONNACK properties the session cannot stand behind: an Authentication
+    /// Method other than the CONNECT's ([MQTT-4.12.0-5], [MQTT-4.12.0-6]), or limits the
+    /// accepted will already exceeds ([MQTT-3.2.2-12], [MQTT-3.2.2-13]).
     fn check_connack(&self, properties: &ConnAckProperties) -> Result<(), CommandError> {
-        if self.client_id.is_empty() && properties.assigned_client_identifier.is_none() {
-            return Err(CommandError::Invalid(
-                "an empty client identifier needs an Assigned Client Identifier",
-            ));
-        }
         if let Some(method) = &properties.authentication_method {
             if self.auth_method.as_ref() != Some(method) {
                 return Err(CommandError::Invalid(
@@ -696,7 +777,7 @@ impl<T> ServerSession<T> {
     fn handle_packet(&mut self, now: Instant, packet: Packet) {
         let result = match (self.state, packet) {
             (ServerState::AwaitingConnect, Packet::Connect(connect)) => {
-                self.on_connect(*connect);
+                self.on_connect(now, *connect);
                 Ok(())
             }
             (ServerState::AwaitingConnect, _) => {
@@ -724,7 +805,7 @@ impl<T> ServerSession<T> {
         }
     }
 
-    fn on_connect(&mut self, connect: Connect) {
+    fn on_connect(&mut self, now: Instant, connect: Connect) {
         let version = connect.protocol;
         self.link.set_version(version);
         let accepted = match version {
@@ -797,6 +878,7 @@ impl<T> ServerSession<T> {
             self.link.peer.topic_alias_maximum,
         );
         self.state = ServerState::Deciding;
+        self.decide_deadline = now + self.config.decide_timeout;
         self.events
             .push_back(ServerEvent::Connect(Box::new(connect)));
     }
@@ -961,6 +1043,7 @@ impl<T> ServerSession<T> {
         self.state = ServerState::Closed;
         self.link.open = false;
         self.held.clear();
+        self.held_error = None;
         self.pending_requests.clear();
         let will = if was_connected {
             self.will.take().map(|will| *will)
@@ -978,6 +1061,44 @@ impl<T> ServerSession<T> {
             will,
         });
     }
+}
+
+/// The reason code a server DISCONNECT sends for `code`: `code` itself when a server may send
+/// it in DISCONNECT (5.0 section 3.14.2.1), else the nearest that it may: 0x87 Not authorized
+/// for the CONNACK-only refusals of a client (0x85, 0x86, 0x8A), 0x89 Server busy for 0x88
+/// Server unavailable, 0x80 Unspecified error for other errors, 0x00 Normal disconnection for
+/// other codes (0x04 Disconnect with Will Message is the client's).
+pub(crate) fn disconnect_reason_code(code: ReasonCode) -> ReasonCode {
+    if code.is_valid_for(PacketType::Disconnect) && code != ReasonCode::DisconnectWithWillMessage {
+        return code;
+    }
+    match code {
+        ReasonCode::ClientIdentifierNotValid
+        | ReasonCode::BadUserNameOrPassword
+        | ReasonCode::Banned => ReasonCode::NotAuthorized,
+        ReasonCode::ServerUnavailable => ReasonCode::ServerBusy,
+        code if code.is_error() => ReasonCode::UnspecifiedError,
+        _ => ReasonCode::Success,
+    }
+}
+
+/// A client identifier for a client that sent none: `auto`, 11 hexadecimal digits of the time
+/// and 8 of a serial number, 23 characters from 0-9a-z as [MQTT-3.1.3-5] (3.1.1) lets every
+/// server accept. The serial number is the only state this crate keeps outside its values: a
+/// process-wide counter, so that the identifiers of sessions that know nothing of each other
+/// still differ.
+fn generated_client_id(now: Instant) -> MqttString {
+    #[cfg(target_has_atomic = "32")]
+    let serial = {
+        use core::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    };
+    #[cfg(not(target_has_atomic = "32"))]
+    let serial = 0u32;
+    let time = now.as_millis() & 0xFFF_FFFF_FFFF;
+    let id = alloc::format!("auto{time:011x}{serial:08x}");
+    MqttString::new(&id).unwrap_or_default()
 }
 
 /// Sets `slot` to `value` unless the application already chose.

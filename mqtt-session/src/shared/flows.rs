@@ -480,6 +480,20 @@ impl<T> Flows<T> {
             ),
             // [MQTT-4.3.3-4]: PUBREC accepted, release with PUBREL.
             AckOutcome::SendPubRel => link.push(&Packet::PubRel(PubResponse::new(r.packet_id))),
+            // A PUBREC for no flow: release the peer's identifier all the same, with 0x92 in
+            // MQTT 5 (5.0 section 3.6.2.1; see the `inflight` module docs).
+            AckOutcome::ReleaseUnknown => {
+                let reason_code = if link.version().is_v5() {
+                    ReasonCode::PacketIdentifierNotFound
+                } else {
+                    ReasonCode::Success
+                };
+                link.push(&Packet::PubRel(PubResponse {
+                    reason_code,
+                    ..PubResponse::new(r.packet_id)
+                }));
+            }
+            AckOutcome::Ignored => {}
         }
         Ok(true)
     }

@@ -2,6 +2,23 @@
 //! acknowledgement. The table is the session's memory of what the peer still owes: it survives
 //! connection loss, and on reconnect with a present session its entries are re-sent in their
 //! original order ([MQTT-4.4.0-1], [MQTT-4.6.0-1]).
+//!
+//! # Acknowledgements for identifiers with no flow
+//!
+//! Acknowledgements for identifiers with no flow are tolerated, as far as the standards
+//! allow. Neither version makes them a protocol error: 3.1.1 has no rule on them, and 5.0
+//! names the mismatch (0x92 Packet Identifier not found, in PUBREL and PUBCOMP) as "not an
+//! error during recovery, but at other times [it] indicates a mismatch between the Session
+//! State on the Client and Server" (5.0 section 3.6.2.1). They arise when a session was
+//! lost on one side or an acknowledgement is repeated, and closing the connection for them
+//! (as this crate used to) turns a harmless duplicate into a disconnect loop; mosquitto
+//! ignores them too. So: a PUBACK or PUBCOMP for no flow completes nothing and is
+//! ignored; a PUBREC for no flow is answered with PUBREL (0x92 in 5.0), because the peer
+//! keeps the identifier until it gets one and would otherwise take our next QoS 2 PUBLISH
+//! with that identifier for a duplicate ([MQTT-4.3.3-10] in 5.0, [MQTT-4.3.3-2] in 3.1.1),
+//! unless the PUBREC carries an error code (the peer kept nothing). An acknowledgement of
+//! the wrong kind for a flow that exists (PUBREC for QoS 1, PUBACK for QoS 2, PUBCOMP
+//! before PUBREC) is still a protocol violation.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -41,6 +58,11 @@ pub(crate) enum AckOutcome<T> {
     Completed(T, ReasonCode),
     /// PUBREC accepted: send PUBREL for the identifier.
     SendPubRel,
+    /// A PUBREC for an identifier with no flow: send PUBREL all the same (with 0x92 Packet
+    /// Identifier not found in MQTT 5), so the peer can release the identifier it holds.
+    ReleaseUnknown,
+    /// An acknowledgement for an identifier with no flow, which needs no answer: ignored.
+    Ignored,
 }
 
 /// All outbound flows of a session, by packet identifier.
@@ -123,13 +145,16 @@ impl<T> InFlight<T> {
         }
     }
 
-    /// A PUBACK arrived. Only a QoS 1 flow accepts it; one for a QoS 2 flow or an unknown
-    /// identifier is a protocol violation.
+    /// A PUBACK arrived. Only a QoS 1 flow accepts it; one for a QoS 2 flow is a protocol
+    /// violation, one for an identifier with no flow is ignored (see the module docs).
     pub(crate) fn on_puback(
         &mut self,
         id: PacketId,
         code: ReasonCode,
     ) -> Result<AckOutcome<T>, ProtocolViolation> {
+        if !self.flows.contains_key(&id) {
+            return Ok(AckOutcome::Ignored);
+        }
         self.expect(id, Stage::AwaitingPubAck, PacketType::PubAck)?;
         let flow = self
             .flows
@@ -140,7 +165,8 @@ impl<T> InFlight<T> {
 
     /// A PUBREC arrived. Only a QoS 2 flow accepts it (a repeat after PUBREL is answered with
     /// PUBREL again). An error code ends the flow ([MQTT-4.4.0-2]); otherwise PUBREL follows
-    /// ([MQTT-4.3.3-4]).
+    /// ([MQTT-4.3.3-4]). One for a QoS 1 flow is a protocol violation; one for an identifier
+    /// with no flow is answered with PUBREL (see the module docs).
     pub(crate) fn on_pubrec(
         &mut self,
         id: PacketId,
@@ -149,7 +175,10 @@ impl<T> InFlight<T> {
         let order = self.next_order();
         let flow = match self.flows.get_mut(&id) {
             Some(flow) if flow.stage != Stage::AwaitingPubAck => flow,
-            _ => return Err(ProtocolViolation::UnexpectedAck(PacketType::PubRec, id)),
+            Some(_) => return Err(ProtocolViolation::UnexpectedAck(PacketType::PubRec, id)),
+            // An error code says the peer dropped the message and holds nothing for it.
+            None if code.is_error() => return Ok(AckOutcome::Ignored),
+            None => return Ok(AckOutcome::ReleaseUnknown),
         };
         if flow.stage == Stage::AwaitingPubComp {
             return Ok(AckOutcome::SendPubRel);
@@ -171,12 +200,16 @@ impl<T> InFlight<T> {
     /// The flow's outcome is the PUBREC's (it had a Success code, or there would be no
     /// PUBREL). A PUBCOMP with 0x92 Packet Identifier not found answers a PUBREL the receiver
     /// had already completed before a reconnect (its PUBCOMP was lost with the connection), so
-    /// it too completes the flow successfully.
+    /// it too completes the flow successfully. One before PUBREC is a protocol violation; one
+    /// for an identifier with no flow is ignored (see the module docs).
     pub(crate) fn on_pubcomp(
         &mut self,
         id: PacketId,
         code: ReasonCode,
     ) -> Result<AckOutcome<T>, ProtocolViolation> {
+        if !self.flows.contains_key(&id) {
+            return Ok(AckOutcome::Ignored);
+        }
         self.expect(id, Stage::AwaitingPubComp, PacketType::PubComp)?;
         let flow = self
             .flows

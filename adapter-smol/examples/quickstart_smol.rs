@@ -3,8 +3,8 @@
 //! of adapter-tokio's quickstart). The code is adapter-tokio's quickstart, shared with async-std's through `#[path]`.
 //!
 //! ```text
-//! cargo run -p adapter-smol --example quickstart
-//! cargo run -p adapter-smol --example quickstart -- --broker 127.0.0.1:1883
+//! cargo run -p adapter-smol --example quickstart-smol
+//! cargo run -p adapter-smol --example quickstart-smol -- --broker 127.0.0.1:1883
 //! ```
 
 use std::process::ExitCode;

@@ -3,8 +3,8 @@
 //! lines of adapter-tokio's quickstart). The code is adapter-tokio's quickstart, shared through `#[path]`.
 //!
 //! ```text
-//! cargo run -p adapter-async-std --example quickstart
-//! cargo run -p adapter-async-std --example quickstart -- --broker 127.0.0.1:1883
+//! cargo run -p adapter-async-std --example quickstart-async-std
+//! cargo run -p adapter-async-std --example quickstart-async-std -- --broker 127.0.0.1:1883
 //! ```
 
 use std::process::ExitCode;
