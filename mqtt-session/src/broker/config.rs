@@ -35,8 +35,9 @@ use crate::server::ServerConfig;
 /// a subscriber, because waiting for a client that is away would let it stop every publisher
 /// to its topics for as long as its session lasts. Messages the broker publishes itself (wills,
 /// [`Broker::publish`](crate::broker::Broker::publish)) have no publisher to hold back and are
-/// dropped (counted) where a subscriber is full, as are shared-subscription messages no member
-/// can take.
+/// dropped (counted) where a subscriber is full. A shared-subscription message goes to another
+/// member when its member is full, and is held back only when every member is connected and
+/// full.
 ///
 /// # Partial packets
 ///

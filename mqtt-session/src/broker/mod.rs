@@ -8,6 +8,30 @@
 //! per connection ([`Broker::poll_transmit`]) and events saying which transports to close
 //! ([`Broker::poll_event`]).
 //!
+//! # Flow control, for drivers
+//!
+//! Under overload the broker holds publishers back instead of dropping what it acknowledged
+//! (the policy is on [`BrokerConfig`]). A driver takes part in three ways:
+//!
+//! - It reads a connection only while [`Broker::wants_read`] is true (check it after each
+//!   `handle_read`), keeps the bytes `handle_read` left in its buffer, and on
+//!   [`BrokerEvent::ReadResumed`] feeds them again and reads on.
+//! - When it cannot write a connection's bytes as fast as the broker hands them out, it
+//!   calls [`Broker::pause_transmit`] (and [`Broker::resume_transmit`] once it caught up):
+//!   the bytes wait in the session, whose limits then hold back the publishers feeding it,
+//!   and the driver's own buffer stays bounded.
+//! - It drives time: a subscriber that makes no progress while publishers wait for it is
+//!   disconnected after `stalled_subscriber_timeout`, and a partial packet must complete
+//!   within `partial_packet_timeout`.
+//!
+//! What the broker keeps for this is bounded: held-back messages at most our Receive Maximum
+//! per publisher, and no held-back publisher is read while they exceed `max_parked_bytes`
+//! (so their bytes stay under `max_parked_bytes` plus one packet per publisher); partial
+//! packets at most `max_partial_bytes_total` (plus, for connections not given a reservation,
+//! the few bytes of a fixed header and what arrived with it in one read). Subscriber sessions
+//! hold at most `max_queued` messages waiting, their window in flight and
+//! `max_transmit_buffer` encoded bytes each, as before.
+//!
 //! # What a client can make it hold
 //!
 //! Everything a client controls is bounded by [`BrokerConfig`]: connections, subscriptions

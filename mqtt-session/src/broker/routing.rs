@@ -148,7 +148,10 @@ impl<H: BrokerHooks> Broker<H> {
             let token = Token {
                 shared: Some(filter),
             };
-            self.deliver(now, key, outgoing(&message, &delivery, false), token);
+            let copy = outgoing(&message, &delivery, false);
+            if let Some((message, token)) = self.offer(now, key, copy, token, hold) {
+                owed.push(Owed::new(key, message, token));
+            }
         }
         (n, owed)
     }
@@ -175,6 +178,9 @@ impl<H: BrokerHooks> Broker<H> {
         token: Token,
         hold: bool,
     ) -> Option<(Message, Token)> {
+        if hold && token.shared.is_some() {
+            return self.offer_shared(now, key, message, token);
+        }
         let live = hold
             && self
                 .sessions
@@ -235,6 +241,54 @@ impl<H: BrokerHooks> Broker<H> {
             self.stats.messages_out += 1;
         }
         result
+    }
+
+    /// A shared-subscription message held for its publisher: offered to `key`, then to the
+    /// group's other members in round-robin order; when every member is connected and full,
+    /// it comes back (to wait for `key`). Otherwise a refusal by all is dropped and counted,
+    /// as in [`reroute_shared`](Self::reroute_shared).
+    fn offer_shared(
+        &mut self,
+        now: Instant,
+        key: SessionKey,
+        message: Message,
+        token: Token,
+    ) -> Option<(Message, Token)> {
+        let filter = token.shared.clone()?;
+        let mut members = Vec::from([key]);
+        members.extend(self.index.shared_rotation(&filter, key));
+        let (mut message, mut token) = (message, token);
+        let mut all_full = true;
+        let mut last_error = None;
+        for (n, member) in members.into_iter().enumerate() {
+            if n > 0 {
+                self.index.shared_served(&filter, member);
+            }
+            let Some(record) = self.sessions.get(&member) else {
+                // Its session ended while the message waited.
+                continue;
+            };
+            let live = record.connection.is_some();
+            match self.try_deliver(now, member, message, token) {
+                Ok(()) => return None,
+                Err(refused) => {
+                    all_full &= live
+                        && refused.error == CommandError::QueueFull
+                        && refused.command.qos > QoS::AtMostOnce;
+                    message = refused.command;
+                    token = refused.token;
+                    last_error = Some(refused.error);
+                }
+            }
+        }
+        if all_full {
+            return Some((message, token));
+        }
+        match last_error {
+            Some(CommandError::PacketTooLarge { .. }) => self.stats.dropped_too_large += 1,
+            _ => self.stats.dropped_queue_full += 1,
+        }
+        None
     }
 
     /// A session could not take a message: a shared one goes to another member, anything else

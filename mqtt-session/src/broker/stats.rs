@@ -33,8 +33,9 @@ pub struct BrokerStats {
     /// Messages dropped because a session's queue was full: QoS 0 to a connected subscriber
     /// that is full, anything to an offline session whose queue is full, messages the broker
     /// publishes itself (wills, `Broker::publish`) to a full subscriber, and shared-subscription
-    /// messages no member can take. A client's QoS 1/2 message to a connected subscriber is
-    /// never dropped for this: it is held back (see `BrokerConfig`'s overload policy).
+    /// messages no member can take while some member is offline with a full queue. A client's
+    /// QoS 1/2 message to connected subscribers is never dropped for this: it is held back (see
+    /// `BrokerConfig`'s overload policy).
     pub dropped_queue_full: u64,
     /// Messages dropped because they exceeded a client's Maximum Packet Size.
     pub dropped_too_large: u64,
