@@ -200,3 +200,75 @@ async fn fan_in_qos1_64k_flood_slow_reader_not_cut_loses_nothing() {
     assert!(acked > 0);
     assert_eq!(acked, delivered);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_reading_subscriber_disconnected_after_stall_timeout_publisher_resumes() {
+    // Issue 10 item 4 policy over loopback: a subscriber that takes messages but never
+    // acknowledges them (manual acks, never given) holds its publisher back until
+    // stalled_subscriber_timeout; then it is disconnected (5.0: DISCONNECT 0x97 Quota exceeded)
+    // and the publisher's messages are all acknowledged.
+    let config = BrokerConfig {
+        stalled_subscriber_timeout: Duration::from_secs(1),
+        server: mqtt_session::ServerConfig {
+            max_queued: 50,
+            ..BrokerConfig::default().server
+        },
+        ..BrokerConfig::default()
+    };
+    let broker = BrokerServer::bind("127.0.0.1:0", config).await.unwrap();
+    let addr = broker.local_addr().unwrap();
+    let handle = broker.spawn();
+    let mut stuck_opts = options(ProtocolVersion::V5, "stuck", false);
+    stuck_opts.session.ack_mode = mqtt_session::AckMode::Manual;
+    stuck_opts.session.receive_maximum = 10;
+    let (stuck, mut stuck_events) = connect_tcp(addr, stuck_opts).await.unwrap();
+    stuck
+        .subscribe(SubscribeRequest::new(filter("t"), QoS::AtLeastOnce))
+        .await
+        .unwrap();
+    let (publisher, _events) = connect_tcp(addr, options(ProtocolVersion::V5, "pub", false))
+        .await
+        .unwrap();
+    let total = 200u64;
+    let mut receipts = Vec::new();
+    for n in 0..total {
+        let m = message("t", QoS::AtLeastOnce, n.to_string());
+        receipts.push(publisher.begin_publish(m).await.unwrap());
+    }
+    let stats = tokio::time::timeout(WAIT, async {
+        loop {
+            let s = handle.stats().await.unwrap();
+            if s.parked > 0 {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the publisher is held back while the subscriber is full");
+    assert_eq!(stats.stalled_subscribers_disconnected, 0);
+    // The stuck subscriber is told why, after the timeout.
+    let reason = tokio::time::timeout(WAIT, async {
+        loop {
+            match stuck_events.recv().await {
+                Some(Event::Closed { reason, .. }) => return reason,
+                Some(_) => {}
+                None => panic!("events ended"),
+            }
+        }
+    })
+    .await
+    .expect("disconnected within the liveness bound");
+    assert_eq!(
+        reason,
+        mqtt_session::CloseReason::Disconnect(mqtt_proto::ReasonCode::QuotaExceeded)
+    );
+    for receipt in receipts {
+        let outcome = tokio::time::timeout(WAIT, receipt).await.unwrap().unwrap();
+        assert!(outcome.is_success());
+    }
+    let stats = handle.stats().await.unwrap();
+    assert_eq!(stats.stalled_subscribers_disconnected, 1);
+    assert_eq!(stats.parked, 0);
+    handle.shutdown().await;
+}

@@ -31,7 +31,9 @@ impl<H: BrokerHooks> Broker<H> {
                 return;
             };
             if !self.conn_wants_read(conn) {
-                break;
+                // Recorded (for `ReadResumed`) by the refresh.
+                self.refresh(id);
+                return;
             }
             let admitted = conn.session.state() == ServerState::Connected;
             match self.peek.peek_header(buf) {
@@ -84,7 +86,16 @@ impl<H: BrokerHooks> Broker<H> {
                 }
             }
         }
-        self.refresh(id);
+        if self
+            .connections
+            .get(&id)
+            .is_some_and(|c| c.partial.is_some())
+        {
+            // The partial packet's deadline.
+            self.refresh(id);
+        }
+        // Connections a completed packet gave the budget to.
+        self.run(now);
     }
 
     /// Gives `buf` to connection `id`'s session and handles what it reports; returns how many

@@ -484,6 +484,8 @@ impl<H: BrokerHooks> Broker<H> {
                 let (closed, key) = (conn.closed, conn.key);
                 if closed {
                     self.remove_connection(id);
+                    // Connections its partial-packet reservation goes to.
+                    self.run(now);
                 }
                 if n > 0 {
                     self.stats.bytes_out += n as u64;
