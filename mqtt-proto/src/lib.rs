@@ -50,6 +50,13 @@
 //! routed, copied where needed) before the buffer is reused. [`PublishRef::to_owned`] turns a
 //! borrowed PUBLISH into the owned [`Publish`] that [`Decoder::decode`] would have returned.
 //!
+//! A decoded value shares the whole read buffer: a small message kept long (retained, queued
+//! for an offline client, a will) keeps every byte of the read it came with. The
+//! `to_owned_compact` methods ([`Publish::to_owned_compact`], [`TopicName::to_owned_compact`],
+//! [`PublishProperties::to_owned_compact`], [`Will::to_owned_compact`],
+//! [`Connect::to_owned_compact`], ...) copy each field once into an allocation of its own, for
+//! values that outlive the read.
+//!
 //! ```
 //! use mqtt_proto::{Decoder, PacketRef, ProtocolVersion};
 //!
@@ -119,6 +126,7 @@ extern crate std;
 
 #[cfg(feature = "arbitrary")]
 mod arbitrary_support;
+mod compact;
 mod decoder;
 mod error;
 #[cfg(feature = "arbitrary")]

@@ -286,6 +286,15 @@ impl TopicFilter {
         })
     }
 
+    /// An owned, compact copy: the filter's bytes in an allocation of their own, so the copy
+    /// does not keep the buffer it was decoded from alive.
+    pub fn to_owned_compact(&self) -> Self {
+        Self {
+            bytes: Bytes::copy_from_slice(&self.bytes),
+            share_name_len: self.share_name_len,
+        }
+    }
+
     /// The whole filter as written, including any `$share/{name}/` prefix.
     pub fn as_str(&self) -> &str {
         core::str::from_utf8(&self.bytes).unwrap_or_default()

@@ -1,6 +1,7 @@
 //! Broker core benchmarks (issue 5): routing one PUBLISH through `Broker` with 1 and with
 //! 100,000 subscriptions on distinct filters (matching cost must not grow with the total),
-//! and a fan-out of one PUBLISH to 1,000 subscribers.
+//! a fan-out of one PUBLISH to 1,000 subscribers, and a SUBSCRIBE with 1 and with 100,000
+//! retained messages in the store (issue 10).
 //!
 //! Each iteration feeds the encoded QoS 0 PUBLISH into the publisher's connection and drains
 //! every byte the broker has to send, so the figure covers decode, authorization, matching,
@@ -130,5 +131,57 @@ fn fan_out(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, routing, fan_out);
+/// Issue 10: one SUBSCRIBE (QoS 0, a filter matching one retained message) with 100,000
+/// retained messages in the store, and with one: the SUBACK and the retained message drained.
+/// The cost must not grow with the store.
+fn subscribe_with_retained(c: &mut Criterion) {
+    let mut group = c.benchmark_group("broker_subscribe_with_retained");
+    group.throughput(Throughput::Elements(1));
+    for total in [1usize, 100_000] {
+        let mut broker = Broker::new(config());
+        let publisher = client(&mut broker, "pub", &[]);
+        for chunk in (0..total).collect::<Vec<_>>().chunks(1000) {
+            let mut buf = BytesMut::new();
+            for i in chunk {
+                let mut publish = Publish::new(
+                    TopicName::new(&format!("devices/{i}/state")).unwrap(),
+                    QosPid::AtMostOnce,
+                    &b"on"[..],
+                );
+                publish.retain = true;
+                Packet::Publish(publish).encode(V, &mut buf).unwrap();
+            }
+            broker.handle_read(now(), publisher, &mut buf);
+            drain(&mut broker, &mut BytesMut::new());
+        }
+        assert_eq!(broker.stats().retained, total);
+        let subscriber = client(&mut broker, "sub", &[]);
+        let mut wire = BytesMut::new();
+        Packet::Subscribe(Subscribe {
+            packet_id: PacketId::new(1).unwrap(),
+            subscriptions: vec![Subscription {
+                filter: TopicFilter::new("devices/0/state").unwrap(),
+                options: SubscriptionOptions::new(QoS::AtMostOnce),
+            }],
+            properties: Default::default(),
+        })
+        .encode(V, &mut wire)
+        .unwrap();
+        let mut out = BytesMut::with_capacity(1 << 16);
+        let mut buf = wire.clone();
+        broker.handle_read(now(), subscriber, &mut buf);
+        // SUBACK (5 bytes) and the retained PUBLISH.
+        assert!(drain(&mut broker, &mut out) > 5);
+        group.bench_with_input(BenchmarkId::from_parameter(total), &total, |b, _| {
+            b.iter(|| {
+                let mut buf = wire.clone();
+                broker.handle_read(now(), subscriber, &mut buf);
+                drain(&mut broker, &mut out)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, routing, fan_out, subscribe_with_retained);
 criterion_main!(benches);

@@ -49,6 +49,31 @@ impl Message {
         self
     }
 
+    /// An owned, compact copy: topic, payload and every property copied once each into an
+    /// allocation of its own.
+    ///
+    /// A message decoded from the network is a set of slices of the read buffer, and a kept
+    /// slice keeps the whole buffer alive: a 10-byte message that arrived in the same read as
+    /// a 16 KiB one holds all 16 KiB. Copy a message with this before keeping it beyond one
+    /// delivery (retained, queued, forwarded later); clones of the copy share it by reference
+    /// count, so one copy serves any number of receivers.
+    ///
+    /// ```
+    /// use mqtt_session::Message;
+    /// use mqtt_proto::{QoS, TopicName};
+    /// let message = Message::new(TopicName::new("t").unwrap(), QoS::AtMostOnce, "payload");
+    /// assert_eq!(message.to_owned_compact(), message);
+    /// ```
+    pub fn to_owned_compact(&self) -> Self {
+        Self {
+            topic: self.topic.to_owned_compact(),
+            qos: self.qos,
+            retain: self.retain,
+            payload: Bytes::copy_from_slice(&self.payload),
+            properties: self.properties.to_owned_compact(),
+        }
+    }
+
     /// The PUBLISH that carries this message with packet identifier `id` (ignored at QoS 0).
     pub(crate) fn into_publish(self, id: PacketId) -> Publish {
         Publish {

@@ -32,7 +32,9 @@ impl<H: BrokerHooks> Broker<H> {
             AuthDecision::Reject(code) => self.refuse(now, id, code),
             AuthDecision::Continue(properties) => {
                 if let Some(conn) = self.connections.get_mut(&id) {
-                    conn.pending_connect = Some(Box::new(connect));
+                    // Kept while the exchange goes on: an owned copy, not a view into the
+                    // read buffer.
+                    conn.pending_connect = Some(Box::new(connect.to_owned_compact()));
                 }
                 self.challenge(now, id, properties);
             }
@@ -132,7 +134,7 @@ impl<H: BrokerHooks> Broker<H> {
         } else {
             // An owned copy: the decoded one points into the transport's read buffer and
             // would keep all of it alive as long as the session lives.
-            owned_string(&connect.client_id)
+            connect.client_id.to_owned_compact()
         };
         // Takeover: the old connection goes with 0x8E ([MQTT-3.1.4-3]); its session detaches
         // into the record (or ends, if it was to end with its connection).
@@ -195,6 +197,7 @@ impl<H: BrokerHooks> Broker<H> {
             for (filter, _) in record.subscriptions.take_all() {
                 self.index.remove(key, &filter);
             }
+            self.stop_retained(key, None);
         }
         let Some(conn) = self.connections.get_mut(&id) else {
             return;
@@ -212,6 +215,8 @@ impl<H: BrokerHooks> Broker<H> {
         if let Some(record) = self.sessions.get_mut(&key) {
             record.connection = Some(id);
         }
+        // Retained messages still owed from before go on.
+        self.retained_room(now, id);
         self.events.push_back(BrokerEvent::Connected {
             connection: id,
             client_id,
@@ -231,9 +236,4 @@ impl<H: BrokerHooks> Broker<H> {
             }
         }
     }
-}
-
-/// An owned, compact copy of a decoded string.
-pub(super) fn owned_string(s: &MqttString) -> MqttString {
-    MqttString::new(s.as_str()).unwrap_or_else(|_| s.clone())
 }

@@ -8,10 +8,7 @@ use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
-use bytes::BytesMut;
-use mqtt_proto::{
-    Decoder, Packet, PacketId, ProtocolVersion, ReasonCode, PROTOCOL_MAX_PACKET_SIZE,
-};
+use mqtt_proto::ReasonCode;
 
 use super::subscriptions::SessionKey;
 use super::{Broker, BrokerHooks, RecordTimer, Token};
@@ -82,22 +79,17 @@ impl<H: BrokerHooks> Broker<H> {
         ack: InboundId,
         routed: Result<(ReasonCode, Vec<Owed>), Message>,
     ) {
+        // The message owns its bytes already (one compact copy, made in `on_message`), and
+        // every subscriber's copy shares them.
         let (state, code, bytes) = match routed {
             Ok((code, owed)) => {
-                // The copies kept share one allocation of their own, not the read buffer.
                 let Some(first) = owed.first() else {
                     return;
                 };
-                let base = owned(first.message.clone());
-                let bytes = base.topic.len() + base.payload.len();
-                let owed = owed
-                    .into_iter()
-                    .map(|o| Owed::new(o.key, rebase(&base, o.message), o.token))
-                    .collect();
+                let bytes = first.message.topic.len() + first.message.payload.len();
                 (ParkedState::Owed(owed), code, bytes)
             }
             Err(message) => {
-                let message = owned(message);
                 let bytes = message.topic.len() + message.payload.len();
                 (
                     ParkedState::Unrouted(Box::new(message)),
@@ -361,33 +353,4 @@ impl<H: BrokerHooks> Broker<H> {
             }
         }
     }
-}
-
-/// `message` with every field in one allocation of its own (encoded and decoded again), so
-/// that keeping it does not keep the read buffer it came in.
-fn owned(mut message: Message) -> Message {
-    message.properties.topic_alias = None;
-    let packet = Packet::Publish(message.clone().into_publish(PacketId::MIN));
-    let Ok(len) = packet.encoded_len(ProtocolVersion::V5) else {
-        return message;
-    };
-    let mut buf = BytesMut::with_capacity(len);
-    if packet.encode(ProtocolVersion::V5, &mut buf).is_err() {
-        return message;
-    }
-    let decoder = Decoder::new(ProtocolVersion::V5).with_max_packet_size(PROTOCOL_MAX_PACKET_SIZE);
-    match decoder.decode(&mut buf) {
-        Ok(Some(Packet::Publish(publish))) => Message::from_publish(publish),
-        _ => message,
-    }
-}
-
-/// A subscriber's copy (`copy`: QoS, RETAIN, subscription identifiers of its subscription)
-/// over the bytes of `base` (the same message).
-fn rebase(base: &Message, copy: Message) -> Message {
-    let mut out = base.clone();
-    out.qos = copy.qos;
-    out.retain = copy.retain;
-    out.properties.subscription_identifiers = copy.properties.subscription_identifiers;
-    out
 }

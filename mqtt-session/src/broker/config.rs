@@ -107,6 +107,11 @@ pub struct BrokerConfig {
     /// Retained messages held; a new topic beyond it is not retained (the message is still
     /// routed).
     pub max_retained_messages: usize,
+    /// Bytes the retained messages may take (topics, payloads, properties and the index by
+    /// topic level, which costs about 100 bytes a level); a message that would take the store
+    /// beyond it is not retained (it is still routed), and a retained message it would have
+    /// replaced is deleted, so that subscribers never get an outdated value.
+    pub max_retained_bytes: usize,
     /// Whether QoS 0 messages are queued for offline persistent sessions too (they are
     /// dropped otherwise, as most brokers do).
     pub queue_qos0_offline: bool,
@@ -141,6 +146,7 @@ impl Default for BrokerConfig {
             max_subscription_bytes_per_session: 2 * 1024 * 1024,
             max_subscription_bytes_total: 512 * 1024 * 1024,
             max_retained_messages: 100_000,
+            max_retained_bytes: 256 * 1024 * 1024,
             queue_qos0_offline: false,
             stalled_subscriber_timeout: Duration::from_secs(30),
             max_parked_bytes: 64 * 1024 * 1024,

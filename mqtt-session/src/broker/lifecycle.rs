@@ -213,6 +213,7 @@ impl<H: BrokerHooks> Broker<H> {
         for filter in record.subscriptions.keys() {
             self.index.remove(key, filter);
         }
+        self.stop_retained(key, None);
         if let Some(state) = record.stored.take() {
             let mut state = state;
             for (token, message) in state.take_in_flight() {

@@ -70,6 +70,7 @@ mod input;
 mod lifecycle;
 mod limits;
 mod retained;
+mod retained_delivery;
 mod routing;
 mod small_map;
 mod stats;
@@ -93,6 +94,7 @@ pub use stats::BrokerStats;
 use self::backpressure::{Parked, Waiters};
 use self::input::Partial;
 use self::retained::RetainedStore;
+use self::retained_delivery::RetainedDeliveries;
 use self::small_map::SmallMap;
 use self::subscriptions::{SessionKey, Sub, SubscriptionIndex};
 use crate::client::AckMode;
@@ -211,6 +213,8 @@ pub struct Broker<H: BrokerHooks = AllowAll> {
     by_client_id: BTreeMap<MqttString, SessionKey>,
     index: SubscriptionIndex,
     retained: RetainedStore,
+    /// Retained messages still to send after SUBSCRIBEs (see `retained_delivery`).
+    retained_deliveries: RetainedDeliveries,
     next_connection: u64,
     next_session: SessionKey,
     next_assigned_id: u64,
@@ -262,7 +266,8 @@ impl<H: BrokerHooks> Broker<H> {
     pub fn with_hooks(mut config: BrokerConfig, hooks: H) -> Self {
         config.server.ack_mode = AckMode::Manual;
         Self {
-            retained: RetainedStore::new(config.max_retained_messages),
+            retained: RetainedStore::new(config.max_retained_messages, config.max_retained_bytes),
+            retained_deliveries: RetainedDeliveries::default(),
             config,
             hooks,
             connections: BTreeMap::new(),
@@ -405,7 +410,8 @@ impl<H: BrokerHooks> Broker<H> {
     }
 
     /// Fires every timer due at `now`: CONNECT and keep-alive timeouts, will delays and
-    /// session expiry.
+    /// session expiry; and runs a turn of the retained messages owed to subscribers (see
+    /// [`poll_timeout`](Self::poll_timeout)).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
         while let Some(&(at, id)) = self.connection_timers.first() {
@@ -431,11 +437,19 @@ impl<H: BrokerHooks> Broker<H> {
                 RecordTimer::Stall => self.check_stalled(now, key, at),
             }
         }
+        if self.retained_deliveries.due().is_some_and(|due| due <= now) {
+            self.retained_turns(now);
+        }
     }
 
     /// Publishes `message` from the broker itself (not from a client), as if a client had sent
     /// it: it is retained when `message.retain`, and routed to every matching subscription.
+    ///
+    /// The broker keeps (retains, queues) its own compact copy of `message`
+    /// ([`Message::to_owned_compact`]), so a message that is a slice of a larger buffer does
+    /// not keep that buffer alive.
     pub fn publish(&mut self, now: Instant, message: Message) {
+        let message = message.to_owned_compact();
         if message.retain {
             self.retain(now, &message);
         }
@@ -489,6 +503,7 @@ impl<H: BrokerHooks> Broker<H> {
                 }
                 if n > 0 {
                     self.stats.bytes_out += n as u64;
+                    self.retained_room(now, id);
                     if !closed {
                         if self.read_paused.contains(&id) {
                             // Its session may read again now that its answers are out.
@@ -513,13 +528,21 @@ impl<H: BrokerHooks> Broker<H> {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) has work next.
+    ///
+    /// Besides the timers, this is where the broker asks for time of its own: the retained
+    /// messages a SUBSCRIBE matched are sent in bounded turns (at most a few hundred messages
+    /// per session per call) as the subscriber's session has room, and while a turn is owed
+    /// the deadline is one already reached. A driver that calls `handle_timeout` when it is due,
+    /// between its other inputs, lets a subscriber with 100,000 retained messages share the
+    /// broker with everyone else. (A retained message still owed can therefore reach the
+    /// subscriber after a newer, non-retained message on its topic, RETAIN set; a newer
+    /// retained one replaces it in the store and is sent once, live.)
     pub fn poll_timeout(&self) -> Option<Instant> {
         let a = self.connection_timers.first().map(|(t, _)| *t);
         let b = self.record_timers.first().map(|(t, ..)| *t);
-        match (a, b) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        // Retained messages owed to subscribers with room: a turn at once.
+        let c = self.retained_deliveries.due();
+        [a, b, c].into_iter().flatten().min()
     }
 
     // ----- the event loop over sessions -----
@@ -639,6 +662,7 @@ impl<H: BrokerHooks> Broker<H> {
             ServerEvent::Subscribe(subscribe) => self.on_subscribe(now, id, subscribe),
             ServerEvent::Unsubscribe(unsubscribe) => self.on_unsubscribe(now, id, unsubscribe),
             ServerEvent::Published { .. } => {
+                self.retained_room(now, id);
                 // The client acknowledged one of ours: it reads, and its window has room.
                 if let Some(key) = self.connections.get(&id).and_then(|c| c.key) {
                     self.on_progress(now, key);

@@ -34,7 +34,10 @@ impl<H: BrokerHooks> Broker<H> {
             return;
         };
         let key = conn.key;
-        let message = Message::from_publish(publish);
+        // Copied once, here: the decoded message is a view into the read buffer, and the
+        // retained store, offline queues, in-flight windows and held-back messages keep it
+        // beyond this read. Every subscriber shares this copy (issue 10).
+        let message = Message::from_publish(publish).to_owned_compact();
         if let (Some(key), Some(ack)) = (key, ack) {
             if self.parked.contains_key(&key) {
                 // Behind the publisher's earlier messages ([MQTT-4.6.0-6]).
@@ -157,19 +160,8 @@ impl<H: BrokerHooks> Broker<H> {
     }
 
     /// Hands a message to one session: live, queued while offline, or dropped with a count.
-    pub(super) fn deliver(
-        &mut self,
-        now: Instant,
-        key: SessionKey,
-        message: Message,
-        token: Token,
-    ) {
-        let _ = self.offer(now, key, message, token, false);
-    }
-
-    /// [`deliver`](Self::deliver); with `hold`, a QoS 1/2 message that a connected session
-    /// cannot take yet (its queue or transmit buffer is full) comes back instead of being
-    /// dropped.
+    /// With `hold`, a QoS 1/2 message that a connected session cannot take yet (its queue or
+    /// transmit buffer is full) comes back instead of being dropped.
     pub(super) fn offer(
         &mut self,
         now: Instant,
@@ -206,7 +198,7 @@ impl<H: BrokerHooks> Broker<H> {
         }
     }
 
-    /// [`deliver`](Self::deliver) up to a refusal, which is handed back: re-routing tries
+    /// [`offer`](Self::offer) up to a refusal, which is handed back: re-routing tries
     /// the next member in a loop rather than by recursion.
     fn try_deliver(
         &mut self,

@@ -3,11 +3,10 @@
 
 use alloc::vec::Vec;
 
-use mqtt_proto::{AckProperties, ReasonCode, RetainHandling, Subscribe, TopicFilter, Unsubscribe};
+use mqtt_proto::{AckProperties, ReasonCode, RetainHandling, Subscribe, Unsubscribe};
 
-use super::routing::outgoing;
 use super::subscriptions::{Delivery, Sub};
-use super::{Broker, BrokerHooks, ConnectionId, Token};
+use super::{Broker, BrokerHooks, ConnectionId};
 use crate::time::Instant;
 
 impl<H: BrokerHooks> Broker<H> {
@@ -60,10 +59,11 @@ impl<H: BrokerHooks> Broker<H> {
                 options,
                 id: subscription_id,
             };
-            // Owned copies, not views into the read buffer (see `admit`).
-            let owned = owned_filter(&s.filter);
-            let existed = self.index.insert(key, &owned, sub);
-            record.subscriptions.insert(owned, sub);
+            // Owned copies, not views into the read buffer (see `admit`); the index keeps it
+            // too (a shared group names itself by it).
+            let filter = s.filter.to_owned_compact();
+            let existed = self.index.insert(key, &filter, sub);
+            record.subscriptions.insert(filter.clone(), sub);
             codes.push(ReasonCode::granted(options.qos));
             let send_retained = match options.retain_handling {
                 RetainHandling::SendAtSubscribe => true,
@@ -72,14 +72,12 @@ impl<H: BrokerHooks> Broker<H> {
             };
             // Retained messages are not sent for shared subscriptions ([MQTT-4.8.2] in 5.0).
             if send_retained && !s.filter.is_shared() {
-                for message in self.retained.matching(now, &s.filter) {
-                    let delivery = Delivery {
-                        qos: options.qos,
-                        retain_as_published: true,
-                        subscription_ids: subscription_id.into_iter().collect(),
-                    };
-                    retained_to_send.push(outgoing(&message, &delivery, true));
-                }
+                let delivery = Delivery {
+                    qos: options.qos,
+                    retain_as_published: true,
+                    subscription_ids: subscription_id.into_iter().collect(),
+                };
+                retained_to_send.push((filter, delivery));
             }
         }
         if let Some(conn) = self.connections.get_mut(&id) {
@@ -89,9 +87,13 @@ impl<H: BrokerHooks> Broker<H> {
             self.checked(now, id, result);
         }
         // After the SUBACK, the retained messages, with RETAIN set ([MQTT-3.3.1-8] in 3.1.1,
-        // [MQTT-3.3.1-9] in 5.0).
-        for message in retained_to_send {
-            self.deliver(now, key, message, Token::default());
+        // [MQTT-3.3.1-9] in 5.0): in bounded turns, as the session has room (see
+        // `retained_delivery`).
+        if !retained_to_send.is_empty() {
+            for (filter, delivery) in retained_to_send {
+                self.start_retained(now, key, filter, delivery);
+            }
+            self.retained_turn(now, key);
         }
     }
 
@@ -116,6 +118,7 @@ impl<H: BrokerHooks> Broker<H> {
                 .get_mut(&key)
                 .is_some_and(|r| r.subscriptions.remove(filter).is_some());
             self.index.remove(key, filter);
+            self.stop_retained(key, Some(filter));
             codes.push(if existed {
                 ReasonCode::Success
             } else {
@@ -129,9 +132,4 @@ impl<H: BrokerHooks> Broker<H> {
             self.checked(now, id, result);
         }
     }
-}
-
-/// An owned, compact copy of a decoded topic filter.
-pub(super) fn owned_filter(f: &TopicFilter) -> TopicFilter {
-    TopicFilter::new(f.as_str()).unwrap_or_else(|_| f.clone())
 }

@@ -430,6 +430,11 @@ impl<T> ClientSession<T> {
     /// Sent at once when connected and the in-flight window has room; otherwise queued in
     /// order. Refused (message and token handed back) when the queue or the transmit buffer is
     /// full, or when the message breaks a limit the server announced.
+    ///
+    /// A QoS 1 or 2 message (and any queued one) is kept, as given, until acknowledged: its
+    /// `Bytes` are shared, not copied. A message that is a slice of a larger buffer (one
+    /// received from [`poll_event`](Self::poll_event) and forwarded, say) keeps that whole
+    /// buffer alive meanwhile; forward [`Message::to_owned_compact`] instead.
     pub fn publish(
         &mut self,
         now: Instant,

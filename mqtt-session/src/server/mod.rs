@@ -192,6 +192,23 @@ impl<T> ServerSession<T> {
         self.flows.inbound.unfinished()
     }
 
+    /// How many more messages [`publish`](Self::publish) takes now before it refuses them
+    /// with [`CommandError::QueueFull`]: the room left in the queue, or 0 while
+    /// `max_transmit_buffer` bytes wait for [`poll_transmit`](Self::poll_transmit). (A message
+    /// sent at once can fill the transmit buffer, so this is an upper bound.) An owner with a
+    /// backlog of its own (the broker's retained messages after a SUBSCRIBE) feeds it by this
+    /// instead of losing messages to a full queue.
+    pub fn publish_room(&self) -> usize {
+        if self.state == ServerState::Closed
+            || self.link.outbox.len() >= self.config.max_transmit_buffer
+        {
+            return 0;
+        }
+        self.config
+            .max_queued
+            .saturating_sub(self.flows.queue.len())
+    }
+
     // ----- outputs -----
 
     /// Appends bytes for the transport to `buf`; returns how many.
@@ -546,6 +563,10 @@ impl<T> ServerSession<T> {
     /// Queued (in order, bounded) while the window is full or before the connection is
     /// accepted. A message larger than the client's Maximum Packet Size is refused, never
     /// sent ([MQTT-3.1.2-24]).
+    ///
+    /// The message is kept as given (shared, not copied) until acknowledged; one decoded from
+    /// another connection keeps that connection's read buffer alive meanwhile, so hand over
+    /// [`Message::to_owned_compact`] (the broker core does, once per PUBLISH).
     pub fn publish(
         &mut self,
         now: Instant,
@@ -846,11 +867,16 @@ impl<T> ServerSession<T> {
                 return;
             }
         }
-        self.client_id = connect.client_id.clone();
+        // Kept for the life of the connection (and the will until it is published): owned
+        // copies, not views into the read buffer the CONNECT came in.
+        self.client_id = connect.client_id.to_owned_compact();
         self.clean_start = connect.clean_start;
         self.keep_alive =
             (connect.keep_alive > 0).then(|| Duration::from_secs(u64::from(connect.keep_alive)));
-        self.offered_will = connect.will.clone().map(Box::new);
+        self.offered_will = connect
+            .will
+            .as_ref()
+            .map(|will| Box::new(will.to_owned_compact()));
         self.session_expiry = if version.is_v5() {
             SessionExpiry::from_interval(connect.properties.session_expiry_interval.unwrap_or(0))
         } else if connect.clean_start {
@@ -860,7 +886,10 @@ impl<T> ServerSession<T> {
         };
         self.connect_expiry_zero = self.session_expiry == SessionExpiry::AtClose;
         let p = &connect.properties;
-        self.auth_method = p.authentication_method.clone();
+        self.auth_method = p
+            .authentication_method
+            .as_ref()
+            .map(MqttString::to_owned_compact);
         self.problem_information = p.request_problem_information.unwrap_or(true);
         self.response_information = p.request_response_information.unwrap_or(false);
         self.link.peer = PeerLimits {

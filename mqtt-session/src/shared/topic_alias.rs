@@ -38,7 +38,9 @@ impl InboundAliases {
                 .cloned()
                 .ok_or(ProtocolViolation::UnknownTopicAlias)?;
         } else {
-            self.map.insert(alias.get(), publish.topic.clone());
+            // Kept for the connection: an owned copy, not a view into the read buffer.
+            self.map
+                .insert(alias.get(), publish.topic.to_owned_compact());
         }
         Ok(())
     }
