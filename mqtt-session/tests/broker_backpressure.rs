@@ -555,3 +555,92 @@ fn large_packet_before_connect_closed_before_it_is_buffered() {
         Some(CloseReason::Disconnect(ReasonCode::PacketTooLarge))
     );
 }
+
+#[test]
+fn held_back_publishers_not_read_beyond_max_parked_bytes() {
+    // Issue 10 item 4, the memory bound: while held-back messages exceed max_parked_bytes,
+    // held-back publishers are not read (what they send waits in their transport), so the
+    // broker keeps at most max_parked_bytes plus one message per publisher; reading resumes
+    // (ReadResumed) as the subscriber catches up.
+    let mut net = net_with(BrokerConfig {
+        max_parked_bytes: 1000,
+        ..config()
+    });
+    let s = slow_subscriber(&mut net, "s", 0);
+    subscribe(&mut net, s, "t", Q1);
+    let p = client(&mut net, V5, "p", true, 0);
+    let conn = net.clients[p].link.as_ref().unwrap().1;
+    let total = 60u64;
+    for n in 0..total {
+        let now = net.now;
+        let payload = Bytes::from(vec![b'0' + (n % 10) as u8; 100]);
+        let _ = net.clients[p]
+            .session
+            .publish(now, Message::new(topic("t"), Q1, payload), n);
+    }
+    net.run_for(1000);
+    let stats = net.broker.stats();
+    assert!(stats.parked_bytes > 1000, "{stats:?}");
+    assert!(
+        stats.parked_bytes <= 1000 + 101,
+        "one message over at most: {stats:?}"
+    );
+    assert!(!net.broker.wants_read(conn));
+    assert!(
+        !net.clients[p].link.as_ref().unwrap().0.server_rx.is_empty(),
+        "its further messages wait unread"
+    );
+    let mut acked = 0;
+    for _ in 0..200 {
+        ack_some(&mut net, s, &mut acked, 10);
+        net.run_for(20);
+    }
+    assert!(net
+        .broker_events
+        .iter()
+        .any(|e| *e == BrokerEvent::ReadResumed { connection: conn }));
+    assert_eq!(net.broker.stats().parked, 0);
+    assert_eq!(
+        payloads(&net, s).len() as u64,
+        acked_seqs(&net, p).len() as u64
+    );
+}
+
+#[test]
+fn v3_publisher_not_read_at_receive_maximum_while_held_back() {
+    // An MQTT 3.1.1 client does not know our Receive Maximum: while its messages are held
+    // back it is not read once it has that many unacknowledged, rather than closed for
+    // exceeding a limit it was never told (5.0's 0x93 has no 3.1.1 counterpart).
+    let mut net = net_with(config());
+    let s = slow_subscriber(&mut net, "s", 0);
+    subscribe(&mut net, s, "t", Q1);
+    let p = net.add_client(ClientConfig {
+        max_inflight: 100,
+        ..ClientConfig::default()
+    });
+    connect(&mut net, p, connect_packet(V3, "p3", true, 0));
+    let conn = net.clients[p].link.as_ref().unwrap().1;
+    let total = u64::from(SUB_WINDOW) + MAX_QUEUED as u64 + 60;
+    for n in 0..total {
+        let now = net.now;
+        net.clients[p]
+            .session
+            .publish(now, Message::new(topic("t"), Q1, n.to_string()), n)
+            .unwrap();
+    }
+    net.run_for(1000);
+    assert_eq!(close_reason(&net, p), None, "not closed");
+    assert!(!net.broker.wants_read(conn));
+    assert_eq!(net.broker.stats().parked, usize::from(RECEIVE_MAXIMUM));
+    let mut acked = 0;
+    for _ in 0..300 {
+        ack_some(&mut net, s, &mut acked, 10);
+        net.run_for(20);
+    }
+    assert_eq!(acked_seqs(&net, p).len() as u64, total);
+    let got: Vec<u64> = payloads(&net, s)
+        .iter()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(got, (0..total).collect::<Vec<_>>());
+}
