@@ -644,3 +644,34 @@ fn v3_publisher_not_read_at_receive_maximum_while_held_back() {
         .collect();
     assert_eq!(got, (0..total).collect::<Vec<_>>());
 }
+
+#[test]
+fn subscriber_clean_start_forgets_what_it_was_owed_publishers_go_on() {
+    // [MQTT-3.1.2-4] 3.1.1 / 5.0 3.1.2.4: Clean Start discards the session; what held-back
+    // messages still owed the old session is not delivered to the new one (it subscribed to
+    // nothing), and their publishers are acknowledged.
+    let mut net = net_with(config());
+    let s = slow_subscriber(&mut net, "s", 600);
+    subscribe(&mut net, s, "t", Q1);
+    let p = client(&mut net, V5, "p", true, 0);
+    let total = u64::from(SUB_WINDOW) + MAX_QUEUED as u64 + 10;
+    for n in 0..total {
+        let now = net.now;
+        net.clients[p]
+            .session
+            .publish(now, Message::new(topic("t"), Q1, n.to_string()), n)
+            .unwrap();
+    }
+    net.run_for(SETTLE_MS);
+    assert!(net.broker.stats().parked > 0);
+    let again = net.add_client(ClientConfig::default());
+    connect(&mut net, again, connect_packet(V5, "s", true, 0));
+    net.run_for(SETTLE_MS);
+    assert_eq!(acked_seqs(&net, p).len() as u64, total);
+    assert_eq!(net.broker.stats().parked, 0);
+    assert!(
+        payloads(&net, again).is_empty(),
+        "{:?}",
+        payloads(&net, again)
+    );
+}

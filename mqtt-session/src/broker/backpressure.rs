@@ -319,6 +319,27 @@ impl<H: BrokerHooks> Broker<H> {
         self.parked_changed(publisher);
     }
 
+    /// Subscriber `key`'s session was discarded (clean start): what held-back messages still
+    /// owe it is forgotten (the new session has no subscriptions), and their publishers go on.
+    pub(super) fn forget_subscriber(&mut self, now: Instant, key: SessionKey) {
+        let Some(waiters) = self.waiters.remove(&key) else {
+            return;
+        };
+        self.record_timers
+            .remove(&(waiters.timer_at, key, RecordTimer::Stall));
+        for publisher in waiters.publishers {
+            if let Some(ParkedState::Owed(owed)) = self
+                .parked
+                .get_mut(&publisher)
+                .and_then(VecDeque::front_mut)
+                .map(|head| &mut head.state)
+            {
+                owed.retain(|o| o.key != key);
+            }
+            self.advance(now, publisher);
+        }
+    }
+
     /// The stall timer of subscriber `key` fired: disconnected when it made no progress for
     /// `stalled_subscriber_timeout` while publishers wait for it.
     pub(super) fn check_stalled(&mut self, now: Instant, key: SessionKey, at: Instant) {
