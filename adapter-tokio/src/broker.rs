@@ -608,8 +608,10 @@ impl Outbox {
     fn push(&self, bytes: &[u8]) -> usize {
         let mut inner = self.buf.lock().unwrap_or_else(|e| e.into_inner());
         inner.buf.extend_from_slice(bytes);
-        drop(inner);
+        // Counted before the lock is released: the writer can only take (and then subtract)
+        // bytes already counted, so `pending` never goes below zero.
         let pending = self.pending.fetch_add(bytes.len(), Ordering::AcqRel) + bytes.len();
+        drop(inner);
         self.wake_writer.notify_one();
         pending
     }
