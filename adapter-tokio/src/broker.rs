@@ -22,14 +22,24 @@
 //!
 //! # Memory
 //!
-//! Input is bounded by the shared channel (each message at most one read of 16 KiB). Output is
-//! bounded per connection: while more than [`BrokerOptions::pause_reading_above`] bytes wait to
-//! be written to a client, nothing more is read from that client (it cannot make the broker
-//! answer it faster than it reads), and a client that lets more than
-//! [`BrokerOptions::max_output_buffer`] bytes pile up (a subscriber that stopped reading while
-//! others publish to it) is disconnected as a slow consumer: its transport loss is reported to
-//! the core, which publishes its will and keeps its session (with its bounded queue) when it
-//! is persistent.
+//! Input is bounded by the shared channel (each message at most one read of 16 KiB) and by
+//! the core: a connection is read only while [`Broker::wants_read`] says so (a publisher held
+//! back by full subscribers, a connection waiting for the partial-packet budget), and what was
+//! read and not consumed waits in the connection's buffer until
+//! [`BrokerEvent::ReadResumed`] (one more read at most: ≤ 16 KiB beyond the packet the core
+//! is working on).
+//!
+//! Output is bounded per connection: while more than
+//! [`BrokerOptions::pause_reading_above`] bytes wait to be written to a client, the core is
+//! told ([`Broker::pause_transmit`]) and keeps the bytes in the client's session, whose
+//! `max_transmit_buffer` and `max_queued` limits then hold back the publishers that feed it
+//! (see the core's overload policy in [`BrokerConfig`]), and nothing more is read from that
+//! client (it cannot make the broker answer it faster than it reads). So a subscriber that
+//! reads slowly slows its publishers down and loses nothing; one that does not read at all is
+//! disconnected by the core after `stalled_subscriber_timeout` if publishers wait for it.
+//! Per connection the driver holds at most `pause_reading_above` plus one drain of the core
+//! (its `max_transmit_buffer` plus one packet); [`BrokerOptions::max_output_buffer`] is only a
+//! safety net above that.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -66,10 +76,14 @@ const INPUT_BATCH: usize = 64;
 pub struct BrokerOptions {
     /// The broker core's limits (connections, sessions, queues, packet sizes...).
     pub config: BrokerConfig,
-    /// Nothing more is read from a client while more bytes than this wait to be written to it.
+    /// While more bytes than this wait to be written to a client, nothing more is read from
+    /// it and the core keeps its further output (holding back the publishers that feed it).
     pub pause_reading_above: usize,
-    /// A client with more bytes than this waiting to be written to it is disconnected as a
-    /// slow consumer (as a transport loss: its will is published, a persistent session kept).
+    /// A safety net: a client with more bytes than this waiting to be written to it is
+    /// disconnected as a slow consumer (as a transport loss: its will is published, a
+    /// persistent session kept). The default is above what the core can hand over while
+    /// transmission is paused (`pause_reading_above` + the session's `max_transmit_buffer` +
+    /// one packet), so it does not trigger unless those limits are raised past it.
     pub max_output_buffer: usize,
     /// How long a closing connection may take to write its last bytes.
     pub linger: Duration,
@@ -85,10 +99,17 @@ impl Default for BrokerOptions {
 
 impl From<BrokerConfig> for BrokerOptions {
     fn from(config: BrokerConfig) -> Self {
+        let pause_reading_above = 256 * 1024;
+        // One drain of the core for a paused connection: its session's transmit buffer plus
+        // one packet of the largest size a client may send us (what it forwards), and acks.
+        let max_output_buffer = pause_reading_above
+            + config.server.max_transmit_buffer
+            + config.server.max_packet_size as usize
+            + 64 * 1024;
         Self {
             config,
-            pause_reading_above: 256 * 1024,
-            max_output_buffer: 8 * 1024 * 1024,
+            pause_reading_above,
+            max_output_buffer,
             linger: Duration::from_secs(5),
             notice_capacity: 1024,
         }
@@ -119,7 +140,8 @@ pub enum BrokerNotice {
         /// The event.
         event: BrokerEvent,
     },
-    /// A client was disconnected because it did not read what it was sent.
+    /// A client was disconnected because more than `max_output_buffer` bytes waited to be
+    /// written to it (the safety net; the core's limits normally hold its output back first).
     SlowConsumer {
         /// The connection.
         connection: ConnectionId,
@@ -166,6 +188,9 @@ impl fmt::Display for BrokerNotice {
                     client_id.as_str(),
                     reason
                 ),
+                BrokerEvent::ReadResumed { connection } => {
+                    write!(f, "#{} read resumed", connection.get())
+                }
             },
             Self::SlowConsumer { connection } => {
                 write!(f, "#{} disconnected as a slow consumer", connection.get())
@@ -548,6 +573,9 @@ enum Input {
     Read(ConnectionId, BytesMut),
     Lost(ConnectionId),
     WriterDone(ConnectionId),
+    /// The writer brought the connection's pending output under `pause_reading_above`
+    /// after the core was told to stop handing it bytes.
+    Writable(ConnectionId),
 }
 
 /// A connection's state shared by the broker task and its writer and reader tasks.
@@ -560,6 +588,11 @@ struct Outbox {
     wake_reader: Notify,
     /// Set once the reader should stop for good.
     stop_reading: AtomicBool,
+    /// The core does not want input from this connection for now (`Broker::wants_read`).
+    input_paused: AtomicBool,
+    /// The core was told not to hand out bytes for this connection (`pause_transmit`); the
+    /// writer reports `Writable` when it has written enough.
+    transmit_paused: AtomicBool,
     stop: Notify,
     /// Wakes a writer blocked on a peer that does not read, once the connection is closed.
     stop_writer: Notify,
@@ -575,8 +608,10 @@ impl Outbox {
     fn push(&self, bytes: &[u8]) -> usize {
         let mut inner = self.buf.lock().unwrap_or_else(|e| e.into_inner());
         inner.buf.extend_from_slice(bytes);
-        drop(inner);
+        // Counted before the lock is released: the writer can only take (and then subtract)
+        // bytes already counted, so `pending` never goes below zero.
         let pending = self.pending.fetch_add(bytes.len(), Ordering::AcqRel) + bytes.len();
+        drop(inner);
         self.wake_writer.notify_one();
         pending
     }
@@ -597,11 +632,27 @@ impl Outbox {
         (bytes, inner.close)
     }
 
-    fn written(&self, n: usize, pause_above: usize) {
+    /// `n` bytes were written; returns whether the core should be told the connection is
+    /// writable again.
+    fn written(&self, n: usize, pause_above: usize) -> bool {
         let pending = self.pending.fetch_sub(n, Ordering::AcqRel) - n;
         if pending <= pause_above {
             self.wake_reader.notify_one();
+            return self.transmit_paused.swap(false, Ordering::AcqRel);
         }
+        false
+    }
+
+    /// Whether the reader must wait.
+    fn reader_paused(&self, pause_above: usize) -> bool {
+        self.pending.load(Ordering::Acquire) > pause_above
+            || self.input_paused.load(Ordering::Acquire)
+    }
+
+    /// The core wants input again.
+    fn resume_input(&self) {
+        self.input_paused.store(false, Ordering::Release);
+        self.wake_reader.notify_one();
     }
 }
 
@@ -786,22 +837,10 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
                     return;
                 };
                 conn.read_buf.unsplit(chunk);
-                let mut buf = std::mem::take(&mut conn.read_buf);
-                loop {
-                    let before = buf.len();
-                    self.broker.handle_read(now, id, &mut buf);
-                    // The session stops taking input while its answers wait to be sent; send
-                    // them, and feed it the rest.
-                    if buf.is_empty() || buf.len() == before {
-                        break;
-                    }
-                    self.drain(now);
-                }
-                if let Some(conn) = self.connections.get_mut(&id) {
-                    conn.read_buf = buf;
-                }
+                self.feed(now, id);
             }
             Input::Lost(id) => self.broker.handle_closed(now, id),
+            Input::Writable(id) => self.broker.resume_transmit(id),
             Input::WriterDone(id) => {
                 self.closing.retain(|c| *c != id);
                 if self.connections.contains_key(&id) {
@@ -812,14 +851,60 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
         }
     }
 
-    /// The drain rule: every connection's bytes, then the events.
+    /// Gives the core what connection `id` has read and not consumed; pauses its reader
+    /// while the core wants no input from it.
+    fn feed(&mut self, now: Instant, id: ConnectionId) {
+        let Some(conn) = self.connections.get_mut(&id) else {
+            return;
+        };
+        let mut buf = std::mem::take(&mut conn.read_buf);
+        self.broker.handle_read(now, id, &mut buf);
+        let wants = self.broker.wants_read(id);
+        if let Some(conn) = self.connections.get_mut(&id) {
+            conn.read_buf = buf;
+            if !wants {
+                // Until `ReadResumed`; the reader stops after the read it is in.
+                conn.outbox.input_paused.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// The drain rule: every connection's bytes, then the events; connections the core wants
+    /// input from again are fed what they hold, and the rule applies again.
     fn drain(&mut self, now: Instant) {
+        loop {
+            let resumed = self.drain_once(now);
+            if resumed.is_empty() {
+                return;
+            }
+            for id in resumed {
+                if let Some(conn) = self.connections.get(&id) {
+                    conn.outbox.resume_input();
+                }
+                self.feed(now, id);
+            }
+        }
+    }
+
+    fn drain_once(&mut self, now: Instant) -> Vec<ConnectionId> {
         let mut slow = Vec::new();
+        let mut resumed = Vec::new();
         while let Some(id) = self.broker.poll_transmit(now, &mut self.out) {
             if let Some(conn) = self.connections.get(&id) {
                 let pending = conn.outbox.push(&self.out);
                 if pending > self.options.max_output_buffer {
                     slow.push(id);
+                } else if pending > self.options.pause_reading_above {
+                    // The core keeps the rest until the writer catches up (`Writable`).
+                    conn.outbox.transmit_paused.store(true, Ordering::Release);
+                    self.broker.pause_transmit(id);
+                    // The writer may have caught up before the flag was set.
+                    if conn.outbox.pending.load(Ordering::Acquire)
+                        <= self.options.pause_reading_above
+                        && conn.outbox.transmit_paused.swap(false, Ordering::AcqRel)
+                    {
+                        self.broker.resume_transmit(id);
+                    }
                 }
             }
             self.out.clear();
@@ -829,6 +914,10 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
                 BrokerEvent::Connected { connection, .. }
                 | BrokerEvent::Close { connection, .. } => {
                     self.connections.get(connection).and_then(|c| c.peer)
+                }
+                BrokerEvent::ReadResumed { connection } => {
+                    resumed.push(*connection);
+                    continue;
                 }
             };
             if let BrokerEvent::Close { connection, .. } = &event {
@@ -843,9 +932,10 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
             if self.connections.contains_key(&id) {
                 self.notice(BrokerNotice::SlowConsumer { connection: id });
                 self.broker.handle_closed(now, id);
-                self.drain(now);
+                resumed.extend(self.drain_once(now));
             }
         }
+        resumed
     }
 }
 
@@ -859,8 +949,8 @@ impl<R: Runtime, H: BrokerHooks> Drop for BrokerTask<R, H> {
 }
 
 /// Reads a connection into fresh chunks of one reused buffer and hands them to the broker
-/// task; pauses while the connection's output waits to be written; stops when the broker
-/// closes the connection.
+/// task; pauses while the connection's output waits to be written or the core wants no input
+/// from it; stops when the broker closes the connection.
 async fn read_loop(
     id: ConnectionId,
     mut io: BoxRead,
@@ -871,11 +961,16 @@ async fn read_loop(
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut stop = pin!(outbox.stop.notified());
     loop {
-        while outbox.pending.load(Ordering::Acquire) > pause_above {
+        loop {
+            // Registered before the check, so a wake between the two is not missed.
+            let wake = outbox.wake_reader.notified();
             if outbox.stop_reading.load(Ordering::Acquire) {
                 return;
             }
-            outbox.wake_reader.notified().await;
+            if !outbox.reader_paused(pause_above) {
+                break;
+            }
+            wake.await;
         }
         if outbox.stop_reading.load(Ordering::Acquire) {
             return;
@@ -942,7 +1037,11 @@ async fn write_loop<R: Runtime>(
             .await;
             match written {
                 Ok(true) => {
-                    outbox.written(len, pause_above);
+                    if outbox.written(len, pause_above)
+                        && inputs.send(Input::Writable(id)).await.is_err()
+                    {
+                        break;
+                    }
                     continue;
                 }
                 Ok(false) => {}

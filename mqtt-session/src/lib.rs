@@ -68,7 +68,10 @@
 //! client's next connection.
 //! [`broker::Broker`] owns many of them, keyed by connection, and does the routing, retained
 //! messages, wills, persistent sessions and shared subscriptions: drive it the same way, per
-//! connection ([`broker::Broker::handle_read`], [`broker::Broker::poll_transmit`]).
+//! connection ([`broker::Broker::handle_read`], [`broker::Broker::poll_transmit`]), and read a
+//! connection only while [`broker::Broker::wants_read`] says so: under overload the broker
+//! holds publishers back (withheld acknowledgements, unread connections) rather than drop a
+//! message it acknowledged (see [`broker::BrokerConfig`]).
 //!
 //! # Errors
 //!

@@ -189,6 +189,13 @@ impl<H: BrokerHooks> Broker<H> {
         let stored = record.stored.take().map(|state| *state);
         let session_present = stored.is_some() && !clean_start;
         if clean_start {
+            // Held-back messages of the discarded session are never acknowledged, and what
+            // other publishers' held-back messages owed it is forgotten.
+            self.drop_parked(key);
+            self.forget_subscriber(now, key);
+            let Some(record) = self.sessions.get_mut(&key) else {
+                return;
+            };
             for (filter, _) in record.subscriptions.take_all() {
                 self.index.remove(key, &filter);
             }

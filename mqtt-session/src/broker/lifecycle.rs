@@ -100,6 +100,8 @@ impl<H: BrokerHooks> Broker<H> {
         }
         record.stored = state.map(Box::new);
         let client_id = record.client_id.clone();
+        // Messages owed to it now go to its offline queue (or are dropped, when it ends).
+        self.wake_waiters(key);
         if let Some(will) = will {
             let delay = will.properties.will_delay_interval.unwrap_or(0);
             if delay == 0 {
@@ -197,6 +199,8 @@ impl<H: BrokerHooks> Broker<H> {
         let Some(mut record) = self.sessions.remove(&key) else {
             return;
         };
+        self.drop_parked(key);
+        self.wake_waiters(key);
         self.by_client_id.remove(&record.client_id);
         if let Some(pending) = record.pending_will.take() {
             let (will, due) = *pending;

@@ -8,6 +8,30 @@
 //! per connection ([`Broker::poll_transmit`]) and events saying which transports to close
 //! ([`Broker::poll_event`]).
 //!
+//! # Flow control, for drivers
+//!
+//! Under overload the broker holds publishers back instead of dropping what it acknowledged
+//! (the policy is on [`BrokerConfig`]). A driver takes part in three ways:
+//!
+//! - It reads a connection only while [`Broker::wants_read`] is true (check it after each
+//!   `handle_read`), keeps the bytes `handle_read` left in its buffer, and on
+//!   [`BrokerEvent::ReadResumed`] feeds them again and reads on.
+//! - When it cannot write a connection's bytes as fast as the broker hands them out, it
+//!   calls [`Broker::pause_transmit`] (and [`Broker::resume_transmit`] once it caught up):
+//!   the bytes wait in the session, whose limits then hold back the publishers feeding it,
+//!   and the driver's own buffer stays bounded.
+//! - It drives time: a subscriber that makes no progress while publishers wait for it is
+//!   disconnected after `stalled_subscriber_timeout`, and a partial packet must complete
+//!   within `partial_packet_timeout`.
+//!
+//! What the broker keeps for this is bounded: held-back messages at most our Receive Maximum
+//! per publisher, and no held-back publisher is read while they exceed `max_parked_bytes`
+//! (so their bytes stay under `max_parked_bytes` plus one packet per publisher); partial
+//! packets at most `max_partial_bytes_total` (plus, for connections not given a reservation,
+//! the few bytes of a fixed header and what arrived with it in one read). Subscriber sessions
+//! hold at most `max_queued` messages waiting, their window in flight and
+//! `max_transmit_buffer` encoded bytes each, as before.
+//!
 //! # What a client can make it hold
 //!
 //! Everything a client controls is bounded by [`BrokerConfig`]: connections, subscriptions
@@ -39,8 +63,10 @@
 //! ```
 
 mod admission;
+mod backpressure;
 mod config;
 mod hooks;
+mod input;
 mod lifecycle;
 mod limits;
 mod retained;
@@ -57,14 +83,16 @@ use alloc::vec::Vec;
 
 use bytes::BytesMut;
 use mqtt_proto::{
-    ConnAckProperties, Connect, Disconnect, MqttString, ProtocolVersion, ReasonCode, TopicFilter,
-    Will,
+    ConnAckProperties, Connect, Decoder, Disconnect, MqttString, ProtocolVersion, ReasonCode,
+    TopicFilter, Will, PROTOCOL_MAX_PACKET_SIZE,
 };
 
 pub use config::BrokerConfig;
 pub use hooks::{AllowAll, AuthDecision, BrokerHooks};
 pub use stats::BrokerStats;
 
+use self::backpressure::{Parked, Waiters};
+use self::input::Partial;
 use self::retained::RetainedStore;
 use self::retained_delivery::RetainedDeliveries;
 use self::small_map::SmallMap;
@@ -110,6 +138,13 @@ pub enum BrokerEvent {
         /// Why.
         reason: CloseReason,
     },
+    /// [`Broker::wants_read`] is true again for this connection after it was false: feed it
+    /// the bytes kept from earlier reads (even if no new ones arrive) and read its transport
+    /// again.
+    ReadResumed {
+        /// The connection.
+        connection: ConnectionId,
+    },
 }
 
 /// The broker's refusal of a new connection.
@@ -134,6 +169,10 @@ struct Connection {
     pending_connect: Option<Box<Connect>>,
     /// The session closed; the connection goes once its last bytes are transmitted.
     closed: bool,
+    /// The incomplete packet left in the caller's buffer by the last `handle_read`.
+    partial: Option<Partial>,
+    /// `wants_read` was false when last checked (a `ReadResumed` is owed when it turns true).
+    read_paused: bool,
     /// Opened beyond `max_connections`: its CONNECT is refused with 0x97 Quota exceeded.
     refusing: bool,
 }
@@ -157,6 +196,8 @@ struct SessionRecord {
 enum RecordTimer {
     Will,
     Expiry,
+    /// A subscriber with publishers waiting for it must have made progress by then.
+    Stall,
 }
 
 /// The broker core. `H` decides who may connect, publish and subscribe; [`AllowAll`] by
@@ -189,6 +230,28 @@ pub struct Broker<H: BrokerHooks = AllowAll> {
     unsettled: VecDeque<ConnectionId>,
     settling: bool,
     stats: BrokerStats,
+    /// Each publisher's QoS 1/2 messages not yet acknowledged because a subscriber could not
+    /// take them yet, in arrival order (by the publisher's session).
+    parked: BTreeMap<SessionKey, VecDeque<Parked>>,
+    /// Bytes of the parked messages (topic and payload).
+    parked_bytes: usize,
+    /// For each subscriber session that refused a held-back delivery: the publishers waiting
+    /// for it, in order.
+    waiters: BTreeMap<SessionKey, Waiters>,
+    /// Subscribers that may have room again; their waiters are retried in `run`.
+    room: VecDeque<SessionKey>,
+    /// Bytes reserved for partial packets (the sizes their fixed headers announce).
+    partial_total: usize,
+    /// Connections waiting for room in `max_partial_bytes_total`, in order.
+    budget_queue: VecDeque<ConnectionId>,
+    /// Connections whose `wants_read` was false when last checked.
+    read_paused: BTreeSet<ConnectionId>,
+    /// Connections whose driver asked not to be given bytes (`pause_transmit`).
+    transmit_paused: BTreeSet<ConnectionId>,
+    /// Reads fixed headers (sizes only) to feed sessions one packet at a time.
+    peek: Decoder,
+    /// The time of the input being handled.
+    now: Instant,
 }
 
 impl Broker<AllowAll> {
@@ -222,6 +285,16 @@ impl<H: BrokerHooks> Broker<H> {
             unsettled: VecDeque::new(),
             settling: false,
             stats: BrokerStats::default(),
+            parked: BTreeMap::new(),
+            parked_bytes: 0,
+            waiters: BTreeMap::new(),
+            room: VecDeque::new(),
+            partial_total: 0,
+            budget_queue: VecDeque::new(),
+            read_paused: BTreeSet::new(),
+            transmit_paused: BTreeSet::new(),
+            peek: Decoder::new(ProtocolVersion::V5).with_max_packet_size(PROTOCOL_MAX_PACKET_SIZE),
+            now: Instant::ZERO,
         }
     }
 
@@ -233,6 +306,10 @@ impl<H: BrokerHooks> Broker<H> {
         stats.subscriptions = self.index.len();
         stats.subscription_bytes = self.index.weight();
         stats.retained = self.retained.len();
+        stats.parked = self.parked.values().map(VecDeque::len).sum();
+        stats.parked_bytes = self.parked_bytes;
+        stats.publishers_waiting = self.parked.len();
+        stats.partial_bytes = self.partial_total;
         stats
     }
 
@@ -275,6 +352,8 @@ impl<H: BrokerHooks> Broker<H> {
                 deadline: None,
                 pending_connect: None,
                 closed: false,
+                partial: None,
+                read_paused: false,
                 refusing,
             }),
         );
@@ -282,15 +361,12 @@ impl<H: BrokerHooks> Broker<H> {
         Ok(id)
     }
 
-    /// Bytes read from connection `id`. Whole packets are consumed from the front of `buf`.
+    /// Bytes read from connection `id`. Whole packets are consumed from the front of `buf`,
+    /// one at a time, each handled before the next is decoded; an incomplete packet is left
+    /// in `buf` for the next call, and so is everything while [`wants_read`](Self::wants_read)
+    /// is false (keep those bytes: feed them again after `ReadResumed`).
     pub fn handle_read(&mut self, now: Instant, id: ConnectionId, buf: &mut BytesMut) {
-        let Some(conn) = self.connections.get_mut(&id) else {
-            return;
-        };
-        let before = buf.len();
-        conn.session.handle_read(now, buf);
-        self.stats.bytes_in += (before - buf.len()) as u64;
-        self.settle(now, id);
+        self.read_packets(now, id, buf);
     }
 
     /// Connection `id`'s transport is gone.
@@ -301,10 +377,43 @@ impl<H: BrokerHooks> Broker<H> {
         }
     }
 
+    /// Whether the broker takes input from connection `id` now. False while the connection
+    /// waits for room in [`BrokerConfig::max_partial_bytes_total`], while its client is a
+    /// publisher held back by full subscribers beyond what it may still send (an MQTT 3.1.x
+    /// client at our Receive Maximum, or any client while the parked messages exceed
+    /// [`BrokerConfig::max_parked_bytes`]), and once it is closed. `handle_read` consumes
+    /// nothing meanwhile; the driver should stop reading the transport and keep what it has,
+    /// until [`BrokerEvent::ReadResumed`].
+    pub fn wants_read(&self, id: ConnectionId) -> bool {
+        self.connections
+            .get(&id)
+            .is_some_and(|conn| self.conn_wants_read(conn))
+    }
+
+    /// The driver cannot write more to connection `id` for now (its transport is backed up):
+    /// [`poll_transmit`](Self::poll_transmit) hands out nothing for it until
+    /// [`resume_transmit`](Self::resume_transmit). Its bytes wait in its session, whose
+    /// `max_transmit_buffer` then refuses further messages: publishers feeding it are held
+    /// back, instead of the driver's buffer growing.
+    pub fn pause_transmit(&mut self, id: ConnectionId) {
+        if self.connections.contains_key(&id) {
+            self.transmit_paused.insert(id);
+        }
+    }
+
+    /// The driver can write to connection `id` again (see
+    /// [`pause_transmit`](Self::pause_transmit)).
+    pub fn resume_transmit(&mut self, id: ConnectionId) {
+        if self.transmit_paused.remove(&id) {
+            self.refresh(id);
+        }
+    }
+
     /// Fires every timer due at `now`: CONNECT and keep-alive timeouts, will delays and
     /// session expiry; and runs a turn of the retained messages owed to subscribers (see
     /// [`poll_timeout`](Self::poll_timeout)).
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
         while let Some(&(at, id)) = self.connection_timers.first() {
             if at > now {
                 break;
@@ -313,6 +422,7 @@ impl<H: BrokerHooks> Broker<H> {
             if let Some(conn) = self.connections.get_mut(&id) {
                 conn.deadline = None;
                 conn.session.handle_timeout(now);
+                self.check_partial_deadline(now, id);
                 self.settle(now, id);
             }
         }
@@ -324,6 +434,7 @@ impl<H: BrokerHooks> Broker<H> {
             match timer {
                 RecordTimer::Will => self.fire_will(now, key, at),
                 RecordTimer::Expiry => self.expire(now, key, at),
+                RecordTimer::Stall => self.check_stalled(now, key, at),
             }
         }
         if self.retained_deliveries.due().is_some_and(|due| due <= now) {
@@ -376,15 +487,34 @@ impl<H: BrokerHooks> Broker<H> {
     /// are for; `None` when no connection has anything to send. Call until `None` after every
     /// input.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut BytesMut) -> Option<ConnectionId> {
+        self.now = now;
         while let Some(id) = self.dirty.pop_first() {
+            if self.transmit_paused.contains(&id) {
+                // Kept out of `dirty` until `resume_transmit` puts it back.
+                continue;
+            }
             if let Some(conn) = self.connections.get_mut(&id) {
                 let n = conn.session.poll_transmit(now, buf);
-                if conn.closed {
-                    self.connections.remove(&id);
+                let (closed, key) = (conn.closed, conn.key);
+                if closed {
+                    self.remove_connection(id);
+                    // Connections its partial-packet reservation goes to.
+                    self.run(now);
                 }
                 if n > 0 {
                     self.stats.bytes_out += n as u64;
                     self.retained_room(now, id);
+                    if !closed {
+                        if self.read_paused.contains(&id) {
+                            // Its session may read again now that its answers are out.
+                            self.unsettled.push_back(id);
+                        }
+                        if let Some(key) = key {
+                            // Room in its transmit buffer: publishers waiting for it go on.
+                            self.wake_waiters(key);
+                        }
+                        self.run(now);
+                    }
                     return Some(id);
                 }
             }
@@ -428,12 +558,24 @@ impl<H: BrokerHooks> Broker<H> {
     /// get the two in the wrong order ([MQTT-4.6.0-6]).
     fn settle(&mut self, now: Instant, id: ConnectionId) {
         self.unsettled.push_back(id);
+        self.run(now);
+    }
+
+    /// Handles queued connections, then subscribers that may have room again (their waiting
+    /// publishers go on), until neither is left. Does nothing when already running.
+    fn run(&mut self, now: Instant) {
         if self.settling {
             return;
         }
         self.settling = true;
-        while let Some(id) = self.unsettled.pop_front() {
-            self.drain(now, id);
+        loop {
+            if let Some(id) = self.unsettled.pop_front() {
+                self.drain(now, id);
+            } else if let Some(key) = self.room.pop_front() {
+                self.resume_waiters(now, key);
+            } else {
+                break;
+            }
         }
         self.settling = false;
     }
@@ -454,19 +596,40 @@ impl<H: BrokerHooks> Broker<H> {
         self.refresh(id);
     }
 
-    /// Records whether a connection has bytes to send and when its next timer is.
+    /// Records whether a connection has bytes to send, when its next timer is, and whether
+    /// it may be read again.
     fn refresh(&mut self, id: ConnectionId) {
-        let Some(conn) = self.connections.get_mut(&id) else {
+        let Some(conn) = self.connections.get(&id) else {
             self.dirty.remove(&id);
             return;
         };
         if conn.session.transmit_len() > 0 {
             self.dirty.insert(id);
         } else if conn.closed {
-            self.connections.remove(&id);
+            self.remove_connection(id);
             return;
         }
-        let deadline = conn.session.poll_timeout();
+        let wants = self.conn_wants_read(conn);
+        let Some(conn) = self.connections.get_mut(&id) else {
+            return;
+        };
+        if wants && conn.read_paused {
+            conn.read_paused = false;
+            self.read_paused.remove(&id);
+            self.events
+                .push_back(BrokerEvent::ReadResumed { connection: id });
+        } else if !wants && !conn.read_paused && !conn.closed {
+            conn.read_paused = true;
+            self.read_paused.insert(id);
+        }
+        let partial_deadline = conn
+            .partial
+            .filter(|_| !conn.closed)
+            .and_then(|p| p.deadline);
+        let deadline = match (conn.session.poll_timeout(), partial_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if deadline != conn.deadline {
             if let Some(old) = conn.deadline {
                 self.connection_timers.remove(&(old, id));
@@ -478,6 +641,19 @@ impl<H: BrokerHooks> Broker<H> {
         }
     }
 
+    /// Forgets a connection whose last bytes are out.
+    fn remove_connection(&mut self, id: ConnectionId) {
+        if let Some(conn) = self.connections.remove(&id) {
+            if let Some(deadline) = conn.deadline {
+                self.connection_timers.remove(&(deadline, id));
+            }
+            self.release(id, conn.partial);
+        }
+        self.read_paused.remove(&id);
+        self.transmit_paused.remove(&id);
+        self.dirty.remove(&id);
+    }
+
     fn on_event(&mut self, now: Instant, id: ConnectionId, event: ServerEvent<Token>) {
         match event {
             ServerEvent::Connect(connect) => self.on_connect(now, id, *connect),
@@ -485,7 +661,14 @@ impl<H: BrokerHooks> Broker<H> {
             ServerEvent::Message { publish, ack } => self.on_message(now, id, publish, ack),
             ServerEvent::Subscribe(subscribe) => self.on_subscribe(now, id, subscribe),
             ServerEvent::Unsubscribe(unsubscribe) => self.on_unsubscribe(now, id, unsubscribe),
-            ServerEvent::Published { .. } => self.retained_room(now, id),
+            ServerEvent::Published { .. } => {
+                self.retained_room(now, id);
+                // The client acknowledged one of ours: it reads, and its window has room.
+                if let Some(key) = self.connections.get(&id).and_then(|c| c.key) {
+                    self.on_progress(now, key);
+                    self.wake_waiters(key);
+                }
+            }
             ServerEvent::Abandoned {
                 token,
                 cause,
@@ -493,6 +676,9 @@ impl<H: BrokerHooks> Broker<H> {
             } => {
                 let key = self.connections.get(&id).and_then(|c| c.key);
                 self.on_abandoned(now, key, token, &cause, message);
+                if let Some(key) = key {
+                    self.wake_waiters(key);
+                }
             }
             ServerEvent::Closed { reason, will, .. } => self.on_closed(now, id, reason, will),
         }

@@ -1,8 +1,11 @@
 //! Routing and delivery: a PUBLISH goes to every matching subscription, live, queued for an
 //! offline session, or re-routed within a shared subscription when its member cannot take it.
 
+use alloc::vec::Vec;
+
 use mqtt_proto::{QoS, ReasonCode};
 
+use super::backpressure::Owed;
 use super::subscriptions::{Delivery, SessionKey};
 use super::{Broker, BrokerHooks, ConnectionId, Token};
 use crate::error::{CommandError, Rejected};
@@ -12,6 +15,9 @@ use crate::shared::inbound::InboundId;
 use crate::time::Instant;
 
 impl<H: BrokerHooks> Broker<H> {
+    /// A PUBLISH from a client. QoS 1/2 ones are acknowledged once every connected subscriber
+    /// has taken them; until then they are held back, and so are the publisher's later QoS
+    /// 1/2 messages, in order (see `backpressure`).
     pub(super) fn on_message(
         &mut self,
         now: Instant,
@@ -28,35 +34,80 @@ impl<H: BrokerHooks> Broker<H> {
             return;
         };
         let key = conn.key;
-        let client_id = conn.session.client_id().clone();
-        let v5 = conn.session.version().is_v5();
-        let message = Message::from_publish(publish);
-        let code = if is_sys_topic(message.topic.as_str()) {
+        // Copied once, here: the decoded message is a view into the read buffer, and the
+        // retained store, offline queues, in-flight windows and held-back messages keep it
+        // beyond this read. Every subscriber shares this copy (issue 10).
+        let message = Message::from_publish(publish).to_owned_compact();
+        if let (Some(key), Some(ack)) = (key, ack) {
+            if self.parked.contains_key(&key) {
+                // Behind the publisher's earlier messages ([MQTT-4.6.0-6]).
+                self.park(now, key, ack, Err(message));
+                return;
+            }
+            let (code, owed) = self.accept_message(now, Some(key), message, true);
+            if !owed.is_empty() {
+                self.park(now, key, ack, Ok((code, owed)));
+                return;
+            }
+            self.ack_message(now, id, ack, code);
+            return;
+        }
+        let (code, _) = self.accept_message(now, key, message, false);
+        if let Some(ack) = ack {
+            self.ack_message(now, id, ack, code);
+        }
+    }
+
+    /// Authorizes, retains and routes a client's message; returns the code to acknowledge it
+    /// with and, with `hold`, the deliveries connected subscribers could not take yet.
+    pub(super) fn accept_message(
+        &mut self,
+        now: Instant,
+        publisher: Option<SessionKey>,
+        message: Message,
+        hold: bool,
+    ) -> (ReasonCode, Vec<Owed>) {
+        let client_id = publisher
+            .and_then(|key| self.sessions.get(&key))
+            .map(|r| r.client_id.clone())
+            .unwrap_or_default();
+        if is_sys_topic(message.topic.as_str()) {
             self.stats.dropped_sys_topic += 1;
-            ReasonCode::NotAuthorized
-        } else if !self
+            return (ReasonCode::NotAuthorized, Vec::new());
+        }
+        if !self
             .hooks
             .authorize_publish(client_id.as_str(), &message.topic)
         {
             self.stats.dropped_unauthorized += 1;
-            ReasonCode::NotAuthorized
+            return (ReasonCode::NotAuthorized, Vec::new());
+        }
+        if message.retain {
+            self.retain(now, &message);
+        }
+        let (delivered, owed) = self.route_held(now, publisher, message, hold);
+        let code = if delivered == 0 {
+            ReasonCode::NoMatchingSubscribers
         } else {
-            // Copied once, here: the decoded message is a view into the read buffer, and the
-            // retained store, offline queues and in-flight windows keep it beyond this read.
-            // Every subscriber shares this copy (issue 10).
-            let message = message.to_owned_compact();
-            if message.retain {
-                self.retain(now, &message);
-            }
-            let delivered = self.route(now, key, message);
-            if delivered == 0 && v5 {
-                ReasonCode::NoMatchingSubscribers
+            ReasonCode::Success
+        };
+        (code, owed)
+    }
+
+    /// Acknowledges a message of connection `id` (MQTT 3.1.x clients get Success).
+    pub(super) fn ack_message(
+        &mut self,
+        now: Instant,
+        id: ConnectionId,
+        ack: InboundId,
+        code: ReasonCode,
+    ) {
+        if let Some(conn) = self.connections.get_mut(&id) {
+            let code = if conn.session.version().is_v5() {
+                code
             } else {
                 ReasonCode::Success
-            }
-        };
-        if let (Some(ack), Some(conn)) = (ack, self.connections.get_mut(&id)) {
-            let code = if v5 { code } else { ReasonCode::Success };
+            };
             let result = conn.session.ack(now, ack, code);
             self.checked(now, id, result);
         }
@@ -75,44 +126,79 @@ impl<H: BrokerHooks> Broker<H> {
         publisher: Option<SessionKey>,
         message: Message,
     ) -> usize {
+        self.route_held(now, publisher, message, false).0
+    }
+
+    /// [`route`](Self::route); with `hold`, the QoS 1/2 deliveries that connected sessions
+    /// cannot take yet come back instead of being dropped.
+    pub(super) fn route_held(
+        &mut self,
+        now: Instant,
+        publisher: Option<SessionKey>,
+        message: Message,
+        hold: bool,
+    ) -> (usize, Vec<Owed>) {
         let matches = self.index.matches(message.topic.as_str(), publisher);
         let n = matches.direct.len() + matches.shared.len();
+        let mut owed = Vec::new();
         for (key, delivery) in matches.direct {
-            self.deliver(
-                now,
-                key,
-                outgoing(&message, &delivery, false),
-                Token::default(),
-            );
+            let copy = outgoing(&message, &delivery, false);
+            if let Some((message, token)) = self.offer(now, key, copy, Token::default(), hold) {
+                owed.push(Owed::new(key, message, token));
+            }
         }
         for (key, delivery, filter) in matches.shared {
             let token = Token {
                 shared: Some(filter),
             };
-            self.deliver(now, key, outgoing(&message, &delivery, false), token);
+            let copy = outgoing(&message, &delivery, false);
+            if let Some((message, token)) = self.offer(now, key, copy, token, hold) {
+                owed.push(Owed::new(key, message, token));
+            }
         }
-        n
+        (n, owed)
     }
 
     /// Hands a message to one session: live, queued while offline, or dropped with a count.
-    pub(super) fn deliver(
+    /// With `hold`, a QoS 1/2 message that a connected session cannot take yet (its queue or
+    /// transmit buffer is full) comes back instead of being dropped.
+    pub(super) fn offer(
         &mut self,
         now: Instant,
         key: SessionKey,
         message: Message,
         token: Token,
-    ) {
-        if let Err(Rejected {
-            error,
-            command,
-            token,
-        }) = self.try_deliver(now, key, message, token)
-        {
-            self.on_rejected(now, key, &error, command, token);
+        hold: bool,
+    ) -> Option<(Message, Token)> {
+        if hold && token.shared.is_some() {
+            return self.offer_shared(now, key, message, token);
+        }
+        let live = hold
+            && self
+                .sessions
+                .get(&key)
+                .is_some_and(|r| r.connection.is_some());
+        match self.try_deliver(now, key, message, token) {
+            Ok(()) => None,
+            Err(Rejected {
+                error: CommandError::QueueFull,
+                command,
+                token,
+            }) if live && command.qos > QoS::AtMostOnce && token.shared.is_none() => {
+                Some((command, token))
+            }
+            Err(Rejected {
+                error,
+                command,
+                token,
+            }) => {
+                self.on_rejected(now, key, &error, command, token);
+                None
+            }
         }
     }
 
-    /// [`deliver`](Self::deliver) up to a refusal, which is handed back: re-routing tries
+    /// [`offer`](Self::offer) up to a refusal, which is handed back: re-routing tries
     /// the next member in a loop rather than by recursion.
     fn try_deliver(
         &mut self,
@@ -147,6 +233,54 @@ impl<H: BrokerHooks> Broker<H> {
             self.stats.messages_out += 1;
         }
         result
+    }
+
+    /// A shared-subscription message held for its publisher: offered to `key`, then to the
+    /// group's other members in round-robin order; when every member is connected and full,
+    /// it comes back (to wait for `key`). Otherwise a refusal by all is dropped and counted,
+    /// as in [`reroute_shared`](Self::reroute_shared).
+    fn offer_shared(
+        &mut self,
+        now: Instant,
+        key: SessionKey,
+        message: Message,
+        token: Token,
+    ) -> Option<(Message, Token)> {
+        let filter = token.shared.clone()?;
+        let mut members = Vec::from([key]);
+        members.extend(self.index.shared_rotation(&filter, key));
+        let (mut message, mut token) = (message, token);
+        let mut all_full = true;
+        let mut last_error = None;
+        for (n, member) in members.into_iter().enumerate() {
+            if n > 0 {
+                self.index.shared_served(&filter, member);
+            }
+            let Some(record) = self.sessions.get(&member) else {
+                // Its session ended while the message waited.
+                continue;
+            };
+            let live = record.connection.is_some();
+            match self.try_deliver(now, member, message, token) {
+                Ok(()) => return None,
+                Err(refused) => {
+                    all_full &= live
+                        && refused.error == CommandError::QueueFull
+                        && refused.command.qos > QoS::AtMostOnce;
+                    message = refused.command;
+                    token = refused.token;
+                    last_error = Some(refused.error);
+                }
+            }
+        }
+        if all_full {
+            return Some((message, token));
+        }
+        match last_error {
+            Some(CommandError::PacketTooLarge { .. }) => self.stats.dropped_too_large += 1,
+            _ => self.stats.dropped_queue_full += 1,
+        }
+        None
     }
 
     /// A session could not take a message: a shared one goes to another member, anything else

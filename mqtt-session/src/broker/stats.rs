@@ -30,7 +30,12 @@ pub struct BrokerStats {
     pub bytes_in: u64,
     /// Bytes written to clients.
     pub bytes_out: u64,
-    /// Messages dropped because a session's queue was full.
+    /// Messages dropped because a session's queue was full: QoS 0 to a connected subscriber
+    /// that is full, anything to an offline session whose queue is full, messages the broker
+    /// publishes itself (wills, `Broker::publish`) to a full subscriber, and shared-subscription
+    /// messages no member can take while some member is offline with a full queue. A client's
+    /// QoS 1/2 message to connected subscribers is never dropped for this: it is held back (see
+    /// `BrokerConfig`'s overload policy).
     pub dropped_queue_full: u64,
     /// Messages dropped because they exceeded a client's Maximum Packet Size.
     pub dropped_too_large: u64,
@@ -52,6 +57,25 @@ pub struct BrokerStats {
     pub dropped_session_ended: u64,
     /// Will messages published.
     pub wills_published: u64,
+    /// QoS 1/2 messages held back (their acknowledgement withheld) because a subscriber could
+    /// not take them yet, since the start.
+    pub messages_parked: u64,
+    /// Messages held back now.
+    pub parked: usize,
+    /// Bytes (topic and payload) of the messages held back now.
+    pub parked_bytes: usize,
+    /// Publishers with messages held back now.
+    pub publishers_waiting: usize,
+    /// Held-back messages dropped unacknowledged because their publisher's session ended
+    /// (the publisher never got an acknowledgement for them).
+    pub parked_dropped: u64,
+    /// Subscribers disconnected for making no progress while publishers waited for them.
+    pub stalled_subscribers_disconnected: u64,
+    /// Bytes reserved by partial packets now.
+    pub partial_bytes: usize,
+    /// Connections closed because a packet did not complete within `partial_packet_timeout`
+    /// or was too large before CONNECT was accepted.
+    pub partial_packets_refused: u64,
     /// Commands the broker gave one of its sessions that the session refused. Always 0 unless
     /// the broker has a bug (debug builds panic instead); each such connection was closed.
     pub session_errors: u64,

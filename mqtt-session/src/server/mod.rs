@@ -186,6 +186,12 @@ impl<T> ServerSession<T> {
         self.flows.queue.len()
     }
 
+    /// Inbound QoS 1 and 2 messages not finished: acknowledgements not sent yet plus QoS 2
+    /// awaiting PUBREL (what our Receive Maximum bounds).
+    pub fn inbound_unfinished(&self) -> usize {
+        self.flows.inbound.unfinished()
+    }
+
     /// How many more messages [`publish`](Self::publish) takes now before it refuses them
     /// with [`CommandError::QueueFull`]: the room left in the queue, or 0 while
     /// `max_transmit_buffer` bytes wait for [`poll_transmit`](Self::poll_transmit). (A message

@@ -90,6 +90,13 @@ impl<T> SessionState<T> {
         Ok(())
     }
 
+    /// Records the owner's Success acknowledgement of an inbound message (manual-ack mode)
+    /// while the client is away; it is sent, in order, when the session resumes. Unknown or
+    /// stale ids are ignored.
+    pub(crate) fn ack(&mut self, id: crate::shared::inbound::InboundId) {
+        let _ = self.flows.inbound.ack(id, mqtt_proto::ReasonCode::Success);
+    }
+
     /// Takes out the messages whose delivery had started (sent, not yet fully acknowledged),
     /// in send order, leaving the queued ones. An owner that ends the session uses this to
     /// treat interrupted deliveries differently from ones never started (for shared

@@ -1,0 +1,250 @@
+//! Input: bytes are fed to a session one packet at a time (so the broker reacts between
+//! packets), partial packets reserve their size from a broker-wide budget and must complete
+//! within a deadline, and [`Broker::wants_read`] says which connections take input.
+
+use bytes::BytesMut;
+use mqtt_proto::{Disconnect, ReasonCode};
+
+use super::{Broker, BrokerHooks, Connection, ConnectionId};
+use crate::server::ServerState;
+use crate::time::Instant;
+
+/// The incomplete packet at the front of a connection's unread bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Partial {
+    /// The packet's size from its fixed header (at least what has arrived of it).
+    size: usize,
+    /// Whether `size` is reserved from `max_partial_bytes_total`; until then the connection
+    /// is not read.
+    reserved: bool,
+    /// When it must be complete (once reserved).
+    pub(super) deadline: Option<Instant>,
+}
+
+impl<H: BrokerHooks> Broker<H> {
+    /// `handle_read`: whole packets one at a time while the connection may be read, then the
+    /// bookkeeping of what is left.
+    pub(super) fn read_packets(&mut self, now: Instant, id: ConnectionId, buf: &mut BytesMut) {
+        self.now = now;
+        loop {
+            let Some(conn) = self.connections.get(&id) else {
+                return;
+            };
+            if !self.conn_wants_read(conn) {
+                // Recorded (for `ReadResumed`) by the refresh.
+                self.refresh(id);
+                return;
+            }
+            let admitted = conn.session.state() == ServerState::Connected;
+            match self.peek.peek_header(buf) {
+                Ok(None) if buf.is_empty() => {
+                    self.complete_partial(id);
+                    break;
+                }
+                Ok(None) => {
+                    // Not even the fixed header yet: at most a few bytes.
+                    self.note_partial(now, id, buf.len());
+                    break;
+                }
+                Ok(Some(header))
+                    if !admitted
+                        && header.packet_size() > self.config.max_connect_packet_size as usize =>
+                {
+                    // Not buffered: a client not admitted yet gets no large buffer.
+                    self.stats.partial_packets_refused += 1;
+                    self.close_connection(now, id, ReasonCode::PacketTooLarge);
+                    break;
+                }
+                Ok(Some(header)) if header.packet_size() > buf.len() => {
+                    let size = header.packet_size();
+                    // The session refuses a size beyond its Maximum Packet Size from the
+                    // header; otherwise it takes nothing yet.
+                    self.feed(now, id, buf);
+                    if self.connections.get(&id).is_some_and(|c| !c.closed) {
+                        self.note_partial(now, id, size);
+                    }
+                    break;
+                }
+                Ok(Some(header)) => {
+                    self.complete_partial(id);
+                    let size = header.packet_size();
+                    let mut packet = buf.split_to(size);
+                    let consumed = self.feed(now, id, &mut packet);
+                    if !packet.is_empty() {
+                        // Not taken (the session waits for something): put it back in front.
+                        packet.unsplit(core::mem::take(buf));
+                        *buf = packet;
+                    }
+                    if consumed == 0 {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    // A bad fixed header: the session reports it.
+                    self.feed(now, id, buf);
+                    break;
+                }
+            }
+        }
+        if self
+            .connections
+            .get(&id)
+            .is_some_and(|c| c.partial.is_some())
+        {
+            // The partial packet's deadline.
+            self.refresh(id);
+        }
+        // Connections a completed packet gave the budget to.
+        self.run(now);
+    }
+
+    /// Gives `buf` to connection `id`'s session and handles what it reports; returns how many
+    /// bytes it consumed.
+    fn feed(&mut self, now: Instant, id: ConnectionId, buf: &mut BytesMut) -> usize {
+        let Some(conn) = self.connections.get_mut(&id) else {
+            return 0;
+        };
+        let before = buf.len();
+        conn.session.handle_read(now, buf);
+        let consumed = before - buf.len();
+        self.stats.bytes_in += consumed as u64;
+        self.settle(now, id);
+        consumed
+    }
+
+    /// Whether `conn` takes input now (see [`Broker::wants_read`]).
+    pub(super) fn conn_wants_read(&self, conn: &Connection) -> bool {
+        if conn.closed || conn.partial.is_some_and(|p| !p.reserved) {
+            return false;
+        }
+        // The session itself stops while its answers wait to be sent.
+        if conn.session.transmit_len() >= self.config.server.max_transmit_buffer {
+            return false;
+        }
+        let Some(key) = conn.key else {
+            return true;
+        };
+        if !self.parked.contains_key(&key) {
+            return true;
+        }
+        if self.parked_bytes > self.config.max_parked_bytes {
+            return false;
+        }
+        // An MQTT 3.1.x client does not know our Receive Maximum: one more QoS 1/2 message
+        // would be a protocol error, so it is not read while it is at the limit.
+        conn.session.version().is_v5()
+            || conn.session.inbound_unfinished()
+                < usize::from(self.config.server.receive_maximum.max(1))
+    }
+
+    /// Connection `id` left an incomplete packet of `size` bytes: reserve it (or queue for
+    /// the budget) and start its deadline.
+    fn note_partial(&mut self, now: Instant, id: ConnectionId, size: usize) {
+        let Some(conn) = self.connections.get(&id) else {
+            return;
+        };
+        // Still the same packet arriving; or a new size once its fixed header is complete
+        // (the deadline runs from its first byte).
+        let mut started = None;
+        if let Some(p) = conn.partial {
+            if p.size == size {
+                return;
+            }
+            started = p.deadline;
+            self.complete_partial(id);
+        }
+        let budget = self.config.max_partial_bytes_total;
+        let reserved = self.partial_total == 0 || self.partial_total + size <= budget;
+        if reserved {
+            self.partial_total += size;
+        } else {
+            self.budget_queue.push_back(id);
+        }
+        let deadline =
+            reserved.then(|| started.unwrap_or(now + self.config.partial_packet_timeout));
+        if let Some(conn) = self.connections.get_mut(&id) {
+            conn.partial = Some(Partial {
+                size,
+                reserved,
+                deadline,
+            });
+        }
+    }
+
+    /// Connection `id`'s partial packet is complete (or gone): its reservation goes back, and
+    /// connections waiting for the budget get it in order.
+    pub(super) fn complete_partial(&mut self, id: ConnectionId) {
+        let partial = self
+            .connections
+            .get_mut(&id)
+            .and_then(|conn| conn.partial.take());
+        self.release(id, partial);
+    }
+
+    /// Gives back the reservation of connection `id`'s `partial` (taken out of it, or of a
+    /// connection that is gone).
+    pub(super) fn release(&mut self, id: ConnectionId, partial: Option<Partial>) {
+        let Some(partial) = partial else {
+            return;
+        };
+        if !partial.reserved {
+            self.budget_queue.retain(|c| *c != id);
+            return;
+        }
+        self.partial_total -= partial.size;
+        let now = self.now;
+        while let Some(&next) = self.budget_queue.front() {
+            let Some(size) = self
+                .connections
+                .get(&next)
+                .and_then(|c| c.partial)
+                .map(|p| p.size)
+            else {
+                self.budget_queue.pop_front();
+                continue;
+            };
+            if self.partial_total != 0
+                && self.partial_total + size > self.config.max_partial_bytes_total
+            {
+                break;
+            }
+            self.budget_queue.pop_front();
+            self.partial_total += size;
+            let deadline = now + self.config.partial_packet_timeout;
+            if let Some(conn) = self.connections.get_mut(&next) {
+                conn.partial = Some(Partial {
+                    size,
+                    reserved: true,
+                    deadline: Some(deadline),
+                });
+            }
+            // Its `refresh` tells the driver (ReadResumed) and arms the deadline.
+            self.unsettled.push_back(next);
+        }
+    }
+
+    /// Closes connection `id` when its partial packet is past its deadline.
+    pub(super) fn check_partial_deadline(&mut self, now: Instant, id: ConnectionId) {
+        let due = self
+            .connections
+            .get(&id)
+            .and_then(|c| c.partial)
+            .and_then(|p| p.deadline)
+            .is_some_and(|d| d <= now);
+        if due {
+            self.stats.partial_packets_refused += 1;
+            self.complete_partial(id);
+            self.close_connection(now, id, ReasonCode::QuotaExceeded);
+        }
+    }
+
+    /// Closes connection `id` from the broker's side: MQTT 5 clients that were admitted get
+    /// DISCONNECT `code`.
+    pub(super) fn close_connection(&mut self, now: Instant, id: ConnectionId, code: ReasonCode) {
+        if let Some(conn) = self.connections.get_mut(&id) {
+            let result = conn.session.disconnect(now, Disconnect::new(code));
+            self.checked(now, id, result);
+            self.settle(now, id);
+        }
+    }
+}
