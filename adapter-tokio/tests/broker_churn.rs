@@ -25,9 +25,7 @@ impl WritesFail {
         let connect = Connect::new(version, MqttString::new(&format!("reset-{i}")).unwrap());
         let mut buf = BytesMut::new();
         Packet::from(connect).encode(version, &mut buf).unwrap();
-        Self {
-            connect: Some(buf),
-        }
+        Self { connect: Some(buf) }
     }
 }
 
