@@ -21,8 +21,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use mqtt_proto::{
     Connect, Decoder, Disconnect, MqttString, Packet, PacketId, ProtocolVersion, PubResponse,
-    Publish, QoS, QosPid, ReasonCode, Subscribe, SubscriptionOptions, TopicFilter, TopicName,
-    Will,
+    Publish, QoS, QosPid, ReasonCode, Subscribe, SubscriptionOptions, TopicFilter, TopicName, Will,
 };
 use mqtt_session::broker::{Broker, BrokerConfig, BrokerEvent, ConnectionId};
 use mqtt_session::Instant;
@@ -250,7 +249,11 @@ fn traffic(i: usize) -> Vec<Packet> {
         SubscriptionOptions::new(QoS::AtLeastOnce),
     );
     for f in ["churn/will/#", "$share/g/churn/shared"] {
-        let mut more = Subscribe::new(pid(1), filter(f), SubscriptionOptions::new(QoS::AtLeastOnce));
+        let mut more = Subscribe::new(
+            pid(1),
+            filter(f),
+            SubscriptionOptions::new(QoS::AtLeastOnce),
+        );
         subscribe.subscriptions.append(&mut more.subscriptions);
     }
     let publish = |n: u16, topic: String| {
@@ -297,7 +300,11 @@ fn end(d: &mut Driver, s: &Scenario, i: usize, id: ConnectionId) {
         End::Takeover => {
             let second = d.broker.open(d.now).unwrap();
             d.feed(second, version, &[connect(s, i)]);
-            d.feed(second, version, &[Disconnect::new(ReasonCode::Success).into()]);
+            d.feed(
+                second,
+                version,
+                &[Disconnect::new(ReasonCode::Success).into()],
+            );
             d.broker.handle_closed(d.now, second);
             // The first connection's transport goes after the broker closed it.
             d.broker.handle_closed(d.now, id);
@@ -328,7 +335,12 @@ fn round(d: &mut Driver, s: &Scenario) {
     // Keep-alive and CONNECT timeouts, then will delays and session expiry.
     d.advance(Duration::from_secs(2));
     d.advance(Duration::from_secs(60));
-    assert_eq!(d.broker.stats().connections, 0, "{}: connections left", s.name);
+    assert_eq!(
+        d.broker.stats().connections,
+        0,
+        "{}: connections left",
+        s.name
+    );
 }
 
 /// Runs `s` for 1 + `ROUNDS` rounds; returns the bytes held after each, relative to the new
@@ -384,28 +396,47 @@ const SCENARIOS: &[Scenario] = &[
     Scenario::new("clean, busy, transport lost, all at once", End::Lost)
         .busy()
         .concurrent(),
-    Scenario::new("clean, busy, keep-alive timeout, all at once", End::KeepAlive)
-        .busy()
-        .concurrent(),
+    Scenario::new(
+        "clean, busy, keep-alive timeout, all at once",
+        End::KeepAlive,
+    )
+    .busy()
+    .concurrent(),
     Scenario::new("no CONNECT, transport lost, all at once", End::NoConnect).concurrent(),
-    Scenario::new("no CONNECT, CONNECT timeout, all at once", End::ConnectTimeout).concurrent(),
-    Scenario::new("clean, busy, protocol error, all at once", End::ProtocolError)
-        .busy()
-        .concurrent(),
+    Scenario::new(
+        "no CONNECT, CONNECT timeout, all at once",
+        End::ConnectTimeout,
+    )
+    .concurrent(),
+    Scenario::new(
+        "clean, busy, protocol error, all at once",
+        End::ProtocolError,
+    )
+    .busy()
+    .concurrent(),
     Scenario::new("clean, busy, takeover, one at a time", End::Takeover).busy(),
-    Scenario::new("persistent 5.0, busy, transport lost, all at once", End::Lost)
-        .persistent()
-        .v5_only()
-        .busy()
-        .concurrent(),
-    Scenario::new("persistent 5.0, busy, takeover, one at a time", End::Takeover)
-        .persistent()
-        .v5_only()
-        .busy(),
-    Scenario::new("persistent 3.1.1 + 5.0, busy, DISCONNECT, all at once", End::Disconnect)
-        .persistent()
-        .busy()
-        .concurrent(),
+    Scenario::new(
+        "persistent 5.0, busy, transport lost, all at once",
+        End::Lost,
+    )
+    .persistent()
+    .v5_only()
+    .busy()
+    .concurrent(),
+    Scenario::new(
+        "persistent 5.0, busy, takeover, one at a time",
+        End::Takeover,
+    )
+    .persistent()
+    .v5_only()
+    .busy(),
+    Scenario::new(
+        "persistent 3.1.1 + 5.0, busy, DISCONNECT, all at once",
+        End::Disconnect,
+    )
+    .persistent()
+    .busy()
+    .concurrent(),
 ];
 
 #[test]
