@@ -1,5 +1,6 @@
 //! `churn`: rounds of connect-and-close against an MQTT broker on this machine, printing the
-//! broker process's resident memory (Linux: `VmRSS` of `/proc/PID/status`) after each round.
+//! broker process's resident memory (Linux: `VmRSS` of `/proc/PID/status`) after each round,
+//! and its peak (`VmHWM`) at the end.
 //! The measurement behind BENCHMARKS.md, "Connection churn":
 //!
 //! ```text
@@ -85,6 +86,7 @@ fn main() -> ExitCode {
         );
     }
     println!("RSS (MiB) per round: {}", line.join(" -> "));
+    println!("peak RSS: {}", status_mib(args.pid, "VmHWM:"));
     if args.idle > 0.0 {
         sleep(Duration::from_secs_f64(args.idle));
         println!("after {} s idle: RSS {}", args.idle, rss(args.pid));
@@ -167,13 +169,18 @@ fn encode(packet: Packet, version: ProtocolVersion) -> BytesMut {
 
 /// The resident memory of process `pid` in MiB, from `/proc/PID/status` (Linux).
 fn rss(pid: Option<u32>) -> String {
+    status_mib(pid, "VmRSS:")
+}
+
+/// A field of `/proc/PID/status` in MiB.
+fn status_mib(pid: Option<u32>, field: &str) -> String {
     let Some(pid) = pid else {
         return "n/a (no --pid)".to_owned();
     };
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or_else(|| "n/a".to_owned(), |kb| format!("{}", kb / 1024))
 }
