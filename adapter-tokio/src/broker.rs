@@ -842,11 +842,14 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
             Input::Lost(id) => self.broker.handle_closed(now, id),
             Input::Writable(id) => self.broker.resume_transmit(id),
             Input::WriterDone(id) => {
-                self.closing.retain(|c| *c != id);
                 if self.connections.contains_key(&id) {
-                    // The writer failed before the core closed the connection.
+                    // The writer failed before the core closed the connection. The close is
+                    // drained now, before the connection leaves `closing`: its writer has
+                    // already ended and will not report again.
                     self.broker.handle_closed(now, id);
+                    self.drain(now);
                 }
+                self.closing.retain(|c| *c != id);
             }
         }
     }

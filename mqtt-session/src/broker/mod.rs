@@ -524,7 +524,11 @@ impl<H: BrokerHooks> Broker<H> {
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<BrokerEvent> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if self.events.is_empty() {
+            release_room(&mut self.events);
+        }
+        event
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) has work next.
@@ -577,6 +581,7 @@ impl<H: BrokerHooks> Broker<H> {
                 break;
             }
         }
+        release_room(&mut self.unsettled);
         self.settling = false;
     }
 
@@ -682,5 +687,17 @@ impl<H: BrokerHooks> Broker<H> {
             }
             ServerEvent::Closed { reason, will, .. } => self.on_closed(now, id, reason, will),
         }
+    }
+}
+
+/// Room an emptied queue of the broker keeps.
+const KEPT_QUEUE_ROOM: usize = 64;
+
+/// Gives back the room of an emptied queue beyond [`KEPT_QUEUE_ROOM`]: a burst (every
+/// connection timing out in one `handle_timeout`, one message waking every subscriber) does not
+/// pin its peak for the broker's lifetime.
+fn release_room<T>(queue: &mut VecDeque<T>) {
+    if queue.is_empty() && queue.capacity() > KEPT_QUEUE_ROOM {
+        queue.shrink_to(KEPT_QUEUE_ROOM);
     }
 }
