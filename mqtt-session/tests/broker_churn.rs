@@ -191,6 +191,8 @@ impl Driver {
                         self.closed += 1;
                         self.versions.remove(&connection);
                     }
+                    // Nothing is held back here: every client reads at once.
+                    BrokerEvent::ReadResumed { .. } => {}
                 }
             }
             // Retained messages owed to subscribers go out in turns, when due.

@@ -546,3 +546,22 @@ proptest! {
         prop_assert!(debug.contains(EMPTY_INDEX), "{}", debug);
     }
 }
+
+/// The application's own retained message deeper than `max_topic_levels` is routed but not
+/// retained: a retained message's pending deliveries hold its position level by level, so an
+/// unbounded depth would cost every subscriber that much (found by the broker fuzzer: 72
+/// subscribers of a 20,000-level retained topic held 40 KB each).
+#[test]
+fn application_retained_message_deeper_than_the_level_limit_is_not_retained() {
+    let mut broker = Broker::new(levels_config(8));
+    let now = Instant::from_millis(0);
+    let mut message = Message::new(topic(&deep(9)), QoS::AtMostOnce, "x");
+    message.retain = true;
+    broker.publish(now, message);
+    assert_eq!(broker.stats().retained, 0);
+    assert_eq!(broker.stats().dropped_retained_too_deep, 1);
+    let mut message = Message::new(topic(&deep(8)), QoS::AtMostOnce, "x");
+    message.retain = true;
+    broker.publish(now, message);
+    assert_eq!(broker.stats().retained, 1);
+}

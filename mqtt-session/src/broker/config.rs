@@ -80,8 +80,10 @@ pub struct BrokerConfig {
     ///   MQTT 5, return code 3 (the nearest) in 3.1.x.
     ///
     /// [`Broker::publish`](crate::broker::Broker::publish) (the application's own messages) is
-    /// not limited. Whatever the limit, no walk over topics recurses: it bounds work and
-    /// memory, not the stack.
+    /// routed whatever its depth, but retained only within the limit (a retained message's
+    /// pending deliveries hold its position level by level; counted in
+    /// `BrokerStats::dropped_retained_too_deep`). Whatever the limit, no walk over topics
+    /// recurses: it bounds work and memory, not the stack.
     pub max_topic_levels: usize,
     /// Budget of one session's subscriptions, as the sum of their
     /// [`subscription_weight`](Self::subscription_weight)s; a new subscription beyond it gets

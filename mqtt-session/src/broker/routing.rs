@@ -114,6 +114,10 @@ impl<H: BrokerHooks> Broker<H> {
     }
 
     pub(super) fn retain(&mut self, now: Instant, message: &Message) {
+        if self.too_many_levels(message.topic.as_str()) {
+            self.stats.dropped_retained_too_deep += 1;
+            return;
+        }
         if self.retained.store(now, message).is_err() {
             self.stats.dropped_retained_full += 1;
         }

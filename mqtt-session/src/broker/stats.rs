@@ -49,6 +49,11 @@ pub struct BrokerStats {
     pub dropped_expired: u64,
     /// Retained messages not stored because the store was full.
     pub dropped_retained_full: u64,
+    /// Retained messages not stored because their topic has more than `max_topic_levels`
+    /// levels (only [`Broker::publish`](super::Broker::publish) can reach here: a client's
+    /// PUBLISH that deep closes its connection). A stored message's deliveries in turns keep
+    /// its position level by level, so the limit bounds what each pending delivery holds.
+    pub dropped_retained_too_deep: u64,
     /// QoS 0 messages for a session whose client is away (kept only with
     /// `queue_qos0_offline`).
     pub dropped_qos0_offline: u64,

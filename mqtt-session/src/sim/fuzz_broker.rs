@@ -1140,7 +1140,9 @@ impl<'a, 'h> Driver<'a, 'h> {
                         self.gone(i);
                     }
                 }
-                BrokerEvent::Connected { .. } => {}
+                // Every turn feeds each connection's pending bytes again until nothing moves,
+                // so a connection the broker reads again is fed without being named here.
+                BrokerEvent::Connected { .. } | BrokerEvent::ReadResumed { .. } => {}
             }
         }
         let stats = self.broker.stats();
