@@ -190,7 +190,7 @@
 
 #![forbid(unsafe_code)]
 
-mod futures_io;
+mod futures_rt;
 #[cfg(feature = "smol-runtime")]
 mod smol_rt;
 
@@ -202,12 +202,14 @@ pub use mqtt_session;
 /// The runtime-generic engine (`adapter_tokio::engine`): what a runtime implements, and the
 /// client, server and broker over any runtime.
 pub use adapter_tokio::engine;
+/// The engine's entry points and types named for one runtime (`adapter_tokio::named_for_runtime`).
+pub use adapter_tokio::named_for_runtime;
 pub use adapter_tokio::{
     BrokerNotice, BrokerNotices, BrokerOptions, ClientEvents, ClientOptions, ConnectionEvent,
     ConnectionEvents, ConnectionHandle, DetachedSession, Error, Event, PublishOutcome,
     PublishReceipt, Reconnect, ServerConnection, ServerOptions, TryPublishError,
 };
-pub use futures_io::{AcceptFuture, AsyncIoTimer, FuturesIo, FuturesTcp, TcpAcceptor, Transport};
+pub use futures_rt::{AcceptFuture, AsyncIoTimer, FuturesIo, FuturesTcp, TcpAcceptor, Transport};
 #[cfg(feature = "smol-runtime")]
 pub use smol_rt::{
     connect, connect_tcp, serve_connection, BrokerHandle, BrokerServer, Client, Server, SmolRuntime,

@@ -241,12 +241,14 @@ pub use tokio_rt::{
     TokioRuntime, TokioTimer, Transport,
 };
 
-/// The runtime-generic engine: what a runtime implements ([`Runtime`], [`Timer`],
-/// [`Transport`], [`Adapt`], and for TCP [`NetRuntime`], [`Bind`], [`TcpConnect`]), and the
-/// client, server and broker over any runtime ([`ClientOn`], [`ServerOn`],
-/// [`BrokerServerOn`], [`connect_on`]...). Each adapter names them for its runtime
-/// (`adapter_tokio::Client` is `ClientOn<TokioRuntime>`).
 pub mod engine {
+    //! The runtime-generic engine: what a runtime implements ([`Runtime`], [`Timer`],
+    //! [`Transport`], [`Adapt`], and for TCP [`NetRuntime`], [`Bind`], [`TcpConnect`]), and
+    //! the client, server and broker over any runtime ([`ClientOn`], [`ServerOn`],
+    //! [`BrokerServerOn`], [`connect_on`]...). Each adapter names them for its runtime
+    //! (`adapter_tokio::Client` is `ClientOn<TokioRuntime>`) with
+    //! [`named_for_runtime!`](crate::named_for_runtime).
+
     pub use crate::broker::{BrokerHandleOn, BrokerServerOn};
     pub use crate::client::{connect_on, connect_tcp_on, ClientOn};
     pub use crate::net::{Accepted, Adapt, Bind, Listener, NetRuntime, TcpConnect};

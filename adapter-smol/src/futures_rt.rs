@@ -185,14 +185,30 @@ impl<R: FuturesTcp> Listener for TcpAcceptor<R> {
 /// `bind`, `connect`, `accept`, `local_addr` and `set_nodelay` it calls), and
 /// [`FuturesTcp`].
 ///
-/// ```ignore
+/// A runtime of your own on smol's sockets (adapter-async-std's `AsyncStdRuntime` is the same
+/// with async-std's), named like the adapters' with `named_for_runtime!`:
+///
+/// ```
+/// #[derive(Clone, Copy, Debug, Default)]
+/// pub struct MyRuntime;
+///
 /// adapter_smol::futures_runtime! {
-///     runtime: AsyncStdRuntime,
-///     spawn: |future| drop(async_std::task::spawn(future)),
-///     listener: async_std::net::TcpListener,
-///     stream: async_std::net::TcpStream,
-///     addrs: async_std::net::ToSocketAddrs,
+///     runtime: MyRuntime,
+///     spawn: |future| smol::spawn(future).detach(),
+///     listener: smol::net::TcpListener,
+///     stream: smol::net::TcpStream,
+///     addrs: smol::net::AsyncToSocketAddrs,
 /// }
+/// adapter_smol::named_for_runtime!(MyRuntime);
+///
+/// # fn main() -> std::io::Result<()> {
+/// smol::block_on(async {
+///     let server = Server::bind("127.0.0.1:0", adapter_smol::ServerOptions::default()).await?;
+///     assert!(server.local_addr()?.port() != 0);
+///     server.shutdown().await;
+///     Ok(())
+/// })
+/// # }
 /// ```
 #[macro_export]
 macro_rules! futures_runtime {
