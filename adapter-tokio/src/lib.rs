@@ -208,19 +208,43 @@
 
 #![forbid(unsafe_code)]
 
-mod broker;
-mod client;
-mod driver;
+// The layers, bottom to top: each file imports only from those before it (checked by
+// `.ci/layers.py`, which reads this order).
+
+// 1. Why an operation failed.
 mod error;
-mod named;
-mod net;
-mod publish;
+
+// 2. Runtime traits (spawn, timer) and the one clock.
 mod runtime;
-mod server;
+
+// 3. The engine's own transport trait.
+mod transport;
+
+// 4. A runtime's streams and TCP.
+mod net;
+
+// 5. Per-connection state shared by a driver and its handles.
 mod shared;
+
+// 6. Operation completion.
+mod publish;
+
+// 7. The drive loop.
+mod driver;
+
+// 8. Client, server flow, broker.
+mod client;
+
+mod server;
+
+mod broker;
+
+// 9. The engine named for one runtime (a macro for every adapter).
+mod named;
+
+// 10. The tokio glue.
 #[cfg(feature = "tokio-runtime")]
 mod tokio_rt;
-mod transport;
 
 /// The protocol crate, re-exported: one dependency line brings the whole stack.
 pub use mqtt_proto;
