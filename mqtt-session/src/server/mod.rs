@@ -262,11 +262,10 @@ impl<T> ServerSession<T> {
 
     /// Whether [`handle_read`](Self::handle_read) would consume a whole packet now. `false`
     /// between CONNECT and the application's answer once enough packets (or a malformed one)
-    /// are held, while too
-    /// many SUBSCRIBE/UNSUBSCRIBE requests wait for answers, while `max_transmit_buffer` bytes
-    /// wait for `poll_transmit`, and once closed: a driver reads no more from the transport
-    /// until it turns `true` again (after a command or a drain), then calls `handle_read` with
-    /// what it kept.
+    /// are held, while too many SUBSCRIBE/UNSUBSCRIBE requests wait for answers, while
+    /// `max_transmit_buffer` bytes wait for `poll_transmit`, and once closed: a driver reads no
+    /// more from the transport until it turns `true` again (after a command or a drain), then
+    /// calls `handle_read` with what it kept.
     pub fn wants_read(&self) -> bool {
         let may_read = match self.state {
             ServerState::Closed => false,
