@@ -149,6 +149,22 @@ async fn unread_events_hold_the_driver_back_without_loss() {
     client.disconnect().await.unwrap();
 }
 
+/// Reads `count` PINGRESPs, each within 5 seconds.
+async fn expect_pingresps(
+    peer: &mut DuplexStream,
+    buf: &mut BytesMut,
+    decoder: &Decoder,
+    count: usize,
+) {
+    for n in 0..count {
+        let packet = tokio::time::timeout(Duration::from_secs(5), read_packet(peer, buf, decoder))
+            .await
+            .unwrap_or_else(|_| panic!("PINGRESP {n} never came: input was left unread"))
+            .unwrap();
+        assert_eq!(packet.packet_type(), PacketType::PingResp, "packet {n}");
+    }
+}
+
 /// The driver reads only while the session wants input (`wants_read`), and hands it what it
 /// kept once it wants more: a client that sends its CONNECT and 40 PINGREQs in one write, more
 /// than the session holds before the application answers, gets its CONNACK and then all 40
@@ -175,16 +191,7 @@ async fn input_beyond_what_the_session_holds_is_read_after_the_answer() {
     let mut buf = BytesMut::new();
     let connack = read_packet(&mut peer, &mut buf, &decoder).await.unwrap();
     assert_eq!(connack.packet_type(), PacketType::ConnAck);
-    for n in 0..40 {
-        let packet = tokio::time::timeout(
-            Duration::from_secs(5),
-            read_packet(&mut peer, &mut buf, &decoder),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("PINGRESP {n} never came: input was left unread"))
-        .unwrap();
-        assert_eq!(packet.packet_type(), PacketType::PingResp, "packet {n}");
-    }
+    expect_pingresps(&mut peer, &mut buf, &decoder, 40).await;
 }
 
 /// The same when the session stops for its own transmit buffer: with room for only 16 bytes of
@@ -212,14 +219,5 @@ async fn input_beyond_a_full_transmit_buffer_is_read_once_drained() {
     let connack = read_packet(&mut peer, &mut buf, &decoder).await.unwrap();
     assert_eq!(connack.packet_type(), PacketType::ConnAck);
     peer.write_all(&[0xC0, 0x00].repeat(40)).await.unwrap();
-    for n in 0..40 {
-        let packet = tokio::time::timeout(
-            Duration::from_secs(5),
-            read_packet(&mut peer, &mut buf, &decoder),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("PINGRESP {n} never came: input was left unread"))
-        .unwrap();
-        assert_eq!(packet.packet_type(), PacketType::PingResp, "packet {n}");
-    }
+    expect_pingresps(&mut peer, &mut buf, &decoder, 40).await;
 }
