@@ -74,7 +74,7 @@ pub use adapter_smol::engine;
 pub use adapter_smol::Reconnect;
 pub use adapter_smol::{
     BrokerNotice, BrokerNotices, BrokerOptions, ClientEvents, ClientOptions, ConnectionEvent,
-    ConnectionEvents, ConnectionHandle, DetachedSession, Error, Event, PublishOutcome,
+    ConnectionEvents, ConnectionHandle, DetachedSession, Error, Event, Events, PublishOutcome,
     PublishReceipt, ServerConnection, ServerOptions, Transport, TryPublishError,
 };
 

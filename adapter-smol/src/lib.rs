@@ -206,7 +206,7 @@ pub use adapter_tokio::engine;
 pub use adapter_tokio::named_for_runtime;
 pub use adapter_tokio::{
     BrokerNotice, BrokerNotices, BrokerOptions, ClientEvents, ClientOptions, ConnectionEvent,
-    ConnectionEvents, ConnectionHandle, DetachedSession, Error, Event, PublishOutcome,
+    ConnectionEvents, ConnectionHandle, DetachedSession, Error, Event, Events, PublishOutcome,
     PublishReceipt, Reconnect, ServerConnection, ServerOptions, TryPublishError,
 };
 pub use futures_rt::{AcceptFuture, AsyncIoTimer, FuturesIo, FuturesTcp, TcpAcceptor, Transport};

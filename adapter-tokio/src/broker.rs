@@ -1,4 +1,4 @@
-//! Layer 7 (with `client` and `server`): [`BrokerServerOn`] (`BrokerServer` in each adapter):
+//! Layer 8 (with `client` and `server`): [`BrokerServerOn`] (`BrokerServer` in each adapter):
 //! the broker core of `mqtt-session` served over listeners and any transport. A real MQTT
 //! broker in a few lines, with graceful shutdown. Imports the layers below: `runtime`,
 //! `transport`, `net`.

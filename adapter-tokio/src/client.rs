@@ -1,4 +1,4 @@
-//! Layer 7 (with `server` and `broker`): the client: [`connect_on`] / [`connect_tcp_on`], the
+//! Layer 8 (with `server` and `broker`): the client: [`connect_on`] / [`connect_tcp_on`], the
 //! cloneable [`ClientOn`] handle, the [`ClientEvents`] stream, and session resumption on a new
 //! transport ([`Reconnect`]). Imports the layers below: `runtime`, `transport`, `net`,
 //! `error`, `shared`, `publish`, `driver`.
@@ -7,9 +7,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use mqtt_proto::{Auth, ConnAck, Connect, Disconnect, Publish, ReasonCode, SubAck, UnsubAck};
@@ -24,7 +22,7 @@ use crate::error::{Error, TryPublishError};
 use crate::net::{Adapt, TcpConnect};
 use crate::publish::{reply, PublishOutcome, PublishReceipt, PublishToken};
 use crate::runtime::{Clock, Runtime};
-use crate::shared::{CloseInfo, Shared};
+use crate::shared::{CloseInfo, Events, Shared};
 use crate::transport::{BoxTransport, Transport};
 
 /// How to connect: the CONNECT packet (protocol version, client id, keep alive, clean start,
@@ -46,9 +44,9 @@ pub struct ClientOptions {
     pub linger: Duration,
     /// Keep the session when the connection is lost (default `false`).
     ///
-    /// With `true`, a connection that ends for any reason other than [`disconnect`](ClientOn::disconnect)
-    /// (transport lost, keep alive timeout, the server's DISCONNECT, a protocol violation...)
-    /// reports [`Event::Closed`] with `resumable: true` and the driver stays, holding the
+    /// With `true`, a connection that ends for any reason other than
+    /// [`disconnect`](ClientOn::disconnect) (transport lost, keep alive timeout, the server's
+    /// DISCONNECT, a protocol violation...) reports [`Event::Closed`] with `resumable: true` and the driver stays, holding the
     /// session, as long as a client handle exists: publishes waiting for their
     /// acknowledgement keep waiting, new ones are queued (bounded), and
     /// [`Reconnect::reconnect`] resumes the session on a new transport. With `false`, the driver
@@ -120,43 +118,19 @@ pub enum Event {
         /// The transport error, when the transport failed.
         io_error: Option<io::Error>,
         /// The session survived ([`ClientOptions::resumable`], and the close did not come from
-        /// [`disconnect`](ClientOn::disconnect)): the driver waits for [`Reconnect::reconnect`], and more
-        /// events follow. With `false` this is the last event.
+        /// [`disconnect`](ClientOn::disconnect)): the driver waits for
+        /// [`Reconnect::reconnect`], and more events follow. With `false` this is the last
+        /// event.
         resumable: bool,
     },
 }
 
-/// The receiving end of a client's events. Also a [`futures_core::Stream`].
+/// The receiving end of a client's events ([`Events`]). `recv` gives `None` once the driver
+/// has ended: after a `Closed` event with `resumable: false`, or after the last handle went or
+/// `disconnect` was called while the session waited for a reconnect.
 ///
 /// Read it: while it is full, the driver stops reading from the transport.
-#[derive(Debug)]
-pub struct ClientEvents {
-    rx: mpsc::Receiver<Event>,
-}
-
-impl ClientEvents {
-    /// The next event; `None` once the driver has ended (after a `Closed` event with
-    /// `resumable: false`, or after the last handle went or `disconnect` was called while
-    /// the session waited for a reconnect).
-    ///
-    /// Cancel safe: an event is never lost when the future is dropped.
-    pub async fn recv(&mut self) -> Option<Event> {
-        self.rx.recv().await
-    }
-
-    /// The next event if one is waiting.
-    pub fn try_recv(&mut self) -> Option<Event> {
-        self.rx.try_recv().ok()
-    }
-}
-
-impl futures_core::Stream for ClientEvents {
-    type Item = Event;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        self.rx.poll_recv(cx)
-    }
-}
+pub type ClientEvents = Events<Event>;
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
@@ -305,7 +279,7 @@ async fn connect_transport<R: Runtime, Io: Transport>(
         runtime: PhantomData,
     };
     reply(connected_rx, &client.shared).await?;
-    Ok((client, ClientEvents { rx: events_rx }))
+    Ok((client, Events::new(events_rx)))
 }
 
 impl<R> ClientOn<R> {
@@ -500,15 +474,15 @@ impl<R> ClientOn<R> {
 ///
 /// Errors: [`Error::Rejected`]`(`[`CommandError::AlreadyConnected`]`)` while a connection is
 /// open or being opened (the transport is dropped); [`Error::Closed`] once the driver has
-/// ended ([`is_ended`](ClientOn::is_ended)); [`Error::ConnectionRefused`], [`Error::Io`], [`Error::Closed`]
-/// or [`Error::ProtocolViolation`] when this connection fails before its CONNACK (no `Closed`
-/// event is reported for it; the session waits for the next reconnect).
+/// ended ([`is_ended`](ClientOn::is_ended)); [`Error::ConnectionRefused`], [`Error::Io`],
+/// [`Error::Closed`] or [`Error::ProtocolViolation`] when this connection fails before its
+/// CONNACK (no `Closed` event is reported for it; the session waits for the next reconnect).
 ///
 /// Cancel safety: the transport is handed over on the first poll (unless the control channel
 /// is full). Dropped before that, the transport is dropped. Dropped afterwards, the
 /// reconnect carries on: its CONNACK shows as [`Event::Connected`] and a failure leaves the
-/// session waiting again ([`is_closed`](ClientOn::is_closed)). `reconnect_tcp` dropped while the TCP
-/// connection is being made does nothing.
+/// session waiting again ([`is_closed`](ClientOn::is_closed)). `reconnect_tcp` dropped while
+/// the TCP connection is being made does nothing.
 ///
 /// Reconnecting with a pause (automatic backoff is the application's for now):
 ///

@@ -1,5 +1,5 @@
-//! Layer 6: the drive loop, written once for both roles: a clock, a transport, a timer, two command
-//! channels and one loop over a sans-IO session. No protocol logic lives here.
+//! Layer 7: the drive loop, written once for both roles: a clock, a transport, a timer, two
+//! command channels and one loop over a sans-IO session. No protocol logic lives here.
 //!
 //! One turn of the loop:
 //! 1. drain the session: `poll_transmit` into the write buffer (one contiguous buffer, written
@@ -27,7 +27,7 @@
 //! drain), nothing more is read from the transport, and what was read is handed to it again
 //! once it does. The driver never decodes packets itself.
 //!
-//! Imports `runtime`, `transport`, `error`, `shared` and `publish` (all below it).
+//! Imports `runtime`, `transport`, `shared` and `publish` (all below it).
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};

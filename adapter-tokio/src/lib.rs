@@ -10,8 +10,8 @@
 //!
 //! # Client
 //!
-//! [`connect`] (any tokio [`Transport`]) or [`connect_tcp`] sends the CONNECT, waits for the CONNACK
-//! and gives a [`Client`] (a cheap cloneable handle) and its [`ClientEvents`] (incoming
+//! [`connect`] (any tokio [`Transport`]) or [`connect_tcp`] sends the CONNECT, waits for the
+//! CONNACK and gives a [`Client`] (a cheap cloneable handle) and its [`ClientEvents`] (incoming
 //! messages and the connection's life; also a `Stream`). `client.publish(message).await`
 //! resolves when the server acknowledged the message, with its reason code.
 //!
@@ -259,6 +259,7 @@ pub use server::{
     ConnectionEvent, ConnectionEvents, ConnectionHandle, DetachedSession, ServerConnection,
     ServerOptions,
 };
+pub use shared::Events;
 #[cfg(feature = "tokio-runtime")]
 pub use tokio_rt::{
     connect, connect_tcp, serve_connection, BrokerHandle, BrokerServer, Client, Server, TokioIo,

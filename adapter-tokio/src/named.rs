@@ -1,4 +1,4 @@
-//! Layer 8: the engine named for one runtime, written once for every adapter:
+//! Layer 9: the engine named for one runtime, written once for every adapter:
 //! [`named_for_runtime!`](crate::named_for_runtime) defines `Client`, `Server`, `BrokerServer`,
 //! `BrokerHandle`, `connect`, `connect_tcp` and `serve_connection` on a runtime type. The tokio
 //! glue above invokes it for `TokioRuntime`, `adapter-smol` and `adapter-async-std` for theirs,

@@ -1,4 +1,4 @@
-//! Layer 3: what a runtime brings besides spawn and time: its streams as the engine's
+//! Layer 4: what a runtime brings besides spawn and time: its streams as the engine's
 //! [`Transport`] ([`Adapt`]), its TCP listener ([`NetRuntime`], [`Bind`], any [`Listener`])
 //! and its TCP connect ([`TcpConnect`]). Imports only `runtime` and `transport`.
 

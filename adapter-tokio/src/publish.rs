@@ -1,4 +1,4 @@
-//! Layer 5: operation completion, shared by both roles: the token a publish carries through
+//! Layer 6: operation completion, shared by both roles: the token a publish carries through
 //! the session, the future that waits for it, and the wait for any other reply. Imports only
 //! `error` and `shared`.
 

@@ -1,4 +1,4 @@
-//! Layer 1: what a runtime gives the engine (spawn, a resettable timer, a clock), and the one
+//! Layer 2: what a runtime gives the engine (spawn, a resettable timer, a clock), and the one
 //! [`Clock`] that turns the runtime's time into the sessions' millisecond
 //! [`Instant`](mqtt_session::Instant). Imports nothing from the crate.
 //!

@@ -1,4 +1,4 @@
-//! Layer 7 (with `client` and `broker`): the server flow (Alpakka's "implement your own
+//! Layer 8 (with `client` and `broker`): the server flow (Alpakka's "implement your own
 //! server"): [`ServerOn`] (`Server` in each adapter) accepts connections from a listener,
 //! [`serve_connection_on`] serves any transport; each connection is a [`ServerConnection`]:
 //! its events, and a handle to answer them. Imports the layers below: `runtime`, `transport`,
@@ -9,9 +9,7 @@ use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Deref;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use mqtt_proto::{
@@ -29,7 +27,7 @@ use crate::error::{Error, TryPublishError};
 use crate::net::{Adapt, Bind, Listener, NetRuntime};
 use crate::publish::{reply, PublishOutcome, PublishReceipt, PublishToken};
 use crate::runtime::{Clock, Runtime};
-use crate::shared::{CloseInfo, Shared};
+use crate::shared::{CloseInfo, Events, Shared};
 use crate::transport::Transport;
 
 /// Options of a server flow: the session's limits plus the driver's channel sizes.
@@ -101,33 +99,11 @@ pub enum ConnectionEvent {
     },
 }
 
-/// The receiving end of a connection's events. Also a [`futures_core::Stream`].
-#[derive(Debug)]
-pub struct ConnectionEvents {
-    rx: mpsc::Receiver<ConnectionEvent>,
-}
-
-impl ConnectionEvents {
-    /// The next event; `None` after `Closed` has been received.
-    ///
-    /// Cancel safe: an event is never lost when the future is dropped.
-    pub async fn recv(&mut self) -> Option<ConnectionEvent> {
-        self.rx.recv().await
-    }
-
-    /// The next event if one is waiting.
-    pub fn try_recv(&mut self) -> Option<ConnectionEvent> {
-        self.rx.try_recv().ok()
-    }
-}
-
-impl futures_core::Stream for ConnectionEvents {
-    type Item = ConnectionEvent;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ConnectionEvent>> {
-        self.rx.poll_recv(cx)
-    }
-}
+/// The receiving end of a server connection's events ([`Events`]). `recv` gives `None` after
+/// `Closed` has been received.
+///
+/// Read it: while it is full, the driver stops reading from the transport.
+pub type ConnectionEvents = Events<ConnectionEvent>;
 
 /// The durable state of a client's session, taken from a closed connection with
 /// [`ConnectionHandle::detach_session`] and given to the same client's next connection with
@@ -489,7 +465,7 @@ fn spawn_connection<Rt: Runtime, Io: Transport>(
             shared,
             detached,
         },
-        events: ConnectionEvents { rx: events_rx },
+        events: Events::new(events_rx),
         peer_addr,
     }
 }

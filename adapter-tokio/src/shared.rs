@@ -1,11 +1,15 @@
-//! Layer 4: the state a connection's driver shares with its handles: whether and how the
-//! connection ended, and whether the driver outlived its transport. Imports only `error`.
+//! Layer 5: what a connection's driver shares with its handles: whether and how the
+//! connection ended, whether the driver outlived its transport, and the receiving end of its
+//! events. Imports only `error`.
 
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
 
 use mqtt_session::CloseReason;
+use tokio::sync::mpsc;
 
 use crate::error::Error;
 
@@ -85,5 +89,40 @@ impl Shared {
 
     pub(crate) fn set_detached(&self, detached: bool) {
         self.detached.store(detached, Ordering::Release);
+    }
+}
+
+/// The receiving end of a connection's events, for both roles (`ClientEvents`,
+/// `ConnectionEvents`). Also a [`futures_core::Stream`].
+///
+/// Read it: while it is full, the driver stops reading from the transport.
+#[derive(Debug)]
+pub struct Events<E> {
+    rx: mpsc::Receiver<E>,
+}
+
+impl<E> Events<E> {
+    pub(crate) fn new(rx: mpsc::Receiver<E>) -> Self {
+        Self { rx }
+    }
+
+    /// The next event; `None` once the driver has ended and every event was received.
+    ///
+    /// Cancel safe: an event is never lost when the future is dropped.
+    pub async fn recv(&mut self) -> Option<E> {
+        self.rx.recv().await
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_recv(&mut self) -> Option<E> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl<E> futures_core::Stream for Events<E> {
+    type Item = E;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<E>> {
+        self.rx.poll_recv(cx)
     }
 }

@@ -1,4 +1,4 @@
-//! Layer 9, the top (feature `tokio-runtime`): everything that is tokio's. [`TokioRuntime`]
+//! Layer 10, the top (feature `tokio-runtime`): everything that is tokio's. [`TokioRuntime`]
 //! (tokio's spawn, timer and clock), [`TokioIo`] (tokio's `AsyncRead + AsyncWrite` as the
 //! engine's transport), tokio's TCP listener and connect, and the engine named for tokio
 //! (`Client`, `Server`, `BrokerServer`, `connect`... by `named_for_runtime!`). Imports from

@@ -1,4 +1,4 @@
-//! Layer 2: the engine's own byte transport, [`Transport`]: poll-based, reading into a
+//! Layer 3: the engine's own byte transport, [`Transport`]: poll-based, reading into a
 //! `BytesMut`, writing, flushing and closing. Not tokio's I/O traits nor futures-io's: each
 //! adapter implements it for its runtime's streams (`adapter_tokio::TokioIo` for tokio's
 //! `AsyncRead + AsyncWrite`, `adapter_smol::FuturesIo` for futures-io's), so the engine
