@@ -9,7 +9,7 @@ use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Deref;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mqtt_proto::{
@@ -522,15 +522,18 @@ impl<R: Runtime> ServerGroup<R> {
 /// `adapter_tokio::Server` is `ServerOn<TokioRuntime>`): each accepted connection gets a
 /// driver and is handed to the application as a [`ServerConnection`].
 pub struct ServerOn<R: Runtime> {
-    /// Locked only while polled: `accept` takes `&self`.
-    listener: Mutex<Box<dyn Listener>>,
+    /// `accept` takes `&self`: concurrent accepts take turns (an async lock, so that each
+    /// waiting task is woken in turn).
+    listener: tokio::sync::Mutex<Box<dyn Listener>>,
+    /// The listener's address, read once.
+    local_addr: Option<SocketAddr>,
     group: ServerGroup<R>,
 }
 
 impl<R: Runtime> fmt::Debug for ServerOn<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
-            .field("local_addr", &self.local_addr().ok())
+            .field("local_addr", &self.local_addr)
             .field("options", &self.group.options)
             .field("shutting_down", &*self.group.signal.borrow())
             .finish_non_exhaustive()
@@ -563,27 +566,27 @@ impl<R: Runtime> ServerOn<R> {
         options: impl Into<ServerOptions>,
     ) -> Self {
         Self {
-            listener: Mutex::new(listener),
+            local_addr: listener.local_addr().ok(),
+            listener: tokio::sync::Mutex::new(listener),
             group: ServerGroup::new(runtime, options.into()),
         }
     }
 
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener().local_addr()
-    }
-
-    fn listener(&self) -> std::sync::MutexGuard<'_, Box<dyn Listener>> {
-        self.listener.lock().unwrap_or_else(PoisonError::into_inner)
+        self.local_addr
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the listener has no address"))
     }
 
     /// Waits for the next connection (TCP_NODELAY set on TCP streams) and starts its driver.
     ///
     /// Cancel safe: a connection is never lost when the future is dropped (the runtimes'
-    /// listeners accept only once one is ready). One task accepts at a time: with several,
-    /// only the last to poll is woken.
+    /// listeners accept only once one is ready). Several tasks may accept at once: they take
+    /// turns.
     pub async fn accept(&self) -> io::Result<ServerConnection> {
-        let accepted = poll_fn(|cx| self.listener().poll_accept(cx)).await?;
+        let mut listener = self.listener.lock().await;
+        let accepted = poll_fn(|cx| listener.poll_accept(cx)).await?;
+        drop(listener);
         let (transport, peer) = accepted.into_transport();
         Ok(self.group.serve(transport, peer))
     }
@@ -605,7 +608,9 @@ impl<R: Runtime> ServerOn<R> {
     /// Cancel safety: dropping the future after its first poll leaves the connections
     /// closing in the background.
     pub async fn shutdown(self) {
-        let Self { listener, group } = self;
+        let Self {
+            listener, group, ..
+        } = self;
         drop(listener);
         group.shutdown().await;
     }
