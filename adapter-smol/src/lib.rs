@@ -3,12 +3,23 @@
 //! [`futures_io::AsyncRead`] + [`futures_io::AsyncWrite`] transport.
 //!
 //! There is one drive loop in the workspace, in `adapter-tokio`'s runtime-generic engine
-//! (built here with `default-features = false`: tokio's channels and I/O traits only, no tokio
-//! runtime). This crate supplies [`SmolRuntime`] (smol's spawn, `async-io`'s timer, the
-//! standard clock), adapts futures-io streams with `tokio_util::compat`, and binds TCP with
-//! `async-net`. Every type you hold ([`Client`], [`ClientEvents`], [`ServerConnection`],
-//! [`Error`]...) is the very type `adapter-tokio` exports, so code written against one adapter
-//! compiles against the other by changing the crate name.
+//! ([`engine`], built here with `default-features = false`: tokio's runtime-free channels
+//! only, no tokio I/O and no tokio runtime). This crate supplies [`SmolRuntime`] (smol's
+//! spawn, `async-io`'s timer and the standard clock), [`FuturesIo`] (futures-io streams as the
+//! engine's own transport, directly: no compat layer) and TCP with `async-net`. The handles
+//! ([`ClientEvents`], [`ServerConnection`], [`Error`]...) are the very types `adapter-tokio`
+//! exports, and the runtime-named ones ([`Client`], [`Server`], [`BrokerServer`]) are the same
+//! generic engine types on [`SmolRuntime`], so code written against one adapter compiles
+//! against the other by changing the crate name.
+//!
+//! One dependency line is enough: [`mqtt_proto`] and [`mqtt_session`] are re-exported.
+//!
+//! # Features
+//!
+//! `smol-runtime` (default) is [`SmolRuntime`] and what is named for it (`smol` itself).
+//! Without it, the crate is the futures-io building blocks every futures-io runtime shares
+//! ([`FuturesIo`], [`AsyncIoTimer`], [`TcpAcceptor`], [`futures_runtime!`]) on `futures-io`
+//! and `async-io` alone: what `adapter-async-std` builds on.
 //!
 //! ```
 //! use adapter_smol::{connect_tcp, ClientOptions, ConnectionEvent, Event, Server, ServerOptions};
@@ -61,7 +72,7 @@
 //!
 //! # Broker
 //!
-//! [`BrokerServer`] is adapter-tokio's broker server on smol (the `mqtt-session` broker core:
+//! [`BrokerServer`] is the engine's broker server on smol (the `mqtt-session` broker core:
 //! sessions, routing, retained messages, wills, takeover; one task owns it, each connection
 //! has a reader and a writer task), with the same methods: `bind`, `from_listener`, `new`,
 //! `with_hooks`, `notices`, `spawn`, `serve`; and on its [`BrokerHandle`]:
@@ -91,6 +102,41 @@
 //!     }
 //!     client.disconnect().await?;
 //!     handle.shutdown().await; // every connection told and closed, the listener gone
+//!     Ok(())
+//! })
+//! # }
+//! ```
+//!
+//! # Session resumption
+//!
+//! [`Reconnect`] is the engine's one trait: on an [`adapter_smol::Client`](Client) it takes
+//! futures-io streams (`reconnect`, `reconnect_with`) and smol's address types
+//! (`reconnect_tcp`). Same CONNECT (Clean Start 0 unless `reconnect_with` says otherwise),
+//! same outcomes, errors and cancel safety as on tokio.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use adapter_smol::{connect_tcp, ClientOptions, Event, Reconnect};
+//! use mqtt_proto::{Connect, MqttString, ProtocolVersion};
+//!
+//! # fn main() -> Result<(), adapter_smol::Error> {
+//! smol::block_on(async {
+//!     let addr = "127.0.0.1:1883";
+//!     let mut connect = Connect::new(ProtocolVersion::V3_1_1, MqttString::new("s1").unwrap());
+//!     connect.clean_start = false;
+//!     let (client, mut events) = connect_tcp(addr, ClientOptions::new(connect).resumable()).await?;
+//!     while let Some(event) = events.recv().await {
+//!         if let Event::Closed { resumable: true, .. } = event {
+//!             loop {
+//!                 smol::Timer::after(Duration::from_secs(1)).await;
+//!                 match client.reconnect_tcp(addr).await {
+//!                     Ok(_connack) => break,
+//!                     Err(error) if error.is_connection_error() && !client.is_ended() => {}
+//!                     Err(error) => return Err(error),
+//!                 }
+//!             }
+//!         }
+//!     }
 //!     Ok(())
 //! })
 //! # }
@@ -144,193 +190,27 @@
 
 #![forbid(unsafe_code)]
 
-use std::io;
-use std::net::SocketAddr;
+mod futures_rt;
+#[cfg(feature = "smol-runtime")]
+mod smol_rt;
 
-use smol::net::{AsyncToSocketAddrs, TcpListener, TcpStream};
+/// The protocol crate, re-exported: one dependency line brings the whole stack.
+pub use mqtt_proto;
+/// The sans-IO sessions and broker core, re-exported.
+pub use mqtt_session;
 
-pub mod runtime;
-
+/// The runtime-generic engine (`adapter_tokio::engine`): what a runtime implements, and the
+/// client, server and broker over any runtime.
+pub use adapter_tokio::engine;
+/// The engine's entry points and types named for one runtime (`adapter_tokio::named_for_runtime`).
+pub use adapter_tokio::named_for_runtime;
 pub use adapter_tokio::{
-    BrokerNotice, BrokerNotices, BrokerOptions, Client, ClientEvents, ClientOptions,
-    ConnectionEvent, ConnectionEvents, ConnectionHandle, DetachedSession, Error, Event,
-    PublishOutcome, PublishReceipt, ServerConnection, ServerOptions, TryPublishError,
+    BrokerNotice, BrokerNotices, BrokerOptions, ClientEvents, ClientOptions, ConnectionEvent,
+    ConnectionEvents, ConnectionHandle, DetachedSession, Error, Event, Events, PublishOutcome,
+    PublishReceipt, Reconnect, ServerConnection, ServerOptions, TryPublishError,
 };
-pub use runtime::{SmolRuntime, Transport};
-
-/// An MQTT broker on smol: the `mqtt-session` broker core served over a TCP listener
-/// (optional) and any transports handed to [`BrokerHandle::serve_transport`], as
-/// `adapter_tokio::BrokerServer` (methods: [`runtime::BrokerServerOn`]). One task owns the
-/// core, each connection has a reader and a writer task, all spawned with `smol::spawn`.
-pub type BrokerServer<H = mqtt_session::broker::AllowAll> = runtime::BrokerServerOn<SmolRuntime, H>;
-
-/// A cheap, cloneable handle to a running [`BrokerServer`] (methods:
-/// [`runtime::BrokerHandleOn`]).
-pub type BrokerHandle = runtime::BrokerHandleOn<SmolRuntime>;
-
-use runtime::ServerGroup;
-
-/// Connects over `transport`: sends the CONNECT and waits for the CONNACK, the driver running
-/// on smol. As `adapter_tokio::connect` (same errors, same cancel safety).
-pub async fn connect<Io: Transport>(
-    transport: Io,
-    options: ClientOptions,
-) -> Result<(Client, ClientEvents), Error> {
-    runtime::connect_on(SmolRuntime, transport, options).await
-}
-
-/// Connects over TCP to `addr` with TCP_NODELAY set, then as [`connect`].
-pub async fn connect_tcp(
-    addr: impl AsyncToSocketAddrs,
-    options: ClientOptions,
-) -> Result<(Client, ClientEvents), Error> {
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    connect(stream, options).await
-}
-
-/// Serves one MQTT connection over any transport, the driver running on smol. As
-/// `adapter_tokio::serve_connection`.
-pub fn serve_connection<Io: Transport>(
-    transport: Io,
-    options: impl Into<ServerOptions>,
-) -> ServerConnection {
-    runtime::serve_connection_on(SmolRuntime, transport, options)
-}
-
-/// A TCP listener that serves MQTT connections on smol, as `adapter_tokio::Server`.
-#[derive(Debug)]
-pub struct Server {
-    listener: TcpListener,
-    group: ServerGroup<SmolRuntime>,
-}
-
-impl Server {
-    /// Listens on `addr` (port 0 for an ephemeral port).
-    pub async fn bind(
-        addr: impl AsyncToSocketAddrs,
-        options: impl Into<ServerOptions>,
-    ) -> io::Result<Self> {
-        Ok(Self::from_listener(TcpListener::bind(addr).await?, options))
-    }
-
-    /// Serves connections from a listener bound elsewhere.
-    pub fn from_listener(listener: TcpListener, options: impl Into<ServerOptions>) -> Self {
-        let group = ServerGroup::new(SmolRuntime, options);
-        Self { listener, group }
-    }
-
-    /// The address the listener is bound to.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    /// Waits for the next TCP connection, sets TCP_NODELAY on it and starts its driver.
-    /// Cancel safe.
-    pub async fn accept(&self) -> io::Result<ServerConnection> {
-        let (stream, peer) = self.listener.accept().await?;
-        stream.set_nodelay(true)?;
-        Ok(self.group.serve(stream, Some(peer)))
-    }
-
-    /// Serves a connection that arrived some other way (TLS...) as part of this server.
-    pub fn serve<Io: Transport>(&self, transport: Io) -> ServerConnection {
-        self.group.serve(transport, None)
-    }
-
-    /// Shuts down gracefully: stops listening, closes every connection (MQTT 5 clients get
-    /// DISCONNECT 0x8B Server shutting down) and waits until their transports are closed.
-    pub async fn shutdown(self) {
-        drop(self.listener);
-        self.group.shutdown().await;
-    }
-}
-
-/// Session resumption over futures-io transports: `adapter_tokio::Reconnect` under the same
-/// names, for a [`Client`] made with [`ClientOptions::resumable`]. Same CONNECT (Clean Start 0
-/// unless [`reconnect_with`](Self::reconnect_with) says otherwise), same outcomes, same errors
-/// and the same cancel safety (see `adapter_tokio::Reconnect`); the transport goes through
-/// `tokio_util::compat` into the one driver, as for [`connect`].
-///
-/// ```no_run
-/// use std::time::Duration;
-/// use adapter_smol::{connect_tcp, ClientOptions, Event, Reconnect};
-/// use mqtt_proto::{Connect, MqttString, ProtocolVersion};
-///
-/// # fn main() -> Result<(), adapter_smol::Error> {
-/// smol::block_on(async {
-///     let addr = "127.0.0.1:1883";
-///     let mut connect = Connect::new(ProtocolVersion::V3_1_1, MqttString::new("s1").unwrap());
-///     connect.clean_start = false;
-///     let (client, mut events) = connect_tcp(addr, ClientOptions::new(connect).resumable()).await?;
-///     while let Some(event) = events.recv().await {
-///         if let Event::Closed { resumable: true, .. } = event {
-///             loop {
-///                 smol::Timer::after(Duration::from_secs(1)).await;
-///                 match client.reconnect_tcp(addr).await {
-///                     Ok(_connack) => break,
-///                     Err(error) if error.is_connection_error() && !client.is_ended() => {}
-///                     Err(error) => return Err(error),
-///                 }
-///             }
-///         }
-///     }
-///     Ok(())
-/// })
-/// # }
-/// ```
-pub trait Reconnect {
-    /// Resumes the session over `transport` with the last CONNECT, Clean Start 0; resolves
-    /// with the CONNACK.
-    fn reconnect<Io: Transport>(
-        &self,
-        transport: Io,
-    ) -> impl std::future::Future<Output = Result<Box<mqtt_proto::ConnAck>, Error>> + Send;
-
-    /// [`reconnect`](Self::reconnect) with a CONNECT of your own, sent as given.
-    fn reconnect_with<Io: Transport>(
-        &self,
-        transport: Io,
-        connect: mqtt_proto::Connect,
-    ) -> impl std::future::Future<Output = Result<Box<mqtt_proto::ConnAck>, Error>> + Send;
-
-    /// Connects over TCP to `addr` with TCP_NODELAY set, then as
-    /// [`reconnect`](Self::reconnect).
-    fn reconnect_tcp<A: AsyncToSocketAddrs + Send>(
-        &self,
-        addr: A,
-    ) -> impl std::future::Future<Output = Result<Box<mqtt_proto::ConnAck>, Error>> + Send
-    where
-        A::Iter: Send;
-}
-
-impl Reconnect for Client {
-    fn reconnect<Io: Transport>(
-        &self,
-        transport: Io,
-    ) -> impl std::future::Future<Output = Result<Box<mqtt_proto::ConnAck>, Error>> + Send {
-        use tokio_util::compat::FuturesAsyncReadCompatExt;
-        adapter_tokio::Reconnect::reconnect(self, transport.compat())
-    }
-
-    fn reconnect_with<Io: Transport>(
-        &self,
-        transport: Io,
-        connect: mqtt_proto::Connect,
-    ) -> impl std::future::Future<Output = Result<Box<mqtt_proto::ConnAck>, Error>> + Send {
-        use tokio_util::compat::FuturesAsyncReadCompatExt;
-        adapter_tokio::Reconnect::reconnect_with(self, transport.compat(), connect)
-    }
-
-    async fn reconnect_tcp<A: AsyncToSocketAddrs + Send>(
-        &self,
-        addr: A,
-    ) -> Result<Box<mqtt_proto::ConnAck>, Error>
-    where
-        A::Iter: Send,
-    {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Reconnect::reconnect(self, stream).await
-    }
-}
+pub use futures_rt::{AcceptFuture, AsyncIoTimer, FuturesIo, FuturesTcp, TcpAcceptor, Transport};
+#[cfg(feature = "smol-runtime")]
+pub use smol_rt::{
+    connect, connect_tcp, serve_connection, BrokerHandle, BrokerServer, Client, Server, SmolRuntime,
+};

@@ -23,8 +23,12 @@ fn options(id: &str) -> adapter_smol::ClientOptions {
 
 /// Subscribes, publishes at QoS 0, 1 and 2 and checks that each resolves with Success and
 /// comes back once, in order; then disconnects. The same code drives either client, since
-/// `Client` and `ClientEvents` are the same types in every adapter.
-async fn exercise(client: adapter_smol::Client, mut events: adapter_smol::ClientEvents) {
+/// `Client` is the engine's one `ClientOn` on each runtime and `ClientEvents` the same type in
+/// every adapter.
+async fn exercise<R: adapter_smol::engine::Runtime>(
+    client: adapter_smol::engine::ClientOn<R>,
+    mut events: adapter_smol::ClientEvents,
+) {
     let suback = client
         .subscribe(SubscribeRequest::new(
             TopicFilter::new("mix/#").unwrap(),

@@ -1,5 +1,7 @@
-//! [`BrokerServerOn`] (`BrokerServer` in each adapter): the broker core of `mqtt-session` served over TCP listeners and any
-//! [`Transport`]. A real MQTT broker in a few lines, with graceful shutdown.
+//! Layer 8 (with `client` and `server`): [`BrokerServerOn`] (`BrokerServer` in each adapter):
+//! the broker core of `mqtt-session` served over listeners and any transport. A real MQTT
+//! broker in a few lines, with graceful shutdown. Imports the layers below: `runtime`,
+//! `transport`, `net`.
 //!
 //! The core ([`mqtt_session::broker::Broker`]) holds every protocol decision: sessions,
 //! routing, retained messages, wills, takeover, limits. This module only moves bytes and time
@@ -17,8 +19,8 @@
 //! runtime (`adapter_tokio::BrokerServer` is `BrokerServerOn<TokioRuntime>`). What is
 //! runtime-specific besides the [`Runtime`] trait is the [`NetRuntime`] trait (the runtime's
 //! TCP listener), [`Bind`] (binding it to an address) and [`Adapt`] (the runtime's transports
-//! as the engine's [`Transport`]); the tokio implementations are the `rt` section at the end of
-//! this file, smol's and async-std's live in their adapters.
+//! as the engine's [`Transport`](crate::transport::Transport)); tokio's implementations are in
+//! this crate's tokio glue, smol's and async-std's in their adapters.
 //!
 //! # Memory
 //!
@@ -47,7 +49,7 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
-use std::pin::{pin, Pin};
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -58,11 +60,11 @@ use mqtt_session::broker::{
     AllowAll, Broker, BrokerConfig, BrokerEvent, BrokerHooks, BrokerStats, ConnectionId,
 };
 use mqtt_session::{Instant, Message};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::runtime::{Runtime, Timer};
-use crate::Transport;
+use crate::net::{Accepted, Adapt, Bind, Listener, NetRuntime};
+use crate::runtime::{sleep, timeout, Clock, Runtime, Timer};
+use crate::transport::{self, write_all, BoxTransport};
 
 /// Bytes asked for in each read of a connection.
 const READ_CHUNK: usize = 16 * 1024;
@@ -217,105 +219,10 @@ impl BrokerNotices {
 
 /// What a [`BrokerHandleOn`] asks the broker task to do.
 enum Command {
-    Serve(Box<Halves>),
+    Serve(Box<Accepted>),
     Publish(Box<Message>),
     Stats(oneshot::Sender<BrokerStats>),
     Shutdown(oneshot::Sender<()>),
-}
-
-type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
-type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
-
-struct Halves {
-    read: BoxRead,
-    write: BoxWrite,
-    peer: Option<SocketAddr>,
-}
-
-impl Halves {
-    fn of<Io: Transport>(io: Io, peer: Option<SocketAddr>) -> Self {
-        let (read, write) = tokio::io::split(io);
-        Self {
-            read: Box::new(read),
-            write: Box::new(write),
-            peer,
-        }
-    }
-}
-
-/// A connection a [`Listener`] accepted: the transport's two halves and the peer's address.
-pub struct Accepted(Halves);
-
-impl fmt::Debug for Accepted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Accepted")
-            .field("peer", &self.0.peer)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Accepted {
-    /// A whole transport (split here, with `tokio::io::split`).
-    pub fn new<Io: Transport>(transport: Io, peer: SocketAddr) -> Self {
-        Self(Halves::of(transport, Some(peer)))
-    }
-
-    /// A transport already split into independent halves (`TcpStream::into_split`, two clones
-    /// of a futures-io socket...): no lock between the reader and the writer.
-    pub fn from_halves(
-        read: impl AsyncRead + Send + Unpin + 'static,
-        write: impl AsyncWrite + Send + Unpin + 'static,
-        peer: SocketAddr,
-    ) -> Self {
-        Self(Halves {
-            read: Box::new(read),
-            write: Box::new(write),
-            peer: Some(peer),
-        })
-    }
-}
-
-/// A listener the broker accepts connections from: a TCP listener of any runtime, or your own
-/// (Unix sockets, TLS acceptors...).
-///
-/// `poll_accept` must be cancel safe in the sense that matters here: the broker stops polling
-/// it (and drops it) at shutdown, and a connection it has not returned yet may be lost then.
-/// Accepted TCP streams should have TCP_NODELAY set.
-pub trait Listener: Send + 'static {
-    /// The address the listener is bound to.
-    fn local_addr(&self) -> io::Result<SocketAddr>;
-
-    /// The next connection; registers the context's waker while there is none. An error
-    /// (out of file descriptors...) makes the broker wait 50 ms before accepting again.
-    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Accepted>>;
-}
-
-/// A runtime with TCP sockets: what `BrokerServer::from_listener` takes.
-pub trait NetRuntime: Runtime + Default {
-    /// The runtime's TCP listener (`tokio::net::TcpListener`, `smol::net::TcpListener`,
-    /// `async_std::net::TcpListener`).
-    type TcpListener: Send + 'static;
-
-    /// The listener as the broker's [`Listener`] (TCP_NODELAY set on every connection).
-    fn listener(listener: Self::TcpListener) -> Box<dyn Listener>;
-}
-
-/// Binding the runtime's TCP listener to an address of type `A` (each runtime's own
-/// `ToSocketAddrs`): what `BrokerServer::bind` takes.
-pub trait Bind<A>: NetRuntime {
-    /// Binds a listener to `addr`.
-    fn bind(addr: A) -> impl Future<Output = io::Result<Self::TcpListener>>;
-}
-
-/// The runtime's transports (of type `Io`) as the engine's [`Transport`]: what
-/// `BrokerHandle::serve_transport` takes (tokio's `AsyncRead + AsyncWrite` as they are,
-/// futures-io streams through `tokio_util::compat`).
-pub trait Adapt<Io>: Runtime {
-    /// The transport the engine reads and writes.
-    type Transport: Transport;
-
-    /// Wraps `transport`.
-    fn adapt(transport: Io) -> Self::Transport;
 }
 
 /// An MQTT broker on the runtime `R`: the `mqtt-session` broker core served over a listener
@@ -464,7 +371,7 @@ impl<R: Runtime, H: BrokerHooks + Send + 'static> BrokerServerOn<R, H> {
         let (inputs_tx, inputs_rx) = mpsc::channel(INPUT_CAPACITY);
         let task = BrokerTask {
             broker,
-            clock: Clock::<R>::new(),
+            clock: Clock::of::<R>(),
             runtime,
             options,
             listener,
@@ -525,9 +432,9 @@ impl<R: Runtime> BrokerHandleOn<R> {
     where
         R: Adapt<Io>,
     {
-        let halves = Halves::of(R::adapt(transport), None);
+        let accepted = Accepted::of(Box::new(R::adapt(transport)), None);
         self.commands
-            .send(Command::Serve(Box::new(halves)))
+            .send(Command::Serve(Box::new(accepted)))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::NotConnected, "the broker has stopped"))
     }
@@ -666,7 +573,7 @@ struct Connection {
 /// The one task that owns the broker core.
 struct BrokerTask<R: Runtime, H: BrokerHooks> {
     broker: Broker<H>,
-    clock: Clock<R>,
+    clock: Clock,
     runtime: R,
     options: BrokerOptions,
     listener: Option<Box<dyn Listener>>,
@@ -701,12 +608,14 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
             let next = self.broker.poll_timeout();
             if next != armed {
                 armed = next;
-                timer.reset(self.clock.deadline(next));
+                if let Some(at) = next {
+                    timer.reset(self.clock.deadline(at));
+                }
             }
             let step = poll_fn(|cx| self.poll_step(cx, &mut timer, armed.is_some())).await;
             let now = self.clock.now();
             match step {
-                Step::Accepted(Ok(Accepted(halves))) => self.open(now, halves),
+                Step::Accepted(Ok(accepted)) => self.open(now, accepted),
                 Step::Accepted(Err(_)) => {
                     // Out of file descriptors, or a connection reset before accept: wait a
                     // little instead of spinning.
@@ -724,8 +633,9 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
                     }
                 }
                 Step::Timeout => {
-                    armed = None;
-                    self.broker.handle_timeout(now);
+                    // Timers never fire early; the max only guards the ms rounding.
+                    let at = armed.take().unwrap_or(now);
+                    self.broker.handle_timeout(now.max(at));
                 }
             }
             self.drain(now);
@@ -765,11 +675,11 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
         }
     }
 
-    fn open(&mut self, now: Instant, halves: Halves) {
+    fn open(&mut self, now: Instant, accepted: Accepted) {
         if self.shutting_down {
             return;
         }
-        let Halves { read, write, peer } = halves;
+        let (read, write, peer) = accepted.into_halves();
         let Ok(id) = self.broker.open(now) else {
             self.notice(BrokerNotice::Refused { peer });
             return;
@@ -807,7 +717,7 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
 
     fn command(&mut self, now: Instant, command: Command) {
         match command {
-            Command::Serve(halves) => self.open(now, *halves),
+            Command::Serve(accepted) => self.open(now, *accepted),
             Command::Publish(message) => self.broker.publish(now, *message),
             Command::Stats(reply) => {
                 let _ = reply.send(self.broker.stats());
@@ -956,7 +866,7 @@ impl<R: Runtime, H: BrokerHooks> Drop for BrokerTask<R, H> {
 /// from it; stops when the broker closes the connection.
 async fn read_loop(
     id: ConnectionId,
-    mut io: BoxRead,
+    mut io: BoxTransport,
     outbox: Arc<Outbox>,
     inputs: mpsc::Sender<Input>,
     pause_above: usize,
@@ -984,7 +894,7 @@ async fn read_loop(
             if stop.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(None);
             }
-            pin!(io.read_buf(&mut buf)).poll(cx).map(Some)
+            io.poll_read(cx, &mut buf).map(Some)
         })
         .await;
         let input = match read {
@@ -1004,7 +914,7 @@ async fn read_loop(
 async fn write_loop<R: Runtime>(
     runtime: R,
     id: ConnectionId,
-    mut io: BoxWrite,
+    mut io: BoxTransport,
     outbox: Arc<Outbox>,
     inputs: mpsc::Sender<Input>,
     pause_above: usize,
@@ -1023,7 +933,7 @@ async fn write_loop<R: Runtime>(
             let len = bytes.len();
             let written = poll_fn(|cx| {
                 while !bytes.is_empty() {
-                    match Pin::new(&mut io).poll_write(cx, &bytes) {
+                    match io.poll_write(cx, &bytes) {
                         Poll::Ready(Ok(0)) => return Poll::Ready(Err(())),
                         Poll::Ready(Ok(n)) => bytes.advance(n),
                         Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
@@ -1053,159 +963,14 @@ async fn write_loop<R: Runtime>(
         }
         // Closing: what is left, then the transport's end, within the linger time.
         let finish = async {
-            io.write_all(&bytes).await?;
+            write_all(&mut *io, &bytes).await?;
             let (rest, _) = outbox.take();
-            io.write_all(&rest).await?;
-            io.shutdown().await
+            write_all(&mut *io, &rest).await?;
+            transport::close(&mut *io).await
         };
         let _ = timeout(&runtime, linger, finish).await;
         break;
     }
     drop(io);
     let _ = inputs.send(Input::WriterDone(id)).await;
-}
-
-/// The broker's clock: milliseconds since the broker started, on the runtime's clock (tokio's
-/// for [`TokioRuntime`](crate::runtime::TokioRuntime), so tests can pause it).
-struct Clock<R> {
-    start: Duration,
-    runtime: PhantomData<fn() -> R>,
-}
-
-impl<R: Runtime> Clock<R> {
-    fn new() -> Self {
-        Self {
-            start: R::now(),
-            runtime: PhantomData,
-        }
-    }
-
-    fn now(&self) -> Instant {
-        let ms = R::now().saturating_sub(self.start).as_millis();
-        Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
-    }
-
-    /// When to wake for the core's deadline `at` (a year away for none), on the runtime's
-    /// clock.
-    fn deadline(&self, at: Option<Instant>) -> Duration {
-        let far = Duration::from_secs(86_400 * 365);
-        // Rounded up: the core counts whole milliseconds.
-        let after = at.map_or(far, |at| Duration::from_millis(at.as_millis() + 1));
-        self.start.saturating_add(after)
-    }
-}
-
-/// Waits `duration` on the runtime's timer.
-async fn sleep<R: Runtime>(runtime: &R, duration: Duration) {
-    let mut timer = runtime.timer();
-    timer.reset(R::now().saturating_add(duration));
-    poll_fn(|cx| timer.poll_expired(cx)).await;
-}
-
-/// `future`'s output, or `None` when `duration` passes first.
-async fn timeout<R: Runtime, T>(
-    runtime: &R,
-    duration: Duration,
-    future: impl Future<Output = T>,
-) -> Option<T> {
-    let mut timer = runtime.timer();
-    timer.reset(R::now().saturating_add(duration));
-    let mut future = pin!(future);
-    poll_fn(|cx| {
-        if let Poll::Ready(output) = future.as_mut().poll(cx) {
-            return Poll::Ready(Some(output));
-        }
-        timer.poll_expired(cx).map(|()| None)
-    })
-    .await
-}
-
-#[cfg(feature = "tokio-runtime")]
-pub use rt::{BrokerHandle, BrokerServer};
-
-/// Everything that is tokio-specific: tokio's TCP listener and transports, and the names of
-/// the broker on tokio. (Spawning, timers and the clock are [`TokioRuntime`]'s.)
-#[cfg(feature = "tokio-runtime")]
-mod rt {
-    use std::future::Future;
-    use std::io;
-    use std::net::SocketAddr;
-    use std::task::{Context, Poll};
-
-    use mqtt_session::broker::AllowAll;
-    use tokio::net::{TcpListener, ToSocketAddrs};
-
-    use super::{Accepted, Adapt, Bind, BrokerHandleOn, BrokerServerOn, Listener, NetRuntime};
-    use crate::runtime::TokioRuntime;
-    use crate::Transport;
-
-    /// An MQTT broker on tokio: the `mqtt-session` broker core served over a TCP listener
-    /// (optional) and any transports handed to it with [`BrokerHandle::serve_transport`]
-    /// (methods: [`BrokerServerOn`]).
-    ///
-    /// ```
-    /// use adapter_tokio::{connect_tcp, BrokerServer, ClientOptions};
-    /// use mqtt_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicFilter, TopicName};
-    /// use mqtt_session::broker::BrokerConfig;
-    /// use mqtt_session::{Message, SubscribeRequest};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let broker = BrokerServer::bind("127.0.0.1:0", BrokerConfig::default()).await?;
-    /// let addr = broker.local_addr()?;
-    /// let handle = broker.spawn();
-    ///
-    /// let connect = Connect::new(ProtocolVersion::V5, MqttString::new("doc")?);
-    /// let (client, mut events) = connect_tcp(addr, ClientOptions::new(connect)).await?;
-    /// client.subscribe(SubscribeRequest::new(TopicFilter::new("a/#")?, QoS::ExactlyOnce)).await?;
-    /// client.publish(Message::new(TopicName::new("a/b")?, QoS::ExactlyOnce, "hi")).await?;
-    /// # let _ = &mut events;
-    /// client.disconnect().await?;
-    ///
-    /// handle.shutdown().await; // every connection told and closed, the listener gone
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub type BrokerServer<H = AllowAll> = BrokerServerOn<TokioRuntime, H>;
-
-    /// A cheap, cloneable handle to a running [`BrokerServer`] (methods:
-    /// [`BrokerHandleOn`]).
-    pub type BrokerHandle = BrokerHandleOn<TokioRuntime>;
-
-    impl NetRuntime for TokioRuntime {
-        type TcpListener = TcpListener;
-
-        fn listener(listener: TcpListener) -> Box<dyn Listener> {
-            Box::new(listener)
-        }
-    }
-
-    impl<A: ToSocketAddrs> Bind<A> for TokioRuntime {
-        fn bind(addr: A) -> impl Future<Output = io::Result<TcpListener>> {
-            TcpListener::bind(addr)
-        }
-    }
-
-    impl<Io: Transport> Adapt<Io> for TokioRuntime {
-        type Transport = Io;
-
-        fn adapt(transport: Io) -> Io {
-            transport
-        }
-    }
-
-    impl Listener for TcpListener {
-        fn local_addr(&self) -> io::Result<SocketAddr> {
-            TcpListener::local_addr(self)
-        }
-
-        fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Accepted>> {
-            TcpListener::poll_accept(self, cx).map_ok(|(stream, peer)| {
-                // Nagle would hold small acks back; every packet leaves at once.
-                let _ = stream.set_nodelay(true);
-                let (read, write) = stream.into_split();
-                Accepted::from_halves(read, write, peer)
-            })
-        }
-    }
 }

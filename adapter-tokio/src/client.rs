@@ -1,11 +1,13 @@
-//! The client: [`connect`] / [`connect_tcp`], the cloneable [`Client`] handle, the
-//! [`ClientEvents`] stream, and session resumption on a new transport ([`Reconnect`]).
+//! Layer 8 (with `server` and `broker`): the client: [`connect_on`] / [`connect_tcp_on`], the
+//! cloneable [`ClientOn`] handle, the [`ClientEvents`] stream, and session resumption on a new
+//! transport ([`Reconnect`]). Imports the layers below: `runtime`, `transport`, `net`,
+//! `error`, `shared`, `publish`, `driver`.
 
+use std::fmt;
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
+use std::marker::PhantomData;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use mqtt_proto::{Auth, ConnAck, Connect, Disconnect, Publish, ReasonCode, SubAck, UnsubAck};
@@ -15,12 +17,13 @@ use mqtt_session::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::driver::{
-    BoxTransport, Channels, Clock, CloseInfo, Driver, Role, Routed, Shared, Transport,
-};
+use crate::driver::{Channels, Driver, Role, Routed};
 use crate::error::{Error, TryPublishError};
+use crate::net::{Adapt, TcpConnect};
 use crate::publish::{reply, PublishOutcome, PublishReceipt, PublishToken};
-use crate::runtime::Runtime;
+use crate::runtime::{Clock, Runtime};
+use crate::shared::{CloseInfo, Events, Shared};
+use crate::transport::{BoxTransport, Transport};
 
 /// How to connect: the CONNECT packet (protocol version, client id, keep alive, clean start,
 /// will, credentials, MQTT 5 properties: every connect option), the session's limits, and the
@@ -41,10 +44,10 @@ pub struct ClientOptions {
     pub linger: Duration,
     /// Keep the session when the connection is lost (default `false`).
     ///
-    /// With `true`, a connection that ends for any reason other than [`Client::disconnect`]
-    /// (transport lost, keep alive timeout, the server's DISCONNECT, a protocol violation...)
-    /// reports [`Event::Closed`] with `resumable: true` and the driver stays, holding the
-    /// session, as long as a [`Client`] handle exists: publishes waiting for their
+    /// With `true`, a connection that ends for any reason other than
+    /// [`disconnect`](ClientOn::disconnect) (transport lost, keep alive timeout, the server's
+    /// DISCONNECT, a protocol violation...) reports [`Event::Closed`] with `resumable: true` and the driver stays, holding the
+    /// session, as long as a client handle exists: publishes waiting for their
     /// acknowledgement keep waiting, new ones are queued (bounded), and
     /// [`Reconnect::reconnect`] resumes the session on a new transport. With `false`, the driver
     /// ends with the connection and waiting operations fail with [`Error::Closed`].
@@ -91,7 +94,7 @@ pub enum Event {
     /// [`Reconnect`], check `session_present`).
     Connected(Box<ConnAck>),
     /// An application message from the server. With `ack: Some`, the client is in manual-ack
-    /// mode: acknowledge it with [`Client::ack`].
+    /// mode: acknowledge it with [`ack`](ClientOn::ack).
     Message {
         /// The PUBLISH (topic resolved when it used a topic alias).
         publish: Publish,
@@ -99,12 +102,12 @@ pub enum Event {
         ack: Option<InboundId>,
     },
     /// An AUTH packet from the server (MQTT 5 enhanced authentication): answer with
-    /// [`Client::auth`].
+    /// [`auth`](ClientOn::auth).
     Auth(Auth),
     /// The connection ended; the last event of the connection. The transport is already
     /// closed.
     ///
-    /// Once per connection that was handed to the driver by [`connect`] or got its CONNACK
+    /// Once per connection that was handed to the driver by [`connect_on`] or got its CONNACK
     /// after a [`Reconnect`]: a reconnect that fails before its CONNACK reports through its
     /// own future instead.
     Closed {
@@ -115,43 +118,19 @@ pub enum Event {
         /// The transport error, when the transport failed.
         io_error: Option<io::Error>,
         /// The session survived ([`ClientOptions::resumable`], and the close did not come from
-        /// [`Client::disconnect`]): the driver waits for [`Reconnect::reconnect`], and more
-        /// events follow. With `false` this is the last event.
+        /// [`disconnect`](ClientOn::disconnect)): the driver waits for
+        /// [`Reconnect::reconnect`], and more events follow. With `false` this is the last
+        /// event.
         resumable: bool,
     },
 }
 
-/// The receiving end of a client's events. Also a [`futures_core::Stream`].
+/// The receiving end of a client's events ([`Events`]). `recv` gives `None` once the driver
+/// has ended: after a `Closed` event with `resumable: false`, or after the last handle went or
+/// `disconnect` was called while the session waited for a reconnect.
 ///
 /// Read it: while it is full, the driver stops reading from the transport.
-#[derive(Debug)]
-pub struct ClientEvents {
-    rx: mpsc::Receiver<Event>,
-}
-
-impl ClientEvents {
-    /// The next event; `None` once the driver has ended (after a `Closed` event with
-    /// `resumable: false`, or after the last handle went or `disconnect` was called while
-    /// the session waited for a reconnect).
-    ///
-    /// Cancel safe: an event is never lost when the future is dropped.
-    pub async fn recv(&mut self) -> Option<Event> {
-        self.rx.recv().await
-    }
-
-    /// The next event if one is waiting.
-    pub fn try_recv(&mut self) -> Option<Event> {
-        self.rx.try_recv().ok()
-    }
-}
-
-impl futures_core::Stream for ClientEvents {
-    type Item = Event;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        self.rx.poll_recv(cx)
-    }
-}
+pub type ClientEvents = Events<Event>;
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
@@ -182,43 +161,79 @@ impl std::fmt::Debug for ReconnectCommand {
     }
 }
 
-/// A handle to a client connection: cheap to clone (a channel sender), usable from any task.
+/// A handle to a client connection whose driver runs on the runtime `R` (`Client` in each
+/// adapter: `adapter_tokio::Client` is `ClientOn<TokioRuntime>`): cheap to clone (a channel
+/// sender), usable from any task. The runtime only matters to [`Reconnect`], which takes
+/// that runtime's transports.
 ///
 /// Every async method documents its cancel safety. In short: an operation is *handed to the
 /// driver* at the first point it can be (the command channel had room); dropping its future
 /// before that drops the operation, dropping it after that only discards the outcome: the
 /// operation itself carries on and the session stays consistent.
-#[derive(Clone, Debug)]
-pub struct Client {
+pub struct ClientOn<R> {
     ops: mpsc::Sender<Command>,
     control: mpsc::Sender<Command>,
     shared: Arc<Shared>,
+    runtime: PhantomData<fn() -> R>,
 }
 
-/// Connects over `transport`: sends the CONNECT and waits for the CONNACK.
+impl<R> Clone for ClientOn<R> {
+    fn clone(&self) -> Self {
+        Self {
+            ops: self.ops.clone(),
+            control: self.control.clone(),
+            shared: self.shared.clone(),
+            runtime: PhantomData,
+        }
+    }
+}
+
+impl<R> fmt::Debug for ClientOn<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("shared", &self.shared)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Connects over `transport` (any of the runtime's streams, see [`Adapt`]): sends the
+/// CONNECT, spawns the connection's driver on `runtime` and waits for the CONNACK. Each
+/// adapter's `connect` is this on its runtime.
 ///
-/// Spawns the connection's driver on the current tokio runtime (feature `tokio-runtime`; any
-/// other runtime: [`connect_on`](crate::runtime::connect_on)). Fails with
-/// [`Error::ConnectionRefused`] when the CONNACK refuses the connection (the transport is then
-/// closed), and with [`Error::Closed`] or [`Error::Io`] when the connection ends before a
-/// CONNACK.
+/// Fails with [`Error::ConnectionRefused`] when the CONNACK refuses the connection (the
+/// transport is then closed), and with [`Error::Closed`] or [`Error::Io`] when the connection
+/// ends before a CONNACK.
 ///
 /// Cancel safety: dropping the future before it resolves drops the handles, so the driver
 /// disconnects and ends.
-#[cfg(feature = "tokio-runtime")]
-pub async fn connect<Io: Transport>(
+pub async fn connect_on<R: Adapt<Io>, Io>(
+    runtime: R,
     transport: Io,
     options: ClientOptions,
-) -> Result<(Client, ClientEvents), Error> {
-    connect_with(crate::runtime::TokioRuntime, transport, options).await
+) -> Result<(ClientOn<R>, ClientEvents), Error> {
+    connect_transport(runtime, R::adapt(transport), options).await
 }
 
-pub(crate) async fn connect_with<Rt: Runtime, Io: Transport>(
-    runtime: Rt,
+/// Connects over TCP to `addr` (the runtime's own address types) with TCP_NODELAY set (small
+/// packets leave at once instead of waiting for Nagle's algorithm), then as [`connect_on`].
+/// Each adapter's `connect_tcp` is this on its runtime.
+///
+/// Cancel safe in the same way as [`connect_on`].
+pub async fn connect_tcp_on<R: TcpConnect<A>, A>(
+    runtime: R,
+    addr: A,
+    options: ClientOptions,
+) -> Result<(ClientOn<R>, ClientEvents), Error> {
+    let stream = R::connect(addr).await?;
+    connect_transport(runtime, stream, options).await
+}
+
+async fn connect_transport<R: Runtime, Io: Transport>(
+    runtime: R,
     transport: Io,
     options: ClientOptions,
-) -> Result<(Client, ClientEvents), Error> {
-    let clock = Clock::of::<Rt>();
+) -> Result<(ClientOn<R>, ClientEvents), Error> {
+    let clock = Clock::of::<R>();
     let mut session = ClientSession::new(options.session.clone());
     session
         .connect(clock.now(), options.connect.clone())
@@ -257,30 +272,17 @@ pub(crate) async fn connect_with<Rt: Runtime, Io: Transport>(
         options.linger,
     );
     runtime.spawn(driver.run());
-    let client = Client {
+    let client = ClientOn {
         ops: ops_tx,
         control: control_tx,
         shared,
+        runtime: PhantomData,
     };
     reply(connected_rx, &client.shared).await?;
-    Ok((client, ClientEvents { rx: events_rx }))
+    Ok((client, Events::new(events_rx)))
 }
 
-/// Connects over TCP to `addr` with TCP_NODELAY set (small packets leave at once instead of
-/// waiting for Nagle's algorithm), then as [`connect`].
-///
-/// Cancel safe in the same way as [`connect`].
-#[cfg(feature = "tokio-runtime")]
-pub async fn connect_tcp(
-    addr: impl tokio::net::ToSocketAddrs,
-    options: ClientOptions,
-) -> Result<(Client, ClientEvents), Error> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    connect(stream, options).await
-}
-
-impl Client {
+impl<R> ClientOn<R> {
     /// Publishes `message` and waits for the server's acknowledgement: the PUBACK (QoS 1) or
     /// PUBCOMP (QoS 2) with its reason code, or for QoS 0 until the bytes were written to the
     /// transport. Waits for room first when the command queue is full (back-pressure).
@@ -454,11 +456,13 @@ impl Client {
     }
 }
 
-/// Session resumption: hands a [`Client`] whose connection was lost (an [`Event::Closed`]
+/// Session resumption: hands a client whose connection was lost (an [`Event::Closed`]
 /// with `resumable: true`, see [`ClientOptions::resumable`]) a new transport.
 ///
-/// A trait so that each adapter takes its own runtime's transports under the same names
-/// (`adapter_smol::Reconnect` takes futures-io streams): `use adapter_tokio::Reconnect;`.
+/// One trait, implemented once for [`ClientOn`]`<R>` on every runtime: `reconnect` takes the
+/// runtime's streams (tokio's `AsyncRead + AsyncWrite` for `adapter_tokio::Client`,
+/// futures-io streams for `adapter_smol::Client`), `reconnect_tcp` its address types. Each
+/// adapter re-exports it: `use adapter_tokio::Reconnect;`.
 ///
 /// The session sends its CONNECT again (the last one sent, with Clean Start 0) and waits for
 /// the CONNACK. If the server kept the session (Session Present), unacknowledged PUBLISHes
@@ -470,15 +474,15 @@ impl Client {
 ///
 /// Errors: [`Error::Rejected`]`(`[`CommandError::AlreadyConnected`]`)` while a connection is
 /// open or being opened (the transport is dropped); [`Error::Closed`] once the driver has
-/// ended ([`Client::is_ended`]); [`Error::ConnectionRefused`], [`Error::Io`], [`Error::Closed`]
-/// or [`Error::ProtocolViolation`] when this connection fails before its CONNACK (no `Closed`
-/// event is reported for it; the session waits for the next reconnect).
+/// ended ([`is_ended`](ClientOn::is_ended)); [`Error::ConnectionRefused`], [`Error::Io`],
+/// [`Error::Closed`] or [`Error::ProtocolViolation`] when this connection fails before its
+/// CONNACK (no `Closed` event is reported for it; the session waits for the next reconnect).
 ///
 /// Cancel safety: the transport is handed over on the first poll (unless the control channel
 /// is full). Dropped before that, the transport is dropped. Dropped afterwards, the
 /// reconnect carries on: its CONNACK shows as [`Event::Connected`] and a failure leaves the
-/// session waiting again ([`Client::is_closed`]). `reconnect_tcp` dropped while the TCP
-/// connection is being made does nothing.
+/// session waiting again ([`is_closed`](ClientOn::is_closed)). `reconnect_tcp` dropped while
+/// the TCP connection is being made does nothing.
 ///
 /// Reconnecting with a pause (automatic backoff is the application's for now):
 ///
@@ -512,54 +516,68 @@ impl Client {
 /// # }
 /// ```
 pub trait Reconnect {
+    /// The runtime whose transports the client takes.
+    type Runtime: Runtime;
+
     /// Resumes the session over `transport` with the last CONNECT, Clean Start 0; resolves
     /// with the CONNACK.
-    fn reconnect<Io: Transport>(
+    fn reconnect<Io>(
         &self,
         transport: Io,
-    ) -> impl Future<Output = Result<Box<ConnAck>, Error>> + Send;
+    ) -> impl Future<Output = Result<Box<ConnAck>, Error>> + Send
+    where
+        Self::Runtime: Adapt<Io>;
 
     /// [`reconnect`](Self::reconnect) with a CONNECT of your own, sent as given (its Clean
     /// Start included) and used for later reconnects (with Clean Start 0).
-    fn reconnect_with<Io: Transport>(
+    fn reconnect_with<Io>(
         &self,
         transport: Io,
         connect: Connect,
-    ) -> impl Future<Output = Result<Box<ConnAck>, Error>> + Send;
+    ) -> impl Future<Output = Result<Box<ConnAck>, Error>> + Send
+    where
+        Self::Runtime: Adapt<Io>;
 
     /// Connects over TCP to `addr` with TCP_NODELAY set, then as
     /// [`reconnect`](Self::reconnect).
-    #[cfg(feature = "tokio-runtime")]
-    fn reconnect_tcp<A: tokio::net::ToSocketAddrs + Send>(
-        &self,
-        addr: A,
-    ) -> impl Future<Output = Result<Box<ConnAck>, Error>> + Send;
+    fn reconnect_tcp<A>(&self, addr: A) -> impl Future<Output = Result<Box<ConnAck>, Error>> + Send
+    where
+        Self::Runtime: TcpConnect<A>;
 }
 
-impl Reconnect for Client {
-    fn reconnect<Io: Transport>(
+impl<R: Runtime> Reconnect for ClientOn<R> {
+    type Runtime = R;
+
+    fn reconnect<Io>(
         &self,
         transport: Io,
-    ) -> impl Future<Output = Result<Box<ConnAck>, Error>> + Send {
-        self.reconnect_boxed(Box::new(transport), None)
+    ) -> impl Future<Output = Result<Box<ConnAck>, Error>> + Send
+    where
+        R: Adapt<Io>,
+    {
+        self.reconnect_boxed(Box::new(R::adapt(transport)), None)
     }
 
-    fn reconnect_with<Io: Transport>(
+    fn reconnect_with<Io>(
         &self,
         transport: Io,
         connect: Connect,
-    ) -> impl Future<Output = Result<Box<ConnAck>, Error>> + Send {
-        self.reconnect_boxed(Box::new(transport), Some(connect))
+    ) -> impl Future<Output = Result<Box<ConnAck>, Error>> + Send
+    where
+        R: Adapt<Io>,
+    {
+        self.reconnect_boxed(Box::new(R::adapt(transport)), Some(connect))
     }
 
-    #[cfg(feature = "tokio-runtime")]
-    async fn reconnect_tcp<A: tokio::net::ToSocketAddrs + Send>(
-        &self,
-        addr: A,
-    ) -> Result<Box<ConnAck>, Error> {
-        let stream = tokio::net::TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        self.reconnect(stream).await
+    fn reconnect_tcp<A>(&self, addr: A) -> impl Future<Output = Result<Box<ConnAck>, Error>> + Send
+    where
+        R: TcpConnect<A>,
+    {
+        let connecting = R::connect(addr);
+        async move {
+            let stream = connecting.await?;
+            self.reconnect_boxed(Box::new(stream), None).await
+        }
     }
 }
 
@@ -651,6 +669,10 @@ impl Role for ClientRole {
         &self.session
     }
 
+    fn wants_read(&self) -> bool {
+        self.session.wants_read()
+    }
+
     fn io_error(&mut self) -> &mut Option<io::Error> {
         &mut self.io_error
     }
@@ -675,7 +697,7 @@ impl Role for ClientRole {
                 reason_code,
                 properties,
             } => match token {
-                Token::Publish(token) => token.published(reason_code, properties),
+                Token::Publish(token) => token.published(reason_code, properties).into(),
                 other => {
                     other.fail(Error::Closed(None));
                     Routed::Handled

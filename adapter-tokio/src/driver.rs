@@ -1,5 +1,5 @@
-//! The drive loop, written once for both roles: a clock, a transport, a timer, two command
-//! channels and one loop over a sans-IO session. No protocol logic lives here.
+//! Layer 7: the drive loop, written once for both roles: a clock, a transport, a timer, two
+//! command channels and one loop over a sans-IO session. No protocol logic lives here.
 //!
 //! One turn of the loop:
 //! 1. drain the session: `poll_transmit` into the write buffer (one contiguous buffer, written
@@ -21,25 +21,30 @@
 //! once the transport is closed the driver keeps running *detached* (no transport; commands
 //! still reach the session, events still go out) until the role hands it a new transport
 //! ([`Role::take_transport`]) or stops being resumable (every handle gone, `disconnect`).
+//!
+//! The session says whether it takes input ([`Role::wants_read`]): while it does not (a server
+//! waiting for the application's answer to a CONNECT, a transmit buffer the peer does not
+//! drain), nothing more is read from the transport, and what was read is handed to it again
+//! once it does. The driver never decodes packets itself.
+//!
+//! Imports `runtime`, `transport`, `shared` and `publish` (all below it).
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io;
-use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use mqtt_proto::{Decoder, ProtocolVersion, PROTOCOL_MAX_PACKET_SIZE};
-use mqtt_session::{CloseReason, Endpoint, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use mqtt_session::{Endpoint, Instant};
 use tokio::sync::{mpsc, watch};
 
-use crate::error::Error;
-use crate::publish::PublishReply;
-use crate::runtime::{Runtime, Timer};
+use crate::publish::{complete_success, PublishReply, Published};
+use crate::runtime::{Clock, Runtime, Timer};
+use crate::shared::{CloseInfo, Shared};
+use crate::transport::{BoxTransport, Transport};
 
 /// Bytes reserved in the read buffer before each read.
 const READ_CHUNK: usize = 8 * 1024;
@@ -50,16 +55,6 @@ pub(crate) const WRITE_HIGH_WATER: usize = 64 * 1024;
 const OUTPUT_LIMIT: usize = 4 * WRITE_HIGH_WATER;
 /// Ordered commands applied in one turn before the session is drained (batching).
 const COMMAND_BATCH: usize = 64;
-
-/// A byte transport the drivers run over: TCP, TLS, WebSocket, a Unix socket,
-/// `tokio::io::duplex`... anything `AsyncRead + AsyncWrite + Unpin + Send + 'static`.
-pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
-
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for T {}
-
-/// A transport handed to a running driver (a client's reconnect): its type is erased, since
-/// the driver's own transport type was fixed when it was spawned.
-pub(crate) type BoxTransport = Box<dyn Transport>;
 
 /// The driver's transport: the one it was spawned with, a later one, or none (detached).
 enum Link<Io> {
@@ -72,71 +67,37 @@ fn gone() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "no transport")
 }
 
-impl<Io: Transport> AsyncRead for Link<Io> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::First(io) => Pin::new(io).poll_read(cx, buf),
-            Self::Next(io) => Pin::new(io).poll_read(cx, buf),
-            Self::Gone => Poll::Ready(Err(gone())),
-        }
-    }
-}
-
-impl<Io: Transport> AsyncWrite for Link<Io> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::First(io) => Pin::new(io).poll_write(cx, buf),
-            Self::Next(io) => Pin::new(io).poll_write(cx, buf),
+impl<Io: Transport> Transport for Link<Io> {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        match self {
+            Self::First(io) => io.poll_read(cx, buf),
+            Self::Next(io) => io.poll_read(cx, buf),
             Self::Gone => Poll::Ready(Err(gone())),
         }
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::First(io) => Pin::new(io).poll_flush(cx),
-            Self::Next(io) => Pin::new(io).poll_flush(cx),
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self {
+            Self::First(io) => io.poll_write(cx, buf),
+            Self::Next(io) => io.poll_write(cx, buf),
+            Self::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Self::First(io) => io.poll_flush(cx),
+            Self::Next(io) => io.poll_flush(cx),
             Self::Gone => Poll::Ready(Ok(())),
         }
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::First(io) => Pin::new(io).poll_shutdown(cx),
-            Self::Next(io) => Pin::new(io).poll_shutdown(cx),
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Self::First(io) => io.poll_close(cx),
+            Self::Next(io) => io.poll_close(cx),
             Self::Gone => Poll::Ready(Ok(())),
         }
-    }
-}
-
-/// Converts a runtime's clock to the sessions' [`Instant`]: milliseconds since the runtime's
-/// process-wide epoch, so that a session detached from one connection keeps meaningful times
-/// (message expiry) on the next. A plain function pointer, so that runtime-free types (a
-/// detached session) can keep the clock of the runtime they came from.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Clock {
-    now: fn() -> Duration,
-}
-
-impl Clock {
-    pub(crate) fn of<Rt: Runtime>() -> Self {
-        Self { now: Rt::now }
-    }
-
-    pub(crate) fn now(&self) -> Instant {
-        let ms = (self.now)().as_millis();
-        Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
-    }
-
-    fn deadline(&self, at: Instant) -> Duration {
-        Duration::from_millis(at.as_millis())
     }
 }
 
@@ -156,85 +117,6 @@ fn shutdown_signal(mut rx: watch::Receiver<bool>) -> BoxFuture<()> {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// How a connection ended, as the handles learn it once the driver is done with it.
-#[derive(Clone, Debug)]
-pub(crate) struct CloseInfo {
-    pub(crate) reason: CloseReason,
-    /// The transport error that ended the connection, if one did.
-    pub(crate) io: Option<(io::ErrorKind, String)>,
-}
-
-impl CloseInfo {
-    pub(crate) fn new(reason: CloseReason, io: Option<&io::Error>) -> Self {
-        Self {
-            reason,
-            io: io.map(|e| (e.kind(), e.to_string())),
-        }
-    }
-
-    pub(crate) fn to_error(&self) -> Error {
-        if let Some((kind, message)) = &self.io {
-            return Error::Io(io::Error::new(*kind, message.clone()));
-        }
-        match &self.reason {
-            CloseReason::ConnectRefused(code) => Error::ConnectionRefused(*code),
-            reason @ (CloseReason::Malformed(_) | CloseReason::ProtocolViolation(_)) => {
-                Error::ProtocolViolation(reason.clone())
-            }
-            reason => Error::Closed(Some(reason.clone())),
-        }
-    }
-}
-
-/// State shared between a driver and its handles.
-#[derive(Debug, Default)]
-pub(crate) struct Shared {
-    /// How the current (or last) connection ended; `None` while it is open.
-    closed: Mutex<Option<CloseInfo>>,
-    /// The driver outlived its transport and waits for a new one.
-    detached: AtomicBool,
-}
-
-impl Shared {
-    fn closed(&self) -> std::sync::MutexGuard<'_, Option<CloseInfo>> {
-        self.closed.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The error for an operation that could not complete because the connection closed.
-    pub(crate) fn closed_error(&self) -> Error {
-        match &*self.closed() {
-            Some(info) => info.to_error(),
-            None => Error::Closed(None),
-        }
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed().is_some()
-    }
-
-    pub(crate) fn close_reason(&self) -> Option<CloseReason> {
-        self.closed().as_ref().map(|info| info.reason.clone())
-    }
-
-    /// Records how the connection ended.
-    pub(crate) fn set_closed(&self, info: CloseInfo) {
-        *self.closed() = Some(info);
-    }
-
-    /// A new connection is open (a resumed session's CONNACK).
-    pub(crate) fn set_open(&self) {
-        *self.closed() = None;
-    }
-
-    pub(crate) fn is_detached(&self) -> bool {
-        self.detached.load(Ordering::Acquire)
-    }
-
-    fn set_detached(&self, detached: bool) {
-        self.detached.store(detached, Ordering::Release);
-    }
-}
-
 /// Where a session event goes.
 pub(crate) enum Routed<E> {
     /// A token was completed; nothing for the event stream.
@@ -248,6 +130,15 @@ pub(crate) enum Routed<E> {
     /// The connection ended, reported to whoever waits for it rather than on the stream (a
     /// reconnect that failed before its CONNACK).
     ClosedQuietly(CloseInfo),
+}
+
+impl<E> From<Published> for Routed<E> {
+    fn from(published: Published) -> Self {
+        match published {
+            Published::Done => Self::Handled,
+            Published::AfterWrite(reply) => Self::AfterWrite(reply),
+        }
+    }
 }
 
 /// One role (client or server connection) over its sans-IO session.
@@ -264,6 +155,8 @@ pub(crate) trait Role: Send + 'static {
 
     fn session(&mut self) -> &mut Self::Session;
     fn session_ref(&self) -> &Self::Session;
+    /// Whether the session takes input now (its `wants_read`).
+    fn wants_read(&self) -> bool;
     /// Where the role keeps the transport error that ended the connection, for its `Closed`.
     fn io_error(&mut self) -> &mut Option<io::Error>;
 
@@ -354,11 +247,10 @@ pub(crate) struct Driver<Rt: Runtime, Io, R: Role> {
     handles_gone: bool,
     timer: Rt::Timer,
     armed: Option<Instant>,
-    /// A whole packet waits in `read_buf` that the session did not take yet (a server waiting
-    /// for the application's answer): read no more until a command is applied.
+    /// The session took no more input (`wants_read` was false after `handle_read`): read no
+    /// more until it wants input again, then hand it what `read_buf` kept.
     input_stalled: bool,
     read_first: bool,
-    peek: Decoder,
 }
 
 impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
@@ -399,7 +291,6 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
             armed: None,
             input_stalled: false,
             read_first: true,
-            peek: Decoder::new(ProtocolVersion::V5).with_max_packet_size(PROTOCOL_MAX_PACKET_SIZE),
         }
     }
 
@@ -448,7 +339,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
             if let Some(command) = self.stalled_op.take() {
                 self.apply(now, command);
             }
-            if self.input_stalled {
+            if self.input_stalled && self.out.len() < OUTPUT_LIMIT && self.role.wants_read() {
                 self.read(now);
             }
         }
@@ -491,10 +382,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
 
     fn read(&mut self, now: Instant) {
         self.role.session().handle_read(now, &mut self.read_buf);
-        self.input_stalled = match self.peek.peek_header(&self.read_buf) {
-            Ok(Some(header)) => header.packet_size() <= self.read_buf.len(),
-            _ => false,
-        };
+        self.input_stalled = !self.role.wants_read();
     }
 
     fn apply(&mut self, now: Instant, command: R::Command) {
@@ -564,7 +452,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
 
     fn after_write(&mut self, reply: Option<PublishReply>) {
         if self.written >= self.appended {
-            crate::publish::complete_success(reply);
+            complete_success(reply);
         } else {
             self.after_write.push_back((self.appended, reply));
         }
@@ -584,6 +472,11 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
     fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Step<R::Command>> {
         if let Err(error) = self.poll_write(cx) {
             return Poll::Ready(Step::Broken(error));
+        }
+        if self.input_stalled && self.out.len() < OUTPUT_LIMIT && self.role.wants_read() {
+            // The session takes input again (its transmit buffer was drained): hand it what
+            // was kept.
+            return Poll::Ready(Step::Progress);
         }
         if self.poll_shutdown_signal(cx) {
             return Poll::Ready(Step::Shutdown);
@@ -672,7 +565,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
         if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK / 2 {
             self.read_buf.reserve(READ_CHUNK);
         }
-        match pin!(self.io.read_buf(&mut self.read_buf)).poll(cx) {
+        match self.io.poll_read(cx, &mut self.read_buf) {
             Poll::Ready(Ok(0)) => Poll::Ready(Step::Eof),
             Poll::Ready(Ok(_)) => Poll::Ready(Step::Read),
             Poll::Ready(Err(error)) => Poll::Ready(Step::Broken(error)),
@@ -704,7 +597,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
             return Ok(());
         }
         while !self.out.is_empty() {
-            match Pin::new(&mut self.io).poll_write(cx, &self.out) {
+            match self.io.poll_write(cx, &self.out) {
                 Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => {
                     self.out.advance(n);
@@ -720,11 +613,11 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
                 break;
             }
             if let Some((_, reply)) = self.after_write.pop_front() {
-                crate::publish::complete_success(reply);
+                complete_success(reply);
             }
         }
         if self.out.is_empty() && self.flush_pending {
-            match Pin::new(&mut self.io).poll_flush(cx) {
+            match self.io.poll_flush(cx) {
                 Poll::Ready(Ok(())) => self.flush_pending = false,
                 Poll::Ready(Err(error)) => return Err(error),
                 Poll::Pending => {}
@@ -742,12 +635,12 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
             return false;
         }
         // The linger time, on the runtime's timer (the loop's deadline is no longer needed).
-        self.timer.reset(Rt::now().saturating_add(self.linger));
+        self.timer.reset(self.clock.after(self.linger));
         poll_fn(|cx| {
             let done = match self.poll_write(cx) {
                 Err(_) => Poll::Ready(false),
                 Ok(()) if !self.out.is_empty() || self.flush_pending => Poll::Pending,
-                Ok(()) => Pin::new(&mut self.io).poll_shutdown(cx).map(|r| r.is_ok()),
+                Ok(()) => self.io.poll_close(cx).map(|r| r.is_ok()),
             };
             match done {
                 Poll::Ready(done) => Poll::Ready(done),
@@ -766,7 +659,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
                 Routed::Handled | Routed::Closed(..) | Routed::ClosedQuietly(_) => {}
                 Routed::AfterWrite(reply) => {
                     if self.written >= self.appended {
-                        crate::publish::complete_success(reply);
+                        complete_success(reply);
                     }
                 }
                 Routed::Stream(event) => late.push(event),

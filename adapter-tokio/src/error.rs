@@ -1,4 +1,5 @@
-//! [`Error`]: why an operation of a client or server connection did not succeed.
+//! Layer 1, the bottom: [`Error`], why an operation of a client or server connection did not
+//! succeed. Imports nothing from the crate.
 
 use std::fmt;
 use std::io;

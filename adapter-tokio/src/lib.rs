@@ -10,8 +10,8 @@
 //!
 //! # Client
 //!
-//! [`connect`] (any [`Transport`]) or [`connect_tcp`] sends the CONNECT, waits for the CONNACK
-//! and gives a [`Client`] (a cheap cloneable handle) and its [`ClientEvents`] (incoming
+//! [`connect`] (any tokio [`Transport`]) or [`connect_tcp`] sends the CONNECT, waits for the
+//! CONNACK and gives a [`Client`] (a cheap cloneable handle) and its [`ClientEvents`] (incoming
 //! messages and the connection's life; also a `Stream`). `client.publish(message).await`
 //! resolves when the server acknowledged the message, with its reason code.
 //!
@@ -111,10 +111,10 @@
 //! command-line broker built on it.
 //!
 //! The broker is runtime-generic like the drivers: `BrokerServer` is
-//! [`runtime::BrokerServerOn`]`<TokioRuntime>`, and `adapter-smol` and `adapter-async-std`
+//! [`engine::BrokerServerOn`]`<TokioRuntime>`, and `adapter-smol` and `adapter-async-std`
 //! export the same `BrokerServer` and `BrokerHandle` on their runtimes (a runtime brings its
-//! TCP listener through [`runtime::NetRuntime`], [`runtime::Bind`] and [`runtime::Adapt`]; any
-//! other [`runtime::Listener`] plugs in with [`runtime::BrokerServerOn::with_listener`]).
+//! TCP listener through [`engine::NetRuntime`], [`engine::Bind`] and [`engine::Adapt`]; any
+//! other [`engine::Listener`] plugs in with [`engine::BrokerServerOn::with_listener`]).
 //!
 //! # Cancel safety
 //!
@@ -166,15 +166,36 @@
 //!
 //! # Runtimes and features
 //!
-//! The drive loop and every handle type are runtime-agnostic: the loop is generic over a
-//! small [`runtime::Runtime`] trait (a clock, a resettable timer, `spawn`), and the handles
-//! talk to it over `tokio::sync` channels, which need no tokio runtime. The default feature
-//! `tokio-runtime` adds the tokio side: [`connect`], [`connect_tcp`], [`serve_connection`],
-//! [`Server`] and [`runtime::TokioRuntime`] (tokio's spawn, timer, clock and sockets). With
-//! `default-features = false` only the engine remains, with tokio's `sync` and `io-util`
-//! parts (channels and the `AsyncRead`/`AsyncWrite` traits, no runtime): that is what
-//! `adapter-smol` and `adapter-async-std` build on, through [`runtime::connect_on`],
-//! [`runtime::serve_connection_on`] and [`runtime::ServerGroup`]. Features are additive.
+//! The engine (drive loop, handles, server, broker) is runtime-agnostic, in [`engine`]: it is
+//! generic over a small [`engine::Runtime`] trait (a clock, a resettable timer, `spawn`) and
+//! reads and writes through its own [`engine::Transport`] trait (read into a `BytesMut`,
+//! write, flush, close), not tokio's I/O traits; the handles talk to the driver over
+//! `tokio::sync` channels, which need no tokio runtime. The default feature `tokio-runtime`
+//! adds the tokio glue: [`TokioRuntime`] (tokio's spawn, timer and clock), [`TokioIo`] (tokio's
+//! `AsyncRead + AsyncWrite` as the engine's transport), TCP, and the engine named for tokio:
+//! [`Client`], [`Server`], [`BrokerServer`], [`connect`], [`connect_tcp`],
+//! [`serve_connection`]. With `default-features = false` only the engine remains, with
+//! tokio's `sync` feature alone (no tokio I/O, no runtime): that is what `adapter-smol` and
+//! `adapter-async-std` build on. Features are additive.
+//!
+//! The crate's files are layered, each importing only from those before it (no cycles):
+//!
+//! 1. `error`: [`Error`], [`TryPublishError`];
+//! 2. `runtime`: [`engine::Runtime`], [`engine::Timer`] and the one clock (the runtime's time
+//!    as the sessions' milliseconds, for connections and broker alike);
+//! 3. `transport`: the engine's [`engine::Transport`];
+//! 4. `net`: a runtime's streams and TCP ([`engine::Adapt`], [`engine::Listener`],
+//!    [`engine::NetRuntime`], [`engine::Bind`], [`engine::TcpConnect`]);
+//! 5. `shared`: the state a driver shares with its handles (how the connection ended);
+//! 6. `publish`: operation completion ([`PublishOutcome`], [`PublishReceipt`]);
+//! 7. `driver`: the one drive loop over a sans-IO session;
+//! 8. `client`, `server`, `broker`: [`engine::ClientOn`], [`engine::ServerOn`] and the server
+//!    flow, [`engine::BrokerServerOn`];
+//! 9. `named`: `named_for_runtime!`, the engine's entry points and types named for one
+//!    runtime (`Client`, `Server`, `connect`...), written once for the three adapters;
+//! 10. `tokio_rt` (feature `tokio-runtime`): the tokio glue;
+//!
+//! and this file, which only names what is public.
 //!
 //! # Graceful shutdown
 //!
@@ -187,29 +208,79 @@
 
 #![forbid(unsafe_code)]
 
-mod broker;
-mod client;
-mod driver;
+// The layers, bottom to top: each file imports only from those before it (checked by
+// `.ci/layers.py`, which reads this order).
+
+// 1. Why an operation failed.
 mod error;
+
+// 2. Runtime traits (spawn, timer) and the one clock.
+mod runtime;
+
+// 3. The engine's own transport trait.
+mod transport;
+
+// 4. A runtime's streams and TCP.
+mod net;
+
+// 5. Per-connection state shared by a driver and its handles.
+mod shared;
+
+// 6. Operation completion.
 mod publish;
-pub mod runtime;
+
+// 7. The drive loop.
+mod driver;
+
+// 8. Client, server flow, broker.
+mod client;
+
 mod server;
 
+mod broker;
+
+// 9. The engine named for one runtime (a macro for every adapter).
+mod named;
+
+// 10. The tokio glue.
 #[cfg(feature = "tokio-runtime")]
-pub use broker::{BrokerHandle, BrokerServer};
+mod tokio_rt;
+
+/// The protocol crate, re-exported: one dependency line brings the whole stack.
+pub use mqtt_proto;
+/// The sans-IO sessions and broker core, re-exported.
+pub use mqtt_session;
+
 pub use broker::{BrokerNotice, BrokerNotices, BrokerOptions};
-#[cfg(feature = "tokio-runtime")]
-pub use client::{connect, connect_tcp};
-pub use client::{Client, ClientEvents, ClientOptions, Event, Reconnect};
-pub use driver::Transport;
+pub use client::{ClientEvents, ClientOptions, Event, Reconnect};
 pub use error::{Error, TryPublishError};
 pub use publish::{PublishOutcome, PublishReceipt};
-#[cfg(feature = "tokio-runtime")]
-pub use server::{serve_connection, Server};
 pub use server::{
     ConnectionEvent, ConnectionEvents, ConnectionHandle, DetachedSession, ServerConnection,
     ServerOptions,
 };
+pub use shared::Events;
+#[cfg(feature = "tokio-runtime")]
+pub use tokio_rt::{
+    connect, connect_tcp, serve_connection, BrokerHandle, BrokerServer, Client, Server, TokioIo,
+    TokioRuntime, TokioTimer, Transport,
+};
+
+pub mod engine {
+    //! The runtime-generic engine: what a runtime implements ([`Runtime`], [`Timer`],
+    //! [`Transport`], [`Adapt`], and for TCP [`NetRuntime`], [`Bind`], [`TcpConnect`]), and
+    //! the client, server and broker over any runtime ([`ClientOn`], [`ServerOn`],
+    //! [`BrokerServerOn`], [`connect_on`]...). Each adapter names them for its runtime
+    //! (`adapter_tokio::Client` is `ClientOn<TokioRuntime>`) with
+    //! [`named_for_runtime!`](crate::named_for_runtime).
+
+    pub use crate::broker::{BrokerHandleOn, BrokerServerOn};
+    pub use crate::client::{connect_on, connect_tcp_on, ClientOn};
+    pub use crate::net::{Accepted, Adapt, Bind, Listener, NetRuntime, TcpConnect};
+    pub use crate::runtime::{Runtime, Timer};
+    pub use crate::server::{serve_connection_on, ServerOn};
+    pub use crate::transport::{BoxTransport, Transport};
+}
 
 /// The workspace README's examples, compiled and run as doc tests so they cannot rot.
 #[cfg(all(doctest, feature = "tokio-runtime"))]

@@ -1,5 +1,6 @@
-//! Publish completions, shared by both roles: the token a publish carries through the session
-//! and the future that waits for it.
+//! Layer 6: operation completion, shared by both roles: the token a publish carries through
+//! the session, the future that waits for it, and the wait for any other reply. Imports only
+//! `error` and `shared`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,8 +11,8 @@ use mqtt_proto::{AckProperties, QoS, ReasonCode};
 use mqtt_session::{AbandonCause, Message};
 use tokio::sync::oneshot;
 
-use crate::driver::{Routed, Shared};
 use crate::error::Error;
+use crate::shared::Shared;
 
 /// The peer's answer to a publish.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +30,14 @@ impl PublishOutcome {
     pub fn is_success(&self) -> bool {
         !self.reason_code.is_error()
     }
+}
+
+/// What is left to do once the session reported a publish done.
+pub(crate) enum Published {
+    /// Nothing: the outcome went to the waiting future.
+    Done,
+    /// A QoS 0 publish: complete it once the bytes encoded so far are written.
+    AfterWrite(Option<PublishReply>),
 }
 
 pub(crate) type PublishReply = oneshot::Sender<Result<PublishOutcome, Error>>;
@@ -49,13 +58,9 @@ impl PublishToken {
     }
 
     /// The session reported `Published`. QoS 0 completes once its bytes are written.
-    pub(crate) fn published<E>(
-        self,
-        reason_code: ReasonCode,
-        properties: AckProperties,
-    ) -> Routed<E> {
+    pub(crate) fn published(self, reason_code: ReasonCode, properties: AckProperties) -> Published {
         if self.at_most_once {
-            return Routed::AfterWrite(self.reply);
+            return Published::AfterWrite(self.reply);
         }
         if let Some(reply) = self.reply {
             let _ = reply.send(Ok(PublishOutcome {
@@ -63,7 +68,7 @@ impl PublishToken {
                 properties,
             }));
         }
-        Routed::Handled
+        Published::Done
     }
 
     /// The session reported `Abandoned`.

@@ -1,13 +1,15 @@
-//! The server flow (Alpakka's "implement your own server"): [`Server`] accepts TCP
-//! connections, [`serve_connection`] serves any transport; each connection is a
-//! [`ServerConnection`]: its events, and a handle to answer them.
+//! Layer 8 (with `client` and `broker`): the server flow (Alpakka's "implement your own
+//! server"): [`ServerOn`] (`Server` in each adapter) accepts connections from a listener,
+//! [`serve_connection_on`] serves any transport; each connection is a [`ServerConnection`]:
+//! its events, and a handle to answer them. Imports the layers below: `runtime`, `transport`,
+//! `net`, `error`, `shared`, `publish`, `driver`.
 
+use std::fmt;
+use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Deref;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use mqtt_proto::{
@@ -20,12 +22,13 @@ use mqtt_session::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::driver::{Channels, Clock, CloseInfo, Driver, Role, Routed, Shared, Transport};
+use crate::driver::{Channels, Driver, Role, Routed};
 use crate::error::{Error, TryPublishError};
+use crate::net::{Adapt, Bind, Listener, NetRuntime};
 use crate::publish::{reply, PublishOutcome, PublishReceipt, PublishToken};
-use crate::runtime::Runtime;
-#[cfg(feature = "tokio-runtime")]
-use crate::runtime::ServerGroup;
+use crate::runtime::{Clock, Runtime};
+use crate::shared::{CloseInfo, Events, Shared};
+use crate::transport::Transport;
 
 /// Options of a server flow: the session's limits plus the driver's channel sizes.
 #[derive(Clone, Debug)]
@@ -96,33 +99,11 @@ pub enum ConnectionEvent {
     },
 }
 
-/// The receiving end of a connection's events. Also a [`futures_core::Stream`].
-#[derive(Debug)]
-pub struct ConnectionEvents {
-    rx: mpsc::Receiver<ConnectionEvent>,
-}
-
-impl ConnectionEvents {
-    /// The next event; `None` after `Closed` has been received.
-    ///
-    /// Cancel safe: an event is never lost when the future is dropped.
-    pub async fn recv(&mut self) -> Option<ConnectionEvent> {
-        self.rx.recv().await
-    }
-
-    /// The next event if one is waiting.
-    pub fn try_recv(&mut self) -> Option<ConnectionEvent> {
-        self.rx.try_recv().ok()
-    }
-}
-
-impl futures_core::Stream for ConnectionEvents {
-    type Item = ConnectionEvent;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ConnectionEvent>> {
-        self.rx.poll_recv(cx)
-    }
-}
+/// The receiving end of a server connection's events ([`Events`]). `recv` gives `None` after
+/// `Closed` has been received.
+///
+/// Read it: while it is full, the driver stops reading from the transport.
+pub type ConnectionEvents = Events<ConnectionEvent>;
 
 /// The durable state of a client's session, taken from a closed connection with
 /// [`ConnectionHandle::detach_session`] and given to the same client's next connection with
@@ -204,7 +185,7 @@ pub(crate) enum Command {
 }
 
 /// A cloneable handle to one server connection: answer its events, publish to its client,
-/// disconnect it. Cancel safety is as for [`Client`](crate::Client): once a command is handed
+/// disconnect it. Cancel safety is as for `Client`: once a command is handed
 /// to the driver (first poll, unless its channel is full), dropping the future only discards
 /// the outcome.
 #[derive(Clone, Debug)]
@@ -294,14 +275,14 @@ impl ConnectionHandle {
     }
 
     /// Publishes `message` to the client and waits for its acknowledgement, as
-    /// [`Client::publish`](crate::Client::publish) (with the same back-pressure and cancel
+    /// `Client::publish` (with the same back-pressure and cancel
     /// safety). Before the connection is accepted, the message is queued.
     pub async fn publish(&self, message: Message) -> Result<PublishOutcome, Error> {
         self.begin_publish(message).await?.await
     }
 
     /// Hands `message` to the driver and returns a receipt for its acknowledgement, as
-    /// [`Client::begin_publish`](crate::Client::begin_publish).
+    /// `Client::begin_publish`.
     pub async fn begin_publish(&self, message: Message) -> Result<PublishReceipt, Error> {
         let (tx, rx) = oneshot::channel();
         let token = PublishToken::new(Some(tx), message.qos);
@@ -313,7 +294,7 @@ impl ConnectionHandle {
     }
 
     /// Hands `message` to the driver without waiting, as
-    /// [`Client::try_publish`](crate::Client::try_publish).
+    /// `Client::try_publish`.
     pub fn try_publish(&self, message: Message) -> Result<PublishReceipt, TryPublishError> {
         let (tx, rx) = oneshot::channel();
         let token = PublishToken::new(Some(tx), message.qos);
@@ -422,24 +403,23 @@ impl Deref for ServerConnection {
     }
 }
 
-/// Serves one MQTT connection over any transport: spawns its driver on the current tokio
-/// runtime (feature `tokio-runtime`; any other runtime:
-/// [`serve_connection_on`](crate::runtime::serve_connection_on)) over a fresh `ServerSession`
-/// and returns the connection's events and handle. The client must send CONNECT within the
-/// configured timeout.
-#[cfg(feature = "tokio-runtime")]
-pub fn serve_connection<Io: Transport>(
+/// Serves one MQTT connection over `transport` (any of the runtime's streams, see [`Adapt`]):
+/// spawns its driver on `runtime` over a fresh `ServerSession` and returns the connection's
+/// events and handle. The client must send CONNECT within the configured timeout. Each
+/// adapter's `serve_connection` is this on its runtime.
+pub fn serve_connection_on<R: Adapt<Io>, Io>(
+    runtime: R,
     transport: Io,
     options: impl Into<ServerOptions>,
 ) -> ServerConnection {
-    crate::runtime::serve_connection_on(crate::runtime::TokioRuntime, transport, options)
+    spawn_connection(&runtime, R::adapt(transport), &options.into(), None, None)
 }
 
-/// What a connection of a [`ServerGroup`](crate::runtime::ServerGroup) holds: the shutdown
-/// signal, and a sender whose drop tells the group this connection is done.
-pub(crate) type GroupMember = (watch::Receiver<bool>, mpsc::Sender<()>);
+/// What a connection of a [`ServerGroup`] holds: the shutdown signal, and a sender whose drop
+/// tells the group this connection is done.
+type GroupMember = (watch::Receiver<bool>, mpsc::Sender<()>);
 
-pub(crate) fn spawn_connection<Rt: Runtime, Io: Transport>(
+fn spawn_connection<Rt: Runtime, Io: Transport>(
     runtime: &Rt,
     transport: Io,
     options: &ServerOptions,
@@ -485,60 +465,139 @@ pub(crate) fn spawn_connection<Rt: Runtime, Io: Transport>(
             shared,
             detached,
         },
-        events: ConnectionEvents { rx: events_rx },
+        events: Events::new(events_rx),
         peer_addr,
     }
 }
 
-/// A TCP listener that serves MQTT connections: each accepted connection gets a driver and is
-/// handed to the application as a [`ServerConnection`].
-#[cfg(feature = "tokio-runtime")]
-#[derive(Debug)]
-pub struct Server {
-    listener: tokio::net::TcpListener,
-    group: ServerGroup<crate::runtime::TokioRuntime>,
+/// The connections of one server on a runtime, for graceful shutdown: what a [`ServerOn`] is
+/// made of besides its listener.
+struct ServerGroup<R> {
+    runtime: R,
+    options: ServerOptions,
+    signal: watch::Sender<bool>,
+    /// Held by every connection's driver; `done` ends when the last one finishes.
+    live: mpsc::Sender<()>,
+    done: mpsc::Receiver<()>,
 }
 
-#[cfg(feature = "tokio-runtime")]
-impl Server {
-    /// Listens on `addr` (port 0 for an ephemeral port; see [`local_addr`](Self::local_addr)).
-    pub async fn bind(
-        addr: impl tokio::net::ToSocketAddrs,
-        options: impl Into<ServerOptions>,
-    ) -> io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
+impl<R: Runtime> ServerGroup<R> {
+    fn new(runtime: R, options: ServerOptions) -> Self {
+        let (signal, _) = watch::channel(false);
+        let (live, done) = mpsc::channel(1);
+        Self {
+            runtime,
+            options,
+            signal,
+            live,
+            done,
+        }
+    }
+
+    fn serve(&self, transport: impl Transport, peer_addr: Option<SocketAddr>) -> ServerConnection {
+        spawn_connection(
+            &self.runtime,
+            transport,
+            &self.options,
+            Some((self.signal.subscribe(), self.live.clone())),
+            peer_addr,
+        )
+    }
+
+    async fn shutdown(self) {
+        let Self {
+            signal,
+            live,
+            mut done,
+            ..
+        } = self;
+        signal.send_replace(true);
+        drop(live);
+        // Only closes when the last driver drops its sender.
+        let _ = done.recv().await;
+    }
+}
+
+/// A listener that serves MQTT connections on the runtime `R` (`Server` in each adapter:
+/// `adapter_tokio::Server` is `ServerOn<TokioRuntime>`): each accepted connection gets a
+/// driver and is handed to the application as a [`ServerConnection`].
+pub struct ServerOn<R: Runtime> {
+    /// `accept` takes `&self`: concurrent accepts take turns (an async lock, so that each
+    /// waiting task is woken in turn).
+    listener: tokio::sync::Mutex<Box<dyn Listener>>,
+    /// The listener's address, read once.
+    local_addr: Option<SocketAddr>,
+    group: ServerGroup<R>,
+}
+
+impl<R: Runtime> fmt::Debug for ServerOn<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("options", &self.group.options)
+            .field("shutting_down", &*self.group.signal.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: NetRuntime> ServerOn<R> {
+    /// Listens on `addr` (the runtime's own address types; port 0 for an ephemeral port, see
+    /// [`local_addr`](Self::local_addr)).
+    pub async fn bind<A>(addr: A, options: impl Into<ServerOptions>) -> io::Result<Self>
+    where
+        R: Bind<A>,
+    {
+        let listener = R::bind(addr).await?;
         Ok(Self::from_listener(listener, options))
     }
 
-    /// Serves connections from a listener bound elsewhere.
-    pub fn from_listener(
-        listener: tokio::net::TcpListener,
+    /// Serves connections from the runtime's TCP listener, bound elsewhere.
+    pub fn from_listener(listener: R::TcpListener, options: impl Into<ServerOptions>) -> Self {
+        Self::with_listener(R::default(), R::listener(listener), options)
+    }
+}
+
+impl<R: Runtime> ServerOn<R> {
+    /// Serves connections from any [`Listener`] (Unix sockets, TLS acceptors...), their drivers
+    /// running on `runtime`.
+    pub fn with_listener(
+        runtime: R,
+        listener: Box<dyn Listener>,
         options: impl Into<ServerOptions>,
     ) -> Self {
         Self {
-            listener,
-            group: ServerGroup::new(crate::runtime::TokioRuntime, options),
+            local_addr: listener.local_addr().ok(),
+            listener: tokio::sync::Mutex::new(listener),
+            group: ServerGroup::new(runtime, options.into()),
         }
     }
 
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.local_addr
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the listener has no address"))
     }
 
-    /// Waits for the next TCP connection, sets TCP_NODELAY on it and starts its driver.
+    /// Waits for the next connection (TCP_NODELAY set on TCP streams) and starts its driver.
     ///
-    /// Cancel safe: a connection is never lost when the future is dropped.
+    /// Cancel safe: a connection is never lost when the future is dropped (the runtimes'
+    /// listeners accept only once one is ready). Several tasks may accept at once: they take
+    /// turns.
     pub async fn accept(&self) -> io::Result<ServerConnection> {
-        let (stream, peer) = self.listener.accept().await?;
-        stream.set_nodelay(true)?;
-        Ok(self.group.serve(stream, Some(peer)))
+        let mut listener = self.listener.lock().await;
+        let accepted = poll_fn(|cx| listener.poll_accept(cx)).await?;
+        drop(listener);
+        let (transport, peer) = accepted.into_transport();
+        Ok(self.group.serve(transport, peer))
     }
 
     /// Serves a connection that arrived some other way (TLS, WebSocket...) as part of this
     /// server, so that [`shutdown`](Self::shutdown) includes it.
-    pub fn serve<Io: Transport>(&self, transport: Io) -> ServerConnection {
-        self.group.serve(transport, None)
+    pub fn serve<Io>(&self, transport: Io) -> ServerConnection
+    where
+        R: Adapt<Io>,
+    {
+        self.group.serve(R::adapt(transport), None)
     }
 
     /// Shuts down gracefully: stops listening, closes every connection of this server (MQTT 5
@@ -549,7 +608,9 @@ impl Server {
     /// Cancel safety: dropping the future after its first poll leaves the connections
     /// closing in the background.
     pub async fn shutdown(self) {
-        let Self { listener, group } = self;
+        let Self {
+            listener, group, ..
+        } = self;
         drop(listener);
         group.shutdown().await;
     }
@@ -578,6 +639,10 @@ impl Role for ServerRole {
         &self.session
     }
 
+    fn wants_read(&self) -> bool {
+        self.session.wants_read()
+    }
+
     fn io_error(&mut self) -> &mut Option<io::Error> {
         &mut self.io_error
     }
@@ -599,7 +664,7 @@ impl Role for ServerRole {
                 token,
                 reason_code,
                 properties,
-            } => token.published(reason_code, properties),
+            } => token.published(reason_code, properties).into(),
             ServerEvent::Abandoned {
                 token,
                 cause,

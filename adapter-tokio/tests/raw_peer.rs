@@ -148,3 +148,76 @@ async fn unread_events_hold_the_driver_back_without_loss() {
     assert!(outcome.is_success());
     client.disconnect().await.unwrap();
 }
+
+/// Reads `count` PINGRESPs, each within 5 seconds.
+async fn expect_pingresps(
+    peer: &mut DuplexStream,
+    buf: &mut BytesMut,
+    decoder: &Decoder,
+    count: usize,
+) {
+    for n in 0..count {
+        let packet = tokio::time::timeout(Duration::from_secs(5), read_packet(peer, buf, decoder))
+            .await
+            .unwrap_or_else(|_| panic!("PINGRESP {n} never came: input was left unread"))
+            .unwrap();
+        assert_eq!(packet.packet_type(), PacketType::PingResp, "packet {n}");
+    }
+}
+
+/// The driver reads only while the session wants input (`wants_read`), and hands it what it
+/// kept once it wants more: a client that sends its CONNECT and 40 PINGREQs in one write, more
+/// than the session holds before the application answers, gets its CONNACK and then all 40
+/// PINGRESPs, in order, once the server accepts ([MQTT-3.12.4-1]).
+#[tokio::test(start_paused = true)]
+async fn input_beyond_what_the_session_holds_is_read_after_the_answer() {
+    let (server_io, mut peer) = tokio::io::duplex(64 * 1024);
+    let mut conn = serve_connection(server_io, ServerOptions::default());
+    let mut out = BytesMut::new();
+    Packet::from(connect_packet(ProtocolVersion::V3_1_1, "eager"))
+        .encode(ProtocolVersion::V3_1_1, &mut out)
+        .unwrap();
+    for _ in 0..40 {
+        out.extend_from_slice(&[0xC0, 0x00]); // PINGREQ
+    }
+    peer.write_all(&out).await.unwrap();
+    let Some(ConnectionEvent::Connect(_)) = conn.events().recv().await else {
+        panic!("expected Connect");
+    };
+    // The application takes its time: nothing is answered before the CONNACK.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    conn.accept(Default::default(), None).await.unwrap();
+    let decoder = Decoder::new(ProtocolVersion::V3_1_1);
+    let mut buf = BytesMut::new();
+    let connack = read_packet(&mut peer, &mut buf, &decoder).await.unwrap();
+    assert_eq!(connack.packet_type(), PacketType::ConnAck);
+    expect_pingresps(&mut peer, &mut buf, &decoder, 40).await;
+}
+
+/// The same when the session stops for its own transmit buffer: with room for only 16 bytes of
+/// answers (eight PINGRESPs), a burst of 40 PINGREQs is answered in full, the driver handing
+/// the session the rest of what it read each time its buffer was drained ([MQTT-3.12.4-1]).
+#[tokio::test(start_paused = true)]
+async fn input_beyond_a_full_transmit_buffer_is_read_once_drained() {
+    let (server_io, mut peer) = tokio::io::duplex(64 * 1024);
+    let config = mqtt_session::ServerConfig {
+        max_transmit_buffer: 16,
+        ..mqtt_session::ServerConfig::default()
+    };
+    let mut conn = serve_connection(server_io, ServerOptions::from(config));
+    let mut out = BytesMut::new();
+    Packet::from(connect_packet(ProtocolVersion::V3_1_1, "burst"))
+        .encode(ProtocolVersion::V3_1_1, &mut out)
+        .unwrap();
+    peer.write_all(&out).await.unwrap();
+    let Some(ConnectionEvent::Connect(_)) = conn.events().recv().await else {
+        panic!("expected Connect");
+    };
+    conn.accept(Default::default(), None).await.unwrap();
+    let decoder = Decoder::new(ProtocolVersion::V3_1_1);
+    let mut buf = BytesMut::new();
+    let connack = read_packet(&mut peer, &mut buf, &decoder).await.unwrap();
+    assert_eq!(connack.packet_type(), PacketType::ConnAck);
+    peer.write_all(&[0xC0, 0x00].repeat(40)).await.unwrap();
+    expect_pingresps(&mut peer, &mut buf, &decoder, 40).await;
+}

@@ -165,3 +165,33 @@ async fn refused_over_tcp() {
         Err(Error::Io(_))
     ));
 }
+
+/// `Server::accept` takes `&self`: two tasks accepting from one server at once both get a
+/// connection (they take turns on the listener; neither is left waiting unwoken).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tasks_accept_from_one_server() {
+    let server = std::sync::Arc::new(
+        Server::bind("127.0.0.1:0", ServerOptions::default())
+            .await
+            .unwrap(),
+    );
+    let addr = server.local_addr().unwrap();
+    let acceptors: Vec<_> = (0..2)
+        .map(|_| {
+            let server = server.clone();
+            tokio::spawn(async move { server.accept().await.unwrap().peer_addr() })
+        })
+        .collect();
+    // Both acceptors are waiting before the first connection comes.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let _first = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let _second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    for acceptor in acceptors {
+        let peer = tokio::time::timeout(Duration::from_secs(5), acceptor)
+            .await
+            .expect("an acceptor was never woken")
+            .unwrap();
+        assert!(peer.is_some_and(|a| a.ip().is_loopback()));
+    }
+}

@@ -48,10 +48,17 @@ fn client_stops_reading_while_its_transmit_buffer_is_full() {
     let mut read = qos1_publishes(20, ProtocolVersion::V3_1_1);
     let total = read.len();
     let each = total / 20;
+    assert!(client.wants_read());
     client.handle_read(now, &mut read);
-    // Four PUBACKs (4 bytes each) fill the 16-byte buffer; the rest stays unread.
+    // Four PUBACKs (4 bytes each) fill the 16-byte buffer; the rest stays unread, and the
+    // session says so: a driver reads no more from the transport.
+    assert!(!client.wants_read());
     let mut out = BytesMut::new();
     assert_eq!(client.poll_transmit(now, &mut out), 16);
+    assert!(
+        client.wants_read(),
+        "drained: the session wants input again"
+    );
     assert_eq!(
         read.len(),
         total - 4 * each,
@@ -91,6 +98,7 @@ fn server_stops_reading_while_its_transmit_buffer_is_full() {
             .encode(ProtocolVersion::V3_1_1, &mut read)
             .unwrap();
     }
+    assert!(server.wants_read());
     server.handle_read(now, &mut read);
     assert_eq!(
         server.transmit_len(),
@@ -98,8 +106,13 @@ fn server_stops_reading_while_its_transmit_buffer_is_full() {
         "eight PINGRESPs, then reading stops"
     );
     assert_eq!(read.len(), 200 - 16);
+    assert!(!server.wants_read());
     let mut out = BytesMut::new();
     server.poll_transmit(now, &mut out);
+    assert!(
+        server.wants_read(),
+        "drained: the session wants input again"
+    );
     server.handle_read(now, &mut read);
     assert_eq!(read.len(), 200 - 32);
 }

@@ -281,17 +281,23 @@ impl<T> ClientSession<T> {
 
     // ----- inputs -----
 
+    /// Whether [`handle_read`](Self::handle_read) would consume input now: not while there is
+    /// no connection, nor while `max_transmit_buffer` bytes wait for `poll_transmit` (the peer
+    /// is not reading what we owe it; answers to its packets would otherwise pile up without
+    /// bound). A driver reads no more from the transport until it turns `true` again, then
+    /// calls `handle_read` with what it kept.
+    pub fn wants_read(&self) -> bool {
+        self.state != ConnectionState::Disconnected
+            && self.link.outbox.len() < self.config.max_transmit_buffer
+    }
+
     /// Consumes every whole packet at the front of `buf` (a partial packet stays for the next
     /// read). Input that arrives while there is no connection is left untouched, and so is
     /// input beyond what fits while `max_transmit_buffer` bytes wait for `poll_transmit`
     /// (back-pressure: call again after draining).
     pub fn handle_read(&mut self, now: Instant, buf: &mut BytesMut) {
         self.link.now = now;
-        // Stop reading while the transmit buffer is full (the peer is not reading what we
-        // owe it): answers to its packets would otherwise pile up without bound.
-        while self.state != ConnectionState::Disconnected
-            && self.link.outbox.len() < self.config.max_transmit_buffer
-        {
+        while self.wants_read() {
             match self.link.decoder.decode(buf) {
                 Ok(Some(packet)) => {
                     self.keep_alive.last_received = now;

@@ -260,6 +260,28 @@ impl<T> ServerSession<T> {
 
     // ----- inputs -----
 
+    /// Whether [`handle_read`](Self::handle_read) would consume a whole packet now. `false`
+    /// between CONNECT and the application's answer once enough packets (or a malformed one)
+    /// are held, while too many SUBSCRIBE/UNSUBSCRIBE requests wait for answers, while
+    /// `max_transmit_buffer` bytes wait for `poll_transmit`, and once closed: a driver reads no
+    /// more from the transport until it turns `true` again (after a command or a drain), then
+    /// calls `handle_read` with what it kept.
+    pub fn wants_read(&self) -> bool {
+        let may_read = match self.state {
+            ServerState::Closed => false,
+            ServerState::Deciding => {
+                self.held.len() < MAX_HELD_PACKETS && self.held_error.is_none()
+            }
+            ServerState::Connected => {
+                self.pending_requests.len() < self.config.max_pending_requests
+            }
+            ServerState::AwaitingConnect => true,
+        };
+        // Not while the transmit buffer is full (the client is not reading what we owe it):
+        // answers to its packets would otherwise pile up without bound.
+        may_read && self.link.outbox.len() < self.config.max_transmit_buffer
+    }
+
     /// Consumes whole packets from the front of `buf`. Between CONNECT and the application's
     /// answer, while too many SUBSCRIBE/UNSUBSCRIBE requests wait for answers, and while
     /// `max_transmit_buffer` bytes wait for `poll_transmit`, it stops early and leaves the rest
@@ -267,19 +289,7 @@ impl<T> ServerSession<T> {
     pub fn handle_read(&mut self, now: Instant, buf: &mut BytesMut) {
         self.link.now = now;
         loop {
-            let may_read = match self.state {
-                ServerState::Closed => false,
-                ServerState::Deciding => {
-                    self.held.len() < MAX_HELD_PACKETS && self.held_error.is_none()
-                }
-                ServerState::Connected => {
-                    self.pending_requests.len() < self.config.max_pending_requests
-                }
-                ServerState::AwaitingConnect => true,
-            };
-            // Stop reading while the transmit buffer is full (the client is not reading what
-            // we owe it): answers to its packets would otherwise pile up without bound.
-            if !may_read || self.link.outbox.len() >= self.config.max_transmit_buffer {
+            if !self.wants_read() {
                 return;
             }
             match self.link.decoder.decode(buf) {

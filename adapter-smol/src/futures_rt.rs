@@ -1,0 +1,293 @@
+//! The building blocks every futures-io runtime shares (smol here, async-std in its adapter),
+//! on `futures-io` and `async-io` alone (no `smol`): [`FuturesIo`] (a futures-io stream as
+//! the engine's transport), [`AsyncIoTimer`] (the `async-io` reactor's timer and its clock),
+//! [`TcpAcceptor`] (a futures-io TCP listener as a broker or server listener), and
+//! [`futures_runtime!`](crate::futures_runtime), which implements the engine's runtime traits
+//! for a futures-io runtime in one line.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use adapter_tokio::engine::{self, Accepted, Listener, Runtime, Timer};
+use bytes::BytesMut;
+
+/// What the futures-io entry points take: `async_net::TcpStream`, a TLS stream
+/// (`futures-rustls`, `async-native-tls`), a Unix socket, an in-memory pipe... anything
+/// [`futures_io::AsyncRead`] + [`futures_io::AsyncWrite`] + `Unpin + Send + 'static`.
+pub trait Transport:
+    futures_io::AsyncRead + futures_io::AsyncWrite + Unpin + Send + 'static
+{
+}
+
+impl<T: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin + Send + 'static> Transport for T {}
+
+/// Bytes read at most per read: futures-io reads into initialised memory, so this much of the
+/// read buffer's spare capacity is zeroed before each read (no allocation).
+const MAX_READ: usize = 64 * 1024;
+
+/// A futures-io stream as the engine's transport ([`engine::Transport`]), directly (no
+/// compat layer). The entry points wrap what they are given.
+#[derive(Debug)]
+pub struct FuturesIo<T>(pub T);
+
+impl<T: Transport> engine::Transport for FuturesIo<T> {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        let len = buf.len();
+        if buf.capacity() == len {
+            buf.reserve(8 * 1024);
+        }
+        let room = (buf.capacity() - len).min(MAX_READ);
+        buf.resize(len + room, 0);
+        let result = Pin::new(&mut self.0).poll_read(cx, &mut buf[len..]);
+        let n = match &result {
+            Poll::Ready(Ok(n)) => (*n).min(room),
+            _ => 0,
+        };
+        buf.truncate(len + n);
+        result
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_close(cx)
+    }
+}
+
+/// The timer of the `async-io` reactor (which smol and async-std both run on): an
+/// `async_io::Timer`, reset in place, on [`AsyncIoTimer::now`]'s clock.
+#[derive(Debug)]
+pub struct AsyncIoTimer {
+    timer: async_io::Timer,
+}
+
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+fn epoch() -> Instant {
+    *EPOCH.get_or_init(Instant::now)
+}
+
+impl AsyncIoTimer {
+    /// A timer that never expires until reset.
+    pub fn new() -> Self {
+        Self {
+            timer: async_io::Timer::never(),
+        }
+    }
+
+    /// The clock the timer's deadlines are measured on (the `Runtime::now` of the futures-io
+    /// runtimes): time since a process-wide epoch (the first call), on
+    /// [`std::time::Instant`].
+    pub fn now() -> Duration {
+        epoch().elapsed()
+    }
+}
+
+impl Default for AsyncIoTimer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Timer for AsyncIoTimer {
+    fn reset(&mut self, deadline: Duration) {
+        match epoch().checked_add(deadline) {
+            Some(at) => self.timer.set_at(at),
+            None => self.timer = async_io::Timer::never(),
+        }
+    }
+
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.timer).poll(cx).map(|_| ())
+    }
+}
+
+/// A pending accept of a [`FuturesTcp`] listener.
+pub type AcceptFuture<S> = Pin<Box<dyn Future<Output = io::Result<(S, SocketAddr)>> + Send>>;
+
+/// The TCP sockets of a runtime whose sockets are futures-io streams (smol, async-std): what
+/// [`TcpAcceptor`] needs to accept from them. [`futures_runtime!`](crate::futures_runtime)
+/// implements it.
+pub trait FuturesTcp: Runtime {
+    /// The runtime's TCP listener.
+    type TcpListener: Send + Sync + 'static;
+    /// The runtime's TCP stream; a clone is the same socket (a broker's reader and writer each
+    /// take one, with no lock between them).
+    type TcpStream: Transport + Clone;
+
+    /// The address `listener` is bound to.
+    fn local_addr(listener: &Self::TcpListener) -> io::Result<SocketAddr>;
+
+    /// Accepts the next connection. Dropping the future must lose no connection (async-io's
+    /// listeners accept only once readable).
+    fn accept(listener: Arc<Self::TcpListener>) -> AcceptFuture<Self::TcpStream>;
+
+    /// Sets TCP_NODELAY.
+    fn set_nodelay(stream: &Self::TcpStream) -> io::Result<()>;
+}
+
+/// A futures-io TCP listener as a [`Listener`]: one accept future at a time, kept between
+/// polls (a dropped `accept` loses no connection); TCP_NODELAY on every connection; the
+/// stream handed over as two clones (reader and writer, no lock between them).
+pub struct TcpAcceptor<R: FuturesTcp> {
+    listener: Arc<R::TcpListener>,
+    pending: Option<AcceptFuture<R::TcpStream>>,
+}
+
+impl<R: FuturesTcp> TcpAcceptor<R> {
+    /// Accepts from `listener`.
+    pub fn new(listener: R::TcpListener) -> Self {
+        Self {
+            listener: Arc::new(listener),
+            pending: None,
+        }
+    }
+}
+
+impl<R: FuturesTcp> Listener for TcpAcceptor<R> {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        R::local_addr(&self.listener)
+    }
+
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Accepted>> {
+        let listener = &self.listener;
+        let pending = self
+            .pending
+            .get_or_insert_with(|| R::accept(listener.clone()));
+        let Poll::Ready(accepted) = pending.as_mut().poll(cx) else {
+            return Poll::Pending;
+        };
+        self.pending = None;
+        Poll::Ready(accepted.map(|(stream, peer)| {
+            // Nagle would hold small acks back; every packet leaves at once.
+            let _ = R::set_nodelay(&stream);
+            Accepted::from_halves(FuturesIo(stream.clone()), FuturesIo(stream), peer)
+        }))
+    }
+}
+
+/// Implements the engine's runtime traits for a futures-io runtime, written once for smol and
+/// async-std: [`Runtime`] (the given `spawn`, the `async-io` timer and clock),
+/// [`Adapt`](engine::Adapt) (any futures-io stream, through [`FuturesIo`]),
+/// [`NetRuntime`](engine::NetRuntime), [`Bind`](engine::Bind) and
+/// [`TcpConnect`](engine::TcpConnect) (its TCP listener, stream and address trait, whose
+/// `bind`, `connect`, `accept`, `local_addr` and `set_nodelay` it calls), and
+/// [`FuturesTcp`].
+///
+/// A runtime of your own on smol's sockets (adapter-async-std's `AsyncStdRuntime` is the same
+/// with async-std's), named like the adapters' with `named_for_runtime!`:
+///
+/// ```
+/// #[derive(Clone, Copy, Debug, Default)]
+/// pub struct MyRuntime;
+///
+/// adapter_smol::futures_runtime! {
+///     runtime: MyRuntime,
+///     spawn: |future| smol::spawn(future).detach(),
+///     listener: smol::net::TcpListener,
+///     stream: smol::net::TcpStream,
+///     addrs: smol::net::AsyncToSocketAddrs,
+/// }
+/// adapter_smol::named_for_runtime!(MyRuntime);
+///
+/// # fn main() -> std::io::Result<()> {
+/// smol::block_on(async {
+///     let server = Server::bind("127.0.0.1:0", adapter_smol::ServerOptions::default()).await?;
+///     assert!(server.local_addr()?.port() != 0);
+///     server.shutdown().await;
+///     Ok(())
+/// })
+/// # }
+/// ```
+#[macro_export]
+macro_rules! futures_runtime {
+    (
+        runtime: $rt:ty,
+        spawn: |$future:ident| $spawn:expr,
+        listener: $listener:ty,
+        stream: $stream:ty,
+        addrs: $addrs:path $(,)?
+    ) => {
+        impl $crate::engine::Runtime for $rt {
+            type Timer = $crate::AsyncIoTimer;
+
+            fn now() -> ::std::time::Duration {
+                $crate::AsyncIoTimer::now()
+            }
+
+            fn timer(&self) -> $crate::AsyncIoTimer {
+                $crate::AsyncIoTimer::new()
+            }
+
+            fn spawn<F>(&self, $future: F)
+            where
+                F: ::std::future::Future<Output = ()> + ::std::marker::Send + 'static,
+            {
+                $spawn
+            }
+        }
+
+        impl<Io: $crate::Transport> $crate::engine::Adapt<Io> for $rt {
+            type Transport = $crate::FuturesIo<Io>;
+
+            fn adapt(transport: Io) -> $crate::FuturesIo<Io> {
+                $crate::FuturesIo(transport)
+            }
+        }
+
+        impl $crate::engine::NetRuntime for $rt {
+            type TcpListener = $listener;
+
+            fn listener(listener: $listener) -> ::std::boxed::Box<dyn $crate::engine::Listener> {
+                ::std::boxed::Box::new($crate::TcpAcceptor::<Self>::new(listener))
+            }
+        }
+
+        impl<A: $addrs> $crate::engine::Bind<A> for $rt {
+            fn bind(addr: A) -> impl ::std::future::Future<Output = ::std::io::Result<$listener>> {
+                <$listener>::bind(addr)
+            }
+        }
+
+        impl<A: $addrs + ::std::marker::Send> $crate::engine::TcpConnect<A> for $rt
+        where
+            A::Iter: ::std::marker::Send,
+        {
+            type Stream = $crate::FuturesIo<$stream>;
+
+            async fn connect(addr: A) -> ::std::io::Result<$crate::FuturesIo<$stream>> {
+                let stream = <$stream>::connect(addr).await?;
+                stream.set_nodelay(true)?;
+                Ok($crate::FuturesIo(stream))
+            }
+        }
+
+        impl $crate::FuturesTcp for $rt {
+            type TcpListener = $listener;
+            type TcpStream = $stream;
+
+            fn local_addr(listener: &$listener) -> ::std::io::Result<::std::net::SocketAddr> {
+                listener.local_addr()
+            }
+
+            fn accept(listener: ::std::sync::Arc<$listener>) -> $crate::AcceptFuture<$stream> {
+                ::std::boxed::Box::pin(async move { listener.accept().await })
+            }
+
+            fn set_nodelay(stream: &$stream) -> ::std::io::Result<()> {
+                stream.set_nodelay(true)
+            }
+        }
+    };
+}

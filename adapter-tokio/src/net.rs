@@ -1,0 +1,142 @@
+//! Layer 4: what a runtime brings besides spawn and time: its streams as the engine's
+//! [`Transport`] ([`Adapt`]), its TCP listener ([`NetRuntime`], [`Bind`], any [`Listener`])
+//! and its TCP connect ([`TcpConnect`]). Imports only `runtime` and `transport`.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::task::{Context, Poll};
+
+use crate::runtime::Runtime;
+use crate::transport::{split, BoxTransport, Joined, Transport};
+
+/// The runtime's streams (of type `Io`) as the engine's [`Transport`]: what `connect`,
+/// `serve_connection`, `Server::serve`, `Reconnect::reconnect` and
+/// `BrokerHandle::serve_transport` take (tokio's `AsyncRead + AsyncWrite` through
+/// `adapter_tokio::TokioIo`, futures-io streams through `adapter_smol::FuturesIo`).
+pub trait Adapt<Io>: Runtime {
+    /// The transport the engine reads and writes.
+    type Transport: Transport;
+
+    /// Wraps `transport`.
+    fn adapt(transport: Io) -> Self::Transport;
+}
+
+/// A connection a [`Listener`] accepted: a whole transport, or its two halves, and the peer's
+/// address.
+pub struct Accepted {
+    read: BoxTransport,
+    /// `None`: `read` is the whole transport.
+    write: Option<BoxTransport>,
+    peer: Option<SocketAddr>,
+}
+
+impl fmt::Debug for Accepted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Accepted")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Accepted {
+    /// A whole transport (the broker, which reads and writes from two tasks, shares it
+    /// between them behind a lock).
+    pub fn new(transport: impl Transport, peer: SocketAddr) -> Self {
+        Self::of(Box::new(transport), Some(peer))
+    }
+
+    /// A transport already split into independent halves (two clones of a socket...): no lock
+    /// between the reader and the writer. Reads go to `read`; writes, flushes and the close
+    /// to `write`.
+    pub fn from_halves(read: impl Transport, write: impl Transport, peer: SocketAddr) -> Self {
+        Self {
+            read: Box::new(read),
+            write: Some(Box::new(write)),
+            peer: Some(peer),
+        }
+    }
+
+    pub(crate) fn of(transport: BoxTransport, peer: Option<SocketAddr>) -> Self {
+        Self {
+            read: transport,
+            write: None,
+            peer,
+        }
+    }
+
+    /// The peer's address, for TCP connections.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// One transport (for one task that reads and writes).
+    pub(crate) fn into_transport(self) -> (BoxTransport, Option<SocketAddr>) {
+        match self.write {
+            None => (self.read, self.peer),
+            Some(write) => (
+                Box::new(Joined {
+                    read: self.read,
+                    write,
+                }),
+                self.peer,
+            ),
+        }
+    }
+
+    /// A reading half and a writing half (for a reader task and a writer task).
+    pub(crate) fn into_halves(self) -> (BoxTransport, BoxTransport, Option<SocketAddr>) {
+        match self.write {
+            Some(write) => (self.read, write, self.peer),
+            None => {
+                let (read, write) = split(self.read);
+                (read, write, self.peer)
+            }
+        }
+    }
+}
+
+/// A listener that servers and brokers accept connections from: a TCP listener of any
+/// runtime, or your own (Unix sockets, TLS acceptors...).
+///
+/// `poll_accept` must be cancel safe in the sense that matters here: a server or broker
+/// stops polling it (and drops it) at shutdown, and a connection it has not returned yet may
+/// be lost then. Accepted TCP streams should have TCP_NODELAY set.
+pub trait Listener: Send + 'static {
+    /// The address the listener is bound to.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+
+    /// The next connection; registers the context's waker while there is none. An error
+    /// (out of file descriptors...) makes a broker wait 50 ms before accepting again.
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Accepted>>;
+}
+
+/// A runtime with TCP listeners: what `Server::from_listener` and
+/// `BrokerServer::from_listener` take.
+pub trait NetRuntime: Runtime + Default {
+    /// The runtime's TCP listener (`tokio::net::TcpListener`, `smol::net::TcpListener`,
+    /// `async_std::net::TcpListener`).
+    type TcpListener: Send + 'static;
+
+    /// The listener as a [`Listener`] (TCP_NODELAY set on every connection).
+    fn listener(listener: Self::TcpListener) -> Box<dyn Listener>;
+}
+
+/// Binding the runtime's TCP listener to an address of type `A` (each runtime's own
+/// `ToSocketAddrs`): what `Server::bind` and `BrokerServer::bind` take.
+pub trait Bind<A>: NetRuntime {
+    /// Binds a listener to `addr`.
+    fn bind(addr: A) -> impl Future<Output = io::Result<Self::TcpListener>>;
+}
+
+/// Connecting the runtime's TCP stream to an address of type `A` (each runtime's own
+/// `ToSocketAddrs`), TCP_NODELAY set: what `connect_tcp` and `Reconnect::reconnect_tcp` take.
+pub trait TcpConnect<A>: Runtime {
+    /// The connected stream, as the engine's transport.
+    type Stream: Transport;
+
+    /// Connects to `addr` and sets TCP_NODELAY (small packets leave at once instead of
+    /// waiting for Nagle's algorithm).
+    fn connect(addr: A) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+}

@@ -1,0 +1,131 @@
+//! Layer 3: the engine's own byte transport, [`Transport`]: poll-based, reading into a
+//! `BytesMut`, writing, flushing and closing. Not tokio's I/O traits nor futures-io's: each
+//! adapter implements it for its runtime's streams (`adapter_tokio::TokioIo` for tokio's
+//! `AsyncRead + AsyncWrite`, `adapter_smol::FuturesIo` for futures-io's), so the engine
+//! compiles without either. Imports nothing from the crate.
+
+use std::future::poll_fn;
+use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+
+/// A byte stream the engine drives: TCP, TLS, WebSocket, a Unix socket, an in-memory pipe...
+///
+/// Every method registers the context's waker when it returns `Pending`; reading and writing
+/// are polled independently from one task (a driver writes while it waits for input), so an
+/// implementation must keep separate wakers for the two directions, as sockets do.
+pub trait Transport: Send + Unpin + 'static {
+    /// Reads into the spare capacity of `buf` (the caller reserves it), appending what was read
+    /// after `buf.len()`: `Ready(Ok(n))` with `n > 0` bytes appended, `Ready(Ok(0))` at the end
+    /// of the stream.
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>>;
+
+    /// Writes a prefix of `buf`: `Ready(Ok(n))` for the `n` bytes taken (0 only when the
+    /// stream can take no more, an error for the engine).
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
+
+    /// Flushes what was written.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// Flushes, then closes the writing side (TCP: FIN); the engine reads no more after it.
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl<T: Transport + ?Sized> Transport for Box<T> {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        (**self).poll_read(cx, buf)
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        (**self).poll_write(cx, buf)
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        (**self).poll_flush(cx)
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        (**self).poll_close(cx)
+    }
+}
+
+/// A transport whose type is erased (a client's next transport, an accepted connection).
+pub type BoxTransport = Box<dyn Transport>;
+
+/// Two halves of one stream (two clones of a socket, a reader and a writer) as one
+/// transport: reads go to `read`, the rest to `write`.
+pub(crate) struct Joined {
+    pub(crate) read: BoxTransport,
+    pub(crate) write: BoxTransport,
+}
+
+impl Transport for Joined {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        self.read.poll_read(cx, buf)
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.write.poll_write(cx, buf)
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.write.poll_flush(cx)
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.write.poll_close(cx)
+    }
+}
+
+/// One of two handles on a transport shared by a reader task and a writer task (each poll
+/// takes a lock held only for that poll).
+struct Half(Arc<Mutex<BoxTransport>>);
+
+impl Half {
+    fn with<T>(&self, f: impl FnOnce(&mut BoxTransport) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl Transport for Half {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        self.with(|io| io.poll_read(cx, buf))
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.with(|io| io.poll_write(cx, buf))
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.with(|io| io.poll_flush(cx))
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.with(|io| io.poll_close(cx))
+    }
+}
+
+/// `transport` as a reading half and a writing half for two tasks.
+pub(crate) fn split(transport: BoxTransport) -> (BoxTransport, BoxTransport) {
+    let shared = Arc::new(Mutex::new(transport));
+    (Box::new(Half(shared.clone())), Box::new(Half(shared)))
+}
+
+/// Writes all of `buf`.
+pub(crate) async fn write_all(io: &mut dyn Transport, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = poll_fn(|cx| io.poll_write(cx, buf)).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
+/// Flushes and closes.
+pub(crate) async fn close(io: &mut dyn Transport) -> io::Result<()> {
+    poll_fn(|cx| io.poll_close(cx)).await
+}
