@@ -63,7 +63,12 @@
 //! The model follows each session (by client id) from what the broker said to its
 //! connections: a CONNACK with Session Present 0 empties its subscriptions; a SUBACK adds the
 //! granted ones; an UNSUBSCRIBE removes its filters when sent. A session is *live* while a
-//! connection that got a successful CONNACK for it has not been closed; its model is dropped
+//! connection that got a successful CONNACK for it has not been closed. A connection counts as
+//! closed from the broker's output that reports it closed: the driver takes the broker's
+//! events before the packets of each output, because one broker call may close a subscriber,
+//! end its session (which discards what the session was owed) and only then acknowledge a
+//! publisher whose message was held back for that subscriber; the acknowledgement comes after
+//! the session ended and owes it nothing. Its model is dropped
 //! for good (*tainted*) once raw bytes went to one of its connections, and sessions the end
 //! cannot reconnect (MQTT 3.x with an empty client id) are never counted.
 //!
@@ -352,6 +357,9 @@ struct Conn {
     /// The model session, once known (named clients at once, anonymous ones at CONNACK).
     key: usize,
     state: ConnState,
+    /// The broker reported closing it in the output being handled: its session no longer
+    /// counts it as live (see `drain_output`), though what it was sent is still read.
+    closing: bool,
     /// Answers PUBLISH with PUBACK / PUBREC and PUBREL with PUBCOMP.
     acks: bool,
     /// Enhanced authentication: whether it answers the challenge with `ok`.
@@ -661,6 +669,7 @@ impl<'a, 'h> Driver<'a, 'h> {
             rx,
             key,
             state: ConnState::Connecting,
+            closing: false,
             acks,
             auth_ok,
             clean_start,
@@ -1112,7 +1121,27 @@ impl<'a, 'h> Driver<'a, 'h> {
     }
 
     /// Takes every transmitted byte and event from the broker and lets the clients answer.
+    ///
+    /// The events come first: a connection the broker closed stops counting for its session's
+    /// liveness before any packet of this output is handled (its own packets are still
+    /// read). The broker may close a subscriber, end its session and acknowledge a publisher
+    /// in one call (a held-back message is acknowledged once the subscriber it waited for is
+    /// gone); the acknowledgement must not find that subscriber live.
     fn drain_output(&mut self) {
+        let mut closed = Vec::new();
+        while let Some(event) = self.broker.poll_event() {
+            match event {
+                BrokerEvent::Close { connection, .. } => {
+                    if let Ok(i) = self.conns.binary_search_by_key(&connection, |c| c.id) {
+                        self.closing(i);
+                        closed.push(i);
+                    }
+                }
+                // Every turn feeds each connection's pending bytes again until nothing moves,
+                // so a connection the broker reads again is fed without being named here.
+                BrokerEvent::Connected { .. } | BrokerEvent::ReadResumed { .. } => {}
+            }
+        }
         let mut tx = core::mem::take(&mut self.tx);
         while let Some(id) = self.broker.poll_transmit(self.now, &mut tx) {
             let i = self.conns.binary_search_by_key(&id, |c| c.id);
@@ -1133,17 +1162,8 @@ impl<'a, 'h> Driver<'a, 'h> {
         }
         tx.clear();
         self.tx = tx;
-        while let Some(event) = self.broker.poll_event() {
-            match event {
-                BrokerEvent::Close { connection, .. } => {
-                    if let Ok(i) = self.conns.binary_search_by_key(&connection, |c| c.id) {
-                        self.gone(i);
-                    }
-                }
-                // Every turn feeds each connection's pending bytes again until nothing moves,
-                // so a connection the broker reads again is fed without being named here.
-                BrokerEvent::Connected { .. } | BrokerEvent::ReadResumed { .. } => {}
-            }
+        for i in closed {
+            self.gone(i);
         }
         let stats = self.broker.stats();
         // Beyond `max_connections`, a few more are admitted only to be refused with a CONNACK.
@@ -1152,12 +1172,19 @@ impl<'a, 'h> Driver<'a, 'h> {
         assert!(stats.retained <= MAX_RETAINED, "{stats:?}");
     }
 
-    fn gone(&mut self, i: usize) {
+    /// Connection `i` no longer counts for its session's liveness.
+    fn closing(&mut self, i: usize) {
         let conn = &mut self.conns[i];
-        if conn.state == ConnState::Live {
+        if conn.state == ConnState::Live && !conn.closing {
             let key = conn.key;
             self.sessions[key].live = self.sessions[key].live.saturating_sub(1);
         }
+        conn.closing = true;
+    }
+
+    fn gone(&mut self, i: usize) {
+        self.closing(i);
+        let conn = &mut self.conns[i];
         conn.state = ConnState::Gone;
         conn.rx.clear();
         conn.publishes = Vec::new();
@@ -1191,7 +1218,9 @@ impl<'a, 'h> Driver<'a, 'h> {
                     self.sessions[key].tainted = true;
                 }
                 key = self.conns[i].key;
-                self.sessions[key].live += 1;
+                if !self.conns[i].closing {
+                    self.sessions[key].live += 1;
+                }
                 self.conns[i].state = ConnState::Live;
             }
             Packet::Auth(auth) if auth.reason_code == ReasonCode::ContinueAuthentication => {
