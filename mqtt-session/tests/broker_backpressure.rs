@@ -675,3 +675,72 @@ fn subscriber_clean_start_forgets_what_it_was_owed_publishers_go_on() {
         payloads(&net, again)
     );
 }
+
+#[test]
+fn subscriber_session_end_counts_the_held_back_copy_it_was_owed() {
+    // A held-back message routed to a subscriber whose session then ends (Session Expiry 0,
+    // transport lost) is dropped with that session and counted in dropped_session_ended, like
+    // what its queue and window held; its publisher is acknowledged and goes on. The
+    // publisher's later messages, routed after the session ended, owe it nothing.
+    let mut net = net_with(config());
+    let s = slow_subscriber(&mut net, "s", 0);
+    subscribe(&mut net, s, "t", Q1);
+    let p = client(&mut net, V5, "p", true, 0);
+    let total = u64::from(SUB_WINDOW) + MAX_QUEUED as u64 + 10;
+    for n in 0..total {
+        let now = net.now;
+        net.clients[p]
+            .session
+            .publish(now, Message::new(topic("t"), Q1, n.to_string()), n)
+            .unwrap();
+    }
+    net.run_for(SETTLE_MS);
+    assert_eq!(net.broker.stats().parked, 10);
+    assert_eq!(net.broker.stats().dropped_session_ended, 0);
+    cut(&mut net, s);
+    net.run_for(SETTLE_MS);
+    let stats = net.broker.stats();
+    assert_eq!(stats.parked, 0);
+    assert_eq!(stats.sessions, 1, "the subscriber's session ended");
+    assert_eq!(acked_seqs(&net, p).len() as u64, total);
+    assert_eq!(
+        stats.dropped_session_ended,
+        u64::from(SUB_WINDOW) + MAX_QUEUED as u64 + 1,
+        "its window, its queue and the held-back copy routed to it: {stats:?}"
+    );
+}
+
+#[test]
+fn subscriber_clean_start_counts_the_held_back_copy_it_was_owed() {
+    // [MQTT-3.1.2-4] Clean Start discards the session: the held-back copy the old session was
+    // owed is dropped with it and counted in dropped_session_ended (not lost uncounted).
+    let mut net = net_with(config());
+    let s = slow_subscriber(&mut net, "s", 600);
+    subscribe(&mut net, s, "t", Q1);
+    let p = client(&mut net, V5, "p", true, 0);
+    let total = u64::from(SUB_WINDOW) + MAX_QUEUED as u64 + 10;
+    for n in 0..total {
+        let now = net.now;
+        net.clients[p]
+            .session
+            .publish(now, Message::new(topic("t"), Q1, n.to_string()), n)
+            .unwrap();
+    }
+    net.run_for(SETTLE_MS);
+    assert_eq!(net.broker.stats().parked, 10);
+    let before = net.broker.stats().dropped_session_ended;
+    let again = net.add_client(ClientConfig::default());
+    connect(&mut net, again, connect_packet(V5, "s", true, 0));
+    net.run_for(SETTLE_MS);
+    let stats = net.broker.stats();
+    assert_eq!(acked_seqs(&net, p).len() as u64, total);
+    assert_eq!(
+        stats.dropped_session_ended - before,
+        u64::from(SUB_WINDOW) + MAX_QUEUED as u64 + 1,
+        "its window, its queue and the held-back copy routed to it: {stats:?}"
+    );
+    // The publisher's later messages, routed once the old subscriptions were gone, matched
+    // nothing (they were not routed to the discarded session and miscounted there).
+    assert_eq!(stats.dropped_qos0_offline, 0, "{stats:?}");
+    assert!(payloads(&net, again).is_empty());
+}

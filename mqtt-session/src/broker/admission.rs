@@ -190,9 +190,9 @@ impl<H: BrokerHooks> Broker<H> {
         let session_present = stored.is_some() && !clean_start;
         if clean_start {
             // Held-back messages of the discarded session are never acknowledged, and what
-            // other publishers' held-back messages owed it is forgotten.
+            // other publishers' held-back messages owed it is dropped with it (once its
+            // subscriptions are gone: those publishers' later messages are routed then).
             self.drop_parked(key);
-            self.forget_subscriber(now, key);
             let Some(record) = self.sessions.get_mut(&key) else {
                 return;
             };
@@ -200,6 +200,7 @@ impl<H: BrokerHooks> Broker<H> {
                 self.index.remove(key, &filter);
             }
             self.stop_retained(key, None);
+            self.forget_subscriber(now, key);
         }
         let Some(conn) = self.connections.get_mut(&id) else {
             return;

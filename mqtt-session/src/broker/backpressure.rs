@@ -224,6 +224,12 @@ impl<H: BrokerHooks> Broker<H> {
                             continue;
                         }
                         let key = o.key;
+                        if o.token.shared.is_none() && !self.sessions.contains_key(&key) {
+                            // Its subscriber's session ended while the copy waited: dropped
+                            // with what that session held, and counted as such.
+                            self.stats.dropped_session_ended += 1;
+                            continue;
+                        }
                         match self.offer(now, key, o.message, o.token, true) {
                             Some((message, token)) => still.push(Owed::new(key, message, token)),
                             None => self.on_progress(now, key),
@@ -320,7 +326,10 @@ impl<H: BrokerHooks> Broker<H> {
     }
 
     /// Subscriber `key`'s session was discarded (clean start): what held-back messages still
-    /// owe it is forgotten (the new session has no subscriptions), and their publishers go on.
+    /// owe it is dropped with it (counted in `dropped_session_ended`, as what the session
+    /// held; the new session has no subscriptions), and their publishers go on. Called once
+    /// the discarded session's subscriptions are gone, so that the publishers' later
+    /// messages, routed now, do not match them.
     pub(super) fn forget_subscriber(&mut self, now: Instant, key: SessionKey) {
         let Some(waiters) = self.waiters.remove(&key) else {
             return;
@@ -334,7 +343,9 @@ impl<H: BrokerHooks> Broker<H> {
                 .and_then(VecDeque::front_mut)
                 .map(|head| &mut head.state)
             {
+                let before = owed.len();
                 owed.retain(|o| o.key != key);
+                self.stats.dropped_session_ended += (before - owed.len()) as u64;
             }
             self.advance(now, publisher);
         }

@@ -32,10 +32,13 @@ use crate::server::ServerConfig;
 /// session keeps what it holds, and the messages it was owed go to its offline queue. A
 /// message for an offline session whose queue is full is dropped and counted
 /// (`dropped_queue_full`): the one case where an acknowledged QoS 1/2 message does not reach
-/// a subscriber, because waiting for a client that is away would let it stop every publisher
-/// to its topics for as long as its session lasts. Messages the broker publishes itself (wills,
-/// [`Broker::publish`](crate::broker::Broker::publish)) have no publisher to hold back and are
-/// dropped (counted) where a subscriber is full. A shared-subscription message goes to another
+/// a subscriber whose session lives on, because waiting for a client that is away would let it
+/// stop every publisher to its topics for as long as its session lasts. A subscriber's session
+/// that ends (expiry, Clean Start) takes with it what it held and the held-back copies still
+/// owed to it, counted in `dropped_session_ended`; the publisher is then acknowledged, and its
+/// later messages are routed to the subscriptions that exist when their turn comes. Messages
+/// the broker publishes itself (wills, [`Broker::publish`](crate::broker::Broker::publish))
+/// have no publisher to hold back and are dropped (counted) where a subscriber is full. A shared-subscription message goes to another
 /// member when its member is full, and is held back only when every member is connected and
 /// full.
 ///

@@ -58,7 +58,8 @@ pub struct BrokerStats {
     /// `queue_qos0_offline`).
     pub dropped_qos0_offline: u64,
     /// Messages a session still held (queued or in flight) when it ended (expiry, clean
-    /// start), and shared-subscription messages no other member could take.
+    /// start), copies of held-back messages still owed to it then (see `BrokerConfig`'s
+    /// overload policy), and shared-subscription messages no other member could take.
     pub dropped_session_ended: u64,
     /// Will messages published.
     pub wills_published: u64,

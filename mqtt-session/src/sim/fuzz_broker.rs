@@ -63,7 +63,12 @@
 //! The model follows each session (by client id) from what the broker said to its
 //! connections: a CONNACK with Session Present 0 empties its subscriptions; a SUBACK adds the
 //! granted ones; an UNSUBSCRIBE removes its filters when sent. A session is *live* while a
-//! connection that got a successful CONNACK for it has not been closed; its model is dropped
+//! connection that got a successful CONNACK for it has not been closed. A connection counts as
+//! closed from the broker's output that reports it closed: the driver takes the broker's
+//! events before the packets of each output, because one broker call may close a subscriber,
+//! end its session (which discards what the session was owed) and only then acknowledge a
+//! publisher whose message was held back for that subscriber; the acknowledgement comes after
+//! the session ended and owes it nothing. Its model is dropped
 //! for good (*tainted*) once raw bytes went to one of its connections, and sessions the end
 //! cannot reconnect (MQTT 3.x with an empty client id) are never counted.
 //!
@@ -75,6 +80,14 @@
 //!   matches the topic (not the publisher's own with No Local), once; and
 //! - each shared subscription (`$share/{g}/{f}`) granted at QoS 1 or 2 to a live, untainted
 //!   session, once to any session that ever joined that group.
+//!
+//! A client's message is owed only where it was owed by the same rule when the client sent
+//! it too, to sessions whose subscriptions did not change in between (no UNSUBSCRIBE, no
+//! subscription replaced, no new session). The broker routes a message when it reads it (or,
+//! held back behind its publisher's earlier messages, when its turn comes) but acknowledges it
+//! only once every subscriber it was routed to has it: a subscription made meanwhile is not
+//! owed the message. A held-back copy still owed to a subscriber whose session ends (expiry,
+//! Clean Start) is dropped with that session and counted in `dropped_session_ended`.
 //!
 //! Every delivery a client receives is recorded by the serial number in the first four payload
 //! bytes. At the end, the owed deliveries that never arrived must not outnumber the messages
@@ -336,6 +349,16 @@ struct PendingPublish {
     topic: Option<TopicName>,
     qos: QoS,
     retain: bool,
+    /// What it would owe when sent (see `Owed`): it owes at most this at its
+    /// acknowledgement.
+    owed_at_send: Owed,
+}
+
+/// The deliveries a message owes: sessions (with their `epoch`) and shared filters.
+#[derive(Default)]
+struct Owed {
+    direct: Vec<(u32, u32)>,
+    groups: Vec<u32>,
 }
 
 struct PendingSubscribe {
@@ -352,6 +375,9 @@ struct Conn {
     /// The model session, once known (named clients at once, anonymous ones at CONNACK).
     key: usize,
     state: ConnState,
+    /// The broker reported closing it in the output being handled: its session no longer
+    /// counts it as live (see `drain_output`), though what it was sent is still read.
+    closing: bool,
     /// Answers PUBLISH with PUBACK / PUBREC and PUBREL with PUBCOMP.
     acks: bool,
     /// Enhanced authentication: whether it answers the challenge with `ok`.
@@ -388,6 +414,10 @@ struct Session {
     /// A connection used it: the end reconnects it.
     used: bool,
     live: u32,
+    /// Bumped whenever it loses or changes a subscription (UNSUBSCRIBE, a SUBACK replacing
+    /// one, a new session): a message owed to it when sent and when acknowledged is owed only
+    /// if its subscriptions stayed in between.
+    epoch: u32,
 }
 
 struct Tracked {
@@ -661,6 +691,7 @@ impl<'a, 'h> Driver<'a, 'h> {
             rx,
             key,
             state: ConnState::Connecting,
+            closing: false,
             acks,
             auth_ok,
             clean_start,
@@ -893,6 +924,7 @@ impl<'a, 'h> Driver<'a, 'h> {
         // Removed from the model when sent: the model may only know less than the broker.
         let key = self.conns[i].key;
         self.sessions[key].subs.retain(|s| s.filter != f);
+        self.sessions[key].epoch += 1;
         let unsubscribe = Unsubscribe {
             packet_id: PacketId::new(pid).unwrap_or(PacketId::MIN),
             filters: alloc::vec![self.filters[f as usize].clone()],
@@ -979,12 +1011,18 @@ impl<'a, 'h> Driver<'a, 'h> {
         }
         // An empty payload carries no serial: nothing to follow.
         if qos != QoS::AtMostOnce && size != 0 {
+            let publisher = self.conns[i].key;
+            let owed_at_send = known_topic
+                .as_ref()
+                .map(|t| self.owed(Some(publisher), t))
+                .unwrap_or_default();
             self.conns[i].publishes.push(PendingPublish {
                 pid,
                 serial,
                 topic: known_topic,
                 qos,
                 retain: publish.retain,
+                owed_at_send,
             });
         }
         let resend = qos == QoS::ExactlyOnce && flags & 0x80 != 0;
@@ -1011,7 +1049,7 @@ impl<'a, 'h> Driver<'a, 'h> {
         // The broker keeps what it routes: count its bytes as fed.
         self.fed += topic.len() + message.payload.len();
         if qos != QoS::AtMostOnce && size != 0 {
-            self.track(None, serial, &topic, qos, message.retain);
+            self.track(None, serial, &topic, qos, message.retain, None);
         }
         self.broker.publish(self.now, message);
         self.drain_output();
@@ -1112,7 +1150,27 @@ impl<'a, 'h> Driver<'a, 'h> {
     }
 
     /// Takes every transmitted byte and event from the broker and lets the clients answer.
+    ///
+    /// The events come first: a connection the broker closed stops counting for its session's
+    /// liveness before any packet of this output is handled (its own packets are still
+    /// read). The broker may close a subscriber, end its session and acknowledge a publisher
+    /// in one call (a held-back message is acknowledged once the subscriber it waited for is
+    /// gone); the acknowledgement must not find that subscriber live.
     fn drain_output(&mut self) {
+        let mut closed = Vec::new();
+        while let Some(event) = self.broker.poll_event() {
+            match event {
+                BrokerEvent::Close { connection, .. } => {
+                    if let Ok(i) = self.conns.binary_search_by_key(&connection, |c| c.id) {
+                        self.closing(i);
+                        closed.push(i);
+                    }
+                }
+                // Every turn feeds each connection's pending bytes again until nothing moves,
+                // so a connection the broker reads again is fed without being named here.
+                BrokerEvent::Connected { .. } | BrokerEvent::ReadResumed { .. } => {}
+            }
+        }
         let mut tx = core::mem::take(&mut self.tx);
         while let Some(id) = self.broker.poll_transmit(self.now, &mut tx) {
             let i = self.conns.binary_search_by_key(&id, |c| c.id);
@@ -1133,17 +1191,8 @@ impl<'a, 'h> Driver<'a, 'h> {
         }
         tx.clear();
         self.tx = tx;
-        while let Some(event) = self.broker.poll_event() {
-            match event {
-                BrokerEvent::Close { connection, .. } => {
-                    if let Ok(i) = self.conns.binary_search_by_key(&connection, |c| c.id) {
-                        self.gone(i);
-                    }
-                }
-                // Every turn feeds each connection's pending bytes again until nothing moves,
-                // so a connection the broker reads again is fed without being named here.
-                BrokerEvent::Connected { .. } | BrokerEvent::ReadResumed { .. } => {}
-            }
+        for i in closed {
+            self.gone(i);
         }
         let stats = self.broker.stats();
         // Beyond `max_connections`, a few more are admitted only to be refused with a CONNACK.
@@ -1152,12 +1201,19 @@ impl<'a, 'h> Driver<'a, 'h> {
         assert!(stats.retained <= MAX_RETAINED, "{stats:?}");
     }
 
-    fn gone(&mut self, i: usize) {
+    /// Connection `i` no longer counts for its session's liveness.
+    fn closing(&mut self, i: usize) {
         let conn = &mut self.conns[i];
-        if conn.state == ConnState::Live {
+        if conn.state == ConnState::Live && !conn.closing {
             let key = conn.key;
             self.sessions[key].live = self.sessions[key].live.saturating_sub(1);
         }
+        conn.closing = true;
+    }
+
+    fn gone(&mut self, i: usize) {
+        self.closing(i);
+        let conn = &mut self.conns[i];
         conn.state = ConnState::Gone;
         conn.rx.clear();
         conn.publishes = Vec::new();
@@ -1182,6 +1238,7 @@ impl<'a, 'h> Driver<'a, 'h> {
                 }
                 if !connack.session_present {
                     self.sessions[key].subs.clear();
+                    self.sessions[key].epoch += 1;
                 }
                 if self.conns[i].clean_start || !connack.session_present {
                     self.sessions[key].awaiting_rel.clear();
@@ -1191,7 +1248,9 @@ impl<'a, 'h> Driver<'a, 'h> {
                     self.sessions[key].tainted = true;
                 }
                 key = self.conns[i].key;
-                self.sessions[key].live += 1;
+                if !self.conns[i].closing {
+                    self.sessions[key].live += 1;
+                }
                 self.conns[i].state = ConnState::Live;
             }
             Packet::Auth(auth) if auth.reason_code == ReasonCode::ContinueAuthentication => {
@@ -1237,7 +1296,11 @@ impl<'a, 'h> Driver<'a, 'h> {
                         continue;
                     };
                     let session = &mut self.sessions[key];
+                    let before = session.subs.len();
                     session.subs.retain(|s| s.filter != *f);
+                    if session.subs.len() != before {
+                        session.epoch += 1;
+                    }
                     session.subs.push(ModelSub {
                         filter: *f,
                         qos,
@@ -1310,10 +1373,18 @@ impl<'a, 'h> Driver<'a, 'h> {
             return;
         }
         let publisher = conn.key;
-        self.track(Some(publisher), pending.serial, &topic, qos, pending.retain);
+        self.track(
+            Some(publisher),
+            pending.serial,
+            &topic,
+            qos,
+            pending.retain,
+            Some(&pending.owed_at_send),
+        );
     }
 
-    /// The message `serial` was accepted: records what it owes (see the module docs).
+    /// The message `serial` was accepted: records what it owes (see the module docs), at most
+    /// `at_send` (what it owed when its publisher sent it) for a client's message.
     fn track(
         &mut self,
         publisher: Option<usize>,
@@ -1321,15 +1392,34 @@ impl<'a, 'h> Driver<'a, 'h> {
         topic: &TopicName,
         qos: QoS,
         retain: bool,
+        at_send: Option<&Owed>,
     ) {
-        if topic.is_dollar() {
+        let mut owed = self.owed(publisher, topic);
+        if let Some(at_send) = at_send {
+            owed.direct.retain(|d| at_send.direct.contains(d));
+            owed.groups.retain(|g| at_send.groups.contains(g));
+        }
+        if owed.direct.is_empty() && owed.groups.is_empty() {
             return;
+        }
+        self.tracked.push(Tracked {
+            serial,
+            qos,
+            retain,
+            direct: owed.direct.into_iter().map(|(key, _)| key).collect(),
+            groups: owed.groups,
+        });
+    }
+
+    /// What a message from `publisher` to `topic` owes now (see the module docs).
+    fn owed(&self, publisher: Option<usize>, topic: &TopicName) -> Owed {
+        let mut result = Owed::default();
+        if topic.is_dollar() {
+            return result;
         }
         let topic = topic.as_str();
         // 0 unknown, 1 no match, 2 match.
         let mut cache = alloc::vec![0u8; self.filters.len()];
-        let mut direct = Vec::new();
-        let mut groups: Vec<u32> = Vec::new();
         for (key, session) in self.sessions.iter().enumerate() {
             if session.live == 0 || session.tainted {
                 continue;
@@ -1347,27 +1437,18 @@ impl<'a, 'h> Driver<'a, 'h> {
                     continue;
                 }
                 if self.filters[f].is_shared() {
-                    if !groups.contains(&sub.filter) {
-                        groups.push(sub.filter);
+                    if !result.groups.contains(&sub.filter) {
+                        result.groups.push(sub.filter);
                     }
                 } else if !(sub.no_local && publisher == Some(key)) {
                     owed = true;
                 }
             }
             if owed {
-                direct.push(key as u32);
+                result.direct.push((key as u32, session.epoch));
             }
         }
-        if direct.is_empty() && groups.is_empty() {
-            return;
-        }
-        self.tracked.push(Tracked {
-            serial,
-            qos,
-            retain,
-            direct,
-            groups,
-        });
+        result
     }
 
     /// The reference model's own heap bytes (not charged to the broker).
@@ -1387,8 +1468,15 @@ impl<'a, 'h> Driver<'a, 'h> {
             })
             .sum();
         let filters: usize = self.filters.iter().map(|f| f.len() + 64).sum();
+        let pending: usize = self
+            .conns
+            .iter()
+            .flat_map(|c| &c.publishes)
+            .map(|p| p.owed_at_send.direct.capacity() * 8 + p.owed_at_send.groups.capacity() * 4)
+            .sum();
         let topics: usize = self.topics.iter().map(|t| t.len() + 64).sum();
         tracked
+            + pending
             + sessions
             + self.named.len() * 64
             + filters
