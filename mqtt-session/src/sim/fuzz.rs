@@ -23,52 +23,19 @@ use mqtt_proto::{
 };
 
 pub use super::fuzz_broker::check_broker;
+use super::input::Input;
 use crate::client::{ClientConfig, ClientEvent, ClientSession};
 use crate::message::{Message, SubscribeRequest};
 use crate::server::{ServerConfig, ServerEvent, ServerSession};
 use crate::time::Instant;
 
-/// Reads fuzz input one decision at a time; zeros once it runs out.
-struct Input<'a> {
-    data: &'a [u8],
-}
-
 impl<'a> Input<'a> {
-    fn byte(&mut self) -> u8 {
-        match self.data.split_first() {
-            Some((b, rest)) => {
-                self.data = rest;
-                *b
-            }
-            None => 0,
-        }
-    }
-
-    fn u16(&mut self) -> u16 {
-        u16::from(self.byte()) << 8 | u16::from(self.byte())
-    }
-
-    fn bytes(&mut self, max: usize) -> &'a [u8] {
-        let n = (usize::from(self.byte()) % (max + 1)).min(self.data.len());
-        let (head, rest) = self.data.split_at(n);
-        self.data = rest;
-        head
-    }
-
-    fn is_empty(&self) -> bool {
-        self.data.is_empty()
-    }
-
     fn version(&mut self) -> ProtocolVersion {
         match self.byte() % 3 {
             0 => ProtocolVersion::V3_1,
             1 => ProtocolVersion::V3_1_1,
             _ => ProtocolVersion::V5,
         }
-    }
-
-    fn qos(&mut self) -> QoS {
-        QoS::from_u8(self.byte() % 3).unwrap_or_default()
     }
 
     fn packet_id(&mut self) -> PacketId {

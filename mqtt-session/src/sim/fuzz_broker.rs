@@ -114,6 +114,7 @@ use mqtt_proto::{
     UnsubscribeProperties, Will, WillProperties,
 };
 
+use super::input::Input;
 use crate::broker::{
     AuthDecision, Broker, BrokerConfig, BrokerEvent, BrokerHooks, BrokerStats, ConnectionId,
 };
@@ -235,41 +236,7 @@ impl BrokerHooks for FuzzHooks {
 
 // ----- input -----
 
-/// Reads fuzz input one decision at a time; zeros once it runs out.
-struct Input<'a> {
-    data: &'a [u8],
-}
-
 impl<'a> Input<'a> {
-    fn byte(&mut self) -> u8 {
-        match self.data.split_first() {
-            Some((b, rest)) => {
-                self.data = rest;
-                *b
-            }
-            None => 0,
-        }
-    }
-
-    fn u16(&mut self) -> u16 {
-        u16::from(self.byte()) << 8 | u16::from(self.byte())
-    }
-
-    fn bytes(&mut self, max: usize) -> &'a [u8] {
-        let n = (usize::from(self.byte()) % (max + 1)).min(self.data.len());
-        let (head, rest) = self.data.split_at(n);
-        self.data = rest;
-        head
-    }
-
-    fn is_empty(&self) -> bool {
-        self.data.is_empty()
-    }
-
-    fn qos(&mut self) -> QoS {
-        QoS::from_u8(self.byte() % 3).unwrap_or_default()
-    }
-
     /// A count from one byte: below 128, 1..=16; from 128, 1..=`max` growing with the square
     /// of `b - 128` (so that hundreds, cheap to run, are as reachable as the maximum).
     fn count(&mut self, max: usize) -> usize {

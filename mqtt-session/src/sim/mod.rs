@@ -15,6 +15,7 @@
 mod broker_net;
 pub mod fuzz;
 pub mod fuzz_broker;
+mod input;
 mod network;
 mod pair;
 
