@@ -565,3 +565,72 @@ fn application_retained_message_deeper_than_the_level_limit_is_not_retained() {
     broker.publish(now, message);
     assert_eq!(broker.stats().retained, 1);
 }
+
+fn with_user_properties(mut message: Message, n: usize) -> Message {
+    for _ in 0..n {
+        message
+            .properties
+            .user_properties
+            .push(mqtt_proto::UserProperty {
+                name: string(""),
+                value: string(""),
+            });
+    }
+    message
+}
+
+/// Each subscriber's copy of a message keeps its own list of User Properties (the payload is
+/// shared), so `max_user_properties` bounds what one PUBLISH costs per subscriber: beyond it
+/// the PUBLISH is acknowledged with 0x97 Quota exceeded (a PUBACK Reason Code, section
+/// 3.4.2.1 of 5.0) and neither routed nor retained; at the limit it goes through.
+#[test]
+fn publish_with_more_user_properties_than_the_limit_is_refused_0x97() {
+    let mut net = net();
+    let limit = BrokerConfig::default().max_user_properties;
+    let subscribers: Vec<usize> = (0..3)
+        .map(|n| {
+            let s = client(&mut net, V5, &format!("sub{n}"), true, 0);
+            subscribe(&mut net, s, "props/#", Q1);
+            s
+        })
+        .collect();
+    let p = client(&mut net, V5, "pub", true, 0);
+    let mut over = with_user_properties(Message::new(topic("props/a"), Q1, "over"), limit + 1);
+    over.retain = true;
+    send(&mut net, p, over);
+    net.run_for(SETTLE_MS);
+    assert_eq!(publish_acks(&net, p), [ReasonCode::QuotaExceeded]);
+    assert_eq!(net.broker.stats().dropped_too_many_user_properties, 1);
+    assert_eq!(net.broker.stats().retained, 0);
+    let at = with_user_properties(Message::new(topic("props/a"), Q1, "at"), limit);
+    send(&mut net, p, at);
+    net.run_for(SETTLE_MS);
+    for s in subscribers {
+        let got = received(&net, s);
+        assert_eq!(got.len(), 1);
+        assert_eq!(&got[0].payload[..], b"at");
+        assert_eq!(got[0].properties.user_properties.len(), limit);
+    }
+}
+
+/// A will with more User Properties than `max_user_properties` would cost as much per
+/// subscriber when published: the CONNECT is refused with CONNACK 0x97 Quota exceeded.
+#[test]
+fn will_with_more_user_properties_than_the_limit_is_refused_at_connect() {
+    let mut net = net();
+    let i = net.add_client(Default::default());
+    let mut c: Connect = connect_packet(V5, "w", true, 0);
+    let mut w = will("a/b");
+    for _ in 0..=BrokerConfig::default().max_user_properties {
+        w.properties.user_properties.push(mqtt_proto::UserProperty {
+            name: string(""),
+            value: string(""),
+        });
+    }
+    c.will = Some(w);
+    connect(&mut net, i, c);
+    assert_eq!(
+        close_reason(&net, i),
+        Some(CloseReason::ConnectRefused(ReasonCode::QuotaExceeded))
+    );
+}

@@ -26,6 +26,10 @@ impl<H: BrokerHooks> Broker<H> {
             if self.too_many_levels(will.topic.as_str()) {
                 return self.refuse(now, id, ReasonCode::TopicNameInvalid);
             }
+            if will.properties.user_properties.len() > self.config.max_user_properties {
+                self.stats.dropped_too_many_user_properties += 1;
+                return self.refuse(now, id, ReasonCode::QuotaExceeded);
+            }
         }
         match self.hooks.authenticate(&connect) {
             AuthDecision::Accept => self.admit(now, id, &connect),

@@ -59,6 +59,14 @@ pub struct BrokerConfig {
     pub server: ServerConfig,
     /// Connections open at once; beyond it `open` refuses (see `max_refusing_connections`).
     pub max_connections: usize,
+    /// User Properties one PUBLISH (or will) may carry. The payload of a routed message is
+    /// shared by every subscriber, but each subscriber's copy keeps its own list of properties
+    /// (about 64 bytes a property, against 5 on the wire for an empty one), so this bounds
+    /// what one message can cost per subscriber. Beyond it a PUBLISH is not routed nor
+    /// retained and MQTT 5 acknowledges it with 0x97 Quota exceeded (a QoS 0 one is dropped);
+    /// a CONNECT whose will has more gets CONNACK 0x97. Counted in
+    /// `BrokerStats::dropped_too_many_user_properties`. (MQTT 3.1.x carries no properties.)
+    pub max_user_properties: usize,
     /// Connections beyond `max_connections` that `open` still takes, only to answer their
     /// CONNECT with a refusal and close: CONNACK 0x97 Quota exceeded (MQTT 3.1.x: return code
     /// 3, Server unavailable), so that a client learns why rather than seeing a bare close.
@@ -145,6 +153,7 @@ impl Default for BrokerConfig {
                 ..ServerConfig::default()
             },
             max_connections: 10_000,
+            max_user_properties: 64,
             max_refusing_connections: 16,
             max_subscriptions_per_session: 1_000,
             max_topic_levels: 128,

@@ -75,6 +75,11 @@ impl<H: BrokerHooks> Broker<H> {
             self.stats.dropped_sys_topic += 1;
             return (ReasonCode::NotAuthorized, Vec::new());
         }
+        if message.properties.user_properties.len() > self.config.max_user_properties {
+            // Each subscriber's copy keeps its own list: bounded per message (issue 10).
+            self.stats.dropped_too_many_user_properties += 1;
+            return (ReasonCode::QuotaExceeded, Vec::new());
+        }
         if !self
             .hooks
             .authorize_publish(client_id.as_str(), &message.topic)

@@ -47,6 +47,9 @@ pub struct BrokerStats {
     pub dropped_sys_topic: u64,
     /// Messages whose Message Expiry Interval passed before delivery.
     pub dropped_expired: u64,
+    /// PUBLISHes and wills refused for carrying more than `max_user_properties` User
+    /// Properties.
+    pub dropped_too_many_user_properties: u64,
     /// Retained messages not stored because the store was full.
     pub dropped_retained_full: u64,
     /// Retained messages not stored because their topic has more than `max_topic_levels`
