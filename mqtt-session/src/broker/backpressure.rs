@@ -275,14 +275,8 @@ impl<H: BrokerHooks> Broker<H> {
             return;
         };
         if let Some(id) = record.connection {
-            if let Some(conn) = self.connections.get_mut(&id) {
-                let code = if conn.session.version().is_v5() {
-                    code
-                } else {
-                    ReasonCode::Success
-                };
-                let result = conn.session.ack(now, ack, code);
-                self.checked(now, id, result);
+            if self.connections.contains_key(&id) {
+                self.ack_message(now, id, ack, code);
                 self.settle(now, id);
             }
         } else if let Some(stored) = record.stored.as_mut() {
