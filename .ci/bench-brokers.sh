@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The broker matrix of issue 12, against our broker, mosquitto and rumqttd, with the `bench`
-# example of adapter-tokio as the load generator. Prints markdown tables (machine, load
+# example of mqtt-streaming-tokio as the load generator. Prints markdown tables (machine, load
 # average, medians and spread over rounds) on stdout; everything else goes to stderr and to
 # $OUT (the JSON of every run, the brokers' logs and configurations).
 #
@@ -68,7 +68,7 @@ log() { echo "== $*" >&2; }
 if [ "$TABLES_ONLY" = 0 ]; then
 rm -f "$OUT"/json/*.json
 log "building the bench and broker examples (release)"
-cargo build --release -q -p adapter-tokio --example bench --example broker >&2
+cargo build --release -q -p mqtt-streaming-tokio --example bench --example broker >&2
 BENCH=target/release/examples/bench
 OUR_BROKER=target/release/examples/broker
 

@@ -1,24 +1,24 @@
-//! async-std skin over the MQTT drivers: the same client and server flow as `adapter-tokio`
-//! and `adapter-smol`, with the same names and signatures, on async-std's tasks and sockets.
+//! async-std skin over the MQTT drivers: the same client and server flow as `mqtt-streaming-tokio`
+//! and `mqtt-streaming-smol`, with the same names and signatures, on async-std's tasks and sockets.
 //!
 //! **async-std is deprecated upstream in favour of smol.** This crate keeps working for
-//! people who still run it; new code should depend on `adapter-smol` instead (the API is the
+//! people who still run it; new code should depend on `mqtt-streaming-smol` instead (the API is the
 //! same, so switching is a change of crate name).
 //!
-//! Nothing here drives a connection: the one drive loop lives in `adapter-tokio`'s
+//! Nothing here drives a connection: the one drive loop lives in `mqtt-streaming-tokio`'s
 //! runtime-generic engine ([`engine`]), the futures-io transport and the `async-io` timer and
-//! clock (which async-std itself runs on) in `adapter-smol`'s runtime-free part (without its
+//! clock (which async-std itself runs on) in `mqtt-streaming-smol`'s runtime-free part (without its
 //! `smol-runtime` feature: no `smol` here, no tokio I/O). This crate adds [`AsyncStdRuntime`]
 //! (`async_std::task::spawn`, TCP with `async_std::net`) and names the engine for it.
 //!
-//! One dependency line is enough: [`mqtt_proto`] and [`mqtt_session`] are re-exported.
+//! One dependency line is enough: [`mqtt_streaming_proto`] and [`mqtt_streaming_session`] are re-exported.
 //!
 //! ```
-//! use adapter_async_std::{connect_tcp, ClientOptions, ConnectionEvent, Server, ServerOptions};
-//! use mqtt_proto::{ConnAckProperties, Connect, MqttString, ProtocolVersion, QoS, ReasonCode, TopicName};
-//! use mqtt_session::Message;
+//! use mqtt_streaming_async_std::{connect_tcp, ClientOptions, ConnectionEvent, Server, ServerOptions};
+//! use mqtt_streaming_proto::{ConnAckProperties, Connect, MqttString, ProtocolVersion, QoS, ReasonCode, TopicName};
+//! use mqtt_streaming_session::Message;
 //!
-//! # fn main() -> Result<(), adapter_async_std::Error> {
+//! # fn main() -> Result<(), mqtt_streaming_async_std::Error> {
 //! async_std::task::block_on(async {
 //!     let server = Server::bind("127.0.0.1:0", ServerOptions::default()).await?;
 //!     let addr = server.local_addr()?;
@@ -29,7 +29,7 @@
 //!                 conn.accept(ConnAckProperties::default(), None).await?;
 //!             }
 //!         }
-//!         Ok::<_, adapter_async_std::Error>(())
+//!         Ok::<_, mqtt_streaming_async_std::Error>(())
 //!     });
 //!     let connect = Connect::new(ProtocolVersion::V3_1_1, MqttString::new("doc").unwrap());
 //!     let (client, _events) = connect_tcp(addr, ClientOptions::new(connect)).await?;
@@ -47,11 +47,11 @@
 //! [`BrokerServer`] is the engine's broker server on async-std, with the same methods
 //! (`BrokerServer::bind("127.0.0.1:1883", BrokerOptions::default()).await?.spawn()` gives a
 //! [`BrokerHandle`]; `handle.shutdown().await` stops it gracefully). Its accept loop is
-//! adapter-smol's over async-std's listener.
+//! mqtt-streaming-smol's over async-std's listener.
 //!
 //! # Cancel safety
 //!
-//! As in `adapter-tokio` (the handles are the same types): a command is handed over on the
+//! As in `mqtt-streaming-tokio` (the handles are the same types): a command is handed over on the
 //! first poll unless its channel is full; dropping a future afterwards only discards the
 //! outcome, never the operation. `recv` on the event streams never loses an event.
 //! [`Server::accept`] is cancel safe (async-std's listener accepts only when readable);
@@ -60,31 +60,31 @@
 #![forbid(unsafe_code)]
 
 /// The protocol crate, re-exported: one dependency line brings the whole stack.
-pub use mqtt_proto;
+pub use mqtt_streaming_proto;
 /// The sans-IO sessions and broker core, re-exported.
-pub use mqtt_session;
+pub use mqtt_streaming_session;
 
-/// The runtime-generic engine (`adapter_tokio::engine`): what a runtime implements, and the
+/// The runtime-generic engine (`mqtt_streaming_tokio::engine`): what a runtime implements, and the
 /// client, server and broker over any runtime.
-pub use adapter_smol::engine;
-/// Session resumption, the engine's one `Reconnect`: on an [`adapter_async_std::Client`](Client)
+pub use mqtt_streaming_smol::engine;
+/// Session resumption, the engine's one `Reconnect`: on an [`mqtt_streaming_async_std::Client`](Client)
 /// `reconnect` and `reconnect_with` take any futures-io transport
 /// (`async_std::net::TcpStream` included) and `reconnect_tcp` async-std's address types
 /// (`"host:port"`, `SocketAddr`, `(host, port)`).
-pub use adapter_smol::Reconnect;
-pub use adapter_smol::{
+pub use mqtt_streaming_smol::Reconnect;
+pub use mqtt_streaming_smol::{
     BrokerNotice, BrokerNotices, BrokerOptions, ClientEvents, ClientOptions, ConnectionEvent,
     ConnectionEvents, ConnectionHandle, DetachedSession, Error, Event, Events, PublishOutcome,
     PublishReceipt, ServerConnection, ServerOptions, Transport, TryPublishError,
 };
 
 /// The async-std runtime: drivers are spawned with `async_std::task::spawn`; the timer and
-/// clock are `async-io`'s (async-std's own reactor), shared with `adapter_smol::SmolRuntime`
-/// ([`AsyncIoTimer`](adapter_smol::AsyncIoTimer)); TCP is `async_std::net`'s.
+/// clock are `async-io`'s (async-std's own reactor), shared with `mqtt_streaming_smol::SmolRuntime`
+/// ([`AsyncIoTimer`](mqtt_streaming_smol::AsyncIoTimer)); TCP is `async_std::net`'s.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AsyncStdRuntime;
 
-adapter_smol::futures_runtime! {
+mqtt_streaming_smol::futures_runtime! {
     runtime: AsyncStdRuntime,
     // Dropping the handle detaches the task.
     spawn: |future| drop(async_std::task::spawn(future)),
@@ -93,4 +93,4 @@ adapter_smol::futures_runtime! {
     addrs: async_std::net::ToSocketAddrs,
 }
 
-adapter_tokio::named_for_runtime!(AsyncStdRuntime);
+mqtt_streaming_tokio::named_for_runtime!(AsyncStdRuntime);

@@ -4,7 +4,7 @@
 //! the runtime.
 
 mod on_tokio {
-    use adapter_tokio as mqtt_rt;
+    use mqtt_streaming_tokio as mqtt_rt;
     include!("pick_runtime/library.rs");
 
     #[test]
@@ -18,7 +18,7 @@ mod on_tokio {
 }
 
 mod on_smol {
-    use adapter_smol as mqtt_rt;
+    use mqtt_streaming_smol as mqtt_rt;
     include!("pick_runtime/library.rs");
 
     #[test]
@@ -28,7 +28,7 @@ mod on_smol {
 }
 
 mod on_async_std {
-    use adapter_async_std as mqtt_rt;
+    use mqtt_streaming_async_std as mqtt_rt;
     include!("pick_runtime/library.rs");
 
     #[test]

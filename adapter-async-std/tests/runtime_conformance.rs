@@ -1,6 +1,6 @@
-//! The shared conformance suite (adapter-tokio's `tests/conformance/mod.rs`) on async-std.
+//! The shared conformance suite (mqtt-streaming-tokio's `tests/conformance/mod.rs`) on async-std.
 
-use adapter_async_std as adapter;
+use mqtt_streaming_async_std as adapter;
 
 mod rt {
     use std::future::Future;

@@ -13,8 +13,8 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use adapter_tokio::engine::{self, Accepted, Listener, Runtime, Timer};
 use bytes::BytesMut;
+use mqtt_streaming_tokio::engine::{self, Accepted, Listener, Runtime, Timer};
 
 /// What the futures-io entry points take: `async_net::TcpStream`, a TLS stream
 /// (`futures-rustls`, `async-native-tls`), a Unix socket, an in-memory pipe... anything
@@ -185,25 +185,25 @@ impl<R: FuturesTcp> Listener for TcpAcceptor<R> {
 /// `bind`, `connect`, `accept`, `local_addr` and `set_nodelay` it calls), and
 /// [`FuturesTcp`].
 ///
-/// A runtime of your own on smol's sockets (adapter-async-std's `AsyncStdRuntime` is the same
+/// A runtime of your own on smol's sockets (mqtt-streaming-async-std's `AsyncStdRuntime` is the same
 /// with async-std's), named like the adapters' with `named_for_runtime!`:
 ///
 /// ```
 /// #[derive(Clone, Copy, Debug, Default)]
 /// pub struct MyRuntime;
 ///
-/// adapter_smol::futures_runtime! {
+/// mqtt_streaming_smol::futures_runtime! {
 ///     runtime: MyRuntime,
 ///     spawn: |future| smol::spawn(future).detach(),
 ///     listener: smol::net::TcpListener,
 ///     stream: smol::net::TcpStream,
 ///     addrs: smol::net::AsyncToSocketAddrs,
 /// }
-/// adapter_smol::named_for_runtime!(MyRuntime);
+/// mqtt_streaming_smol::named_for_runtime!(MyRuntime);
 ///
 /// # fn main() -> std::io::Result<()> {
 /// smol::block_on(async {
-///     let server = Server::bind("127.0.0.1:0", adapter_smol::ServerOptions::default()).await?;
+///     let server = Server::bind("127.0.0.1:0", mqtt_streaming_smol::ServerOptions::default()).await?;
 ///     assert!(server.local_addr()?.port() != 0);
 ///     server.shutdown().await;
 ///     Ok(())

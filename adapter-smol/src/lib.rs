@@ -1,32 +1,32 @@
-//! smol drivers for the `mqtt-session` state machines: the same MQTT client and server flow as
-//! `adapter-tokio`, with the same names and signatures, over any
+//! smol drivers for the `mqtt-streaming-session` state machines: the same MQTT client and server flow as
+//! `mqtt-streaming-tokio`, with the same names and signatures, over any
 //! [`futures_io::AsyncRead`] + [`futures_io::AsyncWrite`] transport.
 //!
-//! There is one drive loop in the workspace, in `adapter-tokio`'s runtime-generic engine
+//! There is one drive loop in the workspace, in `mqtt-streaming-tokio`'s runtime-generic engine
 //! ([`engine`], built here with `default-features = false`: tokio's runtime-free channels
 //! only, no tokio I/O and no tokio runtime). This crate supplies [`SmolRuntime`] (smol's
 //! spawn, `async-io`'s timer and the standard clock), [`FuturesIo`] (futures-io streams as the
 //! engine's own transport, directly: no compat layer) and TCP with `async-net`. The handles
-//! ([`ClientEvents`], [`ServerConnection`], [`Error`]...) are the very types `adapter-tokio`
+//! ([`ClientEvents`], [`ServerConnection`], [`Error`]...) are the very types `mqtt-streaming-tokio`
 //! exports, and the runtime-named ones ([`Client`], [`Server`], [`BrokerServer`]) are the same
 //! generic engine types on [`SmolRuntime`], so code written against one adapter compiles
 //! against the other by changing the crate name.
 //!
-//! One dependency line is enough: [`mqtt_proto`] and [`mqtt_session`] are re-exported.
+//! One dependency line is enough: [`mqtt_streaming_proto`] and [`mqtt_streaming_session`] are re-exported.
 //!
 //! # Features
 //!
 //! `smol-runtime` (default) is [`SmolRuntime`] and what is named for it (`smol` itself).
 //! Without it, the crate is the futures-io building blocks every futures-io runtime shares
 //! ([`FuturesIo`], [`AsyncIoTimer`], [`TcpAcceptor`], [`futures_runtime!`]) on `futures-io`
-//! and `async-io` alone: what `adapter-async-std` builds on.
+//! and `async-io` alone: what `mqtt-streaming-async-std` builds on.
 //!
 //! ```
-//! use adapter_smol::{connect_tcp, ClientOptions, ConnectionEvent, Event, Server, ServerOptions};
-//! use mqtt_proto::{AckProperties, ConnAckProperties, Connect, MqttString, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
-//! use mqtt_session::{Message, SubscribeRequest};
+//! use mqtt_streaming_smol::{connect_tcp, ClientOptions, ConnectionEvent, Event, Server, ServerOptions};
+//! use mqtt_streaming_proto::{AckProperties, ConnAckProperties, Connect, MqttString, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
+//! use mqtt_streaming_session::{Message, SubscribeRequest};
 //!
-//! # fn main() -> Result<(), adapter_smol::Error> {
+//! # fn main() -> Result<(), mqtt_streaming_smol::Error> {
 //! smol::block_on(async {
 //!     // The server: accept everyone, grant every subscription, echo every message.
 //!     let server = Server::bind("127.0.0.1:0", ServerOptions::default()).await?;
@@ -47,7 +47,7 @@
 //!                 _ => {}
 //!             }
 //!         }
-//!         Ok::<_, adapter_smol::Error>(())
+//!         Ok::<_, mqtt_streaming_smol::Error>(())
 //!     });
 //!
 //!     // The client, over loopback TCP.
@@ -72,17 +72,17 @@
 //!
 //! # Broker
 //!
-//! [`BrokerServer`] is the engine's broker server on smol (the `mqtt-session` broker core:
+//! [`BrokerServer`] is the engine's broker server on smol (the `mqtt-streaming-session` broker core:
 //! sessions, routing, retained messages, wills, takeover; one task owns it, each connection
 //! has a reader and a writer task), with the same methods: `bind`, `from_listener`, `new`,
 //! `with_hooks`, `notices`, `spawn`, `serve`; and on its [`BrokerHandle`]:
 //! `serve_transport` (any futures-io transport), `publish`, `stats`, `shutdown`.
 //!
 //! ```
-//! use adapter_smol::{connect_tcp, BrokerServer, ClientOptions, Event};
-//! use mqtt_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicFilter, TopicName};
-//! use mqtt_session::broker::BrokerConfig;
-//! use mqtt_session::{Message, SubscribeRequest};
+//! use mqtt_streaming_smol::{connect_tcp, BrokerServer, ClientOptions, Event};
+//! use mqtt_streaming_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicFilter, TopicName};
+//! use mqtt_streaming_session::broker::BrokerConfig;
+//! use mqtt_streaming_session::{Message, SubscribeRequest};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! smol::block_on(async {
@@ -109,17 +109,17 @@
 //!
 //! # Session resumption
 //!
-//! [`Reconnect`] is the engine's one trait: on an [`adapter_smol::Client`](Client) it takes
+//! [`Reconnect`] is the engine's one trait: on an [`mqtt_streaming_smol::Client`](Client) it takes
 //! futures-io streams (`reconnect`, `reconnect_with`) and smol's address types
 //! (`reconnect_tcp`). Same CONNECT (Clean Start 0 unless `reconnect_with` says otherwise),
 //! same outcomes, errors and cancel safety as on tokio.
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use adapter_smol::{connect_tcp, ClientOptions, Event, Reconnect};
-//! use mqtt_proto::{Connect, MqttString, ProtocolVersion};
+//! use mqtt_streaming_smol::{connect_tcp, ClientOptions, Event, Reconnect};
+//! use mqtt_streaming_proto::{Connect, MqttString, ProtocolVersion};
 //!
-//! # fn main() -> Result<(), adapter_smol::Error> {
+//! # fn main() -> Result<(), mqtt_streaming_smol::Error> {
 //! smol::block_on(async {
 //!     let addr = "127.0.0.1:1883";
 //!     let mut connect = Connect::new(ProtocolVersion::V3_1_1, MqttString::new("s1").unwrap());
@@ -144,7 +144,7 @@
 //!
 //! # Cancel safety
 //!
-//! The handles and their futures are `adapter-tokio`'s, so its cancel-safety table holds here
+//! The handles and their futures are `mqtt-streaming-tokio`'s, so its cancel-safety table holds here
 //! word for word: an operation is handed over when its command enters the driver's channel
 //! (on the first poll unless the channel is full); dropping the future before that drops the
 //! operation, dropping it afterwards only discards its outcome (a dropped `publish` is still
@@ -153,7 +153,7 @@
 //! accepts only when the listener is readable, so a dropped future loses no connection);
 //! dropping [`connect`]/[`connect_tcp`] closes the connection again; dropping
 //! [`Server::shutdown`] after its first poll leaves the connections closing in the background.
-//! The broker's handle is adapter-tokio's too: `BrokerHandle::shutdown` goes on once handed
+//! The broker's handle is mqtt-streaming-tokio's too: `BrokerHandle::shutdown` goes on once handed
 //! over; dropping `BrokerServer::serve` stops the broker at once.
 //!
 //! # Choosing the runtime in a library
@@ -166,14 +166,14 @@
 //!
 //! ```
 //! #[cfg(feature = "tokio")]
-//! pub(crate) use adapter_tokio as mqtt_rt;
+//! pub(crate) use mqtt_streaming_tokio as mqtt_rt;
 //! #[cfg(all(feature = "async-std", not(feature = "tokio")))]
-//! pub(crate) use adapter_async_std as mqtt_rt;
+//! pub(crate) use mqtt_streaming_async_std as mqtt_rt;
 //! // (this doc test builds with no feature: smol is the default)
 //! #[cfg(not(any(feature = "tokio", feature = "async-std")))]
-//! pub(crate) use adapter_smol as mqtt_rt;
+//! pub(crate) use mqtt_streaming_smol as mqtt_rt;
 //!
-//! use mqtt_proto::{Connect, MqttString, ProtocolVersion};
+//! use mqtt_streaming_proto::{Connect, MqttString, ProtocolVersion};
 //!
 //! /// Connects the library's client, whatever the runtime.
 //! pub async fn connect(addr: std::net::SocketAddr) -> Result<mqtt_rt::Client, mqtt_rt::Error> {
@@ -195,21 +195,21 @@ mod futures_rt;
 mod smol_rt;
 
 /// The protocol crate, re-exported: one dependency line brings the whole stack.
-pub use mqtt_proto;
+pub use mqtt_streaming_proto;
 /// The sans-IO sessions and broker core, re-exported.
-pub use mqtt_session;
+pub use mqtt_streaming_session;
 
-/// The runtime-generic engine (`adapter_tokio::engine`): what a runtime implements, and the
+pub use futures_rt::{AcceptFuture, AsyncIoTimer, FuturesIo, FuturesTcp, TcpAcceptor, Transport};
+/// The runtime-generic engine (`mqtt_streaming_tokio::engine`): what a runtime implements, and the
 /// client, server and broker over any runtime.
-pub use adapter_tokio::engine;
-/// The engine's entry points and types named for one runtime (`adapter_tokio::named_for_runtime`).
-pub use adapter_tokio::named_for_runtime;
-pub use adapter_tokio::{
+pub use mqtt_streaming_tokio::engine;
+/// The engine's entry points and types named for one runtime (`mqtt_streaming_tokio::named_for_runtime`).
+pub use mqtt_streaming_tokio::named_for_runtime;
+pub use mqtt_streaming_tokio::{
     BrokerNotice, BrokerNotices, BrokerOptions, ClientEvents, ClientOptions, ConnectionEvent,
     ConnectionEvents, ConnectionHandle, DetachedSession, Error, Event, Events, PublishOutcome,
     PublishReceipt, Reconnect, ServerConnection, ServerOptions, TryPublishError,
 };
-pub use futures_rt::{AcceptFuture, AsyncIoTimer, FuturesIo, FuturesTcp, TcpAcceptor, Transport};
 #[cfg(feature = "smol-runtime")]
 pub use smol_rt::{
     connect, connect_tcp, serve_connection, BrokerHandle, BrokerServer, Client, Server, SmolRuntime,

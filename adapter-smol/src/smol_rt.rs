@@ -14,4 +14,4 @@ crate::futures_runtime! {
     addrs: smol::net::AsyncToSocketAddrs,
 }
 
-adapter_tokio::named_for_runtime!(SmolRuntime);
+mqtt_streaming_tokio::named_for_runtime!(SmolRuntime);

@@ -7,27 +7,27 @@ use std::sync::mpsc as std_mpsc;
 use std::thread;
 use std::time::Duration;
 
-use mqtt_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicFilter, TopicName};
-use mqtt_session::{CloseReason, Initiator, Message, SubscribeRequest};
+use mqtt_streaming_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicFilter, TopicName};
+use mqtt_streaming_session::{CloseReason, Initiator, Message, SubscribeRequest};
 
 // The echo server of the quickstarts (written against the shared `ServerConnection`).
-use adapter_smol as adapter;
+use mqtt_streaming_smol as adapter;
 #[path = "../examples/common/echo.rs"]
 mod echo;
 
-fn options(id: &str) -> adapter_smol::ClientOptions {
+fn options(id: &str) -> mqtt_streaming_smol::ClientOptions {
     let mut connect = Connect::new(ProtocolVersion::V5, MqttString::new(id).unwrap());
     connect.keep_alive = 10;
-    adapter_smol::ClientOptions::new(connect)
+    mqtt_streaming_smol::ClientOptions::new(connect)
 }
 
 /// Subscribes, publishes at QoS 0, 1 and 2 and checks that each resolves with Success and
 /// comes back once, in order; then disconnects. The same code drives either client, since
 /// `Client` is the engine's one `ClientOn` on each runtime and `ClientEvents` the same type in
 /// every adapter.
-async fn exercise<R: adapter_smol::engine::Runtime>(
-    client: adapter_smol::engine::ClientOn<R>,
-    mut events: adapter_smol::ClientEvents,
+async fn exercise<R: mqtt_streaming_smol::engine::Runtime>(
+    client: mqtt_streaming_smol::engine::ClientOn<R>,
+    mut events: mqtt_streaming_smol::ClientEvents,
 ) {
     let suback = client
         .subscribe(SubscribeRequest::new(
@@ -38,7 +38,7 @@ async fn exercise<R: adapter_smol::engine::Runtime>(
         .unwrap();
     assert_eq!(
         suback.reason_codes,
-        [mqtt_proto::ReasonCode::granted(QoS::ExactlyOnce)]
+        [mqtt_streaming_proto::ReasonCode::granted(QoS::ExactlyOnce)]
     );
     let levels = [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce];
     for (n, qos) in levels.into_iter().enumerate() {
@@ -48,26 +48,26 @@ async fn exercise<R: adapter_smol::engine::Runtime>(
     for (n, qos) in levels.into_iter().enumerate() {
         loop {
             match events.recv().await.expect("events ended") {
-                adapter_smol::Event::Message { publish, .. } => {
+                mqtt_streaming_smol::Event::Message { publish, .. } => {
                     assert_eq!(publish.qos_pid.qos(), qos);
                     assert_eq!(publish.payload, format!("m{n}").as_bytes());
                     break;
                 }
-                adapter_smol::Event::Closed { reason, .. } => panic!("closed: {reason:?}"),
+                mqtt_streaming_smol::Event::Closed { reason, .. } => panic!("closed: {reason:?}"),
                 _ => {}
             }
         }
     }
     client.disconnect().await.unwrap();
     loop {
-        if let adapter_smol::Event::Closed {
+        if let mqtt_streaming_smol::Event::Closed {
             initiator, reason, ..
         } = events.recv().await.expect("Closed comes last")
         {
             assert_eq!(initiator, Initiator::Application);
             assert_eq!(
                 reason,
-                CloseReason::Disconnect(mqtt_proto::ReasonCode::Success)
+                CloseReason::Disconnect(mqtt_streaming_proto::ReasonCode::Success)
             );
             break;
         }
@@ -87,10 +87,12 @@ fn smol_client_against_tokio_server() {
     let (addr_tx, addr_rx) = std_mpsc::channel::<SocketAddr>();
     let server = thread::spawn(move || {
         tokio_runtime().block_on(async {
-            let server =
-                adapter_tokio::Server::bind("127.0.0.1:0", adapter_tokio::ServerOptions::default())
-                    .await
-                    .unwrap();
+            let server = mqtt_streaming_tokio::Server::bind(
+                "127.0.0.1:0",
+                mqtt_streaming_tokio::ServerOptions::default(),
+            )
+            .await
+            .unwrap();
             addr_tx.send(server.local_addr().unwrap()).unwrap();
             let conn = server.accept().await.unwrap();
             echo::echo(conn).await.unwrap();
@@ -99,7 +101,7 @@ fn smol_client_against_tokio_server() {
     });
     let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
     smol::block_on(async {
-        let (client, events) = adapter_smol::connect_tcp(addr, options("smol-client"))
+        let (client, events) = mqtt_streaming_smol::connect_tcp(addr, options("smol-client"))
             .await
             .unwrap();
         exercise(client, events).await;
@@ -112,10 +114,12 @@ fn tokio_client_against_smol_server() {
     let (addr_tx, addr_rx) = std_mpsc::channel::<SocketAddr>();
     let server = thread::spawn(move || {
         smol::block_on(async {
-            let server =
-                adapter_smol::Server::bind("127.0.0.1:0", adapter_smol::ServerOptions::default())
-                    .await
-                    .unwrap();
+            let server = mqtt_streaming_smol::Server::bind(
+                "127.0.0.1:0",
+                mqtt_streaming_smol::ServerOptions::default(),
+            )
+            .await
+            .unwrap();
             addr_tx.send(server.local_addr().unwrap()).unwrap();
             let conn = server.accept().await.unwrap();
             echo::echo(conn).await.unwrap();
@@ -124,7 +128,7 @@ fn tokio_client_against_smol_server() {
     });
     let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
     tokio_runtime().block_on(async {
-        let (client, events) = adapter_tokio::connect_tcp(addr, options("tokio-client"))
+        let (client, events) = mqtt_streaming_tokio::connect_tcp(addr, options("tokio-client"))
             .await
             .unwrap();
         exercise(client, events).await;
@@ -140,9 +144,9 @@ fn smol_client_against_tokio_broker() {
     let (stop_tx, stop_rx) = std_mpsc::channel::<()>();
     let broker = thread::spawn(move || {
         tokio_runtime().block_on(async {
-            let broker = adapter_tokio::BrokerServer::bind(
+            let broker = mqtt_streaming_tokio::BrokerServer::bind(
                 "127.0.0.1:0",
-                mqtt_session::broker::BrokerConfig::default(),
+                mqtt_streaming_session::broker::BrokerConfig::default(),
             )
             .await
             .unwrap();
@@ -158,7 +162,7 @@ fn smol_client_against_tokio_broker() {
     });
     let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
     smol::block_on(async {
-        let (client, events) = adapter_smol::connect_tcp(addr, options("smol-client"))
+        let (client, events) = mqtt_streaming_smol::connect_tcp(addr, options("smol-client"))
             .await
             .unwrap();
         exercise(client, events).await;
@@ -177,9 +181,9 @@ fn tokio_client_against_smol_broker() {
     let (stop_tx, stop_rx) = std_mpsc::channel::<()>();
     let broker = thread::spawn(move || {
         smol::block_on(async {
-            let broker = adapter_smol::BrokerServer::bind(
+            let broker = mqtt_streaming_smol::BrokerServer::bind(
                 "127.0.0.1:0",
-                mqtt_session::broker::BrokerConfig::default(),
+                mqtt_streaming_session::broker::BrokerConfig::default(),
             )
             .await
             .unwrap();
@@ -193,7 +197,7 @@ fn tokio_client_against_smol_broker() {
     });
     let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
     tokio_runtime().block_on(async {
-        let (client, events) = adapter_tokio::connect_tcp(addr, options("tokio-client"))
+        let (client, events) = mqtt_streaming_tokio::connect_tcp(addr, options("tokio-client"))
             .await
             .unwrap();
         exercise(client, events).await;

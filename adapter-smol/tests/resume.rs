@@ -1,6 +1,6 @@
 //! Session resumption on smol: a resumable client whose transport dies in the middle of a
-//! QoS 2 flow resumes its session with `adapter_smol::Reconnect` (a futures-io transport) and
-//! the publish future that was waiting resolves. The broker is adapter-tokio's, on a tokio
+//! QoS 2 flow resumes its session with `mqtt_streaming_smol::Reconnect` (a futures-io transport) and
+//! the publish future that was waiting resolves. The broker is mqtt-streaming-tokio's, on a tokio
 //! runtime of its own thread.
 
 use std::future::Future;
@@ -12,9 +12,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use adapter_smol::{connect_tcp, ClientOptions, Event, Reconnect};
-use mqtt_proto::{Connect, MqttString, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
-use mqtt_session::{Initiator, Message, SubscribeRequest};
+use mqtt_streaming_proto::{
+    Connect, MqttString, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName,
+};
+use mqtt_streaming_session::{Initiator, Message, SubscribeRequest};
+use mqtt_streaming_smol::{connect_tcp, ClientOptions, Event, Reconnect};
 use smol::future::FutureExt;
 use smol::net::TcpStream;
 
@@ -87,9 +89,9 @@ fn broker() -> SocketAddr {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let server = adapter_tokio::BrokerServer::bind(
+            let server = mqtt_streaming_tokio::BrokerServer::bind(
                 "127.0.0.1:0",
-                adapter_tokio::BrokerOptions::default(),
+                mqtt_streaming_tokio::BrokerOptions::default(),
             )
             .await
             .unwrap();
@@ -145,9 +147,10 @@ fn smol_client_resumes_mid_qos2() {
             cut: cut.clone(),
             retry: None,
         };
-        let (client, mut events) = adapter_smol::connect(flaky, options("smol-resumer", true))
-            .await
-            .unwrap();
+        let (client, mut events) =
+            mqtt_streaming_smol::connect(flaky, options("smol-resumer", true))
+                .await
+                .unwrap();
         hold.store(true, Ordering::SeqCst);
         let topic = TopicName::new("smol/t").unwrap();
         let receipt = client

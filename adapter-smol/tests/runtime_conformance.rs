@@ -1,6 +1,6 @@
-//! The shared conformance suite (adapter-tokio's `tests/conformance/mod.rs`) on smol.
+//! The shared conformance suite (mqtt-streaming-tokio's `tests/conformance/mod.rs`) on smol.
 
-use adapter_smol as adapter;
+use mqtt_streaming_smol as adapter;
 
 mod rt {
     use std::future::Future;

@@ -3,8 +3,8 @@
 //! BENCHMARKS.md's "Abuse" section, for our broker and mosquitto alike).
 //!
 //! ```text
-//! cargo run --release -p adapter-tokio --example broker -- -p 1884 &
-//! cargo run --release -p adapter-tokio --example abuse -- -p 1884 --pid $!
+//! cargo run --release -p mqtt-streaming-tokio --example broker -- -p 1884 &
+//! cargo run --release -p mqtt-streaming-tokio --example abuse -- -p 1884 --pid $!
 //! ```
 //!
 //! Loopback only: the host is always 127.0.0.1.

@@ -7,8 +7,8 @@
 //! the same workload with rumqttc, `--client both` alternates the two over `--rounds`.
 //!
 //! ```text
-//! cargo run --release -p adapter-tokio --example bench -- --embedded --pubs 2 --subs 2 -q 1 -d 2
-//! cargo run --release -p adapter-tokio --example bench -- -p 1883 --pubs 8 --subs 1 -q 1 -d 10 --client both --rounds 5 --json out.json
+//! cargo run --release -p mqtt-streaming-tokio --example bench -- --embedded --pubs 2 --subs 2 -q 1 -d 2
+//! cargo run --release -p mqtt-streaming-tokio --example bench -- -p 1883 --pubs 8 --subs 1 -q 1 -d 10 --client both --rounds 5 --json out.json
 //! ```
 
 use std::path::PathBuf;
@@ -17,10 +17,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use adapter_tokio::BrokerServer;
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
-use mqtt_session::broker::BrokerConfig;
+use mqtt_streaming_session::broker::BrokerConfig;
+use mqtt_streaming_tokio::BrokerServer;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -676,7 +676,7 @@ async fn run(args: Args) -> Result<bool, String> {
     println!("machine: {machine}; load average {load_start}");
 
     let mut report = json!({
-        "tool": "adapter-tokio bench",
+        "tool": "mqtt-streaming-tokio bench",
         "machine": machine,
         "loadavg_start": load_start,
         "broker": {"host": host, "port": port, "embedded": args.embedded, "pid": args.broker_pid},

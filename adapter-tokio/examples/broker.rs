@@ -1,14 +1,14 @@
 //! `broker`: an MQTT 3.1.1 and 5.0 broker on the embedded broker core, until SIGINT/SIGTERM.
 //!
 //! ```text
-//! cargo run -p adapter-tokio --example broker -- -p 1883 -v
+//! cargo run -p mqtt-streaming-tokio --example broker -- -p 1883 -v
 //! ```
 
 use std::process::ExitCode;
 
-use adapter_tokio::BrokerServer;
 use clap::Parser;
-use mqtt_session::broker::BrokerConfig;
+use mqtt_streaming_session::broker::BrokerConfig;
+use mqtt_streaming_tokio::BrokerServer;
 
 /// jemalloc rather than the system's allocator: with glibc's, rounds of 10,000 connections
 /// opened and closed left the process holding every page they had touched (RSS 116 -> 319 MiB

@@ -4,8 +4,8 @@
 //! The measurement behind BENCHMARKS.md, "Connection churn":
 //!
 //! ```text
-//! cargo run --release -p adapter-tokio --example broker -- -p 18830 &
-//! cargo run --release -p adapter-tokio --example churn -- -p 18830 --pid $!
+//! cargo run --release -p mqtt-streaming-tokio --example broker -- -p 18830 &
+//! cargo run --release -p mqtt-streaming-tokio --example churn -- -p 18830 --pid $!
 //! ```
 //!
 //! Each round opens `-n` TCP connections, sends a CONNECT on each and reads its CONNACK, then
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use clap::{Parser, ValueEnum};
-use mqtt_proto::{Connect, Disconnect, MqttString, Packet, ProtocolVersion, ReasonCode};
+use mqtt_streaming_proto::{Connect, Disconnect, MqttString, Packet, ProtocolVersion, ReasonCode};
 
 /// Rounds of connect-and-close against a broker on 127.0.0.1, with its RSS after each round.
 #[derive(Parser, Debug)]

@@ -2,7 +2,7 @@
 //! `mosquitto_pub` for the common subset.
 //!
 //! ```text
-//! cargo run -p adapter-tokio --example mqtt-pub -- -h localhost -t sensors/1 -m 21.5 -q 1
+//! cargo run -p mqtt-streaming-tokio --example mqtt-pub -- -h localhost -t sensors/1 -m 21.5 -q 1
 //! ```
 
 mod common;
@@ -14,8 +14,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use clap::Parser;
 use common::{qos_digit, ConnArgs, Failure};
-use mqtt_proto::TopicName;
-use mqtt_session::Message;
+use mqtt_streaming_proto::TopicName;
+use mqtt_streaming_session::Message;
 
 /// Publish a message (flag-compatible with mosquitto_pub).
 #[derive(Parser, Debug)]

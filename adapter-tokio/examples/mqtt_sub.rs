@@ -2,7 +2,7 @@
 //! for the common subset.
 //!
 //! ```text
-//! cargo run -p adapter-tokio --example mqtt-sub -- -h localhost -t 'sensors/#' -v -C 10
+//! cargo run -p mqtt-streaming-tokio --example mqtt-sub -- -h localhost -t 'sensors/#' -v -C 10
 //! ```
 
 mod common;
@@ -11,11 +11,11 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use adapter_tokio::Event;
 use clap::Parser;
 use common::{qos_digit, ConnArgs, Failure};
-use mqtt_proto::{SubscriptionOptions, TopicFilter};
-use mqtt_session::SubscribeRequest;
+use mqtt_streaming_proto::{SubscriptionOptions, TopicFilter};
+use mqtt_streaming_session::SubscribeRequest;
+use mqtt_streaming_tokio::Event;
 
 /// Subscribe to topics and print the messages (flag-compatible with mosquitto_sub).
 #[derive(Parser, Debug)]

@@ -3,14 +3,14 @@
 //! (`common/quickstart.rs`) runs the smol and async-std quickstarts.
 //!
 //! ```text
-//! cargo run -p adapter-tokio --example quickstart
-//! cargo run -p adapter-tokio --example quickstart -- --broker 127.0.0.1:1883
+//! cargo run -p mqtt-streaming-tokio --example quickstart
+//! cargo run -p mqtt-streaming-tokio --example quickstart -- --broker 127.0.0.1:1883
 //! ```
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use adapter_tokio as adapter;
+use mqtt_streaming_tokio as adapter;
 
 #[path = "common/quickstart.rs"]
 mod quickstart;

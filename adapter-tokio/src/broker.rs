@@ -1,9 +1,9 @@
 //! Layer 8 (with `client` and `server`): [`BrokerServerOn`] (`BrokerServer` in each adapter):
-//! the broker core of `mqtt-session` served over listeners and any transport. A real MQTT
+//! the broker core of `mqtt-streaming-session` served over listeners and any transport. A real MQTT
 //! broker in a few lines, with graceful shutdown. Imports the layers below: `runtime`,
 //! `transport`, `net`.
 //!
-//! The core ([`mqtt_session::broker::Broker`]) holds every protocol decision: sessions,
+//! The core ([`mqtt_streaming_session::broker::Broker`]) holds every protocol decision: sessions,
 //! routing, retained messages, wills, takeover, limits. This module only moves bytes and time
 //! in and out of it:
 //!
@@ -16,7 +16,7 @@
 //!
 //! The broker runs on any [`Runtime`] (spawn, timer, clock) and accepts from any [`Listener`]:
 //! [`BrokerServerOn`] is the runtime-generic server, and each adapter names it for its own
-//! runtime (`adapter_tokio::BrokerServer` is `BrokerServerOn<TokioRuntime>`). What is
+//! runtime (`mqtt_streaming_tokio::BrokerServer` is `BrokerServerOn<TokioRuntime>`). What is
 //! runtime-specific besides the [`Runtime`] trait is the [`NetRuntime`] trait (the runtime's
 //! TCP listener), [`Bind`] (binding it to an address) and [`Adapt`] (the runtime's transports
 //! as the engine's [`Transport`](crate::transport::Transport)); tokio's implementations are in
@@ -56,10 +56,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use mqtt_session::broker::{
+use mqtt_streaming_session::broker::{
     AllowAll, Broker, BrokerConfig, BrokerEvent, BrokerHooks, BrokerStats, ConnectionId,
 };
-use mqtt_session::{Instant, Message};
+use mqtt_streaming_session::{Instant, Message};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::net::{Accepted, Adapt, Bind, Listener, NetRuntime};
@@ -225,11 +225,11 @@ enum Command {
     Shutdown(oneshot::Sender<()>),
 }
 
-/// An MQTT broker on the runtime `R`: the `mqtt-session` broker core served over a listener
+/// An MQTT broker on the runtime `R`: the `mqtt-streaming-session` broker core served over a listener
 /// (optional) and any transports handed to it with [`BrokerHandleOn::serve_transport`].
 ///
-/// Each adapter names it for its runtime: `adapter_tokio::BrokerServer`,
-/// `adapter_smol::BrokerServer`, `adapter_async_std::BrokerServer` (same methods, each with
+/// Each adapter names it for its runtime: `mqtt_streaming_tokio::BrokerServer`,
+/// `mqtt_streaming_smol::BrokerServer`, `mqtt_streaming_async_std::BrokerServer` (same methods, each with
 /// its runtime's address, listener and transport types).
 pub struct BrokerServerOn<R: Runtime, H: BrokerHooks + Send + 'static = AllowAll> {
     runtime: R,

@@ -10,8 +10,10 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mqtt_proto::{Auth, ConnAck, Connect, Disconnect, Publish, ReasonCode, SubAck, UnsubAck};
-use mqtt_session::{
+use mqtt_streaming_proto::{
+    Auth, ConnAck, Connect, Disconnect, Publish, ReasonCode, SubAck, UnsubAck,
+};
+use mqtt_streaming_session::{
     ClientConfig, ClientEvent, ClientSession, CloseReason, CommandError, InboundId, Initiator,
     Instant, Message, Rejected, SubscribeRequest, UnsubscribeRequest,
 };
@@ -32,7 +34,7 @@ use crate::transport::{BoxTransport, Transport};
 pub struct ClientOptions {
     /// The CONNECT to send.
     pub connect: Connect,
-    /// The session's limits and ack mode (manual acks: [`AckMode::Manual`](mqtt_session::AckMode)).
+    /// The session's limits and ack mode (manual acks: [`AckMode::Manual`](mqtt_streaming_session::AckMode)).
     pub session: ClientConfig,
     /// Capacity of each command channel from the handles to the driver (at least 1). With the
     /// session's own queue ([`ClientConfig::max_queued`]) it bounds how many publishes can wait.
@@ -162,7 +164,7 @@ impl std::fmt::Debug for ReconnectCommand {
 }
 
 /// A handle to a client connection whose driver runs on the runtime `R` (`Client` in each
-/// adapter: `adapter_tokio::Client` is `ClientOn<TokioRuntime>`): cheap to clone (a channel
+/// adapter: `mqtt_streaming_tokio::Client` is `ClientOn<TokioRuntime>`): cheap to clone (a channel
 /// sender), usable from any task. The runtime only matters to [`Reconnect`], which takes
 /// that runtime's transports.
 ///
@@ -460,15 +462,15 @@ impl<R> ClientOn<R> {
 /// with `resumable: true`, see [`ClientOptions::resumable`]) a new transport.
 ///
 /// One trait, implemented once for [`ClientOn`]`<R>` on every runtime: `reconnect` takes the
-/// runtime's streams (tokio's `AsyncRead + AsyncWrite` for `adapter_tokio::Client`,
-/// futures-io streams for `adapter_smol::Client`), `reconnect_tcp` its address types. Each
-/// adapter re-exports it: `use adapter_tokio::Reconnect;`.
+/// runtime's streams (tokio's `AsyncRead + AsyncWrite` for `mqtt_streaming_tokio::Client`,
+/// futures-io streams for `mqtt_streaming_smol::Client`), `reconnect_tcp` its address types. Each
+/// adapter re-exports it: `use mqtt_streaming_tokio::Reconnect;`.
 ///
 /// The session sends its CONNECT again (the last one sent, with Clean Start 0) and waits for
 /// the CONNACK. If the server kept the session (Session Present), unacknowledged PUBLISHes
 /// are re-sent with DUP set and unacknowledged PUBRELs re-sent ([MQTT-4.4.0-1]), and their
 /// futures resolve with the acknowledgements on the new connection. If it did not, they
-/// fail with [`Error::Abandoned`] and [`AbandonCause::SessionLost`](mqtt_session::AbandonCause),
+/// fail with [`Error::Abandoned`] and [`AbandonCause::SessionLost`](mqtt_streaming_session::AbandonCause),
 /// handing their messages back. Publishes made while disconnected (queued by the session,
 /// bounded by [`ClientConfig::max_queued`]) go out after the CONNACK, in order.
 ///
@@ -488,11 +490,11 @@ impl<R> ClientOn<R> {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use adapter_tokio::{connect_tcp, ClientOptions, Event, Reconnect};
-/// use mqtt_proto::{Connect, MqttString, ProtocolVersion};
+/// use mqtt_streaming_tokio::{connect_tcp, ClientOptions, Event, Reconnect};
+/// use mqtt_streaming_proto::{Connect, MqttString, ProtocolVersion};
 ///
 /// # #[tokio::main]
-/// # async fn main() -> Result<(), adapter_tokio::Error> {
+/// # async fn main() -> Result<(), mqtt_streaming_tokio::Error> {
 /// let addr = "127.0.0.1:1883";
 /// let mut connect = Connect::new(ProtocolVersion::V5, MqttString::new("sensor-1").unwrap());
 /// connect.clean_start = false;

@@ -38,7 +38,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use mqtt_session::{Endpoint, Instant};
+use mqtt_streaming_session::{Endpoint, Instant};
 use tokio::sync::{mpsc, watch};
 
 use crate::publish::{complete_success, PublishReply, Published};

@@ -4,8 +4,8 @@
 use std::fmt;
 use std::io;
 
-use mqtt_proto::ReasonCode;
-use mqtt_session::{AbandonCause, CloseReason, CommandError, Message};
+use mqtt_streaming_proto::ReasonCode;
+use mqtt_streaming_session::{AbandonCause, CloseReason, CommandError, Message};
 
 /// Why an operation did not succeed.
 ///

@@ -1,4 +1,4 @@
-//! Tokio drivers for the `mqtt-session` state machines: an MQTT client, and the server flow for
+//! Tokio drivers for the `mqtt-streaming-session` state machines: an MQTT client, and the server flow for
 //! writing your own MQTT server, over any byte transport.
 //!
 //! The crate holds no protocol logic. Each connection is one task running one drive loop over
@@ -6,7 +6,7 @@
 //! to `handle_read`, the session's earliest deadline to `handle_timeout`, commands from the
 //! handles to the session's methods; after each, the session is drained (everything it wants
 //! to send in one buffer and one write, then its events). Time is tokio's clock, converted to
-//! the sessions' millisecond [`Instant`](mqtt_session::Instant), so tests can pause it.
+//! the sessions' millisecond [`Instant`](mqtt_streaming_session::Instant), so tests can pause it.
 //!
 //! # Client
 //!
@@ -24,12 +24,12 @@
 //! client talking to it in-process over `tokio::io::duplex`:
 //!
 //! ```
-//! use adapter_tokio::{connect, serve_connection, ClientOptions, ConnectionEvent, Event, ServerOptions};
-//! use mqtt_proto::{AckProperties, ConnAckProperties, Connect, MqttString, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
-//! use mqtt_session::{Message, SubscribeRequest};
+//! use mqtt_streaming_tokio::{connect, serve_connection, ClientOptions, ConnectionEvent, Event, ServerOptions};
+//! use mqtt_streaming_proto::{AckProperties, ConnAckProperties, Connect, MqttString, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
+//! use mqtt_streaming_session::{Message, SubscribeRequest};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), adapter_tokio::Error> {
+//! # async fn main() -> Result<(), mqtt_streaming_tokio::Error> {
 //! let (client_io, server_io) = tokio::io::duplex(64 * 1024);
 //!
 //! // The server: one task per connection.
@@ -49,7 +49,7 @@
 //!             _ => {}
 //!         }
 //!     }
-//!     Ok::<_, adapter_tokio::Error>(())
+//!     Ok::<_, mqtt_streaming_tokio::Error>(())
 //! });
 //!
 //! // The client.
@@ -86,15 +86,15 @@
 //!
 //! # Broker
 //!
-//! [`BrokerServer`] serves the broker core of `mqtt-session`
-//! ([`mqtt_session::broker::Broker`]: sessions, routing, retained messages, wills, shared
+//! [`BrokerServer`] serves the broker core of `mqtt-streaming-session`
+//! ([`mqtt_streaming_session::broker::Broker`]: sessions, routing, retained messages, wills, shared
 //! subscriptions, takeover) over a TCP listener and any [`Transport`]
 //! ([`BrokerHandle::serve_transport`]): a real broker in a few lines.
 //!
 //! ```no_run
 //! # #[tokio::main]
 //! # async fn main() -> std::io::Result<()> {
-//! use adapter_tokio::{BrokerOptions, BrokerServer};
+//! use mqtt_streaming_tokio::{BrokerOptions, BrokerServer};
 //!
 //! let broker = BrokerServer::bind("127.0.0.1:1883", BrokerOptions::default()).await?;
 //! let handle = broker.spawn();
@@ -111,7 +111,7 @@
 //! command-line broker built on it.
 //!
 //! The broker is runtime-generic like the drivers: `BrokerServer` is
-//! [`engine::BrokerServerOn`]`<TokioRuntime>`, and `adapter-smol` and `adapter-async-std`
+//! [`engine::BrokerServerOn`]`<TokioRuntime>`, and `mqtt-streaming-smol` and `mqtt-streaming-async-std`
 //! export the same `BrokerServer` and `BrokerHandle` on their runtimes (a runtime brings its
 //! TCP listener through [`engine::NetRuntime`], [`engine::Bind`] and [`engine::Adapt`]; any
 //! other [`engine::Listener`] plugs in with [`engine::BrokerServerOn::with_listener`]).
@@ -141,7 +141,7 @@
 //! # Back-pressure and memory
 //!
 //! Every queue is bounded. `publish` waits for room: first in the session's queue (its size is
-//! [`ClientConfig::max_queued`](mqtt_session::ClientConfig::max_queued); the driver holds the
+//! [`ClientConfig::max_queued`](mqtt_streaming_session::ClientConfig::max_queued); the driver holds the
 //! one command that did not fit), then in the command channel
 //! ([`ClientOptions::command_capacity`]). [`Client::try_publish`] hands the message back
 //! instead. While the application does not read its events, the driver stops reading from
@@ -175,8 +175,8 @@
 //! `AsyncRead + AsyncWrite` as the engine's transport), TCP, and the engine named for tokio:
 //! [`Client`], [`Server`], [`BrokerServer`], [`connect`], [`connect_tcp`],
 //! [`serve_connection`]. With `default-features = false` only the engine remains, with
-//! tokio's `sync` feature alone (no tokio I/O, no runtime): that is what `adapter-smol` and
-//! `adapter-async-std` build on. Features are additive.
+//! tokio's `sync` feature alone (no tokio I/O, no runtime): that is what `mqtt-streaming-smol` and
+//! `mqtt-streaming-async-std` build on. Features are additive.
 //!
 //! The crate's files are layered, each importing only from those before it (no cycles):
 //!
@@ -247,9 +247,9 @@ mod named;
 mod tokio_rt;
 
 /// The protocol crate, re-exported: one dependency line brings the whole stack.
-pub use mqtt_proto;
+pub use mqtt_streaming_proto;
 /// The sans-IO sessions and broker core, re-exported.
-pub use mqtt_session;
+pub use mqtt_streaming_session;
 
 pub use broker::{BrokerNotice, BrokerNotices, BrokerOptions};
 pub use client::{ClientEvents, ClientOptions, Event, Reconnect};
@@ -271,7 +271,7 @@ pub mod engine {
     //! [`Transport`], [`Adapt`], and for TCP [`NetRuntime`], [`Bind`], [`TcpConnect`]), and
     //! the client, server and broker over any runtime ([`ClientOn`], [`ServerOn`],
     //! [`BrokerServerOn`], [`connect_on`]...). Each adapter names them for its runtime
-    //! (`adapter_tokio::Client` is `ClientOn<TokioRuntime>`) with
+    //! (`mqtt_streaming_tokio::Client` is `ClientOn<TokioRuntime>`) with
     //! [`named_for_runtime!`](crate::named_for_runtime).
 
     pub use crate::broker::{BrokerHandleOn, BrokerServerOn};

@@ -1,7 +1,7 @@
 //! Layer 9: the engine named for one runtime, written once for every adapter:
 //! [`named_for_runtime!`](crate::named_for_runtime) defines `Client`, `Server`, `BrokerServer`,
 //! `BrokerHandle`, `connect`, `connect_tcp` and `serve_connection` on a runtime type. The tokio
-//! glue above invokes it for `TokioRuntime`, `adapter-smol` and `adapter-async-std` for theirs,
+//! glue above invokes it for `TokioRuntime`, `mqtt-streaming-smol` and `mqtt-streaming-async-std` for theirs,
 //! so the three adapters' entry points are one piece of code. Imports nothing (its paths are
 //! the engine's public ones).
 
@@ -13,7 +13,7 @@
 ///
 /// ```
 /// # mod demo {
-/// adapter_tokio::named_for_runtime!(adapter_tokio::TokioRuntime);
+/// mqtt_streaming_tokio::named_for_runtime!(mqtt_streaming_tokio::TokioRuntime);
 /// # }
 /// # fn main() {}
 /// ```
@@ -29,11 +29,11 @@ macro_rules! named_for_runtime {
         /// (methods: [`ServerOn`]($crate::engine::ServerOn)).
         pub type Server = $crate::engine::ServerOn<$rt>;
 
-        /// An MQTT broker on this adapter's runtime: the `mqtt-session` broker core served
+        /// An MQTT broker on this adapter's runtime: the `mqtt-streaming-session` broker core served
         /// over a TCP listener (optional) and any transports handed to it with
         /// `BrokerHandle::serve_transport` (methods:
         /// [`BrokerServerOn`]($crate::engine::BrokerServerOn)).
-        pub type BrokerServer<H = $crate::mqtt_session::broker::AllowAll> =
+        pub type BrokerServer<H = $crate::mqtt_streaming_session::broker::AllowAll> =
             $crate::engine::BrokerServerOn<$rt, H>;
 
         /// A cheap, cloneable handle to a running `BrokerServer` (methods:

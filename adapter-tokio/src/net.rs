@@ -14,7 +14,7 @@ use crate::transport::{split, BoxTransport, Joined, Transport};
 /// The runtime's streams (of type `Io`) as the engine's [`Transport`]: what `connect`,
 /// `serve_connection`, `Server::serve`, `Reconnect::reconnect` and
 /// `BrokerHandle::serve_transport` take (tokio's `AsyncRead + AsyncWrite` through
-/// `adapter_tokio::TokioIo`, futures-io streams through `adapter_smol::FuturesIo`).
+/// `mqtt_streaming_tokio::TokioIo`, futures-io streams through `mqtt_streaming_smol::FuturesIo`).
 pub trait Adapt<Io>: Runtime {
     /// The transport the engine reads and writes.
     type Transport: Transport;

@@ -7,8 +7,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use mqtt_proto::{AckProperties, QoS, ReasonCode};
-use mqtt_session::{AbandonCause, Message};
+use mqtt_streaming_proto::{AckProperties, QoS, ReasonCode};
+use mqtt_streaming_session::{AbandonCause, Message};
 use tokio::sync::oneshot;
 
 use crate::error::Error;

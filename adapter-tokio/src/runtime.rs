@@ -1,6 +1,6 @@
 //! Layer 2: what a runtime gives the engine (spawn, a resettable timer, a clock), and the one
 //! [`Clock`] that turns the runtime's time into the sessions' millisecond
-//! [`Instant`](mqtt_session::Instant). Imports nothing from the crate.
+//! [`Instant`](mqtt_streaming_session::Instant). Imports nothing from the crate.
 //!
 //! A runtime gives the driver three things and nothing more:
 //! - a clock: [`Runtime::now`], the time since a process-wide epoch of the runtime's choice
@@ -14,12 +14,12 @@ use std::pin::pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use mqtt_session::Instant;
+use mqtt_streaming_session::Instant;
 
 /// An async runtime (executor, clock and timer) that connections' drivers run on.
 ///
-/// Implemented by `adapter_tokio::TokioRuntime` (feature `tokio-runtime`, on by default), by
-/// `adapter_smol::SmolRuntime` and by `adapter_async_std::AsyncStdRuntime`.
+/// Implemented by `mqtt_streaming_tokio::TokioRuntime` (feature `tokio-runtime`, on by default), by
+/// `mqtt_streaming_smol::SmolRuntime` and by `mqtt_streaming_async_std::AsyncStdRuntime`.
 pub trait Runtime: Clone + Send + Sync + 'static {
     /// The runtime's timer.
     type Timer: Timer;

@@ -12,11 +12,11 @@ use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     AckProperties, Auth, ConnAckProperties, Connect, Disconnect, MqttString, PacketId, Publish,
     ReasonCode, Subscribe, Unsubscribe, Will,
 };
-use mqtt_session::{
+use mqtt_streaming_session::{
     CloseReason, CommandError, InboundId, Initiator, Instant, Message, Rejected, ServerConfig,
     ServerEvent, ServerSession, ServerState, SessionExpiry, SessionState,
 };
@@ -519,7 +519,7 @@ impl<R: Runtime> ServerGroup<R> {
 }
 
 /// A listener that serves MQTT connections on the runtime `R` (`Server` in each adapter:
-/// `adapter_tokio::Server` is `ServerOn<TokioRuntime>`): each accepted connection gets a
+/// `mqtt_streaming_tokio::Server` is `ServerOn<TokioRuntime>`): each accepted connection gets a
 /// driver and is handed to the application as a [`ServerConnection`].
 pub struct ServerOn<R: Runtime> {
     /// `accept` takes `&self`: concurrent accepts take turns (an async lock, so that each

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
-use mqtt_session::CloseReason;
+use mqtt_streaming_session::CloseReason;
 use tokio::sync::mpsc;
 
 use crate::error::Error;

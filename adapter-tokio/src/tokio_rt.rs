@@ -7,10 +7,10 @@
 //! The broker on tokio, start to end:
 //!
 //! ```
-//! use adapter_tokio::{connect_tcp, BrokerServer, ClientOptions};
-//! use mqtt_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicFilter, TopicName};
-//! use mqtt_session::broker::BrokerConfig;
-//! use mqtt_session::{Message, SubscribeRequest};
+//! use mqtt_streaming_tokio::{connect_tcp, BrokerServer, ClientOptions};
+//! use mqtt_streaming_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicFilter, TopicName};
+//! use mqtt_streaming_session::broker::BrokerConfig;
+//! use mqtt_streaming_session::{Message, SubscribeRequest};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,7 +1,7 @@
 //! Layer 3: the engine's own byte transport, [`Transport`]: poll-based, reading into a
 //! `BytesMut`, writing, flushing and closing. Not tokio's I/O traits nor futures-io's: each
-//! adapter implements it for its runtime's streams (`adapter_tokio::TokioIo` for tokio's
-//! `AsyncRead + AsyncWrite`, `adapter_smol::FuturesIo` for futures-io's), so the engine
+//! adapter implements it for its runtime's streams (`mqtt_streaming_tokio::TokioIo` for tokio's
+//! `AsyncRead + AsyncWrite`, `mqtt_streaming_smol::FuturesIo` for futures-io's), so the engine
 //! compiles without either. Imports nothing from the crate.
 
 use std::future::poll_fn;

@@ -14,8 +14,8 @@ mod abuse;
 
 use std::time::Duration;
 
-use adapter_tokio::BrokerServer;
-use mqtt_session::broker::BrokerConfig;
+use mqtt_streaming_session::broker::BrokerConfig;
+use mqtt_streaming_tokio::BrokerServer;
 
 const MIB: u64 = 1024;
 

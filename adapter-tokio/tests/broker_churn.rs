@@ -6,10 +6,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use adapter_tokio::BrokerServer;
 use bytes::BytesMut;
-use mqtt_proto::{Connect, MqttString, Packet, ProtocolVersion};
-use mqtt_session::broker::BrokerConfig;
+use mqtt_streaming_proto::{Connect, MqttString, Packet, ProtocolVersion};
+use mqtt_streaming_session::broker::BrokerConfig;
+use mqtt_streaming_tokio::BrokerServer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A transport that delivers one CONNECT, then neither ends nor delivers more, and fails every

@@ -11,12 +11,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use adapter_tokio::{connect_tcp, BrokerNotice, BrokerServer, Event};
 use bytes::Bytes;
 use interop_support::*;
-use mqtt_proto::{ProtocolVersion, QoS};
-use mqtt_session::broker::BrokerConfig;
-use mqtt_session::SubscribeRequest;
+use mqtt_streaming_proto::{ProtocolVersion, QoS};
+use mqtt_streaming_session::broker::BrokerConfig;
+use mqtt_streaming_session::SubscribeRequest;
+use mqtt_streaming_tokio::{connect_tcp, BrokerNotice, BrokerServer, Event};
 
 const PUBLISHERS: usize = 8;
 /// How long the publishers go flat out.
@@ -209,7 +209,7 @@ async fn non_reading_subscriber_disconnected_after_stall_timeout_publisher_resum
     // and the publisher's messages are all acknowledged.
     let config = BrokerConfig {
         stalled_subscriber_timeout: Duration::from_secs(1),
-        server: mqtt_session::ServerConfig {
+        server: mqtt_streaming_session::ServerConfig {
             max_queued: 50,
             ..BrokerConfig::default().server
         },
@@ -219,7 +219,7 @@ async fn non_reading_subscriber_disconnected_after_stall_timeout_publisher_resum
     let addr = broker.local_addr().unwrap();
     let handle = broker.spawn();
     let mut stuck_opts = options(ProtocolVersion::V5, "stuck", false);
-    stuck_opts.session.ack_mode = mqtt_session::AckMode::Manual;
+    stuck_opts.session.ack_mode = mqtt_streaming_session::AckMode::Manual;
     stuck_opts.session.receive_maximum = 10;
     let (stuck, mut stuck_events) = connect_tcp(addr, stuck_opts).await.unwrap();
     stuck
@@ -261,7 +261,9 @@ async fn non_reading_subscriber_disconnected_after_stall_timeout_publisher_resum
     .expect("disconnected within the liveness bound");
     assert_eq!(
         reason,
-        mqtt_session::CloseReason::Disconnect(mqtt_proto::ReasonCode::QuotaExceeded)
+        mqtt_streaming_session::CloseReason::Disconnect(
+            mqtt_streaming_proto::ReasonCode::QuotaExceeded
+        )
     );
     for receipt in receipts {
         let outcome = tokio::time::timeout(WAIT, receipt).await.unwrap().unwrap();

@@ -6,14 +6,14 @@ mod interop_support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use adapter_tokio::{
-    connect, connect_tcp, BrokerHandle, BrokerNotice, BrokerOptions, BrokerServer, Error, Event,
-};
 use bytes::Bytes;
 use interop_support::*;
-use mqtt_proto::{Connect, MqttString, ProtocolVersion, QoS, ReasonCode, Will};
-use mqtt_session::broker::{AuthDecision, BrokerConfig, BrokerEvent, BrokerHooks};
-use mqtt_session::{CloseReason, Initiator, SubscribeRequest};
+use mqtt_streaming_proto::{Connect, MqttString, ProtocolVersion, QoS, ReasonCode, Will};
+use mqtt_streaming_session::broker::{AuthDecision, BrokerConfig, BrokerEvent, BrokerHooks};
+use mqtt_streaming_session::{CloseReason, Initiator, SubscribeRequest};
+use mqtt_streaming_tokio::{
+    connect, connect_tcp, BrokerHandle, BrokerNotice, BrokerOptions, BrokerServer, Error, Event,
+};
 
 const V311: ProtocolVersion = ProtocolVersion::V3_1_1;
 const V5: ProtocolVersion = ProtocolVersion::V5;

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use adapter_tokio::{connect, serve_connection, ClientOptions, Error, Event, ServerOptions};
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     ProtocolVersion, QoS, ReasonCode, SubscriptionOptions, UnsubAck, Will, WillProperties,
 };
-use mqtt_session::{
+use mqtt_streaming_session::{
     AckMode, CloseReason, CommandError, Initiator, SubscribeRequest, UnsubscribeRequest,
 };
+use mqtt_streaming_tokio::{connect, serve_connection, ClientOptions, Error, Event, ServerOptions};
 use support::*;
 
 fn options(version: ProtocolVersion, id: &str) -> ClientOptions {
@@ -246,7 +246,7 @@ async fn back_pressure() {
         let n = receipts.len();
         assert!(n < 10, "the queue never filled up");
         let payload = format!("m{n}");
-        let m = mqtt_session::Message::new(topic("bp"), QoS::AtLeastOnce, payload);
+        let m = mqtt_streaming_session::Message::new(topic("bp"), QoS::AtLeastOnce, payload);
         match client.try_publish(m) {
             Ok(receipt) => receipts.push(receipt),
             Err(refused) => break refused,
@@ -551,7 +551,7 @@ async fn one_drain_is_one_write() {
     // On this current-thread runtime the driver does not run until we yield: all 50 are
     // waiting in the channel when it does.
     for i in 0..50 {
-        let m = mqtt_session::Message::new(topic("b"), QoS::AtLeastOnce, format!("{i}"));
+        let m = mqtt_streaming_session::Message::new(topic("b"), QoS::AtLeastOnce, format!("{i}"));
         receipts.push(client.begin_publish(m).await.unwrap());
     }
     for receipt in receipts {
@@ -599,8 +599,8 @@ async fn empty_client_id_v5_is_served_by_the_plain_accept_mqtt_3_2_2_16() {
 /// it comes back through `detach_session`, and the next `accept` can resume it.
 #[tokio::test]
 async fn refused_accept_gives_the_detached_session_back() {
-    use adapter_tokio::ConnectionEvent;
-    use mqtt_proto::{ConnAckProperties, MqttString};
+    use mqtt_streaming_proto::{ConnAckProperties, MqttString};
+    use mqtt_streaming_tokio::ConnectionEvent;
 
     let (client_io, server_io) = tokio::io::duplex(4096);
     let mut router = spawn_router(

@@ -7,9 +7,9 @@ mod interop_support;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use adapter_tokio::{BrokerHandle, BrokerServer};
 use interop_support::*;
-use mqtt_session::broker::BrokerConfig;
+use mqtt_streaming_session::broker::BrokerConfig;
+use mqtt_streaming_tokio::{BrokerHandle, BrokerServer};
 
 async fn start() -> (u16, BrokerHandle) {
     let broker = BrokerServer::bind("127.0.0.1:0", BrokerConfig::default())

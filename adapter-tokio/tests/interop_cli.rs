@@ -33,7 +33,7 @@ fn example(name: &str) -> PathBuf {
             let target_dir = profile_dir.parent().unwrap().to_path_buf();
             let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
             cargo
-                .args(["build", "-p", "adapter-tokio", "--examples"])
+                .args(["build", "-p", "mqtt-streaming-tokio", "--examples"])
                 .arg("--target-dir")
                 .arg(&target_dir);
             if profile_dir.file_name().is_some_and(|p| p == "release") {

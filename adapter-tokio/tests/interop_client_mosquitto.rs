@@ -9,11 +9,11 @@ use std::time::Duration;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use adapter_tokio::{connect_tcp, Event, Reconnect};
 use bytes::Bytes;
 use interop_support::*;
-use mqtt_proto::{MqttString, ProtocolVersion, QoS, ReasonCode, UserProperty, Will};
-use mqtt_session::{ClientConfig, SubscribeRequest};
+use mqtt_streaming_proto::{MqttString, ProtocolVersion, QoS, ReasonCode, UserProperty, Will};
+use mqtt_streaming_session::{ClientConfig, SubscribeRequest};
+use mqtt_streaming_tokio::{connect_tcp, Event, Reconnect};
 
 const VERSIONS: [ProtocolVersion; 2] = [ProtocolVersion::V3_1_1, ProtocolVersion::V5];
 

@@ -5,12 +5,12 @@ mod support;
 
 use std::time::Duration;
 
-use adapter_tokio::{
+use bytes::BytesMut;
+use mqtt_streaming_proto::{Decoder, Packet, PacketType, ProtocolVersion};
+use mqtt_streaming_session::{CloseReason, Initiator};
+use mqtt_streaming_tokio::{
     connect, serve_connection, ClientOptions, ConnectionEvent, Event, ServerOptions,
 };
-use bytes::BytesMut;
-use mqtt_proto::{Decoder, Packet, PacketType, ProtocolVersion};
-use mqtt_session::{CloseReason, Initiator};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
@@ -125,9 +125,9 @@ async fn unread_events_hold_the_driver_back_without_loss() {
     let (client, mut events, router) =
         duplex_pair(opts, ServerOptions::default(), Behaviour::default()).await;
     for i in 0..50u32 {
-        let m = mqtt_session::Message::new(
+        let m = mqtt_streaming_session::Message::new(
             topic("slow"),
-            mqtt_proto::QoS::AtLeastOnce,
+            mqtt_streaming_proto::QoS::AtLeastOnce,
             i.to_be_bytes().to_vec(),
         );
         // Don't wait for the client's ack: it cannot come before the client reads.
@@ -142,7 +142,11 @@ async fn unread_events_hold_the_driver_back_without_loss() {
     // All were acknowledged once read.
     let outcome = router
         .handle
-        .publish(message("slow", mqtt_proto::QoS::AtLeastOnce, "last"))
+        .publish(message(
+            "slow",
+            mqtt_streaming_proto::QoS::AtLeastOnce,
+            "last",
+        ))
         .await
         .unwrap();
     assert!(outcome.is_success());
@@ -200,9 +204,9 @@ async fn input_beyond_what_the_session_holds_is_read_after_the_answer() {
 #[tokio::test(start_paused = true)]
 async fn input_beyond_a_full_transmit_buffer_is_read_once_drained() {
     let (server_io, mut peer) = tokio::io::duplex(64 * 1024);
-    let config = mqtt_session::ServerConfig {
+    let config = mqtt_streaming_session::ServerConfig {
         max_transmit_buffer: 16,
-        ..mqtt_session::ServerConfig::default()
+        ..mqtt_streaming_session::ServerConfig::default()
     };
     let mut conn = serve_connection(server_io, ServerOptions::from(config));
     let mut out = BytesMut::new();

@@ -9,14 +9,16 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use adapter_tokio::{
+use bytes::BytesMut;
+use mqtt_streaming_proto::{
+    Connect, MqttString, ProtocolVersion, Publish, QoS, ReasonCode, TopicName,
+};
+use mqtt_streaming_session::{
+    AbandonCause, ClientConfig, CloseReason, CommandError, Initiator, Message, SubscribeRequest,
+};
+use mqtt_streaming_tokio::{
     connect_tcp, BrokerOptions, BrokerServer, Client, ClientEvents, ClientOptions, Error, Event,
     PublishReceipt, Reconnect,
-};
-use bytes::BytesMut;
-use mqtt_proto::{Connect, MqttString, ProtocolVersion, Publish, QoS, ReasonCode, TopicName};
-use mqtt_session::{
-    AbandonCause, ClientConfig, CloseReason, CommandError, Initiator, Message, SubscribeRequest,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -64,7 +66,7 @@ async fn subscriber(addr: SocketAddr, version: ProtocolVersion, topic: &str) -> 
     let (client, events) = connect_tcp(addr, ClientOptions::new(connect))
         .await
         .unwrap();
-    let filter = mqtt_proto::TopicFilter::new(topic).unwrap();
+    let filter = mqtt_streaming_proto::TopicFilter::new(topic).unwrap();
     let suback = client
         .subscribe(SubscribeRequest::new(filter, QoS::ExactlyOnce))
         .await
@@ -258,7 +260,7 @@ async fn next_closed(events: &mut ClientEvents) -> (Initiator, CloseReason, bool
     .expect("Closed in time")
 }
 
-async fn outcome(receipt: PublishReceipt) -> Result<adapter_tokio::PublishOutcome, Error> {
+async fn outcome(receipt: PublishReceipt) -> Result<mqtt_streaming_tokio::PublishOutcome, Error> {
     timeout(WAIT, receipt)
         .await
         .expect("the publish resolved in time")

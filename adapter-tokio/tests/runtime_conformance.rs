@@ -1,6 +1,6 @@
 //! The shared conformance suite (`conformance/mod.rs`) on tokio (multi-threaded runtime).
 
-use adapter_tokio as adapter;
+use mqtt_streaming_tokio as adapter;
 
 mod rt {
     use std::future::Future;

@@ -4,11 +4,11 @@ mod support;
 
 use std::time::Duration;
 
-use adapter_tokio::{
+use mqtt_streaming_proto::{ProtocolVersion, QoS, ReasonCode};
+use mqtt_streaming_session::{CloseReason, Initiator, SubscribeRequest};
+use mqtt_streaming_tokio::{
     connect_tcp, Client, ClientEvents, ClientOptions, Error, Server, ServerOptions,
 };
-use mqtt_proto::{ProtocolVersion, QoS, ReasonCode};
-use mqtt_session::{CloseReason, Initiator, SubscribeRequest};
 use support::*;
 
 fn options(version: ProtocolVersion, id: &str) -> ClientOptions {
@@ -93,7 +93,11 @@ async fn pipelined_publishes_over_tcp() {
     });
     let mut receipts = Vec::new();
     for i in 0..N {
-        let m = mqtt_session::Message::new(topic("p"), QoS::AtLeastOnce, i.to_be_bytes().to_vec());
+        let m = mqtt_streaming_session::Message::new(
+            topic("p"),
+            QoS::AtLeastOnce,
+            i.to_be_bytes().to_vec(),
+        );
         receipts.push(client.begin_publish(m).await.unwrap());
     }
     for receipt in receipts {

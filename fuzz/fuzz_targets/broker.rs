@@ -1,6 +1,6 @@
 //! The broker core against hostile and well-behaved clients, many at once: deep topics and
 //! filters, `$share` groups of thousands, wills, expiries, AUTH, aliases, shutdown. The driver
-//! and its reference model live in `mqtt_session::sim::fuzz_broker` (shared with the corpus
+//! and its reference model live in `mqtt_streaming_session::sim::fuzz_broker` (shared with the corpus
 //! replay test). Each input runs on a thread of `STACK_SIZE` (512 KiB), and the heap it holds
 //! is bounded by `heap_budget`, counted by `stats_alloc` around the system allocator.
 #![no_main]
@@ -8,7 +8,7 @@
 use std::alloc::System;
 
 use libfuzzer_sys::fuzz_target;
-use mqtt_session::sim::fuzz_broker::{check_broker_with_heap, STACK_SIZE};
+use mqtt_streaming_session::sim::fuzz_broker::{check_broker_with_heap, STACK_SIZE};
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]

@@ -1,31 +1,31 @@
-//! Codec benchmarks: `mqtt-proto` against its peers in the same run.
+//! Codec benchmarks: `mqtt-streaming-proto` against its peers in the same run.
 //!
 //! Peers: `rumqttc::mqttbytes::v4` (3.1.1), `rumqttc::v5::mqttbytes::v5` (5.0) and `mqttrs`
 //! (3.1.1). Every library decodes the same bytes (for 3.1.1 the three encoders produce identical
 //! bytes, checked below before anything is timed) and encodes the same packets.
 //!
 //! Fairness rules:
-//! - each library decodes from its natural input type: `BytesMut` for `mqtt-proto`'s owned
+//! - each library decodes from its natural input type: `BytesMut` for `mqtt-streaming-proto`'s owned
 //!   decoder (`Decoder::decode`) and `rumqttc` (a fresh copy of the prepared stream made by
-//!   `iter_batched` outside the timed part), `&[u8]` for `mqttrs` and for `mqtt-proto`'s
+//!   `iter_batched` outside the timed part), `&[u8]` for `mqttrs` and for `mqtt-streaming-proto`'s
 //!   borrowed decoder (`Decoder::decode_slice`, reported as `ours_*_borrowed`), which borrow
 //!   and never consume; as `mqttrs` does not report how many bytes it used, its loop reads the
 //!   Remaining Length itself (a few instructions), while `decode_slice` returns it;
 //! - each library encodes into a buffer that already has room for the whole batch, cleared
-//!   between iterations (`BytesMut` for `mqtt-proto` and `rumqttc`, `&mut [u8]` for `mqttrs`);
+//!   between iterations (`BytesMut` for `mqtt-streaming-proto` and `rumqttc`, `&mut [u8]` for `mqttrs`);
 //! - every decoded packet is passed by reference to `black_box` and dropped inside the timed part, as a
 //!   consumer would drop it; the emptied input buffer is returned and freed outside it.
 //!
 //! One iteration handles a batch of packets (1,000 for small payloads, fewer for large ones so a
 //! batch stays near 1 MiB); the throughput is reported per packet. Run with
-//! `cargo bench -p mqtt-proto --bench codec`; BENCHMARKS.md at the repository root has the
+//! `cargo bench -p mqtt-streaming-proto --bench codec`; BENCHMARKS.md at the repository root has the
 //! results.
 
 use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_main, BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     Connect, Decoder, MqttString, Packet, PacketId, ProtocolVersion, Publish, QoS, QosPid,
     Subscribe, Subscription, SubscriptionOptions, TopicFilter, TopicName,
 };

@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use bytes::BytesMut;
-//! use mqtt_proto::{Decoder, Packet, ProtocolVersion, Publish, QosPid, TopicName};
+//! use mqtt_streaming_proto::{Decoder, Packet, ProtocolVersion, Publish, QosPid, TopicName};
 //!
 //! let mut read = BytesMut::new();
 //! let big = Publish::new(TopicName::new("big").unwrap(), QosPid::AtMostOnce, vec![0u8; 16384]);

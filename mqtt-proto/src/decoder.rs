@@ -45,7 +45,7 @@ impl FixedHeader {
 ///
 /// ```
 /// use bytes::BytesMut;
-/// use mqtt_proto::{Decoder, Packet, ProtocolVersion};
+/// use mqtt_streaming_proto::{Decoder, Packet, ProtocolVersion};
 ///
 /// let decoder = Decoder::new(ProtocolVersion::V3_1_1).with_max_packet_size(1024);
 /// // A PUBLISH to "a/b" split across two reads, followed by a PINGREQ.
@@ -198,7 +198,7 @@ impl Decoder {
     /// reused, as in a broker's or a client's receive loop.
     ///
     /// ```
-    /// use mqtt_proto::{Decoder, PacketRef, ProtocolVersion};
+    /// use mqtt_streaming_proto::{Decoder, PacketRef, ProtocolVersion};
     ///
     /// let decoder = Decoder::new(ProtocolVersion::V3_1_1);
     /// // A PUBLISH to "a/b" with payload "hi", then a PINGREQ, then half a packet.
@@ -208,13 +208,13 @@ impl Decoder {
     /// while let Some((packet, used)) = decoder.decode_slice(rest)? {
     ///     match packet {
     ///         PacketRef::Publish(publish) => topics.push(publish.topic),
-    ///         PacketRef::Other(other) => assert_eq!(other, mqtt_proto::Packet::PingReq),
+    ///         PacketRef::Other(other) => assert_eq!(other, mqtt_streaming_proto::Packet::PingReq),
     ///     }
     ///     rest = &rest[used..];
     /// }
     /// assert_eq!(topics, ["a/b"]);
     /// assert_eq!(rest, [0x30]); // the partial packet, for the next read to complete
-    /// # Ok::<(), mqtt_proto::DecodeError>(())
+    /// # Ok::<(), mqtt_streaming_proto::DecodeError>(())
     /// ```
     #[inline]
     pub fn decode_slice<'a>(

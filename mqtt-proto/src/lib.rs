@@ -1,8 +1,8 @@
 //! A strict, zero-copy codec for MQTT 3.1, 3.1.1 and 5.0.
 //!
-//! `mqtt-proto` turns bytes into [`Packet`]s and packets into bytes, and does nothing else: no
+//! `mqtt-streaming-proto` turns bytes into [`Packet`]s and packets into bytes, and does nothing else: no
 //! I/O, no clock, no allocation it can avoid. It is `no_std` (with `alloc`) and depends only on
-//! [`bytes`]. The session state machines of `mqtt-session` are built on it.
+//! [`bytes`]. The session state machines of `mqtt-streaming-session` are built on it.
 //!
 //! # Decoding a stream
 //!
@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use bytes::BytesMut;
-//! use mqtt_proto::{Decoder, Packet, ProtocolVersion, QosPid};
+//! use mqtt_streaming_proto::{Decoder, Packet, ProtocolVersion, QosPid};
 //!
 //! let decoder = Decoder::new(ProtocolVersion::V5).with_max_packet_size(64 * 1024);
 //! let mut buf = BytesMut::new();
@@ -30,7 +30,7 @@
 //! assert_eq!(publish.topic.as_str(), "a/b");
 //! assert!(matches!(publish.qos_pid, QosPid::AtLeastOnce(id) if id.get() == 7));
 //! assert_eq!(&publish.payload[..], b"ok");
-//! # Ok::<(), mqtt_proto::DecodeError>(())
+//! # Ok::<(), mqtt_streaming_proto::DecodeError>(())
 //! ```
 //!
 //! # Decoding without owning: the borrowed fast path
@@ -58,7 +58,7 @@
 //! values that outlive the read.
 //!
 //! ```
-//! use mqtt_proto::{Decoder, PacketRef, ProtocolVersion};
+//! use mqtt_streaming_proto::{Decoder, PacketRef, ProtocolVersion};
 //!
 //! let decoder = Decoder::new(ProtocolVersion::V5);
 //! // Two PUBLISH packets (QoS 0, no properties) and the start of a third, as read.
@@ -80,7 +80,7 @@
 //! assert_eq!(rest.len(), 3); // the partial packet stays for the next read
 //! assert_eq!(kept.len(), 1);
 //! assert_eq!(&kept[0].payload[..], b"2");
-//! # Ok::<(), mqtt_proto::DecodeError>(())
+//! # Ok::<(), mqtt_streaming_proto::DecodeError>(())
 //! ```
 //!
 //! # Encoding
@@ -94,7 +94,7 @@
 //!
 //! ```
 //! use bytes::BytesMut;
-//! use mqtt_proto::{Packet, ProtocolVersion, Publish, QosPid, TopicName};
+//! use mqtt_streaming_proto::{Packet, ProtocolVersion, Publish, QosPid, TopicName};
 //!
 //! let publish = Publish::new(TopicName::new("grüße/welt").unwrap(), QosPid::AtMostOnce, "hi");
 //! let mut buf = BytesMut::new();

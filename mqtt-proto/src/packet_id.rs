@@ -7,7 +7,7 @@ use core::num::NonZeroU16;
 /// [MQTT-2.2.1-3] in 5.0), so this type cannot hold it.
 ///
 /// ```
-/// use mqtt_proto::PacketId;
+/// use mqtt_streaming_proto::PacketId;
 /// assert!(PacketId::new(0).is_none());
 /// assert_eq!(PacketId::new(65535).unwrap().get(), 65535);
 /// ```

@@ -49,7 +49,7 @@ pub(crate) fn check_utf8(bytes: &[u8]) -> Result<&str, StringError> {
 /// characters, so non-ASCII text round-trips intact.
 ///
 /// ```
-/// use mqtt_proto::MqttString;
+/// use mqtt_streaming_proto::MqttString;
 /// let s = MqttString::new("grüße").unwrap();
 /// assert_eq!(s.as_str(), "grüße");
 /// assert_eq!(s.len(), 7); // bytes, not characters

@@ -144,7 +144,7 @@ fn split_shared(bytes: &[u8]) -> Result<Option<(usize, usize)>, TopicError> {
 /// explicitly for that purpose.
 ///
 /// ```
-/// use mqtt_proto::TopicName;
+/// use mqtt_streaming_proto::TopicName;
 /// assert!(TopicName::new("sensors/kitchen/temp").is_ok());
 /// assert!(TopicName::new("sensors/+/temp").is_err());
 /// ```
@@ -249,7 +249,7 @@ impl AsRef<str> for TopicName {
 /// `$share/{ShareName}/{filter}`.
 ///
 /// ```
-/// use mqtt_proto::{TopicFilter, TopicName};
+/// use mqtt_streaming_proto::{TopicFilter, TopicName};
 /// let filter = TopicFilter::new("sensors/+/temp").unwrap();
 /// assert!(filter.matches(&TopicName::new("sensors/kitchen/temp").unwrap()));
 /// assert!(TopicFilter::new("sensors/#/temp").is_err());

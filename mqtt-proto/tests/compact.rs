@@ -2,7 +2,7 @@
 //! was decoded from (issue 10, item 2).
 
 use bytes::{Bytes, BytesMut};
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     Connect, Decoder, MqttString, Packet, ProtocolVersion, Publish, PublishProperties, QoS, QosPid,
     TopicFilter, TopicName, UserProperty, Will, WillProperties,
 };

@@ -11,8 +11,8 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::BytesMut;
-use mqtt_proto::fuzz_checks::check_decode_slice_agrees;
-use mqtt_proto::{
+use mqtt_streaming_proto::fuzz_checks::check_decode_slice_agrees;
+use mqtt_streaming_proto::{
     DecodeError, Decoder, Packet, PacketRef, ProtocolVersion, Publish, PROTOCOL_MAX_PACKET_SIZE,
 };
 use proptest::prelude::*;
@@ -252,7 +252,7 @@ fn borrowed_rejections_match_owned() {
         (
             ProtocolVersion::V3_1_1,
             &[0x30, 0x03, 0x00, 0x01, b'+'],
-            DecodeError::InvalidTopic(mqtt_proto::TopicError::WildcardInName),
+            DecodeError::InvalidTopic(mqtt_streaming_proto::TopicError::WildcardInName),
         ),
         // Empty topic without a Topic Alias.
         (
@@ -266,13 +266,13 @@ fn borrowed_rejections_match_owned() {
             &[
                 0x30, 0x0A, 0x00, 0x01, b'a', 0x06, 0x23, 0x00, 0x01, 0x23, 0x00, 0x02,
             ],
-            DecodeError::DuplicateProperty(mqtt_proto::PropertyId::TopicAlias),
+            DecodeError::DuplicateProperty(mqtt_streaming_proto::PropertyId::TopicAlias),
         ),
         // Topic Alias 0.
         (
             ProtocolVersion::V5,
             &[0x30, 0x07, 0x00, 0x01, b'a', 0x03, 0x23, 0x00, 0x00],
-            DecodeError::InvalidPropertyValue(mqtt_proto::PropertyId::TopicAlias),
+            DecodeError::InvalidPropertyValue(mqtt_streaming_proto::PropertyId::TopicAlias),
         ),
     ];
     for (version, bytes, error) in cases {

@@ -1,5 +1,5 @@
 //! Replays the committed cargo-fuzz corpus (`fuzz/corpus/<target>/`) through the same checks
-//! the fuzz targets run (`mqtt_proto::fuzz_checks`), so every seed and every input a fuzzing
+//! the fuzz targets run (`mqtt_streaming_proto::fuzz_checks`), so every seed and every input a fuzzing
 //! run once crashed on is re-checked by `cargo test`, without cargo-fuzz or a nightly compiler.
 #![cfg(feature = "arbitrary")]
 
@@ -7,8 +7,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
-use mqtt_proto::fuzz_checks;
-use mqtt_proto::{Decoder, ProtocolVersion};
+use mqtt_streaming_proto::fuzz_checks;
+use mqtt_streaming_proto::{Decoder, ProtocolVersion};
 
 fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
     let dir: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))

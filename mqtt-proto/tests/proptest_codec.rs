@@ -6,8 +6,8 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::BytesMut;
-use mqtt_proto::fuzz_checks::{self, normalise};
-use mqtt_proto::{
+use mqtt_streaming_proto::fuzz_checks::{self, normalise};
+use mqtt_streaming_proto::{
     DecodeError, Decoder, EncodeError, Packet, PacketType, ProtocolVersion, Publish, QosPid,
 };
 use proptest::prelude::*;
@@ -90,7 +90,7 @@ proptest! {
     #[test]
     fn auth_is_refused_before_v5(data in seed()) {
         let mut u = Unstructured::new(&data);
-        if let Ok(auth) = mqtt_proto::Auth::arbitrary(&mut u) {
+        if let Ok(auth) = mqtt_streaming_proto::Auth::arbitrary(&mut u) {
             let mut buf = BytesMut::from(&b"kept"[..]);
             let result = Packet::Auth(auth).encode(ProtocolVersion::V3_1_1, &mut buf);
             prop_assert_eq!(result, Err(EncodeError::NotInVersion(PacketType::Auth)));

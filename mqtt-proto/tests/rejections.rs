@@ -7,7 +7,7 @@
 //! the statement it checks and the version whose numbering it uses (3.1.1 or 5.0).
 
 use bytes::{Bytes, BytesMut};
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     Auth, ConnAck, Connect, DecodeError, Decoder, Disconnect, EncodeError, MqttString, Packet,
     PacketId, PacketType, PropertyId, ProtocolVersion, PubResponse, Publish, QoS, QosPid,
     ReasonCode, StringError, SubAck, Subscribe, SubscriptionOptions, TopicError, TopicFilter,
@@ -1645,7 +1645,7 @@ fn encode_binary_field_over_65535_bytes() {
     );
 
     let mut c = Connect::new(V5, s("c"));
-    c.will = Some(mqtt_proto::Will {
+    c.will = Some(mqtt_streaming_proto::Will {
         topic: TopicName::new("w").unwrap(),
         payload: big.clone(),
         qos: QoS::AtMostOnce,
@@ -1672,7 +1672,7 @@ fn encode_binary_field_over_65535_bytes() {
 
     let a = Auth {
         reason_code: ReasonCode::ContinueAuthentication,
-        properties: mqtt_proto::AuthProperties {
+        properties: mqtt_streaming_proto::AuthProperties {
             authentication_method: Some(s("m")),
             authentication_data: Some(big),
             ..Default::default()
@@ -1737,7 +1737,7 @@ fn encode_no_local_on_shared_subscription() {
 // (0x82), while in 3.1.1 the same byte makes the packet malformed ([MQTT-3.8.3-4] in 3.1.1, 0x81).
 #[test]
 fn subscription_qos_3_is_a_protocol_error_in_v5_and_malformed_in_v311() {
-    use mqtt_proto::{DecodeError, Decoder, ProtocolVersion, ReasonCode};
+    use mqtt_streaming_proto::{DecodeError, Decoder, ProtocolVersion, ReasonCode};
     // SUBSCRIBE, packet id 1, (v5: no properties), filter "a", options 0x03.
     let v5 = [0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x03];
     let err = Decoder::new(ProtocolVersion::V5)

@@ -11,7 +11,7 @@
 //! Statement ids cited here are those of MQTT 3.1.1 unless the comment says otherwise.
 
 use bytes::{Bytes, BytesMut};
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     ConnAck, Connect, Decoder, Disconnect, FixedHeader, MqttString, Packet, PacketId, PacketType,
     ProtocolVersion, PubResponse, Publish, QoS, QosPid, ReasonCode, SubAck, Subscribe,
     Subscription, SubscriptionOptions, TopicFilter, TopicName, UnsubAck, Unsubscribe, Will,

@@ -18,7 +18,7 @@
 use core::num::{NonZeroU16, NonZeroU32};
 
 use bytes::{Bytes, BytesMut};
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     AckProperties, Auth, AuthProperties, ConnAck, ConnAckProperties, Connect, ConnectProperties,
     Decoder, Disconnect, DisconnectProperties, MqttString, Packet, PacketId, PayloadFormat,
     ProtocolVersion, PubResponse, Publish, PublishProperties, QoS, QosPid, ReasonCode,

@@ -23,7 +23,7 @@ use std::alloc::System;
 use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     Decoder, Packet, PacketId, PacketRef, ProtocolVersion, Publish, QosPid, TopicName, UserProperty,
 };
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};

@@ -10,12 +10,12 @@
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     Connect, MqttString, Packet, PacketId, ProtocolVersion, Publish, QoS, QosPid, Subscribe,
     Subscription, SubscriptionOptions, TopicFilter, TopicName,
 };
-use mqtt_session::broker::{Broker, BrokerConfig, ConnectionId};
-use mqtt_session::Instant;
+use mqtt_streaming_session::broker::{Broker, BrokerConfig, ConnectionId};
+use mqtt_streaming_session::Instant;
 
 const V: ProtocolVersion = ProtocolVersion::V3_1_1;
 

@@ -14,8 +14,8 @@ use crate::time::Instant;
 ///
 /// ```
 /// use bytes::BytesMut;
-/// use mqtt_proto::{Connect, MqttString, Packet, ProtocolVersion};
-/// use mqtt_session::{ClientConfig, ClientSession, Endpoint, Instant, ServerConfig, ServerSession};
+/// use mqtt_streaming_proto::{Connect, MqttString, Packet, ProtocolVersion};
+/// use mqtt_streaming_session::{ClientConfig, ClientSession, Endpoint, Instant, ServerConfig, ServerSession};
 ///
 /// /// One drain, written once for both roles.
 /// fn drain<E: Endpoint>(session: &mut E, now: Instant, out: &mut BytesMut) -> Vec<E::Event> {
@@ -32,7 +32,7 @@ use crate::time::Instant;
 /// let mut server: ServerSession<()> = ServerSession::new(ServerConfig::default(), now);
 /// server.handle_read(now, &mut wire); // the client's CONNECT
 /// let events = drain(&mut server, now, &mut BytesMut::new());
-/// assert!(matches!(events[..], [mqtt_session::ServerEvent::Connect(_)]));
+/// assert!(matches!(events[..], [mqtt_streaming_session::ServerEvent::Connect(_)]));
 /// ```
 pub trait Endpoint {
     /// What [`poll_event`](Self::poll_event) yields.

@@ -9,7 +9,7 @@
 
 use core::fmt;
 
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     ConnAckProperties, Connect, DecodeError, EncodeError, PacketId, PacketType, ReasonCode,
 };
 

@@ -22,8 +22,8 @@
 //!
 //! ```
 //! use bytes::BytesMut;
-//! use mqtt_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicFilter, TopicName};
-//! use mqtt_session::{ClientConfig, ClientEvent, ClientSession, Instant, Message, SubscribeRequest};
+//! use mqtt_streaming_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicFilter, TopicName};
+//! use mqtt_streaming_session::{ClientConfig, ClientEvent, ClientSession, Instant, Message, SubscribeRequest};
 //!
 //! // A transport stand-in: bytes the "server" would send us, and what we sent it.
 //! let mut from_server = BytesMut::new();

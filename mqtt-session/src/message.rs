@@ -4,7 +4,7 @@
 use alloc::vec::Vec;
 
 use bytes::Bytes;
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     PacketId, Publish, PublishProperties, QoS, QosPid, SubscribeProperties, Subscription,
     SubscriptionOptions, TopicFilter, TopicName, UnsubscribeProperties,
 };
@@ -12,8 +12,8 @@ use mqtt_proto::{
 /// An application message to publish.
 ///
 /// ```
-/// use mqtt_session::Message;
-/// use mqtt_proto::{QoS, TopicName};
+/// use mqtt_streaming_session::Message;
+/// use mqtt_streaming_proto::{QoS, TopicName};
 /// let message = Message::new(TopicName::new("sensors/1").unwrap(), QoS::AtLeastOnce, "21.5").retained();
 /// assert!(message.retain);
 /// ```
@@ -59,8 +59,8 @@ impl Message {
     /// count, so one copy serves any number of receivers.
     ///
     /// ```
-    /// use mqtt_session::Message;
-    /// use mqtt_proto::{QoS, TopicName};
+    /// use mqtt_streaming_session::Message;
+    /// use mqtt_streaming_proto::{QoS, TopicName};
     /// let message = Message::new(TopicName::new("t").unwrap(), QoS::AtMostOnce, "payload");
     /// assert_eq!(message.to_owned_compact(), message);
     /// ```

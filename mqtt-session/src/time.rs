@@ -11,7 +11,7 @@ use core::time::Duration;
 ///
 /// ```
 /// use core::time::Duration;
-/// use mqtt_session::Instant;
+/// use mqtt_streaming_session::Instant;
 /// let start = Instant::from_millis(1_000);
 /// let later = start + Duration::from_secs(2);
 /// assert_eq!(later.as_millis(), 3_000);

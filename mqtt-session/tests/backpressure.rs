@@ -3,11 +3,11 @@
 //! (PUBACKs, PINGRESPs) cannot pile up without bound.
 
 use bytes::BytesMut;
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     ConnAck, ConnAckProperties, Connect, MqttString, Packet, PacketId, ProtocolVersion, Publish,
     QosPid, ReasonCode, TopicName,
 };
-use mqtt_session::{ClientConfig, ClientSession, Instant, ServerConfig, ServerSession};
+use mqtt_streaming_session::{ClientConfig, ClientSession, Instant, ServerConfig, ServerSession};
 
 fn qos1_publishes(n: u16, version: ProtocolVersion) -> BytesMut {
     let mut buf = BytesMut::new();

@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use broker_support::*;
 use bytes::{Bytes, BytesMut};
-use mqtt_proto::{Packet, PacketId, Publish, QoS, QosPid, ReasonCode};
-use mqtt_session::broker::{BrokerConfig, BrokerEvent};
-use mqtt_session::sim::BrokerNet;
-use mqtt_session::{AckMode, ClientConfig, ClientEvent, CloseReason, Message, ServerConfig};
+use mqtt_streaming_proto::{Packet, PacketId, Publish, QoS, QosPid, ReasonCode};
+use mqtt_streaming_session::broker::{BrokerConfig, BrokerEvent};
+use mqtt_streaming_session::sim::BrokerNet;
+use mqtt_streaming_session::{
+    AckMode, ClientConfig, ClientEvent, CloseReason, Message, ServerConfig,
+};
 
 const PUBLISHERS: usize = 8;
 /// The broker's Receive Maximum: what one held-back publisher can have unacknowledged.
@@ -436,7 +438,7 @@ fn held_back_publisher_acknowledged_after_its_reconnect() {
 }
 
 /// A raw connection that sent CONNECT (v5, keep alive 0) and was admitted.
-fn raw_admitted(net: &mut BrokerNet, id: &str) -> mqtt_session::broker::ConnectionId {
+fn raw_admitted(net: &mut BrokerNet, id: &str) -> mqtt_streaming_session::broker::ConnectionId {
     let conn = raw_connection(net, V5, vec![Packet::from(connect_packet(V5, id, true, 0))]);
     assert!(net
         .broker_events
@@ -456,7 +458,10 @@ fn publish_bytes(payload_len: usize) -> BytesMut {
     buf
 }
 
-fn closed(net: &mut BrokerNet, conn: mqtt_session::broker::ConnectionId) -> Option<CloseReason> {
+fn closed(
+    net: &mut BrokerNet,
+    conn: mqtt_streaming_session::broker::ConnectionId,
+) -> Option<CloseReason> {
     while let Some(e) = net.broker.poll_event() {
         net.broker_events.push(e);
     }

@@ -22,12 +22,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     Connect, Decoder, Disconnect, MqttString, Packet, PacketId, ProtocolVersion, PubResponse,
     Publish, QoS, QosPid, ReasonCode, Subscribe, SubscriptionOptions, TopicFilter, TopicName, Will,
 };
-use mqtt_session::broker::{Broker, BrokerConfig, BrokerEvent, ConnectionId};
-use mqtt_session::{Instant, Message};
+use mqtt_streaming_session::broker::{Broker, BrokerConfig, BrokerEvent, ConnectionId};
+use mqtt_streaming_session::{Instant, Message};
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]

@@ -7,13 +7,15 @@ mod broker_support;
 
 use broker_support::*;
 use bytes::{Bytes, BytesMut};
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     Auth, AuthProperties, Connect, Decoder, Packet, PacketId, ProtocolVersion, Publish, QosPid,
     ReasonCode, TopicFilter, TopicName, Will, WillProperties,
 };
-use mqtt_session::broker::{AuthDecision, Broker, BrokerConfig, BrokerHooks, ConnectionId};
-use mqtt_session::sim::{BrokerNet, NetworkConfig};
-use mqtt_session::{
+use mqtt_streaming_session::broker::{
+    AuthDecision, Broker, BrokerConfig, BrokerHooks, ConnectionId,
+};
+use mqtt_streaming_session::sim::{BrokerNet, NetworkConfig};
+use mqtt_streaming_session::{
     AckMode, ClientConfig, ClientEvent, CloseReason, Instant, Message, ServerConfig,
 };
 
@@ -236,8 +238,10 @@ fn authorize_subscribe_refused_0x87_v5_0x80_v311() {
     let a = client(&mut net, V5, "a", true, 0);
     let b = client(&mut net, V3, "b", true, 0);
     for i in [a, b] {
-        let req = mqtt_session::SubscribeRequest::new(filter("secret/#"), Q1)
-            .and(filter("open/#"), mqtt_proto::SubscriptionOptions::new(Q1));
+        let req = mqtt_streaming_session::SubscribeRequest::new(filter("secret/#"), Q1).and(
+            filter("open/#"),
+            mqtt_streaming_proto::SubscriptionOptions::new(Q1),
+        );
         subscribe_req(&mut net, i, req);
     }
     assert_eq!(
@@ -421,9 +425,15 @@ fn max_subscriptions_per_session_0x97() {
     let b = client(&mut net, V3, "b", true, 0);
     for i in [a, b] {
         subscribe(&mut net, i, "one", Q1);
-        let req = mqtt_session::SubscribeRequest::new(filter("one"), Q1)
-            .and(filter("two"), mqtt_proto::SubscriptionOptions::new(Q1))
-            .and(filter("three"), mqtt_proto::SubscriptionOptions::new(Q1));
+        let req = mqtt_streaming_session::SubscribeRequest::new(filter("one"), Q1)
+            .and(
+                filter("two"),
+                mqtt_streaming_proto::SubscriptionOptions::new(Q1),
+            )
+            .and(
+                filter("three"),
+                mqtt_streaming_proto::SubscriptionOptions::new(Q1),
+            );
         subscribe_req(&mut net, i, req);
     }
     let g = ReasonCode::GrantedQoS1;

@@ -10,12 +10,12 @@
 use std::alloc::System;
 
 use bytes::BytesMut;
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     Connect, MqttString, Packet, PacketId, ProtocolVersion, QoS, Subscribe, Subscription,
     SubscriptionOptions, TopicFilter,
 };
-use mqtt_session::broker::{Broker, BrokerConfig};
-use mqtt_session::Instant;
+use mqtt_streaming_session::broker::{Broker, BrokerConfig};
+use mqtt_streaming_session::Instant;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]

@@ -10,12 +10,12 @@ mod broker_support;
 
 use broker_support::*;
 use bytes::{Bytes, BytesMut};
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     Connect, Packet, PacketId, ProtocolVersion, Publish, QoS, QosPid, ReasonCode, Subscribe,
     SubscriptionOptions, TopicFilter, TopicName, Unsubscribe, Will,
 };
-use mqtt_session::broker::{Broker, BrokerConfig, ConnectionId};
-use mqtt_session::{ClientEvent, CloseReason, Instant, Message, SubscribeRequest};
+use mqtt_streaming_session::broker::{Broker, BrokerConfig, ConnectionId};
+use mqtt_streaming_session::{ClientEvent, CloseReason, Instant, Message, SubscribeRequest};
 use proptest::prelude::*;
 
 /// Far more levels than a 256 KiB stack has room for in a recursion of one frame per level.
@@ -52,7 +52,7 @@ fn deep(levels: usize) -> String {
     s
 }
 
-fn subscribe_deep_then(leave: impl FnOnce(&mut mqtt_session::sim::BrokerNet, usize)) {
+fn subscribe_deep_then(leave: impl FnOnce(&mut mqtt_streaming_session::sim::BrokerNet, usize)) {
     let mut net = net_with(unlimited());
     let c = client(&mut net, V5, "deep", true, 0);
     subscribe(&mut net, c, &deep(DEEP), Q1);
@@ -284,7 +284,7 @@ fn mqtt_3_11_3_2_unsubscribe_over_the_level_limit_gets_0x8f() {
     let mut net = net_with(levels_config(4));
     let c = client(&mut net, V5, "c", true, 0);
     let now = net.now;
-    let mut req = mqtt_session::UnsubscribeRequest::new(filter("a/b/c/d/e"));
+    let mut req = mqtt_streaming_session::UnsubscribeRequest::new(filter("a/b/c/d/e"));
     req.filters.push(filter("a/b/c/d"));
     net.clients[c].session.unsubscribe(now, req, 0).unwrap();
     net.run_for(SETTLE_MS);
@@ -571,7 +571,7 @@ fn with_user_properties(mut message: Message, n: usize) -> Message {
         message
             .properties
             .user_properties
-            .push(mqtt_proto::UserProperty {
+            .push(mqtt_streaming_proto::UserProperty {
                 name: string(""),
                 value: string(""),
             });
@@ -622,10 +622,12 @@ fn will_with_more_user_properties_than_the_limit_is_refused_at_connect() {
     let mut c: Connect = connect_packet(V5, "w", true, 0);
     let mut w = will("a/b");
     for _ in 0..=BrokerConfig::default().max_user_properties {
-        w.properties.user_properties.push(mqtt_proto::UserProperty {
-            name: string(""),
-            value: string(""),
-        });
+        w.properties
+            .user_properties
+            .push(mqtt_streaming_proto::UserProperty {
+                name: string(""),
+                value: string(""),
+            });
     }
     c.will = Some(w);
     connect(&mut net, i, c);

@@ -14,10 +14,10 @@ mod broker_support;
 use std::collections::BTreeMap;
 
 use broker_support::*;
-use mqtt_proto::{ProtocolVersion, QoS};
-use mqtt_session::broker::BrokerConfig;
-use mqtt_session::sim::{BrokerNet, NetworkConfig};
-use mqtt_session::{ClientConfig, Message};
+use mqtt_streaming_proto::{ProtocolVersion, QoS};
+use mqtt_streaming_session::broker::BrokerConfig;
+use mqtt_streaming_session::sim::{BrokerNet, NetworkConfig};
+use mqtt_streaming_session::{ClientConfig, Message};
 use proptest::prelude::*;
 
 const CLIENTS: usize = 4;
@@ -87,7 +87,7 @@ fn run(seed: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
             .session
             .subscribe(
                 now,
-                mqtt_session::SubscribeRequest::new(filter("t/#"), qos),
+                mqtt_streaming_session::SubscribeRequest::new(filter("t/#"), qos),
                 0,
             )
             .unwrap();
@@ -126,7 +126,7 @@ fn run(seed: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let f = filter(&format!("t/{topic}"));
                 let _ = net.clients[client].session.subscribe(
                     now,
-                    mqtt_session::SubscribeRequest::new(f, qos),
+                    mqtt_streaming_session::SubscribeRequest::new(f, qos),
                     0,
                 );
             }

@@ -6,10 +6,14 @@ mod broker_support;
 use std::collections::BTreeSet;
 
 use broker_support::*;
-use mqtt_session::broker::BrokerConfig;
-use mqtt_session::{AckMode, ClientConfig, ServerConfig};
+use mqtt_streaming_session::broker::BrokerConfig;
+use mqtt_streaming_session::{AckMode, ClientConfig, ServerConfig};
 
-fn manual_ack_client(net: &mut mqtt_session::sim::BrokerNet, id: &str, expiry: u32) -> usize {
+fn manual_ack_client(
+    net: &mut mqtt_streaming_session::sim::BrokerNet,
+    id: &str,
+    expiry: u32,
+) -> usize {
     let i = net.add_client(ClientConfig {
         ack_mode: AckMode::Manual,
         ..ClientConfig::default()
@@ -213,7 +217,7 @@ fn retained_not_sent_for_shared_subscriptions() {
     send(
         &mut net,
         p,
-        mqtt_session::Message::new(topic("t"), Q1, "r").retained(),
+        mqtt_streaming_session::Message::new(topic("t"), Q1, "r").retained(),
     );
     net.run_for(SETTLE_MS);
     let a = client(&mut net, V5, "a", true, 0);

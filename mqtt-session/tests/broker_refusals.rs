@@ -7,13 +7,13 @@ mod broker_support;
 
 use broker_support::*;
 use bytes::BytesMut;
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     Auth, AuthProperties, Connect, Decoder, Packet, ProtocolVersion, ReasonCode, TopicName,
 };
-use mqtt_session::broker::{
+use mqtt_streaming_session::broker::{
     AuthDecision, Broker, BrokerConfig, BrokerEvent, BrokerHooks, ConnectionId,
 };
-use mqtt_session::{CloseReason, Instant, Message};
+use mqtt_streaming_session::{CloseReason, Instant, Message};
 
 /// Feeds `bytes` to connection `conn` and returns what the broker answered, decoded in
 /// `version`.
@@ -231,14 +231,14 @@ fn will_to_sys_is_dropped() {
     let mut net = net();
     let sub = client(&mut net, V5, "sub", true, 0);
     subscribe(&mut net, sub, "$SYS/#", Q1);
-    let c = net.add_client(mqtt_session::ClientConfig::default());
+    let c = net.add_client(mqtt_streaming_session::ClientConfig::default());
     let mut connect = connect_packet(V5, "dev", true, 0);
-    connect.will = Some(mqtt_proto::Will {
+    connect.will = Some(mqtt_streaming_proto::Will {
         topic: topic("$SYS/broker/clients/connected"),
         payload: bytes::Bytes::from_static(b"0"),
         qos: Q1,
         retain: false,
-        properties: mqtt_proto::WillProperties::default(),
+        properties: mqtt_streaming_proto::WillProperties::default(),
     });
     broker_support::connect(&mut net, c, connect);
     cut(&mut net, c);

@@ -4,12 +4,12 @@
 //! makes one call to the broker do work in proportion to them.
 
 use bytes::BytesMut;
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     Connect, Decoder, MqttString, Packet, PacketId, ProtocolVersion, PubResponse, Publish, QoS,
     QosPid, Subscribe, SubscriptionOptions, TopicFilter, TopicName,
 };
-use mqtt_session::broker::{Broker, BrokerConfig, ConnectionId};
-use mqtt_session::{Instant, ServerConfig};
+use mqtt_streaming_session::broker::{Broker, BrokerConfig, ConnectionId};
+use mqtt_streaming_session::{Instant, ServerConfig};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
@@ -178,7 +178,7 @@ fn unsubscribe_stops_the_retained_messages_still_owed() {
     feed(
         &mut broker,
         sub,
-        vec![Packet::Unsubscribe(mqtt_proto::Unsubscribe {
+        vec![Packet::Unsubscribe(mqtt_streaming_proto::Unsubscribe {
             packet_id: PacketId::new(2).unwrap(),
             filters: vec![TopicFilter::new("r/+").unwrap()],
             properties: Default::default(),

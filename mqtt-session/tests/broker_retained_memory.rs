@@ -14,12 +14,14 @@
 use std::alloc::System;
 
 use bytes::{Bytes, BytesMut};
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     Auth, AuthProperties, Connect, MqttString, Packet, PacketId, ProtocolVersion, Publish, QoS,
     QosPid, Subscribe, SubscriptionOptions, TopicFilter, TopicName, Will, WillProperties,
 };
-use mqtt_session::broker::{AuthDecision, Broker, BrokerConfig, BrokerHooks, ConnectionId};
-use mqtt_session::Instant;
+use mqtt_streaming_session::broker::{
+    AuthDecision, Broker, BrokerConfig, BrokerHooks, ConnectionId,
+};
+use mqtt_streaming_session::Instant;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]

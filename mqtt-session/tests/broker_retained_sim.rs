@@ -6,8 +6,8 @@
 mod broker_support;
 
 use broker_support::*;
-use mqtt_session::broker::BrokerConfig;
-use mqtt_session::{Message, ServerConfig};
+use mqtt_streaming_session::broker::BrokerConfig;
+use mqtt_streaming_session::{Message, ServerConfig};
 
 #[test]
 fn every_retained_message_reaches_a_subscriber_with_a_small_queue_mqtt_3_3_1_9() {

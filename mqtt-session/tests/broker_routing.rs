@@ -7,12 +7,12 @@ mod broker_support;
 
 use broker_support::*;
 use bytes::Bytes;
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     PayloadFormat, ReasonCode, RetainHandling, SubscriptionId, SubscriptionOptions, UserProperty,
 };
-use mqtt_session::{Message, SubscribeRequest};
+use mqtt_streaming_session::{Message, SubscribeRequest};
 
-fn opts(qos: mqtt_proto::QoS) -> SubscriptionOptions {
+fn opts(qos: mqtt_streaming_proto::QoS) -> SubscriptionOptions {
     SubscriptionOptions::new(qos)
 }
 
@@ -90,7 +90,7 @@ fn dollar_topics_not_matched_by_leading_wildcards() {
     subscribe(&mut net, sys, "$SYS/#", Q0);
     // From the broker itself: clients may not publish under $SYS (issue 10 item 6).
     let now = net.now;
-    let message = mqtt_session::Message::new(topic("$SYS/monitor/Clients"), Q0, "sys");
+    let message = mqtt_streaming_session::Message::new(topic("$SYS/monitor/Clients"), Q0, "sys");
     net.broker.publish(now, message);
     net.run_for(SETTLE_MS);
     assert!(payloads(&net, hash).is_empty());
@@ -161,7 +161,7 @@ fn qos_downgraded_to_granted_qos() {
 #[test]
 fn maximum_qos_caps_the_granted_qos() {
     // [MQTT-3.2.2-10] 5.0: the SUBACK grants at most the server's Maximum QoS.
-    let mut config = mqtt_session::broker::BrokerConfig::default();
+    let mut config = mqtt_streaming_session::broker::BrokerConfig::default();
     config.server.maximum_qos = Q1;
     let mut net = net_with(config);
     let s = client(&mut net, V5, "s", true, 0);
@@ -429,7 +429,7 @@ fn retained_deleted_by_empty_payload() {
 #[test]
 fn retained_store_size_limit() {
     // Issue 5 limits: a new topic beyond max_retained_messages is not retained, but routed.
-    let mut net = net_with(mqtt_session::broker::BrokerConfig {
+    let mut net = net_with(mqtt_streaming_session::broker::BrokerConfig {
         max_retained_messages: 2,
         ..Default::default()
     });

@@ -5,9 +5,9 @@
 mod broker_support;
 
 use broker_support::*;
-use mqtt_proto::ReasonCode;
-use mqtt_session::broker::BrokerEvent;
-use mqtt_session::CloseReason;
+use mqtt_streaming_proto::ReasonCode;
+use mqtt_streaming_session::broker::BrokerEvent;
+use mqtt_streaming_session::CloseReason;
 
 #[test]
 fn takeover_v5_old_connection_gets_disconnect_0x8e() {

@@ -4,13 +4,13 @@
 mod broker_support;
 
 use broker_support::*;
-use mqtt_session::ClientEvent;
+use mqtt_streaming_session::ClientEvent;
 
 /// The reason codes of the last UNSUBACK client `i` received.
 fn unsuback_codes(
-    net: &mqtt_session::sim::BrokerNet,
+    net: &mqtt_streaming_session::sim::BrokerNet,
     i: usize,
-) -> Option<Vec<mqtt_proto::ReasonCode>> {
+) -> Option<Vec<mqtt_streaming_proto::ReasonCode>> {
     net.clients[i].events.iter().rev().find_map(|e| match e {
         ClientEvent::Unsubscribed { unsuback, .. } => Some(unsuback.reason_codes.clone()),
         _ => None,
@@ -48,7 +48,7 @@ fn resubscribing_with_retain_handling_0_resends_retained_messages() {
     send(
         &mut net,
         p,
-        mqtt_session::Message::new(topic("r/1"), Q1, "kept").retained(),
+        mqtt_streaming_session::Message::new(topic("r/1"), Q1, "kept").retained(),
     );
     let s = client(&mut net, V5, "s", true, 0);
     subscribe(&mut net, s, "r/#", Q1);
@@ -68,7 +68,10 @@ fn unsuback_is_sent_even_when_nothing_was_unsubscribed() {
         unsubscribe(&mut net, s, "never/subscribed");
         let codes = unsuback_codes(&net, s).expect("an UNSUBACK");
         if version.is_v5() {
-            assert_eq!(codes, [mqtt_proto::ReasonCode::NoSubscriptionExisted]);
+            assert_eq!(
+                codes,
+                [mqtt_streaming_proto::ReasonCode::NoSubscriptionExisted]
+            );
         } else {
             assert!(codes.is_empty());
         }
@@ -85,7 +88,7 @@ fn unsubscribe_matches_filters_character_by_character() {
     unsubscribe(&mut net, s, "a/+");
     assert_eq!(
         unsuback_codes(&net, s).unwrap(),
-        [mqtt_proto::ReasonCode::NoSubscriptionExisted]
+        [mqtt_streaming_proto::ReasonCode::NoSubscriptionExisted]
     );
     let p = client(&mut net, V5, "p", true, 0);
     publish(&mut net, p, "a/b", Q1, "still");
@@ -93,7 +96,7 @@ fn unsubscribe_matches_filters_character_by_character() {
     unsubscribe(&mut net, s, "a/b");
     assert_eq!(
         unsuback_codes(&net, s).unwrap(),
-        [mqtt_proto::ReasonCode::Success]
+        [mqtt_streaming_proto::ReasonCode::Success]
     );
     publish(&mut net, p, "a/b", Q1, "gone");
     assert_eq!(payloads(&net, s), ["still"]);
@@ -106,17 +109,17 @@ fn forwarded_dup_does_not_copy_the_incoming_dup() {
     let mut net = net();
     let s = client(&mut net, V3, "s", true, 0);
     subscribe(&mut net, s, "t", Q1);
-    let mut publish = mqtt_proto::Publish::new(
+    let mut publish = mqtt_streaming_proto::Publish::new(
         topic("t"),
-        mqtt_proto::QosPid::AtLeastOnce(mqtt_proto::PacketId::new(9).unwrap()),
+        mqtt_streaming_proto::QosPid::AtLeastOnce(mqtt_streaming_proto::PacketId::new(9).unwrap()),
         "d",
     );
     publish.dup = true;
-    let connect = mqtt_proto::Packet::from(connect_packet(V3, "raw", true, 0));
+    let connect = mqtt_streaming_proto::Packet::from(connect_packet(V3, "raw", true, 0));
     raw_connection(
         &mut net,
         V3,
-        vec![connect, mqtt_proto::Packet::Publish(publish)],
+        vec![connect, mqtt_streaming_proto::Packet::Publish(publish)],
     );
     let got = received(&net, s);
     assert_eq!(got.len(), 1);

@@ -6,8 +6,8 @@ mod broker_support;
 
 use broker_support::*;
 use bytes::Bytes;
-use mqtt_proto::{Connect, Packet, ProtocolVersion, ReasonCode, Will, WillProperties};
-use mqtt_session::sim::BrokerNet;
+use mqtt_streaming_proto::{Connect, Packet, ProtocolVersion, ReasonCode, Will, WillProperties};
+use mqtt_streaming_session::sim::BrokerNet;
 
 fn will(delay: Option<u32>, retain: bool) -> Will {
     Will {
@@ -33,7 +33,7 @@ fn setup(version: ProtocolVersion, expiry: u32, w: Will) -> (BrokerNet, usize, u
     let mut net = net();
     let watcher = client(&mut net, V5, "watcher", true, 0);
     subscribe(&mut net, watcher, "wills/#", Q1);
-    let dev = net.add_client(mqtt_session::ClientConfig::default());
+    let dev = net.add_client(mqtt_streaming_session::ClientConfig::default());
     connect(&mut net, dev, with_will(version, expiry, w));
     (net, watcher, dev)
 }
@@ -90,8 +90,8 @@ fn will_published_on_protocol_error() {
     assert_eq!(payloads(&net, watcher), ["gone"]);
     assert!(net.broker_events.iter().any(|e| matches!(
         e,
-        mqtt_session::broker::BrokerEvent::Close {
-            reason: mqtt_session::CloseReason::ProtocolViolation(_),
+        mqtt_streaming_session::broker::BrokerEvent::Close {
+            reason: mqtt_streaming_session::CloseReason::ProtocolViolation(_),
             ..
         }
     )));
@@ -186,12 +186,12 @@ fn takeover_publishes_will_of_old_connection_v5_without_delay() {
     // [MQTT-3.1.4-3] 5.0 3.1.4: on takeover the old connection's will is published
     // (no delay); with a delay, the new connection cancels it.
     let (mut net, watcher, _dev) = setup(V5, 60, will(None, false));
-    let other = net.add_client(mqtt_session::ClientConfig::default());
+    let other = net.add_client(mqtt_streaming_session::ClientConfig::default());
     connect(&mut net, other, connect_packet(V5, "dev", false, 60));
     assert_eq!(payloads(&net, watcher), ["gone"]);
 
     let (mut net, watcher, _dev) = setup(V5, 60, will(Some(10), false));
-    let other = net.add_client(mqtt_session::ClientConfig::default());
+    let other = net.add_client(mqtt_streaming_session::ClientConfig::default());
     connect(&mut net, other, connect_packet(V5, "dev", false, 60));
     net.run_for(20_000);
     assert!(payloads(&net, watcher).is_empty());
@@ -219,7 +219,7 @@ fn retained_messages_outlive_the_session_that_published_them() {
     send(
         &mut net,
         p,
-        mqtt_session::Message::new(topic("keep/me"), Q1, "still here").retained(),
+        mqtt_streaming_session::Message::new(topic("keep/me"), Q1, "still here").retained(),
     );
     disconnect(&mut net, p, ReasonCode::Success, None);
     assert_eq!(

@@ -6,8 +6,10 @@
 mod support;
 
 use bytes::Bytes;
-use mqtt_proto::{Auth, AuthProperties, ConnAck, MqttString, Packet, PacketType, QoS, ReasonCode};
-use mqtt_session::{
+use mqtt_streaming_proto::{
+    Auth, AuthProperties, ConnAck, MqttString, Packet, PacketType, QoS, ReasonCode,
+};
+use mqtt_streaming_session::{
     ClientConfig, ClientEvent, CloseReason, CommandError, ConnectionState, ProtocolViolation,
 };
 use support::*;

@@ -9,11 +9,11 @@ use core::num::{NonZeroU16, NonZeroU32};
 use core::time::Duration;
 
 use bytes::Bytes;
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     ConnAck, Connect, ConnectProperties, MqttString, Packet, PacketType, PayloadFormat, QoS,
     ReasonCode, TopicName, UserProperty, Will, WillProperties,
 };
-use mqtt_session::{
+use mqtt_streaming_session::{
     ClientConfig, ClientEvent, CloseReason, CommandError, ConnectionState, Initiator, Instant,
     ProtocolViolation, SubscribeRequest, UnsubscribeRequest,
 };
@@ -157,7 +157,7 @@ fn v5_connect_limits_given_in_connect_win_and_are_enforced() {
     let mut s: Script<u32> = Script::new(
         support::V5,
         ClientConfig {
-            ack_mode: mqtt_session::AckMode::Manual,
+            ack_mode: mqtt_streaming_session::AckMode::Manual,
             ..ClientConfig::default()
         },
     );
@@ -207,7 +207,9 @@ fn v5_connect_maximum_packet_size_is_enforced_inbound() {
         s.events()[..],
         [ClientEvent::Closed {
             initiator: Initiator::Session,
-            reason: CloseReason::Malformed(mqtt_proto::DecodeError::PacketTooLarge { .. })
+            reason: CloseReason::Malformed(
+                mqtt_streaming_proto::DecodeError::PacketTooLarge { .. }
+            )
         }]
     ));
     let sent = s.sent();

@@ -8,8 +8,8 @@ mod support;
 use core::num::NonZeroU16;
 
 use bytes::Bytes;
-use mqtt_proto::{Packet, Publish, QoS, QosPid, ReasonCode};
-use mqtt_session::{AckMode, ClientConfig, CloseReason, CommandError, ProtocolViolation};
+use mqtt_streaming_proto::{Packet, Publish, QoS, QosPid, ReasonCode};
+use mqtt_streaming_session::{AckMode, ClientConfig, CloseReason, CommandError, ProtocolViolation};
 use support::*;
 
 fn manual() -> ClientConfig {
@@ -128,7 +128,7 @@ fn manual_acks_in_any_order_leave_in_arrival_order() {
         let mut s: Script<u32> = connected_with(
             version,
             manual(),
-            mqtt_proto::ConnAck::new(ReasonCode::Success),
+            mqtt_streaming_proto::ConnAck::new(ReasonCode::Success),
         );
         let arrivals = [
             (QoS::AtLeastOnce, 1),
@@ -170,8 +170,11 @@ fn manual_acks_in_any_order_leave_in_arrival_order() {
 fn double_ack_is_refused() {
     // Alpakka "double ack": a second ack of the same message is an UnknownAck error and sends
     // nothing.
-    let mut s: Script<u32> =
-        connected_with(V3, manual(), mqtt_proto::ConnAck::new(ReasonCode::Success));
+    let mut s: Script<u32> = connected_with(
+        V3,
+        manual(),
+        mqtt_streaming_proto::ConnAck::new(ReasonCode::Success),
+    );
     s.feed(server_publish("t", QoS::AtLeastOnce, 1, "m"));
     let id = delivered(&s.events())[0].2.unwrap();
     s.ack(id, ReasonCode::Success).unwrap();
@@ -202,8 +205,11 @@ fn double_ack_is_refused() {
 fn v5_manual_ack_with_an_error_code() {
     // [MQTT-3.4.2-1], [MQTT-3.5.2-1] (5.0): the application's PUBACK/PUBREC code is sent;
     // [MQTT-4.3.3-9] (5.0): after a PUBREC of 0x80 or more the id starts a new message.
-    let mut s: Script<u32> =
-        connected_with(V5, manual(), mqtt_proto::ConnAck::new(ReasonCode::Success));
+    let mut s: Script<u32> = connected_with(
+        V5,
+        manual(),
+        mqtt_streaming_proto::ConnAck::new(ReasonCode::Success),
+    );
     s.feed(server_publish("t", QoS::AtLeastOnce, 1, "m"));
     s.feed(server_publish("t", QoS::ExactlyOnce, 2, "m"));
     let ids: Vec<_> = delivered(&s.events())
@@ -237,8 +243,11 @@ fn v5_manual_ack_with_an_error_code() {
 #[test]
 fn v311_manual_ack_accepts_only_success() {
     // 3.1.1 PUBACK and PUBREC carry no reason code, so an error verdict cannot be sent.
-    let mut s: Script<u32> =
-        connected_with(V3, manual(), mqtt_proto::ConnAck::new(ReasonCode::Success));
+    let mut s: Script<u32> = connected_with(
+        V3,
+        manual(),
+        mqtt_streaming_proto::ConnAck::new(ReasonCode::Success),
+    );
     s.feed(server_publish("t", QoS::AtLeastOnce, 1, "m"));
     let id = delivered(&s.events())[0].2.unwrap();
     assert!(matches!(
@@ -253,8 +262,11 @@ fn v311_manual_ack_accepts_only_success() {
 fn manual_qos2_resend_before_ack_is_not_delivered_again() {
     // [MQTT-4.3.3-10] (5.0) / [MQTT-4.3.3-2] (3.1.1): no duplicate delivery onwards; the
     // PUBREC goes out once, when the application acks.
-    let mut s: Script<u32> =
-        connected_with(V5, manual(), mqtt_proto::ConnAck::new(ReasonCode::Success));
+    let mut s: Script<u32> = connected_with(
+        V5,
+        manual(),
+        mqtt_streaming_proto::ConnAck::new(ReasonCode::Success),
+    );
     s.feed(server_publish("t", QoS::ExactlyOnce, 4, "m"));
     let id = delivered(&s.events())[0].2.unwrap();
     s.feed(dup(server_publish("t", QoS::ExactlyOnce, 4, "m")));
@@ -272,8 +284,11 @@ fn manual_qos2_resend_before_ack_is_not_delivered_again() {
 fn v5_pubrel_before_the_application_acked_is_a_protocol_error() {
     // [MQTT-4.3.3-4] (5.0, the sender's side): PUBREL only answers a PUBREC; one for a message
     // whose PUBREC was never sent is a protocol error.
-    let mut s: Script<u32> =
-        connected_with(V5, manual(), mqtt_proto::ConnAck::new(ReasonCode::Success));
+    let mut s: Script<u32> = connected_with(
+        V5,
+        manual(),
+        mqtt_streaming_proto::ConnAck::new(ReasonCode::Success),
+    );
     s.feed(server_publish("t", QoS::ExactlyOnce, 4, "m"));
     s.events();
     s.feed(pubrel(4));
@@ -281,7 +296,7 @@ fn v5_pubrel_before_the_application_acked_is_a_protocol_error() {
         &mut s,
         ReasonCode::ProtocolError,
         CloseReason::ProtocolViolation(ProtocolViolation::UnexpectedAck(
-            mqtt_proto::PacketType::PubRel,
+            mqtt_streaming_proto::PacketType::PubRel,
             pid(4),
         )),
     );
@@ -295,8 +310,11 @@ fn v5_inbound_receive_maximum_exceeded_disconnects_with_0x93() {
         receive_maximum: 2,
         ..ClientConfig::default()
     };
-    let mut s: Script<u32> =
-        connected_with(V5, config, mqtt_proto::ConnAck::new(ReasonCode::Success));
+    let mut s: Script<u32> = connected_with(
+        V5,
+        config,
+        mqtt_streaming_proto::ConnAck::new(ReasonCode::Success),
+    );
     s.feed(server_publish("t", QoS::ExactlyOnce, 1, "m"));
     // A QoS 1 message counts until its PUBACK (sent at once here).
     s.feed(server_publish("t", QoS::AtLeastOnce, 3, "m"));
@@ -335,8 +353,11 @@ fn two_awaiting_pubrel() -> Script<u32> {
         receive_maximum: 2,
         ..ClientConfig::default()
     };
-    let mut s: Script<u32> =
-        connected_with(V5, config, mqtt_proto::ConnAck::new(ReasonCode::Success));
+    let mut s: Script<u32> = connected_with(
+        V5,
+        config,
+        mqtt_streaming_proto::ConnAck::new(ReasonCode::Success),
+    );
     s.feed(server_publish("t", QoS::ExactlyOnce, 1, "m"));
     s.feed(server_publish("t", QoS::ExactlyOnce, 2, "m"));
     assert_eq!(briefs(&s.sent()), ["PUBREC1", "PUBREC2"]);
@@ -352,8 +373,11 @@ fn v311_inbound_bound_is_enforced_by_closing() {
         receive_maximum: 1,
         ..ClientConfig::default()
     };
-    let mut s: Script<u32> =
-        connected_with(V3, config, mqtt_proto::ConnAck::new(ReasonCode::Success));
+    let mut s: Script<u32> = connected_with(
+        V3,
+        config,
+        mqtt_streaming_proto::ConnAck::new(ReasonCode::Success),
+    );
     s.feed(server_publish("t", QoS::ExactlyOnce, 1, "m"));
     s.sent();
     s.events();
@@ -361,7 +385,7 @@ fn v311_inbound_bound_is_enforced_by_closing() {
     assert!(s.sent().is_empty());
     assert_closed(
         &s.events(),
-        mqtt_session::Initiator::Session,
+        mqtt_streaming_session::Initiator::Session,
         CloseReason::ProtocolViolation(ProtocolViolation::ReceiveMaximumExceeded),
     );
 }
@@ -369,7 +393,7 @@ fn v311_inbound_bound_is_enforced_by_closing() {
 fn aliased(topic_name: &str, alias: u16, qos: QoS, id: u16) -> Packet {
     let mut p = Publish::new(
         if topic_name.is_empty() {
-            mqtt_proto::TopicName::empty()
+            mqtt_streaming_proto::TopicName::empty()
         } else {
             topic(topic_name)
         },
@@ -389,8 +413,11 @@ fn v5_inbound_topic_aliases_are_resolved() {
         topic_alias_maximum: 3,
         ..ClientConfig::default()
     };
-    let mut s: Script<u32> =
-        connected_with(V5, config, mqtt_proto::ConnAck::new(ReasonCode::Success));
+    let mut s: Script<u32> = connected_with(
+        V5,
+        config,
+        mqtt_streaming_proto::ConnAck::new(ReasonCode::Success),
+    );
     s.feed(aliased("a/1", 1, QoS::AtMostOnce, 1));
     s.feed(aliased("a/3", 3, QoS::AtLeastOnce, 1));
     s.feed(aliased("", 1, QoS::AtMostOnce, 1));
@@ -411,8 +438,11 @@ fn v5_inbound_topic_alias_above_our_maximum_disconnects_with_0x94() {
             topic_alias_maximum: max,
             ..ClientConfig::default()
         };
-        let mut s: Script<u32> =
-            connected_with(V5, config, mqtt_proto::ConnAck::new(ReasonCode::Success));
+        let mut s: Script<u32> = connected_with(
+            V5,
+            config,
+            mqtt_streaming_proto::ConnAck::new(ReasonCode::Success),
+        );
         s.feed(aliased("t", alias, QoS::AtMostOnce, 1));
         assert_violation(
             &mut s,

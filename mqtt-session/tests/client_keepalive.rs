@@ -5,12 +5,12 @@
 
 mod support;
 
-use mqtt_proto::{ConnAck, Packet, QoS, ReasonCode};
-use mqtt_session::{ClientConfig, CloseReason, ConnectionState, Initiator, Instant};
+use mqtt_streaming_proto::{ConnAck, Packet, QoS, ReasonCode};
+use mqtt_streaming_session::{ClientConfig, CloseReason, ConnectionState, Initiator, Instant};
 use support::*;
 
 fn with_keep_alive(
-    version: mqtt_proto::ProtocolVersion,
+    version: mqtt_streaming_proto::ProtocolVersion,
     secs: u16,
     connack: ConnAck,
 ) -> Script<u32> {

@@ -7,10 +7,10 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     AckProperties, MqttString, Packet, PacketType, PubResponse, QoS, ReasonCode, UserProperty,
 };
-use mqtt_session::{
+use mqtt_streaming_session::{
     ClientConfig, ClientEvent, CloseReason, CommandError, ConnectionState, Initiator,
     ProtocolViolation,
 };
@@ -241,14 +241,17 @@ fn acks_for_unknown_ids_are_tolerated_packet_identifier_not_found() {
             other => panic!("{version:?}: {other:?}"),
         }
         if version == V5 {
-            s.feed(Packet::PubRec(mqtt_proto::PubResponse {
+            s.feed(Packet::PubRec(mqtt_streaming_proto::PubResponse {
                 reason_code: ReasonCode::UnspecifiedError,
-                ..mqtt_proto::PubResponse::new(pid(9))
+                ..mqtt_streaming_proto::PubResponse::new(pid(9))
             }));
             assert!(s.sent().is_empty());
         }
         assert!(s.events().is_empty(), "{version:?}");
-        assert_eq!(s.client.state(), mqtt_session::ConnectionState::Connected);
+        assert_eq!(
+            s.client.state(),
+            mqtt_streaming_session::ConnectionState::Connected
+        );
         // The real flow is untouched and completes.
         assert_eq!(s.client.inflight_len(), 1);
         s.feed(pubrec(1));
@@ -291,8 +294,11 @@ fn every_packet_id_is_usable_and_none_is_reused_in_flight() {
         max_queued: 10,
         ..ClientConfig::default()
     };
-    let mut s: Script<u32> =
-        connected_with(V3, config, mqtt_proto::ConnAck::new(ReasonCode::Success));
+    let mut s: Script<u32> = connected_with(
+        V3,
+        config,
+        mqtt_streaming_proto::ConnAck::new(ReasonCode::Success),
+    );
     let mut ids = BTreeSet::new();
     for token in 0..u32::from(u16::MAX) {
         s.client
@@ -344,7 +350,7 @@ fn ids_are_not_reused_while_a_subscribe_holds_one() {
     // waiting for its SUBACK keeps its id out of the publishes' reach.
     let mut s = connected(V5);
     s.subscribe(
-        mqtt_session::SubscribeRequest::new(filter("f"), QoS::AtLeastOnce),
+        mqtt_streaming_session::SubscribeRequest::new(filter("f"), QoS::AtLeastOnce),
         100,
     )
     .unwrap();
@@ -397,8 +403,11 @@ fn full_window_and_queue_refuse_while_connected() {
         max_queued: 1,
         ..ClientConfig::default()
     };
-    let mut s: Script<u32> =
-        connected_with(V3, config, mqtt_proto::ConnAck::new(ReasonCode::Success));
+    let mut s: Script<u32> = connected_with(
+        V3,
+        config,
+        mqtt_streaming_proto::ConnAck::new(ReasonCode::Success),
+    );
     s.publish(msg("t", QoS::AtLeastOnce, "1"), 1).unwrap();
     s.publish(msg("t", QoS::AtLeastOnce, "2"), 2).unwrap();
     let r = s.publish(msg("t", QoS::AtLeastOnce, "3"), 3).unwrap_err();
@@ -416,8 +425,11 @@ fn a_full_transmit_buffer_pushes_back() {
         max_transmit_buffer: 64,
         ..ClientConfig::default()
     };
-    let mut s: Script<u32> =
-        connected_with(V3, config, mqtt_proto::ConnAck::new(ReasonCode::Success));
+    let mut s: Script<u32> = connected_with(
+        V3,
+        config,
+        mqtt_streaming_proto::ConnAck::new(ReasonCode::Success),
+    );
     let mut accepted = 0;
     let refused = loop {
         match s
@@ -442,7 +454,11 @@ fn publish_with_an_empty_topic_and_no_alias_is_refused() {
     // [MQTT-4.7.3-1] (5.0): a topic name is at least one character (unless an alias stands
     // for it).
     let mut s = connected(V5);
-    let m = mqtt_session::Message::new(mqtt_proto::TopicName::empty(), QoS::AtMostOnce, "x");
+    let m = mqtt_streaming_session::Message::new(
+        mqtt_streaming_proto::TopicName::empty(),
+        QoS::AtMostOnce,
+        "x",
+    );
     let r = s.publish(m.clone(), 1).unwrap_err();
     assert!(matches!(r.error, CommandError::Encode(_)));
     assert_eq!((r.command, r.token), (m, 1));

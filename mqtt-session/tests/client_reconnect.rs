@@ -6,8 +6,8 @@
 mod support;
 
 use bytes::BytesMut;
-use mqtt_proto::{Disconnect, DisconnectProperties, MqttString, Packet, QoS, ReasonCode};
-use mqtt_session::{
+use mqtt_streaming_proto::{Disconnect, DisconnectProperties, MqttString, Packet, QoS, ReasonCode};
+use mqtt_streaming_session::{
     AbandonCause, AckMode, ClientConfig, ClientEvent, CloseReason, CommandError, ConnectionState,
     Initiator, SubscribeRequest,
 };
@@ -140,8 +140,11 @@ fn session_absent_forgets_inbound_state() {
         ack_mode: AckMode::Manual,
         ..ClientConfig::default()
     };
-    let mut s: Script<u32> =
-        connected_with(V5, config, mqtt_proto::ConnAck::new(ReasonCode::Success));
+    let mut s: Script<u32> = connected_with(
+        V5,
+        config,
+        mqtt_streaming_proto::ConnAck::new(ReasonCode::Success),
+    );
     s.feed(server_publish("t", QoS::ExactlyOnce, 1, "x"));
     s.feed(server_publish("t", QoS::AtLeastOnce, 2, "y"));
     let ids: Vec<_> = delivered(&s.events())
@@ -177,7 +180,7 @@ fn session_present_keeps_inbound_qos2_and_releases_acks_given_offline() {
         let mut s: Script<u32> = connected_with(
             version,
             config.clone(),
-            mqtt_proto::ConnAck::new(ReasonCode::Success),
+            mqtt_streaming_proto::ConnAck::new(ReasonCode::Success),
         );
         s.feed(server_publish("t", QoS::ExactlyOnce, 1, "x"));
         s.feed(server_publish("t", QoS::AtLeastOnce, 2, "y"));
@@ -354,8 +357,10 @@ fn v311_server_disconnect_is_a_protocol_violation() {
     assert_closed(
         &s.events(),
         Initiator::Session,
-        CloseReason::ProtocolViolation(mqtt_session::ProtocolViolation::UnexpectedPacket(
-            mqtt_proto::PacketType::Disconnect,
-        )),
+        CloseReason::ProtocolViolation(
+            mqtt_streaming_session::ProtocolViolation::UnexpectedPacket(
+                mqtt_streaming_proto::PacketType::Disconnect,
+            ),
+        ),
     );
 }

@@ -6,13 +6,15 @@
 
 mod support;
 
-use mqtt_proto::{Packet, Publish, QoS, ReasonCode};
-use mqtt_session::{AbandonCause, ClientConfig, ClientEvent, ClientSnapshot, OutboundStage};
+use mqtt_streaming_proto::{Packet, Publish, QoS, ReasonCode};
+use mqtt_streaming_session::{
+    AbandonCause, ClientConfig, ClientEvent, ClientSnapshot, OutboundStage,
+};
 use support::*;
 
 /// A session with: QoS 1 id 1 unacked, QoS 2 id 2 awaiting PUBREC, QoS 2 id 3 released
 /// (awaiting PUBCOMP), QoS 1 id 4 completed; inbound QoS 2 ids 7 and 9 awaiting PUBREL.
-fn busy(version: mqtt_proto::ProtocolVersion) -> Script<u32> {
+fn busy(version: mqtt_streaming_proto::ProtocolVersion) -> Script<u32> {
     let mut s = connected(version);
     s.publish(msg("a", QoS::AtLeastOnce, "one"), 1).unwrap();
     s.publish(msg("b", QoS::ExactlyOnce, "two"), 2).unwrap();

@@ -5,12 +5,12 @@
 
 mod support;
 
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     AckProperties, MqttString, Packet, PacketType, QoS, ReasonCode, RetainHandling, SubAck,
     Subscribe, SubscribeProperties, Subscription, SubscriptionId, SubscriptionOptions, Unsubscribe,
     UnsubscribeProperties, UserProperty,
 };
-use mqtt_session::{
+use mqtt_streaming_session::{
     AbandonCause, ClientEvent, CloseReason, CommandError, Initiator, ProtocolViolation,
     SubscribeRequest, UnsubscribeRequest,
 };
@@ -344,7 +344,7 @@ fn suback_that_never_comes_is_caught_by_keep_alive() {
     // Alpakka "SUBACK timeout": there is no per-request timer; a server that stops answering
     // is detected by keep alive ([MQTT-3.1.2-24] (3.1.1) is the server's 1.5x rule, applied
     // by the client symmetrically) and the pending SUBSCRIBE is abandoned then.
-    let mut s: Script<u32> = Script::new(V3, mqtt_session::ClientConfig::default());
+    let mut s: Script<u32> = Script::new(V3, mqtt_streaming_session::ClientConfig::default());
     let mut c = connect(V3, "c");
     c.keep_alive = 10;
     s.connect(c);
@@ -402,7 +402,10 @@ fn unsubscribe_with_a_publish_racing_it() {
             events.last(),
             Some(ClientEvent::Unsubscribed { token: 2, .. })
         ));
-        assert_eq!(s.client.state(), mqtt_session::ConnectionState::Connected);
+        assert_eq!(
+            s.client.state(),
+            mqtt_streaming_session::ConnectionState::Connected
+        );
     }
 }
 
@@ -418,7 +421,7 @@ fn v5_no_local_on_a_shared_subscription_is_refused() {
     let r = s.subscribe(request.clone(), 1).unwrap_err();
     assert_eq!(
         r.error,
-        CommandError::Encode(mqtt_proto::EncodeError::NoLocalOnSharedSubscription)
+        CommandError::Encode(mqtt_streaming_proto::EncodeError::NoLocalOnSharedSubscription)
     );
     assert_eq!((r.command, r.token), (request, 1));
     s.assert_quiet();

@@ -8,27 +8,27 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use mqtt_proto::{ConnAck, Packet, QoS, ReasonCode};
-use mqtt_session::{ClientConfig, ClientEvent, SubscribeRequest, UnsubscribeRequest};
+use mqtt_streaming_proto::{ConnAck, Packet, QoS, ReasonCode};
+use mqtt_streaming_session::{ClientConfig, ClientEvent, SubscribeRequest, UnsubscribeRequest};
 use support::*;
 
 /// A scripted server that answers what the client sends, except that it can go silent.
-fn answer(sent: &[Packet], version: mqtt_proto::ProtocolVersion) -> Vec<Packet> {
+fn answer(sent: &[Packet], version: mqtt_streaming_proto::ProtocolVersion) -> Vec<Packet> {
     let mut out = Vec::new();
     for p in sent {
         match p {
             Packet::Publish(p) => match p.qos_pid {
-                mqtt_proto::QosPid::AtMostOnce => {}
-                mqtt_proto::QosPid::AtLeastOnce(id) => {
-                    out.push(Packet::PubAck(mqtt_proto::PubResponse::new(id)))
+                mqtt_streaming_proto::QosPid::AtMostOnce => {}
+                mqtt_streaming_proto::QosPid::AtLeastOnce(id) => {
+                    out.push(Packet::PubAck(mqtt_streaming_proto::PubResponse::new(id)))
                 }
-                mqtt_proto::QosPid::ExactlyOnce(id) => {
-                    out.push(Packet::PubRec(mqtt_proto::PubResponse::new(id)))
+                mqtt_streaming_proto::QosPid::ExactlyOnce(id) => {
+                    out.push(Packet::PubRec(mqtt_streaming_proto::PubResponse::new(id)))
                 }
             },
-            Packet::PubRel(r) => {
-                out.push(Packet::PubComp(mqtt_proto::PubResponse::new(r.packet_id)))
-            }
+            Packet::PubRel(r) => out.push(Packet::PubComp(mqtt_streaming_proto::PubResponse::new(
+                r.packet_id,
+            ))),
             Packet::Subscribe(s) => out.push(suback(
                 s.packet_id.get(),
                 &vec![ReasonCode::GrantedQoS1; s.subscriptions.len()],
@@ -79,7 +79,9 @@ fn every_token_comes_back_exactly_once() {
         };
         let mut silent = false;
         for step in 0..600 {
-            if s.client.state() == mqtt_session::ConnectionState::Disconnected && step % 7 == 0 {
+            if s.client.state() == mqtt_streaming_session::ConnectionState::Disconnected
+                && step % 7 == 0
+            {
                 s.connect(resume(version, "c"));
                 s.sent();
                 let present = rnd(3) != 0;
@@ -113,7 +115,7 @@ fn every_token_comes_back_exactly_once() {
                 }
             }
             let sent = s.sent();
-            if !silent && s.client.state() == mqtt_session::ConnectionState::Connected {
+            if !silent && s.client.state() == mqtt_streaming_session::ConnectionState::Connected {
                 for p in answer(&sent, version) {
                     s.feed(p);
                 }

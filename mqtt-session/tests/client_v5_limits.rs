@@ -8,10 +8,10 @@ mod support;
 
 use core::num::{NonZeroU16, NonZeroU32};
 
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     ConnAck, ConnAckProperties, Packet, QoS, ReasonCode, SubscriptionId, SubscriptionOptions,
 };
-use mqtt_session::{
+use mqtt_streaming_session::{
     AbandonCause, ClientConfig, ClientEvent, CommandError, Message, SubscribeRequest,
 };
 use support::*;
@@ -104,8 +104,11 @@ fn subscribe_and_qos0_are_not_blocked_by_a_full_window() {
     s.sent();
     s.subscribe(SubscribeRequest::new(filter("f"), QoS::AtLeastOnce), 3)
         .unwrap();
-    s.unsubscribe(mqtt_session::UnsubscribeRequest::new(filter("g")), 4)
-        .unwrap();
+    s.unsubscribe(
+        mqtt_streaming_session::UnsubscribeRequest::new(filter("g")),
+        4,
+    )
+    .unwrap();
     assert_eq!(briefs(&s.sent()), ["SUBSCRIBE2", "UNSUBSCRIBE3"]);
     s.feed(server_publish("in", QoS::AtLeastOnce, 1, "x"));
     assert_eq!(briefs(&s.sent()), ["PUBACK1"]);
@@ -189,7 +192,10 @@ fn maximum_packet_size_is_a_command_error_not_a_broken_connection() {
     s.publish(fits, 2).unwrap();
     let sent = s.sent();
     assert_eq!(sent[0].encoded_len(V5).unwrap(), 32);
-    assert_eq!(s.client.state(), mqtt_session::ConnectionState::Connected);
+    assert_eq!(
+        s.client.state(),
+        mqtt_streaming_session::ConnectionState::Connected
+    );
 
     // A SUBSCRIBE too large for the server is refused the same way.
     let long = "f".repeat(40);

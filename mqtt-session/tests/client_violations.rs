@@ -6,13 +6,13 @@
 
 mod support;
 
-use mqtt_proto::{Packet, PacketType, QoS, ReasonCode};
-use mqtt_session::{
+use mqtt_streaming_proto::{Packet, PacketType, QoS, ReasonCode};
+use mqtt_streaming_session::{
     ClientConfig, ClientEvent, CloseReason, ConnectionState, Initiator, ProtocolViolation,
 };
 use support::*;
 
-fn malformed_close(events: &[ClientEvent<u32>]) -> mqtt_proto::DecodeError {
+fn malformed_close(events: &[ClientEvent<u32>]) -> mqtt_streaming_proto::DecodeError {
     match closes(events)[..] {
         [(Initiator::Session, CloseReason::Malformed(ref e))] => e.clone(),
         ref other => panic!("expected one Closed(Malformed), got {other:?}"),
@@ -101,12 +101,12 @@ fn v5_packets_a_server_never_sends_are_protocol_errors() {
     connect_packet.keep_alive = 1;
     let packets = [
         Packet::Connect(Box::new(connect_packet)),
-        Packet::Subscribe(mqtt_proto::Subscribe::new(
+        Packet::Subscribe(mqtt_streaming_proto::Subscribe::new(
             pid(1),
             filter("a"),
-            mqtt_proto::SubscriptionOptions::new(QoS::AtMostOnce),
+            mqtt_streaming_proto::SubscriptionOptions::new(QoS::AtMostOnce),
         )),
-        Packet::Unsubscribe(mqtt_proto::Unsubscribe {
+        Packet::Unsubscribe(mqtt_streaming_proto::Unsubscribe {
             packet_id: pid(1),
             filters: vec![filter("a")],
             properties: Default::default(),
@@ -200,7 +200,7 @@ fn arbitrary_bytes_never_panic_and_close_at_most_once() {
         let mut s = connected(version);
         s.publish(msg("t", QoS::ExactlyOnce, "m"), 1).unwrap();
         s.subscribe(
-            mqtt_session::SubscribeRequest::new(filter("f"), QoS::AtLeastOnce),
+            mqtt_streaming_session::SubscribeRequest::new(filter("f"), QoS::AtLeastOnce),
             2,
         )
         .unwrap();

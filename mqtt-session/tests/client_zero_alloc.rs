@@ -11,8 +11,10 @@
 use std::alloc::System;
 
 use bytes::{Bytes, BytesMut};
-use mqtt_proto::{Connect, MqttString, Packet, ProtocolVersion, Publish, QoS, QosPid, TopicName};
-use mqtt_session::{ClientConfig, ClientEvent, ClientSession, Instant, Message};
+use mqtt_streaming_proto::{
+    Connect, MqttString, Packet, ProtocolVersion, Publish, QoS, QosPid, TopicName,
+};
+use mqtt_streaming_session::{ClientConfig, ClientEvent, ClientSession, Instant, Message};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]
@@ -31,7 +33,7 @@ fn connected(version: ProtocolVersion) -> ClientSession<u64> {
     let mut out = BytesMut::new();
     client.poll_transmit(now, &mut out);
     let mut connack = BytesMut::new();
-    let ack = mqtt_proto::ConnAck::new(mqtt_proto::ReasonCode::Success);
+    let ack = mqtt_streaming_proto::ConnAck::new(mqtt_streaming_proto::ReasonCode::Success);
     Packet::from(ack).encode(version, &mut connack).unwrap();
     client.handle_read(now, &mut connack);
     while client.poll_event().is_some() {}

@@ -1,10 +1,10 @@
 //! Replays the committed cargo-fuzz corpora of the session targets through the same checks the
-//! fuzzers run (`mqtt_session::sim::fuzz`), and runs those checks on random inputs, so the
+//! fuzzers run (`mqtt_streaming_session::sim::fuzz`), and runs those checks on random inputs, so the
 //! targets and their corpora never rot.
 //!
 //! The broker's inputs run as the fuzz target runs them: each on a thread of
 //! [`STACK_SIZE`] (512 KiB), with the heap it holds bounded by
-//! [`heap_budget`](mqtt_session::sim::fuzz_broker::heap_budget), counted by `stats_alloc`
+//! [`heap_budget`](mqtt_streaming_session::sim::fuzz_broker::heap_budget), counted by `stats_alloc`
 //! (the workspace forbids the `unsafe` a `GlobalAlloc` needs). Its counters are global, so
 //! every test of this binary takes `SERIAL` first and no other test allocates meanwhile.
 #![cfg(feature = "sim")]
@@ -14,8 +14,8 @@ use std::fs;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use mqtt_session::sim::fuzz::{check_client_session, check_server_session};
-use mqtt_session::sim::fuzz_broker::{check_broker_with_heap, STACK_SIZE};
+use mqtt_streaming_session::sim::fuzz::{check_client_session, check_server_session};
+use mqtt_streaming_session::sim::fuzz_broker::{check_broker_with_heap, STACK_SIZE};
 use proptest::prelude::*;
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 

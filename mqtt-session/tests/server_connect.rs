@@ -10,11 +10,11 @@ use core::num::{NonZeroU16, NonZeroU32};
 use core::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     AckProperties, Auth, AuthProperties, ConnAckProperties, Connect, ConnectProperties, Packet,
     PayloadFormat, QoS, ReasonCode, UserProperty, Will, WillProperties,
 };
-use mqtt_session::{
+use mqtt_streaming_session::{
     CloseReason, CommandError, Initiator, Instant, ProtocolViolation, ServerConfig, ServerEvent,
     ServerState,
 };
@@ -28,7 +28,7 @@ fn raw(s: &mut Server) -> Vec<u8> {
 }
 
 /// The bytes of a CONNECT of `version` with its protocol level byte replaced by `level`.
-fn connect_with_level(version: mqtt_proto::ProtocolVersion, level: u8) -> Vec<u8> {
+fn connect_with_level(version: mqtt_streaming_proto::ProtocolVersion, level: u8) -> Vec<u8> {
     let mut bytes = encode(&Packet::Connect(Box::new(connect(version, "lvl"))), version).to_vec();
     // Fixed header (2 bytes for a short packet), then the protocol name (2 + 4 or 6 bytes).
     let at = 2 + 2 + version.protocol_name().len();
@@ -71,7 +71,7 @@ fn first_packet_other_than_connect_closes_without_a_reply() {
         // Before CONNECT the version is unknown, so AUTH (type 15 exists only in 5.0) is a
         // reserved packet type to the decoder.
         let reason = if version.is_v5() {
-            CloseReason::Malformed(mqtt_proto::DecodeError::ReservedPacketType(15))
+            CloseReason::Malformed(mqtt_streaming_proto::DecodeError::ReservedPacketType(15))
         } else {
             CloseReason::ProtocolViolation(ProtocolViolation::SecondConnect)
         };
@@ -224,7 +224,7 @@ fn unsupported_protocol_level_gets_the_right_connack() {
     // [MQTT-3.1.2-2] (3.1.1): an unsupported level gets CONNACK return code 0x01 and the
     // connection closes; [MQTT-3.1.2-2] (5.0): 0x84 in the 5.0 format. Level 6 is answered
     // as 5.0, levels below 3 as 3.1.1.
-    let cases: [(mqtt_proto::ProtocolVersion, u8, &[u8]); 4] = [
+    let cases: [(mqtt_streaming_proto::ProtocolVersion, u8, &[u8]); 4] = [
         (V5, 6, &[0x20, 0x03, 0x00, 0x84, 0x00]),
         (V5, 0xFF, &[0x20, 0x03, 0x00, 0x84, 0x00]),
         (V3, 2, &[0x20, 0x02, 0x00, 0x01]),
@@ -246,7 +246,7 @@ fn unsupported_protocol_level_gets_the_right_connack() {
         assert!(
             matches!(
                 closes[0].1,
-                CloseReason::Malformed(mqtt_proto::DecodeError::UnsupportedProtocolVersion(l))
+                CloseReason::Malformed(mqtt_streaming_proto::DecodeError::UnsupportedProtocolVersion(l))
                     if l == level
             ),
             "{closes:?}"
@@ -599,7 +599,10 @@ fn accept_keeps_the_applications_values_and_enforces_them_v5() {
     assert_violation(
         &mut s,
         ReasonCode::PacketTooLarge,
-        CloseReason::Malformed(mqtt_proto::DecodeError::PacketTooLarge { size: 65, max: 64 }),
+        CloseReason::Malformed(mqtt_streaming_proto::DecodeError::PacketTooLarge {
+            size: 65,
+            max: 64,
+        }),
     );
     // Topic Alias Maximum 1: alias 2 is refused with 0x94.
     let mut s = fresh(&props);
@@ -1038,8 +1041,10 @@ fn reauthentication_v5() {
     s.feed(Packet::PingReq);
     assert_eq!(briefs(&s.sent()), ["PINGRESP"]);
     // [MQTT-4.12.1-2] (5.0): a failed re-authentication ends with a DISCONNECT.
-    s.disconnect(mqtt_proto::Disconnect::new(ReasonCode::NotAuthorized))
-        .unwrap();
+    s.disconnect(mqtt_streaming_proto::Disconnect::new(
+        ReasonCode::NotAuthorized,
+    ))
+    .unwrap();
     assert_eq!(briefs(&s.sent()), ["DISCONNECT(0x87)"]);
     assert_closed(
         &s.events(),
@@ -1133,7 +1138,7 @@ fn auth_with_a_server_code_or_out_of_turn_is_a_protocol_error_v5() {
         &mut s,
         ReasonCode::ProtocolError,
         CloseReason::ProtocolViolation(ProtocolViolation::UnexpectedPacket(
-            mqtt_proto::PacketType::Auth,
+            mqtt_streaming_proto::PacketType::Auth,
         )),
     );
     let mut s = Server::new(V5, ServerConfig::default());
@@ -1148,7 +1153,7 @@ fn auth_with_a_server_code_or_out_of_turn_is_a_protocol_error_v5() {
         &s.events(),
         Initiator::Session,
         CloseReason::ProtocolViolation(ProtocolViolation::UnexpectedPacket(
-            mqtt_proto::PacketType::Auth,
+            mqtt_streaming_proto::PacketType::Auth,
         )),
     );
 }
@@ -1402,7 +1407,8 @@ fn refused_accept_hands_the_session_and_properties_back() {
     // then be resumed.
     let mut s = Server::new(V5, ServerConfig::default());
     s.connect(resume(V5, "c"));
-    let mut stored: mqtt_session::SessionState<u32> = mqtt_session::SessionState::new(8);
+    let mut stored: mqtt_streaming_session::SessionState<u32> =
+        mqtt_streaming_session::SessionState::new(8);
     stored
         .enqueue(s.now, msg("t", QoS::AtLeastOnce, "kept"), 7)
         .unwrap();
@@ -1430,7 +1436,8 @@ fn refused_accept_hands_the_session_and_properties_back() {
     let mut s = Server::new(V5, ServerConfig::default());
     s.connect(resume(V5, "c"));
     s.transport_closed();
-    let mut stored: mqtt_session::SessionState<u32> = mqtt_session::SessionState::new(8);
+    let mut stored: mqtt_streaming_session::SessionState<u32> =
+        mqtt_streaming_session::SessionState::new(8);
     stored
         .enqueue(s.now, msg("t", QoS::AtLeastOnce, "kept"), 7)
         .unwrap();

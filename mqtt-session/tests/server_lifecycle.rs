@@ -10,17 +10,17 @@ use core::num::NonZeroU32;
 use core::time::Duration;
 
 use bytes::Bytes;
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     ConnAck, ConnAckProperties, Disconnect, DisconnectProperties, Packet, QoS, ReasonCode, SubAck,
     UnsubAck, Will, WillProperties,
 };
-use mqtt_session::{
+use mqtt_streaming_session::{
     AckMode, CloseReason, CommandError, Initiator, Instant, ProtocolViolation, ServerConfig,
     ServerEvent, ServerState, SessionExpiry,
 };
 use server_support::*;
 
-fn keep_alive(version: mqtt_proto::ProtocolVersion, secs: u16) -> Server {
+fn keep_alive(version: mqtt_streaming_proto::ProtocolVersion, secs: u16) -> Server {
     let mut c = connect(version, "c");
     c.keep_alive = secs;
     c.will = Some(will("c/status", "lost"));
@@ -308,7 +308,7 @@ fn v5_will() -> Will {
     }
 }
 
-fn with_will(version: mqtt_proto::ProtocolVersion) -> Server {
+fn with_will(version: mqtt_streaming_proto::ProtocolVersion) -> Server {
     let mut c = connect(version, "c");
     c.will = Some(if version.is_v5() {
         v5_will()
@@ -428,7 +428,7 @@ fn session_expiry_from_connect() {
     // connection, 0 keeps it; [MQTT-3.1.2-23] (5.0): the Session Expiry Interval says how long
     // (absent or 0: at close; 0xFFFFFFFF: never).
     let cases: [(
-        mqtt_proto::ProtocolVersion,
+        mqtt_streaming_proto::ProtocolVersion,
         bool,
         Option<u32>,
         SessionExpiry,
@@ -615,7 +615,7 @@ fn packet_too_large_v5() {
     assert_violation(
         &mut s,
         ReasonCode::PacketTooLarge,
-        CloseReason::Malformed(mqtt_proto::DecodeError::PacketTooLarge {
+        CloseReason::Malformed(mqtt_streaming_proto::DecodeError::PacketTooLarge {
             size: 1000,
             max: 100,
         }),
@@ -716,7 +716,7 @@ fn wrong_acks_from_the_client_are_protocol_errors_v5() {
         &mut s,
         ReasonCode::ProtocolError,
         CloseReason::ProtocolViolation(ProtocolViolation::UnexpectedAck(
-            mqtt_proto::PacketType::PubRel,
+            mqtt_streaming_proto::PacketType::PubRel,
             pid(4),
         )),
     );

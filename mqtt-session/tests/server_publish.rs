@@ -10,10 +10,10 @@ mod server_support;
 use core::num::{NonZeroU16, NonZeroU32};
 
 use bytes::Bytes;
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     AckProperties, Packet, PubResponse, QoS, ReasonCode, SubscriptionId, UserProperty,
 };
-use mqtt_session::{
+use mqtt_streaming_session::{
     AckMode, CloseReason, CommandError, Initiator, ProtocolViolation, ServerConfig, ServerEvent,
     ServerState,
 };
@@ -252,7 +252,7 @@ fn inbound_topic_aliases_are_resolved_v5() {
             payload,
         );
         if t.is_empty() {
-            p.topic = mqtt_proto::TopicName::empty();
+            p.topic = mqtt_streaming_proto::TopicName::empty();
         }
         p.properties.topic_alias = NonZeroU16::new(alias);
         Packet::Publish(p)
@@ -311,7 +311,7 @@ fn unknown_topic_alias_is_a_protocol_error_v5() {
     // alias never mapped on this connection is a Protocol Error (0x82).
     let mut s = accepted(V5);
     let mut p = publish("t", QoS::AtMostOnce, 0, "x");
-    p.topic = mqtt_proto::TopicName::empty();
+    p.topic = mqtt_streaming_proto::TopicName::empty();
     p.properties.topic_alias = NonZeroU16::new(1);
     s.feed(Packet::Publish(p));
     assert_violation(
@@ -592,7 +592,8 @@ fn queued_publish_too_large_for_the_client_is_abandoned_v5() {
     match &s.events()[..] {
         [ServerEvent::Abandoned {
             token: 1,
-            cause: mqtt_session::AbandonCause::Refused(CommandError::PacketTooLarge { .. }),
+            cause:
+                mqtt_streaming_session::AbandonCause::Refused(CommandError::PacketTooLarge { .. }),
             message: Some(m),
         }] => assert_eq!(m.payload.len(), 40),
         other => panic!("{other:?}"),

@@ -9,8 +9,8 @@ mod server_support;
 
 use core::num::NonZeroU16;
 
-use mqtt_proto::{ConnAckProperties, Packet, QoS, ReasonCode};
-use mqtt_session::{
+use mqtt_streaming_proto::{ConnAckProperties, Packet, QoS, ReasonCode};
+use mqtt_streaming_session::{
     AbandonCause, CloseReason, CommandError, Initiator, Instant, ServerConfig, ServerEvent,
     ServerState, SessionState,
 };
@@ -19,7 +19,7 @@ use server_support::*;
 /// A persistent-session connection of client "c" with `pending` outbound messages sent and
 /// unacknowledged: a QoS 1 (token 1, id 1), a QoS 2 (token 2, id 2) and, after PUBREC, a QoS 2
 /// waiting for PUBCOMP (token 3, id 3). Then the transport drops.
-fn dropped_with_inflight(version: mqtt_proto::ProtocolVersion) -> SessionState<u32> {
+fn dropped_with_inflight(version: mqtt_streaming_proto::ProtocolVersion) -> SessionState<u32> {
     let mut s = accepted_with(ServerConfig::default(), resume(version, "c"));
     s.publish(msg("a", QoS::AtLeastOnce, "one"), 1).unwrap();
     s.publish(msg("b", QoS::ExactlyOnce, "two"), 2).unwrap();
@@ -376,7 +376,7 @@ fn reconnect_after_a_dropped_connection_with_the_session_resumed_v5() {
     // Present 1, re-sends first; a manual ack pending from the old connection still works on
     // the inbound side once the client re-sends.
     let config = ServerConfig {
-        ack_mode: mqtt_session::AckMode::Manual,
+        ack_mode: mqtt_streaming_session::AckMode::Manual,
         ..ServerConfig::default()
     };
     let mut s = accepted_with(config.clone(), resume(V5, "c"));

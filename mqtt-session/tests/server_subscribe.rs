@@ -10,11 +10,13 @@ mod server_support;
 use core::num::NonZeroU32;
 
 use bytes::BytesMut;
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     AckProperties, Packet, QoS, ReasonCode, RetainHandling, Subscribe, SubscribeProperties,
     SubscriptionId, SubscriptionOptions, UnsubscribeProperties, UserProperty,
 };
-use mqtt_session::{CloseReason, CommandError, ProtocolViolation, ServerConfig, ServerEvent};
+use mqtt_streaming_session::{
+    CloseReason, CommandError, ProtocolViolation, ServerConfig, ServerEvent,
+};
 use server_support::*;
 
 fn raw(s: &mut Server) -> Vec<u8> {
@@ -27,7 +29,7 @@ fn full_subscribe() -> Subscribe {
     Subscribe {
         packet_id: pid(12),
         subscriptions: vec![
-            mqtt_proto::Subscription {
+            mqtt_streaming_proto::Subscription {
                 filter: filter("a/+/c"),
                 options: SubscriptionOptions {
                     qos: QoS::ExactlyOnce,
@@ -36,7 +38,7 @@ fn full_subscribe() -> Subscribe {
                     retain_handling: RetainHandling::DoNotSend,
                 },
             },
-            mqtt_proto::Subscription {
+            mqtt_streaming_proto::Subscription {
                 filter: filter("$share/g/x/#"),
                 options: SubscriptionOptions {
                     qos: QoS::AtLeastOnce,
@@ -45,7 +47,7 @@ fn full_subscribe() -> Subscribe {
                     retain_handling: RetainHandling::SendAtSubscribeIfNew,
                 },
             },
-            mqtt_proto::Subscription {
+            mqtt_streaming_proto::Subscription {
                 filter: filter("z"),
                 options: SubscriptionOptions::new(QoS::AtMostOnce),
             },
@@ -205,7 +207,7 @@ fn unsubscribe_event_and_unsuback() {
     // sent even when nothing was subscribed, one code per filter in order; 3.1.1
     // ([MQTT-3.10.4-4], [MQTT-3.10.4-5] 3.1.1) has no codes: four bytes.
     let mut s = accepted(V5);
-    let unsub = mqtt_proto::Unsubscribe {
+    let unsub = mqtt_streaming_proto::Unsubscribe {
         packet_id: pid(4),
         filters: vec![filter("a/#"), filter("b")],
         properties: UnsubscribeProperties {
@@ -326,7 +328,7 @@ fn reusing_a_pending_request_id_is_a_protocol_error_v5() {
         &mut s,
         ReasonCode::ProtocolError,
         CloseReason::ProtocolViolation(ProtocolViolation::UnexpectedPacket(
-            mqtt_proto::PacketType::Unsubscribe,
+            mqtt_streaming_proto::PacketType::Unsubscribe,
         )),
     );
 }

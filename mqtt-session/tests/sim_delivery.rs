@@ -9,9 +9,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use mqtt_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicName};
-use mqtt_session::sim::{NetworkConfig, Pair, PairEvent};
-use mqtt_session::{ClientConfig, ClientEvent, Message, ServerConfig, ServerEvent, ServerState};
+use mqtt_streaming_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicName};
+use mqtt_streaming_session::sim::{NetworkConfig, Pair, PairEvent};
+use mqtt_streaming_session::{
+    ClientConfig, ClientEvent, Message, ServerConfig, ServerEvent, ServerState,
+};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -188,7 +190,9 @@ fn run(seed: u64, version: ProtocolVersion, ops: Vec<Op>) {
     }
     // Let everything settle on a healthy connection.
     for _ in 0..3 {
-        if !pair.is_linked() || pair.client.state() != mqtt_session::ConnectionState::Connected {
+        if !pair.is_linked()
+            || pair.client.state() != mqtt_streaming_session::ConnectionState::Connected
+        {
             if pair.is_linked() {
                 pair.cut();
             }
@@ -198,7 +202,7 @@ fn run(seed: u64, version: ProtocolVersion, ops: Vec<Op>) {
     }
     assert_eq!(
         pair.client.state(),
-        mqtt_session::ConnectionState::Connected
+        mqtt_streaming_session::ConnectionState::Connected
     );
 
     for event in &pair.events {

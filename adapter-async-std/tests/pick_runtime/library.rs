@@ -1,13 +1,13 @@
 // A downstream library's code, written once against `mqtt_rt` (which the library points at
-// one adapter with a `cfg(feature = ...)` re-export, as in adapter-smol's crate docs). The
+// one adapter with a `cfg(feature = ...)` re-export, as in mqtt-streaming-smol's crate docs). The
 // test includes it once per adapter to check that it compiles and works against all three.
 
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::task::Poll;
 
-use mqtt_proto::{ConnAckProperties, Connect, MqttString, ProtocolVersion, QoS, ReasonCode, TopicName};
-use mqtt_session::Message;
+use mqtt_streaming_proto::{ConnAckProperties, Connect, MqttString, ProtocolVersion, QoS, ReasonCode, TopicName};
+use mqtt_streaming_session::Message;
 
 /// Serves one client: accepts it; QoS 1 messages are acknowledged by the session.
 pub(crate) async fn serve_one(server: &mqtt_rt::Server) -> Result<(), mqtt_rt::Error> {

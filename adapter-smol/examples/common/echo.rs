@@ -4,8 +4,8 @@
 //! subscriptions matches (at the lower of the two QoS).
 
 use crate::adapter::{ConnectionEvent, Error, ServerConnection};
-use mqtt_proto::{topic_matches, AckProperties, ConnAckProperties, QoS, TopicFilter};
-use mqtt_session::Message;
+use mqtt_streaming_proto::{topic_matches, AckProperties, ConnAckProperties, QoS, TopicFilter};
+use mqtt_streaming_session::Message;
 
 /// Serves `conn` until it closes.
 pub(crate) async fn echo(mut conn: ServerConnection) -> Result<(), Error> {
@@ -16,7 +16,7 @@ pub(crate) async fn echo(mut conn: ServerConnection) -> Result<(), Error> {
             ConnectionEvent::Subscribe(subscribe) => {
                 let mut codes = Vec::new();
                 for s in subscribe.subscriptions {
-                    codes.push(mqtt_proto::ReasonCode::granted(s.options.qos));
+                    codes.push(mqtt_streaming_proto::ReasonCode::granted(s.options.qos));
                     subscriptions.push((s.filter, s.options.qos));
                 }
                 conn.suback(subscribe.packet_id, codes, AckProperties::default())

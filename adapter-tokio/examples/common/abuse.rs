@@ -4,7 +4,7 @@
 //! messages, QoS 1 fan-in overload, a slow and a non-reading subscriber, connection churn and
 //! garbage. A canary pair measures the round trip of a QoS 1 message every 10 ms meanwhile.
 //!
-//! Everything here speaks MQTT through raw sockets and `mqtt-proto` (not through our client),
+//! Everything here speaks MQTT through raw sockets and `mqtt-streaming-proto` (not through our client),
 //! so it treats every broker alike, and every loop is bounded in count and in time. Only
 //! loopback addresses are meant as targets.
 
@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     Connect, Decoder, Disconnect, MqttString, Packet, PacketId, ProtocolVersion, PubResponse,
     Publish, QoS, QosPid, ReasonCode, Subscribe, SubscriptionOptions, TopicFilter, TopicName,
     Unsubscribe, UnsubscribeProperties,

@@ -1,5 +1,5 @@
 //! The `bench` program's publishers and subscribers, once with this project's client
-//! (`adapter_tokio`) and once with rumqttc (MQTT 3.1.1 and 5.0), driving the same workload:
+//! (`mqtt_streaming_tokio`) and once with rumqttc (MQTT 3.1.1 and 5.0), driving the same workload:
 //! the same stamped payloads, the same pacing, and the same in-flight window (at most `window`
 //! messages handed to the library and not yet acknowledged, or for QoS 0 not yet written).
 
@@ -8,9 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use adapter_tokio::{connect_tcp, Client, ClientEvents, ClientOptions, Event, PublishReceipt};
-use mqtt_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicFilter, TopicName};
-use mqtt_session::{Message, SubscribeRequest};
+use mqtt_streaming_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicFilter, TopicName};
+use mqtt_streaming_session::{Message, SubscribeRequest};
+use mqtt_streaming_tokio::{
+    connect_tcp, Client, ClientEvents, ClientOptions, Event, PublishReceipt,
+};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::timeout;
 
@@ -26,7 +28,7 @@ const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Which client library drives the load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Library {
-    /// `adapter_tokio`'s client.
+    /// `mqtt_streaming_tokio`'s client.
     Ours,
     /// rumqttc's `AsyncClient`.
     Rumqttc,
@@ -157,7 +159,7 @@ pub(crate) enum Subscriber {
 /// Connects a client of ours with client id `id`.
 ///
 /// TODO(TLS): TCP only. TLS comes with its own issue: wrap the `TcpStream` in the TLS stream
-/// here and hand it to `adapter_tokio::connect` (any `Transport`) instead of `connect_tcp`;
+/// here and hand it to `mqtt_streaming_tokio::connect` (any `Transport`) instead of `connect_tcp`;
 /// rumqttc's side would set `Transport::tls_with_config` on its options.
 async fn connect_ours(plan: &Plan, id: &str) -> Result<(Client, ClientEvents), String> {
     let version = if plan.v5 {
@@ -356,15 +358,16 @@ async fn run_ours(
         rate: plan.rate,
         n: 0,
     };
-    let settle = |outcome: Result<adapter_tokio::PublishOutcome, adapter_tokio::Error>,
-                  result: &mut PubResult| match outcome {
-        Ok(outcome) if outcome.is_success() => {
-            result.acked += 1;
-            ctl.counters.acked.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(outcome) => result.error(format!("refused: {}", outcome.reason_code)),
-        Err(e) => result.error(e),
-    };
+    let settle =
+        |outcome: Result<mqtt_streaming_tokio::PublishOutcome, mqtt_streaming_tokio::Error>,
+         result: &mut PubResult| match outcome {
+            Ok(outcome) if outcome.is_success() => {
+                result.acked += 1;
+                ctl.counters.acked.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(outcome) => result.error(format!("refused: {}", outcome.reason_code)),
+            Err(e) => result.error(e),
+        };
     let mut seq = 0;
     while more(plan, ctl, seq) {
         pacer.next().await;

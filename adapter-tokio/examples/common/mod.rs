@@ -5,10 +5,10 @@ use std::fmt;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use adapter_tokio::{connect_tcp, Client, ClientEvents, ClientOptions, Error, Event};
 use bytes::Bytes;
 use clap::Args;
-use mqtt_proto::{Connect, MqttString, ProtocolVersion, QoS};
+use mqtt_streaming_proto::{Connect, MqttString, ProtocolVersion, QoS};
+use mqtt_streaming_tokio::{connect_tcp, Client, ClientEvents, ClientOptions, Error, Event};
 
 /// The connection flags of mosquitto_pub and mosquitto_sub (`-h` is the host, as there).
 #[derive(Args, Debug)]

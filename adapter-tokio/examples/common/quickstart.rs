@@ -1,9 +1,9 @@
 //! The quickstart, written once for smol and async-std (and against the API every adapter
 //! shares): the embedded broker on 127.0.0.1 (an ephemeral port), a client that connects,
 //! subscribes, publishes at QoS 0, 1 and 2, printing every event as a line in the format of
-//! adapter-tokio's quickstart, disconnects, and the broker's shutdown.
+//! mqtt-streaming-tokio's quickstart, disconnects, and the broker's shutdown.
 //!
-//! The including example names the adapter (`use adapter_smol as adapter;`) and provides
+//! The including example names the adapter (`use mqtt_streaming_smol as adapter;`) and provides
 //! `async fn sleep(Duration)` on its runtime.
 
 use std::future::{poll_fn, Future};
@@ -12,9 +12,9 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
 
-use mqtt_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicFilter, TopicName};
-use mqtt_session::broker::BrokerConfig;
-use mqtt_session::{Message, SubscribeRequest};
+use mqtt_streaming_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicFilter, TopicName};
+use mqtt_streaming_session::broker::BrokerConfig;
+use mqtt_streaming_session::{Message, SubscribeRequest};
 
 use crate::adapter::{connect_tcp, BrokerServer, ClientEvents, ClientOptions, Event};
 
@@ -149,7 +149,7 @@ pub(crate) async fn client(addr: &str) -> Result<(), String> {
     Ok(())
 }
 
-async fn next_message(events: &mut ClientEvents) -> Result<mqtt_proto::Publish, String> {
+async fn next_message(events: &mut ClientEvents) -> Result<mqtt_streaming_proto::Publish, String> {
     loop {
         match events.recv().await {
             Some(Event::Message { publish, .. }) => return Ok(publish),

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mqtt_proto::{ProtocolVersion, QoS, ReasonCode, Will};
-use mqtt_session::broker::BrokerConfig;
-use mqtt_session::{CloseReason, Initiator, SubscribeRequest};
+use mqtt_streaming_proto::{ProtocolVersion, QoS, ReasonCode, Will};
+use mqtt_streaming_session::broker::BrokerConfig;
+use mqtt_streaming_session::{CloseReason, Initiator, SubscribeRequest};
 
 use super::{filter, message, next_closed, next_message, options, timeout, topic, PATIENCE};
 use crate::adapter::{connect_tcp, BrokerHandle, BrokerServer, ClientEvents, ClientOptions, Event};

@@ -8,9 +8,9 @@
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use mqtt_proto::{ProtocolVersion, QoS, ReasonCode};
-use mqtt_session::broker::BrokerConfig;
-use mqtt_session::SubscribeRequest;
+use mqtt_streaming_proto::{ProtocolVersion, QoS, ReasonCode};
+use mqtt_streaming_session::broker::BrokerConfig;
+use mqtt_streaming_session::SubscribeRequest;
 
 use super::{filter, message, next_message, options, timeout, PATIENCE};
 use crate::adapter::{connect_tcp, BrokerHandle, BrokerServer};

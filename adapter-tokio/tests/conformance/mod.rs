@@ -3,7 +3,7 @@
 //!
 //! A test crate includes it with
 //! `#[path = "../../adapter-tokio/tests/conformance/mod.rs"] mod conformance;` after naming, at
-//! its root, the adapter (`use adapter_smol as adapter;`) and a module `rt` with three
+//! its root, the adapter (`use mqtt_streaming_smol as adapter;`) and a module `rt` with three
 //! functions over its runtime:
 //!
 //! ```text
@@ -28,12 +28,12 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     topic_matches, AckProperties, ConnAckProperties, Connect, MqttString, ProtocolVersion, Publish,
     QoS, ReasonCode, TopicFilter, TopicName,
 };
-use mqtt_session::SubscribeRequest;
-use mqtt_session::{AckMode, CloseReason, CommandError, InboundId, Initiator, Message};
+use mqtt_streaming_session::SubscribeRequest;
+use mqtt_streaming_session::{AckMode, CloseReason, CommandError, InboundId, Initiator, Message};
 use tokio::sync::mpsc;
 
 use crate::adapter::{

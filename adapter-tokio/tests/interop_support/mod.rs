@@ -8,9 +8,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use adapter_tokio::{ClientEvents, ClientOptions, Event};
-use mqtt_proto::{Connect, MqttString, ProtocolVersion, Publish, QoS, TopicFilter, TopicName};
-use mqtt_session::{CloseReason, InboundId, Initiator, Message};
+use mqtt_streaming_proto::{
+    Connect, MqttString, ProtocolVersion, Publish, QoS, TopicFilter, TopicName,
+};
+use mqtt_streaming_session::{CloseReason, InboundId, Initiator, Message};
+use mqtt_streaming_tokio::{ClientEvents, ClientOptions, Event};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 

@@ -9,15 +9,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use adapter_tokio::{
-    connect, serve_connection, Client, ClientEvents, ClientOptions, ConnectionEvent,
-    ConnectionHandle, Event, ServerConnection, ServerOptions,
-};
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     topic_matches, AckProperties, ConnAckProperties, Connect, MqttString, ProtocolVersion, Publish,
     QoS, ReasonCode, TopicFilter, TopicName, Will,
 };
-use mqtt_session::{CloseReason, InboundId, Initiator, Message};
+use mqtt_streaming_session::{CloseReason, InboundId, Initiator, Message};
+use mqtt_streaming_tokio::{
+    connect, serve_connection, Client, ClientEvents, ClientOptions, ConnectionEvent,
+    ConnectionHandle, Event, ServerConnection, ServerOptions,
+};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 

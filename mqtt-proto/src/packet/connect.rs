@@ -31,7 +31,7 @@ const RESERVED: u8 = 0b0000_0001;
 ///
 /// ```
 /// use bytes::BytesMut;
-/// use mqtt_proto::{Connect, Decoder, MqttString, Packet, ProtocolVersion};
+/// use mqtt_streaming_proto::{Connect, Decoder, MqttString, Packet, ProtocolVersion};
 /// let connect = Connect::new(ProtocolVersion::V5, MqttString::new("sensor-1").unwrap());
 /// let mut buf = BytesMut::new();
 /// Packet::from(connect.clone()).encode(ProtocolVersion::V5, &mut buf).unwrap();

@@ -262,7 +262,7 @@ impl Packet {
     ///
     /// ```
     /// use bytes::BytesMut;
-    /// use mqtt_proto::{Packet, ProtocolVersion};
+    /// use mqtt_streaming_proto::{Packet, ProtocolVersion};
     /// let mut buf = BytesMut::new();
     /// Packet::PingReq.encode(ProtocolVersion::V5, &mut buf).unwrap();
     /// assert_eq!(&buf[..], [0xC0, 0x00]);

@@ -23,7 +23,7 @@ use crate::wire::{self, Reader, SliceReader};
 ///
 /// ```
 /// use bytes::{Bytes, BytesMut};
-/// use mqtt_proto::{Packet, PacketId, ProtocolVersion, Publish, QosPid, TopicName};
+/// use mqtt_streaming_proto::{Packet, PacketId, ProtocolVersion, Publish, QosPid, TopicName};
 /// let publish = Publish::new(
 ///     TopicName::new("a/b").unwrap(),
 ///     QosPid::AtLeastOnce(PacketId::new(10).unwrap()),
@@ -248,7 +248,7 @@ impl Publish {
     /// caller check a message against a Maximum Packet Size before it owns a `Publish`.
     ///
     /// ```
-    /// use mqtt_proto::{Packet, PacketId, ProtocolVersion, Publish, PublishProperties, QoS, QosPid, TopicName};
+    /// use mqtt_streaming_proto::{Packet, PacketId, ProtocolVersion, Publish, PublishProperties, QoS, QosPid, TopicName};
     /// let topic = TopicName::new("a/b").unwrap();
     /// let properties = PublishProperties::default();
     /// let size = Publish::encoded_len_of(ProtocolVersion::V5, &topic, QoS::AtLeastOnce, &properties, 5).unwrap();
@@ -304,7 +304,7 @@ impl Publish {
     ///
     /// ```
     /// use bytes::{Bytes, BytesMut};
-    /// use mqtt_proto::{ProtocolVersion, Publish, QosPid, TopicName};
+    /// use mqtt_streaming_proto::{ProtocolVersion, Publish, QosPid, TopicName};
     /// let publish = Publish::new(TopicName::new("t").unwrap(), QosPid::AtMostOnce, Bytes::from(vec![7u8; 100_000]));
     /// let mut header = BytesMut::new();
     /// let total = publish.encode_header(ProtocolVersion::V5, &mut header).unwrap();
@@ -332,7 +332,7 @@ impl Publish {
 /// equal to what [`Decoder::decode`](crate::Decoder::decode) returns for the same bytes.
 ///
 /// ```
-/// use mqtt_proto::{Decoder, PacketRef, ProtocolVersion, QoS};
+/// use mqtt_streaming_proto::{Decoder, PacketRef, ProtocolVersion, QoS};
 ///
 /// let input = [0x32, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x0A, b'h', b'i'];
 /// let decoder = Decoder::new(ProtocolVersion::V3_1_1);
@@ -345,7 +345,7 @@ impl Publish {
 /// assert_eq!(publish.payload, b"hi");
 /// let owned = publish.to_owned(); // a `Publish`, independent of `input`
 /// assert_eq!(owned.topic.as_str(), "a/b");
-/// # Ok::<(), mqtt_proto::DecodeError>(())
+/// # Ok::<(), mqtt_streaming_proto::DecodeError>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PublishRef<'a> {

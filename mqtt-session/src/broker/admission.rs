@@ -3,7 +3,7 @@
 
 use alloc::boxed::Box;
 
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     Auth, AuthProperties, ConnAckProperties, Connect, Disconnect, MqttString, ReasonCode,
 };
 
@@ -113,7 +113,9 @@ impl<H: BrokerHooks> Broker<H> {
 
     pub(super) fn refuse(&mut self, now: Instant, id: ConnectionId, code: ReasonCode) {
         if let Some(conn) = self.connections.get_mut(&id) {
-            let code = if code.is_error() && code.is_valid_for(mqtt_proto::PacketType::ConnAck) {
+            let code = if code.is_error()
+                && code.is_valid_for(mqtt_streaming_proto::PacketType::ConnAck)
+            {
                 code
             } else {
                 ReasonCode::NotAuthorized

@@ -8,7 +8,7 @@ use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
-use mqtt_proto::ReasonCode;
+use mqtt_streaming_proto::ReasonCode;
 
 use super::subscriptions::SessionKey;
 use super::{Broker, BrokerHooks, RecordTimer, Token};

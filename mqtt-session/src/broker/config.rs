@@ -1,7 +1,7 @@
 //! [`BrokerConfig`]: the broker's limits.
 
 use core::time::Duration;
-use mqtt_proto::TopicFilter;
+use mqtt_streaming_proto::TopicFilter;
 
 use crate::client::AckMode;
 use crate::server::ServerConfig;

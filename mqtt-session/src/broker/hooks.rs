@@ -1,6 +1,6 @@
 //! Hooks through which the application decides who may connect, publish and subscribe.
 
-use mqtt_proto::{Auth, AuthProperties, Connect, ReasonCode, TopicFilter, TopicName};
+use mqtt_streaming_proto::{Auth, AuthProperties, Connect, ReasonCode, TopicFilter, TopicName};
 
 /// The answer to a connection attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! within a deadline, and [`Broker::wants_read`] says which connections take input.
 
 use bytes::BytesMut;
-use mqtt_proto::{Disconnect, ReasonCode};
+use mqtt_streaming_proto::{Disconnect, ReasonCode};
 
 use super::{Broker, BrokerHooks, Connection, ConnectionId};
 use crate::server::ServerState;

@@ -4,7 +4,7 @@
 use alloc::boxed::Box;
 use core::time::Duration;
 
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     ConnAckProperties, Disconnect, MqttString, PublishProperties, QoS, ReasonCode, Will,
 };
 

@@ -1,7 +1,7 @@
 //! The limits on what a client sends in topics: the number of levels of topic names and
 //! filters, and the byte budgets of subscriptions (see [`BrokerConfig`](super::BrokerConfig)).
 
-use mqtt_proto::{Disconnect, ReasonCode, TopicFilter};
+use mqtt_streaming_proto::{Disconnect, ReasonCode, TopicFilter};
 
 use super::subscriptions::{subscription_weight, SessionKey};
 use super::{Broker, BrokerHooks, ConnectionId};

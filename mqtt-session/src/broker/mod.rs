@@ -44,9 +44,9 @@
 //!
 //! ```
 //! use bytes::BytesMut;
-//! use mqtt_proto::{Connect, MqttString, Packet, ProtocolVersion};
-//! use mqtt_session::broker::{Broker, BrokerConfig, BrokerEvent};
-//! use mqtt_session::Instant;
+//! use mqtt_streaming_proto::{Connect, MqttString, Packet, ProtocolVersion};
+//! use mqtt_streaming_session::broker::{Broker, BrokerConfig, BrokerEvent};
+//! use mqtt_streaming_session::Instant;
 //!
 //! let now = Instant::from_millis(0);
 //! let mut broker = Broker::new(BrokerConfig::default());
@@ -82,7 +82,7 @@ use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 
 use bytes::BytesMut;
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     ConnAckProperties, Connect, Decoder, Disconnect, MqttString, ProtocolVersion, ReasonCode,
     TopicFilter, Will, PROTOCOL_MAX_PACKET_SIZE,
 };

@@ -17,7 +17,7 @@ use alloc::vec::Vec;
 use core::mem::size_of;
 use core::ops::Bound;
 
-use mqtt_proto::{TopicFilter, TopicName};
+use mqtt_streaming_proto::{TopicFilter, TopicName};
 
 use super::small_map::SmallMap;
 use crate::message::Message;
@@ -468,7 +468,7 @@ fn message_cost(message: &Message) -> usize {
         + p.content_type.as_ref().map_or(0, |s| s.len())
         + p.user_properties
             .iter()
-            .map(|u| size_of::<mqtt_proto::UserProperty>() + u.name.len() + u.value.len())
+            .map(|u| size_of::<mqtt_streaming_proto::UserProperty>() + u.name.len() + u.value.len())
             .sum::<usize>()
 }
 
@@ -478,7 +478,7 @@ mod tests {
     use alloc::string::String;
     use alloc::vec;
 
-    use mqtt_proto::QoS;
+    use mqtt_streaming_proto::QoS;
     use proptest::prelude::*;
 
     use super::*;

@@ -21,7 +21,7 @@
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 
-use mqtt_proto::TopicFilter;
+use mqtt_streaming_proto::TopicFilter;
 
 use super::retained::{Budget, RetainedCursor};
 use super::routing::outgoing;

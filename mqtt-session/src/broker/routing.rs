@@ -3,7 +3,7 @@
 
 use alloc::vec::Vec;
 
-use mqtt_proto::{QoS, ReasonCode};
+use mqtt_streaming_proto::{QoS, ReasonCode};
 
 use super::backpressure::Owed;
 use super::subscriptions::{Delivery, SessionKey};
@@ -22,7 +22,7 @@ impl<H: BrokerHooks> Broker<H> {
         &mut self,
         now: Instant,
         id: ConnectionId,
-        publish: mqtt_proto::Publish,
+        publish: mqtt_streaming_proto::Publish,
         ack: Option<InboundId>,
     ) {
         self.stats.messages_in += 1;

@@ -3,7 +3,7 @@
 
 use alloc::vec::Vec;
 
-use mqtt_proto::{AckProperties, ReasonCode, RetainHandling, Subscribe, Unsubscribe};
+use mqtt_streaming_proto::{AckProperties, ReasonCode, RetainHandling, Subscribe, Unsubscribe};
 
 use super::subscriptions::{Delivery, Sub};
 use super::{Broker, BrokerHooks, ConnectionId};

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use core::cell::Cell;
 use core::fmt;
 
-use mqtt_proto::{QoS, SubscriptionId, SubscriptionOptions, TopicFilter};
+use mqtt_streaming_proto::{QoS, SubscriptionId, SubscriptionOptions, TopicFilter};
 
 use super::small_map::SmallMap;
 

@@ -2,7 +2,7 @@
 
 use alloc::boxed::Box;
 
-use mqtt_proto::{AckProperties, Auth, ConnAck, Publish, ReasonCode, SubAck, UnsubAck};
+use mqtt_streaming_proto::{AckProperties, Auth, ConnAck, Publish, ReasonCode, SubAck, UnsubAck};
 
 use crate::error::{CloseReason, Initiator};
 use crate::message::Message;

@@ -9,7 +9,7 @@ use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 
 use bytes::BytesMut;
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     Auth, ConnAck, Connect, Disconnect, MqttString, Packet, PacketId, ProtocolVersion, QoS,
     ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe, PROTOCOL_MAX_PACKET_SIZE,
 };
@@ -159,8 +159,8 @@ impl<T> OtherIds for Requests<T> {
 ///
 /// ```
 /// use bytes::BytesMut;
-/// use mqtt_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicName};
-/// use mqtt_session::{ClientConfig, ClientEvent, ClientSession, Instant, Message};
+/// use mqtt_streaming_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicName};
+/// use mqtt_streaming_session::{ClientConfig, ClientEvent, ClientSession, Instant, Message};
 ///
 /// let mut client: ClientSession<u32> = ClientSession::new(ClientConfig::default());
 /// let now = Instant::from_millis(0);
@@ -489,7 +489,7 @@ impl<T> ClientSession<T> {
         self.link.now = now;
         if request.filters.is_empty() {
             return Err(Rejected {
-                error: CommandError::Encode(mqtt_proto::EncodeError::NoTopicFilters),
+                error: CommandError::Encode(mqtt_streaming_proto::EncodeError::NoTopicFilters),
                 command: request,
                 token,
             });
@@ -552,7 +552,7 @@ impl<T> ClientSession<T> {
     fn check_subscribe(&self, request: &SubscribeRequest) -> Result<(), CommandError> {
         if request.subscriptions.is_empty() {
             return Err(CommandError::Encode(
-                mqtt_proto::EncodeError::NoTopicFilters,
+                mqtt_streaming_proto::EncodeError::NoTopicFilters,
             ));
         }
         if self.state != ConnectionState::Connected {
@@ -715,7 +715,7 @@ impl<T> ClientSession<T> {
         }
         // [MQTT-3.2.2-2]: a clean start never resumes a session.
         if self.clean_start && connack.session_present {
-            let v = ProtocolViolation::UnexpectedPacket(mqtt_proto::PacketType::ConnAck);
+            let v = ProtocolViolation::UnexpectedPacket(mqtt_streaming_proto::PacketType::ConnAck);
             self.fail(v.reason_code(), CloseReason::ProtocolViolation(v));
             return;
         }
@@ -764,7 +764,7 @@ impl<T> ClientSession<T> {
             Some(RequestKind::Subscribe(_)) => return Err(ProtocolViolation::AckCountMismatch),
             _ => {
                 return Err(ProtocolViolation::UnexpectedAck(
-                    mqtt_proto::PacketType::SubAck,
+                    mqtt_streaming_proto::PacketType::SubAck,
                     id,
                 ))
             }
@@ -787,7 +787,7 @@ impl<T> ClientSession<T> {
             Some(RequestKind::Unsubscribe(_)) => return Err(ProtocolViolation::AckCountMismatch),
             _ => {
                 return Err(ProtocolViolation::UnexpectedAck(
-                    mqtt_proto::PacketType::UnsubAck,
+                    mqtt_streaming_proto::PacketType::UnsubAck,
                     id,
                 ))
             }
@@ -818,7 +818,7 @@ impl<T> ClientSession<T> {
         };
         if !code_fits {
             return Err(ProtocolViolation::UnexpectedPacket(
-                mqtt_proto::PacketType::Auth,
+                mqtt_streaming_proto::PacketType::Auth,
             ));
         }
         self.events.push_back(ClientEvent::Auth(auth));
@@ -830,7 +830,7 @@ impl<T> ClientSession<T> {
     /// The peer broke the protocol: tell it why (MQTT 5) and close.
     fn fail(&mut self, code: ReasonCode, reason: CloseReason) {
         if self.version().is_v5() {
-            let code = if code.is_valid_for(mqtt_proto::PacketType::Disconnect) {
+            let code = if code.is_valid_for(mqtt_streaming_proto::PacketType::Disconnect) {
                 code
             } else {
                 ReasonCode::UnspecifiedError

@@ -3,7 +3,7 @@
 
 use alloc::vec::Vec;
 
-use mqtt_proto::{PacketId, Publish};
+use mqtt_streaming_proto::{PacketId, Publish};
 
 pub use crate::shared::inflight::Stage as OutboundStage;
 

@@ -2,7 +2,7 @@
 
 use core::time::Duration;
 
-use mqtt_proto::QoS;
+use mqtt_streaming_proto::QoS;
 
 use crate::client::AckMode;
 

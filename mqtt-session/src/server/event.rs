@@ -2,7 +2,9 @@
 
 use alloc::boxed::Box;
 
-use mqtt_proto::{AckProperties, Auth, Connect, Publish, ReasonCode, Subscribe, Unsubscribe, Will};
+use mqtt_streaming_proto::{
+    AckProperties, Auth, Connect, Publish, ReasonCode, Subscribe, Unsubscribe, Will,
+};
 
 use crate::error::{CloseReason, Initiator};
 use crate::message::Message;

@@ -12,7 +12,7 @@ use core::num::{NonZeroU16, NonZeroU32};
 use core::time::Duration;
 
 use bytes::BytesMut;
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     AckProperties, Auth, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect, MqttString,
     Packet, PacketId, PacketType, ProtocolVersion, QoS, ReasonCode, SubAck, UnsubAck, Will,
     PROTOCOL_MAX_PACKET_SIZE,
@@ -64,8 +64,8 @@ pub enum ServerState {
 ///
 /// ```
 /// use bytes::BytesMut;
-/// use mqtt_proto::{ConnAckProperties, Connect, MqttString, Packet, ProtocolVersion};
-/// use mqtt_session::{Instant, ServerConfig, ServerEvent, ServerSession};
+/// use mqtt_streaming_proto::{ConnAckProperties, Connect, MqttString, Packet, ProtocolVersion};
+/// use mqtt_streaming_session::{Instant, ServerConfig, ServerEvent, ServerSession};
 ///
 /// let now = Instant::from_millis(0);
 /// let mut server: ServerSession<()> = ServerSession::new(ServerConfig::default(), now);

@@ -94,7 +94,10 @@ impl<T> SessionState<T> {
     /// while the client is away; it is sent, in order, when the session resumes. Unknown or
     /// stale ids are ignored.
     pub(crate) fn ack(&mut self, id: crate::shared::inbound::InboundId) {
-        let _ = self.flows.inbound.ack(id, mqtt_proto::ReasonCode::Success);
+        let _ = self
+            .flows
+            .inbound
+            .ack(id, mqtt_streaming_proto::ReasonCode::Success);
     }
 
     /// Takes out the messages whose delivery had started (sent, not yet fully acknowledged),

@@ -9,7 +9,7 @@
 
 use alloc::collections::VecDeque;
 
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     AckProperties, Decoder, Packet, PacketId, ProtocolVersion, PubResponse, Publish, QoS,
     ReasonCode, PROTOCOL_MAX_PACKET_SIZE,
 };
@@ -158,7 +158,10 @@ impl Link {
     }
 
     /// Encodes a PUBLISH, through an automatic topic alias when enabled.
-    fn encode_publish(&mut self, publish: &Publish) -> Result<(), mqtt_proto::EncodeError> {
+    fn encode_publish(
+        &mut self,
+        publish: &Publish,
+    ) -> Result<(), mqtt_streaming_proto::EncodeError> {
         if self.outbound_aliases.is_active() && publish.properties.topic_alias.is_none() {
             // The Topic Alias property adds bytes: alias only if the PUBLISH with topic and
             // alias still fits the peer's Maximum Packet Size ([MQTT-3.2.2-15]).
@@ -264,7 +267,7 @@ impl<T> Flows<T> {
     pub(crate) fn check_publish(link: &Link, message: &Message) -> Result<(), CommandError> {
         if message.topic.is_empty() && message.properties.topic_alias.is_none() {
             return Err(CommandError::Encode(
-                mqtt_proto::EncodeError::EmptyTopicWithoutAlias,
+                mqtt_streaming_proto::EncodeError::EmptyTopicWithoutAlias,
             ));
         }
         if !link.open {
@@ -544,8 +547,8 @@ impl<T> Flows<T> {
     ) -> Result<(), CommandError> {
         let valid = reason_code == ReasonCode::Success
             || (link.version().is_v5()
-                && reason_code.is_valid_for(mqtt_proto::PacketType::PubAck)
-                && reason_code.is_valid_for(mqtt_proto::PacketType::PubRec));
+                && reason_code.is_valid_for(mqtt_streaming_proto::PacketType::PubAck)
+                && reason_code.is_valid_for(mqtt_streaming_proto::PacketType::PubRec));
         if !valid {
             return Err(CommandError::Invalid(
                 "reason code not valid for PUBACK/PUBREC in this version",

@@ -7,7 +7,7 @@
 
 use alloc::collections::{BTreeSet, VecDeque};
 
-use mqtt_proto::{PacketId, QoS, ReasonCode};
+use mqtt_streaming_proto::{PacketId, QoS, ReasonCode};
 
 use crate::error::ProtocolViolation;
 
@@ -155,7 +155,7 @@ impl Inbound {
         }
         if self.pending.iter().any(|p| p.packet_id == id) {
             return Err(ProtocolViolation::UnexpectedAck(
-                mqtt_proto::PacketType::PubRel,
+                mqtt_streaming_proto::PacketType::PubRel,
                 id,
             ));
         }

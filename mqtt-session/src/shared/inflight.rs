@@ -23,7 +23,7 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
-use mqtt_proto::{PacketId, PacketType, Publish, QoS, ReasonCode};
+use mqtt_streaming_proto::{PacketId, PacketType, Publish, QoS, ReasonCode};
 
 use crate::error::ProtocolViolation;
 

@@ -2,7 +2,7 @@
 //! the caller's buffer by `poll_transmit`.
 
 use bytes::BytesMut;
-use mqtt_proto::{EncodeError, Packet, ProtocolVersion, Publish};
+use mqtt_streaming_proto::{EncodeError, Packet, ProtocolVersion, Publish};
 
 /// Capacity the transmit buffer may keep while empty. A session that once sent a large packet
 /// does not keep a buffer of that size while idle (a broker's thousands of sessions would each

@@ -1,7 +1,7 @@
 //! Packet identifier allocation: all 65,535 values are used in turn, and a value is never handed
 //! out while it is still in flight.
 
-use mqtt_proto::PacketId;
+use mqtt_streaming_proto::PacketId;
 
 /// Hands out packet identifiers in increasing order (wrapping from 65,535 to 1), skipping the
 /// ones the owner reports as in use.

@@ -4,7 +4,7 @@
 use alloc::collections::BTreeMap;
 use core::num::NonZeroU16;
 
-use mqtt_proto::{Publish, TopicName};
+use mqtt_streaming_proto::{Publish, TopicName};
 
 use crate::error::ProtocolViolation;
 

@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use bytes::BytesMut;
-use mqtt_proto::{Connect, Publish};
+use mqtt_streaming_proto::{Connect, Publish};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
@@ -42,10 +42,10 @@ impl SimClient {
 /// A broker core and many client sessions joined by the seeded simulated network.
 ///
 /// ```
-/// use mqtt_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicFilter, TopicName};
-/// use mqtt_session::broker::BrokerConfig;
-/// use mqtt_session::sim::{BrokerNet, NetworkConfig};
-/// use mqtt_session::{ClientConfig, Message, SubscribeRequest};
+/// use mqtt_streaming_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicFilter, TopicName};
+/// use mqtt_streaming_session::broker::BrokerConfig;
+/// use mqtt_streaming_session::sim::{BrokerNet, NetworkConfig};
+/// use mqtt_streaming_session::{ClientConfig, Message, SubscribeRequest};
 ///
 /// let mut net = BrokerNet::new(1, NetworkConfig::default(), BrokerConfig::default());
 /// let (a, b) = (net.add_client(ClientConfig::default()), net.add_client(ClientConfig::default()));

@@ -16,7 +16,7 @@ use alloc::collections::BTreeMap;
 use core::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     AckProperties, ConnAck, ConnAckProperties, Connect, Decoder, Disconnect, MqttString, Packet,
     PacketId, ProtocolVersion, PubResponse, Publish, QoS, QosPid, ReasonCode, SubAck, TopicFilter,
     TopicName,

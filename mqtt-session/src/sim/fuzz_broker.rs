@@ -107,7 +107,7 @@ use core::num::{NonZeroU16, NonZeroU32};
 use core::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     topic_matches, Auth, AuthProperties, Connect, Decoder, Disconnect, MqttString, Packet,
     PacketId, ProtocolVersion, PubResponse, Publish, QoS, QosPid, ReasonCode, RetainHandling,
     Subscribe, SubscriptionId, SubscriptionOptions, TopicFilter, TopicName, Unsubscribe,
@@ -831,10 +831,12 @@ impl<'a, 'h> Driver<'a, 'h> {
         );
         subscribe.properties.subscription_identifier = id;
         for &(f, options) in &filters[1..] {
-            subscribe.subscriptions.push(mqtt_proto::Subscription {
-                filter: self.filters[f as usize].clone(),
-                options,
-            });
+            subscribe
+                .subscriptions
+                .push(mqtt_streaming_proto::Subscription {
+                    filter: self.filters[f as usize].clone(),
+                    options,
+                });
         }
         self.conns[i]
             .subscribes

@@ -1,7 +1,7 @@
 //! The fuzz drivers' input reader: arbitrary bytes taken one decision at a time. Each driver
 //! adds the decisions of its own (versions, topics, counts) in its module.
 
-use mqtt_proto::QoS;
+use mqtt_streaming_proto::QoS;
 
 /// Reads fuzz input one decision at a time; zeros once it runs out.
 pub(crate) struct Input<'a> {

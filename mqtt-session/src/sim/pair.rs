@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use bytes::BytesMut;
-use mqtt_proto::{AckProperties, ConnAckProperties, Connect, QoS, ReasonCode};
+use mqtt_streaming_proto::{AckProperties, ConnAckProperties, Connect, QoS, ReasonCode};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
@@ -41,9 +41,9 @@ pub enum PairEvent {
 /// session between connections unless its expiry is "at close".
 ///
 /// ```
-/// use mqtt_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicName};
-/// use mqtt_session::sim::{NetworkConfig, Pair, PairEvent};
-/// use mqtt_session::{ClientConfig, ClientEvent, Message, ServerConfig, ServerEvent};
+/// use mqtt_streaming_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicName};
+/// use mqtt_streaming_session::sim::{NetworkConfig, Pair, PairEvent};
+/// use mqtt_streaming_session::{ClientConfig, ClientEvent, Message, ServerConfig, ServerEvent};
 ///
 /// let mut pair = Pair::new(7, NetworkConfig::default(), ClientConfig::default(), ServerConfig::default());
 /// pair.connect(Connect::new(ProtocolVersion::V5, MqttString::new("sim").unwrap())).unwrap();

@@ -3,13 +3,13 @@
 #![allow(dead_code, unreachable_pub)]
 
 use bytes::{Bytes, BytesMut};
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     ConnAck, Connect, Disconnect, MqttString, Packet, ProtocolVersion, Publish, QoS, ReasonCode,
     SubscriptionOptions, TopicFilter, TopicName,
 };
-use mqtt_session::broker::{BrokerConfig, BrokerHooks, ConnectionId};
-use mqtt_session::sim::{BrokerNet, NetworkConfig};
-use mqtt_session::{
+use mqtt_streaming_session::broker::{BrokerConfig, BrokerHooks, ConnectionId};
+use mqtt_streaming_session::sim::{BrokerNet, NetworkConfig};
+use mqtt_streaming_session::{
     ClientConfig, ClientEvent, CloseReason, Message, SubscribeRequest, UnsubscribeRequest,
 };
 

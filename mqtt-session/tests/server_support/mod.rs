@@ -1,6 +1,6 @@
 //! A script harness for byte-level server session conversations.
 //!
-//! The test plays the client: it builds packets with `mqtt_proto` types, encodes them for the
+//! The test plays the client: it builds packets with `mqtt_streaming_proto` types, encodes them for the
 //! connection's protocol version and feeds the bytes to the server session through one input
 //! buffer (so bytes the session leaves unread stay there, as they would in a driver's read
 //! buffer). Everything the session transmits is decoded back into packets (the whole transmit
@@ -12,13 +12,13 @@
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     AckProperties, ConnAckProperties, Connect, Decoder, Disconnect, MqttString, Packet, PacketId,
     ProtocolVersion, PubResponse, Publish, QoS, QosPid, ReasonCode, Subscribe, Subscription,
     SubscriptionOptions, TopicFilter, TopicName, Unsubscribe, UnsubscribeProperties, Will,
     WillProperties, PROTOCOL_MAX_PACKET_SIZE,
 };
-use mqtt_session::{
+use mqtt_streaming_session::{
     CloseReason, CommandError, Initiator, Instant, Message, Rejected, ServerConfig, ServerEvent,
     ServerSession, ServerState, SessionState,
 };
@@ -181,7 +181,7 @@ impl Server {
     }
 
     /// Accepts with default properties and no stored session; returns the CONNACK.
-    pub(crate) fn accept(&mut self) -> mqtt_proto::ConnAck {
+    pub(crate) fn accept(&mut self) -> mqtt_streaming_proto::ConnAck {
         let sent = self.accept_with(ConnAckProperties::default(), None);
         assert_eq!(sent.len(), 1, "only the CONNACK: {sent:?}");
         match &sent[0] {
@@ -238,7 +238,7 @@ impl Server {
 
     pub(crate) fn ack(
         &mut self,
-        id: mqtt_session::InboundId,
+        id: mqtt_streaming_session::InboundId,
         code: ReasonCode,
     ) -> Result<(), CommandError> {
         let r = self.server.ack(self.now, id, code);
@@ -252,7 +252,7 @@ impl Server {
         r
     }
 
-    pub(crate) fn auth(&mut self, auth: mqtt_proto::Auth) -> Result<(), CommandError> {
+    pub(crate) fn auth(&mut self, auth: mqtt_streaming_proto::Auth) -> Result<(), CommandError> {
         let r = self.server.auth(self.now, auth);
         self.drain();
         r
@@ -490,7 +490,7 @@ pub(crate) fn assert_violation(
 /// The messages delivered in `events`, as `(topic, payload, ack id)`.
 pub(crate) fn delivered(
     events: &[ServerEvent<u32>],
-) -> Vec<(String, Bytes, Option<mqtt_session::InboundId>)> {
+) -> Vec<(String, Bytes, Option<mqtt_streaming_session::InboundId>)> {
     events
         .iter()
         .filter_map(|e| match e {

@@ -1,8 +1,8 @@
 //! A script harness for byte-level client session conversations.
 //!
-//! The test plays the server: it builds packets with `mqtt_proto` types, encodes them for the
+//! The test plays the server: it builds packets with `mqtt_streaming_proto` types, encodes them for the
 //! connection's protocol version and feeds the bytes to the session. Everything the session
-//! transmits is decoded back into packets with `mqtt_proto::Decoder` (the whole transmit buffer
+//! transmits is decoded back into packets with `mqtt_streaming_proto::Decoder` (the whole transmit buffer
 //! must decode, with nothing left over), and every event is collected. Time is a manual clock
 //! of [`Instant`] values that only the test moves.
 
@@ -11,12 +11,12 @@
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
-use mqtt_proto::{
+use mqtt_streaming_proto::{
     ConnAck, Connect, Decoder, Disconnect, MqttString, Packet, PacketId, ProtocolVersion,
     PubResponse, Publish, QoS, QosPid, ReasonCode, SubAck, TopicFilter, TopicName, UnsubAck,
     PROTOCOL_MAX_PACKET_SIZE,
 };
-use mqtt_session::{
+use mqtt_streaming_session::{
     ClientConfig, ClientEvent, ClientSession, ClientSnapshot, CloseReason, CommandError, Initiator,
     Instant, Message, Rejected, SubscribeRequest, UnsubscribeRequest,
 };
@@ -186,7 +186,7 @@ impl<T: std::fmt::Debug> Script<T> {
 
     pub(crate) fn ack(
         &mut self,
-        id: mqtt_session::InboundId,
+        id: mqtt_streaming_session::InboundId,
         code: ReasonCode,
     ) -> Result<(), CommandError> {
         let r = self.client.ack(self.now, id, code);
@@ -200,7 +200,7 @@ impl<T: std::fmt::Debug> Script<T> {
         r
     }
 
-    pub(crate) fn auth(&mut self, auth: mqtt_proto::Auth) -> Result<(), CommandError> {
+    pub(crate) fn auth(&mut self, auth: mqtt_streaming_proto::Auth) -> Result<(), CommandError> {
         let r = self.client.auth(self.now, auth);
         self.drain();
         r
@@ -403,7 +403,7 @@ pub(crate) fn assert_violation<T: std::fmt::Debug>(
     assert_closed(&events, Initiator::Session, reason);
     assert_eq!(
         s.client.state(),
-        mqtt_session::ConnectionState::Disconnected
+        mqtt_streaming_session::ConnectionState::Disconnected
     );
     // [MQTT-3.14.4-1] (5.0): nothing after the DISCONNECT; a later transport loss adds nothing.
     s.transport_closed();
@@ -426,7 +426,7 @@ pub(crate) fn published<T: Clone>(events: &[ClientEvent<T>]) -> Vec<(T, ReasonCo
 /// The messages delivered in `events`, as `(topic, payload, ack id)`.
 pub(crate) fn delivered<T>(
     events: &[ClientEvent<T>],
-) -> Vec<(String, Bytes, Option<mqtt_session::InboundId>)> {
+) -> Vec<(String, Bytes, Option<mqtt_streaming_session::InboundId>)> {
     events
         .iter()
         .filter_map(|e| match e {
