@@ -512,7 +512,10 @@ impl<T> ClientSession<T> {
     }
 
     /// Sends an AUTH packet (MQTT 5 enhanced authentication): to continue an exchange the
-    /// server started, or with Re-authenticate once connected.
+    /// server started, or with Re-authenticate once connected. A Reason String and User
+    /// Properties that would make it exceed the server's Maximum Packet Size are left out
+    /// ([MQTT-3.15.2-2], [MQTT-3.15.2-3] in 5.0); an AUTH too large even without them is
+    /// refused with [`CommandError::PacketTooLarge`].
     pub fn auth(&mut self, now: Instant, auth: Auth) -> Result<(), CommandError> {
         self.link.now = now;
         if !self.version().is_v5() {
@@ -526,22 +529,33 @@ impl<T> ClientSession<T> {
                 "AUTH needs an Authentication Method in CONNECT",
             ));
         }
-        let packet = Packet::Auth(auth);
-        packet.encoded_len(self.version())?;
+        let mut packet = Packet::Auth(auth);
+        // [MQTT-3.15.2-2], [MQTT-3.15.2-3] (5.0): no Reason String or User Properties beyond
+        // the server's Maximum Packet Size.
+        self.link.fit_to_peer(&mut packet)?;
         self.link.push(&packet);
         Ok(())
     }
 
     /// Ends the connection with a DISCONNECT (its reason code and properties apply to MQTT 5).
-    /// The session keeps its state for a later `connect`.
+    /// The session keeps its state for a later `connect`. A Reason String and User Properties
+    /// that would make the DISCONNECT exceed the server's Maximum Packet Size are left out
+    /// ([MQTT-3.14.2-3], [MQTT-3.14.2-4] in 5.0).
     pub fn disconnect(&mut self, now: Instant, disconnect: Disconnect) -> Result<(), CommandError> {
         self.link.now = now;
         if self.state == ConnectionState::Disconnected {
             return Err(CommandError::NotConnected);
         }
         let code = disconnect.reason_code;
-        let packet = Packet::Disconnect(disconnect);
-        packet.encoded_len(self.version())?;
+        let mut packet = Packet::Disconnect(disconnect);
+        // [MQTT-3.14.2-3], [MQTT-3.14.2-4] (5.0): no Reason String or User Properties beyond
+        // the server's Maximum Packet Size; the bare code always fits.
+        if let Err(error) = self.link.fit_to_peer(&mut packet) {
+            if !matches!(error, CommandError::PacketTooLarge { .. }) {
+                return Err(error);
+            }
+            packet = Packet::Disconnect(Disconnect::new(code));
+        }
         self.link.push(&packet);
         self.close(Initiator::Application, CloseReason::Disconnect(code));
         Ok(())
