@@ -621,3 +621,58 @@ fn auth_leaves_out_properties_that_do_not_fit_v5() {
         other => panic!("{other:?}"),
     }
 }
+
+fn named_connect(version: ProtocolVersion, id: &str) -> Connect {
+    let mut c = client_connect(version, false);
+    c.client_id = string(id);
+    c
+}
+
+// [MQTT-3.1.3-2] (3.1.1 and 5.0): the Client uses the ClientId to identify the Session state it
+// holds: what it keeps for "a" is re-sent when "a" resumes, never into the session of another
+// ClientId (the operations come back abandoned instead).
+#[test]
+fn client_session_state_belongs_to_its_client_id() {
+    for version in [V3, V5] {
+        let mut c = Client::new(version, ClientConfig::default());
+        c.connect(named_connect(version, "a"), connack(false));
+        c.session
+            .publish(c.now, Message::new(topic("t"), QoS::AtLeastOnce, "x"), 1)
+            .unwrap();
+        assert_eq!(c.sent().len(), 1);
+        // Resumed as "a": re-sent.
+        c.session.handle_closed(c.now);
+        let again = c.connect(named_connect(version, "a"), connack(true));
+        assert!(
+            matches!(&again[..], [Packet::Publish(p)] if p.dup),
+            "{version}: {again:?}"
+        );
+        c.events();
+        // Connected as "b", whose session the server has: nothing of "a" goes into it.
+        c.session.handle_closed(c.now);
+        let other = c.connect(named_connect(version, "b"), connack(true));
+        assert!(other.is_empty(), "{version}: {other:?}");
+        assert!(
+            c.events()
+                .iter()
+                .any(|e| matches!(e, ClientEvent::Abandoned { token: 1, .. })),
+            "{version}"
+        );
+        assert_eq!(c.session.inflight_len(), 0);
+    }
+    // An identifier the server assigned (5.0) is the one the state belongs to.
+    let mut c = Client::new(V5, ClientConfig::default());
+    let mut ack = connack(false);
+    ack.properties.assigned_client_identifier = Some(string("given"));
+    c.connect(named_connect(V5, ""), ack);
+    c.session
+        .publish(c.now, Message::new(topic("t"), QoS::AtLeastOnce, "x"), 1)
+        .unwrap();
+    c.sent();
+    c.session.handle_closed(c.now);
+    let again = c.connect(named_connect(V5, "given"), connack(true));
+    assert!(
+        matches!(&again[..], [Packet::Publish(p)] if p.dup),
+        "{again:?}"
+    );
+}
