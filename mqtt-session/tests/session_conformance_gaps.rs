@@ -676,3 +676,49 @@ fn client_session_state_belongs_to_its_client_id() {
         "{again:?}"
     );
 }
+
+// [MQTT-4.1.0-1] (5.0): the Client does not discard Session State while the connection is open
+// (also with Session Expiry 0 and no Keep Alive, however long it stays quiet).
+// [MQTT-4.1.0-2] (3.1.1): the Session lasts at least as long as the connection.
+#[test]
+fn client_keeps_session_state_while_connected() {
+    for version in [V3, V5] {
+        let mut c = Client::new(version, ClientConfig::default());
+        c.connect(client_connect(version, true), connack(false));
+        c.session
+            .publish(c.now, Message::new(topic("t"), QoS::ExactlyOnce, "x"), 1)
+            .unwrap();
+        let id = match &c.sent()[..] {
+            [Packet::Publish(p)] => p.qos_pid.packet_id().unwrap(),
+            other => panic!("{other:?}"),
+        };
+        // An inbound QoS 2 message waiting for its PUBREL is session state too.
+        c.feed(&[inbound(QoS::ExactlyOnce, 9, "in")]);
+        for day in 1..=30 {
+            c.now = at(day * 24 * 3600 * 1000);
+            c.session.handle_timeout(c.now);
+        }
+        assert_eq!(c.session.state(), ConnectionState::Connected);
+        assert_eq!(c.session.inflight_len(), 1, "{version}");
+        assert_eq!(
+            c.feed(&[Packet::PubRec(PubResponse::new(id))]),
+            [Packet::PubRel(PubResponse::new(id))]
+        );
+        assert_eq!(c.feed(&[Packet::PubComp(PubResponse::new(id))]), []);
+        assert_eq!(
+            c.feed(&[Packet::PubRel(PubResponse::new(pid(9)))]),
+            [Packet::PubComp(PubResponse::new(pid(9)))]
+        );
+        let events = c.events();
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, ClientEvent::Published { token: 1, .. })),
+            "{version}"
+        );
+        assert!(!events.iter().any(|e| matches!(
+            e,
+            ClientEvent::Abandoned { .. } | ClientEvent::Closed { .. }
+        )));
+    }
+}
