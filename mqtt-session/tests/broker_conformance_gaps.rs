@@ -1195,3 +1195,41 @@ fn rejected_shared_message_is_not_offered_to_another_member_v5() {
         assert_eq!(total, 1);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Transient errors
+// ---------------------------------------------------------------------------------------------
+
+// [MQTT-4.8.0-2] (3.1.1): a Transient Error while processing an inbound packet (the standard's
+// example: an internal buffer full) closes the connection that packet came on. A 3.1.1 client
+// has no way to learn our packet size limit; a PUBLISH beyond it cannot be buffered, so its
+// connection is closed (no PUBACK), and no other client is affected.
+#[test]
+fn packet_beyond_our_buffers_closes_only_its_connection_v311() {
+    let mut config = BrokerConfig::default();
+    config.server.max_packet_size = 1024;
+    let mut net = Net::with(config, Policy::default());
+    let s = net.client(V3, "s", 0);
+    net.subscribe(s, 1, "t", QoS::AtLeastOnce);
+    let big = net.client(V3, "big", 0);
+    let other = net.client(V3, "other", 0);
+    net.send(
+        big,
+        &[Packet::Publish(message(
+            "t",
+            QoS::AtLeastOnce,
+            1,
+            &"x".repeat(2_000),
+        ))],
+    );
+    assert!(net.closed.contains(&big));
+    assert!(
+        net.recv(big).is_empty(),
+        "no PUBACK, no CONNACK: just the close"
+    );
+    assert!(net.recv(s).is_empty(), "not routed");
+    // Everyone else goes on.
+    net.publish(other, message("t", QoS::AtLeastOnce, 1, "fine"));
+    assert_eq!(payloads(&net.recv(s)), ["fine"]);
+    assert!(!net.closed.contains(&s) && !net.closed.contains(&other));
+}

@@ -722,3 +722,32 @@ fn client_keeps_session_state_while_connected() {
         )));
     }
 }
+
+// [MQTT-4.8.0-2] (3.1.1): a Transient Error while processing an inbound packet (an internal
+// buffer full: a PUBLISH beyond the client's Maximum Packet Size, which a 3.1.1 server cannot
+// know) closes the connection, without acknowledging the packet.
+#[test]
+fn client_closes_on_a_packet_beyond_its_buffers_v311() {
+    let mut c = Client::new(
+        V3,
+        ClientConfig {
+            max_packet_size: 256,
+            ..ClientConfig::default()
+        },
+    );
+    c.connect(client_connect(V3, true), connack(false));
+    let Packet::Publish(mut big) = inbound(QoS::AtLeastOnce, 1, "") else {
+        unreachable!()
+    };
+    big.payload = Bytes::from(vec![b'x'; 1_000]);
+    let sent = c.feed(&[Packet::Publish(big)]);
+    assert!(sent.is_empty(), "no PUBACK: {sent:?}");
+    assert_eq!(c.session.state(), ConnectionState::Disconnected);
+    let events = c.events();
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, ClientEvent::Closed { .. })));
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, ClientEvent::Message { .. })));
+}
