@@ -126,8 +126,8 @@ fn mqtt_3_1_3_4_client_id_is_a_utf8_string() {
 
 #[test]
 fn mqtt_3_1_3_10_will_topic_is_a_utf8_string_v311() {
-    // [MQTT-3.1.3-10] (3.1.1): the Will Topic must be a UTF-8 encoded string (5.0 has the
-    // same rule as [MQTT-3.1.3-11]).
+    // [MQTT-3.1.3-10] (3.1.1): the Will Topic must be a UTF-8 encoded string.
+    // (The same rule is [MQTT-3.1.3-11] in the other version; checked for both encodings.)
     for version in [V311, V5] {
         for bad in BAD_UTF8 {
             let mut payload = field(b"c");

@@ -1233,3 +1233,35 @@ fn packet_beyond_our_buffers_closes_only_its_connection_v311() {
     assert_eq!(payloads(&net.recv(s)), ["fine"]);
     assert!(!net.closed.contains(&s) && !net.closed.contains(&other));
 }
+
+// [MQTT-3.1.3-10] (5.0): the Server keeps the order of the Will's User Properties when it
+// publishes the Will Message (repeated names included).
+#[test]
+fn will_user_properties_keep_their_order_v5() {
+    let mut net = Net::new();
+    let s = net.client(V5, "s", 0);
+    net.subscribe(s, 1, "wills/#", QoS::AtLeastOnce);
+    let mut c = connect(V5, "dies", true, 0);
+    let users: Vec<UserProperty> = [("k", "1"), ("a", "x"), ("k", "2"), ("b", ""), ("k", "1")]
+        .iter()
+        .map(|(n, v)| UserProperty::new(n, v).unwrap())
+        .collect();
+    c.will = Some(mqtt_streaming_proto::Will {
+        topic: topic("wills/dies"),
+        payload: Bytes::from_static(b"gone"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: mqtt_streaming_proto::WillProperties {
+            user_properties: users.clone(),
+            ..Default::default()
+        },
+    });
+    let (conn, _) = net.connect(c);
+    net.cut(conn);
+    let got = net.recv(s);
+    let [Packet::Publish(will)] = &got[..] else {
+        panic!("{got:?}")
+    };
+    assert_eq!(&will.payload[..], b"gone");
+    assert_eq!(will.properties.user_properties, users);
+}
