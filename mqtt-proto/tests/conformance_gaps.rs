@@ -124,6 +124,7 @@ fn mqtt_3_1_3_4_client_id_is_a_utf8_string() {
     }
 }
 
+// [MQTT-3.1.3-11] (5.0): the same rule in 5.0's numbering.
 #[test]
 fn mqtt_3_1_3_10_will_topic_is_a_utf8_string_v311() {
     // [MQTT-3.1.3-10] (3.1.1): the Will Topic must be a UTF-8 encoded string.
@@ -146,6 +147,7 @@ fn mqtt_3_1_3_10_will_topic_is_a_utf8_string_v311() {
     }
 }
 
+// [MQTT-3.10.3-1] (3.1.1 and 5.0): UNSUBSCRIBE Topic Filters are UTF-8 encoded strings too.
 #[test]
 fn mqtt_3_8_3_1_subscribe_filters_are_utf8_strings() {
     // [MQTT-3.8.3-1] (3.1.1 and 5.0): the Topic Filters of SUBSCRIBE must be UTF-8 encoded

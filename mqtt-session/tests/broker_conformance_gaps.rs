@@ -610,6 +610,7 @@ fn failed_authentication_closes_the_connection_v5() {
 // [MQTT-3.1.4-3] (3.1.1)
 // [MQTT-3.1.4-4] (5.0)
 // and it answers CONNACK return code 0: [MQTT-3.1.4-4] (3.1.1).
+// [MQTT-3.1.4-5] (5.0): the accepted CONNECT gets CONNACK 0x00 Success.
 #[test]
 fn clean_start_processing_after_a_valid_connect() {
     for version in [V3, V5] {
@@ -1264,4 +1265,168 @@ fn will_user_properties_keep_their_order_v5() {
     };
     assert_eq!(&will.payload[..], b"gone");
     assert_eq!(will.properties.user_properties, users);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statements whose only citations were another version's (same id, other meaning)
+// ---------------------------------------------------------------------------------------------
+
+// [MQTT-3.1.2-15] (5.0): a Will Message with Will Retain 1 is published as a retained message:
+// subscribers get it with RETAIN set (Retain As Published) and a later subscriber gets it
+// from the store.
+#[test]
+fn will_with_retain_1_is_published_retained_v5() {
+    let mut net = Net::new();
+    let s = net.client(V5, "s", 0);
+    let mut subscribe = Subscribe::new(
+        pid(1),
+        TopicFilter::new("status/#").unwrap(),
+        SubscriptionOptions::new(QoS::AtLeastOnce),
+    );
+    subscribe.subscriptions[0].options.retain_as_published = true;
+    net.send(s, &[Packet::Subscribe(subscribe)]);
+    net.recv(s);
+    let mut c = connect(V5, "dev", true, 0);
+    c.will = Some(mqtt_streaming_proto::Will {
+        topic: topic("status/dev"),
+        payload: Bytes::from_static(b"offline"),
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        properties: Default::default(),
+    });
+    let (conn, _) = net.connect(c);
+    net.cut(conn);
+    let got = net.recv(s);
+    assert!(
+        matches!(&got[..], [Packet::Publish(p)] if p.retain && &p.payload[..] == b"offline"),
+        "{got:?}"
+    );
+    let later = net.client(V5, "later", 0);
+    net.send(
+        later,
+        &[Packet::Subscribe(Subscribe::new(
+            pid(1),
+            TopicFilter::new("status/+").unwrap(),
+            SubscriptionOptions::new(QoS::AtLeastOnce),
+        ))],
+    );
+    let got = net.recv(later);
+    let retained: Vec<&Publish> = publishes(&got);
+    assert_eq!(retained.len(), 1, "{got:?}");
+    assert!(retained[0].retain);
+    assert_eq!(&retained[0].payload[..], b"offline");
+}
+
+// [MQTT-3.8.4-6] (3.1.1): messages sent for a subscription use the lower of the published QoS
+// and the maximum QoS the Server granted (which may be lower than the one requested).
+#[test]
+fn delivery_qos_is_the_lower_of_published_and_granted_v311() {
+    let mut config = BrokerConfig::default();
+    config.server.maximum_qos = QoS::AtLeastOnce;
+    let mut net = Net::with(config, Policy::default());
+    let asked = [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce];
+    let mut subs = Vec::new();
+    for (i, qos) in asked.iter().enumerate() {
+        let s = net.client(V3, &format!("s{i}"), 0);
+        let ack = net.subscribe(s, 1, "t", *qos);
+        // Granted: at most the server's QoS 1.
+        assert_eq!(
+            ack.reason_codes,
+            [ReasonCode::granted((*qos).min(QoS::AtLeastOnce))]
+        );
+        subs.push(s);
+    }
+    let p = net.client(V3, "p", 0);
+    for (id, qos) in [(1, QoS::AtMostOnce), (2, QoS::AtLeastOnce)] {
+        net.publish(p, message("t", qos, id, "m"));
+    }
+    let expected = [
+        [QoS::AtMostOnce, QoS::AtMostOnce],
+        [QoS::AtMostOnce, QoS::AtLeastOnce],
+        [QoS::AtMostOnce, QoS::AtLeastOnce],
+    ];
+    for (s, want) in subs.iter().zip(expected) {
+        let got = net.recv(*s);
+        let qos: Vec<QoS> = publishes(&got).iter().map(|p| p.qos_pid.qos()).collect();
+        assert_eq!(qos, want);
+    }
+}
+
+// A SUBSCRIBE with several Topic Filters is handled as a series of SUBSCRIBEs whose answers are
+// combined in one SUBACK: each filter gets its own code and its own subscription, and a filter
+// equal to an existing one replaces it.
+// [MQTT-3.8.4-4] (3.1.1)
+// [MQTT-3.8.4-5] (5.0)
+#[test]
+fn subscribe_with_several_filters_is_a_series_of_subscribes() {
+    for version in [V3, V5] {
+        let mut net = Net::new();
+        let s = net.client(version, "s", 0);
+        net.subscribe(s, 1, "b", QoS::ExactlyOnce);
+        let mut subscribe = Subscribe::new(
+            pid(2),
+            TopicFilter::new("a/+").unwrap(),
+            SubscriptionOptions::new(QoS::AtLeastOnce),
+        );
+        for (f, q) in [("b", QoS::AtMostOnce), ("c/#", QoS::ExactlyOnce)] {
+            subscribe.subscriptions.push(Subscription {
+                filter: TopicFilter::new(f).unwrap(),
+                options: SubscriptionOptions::new(q),
+            });
+        }
+        net.send(s, &[Packet::Subscribe(subscribe)]);
+        let got = net.recv(s);
+        let [Packet::SubAck(ack)] = &got[..] else {
+            panic!("{got:?}")
+        };
+        assert_eq!(
+            ack.reason_codes,
+            [
+                ReasonCode::GrantedQoS1,
+                ReasonCode::Success,
+                ReasonCode::GrantedQoS2
+            ],
+            "{version}"
+        );
+        assert_eq!(net.broker.stats().subscriptions, 3, "{version}: b replaced");
+        let p = net.client(V5, "p", 0);
+        for (id, t) in [(1, "a/x"), (2, "b"), (3, "c/d/e")] {
+            net.publish(p, message(t, QoS::ExactlyOnce, id, t));
+        }
+        let got = net.recv(s);
+        let seen: Vec<(&str, QoS)> = publishes(&got)
+            .iter()
+            .map(|p| (p.topic.as_str(), p.qos_pid.qos()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("a/x", QoS::AtLeastOnce),
+                ("b", QoS::AtMostOnce),
+                ("c/d/e", QoS::ExactlyOnce)
+            ],
+            "{version}"
+        );
+    }
+}
+
+// [MQTT-3.3.5-2] (3.1.1): a PUBLISH the Server does not authorize is either acknowledged
+// according to the normal QoS rules or the connection is closed; ours acknowledges it as usual
+// (3.1.1 has no negative acknowledgement) and does not route it.
+#[test]
+fn unauthorized_publish_is_acknowledged_normally_and_dropped_v311() {
+    let mut policy = Policy::default();
+    policy.refuse_publish.insert("forbidden".into());
+    let mut net = Net::with(BrokerConfig::default(), policy);
+    let s = net.client(V3, "s", 0);
+    net.subscribe(s, 1, "#", QoS::ExactlyOnce);
+    let p = net.client(V3, "p", 0);
+    // `publish` asserts the positive PUBACK, and PUBREC then PUBCOMP.
+    net.publish(p, message("forbidden", QoS::AtLeastOnce, 1, "no"));
+    net.publish(p, message("forbidden", QoS::ExactlyOnce, 2, "no"));
+    net.publish(p, message("forbidden", QoS::AtMostOnce, 0, "no"));
+    assert!(!net.closed.contains(&p));
+    assert!(net.recv(s).is_empty(), "not routed");
+    net.publish(p, message("allowed", QoS::AtLeastOnce, 3, "yes"));
+    assert_eq!(payloads(&net.recv(s)), ["yes"]);
 }
