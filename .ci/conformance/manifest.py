@@ -2,8 +2,11 @@
 """Conformance manifest: every normative statement of MQTT 3.1.1 and 5.0 -> the tests citing it.
 
 A test cites a statement by naming its id (`MQTT-3.3.1-2`) in its name, in the comments just
-above it, or in its first comment line. A citation counts for the version the same line names
-("3.1.1", "5.0", "v5", "v3"/"v311"); a line that names neither counts for both versions.
+above it, or in its first comment line. A citation counts for the version named right after the
+id ("3.1.1", "5.0", "v5", "v3"/"v311"), before the next id; ids listed without one take the
+next version named on the line (`[MQTT-A], [MQTT-B] (5.0)`), so `[MQTT-X] (3.1.1) / [MQTT-Y]
+(5.0)` credits X to 3.1.1 and Y to 5.0 only. An id whose line names no version after it takes
+the version in the test's name (`..._v5`), else counts for both versions.
 
 Statements no test of ours can check (a "may", a rule for a feature we do not have, a rule
 only on a peer's insides) are listed in `untestable.tsv` (`ID<TAB>version<TAB>reason`) and shown
@@ -60,6 +63,30 @@ def load_untestable(standards):
         else:
             untestable[version][sid] = reason.strip()
     return untestable, errors
+
+
+def markers(text):
+    """The versions `text` names (possibly none)."""
+    l = text.lower()
+    v3 = "3.1.1" in l or "v3" in l or "v311" in l or "3.1.x" in l
+    v5 = "5.0" in l or "v5" in l or "mqtt 5" in l
+    return ({"3.1.1"} if v3 else set()) | ({"5.0"} if v5 else set())
+
+
+def citations(line, fallback):
+    """(raw id, versions) for each id on `line`: the versions named after it, before the next
+    id; else the next ones named on the line; else `fallback`."""
+    normalised = re.sub(r"mqtt_(\d+)_(\d+)_(\d+)_(\d+)", r"MQTT-\1.\2.\3-\4", line)
+    found = list(ID.finditer(normalised))
+    segments = [
+        markers(normalised[m.end():found[i + 1].start() if i + 1 < len(found) else len(normalised)])
+        for i, m in enumerate(found)
+    ]
+    out = []
+    for i, m in enumerate(found):
+        versions = next((seg for seg in segments[i:] if seg), None) or fallback
+        out.append((m.group(1), versions))
+    return out
 
 
 def versions_of(line):
@@ -119,13 +146,14 @@ def main():
         rel = path.relative_to(ROOT)
         for name, cite_lines in tests_in(path):
             test = f"{rel}::{name}"
+            # The test's name may say its version (`..._v5`): the default for its citations.
+            fallback = markers(name) or {"3.1.1", "5.0"}
             for line in cite_lines:
                 # Test names spell ids with underscores: mqtt_3_3_1_2.
-                normalised = re.sub(r"mqtt_(\d+)_(\d+)_(\d+)_(\d+)", r"MQTT-\1.\2.\3-\4", line)
-                for raw in ID.findall(normalised):
+                for raw, versions in citations(line, fallback):
                     sid = ALIASES.get(raw, raw)
                     hit = False
-                    for v in versions_of(line):
+                    for v in versions:
                         if sid in standards[v]:
                             covered[v].setdefault(sid, set()).add(test)
                             hit = True
