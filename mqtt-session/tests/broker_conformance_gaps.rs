@@ -1430,3 +1430,122 @@ fn unauthorized_publish_is_acknowledged_normally_and_dropped_v311() {
     net.publish(p, message("allowed", QoS::AtLeastOnce, 3, "yes"));
     assert_eq!(payloads(&net.recv(s)), ["yes"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Retained messages and subscriptions (statements cited before only by another version's id)
+// ---------------------------------------------------------------------------------------------
+
+/// What a new subscriber to `filter` gets from the retained store, as (topic, payload, QoS).
+fn retained_for(net: &mut Net, name: &str, filter: &str) -> Vec<(String, String, QoS)> {
+    let s = net.client(V5, name, 0);
+    net.send(
+        s,
+        &[Packet::Subscribe(Subscribe::new(
+            pid(1),
+            TopicFilter::new(filter).unwrap(),
+            SubscriptionOptions::new(QoS::ExactlyOnce),
+        ))],
+    );
+    net.recv(s)
+        .iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => {
+                assert!(p.retain);
+                Some((
+                    p.topic.as_str().to_owned(),
+                    String::from_utf8(p.payload.to_vec()).unwrap(),
+                    p.qos_pid.qos(),
+                ))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+// [MQTT-3.3.1-7] (3.1.1): a QoS 0 PUBLISH with RETAIN 1 discards the message retained before
+// for its topic (we keep the new QoS 0 message in its place).
+#[test]
+fn qos0_retained_publish_replaces_the_retained_message_v311() {
+    let mut net = Net::new();
+    let p = net.client(V3, "p", 0);
+    let mut old = message("r", QoS::AtLeastOnce, 1, "old");
+    old.retain = true;
+    net.publish(p, old);
+    let mut new = message("r", QoS::AtMostOnce, 0, "new");
+    new.retain = true;
+    net.publish(p, new);
+    assert_eq!(
+        retained_for(&mut net, "s", "r"),
+        [("r".to_owned(), "new".to_owned(), QoS::AtMostOnce)]
+    );
+}
+
+// A PUBLISH with RETAIN 0 is neither stored as retained nor removes or replaces the message
+// retained for its topic (not even with an empty payload).
+// [MQTT-3.3.1-12] (3.1.1)
+// [MQTT-3.3.1-8] (5.0)
+#[test]
+fn publish_without_retain_leaves_the_retained_store_alone() {
+    for version in [V3, V5] {
+        let mut net = Net::new();
+        let p = net.client(version, "p", 0);
+        let mut kept = message("r/a", QoS::AtLeastOnce, 1, "kept");
+        kept.retain = true;
+        net.publish(p, kept);
+        net.publish(p, message("r/a", QoS::AtLeastOnce, 2, "live"));
+        net.publish(p, message("r/a", QoS::AtMostOnce, 0, ""));
+        net.publish(p, message("r/b", QoS::ExactlyOnce, 3, "not kept"));
+        assert_eq!(
+            retained_for(&mut net, "s", "r/#"),
+            [("r/a".to_owned(), "kept".to_owned(), QoS::AtLeastOnce)],
+            "{version}"
+        );
+        assert_eq!(net.broker.stats().retained, 1);
+    }
+}
+
+// [MQTT-3.1.2-6] (5.0): a CONNECT with Clean Start 0 and no session for its ClientID creates a
+// new session (Session Present 0), which then outlives the connection.
+#[test]
+fn clean_start_0_without_a_session_creates_one_v5() {
+    let mut net = Net::new();
+    let (c, ack) = net.connect(connect(V5, "fresh", false, 3600));
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    assert!(!ack.session_present);
+    assert_eq!(net.broker.stats().sessions, 1);
+    net.subscribe(c, 1, "t", QoS::AtLeastOnce);
+    net.cut(c);
+    assert_eq!(net.broker.stats().sessions, 1);
+    let p = net.client(V5, "p", 0);
+    net.publish(p, message("t", QoS::AtLeastOnce, 1, "queued"));
+    let (c, ack) = net.connect(connect(V5, "fresh", false, 3600));
+    assert!(ack.session_present);
+    assert_eq!(payloads(&net.recv(c)), ["queued"]);
+}
+
+// [MQTT-3.10.4-2] (3.1.1 and 5.0): once a subscription is deleted the Server adds no new
+// messages for it to the client's session: none sent while connected, none queued while away,
+// and a remaining overlapping subscription still works.
+#[test]
+fn unsubscribe_stops_new_messages_for_the_filter() {
+    for version in [V3, V5] {
+        let mut net = Net::new();
+        let s = net.client(version, "s", 3600);
+        net.subscribe(s, 1, "a/+", QoS::AtLeastOnce);
+        net.subscribe(s, 2, "a/keep", QoS::AtLeastOnce);
+        net.send(s, &[Packet::Unsubscribe(unsubscribe(3, "a/+"))]);
+        assert!(matches!(&net.recv(s)[..], [Packet::UnsubAck(_)]));
+        let p = net.client(V5, "p", 0);
+        net.publish(p, message("a/gone", QoS::AtLeastOnce, 1, "x"));
+        net.publish(p, message("a/keep", QoS::AtLeastOnce, 2, "k1"));
+        assert_eq!(payloads(&net.recv(s)), ["k1"], "{version}");
+        net.cut(s);
+        net.publish(p, message("a/gone", QoS::AtLeastOnce, 3, "y"));
+        net.publish(p, message("a/keep", QoS::AtLeastOnce, 4, "k2"));
+        let (s, ack) = net.connect(connect(version, "s", false, 3600));
+        assert!(ack.session_present);
+        let again = net.recv(s);
+        // "k1" was never acknowledged: re-sent first; nothing for "a/gone".
+        assert_eq!(payloads(&again), ["k1", "k2"], "{version}");
+    }
+}
