@@ -5,8 +5,11 @@ A test cites a statement by naming its id (`MQTT-3.3.1-2`) in its name, in the c
 above it, or in its first comment line. A citation counts for the version named right after the
 id ("3.1.1", "5.0", "v5", "v3"/"v311"), before the next id; ids listed without one take the
 next version named on the line (`[MQTT-A], [MQTT-B] (5.0)`), so `[MQTT-X] (3.1.1) / [MQTT-Y]
-(5.0)` credits X to 3.1.1 and Y to 5.0 only. An id whose line names no version after it takes
-the version in the test's name (`..._v5`), else counts for both versions.
+(5.0)` credits X to 3.1.1 and Y to 5.0 only. A version followed by a section number ("5.0
+3.1.2.7") names a section, not the id's version. An id whose line names no version after it
+takes, in order: the versions the test's comments give the same id (for ids in test names), the
+version in the test's name (`..._v5`), the file's ("//! Statement ids cited here are those of
+MQTT 5.0"), else both versions.
 
 Statements no test of ours can check (a "may", a rule for a feature we do not have, a rule
 only on a peer's insides) are listed in `untestable.tsv` (`ID<TAB>version<TAB>reason`) and shown
@@ -65,9 +68,13 @@ def load_untestable(standards):
     return untestable, errors
 
 
+SECTION_REF = re.compile(r"(3\.1\.1|5\.0)\s+\d+(\.\d+)+")
+
+
 def markers(text):
-    """The versions `text` names (possibly none)."""
-    l = text.lower()
+    """The versions `text` names (possibly none); "5.0 3.1.2.7" is a section of 5.0, not a
+    version for the id before it."""
+    l = SECTION_REF.sub("", text.lower())
     v3 = "3.1.1" in l or "v3" in l or "v311" in l or "3.1.x" in l
     v5 = "5.0" in l or "v5" in l or "mqtt 5" in l
     return ({"3.1.1"} if v3 else set()) | ({"5.0"} if v5 else set())
@@ -144,13 +151,26 @@ def main():
     files = [p for p in ROOT.rglob("*.rs") if "target" not in p.parts and ".git" not in p.parts]
     for path in sorted(files):
         rel = path.relative_to(ROOT)
+        file_default = set()
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith("//!") and "cited here" in line:
+                file_default = markers(line)
         for name, cite_lines in tests_in(path):
             test = f"{rel}::{name}"
-            # The test's name may say its version (`..._v5`): the default for its citations.
-            fallback = markers(name) or {"3.1.1", "5.0"}
-            for line in cite_lines:
+            # The test's name may say its version (`..._v5`), else its file: the default for
+            # its citations.
+            fallback = markers(name) or file_default or {"3.1.1", "5.0"}
+            # Versions the comments give each id, for the same id in the test's name.
+            explicit = {}
+            for line in cite_lines[1:]:
+                for raw, versions in citations(line, None):
+                    if versions:
+                        explicit.setdefault(raw, set()).update(versions)
+            for k, line in enumerate(cite_lines):
                 # Test names spell ids with underscores: mqtt_3_3_1_2.
-                for raw, versions in citations(line, fallback):
+                for raw, versions in citations(line, None):
+                    if not versions:
+                        versions = (explicit.get(raw) if k == 0 else None) or fallback
                     sid = ALIASES.get(raw, raw)
                     hit = False
                     for v in versions:
