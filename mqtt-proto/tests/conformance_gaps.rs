@@ -357,3 +357,40 @@ fn mqtt_3_3_2_19_content_type_is_a_utf8_string_v5() {
         StringError::NullCharacter,
     );
 }
+
+#[test]
+fn mqtt_3_1_3_3_client_id_is_the_first_payload_field_v5() {
+    // [MQTT-3.1.3-3] (5.0): the ClientID is present and is the first field of the CONNECT
+    // payload, also when a will, a user name and a password follow; an empty one is still
+    // written (length 0).
+    for (id, will) in [("c1", true), ("", false)] {
+        let mut connect = Connect::new(V5, MqttString::new(id).unwrap());
+        connect.username = Some(MqttString::new("u").unwrap());
+        connect.password = Some(Bytes::from_static(b"p"));
+        if will {
+            connect.will = Some(mqtt_streaming_proto::Will {
+                topic: TopicName::new("w").unwrap(),
+                payload: Bytes::from_static(b"m"),
+                qos: mqtt_streaming_proto::QoS::AtMostOnce,
+                retain: false,
+                properties: Default::default(),
+            });
+        }
+        let mut buf = BytesMut::new();
+        Packet::from(connect).encode(V5, &mut buf).unwrap();
+        // Fixed header (2), protocol name (6), level, flags, keep alive (2), properties (1).
+        let payload = &buf[2 + 6 + 1 + 1 + 2 + 1..];
+        assert_eq!(
+            &payload[..2 + id.len()],
+            &field(id.as_bytes())[..],
+            "{id:?}"
+        );
+        let Packet::Connect(back) = decode(V5, &buf).unwrap() else {
+            panic!("not a CONNECT")
+        };
+        assert_eq!(back.client_id.as_str(), id);
+    }
+    // A CONNECT whose payload ends before the ClientID is malformed.
+    let truncated = connect_bytes(V5, 0x02, &[]);
+    assert_eq!(decode(V5, &truncated), Err(DecodeError::UnexpectedEnd));
+}

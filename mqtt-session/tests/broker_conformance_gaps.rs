@@ -1549,3 +1549,58 @@ fn unsubscribe_stops_new_messages_for_the_filter() {
         assert_eq!(payloads(&again), ["k1", "k2"], "{version}");
     }
 }
+
+// [MQTT-3.3.1-5] (5.0): a PUBLISH with RETAIN 1 from a client replaces the message retained for
+// its topic and is stored (at its QoS) for later subscribers.
+#[test]
+fn retained_publish_replaces_and_is_stored_v5() {
+    let mut net = Net::new();
+    let p = net.client(V5, "p", 0);
+    for (id, qos, payload) in [
+        (1, QoS::ExactlyOnce, "first"),
+        (2, QoS::AtLeastOnce, "second"),
+    ] {
+        let mut m = message("r", qos, id, payload);
+        m.retain = true;
+        net.publish(p, m);
+    }
+    assert_eq!(
+        retained_for(&mut net, "s", "r"),
+        [("r".to_owned(), "second".to_owned(), QoS::AtLeastOnce)]
+    );
+    assert_eq!(net.broker.stats().retained, 1);
+}
+
+// [MQTT-3.1.2-14] (5.0): a Will Message with Will Retain 0 is published as a non-retained
+// message: subscribers get it without RETAIN (even with Retain As Published) and nothing is
+// retained for a later subscriber.
+#[test]
+fn will_with_retain_0_is_published_non_retained_v5() {
+    let mut net = Net::new();
+    let s = net.client(V5, "s", 0);
+    let mut subscribe = Subscribe::new(
+        pid(1),
+        TopicFilter::new("status/#").unwrap(),
+        SubscriptionOptions::new(QoS::AtLeastOnce),
+    );
+    subscribe.subscriptions[0].options.retain_as_published = true;
+    net.send(s, &[Packet::Subscribe(subscribe)]);
+    net.recv(s);
+    let mut c = connect(V5, "dev", true, 0);
+    c.will = Some(mqtt_streaming_proto::Will {
+        topic: topic("status/dev"),
+        payload: Bytes::from_static(b"offline"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: Default::default(),
+    });
+    let (conn, _) = net.connect(c);
+    net.cut(conn);
+    let got = net.recv(s);
+    assert!(
+        matches!(&got[..], [Packet::Publish(p)] if !p.retain && &p.payload[..] == b"offline"),
+        "{got:?}"
+    );
+    assert!(retained_for(&mut net, "later", "status/#").is_empty());
+    assert_eq!(net.broker.stats().retained, 0);
+}
