@@ -80,20 +80,35 @@ def markers(text):
     return ({"3.1.1"} if v3 else set()) | ({"5.0"} if v5 else set())
 
 
-def citations(line, fallback):
-    """(raw id, versions) for each id on `line`: the versions named after it, before the next
-    id; else the next ones named on the line; else `fallback`."""
-    normalised = re.sub(r"mqtt_(\d+)_(\d+)_(\d+)_(\d+)", r"MQTT-\1.\2.\3-\4", line)
+SEPARATOR = re.compile(r"^[\s,;/\]\[()]*(?:and|or|to|\.\.)?[\s,;/\]\[()]*$", re.IGNORECASE)
+
+
+def citations(text, fallback):
+    """(raw id, versions) for each id in `text`: the versions named after it, before the next
+    id and before the end of the clause (a colon or a full stop); for an id followed only by a separator (`[MQTT-A], [MQTT-B] (5.0)`),
+    those of the next id; else `fallback`."""
+    normalised = re.sub(r"mqtt_(\d+)_(\d+)_(\d+)_(\d+)", r"MQTT-\1.\2.\3-\4", text)
     found = list(ID.finditer(normalised))
     segments = [
-        markers(normalised[m.end():found[i + 1].start() if i + 1 < len(found) else len(normalised)])
+        normalised[m.end():found[i + 1].start() if i + 1 < len(found) else len(normalised)]
         for i, m in enumerate(found)
     ]
-    out = []
-    for i, m in enumerate(found):
-        versions = next((seg for seg in segments[i:] if seg), None) or fallback
-        out.append((m.group(1), versions))
-    return out
+    versions = [None] * len(found)
+    for i in reversed(range(len(found))):
+        head = markers(re.split(r":|\.\s", segments[i], maxsplit=1)[0])
+        if head:
+            versions[i] = head
+        elif i + 1 < len(found) and SEPARATOR.match(segments[i]):
+            versions[i] = versions[i + 1]
+    return [(m.group(1), versions[i] or fallback) for i, m in enumerate(found)]
+
+
+def comment_text(line):
+    """A comment line without its `//`, `///` or `//!`; an attribute line (between the
+    comments above a test and its body) ends a clause."""
+    if line.strip().startswith("#["):
+        return "."
+    return re.sub(r"^\s*//[/!]?", "", line)
 
 
 def versions_of(line):
@@ -106,8 +121,8 @@ def versions_of(line):
 
 
 def tests_in(path):
-    """Yields (test name, the lines that belong to its citation: comments above, signature,
-    first lines of the body)."""
+    """Yields (test name, the lines that belong to its citation: the signature, then the
+    comments above it and the first comment line of the body, in reading order)."""
     lines = path.read_text(errors="replace").splitlines()
     for i, line in enumerate(lines):
         m = re.match(r"^\s*(?:pub\s+)?(?:async\s+)?fn\s+(\w+)\s*\(", line)
@@ -135,7 +150,7 @@ def tests_in(path):
             if lines[k].strip().startswith("//"):
                 body.append(lines[k])
                 break
-        yield m.group(1), [line] + above + body
+        yield m.group(1), [line] + list(reversed(above)) + body
 
 
 def main():
@@ -160,25 +175,27 @@ def main():
             # The test's name may say its version (`..._v5`), else its file: the default for
             # its citations.
             fallback = markers(name) or file_default or {"3.1.1", "5.0"}
+            # The comments above the test (in reading order) and its first comment line, read
+            # as one text, so a version on the next line still follows its ids.
+            name_line = cite_lines[0]
+            text = " ".join(comment_text(l) for l in cite_lines[1:])
+            cited = citations(text, None)
             # Versions the comments give each id, for the same id in the test's name.
             explicit = {}
-            for line in cite_lines[1:]:
-                for raw, versions in citations(line, None):
-                    if versions:
-                        explicit.setdefault(raw, set()).update(versions)
-            for k, line in enumerate(cite_lines):
-                # Test names spell ids with underscores: mqtt_3_3_1_2.
-                for raw, versions in citations(line, None):
-                    if not versions:
-                        versions = (explicit.get(raw) if k == 0 else None) or fallback
-                    sid = ALIASES.get(raw, raw)
-                    hit = False
-                    for v in versions:
-                        if sid in standards[v]:
-                            covered[v].setdefault(sid, set()).add(test)
-                            hit = True
-                    if not hit and not any(sid in s for s in standards.values()):
-                        unknown.append((test, raw))
+            for raw, versions in cited:
+                if versions:
+                    explicit.setdefault(raw, set()).update(versions)
+            cited += [(raw, v or explicit.get(raw)) for raw, v in citations(name_line, None)]
+            for raw, versions in cited:
+                versions = versions or fallback
+                sid = ALIASES.get(raw, raw)
+                hit = False
+                for v in versions:
+                    if sid in standards[v]:
+                        covered[v].setdefault(sid, set()).add(test)
+                        hit = True
+                if not hit and not any(sid in s for s in standards.values()):
+                    unknown.append((test, raw))
 
     out = ["# Conformance manifest", "",
            "Generated by `.ci/conformance/manifest.py` from the test sources: each normative "
