@@ -2,7 +2,7 @@
 """Conformance manifest: every normative statement of MQTT 3.1.1 and 5.0 -> the tests citing it.
 
 A test cites a statement by naming its id (`MQTT-3.3.1-2`) in its name, in the comments just
-above it, or in its first comment line. A citation counts for the version named right after the
+above it, or in the first comment line of its body. A citation counts for the version named right after the
 id ("3.1.1", "5.0", "v5", "v3"/"v311"), before the next id; ids listed without one take the
 next version named on the line (`[MQTT-A], [MQTT-B] (5.0)`), so `[MQTT-X] (3.1.1) / [MQTT-Y]
 (5.0)` credits X to 3.1.1 and Y to 5.0 only. A version followed by a section number ("5.0
@@ -83,9 +83,13 @@ def markers(text):
 SEPARATOR = re.compile(r"^[\s,;/\]\[()]*(?:and|or|to|\.\.)?[\s,;/\]\[()]*$", re.IGNORECASE)
 
 
-def citations(text, fallback):
+CONTINUED = "\x00"
+
+
+def citations(text, fallback, limit=None):
     """(raw id, versions) for each id in `text`: the versions named after it, before the next
-    id and before the end of the clause (a colon or a full stop); for an id followed only by a separator (`[MQTT-A], [MQTT-B] (5.0)`),
+    id and before the end of the clause (a colon or a full stop); only ids before `limit` count;
+    for an id followed only by a separator (`[MQTT-A], [MQTT-B] (5.0)`),
     those of the next id; else `fallback`."""
     normalised = re.sub(r"mqtt_(\d+)_(\d+)_(\d+)_(\d+)", r"MQTT-\1.\2.\3-\4", text)
     found = list(ID.finditer(normalised))
@@ -100,7 +104,11 @@ def citations(text, fallback):
             versions[i] = head
         elif i + 1 < len(found) and SEPARATOR.match(segments[i]):
             versions[i] = versions[i + 1]
-    return [(m.group(1), versions[i] or fallback) for i, m in enumerate(found)]
+    return [
+        (m.group(1), versions[i] or fallback)
+        for i, m in enumerate(found)
+        if limit is None or m.start() < limit
+    ]
 
 
 def comment_text(line):
@@ -122,7 +130,8 @@ def versions_of(line):
 
 def tests_in(path):
     """Yields (test name, the lines that belong to its citation: the signature, then the
-    comments above it and the first comment line of the body, in reading order)."""
+    comments above it and the first comment line of the body, in reading order; then the rest
+    of that comment, each line starting with CONTINUED)."""
     lines = path.read_text(errors="replace").splitlines()
     for i, line in enumerate(lines):
         m = re.match(r"^\s*(?:pub\s+)?(?:async\s+)?fn\s+(\w+)\s*\(", line)
@@ -145,10 +154,16 @@ def tests_in(path):
             is_test = "proptest!" in window and "#[test]" not in lines[i - 1]
         if not is_test:
             continue
+        # The first comment line of the body cites; the lines continuing that comment only
+        # say which version its ids are (marked CONTINUED).
         body = []
         for k in range(i + 1, min(i + 6, len(lines))):
             if lines[k].strip().startswith("//"):
                 body.append(lines[k])
+                k += 1
+                while k < len(lines) and lines[k].strip().startswith("//"):
+                    body.append(CONTINUED + lines[k])
+                    k += 1
                 break
         yield m.group(1), [line] + list(reversed(above)) + body
 
@@ -178,8 +193,11 @@ def main():
             # The comments above the test (in reading order) and its first comment line, read
             # as one text, so a version on the next line still follows its ids.
             name_line = cite_lines[0]
-            text = " ".join(comment_text(l) for l in cite_lines[1:])
-            cited = citations(text, None)
+            citing = [l for l in cite_lines[1:] if not l.startswith(CONTINUED)]
+            continued = [l[1:] for l in cite_lines[1:] if l.startswith(CONTINUED)]
+            text = " ".join(comment_text(l) for l in citing)
+            more = " ".join(comment_text(l) for l in continued)
+            cited = citations(text + " " + more, None, limit=len(text))
             # Versions the comments give each id, for the same id in the test's name.
             explicit = {}
             for raw, versions in cited:
