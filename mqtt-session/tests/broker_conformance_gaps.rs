@@ -482,6 +482,7 @@ fn client_ids_of_1_to_23_alphanumerics_are_accepted() {
 
 // [MQTT-3.1.3-9] (3.1.1): a ClientId the Server rejects gets CONNACK return code 0x02
 // Identifier rejected, then the connection is closed.
+// [MQTT-3.2.2-4] (3.1.1): a CONNACK with a non-zero return code has Session Present 0.
 #[test]
 fn rejected_client_id_gets_return_code_2_and_close_v311() {
     let mut net = Net::new();
@@ -495,6 +496,7 @@ fn rejected_client_id_gets_return_code_2_and_close_v311() {
 
 // [MQTT-3.1.3-8] (5.0): a Server that rejects the ClientID may answer CONNACK 0x85 Client
 // Identifier not valid, and must then close the connection.
+// [MQTT-3.2.2-6] (5.0): a CONNACK with a non-zero Reason Code has Session Present 0.
 #[test]
 fn rejected_client_id_gets_0x85_and_close_v5() {
     let mut policy = Policy::default();
@@ -570,6 +572,7 @@ fn malformed_connect_closes_the_connection() {
 
 // [MQTT-3.1.4-2] (5.0): if an authentication or authorization check on the CONNECT fails, the
 // Server must close the connection (after CONNACK with the code, 3.2.2.2).
+// [MQTT-3.1.4-6] (5.0): nothing the client sent after the refused CONNECT is processed.
 #[test]
 fn failed_authentication_closes_the_connection_v5() {
     for code in [
@@ -791,6 +794,7 @@ fn each_topic_is_an_ordered_topic() {
 }
 
 // [MQTT-4.1.0-2] (3.1.1): a Session lasts at least as long as its Network Connection.
+// [MQTT-4.1.0-1] (3.1.1): its state is kept for the whole of it.
 // [MQTT-4.1.0-1] (5.0): Session State is not discarded while the connection is open, even with
 // a Session Expiry Interval of 0 and no Keep Alive, however long it stays quiet.
 #[test]
@@ -1274,6 +1278,8 @@ fn will_user_properties_keep_their_order_v5() {
 // [MQTT-3.1.2-15] (5.0): a Will Message with Will Retain 1 is published as a retained message:
 // subscribers get it with RETAIN set (Retain As Published) and a later subscriber gets it
 // from the store.
+// [MQTT-3.1.2-7] (5.0): the Will Message of a CONNECT with Will Flag 1 is stored with the
+// session and published when the connection is lost.
 #[test]
 fn will_with_retain_1_is_published_retained_v5() {
     let mut net = Net::new();

@@ -680,6 +680,7 @@ fn client_session_state_belongs_to_its_client_id() {
 // [MQTT-4.1.0-1] (5.0): the Client does not discard Session State while the connection is open
 // (also with Session Expiry 0 and no Keep Alive, however long it stays quiet).
 // [MQTT-4.1.0-2] (3.1.1): the Session lasts at least as long as the connection.
+// [MQTT-4.1.0-1] (3.1.1): its state is kept for the whole of it.
 #[test]
 fn client_keeps_session_state_while_connected() {
     for version in [V3, V5] {
