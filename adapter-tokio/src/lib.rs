@@ -220,8 +220,16 @@ mod runtime;
 // 3. The engine's own transport trait.
 mod transport;
 
-// 4. A runtime's streams and TCP.
+// 4. A runtime's streams and TCP; where to connect; TLS configuration; WebSocket framing.
 mod net;
+
+mod endpoint;
+
+#[cfg(feature = "engine-tls")]
+mod tls;
+
+#[cfg(feature = "engine-websocket")]
+mod ws;
 
 // 5. Per-connection state shared by a driver and its handles.
 mod shared;
@@ -239,12 +247,19 @@ mod server;
 
 mod broker;
 
+// 8b. Connecting to and listening on any endpoint (TCP, TLS, WebSocket, Unix).
+mod dial;
+
 // 9. The engine named for one runtime (a macro for every adapter).
 mod named;
 
 // 10. The tokio glue.
 #[cfg(feature = "tokio-runtime")]
 mod tokio_rt;
+
+// 11. The transports on tokio.
+#[cfg(feature = "tokio-runtime")]
+mod tokio_transports;
 
 /// The protocol crate, re-exported: one dependency line brings the whole stack.
 pub use mqtt_streaming_proto;
@@ -253,6 +268,8 @@ pub use mqtt_streaming_session;
 
 pub use broker::{BrokerNotice, BrokerNotices, BrokerOptions};
 pub use client::{ClientEvents, ClientOptions, Event, Reconnect};
+pub use dial::{ListenOptions, TransportOptions};
+pub use endpoint::{Endpoint, EndpointError, Scheme};
 pub use error::{Error, TryPublishError};
 pub use publish::{PublishOutcome, PublishReceipt};
 pub use server::{
@@ -260,6 +277,19 @@ pub use server::{
     ServerOptions,
 };
 pub use shared::Events;
+/// rustls, re-exported (features `tls`, `engine-tls`): the version whose `ClientConfig` and
+/// `ServerConfig` [`TlsClient::from_config`] and [`TlsServer::from_config`] take.
+#[cfg(feature = "engine-tls")]
+pub use rustls;
+#[cfg(feature = "engine-tls")]
+pub use tls::{
+    MosquittoTlsFlags, TlsClient, TlsClientOptions, TlsError, TlsServer, TlsServerOptions,
+    TlsVersion,
+};
+#[cfg(feature = "tokio-runtime")]
+pub use tokio_transports::{connect_endpoint, connect_url, connect_url_with, listen, listen_url};
+#[cfg(feature = "engine-websocket")]
+pub use ws::{WsOptions, WsTransport, WS_SUBPROTOCOL};
 #[cfg(feature = "tokio-runtime")]
 pub use tokio_rt::{
     connect, connect_tcp, serve_connection, BrokerHandle, BrokerServer, Client, Server, TokioIo,
@@ -275,8 +305,9 @@ pub mod engine {
     //! [`named_for_runtime!`](crate::named_for_runtime).
 
     pub use crate::broker::{BrokerHandleOn, BrokerServerOn};
-    pub use crate::client::{connect_on, connect_tcp_on, ClientOn};
-    pub use crate::net::{Accepted, Adapt, Bind, Listener, NetRuntime, TcpConnect};
+    pub use crate::client::{connect_on, connect_tcp_on, connect_transport_on, ClientOn};
+    pub use crate::dial::{connect_endpoint_on, scheme_supported, unsupported, Dial};
+    pub use crate::net::{Accepted, Adapt, Bind, Listener, Listeners, NetRuntime, TcpConnect};
     pub use crate::runtime::{Runtime, Timer};
     pub use crate::server::{serve_connection_on, ServerOn};
     pub use crate::transport::{BoxTransport, Transport};
