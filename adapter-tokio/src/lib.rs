@@ -310,7 +310,7 @@ pub mod engine {
     pub use crate::net::{Accepted, Adapt, Bind, Listener, Listeners, NetRuntime, TcpConnect};
     pub use crate::runtime::{Runtime, Timer};
     pub use crate::server::{serve_connection_on, ServerOn};
-    pub use crate::transport::{BoxTransport, Transport};
+    pub use crate::transport::{BoxTransport, CloseTolerant, Transport};
 }
 
 /// The workspace README's examples, compiled and run as doc tests so they cannot rot.

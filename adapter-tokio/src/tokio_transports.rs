@@ -21,7 +21,7 @@ use crate::dial::{Dial, ListenOptions, TransportOptions};
 use crate::endpoint::{Endpoint, Scheme};
 use crate::net::{Accepted, Listener};
 use crate::tokio_rt::{Client, TokioIo, TokioRuntime, Transport};
-use crate::transport::BoxTransport;
+use crate::transport::{BoxTransport, CloseTolerant};
 #[cfg(feature = "websocket")]
 use crate::ws::{WsOptions, WsTransport};
 
@@ -68,7 +68,7 @@ async fn dial_endpoint(endpoint: &Endpoint, options: &TransportOptions) -> io::R
             #[cfg(feature = "tls")]
             {
                 let stream = tls_connect(endpoint, options, Box::new(tcp(endpoint).await?)).await?;
-                Ok(Box::new(TokioIo(stream)))
+                Ok(Box::new(CloseTolerant(TokioIo(stream))))
             }
             #[cfg(not(feature = "tls"))]
             Err(unsupported(endpoint, "tls"))
@@ -148,7 +148,7 @@ impl Layers {
         if let Some(ws) = self.ws {
             return Ok(Box::new(WsTransport::accept(Compat(stream), &ws).await?));
         }
-        Ok(Box::new(TokioIo(stream)))
+        Ok(Box::new(CloseTolerant(TokioIo(stream))))
     }
 }
 

@@ -25,7 +25,7 @@ use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use futures_sink::Sink;
 
-use crate::transport::Transport;
+use crate::transport::{peer_gone, Transport};
 
 /// The subprotocol MQTT is carried under.
 pub const WS_SUBPROTOCOL: &str = "mqtt";
@@ -221,10 +221,14 @@ where
         if !self.closed {
             match ready!(Pin::new(&mut self.ws).poll_close(cx)) {
                 Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {}
+                Err(WsError::Io(error)) if peer_gone(&error) => {}
                 Err(error) => return Poll::Ready(Err(to_io(error))),
             }
             self.closed = true;
         }
-        Pin::new(self.ws.get_mut()).poll_close(cx)
+        match ready!(Pin::new(self.ws.get_mut()).poll_close(cx)) {
+            Err(error) if peer_gone(&error) => Poll::Ready(Ok(())),
+            other => Poll::Ready(other),
+        }
     }
 }
