@@ -77,6 +77,17 @@ pub use mqtt_streaming_smol::{
     ConnectionEvents, ConnectionHandle, DetachedSession, Error, Event, Events, PublishOutcome,
     PublishReceipt, ServerConnection, ServerOptions, Transport, TryPublishError,
 };
+pub use mqtt_streaming_smol::{Endpoint, EndpointError, ListenOptions, Scheme, TransportOptions};
+/// rustls, re-exported (feature `tls`).
+#[cfg(feature = "tls")]
+pub use mqtt_streaming_smol::rustls;
+#[cfg(feature = "tls")]
+pub use mqtt_streaming_smol::{
+    MosquittoTlsFlags, TlsClient, TlsClientOptions, TlsError, TlsServer, TlsServerOptions,
+    TlsVersion,
+};
+#[cfg(feature = "websocket")]
+pub use mqtt_streaming_smol::{WsOptions, WsTransport, WS_SUBPROTOCOL};
 
 /// The async-std runtime: drivers are spawned with `async_std::task::spawn`; the timer and
 /// clock are `async-io`'s (async-std's own reactor), shared with `mqtt_streaming_smol::SmolRuntime`
@@ -94,3 +105,11 @@ mqtt_streaming_smol::futures_runtime! {
 }
 
 mqtt_streaming_tokio::named_for_runtime!(AsyncStdRuntime);
+
+mod transports {
+    use super::Client;
+    mqtt_streaming_tokio::transports_for_runtime!(super::AsyncStdRuntime);
+}
+pub use transports::{
+    connect_endpoint, connect_url, connect_url_with, listen as listen_endpoint, listen_url,
+};

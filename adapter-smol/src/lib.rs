@@ -193,6 +193,7 @@
 mod futures_rt;
 #[cfg(feature = "smol-runtime")]
 mod smol_rt;
+mod transports;
 
 /// The protocol crate, re-exported: one dependency line brings the whole stack.
 pub use mqtt_streaming_proto;
@@ -200,6 +201,20 @@ pub use mqtt_streaming_proto;
 pub use mqtt_streaming_session;
 
 pub use futures_rt::{AcceptFuture, AsyncIoTimer, FuturesIo, FuturesTcp, TcpAcceptor, Transport};
+pub use transports::{dial, listen, FuturesDial, IoFuture};
+/// The transport entry points named for one runtime (`mqtt_streaming_tokio::transports_for_runtime`).
+pub use mqtt_streaming_tokio::transports_for_runtime;
+pub use mqtt_streaming_tokio::{Endpoint, EndpointError, ListenOptions, Scheme, TransportOptions};
+/// rustls, re-exported (feature `tls`).
+#[cfg(feature = "tls")]
+pub use mqtt_streaming_tokio::rustls;
+#[cfg(feature = "tls")]
+pub use mqtt_streaming_tokio::{
+    MosquittoTlsFlags, TlsClient, TlsClientOptions, TlsError, TlsServer, TlsServerOptions,
+    TlsVersion,
+};
+#[cfg(feature = "websocket")]
+pub use mqtt_streaming_tokio::{WsOptions, WsTransport, WS_SUBPROTOCOL};
 /// The runtime-generic engine (`mqtt_streaming_tokio::engine`): what a runtime implements, and the
 /// client, server and broker over any runtime.
 pub use mqtt_streaming_tokio::engine;
@@ -212,5 +227,6 @@ pub use mqtt_streaming_tokio::{
 };
 #[cfg(feature = "smol-runtime")]
 pub use smol_rt::{
-    connect, connect_tcp, serve_connection, BrokerHandle, BrokerServer, Client, Server, SmolRuntime,
+    connect, connect_endpoint, connect_tcp, connect_url, connect_url_with, listen_endpoint,
+    listen_url, serve_connection, BrokerHandle, BrokerServer, Client, Server, SmolRuntime,
 };
