@@ -67,6 +67,9 @@ pub use mqtt_streaming_session;
 /// The runtime-generic engine (`mqtt_streaming_tokio::engine`): what a runtime implements, and the
 /// client, server and broker over any runtime.
 pub use mqtt_streaming_smol::engine;
+/// rustls, re-exported (feature `tls`).
+#[cfg(feature = "tls")]
+pub use mqtt_streaming_smol::rustls;
 /// Session resumption, the engine's one `Reconnect`: on an [`mqtt_streaming_async_std::Client`](Client)
 /// `reconnect` and `reconnect_with` take any futures-io transport
 /// (`async_std::net::TcpStream` included) and `reconnect_tcp` async-std's address types
@@ -78,9 +81,6 @@ pub use mqtt_streaming_smol::{
     PublishReceipt, ServerConnection, ServerOptions, Transport, TryPublishError,
 };
 pub use mqtt_streaming_smol::{Endpoint, EndpointError, ListenOptions, Scheme, TransportOptions};
-/// rustls, re-exported (feature `tls`).
-#[cfg(feature = "tls")]
-pub use mqtt_streaming_smol::rustls;
 #[cfg(feature = "tls")]
 pub use mqtt_streaming_smol::{
     MosquittoTlsFlags, TlsClient, TlsClientOptions, TlsError, TlsServer, TlsServerOptions,

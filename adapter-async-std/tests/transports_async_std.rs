@@ -11,7 +11,9 @@ use mqtt_streaming_async_std::{
     connect_url_with, listen_url, BrokerServer, ClientOptions, Endpoint, Event, ListenOptions,
     TlsClientOptions, TlsServerOptions, TransportOptions,
 };
-use mqtt_streaming_proto::{Connect, MqttString, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
+use mqtt_streaming_proto::{
+    Connect, MqttString, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName,
+};
 use mqtt_streaming_session::broker::BrokerConfig;
 use mqtt_streaming_session::{Message, SubscribeRequest};
 
@@ -46,7 +48,9 @@ fn tls_mutual_tls_wss_and_unix_on_async_std() {
         let broker = BrokerServer::new(BrokerConfig::default())
             .with_listener(Box::new(Listeners::new(listeners)))
             .spawn();
-        let client_tls = TlsClientOptions::new().add_ca_pem(pki.ca.as_bytes()).unwrap();
+        let client_tls = TlsClientOptions::new()
+            .add_ca_pem(pki.ca.as_bytes())
+            .unwrap();
         let with_cert = TransportOptions::new().tls(
             TlsClientOptions::new()
                 .add_ca_pem(pki.ca.as_bytes())
@@ -61,7 +65,10 @@ fn tls_mutual_tls_wss_and_unix_on_async_std() {
                 .await
                 .unwrap_or_else(|e| panic!("{url}: {e}"));
             let filter = TopicFilter::new(&format!("t{i}")).unwrap();
-            client.subscribe(SubscribeRequest::new(filter, QoS::AtLeastOnce)).await.unwrap();
+            client
+                .subscribe(SubscribeRequest::new(filter, QoS::AtLeastOnce))
+                .await
+                .unwrap();
             let topic = TopicName::new(&format!("t{i}")).unwrap();
             let outcome = client
                 .publish(Message::new(topic, QoS::AtLeastOnce, url.clone()))
@@ -83,7 +90,12 @@ fn tls_mutual_tls_wss_and_unix_on_async_std() {
         // Mutual TLS: no client certificate, no connection.
         let without = TransportOptions::new().tls(client_tls.build().unwrap());
         for url in &urls[..2] {
-            assert!(connect_url_with(url, &without, options("none")).await.is_err(), "{url}");
+            assert!(
+                connect_url_with(url, &without, options("none"))
+                    .await
+                    .is_err(),
+                "{url}"
+            );
         }
         broker.shutdown().await;
         let _ = std::fs::remove_dir_all(&dir);

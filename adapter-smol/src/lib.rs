@@ -201,13 +201,22 @@ pub use mqtt_streaming_proto;
 pub use mqtt_streaming_session;
 
 pub use futures_rt::{AcceptFuture, AsyncIoTimer, FuturesIo, FuturesTcp, TcpAcceptor, Transport};
-pub use transports::{dial, listen, FuturesDial, IoFuture};
-/// The transport entry points named for one runtime (`mqtt_streaming_tokio::transports_for_runtime`).
-pub use mqtt_streaming_tokio::transports_for_runtime;
-pub use mqtt_streaming_tokio::{Endpoint, EndpointError, ListenOptions, Scheme, TransportOptions};
+/// The runtime-generic engine (`mqtt_streaming_tokio::engine`): what a runtime implements, and the
+/// client, server and broker over any runtime.
+pub use mqtt_streaming_tokio::engine;
+/// The engine's entry points and types named for one runtime (`mqtt_streaming_tokio::named_for_runtime`).
+pub use mqtt_streaming_tokio::named_for_runtime;
 /// rustls, re-exported (feature `tls`).
 #[cfg(feature = "tls")]
 pub use mqtt_streaming_tokio::rustls;
+/// The transport entry points named for one runtime (`mqtt_streaming_tokio::transports_for_runtime`).
+pub use mqtt_streaming_tokio::transports_for_runtime;
+pub use mqtt_streaming_tokio::{
+    BrokerNotice, BrokerNotices, BrokerOptions, ClientEvents, ClientOptions, ConnectionEvent,
+    ConnectionEvents, ConnectionHandle, DetachedSession, Error, Event, Events, PublishOutcome,
+    PublishReceipt, Reconnect, ServerConnection, ServerOptions, TryPublishError,
+};
+pub use mqtt_streaming_tokio::{Endpoint, EndpointError, ListenOptions, Scheme, TransportOptions};
 #[cfg(feature = "tls")]
 pub use mqtt_streaming_tokio::{
     MosquittoTlsFlags, TlsClient, TlsClientOptions, TlsError, TlsServer, TlsServerOptions,
@@ -215,18 +224,9 @@ pub use mqtt_streaming_tokio::{
 };
 #[cfg(feature = "websocket")]
 pub use mqtt_streaming_tokio::{WsOptions, WsTransport, WS_SUBPROTOCOL};
-/// The runtime-generic engine (`mqtt_streaming_tokio::engine`): what a runtime implements, and the
-/// client, server and broker over any runtime.
-pub use mqtt_streaming_tokio::engine;
-/// The engine's entry points and types named for one runtime (`mqtt_streaming_tokio::named_for_runtime`).
-pub use mqtt_streaming_tokio::named_for_runtime;
-pub use mqtt_streaming_tokio::{
-    BrokerNotice, BrokerNotices, BrokerOptions, ClientEvents, ClientOptions, ConnectionEvent,
-    ConnectionEvents, ConnectionHandle, DetachedSession, Error, Event, Events, PublishOutcome,
-    PublishReceipt, Reconnect, ServerConnection, ServerOptions, TryPublishError,
-};
 #[cfg(feature = "smol-runtime")]
 pub use smol_rt::{
     connect, connect_endpoint, connect_tcp, connect_url, connect_url_with, listen_endpoint,
     listen_url, serve_connection, BrokerHandle, BrokerServer, Client, Server, SmolRuntime,
 };
+pub use transports::{dial, listen, FuturesDial, IoFuture};

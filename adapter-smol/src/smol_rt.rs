@@ -20,4 +20,6 @@ mod transports {
     use super::Client;
     mqtt_streaming_tokio::transports_for_runtime!(super::SmolRuntime);
 }
-pub use transports::{connect_endpoint, connect_url, connect_url_with, listen as listen_endpoint, listen_url};
+pub use transports::{
+    connect_endpoint, connect_url, connect_url_with, listen as listen_endpoint, listen_url,
+};

@@ -13,9 +13,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use mqtt_streaming_tokio::engine::{
-    unsupported, Accepted, BoxTransport, CloseTolerant, Listener,
-};
+use mqtt_streaming_tokio::engine::{unsupported, Accepted, BoxTransport, CloseTolerant, Listener};
 use mqtt_streaming_tokio::{Endpoint, ListenOptions, Scheme, TransportOptions};
 
 use crate::futures_rt::{AcceptFuture, FuturesIo, FuturesTcp, Transport};
@@ -139,7 +137,12 @@ pub async fn dial<R: FuturesDial>(
     endpoint: &Endpoint,
     options: &TransportOptions,
 ) -> io::Result<BoxTransport> {
-    within(options.timeout(), "connecting", dial_endpoint::<R>(endpoint, options)).await
+    within(
+        options.timeout(),
+        "connecting",
+        dial_endpoint::<R>(endpoint, options),
+    )
+    .await
 }
 
 /// What a listener runs on each accepted stream before MQTT.
@@ -225,7 +228,10 @@ impl<R: FuturesTcp> Listener for LayeredListener<R> {
                     let (stream, _) = listener.accept().await?;
                     // No IP address: the peer is reported as 0.0.0.0:0 only inside this
                     // future and dropped below.
-                    Ok((Box::new(stream) as Stream, SocketAddr::from(([0, 0, 0, 0], 0))))
+                    Ok((
+                        Box::new(stream) as Stream,
+                        SocketAddr::from(([0, 0, 0, 0], 0)),
+                    ))
                 })
             }
         });
@@ -238,7 +244,10 @@ impl<R: FuturesTcp> Listener for LayeredListener<R> {
             Raw::Unix(_) => None,
         };
         if self.layers.is_empty() {
-            return Poll::Ready(Ok(Accepted::with_peer(CloseTolerant(FuturesIo(stream)), peer)));
+            return Poll::Ready(Ok(Accepted::with_peer(
+                CloseTolerant(FuturesIo(stream)),
+                peer,
+            )));
         }
         let layers = self.layers.clone();
         let limit = self.handshake_timeout;

@@ -12,7 +12,9 @@ use async_tungstenite::tungstenite::client::IntoClientRequest;
 use async_tungstenite::tungstenite::http::HeaderValue;
 use async_tungstenite::tungstenite::Message as WsMessage;
 use futures_util::StreamExt;
-use mqtt_streaming_proto::{Connect, MqttString, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
+use mqtt_streaming_proto::{
+    Connect, MqttString, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName,
+};
 use mqtt_streaming_session::broker::BrokerConfig;
 use mqtt_streaming_session::{Message, SubscribeRequest};
 use mqtt_streaming_smol::engine::Listeners;
@@ -58,13 +60,22 @@ impl Drop for Broker {
 }
 
 async fn broker(tls: TlsServerOptions) -> Broker {
-    let dir = std::env::temp_dir().join(format!("smol-transports-{}-{}", std::process::id(), rand_suffix()));
+    let dir = std::env::temp_dir().join(format!(
+        "smol-transports-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let options = ListenOptions::new().tls(tls.build().unwrap());
     let unix = format!("unix://{}", dir.join("b.sock").display());
     let mut listeners = Vec::new();
     let mut urls = Vec::new();
-    for url in ["mqtts://127.0.0.1:0", "ws://127.0.0.1:0/mqtt", "wss://127.0.0.1:0/mqtt", unix.as_str()] {
+    for url in [
+        "mqtts://127.0.0.1:0",
+        "ws://127.0.0.1:0/mqtt",
+        "wss://127.0.0.1:0/mqtt",
+        unix.as_str(),
+    ] {
         let listener = listen_url(url, &options).await.unwrap();
         let mut endpoint = Endpoint::parse(url).unwrap();
         if let Ok(addr) = listener.local_addr() {
@@ -90,7 +101,9 @@ fn server_tls(pki: &pki::Pki) -> TlsServerOptions {
 }
 
 fn client_tls(pki: &pki::Pki) -> TlsClientOptions {
-    TlsClientOptions::new().add_ca_pem(pki.ca.as_bytes()).unwrap()
+    TlsClientOptions::new()
+        .add_ca_pem(pki.ca.as_bytes())
+        .unwrap()
 }
 
 async fn round_trip(url: &str, transport: &TransportOptions, id: &str) {
@@ -98,13 +111,22 @@ async fn round_trip(url: &str, transport: &TransportOptions, id: &str) {
         .await
         .unwrap_or_else(|e| panic!("{url}: {e}"));
     client
-        .subscribe(SubscribeRequest::new(TopicFilter::new(&format!("{id}/#")).unwrap(), QoS::ExactlyOnce))
+        .subscribe(SubscribeRequest::new(
+            TopicFilter::new(&format!("{id}/#")).unwrap(),
+            QoS::ExactlyOnce,
+        ))
         .await
         .unwrap();
     let big = vec![7u8; 150_000];
-    for (qos, payload) in [(QoS::AtLeastOnce, b"one".to_vec()), (QoS::ExactlyOnce, big.clone())] {
+    for (qos, payload) in [
+        (QoS::AtLeastOnce, b"one".to_vec()),
+        (QoS::ExactlyOnce, big.clone()),
+    ] {
         let topic = TopicName::new(&format!("{id}/x")).unwrap();
-        let outcome = client.publish(Message::new(topic, qos, payload)).await.unwrap();
+        let outcome = client
+            .publish(Message::new(topic, qos, payload))
+            .await
+            .unwrap();
         assert_eq!(outcome.reason_code, ReasonCode::Success);
     }
     assert_eq!(next_payload(&mut events).await, b"one");
@@ -129,7 +151,12 @@ fn our_client_and_broker_over_every_transport_on_smol() {
 fn mutual_tls_and_host_names_on_smol() {
     bounded(async {
         let pki = pki::pki();
-        let broker = broker(server_tls(&pki).require_client_cert(pki.ca.as_bytes()).unwrap()).await;
+        let broker = broker(
+            server_tls(&pki)
+                .require_client_cert(pki.ca.as_bytes())
+                .unwrap(),
+        )
+        .await;
         let with_cert = TransportOptions::new().tls(
             client_tls(&pki)
                 .client_cert_pem(pki.client_cert.as_bytes(), pki.client_key.as_bytes())
@@ -141,7 +168,12 @@ fn mutual_tls_and_host_names_on_smol() {
         round_trip(&broker.urls[2], &with_cert, "mw").await;
         let without = TransportOptions::new().tls(client_tls(&pki).build().unwrap());
         for url in [&broker.urls[0], &broker.urls[2]] {
-            assert!(connect_url_with(url, &without, options("no")).await.is_err(), "{url}");
+            assert!(
+                connect_url_with(url, &without, options("no"))
+                    .await
+                    .is_err(),
+                "{url}"
+            );
         }
         let wrong = TransportOptions::new().tls(
             client_tls(&pki)
@@ -151,7 +183,9 @@ fn mutual_tls_and_host_names_on_smol() {
                 .build()
                 .unwrap(),
         );
-        let error = connect_url_with(&broker.urls[0], &wrong, options("w")).await.unwrap_err();
+        let error = connect_url_with(&broker.urls[0], &wrong, options("w"))
+            .await
+            .unwrap_err();
         assert!(format!("{error}").contains("not valid for name"), "{error}");
         // Nothing stays connected (the refused handshakes were dropped).
         let mut open = usize::MAX;
@@ -195,10 +229,16 @@ fn websocket_framing_mqtt_6_0_0() {
         let connect: &[u8] = &[
             0x10, 15, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 30, 0, 3, b'r', b'a', b'w',
         ];
-        ws.send(WsMessage::binary(connect[..7].to_vec())).await.unwrap();
-        ws.send(WsMessage::binary(connect[7..].to_vec())).await.unwrap();
+        ws.send(WsMessage::binary(connect[..7].to_vec()))
+            .await
+            .unwrap();
+        ws.send(WsMessage::binary(connect[7..].to_vec()))
+            .await
+            .unwrap();
         // SUBSCRIBE a (QoS 0) and PUBLISH a "hi" (QoS 0), one frame.
-        let two: &[u8] = &[0x82, 6, 0, 1, 0, 1, b'a', 0, 0x30, 5, 0, 1, b'a', b'h', b'i'];
+        let two: &[u8] = &[
+            0x82, 6, 0, 1, 0, 1, b'a', 0, 0x30, 5, 0, 1, b'a', b'h', b'i',
+        ];
         ws.send(WsMessage::binary(two.to_vec())).await.unwrap();
         let expected: &[u8] = &[
             0x20, 2, 0, 0, // CONNACK
@@ -215,11 +255,9 @@ fn websocket_framing_mqtt_6_0_0() {
         assert_eq!(got, expected);
         // A text frame: the broker closes the connection.
         ws.send(WsMessage::text("not mqtt")).await.unwrap();
-        loop {
-            match ws.next().await {
-                None | Some(Ok(WsMessage::Close(_))) | Some(Err(_)) => break,
-                Some(Ok(other)) => panic!("after a text frame: {other:?}"),
-            }
+        match ws.next().await {
+            None | Some(Ok(WsMessage::Close(_))) | Some(Err(_)) => {}
+            Some(Ok(other)) => panic!("after a text frame: {other:?}"),
         }
         // Only another subprotocol offered: refused.
         assert!(raw("not-mqtt").await.is_err());

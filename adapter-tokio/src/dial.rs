@@ -107,7 +107,9 @@ impl TransportOptions {
 fn default_tls_client() -> io::Result<TlsClient> {
     #[cfg(feature = "native-roots")]
     {
-        Ok(crate::tls::TlsClientOptions::new().native_roots()?.build()?)
+        Ok(crate::tls::TlsClientOptions::new()
+            .native_roots()?
+            .build()?)
     }
     #[cfg(all(not(feature = "native-roots"), feature = "webpki-roots"))]
     {

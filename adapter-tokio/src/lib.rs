@@ -272,29 +272,29 @@ pub use dial::{ListenOptions, TransportOptions};
 pub use endpoint::{Endpoint, EndpointError, Scheme};
 pub use error::{Error, TryPublishError};
 pub use publish::{PublishOutcome, PublishReceipt};
+/// rustls, re-exported (features `tls`, `engine-tls`): the version whose `ClientConfig` and
+/// `ServerConfig` [`TlsClient::from_config`] and [`TlsServer::from_config`] take.
+#[cfg(feature = "engine-tls")]
+pub use rustls;
 pub use server::{
     ConnectionEvent, ConnectionEvents, ConnectionHandle, DetachedSession, ServerConnection,
     ServerOptions,
 };
 pub use shared::Events;
-/// rustls, re-exported (features `tls`, `engine-tls`): the version whose `ClientConfig` and
-/// `ServerConfig` [`TlsClient::from_config`] and [`TlsServer::from_config`] take.
-#[cfg(feature = "engine-tls")]
-pub use rustls;
 #[cfg(feature = "engine-tls")]
 pub use tls::{
     MosquittoTlsFlags, TlsClient, TlsClientOptions, TlsError, TlsServer, TlsServerOptions,
     TlsVersion,
 };
 #[cfg(feature = "tokio-runtime")]
-pub use tokio_transports::{connect_endpoint, connect_url, connect_url_with, listen, listen_url};
-#[cfg(feature = "engine-websocket")]
-pub use ws::{WsOptions, WsTransport, WS_SUBPROTOCOL};
-#[cfg(feature = "tokio-runtime")]
 pub use tokio_rt::{
     connect, connect_tcp, serve_connection, BrokerHandle, BrokerServer, Client, Server, TokioIo,
     TokioRuntime, TokioTimer, Transport,
 };
+#[cfg(feature = "tokio-runtime")]
+pub use tokio_transports::{connect_endpoint, connect_url, connect_url_with, listen, listen_url};
+#[cfg(feature = "engine-websocket")]
+pub use ws::{WsOptions, WsTransport, WS_SUBPROTOCOL};
 
 pub mod engine {
     //! The runtime-generic engine: what a runtime implements ([`Runtime`], [`Timer`],

@@ -75,10 +75,7 @@ impl Accepted {
         handshake: impl Future<Output = io::Result<BoxTransport>> + Send + 'static,
         peer: Option<SocketAddr>,
     ) -> Self {
-        Self::of(
-            Box::new(Upgrade::Handshake(Box::pin(handshake))),
-            peer,
-        )
+        Self::of(Box::new(Upgrade::Handshake(Box::pin(handshake))), peer)
     }
 
     pub(crate) fn of(transport: BoxTransport, peer: Option<SocketAddr>) -> Self {
@@ -233,7 +230,9 @@ impl Listener for Listeners {
         self.listeners
             .iter()
             .find_map(|l| l.local_addr().ok())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::Unsupported, "no listener with an address"))
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::Unsupported, "no listener with an address")
+            })
     }
 
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Accepted>> {

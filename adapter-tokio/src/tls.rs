@@ -253,7 +253,11 @@ impl TlsClientOptions {
 
     /// Presents this certificate chain (leaf first) and key (PKCS#8, PKCS#1 or SEC1 PEM) when
     /// the server asks for one: mutual TLS.
-    pub fn client_cert_pem(mut self, cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<Self, TlsError> {
+    pub fn client_cert_pem(
+        mut self,
+        cert_chain_pem: &[u8],
+        key_pem: &[u8],
+    ) -> Result<Self, TlsError> {
         self.client_auth = Some((certs_from_pem(cert_chain_pem)?, key_from_pem(key_pem)?));
         Ok(self)
     }
@@ -549,7 +553,10 @@ impl TlsServerOptions {
     }
 
     /// [`new`](Self::new) from PEM files.
-    pub fn from_files(cert_chain: impl AsRef<Path>, key: impl AsRef<Path>) -> Result<Self, TlsError> {
+    pub fn from_files(
+        cert_chain: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+    ) -> Result<Self, TlsError> {
         Self::new(&read_file(cert_chain.as_ref())?, &read_file(key.as_ref())?)
     }
 
@@ -588,7 +595,8 @@ impl TlsServerOptions {
             .with_protocol_versions(self.min_version.versions())?;
         let builder = match self.client_roots {
             Some(roots) => {
-                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
                 let verifier = if self.client_cert_optional {
                     verifier.allow_unauthenticated()
                 } else {

@@ -60,7 +60,10 @@ async fn tls_connect(
     Ok(Box::new(connector.connect(name, stream).await?))
 }
 
-async fn dial_endpoint(endpoint: &Endpoint, options: &TransportOptions) -> io::Result<BoxTransport> {
+async fn dial_endpoint(
+    endpoint: &Endpoint,
+    options: &TransportOptions,
+) -> io::Result<BoxTransport> {
     let _ = options;
     match endpoint.scheme {
         Scheme::Mqtt => Ok(Box::new(TokioIo(tcp(endpoint).await?))),
@@ -159,7 +162,10 @@ enum Raw {
 }
 
 impl Raw {
-    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<(Stream, Option<SocketAddr>)>> {
+    fn poll_accept(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<(Stream, Option<SocketAddr>)>> {
         match self {
             Raw::Tcp(listener) => {
                 let (stream, peer) = ready!(TcpListener::poll_accept(listener, cx))?;
@@ -259,7 +265,11 @@ impl Dial for TokioRuntime {
         endpoint: &Endpoint,
         options: &TransportOptions,
     ) -> impl Future<Output = io::Result<BoxTransport>> + Send {
-        within(options.timeout(), "connecting", dial_endpoint(endpoint, options))
+        within(
+            options.timeout(),
+            "connecting",
+            dial_endpoint(endpoint, options),
+        )
     }
 
     fn listen(

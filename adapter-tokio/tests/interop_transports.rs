@@ -18,8 +18,8 @@ use mqtt_streaming_session::broker::BrokerConfig;
 use mqtt_streaming_session::SubscribeRequest;
 use mqtt_streaming_tokio::engine::Listeners;
 use mqtt_streaming_tokio::{
-    connect_url_with, listen_url, BrokerServer, ListenOptions, TlsClientOptions,
-    TlsServerOptions, TransportOptions,
+    connect_url_with, listen_url, BrokerServer, ListenOptions, TlsClientOptions, TlsServerOptions,
+    TransportOptions,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -40,7 +40,10 @@ fn wait_listening(port: u16) {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let started = std::time::Instant::now();
     while StdStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(10), "port {port} not listening");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "port {port} not listening"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -53,12 +56,18 @@ async fn round_trip(url: &str, transport: &TransportOptions, id: &str) {
             .await
             .unwrap_or_else(|e| panic!("{url}: {e}"));
     let suback = client
-        .subscribe(SubscribeRequest::new(filter(&format!("{id}/#")), QoS::ExactlyOnce))
+        .subscribe(SubscribeRequest::new(
+            filter(&format!("{id}/#")),
+            QoS::ExactlyOnce,
+        ))
         .await
         .unwrap();
     assert_eq!(suback.reason_codes, [ReasonCode::GrantedQoS2]);
     let payloads = [b"small".to_vec(), vec![0x5Au8; 100_000]];
-    for (qos, payload) in [QoS::AtLeastOnce, QoS::ExactlyOnce].into_iter().zip(&payloads) {
+    for (qos, payload) in [QoS::AtLeastOnce, QoS::ExactlyOnce]
+        .into_iter()
+        .zip(&payloads)
+    {
         let outcome = client
             .publish(message(&format!("{id}/m"), qos, payload.clone()))
             .await
@@ -96,7 +105,11 @@ async fn our_client_against_mosquitto_tls_and_websockets() {
         wait_listening(port);
     }
     tokio::time::timeout(LIMIT, async {
-        let ca = || TlsClientOptions::new().add_ca_file(dir.path().join("ca.pem")).unwrap();
+        let ca = || {
+            TlsClientOptions::new()
+                .add_ca_file(dir.path().join("ca.pem"))
+                .unwrap()
+        };
         let server_only = TransportOptions::new().tls(ca().build().unwrap());
         round_trip(&format!("mqtts://127.0.0.1:{tls}"), &server_only, "tls").await;
         round_trip(&format!("mqtts://localhost:{tls}"), &server_only, "tls-sni").await;
@@ -114,9 +127,13 @@ async fn our_client_against_mosquitto_tls_and_websockets() {
             options(ProtocolVersion::V5, "nocert", false),
         )
         .await;
-        assert!(refused.is_err(), "mosquitto let a client without a certificate in");
+        assert!(
+            refused.is_err(),
+            "mosquitto let a client without a certificate in"
+        );
 
-        let wrong_name = TransportOptions::new().tls(ca().server_name("wrong.example").build().unwrap());
+        let wrong_name =
+            TransportOptions::new().tls(ca().server_name("wrong.example").build().unwrap());
         let error = connect_url_with(
             &format!("mqtts://127.0.0.1:{tls}"),
             &wrong_name,
@@ -180,8 +197,13 @@ async fn paho_against_our_broker_over_tls_and_websocket() {
     let pki = pki::pki();
     write_pki(dir.path(), &pki);
     let server = |mutual: bool| {
-        let tls = TlsServerOptions::new(pki.server_cert.as_bytes(), pki.server_key.as_bytes()).unwrap();
-        let tls = if mutual { tls.require_client_cert(pki.ca.as_bytes()).unwrap() } else { tls };
+        let tls =
+            TlsServerOptions::new(pki.server_cert.as_bytes(), pki.server_key.as_bytes()).unwrap();
+        let tls = if mutual {
+            tls.require_client_cert(pki.ca.as_bytes()).unwrap()
+        } else {
+            tls
+        };
         ListenOptions::new().tls(tls.build().unwrap())
     };
     let mut listeners = Vec::new();

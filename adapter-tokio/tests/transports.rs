@@ -14,7 +14,7 @@ use mqtt_streaming_tokio::engine::Listeners;
 use mqtt_streaming_tokio::{
     connect_url, connect_url_with, listen_url, BrokerHandle, BrokerServer, ConnectionEvent,
     Endpoint, Error, ListenOptions, Server, ServerOptions, TlsClient, TlsClientOptions,
-    TlsServerOptions, TransportOptions, TokioRuntime,
+    TlsServerOptions, TokioRuntime, TransportOptions,
 };
 use pki::Pki;
 
@@ -65,7 +65,9 @@ fn server_tls(pki: &Pki) -> TlsServerOptions {
 }
 
 fn client_tls(pki: &Pki) -> TlsClientOptions {
-    TlsClientOptions::new().add_ca_pem(pki.ca.as_bytes()).unwrap()
+    TlsClientOptions::new()
+        .add_ca_pem(pki.ca.as_bytes())
+        .unwrap()
 }
 
 fn transport(tls: TlsClient) -> TransportOptions {
@@ -82,7 +84,10 @@ async fn round_trip(url: &str, transport: &TransportOptions, id: &str) {
             .await
             .unwrap_or_else(|e| panic!("{url}: {e}"));
         let suback = client
-            .subscribe(SubscribeRequest::new(filter(&format!("{id}/#")), QoS::ExactlyOnce))
+            .subscribe(SubscribeRequest::new(
+                filter(&format!("{id}/#")),
+                QoS::ExactlyOnce,
+            ))
             .await
             .unwrap();
         assert_eq!(suback.reason_codes, [ReasonCode::GrantedQoS2]);
@@ -149,9 +154,10 @@ async fn our_client_and_broker_over_a_unix_socket() {
         assert!(broker.urls[4].starts_with("unix:///"));
         round_trip(&broker.urls[4], &TransportOptions::new(), "unix").await;
         // connect_url: no options needed for a plain transport.
-        let (client, _events) = connect_url(&broker.urls[4], options(ProtocolVersion::V5, "u2", false))
-            .await
-            .unwrap();
+        let (client, _events) =
+            connect_url(&broker.urls[4], options(ProtocolVersion::V5, "u2", false))
+                .await
+                .unwrap();
         client.disconnect().await.unwrap();
         broker.handle.shutdown().await;
     })
@@ -168,10 +174,13 @@ async fn every_transport_into_one_broker() {
         let tls = transport(client_tls(&pki).build().unwrap());
         let mut subscribers = Vec::new();
         for (i, url) in broker.urls.iter().enumerate() {
-            let (client, events) =
-                connect_url_with(url, &tls, options(ProtocolVersion::V5, &format!("s{i}"), false))
-                    .await
-                    .unwrap();
+            let (client, events) = connect_url_with(
+                url,
+                &tls,
+                options(ProtocolVersion::V5, &format!("s{i}"), false),
+            )
+            .await
+            .unwrap();
             client
                 .subscribe(SubscribeRequest::new(filter("all/#"), QoS::AtLeastOnce))
                 .await
@@ -179,10 +188,13 @@ async fn every_transport_into_one_broker() {
             subscribers.push((client, events));
         }
         for (i, url) in broker.urls.iter().enumerate() {
-            let (client, _events) =
-                connect_url_with(url, &tls, options(ProtocolVersion::V3_1_1, &format!("p{i}"), false))
-                    .await
-                    .unwrap();
+            let (client, _events) = connect_url_with(
+                url,
+                &tls,
+                options(ProtocolVersion::V3_1_1, &format!("p{i}"), false),
+            )
+            .await
+            .unwrap();
             let outcome = client
                 .publish(message(&format!("all/{i}"), QoS::AtLeastOnce, url.clone()))
                 .await
@@ -208,7 +220,9 @@ async fn every_transport_into_one_broker() {
 async fn mutual_tls_needs_a_trusted_client_certificate() {
     bounded(async {
         let pki = pki::pki();
-        let tls = server_tls(&pki).require_client_cert(pki.ca.as_bytes()).unwrap();
+        let tls = server_tls(&pki)
+            .require_client_cert(pki.ca.as_bytes())
+            .unwrap();
         let broker = broker(tls).await;
         let with_cert = transport(
             client_tls(&pki)
@@ -223,15 +237,22 @@ async fn mutual_tls_needs_a_trusted_client_certificate() {
         let without = transport(client_tls(&pki).build().unwrap());
         let rogue = transport(
             client_tls(&pki)
-                .client_cert_pem(pki.rogue_client_cert.as_bytes(), pki.rogue_client_key.as_bytes())
+                .client_cert_pem(
+                    pki.rogue_client_cert.as_bytes(),
+                    pki.rogue_client_key.as_bytes(),
+                )
                 .unwrap()
                 .build()
                 .unwrap(),
         );
-        for (name, refused) in [("no certificate", &without), ("untrusted certificate", &rogue)] {
+        for (name, refused) in [
+            ("no certificate", &without),
+            ("untrusted certificate", &rogue),
+        ] {
             for url in [&broker.urls[1], &broker.urls[3]] {
                 let result =
-                    connect_url_with(url, refused, options(ProtocolVersion::V5, "nocert", false)).await;
+                    connect_url_with(url, refused, options(ProtocolVersion::V5, "nocert", false))
+                        .await;
                 assert!(result.is_err(), "{name} over {url}: let in");
             }
         }
@@ -259,25 +280,40 @@ async fn wrong_host_name_and_untrusted_ca_are_refused() {
         let pki = pki::pki();
         let broker = broker(server_tls(&pki)).await;
         let url = &broker.urls[1];
-        let wrong_name = transport(client_tls(&pki).server_name("wrong.example").build().unwrap());
+        let wrong_name = transport(
+            client_tls(&pki)
+                .server_name("wrong.example")
+                .build()
+                .unwrap(),
+        );
         let error = connect_url_with(url, &wrong_name, options(ProtocolVersion::V5, "w", false))
             .await
             .unwrap_err();
         assert!(matches!(error, Error::Io(_)), "{error:?}");
         assert!(format!("{error}").contains("not valid for name"), "{error}");
-        let error = connect_url_with(&broker.urls[3], &wrong_name, options(ProtocolVersion::V5, "w", false))
-            .await
-            .unwrap_err();
+        let error = connect_url_with(
+            &broker.urls[3],
+            &wrong_name,
+            options(ProtocolVersion::V5, "w", false),
+        )
+        .await
+        .unwrap_err();
         assert!(format!("{error}").contains("not valid for name"), "{error}");
 
         // SNI and verification against the name given, connecting by IP address.
         let by_name = transport(client_tls(&pki).server_name("localhost").build().unwrap());
         round_trip(url, &by_name, "sni").await;
 
-        let untrusted = TlsClientOptions::new().add_ca_pem(pki.other_ca.as_bytes()).unwrap();
-        let error = connect_url_with(url, &transport(untrusted.build().unwrap()), options(ProtocolVersion::V5, "u", false))
-            .await
-            .unwrap_err();
+        let untrusted = TlsClientOptions::new()
+            .add_ca_pem(pki.other_ca.as_bytes())
+            .unwrap();
+        let error = connect_url_with(
+            url,
+            &transport(untrusted.build().unwrap()),
+            options(ProtocolVersion::V5, "u", false),
+        )
+        .await
+        .unwrap_err();
         assert!(format!("{error}").contains("UnknownIssuer"), "{error}");
 
         let insecure = client_tls(&pki)
@@ -288,9 +324,13 @@ async fn wrong_host_name_and_untrusted_ca_are_refused() {
             .add_ca_pem(pki.other_ca.as_bytes())
             .unwrap()
             .danger_skip_hostname_verification();
-        let error = connect_url_with(url, &transport(insecure_untrusted.build().unwrap()), options(ProtocolVersion::V5, "u", false))
-            .await
-            .unwrap_err();
+        let error = connect_url_with(
+            url,
+            &transport(insecure_untrusted.build().unwrap()),
+            options(ProtocolVersion::V5, "u", false),
+        )
+        .await
+        .unwrap_err();
         assert!(format!("{error}").contains("UnknownIssuer"), "{error}");
         broker.handle.shutdown().await;
     })
@@ -307,10 +347,17 @@ async fn alpn_is_negotiated() {
         let good = transport(client_tls(&pki).alpn(["x-other", "mqtt"]).build().unwrap());
         round_trip(&broker.urls[1], &good, "alpn").await;
         let bad = transport(client_tls(&pki).alpn(["x-other"]).build().unwrap());
-        let error = connect_url_with(&broker.urls[1], &bad, options(ProtocolVersion::V5, "a", false))
-            .await
-            .unwrap_err();
-        assert!(format!("{error}").contains("NoApplicationProtocol"), "{error}");
+        let error = connect_url_with(
+            &broker.urls[1],
+            &bad,
+            options(ProtocolVersion::V5, "a", false),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            format!("{error}").contains("NoApplicationProtocol"),
+            "{error}"
+        );
         broker.handle.shutdown().await;
     })
     .await;
@@ -330,7 +377,9 @@ async fn a_silent_client_holds_up_no_handshake() {
         let handle = BrokerServer::new(BrokerConfig::default())
             .with_listener(listener)
             .spawn();
-        let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
         let url = format!("wss://127.0.0.1:{port}/");
         let tls = transport(client_tls(&pki).build().unwrap());
         round_trip(&url, &tls, "busy").await;
@@ -355,7 +404,9 @@ async fn the_server_flow_over_wss_and_unix() {
         let pki = pki::pki();
         let dir = tempdir::TempDir::new("server-flow");
         let listen_options = ListenOptions::new().tls(server_tls(&pki).build().unwrap());
-        let wss = listen_url("wss://127.0.0.1:0/", &listen_options).await.unwrap();
+        let wss = listen_url("wss://127.0.0.1:0/", &listen_options)
+            .await
+            .unwrap();
         let port = wss.local_addr().unwrap().port();
         let unix_url = format!("unix://{}", dir.path().join("s.sock").display());
         let unix = listen_url(&unix_url, &listen_options).await.unwrap();
@@ -395,9 +446,12 @@ async fn the_server_flow_over_wss_and_unix() {
 /// plain TCP fallback.
 #[tokio::test]
 async fn misconfigurations_are_errors() {
-    let error = connect_url("http://127.0.0.1:1", options(ProtocolVersion::V5, "x", false))
-        .await
-        .unwrap_err();
+    let error = connect_url(
+        "http://127.0.0.1:1",
+        options(ProtocolVersion::V5, "x", false),
+    )
+    .await
+    .unwrap_err();
     assert!(format!("{error}").contains("unknown scheme"), "{error}");
     let error = listen_url("mqtts://127.0.0.1:0", &ListenOptions::new())
         .await
