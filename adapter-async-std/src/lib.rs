@@ -49,6 +49,30 @@
 //! [`BrokerHandle`]; `handle.shutdown().await` stops it gracefully). Its accept loop is
 //! mqtt-streaming-smol's over async-std's listener.
 //!
+//! # Transports: TLS, WebSocket, Unix sockets
+//!
+//! Features `tls` (futures-rustls), `websocket`, `unix`, `native-roots`, `webpki-roots`, as in
+//! `mqtt-streaming-smol`, whose transports this crate names for async-std: [`connect_url`],
+//! [`connect_url_with`], [`connect_endpoint`], [`listen_url`], [`listen_endpoint`] (no smol
+//! and no tokio I/O pulled in).
+//!
+//! ```no_run
+//! # #[cfg(feature = "websocket")]
+//! # mod demo {
+//! use mqtt_streaming_async_std::{connect_url, ClientOptions};
+//! use mqtt_streaming_proto::{Connect, MqttString, ProtocolVersion};
+//!
+//! pub fn run() -> Result<(), mqtt_streaming_async_std::Error> {
+//!     async_std::task::block_on(async {
+//!         let connect = Connect::new(ProtocolVersion::V3_1_1, MqttString::new("ws").unwrap());
+//!         let (client, _events) = connect_url("ws://127.0.0.1:8080/mqtt", ClientOptions::new(connect)).await?;
+//!         client.disconnect().await
+//!     })
+//! }
+//! # }
+//! # fn main() {}
+//! ```
+//!
 //! # Cancel safety
 //!
 //! As in `mqtt-streaming-tokio` (the handles are the same types): a command is handed over on the
