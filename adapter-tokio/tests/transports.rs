@@ -13,8 +13,8 @@ use mqtt_streaming_session::SubscribeRequest;
 use mqtt_streaming_tokio::engine::Listeners;
 use mqtt_streaming_tokio::{
     connect_url, connect_url_with, listen_url, BrokerHandle, BrokerServer, ConnectionEvent,
-    Endpoint, Error, ListenOptions, Server, ServerOptions, TlsClient, TlsClientOptions,
-    TlsServerOptions, TokioRuntime, TransportOptions,
+    Endpoint, Error, ListenOptions, MosquittoTlsFlags, Server, ServerOptions, TlsClient,
+    TlsClientOptions, TlsServerOptions, TokioRuntime, TransportOptions,
 };
 use pki::Pki;
 
@@ -459,4 +459,92 @@ async fn misconfigurations_are_errors() {
         .unwrap();
     assert!(format!("{error}").contains("ListenOptions::tls"), "{error}");
     assert!(TlsClientOptions::new().build().is_err(), "no roots");
+}
+
+/// mosquitto's client TLS flags mean what they mean to mosquitto_pub: `--cafile` trusts a CA,
+/// `--cert`/`--key` present a client certificate (mutual TLS), `--insecure` skips only the
+/// host-name check, `--tls-version` takes `tlsv1.2`/`tlsv1.3`; `--cert` without `--key` and an
+/// unknown version are errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_tls_flags() {
+    bounded(async {
+        let pki = pki::pki();
+        let dir = tempdir::TempDir::new("flags");
+        for (name, pem) in [
+            ("ca.pem", &pki.ca),
+            ("client.pem", &pki.client_cert),
+            ("client.key", &pki.client_key),
+        ] {
+            std::fs::write(dir.path().join(name), pem).unwrap();
+        }
+        let broker = broker(
+            server_tls(&pki)
+                .require_client_cert(pki.ca.as_bytes())
+                .unwrap(),
+        )
+        .await;
+        let url = &broker.urls[1];
+        let flags = MosquittoTlsFlags {
+            cafile: Some(dir.path().join("ca.pem")),
+            cert: Some(dir.path().join("client.pem")),
+            key: Some(dir.path().join("client.key")),
+            tls_version: Some("tlsv1.3".into()),
+            alpn: Some("mqtt".into()),
+            ..Default::default()
+        };
+        let tls = TlsClientOptions::from_mosquitto_flags(&flags).unwrap();
+        round_trip(url, &transport(tls.build().unwrap()), "flags").await;
+
+        let wrong = TlsClientOptions::from_mosquitto_flags(&flags)
+            .unwrap()
+            .server_name("wrong.example");
+        let connecting = connect_url_with(
+            url,
+            &transport(wrong.build().unwrap()),
+            options(ProtocolVersion::V5, "f", false),
+        )
+        .await;
+        assert!(
+            connecting.is_err(),
+            "a wrong host name let in without --insecure"
+        );
+        let insecure = MosquittoTlsFlags {
+            insecure: true,
+            ..flags.clone()
+        };
+        let tls = TlsClientOptions::from_mosquitto_flags(&insecure)
+            .unwrap()
+            .server_name("wrong.example");
+        round_trip(url, &transport(tls.build().unwrap()), "flags-insecure").await;
+
+        let capath = MosquittoTlsFlags {
+            cafile: None,
+            capath: Some(dir.path().to_owned()),
+            ..flags.clone()
+        };
+        round_trip(
+            url,
+            &transport(
+                TlsClientOptions::from_mosquitto_flags(&capath)
+                    .unwrap()
+                    .build()
+                    .unwrap(),
+            ),
+            "flags-capath",
+        )
+        .await;
+
+        let no_key = MosquittoTlsFlags {
+            key: None,
+            ..flags.clone()
+        };
+        assert!(TlsClientOptions::from_mosquitto_flags(&no_key).is_err());
+        let old = MosquittoTlsFlags {
+            tls_version: Some("tlsv1.1".into()),
+            ..flags.clone()
+        };
+        assert!(TlsClientOptions::from_mosquitto_flags(&old).is_err());
+        broker.handle.shutdown().await;
+    })
+    .await;
 }
