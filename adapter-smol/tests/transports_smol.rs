@@ -264,3 +264,64 @@ fn websocket_framing_mqtt_6_0_0() {
         broker.handle.shutdown().await;
     });
 }
+
+/// Our WebSocket client seen from a raw WebSocket server: it offers the subprotocol `mqtt`
+/// ([MQTT-6.0.0-3]) and sends its CONNECT in a binary frame ([MQTT-6.0.0-1]); a server that
+/// answers without the subprotocol is refused ([MQTT-6.0.0-4]).
+#[test]
+fn websocket_client_mqtt_6_0_0_3() {
+    use async_tungstenite::tungstenite::handshake::server::{Request, Response};
+    bounded(async {
+        let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = smol::spawn(async move {
+            let mut offered = Vec::new();
+            for answer in [true, false] {
+                let (stream, _) = listener.accept().await.unwrap();
+                let seen = &mut offered;
+                let callback = move |request: &Request, mut response: Response| {
+                    let protocols = request
+                        .headers()
+                        .get("Sec-WebSocket-Protocol")
+                        .map(|v| v.to_str().unwrap().to_owned());
+                    seen.push(protocols);
+                    if answer {
+                        response
+                            .headers_mut()
+                            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("mqtt"));
+                    }
+                    Ok(response)
+                };
+                let Ok(mut ws) = async_tungstenite::accept_hdr_async(stream, callback).await else {
+                    continue;
+                };
+                if answer {
+                    match ws.next().await {
+                        Some(Ok(WsMessage::Binary(data))) => {
+                            assert_eq!(data[0], 0x10, "a CONNECT first")
+                        }
+                        other => panic!("{other:?}"),
+                    }
+                }
+            }
+            offered
+        });
+        let url = format!("ws://127.0.0.1:{port}/mqtt");
+        let transport = TransportOptions::new().connect_timeout(Duration::from_secs(5));
+        let mut short = options("ws-client");
+        short.connect.keep_alive = 5;
+        // The server reads the CONNECT and hangs up without a CONNACK: the connect fails, after
+        // the server saw what it needed.
+        assert!(connect_url_with(&url, &transport, short.clone())
+            .await
+            .is_err());
+        // No subprotocol in the answer: refused during the handshake.
+        let error = connect_url_with(&url, &transport, short).await.unwrap_err();
+        assert!(
+            format!("{error}").to_lowercase().contains("subprotocol"),
+            "{error}"
+        );
+        let offered = server.await;
+        assert_eq!(offered, [Some("mqtt".to_owned()), Some("mqtt".to_owned())]);
+    });
+}
