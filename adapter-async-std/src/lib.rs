@@ -135,5 +135,5 @@ mod transports {
     mqtt_streaming_tokio::transports_for_runtime!(super::AsyncStdRuntime);
 }
 pub use transports::{
-    connect_endpoint, connect_url, connect_url_with, listen as listen_endpoint, listen_url,
+    connect_endpoint, connect_url, connect_url_with, listen_endpoint, listen_url,
 };

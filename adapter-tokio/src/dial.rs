@@ -3,7 +3,7 @@
 //! options those transports take ([`TransportOptions`] for clients, [`ListenOptions`] for
 //! listeners), and the client over any of them ([`connect_endpoint_on`]);
 //! [`transports_for_runtime!`](crate::transports_for_runtime) names them for one runtime
-//! (`connect_url`, `connect_endpoint`, `listen_url`, `listen`). Imports from the layers below.
+//! (`connect_url`, `connect_endpoint`, `listen_url`, `listen_endpoint`). Imports from the layers below.
 
 use std::fmt;
 use std::future::Future;
@@ -265,7 +265,7 @@ pub fn scheme_supported(scheme: Scheme) -> bool {
 
 /// Defines, in the invoking module, the transport entry points on the runtime `$rt` (a
 /// [`Dial`](crate::engine::Dial) runtime): `connect_url`, `connect_url_with`,
-/// `connect_endpoint`, `listen_url` and `listen`. Each adapter invokes it beside
+/// `connect_endpoint`, `listen_url` and `listen_endpoint`. Each adapter invokes it beside
 /// [`named_for_runtime!`](crate::named_for_runtime).
 #[macro_export]
 macro_rules! transports_for_runtime {
@@ -317,11 +317,11 @@ macro_rules! transports_for_runtime {
             options: &$crate::ListenOptions,
         ) -> ::std::io::Result<::std::boxed::Box<dyn $crate::engine::Listener>> {
             let endpoint = $crate::Endpoint::parse(url)?;
-            listen(&endpoint, options).await
+            listen_endpoint(&endpoint, options).await
         }
 
         /// Binds a listener for `endpoint` (the typed form of [`listen_url`]).
-        pub async fn listen(
+        pub async fn listen_endpoint(
             endpoint: &$crate::Endpoint,
             options: &$crate::ListenOptions,
         ) -> ::std::io::Result<::std::boxed::Box<dyn $crate::engine::Listener>> {

@@ -368,7 +368,9 @@ pub use tokio_rt::{
     TokioRuntime, TokioTimer, Transport,
 };
 #[cfg(feature = "tokio-runtime")]
-pub use tokio_transports::{connect_endpoint, connect_url, connect_url_with, listen, listen_url};
+pub use tokio_transports::{
+    connect_endpoint, connect_url, connect_url_with, listen_endpoint, listen_url,
+};
 #[cfg(feature = "engine-websocket")]
 pub use ws::{WsOptions, WsTransport, WS_SUBPROTOCOL};
 

@@ -2,7 +2,7 @@
 //! [`TokioRuntime`]: TCP; TLS with tokio-rustls (feature `tls`); WebSocket through a small
 //! tokio-to-futures-io adapter (feature `websocket`); Unix sockets (feature `unix`); their
 //! listeners (each accepted connection's handshakes run when the connection is first read,
-//! bounded in time); and `connect_url`, `connect_endpoint`, `listen_url`, `listen` named for
+//! bounded in time); and `connect_url`, `connect_endpoint`, `listen_url`, `listen_endpoint` named for
 //! tokio. Imports from the layers below.
 
 use std::future::Future;
