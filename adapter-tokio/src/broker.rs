@@ -945,7 +945,16 @@ async fn write_loop<R: Runtime>(
                         }
                     }
                 }
-                Poll::Ready(Ok(true))
+                // Then flushed: a transport that buffers (a WebSocket's frames) sends only
+                // then. A no-op on TCP.
+                match io.poll_flush(cx) {
+                    Poll::Ready(Ok(())) => Poll::Ready(Ok(true)),
+                    Poll::Ready(Err(_)) => Poll::Ready(Err(())),
+                    Poll::Pending => match stop.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(Ok(false)),
+                        Poll::Pending => Poll::Pending,
+                    },
+                }
             })
             .await;
             match written {
