@@ -238,6 +238,8 @@ mod client;
 mod server;
 
 mod broker;
+#[cfg(feature = "persistence")]
+pub mod persistence;
 
 // 9. The engine named for one runtime (a macro for every adapter).
 mod named;

@@ -370,6 +370,8 @@ impl core::fmt::Display for CorruptRecord {
     }
 }
 
+impl core::error::Error for CorruptRecord {}
+
 /// A stored message with the durable clock's reading when it was stored or queued.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredMessage {
