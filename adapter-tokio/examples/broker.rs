@@ -42,7 +42,11 @@ struct Args {
     /// With --persistence: save every SECONDS instead, as mosquitto's autosave_interval (a
     /// crash loses what changed since the last save).
     #[cfg(feature = "persistence")]
-    #[arg(long = "autosave-interval", value_name = "SECONDS", requires = "persistence")]
+    #[arg(
+        long = "autosave-interval",
+        value_name = "SECONDS",
+        requires = "persistence"
+    )]
     autosave_interval: Option<u64>,
     /// Print this help.
     #[arg(long = "help", action = clap::ArgAction::Help)]
@@ -62,14 +66,13 @@ async fn main() -> ExitCode {
         }
         options.persistence = Some(p);
     }
-    let mut broker =
-        match BrokerServer::bind((args.bind.as_str(), args.port), options).await {
-            Ok(broker) => broker,
-            Err(e) => {
-                eprintln!("error: cannot listen on {}:{}: {e}", args.bind, args.port);
-                return ExitCode::FAILURE;
-            }
-        };
+    let mut broker = match BrokerServer::bind((args.bind.as_str(), args.port), options).await {
+        Ok(broker) => broker,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}:{}: {e}", args.bind, args.port);
+            return ExitCode::FAILURE;
+        }
+    };
     if args.verbose {
         let mut notices = broker.notices();
         tokio::spawn(async move {

@@ -174,9 +174,7 @@ impl Pending {
             }
             for (key, value) in std::mem::take(&mut self.keys) {
                 match value {
-                    Some(value) => table
-                        .insert(key.as_slice(), value.as_slice())
-                        .map(drop),
+                    Some(value) => table.insert(key.as_slice(), value.as_slice()).map(drop),
                     None => table.remove(key.as_slice()).map(drop),
                 }
                 .map_err(|e| e.to_string())?;

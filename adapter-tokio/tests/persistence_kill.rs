@@ -23,15 +23,17 @@ use mqtt_streaming_proto::{
     Connect, Disconnect, MqttString, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName,
 };
 use mqtt_streaming_session::broker::BrokerConfig;
-use mqtt_streaming_session::{ClientConfig, ClientEvent, ClientSession, Instant, Message, SubscribeRequest};
+use mqtt_streaming_session::{
+    ClientConfig, ClientEvent, ClientSession, Instant, Message, SubscribeRequest,
+};
 use mqtt_streaming_tokio::persistence::PersistenceOptions;
 use mqtt_streaming_tokio::{BrokerOptions, BrokerServer};
 
 const CHILD_DIR: &str = "MQTT_STREAMING_PERSIST_CHILD_DIR";
 /// Messages per publisher.
-const N: u64 = 600;
+const N: u64 = 5_000;
 /// The whole test's bound.
-const DEADLINE: Duration = Duration::from_secs(90);
+const DEADLINE: Duration = Duration::from_secs(60);
 
 #[test]
 #[ignore = "the broker process of `kill_9_mid_stream_loses_nothing_acknowledged`, run by it"]
@@ -54,21 +56,46 @@ fn child_broker() {
     });
 }
 
+/// The broker process, killed (SIGKILL) when dropped: a failing test leaves none behind.
+struct BrokerProcess(Child);
+
+impl BrokerProcess {
+    fn kill_9(&mut self) {
+        self.0.kill().unwrap(); // SIGKILL
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts the broker process on `dir`; returns it and its address.
-fn start_broker(dir: &std::path::Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_broker", "--ignored", "--nocapture", "--test-threads=1"])
+fn start_broker(dir: &std::path::Path) -> (BrokerProcess, SocketAddr) {
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_broker",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_DIR, dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let mut child = BrokerProcess(child);
+    let stdout = child.0.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let port = loop {
         let line = lines.next().expect("the broker printed its port").unwrap();
-        if let Some(port) = line.strip_prefix("PORT ") {
-            break port.parse::<u16>().unwrap();
+        // After libtest's "test child_broker ... " on the same line.
+        if let Some(at) = line.find("PORT ") {
+            break line[at + 5..].trim().parse::<u16>().unwrap();
         }
     };
     // Keep reading (and discarding) its output so that it never blocks on a full pipe.
@@ -224,7 +251,8 @@ fn subscriber(
         let mut peer = Peer::new();
         let mut first = true;
         let mut subscribed = false;
-        while !stop.load(Ordering::Acquire) {
+        let end = std::time::Instant::now() + DEADLINE;
+        while !stop.load(Ordering::Acquire) && std::time::Instant::now() < end {
             keep_connected(&mut peer, &addr, id, &mut first);
             if peer.connected() && !subscribed {
                 let now = peer.now();
@@ -266,11 +294,14 @@ fn publisher(
         let mut next = 0u64;
         let mut acked = Vec::new();
         let mut abandoned = 0;
-        while !stop.load(Ordering::Acquire) && (acked.len() as u64) < N {
+        let end = std::time::Instant::now() + DEADLINE;
+        while !stop.load(Ordering::Acquire)
+            && (acked.len() as u64) < N
+            && std::time::Instant::now() < end
+        {
             keep_connected(&mut peer, &addr, id, &mut first);
             while next < N && !first {
-                let message =
-                    Message::new(TopicName::new(topic).unwrap(), qos, next.to_string());
+                let message = Message::new(TopicName::new(topic).unwrap(), qos, next.to_string());
                 let now = peer.now();
                 if peer.session.publish(now, message, next).is_err() {
                     break;
@@ -299,7 +330,11 @@ fn publisher(
 fn run_until(peer: &mut Peer, mut done: impl FnMut(&Peer) -> bool) {
     let end = std::time::Instant::now() + Duration::from_secs(10);
     while !done(peer) {
-        assert!(std::time::Instant::now() < end, "timed out: {:?}", peer.events);
+        assert!(
+            std::time::Instant::now() < end,
+            "timed out: {:?}",
+            peer.events
+        );
         peer.step();
     }
 }
@@ -307,8 +342,11 @@ fn run_until(peer: &mut Peer, mut done: impl FnMut(&Peer) -> bool) {
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let end = std::time::Instant::now() + DEADLINE;
     while !done() {
-        assert!(std::time::Instant::now() < end, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(10));
+        assert!(
+            std::time::Instant::now() < end,
+            "timed out waiting for {what}"
+        );
+        thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -354,7 +392,10 @@ fn kill_9_mid_stream_loses_nothing_acknowledged() {
     expiring.step();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let ready = [Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false))];
+    let ready = [
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    ];
     let progress = [Arc::new(Mutex::new(0)), Arc::new(Mutex::new(0))];
     let s1 = subscriber(
         "sub-q1",
@@ -377,16 +418,27 @@ fn kill_9_mid_stream_loses_nothing_acknowledged() {
     wait_for("the subscriptions", || {
         ready.iter().all(|r| r.load(Ordering::Acquire))
     });
-    let p1 = publisher("pub-q1", "q1/t", QoS::AtLeastOnce, addr.clone(), stop.clone());
-    let p2 = publisher("pub-q2", "q2/t", QoS::ExactlyOnce, addr.clone(), stop.clone());
+    let p1 = publisher(
+        "pub-q1",
+        "q1/t",
+        QoS::AtLeastOnce,
+        addr.clone(),
+        stop.clone(),
+    );
+    let p2 = publisher(
+        "pub-q2",
+        "q2/t",
+        QoS::ExactlyOnce,
+        addr.clone(),
+        stop.clone(),
+    );
 
     // Mid-stream: kill -9.
-    wait_for("a quarter of the stream", || {
-        *progress[1].lock().unwrap() as u64 >= N / 4
+    wait_for("the stream to be under way", || {
+        *progress[1].lock().unwrap() >= 100
     });
     *addr.lock().unwrap() = None;
-    broker.kill().unwrap(); // SIGKILL
-    broker.wait().unwrap();
+    broker.kill_9();
     let at_kill = [*progress[0].lock().unwrap(), *progress[1].lock().unwrap()];
     assert!(
         (at_kill[1] as u64) < N,
@@ -399,7 +451,11 @@ fn kill_9_mid_stream_loses_nothing_acknowledged() {
     *addr.lock().unwrap() = Some(at);
     let (acked1, abandoned1) = p1.join().unwrap();
     let (acked2, abandoned2) = p2.join().unwrap();
-    assert_eq!((abandoned1, abandoned2), (0, 0), "publisher sessions were resumed");
+    assert_eq!(
+        (abandoned1, abandoned2),
+        (0, 0),
+        "publisher sessions were resumed"
+    );
     assert_eq!(acked1.len() as u64, N);
     assert_eq!(acked2.len() as u64, N);
     wait_for("every message at the subscribers", || {
@@ -412,18 +468,27 @@ fn kill_9_mid_stream_loses_nothing_acknowledged() {
     let sub2 = s2.join().unwrap();
 
     // QoS 1: every acknowledged message at least once.
-    let got1: BTreeMap<String, usize> = sub1.payloads().into_iter().fold(BTreeMap::new(), |mut m, p| {
-        *m.entry(p).or_default() += 1;
-        m
-    });
+    let got1: BTreeMap<String, usize> =
+        sub1.payloads()
+            .into_iter()
+            .fold(BTreeMap::new(), |mut m, p| {
+                *m.entry(p).or_default() += 1;
+                m
+            });
     for n in &acked1 {
-        assert!(got1.contains_key(&n.to_string()), "QoS 1 message {n} acknowledged and lost");
+        assert!(
+            got1.contains_key(&n.to_string()),
+            "QoS 1 message {n} acknowledged and lost"
+        );
     }
     // QoS 2: every acknowledged message exactly once.
-    let got2: BTreeMap<String, usize> = sub2.payloads().into_iter().fold(BTreeMap::new(), |mut m, p| {
-        *m.entry(p).or_default() += 1;
-        m
-    });
+    let got2: BTreeMap<String, usize> =
+        sub2.payloads()
+            .into_iter()
+            .fold(BTreeMap::new(), |mut m, p| {
+                *m.entry(p).or_default() += 1;
+                m
+            });
     for n in &acked2 {
         assert_eq!(
             got2.get(&n.to_string()),
@@ -456,7 +521,6 @@ fn kill_9_mid_stream_loses_nothing_acknowledged() {
     run_until(&mut expiring, |p| p.connack_session_present().is_some());
     assert_eq!(expiring.connack_session_present(), Some(false));
 
-    broker.kill().unwrap();
-    broker.wait().unwrap();
+    broker.kill_9();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -14,7 +14,9 @@ use bytes::{Bytes, BytesMut};
 use mqtt_streaming_proto::{
     Decoder, Packet, PacketId, ProtocolVersion, PubResponse, Publish, QosPid, ReasonCode,
 };
-use mqtt_streaming_session::broker::{Broker, BrokerConfig, Change, ConnectionId, Snapshot, StoreOp};
+use mqtt_streaming_session::broker::{
+    Broker, BrokerConfig, Change, ConnectionId, Snapshot, StoreOp,
+};
 use mqtt_streaming_session::sim::BrokerNet;
 use mqtt_streaming_session::{AckMode, ClientConfig, ClientEvent, Instant, Message};
 
@@ -104,7 +106,8 @@ fn off_by_default_nothing_is_recorded() {
     subscribe(&mut net, s, "a/#", Q1);
     let p = client(&mut net, V5, "pub", true, 0);
     publish(&mut net, p, "a/1", Q1, "x");
-    net.broker.publish(net.now, Message::new(topic("r"), Q1, "kept").retained());
+    net.broker
+        .publish(net.now, Message::new(topic("r"), Q1, "kept").retained());
     assert_eq!(payloads(&net, s), ["x"]);
     assert!(!net.broker.has_changes());
     assert_eq!(net.broker.poll_change(), None);
@@ -125,7 +128,9 @@ fn records_of_a_persistent_session_and_a_retained_message() {
     );
     subscribe(&mut net, s, "a/#", Q1);
     let changes = store.drain(&mut net.broker);
-    assert!(changes.iter().any(|c| matches!(c, Change::SubscriptionAdded { filter, .. }
+    assert!(changes
+        .iter()
+        .any(|c| matches!(c, Change::SubscriptionAdded { filter, .. }
         if filter.filter() == "a/#")));
     let p = client(&mut net, V3, "pub", true, 0);
     let changes = store.drain(&mut net.broker);
@@ -146,7 +151,11 @@ fn records_of_a_persistent_session_and_a_retained_message() {
         .filter(|c| matches!(c, Change::MessageDone { .. }))
         .count();
     assert_eq!((queued, done), (1, 1), "{changes:?}");
-    assert_eq!(store.messages_of("sub"), 0, "acknowledged: gone from the store");
+    assert_eq!(
+        store.messages_of("sub"),
+        0,
+        "acknowledged: gone from the store"
+    );
     publish_retained(&mut net, p, "r/1", "kept");
     store.drain(&mut net.broker);
     assert_eq!(store.snapshot().retained.len(), 1);
@@ -185,7 +194,11 @@ fn offline_queue_subscriptions_and_retained_survive_a_crash() {
     connect(&mut net, s, connect_packet(V5, "sub", false, 600));
     run(&mut net, &mut store, SETTLE_MS);
     assert!(connack(&net, s).session_present);
-    assert_eq!(payloads(&net, s), ["one", "two"], "queued messages, in order");
+    assert_eq!(
+        payloads(&net, s),
+        ["one", "two"],
+        "queued messages, in order"
+    );
     // The subscription is back.
     let p = client(&mut net, V5, "pub", true, 0);
     publish(&mut net, p, "a/3", Q1, "three");
@@ -303,7 +316,10 @@ fn inbound_qos2_awaiting_pubrel_survives_a_crash() {
         .iter()
         .any(|p| matches!(p, Packet::PubRec(r) if r.packet_id == PacketId::MIN)));
     assert_eq!(
-        out[&sub].iter().filter(|p| matches!(p, Packet::Publish(_))).count(),
+        out[&sub]
+            .iter()
+            .filter(|p| matches!(p, Packet::Publish(_)))
+            .count(),
         1
     );
     store.drain(&mut broker);

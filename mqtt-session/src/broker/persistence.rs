@@ -54,8 +54,8 @@ use core::time::Duration;
 use bytes::{BufMut, BytesMut};
 use mqtt_streaming_proto::{
     Connect, Decoder, MqttString, Packet, PacketId, ProtocolVersion, Publish, QoS, Subscribe,
-    SubscribeProperties, Subscription, SubscriptionId, SubscriptionOptions, TopicFilter,
-    TopicName, Will, PROTOCOL_MAX_PACKET_SIZE,
+    SubscribeProperties, Subscription, SubscriptionId, SubscriptionOptions, TopicFilter, TopicName,
+    Will, PROTOCOL_MAX_PACKET_SIZE,
 };
 
 use super::small_map::SmallMap;
@@ -274,8 +274,7 @@ impl Change {
                     None => value.push(0),
                 }
                 if let Some(will) = &header.will {
-                    let mut connect =
-                        Connect::new(ProtocolVersion::V5, header.client_id.clone());
+                    let mut connect = Connect::new(ProtocolVersion::V5, header.client_id.clone());
                     connect.will = Some(will.clone());
                     encode_packet(&Packet::Connect(Box::new(connect)), &mut value);
                 }
@@ -617,9 +616,7 @@ fn decode_flows(value: &[u8]) -> Option<StoredFlows> {
     }
     let n = r.u32()?;
     for _ in 0..n {
-        flows
-            .inbound_awaiting_pubrel
-            .push(PacketId::new(r.u16()?)?);
+        flows.inbound_awaiting_pubrel.push(PacketId::new(r.u16()?)?);
     }
     r.0.is_empty().then_some(flows)
 }
