@@ -140,9 +140,10 @@ async fn main() {
     let broker = broker.spawn();
 
     // The subscriber: a persistent session (expiry one hour), so every message is recorded.
-    let (sub, mut events) = connect_tcp(addr, ClientOptions::new(connect_packet("sub", Some(3600))))
-        .await
-        .expect("subscriber");
+    let (sub, mut events) =
+        connect_tcp(addr, ClientOptions::new(connect_packet("sub", Some(3600))))
+            .await
+            .expect("subscriber");
     sub.subscribe(SubscribeRequest::new(
         TopicFilter::new("bench/#").expect("filter"),
         QoS::AtLeastOnce,
@@ -169,9 +170,10 @@ async fn main() {
         let payload = vec![b'x'; args.size];
         tasks.push(tokio::spawn(async move {
             let id = format!("pub-{i}");
-            let (client, _events) = connect_tcp(addr, ClientOptions::new(connect_packet(&id, None)))
-                .await
-                .expect("publisher");
+            let (client, _events) =
+                connect_tcp(addr, ClientOptions::new(connect_packet(&id, None)))
+                    .await
+                    .expect("publisher");
             let topic = TopicName::new(&format!("bench/{i}")).expect("topic");
             let mut receipts = VecDeque::new();
             while Instant::now() < end {

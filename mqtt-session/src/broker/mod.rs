@@ -69,7 +69,7 @@ mod hooks;
 mod input;
 mod lifecycle;
 mod limits;
-mod persistence;
+pub mod persistence;
 mod retained;
 mod retained_delivery;
 mod routing;
