@@ -1063,6 +1063,7 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
                     }
                 }
             }
+            Some(crate::persistence::FromStore::Closed) => {}
             failed => {
                 let error = match failed {
                     Some(crate::persistence::FromStore::Failed(e)) => e,
@@ -1088,24 +1089,24 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
         }
     }
 
-    /// The broker stopped: what is pending is committed before `serve` returns.
+    /// The broker stopped: what is pending is committed, and the store closed, before
+    /// `serve` returns (so a new broker can open it at once).
     async fn persist_close(&mut self) {
         let Some(mut p) = self.persist.take() else {
             return;
         };
-        if p.failed {
-            return;
+        if !p.failed {
+            let last = p.sent + 1;
+            p.store.send(crate::persistence::ToStore::Flush(last));
         }
-        let last = p.sent + 1;
-        p.store.send(crate::persistence::ToStore::Flush(last));
+        p.store.close();
         while let Some(report) = p.store.rx.recv().await {
             match report {
-                crate::persistence::FromStore::Durable(n) if n >= last => break,
                 crate::persistence::FromStore::Durable(_) => {}
                 crate::persistence::FromStore::Failed(error) => {
                     self.notice(BrokerNotice::StoreFailed { error });
-                    break;
                 }
+                crate::persistence::FromStore::Closed => break,
             }
         }
     }

@@ -199,11 +199,13 @@ pub(crate) enum FromStore {
     Durable(u64),
     /// A commit failed: nothing more will be durable.
     Failed(String),
+    /// The thread has stopped and closed the store (after the broker task let go of it).
+    Closed,
 }
 
 /// The broker task's end of the store thread.
 pub(crate) struct StoreHandle {
-    tx: std_mpsc::Sender<ToStore>,
+    tx: Option<std_mpsc::Sender<ToStore>>,
     pub(crate) rx: mpsc::UnboundedReceiver<FromStore>,
 }
 
@@ -214,13 +216,26 @@ impl StoreHandle {
         let (from_store, rx) = mpsc::unbounded_channel();
         thread::Builder::new()
             .name("mqtt-store".into())
-            .spawn(move || store_thread(&db, durability, &to_store, &from_store))?;
-        Ok(Self { tx, rx })
+            .spawn(move || {
+                store_thread(&db, durability, &to_store, &from_store);
+                // The file is closed before anyone is told: a new broker can open it then.
+                drop(db);
+                let _ = from_store.send(FromStore::Closed);
+            })?;
+        Ok(Self { tx: Some(tx), rx })
     }
 
     pub(crate) fn send(&self, message: ToStore) {
         // A stopped thread has reported `Failed`; nothing else to do.
-        let _ = self.tx.send(message);
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(message);
+        }
+    }
+
+    /// Lets the thread go: it commits what is pending, closes the store and reports
+    /// [`FromStore::Closed`].
+    pub(crate) fn close(&mut self) {
+        self.tx = None;
     }
 }
 

@@ -524,3 +524,104 @@ fn kill_9_mid_stream_loses_nothing_acknowledged() {
     broker.kill_9();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The tokio client, connected to `addr` with `connect`.
+async fn tokio_client(
+    addr: SocketAddr,
+    connect: Connect,
+) -> (
+    mqtt_streaming_tokio::Client,
+    mqtt_streaming_tokio::ClientEvents,
+) {
+    let (client, mut events) =
+        mqtt_streaming_tokio::connect_tcp(addr, mqtt_streaming_tokio::ClientOptions::new(connect))
+            .await
+            .unwrap();
+    match events.recv().await {
+        Some(mqtt_streaming_tokio::Event::Connected(_)) => (client, events),
+        other => panic!("no CONNACK: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autosave_is_written_at_graceful_shutdown_and_restored() {
+    // Autosave (an hour: no save happens on its own here) still saves when the broker stops
+    // gracefully: the retained message and the persistent session with its subscription and
+    // its queued message come back in the next broker on the same directory.
+    let dir = std::env::temp_dir().join(format!(
+        "mqtt-streaming-autosave-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    let options = || {
+        let mut options = BrokerOptions::from(BrokerConfig::default());
+        options.persistence =
+            Some(PersistenceOptions::new(&dir).autosave(Duration::from_secs(3600)));
+        options
+    };
+    let broker = BrokerServer::bind("127.0.0.1:0", options()).await.unwrap();
+    let addr = broker.local_addr().unwrap();
+    let handle = broker.spawn();
+    let (sub, _sub_events) = tokio_client(addr, connect_packet("sub", true, 3600)).await;
+    sub.subscribe(SubscribeRequest::new(
+        TopicFilter::new("q/#").unwrap(),
+        QoS::AtLeastOnce,
+    ))
+    .await
+    .unwrap();
+    sub.disconnect().await.unwrap();
+    let (publisher, _events) = tokio_client(addr, connect_packet("pub", true, 0)).await;
+    publisher
+        .publish(Message::new(TopicName::new("r/1").unwrap(), QoS::AtLeastOnce, "kept").retained())
+        .await
+        .unwrap();
+    publisher
+        .publish(Message::new(
+            TopicName::new("q/1").unwrap(),
+            QoS::AtLeastOnce,
+            "queued",
+        ))
+        .await
+        .unwrap();
+    publisher.disconnect().await.unwrap();
+    handle.shutdown().await;
+
+    let broker = BrokerServer::bind("127.0.0.1:0", options()).await.unwrap();
+    let addr = broker.local_addr().unwrap();
+    let handle = broker.spawn();
+    let (sub, mut events) = tokio_client(addr, connect_packet("sub", false, 3600)).await;
+    let mut got = Vec::new();
+    while got.len() < 1 {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+            Ok(Some(mqtt_streaming_tokio::Event::Message { publish, .. })) => {
+                got.push(String::from_utf8(publish.payload.to_vec()).unwrap());
+            }
+            Ok(Some(_)) => {}
+            other => panic!("no queued message: {other:?}"),
+        }
+    }
+    assert_eq!(got, ["queued"]);
+    sub.subscribe(SubscribeRequest::new(
+        TopicFilter::new("r/#").unwrap(),
+        QoS::AtLeastOnce,
+    ))
+    .await
+    .unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+            Ok(Some(mqtt_streaming_tokio::Event::Message { publish, .. })) => {
+                assert_eq!(&publish.payload[..], b"kept");
+                assert!(publish.retain);
+                break;
+            }
+            Ok(Some(_)) => {}
+            other => panic!("no retained message: {other:?}"),
+        }
+    }
+    sub.disconnect().await.unwrap();
+    handle.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
