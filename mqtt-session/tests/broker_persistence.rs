@@ -419,3 +419,84 @@ fn a_session_connected_at_the_crash_publishes_its_will_after_restore() {
     assert_eq!(payloads(&net, r), ["gone"]);
     assert_eq!(net.broker.stats().wills_published, 1);
 }
+
+#[test]
+fn random_crashes_keep_qos2_exactly_once_and_qos1_at_least_once() {
+    // [MQTT-4.3.3-10] and [MQTT-4.4.0-1] (5.0) across crashes at random points of a stream:
+    // publishers and subscribers with persistent sessions, the broker killed and rebuilt
+    // from its records three times; every message is acknowledged to its publisher, every
+    // QoS 2 one reaches its subscriber exactly once, every QoS 1 one at least once.
+    const PER_ROUND: u64 = 15;
+    const ROUNDS: u64 = 4;
+    for seed in 1..=12u64 {
+        let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut net = BrokerNet::new(
+            seed,
+            mqtt_streaming_session::sim::NetworkConfig::default(),
+            persistent(),
+        );
+        let mut store = Store::default();
+        let ids = ["sub1", "sub2", "pub1", "pub2"];
+        let clients: Vec<usize> = ids
+            .iter()
+            .map(|id| client(&mut net, V5, id, true, 600))
+            .collect();
+        subscribe(&mut net, clients[0], "q1", Q1);
+        subscribe(&mut net, clients[1], "q2", Q2);
+        run(&mut net, &mut store, 10);
+        let mut sent = 0;
+        for round in 0..ROUNDS {
+            for _ in 0..PER_ROUND {
+                let payload = Bytes::from(sent.to_string());
+                send(
+                    &mut net,
+                    clients[2],
+                    Message::new(topic("q1"), Q1, payload.clone()),
+                );
+                send(&mut net, clients[3], Message::new(topic("q2"), Q2, payload));
+                sent += 1;
+            }
+            // Mid-stream: some of the round's exchanges are done, some not.
+            run(&mut net, &mut store, 1 + next(40));
+            if round + 1 < ROUNDS {
+                crash(&mut net, &mut store, Duration::from_millis(100));
+                for (i, id) in ids.iter().enumerate() {
+                    connect(&mut net, clients[i], connect_packet(V5, id, false, 600));
+                    assert!(
+                        connack(&net, clients[i]).session_present,
+                        "seed {seed}: {id}"
+                    );
+                }
+                run(&mut net, &mut store, 1);
+            }
+        }
+        run(&mut net, &mut store, 3_000);
+        for p in [clients[2], clients[3]] {
+            assert_eq!(publish_acks(&net, p).len() as u64, sent, "seed {seed}");
+        }
+        let count = |i: usize| {
+            let mut seen = BTreeMap::<String, usize>::new();
+            for p in payloads(&net, i) {
+                *seen.entry(p).or_default() += 1;
+            }
+            seen
+        };
+        let q1 = count(clients[0]);
+        let q2 = count(clients[1]);
+        for n in 0..sent {
+            assert!(
+                q1.contains_key(&n.to_string()),
+                "seed {seed}: QoS 1 {n} lost"
+            );
+            assert_eq!(q2.get(&n.to_string()), Some(&1), "seed {seed}: QoS 2 {n}");
+        }
+        assert_eq!(q2.len() as u64, sent, "seed {seed}");
+        assert_eq!(store.messages_of("sub1") + store.messages_of("sub2"), 0);
+    }
+}
