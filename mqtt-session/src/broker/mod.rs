@@ -683,8 +683,10 @@ impl<H: BrokerHooks> Broker<H> {
             ServerEvent::Subscribe(subscribe) => self.on_subscribe(now, id, subscribe),
             ServerEvent::Unsubscribe(unsubscribe) => self.on_unsubscribe(now, id, unsubscribe),
             ServerEvent::Published { token, .. } => {
-                let key = self.connections.get(&id).and_then(|c| c.key);
-                self.journal_done(key, &token);
+                if self.journal.is_some() {
+                    let key = self.connections.get(&id).and_then(|c| c.key);
+                    self.journal_done(key, &token);
+                }
                 self.retained_room(now, id);
                 // The client acknowledged one of ours: it reads, and its window has room.
                 if let Some(key) = self.connections.get(&id).and_then(|c| c.key) {

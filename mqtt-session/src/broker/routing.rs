@@ -222,14 +222,16 @@ impl<H: BrokerHooks> Broker<H> {
         message: Message,
         mut token: Token,
     ) -> Result<(), Rejected<Message, Token>> {
-        let Some(record) = self.sessions.get(&key) else {
-            return Ok(());
-        };
-        if record.connection.is_some()
-            || (record.stored.is_some()
-                && (message.qos > QoS::AtMostOnce || self.config.queue_qos0_offline))
-        {
-            self.journal_delivery(now, key, &message, &mut token);
+        if self.journal.is_some() {
+            // Recorded for a persistent session (no cost otherwise).
+            let takes = self.sessions.get(&key).is_some_and(|r| {
+                r.connection.is_some()
+                    || (r.stored.is_some()
+                        && (message.qos > QoS::AtMostOnce || self.config.queue_qos0_offline))
+            });
+            if takes {
+                self.journal_delivery(now, key, &message, &mut token);
+            }
         }
         let Some(record) = self.sessions.get_mut(&key) else {
             return Ok(());
