@@ -94,6 +94,10 @@ pub struct BrokerOptions {
     /// Where and how retained messages and persistent sessions are stored, to survive a
     /// restart and a crash (feature `persistence`; see [`crate::persistence`]). `None` (the
     /// default): nothing is stored.
+    ///
+    /// [`serve`](BrokerServerOn::serve) opens the store and rebuilds the broker from it
+    /// before it serves anyone (reading the whole store on the calling task), and fails if it
+    /// cannot (`spawn` then stops at once: use `serve` to see the error).
     #[cfg(feature = "persistence")]
     pub persistence: Option<crate::persistence::PersistenceOptions>,
 }
