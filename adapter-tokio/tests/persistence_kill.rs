@@ -594,7 +594,7 @@ async fn autosave_is_written_at_graceful_shutdown_and_restored() {
     let handle = broker.spawn();
     let (sub, mut events) = tokio_client(addr, connect_packet("sub", false, 3600)).await;
     let mut got = Vec::new();
-    while got.len() < 1 {
+    while got.is_empty() {
         match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
             Ok(Some(mqtt_streaming_tokio::Event::Message { publish, .. })) => {
                 got.push(String::from_utf8(publish.payload.to_vec()).unwrap());
