@@ -70,6 +70,7 @@ use crate::time::Instant;
 /// One change of the broker's durable state (see the [module docs](self)). Each owns its
 /// bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Change {
     /// The retained message of `topic` is now `message`, stored at `at`; `None`: deleted.
     Retained {
