@@ -121,22 +121,33 @@ pub(crate) fn open(dir: &Path) -> io::Result<(redb::Database, Snapshot)> {
     Ok((db, snapshot))
 }
 
-/// Store operations not committed yet, merged: the last write of a key wins, and a prefix
-/// deletion drops the writes before it.
+/// Store operations not committed yet, merged: the last write of a key wins, a prefix
+/// deletion drops the writes before it, and a key inserted and deleted before the commit is
+/// forgotten (so a message queued and acknowledged within an autosave interval costs
+/// nothing, and what waits stays bounded by what is really pending).
 #[derive(Default)]
 struct Pending {
     prefixes: Vec<Vec<u8>>,
-    keys: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The value (`None`: delete), and whether the key is new since the last commit.
+    keys: BTreeMap<Vec<u8>, (Option<Vec<u8>>, bool)>,
 }
 
 impl Pending {
     fn apply(&mut self, op: StoreOp) {
         match op {
             StoreOp::Put(k, v) => {
-                self.keys.insert(k, Some(v));
+                let new = self.keys.get(&k).is_some_and(|(_, new)| *new);
+                self.keys.insert(k, (Some(v), new));
+            }
+            StoreOp::Insert(k, v) => {
+                self.keys.insert(k, (Some(v), true));
             }
             StoreOp::Delete(k) => {
-                self.keys.insert(k, None);
+                if self.keys.get(&k).is_some_and(|(_, new)| *new) {
+                    self.keys.remove(&k);
+                } else {
+                    self.keys.insert(k, (None, false));
+                }
             }
             StoreOp::DeletePrefix(p) => {
                 self.keys.retain(|k, _| !k.starts_with(&p));
@@ -172,7 +183,7 @@ impl Pending {
                     table.remove(key.as_slice()).map_err(|e| e.to_string())?;
                 }
             }
-            for (key, value) in std::mem::take(&mut self.keys) {
+            for (key, (value, _)) in std::mem::take(&mut self.keys) {
                 match value {
                     Some(value) => table.insert(key.as_slice(), value.as_slice()).map(drop),
                     None => table.remove(key.as_slice()).map(drop),
@@ -306,5 +317,66 @@ fn store_thread(
         if from_store.send(FromStore::Durable(last)).is_err() || stop {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op_put(k: &[u8]) -> StoreOp {
+        StoreOp::Put(k.to_vec(), b"v".to_vec())
+    }
+
+    #[test]
+    fn a_message_inserted_and_deleted_before_the_commit_leaves_nothing() {
+        let mut p = Pending::default();
+        p.apply(StoreOp::Insert(b"m1".to_vec(), b"v".to_vec()));
+        p.apply(StoreOp::Delete(b"m1".to_vec()));
+        assert!(
+            p.is_empty(),
+            "nothing to write for a message done before the save"
+        );
+        // A key that may exist on disk: the deletion stays.
+        p.apply(op_put(b"h"));
+        p.apply(StoreOp::Delete(b"h".to_vec()));
+        assert_eq!(p.keys.get(&b"h".to_vec()), Some(&(None, false)));
+        // A prefix deletion drops the writes under it and is kept for the disk.
+        p.apply(op_put(b"S1a"));
+        p.apply(StoreOp::DeletePrefix(b"S1".to_vec()));
+        p.apply(op_put(b"S1b"));
+        assert_eq!(p.prefixes, [b"S1".to_vec()]);
+        assert!(!p.keys.contains_key(&b"S1a".to_vec()));
+        assert!(p.keys.contains_key(&b"S1b".to_vec()));
+    }
+
+    #[test]
+    fn commit_applies_prefix_deletions_before_the_keys() {
+        let dir = std::env::temp_dir().join(format!(
+            "mqtt-streaming-pending-{}-{}",
+            std::process::id(),
+            unix_millis()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = redb::Database::create(dir.join(STORE_FILE)).unwrap();
+        let mut p = Pending::default();
+        p.apply(op_put(b"S1a"));
+        p.apply(op_put(b"S2a"));
+        p.commit(&db).unwrap();
+        p.apply(StoreOp::DeletePrefix(b"S1".to_vec()));
+        p.apply(op_put(b"S1b"));
+        p.commit(&db).unwrap();
+        let read = db.begin_read().unwrap();
+        let table = read.open_table(TABLE).unwrap();
+        let keys: Vec<Vec<u8>> = table
+            .iter()
+            .unwrap()
+            .map(|e| e.unwrap().0.value().to_vec())
+            .collect();
+        assert_eq!(keys, [b"S1b".to_vec(), b"S2a".to_vec(), b"V".to_vec()]);
+        drop(table);
+        drop(read);
+        drop(db);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

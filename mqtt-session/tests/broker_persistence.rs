@@ -30,7 +30,7 @@ impl Store {
         change.ops(0, &mut ops);
         for op in ops {
             match op {
-                StoreOp::Put(k, v) => {
+                StoreOp::Put(k, v) | StoreOp::Insert(k, v) => {
                     self.0.insert(k, v);
                 }
                 StoreOp::Delete(k) => {

@@ -183,6 +183,11 @@ pub struct StoredFlow {
 pub enum StoreOp {
     /// Set `key` to `value`.
     Put(Vec<u8>, Vec<u8>),
+    /// Set `key`, which was never written before, to `value` (a message queued: numbers are
+    /// not reused). A store that gathers operations before it commits them may drop both
+    /// this and a later `Delete` of the same key (a message done before it was saved);
+    /// otherwise it is a `Put`.
+    Insert(Vec<u8>, Vec<u8>),
     /// Delete `key`.
     Delete(Vec<u8>),
     /// Delete every key that starts with these bytes.
@@ -323,7 +328,7 @@ impl Change {
                 seq,
                 message,
                 at,
-            } => out.push(StoreOp::Put(
+            } => out.push(StoreOp::Insert(
                 session_key(client_id, KIND_MESSAGE, &seq.to_be_bytes()),
                 encode_message(message, stamp(*at, clock_at_zero)),
             )),
