@@ -340,14 +340,14 @@ mod tests {
         // A key that may exist on disk: the deletion stays.
         p.apply(op_put(b"h"));
         p.apply(StoreOp::Delete(b"h".to_vec()));
-        assert_eq!(p.keys.get(&b"h".to_vec()), Some(&(None, false)));
+        assert_eq!(p.keys.get(b"h".as_slice()), Some(&(None, false)));
         // A prefix deletion drops the writes under it and is kept for the disk.
         p.apply(op_put(b"S1a"));
         p.apply(StoreOp::DeletePrefix(b"S1".to_vec()));
         p.apply(op_put(b"S1b"));
         assert_eq!(p.prefixes, [b"S1".to_vec()]);
-        assert!(!p.keys.contains_key(&b"S1a".to_vec()));
-        assert!(p.keys.contains_key(&b"S1b".to_vec()));
+        assert!(!p.keys.contains_key(b"S1a".as_slice()));
+        assert!(p.keys.contains_key(b"S1b".as_slice()));
     }
 
     #[test]
