@@ -176,7 +176,8 @@
 //! [`Client`], [`Server`], [`BrokerServer`], [`connect`], [`connect_tcp`],
 //! [`serve_connection`]. With `default-features = false` only the engine remains, with
 //! tokio's `sync` feature alone (no tokio I/O, no runtime): that is what `mqtt-streaming-smol` and
-//! `mqtt-streaming-async-std` build on. Features are additive.
+//! `mqtt-streaming-async-std` build on. The feature `persistence` adds the broker's crash-safe
+//! store ([`BrokerOptions`]`::persistence`, the `persistence` module). Features are additive.
 //!
 //! The crate's files are layered, each importing only from those before it (no cycles):
 //!
@@ -189,8 +190,9 @@
 //! 5. `shared`: the state a driver shares with its handles (how the connection ended);
 //! 6. `publish`: operation completion ([`PublishOutcome`], [`PublishReceipt`]);
 //! 7. `driver`: the one drive loop over a sans-IO session;
-//! 8. `client`, `server`, `broker`: [`engine::ClientOn`], [`engine::ServerOn`] and the server
-//!    flow, [`engine::BrokerServerOn`];
+//! 8. `persistence` (feature `persistence`): the broker's store, written by a thread of its
+//!    own; then `client`, `server`, `broker`: [`engine::ClientOn`], [`engine::ServerOn`] and
+//!    the server flow, [`engine::BrokerServerOn`];
 //! 9. `named`: `named_for_runtime!`, the engine's entry points and types named for one
 //!    runtime (`Client`, `Server`, `connect`...), written once for the three adapters;
 //! 10. `tokio_rt` (feature `tokio-runtime`): the tokio glue;
@@ -237,9 +239,11 @@ mod client;
 
 mod server;
 
-mod broker;
+// The broker's store (below the broker, which drives it).
 #[cfg(feature = "persistence")]
 pub mod persistence;
+
+mod broker;
 
 // 9. The engine named for one runtime (a macro for every adapter).
 mod named;
