@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mqtt_streaming_session::broker::BrokerConfig;
-use mqtt_streaming_tokio::BrokerServer;
+#[cfg(feature = "persistence")]
+use mqtt_streaming_tokio::persistence::PersistenceOptions;
+use mqtt_streaming_tokio::{BrokerOptions, BrokerServer};
 
 /// jemalloc rather than the system's allocator: with glibc's, rounds of 10,000 connections
 /// opened and closed left the process holding every page they had touched (RSS 116 -> 319 MiB
@@ -31,6 +33,21 @@ struct Args {
     /// Log connections to stderr.
     #[arg(short = 'v', long = "verbose")]
     verbose: bool,
+    /// Keep retained messages and persistent sessions in this directory, across restarts
+    /// and crashes (feature `persistence`): acknowledgements wait until what they promise is
+    /// on disk.
+    #[cfg(feature = "persistence")]
+    #[arg(long = "persistence", value_name = "DIR")]
+    persistence: Option<std::path::PathBuf>,
+    /// With --persistence: save every SECONDS instead, as mosquitto's autosave_interval (a
+    /// crash loses what changed since the last save).
+    #[cfg(feature = "persistence")]
+    #[arg(
+        long = "autosave-interval",
+        value_name = "SECONDS",
+        requires = "persistence"
+    )]
+    autosave_interval: Option<u64>,
     /// Print this help.
     #[arg(long = "help", action = clap::ArgAction::Help)]
     help: Option<bool>,
@@ -39,14 +56,23 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let mut broker =
-        match BrokerServer::bind((args.bind.as_str(), args.port), BrokerConfig::default()).await {
-            Ok(broker) => broker,
-            Err(e) => {
-                eprintln!("error: cannot listen on {}:{}: {e}", args.bind, args.port);
-                return ExitCode::FAILURE;
-            }
-        };
+    #[allow(unused_mut)]
+    let mut options = BrokerOptions::from(BrokerConfig::default());
+    #[cfg(feature = "persistence")]
+    if let Some(dir) = &args.persistence {
+        let mut p = PersistenceOptions::new(dir);
+        if let Some(secs) = args.autosave_interval {
+            p = p.autosave(std::time::Duration::from_secs(secs));
+        }
+        options.persistence = Some(p);
+    }
+    let mut broker = match BrokerServer::bind((args.bind.as_str(), args.port), options).await {
+        Ok(broker) => broker,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}:{}: {e}", args.bind, args.port);
+            return ExitCode::FAILURE;
+        }
+    };
     if args.verbose {
         let mut notices = broker.notices();
         tokio::spawn(async move {

@@ -248,7 +248,8 @@
 //! [`Client`], [`Server`], [`BrokerServer`], [`connect`], [`connect_tcp`],
 //! [`serve_connection`]. With `default-features = false` only the engine remains, with
 //! tokio's `sync` feature alone (no tokio I/O, no runtime): that is what `mqtt-streaming-smol` and
-//! `mqtt-streaming-async-std` build on. Features are additive.
+//! `mqtt-streaming-async-std` build on. The feature `persistence` adds the broker's crash-safe
+//! store ([`BrokerOptions`]`::persistence`, the `persistence` module). Features are additive.
 //!
 //! The crate's files are layered, each importing only from those before it (no cycles):
 //!
@@ -262,8 +263,9 @@
 //! 5. `shared`: the state a driver shares with its handles (how the connection ended);
 //! 6. `publish`: operation completion ([`PublishOutcome`], [`PublishReceipt`]);
 //! 7. `driver`: the one drive loop over a sans-IO session;
-//! 8. `client`, `server`, `broker`: [`engine::ClientOn`], [`engine::ServerOn`] and the server
-//!    flow, [`engine::BrokerServerOn`];
+//! 8. `persistence` (feature `persistence`): the broker's store, written by a thread of its
+//!    own; then `client`, `server`, `broker`: [`engine::ClientOn`], [`engine::ServerOn`] and
+//!    the server flow, [`engine::BrokerServerOn`];
 //!    `dial`: [`engine::Dial`], [`TransportOptions`], [`ListenOptions`],
 //!    `transports_for_runtime!`;
 //! 9. `named`: `named_for_runtime!`, the engine's entry points and types named for one
@@ -320,6 +322,10 @@ mod driver;
 mod client;
 
 mod server;
+
+// The broker's store (below the broker, which drives it).
+#[cfg(feature = "persistence")]
+pub mod persistence;
 
 mod broker;
 

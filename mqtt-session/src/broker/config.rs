@@ -143,6 +143,12 @@ pub struct BrokerConfig {
     /// Largest packet from a client before its CONNECT is accepted; a larger one closes the
     /// connection before it is buffered.
     pub max_connect_packet_size: u32,
+    /// Whether the broker records the changes of its durable state (retained messages and
+    /// persistent sessions) for a store, to be rebuilt from it after a restart: see
+    /// [`Broker::poll_change`](crate::broker::Broker::poll_change) and
+    /// [`Broker::restore`](crate::broker::Broker::restore). Off by default; off, it costs
+    /// nothing.
+    pub persistence: bool,
 }
 
 impl Default for BrokerConfig {
@@ -167,6 +173,7 @@ impl Default for BrokerConfig {
             max_partial_bytes_total: 64 * 1024 * 1024,
             partial_packet_timeout: Duration::from_secs(60),
             max_connect_packet_size: 64 * 1024,
+            persistence: false,
         }
     }
 }

@@ -176,6 +176,11 @@ impl<T> ServerSession<T> {
         self.session_expiry
     }
 
+    /// The publish flows, for the broker's persistence records.
+    pub(crate) fn flows_for_persistence(&self) -> &Flows<T> {
+        &self.flows
+    }
+
     /// Outbound QoS 1 and 2 publishes waiting for the client's acknowledgement.
     pub fn inflight_len(&self) -> usize {
         self.flows.inflight.len()
