@@ -98,6 +98,7 @@ pub mod broker;
 mod client;
 mod endpoint;
 mod error;
+mod limits;
 mod message;
 mod server;
 mod shared;
@@ -106,19 +107,21 @@ pub mod sim;
 mod time;
 
 pub use client::{
-    AbandonCause, AckMode, ClientConfig, ClientEvent, ClientSession, ClientSnapshot,
-    ConnectionState, OutboundFlowSnapshot, OutboundStage, ServerLimits,
+    ClientConfig, ClientEvent, ClientSession, ClientSnapshot, ConnectionState, OutboundFlowSnapshot,
 };
 pub use endpoint::Endpoint;
 pub use error::{
     AcceptRejected, CloseReason, CommandError, ConnectRejected, Initiator, ProtocolViolation,
     Rejected,
 };
+pub use limits::PeerLimits;
 pub use message::{Message, SubscribeRequest, UnsubscribeRequest};
 pub use server::{
     ServerConfig, ServerEvent, ServerSession, ServerState, SessionExpiry, SessionState,
 };
-pub use shared::inbound::InboundId;
+pub use shared::flows::AbandonCause;
+pub use shared::inbound::{AckMode, InboundId};
+pub use shared::inflight::OutboundStage;
 pub use time::Instant;
 
 /// This crate's README, compiled and run as a doc test so it cannot rot.

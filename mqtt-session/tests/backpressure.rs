@@ -37,7 +37,7 @@ fn client_stops_reading_while_its_transmit_buffer_is_full() {
         )
         .unwrap();
     let mut out = BytesMut::new();
-    client.poll_transmit(now, &mut out);
+    let _ = client.poll_transmit(now, &mut out);
     let mut read = BytesMut::new();
     Packet::from(ConnAck::new(ReasonCode::Success))
         .encode(ProtocolVersion::V3_1_1, &mut read)
@@ -89,7 +89,7 @@ fn server_stops_reading_while_its_transmit_buffer_is_full() {
         .accept(now, ConnAckProperties::default(), None)
         .unwrap();
     let mut out = BytesMut::new();
-    server.poll_transmit(now, &mut out);
+    let _ = server.poll_transmit(now, &mut out);
 
     // A client that floods PINGREQs and never reads the PINGRESPs.
     let mut read = BytesMut::new();
@@ -108,7 +108,7 @@ fn server_stops_reading_while_its_transmit_buffer_is_full() {
     assert_eq!(read.len(), 200 - 16);
     assert!(!server.wants_read());
     let mut out = BytesMut::new();
-    server.poll_transmit(now, &mut out);
+    let _ = server.poll_transmit(now, &mut out);
     assert!(
         server.wants_read(),
         "drained: the session wants input again"

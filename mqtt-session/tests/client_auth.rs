@@ -149,7 +149,7 @@ fn auth_without_a_method_in_connect_is_refused_both_ways() {
     let mut s = connected(V5);
     assert!(matches!(
         s.auth(auth(ReasonCode::ReAuthenticate, METHOD, b"x")),
-        Err(CommandError::Invalid(_))
+        Err(CommandError::NoAuthenticationMethod)
     ));
     s.assert_quiet();
     s.feed(Packet::Auth(auth(

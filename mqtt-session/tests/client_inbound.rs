@@ -236,7 +236,10 @@ fn v5_manual_ack_with_an_error_code() {
     let id = delivered(&s.events())[0].2.unwrap();
     assert!(matches!(
         s.ack(id, ReasonCode::ServerBusy),
-        Err(CommandError::Invalid(_))
+        Err(CommandError::ReasonCodeNotAllowed {
+            code: ReasonCode::ServerBusy,
+            ..
+        })
     ));
 }
 
@@ -252,7 +255,10 @@ fn v311_manual_ack_accepts_only_success() {
     let id = delivered(&s.events())[0].2.unwrap();
     assert!(matches!(
         s.ack(id, ReasonCode::NotAuthorized),
-        Err(CommandError::Invalid(_))
+        Err(CommandError::ReasonCodeNotAllowed {
+            code: ReasonCode::NotAuthorized,
+            ..
+        })
     ));
     s.ack(id, ReasonCode::Success).unwrap();
     assert_eq!(briefs(&s.sent()), ["PUBACK1"]);

@@ -441,7 +441,7 @@ fn a_full_transmit_buffer_pushes_back() {
         }
         assert!(accepted < 100, "never pushed back");
     };
-    assert_eq!(refused.error, CommandError::QueueFull);
+    assert_eq!(refused.error, CommandError::TransmitBufferFull);
     assert_eq!(refused.token, accepted);
     // Draining the transmit buffer makes room again.
     s.drain();

@@ -368,7 +368,10 @@ fn automatic_topic_aliases_are_off_without_a_server_maximum() {
     let mut m = msg("a", QoS::AtMostOnce, "m");
     m.properties.topic_alias = NonZeroU16::new(1);
     let r = s.publish(m.clone(), 5).unwrap_err();
-    assert!(matches!(r.error, CommandError::Invalid(_)));
+    assert!(matches!(
+        r.error,
+        CommandError::TopicAliasAboveMaximum { alias: 1, max: 0 }
+    ));
     assert_eq!((r.command, r.token), (m, 5));
 }
 

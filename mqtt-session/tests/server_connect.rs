@@ -803,7 +803,13 @@ fn reject_needs_an_error_code_valid_in_connack() {
         ReasonCode::KeepAliveTimeout,
     ] {
         assert!(
-            matches!(s.reject(code), Err(CommandError::Invalid(_))),
+            matches!(
+                s.reject(code),
+                Err(CommandError::ReasonCodeNotAllowed {
+                    packet: mqtt_streaming_proto::PacketType::ConnAck,
+                    ..
+                })
+            ),
             "{code:?}"
         );
         s.assert_quiet();
@@ -1095,7 +1101,7 @@ fn auth_without_a_method_in_connect_v5() {
     let mut s = accepted(V5);
     assert!(matches!(
         s.auth(auth(ReasonCode::ContinueAuthentication, "SCRAM", b"x")),
-        Err(CommandError::Invalid(_))
+        Err(CommandError::NoAuthenticationMethod)
     ));
     s.assert_quiet();
     s.feed(Packet::Auth(auth(
@@ -1167,11 +1173,14 @@ fn server_auth_rules_v5() {
     s.connect(auth_connect());
     assert!(matches!(
         s.auth(auth(ReasonCode::ContinueAuthentication, "PLAIN", b"x")),
-        Err(CommandError::Invalid(_))
+        Err(CommandError::AuthenticationMethodMismatch)
     ));
     assert!(matches!(
         s.auth(auth(ReasonCode::ReAuthenticate, "SCRAM", b"x")),
-        Err(CommandError::Invalid(_))
+        Err(CommandError::ReasonCodeNotAllowed {
+            code: ReasonCode::ReAuthenticate,
+            packet: mqtt_streaming_proto::PacketType::Auth
+        })
     ));
     s.assert_quiet();
     s.auth(Auth {
@@ -1373,9 +1382,7 @@ fn undecided_connect_is_refused_at_the_decide_deadline_server_busy_mqtt_3_2_2_7(
         assert_eq!(s.server.poll_timeout(), None);
         // Too late now.
         let late = s.server.accept(s.now, ConnAckProperties::default(), None);
-        assert!(
-            matches!(late, Err(ref r) if r.error == CommandError::Invalid("accept needs a CONNECT awaiting an answer"))
-        );
+        assert!(matches!(late, Err(ref r) if r.error == CommandError::NoConnectPending));
     }
 }
 
@@ -1420,7 +1427,10 @@ fn refused_accept_hands_the_session_and_properties_back() {
         .server
         .accept(s.now, bad.clone(), Some(stored))
         .unwrap_err();
-    assert!(matches!(rejected.error, CommandError::Invalid(_)));
+    assert!(matches!(
+        rejected.error,
+        CommandError::AuthenticationMethodMismatch
+    ));
     assert_eq!(rejected.properties, bad);
     let stored = rejected.session.expect("the session comes back");
     assert_eq!(stored.queued_len(), 1);

@@ -174,7 +174,10 @@ fn manual_ack_codes_v5() {
     let id = delivered(&s.events())[0].2.unwrap();
     assert!(matches!(
         s.ack(id, ReasonCode::NotAuthorized),
-        Err(CommandError::Invalid(_))
+        Err(CommandError::ReasonCodeNotAllowed {
+            code: ReasonCode::NotAuthorized,
+            ..
+        })
     ));
     assert!(s.sent().is_empty());
     s.ack(id, ReasonCode::Success).unwrap();
@@ -660,7 +663,10 @@ fn no_topic_aliases_when_the_client_allows_none_v5() {
         let mut m = msg("a", QoS::AtMostOnce, "x");
         m.properties.topic_alias = NonZeroU16::new(1);
         let r = s.publish(m, 3).unwrap_err();
-        assert!(matches!(r.error, CommandError::Invalid(_)));
+        assert!(matches!(
+            r.error,
+            CommandError::TopicAliasAboveMaximum { alias: 1, .. }
+        ));
         assert!(s.sent().is_empty());
     }
 }

@@ -108,7 +108,10 @@ fn suback_count_kind_and_id_are_checked() {
         s.events();
         assert!(matches!(
             s.suback(1, &[ReasonCode::Success]),
-            Err(CommandError::Invalid(_))
+            Err(CommandError::ReasonCodeCountMismatch {
+                expected: 2,
+                given: 1
+            })
         ));
         assert!(matches!(
             s.suback(
@@ -119,7 +122,10 @@ fn suback_count_kind_and_id_are_checked() {
                     ReasonCode::Success
                 ]
             ),
-            Err(CommandError::Invalid(_))
+            Err(CommandError::ReasonCodeCountMismatch {
+                expected: 2,
+                given: 3
+            })
         ));
         assert_eq!(
             s.suback(3, &[ReasonCode::Success]),
@@ -127,11 +133,11 @@ fn suback_count_kind_and_id_are_checked() {
         );
         assert!(matches!(
             s.suback(2, &[ReasonCode::Success]),
-            Err(CommandError::Invalid(_))
+            Err(CommandError::UnknownAck)
         ));
         assert!(matches!(
             s.unsuback(1, &[ReasonCode::Success, ReasonCode::Success]),
-            Err(CommandError::Invalid(_))
+            Err(CommandError::UnknownAck)
         ));
         s.assert_quiet();
         s.suback(1, &[ReasonCode::Success, ReasonCode::GrantedQoS1])
@@ -221,7 +227,10 @@ fn unsubscribe_event_and_unsuback() {
     }
     assert!(matches!(
         s.unsuback(4, &[ReasonCode::Success]),
-        Err(CommandError::Invalid(_))
+        Err(CommandError::ReasonCodeCountMismatch {
+            expected: 2,
+            given: 1
+        })
     ));
     s.unsuback(4, &[ReasonCode::Success, ReasonCode::NoSubscriptionExisted])
         .unwrap();

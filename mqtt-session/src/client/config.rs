@@ -2,16 +2,7 @@
 
 use core::time::Duration;
 
-/// How inbound QoS 1 and QoS 2 messages are acknowledged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum AckMode {
-    /// The session acknowledges each message as it delivers it.
-    #[default]
-    Automatic,
-    /// The application acknowledges each message with `ack`, in any order; the session sends
-    /// the PUBACKs and PUBRECs in the order the spec requires.
-    Manual,
-}
+use crate::shared::inbound::AckMode;
 
 /// Limits and behaviour of a [`ClientSession`](crate::ClientSession). Every queue and table it
 /// keeps is bounded by one of these numbers.

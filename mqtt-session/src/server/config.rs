@@ -4,7 +4,7 @@ use core::time::Duration;
 
 use mqtt_streaming_proto::QoS;
 
-use crate::client::AckMode;
+use crate::shared::inbound::AckMode;
 
 /// Limits and behaviour of a [`ServerSession`](crate::ServerSession). Every queue and table it
 /// keeps is bounded by one of these numbers. The MQTT 5 limits are announced to the client in
