@@ -17,7 +17,7 @@ use mqtt_streaming_session::{
     ClientConfig, ClientEvent, CloseReason, CommandError, ConnectionState, Initiator, Instant,
     ProtocolViolation, SubscribeRequest, UnsubscribeRequest,
 };
-use support::*;
+use support::client::*;
 
 fn sent_connect(s: &mut Script<u32>) -> Connect {
     match &s.sent()[..] {
@@ -48,7 +48,7 @@ fn v311_connect_carries_every_option() {
                 let mut s = Script::new(support::V3, ClientConfig::default());
                 s.connect(connect.clone());
                 assert_eq!(sent_connect(&mut s), connect);
-                assert_eq!(s.client.state(), ConnectionState::Connecting);
+                assert_eq!(s.session.state(), ConnectionState::Connecting);
             }
         }
     }
@@ -226,13 +226,13 @@ fn connect_that_cannot_be_encoded_is_refused_and_changes_nothing() {
     let mut s: Script<u32> = Script::new(support::V5, ClientConfig::default());
     let mut c = connect(support::V5, "c");
     c.properties.authentication_data = Some(Bytes::from_static(b"x"));
-    let rejected = s.client.connect(s.now, c.clone()).unwrap_err();
+    let rejected = s.session.connect(s.now, c.clone()).unwrap_err();
     assert!(matches!(rejected.error, CommandError::Encode(_)));
     assert_eq!(rejected.connect, c);
     s.drain();
     s.assert_quiet();
-    assert_eq!(s.client.state(), ConnectionState::Disconnected);
-    assert_eq!(s.client.poll_timeout(), None);
+    assert_eq!(s.session.state(), ConnectionState::Disconnected);
+    assert_eq!(s.session.poll_timeout(), None);
 }
 
 #[test]
@@ -241,13 +241,13 @@ fn connect_while_connecting_or_connected_is_refused() {
     s.connect(connect(support::V5, "c"));
     s.sent();
     let again = connect(support::V5, "again");
-    let rejected = s.client.connect(s.now, again.clone()).unwrap_err();
+    let rejected = s.session.connect(s.now, again.clone()).unwrap_err();
     assert_eq!(rejected.error, CommandError::AlreadyConnected);
     assert_eq!(rejected.connect, again);
     s.feed(connack(false));
     s.events();
     assert_eq!(
-        s.client
+        s.session
             .connect(s.now, connect(support::V5, "c"))
             .unwrap_err()
             .error,
@@ -271,14 +271,14 @@ fn connack_timeout_closes_the_connection() {
         s.advance(1000);
         s.connect(connect(version, "c"));
         s.sent();
-        assert_eq!(s.client.poll_timeout(), Some(Instant::from_millis(6000)));
+        assert_eq!(s.session.poll_timeout(), Some(Instant::from_millis(6000)));
         s.advance(4999);
         s.assert_quiet();
-        assert_eq!(s.client.state(), ConnectionState::Connecting);
+        assert_eq!(s.session.state(), ConnectionState::Connecting);
         s.advance(1);
         assert_closed(&s.events(), Initiator::Session, CloseReason::ConnAckTimeout);
-        assert_eq!(s.client.state(), ConnectionState::Disconnected);
-        assert_eq!(s.client.poll_timeout(), None);
+        assert_eq!(s.session.state(), ConnectionState::Disconnected);
+        assert_eq!(s.session.poll_timeout(), None);
         // A late CONNACK on the dead transport is ignored; the transport loss adds nothing.
         s.feed(connack(false));
         s.transport_closed();
@@ -311,9 +311,9 @@ fn v5_refused_connack_closes_with_its_reason() {
             CloseReason::ConnectRefused(code),
         );
         assert!(s.sent().is_empty());
-        assert_eq!(s.client.state(), ConnectionState::Disconnected);
+        assert_eq!(s.session.state(), ConnectionState::Disconnected);
         // The queued publish is neither sent nor lost: it waits for the next connection.
-        assert_eq!(s.client.queued_len(), 1);
+        assert_eq!(s.session.queued_len(), 1);
         s.transport_closed();
         s.assert_quiet();
     }
@@ -360,7 +360,7 @@ fn commands_before_connack_wait_for_it() {
             .unwrap();
         // Nothing leaves before CONNACK, and nothing completes.
         s.assert_quiet();
-        assert_eq!(s.client.queued_len(), 5);
+        assert_eq!(s.session.queued_len(), 5);
 
         s.feed(connack(false));
         let sent = s.sent();
@@ -383,8 +383,8 @@ fn commands_before_connack_wait_for_it() {
         let events = s.events();
         assert!(matches!(events[0], ClientEvent::Connected(_)), "{events:?}");
         assert_eq!(published(&events), [(1, ReasonCode::Success)]);
-        assert_eq!(s.client.queued_len(), 0);
-        assert_eq!(s.client.inflight_len(), 2);
+        assert_eq!(s.session.queued_len(), 0);
+        assert_eq!(s.session.inflight_len(), 2);
     }
 }
 
@@ -413,7 +413,7 @@ fn v5_connected_event_carries_the_connack_and_assigned_client_identifier() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(s.client.state(), ConnectionState::Connected);
+    assert_eq!(s.session.state(), ConnectionState::Connected);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use core::num::NonZeroU16;
 use bytes::Bytes;
 use mqtt_streaming_proto::{Packet, Publish, QoS, QosPid, ReasonCode};
 use mqtt_streaming_session::{AckMode, ClientConfig, CloseReason, CommandError, ProtocolViolation};
-use support::*;
+use support::client::*;
 
 fn manual() -> ClientConfig {
     ClientConfig {

@@ -14,7 +14,7 @@ use mqtt_streaming_session::{
     AbandonCause, ClientEvent, CloseReason, CommandError, Initiator, ProtocolViolation,
     SubscribeRequest, UnsubscribeRequest,
 };
-use support::*;
+use support::client::*;
 
 fn every_option() -> SubscribeRequest {
     SubscribeRequest {
@@ -403,7 +403,7 @@ fn unsubscribe_with_a_publish_racing_it() {
             Some(ClientEvent::Unsubscribed { token: 2, .. })
         ));
         assert_eq!(
-            s.client.state(),
+            s.session.state(),
             mqtt_streaming_session::ConnectionState::Connected
         );
     }

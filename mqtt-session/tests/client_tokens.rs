@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use mqtt_streaming_proto::{ConnAck, Packet, QoS, ReasonCode};
 use mqtt_streaming_session::{ClientConfig, ClientEvent, SubscribeRequest, UnsubscribeRequest};
-use support::*;
+use support::client::*;
 
 /// A scripted server that answers what the client sends, except that it can go silent.
 fn answer(sent: &[Packet], version: mqtt_streaming_proto::ProtocolVersion) -> Vec<Packet> {
@@ -79,7 +79,7 @@ fn every_token_comes_back_exactly_once() {
         };
         let mut silent = false;
         for step in 0..600 {
-            if s.client.state() == mqtt_streaming_session::ConnectionState::Disconnected
+            if s.session.state() == mqtt_streaming_session::ConnectionState::Disconnected
                 && step % 7 == 0
             {
                 s.connect(resume(version, "c"));
@@ -115,7 +115,7 @@ fn every_token_comes_back_exactly_once() {
                 }
             }
             let sent = s.sent();
-            if !silent && s.client.state() == mqtt_streaming_session::ConnectionState::Connected {
+            if !silent && s.session.state() == mqtt_streaming_session::ConnectionState::Connected {
                 for p in answer(&sent, version) {
                     s.feed(p);
                 }
@@ -144,8 +144,8 @@ fn every_token_comes_back_exactly_once() {
             }
         }
         count(s.events(), &mut returned);
-        assert_eq!(s.client.inflight_len(), 0);
-        assert_eq!(s.client.queued_len(), 0);
+        assert_eq!(s.session.inflight_len(), 0);
+        assert_eq!(s.session.queued_len(), 0);
         assert!(given > 500, "the scenario gave {given} tokens");
         let missing: Vec<_> = (1..=given).filter(|t| !returned.contains_key(t)).collect();
         let twice: Vec<_> = returned.iter().filter(|(_, n)| **n != 1).collect();

@@ -14,7 +14,7 @@ use mqtt_streaming_proto::{
 use mqtt_streaming_session::{
     AbandonCause, ClientConfig, ClientEvent, CommandError, Message, SubscribeRequest,
 };
-use support::*;
+use support::client::*;
 
 fn limited(props: ConnAckProperties, config: ClientConfig) -> Script<u32> {
     let mut ack = ConnAck::new(ReasonCode::Success);
@@ -43,8 +43,8 @@ fn receive_maximum_bounds_the_window_without_head_of_line_blocking() {
         s.publish(msg("one/topic", qos, "m"), t).unwrap();
     }
     assert_eq!(briefs(&s.sent()), ["PUBLISH1", "PUBLISH2", "PUBLISH3"]);
-    assert_eq!(s.client.inflight_len(), 3);
-    assert_eq!(s.client.queued_len(), 3);
+    assert_eq!(s.session.inflight_len(), 3);
+    assert_eq!(s.session.queued_len(), 3);
 
     // A PUBREC does not free a slot (the flow continues until PUBCOMP) ...
     s.feed(pubrec(2));
@@ -54,7 +54,7 @@ fn receive_maximum_bounds_the_window_without_head_of_line_blocking() {
     assert_eq!(briefs(&s.sent()), ["PUBLISH4"]);
     s.feed(pubcomp(2));
     assert_eq!(briefs(&s.sent()), ["PUBLISH5"]);
-    assert_eq!(s.client.inflight_len(), 3);
+    assert_eq!(s.session.inflight_len(), 3);
     // [MQTT-4.9.0-2]: an error PUBREC frees the slot too.
     s.feed(Packet::PubRec(response(4, ReasonCode::UnspecifiedError)));
     assert_eq!(briefs(&s.sent()), ["PUBLISH6"]);
@@ -149,7 +149,7 @@ trait Limits {
 
 impl Limits for Script<u32> {
     fn server_limits_max_qos(&self) -> QoS {
-        self.client.server_limits().maximum_qos
+        self.session.server_limits().maximum_qos
     }
 }
 
@@ -193,7 +193,7 @@ fn maximum_packet_size_is_a_command_error_not_a_broken_connection() {
     let sent = s.sent();
     assert_eq!(sent[0].encoded_len(V5).unwrap(), 32);
     assert_eq!(
-        s.client.state(),
+        s.session.state(),
         mqtt_streaming_session::ConnectionState::Connected
     );
 
@@ -294,7 +294,7 @@ fn subscription_features_the_server_lacks_are_refused() {
     s.subscribe(SubscribeRequest::new(filter("a/b"), QoS::AtMostOnce), 3)
         .unwrap();
     assert_eq!(briefs(&s.sent()), ["SUBSCRIBE1"]);
-    let limits = s.client.server_limits();
+    let limits = s.session.server_limits();
     assert!(!limits.wildcard_subscriptions);
     assert!(!limits.subscription_identifiers);
     assert!(!limits.shared_subscriptions);

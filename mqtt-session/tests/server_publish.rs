@@ -5,7 +5,7 @@
 //!
 //! Statement ids name their version (3.1.1 or 5.0) in each test's first comment line.
 
-mod server_support;
+mod support;
 
 use core::num::{NonZeroU16, NonZeroU32};
 
@@ -17,7 +17,7 @@ use mqtt_streaming_session::{
     AckMode, CloseReason, CommandError, Initiator, ProtocolViolation, ServerConfig, ServerEvent,
     ServerState,
 };
-use server_support::*;
+use support::server::*;
 
 fn manual() -> ServerConfig {
     ServerConfig {
@@ -429,7 +429,7 @@ fn outbound_qos1_completes_on_puback() {
     assert_eq!(briefs(&sent), ["PUBLISH1 a", "PUBLISH2 a"]);
     assert!(publishes(&sent).iter().all(|p| !p.dup));
     assert!(s.events().is_empty());
-    assert_eq!(s.server.inflight_len(), 2);
+    assert_eq!(s.session.inflight_len(), 2);
     s.feed(Packet::PubAck(PubResponse {
         packet_id: pid(2),
         reason_code: ReasonCode::NoMatchingSubscribers,
@@ -448,7 +448,7 @@ fn outbound_qos1_completes_on_puback() {
     }
     s.feed(puback(1));
     assert_eq!(published(&s.events()), [(1, ReasonCode::Success)]);
-    assert_eq!(s.server.inflight_len(), 0);
+    assert_eq!(s.session.inflight_len(), 0);
     // A second PUBACK for the same id completes nothing and is ignored (issue 10 item 6: it
     // used to close the connection; see server_lifecycle's unknown-id test).
     s.feed(puback(1));
@@ -489,7 +489,7 @@ fn outbound_qos2_pubrec_error_ends_the_flow_v5() {
     }));
     assert!(s.sent().is_empty());
     assert_eq!(published(&s.events()), [(5, ReasonCode::QuotaExceeded)]);
-    assert_eq!(s.server.inflight_len(), 0);
+    assert_eq!(s.session.inflight_len(), 0);
 }
 
 #[test]
@@ -509,7 +509,7 @@ fn the_clients_receive_maximum_is_the_window_v5() {
         s.publish(msg("w", qos, "x"), i).unwrap();
     }
     assert_eq!(briefs(&s.sent()), ["PUBLISH1 w", "PUBLISH2 w"]);
-    assert_eq!(s.server.queued_len(), 3);
+    assert_eq!(s.session.queued_len(), 3);
     s.feed(Packet::PingReq);
     s.feed(subscribe(9, &[("x", QoS::AtMostOnce)]));
     s.suback(9, &[ReasonCode::Success]).unwrap();
@@ -533,7 +533,7 @@ fn the_clients_receive_maximum_is_the_window_v5() {
             (5, ReasonCode::Success)
         ]
     );
-    assert_eq!(s.server.queued_len(), 0);
+    assert_eq!(s.session.queued_len(), 0);
 }
 
 #[test]
@@ -571,7 +571,7 @@ fn the_clients_maximum_packet_size_is_respected_v5() {
     assert_eq!(rejected.token, 1);
     assert_eq!(rejected.command, msg("t", QoS::AtLeastOnce, big));
     s.assert_quiet();
-    assert_eq!(s.server.inflight_len(), 0);
+    assert_eq!(s.session.inflight_len(), 0);
     s.publish(msg("t", QoS::AtLeastOnce, "fits"), 2).unwrap();
     let sent = s.sent();
     assert_eq!(briefs(&sent), ["PUBLISH1 t"]);
@@ -704,8 +704,8 @@ fn outbound_queue_is_bounded() {
     }
     let r = s.publish(msg("q", QoS::AtLeastOnce, "x"), 3).unwrap_err();
     assert_eq!((r.error, r.token), (CommandError::QueueFull, 3));
-    assert_eq!(s.server.queued_len(), 2);
-    assert_eq!(s.server.inflight_len(), 1);
+    assert_eq!(s.session.queued_len(), 2);
+    assert_eq!(s.session.inflight_len(), 1);
 }
 
 #[test]
@@ -721,7 +721,7 @@ fn closed_event_after_a_transport_loss_keeps_tokens_in_the_session() {
     let events = s.events();
     assert!(published(&events).is_empty());
     assert_closed(&events, Initiator::Transport, CloseReason::TransportClosed);
-    let state = s.server.detach().expect("accepted, closed");
+    let state = s.session.detach().expect("accepted, closed");
     assert_eq!((state.inflight_len(), state.queued_len()), (1, 1));
     let tokens: Vec<u32> = state.into_abandoned().into_iter().map(|(t, _)| t).collect();
     assert_eq!(tokens, [1, 2]);

@@ -5,7 +5,7 @@
 //!
 //! Statement ids name their version (3.1.1 or 5.0) in each test's first comment line.
 
-mod server_support;
+mod support;
 
 use core::num::NonZeroU32;
 
@@ -17,11 +17,11 @@ use mqtt_streaming_proto::{
 use mqtt_streaming_session::{
     CloseReason, CommandError, ProtocolViolation, ServerConfig, ServerEvent,
 };
-use server_support::*;
+use support::server::*;
 
 fn raw(s: &mut Server) -> Vec<u8> {
     let mut wire = BytesMut::new();
-    while s.server.poll_transmit(s.now, &mut wire) > 0 {}
+    while s.session.poll_transmit(s.now, &mut wire) > 0 {}
     wire.to_vec()
 }
 
@@ -185,7 +185,7 @@ fn v311_suback_failure_becomes_0x80() {
         ],
     ));
     s.events();
-    s.server
+    s.session
         .suback(
             s.now,
             pid(0x0102),
@@ -248,7 +248,7 @@ fn unsubscribe_event_and_unsuback() {
     let mut s = accepted(V3);
     s.feed(unsubscribe(0x0304, &["a", "b", "c"]));
     s.events();
-    s.server
+    s.session
         .unsuback(s.now, pid(0x0304), vec![], AckProperties::default())
         .unwrap();
     assert_eq!(raw(&mut s), [0xB0, 0x02, 0x03, 0x04]);
@@ -277,7 +277,7 @@ fn answers_are_scoped_to_the_connection() {
         Err(CommandError::NotConnected)
     );
     first.assert_quiet();
-    let state = first.server.detach();
+    let state = first.session.detach();
     let mut again = Server::new(V3, ServerConfig::default());
     again.connect(resume(V3, "c"));
     again.accept_with(Default::default(), state);
