@@ -27,10 +27,7 @@ fn now() -> Instant {
 }
 
 fn client(depth: u16) -> ClientSession<u64> {
-    let config = ClientConfig {
-        max_inflight: depth + 1,
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default().with_max_inflight(depth + 1);
     let mut client = ClientSession::new(config);
     client
         .connect(now(), Connect::new(V, MqttString::new("bench").unwrap()))
@@ -46,10 +43,7 @@ fn client(depth: u16) -> ClientSession<u64> {
 }
 
 fn server(depth: u16) -> ServerSession<u64> {
-    let config = ServerConfig {
-        max_inflight: depth + 1,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_max_inflight(depth + 1);
     let mut server = ServerSession::new(config, now());
     let mut wire = BytesMut::new();
     Packet::from(Connect::new(V, MqttString::new("bench").unwrap()))

@@ -161,6 +161,7 @@ impl From<EncodeError> for CommandError {
 
 /// A refused command, handing back what the caller gave: the command itself and its token.
 #[derive(Debug, PartialEq, Eq)]
+#[must_use = "a refused command hands its command and token back"]
 pub struct Rejected<C, T> {
     /// Why.
     pub error: CommandError,
@@ -170,7 +171,7 @@ pub struct Rejected<C, T> {
     pub token: T,
 }
 
-impl<C: fmt::Debug, T: fmt::Debug> fmt::Display for Rejected<C, T> {
+impl<C, T> fmt::Display for Rejected<C, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.error, f)
     }

@@ -94,6 +94,23 @@
 
 extern crate alloc;
 
+/// Builder-style setters for a `#[non_exhaustive]` configuration struct, so that other crates
+/// can change any field of `Default::default()`: `with_<field>(value)`, one per field.
+macro_rules! setters {
+    ($ty:ident { $($field:ident / $with:ident : $t:ty),* $(,)? }) => {
+        impl $ty {
+            $(
+                #[doc = concat!("Sets [`", stringify!($field), "`](Self::", stringify!($field), ").")]
+                #[must_use]
+                pub fn $with(mut self, value: $t) -> Self {
+                    self.$field = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+
 pub mod broker;
 mod client;
 mod endpoint;

@@ -25,10 +25,7 @@ fn qos1_publishes(n: u16, version: ProtocolVersion) -> BytesMut {
 #[test]
 fn client_stops_reading_while_its_transmit_buffer_is_full() {
     let now = Instant::from_millis(0);
-    let config = ClientConfig {
-        max_transmit_buffer: 16,
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default().with_max_transmit_buffer(16);
     let mut client: ClientSession<()> = ClientSession::new(config);
     client
         .connect(
@@ -72,10 +69,7 @@ fn client_stops_reading_while_its_transmit_buffer_is_full() {
 #[test]
 fn server_stops_reading_while_its_transmit_buffer_is_full() {
     let now = Instant::from_millis(0);
-    let config = ServerConfig {
-        max_transmit_buffer: 16,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_max_transmit_buffer(16);
     let mut server: ServerSession<()> = ServerSession::new(config, now);
     let mut read = BytesMut::new();
     Packet::from(Connect::new(

@@ -61,11 +61,9 @@ fn v311_connect_minimal_and_without_will_or_credentials() {
     let connect = Connect::new(support::V3, MqttString::new("").unwrap());
     let mut s = Script::new(
         support::V3,
-        ClientConfig {
-            receive_maximum: 3,
-            topic_alias_maximum: 4,
-            ..ClientConfig::default()
-        },
+        ClientConfig::default()
+            .with_receive_maximum(3)
+            .with_topic_alias_maximum(4),
     );
     s.connect(connect.clone());
     let sent = sent_connect(&mut s);
@@ -125,12 +123,10 @@ fn v5_connect_carries_every_property_and_will_property() {
 fn v5_connect_limits_left_unset_come_from_the_config() {
     // [MQTT-3.3.2-10] (5.0): the Topic Alias Maximum the client announces is the one it then
     // accepts; Receive Maximum and Maximum Packet Size are announced from the config too.
-    let config = ClientConfig {
-        receive_maximum: 7,
-        max_packet_size: 5000,
-        topic_alias_maximum: 9,
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default()
+        .with_receive_maximum(7)
+        .with_max_packet_size(5000)
+        .with_topic_alias_maximum(9);
     let mut s = Script::new(support::V5, config);
     s.connect(connect(support::V5, "c"));
     let p = sent_connect(&mut s).properties;
@@ -141,10 +137,7 @@ fn v5_connect_limits_left_unset_come_from_the_config() {
     // Topic Alias Maximum 0 in the config: the property is left out (absent means 0).
     let mut s = Script::new(
         support::V5,
-        ClientConfig {
-            topic_alias_maximum: 0,
-            ..ClientConfig::default()
-        },
+        ClientConfig::default().with_topic_alias_maximum(0),
     );
     s.connect(connect(support::V5, "c"));
     assert_eq!(sent_connect(&mut s).properties.topic_alias_maximum, None);
@@ -156,10 +149,7 @@ fn v5_connect_limits_given_in_connect_win_and_are_enforced() {
     // Maximum set in the CONNECT (2) overrides the config (1024) and is what is enforced.
     let mut s: Script<u32> = Script::new(
         support::V5,
-        ClientConfig {
-            ack_mode: mqtt_streaming_session::AckMode::Manual,
-            ..ClientConfig::default()
-        },
+        ClientConfig::default().with_ack_mode(mqtt_streaming_session::AckMode::Manual),
     );
     let mut c = connect(support::V5, "c");
     c.properties.receive_maximum = NonZeroU16::new(2);
@@ -263,10 +253,7 @@ fn connack_timeout_closes_the_connection() {
     for version in [support::V3, support::V5] {
         let mut s: Script<u32> = Script::new(
             version,
-            ClientConfig {
-                connack_timeout: Duration::from_secs(5),
-                ..ClientConfig::default()
-            },
+            ClientConfig::default().with_connack_timeout(Duration::from_secs(5)),
         );
         s.advance(1000);
         s.connect(connect(version, "c"));

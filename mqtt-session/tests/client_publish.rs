@@ -289,11 +289,9 @@ fn pubrels_leave_in_the_order_their_pubrecs_arrived() {
 fn every_packet_id_is_usable_and_none_is_reused_in_flight() {
     // [MQTT-2.3.1-2], [MQTT-2.3.1-3] (3.1.1); [MQTT-2.2.1-3], [MQTT-4.3.2-1] (5.0): all 65,535 ids are used, distinct while in flight; the next publish waits, and goes out
     // with the id freed by a PUBACK.
-    let config = ClientConfig {
-        max_inflight: u16::MAX,
-        max_queued: 10,
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default()
+        .with_max_inflight(u16::MAX)
+        .with_max_queued(10);
     let mut s: Script<u32> = connected_with(
         V3,
         config,
@@ -365,10 +363,7 @@ fn ids_are_not_reused_while_a_subscribe_holds_one() {
 fn full_queue_hands_the_message_and_token_back() {
     // The bounded FIFO: beyond `max_queued`, `publish` refuses with QueueFull and returns the
     // message and the token unchanged.
-    let config = ClientConfig {
-        max_queued: 2,
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default().with_max_queued(2);
     let mut s: Script<u32> = Script::new(V5, config);
     s.publish(msg("t", QoS::AtLeastOnce, "1"), 1).unwrap();
     s.publish(msg("t", QoS::AtMostOnce, "2"), 2).unwrap();
@@ -398,11 +393,9 @@ fn full_queue_hands_the_message_and_token_back() {
 #[test]
 fn full_window_and_queue_refuse_while_connected() {
     // Window = min(max_inflight, server Receive Maximum) = 1, then a queue of 1, then refusal.
-    let config = ClientConfig {
-        max_inflight: 1,
-        max_queued: 1,
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default()
+        .with_max_inflight(1)
+        .with_max_queued(1);
     let mut s: Script<u32> = connected_with(
         V3,
         config,
@@ -421,10 +414,7 @@ fn full_window_and_queue_refuse_while_connected() {
 #[test]
 fn a_full_transmit_buffer_pushes_back() {
     // Back-pressure: encoded bytes not yet taken by poll_transmit are bounded too.
-    let config = ClientConfig {
-        max_transmit_buffer: 64,
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default().with_max_transmit_buffer(64);
     let mut s: Script<u32> = connected_with(
         V3,
         config,

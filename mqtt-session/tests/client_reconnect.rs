@@ -136,10 +136,7 @@ fn session_absent_abandons_in_flight_and_resets_ids() {
 fn session_absent_forgets_inbound_state() {
     // [MQTT-3.1.2-6] (3.1.1) / [MQTT-3.2.2-5] (5.0): inbound QoS 2 ids awaiting PUBREL and
     // unacknowledged manual acks belong to the discarded session.
-    let config = ClientConfig {
-        ack_mode: AckMode::Manual,
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default().with_ack_mode(AckMode::Manual);
     let mut s: Script<u32> = connected_with(
         V5,
         config,
@@ -172,10 +169,7 @@ fn session_present_keeps_inbound_qos2_and_releases_acks_given_offline() {
     // the same session the server re-sends its PUBLISH (not delivered again, PUBREC again)
     // and its PUBREL (PUBCOMP); an ack the application gave while offline goes out after
     // CONNACK.
-    let config = ClientConfig {
-        ack_mode: AckMode::Manual,
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default().with_ack_mode(AckMode::Manual);
     for version in [V3, V5] {
         let mut s: Script<u32> = connected_with(
             version,

@@ -52,11 +52,9 @@ fn every_token_comes_back_exactly_once() {
     // The correlation contract on ClientSession: each token of publish/subscribe/unsubscribe
     // comes back once, in Published, Subscribed, Unsubscribed, Abandoned or a Rejected.
     for version in [V3, V5] {
-        let config = ClientConfig {
-            max_inflight: 4,
-            max_queued: 6,
-            ..ClientConfig::default()
-        };
+        let config = ClientConfig::default()
+            .with_max_inflight(4)
+            .with_max_queued(6);
         let mut s: Script<u32> = Script::new(version, config);
         let mut returned: BTreeMap<u32, u32> = BTreeMap::new();
         let mut given = 0u32;

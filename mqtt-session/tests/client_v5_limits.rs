@@ -77,10 +77,7 @@ fn window_is_the_smaller_of_ours_and_the_servers() {
             receive_maximum: NonZeroU16::new(10),
             ..Default::default()
         },
-        ClientConfig {
-            max_inflight: 2,
-            ..ClientConfig::default()
-        },
+        ClientConfig::default().with_max_inflight(2),
     );
     for t in 1..=4 {
         s.publish(msg("t", QoS::AtLeastOnce, "m"), t).unwrap();
@@ -306,10 +303,7 @@ fn aliases_on(max: u16) -> Script<u32> {
             topic_alias_maximum: Some(max),
             ..Default::default()
         },
-        ClientConfig {
-            auto_topic_alias: true,
-            ..ClientConfig::default()
-        },
+        ClientConfig::default().with_auto_topic_alias(true),
     )
 }
 
@@ -419,14 +413,8 @@ fn automatic_topic_alias_never_pushes_a_packet_over_the_maximum_size() {
     let mut ack = ConnAck::new(ReasonCode::Success);
     ack.properties.topic_alias_maximum = Some(5);
     ack.properties.maximum_packet_size = NonZeroU32::new(40);
-    let mut s: Script<u32> = connected_with(
-        V5,
-        ClientConfig {
-            auto_topic_alias: true,
-            ..ClientConfig::default()
-        },
-        ack,
-    );
+    let mut s: Script<u32> =
+        connected_with(V5, ClientConfig::default().with_auto_topic_alias(true), ack);
     // QoS 0, topic "abc": 2 + 5 + 1 (props) = 8, payload 32 -> 40 bytes without an alias.
     let m = Message::new(topic("abc"), QoS::AtMostOnce, vec![b'x'; 32]);
     let outcome = s.publish(m.clone(), 1);

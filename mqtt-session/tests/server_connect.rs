@@ -140,10 +140,7 @@ fn second_connect_before_the_answer_closes_without_connack() {
 fn connect_timeout_closes_an_idle_socket() {
     // The configured CONNECT timeout closes a connection that never sends CONNECT; a partial
     // CONNECT does not extend it and nothing is sent.
-    let config = ServerConfig {
-        connect_timeout: Duration::from_secs(5),
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_connect_timeout(Duration::from_secs(5));
     let mut s = Server::at(V3, config, Instant::from_millis(1_000));
     assert_eq!(s.session.poll_timeout(), Some(Instant::from_millis(6_000)));
     let bytes = encode(&Packet::Connect(Box::new(connect(V3, "c"))), V3);
@@ -263,26 +260,17 @@ fn disabled_versions_are_refused_with_the_right_connack() {
     let cases = [
         (
             V5,
-            ServerConfig {
-                accept_v5: false,
-                ..ServerConfig::default()
-            },
+            ServerConfig::default().with_accept_v5(false),
             vec![0x20, 0x03, 0x00, 0x84, 0x00],
         ),
         (
             V3,
-            ServerConfig {
-                accept_v3_1_1: false,
-                ..ServerConfig::default()
-            },
+            ServerConfig::default().with_accept_v3_1_1(false),
             vec![0x20, 0x02, 0x00, 0x01],
         ),
         (
             V31,
-            ServerConfig {
-                accept_v3_1: false,
-                ..ServerConfig::default()
-            },
+            ServerConfig::default().with_accept_v3_1(false),
             vec![0x20, 0x02, 0x00, 0x01],
         ),
     ];
@@ -307,13 +295,7 @@ fn disabled_versions_are_refused_with_the_right_connack() {
         assert!(s.session.detach().is_none(), "never accepted: no session");
     }
     // The other versions still work with those configs.
-    let mut s = Server::new(
-        V3,
-        ServerConfig {
-            accept_v5: false,
-            ..ServerConfig::default()
-        },
-    );
+    let mut s = Server::new(V3, ServerConfig::default().with_accept_v5(false));
     s.connect(connect(V3, "c"));
 }
 
@@ -494,14 +476,12 @@ fn accept_fills_connack_limits_from_the_config_v5() {
     // [MQTT-3.2.2-9] (5.0): a server below QoS 2 announces Maximum QoS; Receive Maximum,
     // Maximum Packet Size, Topic Alias Maximum and Retain Available come from the config too,
     // and defaults (QoS 2, retain available, no aliases) are left out.
-    let config = ServerConfig {
-        receive_maximum: 10,
-        max_packet_size: 2000,
-        topic_alias_maximum: 5,
-        maximum_qos: QoS::AtLeastOnce,
-        retain_available: false,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default()
+        .with_receive_maximum(10)
+        .with_max_packet_size(2000)
+        .with_topic_alias_maximum(5)
+        .with_maximum_qos(QoS::AtLeastOnce)
+        .with_retain_available(false);
     let mut s = Server::new(V5, config);
     s.connect(connect(V5, "c"));
     let ack = s.accept();
@@ -518,10 +498,7 @@ fn accept_fills_connack_limits_from_the_config_v5() {
         }
     );
 
-    let config = ServerConfig {
-        topic_alias_maximum: 0,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_topic_alias_maximum(0);
     let mut s = Server::new(V5, config.clone());
     s.connect(connect(V5, "c"));
     let ack = s.accept();
@@ -1244,11 +1221,9 @@ fn will_beyond_the_servers_capabilities_is_refused_v5() {
     // [MQTT-3.2.2-12] and [MQTT-3.2.2-13] (5.0): a will QoS above the server's maximum gets
     // CONNACK 0x9B, a retained will without retain support 0x9A; the connection closes and
     // the application never sees the CONNECT.
-    let config = ServerConfig {
-        maximum_qos: QoS::AtLeastOnce,
-        retain_available: false,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default()
+        .with_maximum_qos(QoS::AtLeastOnce)
+        .with_retain_available(false);
     let cases = [
         (QoS::ExactlyOnce, false, ReasonCode::QoSNotSupported),
         (QoS::AtLeastOnce, true, ReasonCode::RetainNotSupported),
@@ -1363,10 +1338,7 @@ fn undecided_connect_is_refused_at_the_decide_deadline_server_busy_mqtt_3_2_2_7(
     // refused `decide_timeout` after it arrived with 0x89 Server busy (5.0 section 3.2.2.2:
     // "try again later"; 3.1.1 has no such code: 3 Server unavailable), then the connection
     // closes ([MQTT-3.2.2-7] in 5.0, [MQTT-3.2.2-5] in 3.1.1).
-    let config = ServerConfig {
-        decide_timeout: Duration::from_secs(5),
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_decide_timeout(Duration::from_secs(5));
     for (version, expected) in [
         (V5, [0x20, 0x03, 0x00, 0x89, 0x00]),
         (V3, [0x20, 0x02, 0x00, 0x03, 0]),

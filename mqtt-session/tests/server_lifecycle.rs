@@ -605,10 +605,7 @@ fn malformed_bytes_v311_close_without_a_packet() {
 fn packet_too_large_v5() {
     // [MQTT-3.2.2-15] (5.0): the client must not exceed our Maximum Packet Size; one that
     // does is refused from its fixed header (before its body arrives) with DISCONNECT 0x95.
-    let config = ServerConfig {
-        max_packet_size: 100,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_max_packet_size(100);
     let mut s = accepted_with(config, connect(V5, "c"));
     // Only the fixed header of a 1000-byte PUBLISH.
     s.feed_bytes(&[0x30, 0xE5, 0x07]);
@@ -626,10 +623,7 @@ fn packet_too_large_v5() {
 fn packet_too_large_before_connect() {
     // The configured Maximum Packet Size bounds the CONNECT too: an oversized one closes the
     // connection without a reply (nothing is buffered for it).
-    let config = ServerConfig {
-        max_packet_size: 64,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_max_packet_size(64);
     let mut s = Server::new(V3, config);
     s.feed_bytes(&[0x10, 0xE5, 0x07]);
     assert!(s.sent().is_empty());
@@ -703,10 +697,7 @@ fn wrong_acks_from_the_client_are_protocol_errors_v5() {
     // Protocol Error (0x82). (A PUBACK/PUBREC/PUBCOMP for nothing outstanding is not: issue 10
     // item 6, see `acks_for_unknown_ids_from_the_client_are_tolerated`.)
     let mut s = accepted_with(
-        ServerConfig {
-            ack_mode: AckMode::Manual,
-            ..ServerConfig::default()
-        },
+        ServerConfig::default().with_ack_mode(AckMode::Manual),
         connect(V5, "c"),
     );
     s.feed(client_publish("t", QoS::ExactlyOnce, 4, "x"));

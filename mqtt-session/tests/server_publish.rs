@@ -20,10 +20,7 @@ use mqtt_streaming_session::{
 use support::server::*;
 
 fn manual() -> ServerConfig {
-    ServerConfig {
-        ack_mode: AckMode::Manual,
-        ..ServerConfig::default()
-    }
+    ServerConfig::default().with_ack_mode(AckMode::Manual)
 }
 
 fn payloads(events: &[ServerEvent<u32>]) -> Vec<String> {
@@ -189,10 +186,7 @@ fn our_receive_maximum_is_enforced_v5() {
     // [MQTT-3.3.4-7] (5.0): the client must not have more than our Receive Maximum QoS 1 and 2
     // PUBLISHes unacknowledged; one more is answered with DISCONNECT 0x93. Finished ones free
     // their slot.
-    let config = ServerConfig {
-        receive_maximum: 2,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_receive_maximum(2);
     let mut s = accepted_with(config.clone(), connect(V5, "c"));
     // QoS 2 stays unfinished until PUBREL.
     s.feed(client_publish("t", QoS::ExactlyOnce, 1, "a"));
@@ -215,13 +209,7 @@ fn our_receive_maximum_is_enforced_v5() {
     );
 
     // Manual acks: QoS 1 not yet acked counts.
-    let mut s = accepted_with(
-        ServerConfig {
-            ack_mode: AckMode::Manual,
-            ..config
-        },
-        connect(V5, "c"),
-    );
+    let mut s = accepted_with(config.with_ack_mode(AckMode::Manual), connect(V5, "c"));
     s.feed(client_publish("t", QoS::AtLeastOnce, 1, "a"));
     s.feed(client_publish("t", QoS::AtLeastOnce, 2, "b"));
     let first = delivered(&s.events())[0].2.unwrap();
@@ -242,10 +230,7 @@ fn inbound_topic_aliases_are_resolved_v5() {
     // [MQTT-3.3.2-12] (5.0): the server accepts every alias from 1 to its Topic Alias Maximum;
     // a PUBLISH with an empty topic and a known alias is delivered with the mapped topic, and
     // a mapping can be replaced.
-    let config = ServerConfig {
-        topic_alias_maximum: 2,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_topic_alias_maximum(2);
     let mut s = accepted_with(config, connect(V5, "c"));
     let aliased = |t: &str, alias: u16, payload: &'static str| {
         let mut p = publish(
@@ -290,10 +275,7 @@ fn inbound_topic_alias_above_maximum_is_refused_v5() {
     // DISCONNECT 0x94. [MQTT-3.2.2-18] (5.0): with a maximum of 0 any alias is refused.
     for (max, alias) in [(2u16, 3u16), (0, 1)] {
         let mut s2 = accepted_with(
-            ServerConfig {
-                topic_alias_maximum: max,
-                ..ServerConfig::default()
-            },
+            ServerConfig::default().with_topic_alias_maximum(max),
             connect(V5, "c"),
         );
         let mut p = publish("t", QoS::AtMostOnce, 0, "x");
@@ -328,10 +310,7 @@ fn unknown_topic_alias_is_a_protocol_error_v5() {
 fn maximum_qos_is_enforced_v5() {
     // [MQTT-3.2.2-11] (5.0): a PUBLISH above the Maximum QoS the server announced is refused
     // with DISCONNECT 0x9B; at or below it passes.
-    let config = ServerConfig {
-        maximum_qos: QoS::AtLeastOnce,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_maximum_qos(QoS::AtLeastOnce);
     let mut s = accepted_with(config, connect(V5, "c"));
     s.feed(client_publish("t", QoS::AtMostOnce, 0, "a"));
     s.feed(client_publish("t", QoS::AtLeastOnce, 1, "b"));
@@ -348,10 +327,7 @@ fn maximum_qos_is_enforced_v5() {
 #[test]
 fn retain_when_unavailable_is_refused_v5() {
     // [MQTT-3.2.2-14] (5.0): with Retain Available 0 a retained PUBLISH gets DISCONNECT 0x9A.
-    let config = ServerConfig {
-        retain_available: false,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_retain_available(false);
     let mut s = accepted_with(config, connect(V5, "c"));
     s.feed(client_publish("t", QoS::AtLeastOnce, 1, "plain"));
     assert_eq!(payloads(&s.events()), ["plain"]);
@@ -385,11 +361,9 @@ fn subscription_identifier_from_a_client_is_a_protocol_error_v5() {
 fn v311_ignores_v5_limits_of_the_config() {
     // 3.1.1 has no Maximum QoS, Retain Available or topic aliases: a 3.1.1 client publishing
     // QoS 2 and retained messages is served even when the v5 config limits are lower.
-    let config = ServerConfig {
-        maximum_qos: QoS::AtMostOnce,
-        retain_available: false,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default()
+        .with_maximum_qos(QoS::AtMostOnce)
+        .with_retain_available(false);
     let mut s = accepted_with(config, connect(V3, "c"));
     let mut p = publish("t", QoS::ExactlyOnce, 1, "x");
     p.retain = true;
@@ -540,10 +514,7 @@ fn the_clients_receive_maximum_is_the_window_v5() {
 fn our_max_inflight_caps_the_window() {
     // The config's max_inflight caps the window below the client's Receive Maximum (3.1.1 has
     // none: 65,535).
-    let config = ServerConfig {
-        max_inflight: 1,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_max_inflight(1);
     let mut s = accepted_with(config, connect(V3, "c"));
     s.publish(msg("w", QoS::ExactlyOnce, "x"), 1).unwrap();
     s.publish(msg("w", QoS::AtLeastOnce, "y"), 2).unwrap();
@@ -610,10 +581,7 @@ fn outbound_topic_aliases_within_the_clients_maximum_v5() {
     // ones an empty topic); topics beyond it go out plainly.
     let mut c = connect(V5, "c");
     c.properties.topic_alias_maximum = Some(2);
-    let config = ServerConfig {
-        auto_topic_alias: true,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_auto_topic_alias(true);
     let mut s = accepted_with(config, c);
     for (i, t) in ["a/1", "a/1", "b/2", "c/3", "b/2", "c/3"]
         .iter()
@@ -649,10 +617,7 @@ fn no_topic_aliases_when_the_client_allows_none_v5() {
     for max in [None, Some(0)] {
         let mut c = connect(V5, "c");
         c.properties.topic_alias_maximum = max;
-        let config = ServerConfig {
-            auto_topic_alias: true,
-            ..ServerConfig::default()
-        };
+        let config = ServerConfig::default().with_auto_topic_alias(true);
         let mut s = accepted_with(config, c);
         s.publish(msg("a", QoS::AtMostOnce, "x"), 1).unwrap();
         s.publish(msg("a", QoS::AtMostOnce, "x"), 2).unwrap();
@@ -694,10 +659,7 @@ fn outbound_queue_is_bounded() {
     // Bounded memory: beyond max_queued the publish is refused with QueueFull and handed back.
     let mut c = connect(V5, "c");
     c.properties.receive_maximum = NonZeroU16::new(1);
-    let config = ServerConfig {
-        max_queued: 2,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_max_queued(2);
     let mut s = accepted_with(config, c);
     for i in 0..3 {
         s.publish(msg("q", QoS::AtLeastOnce, "x"), i).unwrap();

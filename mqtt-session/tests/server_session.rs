@@ -280,10 +280,7 @@ fn resend_respects_the_new_connections_receive_maximum_v5() {
 fn outbound_topic_aliases_start_over_on_the_new_connection_v5() {
     // [MQTT-3.3.2-7] (5.0): alias mappings do not carry over: after a resume, the first
     // PUBLISH to a topic carries the topic again (and re-sends carry the full topic).
-    let config = ServerConfig {
-        auto_topic_alias: true,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_auto_topic_alias(true);
     let mut c = resume(V5, "c");
     c.properties.topic_alias_maximum = Some(4);
     let mut s = accepted_with(config.clone(), c.clone());
@@ -375,10 +372,7 @@ fn reconnect_after_a_dropped_connection_with_the_session_resumed_v5() {
     // after a transport loss the session (Session Expiry Interval > 0) resumes, Session
     // Present 1, re-sends first; a manual ack pending from the old connection still works on
     // the inbound side once the client re-sends.
-    let config = ServerConfig {
-        ack_mode: mqtt_streaming_session::AckMode::Manual,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_ack_mode(mqtt_streaming_session::AckMode::Manual);
     let mut s = accepted_with(config.clone(), resume(V5, "c"));
     s.feed(client_publish("in", QoS::AtLeastOnce, 3, "up"));
     let ack_id = delivered(&s.events())[0].2.unwrap();

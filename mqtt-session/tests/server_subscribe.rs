@@ -292,10 +292,7 @@ fn answers_are_scoped_to_the_connection() {
 fn reading_stops_while_too_many_requests_wait() {
     // Bounded memory: with max_pending_requests unanswered SUBSCRIBE/UNSUBSCRIBE the session
     // stops reading; the bytes stay in the caller's buffer until the application answers.
-    let config = ServerConfig {
-        max_pending_requests: 2,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_max_pending_requests(2);
     let mut s = accepted_with(config, connect(V5, "c"));
     let mut bytes = BytesMut::new();
     bytes.extend_from_slice(&encode(&subscribe(1, &[("a", QoS::AtMostOnce)]), V5));
