@@ -54,6 +54,9 @@ pub enum OutboundStage {
 }
 
 /// What an entry waits for.
+// The PUBLISH is stored inline on purpose: boxing it would cost an allocation per publish,
+// and entries never move once in their slot.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Pending {
     /// An outbound PUBLISH (as first sent, DUP clear, kept for re-sending) at this stage.
@@ -108,6 +111,8 @@ pub(crate) enum AckOutcome<T> {
     Ignored,
 }
 
+// Free slots are as large as used ones on purpose (see `Pending`).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Slot<T> {
     Used(Entry<T>),
