@@ -268,19 +268,17 @@ impl<T> InFlight<T> {
         }
     }
 
-    /// A PUBACK arrived. Only a QoS 1 flow accepts it; one for a QoS 2 flow (or a request) is
-    /// a protocol violation, one for an identifier with nothing in flight is ignored (see the
-    /// module docs).
+    /// A PUBACK arrived. Only a QoS 1 flow accepts it; one for a QoS 2 flow is a protocol
+    /// violation, one for an identifier with no publish flow (nothing in flight, or a SUBSCRIBE
+    /// or UNSUBSCRIBE) is ignored (see the module docs).
     pub(crate) fn on_puback(
         &mut self,
         id: PacketId,
         code: ReasonCode,
     ) -> Result<AckOutcome<T>, ProtocolViolation> {
-        match self.get(id).map(Entry::stage) {
+        match self.get(id).and_then(Entry::stage) {
             None => Ok(AckOutcome::Ignored),
-            Some(Some(OutboundStage::AwaitingPubAck)) => {
-                Ok(self.complete(id, code, PacketType::PubAck))
-            }
+            Some(OutboundStage::AwaitingPubAck) => Ok(self.complete(id, code, PacketType::PubAck)),
             Some(_) => Err(ProtocolViolation::UnexpectedAck(PacketType::PubAck, id)),
         }
     }
@@ -294,15 +292,15 @@ impl<T> InFlight<T> {
         id: PacketId,
         code: ReasonCode,
     ) -> Result<AckOutcome<T>, ProtocolViolation> {
-        match self.get(id).map(Entry::stage) {
+        match self.get(id).and_then(Entry::stage) {
             // An error code says the peer dropped the message and holds nothing for it.
             None if code.is_error() => Ok(AckOutcome::Ignored),
             None => Ok(AckOutcome::ReleaseUnknown),
-            Some(Some(OutboundStage::AwaitingPubComp)) => Ok(AckOutcome::SendPubRel),
-            Some(Some(OutboundStage::AwaitingPubRec)) if code.is_error() => {
+            Some(OutboundStage::AwaitingPubComp) => Ok(AckOutcome::SendPubRel),
+            Some(OutboundStage::AwaitingPubRec) if code.is_error() => {
                 Ok(self.complete(id, code, PacketType::PubRec))
             }
-            Some(Some(OutboundStage::AwaitingPubRec)) => {
+            Some(OutboundStage::AwaitingPubRec) => {
                 let order = self.next_order();
                 if let Some(entry) = self.get_mut(id) {
                     if let Pending::Publish(_, stage) = &mut entry.pending {
@@ -312,7 +310,9 @@ impl<T> InFlight<T> {
                 }
                 Ok(AckOutcome::SendPubRel)
             }
-            Some(_) => Err(ProtocolViolation::UnexpectedAck(PacketType::PubRec, id)),
+            Some(OutboundStage::AwaitingPubAck) => {
+                Err(ProtocolViolation::UnexpectedAck(PacketType::PubRec, id))
+            }
         }
     }
 
@@ -328,9 +328,9 @@ impl<T> InFlight<T> {
         id: PacketId,
         code: ReasonCode,
     ) -> Result<AckOutcome<T>, ProtocolViolation> {
-        match self.get(id).map(Entry::stage) {
+        match self.get(id).and_then(Entry::stage) {
             None => Ok(AckOutcome::Ignored),
-            Some(Some(OutboundStage::AwaitingPubComp)) => {
+            Some(OutboundStage::AwaitingPubComp) => {
                 let code = if code == ReasonCode::PacketIdentifierNotFound {
                     ReasonCode::Success
                 } else {
@@ -480,10 +480,23 @@ mod tests {
 
     #[test]
     fn a_request_id_is_not_a_publish_flow() {
-        // A PUBACK for a SUBSCRIBE's identifier is an acknowledgement of the wrong kind.
+        // Publish acknowledgements treat a request's identifier as one with no publish flow
+        // (ignored, or PUBREL 0x92 for a PUBREC), and the request is unaffected.
         let mut table: InFlight<u16> = InFlight::default();
         table.insert_request(pid(1), Pending::Unsubscribe(2), 1);
-        assert!(table.on_puback(pid(1), ReasonCode::Success).is_err());
+        assert!(matches!(
+            table.on_puback(pid(1), ReasonCode::Success),
+            Ok(AckOutcome::Ignored)
+        ));
+        assert!(matches!(
+            table.on_pubrec(pid(1), ReasonCode::Success),
+            Ok(AckOutcome::ReleaseUnknown)
+        ));
+        assert!(matches!(
+            table.on_pubcomp(pid(1), ReasonCode::Success),
+            Ok(AckOutcome::Ignored)
+        ));
+        assert_eq!(table.len(), 1);
         assert!(table.on_request_ack(pid(1), true, Some(2)).is_err());
         assert_eq!(
             table.on_request_ack(pid(1), false, Some(1)),
