@@ -204,7 +204,11 @@
 //! token back ([`ConnectRejected`] and [`AcceptRejected`] hand back the `Connect`, and the
 //! CONNACK properties and the stored session). Nothing is lost to a refusal, and a refused
 //! command changes nothing. `disconnect` is never refused on an open connection: it always
-//! closes. A peer that breaks the protocol is answered (MQTT 5: a DISCONNECT with the
+//! closes. Back-pressure has variants of its own, so a caller can tell "wait and retry" from a
+//! mistake ([`CommandError::is_backpressure`]): [`CommandError::QueueFull`] (the bounded queue
+//! behind the in-flight window), [`CommandError::TransmitBufferFull`] (drain `poll_transmit`
+//! to the transport first) and [`CommandError::PacketIdsExhausted`] (all 65,535 identifiers
+//! in flight). A peer that breaks the protocol is answered (MQTT 5: a DISCONNECT with the
 //! reason code) and reported once, as a `Closed` event with an [`Initiator`] and a
 //! [`CloseReason`].
 //!

@@ -194,7 +194,8 @@ impl<T> ServerSession<T> {
     }
 
     /// How many more messages [`publish`](Self::publish) takes now before it refuses them
-    /// with [`CommandError::QueueFull`]: the room left in the queue, or 0 while
+    /// with [`CommandError::QueueFull`] (or [`CommandError::TransmitBufferFull`]): the room
+    /// left in the queue, or 0 while
     /// `max_transmit_buffer` bytes wait for [`poll_transmit`](Self::poll_transmit). (A message
     /// sent at once can fill the transmit buffer, so this is an upper bound.) An owner with a
     /// backlog of its own (the broker's retained messages after a SUBSCRIBE) feeds it by this
