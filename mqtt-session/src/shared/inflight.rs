@@ -111,6 +111,9 @@ pub(crate) enum AckOutcome<T> {
     Ignored,
 }
 
+/// Slots an empty table keeps allocated.
+const KEEP_SLOTS: usize = 32;
+
 // Free slots are as large as used ones on purpose (see `Pending`).
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
@@ -228,8 +231,15 @@ impl<T> InFlight<T> {
             self.publishes -= 1;
         }
         if self.index.is_empty() {
-            // Nothing in flight: give the slots back to a clean state (keeping the capacity).
-            self.slots.clear();
+            // Nothing in flight: a clean slate. A small slab keeps its capacity (a steady
+            // trickle of publishes allocates nothing); a large one, left by a burst, is given
+            // back, so that many idle sessions (a broker's) do not each hold their largest
+            // window's worth of slots.
+            if self.slots.capacity() > KEEP_SLOTS {
+                self.slots = Vec::new();
+            } else {
+                self.slots.clear();
+            }
             self.free = None;
         }
         Some(entry)
@@ -476,6 +486,22 @@ mod tests {
         let tokens: Vec<u16> = table.take_publishes().into_iter().map(|(t, _)| t).collect();
         assert_eq!(tokens, [1, 3, 4, 7, 6]);
         assert_eq!((table.len(), table.slots.len()), (0, 0));
+    }
+
+    #[test]
+    fn an_emptied_table_gives_a_large_slab_back() {
+        // Bounded memory when idle: a burst's slots do not outlive it.
+        let mut table: InFlight<u16> = InFlight::default();
+        for id in 1..=100 {
+            table.insert(publish(id, QoS::AtLeastOnce), id);
+        }
+        for id in 1..=100 {
+            let _ = table.on_puback(pid(id), ReasonCode::Success);
+        }
+        assert_eq!(table.slots.capacity(), 0);
+        table.insert(publish(1, QoS::AtLeastOnce), 1);
+        let _ = table.on_puback(pid(1), ReasonCode::Success);
+        assert!(table.slots.capacity() > 0, "a small slab is kept for reuse");
     }
 
     #[test]
