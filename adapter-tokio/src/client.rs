@@ -758,6 +758,9 @@ impl Role for ClientRole {
                 };
                 Routed::Closed(event, info)
             }
+            // An event this version of the adapter does not know (the enum is
+            // non-exhaustive): nothing to route.
+            _ => Routed::Handled,
         };
         Some(routed)
     }

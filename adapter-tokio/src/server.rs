@@ -687,6 +687,9 @@ impl Role for ServerRole {
                 };
                 Routed::Closed(event, info)
             }
+            // An event this version of the adapter does not know (the enum is
+            // non-exhaustive): nothing to route.
+            _ => Routed::Handled,
         };
         Some(routed)
     }

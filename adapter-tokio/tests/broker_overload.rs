@@ -209,10 +209,7 @@ async fn non_reading_subscriber_disconnected_after_stall_timeout_publisher_resum
     // and the publisher's messages are all acknowledged.
     let config = BrokerConfig {
         stalled_subscriber_timeout: Duration::from_secs(1),
-        server: mqtt_streaming_session::ServerConfig {
-            max_queued: 50,
-            ..BrokerConfig::default().server
-        },
+        server: BrokerConfig::default().server.with_max_queued(50),
         ..BrokerConfig::default()
     };
     let broker = BrokerServer::bind("127.0.0.1:0", config).await.unwrap();

@@ -633,7 +633,10 @@ async fn refused_accept_gives_the_detached_session_back() {
     };
     let refused = conn.accept(bad, Some(detached)).await.unwrap_err();
     assert!(
-        matches!(refused, Error::Rejected(CommandError::Invalid(_))),
+        matches!(
+            refused,
+            Error::Rejected(CommandError::AuthenticationMethodMismatch)
+        ),
         "{refused:?}"
     );
     let detached = conn.detach_session().expect("the session is handed back");

@@ -146,10 +146,7 @@ async fn persistent_session_resumed_after_cut_mid_qos2() {
             .unwrap();
         let mut resumer = options(version, "resumer", true).resumable();
         // A small window of our own: the outbound flows advance a few per round trip.
-        resumer.session = ClientConfig {
-            max_inflight: 4,
-            ..ClientConfig::default()
-        };
+        resumer.session = ClientConfig::default().with_max_inflight(4);
         let proxy = Proxy::start(broker.addr).await;
         let (client, mut events) = connect_tcp(proxy.addr, resumer).await.unwrap();
         client

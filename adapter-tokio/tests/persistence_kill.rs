@@ -154,7 +154,7 @@ impl Peer {
     fn step(&mut self) {
         let now = self.now();
         let mut out = BytesMut::new();
-        self.session.poll_transmit(now, &mut out);
+        while self.session.poll_transmit(now, &mut out) > 0 {}
         if let Some(stream) = &mut self.stream {
             if !out.is_empty() && stream.write_all(&out).is_err() {
                 self.lost();

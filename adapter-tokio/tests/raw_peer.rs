@@ -204,10 +204,7 @@ async fn input_beyond_what_the_session_holds_is_read_after_the_answer() {
 #[tokio::test(start_paused = true)]
 async fn input_beyond_a_full_transmit_buffer_is_read_once_drained() {
     let (server_io, mut peer) = tokio::io::duplex(64 * 1024);
-    let config = mqtt_streaming_session::ServerConfig {
-        max_transmit_buffer: 16,
-        ..mqtt_streaming_session::ServerConfig::default()
-    };
+    let config = mqtt_streaming_session::ServerConfig::default().with_max_transmit_buffer(16);
     let mut conn = serve_connection(server_io, ServerOptions::from(config));
     let mut out = BytesMut::new();
     Packet::from(connect_packet(ProtocolVersion::V3_1_1, "burst"))

@@ -431,10 +431,7 @@ async fn publishes_while_disconnected_go_out_in_order() {
     let mut watcher = subscriber(addr, ProtocolVersion::V5, "off/#").await;
     let proxy = Proxy::start(addr).await;
     let mut options = persistent(ProtocolVersion::V5, "offline");
-    options.session = ClientConfig {
-        max_queued: 3,
-        ..ClientConfig::default()
-    };
+    options.session = ClientConfig::default().with_max_queued(3);
     options.command_capacity = 1;
     let (client, mut events) = connect_tcp(proxy.addr, options).await.unwrap();
     proxy.cut();

@@ -12,6 +12,9 @@ use crate::time::Instant;
 /// inherent methods of the same names (see them for the details and the drain rule); the
 /// role-specific commands stay on each type.
 ///
+/// The trait is sealed: only this crate's sessions implement it, so methods can be added
+/// without breaking anyone.
+///
 /// ```
 /// use bytes::BytesMut;
 /// use mqtt_streaming_proto::{Connect, MqttString, Packet, ProtocolVersion};
@@ -34,7 +37,7 @@ use crate::time::Instant;
 /// let events = drain(&mut server, now, &mut BytesMut::new());
 /// assert!(matches!(events[..], [mqtt_streaming_session::ServerEvent::Connect(_)]));
 /// ```
-pub trait Endpoint {
+pub trait Endpoint: sealed::Sealed {
     /// What [`poll_event`](Self::poll_event) yields.
     type Event;
 
@@ -45,15 +48,29 @@ pub trait Endpoint {
     /// The transport is gone.
     fn handle_closed(&mut self, now: Instant);
     /// Appends bytes for the transport to `buf`; returns how many.
+    #[must_use = "call poll_transmit until it returns 0"]
     fn poll_transmit(&mut self, now: Instant, buf: &mut BytesMut) -> usize;
     /// The next event, if any.
+    #[must_use = "events carry tokens and messages that are lost if dropped unread"]
     fn poll_event(&mut self) -> Option<Self::Event>;
     /// When [`handle_timeout`](Self::handle_timeout) has work next.
+    #[must_use]
     fn poll_timeout(&self) -> Option<Instant>;
+    /// Whether [`handle_read`](Self::handle_read) would consume input now (a driver reads the
+    /// transport only while it is `true`).
+    fn wants_read(&self) -> bool;
+}
+
+mod sealed {
+    /// Implemented by this crate's sessions only.
+    #[allow(unreachable_pub)]
+    pub trait Sealed {}
 }
 
 macro_rules! endpoint_by_inherent_methods {
     ($session:ident, $event:ident) => {
+        impl<T> sealed::Sealed for $session<T> {}
+
         impl<T> Endpoint for $session<T> {
             type Event = $event<T>;
 
@@ -74,6 +91,9 @@ macro_rules! endpoint_by_inherent_methods {
             }
             fn poll_timeout(&self) -> Option<Instant> {
                 $session::poll_timeout(self)
+            }
+            fn wants_read(&self) -> bool {
+                $session::wants_read(self)
             }
         }
     };

@@ -23,8 +23,16 @@ pub enum CommandError {
     AlreadyConnected,
     /// A command that needs a connection (or a session) in a state it is not in.
     NotConnected,
-    /// The bounded queue is full: retry after some operations complete.
+    /// `accept`, `reject` (server): no CONNECT is waiting for an answer.
+    NoConnectPending,
+    /// The bounded queue of commands waiting for the window or a connection is full
+    /// (`max_queued`): retry after some operations complete.
     QueueFull,
+    /// `max_transmit_buffer` encoded bytes wait for `poll_transmit`: drain it (write to the
+    /// transport), then retry. The transport is slower than the commands.
+    TransmitBufferFull,
+    /// All 65,535 packet identifiers are in flight: retry after acknowledgements arrive.
+    PacketIdsExhausted,
     /// The server's Maximum QoS is lower than the QoS asked for ([MQTT-3.2.2-11]).
     QoSNotSupported,
     /// The server does not support retained messages ([MQTT-3.2.2-14]).
@@ -48,10 +56,38 @@ pub enum CommandError {
     /// A manual acknowledgement for a message that is not waiting for one (already acked,
     /// automatic mode, or from a session that has since been discarded).
     UnknownAck,
+    /// A Topic Alias above the peer's Topic Alias Maximum ([MQTT-3.3.2-9]).
+    TopicAliasAboveMaximum {
+        /// The alias asked for.
+        alias: u16,
+        /// The peer's Topic Alias Maximum.
+        max: u16,
+    },
+    /// A reason code this side may not send in this packet, or not in this protocol version
+    /// (a manual ack with an error code in MQTT 3.1.1, a `reject` with a success code, an
+    /// AUTH 0x19 from a server).
+    ReasonCodeNotAllowed {
+        /// The code given.
+        code: ReasonCode,
+        /// The packet it was meant for.
+        packet: PacketType,
+    },
+    /// A SUBACK or UNSUBACK answer with another number of reason codes than the request had
+    /// topic filters ([MQTT-3.9.3-1], [MQTT-3.11.3-1]).
+    ReasonCodeCountMismatch {
+        /// Filters in the request.
+        expected: usize,
+        /// Codes given.
+        given: usize,
+    },
+    /// AUTH on a connection whose CONNECT had no Authentication Method ([MQTT-4.12.0-6],
+    /// [MQTT-4.12.0-7]).
+    NoAuthenticationMethod,
+    /// An Authentication Method other than the one in this connection's CONNECT
+    /// ([MQTT-4.12.0-5]).
+    AuthenticationMethodMismatch,
     /// The packet cannot be encoded.
     Encode(EncodeError),
-    /// The command is invalid for another reason, explained by the text.
-    Invalid(&'static str),
 }
 
 impl fmt::Display for CommandError {
@@ -59,7 +95,10 @@ impl fmt::Display for CommandError {
         match self {
             Self::AlreadyConnected => f.write_str("already connected"),
             Self::NotConnected => f.write_str("not connected"),
+            Self::NoConnectPending => f.write_str("no CONNECT is waiting for an answer"),
             Self::QueueFull => f.write_str("queue full"),
+            Self::TransmitBufferFull => f.write_str("transmit buffer full"),
+            Self::PacketIdsExhausted => f.write_str("all 65,535 packet identifiers are in use"),
             Self::QoSNotSupported => f.write_str("QoS above the server's maximum"),
             Self::RetainNotSupported => f.write_str("the server does not support retain"),
             Self::PacketTooLarge { size, max } => {
@@ -79,9 +118,36 @@ impl fmt::Display for CommandError {
             }
             Self::RequiresV5 => f.write_str("requires MQTT 5"),
             Self::UnknownAck => f.write_str("no message is waiting for this acknowledgement"),
+            Self::TopicAliasAboveMaximum { alias, max } => {
+                write!(f, "topic alias {alias} above the peer's maximum of {max}")
+            }
+            Self::ReasonCodeNotAllowed { code, packet } => {
+                write!(f, "reason code {code} not allowed in {packet} here")
+            }
+            Self::ReasonCodeCountMismatch { expected, given } => write!(
+                f,
+                "{given} reason codes for {expected} topic filters (one per filter, in order)"
+            ),
+            Self::NoAuthenticationMethod => {
+                f.write_str("the connection does not use enhanced authentication")
+            }
+            Self::AuthenticationMethodMismatch => {
+                f.write_str("the Authentication Method must be the CONNECT's")
+            }
             Self::Encode(e) => fmt::Display::fmt(e, f),
-            Self::Invalid(why) => f.write_str(why),
         }
+    }
+}
+
+impl CommandError {
+    /// Whether the same command may succeed later without change, once the session made
+    /// progress: [`QueueFull`](Self::QueueFull), [`TransmitBufferFull`](Self::TransmitBufferFull)
+    /// and [`PacketIdsExhausted`](Self::PacketIdsExhausted) (back-pressure, not a mistake).
+    pub fn is_backpressure(&self) -> bool {
+        matches!(
+            self,
+            Self::QueueFull | Self::TransmitBufferFull | Self::PacketIdsExhausted
+        )
     }
 }
 
@@ -95,6 +161,7 @@ impl From<EncodeError> for CommandError {
 
 /// A refused command, handing back what the caller gave: the command itself and its token.
 #[derive(Debug, PartialEq, Eq)]
+#[must_use = "a refused command hands its command and token back"]
 pub struct Rejected<C, T> {
     /// Why.
     pub error: CommandError,
@@ -104,7 +171,7 @@ pub struct Rejected<C, T> {
     pub token: T,
 }
 
-impl<C: fmt::Debug, T: fmt::Debug> fmt::Display for Rejected<C, T> {
+impl<C, T> fmt::Display for Rejected<C, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.error, f)
     }
@@ -166,6 +233,7 @@ impl<T> From<AcceptRejected<T>> for CommandError {
 
 /// Who ended a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Initiator {
     /// The application asked for it (`disconnect`).
     Application,

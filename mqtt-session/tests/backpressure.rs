@@ -25,10 +25,7 @@ fn qos1_publishes(n: u16, version: ProtocolVersion) -> BytesMut {
 #[test]
 fn client_stops_reading_while_its_transmit_buffer_is_full() {
     let now = Instant::from_millis(0);
-    let config = ClientConfig {
-        max_transmit_buffer: 16,
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default().with_max_transmit_buffer(16);
     let mut client: ClientSession<()> = ClientSession::new(config);
     client
         .connect(
@@ -37,7 +34,7 @@ fn client_stops_reading_while_its_transmit_buffer_is_full() {
         )
         .unwrap();
     let mut out = BytesMut::new();
-    client.poll_transmit(now, &mut out);
+    let _ = client.poll_transmit(now, &mut out);
     let mut read = BytesMut::new();
     Packet::from(ConnAck::new(ReasonCode::Success))
         .encode(ProtocolVersion::V3_1_1, &mut read)
@@ -72,10 +69,7 @@ fn client_stops_reading_while_its_transmit_buffer_is_full() {
 #[test]
 fn server_stops_reading_while_its_transmit_buffer_is_full() {
     let now = Instant::from_millis(0);
-    let config = ServerConfig {
-        max_transmit_buffer: 16,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_max_transmit_buffer(16);
     let mut server: ServerSession<()> = ServerSession::new(config, now);
     let mut read = BytesMut::new();
     Packet::from(Connect::new(
@@ -89,7 +83,7 @@ fn server_stops_reading_while_its_transmit_buffer_is_full() {
         .accept(now, ConnAckProperties::default(), None)
         .unwrap();
     let mut out = BytesMut::new();
-    server.poll_transmit(now, &mut out);
+    let _ = server.poll_transmit(now, &mut out);
 
     // A client that floods PINGREQs and never reads the PINGRESPs.
     let mut read = BytesMut::new();
@@ -108,7 +102,7 @@ fn server_stops_reading_while_its_transmit_buffer_is_full() {
     assert_eq!(read.len(), 200 - 16);
     assert!(!server.wants_read());
     let mut out = BytesMut::new();
-    server.poll_transmit(now, &mut out);
+    let _ = server.poll_transmit(now, &mut out);
     assert!(
         server.wants_read(),
         "drained: the session wants input again"

@@ -14,9 +14,7 @@ use bytes::{Bytes, BytesMut};
 use mqtt_streaming_proto::{Packet, PacketId, Publish, QoS, QosPid, ReasonCode};
 use mqtt_streaming_session::broker::{BrokerConfig, BrokerEvent};
 use mqtt_streaming_session::sim::BrokerNet;
-use mqtt_streaming_session::{
-    AckMode, ClientConfig, ClientEvent, CloseReason, Message, ServerConfig,
-};
+use mqtt_streaming_session::{AckMode, ClientConfig, ClientEvent, CloseReason, Message};
 
 const PUBLISHERS: usize = 8;
 /// The broker's Receive Maximum: what one held-back publisher can have unacknowledged.
@@ -29,11 +27,10 @@ const PER_PUBLISHER: u64 = 400;
 
 fn config() -> BrokerConfig {
     BrokerConfig {
-        server: ServerConfig {
-            max_queued: MAX_QUEUED,
-            receive_maximum: RECEIVE_MAXIMUM,
-            ..BrokerConfig::default().server
-        },
+        server: BrokerConfig::default()
+            .server
+            .with_max_queued(MAX_QUEUED)
+            .with_receive_maximum(RECEIVE_MAXIMUM),
         stalled_subscriber_timeout: Duration::from_secs(5),
         ..BrokerConfig::default()
     }
@@ -41,11 +38,11 @@ fn config() -> BrokerConfig {
 
 /// A subscriber that acknowledges by hand (so the test sets its pace), with a small window.
 fn slow_subscriber(net: &mut BrokerNet, id: &str, expiry: u32) -> usize {
-    let i = net.add_client(ClientConfig {
-        ack_mode: AckMode::Manual,
-        receive_maximum: SUB_WINDOW,
-        ..ClientConfig::default()
-    });
+    let i = net.add_client(
+        ClientConfig::default()
+            .with_ack_mode(AckMode::Manual)
+            .with_receive_maximum(SUB_WINDOW),
+    );
     connect(net, i, connect_packet(V5, id, expiry == 0, expiry));
     i
 }
@@ -619,10 +616,7 @@ fn v3_publisher_not_read_at_receive_maximum_while_held_back() {
     let mut net = net_with(config());
     let s = slow_subscriber(&mut net, "s", 0);
     subscribe(&mut net, s, "t", Q1);
-    let p = net.add_client(ClientConfig {
-        max_inflight: 100,
-        ..ClientConfig::default()
-    });
+    let p = net.add_client(ClientConfig::default().with_max_inflight(100));
     connect(&mut net, p, connect_packet(V3, "p3", true, 0));
     let conn = net.clients[p].link.as_ref().unwrap().1;
     let total = u64::from(SUB_WINDOW) + MAX_QUEUED as u64 + 60;

@@ -15,9 +15,7 @@ use mqtt_streaming_session::broker::{
     AuthDecision, Broker, BrokerConfig, BrokerHooks, ConnectionId,
 };
 use mqtt_streaming_session::sim::{BrokerNet, NetworkConfig};
-use mqtt_streaming_session::{
-    AckMode, ClientConfig, ClientEvent, CloseReason, Instant, Message, ServerConfig,
-};
+use mqtt_streaming_session::{AckMode, ClientConfig, ClientEvent, CloseReason, Instant, Message};
 
 /// Users: "bad" refused with 0x86, "nobody" with 0x87; method "challenge" needs the data
 /// "right" after one round; nobody may publish or subscribe under "secret/".
@@ -299,10 +297,7 @@ fn max_connections_refuses_open() {
 fn max_packet_size_exceeded_disconnect_0x95() {
     // [MQTT-3.2.2-15] 5.0 (announced in CONNACK) and 4.13: DISCONNECT 0x95 Packet too large.
     let config = BrokerConfig {
-        server: ServerConfig {
-            max_packet_size: 100,
-            ..BrokerConfig::default().server
-        },
+        server: BrokerConfig::default().server.with_max_packet_size(100),
         ..BrokerConfig::default()
     };
     let (mut broker, conn) = bare(config, V5);
@@ -346,11 +341,11 @@ fn receive_maximum_of_the_client_respected_outbound() {
     // [MQTT-3.3.4-7] 5.0: the broker sends no more unacknowledged QoS 1/2 than the client's
     // Receive Maximum; the rest follow as acknowledgements come.
     let mut net = net();
-    let s = net.add_client(ClientConfig {
-        ack_mode: AckMode::Manual,
-        receive_maximum: 2,
-        ..ClientConfig::default()
-    });
+    let s = net.add_client(
+        ClientConfig::default()
+            .with_ack_mode(AckMode::Manual)
+            .with_receive_maximum(2),
+    );
     connect(&mut net, s, connect_packet(V5, "s", true, 0));
     subscribe(&mut net, s, "t", Q1);
     let p = client(&mut net, V5, "p", true, 0);
@@ -469,10 +464,7 @@ fn message_too_large_for_subscriber_dropped_and_counted() {
     // [MQTT-3.1.2-24] 5.0: never send a packet above the client's Maximum Packet Size; the
     // message is dropped for that client (counted), others still get it.
     let mut net = net();
-    let small = net.add_client(ClientConfig {
-        max_packet_size: 64,
-        ..ClientConfig::default()
-    });
+    let small = net.add_client(ClientConfig::default().with_max_packet_size(64));
     connect(&mut net, small, connect_packet(V5, "small", true, 0));
     subscribe(&mut net, small, "t", Q1);
     let big = client(&mut net, V5, "big", true, 0);

@@ -219,10 +219,7 @@ fn qos2_in_flight_to_a_subscriber_is_not_delivered_twice_after_a_crash() {
     // ([MQTT-4.3.3-10]), does not deliver it again.
     let mut net = net_with(persistent());
     let mut store = Store::default();
-    let s = net.add_client(ClientConfig {
-        ack_mode: AckMode::Manual,
-        ..ClientConfig::default()
-    });
+    let s = net.add_client(ClientConfig::default().with_ack_mode(AckMode::Manual));
     connect(&mut net, s, connect_packet(V5, "sub", false, 600));
     subscribe(&mut net, s, "a", Q2);
     let p = client(&mut net, V5, "pub", true, 0);

@@ -7,17 +7,14 @@ use std::collections::BTreeSet;
 
 use broker_support::*;
 use mqtt_streaming_session::broker::BrokerConfig;
-use mqtt_streaming_session::{AckMode, ClientConfig, ServerConfig};
+use mqtt_streaming_session::{AckMode, ClientConfig};
 
 fn manual_ack_client(
     net: &mut mqtt_streaming_session::sim::BrokerNet,
     id: &str,
     expiry: u32,
 ) -> usize {
-    let i = net.add_client(ClientConfig {
-        ack_mode: AckMode::Manual,
-        ..ClientConfig::default()
-    });
+    let i = net.add_client(ClientConfig::default().with_ack_mode(AckMode::Manual));
     connect(net, i, connect_packet(V5, id, false, expiry));
     i
 }
@@ -62,10 +59,7 @@ fn offline_queue_bounded_newest_refused_and_counted() {
     // Issue 5 limits: at most ServerConfig.max_queued messages per session while away; when
     // full the newest message is refused (dropped) and counted in dropped_queue_full.
     let mut net = net_with(BrokerConfig {
-        server: ServerConfig {
-            max_queued: 3,
-            ..BrokerConfig::default().server
-        },
+        server: BrokerConfig::default().server.with_max_queued(3),
         ..BrokerConfig::default()
     });
     let s = client(&mut net, V5, "s", false, 600);

@@ -9,7 +9,7 @@ use mqtt_streaming_proto::{
     QosPid, Subscribe, SubscriptionOptions, TopicFilter, TopicName,
 };
 use mqtt_streaming_session::broker::{Broker, BrokerConfig, ConnectionId};
-use mqtt_streaming_session::{Instant, ServerConfig};
+use mqtt_streaming_session::Instant;
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
@@ -95,10 +95,7 @@ fn retained_messages_beyond_the_queue_are_delivered_later_not_dropped() {
     // subscriber takes 5 in flight (its Receive Maximum) and the broker queues 10 more per
     // session; 200 retained messages match.
     let mut broker = Broker::new(BrokerConfig {
-        server: ServerConfig {
-            max_queued: 10,
-            ..BrokerConfig::default().server
-        },
+        server: BrokerConfig::default().server.with_max_queued(10),
         ..BrokerConfig::default()
     });
     retain(&mut broker, 200, QoS::AtLeastOnce);

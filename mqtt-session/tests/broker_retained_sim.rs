@@ -7,16 +7,15 @@ mod broker_support;
 
 use broker_support::*;
 use mqtt_streaming_session::broker::BrokerConfig;
-use mqtt_streaming_session::{Message, ServerConfig};
+use mqtt_streaming_session::Message;
 
 #[test]
 fn every_retained_message_reaches_a_subscriber_with_a_small_queue_mqtt_3_3_1_9() {
     let mut net = net_with(BrokerConfig {
-        server: ServerConfig {
-            max_queued: 8,
-            max_inflight: 4,
-            ..BrokerConfig::default().server
-        },
+        server: BrokerConfig::default()
+            .server
+            .with_max_queued(8)
+            .with_max_inflight(4),
         ..BrokerConfig::default()
     });
     let publisher = client(&mut net, V5, "pub", true, 0);

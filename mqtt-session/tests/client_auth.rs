@@ -12,7 +12,7 @@ use mqtt_streaming_proto::{
 use mqtt_streaming_session::{
     ClientConfig, ClientEvent, CloseReason, CommandError, ConnectionState, ProtocolViolation,
 };
-use support::*;
+use support::client::*;
 
 const METHOD: &str = "SCRAM-SHA-256";
 
@@ -71,7 +71,7 @@ fn auth_exchange_during_connect() {
     let answer = auth(ReasonCode::ContinueAuthentication, METHOD, b"client-final");
     s.auth(answer.clone()).unwrap();
     assert_eq!(s.sent(), [Packet::Auth(answer)]);
-    assert_eq!(s.client.state(), ConnectionState::Connecting);
+    assert_eq!(s.session.state(), ConnectionState::Connecting);
     s.feed(connack_with_method(Some(METHOD)));
     assert!(matches!(s.events()[0], ClientEvent::Connected(_)));
     assert_eq!(briefs(&s.sent()), ["PUBLISH1"]);
@@ -108,7 +108,7 @@ fn re_authentication() {
     // Traffic goes on during and after re-authentication.
     s.publish(msg("t", QoS::AtMostOnce, "m"), 1).unwrap();
     assert_eq!(publishes(&s.sent()).len(), 1);
-    assert_eq!(s.client.state(), ConnectionState::Connected);
+    assert_eq!(s.session.state(), ConnectionState::Connected);
 }
 
 #[test]
@@ -149,7 +149,7 @@ fn auth_without_a_method_in_connect_is_refused_both_ways() {
     let mut s = connected(V5);
     assert!(matches!(
         s.auth(auth(ReasonCode::ReAuthenticate, METHOD, b"x")),
-        Err(CommandError::Invalid(_))
+        Err(CommandError::NoAuthenticationMethod)
     ));
     s.assert_quiet();
     s.feed(Packet::Auth(auth(

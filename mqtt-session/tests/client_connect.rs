@@ -17,7 +17,7 @@ use mqtt_streaming_session::{
     ClientConfig, ClientEvent, CloseReason, CommandError, ConnectionState, Initiator, Instant,
     ProtocolViolation, SubscribeRequest, UnsubscribeRequest,
 };
-use support::*;
+use support::client::*;
 
 fn sent_connect(s: &mut Script<u32>) -> Connect {
     match &s.sent()[..] {
@@ -48,7 +48,7 @@ fn v311_connect_carries_every_option() {
                 let mut s = Script::new(support::V3, ClientConfig::default());
                 s.connect(connect.clone());
                 assert_eq!(sent_connect(&mut s), connect);
-                assert_eq!(s.client.state(), ConnectionState::Connecting);
+                assert_eq!(s.session.state(), ConnectionState::Connecting);
             }
         }
     }
@@ -61,11 +61,9 @@ fn v311_connect_minimal_and_without_will_or_credentials() {
     let connect = Connect::new(support::V3, MqttString::new("").unwrap());
     let mut s = Script::new(
         support::V3,
-        ClientConfig {
-            receive_maximum: 3,
-            topic_alias_maximum: 4,
-            ..ClientConfig::default()
-        },
+        ClientConfig::default()
+            .with_receive_maximum(3)
+            .with_topic_alias_maximum(4),
     );
     s.connect(connect.clone());
     let sent = sent_connect(&mut s);
@@ -125,12 +123,10 @@ fn v5_connect_carries_every_property_and_will_property() {
 fn v5_connect_limits_left_unset_come_from_the_config() {
     // [MQTT-3.3.2-10] (5.0): the Topic Alias Maximum the client announces is the one it then
     // accepts; Receive Maximum and Maximum Packet Size are announced from the config too.
-    let config = ClientConfig {
-        receive_maximum: 7,
-        max_packet_size: 5000,
-        topic_alias_maximum: 9,
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default()
+        .with_receive_maximum(7)
+        .with_max_packet_size(5000)
+        .with_topic_alias_maximum(9);
     let mut s = Script::new(support::V5, config);
     s.connect(connect(support::V5, "c"));
     let p = sent_connect(&mut s).properties;
@@ -141,10 +137,7 @@ fn v5_connect_limits_left_unset_come_from_the_config() {
     // Topic Alias Maximum 0 in the config: the property is left out (absent means 0).
     let mut s = Script::new(
         support::V5,
-        ClientConfig {
-            topic_alias_maximum: 0,
-            ..ClientConfig::default()
-        },
+        ClientConfig::default().with_topic_alias_maximum(0),
     );
     s.connect(connect(support::V5, "c"));
     assert_eq!(sent_connect(&mut s).properties.topic_alias_maximum, None);
@@ -156,10 +149,7 @@ fn v5_connect_limits_given_in_connect_win_and_are_enforced() {
     // Maximum set in the CONNECT (2) overrides the config (1024) and is what is enforced.
     let mut s: Script<u32> = Script::new(
         support::V5,
-        ClientConfig {
-            ack_mode: mqtt_streaming_session::AckMode::Manual,
-            ..ClientConfig::default()
-        },
+        ClientConfig::default().with_ack_mode(mqtt_streaming_session::AckMode::Manual),
     );
     let mut c = connect(support::V5, "c");
     c.properties.receive_maximum = NonZeroU16::new(2);
@@ -226,13 +216,13 @@ fn connect_that_cannot_be_encoded_is_refused_and_changes_nothing() {
     let mut s: Script<u32> = Script::new(support::V5, ClientConfig::default());
     let mut c = connect(support::V5, "c");
     c.properties.authentication_data = Some(Bytes::from_static(b"x"));
-    let rejected = s.client.connect(s.now, c.clone()).unwrap_err();
+    let rejected = s.session.connect(s.now, c.clone()).unwrap_err();
     assert!(matches!(rejected.error, CommandError::Encode(_)));
     assert_eq!(rejected.connect, c);
     s.drain();
     s.assert_quiet();
-    assert_eq!(s.client.state(), ConnectionState::Disconnected);
-    assert_eq!(s.client.poll_timeout(), None);
+    assert_eq!(s.session.state(), ConnectionState::Disconnected);
+    assert_eq!(s.session.poll_timeout(), None);
 }
 
 #[test]
@@ -241,13 +231,13 @@ fn connect_while_connecting_or_connected_is_refused() {
     s.connect(connect(support::V5, "c"));
     s.sent();
     let again = connect(support::V5, "again");
-    let rejected = s.client.connect(s.now, again.clone()).unwrap_err();
+    let rejected = s.session.connect(s.now, again.clone()).unwrap_err();
     assert_eq!(rejected.error, CommandError::AlreadyConnected);
     assert_eq!(rejected.connect, again);
     s.feed(connack(false));
     s.events();
     assert_eq!(
-        s.client
+        s.session
             .connect(s.now, connect(support::V5, "c"))
             .unwrap_err()
             .error,
@@ -263,22 +253,19 @@ fn connack_timeout_closes_the_connection() {
     for version in [support::V3, support::V5] {
         let mut s: Script<u32> = Script::new(
             version,
-            ClientConfig {
-                connack_timeout: Duration::from_secs(5),
-                ..ClientConfig::default()
-            },
+            ClientConfig::default().with_connack_timeout(Duration::from_secs(5)),
         );
         s.advance(1000);
         s.connect(connect(version, "c"));
         s.sent();
-        assert_eq!(s.client.poll_timeout(), Some(Instant::from_millis(6000)));
+        assert_eq!(s.session.poll_timeout(), Some(Instant::from_millis(6000)));
         s.advance(4999);
         s.assert_quiet();
-        assert_eq!(s.client.state(), ConnectionState::Connecting);
+        assert_eq!(s.session.state(), ConnectionState::Connecting);
         s.advance(1);
         assert_closed(&s.events(), Initiator::Session, CloseReason::ConnAckTimeout);
-        assert_eq!(s.client.state(), ConnectionState::Disconnected);
-        assert_eq!(s.client.poll_timeout(), None);
+        assert_eq!(s.session.state(), ConnectionState::Disconnected);
+        assert_eq!(s.session.poll_timeout(), None);
         // A late CONNACK on the dead transport is ignored; the transport loss adds nothing.
         s.feed(connack(false));
         s.transport_closed();
@@ -311,9 +298,9 @@ fn v5_refused_connack_closes_with_its_reason() {
             CloseReason::ConnectRefused(code),
         );
         assert!(s.sent().is_empty());
-        assert_eq!(s.client.state(), ConnectionState::Disconnected);
+        assert_eq!(s.session.state(), ConnectionState::Disconnected);
         // The queued publish is neither sent nor lost: it waits for the next connection.
-        assert_eq!(s.client.queued_len(), 1);
+        assert_eq!(s.session.queued_len(), 1);
         s.transport_closed();
         s.assert_quiet();
     }
@@ -360,7 +347,7 @@ fn commands_before_connack_wait_for_it() {
             .unwrap();
         // Nothing leaves before CONNACK, and nothing completes.
         s.assert_quiet();
-        assert_eq!(s.client.queued_len(), 5);
+        assert_eq!(s.session.queued_len(), 5);
 
         s.feed(connack(false));
         let sent = s.sent();
@@ -383,8 +370,8 @@ fn commands_before_connack_wait_for_it() {
         let events = s.events();
         assert!(matches!(events[0], ClientEvent::Connected(_)), "{events:?}");
         assert_eq!(published(&events), [(1, ReasonCode::Success)]);
-        assert_eq!(s.client.queued_len(), 0);
-        assert_eq!(s.client.inflight_len(), 2);
+        assert_eq!(s.session.queued_len(), 0);
+        assert_eq!(s.session.inflight_len(), 2);
     }
 }
 
@@ -413,7 +400,7 @@ fn v5_connected_event_carries_the_connack_and_assigned_client_identifier() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(s.client.state(), ConnectionState::Connected);
+    assert_eq!(s.session.state(), ConnectionState::Connected);
 }
 
 #[test]

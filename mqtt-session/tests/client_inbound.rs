@@ -10,13 +10,10 @@ use core::num::NonZeroU16;
 use bytes::Bytes;
 use mqtt_streaming_proto::{Packet, Publish, QoS, QosPid, ReasonCode};
 use mqtt_streaming_session::{AckMode, ClientConfig, CloseReason, CommandError, ProtocolViolation};
-use support::*;
+use support::client::*;
 
 fn manual() -> ClientConfig {
-    ClientConfig {
-        ack_mode: AckMode::Manual,
-        ..ClientConfig::default()
-    }
+    ClientConfig::default().with_ack_mode(AckMode::Manual)
 }
 
 fn dup(packet: Packet) -> Packet {
@@ -236,7 +233,10 @@ fn v5_manual_ack_with_an_error_code() {
     let id = delivered(&s.events())[0].2.unwrap();
     assert!(matches!(
         s.ack(id, ReasonCode::ServerBusy),
-        Err(CommandError::Invalid(_))
+        Err(CommandError::ReasonCodeNotAllowed {
+            code: ReasonCode::ServerBusy,
+            ..
+        })
     ));
 }
 
@@ -252,7 +252,10 @@ fn v311_manual_ack_accepts_only_success() {
     let id = delivered(&s.events())[0].2.unwrap();
     assert!(matches!(
         s.ack(id, ReasonCode::NotAuthorized),
-        Err(CommandError::Invalid(_))
+        Err(CommandError::ReasonCodeNotAllowed {
+            code: ReasonCode::NotAuthorized,
+            ..
+        })
     ));
     s.ack(id, ReasonCode::Success).unwrap();
     assert_eq!(briefs(&s.sent()), ["PUBACK1"]);
@@ -306,10 +309,7 @@ fn v5_pubrel_before_the_application_acked_is_a_protocol_error() {
 fn v5_inbound_receive_maximum_exceeded_disconnects_with_0x93() {
     // [MQTT-3.3.4-9] (5.0): the server may not exceed our Receive Maximum; QoS 2 messages
     // awaiting PUBREL count until PUBCOMP.
-    let config = ClientConfig {
-        receive_maximum: 2,
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default().with_receive_maximum(2);
     let mut s: Script<u32> = connected_with(
         V5,
         config,
@@ -349,10 +349,7 @@ fn v5_inbound_receive_maximum_exceeded_disconnects_with_0x93() {
 
 /// A session with Receive Maximum 2 and two QoS 2 messages awaiting PUBREL.
 fn two_awaiting_pubrel() -> Script<u32> {
-    let config = ClientConfig {
-        receive_maximum: 2,
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default().with_receive_maximum(2);
     let mut s: Script<u32> = connected_with(
         V5,
         config,
@@ -369,10 +366,7 @@ fn two_awaiting_pubrel() -> Script<u32> {
 fn v311_inbound_bound_is_enforced_by_closing() {
     // 3.1.1 cannot announce a Receive Maximum; the bound still holds (memory stays bounded),
     // enforced by closing without a DISCONNECT.
-    let config = ClientConfig {
-        receive_maximum: 1,
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default().with_receive_maximum(1);
     let mut s: Script<u32> = connected_with(
         V3,
         config,
@@ -409,10 +403,7 @@ fn v5_inbound_topic_aliases_are_resolved() {
     // [MQTT-3.3.2-10] (5.0): the client accepts every alias from 1 to its Topic Alias Maximum;
     // an empty topic with a known alias is delivered under the mapped topic, and a new topic
     // for an alias replaces the mapping.
-    let config = ClientConfig {
-        topic_alias_maximum: 3,
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default().with_topic_alias_maximum(3);
     let mut s: Script<u32> = connected_with(
         V5,
         config,
@@ -434,10 +425,7 @@ fn v5_inbound_topic_alias_above_our_maximum_disconnects_with_0x94() {
     // [MQTT-3.1.2-26], [MQTT-3.1.2-27] (5.0): the server may not exceed our Topic Alias
     // Maximum, nor send any alias when it is 0; the client answers with DISCONNECT 0x94.
     for (max, alias) in [(3u16, 4u16), (0, 1)] {
-        let config = ClientConfig {
-            topic_alias_maximum: max,
-            ..ClientConfig::default()
-        };
+        let config = ClientConfig::default().with_topic_alias_maximum(max);
         let mut s: Script<u32> = connected_with(
             V5,
             config,

@@ -7,7 +7,7 @@ mod support;
 
 use mqtt_streaming_proto::{ConnAck, Packet, QoS, ReasonCode};
 use mqtt_streaming_session::{ClientConfig, CloseReason, ConnectionState, Initiator, Instant};
-use support::*;
+use support::client::*;
 
 fn with_keep_alive(
     version: mqtt_streaming_proto::ProtocolVersion,
@@ -38,7 +38,7 @@ fn pingreq_after_an_idle_interval_and_ping_cycles() {
     // within the keep alive; Alpakka "ping cycles": answered pings keep the link up.
     for version in [V3, V5] {
         let mut s = with_keep_alive(version, 10, ConnAck::new(ReasonCode::Success));
-        assert_eq!(s.client.poll_timeout(), Some(Instant::from_millis(10_000)));
+        assert_eq!(s.session.poll_timeout(), Some(Instant::from_millis(10_000)));
         s.advance(9_999);
         s.assert_quiet();
         s.advance(1);
@@ -51,7 +51,7 @@ fn pingreq_after_an_idle_interval_and_ping_cycles() {
         }
         assert_eq!(ping_times(&s), [10_000, 20_000, 30_000, 40_000]);
         assert!(s.events().is_empty());
-        assert_eq!(s.client.state(), ConnectionState::Connected);
+        assert_eq!(s.session.state(), ConnectionState::Connected);
     }
 }
 
@@ -65,7 +65,7 @@ fn traffic_both_ways_postpones_the_ping() {
     s.feed(puback(1));
     s.sent();
     s.events();
-    assert_eq!(s.client.poll_timeout(), Some(Instant::from_millis(16_000)));
+    assert_eq!(s.session.poll_timeout(), Some(Instant::from_millis(16_000)));
     s.advance(9_999);
     s.assert_quiet();
     s.advance(1);
@@ -88,8 +88,8 @@ fn unanswered_ping_closes_within_one_and_a_half_keep_alives() {
             Initiator::Session,
             CloseReason::KeepAliveTimeout,
         );
-        assert_eq!(s.client.state(), ConnectionState::Disconnected);
-        assert_eq!(s.client.poll_timeout(), None);
+        assert_eq!(s.session.state(), ConnectionState::Disconnected);
+        assert_eq!(s.session.poll_timeout(), None);
         s.transport_closed();
         s.assert_quiet();
     }
@@ -105,7 +105,7 @@ fn dead_server_is_detected_while_the_application_publishes_qos0() {
         let mut closed_at = None;
         for step in 1..=400u32 {
             s.advance(50);
-            if s.client.state() != ConnectionState::Connected {
+            if s.session.state() != ConnectionState::Connected {
                 break;
             }
             s.publish(msg("t", QoS::AtMostOnce, "tick"), step).unwrap();
@@ -137,10 +137,10 @@ fn dead_server_is_detected_while_the_application_publishes_qos0() {
 fn keep_alive_zero_means_no_pings_and_no_deadline() {
     // [MQTT-3.1.2-20] (5.0): keep alive 0 turns the mechanism off.
     let mut s = with_keep_alive(V5, 0, ConnAck::new(ReasonCode::Success));
-    assert_eq!(s.client.poll_timeout(), None);
+    assert_eq!(s.session.poll_timeout(), None);
     s.advance(10_000_000);
     s.assert_quiet();
-    assert_eq!(s.client.state(), ConnectionState::Connected);
+    assert_eq!(s.session.state(), ConnectionState::Connected);
 }
 
 #[test]
@@ -163,7 +163,7 @@ fn v5_server_keep_alive_replaces_ours() {
     let mut ack = ConnAck::new(ReasonCode::Success);
     ack.properties.server_keep_alive = Some(0);
     let mut s = with_keep_alive(V5, 60, ack);
-    assert_eq!(s.client.poll_timeout(), None);
+    assert_eq!(s.session.poll_timeout(), None);
     s.advance(1_000_000);
     s.assert_quiet();
 
@@ -182,13 +182,13 @@ fn early_or_repeated_timeouts_are_harmless() {
     // The sans-IO contract: handle_timeout is idempotent and harmless when early.
     let mut s = with_keep_alive(V3, 10, ConnAck::new(ReasonCode::Success));
     for t in [0u64, 1, 5_000, 9_999, 9_999] {
-        s.client.handle_timeout(Instant::from_millis(t));
+        s.session.handle_timeout(Instant::from_millis(t));
         s.drain();
     }
     s.assert_quiet();
     s.now = Instant::from_millis(10_000);
     for _ in 0..3 {
-        s.client.handle_timeout(s.now);
+        s.session.handle_timeout(s.now);
         s.drain();
     }
     assert_eq!(briefs(&s.sent()), ["PINGREQ"], "one PINGREQ, not three");

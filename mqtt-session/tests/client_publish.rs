@@ -14,7 +14,7 @@ use mqtt_streaming_session::{
     ClientConfig, ClientEvent, CloseReason, CommandError, ConnectionState, Initiator,
     ProtocolViolation,
 };
-use support::*;
+use support::client::*;
 
 #[test]
 fn qos0_publish_completes_once_handed_to_the_transport() {
@@ -33,7 +33,7 @@ fn qos0_publish_completes_once_handed_to_the_transport() {
         assert_eq!(p[0].topic.as_str(), "a/b");
         assert_eq!(&p[0].payload[..], b"hi");
         assert_eq!(published(&s.events()), [(10, ReasonCode::Success)]);
-        assert_eq!(s.client.inflight_len(), 0);
+        assert_eq!(s.session.inflight_len(), 0);
     }
 }
 
@@ -51,10 +51,10 @@ fn qos1_publish_completes_on_puback_only() {
         assert!(!p[0].dup);
         let id = id_of(p[0]);
         assert!(s.events().is_empty(), "no completion before PUBACK");
-        assert_eq!(s.client.inflight_len(), 1);
+        assert_eq!(s.session.inflight_len(), 1);
         s.feed(puback(id));
         assert_eq!(published(&s.events()), [(11, ReasonCode::Success)]);
-        assert_eq!(s.client.inflight_len(), 0);
+        assert_eq!(s.session.inflight_len(), 0);
         assert!(s.sent().is_empty(), "nothing answers a PUBACK");
     }
 }
@@ -90,7 +90,7 @@ fn v5_puback_reason_code_and_properties_reach_the_completion() {
         }] => assert_eq!(*properties, props),
         other => panic!("{other:?}"),
     }
-    assert_eq!(s.client.state(), ConnectionState::Connected);
+    assert_eq!(s.session.state(), ConnectionState::Connected);
 }
 
 #[test]
@@ -108,10 +108,10 @@ fn qos2_publish_runs_pubrec_pubrel_pubcomp() {
         s.feed(pubrec(id));
         assert_eq!(briefs(&s.sent()), [format!("PUBREL{id}")]);
         assert!(s.events().is_empty(), "not complete at PUBREC");
-        assert_eq!(s.client.inflight_len(), 1);
+        assert_eq!(s.session.inflight_len(), 1);
         s.feed(pubcomp(id));
         assert_eq!(published(&s.events()), [(12, ReasonCode::Success)]);
-        assert_eq!(s.client.inflight_len(), 0);
+        assert_eq!(s.session.inflight_len(), 0);
         assert!(s.sent().is_empty());
     }
 }
@@ -127,7 +127,7 @@ fn v5_pubrec_with_error_code_ends_the_qos2_flow() {
     s.feed(Packet::PubRec(response(1, ReasonCode::QuotaExceeded)));
     assert!(s.sent().is_empty(), "no PUBREL after an error PUBREC");
     assert_eq!(published(&s.events()), [(5, ReasonCode::QuotaExceeded)]);
-    assert_eq!(s.client.inflight_len(), 1);
+    assert_eq!(s.session.inflight_len(), 1);
 
     // On a resumed session only the other flow is re-sent.
     s.transport_closed();
@@ -155,7 +155,7 @@ fn v5_pubrec_for_a_qos1_publish_is_a_protocol_error() {
         )),
     );
     // The flow is still owed: it is not completed by the wrong ack.
-    assert_eq!(s.client.inflight_len(), 1);
+    assert_eq!(s.session.inflight_len(), 1);
 }
 
 #[test]
@@ -173,7 +173,7 @@ fn v5_puback_for_a_qos2_publish_is_a_protocol_error() {
             pid(1),
         )),
     );
-    assert_eq!(s.client.inflight_len(), 1);
+    assert_eq!(s.session.inflight_len(), 1);
 }
 
 #[test]
@@ -249,14 +249,14 @@ fn acks_for_unknown_ids_are_tolerated_packet_identifier_not_found() {
         }
         assert!(s.events().is_empty(), "{version:?}");
         assert_eq!(
-            s.client.state(),
+            s.session.state(),
             mqtt_streaming_session::ConnectionState::Connected
         );
         // The real flow is untouched and completes.
-        assert_eq!(s.client.inflight_len(), 1);
+        assert_eq!(s.session.inflight_len(), 1);
         s.feed(pubrec(1));
         s.feed(pubcomp(1));
-        assert_eq!(s.client.inflight_len(), 0);
+        assert_eq!(s.session.inflight_len(), 0);
     }
 }
 
@@ -289,11 +289,9 @@ fn pubrels_leave_in_the_order_their_pubrecs_arrived() {
 fn every_packet_id_is_usable_and_none_is_reused_in_flight() {
     // [MQTT-2.3.1-2], [MQTT-2.3.1-3] (3.1.1); [MQTT-2.2.1-3], [MQTT-4.3.2-1] (5.0): all 65,535 ids are used, distinct while in flight; the next publish waits, and goes out
     // with the id freed by a PUBACK.
-    let config = ClientConfig {
-        max_inflight: u16::MAX,
-        max_queued: 10,
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default()
+        .with_max_inflight(u16::MAX)
+        .with_max_queued(10);
     let mut s: Script<u32> = connected_with(
         V3,
         config,
@@ -301,7 +299,7 @@ fn every_packet_id_is_usable_and_none_is_reused_in_flight() {
     );
     let mut ids = BTreeSet::new();
     for token in 0..u32::from(u16::MAX) {
-        s.client
+        s.session
             .publish(s.now, msg("t", QoS::AtLeastOnce, "p"), token)
             .unwrap();
         if token % 4096 == 4095 {
@@ -320,14 +318,14 @@ fn every_packet_id_is_usable_and_none_is_reused_in_flight() {
     assert_eq!(ids.len(), 65_535);
     assert_eq!(ids.first(), Some(&1));
     assert_eq!(ids.last(), Some(&65_535));
-    assert_eq!(s.client.inflight_len(), 65_535);
+    assert_eq!(s.session.inflight_len(), 65_535);
     assert!(s.events().is_empty());
 
     // The 65,536th waits.
     s.publish(msg("t", QoS::AtLeastOnce, "late"), 99_999)
         .unwrap();
     assert!(s.sent().is_empty());
-    assert_eq!(s.client.queued_len(), 1);
+    assert_eq!(s.session.queued_len(), 1);
 
     // A PUBACK frees id 777 (token 776): the waiting publish goes out with it.
     s.feed(puback(777));
@@ -337,7 +335,7 @@ fn every_packet_id_is_usable_and_none_is_reused_in_flight() {
     assert_eq!(p.len(), 1);
     assert_eq!(id_of(p[0]), 777);
     assert_eq!(&p[0].payload[..], b"late");
-    assert_eq!(s.client.queued_len(), 0);
+    assert_eq!(s.session.queued_len(), 0);
 
     // Acknowledging the re-used id completes the new publish, not the old one.
     s.feed(puback(777));
@@ -365,10 +363,7 @@ fn ids_are_not_reused_while_a_subscribe_holds_one() {
 fn full_queue_hands_the_message_and_token_back() {
     // The bounded FIFO: beyond `max_queued`, `publish` refuses with QueueFull and returns the
     // message and the token unchanged.
-    let config = ClientConfig {
-        max_queued: 2,
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default().with_max_queued(2);
     let mut s: Script<u32> = Script::new(V5, config);
     s.publish(msg("t", QoS::AtLeastOnce, "1"), 1).unwrap();
     s.publish(msg("t", QoS::AtMostOnce, "2"), 2).unwrap();
@@ -398,11 +393,9 @@ fn full_queue_hands_the_message_and_token_back() {
 #[test]
 fn full_window_and_queue_refuse_while_connected() {
     // Window = min(max_inflight, server Receive Maximum) = 1, then a queue of 1, then refusal.
-    let config = ClientConfig {
-        max_inflight: 1,
-        max_queued: 1,
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default()
+        .with_max_inflight(1)
+        .with_max_queued(1);
     let mut s: Script<u32> = connected_with(
         V3,
         config,
@@ -421,10 +414,7 @@ fn full_window_and_queue_refuse_while_connected() {
 #[test]
 fn a_full_transmit_buffer_pushes_back() {
     // Back-pressure: encoded bytes not yet taken by poll_transmit are bounded too.
-    let config = ClientConfig {
-        max_transmit_buffer: 64,
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default().with_max_transmit_buffer(64);
     let mut s: Script<u32> = connected_with(
         V3,
         config,
@@ -433,7 +423,7 @@ fn a_full_transmit_buffer_pushes_back() {
     let mut accepted = 0;
     let refused = loop {
         match s
-            .client
+            .session
             .publish(s.now, msg("t", QoS::AtMostOnce, "0123456789"), accepted)
         {
             Ok(()) => accepted += 1,
@@ -441,7 +431,7 @@ fn a_full_transmit_buffer_pushes_back() {
         }
         assert!(accepted < 100, "never pushed back");
     };
-    assert_eq!(refused.error, CommandError::QueueFull);
+    assert_eq!(refused.error, CommandError::TransmitBufferFull);
     assert_eq!(refused.token, accepted);
     // Draining the transmit buffer makes room again.
     s.drain();

@@ -11,7 +11,7 @@ use mqtt_streaming_session::{
     AbandonCause, AckMode, ClientConfig, ClientEvent, CloseReason, CommandError, ConnectionState,
     Initiator, SubscribeRequest,
 };
-use support::*;
+use support::client::*;
 
 fn reconnect(s: &mut Script<u32>, session_present: bool) -> Vec<Packet> {
     s.transport_closed();
@@ -128,7 +128,7 @@ fn session_absent_abandons_in_flight_and_resets_ids() {
             .any(|e| matches!(e, ClientEvent::Connected(_))));
         // Nothing re-sent; the queued publish goes out with id 1.
         assert_eq!(briefs(&s.sent()), ["PUBLISH1"]);
-        assert_eq!(s.client.inflight_len(), 1);
+        assert_eq!(s.session.inflight_len(), 1);
     }
 }
 
@@ -136,10 +136,7 @@ fn session_absent_abandons_in_flight_and_resets_ids() {
 fn session_absent_forgets_inbound_state() {
     // [MQTT-3.1.2-6] (3.1.1) / [MQTT-3.2.2-5] (5.0): inbound QoS 2 ids awaiting PUBREL and
     // unacknowledged manual acks belong to the discarded session.
-    let config = ClientConfig {
-        ack_mode: AckMode::Manual,
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default().with_ack_mode(AckMode::Manual);
     let mut s: Script<u32> = connected_with(
         V5,
         config,
@@ -172,10 +169,7 @@ fn session_present_keeps_inbound_qos2_and_releases_acks_given_offline() {
     // the same session the server re-sends its PUBLISH (not delivered again, PUBREC again)
     // and its PUBREL (PUBCOMP); an ack the application gave while offline goes out after
     // CONNACK.
-    let config = ClientConfig {
-        ack_mode: AckMode::Manual,
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default().with_ack_mode(AckMode::Manual);
     for version in [V3, V5] {
         let mut s: Script<u32> = connected_with(
             version,
@@ -221,12 +215,12 @@ fn reconnect_on_a_new_transport_drops_stale_bytes() {
     // Alpakka "reconnect on a new transport": after handle_closed, connect starts clean: the
     // first bytes on the new transport are its CONNECT, never leftovers of the old one.
     let mut s = connected(V3);
-    s.client
+    s.session
         .publish(s.now, msg("t", QoS::AtLeastOnce, "unsent"), 1)
         .unwrap();
     // The transport dies before the PUBLISH was written.
-    s.client.handle_closed(s.now);
-    s.client
+    s.session.handle_closed(s.now);
+    s.session
         .connect(s.now, resume(V3, "c"))
         .expect("connect after close");
     s.drain();
@@ -250,7 +244,7 @@ fn input_without_a_connection_is_left_untouched() {
     s.transport_closed();
     s.events();
     let mut buf = BytesMut::from(&[0x40, 0x02, 0x00, 0x01][..]);
-    s.client.handle_read(s.now, &mut buf);
+    s.session.handle_read(s.now, &mut buf);
     assert_eq!(buf.len(), 4);
     s.drain();
     s.assert_quiet();
@@ -299,7 +293,7 @@ fn disconnect_sends_disconnect_and_reports_once() {
             Initiator::Application,
             CloseReason::Disconnect(d.reason_code),
         );
-        assert_eq!(s.client.state(), ConnectionState::Disconnected);
+        assert_eq!(s.session.state(), ConnectionState::Disconnected);
         // Nothing more goes out; commands queue for the next connection.
         s.publish(msg("t", QoS::AtMostOnce, "later"), 3).unwrap();
         s.feed(puback(1));
@@ -310,8 +304,8 @@ fn disconnect_sends_disconnect_and_reports_once() {
             s.disconnect(Disconnect::default()),
             Err(CommandError::NotConnected)
         );
-        assert_eq!(s.client.inflight_len(), 1);
-        assert_eq!(s.client.queued_len(), 1);
+        assert_eq!(s.session.inflight_len(), 1);
+        assert_eq!(s.session.queued_len(), 1);
     }
 }
 
@@ -342,7 +336,7 @@ fn v5_server_disconnect_is_reported_with_its_reason() {
         let events = s.events();
         assert_closed(&events, Initiator::Peer, CloseReason::Disconnect(code));
         assert_eq!(events.len(), 1, "{events:?}");
-        assert_eq!(s.client.inflight_len(), 1);
+        assert_eq!(s.session.inflight_len(), 1);
         s.transport_closed();
         s.assert_quiet();
     }

@@ -10,7 +10,7 @@ use mqtt_streaming_proto::{Packet, Publish, QoS, ReasonCode};
 use mqtt_streaming_session::{
     AbandonCause, ClientConfig, ClientEvent, ClientSnapshot, OutboundStage,
 };
-use support::*;
+use support::client::*;
 
 /// A session with: QoS 1 id 1 unacked, QoS 2 id 2 awaiting PUBREC, QoS 2 id 3 released
 /// (awaiting PUBCOMP), QoS 1 id 4 completed; inbound QoS 2 ids 7 and 9 awaiting PUBREL.
@@ -36,7 +36,7 @@ fn snapshot_holds_the_durable_state() {
     // [MQTT-4.1.0-1] (3.1.1): the client's session state is the QoS 1/2 messages sent and not
     // completely acknowledged and the QoS 2 messages received and not completely acknowledged.
     let s = busy(V5);
-    let snap = s.client.snapshot();
+    let snap = s.session.snapshot();
     let outbound: Vec<_> = snap
         .outbound
         .iter()
@@ -91,7 +91,7 @@ fn restored_session_resends_on_connect_with_session_present() {
     // [MQTT-4.4.0-1], [MQTT-3.3.1-1], [MQTT-4.6.0-1] (3.1.1 and 5.0): a restored session
     // re-sends like a live one: DUP PUBLISHes with their ids and PUBRELs, in order.
     for version in [V3, V5] {
-        let snap: ClientSnapshot = busy(version).client.snapshot();
+        let snap: ClientSnapshot = busy(version).session.snapshot();
         // Plain data: it survives a copy (e.g. through storage).
         let stored = snap.clone();
         let mut given = Vec::new();
@@ -103,11 +103,11 @@ fn restored_session_resends_on_connect_with_session_present() {
             });
         assert_eq!(given, [101, 102, 103]);
         assert_eq!(
-            s.client.snapshot(),
+            s.session.snapshot(),
             snap,
             "restore then snapshot is the identity"
         );
-        assert_eq!(s.client.inflight_len(), 3);
+        assert_eq!(s.session.inflight_len(), 3);
 
         s.connect(resume(version, "c"));
         assert_eq!(briefs(&s.sent()), ["CONNECT"]);
@@ -144,7 +144,7 @@ fn restored_session_resends_on_connect_with_session_present() {
         s.feed(puback(5));
         let done: Vec<u32> = published(&s.events()).into_iter().map(|d| d.0).collect();
         assert_eq!(done, [101, 102, 103, 5]);
-        assert_eq!(s.client.inflight_len(), 0);
+        assert_eq!(s.session.inflight_len(), 0);
     }
 }
 
@@ -152,7 +152,7 @@ fn restored_session_resends_on_connect_with_session_present() {
 fn restored_session_without_a_server_session_abandons_with_the_new_tokens() {
     // [MQTT-3.2.2-5] (5.0): the server kept nothing, so the restored flows are abandoned
     // (tokens from restore, messages handed back) and ids start again at 1.
-    let snap = busy(V5).client.snapshot();
+    let snap = busy(V5).session.snapshot();
     let mut s: Script<u32> = Script::restored(V5, ClientConfig::default(), snap, |p: &Publish| {
         u32::from(p.qos_pid.packet_id().unwrap().get()) * 10
     });
@@ -186,7 +186,7 @@ fn snapshot_after_the_id_counter_wrapped() {
     let mut s = connected(V3);
     s.publish(msg("t", QoS::AtLeastOnce, "m"), 1).unwrap();
     s.sent();
-    let mut snap = s.client.snapshot();
+    let mut snap = s.session.snapshot();
     snap.next_packet_id = pid(65_535);
     let mut s: Script<u32> = Script::restored(V3, ClientConfig::default(), snap, |_| 1);
     s.connect(resume(V3, "c"));

@@ -14,7 +14,7 @@ use mqtt_streaming_session::{
     AbandonCause, ClientEvent, CloseReason, CommandError, Initiator, ProtocolViolation,
     SubscribeRequest, UnsubscribeRequest,
 };
-use support::*;
+use support::client::*;
 
 fn every_option() -> SubscribeRequest {
     SubscribeRequest {
@@ -403,7 +403,7 @@ fn unsubscribe_with_a_publish_racing_it() {
             Some(ClientEvent::Unsubscribed { token: 2, .. })
         ));
         assert_eq!(
-            s.client.state(),
+            s.session.state(),
             mqtt_streaming_session::ConnectionState::Connected
         );
     }
@@ -430,4 +430,43 @@ fn v5_no_local_on_a_shared_subscription_is_refused() {
     s.subscribe(request, 2).unwrap();
     let sent = s.sent();
     assert!(matches!(&sent[..], [Packet::Subscribe(p)] if p.subscriptions[1].options.no_local));
+}
+
+#[test]
+fn requests_and_publishes_share_one_packet_id_space() {
+    // [MQTT-2.2.1-3] (5.0; [MQTT-2.3.1-2] in 3.1.1): SUBSCRIBE, UNSUBSCRIBE and PUBLISH take
+    // their identifiers from one space, none reused while in flight. A publish acknowledgement
+    // for a request's identifier completes nothing and leaves the request waiting.
+    let mut s = connected(V5);
+    s.subscribe(SubscribeRequest::new(filter("a"), QoS::AtLeastOnce), 1)
+        .unwrap();
+    s.publish(msg("t", QoS::AtLeastOnce, "m"), 2).unwrap();
+    s.unsubscribe(UnsubscribeRequest::new(filter("a")), 3)
+        .unwrap();
+    assert_eq!(
+        briefs(&s.sent()),
+        ["SUBSCRIBE1", "PUBLISH2", "UNSUBSCRIBE3"]
+    );
+    s.feed(puback(1));
+    s.feed(puback(3));
+    s.assert_quiet();
+    s.feed(suback(1, &[ReasonCode::GrantedQoS1]));
+    s.feed(puback(2));
+    s.feed(unsuback(3, &[ReasonCode::Success]));
+    let events = s.events();
+    assert!(
+        matches!(
+            events[..],
+            [
+                ClientEvent::Subscribed { token: 1, .. },
+                ClientEvent::Published { token: 2, .. },
+                ClientEvent::Unsubscribed { token: 3, .. }
+            ]
+        ),
+        "{events:?}"
+    );
+    // The allocator moves on: the next identifier is 4, not a freed one.
+    s.publish(msg("t", QoS::AtLeastOnce, "m"), 4).unwrap();
+    assert_eq!(briefs(&s.sent()), ["PUBLISH4"]);
+    assert_eq!(s.session.inflight_len(), 1);
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use mqtt_streaming_proto::{ConnAck, Packet, QoS, ReasonCode};
 use mqtt_streaming_session::{ClientConfig, ClientEvent, SubscribeRequest, UnsubscribeRequest};
-use support::*;
+use support::client::*;
 
 /// A scripted server that answers what the client sends, except that it can go silent.
 fn answer(sent: &[Packet], version: mqtt_streaming_proto::ProtocolVersion) -> Vec<Packet> {
@@ -52,11 +52,9 @@ fn every_token_comes_back_exactly_once() {
     // The correlation contract on ClientSession: each token of publish/subscribe/unsubscribe
     // comes back once, in Published, Subscribed, Unsubscribed, Abandoned or a Rejected.
     for version in [V3, V5] {
-        let config = ClientConfig {
-            max_inflight: 4,
-            max_queued: 6,
-            ..ClientConfig::default()
-        };
+        let config = ClientConfig::default()
+            .with_max_inflight(4)
+            .with_max_queued(6);
         let mut s: Script<u32> = Script::new(version, config);
         let mut returned: BTreeMap<u32, u32> = BTreeMap::new();
         let mut given = 0u32;
@@ -79,7 +77,7 @@ fn every_token_comes_back_exactly_once() {
         };
         let mut silent = false;
         for step in 0..600 {
-            if s.client.state() == mqtt_streaming_session::ConnectionState::Disconnected
+            if s.session.state() == mqtt_streaming_session::ConnectionState::Disconnected
                 && step % 7 == 0
             {
                 s.connect(resume(version, "c"));
@@ -115,7 +113,7 @@ fn every_token_comes_back_exactly_once() {
                 }
             }
             let sent = s.sent();
-            if !silent && s.client.state() == mqtt_streaming_session::ConnectionState::Connected {
+            if !silent && s.session.state() == mqtt_streaming_session::ConnectionState::Connected {
                 for p in answer(&sent, version) {
                     s.feed(p);
                 }
@@ -144,8 +142,8 @@ fn every_token_comes_back_exactly_once() {
             }
         }
         count(s.events(), &mut returned);
-        assert_eq!(s.client.inflight_len(), 0);
-        assert_eq!(s.client.queued_len(), 0);
+        assert_eq!(s.session.inflight_len(), 0);
+        assert_eq!(s.session.queued_len(), 0);
         assert!(given > 500, "the scenario gave {given} tokens");
         let missing: Vec<_> = (1..=given).filter(|t| !returned.contains_key(t)).collect();
         let twice: Vec<_> = returned.iter().filter(|(_, n)| **n != 1).collect();

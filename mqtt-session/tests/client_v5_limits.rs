@@ -14,7 +14,7 @@ use mqtt_streaming_proto::{
 use mqtt_streaming_session::{
     AbandonCause, ClientConfig, ClientEvent, CommandError, Message, SubscribeRequest,
 };
-use support::*;
+use support::client::*;
 
 fn limited(props: ConnAckProperties, config: ClientConfig) -> Script<u32> {
     let mut ack = ConnAck::new(ReasonCode::Success);
@@ -43,8 +43,8 @@ fn receive_maximum_bounds_the_window_without_head_of_line_blocking() {
         s.publish(msg("one/topic", qos, "m"), t).unwrap();
     }
     assert_eq!(briefs(&s.sent()), ["PUBLISH1", "PUBLISH2", "PUBLISH3"]);
-    assert_eq!(s.client.inflight_len(), 3);
-    assert_eq!(s.client.queued_len(), 3);
+    assert_eq!(s.session.inflight_len(), 3);
+    assert_eq!(s.session.queued_len(), 3);
 
     // A PUBREC does not free a slot (the flow continues until PUBCOMP) ...
     s.feed(pubrec(2));
@@ -54,7 +54,7 @@ fn receive_maximum_bounds_the_window_without_head_of_line_blocking() {
     assert_eq!(briefs(&s.sent()), ["PUBLISH4"]);
     s.feed(pubcomp(2));
     assert_eq!(briefs(&s.sent()), ["PUBLISH5"]);
-    assert_eq!(s.client.inflight_len(), 3);
+    assert_eq!(s.session.inflight_len(), 3);
     // [MQTT-4.9.0-2]: an error PUBREC frees the slot too.
     s.feed(Packet::PubRec(response(4, ReasonCode::UnspecifiedError)));
     assert_eq!(briefs(&s.sent()), ["PUBLISH6"]);
@@ -77,10 +77,7 @@ fn window_is_the_smaller_of_ours_and_the_servers() {
             receive_maximum: NonZeroU16::new(10),
             ..Default::default()
         },
-        ClientConfig {
-            max_inflight: 2,
-            ..ClientConfig::default()
-        },
+        ClientConfig::default().with_max_inflight(2),
     );
     for t in 1..=4 {
         s.publish(msg("t", QoS::AtLeastOnce, "m"), t).unwrap();
@@ -149,7 +146,7 @@ trait Limits {
 
 impl Limits for Script<u32> {
     fn server_limits_max_qos(&self) -> QoS {
-        self.client.server_limits().maximum_qos
+        self.session.server_limits().maximum_qos
     }
 }
 
@@ -193,7 +190,7 @@ fn maximum_packet_size_is_a_command_error_not_a_broken_connection() {
     let sent = s.sent();
     assert_eq!(sent[0].encoded_len(V5).unwrap(), 32);
     assert_eq!(
-        s.client.state(),
+        s.session.state(),
         mqtt_streaming_session::ConnectionState::Connected
     );
 
@@ -294,7 +291,7 @@ fn subscription_features_the_server_lacks_are_refused() {
     s.subscribe(SubscribeRequest::new(filter("a/b"), QoS::AtMostOnce), 3)
         .unwrap();
     assert_eq!(briefs(&s.sent()), ["SUBSCRIBE1"]);
-    let limits = s.client.server_limits();
+    let limits = s.session.server_limits();
     assert!(!limits.wildcard_subscriptions);
     assert!(!limits.subscription_identifiers);
     assert!(!limits.shared_subscriptions);
@@ -306,10 +303,7 @@ fn aliases_on(max: u16) -> Script<u32> {
             topic_alias_maximum: Some(max),
             ..Default::default()
         },
-        ClientConfig {
-            auto_topic_alias: true,
-            ..ClientConfig::default()
-        },
+        ClientConfig::default().with_auto_topic_alias(true),
     )
 }
 
@@ -368,7 +362,10 @@ fn automatic_topic_aliases_are_off_without_a_server_maximum() {
     let mut m = msg("a", QoS::AtMostOnce, "m");
     m.properties.topic_alias = NonZeroU16::new(1);
     let r = s.publish(m.clone(), 5).unwrap_err();
-    assert!(matches!(r.error, CommandError::Invalid(_)));
+    assert!(matches!(
+        r.error,
+        CommandError::TopicAliasAboveMaximum { alias: 1, max: 0 }
+    ));
     assert_eq!((r.command, r.token), (m, 5));
 }
 
@@ -416,14 +413,8 @@ fn automatic_topic_alias_never_pushes_a_packet_over_the_maximum_size() {
     let mut ack = ConnAck::new(ReasonCode::Success);
     ack.properties.topic_alias_maximum = Some(5);
     ack.properties.maximum_packet_size = NonZeroU32::new(40);
-    let mut s: Script<u32> = connected_with(
-        V5,
-        ClientConfig {
-            auto_topic_alias: true,
-            ..ClientConfig::default()
-        },
-        ack,
-    );
+    let mut s: Script<u32> =
+        connected_with(V5, ClientConfig::default().with_auto_topic_alias(true), ack);
     // QoS 0, topic "abc": 2 + 5 + 1 (props) = 8, payload 32 -> 40 bytes without an alias.
     let m = Message::new(topic("abc"), QoS::AtMostOnce, vec![b'x'; 32]);
     let outcome = s.publish(m.clone(), 1);

@@ -10,7 +10,7 @@ use mqtt_streaming_proto::{Packet, PacketType, QoS, ReasonCode};
 use mqtt_streaming_session::{
     ClientConfig, ClientEvent, CloseReason, ConnectionState, Initiator, ProtocolViolation,
 };
-use support::*;
+use support::client::*;
 
 fn malformed_close(events: &[ClientEvent<u32>]) -> mqtt_streaming_proto::DecodeError {
     match closes(events)[..] {
@@ -58,7 +58,7 @@ fn v5_malformed_bytes_get_disconnect_0x81_and_one_closed() {
             "{what}: {sent:?}"
         );
         assert_eq!(
-            s.client.inflight_len(),
+            s.session.inflight_len(),
             1,
             "{what}: the PUBACK was not used"
         );
@@ -85,7 +85,7 @@ fn v311_malformed_bytes_close_without_disconnect() {
     s.feed_bytes(&[0x60, 0x02, 0x00, 0x01]);
     malformed_close(&s.events());
     assert!(s.sent().is_empty());
-    assert_eq!(s.client.state(), ConnectionState::Disconnected);
+    assert_eq!(s.session.state(), ConnectionState::Disconnected);
     // AUTH does not exist in 3.1.1: a reserved packet type.
     let mut s = connected(V3);
     s.feed_bytes(&[0xF0, 0x00]);
@@ -135,11 +135,11 @@ fn every_close_is_reported_exactly_once() {
     assert_eq!(briefs(&s.sent()), ["DISCONNECT(0x82)"]);
     s.transport_closed();
     s.transport_closed();
-    s.client.handle_timeout(s.now);
+    s.session.handle_timeout(s.now);
     s.feed(Packet::PingResp);
     s.drain();
     s.assert_quiet();
-    assert_eq!(s.client.state(), ConnectionState::Disconnected);
+    assert_eq!(s.session.state(), ConnectionState::Disconnected);
 
     // Transport loss first, then more of everything.
     let mut s = connected(V3);
@@ -173,7 +173,7 @@ fn input_split_at_every_byte_gives_the_same_conversation() {
     let mut buf = bytes::BytesMut::new();
     for b in stream.iter() {
         buf.extend_from_slice(&[*b]);
-        s.client.handle_read(s.now, &mut buf);
+        s.session.handle_read(s.now, &mut buf);
         s.drain();
     }
     assert!(buf.is_empty());
@@ -181,7 +181,7 @@ fn input_split_at_every_byte_gives_the_same_conversation() {
     let events = s.events();
     assert!(matches!(events[0], ClientEvent::Connected(_)));
     assert_eq!(delivered(&events).len(), 2);
-    assert_eq!(s.client.state(), ConnectionState::Connected);
+    assert_eq!(s.session.state(), ConnectionState::Connected);
 }
 
 #[test]
@@ -230,7 +230,7 @@ fn arbitrary_bytes_never_panic_and_close_at_most_once() {
             })
             .count();
         assert!(
-            returned + s.client.inflight_len() == 2,
+            returned + s.session.inflight_len() == 2,
             "{bytes:02x?}: {events:?}"
         );
     }

@@ -31,7 +31,7 @@ fn connected(version: ProtocolVersion) -> ClientSession<u64> {
         )
         .unwrap();
     let mut out = BytesMut::new();
-    client.poll_transmit(now, &mut out);
+    let _ = client.poll_transmit(now, &mut out);
     let mut connack = BytesMut::new();
     let ack = mqtt_streaming_proto::ConnAck::new(mqtt_streaming_proto::ReasonCode::Success);
     Packet::from(ack).encode(version, &mut connack).unwrap();

@@ -4,7 +4,7 @@
 //!
 //! Statement ids name their version (3.1.1 or 5.0) in each test's first comment line.
 
-mod server_support;
+mod support;
 
 use core::num::{NonZeroU16, NonZeroU32};
 use core::time::Duration;
@@ -18,12 +18,12 @@ use mqtt_streaming_session::{
     CloseReason, CommandError, Initiator, Instant, ProtocolViolation, ServerConfig, ServerEvent,
     ServerState,
 };
-use server_support::*;
+use support::server::*;
 
 /// The raw bytes the server has waiting (drained, not decoded).
 fn raw(s: &mut Server) -> Vec<u8> {
     let mut wire = BytesMut::new();
-    while s.server.poll_transmit(s.now, &mut wire) > 0 {}
+    while s.session.poll_transmit(s.now, &mut wire) > 0 {}
     wire.to_vec()
 }
 
@@ -78,7 +78,7 @@ fn first_packet_other_than_connect_closes_without_a_reply() {
         let will = assert_closed(&events, Initiator::Session, reason);
         assert!(will.is_none());
         assert_eq!(s.state(), ServerState::Closed);
-        assert_eq!(s.server.poll_timeout(), None);
+        assert_eq!(s.session.poll_timeout(), None);
         s.transport_closed();
         s.assert_quiet();
     }
@@ -129,7 +129,7 @@ fn second_connect_before_the_answer_closes_without_connack() {
         CloseReason::ProtocolViolation(ProtocolViolation::SecondConnect),
     );
     assert!(s
-        .server
+        .session
         .accept(s.now, ConnAckProperties::default(), None)
         .is_err());
     s.drain();
@@ -140,19 +140,16 @@ fn second_connect_before_the_answer_closes_without_connack() {
 fn connect_timeout_closes_an_idle_socket() {
     // The configured CONNECT timeout closes a connection that never sends CONNECT; a partial
     // CONNECT does not extend it and nothing is sent.
-    let config = ServerConfig {
-        connect_timeout: Duration::from_secs(5),
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_connect_timeout(Duration::from_secs(5));
     let mut s = Server::at(V3, config, Instant::from_millis(1_000));
-    assert_eq!(s.server.poll_timeout(), Some(Instant::from_millis(6_000)));
+    assert_eq!(s.session.poll_timeout(), Some(Instant::from_millis(6_000)));
     let bytes = encode(&Packet::Connect(Box::new(connect(V3, "c"))), V3);
     s.advance(3_000);
     s.feed_bytes(&bytes[..bytes.len() - 1]);
     s.assert_quiet();
-    assert_eq!(s.server.poll_timeout(), Some(Instant::from_millis(6_000)));
+    assert_eq!(s.session.poll_timeout(), Some(Instant::from_millis(6_000)));
     // Early or repeated timeouts are harmless.
-    s.server.handle_timeout(Instant::from_millis(5_999));
+    s.session.handle_timeout(Instant::from_millis(5_999));
     s.drain();
     s.assert_quiet();
     s.advance(1_999);
@@ -161,10 +158,10 @@ fn connect_timeout_closes_an_idle_socket() {
     assert_eq!(s.now, Instant::from_millis(6_000));
     assert!(s.sent().is_empty());
     assert_closed(&s.events(), Initiator::Session, CloseReason::ConnectTimeout);
-    assert_eq!(s.server.poll_timeout(), None);
+    assert_eq!(s.session.poll_timeout(), None);
     // The rest of the CONNECT arriving late changes nothing.
     s.feed_bytes(&bytes[bytes.len() - 1..]);
-    s.server.handle_timeout(Instant::from_millis(7_000));
+    s.session.handle_timeout(Instant::from_millis(7_000));
     s.drain();
     s.assert_quiet();
 }
@@ -178,13 +175,13 @@ fn connect_in_time_cancels_the_connect_timeout() {
     s.advance(9_999);
     s.connect(connect(V3, "c"));
     assert_eq!(
-        s.server.poll_timeout(),
+        s.session.poll_timeout(),
         Some(Instant::from_millis(9_999 + 30_000))
     );
     s.advance(29_999);
     s.assert_quiet();
     s.accept();
-    assert_eq!(s.server.poll_timeout(), None);
+    assert_eq!(s.session.poll_timeout(), None);
     s.advance(3_600_000);
     s.assert_quiet();
     assert_eq!(s.state(), ServerState::Connected);
@@ -201,8 +198,8 @@ fn protocol_level_selects_the_version() {
         let mut s = Server::new(version, ServerConfig::default());
         let c = s.connect(connect(version, "c"));
         assert_eq!(c.protocol, version);
-        assert_eq!(s.server.version(), version);
-        s.server
+        assert_eq!(s.session.version(), version);
+        s.session
             .accept(s.now, ConnAckProperties::default(), None)
             .unwrap();
         let bytes = raw(&mut s);
@@ -236,9 +233,9 @@ fn unsupported_protocol_level_gets_the_right_connack() {
         // Whatever follows is not read ([MQTT-3.1.4-5] 3.1.1).
         bytes.extend_from_slice(&[0xC0, 0x00]);
         s.inbox.extend_from_slice(&bytes);
-        s.server.handle_read(s.now, &mut s.inbox);
+        s.session.handle_read(s.now, &mut s.inbox);
         assert_eq!(raw(&mut s), expected, "level {level}");
-        let events: Vec<_> = std::iter::from_fn(|| s.server.poll_event()).collect();
+        let events: Vec<_> = std::iter::from_fn(|| s.session.poll_event()).collect();
         assert!(!events.iter().any(|e| matches!(e, ServerEvent::Connect(_))));
         let closes = closes(&events);
         assert_eq!(closes.len(), 1, "{events:?}");
@@ -263,26 +260,17 @@ fn disabled_versions_are_refused_with_the_right_connack() {
     let cases = [
         (
             V5,
-            ServerConfig {
-                accept_v5: false,
-                ..ServerConfig::default()
-            },
+            ServerConfig::default().with_accept_v5(false),
             vec![0x20, 0x03, 0x00, 0x84, 0x00],
         ),
         (
             V3,
-            ServerConfig {
-                accept_v3_1_1: false,
-                ..ServerConfig::default()
-            },
+            ServerConfig::default().with_accept_v3_1_1(false),
             vec![0x20, 0x02, 0x00, 0x01],
         ),
         (
             V31,
-            ServerConfig {
-                accept_v3_1: false,
-                ..ServerConfig::default()
-            },
+            ServerConfig::default().with_accept_v3_1(false),
             vec![0x20, 0x02, 0x00, 0x01],
         ),
     ];
@@ -292,7 +280,7 @@ fn disabled_versions_are_refused_with_the_right_connack() {
         c.will = Some(will("w", "x"));
         s.inbox
             .extend_from_slice(&encode(&Packet::Connect(Box::new(c)), version));
-        s.server.handle_read(s.now, &mut s.inbox);
+        s.session.handle_read(s.now, &mut s.inbox);
         assert_eq!(raw(&mut s), expected, "{version:?}");
         s.drain();
         let events = s.events();
@@ -304,16 +292,10 @@ fn disabled_versions_are_refused_with_the_right_connack() {
             CloseReason::ConnectRefused(ReasonCode::UnsupportedProtocolVersion),
         );
         assert!(will.is_none());
-        assert!(s.server.detach().is_none(), "never accepted: no session");
+        assert!(s.session.detach().is_none(), "never accepted: no session");
     }
     // The other versions still work with those configs.
-    let mut s = Server::new(
-        V3,
-        ServerConfig {
-            accept_v5: false,
-            ..ServerConfig::default()
-        },
-    );
+    let mut s = Server::new(V3, ServerConfig::default().with_accept_v5(false));
     s.connect(connect(V3, "c"));
 }
 
@@ -329,7 +311,7 @@ fn empty_client_id_with_persistent_session_is_refused_v311() {
     c.clean_start = false;
     s.inbox
         .extend_from_slice(&encode(&Packet::Connect(Box::new(c)), V3));
-    s.server.handle_read(s.now, &mut s.inbox);
+    s.session.handle_read(s.now, &mut s.inbox);
     assert_eq!(raw(&mut s), [0x20, 0x02, 0x00, 0x02]);
     s.drain();
     assert_closed(
@@ -351,7 +333,7 @@ fn empty_client_id_is_refused_in_mqtt_3_1() {
     let mut s = Server::new(V31, ServerConfig::default());
     s.inbox
         .extend_from_slice(&encode(&Packet::Connect(Box::new(connect(V31, ""))), V31));
-    s.server.handle_read(s.now, &mut s.inbox);
+    s.session.handle_read(s.now, &mut s.inbox);
     assert_eq!(raw(&mut s), [0x20, 0x02, 0x00, 0x02]);
     assert_eq!(s.state(), ServerState::Closed);
 }
@@ -377,7 +359,7 @@ fn empty_client_id_v5_gets_the_assigned_identifier_the_application_chose() {
         ack.properties.assigned_client_identifier,
         Some(mstr("auto-17"))
     );
-    assert_eq!(s.server.client_id().as_str(), "auto-17");
+    assert_eq!(s.session.client_id().as_str(), "auto-17");
 }
 
 #[test]
@@ -394,7 +376,7 @@ fn empty_client_id_gets_an_assigned_identifier_by_default_mqtt_3_2_2_16() {
         let Packet::ConnAck(ack) = &sent[0] else {
             panic!()
         };
-        let id = s.server.client_id().clone();
+        let id = s.session.client_id().clone();
         assert!(id.as_str().starts_with("auto"), "{id:?}");
         // [MQTT-3.1.3-5] (3.1.1): 1 to 23 characters from 0-9a-zA-Z, which every server accepts.
         assert!(id.len() <= 23 && id.as_str().bytes().all(|b| b.is_ascii_alphanumeric()));
@@ -460,11 +442,11 @@ fn connect_event_carries_everything_v5() {
     let c = full_v5_connect();
     let mut s = Server::new(V5, ServerConfig::default());
     assert_eq!(s.connect(c.clone()), c);
-    assert_eq!(s.server.client_id().as_str(), "dev-5");
+    assert_eq!(s.session.client_id().as_str(), "dev-5");
     assert_eq!(s.state(), ServerState::Deciding);
     // The only deadline while deciding: the decide timeout.
     assert_eq!(
-        s.server.poll_timeout(),
+        s.session.poll_timeout(),
         Some(s.now + ServerConfig::default().decide_timeout)
     );
 }
@@ -494,14 +476,12 @@ fn accept_fills_connack_limits_from_the_config_v5() {
     // [MQTT-3.2.2-9] (5.0): a server below QoS 2 announces Maximum QoS; Receive Maximum,
     // Maximum Packet Size, Topic Alias Maximum and Retain Available come from the config too,
     // and defaults (QoS 2, retain available, no aliases) are left out.
-    let config = ServerConfig {
-        receive_maximum: 10,
-        max_packet_size: 2000,
-        topic_alias_maximum: 5,
-        maximum_qos: QoS::AtLeastOnce,
-        retain_available: false,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default()
+        .with_receive_maximum(10)
+        .with_max_packet_size(2000)
+        .with_topic_alias_maximum(5)
+        .with_maximum_qos(QoS::AtLeastOnce)
+        .with_retain_available(false);
     let mut s = Server::new(V5, config);
     s.connect(connect(V5, "c"));
     let ack = s.accept();
@@ -518,10 +498,7 @@ fn accept_fills_connack_limits_from_the_config_v5() {
         }
     );
 
-    let config = ServerConfig {
-        topic_alias_maximum: 0,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_topic_alias_maximum(0);
     let mut s = Server::new(V5, config.clone());
     s.connect(connect(V5, "c"));
     let ack = s.accept();
@@ -630,7 +607,7 @@ fn accept_announces_server_keep_alive_and_uses_it() {
         ..ConnAckProperties::default()
     };
     s.accept_with(props, None);
-    assert_eq!(s.server.poll_timeout(), Some(Instant::from_millis(15_000)));
+    assert_eq!(s.session.poll_timeout(), Some(Instant::from_millis(15_000)));
     s.advance(14_999);
     assert_eq!(s.state(), ServerState::Connected);
     s.advance(1);
@@ -643,7 +620,10 @@ fn accept_announces_server_keep_alive_and_uses_it() {
     let mut s = Server::new(V5, ServerConfig::default());
     s.connect(c.clone());
     s.accept();
-    assert_eq!(s.server.poll_timeout(), Some(Instant::from_millis(150_000)));
+    assert_eq!(
+        s.session.poll_timeout(),
+        Some(Instant::from_millis(150_000))
+    );
 
     // Server Keep Alive 0 turns keep alive off.
     let mut s = Server::new(V5, ServerConfig::default());
@@ -655,7 +635,7 @@ fn accept_announces_server_keep_alive_and_uses_it() {
         },
         None,
     );
-    assert_eq!(s.server.poll_timeout(), None);
+    assert_eq!(s.session.poll_timeout(), None);
 }
 
 #[test]
@@ -689,7 +669,7 @@ fn accept_and_reject_need_a_pending_connect() {
     // CONNACK per connection).
     let mut s = Server::new(V5, ServerConfig::default());
     assert!(s
-        .server
+        .session
         .accept(s.now, ConnAckProperties::default(), None)
         .is_err());
     assert!(s.reject(ReasonCode::NotAuthorized).is_err());
@@ -697,7 +677,7 @@ fn accept_and_reject_need_a_pending_connect() {
     s.connect(connect(V5, "c"));
     s.accept();
     assert!(s
-        .server
+        .session
         .accept(s.now, ConnAckProperties::default(), None)
         .is_err());
     assert!(s.reject(ReasonCode::NotAuthorized).is_err());
@@ -711,7 +691,7 @@ fn v311_connack_has_no_properties() {
     // 3.1.1 section 3.2: the CONNACK is four bytes whatever properties the application passes.
     let mut s = Server::new(V3, ServerConfig::default());
     s.connect(connect(V3, "c"));
-    s.server
+    s.session
         .accept(
             s.now,
             ConnAckProperties {
@@ -760,7 +740,7 @@ fn reject_sends_connack_with_the_code_and_closes_v5() {
         );
         assert!(will.is_none());
         assert_eq!(s.state(), ServerState::Closed);
-        assert!(s.server.detach().is_none());
+        assert!(s.session.detach().is_none());
         s.transport_closed();
         s.assert_quiet();
     }
@@ -782,7 +762,7 @@ fn reject_maps_to_v311_return_codes() {
         let mut c = connect(V3, "c");
         c.clean_start = false;
         s.connect(c);
-        s.server
+        s.session
             .reject(s.now, code, ConnAckProperties::default())
             .unwrap();
         assert_eq!(raw(&mut s), [0x20, 0x02, 0x00, v3], "{code:?}");
@@ -803,7 +783,13 @@ fn reject_needs_an_error_code_valid_in_connack() {
         ReasonCode::KeepAliveTimeout,
     ] {
         assert!(
-            matches!(s.reject(code), Err(CommandError::Invalid(_))),
+            matches!(
+                s.reject(code),
+                Err(CommandError::ReasonCodeNotAllowed {
+                    packet: mqtt_streaming_proto::PacketType::ConnAck,
+                    ..
+                })
+            ),
             "{code:?}"
         );
         s.assert_quiet();
@@ -1095,7 +1081,7 @@ fn auth_without_a_method_in_connect_v5() {
     let mut s = accepted(V5);
     assert!(matches!(
         s.auth(auth(ReasonCode::ContinueAuthentication, "SCRAM", b"x")),
-        Err(CommandError::Invalid(_))
+        Err(CommandError::NoAuthenticationMethod)
     ));
     s.assert_quiet();
     s.feed(Packet::Auth(auth(
@@ -1167,11 +1153,14 @@ fn server_auth_rules_v5() {
     s.connect(auth_connect());
     assert!(matches!(
         s.auth(auth(ReasonCode::ContinueAuthentication, "PLAIN", b"x")),
-        Err(CommandError::Invalid(_))
+        Err(CommandError::AuthenticationMethodMismatch)
     ));
     assert!(matches!(
         s.auth(auth(ReasonCode::ReAuthenticate, "SCRAM", b"x")),
-        Err(CommandError::Invalid(_))
+        Err(CommandError::ReasonCodeNotAllowed {
+            code: ReasonCode::ReAuthenticate,
+            packet: mqtt_streaming_proto::PacketType::Auth
+        })
     ));
     s.assert_quiet();
     s.auth(Auth {
@@ -1232,11 +1221,9 @@ fn will_beyond_the_servers_capabilities_is_refused_v5() {
     // [MQTT-3.2.2-12] and [MQTT-3.2.2-13] (5.0): a will QoS above the server's maximum gets
     // CONNACK 0x9B, a retained will without retain support 0x9A; the connection closes and
     // the application never sees the CONNECT.
-    let config = ServerConfig {
-        maximum_qos: QoS::AtLeastOnce,
-        retain_available: false,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default()
+        .with_maximum_qos(QoS::AtLeastOnce)
+        .with_retain_available(false);
     let cases = [
         (QoS::ExactlyOnce, false, ReasonCode::QoSNotSupported),
         (QoS::AtLeastOnce, true, ReasonCode::RetainNotSupported),
@@ -1277,7 +1264,7 @@ fn will_beyond_the_servers_capabilities_is_refused_v5() {
     let mut s = Server::new(V5, ServerConfig::default());
     s.connect(c);
     assert!(s
-        .server
+        .session
         .accept(
             s.now,
             ConnAckProperties {
@@ -1309,7 +1296,7 @@ fn connect_and_a_malformed_packet_in_one_read_connack_first_then_disconnect_mqtt
         assert!(s.sent().is_empty());
         assert!(matches!(&s.events()[..], [ServerEvent::Connect(_)]));
         assert_eq!(s.state(), ServerState::Deciding);
-        s.server
+        s.session
             .accept(s.now, ConnAckProperties::default(), None)
             .expect("the CONNECT is still awaiting its answer");
         s.drain();
@@ -1351,10 +1338,7 @@ fn undecided_connect_is_refused_at_the_decide_deadline_server_busy_mqtt_3_2_2_7(
     // refused `decide_timeout` after it arrived with 0x89 Server busy (5.0 section 3.2.2.2:
     // "try again later"; 3.1.1 has no such code: 3 Server unavailable), then the connection
     // closes ([MQTT-3.2.2-7] in 5.0, [MQTT-3.2.2-5] in 3.1.1).
-    let config = ServerConfig {
-        decide_timeout: Duration::from_secs(5),
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_decide_timeout(Duration::from_secs(5));
     for (version, expected) in [
         (V5, [0x20, 0x03, 0x00, 0x89, 0x00]),
         (V3, [0x20, 0x02, 0x00, 0x03, 0]),
@@ -1362,20 +1346,18 @@ fn undecided_connect_is_refused_at_the_decide_deadline_server_busy_mqtt_3_2_2_7(
         let mut s = Server::new(version, config.clone());
         s.advance(1_000);
         s.connect(connect(version, "c"));
-        assert_eq!(s.server.poll_timeout(), Some(Instant::from_millis(6_000)));
-        s.server.handle_timeout(Instant::from_millis(5_999));
+        assert_eq!(s.session.poll_timeout(), Some(Instant::from_millis(6_000)));
+        s.session.handle_timeout(Instant::from_millis(5_999));
         assert_eq!(s.state(), ServerState::Deciding);
-        s.server.handle_timeout(Instant::from_millis(6_000));
+        s.session.handle_timeout(Instant::from_millis(6_000));
         let len = if version == V5 { 5 } else { 4 };
         assert_eq!(raw(&mut s), expected[..len], "{version:?}");
         s.drain();
         assert_closed(&s.events(), Initiator::Session, CloseReason::DecideTimeout);
-        assert_eq!(s.server.poll_timeout(), None);
+        assert_eq!(s.session.poll_timeout(), None);
         // Too late now.
-        let late = s.server.accept(s.now, ConnAckProperties::default(), None);
-        assert!(
-            matches!(late, Err(ref r) if r.error == CommandError::Invalid("accept needs a CONNECT awaiting an answer"))
-        );
+        let late = s.session.accept(s.now, ConnAckProperties::default(), None);
+        assert!(matches!(late, Err(ref r) if r.error == CommandError::NoConnectPending));
     }
 }
 
@@ -1417,10 +1399,13 @@ fn refused_accept_hands_the_session_and_properties_back() {
         ..ConnAckProperties::default()
     };
     let rejected = s
-        .server
+        .session
         .accept(s.now, bad.clone(), Some(stored))
         .unwrap_err();
-    assert!(matches!(rejected.error, CommandError::Invalid(_)));
+    assert!(matches!(
+        rejected.error,
+        CommandError::AuthenticationMethodMismatch
+    ));
     assert_eq!(rejected.properties, bad);
     let stored = rejected.session.expect("the session comes back");
     assert_eq!(stored.queued_len(), 1);
@@ -1442,7 +1427,7 @@ fn refused_accept_hands_the_session_and_properties_back() {
         .enqueue(s.now, msg("t", QoS::AtLeastOnce, "kept"), 7)
         .unwrap();
     let rejected = s
-        .server
+        .session
         .accept(s.now, ConnAckProperties::default(), Some(stored))
         .unwrap_err();
     assert_eq!(rejected.session.map(|s| s.queued_len()), Some(1));

@@ -4,7 +4,7 @@
 //!
 //! Statement ids name their version (3.1.1 or 5.0) in each test's first comment line.
 
-mod server_support;
+mod support;
 
 use core::num::NonZeroU32;
 use core::time::Duration;
@@ -18,7 +18,7 @@ use mqtt_streaming_session::{
     AckMode, CloseReason, CommandError, Initiator, Instant, ProtocolViolation, ServerConfig,
     ServerEvent, ServerState, SessionExpiry,
 };
-use server_support::*;
+use support::server::*;
 
 fn keep_alive(version: mqtt_streaming_proto::ProtocolVersion, secs: u16) -> Server {
     let mut c = connect(version, "c");
@@ -34,7 +34,7 @@ fn keep_alive_closes_after_one_and_a_half_periods_v311() {
     // [MQTT-3.1.2-24] (3.1.1): no packet within 1.5x the Keep Alive: the server disconnects as
     // if the network failed (no packet; the will is handed over).
     let mut s = keep_alive(V3, 10);
-    assert_eq!(s.server.poll_timeout(), Some(Instant::from_millis(15_000)));
+    assert_eq!(s.session.poll_timeout(), Some(Instant::from_millis(15_000)));
     s.advance(14_999);
     s.assert_quiet();
     s.advance(1);
@@ -45,7 +45,7 @@ fn keep_alive_closes_after_one_and_a_half_periods_v311() {
         CloseReason::KeepAliveTimeout,
     );
     assert_eq!(will.map(|w| w.topic), Some(topic("c/status")));
-    assert_eq!(s.server.poll_timeout(), None);
+    assert_eq!(s.session.poll_timeout(), None);
 }
 
 #[test]
@@ -73,19 +73,19 @@ fn every_inbound_packet_restarts_keep_alive_but_outbound_ones_do_not() {
         let mut s = keep_alive(version, 10);
         s.advance(9_000);
         s.feed(client_publish("t", QoS::AtMostOnce, 0, "x"));
-        assert_eq!(s.server.poll_timeout(), Some(Instant::from_millis(24_000)));
+        assert_eq!(s.session.poll_timeout(), Some(Instant::from_millis(24_000)));
         s.advance(10_000);
         // The server publishes to the client: no effect on the deadline.
         s.publish(msg("down", QoS::AtLeastOnce, "y"), 1).unwrap();
         s.sent();
-        assert_eq!(s.server.poll_timeout(), Some(Instant::from_millis(24_000)));
+        assert_eq!(s.session.poll_timeout(), Some(Instant::from_millis(24_000)));
         // Half a PINGREQ does not count either.
         s.feed_bytes(&[0xC0]);
-        assert_eq!(s.server.poll_timeout(), Some(Instant::from_millis(24_000)));
+        assert_eq!(s.session.poll_timeout(), Some(Instant::from_millis(24_000)));
         s.advance(3_000);
         s.feed_bytes(&[0x00]);
         assert_eq!(briefs(&s.sent()), ["PINGRESP"]);
-        assert_eq!(s.server.poll_timeout(), Some(Instant::from_millis(37_000)));
+        assert_eq!(s.session.poll_timeout(), Some(Instant::from_millis(37_000)));
         s.advance(14_999);
         assert_eq!(s.state(), ServerState::Connected);
         s.advance(1);
@@ -98,7 +98,7 @@ fn every_inbound_packet_restarts_keep_alive_but_outbound_ones_do_not() {
 fn keep_alive_zero_means_no_deadline() {
     // 3.1.1 section 3.1.2.10 / 5.0 section 3.1.2.10: Keep Alive 0 turns the mechanism off.
     let mut s = keep_alive(V5, 0);
-    assert_eq!(s.server.poll_timeout(), None);
+    assert_eq!(s.session.poll_timeout(), None);
     s.advance(86_400_000);
     s.assert_quiet();
 }
@@ -152,7 +152,7 @@ fn server_disconnect_with_a_reason_v5() {
         );
         assert_eq!(will.map(|w| w.payload), Some(Bytes::from_static(b"lost")));
         assert_eq!(s.state(), ServerState::Closed);
-        assert_eq!(s.server.poll_timeout(), None);
+        assert_eq!(s.session.poll_timeout(), None);
         assert_eq!(
             s.publish(msg("t", QoS::AtMostOnce, "x"), 1)
                 .unwrap_err()
@@ -263,7 +263,7 @@ fn server_disconnect_before_connack_sends_nothing_v5() {
         CloseReason::Disconnect(ReasonCode::ServerShuttingDown),
     );
     assert!(will.is_none());
-    assert!(s.server.detach().is_none());
+    assert!(s.session.detach().is_none());
 
     let mut s = Server::new(V5, ServerConfig::default());
     s.disconnect(Disconnect::new(ReasonCode::ServerShuttingDown))
@@ -453,12 +453,12 @@ fn session_expiry_from_connect() {
         let mut s = Server::new(version, ServerConfig::default());
         s.connect(c);
         assert_eq!(
-            s.server.session_expiry(),
+            s.session.session_expiry(),
             expected,
             "{version:?} {clean} {interval:?}"
         );
         s.accept();
-        assert_eq!(s.server.session_expiry(), expected);
+        assert_eq!(s.session.session_expiry(), expected);
     }
 }
 
@@ -487,7 +487,7 @@ fn session_expiry_updated_by_disconnect_v5() {
             Initiator::Peer,
             CloseReason::Disconnect(ReasonCode::Success),
         );
-        assert_eq!(s.server.session_expiry(), expected);
+        assert_eq!(s.session.session_expiry(), expected);
     }
 }
 
@@ -507,7 +507,7 @@ fn disconnect_raising_expiry_after_zero_is_a_protocol_error_v5() {
         CloseReason::ProtocolViolation(ProtocolViolation::SessionExpiryAfterZero),
     );
     assert!(will.is_some());
-    assert_eq!(s.server.session_expiry(), SessionExpiry::AtClose);
+    assert_eq!(s.session.session_expiry(), SessionExpiry::AtClose);
 
     let mut s = with_will(V5);
     let mut d = Disconnect::new(ReasonCode::Success);
@@ -538,7 +538,7 @@ fn connack_session_expiry_replaces_the_clients_v5() {
         None,
     );
     assert_eq!(
-        s.server.session_expiry(),
+        s.session.session_expiry(),
         SessionExpiry::After(Duration::from_secs(600))
     );
 }
@@ -605,10 +605,7 @@ fn malformed_bytes_v311_close_without_a_packet() {
 fn packet_too_large_v5() {
     // [MQTT-3.2.2-15] (5.0): the client must not exceed our Maximum Packet Size; one that
     // does is refused from its fixed header (before its body arrives) with DISCONNECT 0x95.
-    let config = ServerConfig {
-        max_packet_size: 100,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_max_packet_size(100);
     let mut s = accepted_with(config, connect(V5, "c"));
     // Only the fixed header of a 1000-byte PUBLISH.
     s.feed_bytes(&[0x30, 0xE5, 0x07]);
@@ -626,10 +623,7 @@ fn packet_too_large_v5() {
 fn packet_too_large_before_connect() {
     // The configured Maximum Packet Size bounds the CONNECT too: an oversized one closes the
     // connection without a reply (nothing is buffered for it).
-    let config = ServerConfig {
-        max_packet_size: 64,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_max_packet_size(64);
     let mut s = Server::new(V3, config);
     s.feed_bytes(&[0x10, 0xE5, 0x07]);
     assert!(s.sent().is_empty());
@@ -703,10 +697,7 @@ fn wrong_acks_from_the_client_are_protocol_errors_v5() {
     // Protocol Error (0x82). (A PUBACK/PUBREC/PUBCOMP for nothing outstanding is not: issue 10
     // item 6, see `acks_for_unknown_ids_from_the_client_are_tolerated`.)
     let mut s = accepted_with(
-        ServerConfig {
-            ack_mode: AckMode::Manual,
-            ..ServerConfig::default()
-        },
+        ServerConfig::default().with_ack_mode(AckMode::Manual),
         connect(V5, "c"),
     );
     s.feed(client_publish("t", QoS::ExactlyOnce, 4, "x"));
@@ -737,6 +728,6 @@ fn violation_reports_once_and_ignores_later_input() {
         .disconnect(Disconnect::new(ReasonCode::ServerShuttingDown))
         .is_err());
     s.assert_quiet();
-    let none: Option<ServerEvent<u32>> = s.server.poll_event();
+    let none: Option<ServerEvent<u32>> = s.session.poll_event();
     assert!(none.is_none());
 }

@@ -5,7 +5,7 @@
 //!
 //! Statement ids name their version (3.1.1 or 5.0) in each test's first comment line.
 
-mod server_support;
+mod support;
 
 use core::num::{NonZeroU16, NonZeroU32};
 
@@ -17,13 +17,10 @@ use mqtt_streaming_session::{
     AckMode, CloseReason, CommandError, Initiator, ProtocolViolation, ServerConfig, ServerEvent,
     ServerState,
 };
-use server_support::*;
+use support::server::*;
 
 fn manual() -> ServerConfig {
-    ServerConfig {
-        ack_mode: AckMode::Manual,
-        ..ServerConfig::default()
-    }
+    ServerConfig::default().with_ack_mode(AckMode::Manual)
 }
 
 fn payloads(events: &[ServerEvent<u32>]) -> Vec<String> {
@@ -174,7 +171,10 @@ fn manual_ack_codes_v5() {
     let id = delivered(&s.events())[0].2.unwrap();
     assert!(matches!(
         s.ack(id, ReasonCode::NotAuthorized),
-        Err(CommandError::Invalid(_))
+        Err(CommandError::ReasonCodeNotAllowed {
+            code: ReasonCode::NotAuthorized,
+            ..
+        })
     ));
     assert!(s.sent().is_empty());
     s.ack(id, ReasonCode::Success).unwrap();
@@ -186,10 +186,7 @@ fn our_receive_maximum_is_enforced_v5() {
     // [MQTT-3.3.4-7] (5.0): the client must not have more than our Receive Maximum QoS 1 and 2
     // PUBLISHes unacknowledged; one more is answered with DISCONNECT 0x93. Finished ones free
     // their slot.
-    let config = ServerConfig {
-        receive_maximum: 2,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_receive_maximum(2);
     let mut s = accepted_with(config.clone(), connect(V5, "c"));
     // QoS 2 stays unfinished until PUBREL.
     s.feed(client_publish("t", QoS::ExactlyOnce, 1, "a"));
@@ -212,13 +209,7 @@ fn our_receive_maximum_is_enforced_v5() {
     );
 
     // Manual acks: QoS 1 not yet acked counts.
-    let mut s = accepted_with(
-        ServerConfig {
-            ack_mode: AckMode::Manual,
-            ..config
-        },
-        connect(V5, "c"),
-    );
+    let mut s = accepted_with(config.with_ack_mode(AckMode::Manual), connect(V5, "c"));
     s.feed(client_publish("t", QoS::AtLeastOnce, 1, "a"));
     s.feed(client_publish("t", QoS::AtLeastOnce, 2, "b"));
     let first = delivered(&s.events())[0].2.unwrap();
@@ -239,10 +230,7 @@ fn inbound_topic_aliases_are_resolved_v5() {
     // [MQTT-3.3.2-12] (5.0): the server accepts every alias from 1 to its Topic Alias Maximum;
     // a PUBLISH with an empty topic and a known alias is delivered with the mapped topic, and
     // a mapping can be replaced.
-    let config = ServerConfig {
-        topic_alias_maximum: 2,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_topic_alias_maximum(2);
     let mut s = accepted_with(config, connect(V5, "c"));
     let aliased = |t: &str, alias: u16, payload: &'static str| {
         let mut p = publish(
@@ -287,10 +275,7 @@ fn inbound_topic_alias_above_maximum_is_refused_v5() {
     // DISCONNECT 0x94. [MQTT-3.2.2-18] (5.0): with a maximum of 0 any alias is refused.
     for (max, alias) in [(2u16, 3u16), (0, 1)] {
         let mut s2 = accepted_with(
-            ServerConfig {
-                topic_alias_maximum: max,
-                ..ServerConfig::default()
-            },
+            ServerConfig::default().with_topic_alias_maximum(max),
             connect(V5, "c"),
         );
         let mut p = publish("t", QoS::AtMostOnce, 0, "x");
@@ -325,10 +310,7 @@ fn unknown_topic_alias_is_a_protocol_error_v5() {
 fn maximum_qos_is_enforced_v5() {
     // [MQTT-3.2.2-11] (5.0): a PUBLISH above the Maximum QoS the server announced is refused
     // with DISCONNECT 0x9B; at or below it passes.
-    let config = ServerConfig {
-        maximum_qos: QoS::AtLeastOnce,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_maximum_qos(QoS::AtLeastOnce);
     let mut s = accepted_with(config, connect(V5, "c"));
     s.feed(client_publish("t", QoS::AtMostOnce, 0, "a"));
     s.feed(client_publish("t", QoS::AtLeastOnce, 1, "b"));
@@ -345,10 +327,7 @@ fn maximum_qos_is_enforced_v5() {
 #[test]
 fn retain_when_unavailable_is_refused_v5() {
     // [MQTT-3.2.2-14] (5.0): with Retain Available 0 a retained PUBLISH gets DISCONNECT 0x9A.
-    let config = ServerConfig {
-        retain_available: false,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_retain_available(false);
     let mut s = accepted_with(config, connect(V5, "c"));
     s.feed(client_publish("t", QoS::AtLeastOnce, 1, "plain"));
     assert_eq!(payloads(&s.events()), ["plain"]);
@@ -382,11 +361,9 @@ fn subscription_identifier_from_a_client_is_a_protocol_error_v5() {
 fn v311_ignores_v5_limits_of_the_config() {
     // 3.1.1 has no Maximum QoS, Retain Available or topic aliases: a 3.1.1 client publishing
     // QoS 2 and retained messages is served even when the v5 config limits are lower.
-    let config = ServerConfig {
-        maximum_qos: QoS::AtMostOnce,
-        retain_available: false,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default()
+        .with_maximum_qos(QoS::AtMostOnce)
+        .with_retain_available(false);
     let mut s = accepted_with(config, connect(V3, "c"));
     let mut p = publish("t", QoS::ExactlyOnce, 1, "x");
     p.retain = true;
@@ -426,7 +403,7 @@ fn outbound_qos1_completes_on_puback() {
     assert_eq!(briefs(&sent), ["PUBLISH1 a", "PUBLISH2 a"]);
     assert!(publishes(&sent).iter().all(|p| !p.dup));
     assert!(s.events().is_empty());
-    assert_eq!(s.server.inflight_len(), 2);
+    assert_eq!(s.session.inflight_len(), 2);
     s.feed(Packet::PubAck(PubResponse {
         packet_id: pid(2),
         reason_code: ReasonCode::NoMatchingSubscribers,
@@ -445,7 +422,7 @@ fn outbound_qos1_completes_on_puback() {
     }
     s.feed(puback(1));
     assert_eq!(published(&s.events()), [(1, ReasonCode::Success)]);
-    assert_eq!(s.server.inflight_len(), 0);
+    assert_eq!(s.session.inflight_len(), 0);
     // A second PUBACK for the same id completes nothing and is ignored (issue 10 item 6: it
     // used to close the connection; see server_lifecycle's unknown-id test).
     s.feed(puback(1));
@@ -486,7 +463,7 @@ fn outbound_qos2_pubrec_error_ends_the_flow_v5() {
     }));
     assert!(s.sent().is_empty());
     assert_eq!(published(&s.events()), [(5, ReasonCode::QuotaExceeded)]);
-    assert_eq!(s.server.inflight_len(), 0);
+    assert_eq!(s.session.inflight_len(), 0);
 }
 
 #[test]
@@ -506,7 +483,7 @@ fn the_clients_receive_maximum_is_the_window_v5() {
         s.publish(msg("w", qos, "x"), i).unwrap();
     }
     assert_eq!(briefs(&s.sent()), ["PUBLISH1 w", "PUBLISH2 w"]);
-    assert_eq!(s.server.queued_len(), 3);
+    assert_eq!(s.session.queued_len(), 3);
     s.feed(Packet::PingReq);
     s.feed(subscribe(9, &[("x", QoS::AtMostOnce)]));
     s.suback(9, &[ReasonCode::Success]).unwrap();
@@ -530,17 +507,14 @@ fn the_clients_receive_maximum_is_the_window_v5() {
             (5, ReasonCode::Success)
         ]
     );
-    assert_eq!(s.server.queued_len(), 0);
+    assert_eq!(s.session.queued_len(), 0);
 }
 
 #[test]
 fn our_max_inflight_caps_the_window() {
     // The config's max_inflight caps the window below the client's Receive Maximum (3.1.1 has
     // none: 65,535).
-    let config = ServerConfig {
-        max_inflight: 1,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_max_inflight(1);
     let mut s = accepted_with(config, connect(V3, "c"));
     s.publish(msg("w", QoS::ExactlyOnce, "x"), 1).unwrap();
     s.publish(msg("w", QoS::AtLeastOnce, "y"), 2).unwrap();
@@ -568,7 +542,7 @@ fn the_clients_maximum_packet_size_is_respected_v5() {
     assert_eq!(rejected.token, 1);
     assert_eq!(rejected.command, msg("t", QoS::AtLeastOnce, big));
     s.assert_quiet();
-    assert_eq!(s.server.inflight_len(), 0);
+    assert_eq!(s.session.inflight_len(), 0);
     s.publish(msg("t", QoS::AtLeastOnce, "fits"), 2).unwrap();
     let sent = s.sent();
     assert_eq!(briefs(&sent), ["PUBLISH1 t"]);
@@ -607,10 +581,7 @@ fn outbound_topic_aliases_within_the_clients_maximum_v5() {
     // ones an empty topic); topics beyond it go out plainly.
     let mut c = connect(V5, "c");
     c.properties.topic_alias_maximum = Some(2);
-    let config = ServerConfig {
-        auto_topic_alias: true,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_auto_topic_alias(true);
     let mut s = accepted_with(config, c);
     for (i, t) in ["a/1", "a/1", "b/2", "c/3", "b/2", "c/3"]
         .iter()
@@ -646,10 +617,7 @@ fn no_topic_aliases_when_the_client_allows_none_v5() {
     for max in [None, Some(0)] {
         let mut c = connect(V5, "c");
         c.properties.topic_alias_maximum = max;
-        let config = ServerConfig {
-            auto_topic_alias: true,
-            ..ServerConfig::default()
-        };
+        let config = ServerConfig::default().with_auto_topic_alias(true);
         let mut s = accepted_with(config, c);
         s.publish(msg("a", QoS::AtMostOnce, "x"), 1).unwrap();
         s.publish(msg("a", QoS::AtMostOnce, "x"), 2).unwrap();
@@ -660,7 +628,10 @@ fn no_topic_aliases_when_the_client_allows_none_v5() {
         let mut m = msg("a", QoS::AtMostOnce, "x");
         m.properties.topic_alias = NonZeroU16::new(1);
         let r = s.publish(m, 3).unwrap_err();
-        assert!(matches!(r.error, CommandError::Invalid(_)));
+        assert!(matches!(
+            r.error,
+            CommandError::TopicAliasAboveMaximum { alias: 1, .. }
+        ));
         assert!(s.sent().is_empty());
     }
 }
@@ -688,18 +659,15 @@ fn outbound_queue_is_bounded() {
     // Bounded memory: beyond max_queued the publish is refused with QueueFull and handed back.
     let mut c = connect(V5, "c");
     c.properties.receive_maximum = NonZeroU16::new(1);
-    let config = ServerConfig {
-        max_queued: 2,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_max_queued(2);
     let mut s = accepted_with(config, c);
     for i in 0..3 {
         s.publish(msg("q", QoS::AtLeastOnce, "x"), i).unwrap();
     }
     let r = s.publish(msg("q", QoS::AtLeastOnce, "x"), 3).unwrap_err();
     assert_eq!((r.error, r.token), (CommandError::QueueFull, 3));
-    assert_eq!(s.server.queued_len(), 2);
-    assert_eq!(s.server.inflight_len(), 1);
+    assert_eq!(s.session.queued_len(), 2);
+    assert_eq!(s.session.inflight_len(), 1);
 }
 
 #[test]
@@ -715,7 +683,7 @@ fn closed_event_after_a_transport_loss_keeps_tokens_in_the_session() {
     let events = s.events();
     assert!(published(&events).is_empty());
     assert_closed(&events, Initiator::Transport, CloseReason::TransportClosed);
-    let state = s.server.detach().expect("accepted, closed");
+    let state = s.session.detach().expect("accepted, closed");
     assert_eq!((state.inflight_len(), state.queued_len()), (1, 1));
     let tokens: Vec<u32> = state.into_abandoned().into_iter().map(|(t, _)| t).collect();
     assert_eq!(tokens, [1, 2]);

@@ -5,7 +5,7 @@
 //!
 //! Statement ids name their version (3.1.1 or 5.0) in each test's first comment line.
 
-mod server_support;
+mod support;
 
 use core::num::NonZeroU16;
 
@@ -14,7 +14,7 @@ use mqtt_streaming_session::{
     AbandonCause, CloseReason, CommandError, Initiator, Instant, ServerConfig, ServerEvent,
     ServerState, SessionState,
 };
-use server_support::*;
+use support::server::*;
 
 /// A persistent-session connection of client "c" with `pending` outbound messages sent and
 /// unacknowledged: a QoS 1 (token 1, id 1), a QoS 2 (token 2, id 2) and, after PUBREC, a QoS 2
@@ -30,15 +30,15 @@ fn dropped_with_inflight(version: mqtt_streaming_proto::ProtocolVersion) -> Sess
     );
     s.feed(pubrec(3));
     assert_eq!(briefs(&s.sent()), ["PUBREL3"]);
-    assert!(s.server.detach().is_none(), "not before the close");
+    assert!(s.session.detach().is_none(), "not before the close");
     s.transport_closed();
     assert_closed(
         &s.events(),
         Initiator::Transport,
         CloseReason::TransportClosed,
     );
-    let state = s.server.detach().expect("detached");
-    assert!(s.server.detach().is_none(), "only once");
+    let state = s.session.detach().expect("detached");
+    assert!(s.session.detach().is_none(), "only once");
     assert_eq!(state.inflight_len(), 3);
     state
 }
@@ -96,7 +96,7 @@ fn resume_resends_inflight_then_queued_in_order() {
                 (4, ReasonCode::Success)
             ]
         );
-        assert_eq!(s.server.inflight_len(), 0);
+        assert_eq!(s.session.inflight_len(), 0);
         // New ids do not collide with the resumed ones.
         s.publish(msg("n", QoS::AtLeastOnce, "six"), 6).unwrap();
         assert_eq!(briefs(&s.sent()), ["PUBLISH5 n"]);
@@ -210,9 +210,9 @@ fn no_session_to_detach_unless_accepted_and_closed() {
     let mut s = Server::new(V3, ServerConfig::default());
     s.connect(connect(V3, "c"));
     s.reject(ReasonCode::NotAuthorized).unwrap();
-    assert!(s.server.detach().is_none());
+    assert!(s.session.detach().is_none());
     let mut s = accepted(V3);
-    assert!(s.server.detach().is_none());
+    assert!(s.session.detach().is_none());
     assert_eq!(s.state(), ServerState::Connected);
 }
 
@@ -229,7 +229,7 @@ fn inbound_qos2_survives_the_reconnect() {
         assert_eq!(delivered(&s.events()).len(), 1);
         s.transport_closed();
         s.events();
-        let state = s.server.detach();
+        let state = s.session.detach();
         let mut s = Server::new(version, ServerConfig::default());
         s.connect(resume(version, "c"));
         let sent = s.accept_with(ConnAckProperties::default(), state);
@@ -258,7 +258,7 @@ fn resend_respects_the_new_connections_receive_maximum_v5() {
     s.sent();
     s.transport_closed();
     s.events();
-    let mut state = s.server.detach().unwrap();
+    let mut state = s.session.detach().unwrap();
     state
         .enqueue(Instant::ZERO, msg("a", QoS::AtLeastOnce, "new"), 4)
         .unwrap();
@@ -280,10 +280,7 @@ fn resend_respects_the_new_connections_receive_maximum_v5() {
 fn outbound_topic_aliases_start_over_on_the_new_connection_v5() {
     // [MQTT-3.3.2-7] (5.0): alias mappings do not carry over: after a resume, the first
     // PUBLISH to a topic carries the topic again (and re-sends carry the full topic).
-    let config = ServerConfig {
-        auto_topic_alias: true,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_auto_topic_alias(true);
     let mut c = resume(V5, "c");
     c.properties.topic_alias_maximum = Some(4);
     let mut s = accepted_with(config.clone(), c.clone());
@@ -295,7 +292,7 @@ fn outbound_topic_aliases_start_over_on_the_new_connection_v5() {
     assert_eq!(publishes(&sent)[1].topic.as_str(), "");
     s.transport_closed();
     s.events();
-    let state = s.server.detach();
+    let state = s.session.detach();
     let mut s = Server::new(V5, config);
     s.connect(c);
     let sent = s.accept_with(ConnAckProperties::default(), state);
@@ -356,7 +353,7 @@ fn reconnect_after_disconnect_with_the_session_resumed() {
     s.sent();
     s.feed(disconnect_packet(ReasonCode::Success));
     assert!(closes(&s.events())[0].1.is_normal());
-    let state = s.server.detach();
+    let state = s.session.detach();
     let mut s = Server::at(V3, ServerConfig::default(), Instant::from_millis(5_000));
     s.connect(resume(V3, "c"));
     let sent = s.accept_with(ConnAckProperties::default(), state);
@@ -375,10 +372,7 @@ fn reconnect_after_a_dropped_connection_with_the_session_resumed_v5() {
     // after a transport loss the session (Session Expiry Interval > 0) resumes, Session
     // Present 1, re-sends first; a manual ack pending from the old connection still works on
     // the inbound side once the client re-sends.
-    let config = ServerConfig {
-        ack_mode: mqtt_streaming_session::AckMode::Manual,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_ack_mode(mqtt_streaming_session::AckMode::Manual);
     let mut s = accepted_with(config.clone(), resume(V5, "c"));
     s.feed(client_publish("in", QoS::AtLeastOnce, 3, "up"));
     let ack_id = delivered(&s.events())[0].2.unwrap();
@@ -391,7 +385,7 @@ fn reconnect_after_a_dropped_connection_with_the_session_resumed_v5() {
         CloseReason::TransportClosed,
     );
     assert!(will.is_none());
-    let state = s.server.detach();
+    let state = s.session.detach();
     let mut s = Server::new(V5, config);
     s.connect(resume(V5, "c"));
     let sent = s.accept_with(ConnAckProperties::default(), state);

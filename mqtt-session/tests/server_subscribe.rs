@@ -5,7 +5,7 @@
 //!
 //! Statement ids name their version (3.1.1 or 5.0) in each test's first comment line.
 
-mod server_support;
+mod support;
 
 use core::num::NonZeroU32;
 
@@ -17,11 +17,11 @@ use mqtt_streaming_proto::{
 use mqtt_streaming_session::{
     CloseReason, CommandError, ProtocolViolation, ServerConfig, ServerEvent,
 };
-use server_support::*;
+use support::server::*;
 
 fn raw(s: &mut Server) -> Vec<u8> {
     let mut wire = BytesMut::new();
-    while s.server.poll_transmit(s.now, &mut wire) > 0 {}
+    while s.session.poll_transmit(s.now, &mut wire) > 0 {}
     wire.to_vec()
 }
 
@@ -108,7 +108,10 @@ fn suback_count_kind_and_id_are_checked() {
         s.events();
         assert!(matches!(
             s.suback(1, &[ReasonCode::Success]),
-            Err(CommandError::Invalid(_))
+            Err(CommandError::ReasonCodeCountMismatch {
+                expected: 2,
+                given: 1
+            })
         ));
         assert!(matches!(
             s.suback(
@@ -119,7 +122,10 @@ fn suback_count_kind_and_id_are_checked() {
                     ReasonCode::Success
                 ]
             ),
-            Err(CommandError::Invalid(_))
+            Err(CommandError::ReasonCodeCountMismatch {
+                expected: 2,
+                given: 3
+            })
         ));
         assert_eq!(
             s.suback(3, &[ReasonCode::Success]),
@@ -127,11 +133,11 @@ fn suback_count_kind_and_id_are_checked() {
         );
         assert!(matches!(
             s.suback(2, &[ReasonCode::Success]),
-            Err(CommandError::Invalid(_))
+            Err(CommandError::UnknownAck)
         ));
         assert!(matches!(
             s.unsuback(1, &[ReasonCode::Success, ReasonCode::Success]),
-            Err(CommandError::Invalid(_))
+            Err(CommandError::UnknownAck)
         ));
         s.assert_quiet();
         s.suback(1, &[ReasonCode::Success, ReasonCode::GrantedQoS1])
@@ -179,7 +185,7 @@ fn v311_suback_failure_becomes_0x80() {
         ],
     ));
     s.events();
-    s.server
+    s.session
         .suback(
             s.now,
             pid(0x0102),
@@ -221,7 +227,10 @@ fn unsubscribe_event_and_unsuback() {
     }
     assert!(matches!(
         s.unsuback(4, &[ReasonCode::Success]),
-        Err(CommandError::Invalid(_))
+        Err(CommandError::ReasonCodeCountMismatch {
+            expected: 2,
+            given: 1
+        })
     ));
     s.unsuback(4, &[ReasonCode::Success, ReasonCode::NoSubscriptionExisted])
         .unwrap();
@@ -239,7 +248,7 @@ fn unsubscribe_event_and_unsuback() {
     let mut s = accepted(V3);
     s.feed(unsubscribe(0x0304, &["a", "b", "c"]));
     s.events();
-    s.server
+    s.session
         .unsuback(s.now, pid(0x0304), vec![], AckProperties::default())
         .unwrap();
     assert_eq!(raw(&mut s), [0xB0, 0x02, 0x03, 0x04]);
@@ -268,7 +277,7 @@ fn answers_are_scoped_to_the_connection() {
         Err(CommandError::NotConnected)
     );
     first.assert_quiet();
-    let state = first.server.detach();
+    let state = first.session.detach();
     let mut again = Server::new(V3, ServerConfig::default());
     again.connect(resume(V3, "c"));
     again.accept_with(Default::default(), state);
@@ -283,10 +292,7 @@ fn answers_are_scoped_to_the_connection() {
 fn reading_stops_while_too_many_requests_wait() {
     // Bounded memory: with max_pending_requests unanswered SUBSCRIBE/UNSUBSCRIBE the session
     // stops reading; the bytes stay in the caller's buffer until the application answers.
-    let config = ServerConfig {
-        max_pending_requests: 2,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_max_pending_requests(2);
     let mut s = accepted_with(config, connect(V5, "c"));
     let mut bytes = BytesMut::new();
     bytes.extend_from_slice(&encode(&subscribe(1, &[("a", QoS::AtMostOnce)]), V5));

@@ -113,7 +113,7 @@ impl Client {
 
     fn sent(&mut self) -> Vec<Packet> {
         let mut out = BytesMut::new();
-        self.session.poll_transmit(self.now, &mut out);
+        while self.session.poll_transmit(self.now, &mut out) > 0 {}
         decode_all(self.version, &mut out, self.max)
     }
 
@@ -315,7 +315,7 @@ impl Server {
 
     fn sent(&mut self) -> Vec<Packet> {
         let mut out = BytesMut::new();
-        self.session.poll_transmit(self.now, &mut out);
+        while self.session.poll_transmit(self.now, &mut out) > 0 {}
         decode_all(self.version, &mut out, self.max)
     }
 
@@ -416,10 +416,7 @@ fn server_uses_the_clients_keep_alive_without_server_keep_alive_v5() {
 fn acknowledgements_fit_the_receivers_maximum_packet_size_v5() {
     // Server side: every packet decoded by `sent` is checked against 8 bytes.
     let mut s = Server::new(
-        ServerConfig {
-            ack_mode: mqtt_streaming_session::AckMode::Manual,
-            ..ServerConfig::default()
-        },
+        ServerConfig::default().with_ack_mode(mqtt_streaming_session::AckMode::Manual),
         small_client(8),
     );
     // (Our CONNACK with its limits is larger than 8 bytes; the acknowledgements are checked.)
@@ -731,10 +728,7 @@ fn client_keeps_session_state_while_connected() {
 fn client_closes_on_a_packet_beyond_its_buffers_v311() {
     let mut c = Client::new(
         V3,
-        ClientConfig {
-            max_packet_size: 256,
-            ..ClientConfig::default()
-        },
+        ClientConfig::default().with_max_packet_size(256),
     );
     c.connect(client_connect(V3, true), connack(false));
     let Packet::Publish(mut big) = inbound(QoS::AtLeastOnce, 1, "") else {

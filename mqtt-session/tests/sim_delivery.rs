@@ -131,14 +131,8 @@ fn run(seed: u64, version: ProtocolVersion, ops: Vec<Op>) {
         max_delay_ms: 30,
         max_chunk: 17,
     };
-    let client_config = ClientConfig {
-        max_inflight: 4,
-        ..ClientConfig::default()
-    };
-    let server_config = ServerConfig {
-        max_inflight: 3,
-        ..ServerConfig::default()
-    };
+    let client_config = ClientConfig::default().with_max_inflight(4);
+    let server_config = ServerConfig::default().with_max_inflight(3);
     let mut pair = Pair::new(seed, net, client_config, server_config);
     // Persistent from the start (3.1.1 clean session 0; 5.0 expiry "never"), so no message
     // may ever be abandoned.

@@ -3,8 +3,8 @@
 use core::time::Duration;
 use mqtt_streaming_proto::TopicFilter;
 
-use crate::client::AckMode;
 use crate::server::ServerConfig;
+use crate::AckMode;
 
 /// Limits of a [`Broker`](crate::broker::Broker). Each one is enforced with the reason code
 /// the standard names, never by growing memory.

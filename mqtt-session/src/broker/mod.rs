@@ -102,11 +102,11 @@ use self::retained::RetainedStore;
 use self::retained_delivery::RetainedDeliveries;
 use self::small_map::SmallMap;
 use self::subscriptions::{SessionKey, Sub, SubscriptionIndex};
-use crate::client::AckMode;
 use crate::error::CloseReason;
 use crate::message::Message;
 use crate::server::{ServerEvent, ServerSession, ServerState, SessionState};
 use crate::time::Instant;
+use crate::AckMode;
 
 /// Identifies one transport connection of the broker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -64,7 +64,7 @@ use super::{Broker, BrokerHooks, RecordTimer, SessionRecord, Token};
 use crate::message::Message;
 use crate::server::{SessionExpiry, SessionState};
 use crate::shared::flows::Queued;
-use crate::shared::inflight::Stage;
+use crate::shared::inflight::OutboundStage as Stage;
 use crate::time::Instant;
 
 /// One change of the broker's durable state (see the [module docs](self)). Each owns its
@@ -174,7 +174,7 @@ pub struct StoredFlow {
     /// The packet identifier it was sent with.
     pub packet_id: PacketId,
     /// How far its flow got.
-    pub stage: crate::client::OutboundStage,
+    pub stage: crate::OutboundStage,
 }
 
 /// What the driver's store does for one [`Change`]: byte keys and values, ordered so that a
@@ -1065,8 +1065,8 @@ fn stored_flows(flows: &crate::shared::flows::Flows<Token>) -> StoredFlows {
             .filter_map(|flow| {
                 Some(StoredFlow {
                     seq: flow.token.seq,
-                    packet_id: flow.publish.qos_pid.packet_id()?,
-                    stage: flow.stage,
+                    packet_id: flow.publish()?.qos_pid.packet_id()?,
+                    stage: flow.stage()?,
                 })
             })
             .collect(),

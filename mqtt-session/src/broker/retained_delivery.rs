@@ -200,10 +200,7 @@ impl<H: BrokerHooks> Broker<H> {
                         self.stats.messages_out += 1;
                         sent += 1;
                     }
-                    Err(Rejected {
-                        error: CommandError::QueueFull,
-                        ..
-                    }) => {
+                    Err(Rejected { error, .. }) if error.is_backpressure() => {
                         pending.taken.push_front(message);
                         full = true;
                         break 'turn;

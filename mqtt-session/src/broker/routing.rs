@@ -10,9 +10,9 @@ use super::subscriptions::{Delivery, SessionKey};
 use super::{Broker, BrokerHooks, ConnectionId, Token};
 use crate::error::{CommandError, Rejected};
 use crate::message::Message;
-use crate::shared::flows::AbandonCause;
 use crate::shared::inbound::InboundId;
 use crate::time::Instant;
+use crate::AbandonCause;
 
 impl<H: BrokerHooks> Broker<H> {
     /// A PUBLISH from a client. QoS 1/2 ones are acknowledged once every connected subscriber
@@ -196,10 +196,14 @@ impl<H: BrokerHooks> Broker<H> {
         match self.try_deliver(now, key, message, token) {
             Ok(()) => None,
             Err(Rejected {
-                error: CommandError::QueueFull,
+                error,
                 command,
                 token,
-            }) if live && command.qos > QoS::AtMostOnce && token.shared.is_none() => {
+            }) if error.is_backpressure()
+                && live
+                && command.qos > QoS::AtMostOnce
+                && token.shared.is_none() =>
+            {
                 Some((command, token))
             }
             Err(Rejected {
@@ -292,7 +296,7 @@ impl<H: BrokerHooks> Broker<H> {
                 Ok(()) => return None,
                 Err(refused) => {
                     all_full &= live
-                        && refused.error == CommandError::QueueFull
+                        && refused.error.is_backpressure()
                         && refused.command.qos > QoS::AtMostOnce;
                     message = refused.command;
                     token = refused.token;

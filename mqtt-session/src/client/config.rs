@@ -2,20 +2,21 @@
 
 use core::time::Duration;
 
-/// How inbound QoS 1 and QoS 2 messages are acknowledged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum AckMode {
-    /// The session acknowledges each message as it delivers it.
-    #[default]
-    Automatic,
-    /// The application acknowledges each message with `ack`, in any order; the session sends
-    /// the PUBACKs and PUBRECs in the order the spec requires.
-    Manual,
-}
+use crate::shared::inbound::AckMode;
 
 /// Limits and behaviour of a [`ClientSession`](crate::ClientSession). Every queue and table it
 /// keeps is bounded by one of these numbers.
+///
+/// Start from [`Default`] and change what you need with the `with_*` setters (the struct may
+/// gain fields, so other crates cannot build it field by field):
+///
+/// ```
+/// use mqtt_streaming_session::{AckMode, ClientConfig};
+/// let config = ClientConfig::default().with_ack_mode(AckMode::Manual).with_max_inflight(16);
+/// assert_eq!(config.max_inflight, 16);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ClientConfig {
     /// Automatic or manual acknowledgement of inbound messages.
     pub ack_mode: AckMode,
@@ -38,7 +39,8 @@ pub struct ClientConfig {
     /// When it is full, `publish` returns the message with [`CommandError::QueueFull`](crate::CommandError::QueueFull).
     pub max_queued: usize,
     /// Encoded bytes waiting for `poll_transmit` beyond which `publish` refuses with
-    /// `QueueFull` instead of encoding more (back-pressure from a slow transport).
+    /// [`CommandError::TransmitBufferFull`](crate::CommandError::TransmitBufferFull) instead of
+    /// encoding more (back-pressure from a slow transport).
     pub max_transmit_buffer: usize,
     /// How long to wait for CONNACK after CONNECT.
     pub connack_timeout: Duration,
@@ -59,3 +61,15 @@ impl Default for ClientConfig {
         }
     }
 }
+
+setters!(ClientConfig {
+    ack_mode / with_ack_mode: AckMode,
+    receive_maximum / with_receive_maximum: u16,
+    max_packet_size / with_max_packet_size: u32,
+    topic_alias_maximum / with_topic_alias_maximum: u16,
+    auto_topic_alias / with_auto_topic_alias: bool,
+    max_inflight / with_max_inflight: u16,
+    max_queued / with_max_queued: usize,
+    max_transmit_buffer / with_max_transmit_buffer: usize,
+    connack_timeout / with_connack_timeout: Duration,
+});

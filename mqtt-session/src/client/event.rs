@@ -6,13 +6,13 @@ use mqtt_streaming_proto::{AckProperties, Auth, ConnAck, Publish, ReasonCode, Su
 
 use crate::error::{CloseReason, Initiator};
 use crate::message::Message;
-pub use crate::shared::flows::AbandonCause;
-use crate::shared::flows::FlowEvent;
+use crate::shared::flows::{AbandonCause, FlowEvent};
 use crate::shared::inbound::InboundId;
 
 /// Something the client session reports. Every token given with a command comes back in
 /// exactly one of `Published`, `Subscribed`, `Unsubscribed` or `Abandoned`.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum ClientEvent<T> {
     /// The server accepted the connection. Re-sends (when the session was present) are already
     /// in the transmit buffer.

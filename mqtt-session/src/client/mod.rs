@@ -2,32 +2,36 @@
 
 mod config;
 mod event;
-mod keep_alive;
 mod snapshot;
 
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 
 use bytes::BytesMut;
 use mqtt_streaming_proto::{
-    Auth, ConnAck, Connect, Disconnect, MqttString, Packet, PacketId, ProtocolVersion, QoS,
-    ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe, PROTOCOL_MAX_PACKET_SIZE,
+    Auth, ConnAck, Connect, DecodeError, Disconnect, MqttString, Packet, PacketId, PacketType,
+    ProtocolVersion, ReasonCode, Subscribe, Unsubscribe,
 };
 
-pub use config::{AckMode, ClientConfig};
-pub use event::{AbandonCause, ClientEvent};
-pub use snapshot::{ClientSnapshot, OutboundFlowSnapshot, OutboundStage};
+pub use config::ClientConfig;
+pub use event::ClientEvent;
+pub use snapshot::{ClientSnapshot, OutboundFlowSnapshot};
 
-use self::keep_alive::KeepAlive;
 use crate::error::{
     CloseReason, CommandError, ConnectRejected, Initiator, ProtocolViolation, Rejected,
 };
+use crate::limits::PeerLimits;
 use crate::message::{Message, SubscribeRequest, UnsubscribeRequest};
-use crate::shared::flows::{Flows, Link, OtherIds, PeerLimits};
-use crate::shared::inbound::InboundId;
+use crate::shared::flows::AbandonCause;
+use crate::shared::inbound::{AckMode, InboundId};
+use crate::shared::inflight::Pending;
+use crate::shared::keep_alive::KeepAlive;
+use crate::shared::session_core::{self, Admission, Core, Role};
 use crate::time::Instant;
+
 /// Where the connection stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConnectionState {
     /// No transport: before the first `connect`, or after a close.
     Disconnected,
@@ -37,101 +41,10 @@ pub enum ConnectionState {
     Connected,
 }
 
-/// The server's limits, from CONNACK (defaults for MQTT 3.1.x, where there are none).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ServerLimits {
-    /// Receive Maximum: the server's window for our QoS 1 and 2 publishes.
-    pub receive_maximum: u16,
-    /// Maximum QoS.
-    pub maximum_qos: QoS,
-    /// Retain Available.
-    pub retain_available: bool,
-    /// Maximum Packet Size.
-    pub maximum_packet_size: u32,
-    /// Topic Alias Maximum.
-    pub topic_alias_maximum: u16,
-    /// Wildcard Subscription Available.
-    pub wildcard_subscriptions: bool,
-    /// Subscription Identifiers Available.
-    pub subscription_identifiers: bool,
-    /// Shared Subscription Available.
-    pub shared_subscriptions: bool,
-}
-
-impl Default for ServerLimits {
-    fn default() -> Self {
-        Self {
-            receive_maximum: u16::MAX,
-            maximum_qos: QoS::ExactlyOnce,
-            retain_available: true,
-            maximum_packet_size: PROTOCOL_MAX_PACKET_SIZE,
-            topic_alias_maximum: 0,
-            wildcard_subscriptions: true,
-            subscription_identifiers: true,
-            shared_subscriptions: true,
-        }
-    }
-}
-
-impl ServerLimits {
-    /// What the shared publish flows need to know.
-    fn peer(&self) -> PeerLimits {
-        PeerLimits {
-            receive_maximum: self.receive_maximum,
-            maximum_qos: self.maximum_qos,
-            retain_available: self.retain_available,
-            maximum_packet_size: self.maximum_packet_size,
-            topic_alias_maximum: self.topic_alias_maximum,
-        }
-    }
-
-    fn from_connack(connack: &ConnAck) -> Self {
-        let p = &connack.properties;
-        Self {
-            receive_maximum: p.receive_maximum.map_or(u16::MAX, |v| v.get()),
-            maximum_qos: p.maximum_qos.unwrap_or(QoS::ExactlyOnce),
-            retain_available: p.retain_available.unwrap_or(true),
-            maximum_packet_size: p
-                .maximum_packet_size
-                .map_or(PROTOCOL_MAX_PACKET_SIZE, |v| v.get()),
-            topic_alias_maximum: p.topic_alias_maximum.unwrap_or(0),
-            wildcard_subscriptions: p.wildcard_subscription_available.unwrap_or(true),
-            subscription_identifiers: p.subscription_identifiers_available.unwrap_or(true),
-            shared_subscriptions: p.shared_subscription_available.unwrap_or(true),
-        }
-    }
-}
-
-#[derive(Debug)]
-enum RequestKind {
-    Subscribe(usize),
-    Unsubscribe(usize),
-}
-
-#[derive(Debug)]
-struct PendingRequest<T> {
-    kind: RequestKind,
-    token: T,
-}
-
 #[derive(Debug)]
 enum QueuedRequest {
     Subscribe(SubscribeRequest),
     Unsubscribe(UnsubscribeRequest),
-}
-
-/// SUBSCRIBE and UNSUBSCRIBE requests awaiting their acknowledgement: they share the packet
-/// identifier space with the publish flows.
-#[derive(Debug)]
-struct Requests<T>(BTreeMap<PacketId, PendingRequest<T>>);
-
-impl<T> OtherIds for Requests<T> {
-    fn count(&self) -> usize {
-        self.0.len()
-    }
-    fn contains(&self, id: PacketId) -> bool {
-        self.0.contains_key(&id)
-    }
 }
 
 /// The client side of an MQTT session (3.1, 3.1.1 or 5.0), with no I/O and no clock.
@@ -185,20 +98,17 @@ impl<T> OtherIds for Requests<T> {
 /// ```
 #[derive(Debug)]
 pub struct ClientSession<T> {
+    /// Link, flows (with the in-flight table SUBSCRIBE and UNSUBSCRIBE share with the
+    /// publishes), events, keep alive, and the server's limits (`core.link.peer`).
+    core: Core<T, ClientEvent<T>>,
     config: ClientConfig,
     state: ConnectionState,
     connack_deadline: Instant,
-    events: VecDeque<ClientEvent<T>>,
-    flows: Flows<T>,
-    link: Link,
-    requests: Requests<T>,
+    /// Requests made while disconnected, sent after the next CONNACK.
     request_queue: VecDeque<(QueuedRequest, T)>,
-    limits: ServerLimits,
-    keep_alive: KeepAlive,
     /// What this connection's CONNECT asked for.
     keep_alive_requested: u16,
     clean_start: bool,
-    auth_method: Option<MqttString>,
     /// The client identifier of this connection's CONNECT.
     connect_client_id: MqttString,
     /// The client identifier the session state belongs to, once a CONNACK accepted one
@@ -210,19 +120,13 @@ impl<T> ClientSession<T> {
     /// A session with no connection yet.
     pub fn new(config: ClientConfig) -> Self {
         Self {
-            link: Link::new(config.max_packet_size),
+            core: Core::new(config.max_packet_size),
             config,
             state: ConnectionState::Disconnected,
             connack_deadline: Instant::ZERO,
-            events: VecDeque::new(),
-            flows: Flows::default(),
-            requests: Requests(BTreeMap::new()),
             request_queue: VecDeque::new(),
-            limits: ServerLimits::default(),
-            keep_alive: KeepAlive::default(),
             keep_alive_requested: 0,
             clean_start: true,
-            auth_method: None,
             connect_client_id: MqttString::default(),
             session_owner: None,
         }
@@ -242,47 +146,47 @@ impl<T> ClientSession<T> {
 
     /// The protocol version of the current (or last) connection.
     pub fn version(&self) -> ProtocolVersion {
-        self.link.version()
+        self.core.version()
     }
 
-    /// The server's limits from the last CONNACK.
-    pub fn server_limits(&self) -> &ServerLimits {
-        &self.limits
+    /// The server's limits from the last CONNACK (the defaults before one, and for MQTT
+    /// 3.1.x, which has none).
+    pub fn server_limits(&self) -> &PeerLimits {
+        &self.core.link.peer
     }
 
     /// Outbound QoS 1 and 2 publishes waiting for their final acknowledgement.
     pub fn inflight_len(&self) -> usize {
-        self.flows.inflight.len()
+        self.core.flows.inflight.publishes()
     }
 
     /// Publishes and requests waiting for the window or for a connection.
     pub fn queued_len(&self) -> usize {
-        self.flows.queue.len() + self.request_queue.len()
+        self.core.flows.queue.len() + self.request_queue.len()
     }
 
     // ----- outputs -----
 
     /// Appends bytes for the transport to `buf`; returns how many. Never blocks and never
     /// fails; call it until it returns 0 after every input and command.
+    #[must_use = "call poll_transmit until it returns 0"]
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut BytesMut) -> usize {
-        let n = self.link.outbox.drain_into(buf);
-        if n > 0 {
-            self.keep_alive.last_sent = now;
-        }
-        n
+        self.core.poll_transmit(now, buf)
     }
 
     /// The next event, if any.
+    #[must_use = "events carry tokens and messages that are lost if dropped unread"]
     pub fn poll_event(&mut self) -> Option<ClientEvent<T>> {
-        self.events.pop_front()
+        self.core.events.pop_front()
     }
 
     /// The earliest time at which [`handle_timeout`](Self::handle_timeout) has work to do.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             ConnectionState::Disconnected => None,
             ConnectionState::Connecting => Some(self.connack_deadline),
-            ConnectionState::Connected => self.keep_alive.next_deadline(),
+            ConnectionState::Connected => self.core.keep_alive.next_deadline(),
         }
     }
 
@@ -295,7 +199,7 @@ impl<T> ClientSession<T> {
     /// calls `handle_read` with what it kept.
     pub fn wants_read(&self) -> bool {
         self.state != ConnectionState::Disconnected
-            && self.link.outbox.len() < self.config.max_transmit_buffer
+            && self.core.link.outbox.len() < self.config.max_transmit_buffer
     }
 
     /// Consumes every whole packet at the front of `buf` (a partial packet stays for the next
@@ -303,26 +207,12 @@ impl<T> ClientSession<T> {
     /// input beyond what fits while `max_transmit_buffer` bytes wait for `poll_transmit`
     /// (back-pressure: call again after draining).
     pub fn handle_read(&mut self, now: Instant, buf: &mut BytesMut) {
-        self.link.now = now;
-        while self.wants_read() {
-            match self.link.decoder.decode(buf) {
-                Ok(Some(packet)) => {
-                    self.keep_alive.last_received = now;
-                    self.handle_packet(now, packet);
-                }
-                Ok(None) => return,
-                Err(error) => {
-                    let code = error.reason_code();
-                    self.fail(code, CloseReason::Malformed(error));
-                    return;
-                }
-            }
-        }
+        session_core::read(self, now, buf);
     }
 
     /// Handles expired timers. Harmless when called early or more than once.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.link.now = now;
+        self.core.link.now = now;
         match self.state {
             ConnectionState::Disconnected => {}
             ConnectionState::Connecting => {
@@ -331,11 +221,12 @@ impl<T> ClientSession<T> {
                 }
             }
             ConnectionState::Connected => {
-                if self.keep_alive.dead_at().is_some_and(|t| now >= t) {
+                let keep_alive = &mut self.core.keep_alive;
+                if keep_alive.dead_at().is_some_and(|t| now >= t) {
                     self.close(Initiator::Session, CloseReason::KeepAliveTimeout);
-                } else if self.keep_alive.ping_at().is_some_and(|t| now >= t) {
-                    self.link.push(&Packet::PingReq);
-                    self.keep_alive.ping_outstanding = true;
+                } else if keep_alive.ping_at().is_some_and(|t| now >= t) {
+                    keep_alive.ping_outstanding = true;
+                    self.core.link.push(&Packet::PingReq);
                 }
             }
         }
@@ -343,7 +234,7 @@ impl<T> ClientSession<T> {
 
     /// The transport is gone. Reports `Closed` unless the session had already closed.
     pub fn handle_closed(&mut self, now: Instant) {
-        self.link.now = now;
+        self.core.link.now = now;
         if self.state != ConnectionState::Disconnected {
             self.close(Initiator::Transport, CloseReason::TransportClosed);
         }
@@ -369,7 +260,7 @@ impl<T> ClientSession<T> {
     /// CONNECT cannot be encoded. The session is then unchanged and the `Connect` comes back,
     /// as it was given, in the [`ConnectRejected`].
     pub fn connect(&mut self, now: Instant, mut connect: Connect) -> Result<(), ConnectRejected> {
-        self.link.now = now;
+        self.core.link.now = now;
         if self.state != ConnectionState::Disconnected {
             return Err(ConnectRejected {
                 error: CommandError::AlreadyConnected,
@@ -422,11 +313,11 @@ impl<T> ClientSession<T> {
         if let Packet::Connect(connect) = &packet {
             self.keep_alive_requested = connect.keep_alive;
             self.clean_start = connect.clean_start;
-            self.auth_method = connect.properties.authentication_method.clone();
+            self.core.auth_method = connect.properties.authentication_method.clone();
             self.connect_client_id = connect.client_id.to_owned_compact();
         }
 
-        let link = &mut self.link;
+        let link = &mut self.core.link;
         link.outbox.clear();
         link.set_version(version);
         link.decoder.set_max_packet_size(max_packet_size);
@@ -438,7 +329,7 @@ impl<T> ClientSession<T> {
         link.open = false;
         link.push(&packet);
         // No pings before CONNACK: the CONNACK timer rules until then.
-        self.keep_alive = KeepAlive::default();
+        self.core.keep_alive = KeepAlive::default();
         self.connack_deadline = now + self.config.connack_timeout;
         self.state = ConnectionState::Connecting;
         Ok(())
@@ -460,16 +351,12 @@ impl<T> ClientSession<T> {
         message: Message,
         token: T,
     ) -> Result<(), Rejected<Message, T>> {
-        self.link.now = now;
-        let limits = (self.config.max_queued, self.config.max_transmit_buffer);
-        self.flows.publish(
-            &mut self.link,
-            message,
-            token,
-            limits,
-            &self.requests,
-            &mut self.events,
-        )
+        self.core.link.now = now;
+        let admission = Admission {
+            max_queued: self.config.max_queued,
+            max_transmit: self.config.max_transmit_buffer,
+        };
+        self.core.publish(message, token, admission)
     }
 
     /// Subscribes; `token` comes back in `Subscribed` (or `Abandoned`). Sent at once when
@@ -481,7 +368,7 @@ impl<T> ClientSession<T> {
         request: SubscribeRequest,
         token: T,
     ) -> Result<(), Rejected<SubscribeRequest, T>> {
-        self.link.now = now;
+        self.core.link.now = now;
         if let Err(error) = self.check_subscribe(&request) {
             return Err(Rejected {
                 error,
@@ -499,7 +386,7 @@ impl<T> ClientSession<T> {
         request: UnsubscribeRequest,
         token: T,
     ) -> Result<(), Rejected<UnsubscribeRequest, T>> {
-        self.link.now = now;
+        self.core.link.now = now;
         if request.filters.is_empty() {
             return Err(Rejected {
                 error: CommandError::Encode(mqtt_streaming_proto::EncodeError::NoTopicFilters),
@@ -520,8 +407,8 @@ impl<T> ClientSession<T> {
         id: InboundId,
         reason_code: ReasonCode,
     ) -> Result<(), CommandError> {
-        self.link.now = now;
-        self.flows.ack(&mut self.link, id, reason_code)
+        self.core.link.now = now;
+        self.core.ack(id, reason_code)
     }
 
     /// Sends an AUTH packet (MQTT 5 enhanced authentication): to continue an exchange the
@@ -530,23 +417,18 @@ impl<T> ClientSession<T> {
     /// ([MQTT-3.15.2-2], [MQTT-3.15.2-3] in 5.0); an AUTH too large even without them is
     /// refused with [`CommandError::PacketTooLarge`].
     pub fn auth(&mut self, now: Instant, auth: Auth) -> Result<(), CommandError> {
-        self.link.now = now;
+        self.core.link.now = now;
         if !self.version().is_v5() {
             return Err(CommandError::RequiresV5);
         }
         if self.state == ConnectionState::Disconnected {
             return Err(CommandError::NotConnected);
         }
-        if self.auth_method.is_none() {
-            return Err(CommandError::Invalid(
-                "AUTH needs an Authentication Method in CONNECT",
-            ));
-        }
-        let mut packet = Packet::Auth(auth);
+        let mut packet = Packet::Auth(self.core.prepare_auth(auth)?);
         // [MQTT-3.15.2-2], [MQTT-3.15.2-3] (5.0): no Reason String or User Properties beyond
         // the server's Maximum Packet Size.
-        self.link.fit_to_peer(&mut packet)?;
-        self.link.push(&packet);
+        self.core.link.fit_to_peer(&mut packet)?;
+        self.core.link.push(&packet);
         Ok(())
     }
 
@@ -555,7 +437,7 @@ impl<T> ClientSession<T> {
     /// that would make the DISCONNECT exceed the server's Maximum Packet Size are left out
     /// ([MQTT-3.14.2-3], [MQTT-3.14.2-4] in 5.0).
     pub fn disconnect(&mut self, now: Instant, disconnect: Disconnect) -> Result<(), CommandError> {
-        self.link.now = now;
+        self.core.link.now = now;
         if self.state == ConnectionState::Disconnected {
             return Err(CommandError::NotConnected);
         }
@@ -563,13 +445,13 @@ impl<T> ClientSession<T> {
         let mut packet = Packet::Disconnect(disconnect);
         // [MQTT-3.14.2-3], [MQTT-3.14.2-4] (5.0): no Reason String or User Properties beyond
         // the server's Maximum Packet Size; the bare code always fits.
-        if let Err(error) = self.link.fit_to_peer(&mut packet) {
+        if let Err(error) = self.core.link.fit_to_peer(&mut packet) {
             if !matches!(error, CommandError::PacketTooLarge { .. }) {
                 return Err(error);
             }
             packet = Packet::Disconnect(Disconnect::new(code));
         }
-        self.link.push(&packet);
+        self.core.link.push(&packet);
         self.close(Initiator::Application, CloseReason::Disconnect(code));
         Ok(())
     }
@@ -585,7 +467,7 @@ impl<T> ClientSession<T> {
         if self.state != ConnectionState::Connected {
             return Ok(());
         }
-        let l = &self.limits;
+        let l = &self.core.link.peer;
         for s in &request.subscriptions {
             if !l.wildcard_subscriptions && s.filter.has_wildcards() {
                 return Err(CommandError::WildcardSubscriptionsNotSupported);
@@ -609,7 +491,8 @@ impl<T> ClientSession<T> {
     ) -> Result<(), Rejected<R, T>> {
         if self.state == ConnectionState::Connected && self.request_queue.is_empty() {
             return self
-                .send_request(request, token)
+                .core
+                .send_request(request, token, R::to_packet)
                 .map_err(|(error, command, token)| Rejected {
                     error,
                     command,
@@ -627,31 +510,6 @@ impl<T> ClientSession<T> {
         Ok(())
     }
 
-    fn send_request<R: RequestCommand>(
-        &mut self,
-        request: R,
-        token: T,
-    ) -> Result<(), (CommandError, R, T)> {
-        let Some(packet_id) = self.flows.allocate_id(&self.requests) else {
-            return Err((CommandError::QueueFull, request, token));
-        };
-        let (packet, kind) = request.to_packet(packet_id);
-        let max = self.link.peer.maximum_packet_size;
-        let size_error = match packet.encoded_len(self.version()) {
-            Err(e) => Some(CommandError::Encode(e)),
-            Ok(size) if size > max as usize => Some(CommandError::PacketTooLarge { size, max }),
-            Ok(_) => None,
-        };
-        if let Some(error) = size_error {
-            return Err((error, request, token));
-        }
-        self.link.push(&packet);
-        self.requests
-            .0
-            .insert(packet_id, PendingRequest { kind, token });
-        Ok(())
-    }
-
     /// Sends what waits in the queues: requests first, then publishes as far as the window
     /// allows.
     fn pump(&mut self) {
@@ -662,67 +520,68 @@ impl<T> ClientSession<T> {
             let result = match request {
                 QueuedRequest::Subscribe(r) => match self.check_subscribe(&r) {
                     Ok(()) => self
-                        .send_request(r, token)
+                        .core
+                        .send_request(r, token, SubscribeRequest::to_packet)
                         .map_err(|(e, r, t)| (e, QueuedRequest::Subscribe(r), t)),
                     Err(e) => Err((e, QueuedRequest::Subscribe(r), token)),
                 },
                 QueuedRequest::Unsubscribe(r) => self
-                    .send_request(r, token)
+                    .core
+                    .send_request(r, token, UnsubscribeRequest::to_packet)
                     .map_err(|(e, r, t)| (e, QueuedRequest::Unsubscribe(r), t)),
             };
             if let Err((error, request, token)) = result {
-                if error == CommandError::QueueFull {
+                if error == CommandError::PacketIdsExhausted {
+                    // Retried when an acknowledgement frees an identifier.
                     self.request_queue.push_front((request, token));
                     break;
                 }
-                self.events.push_back(ClientEvent::Abandoned {
+                self.core.events.push_back(ClientEvent::Abandoned {
                     token,
                     cause: AbandonCause::Refused(error),
                     message: None,
                 });
             }
         }
-        self.flows
-            .pump(&mut self.link, &self.requests, &mut self.events);
+        self.core.pump_publishes();
     }
 
     // ----- internals: receiving -----
 
-    fn handle_packet(&mut self, now: Instant, packet: Packet) {
-        let result = match (self.state, packet) {
-            (ConnectionState::Connecting, Packet::ConnAck(connack)) => {
-                self.on_connack(now, *connack);
-                Ok(())
-            }
-            (_, Packet::Auth(auth)) => self.on_auth(auth),
-            (ConnectionState::Connected, packet) => self.on_connected_packet(packet),
-            // [MQTT-3.2.0-1]: the server's first packet is CONNACK.
-            (_, packet) => Err(ProtocolViolation::UnexpectedPacket(packet.packet_type())),
-        };
-        if let Err(violation) = result {
-            self.fail(
-                violation.reason_code(),
-                CloseReason::ProtocolViolation(violation),
-            );
-        }
-    }
-
     fn on_connected_packet(&mut self, packet: Packet) -> Result<(), ProtocolViolation> {
-        if self
-            .flows
-            .on_response(&mut self.link, &packet, &mut self.events)?
-        {
+        if self.core.on_response(&packet)? {
             self.pump();
             return Ok(());
         }
         match packet {
-            Packet::Publish(publish) => {
-                self.flows
-                    .on_publish(&mut self.link, publish, &mut self.events)?
+            Packet::Publish(publish) => self.core.on_publish(publish)?,
+            Packet::SubAck(suback) => {
+                let count = Some(suback.reason_codes.len());
+                let token =
+                    self.core
+                        .flows
+                        .inflight
+                        .on_request_ack(suback.packet_id, true, count)?;
+                self.core
+                    .events
+                    .push_back(ClientEvent::Subscribed { token, suback });
             }
-            Packet::SubAck(suback) => self.on_suback(suback)?,
-            Packet::UnsubAck(unsuback) => self.on_unsuback(unsuback)?,
-            Packet::PingResp => self.keep_alive.ping_outstanding = false,
+            Packet::UnsubAck(unsuback) => {
+                // MQTT 3.1.1 UNSUBACK has no codes to count.
+                let count = self
+                    .version()
+                    .is_v5()
+                    .then_some(unsuback.reason_codes.len());
+                let token =
+                    self.core
+                        .flows
+                        .inflight
+                        .on_request_ack(unsuback.packet_id, false, count)?;
+                self.core
+                    .events
+                    .push_back(ClientEvent::Unsubscribed { token, unsuback });
+            }
+            Packet::PingResp => self.core.keep_alive.ping_outstanding = false,
             Packet::Disconnect(d) if self.version().is_v5() => {
                 self.close(Initiator::Peer, CloseReason::Disconnect(d.reason_code));
             }
@@ -732,45 +591,41 @@ impl<T> ClientSession<T> {
         Ok(())
     }
 
-    fn on_connack(&mut self, now: Instant, connack: ConnAck) {
+    fn on_connack(&mut self, now: Instant, connack: ConnAck) -> Result<(), ProtocolViolation> {
         if connack.reason_code.is_error() {
             self.close(
                 Initiator::Peer,
                 CloseReason::ConnectRefused(connack.reason_code),
             );
-            return;
+            return Ok(());
         }
         // [MQTT-3.2.2-2]: a clean start never resumes a session.
         if self.clean_start && connack.session_present {
-            let v = ProtocolViolation::UnexpectedPacket(mqtt_streaming_proto::PacketType::ConnAck);
-            self.fail(v.reason_code(), CloseReason::ProtocolViolation(v));
-            return;
+            return Err(ProtocolViolation::UnexpectedPacket(PacketType::ConnAck));
         }
+        let v5 = self.version().is_v5();
         // [MQTT-4.12.0-5], [MQTT-4.12.0-6] (5.0): the CONNACK carries the CONNECT's
         // Authentication Method, or none when the CONNECT had none.
-        if self.version().is_v5() && connack.properties.authentication_method != self.auth_method {
-            let v = ProtocolViolation::BadAuthentication;
-            self.fail(v.reason_code(), CloseReason::ProtocolViolation(v));
-            return;
+        if v5 && connack.properties.authentication_method != self.core.auth_method {
+            return Err(ProtocolViolation::BadAuthentication);
         }
-        self.limits = if self.version().is_v5() {
-            ServerLimits::from_connack(&connack)
+        let limits = if v5 {
+            PeerLimits::from_connack(&connack)
         } else {
-            ServerLimits::default()
+            PeerLimits::default()
         };
         let keep_alive_secs = match connack.properties.server_keep_alive {
             // [MQTT-3.1.2-21]: the server's keep alive replaces ours.
-            Some(secs) if self.version().is_v5() => secs,
+            Some(secs) if v5 => secs,
             _ => self.keep_alive_requested,
         };
-        self.keep_alive.start(now, keep_alive_secs);
-        let link = &mut self.link;
-        link.peer = self.limits.peer();
-        link.outbound_aliases.reset(
-            self.config.auto_topic_alias,
-            self.limits.topic_alias_maximum,
-        );
-        link.open = true;
+        let core = &mut self.core;
+        core.keep_alive.start(now, keep_alive_secs);
+        core.link.peer = limits;
+        core.link
+            .outbound_aliases
+            .reset(self.config.auto_topic_alias, limits.topic_alias_maximum);
+        core.link.open = true;
         self.state = ConnectionState::Connected;
         // [MQTT-3.1.3-2]: the session state belongs to one client identifier (the CONNECT's,
         // or the one the server assigned). Connected under another, the server's session is
@@ -779,7 +634,7 @@ impl<T> ClientSession<T> {
             .properties
             .assigned_client_identifier
             .as_ref()
-            .filter(|_| self.version().is_v5())
+            .filter(|_| v5)
             .map_or_else(
                 || self.connect_client_id.clone(),
                 MqttString::to_owned_compact,
@@ -789,142 +644,96 @@ impl<T> ClientSession<T> {
             .as_ref()
             .is_none_or(|owner| *owner == client_id);
         self.session_owner = Some(client_id);
+        let core = &mut self.core;
         if connack.session_present && ours {
-            self.flows.resend(&mut self.link);
+            core.resend();
         } else {
-            self.flows.discard(&mut self.events);
+            core.flows.discard(&mut core.events);
         }
-        self.events
+        core.events
             .push_back(ClientEvent::Connected(Box::new(connack)));
-        self.flows.release_acks(&mut self.link);
+        core.release_acks();
         self.pump();
+        Ok(())
+    }
+}
+
+impl<T> Role for ClientSession<T> {
+    type Token = T;
+    type Event = ClientEvent<T>;
+
+    fn core(&mut self) -> &mut Core<T, ClientEvent<T>> {
+        &mut self.core
     }
 
-    fn on_suback(&mut self, suback: SubAck) -> Result<(), ProtocolViolation> {
-        let id = suback.packet_id;
-        match self.requests.0.get(&id).map(|r| &r.kind) {
-            // [MQTT-3.9.3-1]: one code per filter, in order.
-            Some(RequestKind::Subscribe(n)) if *n == suback.reason_codes.len() => {}
-            Some(RequestKind::Subscribe(_)) => return Err(ProtocolViolation::AckCountMismatch),
-            _ => {
-                return Err(ProtocolViolation::UnexpectedAck(
-                    mqtt_streaming_proto::PacketType::SubAck,
-                    id,
-                ))
+    fn wants_read(&self) -> bool {
+        ClientSession::wants_read(self)
+    }
+
+    fn dispatch(&mut self, now: Instant, packet: Packet) -> Result<(), ProtocolViolation> {
+        match (self.state, packet) {
+            (ConnectionState::Connecting, Packet::ConnAck(connack)) => {
+                self.on_connack(now, *connack)
             }
-        }
-        if let Some(request) = self.requests.0.remove(&id) {
-            self.events.push_back(ClientEvent::Subscribed {
-                token: request.token,
-                suback,
-            });
-        }
-        Ok(())
-    }
-
-    fn on_unsuback(&mut self, unsuback: UnsubAck) -> Result<(), ProtocolViolation> {
-        let id = unsuback.packet_id;
-        let v5 = self.version().is_v5();
-        match self.requests.0.get(&id).map(|r| &r.kind) {
-            // [MQTT-3.11.3-1] (5.0): one code per filter, in order.
-            Some(RequestKind::Unsubscribe(n)) if !v5 || *n == unsuback.reason_codes.len() => {}
-            Some(RequestKind::Unsubscribe(_)) => return Err(ProtocolViolation::AckCountMismatch),
-            _ => {
-                return Err(ProtocolViolation::UnexpectedAck(
-                    mqtt_streaming_proto::PacketType::UnsubAck,
-                    id,
-                ))
+            (state, Packet::Auth(auth)) => {
+                // [MQTT-4.12.0-2] (5.0): the server continues an exchange with 0x18; 0x00
+                // ends a re-authentication (the connect exchange ends with CONNACK); it never
+                // sends 0x19.
+                let code_fits = match auth.reason_code {
+                    ReasonCode::ContinueAuthentication => true,
+                    ReasonCode::Success => state == ConnectionState::Connected,
+                    _ => false,
+                };
+                self.core.on_auth(auth, code_fits, ClientEvent::Auth)
             }
+            (ConnectionState::Connected, packet) => self.on_connected_packet(packet),
+            // [MQTT-3.2.0-1]: the server's first packet is CONNACK.
+            (_, packet) => Err(ProtocolViolation::UnexpectedPacket(packet.packet_type())),
         }
-        if let Some(request) = self.requests.0.remove(&id) {
-            self.events.push_back(ClientEvent::Unsubscribed {
-                token: request.token,
-                unsuback,
-            });
-        }
-        Ok(())
     }
 
-    fn on_auth(&mut self, auth: Auth) -> Result<(), ProtocolViolation> {
-        let method_matches = match (&self.auth_method, &auth.properties.authentication_method) {
-            (Some(ours), Some(theirs)) => ours == theirs,
-            _ => false,
-        };
-        if !method_matches {
-            return Err(ProtocolViolation::BadAuthentication);
-        }
-        // [MQTT-4.12.0-2] (5.0): the server continues an exchange with 0x18; 0x00 ends a
-        // re-authentication (the connect exchange ends with CONNACK); it never sends 0x19.
-        let code_fits = match auth.reason_code {
-            ReasonCode::ContinueAuthentication => true,
-            ReasonCode::Success => self.state == ConnectionState::Connected,
-            _ => false,
-        };
-        if !code_fits {
-            return Err(ProtocolViolation::UnexpectedPacket(
-                mqtt_streaming_proto::PacketType::Auth,
-            ));
-        }
-        self.events.push_back(ClientEvent::Auth(auth));
-        Ok(())
+    fn on_decode_error(&mut self, error: DecodeError) {
+        let code = error.reason_code();
+        session_core::fail(self, code, CloseReason::Malformed(error));
     }
 
-    // ----- internals: closing -----
-
-    /// The peer broke the protocol: tell it why (MQTT 5) and close.
-    fn fail(&mut self, code: ReasonCode, reason: CloseReason) {
-        if self.version().is_v5() {
-            let code = if code.is_valid_for(mqtt_streaming_proto::PacketType::Disconnect) {
-                code
-            } else {
-                ReasonCode::UnspecifiedError
-            };
-            self.link.push(&Packet::Disconnect(Disconnect::new(code)));
-        }
-        self.close(Initiator::Session, reason);
+    fn may_disconnect(&self) -> bool {
+        true
     }
 
     /// Ends the connection: per-connection state goes, session state stays.
     fn close(&mut self, initiator: Initiator, reason: CloseReason) {
         self.state = ConnectionState::Disconnected;
-        self.link.open = false;
-        self.keep_alive.stop();
-        let requests = core::mem::take(&mut self.requests.0);
-        for (_, request) in requests {
-            self.events.push_back(ClientEvent::Abandoned {
-                token: request.token,
-                cause: AbandonCause::ConnectionLost,
-                message: None,
-            });
-        }
-        self.events
+        self.core.close_link();
+        self.core
+            .events
             .push_back(ClientEvent::Closed { initiator, reason });
     }
 }
 
 /// A SUBSCRIBE or UNSUBSCRIBE request, turned into its packet once it has an identifier.
 trait RequestCommand {
-    fn to_packet(&self, packet_id: PacketId) -> (Packet, RequestKind);
+    fn to_packet(&self, packet_id: PacketId) -> (Packet, Pending);
 }
 
 impl RequestCommand for SubscribeRequest {
-    fn to_packet(&self, packet_id: PacketId) -> (Packet, RequestKind) {
+    fn to_packet(&self, packet_id: PacketId) -> (Packet, Pending) {
         let packet = Packet::Subscribe(Subscribe {
             packet_id,
             subscriptions: self.subscriptions.clone(),
             properties: self.properties.clone(),
         });
-        (packet, RequestKind::Subscribe(self.subscriptions.len()))
+        (packet, Pending::Subscribe(self.subscriptions.len()))
     }
 }
 
 impl RequestCommand for UnsubscribeRequest {
-    fn to_packet(&self, packet_id: PacketId) -> (Packet, RequestKind) {
+    fn to_packet(&self, packet_id: PacketId) -> (Packet, Pending) {
         let packet = Packet::Unsubscribe(Unsubscribe {
             packet_id,
             filters: self.filters.clone(),
             properties: self.properties.clone(),
         });
-        (packet, RequestKind::Unsubscribe(self.filters.len()))
+        (packet, Pending::Unsubscribe(self.filters.len()))
     }
 }

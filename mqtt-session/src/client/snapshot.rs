@@ -5,9 +5,8 @@ use alloc::vec::Vec;
 
 use mqtt_streaming_proto::{PacketId, Publish};
 
-pub use crate::shared::inflight::Stage as OutboundStage;
-
 use super::{ClientConfig, ClientSession};
+use crate::shared::inflight::OutboundStage;
 use crate::shared::packet_ids::PacketIdAllocator;
 
 /// One outbound QoS 1 or QoS 2 flow in a snapshot.
@@ -40,17 +39,20 @@ impl<T> ClientSession<T> {
     /// Copies the durable state out of the session.
     pub fn snapshot(&self) -> ClientSnapshot {
         ClientSnapshot {
-            next_packet_id: self.flows.ids.peek(),
+            next_packet_id: self.core.flows.ids.peek(),
             outbound: self
+                .core
                 .flows
                 .inflight
                 .iter_in_order()
-                .map(|flow| OutboundFlowSnapshot {
-                    publish: flow.publish.clone(),
-                    stage: flow.stage,
+                .filter_map(|entry| {
+                    Some(OutboundFlowSnapshot {
+                        publish: entry.publish()?.clone(),
+                        stage: entry.stage()?,
+                    })
                 })
                 .collect(),
-            inbound_awaiting_pubrel: self.flows.inbound.awaiting_pubrel().collect(),
+            inbound_awaiting_pubrel: self.core.flows.inbound.awaiting_pubrel().collect(),
         }
     }
 
@@ -63,13 +65,22 @@ impl<T> ClientSession<T> {
         mut token: impl FnMut(&Publish) -> T,
     ) -> Self {
         let mut session = Self::new(config);
-        session.flows.ids = PacketIdAllocator::starting_at(snapshot.next_packet_id);
+        let flows = &mut session.core.flows;
+        flows.ids = PacketIdAllocator::starting_at(snapshot.next_packet_id);
         for flow in snapshot.outbound {
             let t = token(&flow.publish);
-            session.flows.inflight.restore(flow.publish, t, flow.stage);
+            // A snapshot edited by hand may repeat an identifier: the first one wins.
+            if flow
+                .publish
+                .qos_pid
+                .packet_id()
+                .is_some_and(|id| !flows.inflight.contains(id))
+            {
+                flows.inflight.restore(flow.publish, t, flow.stage);
+            }
         }
         for id in snapshot.inbound_awaiting_pubrel {
-            session.flows.inbound.restore_awaiting_pubrel(id);
+            flows.inbound.restore_awaiting_pubrel(id);
         }
         session
     }

@@ -4,12 +4,22 @@ use core::time::Duration;
 
 use mqtt_streaming_proto::QoS;
 
-use crate::client::AckMode;
+use crate::shared::inbound::AckMode;
 
 /// Limits and behaviour of a [`ServerSession`](crate::ServerSession). Every queue and table it
 /// keeps is bounded by one of these numbers. The MQTT 5 limits are announced to the client in
 /// CONNACK (unless the application sets them itself when it accepts) and enforced on input.
+///
+/// Start from [`Default`] and change what you need with the `with_*` setters (the struct may
+/// gain fields, so other crates cannot build it field by field):
+///
+/// ```
+/// use mqtt_streaming_session::ServerConfig;
+/// let config = ServerConfig::default().with_receive_maximum(32).with_accept_v3_1(false);
+/// assert!(!config.accept_v3_1);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// Automatic or manual acknowledgement of inbound messages.
     pub ack_mode: AckMode,
@@ -74,3 +84,22 @@ impl Default for ServerConfig {
         }
     }
 }
+
+setters!(ServerConfig {
+    ack_mode / with_ack_mode: AckMode,
+    receive_maximum / with_receive_maximum: u16,
+    max_packet_size / with_max_packet_size: u32,
+    topic_alias_maximum / with_topic_alias_maximum: u16,
+    maximum_qos / with_maximum_qos: QoS,
+    retain_available / with_retain_available: bool,
+    auto_topic_alias / with_auto_topic_alias: bool,
+    max_inflight / with_max_inflight: u16,
+    max_queued / with_max_queued: usize,
+    max_transmit_buffer / with_max_transmit_buffer: usize,
+    max_pending_requests / with_max_pending_requests: usize,
+    connect_timeout / with_connect_timeout: Duration,
+    decide_timeout / with_decide_timeout: Duration,
+    accept_v3_1 / with_accept_v3_1: bool,
+    accept_v3_1_1 / with_accept_v3_1_1: bool,
+    accept_v5 / with_accept_v5: bool,
+});

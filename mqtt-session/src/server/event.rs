@@ -15,6 +15,7 @@ use crate::shared::inbound::InboundId;
 /// [`ServerSession::publish`](crate::ServerSession::publish) comes back in exactly one of
 /// `Published` or `Abandoned`.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum ServerEvent<T> {
     /// The client asks to connect: answer with `accept` or `reject` (or, for MQTT 5 enhanced
     /// authentication, `auth` first).

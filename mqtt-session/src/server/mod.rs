@@ -9,7 +9,6 @@ use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use core::num::{NonZeroU16, NonZeroU32};
-use core::time::Duration;
 
 use bytes::BytesMut;
 use mqtt_streaming_proto::{
@@ -22,13 +21,13 @@ pub use config::ServerConfig;
 pub use event::ServerEvent;
 pub use session_state::{SessionExpiry, SessionState};
 
-use crate::client::AckMode;
 use crate::error::{
     AcceptRejected, CloseReason, CommandError, Initiator, ProtocolViolation, Rejected,
 };
+use crate::limits::PeerLimits;
 use crate::message::Message;
-use crate::shared::flows::{Flows, Link, PeerLimits};
-use crate::shared::inbound::InboundId;
+use crate::shared::inbound::{AckMode, InboundId};
+use crate::shared::session_core::{self, Admission, Core, Role};
 use crate::time::Instant;
 
 /// Packets a client may send between CONNECT and the application's answer; more are left in
@@ -37,6 +36,7 @@ const MAX_HELD_PACKETS: usize = 16;
 
 /// Where the connection stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ServerState {
     /// Waiting for the client's CONNECT.
     AwaitingConnect,
@@ -83,6 +83,8 @@ pub enum ServerState {
 /// ```
 #[derive(Debug)]
 pub struct ServerSession<T> {
+    /// Link (with the client's limits in `core.link.peer`), flows, events, keep alive.
+    core: Core<T, ServerEvent<T>>,
     config: ServerConfig,
     state: ServerState,
     connect_deadline: Instant,
@@ -91,18 +93,15 @@ pub struct ServerSession<T> {
     /// A decode error after the CONNECT, held until the CONNECT is answered: an accepted client
     /// gets its CONNACK first and then the DISCONNECT that explains the close.
     held_error: Option<DecodeError>,
-    events: VecDeque<ServerEvent<T>>,
-    flows: Flows<T>,
     /// Whether the connection was accepted (only then is there a session to detach).
     accepted: bool,
     /// Taken by `detach`.
     detached: bool,
-    link: Link,
     held: VecDeque<Packet>,
     /// SUBSCRIBE / UNSUBSCRIBE waiting for the application's answer: type and filter count.
     pending_requests: BTreeMap<PacketId, (PacketType, usize)>,
-    keep_alive: Option<Duration>,
-    last_received: Instant,
+    /// The CONNECT's Keep Alive in seconds (0: off), unless the CONNACK replaces it.
+    keep_alive_secs: u16,
     /// The will from CONNECT; armed (moved to `will`) once the connection is accepted.
     /// (Boxed, as `will`: a `Will` is over 200 bytes and most clients have none.)
     offered_will: Option<Box<Will>>,
@@ -112,10 +111,10 @@ pub struct ServerSession<T> {
     session_expiry: SessionExpiry,
     /// The CONNECT's Session Expiry Interval was 0 (or absent): a DISCONNECT may not raise it.
     connect_expiry_zero: bool,
-    auth_method: Option<MqttString>,
     /// The client asked for reason strings and user properties on acks ([MQTT-3.1.2-29]).
     problem_information: bool,
     response_information: bool,
+    /// Our Maximum QoS and Retain Available as announced (the client's limits are the core's).
     maximum_qos: QoS,
     retain_available: bool,
 }
@@ -125,7 +124,7 @@ impl<T> ServerSession<T> {
     /// timeout.
     pub fn new(config: ServerConfig, now: Instant) -> Self {
         Self {
-            link: Link::new(config.max_packet_size),
+            core: Core::new(config.max_packet_size),
             connect_deadline: now + config.connect_timeout,
             decide_deadline: now,
             held_error: None,
@@ -133,21 +132,17 @@ impl<T> ServerSession<T> {
             retain_available: config.retain_available,
             config,
             state: ServerState::AwaitingConnect,
-            events: VecDeque::new(),
-            flows: Flows::default(),
             accepted: false,
             detached: false,
             held: VecDeque::new(),
             pending_requests: BTreeMap::new(),
-            keep_alive: None,
-            last_received: now,
+            keep_alive_secs: 0,
             offered_will: None,
             will: None,
             client_id: MqttString::default(),
             clean_start: true,
             session_expiry: SessionExpiry::AtClose,
             connect_expiry_zero: true,
-            auth_method: None,
             problem_information: true,
             response_information: false,
         }
@@ -162,7 +157,13 @@ impl<T> ServerSession<T> {
 
     /// The protocol version the client chose.
     pub fn version(&self) -> ProtocolVersion {
-        self.link.version()
+        self.core.link.version()
+    }
+
+    /// The client's limits from its CONNECT (MQTT 5; the defaults for 3.1.x and before the
+    /// CONNECT arrives).
+    pub fn client_limits(&self) -> &PeerLimits {
+        &self.core.link.peer
     }
 
     /// The client identifier from CONNECT (empty until it arrives).
@@ -177,58 +178,61 @@ impl<T> ServerSession<T> {
     }
 
     /// The publish flows, for the broker's persistence records.
-    pub(crate) fn flows_for_persistence(&self) -> &Flows<T> {
-        &self.flows
+    pub(crate) fn flows_for_persistence(&self) -> &crate::shared::flows::Flows<T> {
+        &self.core.flows
     }
 
     /// Outbound QoS 1 and 2 publishes waiting for the client's acknowledgement.
     pub fn inflight_len(&self) -> usize {
-        self.flows.inflight.len()
+        self.core.flows.inflight.publishes()
     }
 
     /// Outbound publishes waiting for the window.
     pub fn queued_len(&self) -> usize {
-        self.flows.queue.len()
+        self.core.flows.queue.len()
     }
 
     /// Inbound QoS 1 and 2 messages not finished: acknowledgements not sent yet plus QoS 2
     /// awaiting PUBREL (what our Receive Maximum bounds).
     pub fn inbound_unfinished(&self) -> usize {
-        self.flows.inbound.unfinished()
+        self.core.flows.inbound.unfinished()
     }
 
     /// How many more messages [`publish`](Self::publish) takes now before it refuses them
-    /// with [`CommandError::QueueFull`]: the room left in the queue, or 0 while
+    /// with [`CommandError::QueueFull`] (or [`CommandError::TransmitBufferFull`]): the room
+    /// left in the queue, or 0 while
     /// `max_transmit_buffer` bytes wait for [`poll_transmit`](Self::poll_transmit). (A message
     /// sent at once can fill the transmit buffer, so this is an upper bound.) An owner with a
     /// backlog of its own (the broker's retained messages after a SUBSCRIBE) feeds it by this
     /// instead of losing messages to a full queue.
     pub fn publish_room(&self) -> usize {
         if self.state == ServerState::Closed
-            || self.link.outbox.len() >= self.config.max_transmit_buffer
+            || self.core.link.outbox.len() >= self.config.max_transmit_buffer
         {
             return 0;
         }
         self.config
             .max_queued
-            .saturating_sub(self.flows.queue.len())
+            .saturating_sub(self.core.flows.queue.len())
     }
 
     // ----- outputs -----
 
     /// Appends bytes for the transport to `buf`; returns how many.
-    pub fn poll_transmit(&mut self, _now: Instant, buf: &mut BytesMut) -> usize {
-        self.link.outbox.drain_into(buf)
+    #[must_use = "call poll_transmit until it returns 0"]
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut BytesMut) -> usize {
+        self.core.poll_transmit(now, buf)
     }
 
     /// Bytes waiting for [`poll_transmit`](Self::poll_transmit).
     pub fn transmit_len(&self) -> usize {
-        self.link.outbox.len()
+        self.core.link.outbox.len()
     }
 
     /// The next event, if any.
+    #[must_use = "events carry tokens and messages that are lost if dropped unread"]
     pub fn poll_event(&mut self) -> Option<ServerEvent<T>> {
-        self.events.pop_front()
+        self.core.events.pop_front()
     }
 
     /// Gives back the memory of internal queues that are empty (events, requests awaiting an
@@ -236,8 +240,8 @@ impl<T> ServerSession<T> {
     /// many mostly idle sessions, such as the broker core; a queue that fills again allocates
     /// again.
     pub fn shrink_idle(&mut self) {
-        if self.events.is_empty() {
-            self.events = VecDeque::new();
+        if self.core.events.is_empty() {
+            self.core.events = VecDeque::new();
         }
         if self.pending_requests.is_empty() {
             self.pending_requests = BTreeMap::new();
@@ -248,19 +252,16 @@ impl<T> ServerSession<T> {
     }
 
     /// The earliest time at which [`handle_timeout`](Self::handle_timeout) has work to do.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             ServerState::AwaitingConnect => Some(self.connect_deadline),
             ServerState::Deciding => Some(self.decide_deadline),
-            ServerState::Connected => self.keep_alive_deadline(),
+            // One and a half keep-alive periods after the last packet from the client
+            // ([MQTT-3.1.2-24] in 3.1.1, [MQTT-3.1.2-22] in 5.0).
+            ServerState::Connected => self.core.keep_alive.dead_at(),
             ServerState::Closed => None,
         }
-    }
-
-    /// One and a half keep-alive periods after the last packet from the client
-    /// ([MQTT-3.1.2-24] in 3.1.1, [MQTT-3.1.2-22] in 5.0).
-    fn keep_alive_deadline(&self) -> Option<Instant> {
-        Some(self.last_received + self.keep_alive? * 3 / 2)
     }
 
     // ----- inputs -----
@@ -284,7 +285,7 @@ impl<T> ServerSession<T> {
         };
         // Not while the transmit buffer is full (the client is not reading what we owe it):
         // answers to its packets would otherwise pile up without bound.
-        may_read && self.link.outbox.len() < self.config.max_transmit_buffer
+        may_read && self.core.link.outbox.len() < self.config.max_transmit_buffer
     }
 
     /// Consumes whole packets from the front of `buf`. Between CONNECT and the application's
@@ -292,34 +293,12 @@ impl<T> ServerSession<T> {
     /// `max_transmit_buffer` bytes wait for `poll_transmit`, it stops early and leaves the rest
     /// in `buf` (call again after answering or draining).
     pub fn handle_read(&mut self, now: Instant, buf: &mut BytesMut) {
-        self.link.now = now;
-        loop {
-            if !self.wants_read() {
-                return;
-            }
-            match self.link.decoder.decode(buf) {
-                Ok(Some(packet)) => {
-                    self.last_received = now;
-                    self.handle_packet(now, packet);
-                }
-                Ok(None) => return,
-                Err(error) if self.state == ServerState::Deciding => {
-                    // The CONNECT is being decided: the answer goes out first, then the
-                    // close this error calls for (see `accept`).
-                    self.held_error = Some(error);
-                    return;
-                }
-                Err(error) => {
-                    self.on_decode_error(error);
-                    return;
-                }
-            }
-        }
+        session_core::read(self, now, buf);
     }
 
     /// Handles expired timers. Harmless when called early or more than once.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.link.now = now;
+        self.core.link.now = now;
         match self.state {
             ServerState::AwaitingConnect if now >= self.connect_deadline => {
                 self.close(Initiator::Session, CloseReason::ConnectTimeout);
@@ -334,8 +313,12 @@ impl<T> ServerSession<T> {
                     CloseReason::DecideTimeout,
                 );
             }
-            ServerState::Connected if self.keep_alive_deadline().is_some_and(|t| now >= t) => {
-                self.fail(ReasonCode::KeepAliveTimeout, CloseReason::KeepAliveTimeout);
+            ServerState::Connected if self.core.keep_alive.dead_at().is_some_and(|t| now >= t) => {
+                session_core::fail(
+                    self,
+                    ReasonCode::KeepAliveTimeout,
+                    CloseReason::KeepAliveTimeout,
+                );
             }
             _ => {}
         }
@@ -343,7 +326,7 @@ impl<T> ServerSession<T> {
 
     /// The transport is gone.
     pub fn handle_closed(&mut self, now: Instant) {
-        self.link.now = now;
+        self.core.link.now = now;
         if self.state != ServerState::Closed {
             self.close(Initiator::Transport, CloseReason::TransportClosed);
         }
@@ -379,13 +362,11 @@ impl<T> ServerSession<T> {
         mut properties: ConnAckProperties,
         session: Option<SessionState<T>>,
     ) -> Result<(), AcceptRejected<T>> {
-        self.link.now = now;
+        self.core.link.now = now;
         let v5 = self.version().is_v5();
         // Validate first, consume last: nothing below this check can fail.
         let check = if self.state != ServerState::Deciding {
-            Err(CommandError::Invalid(
-                "accept needs a CONNECT awaiting an answer",
-            ))
+            Err(CommandError::NoConnectPending)
         } else if v5 {
             self.check_connack(&properties)
         } else {
@@ -413,16 +394,16 @@ impl<T> ServerSession<T> {
             // [MQTT-4.12.0-5] (5.0): a successful CONNACK carries the CONNECT's method.
             fill(
                 &mut properties.authentication_method,
-                self.auth_method.clone(),
+                self.core.auth_method.clone(),
             );
         }
         let session_present = match session {
             Some(mut previous) if self.clean_start => {
-                previous.flows.discard_all(&mut self.events);
+                previous.flows.discard_all(&mut self.core.events);
                 false
             }
             Some(previous) => {
-                self.flows = previous.flows;
+                self.core.flows = previous.flows;
                 true
             }
             None => false,
@@ -460,22 +441,24 @@ impl<T> ServerSession<T> {
                 // [MQTT-3.1.2-28]: only when the client asked for it.
                 properties.response_information = None;
             }
-            self.link.receive_maximum = properties.receive_maximum.map_or(u16::MAX, |v| v.get());
+            self.core.link.receive_maximum =
+                properties.receive_maximum.map_or(u16::MAX, |v| v.get());
             let max_packet = properties
                 .maximum_packet_size
                 .map_or(PROTOCOL_MAX_PACKET_SIZE, |v| v.get());
-            self.link.decoder.set_max_packet_size(max_packet);
-            self.link
+            self.core.link.decoder.set_max_packet_size(max_packet);
+            self.core
+                .link
                 .inbound_aliases
                 .reset(properties.topic_alias_maximum.unwrap_or(0));
             self.maximum_qos = properties.maximum_qos.unwrap_or(QoS::ExactlyOnce);
             self.retain_available = properties.retain_available.unwrap_or(true);
             if let Some(secs) = properties.server_keep_alive {
                 // [MQTT-3.1.2-21]: the client must use the server's value.
-                self.keep_alive = (secs > 0).then(|| Duration::from_secs(u64::from(secs)));
+                self.keep_alive_secs = secs;
             }
         } else {
-            self.link.receive_maximum = config.receive_maximum.max(1);
+            self.core.link.receive_maximum = config.receive_maximum.max(1);
             self.maximum_qos = QoS::ExactlyOnce;
             self.retain_available = true;
         }
@@ -487,28 +470,28 @@ impl<T> ServerSession<T> {
         // [MQTT-3.2.2-19], [MQTT-3.2.2-20] (5.0): no Reason String or User Properties beyond
         // the client's Maximum Packet Size. The CONNACK goes out even if it is still too large.
         let _ = self.fit_to_peer(&mut connack);
-        self.link.push(&connack);
-        self.link.open = true;
+        self.core.link.push(&connack);
+        self.core.link.open = true;
         self.accepted = true;
         self.state = ServerState::Connected;
-        self.last_received = now;
+        self.core.keep_alive.start(now, self.keep_alive_secs);
         self.will = self.offered_will.take();
         if session_present {
-            self.flows.resend(&mut self.link);
+            self.core.resend();
         }
-        self.flows.release_acks(&mut self.link);
-        self.flows.pump(&mut self.link, &(), &mut self.events);
+        self.core.release_acks();
+        self.core.pump_publishes();
         while let Some(packet) = self.held.pop_front() {
             if self.state != ServerState::Connected {
                 break;
             }
-            self.handle_packet(now, packet);
+            session_core::handle(self, now, packet);
         }
         if let Some(error) = self.held_error.take() {
             // Bad bytes arrived after the CONNECT: now that the CONNACK is out, the MQTT 5
             // client gets the DISCONNECT with the decode error's reason code, then the close.
             if self.state == ServerState::Connected {
-                self.on_decode_error(error);
+                self.decode_error(error);
             }
         }
         Ok(())
@@ -522,16 +505,15 @@ impl<T> ServerSession<T> {
         reason_code: ReasonCode,
         properties: ConnAckProperties,
     ) -> Result<(), CommandError> {
-        self.link.now = now;
+        self.core.link.now = now;
         if self.state != ServerState::Deciding {
-            return Err(CommandError::Invalid(
-                "reject needs a CONNECT awaiting an answer",
-            ));
+            return Err(CommandError::NoConnectPending);
         }
         if !reason_code.is_error() || !reason_code.is_valid_for(PacketType::ConnAck) {
-            return Err(CommandError::Invalid(
-                "reject needs an error code valid in CONNACK",
-            ));
+            return Err(CommandError::ReasonCodeNotAllowed {
+                code: reason_code,
+                packet: PacketType::ConnAck,
+            });
         }
         self.refuse(reason_code, properties);
         Ok(())
@@ -542,38 +524,29 @@ impl<T> ServerSession<T> {
     /// Only for a client that sent an Authentication Method ([MQTT-4.12.0-6]); the AUTH carries
     /// that method (filled in when left out, [MQTT-4.12.0-5]), a server code (0x00 or 0x18), and
     /// no Reason String or User Properties when the client asked for none ([MQTT-3.1.2-29]).
-    pub fn auth(&mut self, now: Instant, mut auth: Auth) -> Result<(), CommandError> {
-        self.link.now = now;
+    pub fn auth(&mut self, now: Instant, auth: Auth) -> Result<(), CommandError> {
+        self.core.link.now = now;
         if !self.version().is_v5() {
             return Err(CommandError::RequiresV5);
         }
         if !matches!(self.state, ServerState::Deciding | ServerState::Connected) {
             return Err(CommandError::NotConnected);
         }
-        let Some(method) = &self.auth_method else {
-            return Err(CommandError::Invalid(
-                "the client did not ask for enhanced authentication",
-            ));
-        };
         if auth.reason_code == ReasonCode::ReAuthenticate {
-            return Err(CommandError::Invalid("0x19 is for clients"));
+            // 0x19 starts a re-authentication, which only the client does.
+            return Err(CommandError::ReasonCodeNotAllowed {
+                code: auth.reason_code,
+                packet: PacketType::Auth,
+            });
         }
-        match &auth.properties.authentication_method {
-            Some(theirs) if theirs != method => {
-                return Err(CommandError::Invalid(
-                    "the Authentication Method must be the CONNECT's",
-                ))
-            }
-            Some(_) => {}
-            None => auth.properties.authentication_method = Some(method.clone()),
-        }
+        let mut auth = self.core.prepare_auth(auth)?;
         if !self.problem_information {
             auth.properties.reason_string = None;
             auth.properties.user_properties.clear();
         }
         let mut packet = Packet::Auth(auth);
         self.fit_to_peer(&mut packet)?;
-        self.link.push(&packet);
+        self.core.link.push(&packet);
         Ok(())
     }
 
@@ -591,7 +564,7 @@ impl<T> ServerSession<T> {
         message: Message,
         token: T,
     ) -> Result<(), Rejected<Message, T>> {
-        self.link.now = now;
+        self.core.link.now = now;
         if self.state == ServerState::Closed {
             return Err(Rejected {
                 error: CommandError::NotConnected,
@@ -599,15 +572,11 @@ impl<T> ServerSession<T> {
                 token,
             });
         }
-        let limits = (self.config.max_queued, self.config.max_transmit_buffer);
-        self.flows.publish(
-            &mut self.link,
-            message,
-            token,
-            limits,
-            &(),
-            &mut self.events,
-        )
+        let admission = Admission {
+            max_queued: self.config.max_queued,
+            max_transmit: self.config.max_transmit_buffer,
+        };
+        self.core.publish(message, token, admission)
     }
 
     /// Answers a SUBSCRIBE of this connection: one code per filter, in order
@@ -619,7 +588,7 @@ impl<T> ServerSession<T> {
         reason_codes: Vec<ReasonCode>,
         properties: AckProperties,
     ) -> Result<(), CommandError> {
-        self.link.now = now;
+        self.core.link.now = now;
         self.answer(PacketType::Subscribe, packet_id, reason_codes.len())?;
         let properties = self.problem_properties(properties);
         let mut packet = Packet::SubAck(SubAck {
@@ -629,7 +598,7 @@ impl<T> ServerSession<T> {
         });
         self.fit_to_peer(&mut packet)?;
         self.pending_requests.remove(&packet_id);
-        self.link.push(&packet);
+        self.core.link.push(&packet);
         Ok(())
     }
 
@@ -641,7 +610,7 @@ impl<T> ServerSession<T> {
         reason_codes: Vec<ReasonCode>,
         properties: AckProperties,
     ) -> Result<(), CommandError> {
-        self.link.now = now;
+        self.core.link.now = now;
         let count = if self.version().is_v5() {
             reason_codes.len()
         } else {
@@ -656,7 +625,7 @@ impl<T> ServerSession<T> {
         });
         self.fit_to_peer(&mut packet)?;
         self.pending_requests.remove(&packet_id);
-        self.link.push(&packet);
+        self.core.link.push(&packet);
         Ok(())
     }
 
@@ -668,8 +637,8 @@ impl<T> ServerSession<T> {
         id: InboundId,
         reason_code: ReasonCode,
     ) -> Result<(), CommandError> {
-        self.link.now = now;
-        self.flows.ack(&mut self.link, id, reason_code)
+        self.core.link.now = now;
+        self.core.ack(id, reason_code)
     }
 
     /// Closes the connection from the server side. MQTT 5 clients get a DISCONNECT with the
@@ -696,7 +665,7 @@ impl<T> ServerSession<T> {
         now: Instant,
         mut disconnect: Disconnect,
     ) -> Result<(), CommandError> {
-        self.link.now = now;
+        self.core.link.now = now;
         if self.state == ServerState::Closed {
             return Err(CommandError::NotConnected);
         }
@@ -711,7 +680,7 @@ impl<T> ServerSession<T> {
                 // Properties that cannot be encoded or do not fit: the bare code always does.
                 packet = Packet::Disconnect(Disconnect::new(code));
             }
-            self.link.push(&packet);
+            self.core.link.push(&packet);
         }
         self.close(Initiator::Application, CloseReason::Disconnect(code));
         Ok(())
@@ -726,7 +695,7 @@ impl<T> ServerSession<T> {
         }
         self.detached = true;
         Some(SessionState {
-            flows: core::mem::take(&mut self.flows),
+            flows: core::mem::take(&mut self.core.flows),
             max_queued: self.config.max_queued,
         })
     }
@@ -744,10 +713,12 @@ impl<T> ServerSession<T> {
         }
         match self.pending_requests.get(&packet_id) {
             Some(&(k, n)) if k == kind && n == count => Ok(()),
-            Some(_) => Err(CommandError::Invalid(
-                "one reason code per topic filter, in order",
-            )),
-            None => Err(CommandError::UnknownAck),
+            // [MQTT-3.9.3-1], [MQTT-3.11.3-1] (5.0): one code per filter, in order.
+            Some(&(k, n)) if k == kind => Err(CommandError::ReasonCodeCountMismatch {
+                expected: n,
+                given: count,
+            }),
+            _ => Err(CommandError::UnknownAck),
         }
     }
 
@@ -756,10 +727,8 @@ impl<T> ServerSession<T> {
     /// accepted will already exceeds ([MQTT-3.2.2-12], [MQTT-3.2.2-13]).
     fn check_connack(&self, properties: &ConnAckProperties) -> Result<(), CommandError> {
         if let Some(method) = &properties.authentication_method {
-            if self.auth_method.as_ref() != Some(method) {
-                return Err(CommandError::Invalid(
-                    "the Authentication Method must be the CONNECT's",
-                ));
+            if self.core.auth_method.as_ref() != Some(method) {
+                return Err(CommandError::AuthenticationMethodMismatch);
             }
         }
         if let Some(will) = &self.offered_will {
@@ -777,7 +746,7 @@ impl<T> ServerSession<T> {
     /// out its Reason String and User Properties when only they make it too large (the shared
     /// `Link::fit_to_peer`).
     fn fit_to_peer(&self, packet: &mut Packet) -> Result<(), CommandError> {
-        self.link.fit_to_peer(packet)
+        self.core.link.fit_to_peer(packet)
     }
 
     /// Strips the properties a client that sent Request Problem Information 0 must not get
@@ -790,40 +759,9 @@ impl<T> ServerSession<T> {
         }
     }
 
-    fn handle_packet(&mut self, now: Instant, packet: Packet) {
-        let result = match (self.state, packet) {
-            (ServerState::AwaitingConnect, Packet::Connect(connect)) => {
-                self.on_connect(now, *connect);
-                Ok(())
-            }
-            (ServerState::AwaitingConnect, _) => {
-                // [MQTT-3.1.0-1]: the first packet must be CONNECT; close without a word.
-                self.close(
-                    Initiator::Session,
-                    CloseReason::ProtocolViolation(ProtocolViolation::SecondConnect),
-                );
-                Ok(())
-            }
-            (_, Packet::Connect(_)) => Err(ProtocolViolation::SecondConnect),
-            (_, Packet::Auth(auth)) => self.on_auth(auth),
-            (ServerState::Deciding, packet) => {
-                self.held.push_back(packet);
-                Ok(())
-            }
-            (ServerState::Connected, packet) => self.on_connected_packet(now, packet),
-            (ServerState::Closed, _) => Ok(()),
-        };
-        if let Err(violation) = result {
-            self.fail(
-                violation.reason_code(),
-                CloseReason::ProtocolViolation(violation),
-            );
-        }
-    }
-
     fn on_connect(&mut self, now: Instant, connect: Connect) {
         let version = connect.protocol;
-        self.link.set_version(version);
+        self.core.link.set_version(version);
         let accepted = match version {
             ProtocolVersion::V3_1 => self.config.accept_v3_1,
             ProtocolVersion::V3_1_1 => self.config.accept_v3_1_1,
@@ -866,8 +804,7 @@ impl<T> ServerSession<T> {
         // copies, not views into the read buffer the CONNECT came in.
         self.client_id = connect.client_id.to_owned_compact();
         self.clean_start = connect.clean_start;
-        self.keep_alive =
-            (connect.keep_alive > 0).then(|| Duration::from_secs(u64::from(connect.keep_alive)));
+        self.keep_alive_secs = connect.keep_alive;
         self.offered_will = connect
             .will
             .as_ref()
@@ -881,33 +818,27 @@ impl<T> ServerSession<T> {
         };
         self.connect_expiry_zero = self.session_expiry == SessionExpiry::AtClose;
         let p = &connect.properties;
-        self.auth_method = p
+        self.core.auth_method = p
             .authentication_method
             .as_ref()
             .map(MqttString::to_owned_compact);
         self.problem_information = p.request_problem_information.unwrap_or(true);
         self.response_information = p.request_response_information.unwrap_or(false);
-        self.link.peer = PeerLimits {
-            receive_maximum: p.receive_maximum.map_or(u16::MAX, |v| v.get()),
-            maximum_packet_size: p
-                .maximum_packet_size
-                .map_or(PROTOCOL_MAX_PACKET_SIZE, |v| v.get()),
-            topic_alias_maximum: p.topic_alias_maximum.unwrap_or(0),
-            ..PeerLimits::default()
-        };
-        self.link.max_inflight = self.config.max_inflight;
-        self.link.manual_acks = self.config.ack_mode == AckMode::Manual;
-        self.link.outbound_aliases.reset(
+        self.core.link.peer = PeerLimits::from_connect(&connect);
+        self.core.link.max_inflight = self.config.max_inflight;
+        self.core.link.manual_acks = self.config.ack_mode == AckMode::Manual;
+        self.core.link.outbound_aliases.reset(
             self.config.auto_topic_alias && version.is_v5(),
-            self.link.peer.topic_alias_maximum,
+            self.core.link.peer.topic_alias_maximum,
         );
         self.state = ServerState::Deciding;
         self.decide_deadline = now + self.config.decide_timeout;
-        self.events
+        self.core
+            .events
             .push_back(ServerEvent::Connect(Box::new(connect)));
     }
 
-    fn on_decode_error(&mut self, error: DecodeError) {
+    fn decode_error(&mut self, error: DecodeError) {
         if self.state == ServerState::AwaitingConnect {
             if let DecodeError::UnsupportedProtocolVersion(level) = error {
                 // [MQTT-3.1.2-2]: answer in the format the client can read, then close.
@@ -916,7 +847,7 @@ impl<T> ServerSession<T> {
                 } else {
                     ProtocolVersion::V3_1_1
                 };
-                self.link.set_version(version);
+                self.core.link.set_version(version);
                 self.refuse_with(
                     ReasonCode::UnsupportedProtocolVersion,
                     ConnAckProperties::default(),
@@ -928,7 +859,7 @@ impl<T> ServerSession<T> {
             return;
         }
         let code = error.reason_code();
-        self.fail(code, CloseReason::Malformed(error));
+        session_core::fail(self, code, CloseReason::Malformed(error));
     }
 
     fn refuse(&mut self, reason_code: ReasonCode, properties: ConnAckProperties) {
@@ -952,7 +883,7 @@ impl<T> ServerSession<T> {
         }));
         // [MQTT-3.2.2-19], [MQTT-3.2.2-20] (5.0), as in `accept`.
         let _ = self.fit_to_peer(&mut connack);
-        self.link.push(&connack);
+        self.core.link.push(&connack);
         self.offered_will = None;
         self.close(Initiator::Session, reason);
     }
@@ -962,11 +893,8 @@ impl<T> ServerSession<T> {
         _now: Instant,
         packet: Packet,
     ) -> Result<(), ProtocolViolation> {
-        if self
-            .flows
-            .on_response(&mut self.link, &packet, &mut self.events)?
-        {
-            self.flows.pump(&mut self.link, &(), &mut self.events);
+        if self.core.on_response(&packet)? {
+            self.core.pump_publishes();
             return Ok(());
         }
         match packet {
@@ -981,8 +909,7 @@ impl<T> ServerSession<T> {
                 if !publish.properties.subscription_identifiers.is_empty() {
                     return Err(ProtocolViolation::UnexpectedPacket(PacketType::Publish));
                 }
-                self.flows
-                    .on_publish(&mut self.link, publish, &mut self.events)?;
+                self.core.on_publish(publish)?;
             }
             Packet::Subscribe(subscribe) => {
                 let id = subscribe.packet_id;
@@ -991,7 +918,9 @@ impl<T> ServerSession<T> {
                 }
                 self.pending_requests
                     .insert(id, (PacketType::Subscribe, subscribe.subscriptions.len()));
-                self.events.push_back(ServerEvent::Subscribe(subscribe));
+                self.core
+                    .events
+                    .push_back(ServerEvent::Subscribe(subscribe));
             }
             Packet::Unsubscribe(unsubscribe) => {
                 let id = unsubscribe.packet_id;
@@ -1000,10 +929,12 @@ impl<T> ServerSession<T> {
                 }
                 self.pending_requests
                     .insert(id, (PacketType::Unsubscribe, unsubscribe.filters.len()));
-                self.events.push_back(ServerEvent::Unsubscribe(unsubscribe));
+                self.core
+                    .events
+                    .push_back(ServerEvent::Unsubscribe(unsubscribe));
             }
             // [MQTT-3.12.4-1]: answer every PINGREQ.
-            Packet::PingReq => self.link.push(&Packet::PingResp),
+            Packet::PingReq => self.core.link.push(&Packet::PingResp),
             Packet::Disconnect(disconnect) => self.on_disconnect(disconnect)?,
             other => return Err(ProtocolViolation::UnexpectedPacket(other.packet_type())),
         }
@@ -1030,45 +961,72 @@ impl<T> ServerSession<T> {
         );
         Ok(())
     }
+}
 
-    fn on_auth(&mut self, auth: Auth) -> Result<(), ProtocolViolation> {
-        // 5.0 section 3.15.2: AUTH without its method is a Protocol Error; 0x00 is the
-        // server's code, and 0x19 starts a re-authentication, only after CONNACK.
-        let misplaced = match auth.reason_code {
-            ReasonCode::ReAuthenticate => self.state != ServerState::Connected,
-            code => code != ReasonCode::ContinueAuthentication,
-        };
-        if auth.properties.authentication_method.is_none() || misplaced {
-            return Err(ProtocolViolation::UnexpectedPacket(PacketType::Auth));
-        }
-        let matches = match (&self.auth_method, &auth.properties.authentication_method) {
-            (Some(ours), Some(theirs)) => ours == theirs,
-            _ => false,
-        };
-        if !matches {
-            return Err(ProtocolViolation::BadAuthentication);
-        }
-        self.events.push_back(ServerEvent::Auth(auth));
-        Ok(())
+impl<T> Role for ServerSession<T> {
+    type Token = T;
+    type Event = ServerEvent<T>;
+
+    fn core(&mut self) -> &mut Core<T, ServerEvent<T>> {
+        &mut self.core
     }
 
-    /// The client broke the protocol: tell it why (MQTT 5, after CONNACK) and close.
-    fn fail(&mut self, code: ReasonCode, reason: CloseReason) {
-        if self.version().is_v5() && self.state == ServerState::Connected {
-            let code = if code.is_valid_for(PacketType::Disconnect) {
-                code
-            } else {
-                ReasonCode::UnspecifiedError
-            };
-            self.link.push(&Packet::Disconnect(Disconnect::new(code)));
+    fn wants_read(&self) -> bool {
+        ServerSession::wants_read(self)
+    }
+
+    fn dispatch(&mut self, now: Instant, packet: Packet) -> Result<(), ProtocolViolation> {
+        match (self.state, packet) {
+            (ServerState::AwaitingConnect, Packet::Connect(connect)) => {
+                self.on_connect(now, *connect);
+                Ok(())
+            }
+            (ServerState::AwaitingConnect, _) => {
+                // [MQTT-3.1.0-1]: the first packet must be CONNECT; close without a word.
+                self.close(
+                    Initiator::Session,
+                    CloseReason::ProtocolViolation(ProtocolViolation::SecondConnect),
+                );
+                Ok(())
+            }
+            (_, Packet::Connect(_)) => Err(ProtocolViolation::SecondConnect),
+            (state, Packet::Auth(auth)) => {
+                // 5.0 section 3.15.2: 0x00 is the server's code, and 0x19 starts a
+                // re-authentication, only after CONNACK.
+                let code_fits = match auth.reason_code {
+                    ReasonCode::ReAuthenticate => state == ServerState::Connected,
+                    code => code == ReasonCode::ContinueAuthentication,
+                };
+                self.core.on_auth(auth, code_fits, ServerEvent::Auth)
+            }
+            (ServerState::Deciding, packet) => {
+                self.held.push_back(packet);
+                Ok(())
+            }
+            (ServerState::Connected, packet) => self.on_connected_packet(now, packet),
+            (ServerState::Closed, _) => Ok(()),
         }
-        self.close(Initiator::Session, reason);
+    }
+
+    fn on_decode_error(&mut self, error: DecodeError) {
+        if self.state == ServerState::Deciding {
+            // The CONNECT is being decided: the answer goes out first, then the close this
+            // error calls for (see `accept`).
+            self.held_error = Some(error);
+            return;
+        }
+        self.decode_error(error);
+    }
+
+    /// After a successful CONNACK only ([MQTT-3.14.0-1] in 5.0).
+    fn may_disconnect(&self) -> bool {
+        self.state == ServerState::Connected
     }
 
     fn close(&mut self, initiator: Initiator, reason: CloseReason) {
         let was_connected = self.state == ServerState::Connected;
         self.state = ServerState::Closed;
-        self.link.open = false;
+        self.core.close_link();
         self.held.clear();
         self.held_error = None;
         self.pending_requests.clear();
@@ -1080,9 +1038,9 @@ impl<T> ServerSession<T> {
         if !self.accepted {
             // No session was established, so nothing can be detached: publishes queued before
             // the answer to CONNECT come back now.
-            self.flows.discard_all(&mut self.events);
+            self.core.flows.discard_all(&mut self.core.events);
         }
-        self.events.push_back(ServerEvent::Closed {
+        self.core.events.push_back(ServerEvent::Closed {
             initiator,
             reason,
             will,

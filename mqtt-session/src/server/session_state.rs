@@ -10,6 +10,7 @@ use crate::time::Instant;
 
 /// How long a server keeps a session after its connection ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SessionExpiry {
     /// The session ends with the connection (3.1.1 clean session; 5.0 interval 0).
     AtClose,
@@ -54,7 +55,7 @@ impl<T> SessionState<T> {
 
     /// Outbound QoS 1 and 2 publishes that the client has not finished acknowledging.
     pub fn inflight_len(&self) -> usize {
-        self.flows.inflight.len()
+        self.flows.inflight.publishes()
     }
 
     /// Messages waiting to be sent.
@@ -108,9 +109,9 @@ impl<T> SessionState<T> {
     pub fn take_in_flight(&mut self) -> Vec<(T, Message)> {
         self.flows
             .inflight
-            .take_all()
+            .take_publishes()
             .into_iter()
-            .map(|flow| (flow.token, Message::from_publish(flow.publish)))
+            .map(|(token, publish)| (token, Message::from_publish(publish)))
             .collect()
     }
 

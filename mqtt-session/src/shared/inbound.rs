@@ -11,6 +11,18 @@ use mqtt_streaming_proto::{PacketId, QoS, ReasonCode};
 
 use crate::error::ProtocolViolation;
 
+/// How inbound QoS 1 and QoS 2 messages are acknowledged (both roles).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AckMode {
+    /// The session acknowledges each message as it delivers it.
+    #[default]
+    Automatic,
+    /// The application acknowledges each message with `ack`, in any order; the session sends
+    /// the PUBACKs and PUBRECs in the order the spec requires.
+    Manual,
+}
+
 /// Identifies an inbound message awaiting a manual acknowledgement.
 ///
 /// It stays valid across reconnections of the same session; it becomes stale when the session

@@ -114,7 +114,9 @@ impl<H: BrokerHooks> BrokerNet<H> {
         let conn = self
             .broker
             .open(now)
-            .map_err(|_| CommandError::Invalid("broker refused the connection"))?;
+            // The broker takes no more connections: to the client, as if there were no
+            // transport to connect on.
+            .map_err(|_| CommandError::NotConnected)?;
         let client = &mut self.clients[i];
         client.link = Some((Duplex::default(), conn));
         client.closing = false;

@@ -1,4 +1,4 @@
-//! The client's keep-alive bookkeeping ([MQTT-3.1.2-20], section 3.1.2.10).
+//! Keep-alive bookkeeping for both roles ([MQTT-3.1.2-20], [MQTT-3.1.2-22], section 3.1.2.10).
 
 use core::time::Duration;
 
@@ -9,17 +9,21 @@ use crate::time::Instant;
 /// and a half intervals. Counting received traffic separately is what detects a dead server
 /// while the application keeps publishing QoS 0: sent traffic alone would never trigger a ping
 /// (the defect in Alpakka's client).
+///
+/// The client uses both deadlines. The server sends no pings and uses only the second: one
+/// and a half keep-alive periods with nothing received ([MQTT-3.1.2-24] in 3.1.1,
+/// [MQTT-3.1.2-22] in 5.0).
 #[derive(Clone, Copy, Debug, Default)]
-pub(super) struct KeepAlive {
+pub(crate) struct KeepAlive {
     interval: Option<Duration>,
-    pub(super) last_sent: Instant,
-    pub(super) last_received: Instant,
-    pub(super) ping_outstanding: bool,
+    pub(crate) last_sent: Instant,
+    pub(crate) last_received: Instant,
+    pub(crate) ping_outstanding: bool,
 }
 
 impl KeepAlive {
     /// Starts the timers for an interval of `seconds` (0: off).
-    pub(super) fn start(&mut self, now: Instant, seconds: u16) {
+    pub(crate) fn start(&mut self, now: Instant, seconds: u16) {
         self.interval = (seconds > 0).then(|| Duration::from_secs(u64::from(seconds)));
         self.last_sent = now;
         self.last_received = now;
@@ -27,23 +31,23 @@ impl KeepAlive {
     }
 
     /// Stops the timers (no connection).
-    pub(super) fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         self.interval = None;
     }
 
     /// When the next PINGREQ is due.
-    pub(super) fn ping_at(&self) -> Option<Instant> {
+    pub(crate) fn ping_at(&self) -> Option<Instant> {
         let interval = self.interval?;
         (!self.ping_outstanding).then(|| self.last_sent.min(self.last_received) + interval)
     }
 
     /// When the server counts as dead.
-    pub(super) fn dead_at(&self) -> Option<Instant> {
+    pub(crate) fn dead_at(&self) -> Option<Instant> {
         Some(self.last_received + self.interval? * 3 / 2)
     }
 
     /// The earlier of the two deadlines.
-    pub(super) fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         match (self.ping_at(), self.dead_at()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

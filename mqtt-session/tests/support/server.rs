@@ -1,152 +1,33 @@
-//! A script harness for byte-level server session conversations.
-//!
-//! The test plays the client: it builds packets with `mqtt_streaming_proto` types, encodes them for the
-//! connection's protocol version and feeds the bytes to the server session through one input
-//! buffer (so bytes the session leaves unread stay there, as they would in a driver's read
-//! buffer). Everything the session transmits is decoded back into packets (the whole transmit
-//! buffer must decode, with nothing left over), and every event is collected. Time is a manual
-//! clock that only the test moves.
+//! The server side of the harness: [`Server`] plays a client to a [`ServerSession`].
 
-#![allow(dead_code)]
-
-use std::collections::VecDeque;
+pub(crate) use super::*;
 
 use bytes::{Bytes, BytesMut};
 use mqtt_streaming_proto::{
-    AckProperties, ConnAckProperties, Connect, Decoder, Disconnect, MqttString, Packet, PacketId,
-    ProtocolVersion, PubResponse, Publish, QoS, QosPid, ReasonCode, Subscribe, Subscription,
-    SubscriptionOptions, TopicFilter, TopicName, Unsubscribe, UnsubscribeProperties, Will,
-    WillProperties, PROTOCOL_MAX_PACKET_SIZE,
+    AckProperties, ConnAckProperties, Connect, Disconnect, Packet, ProtocolVersion, PubResponse,
+    Publish, QoS, QosPid, ReasonCode, Subscribe, Subscription, SubscriptionOptions, Unsubscribe,
+    UnsubscribeProperties, Will, WillProperties,
 };
 use mqtt_streaming_session::{
     CloseReason, CommandError, Initiator, Instant, Message, Rejected, ServerConfig, ServerEvent,
     ServerSession, ServerState, SessionState,
 };
 
-pub(crate) const V31: ProtocolVersion = ProtocolVersion::V3_1;
-pub(crate) const V3: ProtocolVersion = ProtocolVersion::V3_1_1;
-pub(crate) const V5: ProtocolVersion = ProtocolVersion::V5;
-
 /// A server session driven by a test that plays the client.
-pub(crate) struct Server {
-    pub(crate) server: ServerSession<u32>,
-    pub(crate) now: Instant,
-    /// Version used to encode what the "client" sends and decode what the server sends.
-    pub(crate) version: ProtocolVersion,
-    /// The driver's read buffer: bytes the session has not consumed yet.
-    pub(crate) inbox: BytesMut,
-    sent: VecDeque<Packet>,
-    events: VecDeque<ServerEvent<u32>>,
-    /// Every `(time, packet)` the server ever transmitted.
-    pub(crate) log: Vec<(Instant, Packet)>,
-}
+pub(crate) type Server = Harness<ServerSession<u32>>;
 
-impl Server {
+impl Harness<ServerSession<u32>> {
     pub(crate) fn new(version: ProtocolVersion, config: ServerConfig) -> Self {
         Self::at(version, config, Instant::ZERO)
     }
 
     pub(crate) fn at(version: ProtocolVersion, config: ServerConfig, now: Instant) -> Self {
-        Self {
-            server: ServerSession::new(config, now),
-            now,
-            version,
-            inbox: BytesMut::new(),
-            sent: VecDeque::new(),
-            events: VecDeque::new(),
-            log: Vec::new(),
-        }
-    }
-
-    /// Drains the session the way the drain rule says: transmit, then events.
-    pub(crate) fn drain(&mut self) {
-        let mut wire = BytesMut::new();
-        loop {
-            let before = wire.len();
-            let n = self.server.poll_transmit(self.now, &mut wire);
-            assert_eq!(wire.len(), before + n, "poll_transmit's count is wrong");
-            if n == 0 {
-                break;
-            }
-        }
-        let decoder = Decoder::new(self.version).with_max_packet_size(PROTOCOL_MAX_PACKET_SIZE);
-        while !wire.is_empty() {
-            match decoder.decode(&mut wire) {
-                Ok(Some(packet)) => {
-                    self.log.push((self.now, packet.clone()));
-                    self.sent.push_back(packet);
-                }
-                Ok(None) => panic!("the server transmitted a partial packet: {wire:?}"),
-                Err(e) => panic!("the server transmitted bytes that do not decode: {e}"),
-            }
-        }
-        while let Some(event) = self.server.poll_event() {
-            self.events.push_back(event);
-        }
-    }
-
-    /// Packets transmitted since the last call.
-    pub(crate) fn sent(&mut self) -> Vec<Packet> {
-        self.sent.drain(..).collect()
-    }
-
-    /// Events reported since the last call.
-    pub(crate) fn events(&mut self) -> Vec<ServerEvent<u32>> {
-        self.events.drain(..).collect()
-    }
-
-    /// Asserts that nothing was transmitted and nothing reported since the last look.
-    pub(crate) fn assert_quiet(&mut self) {
-        let sent = self.sent();
-        let events = self.events();
-        assert!(sent.is_empty(), "unexpected transmission: {sent:?}");
-        assert!(events_empty(&events), "unexpected events: {events:?}");
+        // Bytes the server leaves unread stay in the read buffer, as in a driver's.
+        Harness::with_session(ServerSession::new(config, now), version, now, true)
     }
 
     pub(crate) fn state(&self) -> ServerState {
-        self.server.state()
-    }
-
-    // ----- inputs -----
-
-    /// Encodes `packet` as the client would and feeds it.
-    pub(crate) fn feed(&mut self, packet: Packet) {
-        let bytes = encode(&packet, self.version);
-        self.feed_bytes(&bytes);
-    }
-
-    /// Appends `bytes` to the read buffer and lets the session read.
-    pub(crate) fn feed_bytes(&mut self, bytes: &[u8]) {
-        self.inbox.extend_from_slice(bytes);
-        self.read();
-    }
-
-    /// Lets the session read what is in the read buffer (after it stopped early).
-    pub(crate) fn read(&mut self) {
-        self.server.handle_read(self.now, &mut self.inbox);
-        self.drain();
-    }
-
-    /// Moves the clock to `now + ms`, firing every deadline on the way at its own time.
-    pub(crate) fn advance(&mut self, ms: u64) {
-        let target = Instant::from_millis(self.now.as_millis() + ms);
-        let mut guard = 0;
-        while let Some(deadline) = self.server.poll_timeout() {
-            if deadline > target {
-                break;
-            }
-            guard += 1;
-            assert!(guard < 100_000, "the deadline does not move: {deadline:?}");
-            self.now = self.now.max(deadline);
-            self.server.handle_timeout(self.now);
-            self.drain();
-        }
-        self.now = target;
-    }
-
-    pub(crate) fn transport_closed(&mut self) {
-        self.server.handle_closed(self.now);
-        self.drain();
+        self.session.state()
     }
 
     // ----- the CONNECT exchange -----
@@ -168,7 +49,7 @@ impl Server {
         properties: ConnAckProperties,
         session: Option<SessionState<u32>>,
     ) -> Vec<Packet> {
-        self.server
+        self.session
             .accept(self.now, properties, session)
             .expect("accept");
         self.drain();
@@ -197,7 +78,7 @@ impl Server {
         message: Message,
         token: u32,
     ) -> Result<(), Rejected<Message, u32>> {
-        let r = self.server.publish(self.now, message, token);
+        let r = self.session.publish(self.now, message, token);
         self.drain();
         r
     }
@@ -213,7 +94,7 @@ impl Server {
         properties: AckProperties,
     ) -> Result<(), CommandError> {
         let r = self
-            .server
+            .session
             .suback(self.now, pid(id), codes.to_vec(), properties);
         self.drain();
         r
@@ -230,7 +111,7 @@ impl Server {
         properties: AckProperties,
     ) -> Result<(), CommandError> {
         let r = self
-            .server
+            .session
             .unsuback(self.now, pid(id), codes.to_vec(), properties);
         self.drain();
         r
@@ -241,34 +122,30 @@ impl Server {
         id: mqtt_streaming_session::InboundId,
         code: ReasonCode,
     ) -> Result<(), CommandError> {
-        let r = self.server.ack(self.now, id, code);
+        let r = self.session.ack(self.now, id, code);
         self.drain();
         r
     }
 
     pub(crate) fn disconnect(&mut self, d: Disconnect) -> Result<(), CommandError> {
-        let r = self.server.disconnect(self.now, d);
+        let r = self.session.disconnect(self.now, d);
         self.drain();
         r
     }
 
     pub(crate) fn auth(&mut self, auth: mqtt_streaming_proto::Auth) -> Result<(), CommandError> {
-        let r = self.server.auth(self.now, auth);
+        let r = self.session.auth(self.now, auth);
         self.drain();
         r
     }
 
     pub(crate) fn reject(&mut self, code: ReasonCode) -> Result<(), CommandError> {
         let r = self
-            .server
+            .session
             .reject(self.now, code, ConnAckProperties::default());
         self.drain();
         r
     }
-}
-
-fn events_empty(events: &[ServerEvent<u32>]) -> bool {
-    events.is_empty()
 }
 
 /// A server with `config` that received `connect` and accepted it with default properties
@@ -285,23 +162,7 @@ pub(crate) fn accepted(version: ProtocolVersion) -> Server {
     accepted_with(ServerConfig::default(), connect(version, "c"))
 }
 
-/// Encodes a packet for `version`.
-pub(crate) fn encode(packet: &Packet, version: ProtocolVersion) -> BytesMut {
-    let mut bytes = BytesMut::new();
-    packet
-        .encode(version, &mut bytes)
-        .expect("the scripted client packet encodes");
-    bytes
-}
-
 // ----- packet builders -----
-
-/// A CONNECT with Clean Start, no keep alive and nothing else.
-pub(crate) fn connect(version: ProtocolVersion, client_id: &str) -> Connect {
-    let mut c = Connect::new(version, MqttString::new(client_id).unwrap());
-    c.keep_alive = 0;
-    c
-}
 
 /// A CONNECT that resumes a session (Clean Start 0); in MQTT 5 with a Session Expiry Interval
 /// of one hour.
@@ -322,26 +183,6 @@ pub(crate) fn will(t: &str, payload: &'static str) -> Will {
         retain: false,
         properties: WillProperties::default(),
     }
-}
-
-pub(crate) fn pid(n: u16) -> PacketId {
-    PacketId::new(n).expect("non-zero packet id")
-}
-
-pub(crate) fn topic(s: &str) -> TopicName {
-    TopicName::new(s).unwrap()
-}
-
-pub(crate) fn filter(s: &str) -> TopicFilter {
-    TopicFilter::new(s).unwrap()
-}
-
-pub(crate) fn mstr(s: &str) -> MqttString {
-    MqttString::new(s).unwrap()
-}
-
-pub(crate) fn msg(t: &str, qos: QoS, payload: &'static str) -> Message {
-    Message::new(topic(t), qos, payload)
 }
 
 /// A PUBLISH from the client (packet id ignored at QoS 0).
@@ -378,22 +219,6 @@ pub(crate) fn unsubscribe(id: u16, filters: &[&str]) -> Packet {
         filters: filters.iter().map(|f| filter(f)).collect(),
         properties: UnsubscribeProperties::default(),
     })
-}
-
-pub(crate) fn puback(id: u16) -> Packet {
-    Packet::PubAck(PubResponse::new(pid(id)))
-}
-
-pub(crate) fn pubrec(id: u16) -> Packet {
-    Packet::PubRec(PubResponse::new(pid(id)))
-}
-
-pub(crate) fn pubrel(id: u16) -> Packet {
-    Packet::PubRel(PubResponse::new(pid(id)))
-}
-
-pub(crate) fn pubcomp(id: u16) -> Packet {
-    Packet::PubComp(PubResponse::new(pid(id)))
 }
 
 pub(crate) fn disconnect_packet(code: ReasonCode) -> Packet {
@@ -515,19 +340,4 @@ pub(crate) fn published(events: &[ServerEvent<u32>]) -> Vec<(u32, ReasonCode)> {
             _ => None,
         })
         .collect()
-}
-
-/// The PUBLISHes among `packets`.
-pub(crate) fn publishes(packets: &[Packet]) -> Vec<&Publish> {
-    packets
-        .iter()
-        .filter_map(|p| match p {
-            Packet::Publish(p) => Some(p),
-            _ => None,
-        })
-        .collect()
-}
-
-pub(crate) fn qos_all() -> [QoS; 3] {
-    [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
 }

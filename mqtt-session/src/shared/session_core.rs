@@ -1,0 +1,732 @@
+//! [`Core`]: the part of a session that both roles share, written once.
+//!
+//! A core owns the per-connection [`Link`] (transmit buffer, decoder, topic aliases, the
+//! peer's limits and ours), the durable [`Flows`] (packet identifiers, the one in-flight table
+//! for PUBLISH, SUBSCRIBE and UNSUBSCRIBE, the publish queue, inbound acknowledgement state),
+//! the event queue and the keep-alive bookkeeping. The client and server sessions own one core
+//! each and keep only their own state and packet dispatch: they implement [`Role`], and the
+//! read loop ([`read`]) and the close on a protocol violation ([`fail`]) are written here once.
+
+use alloc::collections::VecDeque;
+
+use bytes::BytesMut;
+use mqtt_streaming_proto::{
+    AckProperties, Auth, DecodeError, Decoder, Disconnect, EncodeError, MqttString, Packet,
+    PacketId, PacketType, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode,
+};
+
+use super::flows::{AbandonCause, FlowEvent, Flows, Queued};
+use super::inbound::{AckToSend, Arrival, InboundId};
+use super::inflight::{AckOutcome, OutboundStage, Pending};
+use super::keep_alive::KeepAlive;
+use super::outbox::Outbox;
+use super::topic_alias::{InboundAliases, OutboundAliases};
+use crate::error::{CloseReason, CommandError, Initiator, ProtocolViolation, Rejected};
+use crate::limits::PeerLimits;
+use crate::message::Message;
+use crate::time::Instant;
+
+/// One network connection's protocol state.
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub(crate) outbox: Outbox,
+    pub(crate) decoder: Decoder,
+    pub(crate) inbound_aliases: InboundAliases,
+    pub(crate) outbound_aliases: OutboundAliases,
+    /// What the peer accepts from us: the session's only copy of the peer's limits.
+    pub(crate) peer: PeerLimits,
+    /// Our Receive Maximum for this connection.
+    pub(crate) receive_maximum: u16,
+    /// Our own cap on outbound QoS 1/2 in flight.
+    pub(crate) max_inflight: u16,
+    pub(crate) manual_acks: bool,
+    /// Whether publishes may be sent (the connection is established).
+    pub(crate) open: bool,
+    /// The time of the input or command being handled (set at every entry point).
+    pub(crate) now: Instant,
+}
+
+impl Link {
+    fn new(max_packet_size: u32) -> Self {
+        Self {
+            outbox: Outbox::default(),
+            decoder: Decoder::new(ProtocolVersion::V3_1_1).with_max_packet_size(max_packet_size),
+            inbound_aliases: InboundAliases::default(),
+            outbound_aliases: OutboundAliases::default(),
+            peer: PeerLimits::default(),
+            receive_maximum: u16::MAX,
+            max_inflight: u16::MAX,
+            manual_acks: false,
+            open: false,
+            now: Instant::ZERO,
+        }
+    }
+
+    pub(crate) fn version(&self) -> ProtocolVersion {
+        self.outbox.version()
+    }
+
+    /// Switches both directions to `version`.
+    pub(crate) fn set_version(&mut self, version: ProtocolVersion) {
+        self.outbox.set_version(version);
+        self.decoder.set_version(version);
+    }
+
+    /// Encodes a packet the session built itself (valid by construction).
+    pub(crate) fn push(&mut self, packet: &Packet) {
+        let result = self.outbox.push(packet);
+        debug_assert!(
+            result.is_ok(),
+            "session built an unencodable packet: {result:?}"
+        );
+    }
+
+    /// The in-flight window: our cap and the peer's Receive Maximum, whichever is smaller.
+    fn window(&self) -> usize {
+        usize::from(self.max_inflight.min(self.peer.receive_maximum)).max(1)
+    }
+
+    fn send_ack(outbox: &mut Outbox, ack: AckToSend) {
+        let (id, code, rec) = match ack {
+            AckToSend::PubAck(id, code) => (id, code, false),
+            AckToSend::PubRec(id, code) => (id, code, true),
+        };
+        let response = PubResponse {
+            reason_code: code,
+            ..PubResponse::new(id)
+        };
+        let packet = if rec {
+            Packet::PubRec(response)
+        } else {
+            Packet::PubAck(response)
+        };
+        let result = outbox.push(&packet);
+        debug_assert!(result.is_ok());
+    }
+
+    /// Encodes a PUBLISH, through an automatic topic alias when enabled.
+    fn encode_publish(&mut self, publish: &Publish) -> Result<(), EncodeError> {
+        if self.outbound_aliases.is_active() && publish.properties.topic_alias.is_none() {
+            // The Topic Alias property adds bytes: alias only if the PUBLISH with topic and
+            // alias still fits the peer's Maximum Packet Size ([MQTT-3.2.2-15]).
+            let mut probe = publish.clone();
+            probe.properties.topic_alias = Some(core::num::NonZeroU16::MAX);
+            let probe = Packet::Publish(probe);
+            let fits = probe.encoded_len(self.version())? <= self.peer.maximum_packet_size as usize;
+            if let (true, Packet::Publish(mut aliased)) = (fits, probe) {
+                aliased.properties.topic_alias = None;
+                if self.outbound_aliases.apply(&mut aliased) {
+                    return self.outbox.push_publish(&aliased);
+                }
+            }
+        }
+        self.outbox.push_publish(publish)
+    }
+
+    /// Checks that `packet` can be encoded and fits the peer's Maximum Packet Size, leaving
+    /// out its Reason String and User Properties when only they make it too large (5.0:
+    /// CONNACK [MQTT-3.2.2-19], [MQTT-3.2.2-20]; SUBACK [MQTT-3.9.2-1]; UNSUBACK
+    /// [MQTT-3.11.2-1]; DISCONNECT [MQTT-3.14.2-3], [MQTT-3.14.2-4]; AUTH [MQTT-3.15.2-2],
+    /// [MQTT-3.15.2-3]). Both roles send these packets through here.
+    pub(crate) fn fit_to_peer(&self, packet: &mut Packet) -> Result<(), CommandError> {
+        let max = self.peer.maximum_packet_size;
+        let size = packet.encoded_len(self.version())?;
+        if size <= max as usize {
+            return Ok(());
+        }
+        match packet {
+            Packet::ConnAck(ack) => {
+                ack.properties.reason_string = None;
+                ack.properties.user_properties.clear();
+            }
+            Packet::SubAck(ack) => ack.properties = AckProperties::default(),
+            Packet::UnsubAck(ack) => ack.properties = AckProperties::default(),
+            Packet::Disconnect(d) => {
+                d.properties.reason_string = None;
+                d.properties.user_properties.clear();
+            }
+            Packet::Auth(a) => {
+                a.properties.reason_string = None;
+                a.properties.user_properties.clear();
+            }
+            _ => {}
+        }
+        self.check_size(packet)
+    }
+
+    /// Checks that `packet` can be encoded and fits the peer's Maximum Packet Size.
+    pub(crate) fn check_size(&self, packet: &Packet) -> Result<(), CommandError> {
+        let max = self.peer.maximum_packet_size;
+        let size = packet.encoded_len(self.version())?;
+        if size > max as usize {
+            return Err(CommandError::PacketTooLarge { size, max });
+        }
+        Ok(())
+    }
+
+    /// Checks `message` against the peer's limits (only meaningful once they are known).
+    pub(crate) fn check_publish(&self, message: &Message) -> Result<(), CommandError> {
+        if message.topic.is_empty() && message.properties.topic_alias.is_none() {
+            return Err(CommandError::Encode(EncodeError::EmptyTopicWithoutAlias));
+        }
+        if !self.open {
+            return Ok(());
+        }
+        let peer = &self.peer;
+        if message.qos > peer.maximum_qos {
+            return Err(CommandError::QoSNotSupported);
+        }
+        if message.retain && !peer.retain_available {
+            return Err(CommandError::RetainNotSupported);
+        }
+        if let Some(alias) = message.properties.topic_alias {
+            if alias.get() > peer.topic_alias_maximum {
+                return Err(CommandError::TopicAliasAboveMaximum {
+                    alias: alias.get(),
+                    max: peer.topic_alias_maximum,
+                });
+            }
+        }
+        let size = publish_size(message, self.version())?;
+        if size > peer.maximum_packet_size as usize {
+            return Err(CommandError::PacketTooLarge {
+                size,
+                max: peer.maximum_packet_size,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Encoded size of the PUBLISH that would carry `message`, without building it.
+pub(crate) fn publish_size(
+    message: &Message,
+    version: ProtocolVersion,
+) -> Result<usize, CommandError> {
+    Ok(Publish::encoded_len_of(
+        version,
+        &message.topic,
+        message.qos,
+        &message.properties,
+        message.payload.len(),
+    )?)
+}
+
+/// The bounds a publish command is admitted within.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Admission {
+    /// Publishes that may wait for the window or a connection.
+    pub(crate) max_queued: usize,
+    /// Encoded bytes that may wait for `poll_transmit`.
+    pub(crate) max_transmit: usize,
+}
+
+/// The shared part of a session: link, durable flows, events and keep alive.
+#[derive(Debug)]
+pub(crate) struct Core<T, E> {
+    pub(crate) link: Link,
+    pub(crate) flows: Flows<T>,
+    pub(crate) events: VecDeque<E>,
+    pub(crate) keep_alive: KeepAlive,
+    /// The Authentication Method of this connection's CONNECT (MQTT 5 enhanced
+    /// authentication); every AUTH either way carries it ([MQTT-4.12.0-5]).
+    pub(crate) auth_method: Option<MqttString>,
+}
+
+impl<T, E: From<FlowEvent<T>>> Core<T, E> {
+    /// A core for a session that accepts inbound packets up to `max_packet_size` bytes.
+    pub(crate) fn new(max_packet_size: u32) -> Self {
+        Self {
+            link: Link::new(max_packet_size),
+            flows: Flows::default(),
+            events: VecDeque::new(),
+            keep_alive: KeepAlive::default(),
+            auth_method: None,
+        }
+    }
+
+    pub(crate) fn version(&self) -> ProtocolVersion {
+        self.link.version()
+    }
+
+    fn event(&mut self, event: FlowEvent<T>) {
+        self.events.push_back(event.into());
+    }
+
+    // ----- outputs -----
+
+    /// Hands the transmit buffer to the caller; the keep alive counts it as sent.
+    pub(crate) fn poll_transmit(&mut self, now: Instant, buf: &mut BytesMut) -> usize {
+        let n = self.link.outbox.drain_into(buf);
+        if n > 0 {
+            self.keep_alive.last_sent = now;
+        }
+        n
+    }
+
+    // ----- packet identifiers -----
+
+    /// A free packet identifier, or `None` when all 65,535 are in flight.
+    pub(crate) fn allocate_id(&mut self) -> Option<PacketId> {
+        let inflight = &self.flows.inflight;
+        self.flows
+            .ids
+            .allocate(inflight.len(), |id| inflight.contains(id))
+    }
+
+    /// Sends a SUBSCRIBE or UNSUBSCRIBE built by `build` with a fresh identifier, and records
+    /// it in the in-flight table.
+    pub(crate) fn send_request<R>(
+        &mut self,
+        request: R,
+        token: T,
+        build: impl FnOnce(&R, PacketId) -> (Packet, Pending),
+    ) -> Result<(), (CommandError, R, T)> {
+        let Some(packet_id) = self.allocate_id() else {
+            return Err((CommandError::PacketIdsExhausted, request, token));
+        };
+        let (packet, pending) = build(&request, packet_id);
+        if let Err(error) = self.link.check_size(&packet) {
+            return Err((error, request, token));
+        }
+        self.link.push(&packet);
+        self.flows
+            .inflight
+            .insert_request(packet_id, pending, token);
+        Ok(())
+    }
+
+    // ----- outbound publishes -----
+
+    fn can_send(&self, qos: QoS) -> bool {
+        // Nothing new before the re-sends ([MQTT-4.6.0-1]).
+        if !self.flows.resend_pending.is_empty() {
+            return false;
+        }
+        let inflight = &self.flows.inflight;
+        qos == QoS::AtMostOnce
+            || (inflight.publishes() < self.link.window() && inflight.len() < usize::from(u16::MAX))
+    }
+
+    /// The publish command: send now if the link is open and the window has room, else queue
+    /// (bounded by `admission`).
+    pub(crate) fn publish(
+        &mut self,
+        message: Message,
+        token: T,
+        admission: Admission,
+    ) -> Result<(), Rejected<Message, T>> {
+        let reject = |error, command, token| {
+            Err(Rejected {
+                error,
+                command,
+                token,
+            })
+        };
+        if let Err(error) = self.link.check_publish(&message) {
+            return reject(error, message, token);
+        }
+        if self.flows.queue.len() >= admission.max_queued {
+            return reject(CommandError::QueueFull, message, token);
+        }
+        if self.link.outbox.len() >= admission.max_transmit {
+            return reject(CommandError::TransmitBufferFull, message, token);
+        }
+        if self.link.open && self.flows.queue.is_empty() && self.can_send(message.qos) {
+            return match self.send_publish(message, token) {
+                Ok(()) => Ok(()),
+                Err((error, command, token)) => reject(error, command, token),
+            };
+        }
+        self.flows.queue.push_back(Queued {
+            message,
+            token,
+            since: self.link.now,
+        });
+        Ok(())
+    }
+
+    /// Sends a message now; the caller checked the window.
+    #[allow(clippy::type_complexity)]
+    fn send_publish(
+        &mut self,
+        message: Message,
+        token: T,
+    ) -> Result<(), (CommandError, Message, T)> {
+        let qos = message.qos;
+        let id = if qos == QoS::AtMostOnce {
+            PacketId::MIN
+        } else {
+            match self.allocate_id() {
+                Some(id) => id,
+                None => return Err((CommandError::PacketIdsExhausted, message, token)),
+            }
+        };
+        let publish = message.into_publish(id);
+        if let Err(e) = self.link.encode_publish(&publish) {
+            return Err((
+                CommandError::Encode(e),
+                Message::from_publish(publish),
+                token,
+            ));
+        }
+        if qos == QoS::AtMostOnce {
+            self.event(FlowEvent::Published {
+                token,
+                reason_code: ReasonCode::Success,
+                properties: AckProperties::default(),
+            });
+        } else {
+            self.flows.inflight.insert(publish, token);
+        }
+        Ok(())
+    }
+
+    /// Sends held-back re-sends and queued publishes while the window allows.
+    pub(crate) fn pump_publishes(&mut self) {
+        // Re-sends held back by the window go first, as acks make room.
+        while self.link.open
+            && self
+                .flows
+                .inflight
+                .publishes()
+                .saturating_sub(self.flows.resend_pending.len())
+                < self.link.window()
+        {
+            let Some(id) = self.flows.resend_pending.pop_front() else {
+                break;
+            };
+            // A flow the peer acknowledged meanwhile is not re-sent ([MQTT-4.3.3-6]).
+            let entry = self.flows.inflight.get(id);
+            if let Some(publish) = entry
+                .filter(|e| e.stage() != Some(OutboundStage::AwaitingPubComp))
+                .and_then(|e| e.publish())
+            {
+                let mut publish = publish.clone();
+                publish.dup = true;
+                self.link.push(&Packet::Publish(publish));
+            }
+        }
+        while self.link.open {
+            let Some(front) = self.flows.queue.front() else {
+                break;
+            };
+            if !self.can_send(front.message.qos) {
+                break;
+            }
+            let Some(queued) = self.flows.queue.pop_front() else {
+                break;
+            };
+            let Queued { message, token, .. } = match queued.age(self.link.now) {
+                Ok(queued) => queued,
+                Err(expired) => {
+                    self.event(FlowEvent::Abandoned {
+                        token: expired.token,
+                        cause: AbandonCause::Expired,
+                        message: Some(expired.message),
+                    });
+                    continue;
+                }
+            };
+            let result = match self.link.check_publish(&message) {
+                Ok(()) => self.send_publish(message, token),
+                Err(e) => Err((e, message, token)),
+            };
+            if let Err((error, message, token)) = result {
+                self.event(FlowEvent::Abandoned {
+                    token,
+                    cause: AbandonCause::Refused(error),
+                    message: Some(message),
+                });
+            }
+        }
+    }
+
+    /// Re-sends unacknowledged PUBLISHes (DUP set, same identifiers) and PUBRELs in their
+    /// original order ([MQTT-4.4.0-1], [MQTT-4.6.0-1]). Every flow counts against the peer's
+    /// Receive Maximum ([MQTT-4.9.0-2]): PUBLISHes beyond it wait in order for
+    /// [`pump_publishes`](Self::pump_publishes).
+    pub(crate) fn resend(&mut self) {
+        let flows = &mut self.flows;
+        flows.resend_pending.clear();
+        let order = flows.inflight.resend_order();
+        let releasing = order
+            .iter()
+            .filter(|id| {
+                flows.inflight.get(**id).and_then(|e| e.stage())
+                    == Some(OutboundStage::AwaitingPubComp)
+            })
+            .count();
+        let mut quota = self.link.window().saturating_sub(releasing);
+        for id in order {
+            let Some(entry) = flows.inflight.get(id) else {
+                continue;
+            };
+            let packet = match (entry.stage(), entry.publish()) {
+                (Some(OutboundStage::AwaitingPubComp), _) => Packet::PubRel(PubResponse::new(id)),
+                (_, Some(_)) if quota == 0 || !flows.resend_pending.is_empty() => {
+                    flows.resend_pending.push_back(id);
+                    continue;
+                }
+                (_, Some(publish)) => {
+                    quota -= 1;
+                    let mut publish = publish.clone();
+                    publish.dup = true;
+                    Packet::Publish(publish)
+                }
+                (_, None) => continue,
+            };
+            self.link.push(&packet);
+        }
+    }
+
+    // ----- inbound -----
+
+    /// Handles PUBACK, PUBREC, PUBREL and PUBCOMP. Returns `Ok(false)` for other packets.
+    pub(crate) fn on_response(&mut self, packet: &Packet) -> Result<bool, ProtocolViolation> {
+        let inflight = &mut self.flows.inflight;
+        let (outcome, r) = match packet {
+            Packet::PubAck(r) => (inflight.on_puback(r.packet_id, r.reason_code)?, r),
+            Packet::PubRec(r) => (inflight.on_pubrec(r.packet_id, r.reason_code)?, r),
+            Packet::PubComp(r) => (inflight.on_pubcomp(r.packet_id, r.reason_code)?, r),
+            Packet::PubRel(r) => {
+                let known = self.flows.inbound.on_pubrel(r.packet_id)?;
+                // [MQTT-4.3.3-11]: answer with PUBCOMP; in MQTT 5 an unknown id gets 0x92.
+                let code = if known {
+                    ReasonCode::Success
+                } else {
+                    ReasonCode::PacketIdentifierNotFound
+                };
+                self.link.push(&Packet::PubComp(PubResponse {
+                    reason_code: code,
+                    ..PubResponse::new(r.packet_id)
+                }));
+                return Ok(true);
+            }
+            _ => return Ok(false),
+        };
+        match outcome {
+            AckOutcome::Completed(token, reason_code) => self.event(FlowEvent::Published {
+                token,
+                reason_code,
+                properties: r.properties.clone(),
+            }),
+            // [MQTT-4.3.3-4]: PUBREC accepted, release with PUBREL.
+            AckOutcome::SendPubRel => self
+                .link
+                .push(&Packet::PubRel(PubResponse::new(r.packet_id))),
+            // A PUBREC for no flow: release the peer's identifier all the same, with 0x92 in
+            // MQTT 5 (5.0 section 3.6.2.1; see the `inflight` module docs).
+            AckOutcome::ReleaseUnknown => {
+                let reason_code = if self.version().is_v5() {
+                    ReasonCode::PacketIdentifierNotFound
+                } else {
+                    ReasonCode::Success
+                };
+                self.link.push(&Packet::PubRel(PubResponse {
+                    reason_code,
+                    ..PubResponse::new(r.packet_id)
+                }));
+            }
+            AckOutcome::Ignored => {}
+        }
+        Ok(true)
+    }
+
+    /// Handles an inbound PUBLISH: resolves its topic alias, applies the ack mode and QoS 2
+    /// de-duplication, and delivers it unless it is a re-send.
+    pub(crate) fn on_publish(&mut self, mut publish: Publish) -> Result<(), ProtocolViolation> {
+        let link = &mut self.link;
+        if link.version().is_v5() {
+            link.inbound_aliases.resolve(&mut publish)?;
+        }
+        let Some(id) = publish.qos_pid.packet_id() else {
+            self.event(FlowEvent::Message { publish, ack: None });
+            return Ok(());
+        };
+        let outbox = &mut link.outbox;
+        let arrival = self.flows.inbound.on_publish(
+            id,
+            publish.qos_pid.qos(),
+            link.receive_maximum,
+            link.manual_acks,
+            &mut |ack| Link::send_ack(outbox, ack),
+        )?;
+        match arrival {
+            Arrival::Deliver(ack) => self.event(FlowEvent::Message { publish, ack }),
+            Arrival::Duplicate {
+                resend_pubrec: true,
+            } => self.link.push(&Packet::PubRec(PubResponse::new(id))),
+            Arrival::Duplicate {
+                resend_pubrec: false,
+            } => {}
+        }
+        Ok(())
+    }
+
+    /// A manual acknowledgement.
+    pub(crate) fn ack(
+        &mut self,
+        id: InboundId,
+        reason_code: ReasonCode,
+    ) -> Result<(), CommandError> {
+        let valid = reason_code == ReasonCode::Success
+            || (self.version().is_v5()
+                && reason_code.is_valid_for(PacketType::PubAck)
+                && reason_code.is_valid_for(PacketType::PubRec));
+        if !valid {
+            return Err(CommandError::ReasonCodeNotAllowed {
+                code: reason_code,
+                packet: PacketType::PubAck,
+            });
+        }
+        self.flows
+            .inbound
+            .ack(id, reason_code)
+            .map_err(|()| CommandError::UnknownAck)?;
+        if self.link.open {
+            self.release_acks();
+        }
+        Ok(())
+    }
+
+    /// Sends manual acks that are now in order.
+    pub(crate) fn release_acks(&mut self) {
+        let outbox = &mut self.link.outbox;
+        self.flows
+            .inbound
+            .release(&mut |ack| Link::send_ack(outbox, ack));
+    }
+
+    // ----- enhanced authentication -----
+
+    /// Checks an inbound AUTH: it carries its Authentication Method (5.0 section 3.15.2.2.2),
+    /// this connection's ([MQTT-4.12.0-5]; none is allowed when the CONNECT had none,
+    /// [MQTT-4.12.0-6]), and a reason code the peer may send now (`code_fits`). Then reports it.
+    pub(crate) fn on_auth(
+        &mut self,
+        auth: Auth,
+        code_fits: bool,
+        event: impl FnOnce(Auth) -> E,
+    ) -> Result<(), ProtocolViolation> {
+        let Some(theirs) = &auth.properties.authentication_method else {
+            return Err(ProtocolViolation::UnexpectedPacket(PacketType::Auth));
+        };
+        if self.auth_method.as_ref() != Some(theirs) {
+            return Err(ProtocolViolation::BadAuthentication);
+        }
+        if !code_fits {
+            return Err(ProtocolViolation::UnexpectedPacket(PacketType::Auth));
+        }
+        self.events.push_back(event(auth));
+        Ok(())
+    }
+
+    /// Prepares an AUTH command: MQTT 5 only, only on a connection that uses enhanced
+    /// authentication ([MQTT-4.12.0-6], [MQTT-4.12.0-7]); the method is filled in when left out
+    /// and must be this connection's ([MQTT-4.12.0-5]).
+    pub(crate) fn prepare_auth(&self, mut auth: Auth) -> Result<Auth, CommandError> {
+        if !self.version().is_v5() {
+            return Err(CommandError::RequiresV5);
+        }
+        let Some(method) = &self.auth_method else {
+            return Err(CommandError::NoAuthenticationMethod);
+        };
+        match &auth.properties.authentication_method {
+            Some(theirs) if theirs != method => {
+                return Err(CommandError::AuthenticationMethodMismatch)
+            }
+            Some(_) => {}
+            None => auth.properties.authentication_method = Some(method.clone()),
+        }
+        Ok(auth)
+    }
+
+    // ----- closing -----
+
+    /// Queues the DISCONNECT (MQTT 5 only) that explains a close for `code`: the code itself
+    /// when DISCONNECT may carry it, else 0x80 Unspecified error.
+    pub(crate) fn push_disconnect(&mut self, code: ReasonCode) {
+        if self.version().is_v5() {
+            let code = if code.is_valid_for(PacketType::Disconnect) {
+                code
+            } else {
+                ReasonCode::UnspecifiedError
+            };
+            self.link.push(&Packet::Disconnect(Disconnect::new(code)));
+        }
+    }
+
+    /// Ends the connection's part: the link closes, the keep alive stops, and requests that
+    /// are not re-sent on reconnect (SUBSCRIBE, UNSUBSCRIBE) are abandoned. Session state
+    /// stays.
+    pub(crate) fn close_link(&mut self) {
+        self.link.open = false;
+        self.keep_alive.stop();
+        for token in self.flows.inflight.take_requests() {
+            self.event(FlowEvent::Abandoned {
+                token,
+                cause: AbandonCause::ConnectionLost,
+                message: None,
+            });
+        }
+    }
+}
+
+/// A session role (client or server) as the shared read loop sees it: its core, whether it
+/// takes input now, and its packet dispatch.
+pub(crate) trait Role {
+    /// The caller's token type.
+    type Token;
+    /// The role's event type.
+    type Event: From<FlowEvent<Self::Token>>;
+
+    fn core(&mut self) -> &mut Core<Self::Token, Self::Event>;
+    /// Whether another packet may be consumed now.
+    fn wants_read(&self) -> bool;
+    /// Handles one decoded packet; a violation closes the connection (see [`fail`]).
+    fn dispatch(&mut self, now: Instant, packet: Packet) -> Result<(), ProtocolViolation>;
+    /// Bytes that are not a valid packet.
+    fn on_decode_error(&mut self, error: DecodeError);
+    /// Whether a DISCONNECT may explain a close now (MQTT 5 is checked by the core).
+    fn may_disconnect(&self) -> bool;
+    /// Ends the connection and reports `Closed`.
+    fn close(&mut self, initiator: Initiator, reason: CloseReason);
+}
+
+/// The read loop: consumes whole packets from the front of `buf` while the role wants input.
+pub(crate) fn read<R: Role>(role: &mut R, now: Instant, buf: &mut BytesMut) {
+    role.core().link.now = now;
+    while role.wants_read() {
+        match role.core().link.decoder.decode(buf) {
+            Ok(Some(packet)) => {
+                role.core().keep_alive.last_received = now;
+                handle(role, now, packet);
+            }
+            Ok(None) => return,
+            Err(error) => {
+                role.on_decode_error(error);
+                return;
+            }
+        }
+    }
+}
+
+/// Dispatches one packet; a protocol violation closes the connection.
+pub(crate) fn handle<R: Role>(role: &mut R, now: Instant, packet: Packet) {
+    if let Err(violation) = role.dispatch(now, packet) {
+        fail(
+            role,
+            violation.reason_code(),
+            CloseReason::ProtocolViolation(violation),
+        );
+    }
+}
+
+/// The peer broke the protocol: tell it why (MQTT 5, where the role may) and close.
+pub(crate) fn fail<R: Role>(role: &mut R, code: ReasonCode, reason: CloseReason) {
+    if role.may_disconnect() {
+        role.core().push_disconnect(code);
+    }
+    role.close(Initiator::Session, reason);
+}
