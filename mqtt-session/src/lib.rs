@@ -107,7 +107,7 @@ mod time;
 
 pub use client::{
     AbandonCause, AckMode, ClientConfig, ClientEvent, ClientSession, ClientSnapshot,
-    ConnectionState, OutboundFlowSnapshot, OutboundStage, ServerLimits,
+    ConnectionState, OutboundFlowSnapshot, OutboundStage, QueueOverflow, ServerLimits,
 };
 pub use endpoint::Endpoint;
 pub use error::{

@@ -14,7 +14,7 @@ use mqtt_streaming_proto::{
     ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe, PROTOCOL_MAX_PACKET_SIZE,
 };
 
-pub use config::{AckMode, ClientConfig};
+pub use config::{AckMode, ClientConfig, QueueOverflow};
 pub use event::{AbandonCause, ClientEvent};
 pub use snapshot::{ClientSnapshot, OutboundFlowSnapshot, OutboundStage};
 
@@ -23,8 +23,9 @@ use crate::error::{
     CloseReason, CommandError, ConnectRejected, Initiator, ProtocolViolation, Rejected,
 };
 use crate::message::{Message, SubscribeRequest, UnsubscribeRequest};
-use crate::shared::flows::{Flows, Link, OtherIds, PeerLimits};
+use crate::shared::flows::{FlowEvent, Flows, Link, OtherIds, PeerLimits, Queued};
 use crate::shared::inbound::InboundId;
+use crate::shared::inflight::Stage;
 use crate::time::Instant;
 /// Where the connection stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,6 +200,12 @@ pub struct ClientSession<T> {
     keep_alive_requested: u16,
     clean_start: bool,
     auth_method: Option<MqttString>,
+    /// The size ([`queued_size`]) of each queued publish, front to back: `flows.queue` only
+    /// ever loses messages at its front (sent, expired, refused) or all at once, so the two
+    /// are kept in step by length ([`sync_queued`](Self::sync_queued)).
+    queued_sizes: VecDeque<usize>,
+    /// The sum of `queued_sizes`.
+    queued_bytes: usize,
 }
 
 impl<T> ClientSession<T> {
@@ -218,6 +225,8 @@ impl<T> ClientSession<T> {
             keep_alive_requested: 0,
             clean_start: true,
             auth_method: None,
+            queued_sizes: VecDeque::new(),
+            queued_bytes: 0,
         }
     }
 
@@ -251,6 +260,17 @@ impl<T> ClientSession<T> {
     /// Publishes and requests waiting for the window or for a connection.
     pub fn queued_len(&self) -> usize {
         self.flows.queue.len() + self.request_queue.len()
+    }
+
+    /// Bytes (topic and payload) of the publishes waiting for the window or for a connection,
+    /// the figure [`ClientConfig::max_queued_bytes`] bounds.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Whether queued publishes are held back ([`hold_queue`](Self::hold_queue)).
+    pub fn is_queue_held(&self) -> bool {
+        self.flows.held
     }
 
     // ----- outputs -----
@@ -448,6 +468,22 @@ impl<T> ClientSession<T> {
         token: T,
     ) -> Result<(), Rejected<Message, T>> {
         self.link.now = now;
+        if let Err(error) = Flows::<T>::check_publish(&self.link, &message) {
+            return Err(Rejected {
+                error,
+                command: message,
+                token,
+            });
+        }
+        let size = queued_size(&message);
+        if self.queue_full(size) && !self.make_room(size) {
+            return Err(Rejected {
+                error: CommandError::QueueFull,
+                command: message,
+                token,
+            });
+        }
+        let before = self.flows.queue.len();
         let limits = (self.config.max_queued, self.config.max_transmit_buffer);
         self.flows.publish(
             &mut self.link,
@@ -456,7 +492,32 @@ impl<T> ClientSession<T> {
             limits,
             &self.requests,
             &mut self.events,
-        )
+        )?;
+        if self.flows.queue.len() > before {
+            self.queued_sizes.push_back(size);
+            self.queued_bytes += size;
+        }
+        Ok(())
+    }
+
+    /// Holds queued publishes back: from now on `publish` queues every message (within the
+    /// queue's bounds) and nothing new is sent, until [`release_queue`](Self::release_queue).
+    /// In-flight publishes are still re-sent on a resumed session and acknowledgements,
+    /// SUBSCRIBEs and UNSUBSCRIBEs still go out.
+    ///
+    /// For a reconnecting client: hold before `connect`, and when the CONNACK says the server
+    /// lost the session, subscribe again and release once the SUBACKs are in, so that nothing
+    /// published while disconnected reaches a session without its subscriptions.
+    pub fn hold_queue(&mut self) {
+        self.flows.held = true;
+    }
+
+    /// Ends [`hold_queue`](Self::hold_queue): queued publishes go out as the window allows,
+    /// in order.
+    pub fn release_queue(&mut self, now: Instant) {
+        self.link.now = now;
+        self.flows.held = false;
+        self.pump();
     }
 
     /// Subscribes; `token` comes back in `Subscribed` (or `Abandoned`). Sent at once when
@@ -657,6 +718,97 @@ impl<T> ClientSession<T> {
         }
         self.flows
             .pump(&mut self.link, &self.requests, &mut self.events);
+        self.sync_queued();
+    }
+
+    // ----- internals: the publish queue's bound -----
+
+    /// Drops what left the front of `flows.queue` from the size accounting.
+    fn sync_queued(&mut self) {
+        while self.queued_sizes.len() > self.flows.queue.len() {
+            if let Some(size) = self.queued_sizes.pop_front() {
+                self.queued_bytes -= size;
+            }
+        }
+    }
+
+    /// Whether a message of `size` bytes that has to wait finds the queue full.
+    fn queue_full(&self, size: usize) -> bool {
+        let queue = &self.flows.queue;
+        queue.len() >= self.config.max_queued
+            || (!queue.is_empty() && self.queued_bytes + size > self.config.max_queued_bytes)
+    }
+
+    /// Applies [`QueueOverflow`] to make room for a message of `size` bytes: whether it now
+    /// fits.
+    fn make_room(&mut self, size: usize) -> bool {
+        loop {
+            if !self.queue_full(size) {
+                return true;
+            }
+            let index = match self.config.queue_overflow {
+                QueueOverflow::RefuseNew => return false,
+                QueueOverflow::DropOldest => 0,
+                QueueOverflow::DropQoS0First => {
+                    match self
+                        .flows
+                        .queue
+                        .iter()
+                        .position(|q| q.message.qos == QoS::AtMostOnce)
+                    {
+                        Some(index) => index,
+                        None => return false,
+                    }
+                }
+            };
+            let (Some(dropped), Some(dropped_size)) = (
+                self.flows.queue.remove(index),
+                self.queued_sizes.remove(index),
+            ) else {
+                return false;
+            };
+            self.queued_bytes -= dropped_size;
+            self.events.push_back(
+                FlowEvent::Abandoned {
+                    token: dropped.token,
+                    cause: AbandonCause::Overflow,
+                    message: Some(dropped.message),
+                }
+                .into(),
+            );
+        }
+    }
+
+    /// The server lost the session we asked to resume ([`ClientConfig::requeue_on_session_loss`]):
+    /// unacknowledged publishes go back to the front of the queue, in order, as new messages;
+    /// QoS 2 flows the server already took (PUBREC received) complete.
+    fn requeue_inflight(&mut self, now: Instant) {
+        let mut again = VecDeque::new();
+        for flow in self.flows.inflight.take_all() {
+            if flow.stage == Stage::AwaitingPubComp {
+                self.events.push_back(ClientEvent::Published {
+                    token: flow.token,
+                    reason_code: ReasonCode::Success,
+                    properties: Default::default(),
+                });
+                continue;
+            }
+            let message = Message::from_publish(flow.publish);
+            again.push_back(Queued {
+                message,
+                token: flow.token,
+                since: now,
+            });
+        }
+        while let Some(queued) = again.pop_back() {
+            let size = queued_size(&queued.message);
+            self.flows.queue.push_front(queued);
+            self.queued_sizes.push_front(size);
+            self.queued_bytes += size;
+        }
+        self.flows.inbound.reset();
+        self.flows.ids.reset();
+        self.flows.resend_pending.clear();
     }
 
     // ----- internals: receiving -----
@@ -747,6 +899,8 @@ impl<T> ClientSession<T> {
         self.state = ConnectionState::Connected;
         if connack.session_present {
             self.flows.resend(&mut self.link);
+        } else if self.config.requeue_on_session_loss && !self.clean_start {
+            self.requeue_inflight(now);
         } else {
             self.flows.discard(&mut self.events);
         }
@@ -883,4 +1037,10 @@ impl RequestCommand for UnsubscribeRequest {
         });
         (packet, RequestKind::Unsubscribe(self.filters.len()))
     }
+}
+
+/// What a queued publish counts against [`ClientConfig::max_queued_bytes`]: its topic and
+/// payload.
+fn queued_size(message: &Message) -> usize {
+    message.topic.len() + message.payload.len()
 }

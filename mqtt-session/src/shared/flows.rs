@@ -38,6 +38,9 @@ pub enum AbandonCause {
     /// The message's Message Expiry Interval passed while it waited in the queue
     /// ([MQTT-3.3.2-5]).
     Expired,
+    /// The message waited in a full queue and was dropped to make room for a newer one (the
+    /// client's `QueueOverflow` policy).
+    Overflow,
 }
 
 /// What the publish flows report; each role turns these into its own event type.
@@ -190,6 +193,9 @@ pub(crate) struct Flows<T> {
     /// In-flight PUBLISHes still to be re-sent on this connection, in order: those beyond the
     /// peer's Receive Maximum when the session resumed ([MQTT-4.9.0-2]).
     pub(crate) resend_pending: VecDeque<PacketId>,
+    /// Queued publishes are held back (the client re-subscribes first): nothing new is sent,
+    /// everything waits in `queue`.
+    pub(crate) held: bool,
 }
 
 impl<T> Default for Flows<T> {
@@ -200,6 +206,7 @@ impl<T> Default for Flows<T> {
             queue: VecDeque::new(),
             inbound: Inbound::default(),
             resend_pending: VecDeque::new(),
+            held: false,
         }
     }
 }
@@ -254,8 +261,8 @@ impl<T> Flows<T> {
     }
 
     fn can_send(&self, link: &Link, qos: QoS, other: &impl OtherIds) -> bool {
-        // Nothing new before the re-sends ([MQTT-4.6.0-1]).
-        if !self.resend_pending.is_empty() {
+        // Nothing new before the re-sends ([MQTT-4.6.0-1]), nor while held.
+        if !self.resend_pending.is_empty() || self.held {
             return false;
         }
         qos == QoS::AtMostOnce
