@@ -75,7 +75,7 @@ pub use mqtt_streaming_smol::Reconnect;
 pub use mqtt_streaming_smol::{
     BrokerNotice, BrokerNotices, BrokerOptions, ClientEvents, ClientOptions, ConnectionEvent,
     ConnectionEvents, ConnectionHandle, DetachedSession, Error, Event, Events, PublishOutcome,
-    PublishReceipt, ServerConnection, ServerOptions, Transport, TryPublishError,
+    PublishReceipt, ReconnectPolicy, ServerConnection, ServerOptions, Transport, TryPublishError,
 };
 
 /// The async-std runtime: drivers are spawned with `async_std::task::spawn`; the timer and

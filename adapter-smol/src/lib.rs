@@ -208,9 +208,10 @@ pub use mqtt_streaming_tokio::named_for_runtime;
 pub use mqtt_streaming_tokio::{
     BrokerNotice, BrokerNotices, BrokerOptions, ClientEvents, ClientOptions, ConnectionEvent,
     ConnectionEvents, ConnectionHandle, DetachedSession, Error, Event, Events, PublishOutcome,
-    PublishReceipt, Reconnect, ServerConnection, ServerOptions, TryPublishError,
+    PublishReceipt, Reconnect, ReconnectPolicy, ServerConnection, ServerOptions, TryPublishError,
 };
 #[cfg(feature = "smol-runtime")]
 pub use smol_rt::{
-    connect, connect_tcp, serve_connection, BrokerHandle, BrokerServer, Client, Server, SmolRuntime,
+    connect, connect_reconnecting, connect_tcp, connect_tcp_reconnecting, serve_connection,
+    BrokerHandle, BrokerServer, Client, Server, SmolRuntime,
 };

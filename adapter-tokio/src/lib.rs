@@ -229,6 +229,9 @@ mod shared;
 // 6. Operation completion.
 mod publish;
 
+// 6b. Reconnecting by itself: the policy and the connector.
+mod reconnect;
+
 // 7. The drive loop.
 mod driver;
 
@@ -255,6 +258,7 @@ pub use broker::{BrokerNotice, BrokerNotices, BrokerOptions};
 pub use client::{ClientEvents, ClientOptions, Event, Reconnect};
 pub use error::{Error, TryPublishError};
 pub use publish::{PublishOutcome, PublishReceipt};
+pub use reconnect::ReconnectPolicy;
 pub use server::{
     ConnectionEvent, ConnectionEvents, ConnectionHandle, DetachedSession, ServerConnection,
     ServerOptions,
@@ -262,8 +266,8 @@ pub use server::{
 pub use shared::Events;
 #[cfg(feature = "tokio-runtime")]
 pub use tokio_rt::{
-    connect, connect_tcp, serve_connection, BrokerHandle, BrokerServer, Client, Server, TokioIo,
-    TokioRuntime, TokioTimer, Transport,
+    connect, connect_reconnecting, connect_tcp, connect_tcp_reconnecting, serve_connection,
+    BrokerHandle, BrokerServer, Client, Server, TokioIo, TokioRuntime, TokioTimer, Transport,
 };
 
 pub mod engine {
@@ -275,7 +279,9 @@ pub mod engine {
     //! [`named_for_runtime!`](crate::named_for_runtime).
 
     pub use crate::broker::{BrokerHandleOn, BrokerServerOn};
-    pub use crate::client::{connect_on, connect_tcp_on, ClientOn};
+    pub use crate::client::{
+        connect_on, connect_reconnecting_on, connect_tcp_on, connect_tcp_reconnecting_on, ClientOn,
+    };
     pub use crate::net::{Accepted, Adapt, Bind, Listener, NetRuntime, TcpConnect};
     pub use crate::runtime::{Runtime, Timer};
     pub use crate::server::{serve_connection_on, ServerOn};
