@@ -912,14 +912,18 @@ impl ClientRole {
                 match result {
                     Ok(transport) => {
                         let mut connect = self.connect.clone();
-                        connect.clean_start = false;
+                        // Without a client identifier there is no session to resume (and a
+                        // 3.1.1 server refuses Clean Session 0 with an empty one,
+                        // [MQTT-3.1.3-8]): keep the first CONNECT's Clean Start.
+                        if !connect.client_id.is_empty() {
+                            connect.clean_start = false;
+                        }
                         if auto.policy.resubscribe {
                             self.session.hold_queue();
                         }
                         match self.session.connect(now, connect) {
                             Ok(()) => {
                                 auto.state = Attempt::Handshake;
-                                self.connect.clean_start = false;
                                 self.awaiting_transport = false;
                                 self.transport = Some(transport);
                                 self.io_error = None;
@@ -1049,6 +1053,11 @@ impl Role for ClientRole {
                 // Open before the reply: whoever it wakes sees the connection open.
                 self.shared.set_open();
                 self.reconnecting = false;
+                if let Some(assigned) = &connack.properties.assigned_client_identifier {
+                    // [MQTT-3.2.2-16] (5.0): the session is the server's name for us now; a
+                    // reconnect resumes it under that name.
+                    self.connect.client_id = assigned.clone();
+                }
                 if let Some(auto) = self.auto.as_deref_mut() {
                     auto.attempt = 0;
                     auto.state = Attempt::Idle;
