@@ -1,7 +1,9 @@
 //! A fault-injecting TCP proxy on 127.0.0.1 for the reconnect tests: it forwards each
 //! connection to an upstream address (which can be changed, to follow a restarted broker) and,
-//! while faults are on, cuts it after a random number of bytes (both directions counted, the
-//! cut falling at any byte offset: inside a packet as often as not). Random numbers come
+//! while faults are on, cuts it after a random number of bytes from the client (the cut falls
+//! at any byte offset of the client's stream, inside a packet as often as not; what the
+//! server sends meanwhile passes, so that a server that sends a returning client its whole
+//! backlog at once cannot keep every connection from making progress). Random numbers come
 //! from a seed, so a failing run can be told apart from another.
 
 #![allow(dead_code, unreachable_pub)]
@@ -20,7 +22,8 @@ struct State {
     cuts: AtomicUsize,
     connections: AtomicUsize,
     rng: Mutex<u64>,
-    /// Bytes a connection carries before its cut: uniform in `budget.0..=budget.1`.
+    /// Bytes from the client a connection carries before its cut: uniform in
+    /// `budget.0..=budget.1`.
     budget: (usize, usize),
     links: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -128,6 +131,8 @@ async fn link(state: Arc<State>, a: TcpStream, b: TcpStream) {
     let mut abuf = vec![0u8; 16 * 1024];
     let mut bbuf = vec![0u8; 16 * 1024];
     let mut passed = 0usize;
+    let (mut up, mut down) = (0usize, 0usize);
+    let mut first_up: Vec<u8> = Vec::new();
     let mut budget: Option<usize> = None;
     loop {
         if !state.faults.load(Ordering::SeqCst) {
@@ -148,12 +153,30 @@ async fn link(state: Arc<State>, a: TcpStream, b: TcpStream) {
         } else {
             (&bbuf[..n], &mut aw)
         };
-        let allowed = budget.map_or(n, |b| b.saturating_sub(passed).min(n));
+        let allowed = match budget {
+            Some(b) if forward => b.saturating_sub(passed).min(n),
+            _ => n,
+        };
         if allowed > 0 && out.write_all(&buf[..allowed]).await.is_err() {
             return;
         }
-        passed += allowed;
+        if forward {
+            passed += allowed;
+            if first_up.len() < 64 {
+                first_up.extend_from_slice(&buf[..allowed.min(64)]);
+            }
+            up += allowed;
+        } else {
+            down += allowed;
+        }
         if budget.is_some_and(|b| passed >= b) {
+            if std::env::var_os("FAULT_PROXY_TRACE").is_some() {
+                let who = String::from_utf8_lossy(&first_up[..first_up.len().min(40)])
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                    .collect::<String>();
+                eprintln!("cut after {up} bytes up, {down} down ({who})");
+            }
             state.cuts.fetch_add(1, Ordering::Relaxed);
             return;
         }
