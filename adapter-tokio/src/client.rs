@@ -629,7 +629,9 @@ impl<R> ClientOn<R> {
 /// session waiting again ([`is_closed`](ClientOn::is_closed)). `reconnect_tcp` dropped while
 /// the TCP connection is being made does nothing.
 ///
-/// Reconnecting with a pause (automatic backoff is the application's for now):
+/// Reconnecting by hand, with a pause (a client made by [`connect_reconnecting_on`] and the
+/// adapters' `connect_reconnecting` / `connect_tcp_reconnecting` does this by itself, with
+/// backoff and re-subscription):
 ///
 /// ```no_run
 /// use std::time::Duration;
