@@ -73,10 +73,11 @@ pub struct ClientConfig {
     pub max_queued_bytes: usize,
     /// What `publish` does when the queue is full. Default [`QueueOverflow::RefuseNew`].
     pub queue_overflow: QueueOverflow,
-    /// When a connection's CONNACK says the server has no session for us (Session Present 0)
-    /// although we asked to resume one, put the unacknowledged QoS 1 and QoS 2 publishes back
-    /// at the front of the queue, in their order, to be sent again as new messages (new
-    /// packet identifiers, DUP clear), instead of abandoning them with
+    /// When a connection's CONNACK says the server has no session for us (Session Present 0:
+    /// it lost it, or this CONNECT started clean), put the unacknowledged QoS 1 and QoS 2
+    /// publishes of the earlier connections back at the front of the queue, in their order,
+    /// to be sent again as new messages (new packet identifiers, DUP clear), instead of
+    /// abandoning them with
     /// [`AbandonCause::SessionLost`](crate::AbandonCause::SessionLost). Default `false`.
     ///
     /// QoS 1 stays at least once. A QoS 2 message whose PUBREC had arrived was taken by the

@@ -899,7 +899,7 @@ impl<T> ClientSession<T> {
         self.state = ConnectionState::Connected;
         if connack.session_present {
             self.flows.resend(&mut self.link);
-        } else if self.config.requeue_on_session_loss && !self.clean_start {
+        } else if self.config.requeue_on_session_loss {
             self.requeue_inflight(now);
         } else {
             self.flows.discard(&mut self.events);
