@@ -316,6 +316,11 @@ pub async fn connect_tcp_on<R: TcpConnect<A>, A>(
 /// - Messages sent to this client while its session did not exist on the server (between the
 ///   loss and the re-subscription's SUBACKs) are not delivered; other clients' publishes are
 ///   not held back by this client's re-subscription.
+/// - A session can be resumed only under a client identifier: with an empty one (MQTT 3.1.1;
+///   in 5.0 the server's Assigned Client Identifier is used for the reconnects), every
+///   reconnect starts clean and is handled as a lost session.
+/// - The server keeps a session only if the CONNECT asks it to (Clean Start 0 in 3.1.1, a
+///   Session Expiry Interval above 0 in 5.0); otherwise every reconnect is a session loss.
 /// - A subscription the server refuses when made again is reported
 ///   ([`Event::Resubscribed`]`{ refused, .. }`) and the queue is released all the same.
 pub async fn connect_reconnecting_on<R, F, Fut, Io>(
