@@ -649,3 +649,60 @@ async fn queue_released_only_after_the_resubscribe_suback() {
     assert!(suback < publish, "{log:?}");
     assert!(log.contains(&"1 SUBSCRIBE a/#,b".to_owned()), "{log:?}");
 }
+
+/// With `max_attempts`, a client whose server is gone for good gives up: each attempt is
+/// reported (`Reconnecting`, `Connecting`, `ConnectFailed`), then the events end, and a
+/// publish awaited meanwhile resolves once, with an error.
+#[tokio::test]
+async fn gives_up_after_max_attempts_and_fails_waiting_publishes_once() {
+    let (broker, addr) = our_broker().await;
+    let policy = ReconnectPolicy {
+        max_attempts: Some(2),
+        min_delay: Duration::from_millis(5),
+        ..quick_policy()
+    };
+    let (client, mut events) = connect_tcp_reconnecting(
+        addr,
+        client_options(ProtocolVersion::V5, "gives-up"),
+        policy,
+    )
+    .await
+    .unwrap();
+    broker.shutdown().await;
+    let mut states = Vec::new();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+        let publish = client.publish(message("g/t", QoS::AtLeastOnce, "never"));
+        let events = async {
+            while let Some(event) = events.recv().await {
+                match event {
+                    Event::Closed { .. } => states.push("closed".to_owned()),
+                    Event::Reconnecting { attempt, .. } => {
+                        states.push(format!("reconnecting {attempt}"))
+                    }
+                    Event::Connecting { attempt } => states.push(format!("connecting {attempt}")),
+                    Event::ConnectFailed { attempt, .. } => {
+                        states.push(format!("failed {attempt}"))
+                    }
+                    _ => {}
+                }
+            }
+        };
+        tokio::join!(publish, events).0
+    })
+    .await
+    .expect("bounded in time");
+    assert!(outcome.is_err(), "{outcome:?}");
+    assert_eq!(
+        states,
+        [
+            "closed",
+            "reconnecting 1",
+            "connecting 1",
+            "failed 1",
+            "reconnecting 2",
+            "connecting 2",
+            "failed 2"
+        ]
+    );
+    assert!(client.is_ended());
+}
