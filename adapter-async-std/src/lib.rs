@@ -102,7 +102,7 @@ pub use mqtt_streaming_smol::Reconnect;
 pub use mqtt_streaming_smol::{
     BrokerNotice, BrokerNotices, BrokerOptions, ClientEvents, ClientOptions, ConnectionEvent,
     ConnectionEvents, ConnectionHandle, DetachedSession, Error, Event, Events, PublishOutcome,
-    PublishReceipt, ServerConnection, ServerOptions, Transport, TryPublishError,
+    PublishReceipt, ReconnectPolicy, ServerConnection, ServerOptions, Transport, TryPublishError,
 };
 pub use mqtt_streaming_smol::{Endpoint, EndpointError, ListenOptions, Scheme, TransportOptions};
 #[cfg(feature = "tls")]

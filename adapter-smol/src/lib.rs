@@ -267,7 +267,7 @@ pub use mqtt_streaming_tokio::transports_for_runtime;
 pub use mqtt_streaming_tokio::{
     BrokerNotice, BrokerNotices, BrokerOptions, ClientEvents, ClientOptions, ConnectionEvent,
     ConnectionEvents, ConnectionHandle, DetachedSession, Error, Event, Events, PublishOutcome,
-    PublishReceipt, Reconnect, ServerConnection, ServerOptions, TryPublishError,
+    PublishReceipt, Reconnect, ReconnectPolicy, ServerConnection, ServerOptions, TryPublishError,
 };
 pub use mqtt_streaming_tokio::{Endpoint, EndpointError, ListenOptions, Scheme, TransportOptions};
 #[cfg(feature = "tls")]
@@ -279,7 +279,8 @@ pub use mqtt_streaming_tokio::{
 pub use mqtt_streaming_tokio::{WsOptions, WsTransport, WS_SUBPROTOCOL};
 #[cfg(feature = "smol-runtime")]
 pub use smol_rt::{
-    connect, connect_endpoint, connect_tcp, connect_url, connect_url_with, listen_endpoint,
-    listen_url, serve_connection, BrokerHandle, BrokerServer, Client, Server, SmolRuntime,
+    connect, connect_endpoint, connect_reconnecting, connect_tcp, connect_tcp_reconnecting,
+    connect_url, connect_url_with, listen_endpoint, listen_url, serve_connection, BrokerHandle,
+    BrokerServer, Client, Server, SmolRuntime,
 };
 pub use transports::{dial, listen, FuturesDial, IoFuture};

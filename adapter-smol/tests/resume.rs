@@ -208,3 +208,97 @@ fn smol_client_resumes_mid_qos2() {
         watcher.disconnect().await.unwrap();
     });
 }
+
+/// A client that reconnects by itself on smol (`connect_reconnecting` with a connector that
+/// opens futures-io streams): its link cut in the middle of a QoS 2 flow, the driver waits,
+/// connects again and resumes the session; the publish awaited across the cut resolves once
+/// with Success ([MQTT-4.4.0-1]), the subscriber gets it once, and a publish awaited while
+/// the link is down resolves on the new connection.
+#[test]
+fn smol_client_reconnects_by_itself() {
+    let addr = broker();
+    smol::block_on(async {
+        let (watcher, mut watched) = connect_tcp(addr, options("smol-auto-watch", false))
+            .await
+            .unwrap();
+        let filter = TopicFilter::new("auto/#").unwrap();
+        watcher
+            .subscribe(SubscribeRequest::new(filter, QoS::ExactlyOnce))
+            .await
+            .unwrap();
+
+        let hold = Arc::new(AtomicBool::new(false));
+        let cut = Arc::new(AtomicBool::new(false));
+        let (h, c) = (hold.clone(), cut.clone());
+        let connector = move || {
+            let (hold, cut) = (h.clone(), c.clone());
+            async move {
+                Ok(Flaky {
+                    inner: TcpStream::connect(addr).await?,
+                    hold,
+                    cut,
+                    retry: None,
+                })
+            }
+        };
+        let policy = mqtt_streaming_smol::ReconnectPolicy {
+            min_delay: Duration::from_millis(200),
+            ..mqtt_streaming_smol::ReconnectPolicy::default()
+        };
+        let (client, mut events) = mqtt_streaming_smol::connect_reconnecting(
+            connector,
+            options("smol-auto", true),
+            policy,
+        )
+        .await
+        .unwrap();
+        hold.store(true, Ordering::SeqCst);
+        let topic = TopicName::new("auto/t").unwrap();
+        let receipt = client
+            .begin_publish(Message::new(topic.clone(), QoS::ExactlyOnce, "once"))
+            .await
+            .unwrap();
+        smol::Timer::after(Duration::from_millis(100)).await;
+        cut.store(true, Ordering::SeqCst);
+        loop {
+            if let Event::Closed { resumable, .. } = within(events.recv()).await.unwrap() {
+                assert!(resumable);
+                break;
+            }
+        }
+        // The next connection is a clean link.
+        cut.store(false, Ordering::SeqCst);
+        hold.store(false, Ordering::SeqCst);
+        // Awaited while the link is down, from this task alone.
+        let later = within(client.publish(Message::new(topic, QoS::AtLeastOnce, "later")))
+            .await
+            .unwrap();
+        assert!(later.is_success());
+        assert_eq!(
+            within(receipt).await.unwrap().reason_code,
+            ReasonCode::Success
+        );
+        let mut states = Vec::new();
+        while let Some(event) = events.try_recv() {
+            match event {
+                Event::Reconnecting { attempt, .. } => {
+                    states.push(format!("reconnecting {attempt}"))
+                }
+                Event::Connecting { attempt } => states.push(format!("connecting {attempt}")),
+                Event::Connected(connack) => {
+                    states.push(format!("connected {}", connack.session_present))
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(states, ["reconnecting 1", "connecting 1", "connected true"]);
+        let mut seen: Vec<Vec<u8>> = Vec::new();
+        while !seen.iter().any(|p| p == b"later") {
+            if let Event::Message { publish, .. } = within(watched.recv()).await.unwrap() {
+                seen.push(publish.payload.to_vec());
+            }
+        }
+        assert_eq!(seen.iter().filter(|p| *p == b"once").count(), 1, "{seen:?}");
+        client.disconnect().await.unwrap();
+    });
+}

@@ -1,5 +1,7 @@
 //! `mqtt-sub`: subscribe and print messages, with the flags and output of `mosquitto_sub`
-//! for the common subset.
+//! for the common subset. Like mosquitto_sub, it reconnects by itself when the connection is
+//! lost (every second), subscribing again when the broker lost the session; a broker that
+//! refuses the reconnection ends it.
 //!
 //! ```text
 //! cargo run -p mqtt-streaming-tokio --example mqtt-sub -- -h localhost -t 'sensors/#' -v -C 10
@@ -15,7 +17,7 @@ use clap::Parser;
 use common::{qos_digit, ConnArgs, Failure};
 use mqtt_streaming_proto::{SubscriptionOptions, TopicFilter};
 use mqtt_streaming_session::SubscribeRequest;
-use mqtt_streaming_tokio::Event;
+use mqtt_streaming_tokio::{Error, Event, ReconnectPolicy};
 
 /// Subscribe to topics and print the messages (flag-compatible with mosquitto_sub).
 #[derive(Parser, Debug)]
@@ -69,7 +71,14 @@ async fn run(args: &Args) -> Result<(), Failure> {
     }
     let request = request.ok_or_else(|| Failure::new("Error: no topic given"))?;
     let options = args.conn.options("mqtt-sub", args.persistent)?;
-    let (client, mut events, label) = args.conn.connect(options).await?;
+    // mosquitto_sub's reconnect: a second between attempts, forever.
+    let policy = ReconnectPolicy {
+        min_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(1),
+        jitter: 0.0,
+        ..ReconnectPolicy::default()
+    };
+    let (client, mut events, label) = args.conn.connect_with(options, Some(policy)).await?;
     for topic in &args.topics {
         args.conn.debug(
             &label,
@@ -146,8 +155,28 @@ async fn run(args: &Args) -> Result<(), Failure> {
                     break;
                 }
             }
-            Some(Event::Closed { reason, .. }) => {
-                return Err(Failure::new(format!("Error: connection lost: {reason}")));
+            Some(Event::Closed {
+                reason, resumable, ..
+            }) => {
+                if !resumable {
+                    return Err(Failure::new(format!("Error: connection lost: {reason}")));
+                }
+                args.conn
+                    .debug(&label, &format!("connection lost ({reason}), reconnecting"));
+            }
+            Some(Event::Connecting { .. }) => args.conn.debug(&label, "sending CONNECT"),
+            Some(Event::Connected(connack)) => args.conn.debug(
+                &label,
+                &format!("received CONNACK ({})", connack.reason_code.as_u8()),
+            ),
+            Some(Event::ConnectFailed {
+                error: Error::ConnectionRefused(code),
+                ..
+            }) => {
+                return Err(Failure::new(format!(
+                    "Connection error: Connection Refused: {}",
+                    code.description()
+                )));
             }
             Some(_) => {}
             None => return Err(Failure::new("Error: connection lost")),

@@ -1,17 +1,21 @@
 //! Layer 8 (with `server` and `broker`): the client: [`connect_on`] / [`connect_tcp_on`], the
 //! cloneable [`ClientOn`] handle, the [`ClientEvents`] stream, and session resumption on a new
-//! transport ([`Reconnect`]). Imports the layers below: `runtime`, `transport`, `net`,
-//! `error`, `shared`, `publish`, `driver`.
+//! transport ([`Reconnect`], or by itself with a [`ReconnectPolicy`]: [`connect_reconnecting_on`]).
+//! Imports the layers below: `runtime`, `transport`, `net`, `error`, `shared`, `publish`,
+//! `reconnect`, `driver`.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use mqtt_streaming_proto::{
-    Auth, ConnAck, Connect, Disconnect, Publish, ReasonCode, SubAck, UnsubAck,
+    Auth, ConnAck, Connect, Disconnect, Publish, ReasonCode, SubAck, SubscribeProperties,
+    Subscription, TopicFilter, UnsubAck,
 };
 use mqtt_streaming_session::{
     ClientConfig, ClientEvent, ClientSession, CloseReason, CommandError, InboundId, Initiator,
@@ -23,6 +27,9 @@ use crate::driver::{Channels, Driver, Role, Routed};
 use crate::error::{Error, TryPublishError};
 use crate::net::{Adapt, TcpConnect};
 use crate::publish::{reply, PublishOutcome, PublishReceipt, PublishToken};
+use crate::reconnect::{
+    bounded_connector, sleeper, BoxFuture, Connector, Jitter, ReconnectPolicy, Sleeper,
+};
 use crate::runtime::{Clock, Runtime};
 use crate::shared::{CloseInfo, Events, Shared};
 use crate::transport::{BoxTransport, Transport};
@@ -125,6 +132,37 @@ pub enum Event {
         /// event.
         resumable: bool,
     },
+    /// A client with a [`ReconnectPolicy`] lost its connection (or its last attempt failed):
+    /// attempt `attempt` (from 1, counted since the last CONNACK) starts after `delay`.
+    Reconnecting {
+        /// Which attempt.
+        attempt: u32,
+        /// The pause before it (backoff with jitter).
+        delay: Duration,
+    },
+    /// A reconnect attempt opens its transport (then sends CONNECT).
+    Connecting {
+        /// Which attempt.
+        attempt: u32,
+    },
+    /// A reconnect attempt failed before its CONNACK (the transport could not be opened, the
+    /// server refused or did not answer...). The next `Reconnecting` follows, unless
+    /// [`ReconnectPolicy::max_attempts`] is reached: then this is the last event.
+    ConnectFailed {
+        /// Which attempt.
+        attempt: u32,
+        /// Why.
+        error: Error,
+    },
+    /// After a reconnect to a server that had lost the session (Session Present 0), the
+    /// client subscribed again to what it held ([`ReconnectPolicy::resubscribe`]); every
+    /// SUBACK is in and the queued publishes are now released.
+    Resubscribed {
+        /// SUBSCRIBE filters sent again.
+        filters: usize,
+        /// How many of them the server refused (a SUBACK error code).
+        refused: usize,
+    },
 }
 
 /// The receiving end of a client's events ([`Events`]). `recv` gives `None` once the driver
@@ -213,7 +251,7 @@ pub async fn connect_on<R: Adapt<Io>, Io>(
     transport: Io,
     options: ClientOptions,
 ) -> Result<(ClientOn<R>, ClientEvents), Error> {
-    connect_transport(runtime, R::adapt(transport), options).await
+    connect_transport(runtime, R::adapt(transport), options, None).await
 }
 
 /// Connects over TCP to `addr` (the runtime's own address types) with TCP_NODELAY set (small
@@ -227,7 +265,115 @@ pub async fn connect_tcp_on<R: TcpConnect<A>, A>(
     options: ClientOptions,
 ) -> Result<(ClientOn<R>, ClientEvents), Error> {
     let stream = R::connect(addr).await?;
-    connect_transport(runtime, stream, options).await
+    connect_transport(runtime, stream, options, None).await
+}
+
+/// Connects with a transport from `connector` (called again for every reconnect: TCP, TLS,
+/// WebSocket... whatever it opens on the runtime `R`), and keeps the session connected by
+/// itself: when the connection is lost, the driver waits as `policy` says, opens a new
+/// transport and resumes the session, with no task of the application's involved. Each
+/// adapter's `connect_reconnecting` is this on its runtime.
+///
+/// The first connection is made as [`connect_on`] makes it (with `options.connect` as given,
+/// Clean Start included) and its failure is returned; every later one sends the same CONNECT
+/// with Clean Start 0. `options.resumable` is implied. The state of the link is reported on
+/// the event stream: [`Event::Closed`] (`resumable: true`), [`Event::Reconnecting`],
+/// [`Event::Connecting`], [`Event::ConnectFailed`], [`Event::Connected`] (check
+/// `session_present`) and [`Event::Resubscribed`]. Read the events (or drop the
+/// [`ClientEvents`]): while the application holds them unread and the channel is full, the
+/// driver stops reading from the transport.
+///
+/// # What is guaranteed across reconnects
+///
+/// - Every `publish` resolves exactly once: with the acknowledgement from whichever
+///   connection got it, or with an error once the driver ends (`disconnect`, every handle
+///   dropped, or [`ReconnectPolicy::max_attempts`] reached).
+/// - While the link is down, `publish` queues the message in the session (bounded by
+///   [`ClientConfig::max_queued`] and [`ClientConfig::max_queued_bytes`], overflow per
+///   [`ClientConfig::queue_overflow`]); by default, once the queue is full `publish` waits for
+///   room, which the reconnect loop (run by the driver, not by the application) makes. A task
+///   awaiting a publish never needs another task to keep the link alive.
+/// - When the server kept the session (Session Present 1): unacknowledged QoS 1 and 2 PUBLISHes
+///   are re-sent with DUP set and unacknowledged PUBRELs re-sent, in order ([MQTT-4.4.0-1]),
+///   before anything new; QoS 1 is delivered at least once, QoS 2 exactly once (the server
+///   de-duplicates by packet identifier), and the order of each client's publishes is kept.
+/// - When the server lost the session (Session Present 0, for example a broker restarted
+///   without persistence): with [`ReconnectPolicy::resubscribe`], the client subscribes again
+///   to every filter a SUBACK granted it (less what it unsubscribed), and the publishes queued
+///   meanwhile are held until every SUBACK of that re-subscription is in: nothing published
+///   while offline reaches a session without this client's subscriptions. With
+///   [`ReconnectPolicy::republish`], unacknowledged QoS 1 and QoS 2 messages are published
+///   again first, in order, as new messages; a QoS 2 message whose PUBREC had arrived is
+///   complete (the server took it) and is not sent again.
+///
+/// And what is not:
+///
+/// - After a session loss, QoS 2 messages sent again may reach subscribers twice (the old
+///   session may have taken them before it was lost); exactly once holds only while the
+///   server keeps the session.
+/// - Messages the server acknowledged but had not yet delivered when it lost its state are
+///   gone: the server owned them.
+/// - Messages sent to this client while its session did not exist on the server (between the
+///   loss and the re-subscription's SUBACKs) are not delivered; other clients' publishes are
+///   not held back by this client's re-subscription.
+/// - A session can be resumed only under a client identifier: with an empty one (MQTT 3.1.1;
+///   in 5.0 the server's Assigned Client Identifier is used for the reconnects), every
+///   reconnect starts clean and is handled as a lost session.
+/// - The server keeps a session only if the CONNECT asks it to (Clean Start 0 in 3.1.1, a
+///   Session Expiry Interval above 0 in 5.0); otherwise every reconnect is a session loss.
+/// - A subscription the server refuses when made again is reported
+///   ([`Event::Resubscribed`]`{ refused, .. }`) and the queue is released all the same.
+pub async fn connect_reconnecting_on<R, F, Fut, Io>(
+    runtime: R,
+    connector: F,
+    options: ClientOptions,
+    policy: ReconnectPolicy,
+) -> Result<(ClientOn<R>, ClientEvents), Error>
+where
+    R: Adapt<Io>,
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = io::Result<Io>> + Send + 'static,
+{
+    let connector = bounded_connector(runtime.clone(), policy.connect_timeout, move || {
+        let opening = connector();
+        Box::pin(async move {
+            let io = opening.await?;
+            Ok(Box::new(R::adapt(io)) as BoxTransport)
+        })
+    });
+    connect_auto(runtime, connector, options, policy).await
+}
+
+/// [`connect_reconnecting_on`] over TCP to `addr` (TCP_NODELAY set), connecting again to the
+/// same address. Each adapter's `connect_tcp_reconnecting` is this on its runtime.
+pub async fn connect_tcp_reconnecting_on<R, A>(
+    runtime: R,
+    addr: A,
+    options: ClientOptions,
+    policy: ReconnectPolicy,
+) -> Result<(ClientOn<R>, ClientEvents), Error>
+where
+    R: TcpConnect<A>,
+    A: Clone + Send + Sync + 'static,
+{
+    let connector = bounded_connector(runtime.clone(), policy.connect_timeout, move || {
+        let opening = R::connect(addr.clone());
+        Box::pin(async move { Ok(Box::new(opening.await?) as BoxTransport) })
+    });
+    connect_auto(runtime, connector, options, policy).await
+}
+
+async fn connect_auto<R: Runtime>(
+    runtime: R,
+    connector: Connector,
+    mut options: ClientOptions,
+    policy: ReconnectPolicy,
+) -> Result<(ClientOn<R>, ClientEvents), Error> {
+    let first = connector().await?;
+    options.resumable = true;
+    options.session.requeue_on_session_loss = policy.republish;
+    let auto = Auto::new(policy, connector, sleeper(runtime.clone()));
+    connect_transport(runtime, first, options, Some(Box::new(auto))).await
 }
 
 /// Connects over `transport`, already the engine's [`Transport`] (what a runtime's `Dial`
@@ -237,13 +383,14 @@ pub async fn connect_transport_on<R: Runtime>(
     transport: impl Transport,
     options: ClientOptions,
 ) -> Result<(ClientOn<R>, ClientEvents), Error> {
-    connect_transport(runtime, transport, options).await
+    connect_transport(runtime, transport, options, None).await
 }
 
 async fn connect_transport<R: Runtime, Io: Transport>(
     runtime: R,
     transport: Io,
     options: ClientOptions,
+    auto: Option<Box<Auto>>,
 ) -> Result<(ClientOn<R>, ClientEvents), Error> {
     let clock = Clock::of::<R>();
     let mut session = ClientSession::new(options.session.clone());
@@ -267,6 +414,7 @@ async fn connect_transport<R: Runtime, Io: Transport>(
         awaiting_transport: false,
         transport: None,
         reconnecting: false,
+        auto,
     };
     let channels = Channels {
         ops: ops_rx,
@@ -496,7 +644,9 @@ impl<R> ClientOn<R> {
 /// session waiting again ([`is_closed`](ClientOn::is_closed)). `reconnect_tcp` dropped while
 /// the TCP connection is being made does nothing.
 ///
-/// Reconnecting with a pause (automatic backoff is the application's for now):
+/// Reconnecting by hand, with a pause (a client made by [`connect_reconnecting_on`] and the
+/// adapters' `connect_reconnecting` / `connect_tcp_reconnecting` does this by itself, with
+/// backoff and re-subscription):
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -596,15 +746,19 @@ impl<R: Runtime> Reconnect for ClientOn<R> {
 #[derive(Debug)]
 enum Token {
     Publish(PublishToken),
-    Subscribe(Reply<SubAck>),
+    /// The request is kept (reconnecting clients only) to remember what was granted.
+    Subscribe(Reply<SubAck>, Option<Box<SubscribeRequest>>),
     Unsubscribe(Reply<UnsubAck>),
+    /// A SUBSCRIBE the client made again by itself after the server lost the session.
+    Resubscribe,
 }
 
 impl Token {
     fn fail(self, error: Error) {
         match self {
             Self::Publish(token) => token.fail(error),
-            Self::Subscribe(reply) => {
+            Self::Resubscribe => {}
+            Self::Subscribe(reply, _) => {
                 let _ = reply.send(Err(error));
             }
             Self::Unsubscribe(reply) => {
@@ -633,9 +787,220 @@ struct ClientRole {
     transport: Option<BoxTransport>,
     /// `connected` belongs to a reconnect: a failure before CONNACK goes there only.
     reconnecting: bool,
+    /// Reconnecting by itself ([`ReconnectPolicy`]).
+    auto: Option<Box<Auto>>,
+}
+
+/// Where a reconnecting client's next attempt stands.
+enum Attempt {
+    /// Nothing under way (connected, or about to schedule the next attempt).
+    Idle,
+    /// The backoff's pause.
+    Waiting(BoxFuture<()>),
+    /// Opening the transport.
+    Opening(BoxFuture<io::Result<BoxTransport>>),
+    /// CONNECT handed to the session on a new transport; waiting for the CONNACK.
+    Handshake,
+}
+
+/// What to do once the events of a drain are routed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FollowUp {
+    None,
+    /// Let the held queue go.
+    Release,
+    /// Subscribe again, then release.
+    Resubscribe,
+}
+
+/// The state of a client that reconnects by itself.
+struct Auto {
+    policy: ReconnectPolicy,
+    connector: Connector,
+    sleeper: Sleeper,
+    jitter: Jitter,
+    /// Attempts since the last CONNACK.
+    attempt: u32,
+    state: Attempt,
+    /// State events for the stream, in order.
+    events: VecDeque<Event>,
+    /// What the server granted, by filter, with the SUBSCRIBE's properties (Subscription
+    /// Identifier): what is subscribed again when the server lost the session.
+    subscriptions: BTreeMap<TopicFilter, (Subscription, SubscribeProperties)>,
+    follow: FollowUp,
+    /// SUBSCRIBEs made again and not answered yet; while any is, the queue stays held.
+    resubscribing: usize,
+    /// A re-subscription was started and not finished (the connection was lost meanwhile):
+    /// do it again on the next connection even if the server has a session.
+    resubscribe_unfinished: bool,
+    resubscribed_filters: usize,
+    resubscribe_refused: usize,
+}
+
+/// Filters per SUBSCRIBE when subscribing again.
+const RESUBSCRIBE_BATCH: usize = 32;
+
+impl Auto {
+    fn new(policy: ReconnectPolicy, connector: Connector, sleeper: Sleeper) -> Self {
+        Self {
+            policy,
+            connector,
+            sleeper,
+            jitter: Jitter::new(),
+            attempt: 0,
+            state: Attempt::Idle,
+            events: VecDeque::new(),
+            subscriptions: BTreeMap::new(),
+            follow: FollowUp::None,
+            resubscribing: 0,
+            resubscribe_unfinished: false,
+            resubscribed_filters: 0,
+            resubscribe_refused: 0,
+        }
+    }
+
+    /// The SUBSCRIBEs that restore what was granted.
+    fn resubscribe_requests(&self) -> Vec<SubscribeRequest> {
+        let mut requests: Vec<SubscribeRequest> = Vec::new();
+        for (subscription, properties) in self.subscriptions.values() {
+            match requests.last_mut() {
+                Some(last)
+                    if last.properties == *properties
+                        && last.subscriptions.len() < RESUBSCRIBE_BATCH =>
+                {
+                    last.subscriptions.push(subscription.clone());
+                }
+                _ => requests.push(SubscribeRequest {
+                    subscriptions: vec![subscription.clone()],
+                    properties: properties.clone(),
+                }),
+            }
+        }
+        requests
+    }
 }
 
 impl ClientRole {
+    /// Drives a reconnecting client's next attempt while there is no transport: the pause,
+    /// then opening the transport, then CONNECT. Ready when something changed (an event to
+    /// report, a transport to attach, or giving up).
+    fn poll_attempt(&mut self, cx: &mut Context<'_>, now: Instant) -> Poll<()> {
+        let Some(auto) = self.auto.as_deref_mut() else {
+            return Poll::Pending;
+        };
+        if !self.awaiting_transport || self.ending || !self.resumable {
+            return Poll::Pending;
+        }
+        match &mut auto.state {
+            Attempt::Idle | Attempt::Handshake => {
+                if auto
+                    .policy
+                    .max_attempts
+                    .is_some_and(|max| auto.attempt >= max)
+                {
+                    // Give up: the driver ends, failing what waits.
+                    self.resumable = false;
+                    return Poll::Ready(());
+                }
+                auto.attempt += 1;
+                let delay = auto.policy.delay(auto.attempt, auto.jitter.next());
+                auto.events.push_back(Event::Reconnecting {
+                    attempt: auto.attempt,
+                    delay,
+                });
+                auto.state = Attempt::Waiting((auto.sleeper)(delay));
+                Poll::Ready(())
+            }
+            Attempt::Waiting(pause) => {
+                if pause.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                auto.events.push_back(Event::Connecting {
+                    attempt: auto.attempt,
+                });
+                auto.state = Attempt::Opening((auto.connector)());
+                Poll::Ready(())
+            }
+            Attempt::Opening(opening) => {
+                let result = match opening.as_mut().poll(cx) {
+                    Poll::Ready(result) => result,
+                    Poll::Pending => return Poll::Pending,
+                };
+                match result {
+                    Ok(transport) => {
+                        let mut connect = self.connect.clone();
+                        // Without a client identifier there is no session to resume (and a
+                        // 3.1.1 server refuses Clean Session 0 with an empty one,
+                        // [MQTT-3.1.3-8]): keep the first CONNECT's Clean Start.
+                        if !connect.client_id.is_empty() {
+                            connect.clean_start = false;
+                        }
+                        if auto.policy.resubscribe {
+                            self.session.hold_queue();
+                        }
+                        match self.session.connect(now, connect) {
+                            Ok(()) => {
+                                auto.state = Attempt::Handshake;
+                                self.awaiting_transport = false;
+                                self.transport = Some(transport);
+                                self.io_error = None;
+                            }
+                            Err(rejected) => {
+                                // Cannot happen while detached; report and try again.
+                                auto.events.push_back(Event::ConnectFailed {
+                                    attempt: auto.attempt,
+                                    error: Error::Rejected(rejected.error),
+                                });
+                                auto.state = Attempt::Idle;
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        auto.events.push_back(Event::ConnectFailed {
+                            attempt: auto.attempt,
+                            error: Error::Io(error),
+                        });
+                        auto.state = Attempt::Idle;
+                    }
+                }
+                Poll::Ready(())
+            }
+        }
+    }
+
+    /// Subscribes again to what the client held (the server lost the session); the queue
+    /// stays held until every SUBACK is in.
+    fn resubscribe(&mut self, now: Instant) {
+        let Some(auto) = self.auto.as_deref_mut() else {
+            return;
+        };
+        auto.resubscribing = 0;
+        auto.resubscribed_filters = 0;
+        auto.resubscribe_refused = 0;
+        auto.resubscribe_unfinished = true;
+        for request in auto.resubscribe_requests() {
+            let filters = request.subscriptions.len();
+            auto.resubscribed_filters += filters;
+            match self.session.subscribe(now, request, Token::Resubscribe) {
+                Ok(()) => auto.resubscribing += 1,
+                Err(_) => auto.resubscribe_refused += filters,
+            }
+        }
+        if auto.resubscribing == 0 {
+            Self::resubscribed(auto);
+            self.session.release_queue(now);
+        }
+    }
+
+    /// Every SUBACK of a re-subscription is in.
+    fn resubscribed(auto: &mut Auto) {
+        auto.resubscribe_unfinished = false;
+        auto.events.push_back(Event::Resubscribed {
+            filters: auto.resubscribed_filters,
+            refused: auto.resubscribe_refused,
+        });
+    }
+
     fn reconnect(&mut self, now: Instant, command: ReconnectCommand) {
         let ReconnectCommand {
             transport,
@@ -651,6 +1016,13 @@ impl ClientRole {
             connect.clean_start = false;
             connect
         });
+        if let Some(auto) = self.auto.as_deref_mut() {
+            // The application's reconnect replaces the attempt under way.
+            auto.state = Attempt::Idle;
+            if auto.policy.resubscribe {
+                self.session.hold_queue();
+            }
+        }
         match self.session.connect(now, connect.clone()) {
             Ok(()) => {
                 self.connect = connect;
@@ -690,11 +1062,30 @@ impl Role for ClientRole {
     }
 
     fn poll_event(&mut self) -> Option<Routed<Event>> {
+        if let Some(event) = self.auto.as_deref_mut().and_then(|a| a.events.pop_front()) {
+            return Some(Routed::Stream(event));
+        }
         let routed = match self.session.poll_event()? {
             ClientEvent::Connected(connack) => {
                 // Open before the reply: whoever it wakes sees the connection open.
                 self.shared.set_open();
                 self.reconnecting = false;
+                if let Some(assigned) = &connack.properties.assigned_client_identifier {
+                    // [MQTT-3.2.2-16] (5.0): the session is the server's name for us now; a
+                    // reconnect resumes it under that name.
+                    self.connect.client_id = assigned.clone();
+                }
+                if let Some(auto) = self.auto.as_deref_mut() {
+                    auto.attempt = 0;
+                    auto.state = Attempt::Idle;
+                    let lost = !connack.session_present || auto.resubscribe_unfinished;
+                    auto.follow =
+                        if auto.policy.resubscribe && lost && !auto.subscriptions.is_empty() {
+                            FollowUp::Resubscribe
+                        } else {
+                            FollowUp::Release
+                        };
+                }
                 if let Some(tx) = self.connected.take() {
                     let _ = tx.send(Ok(connack.clone()));
                 }
@@ -716,8 +1107,41 @@ impl Role for ClientRole {
                 }
             },
             ClientEvent::Subscribed { token, suback } => {
-                if let Token::Subscribe(reply) = token {
-                    let _ = reply.send(Ok(suback));
+                match token {
+                    Token::Subscribe(reply, request) => {
+                        if let (Some(auto), Some(request)) = (self.auto.as_deref_mut(), request) {
+                            let SubscribeRequest {
+                                subscriptions,
+                                properties,
+                            } = *request;
+                            for (subscription, code) in
+                                subscriptions.into_iter().zip(&suback.reason_codes)
+                            {
+                                if !code.is_error() {
+                                    auto.subscriptions.insert(
+                                        subscription.filter.clone(),
+                                        (subscription, properties.clone()),
+                                    );
+                                }
+                            }
+                        }
+                        let _ = reply.send(Ok(suback));
+                    }
+                    Token::Resubscribe => {
+                        if let Some(auto) = self.auto.as_deref_mut() {
+                            auto.resubscribe_refused += suback
+                                .reason_codes
+                                .iter()
+                                .filter(|code| code.is_error())
+                                .count();
+                            auto.resubscribing = auto.resubscribing.saturating_sub(1);
+                            if auto.resubscribing == 0 {
+                                Self::resubscribed(auto);
+                                auto.follow = FollowUp::Release;
+                            }
+                        }
+                    }
+                    other => other.fail(Error::Closed(None)),
                 }
                 Routed::Handled
             }
@@ -746,6 +1170,20 @@ impl Role for ClientRole {
                 if let Some(tx) = self.connected.take() {
                     let _ = tx.send(Err(info.to_error()));
                     if std::mem::take(&mut self.reconnecting) {
+                        self.io_error = None;
+                        return Some(Routed::ClosedQuietly(info));
+                    }
+                }
+                if let Some(auto) = self.auto.as_deref_mut() {
+                    auto.resubscribing = 0;
+                    auto.follow = FollowUp::None;
+                    if matches!(auto.state, Attempt::Handshake) && !self.ending {
+                        // An attempt that failed before its CONNACK: reported as such, and
+                        // the next attempt follows.
+                        auto.events.push_back(Event::ConnectFailed {
+                            attempt: auto.attempt,
+                            error: info.to_error(),
+                        });
                         self.io_error = None;
                         return Some(Routed::ClosedQuietly(info));
                     }
@@ -782,15 +1220,20 @@ impl Role for ClientRole {
                 }
             }
             Command::Subscribe(request, reply) => {
+                let kept = self
+                    .auto
+                    .as_ref()
+                    .filter(|auto| auto.policy.resubscribe)
+                    .map(|_| Box::new(request.clone()));
                 match self
                     .session
-                    .subscribe(now, request, Token::Subscribe(reply))
+                    .subscribe(now, request, Token::Subscribe(reply, kept))
                 {
                     Ok(()) => None,
                     Err(Rejected {
                         error: CommandError::QueueFull,
                         command,
-                        token: Token::Subscribe(reply),
+                        token: Token::Subscribe(reply, _),
                     }) => Some(Command::Subscribe(command, reply)),
                     Err(rejected) => {
                         rejected.token.fail(Error::Rejected(rejected.error));
@@ -799,6 +1242,12 @@ impl Role for ClientRole {
                 }
             }
             Command::Unsubscribe(request, reply) => {
+                if let Some(auto) = self.auto.as_deref_mut() {
+                    // Not subscribed again after a session loss, whatever the server answers.
+                    for filter in &request.filters {
+                        auto.subscriptions.remove(filter);
+                    }
+                }
                 match self
                     .session
                     .unsubscribe(now, request, Token::Unsubscribe(reply))
@@ -881,5 +1330,29 @@ impl Role for ClientRole {
 
     fn take_transport(&mut self) -> Option<BoxTransport> {
         self.transport.take()
+    }
+
+    fn poll_link(&mut self, cx: &mut Context<'_>, now: Instant) -> Poll<()> {
+        self.poll_attempt(cx, now)
+    }
+
+    fn follow_up(&mut self, now: Instant) -> bool {
+        let Some(auto) = self.auto.as_deref_mut() else {
+            return false;
+        };
+        match std::mem::replace(&mut auto.follow, FollowUp::None) {
+            FollowUp::None => false,
+            FollowUp::Release => {
+                if !self.session.is_queue_held() {
+                    return false;
+                }
+                self.session.release_queue(now);
+                true
+            }
+            FollowUp::Resubscribe => {
+                self.resubscribe(now);
+                true
+            }
+        }
     }
 }

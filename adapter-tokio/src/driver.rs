@@ -185,6 +185,18 @@ pub(crate) trait Role: Send + 'static {
     fn take_transport(&mut self) -> Option<BoxTransport> {
         None
     }
+    /// While detached: drives the role's own way to a new transport (a reconnecting client's
+    /// backoff and connect). Ready when it made progress (an event to report, a transport for
+    /// [`take_transport`](Self::take_transport), or the role stopped being resumable).
+    fn poll_link(&mut self, _cx: &mut Context<'_>, _now: Instant) -> Poll<()> {
+        Poll::Pending
+    }
+    /// Called after each drain's events are routed: commands the role gives its session by
+    /// itself in answer to them (a reconnecting client's re-subscription). Whether it did
+    /// anything (the session is then drained again).
+    fn follow_up(&mut self, _now: Instant) -> bool {
+        false
+    }
 }
 
 /// The driver's ends of the channels to its handles.
@@ -405,8 +417,18 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
         }
     }
 
-    /// The drain rule: transmit, then events.
+    /// The drain rule: transmit, then events; again when the role answered the events with
+    /// commands of its own.
     fn drain(&mut self) {
+        loop {
+            self.drain_once();
+            if self.closing || !self.role.follow_up(self.clock.now()) {
+                return;
+            }
+        }
+    }
+
+    fn drain_once(&mut self) {
         let now = self.clock.now();
         self.transmit(now);
         while let Some(routed) = self.role.poll_event() {
@@ -518,6 +540,9 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
                 Poll::Ready(None) => self.control = None,
                 Poll::Pending => {}
             }
+        }
+        if self.detached && self.role.poll_link(cx, self.clock.now()).is_ready() {
+            return Poll::Ready(Step::Progress);
         }
         // Alternate which of input and commands goes first, so neither starves the other.
         self.read_first = !self.read_first;

@@ -84,6 +84,48 @@
 //! session on a new transport; the session re-sends what was in flight. [`Reconnect`] shows
 //! a reconnect loop. `disconnect`, or dropping every handle, ends the driver.
 //!
+//! # A client that reconnects by itself
+//!
+//! [`connect_tcp_reconnecting`] (or [`connect_reconnecting`] with a connector that opens any
+//! transport: TLS, WebSocket...) makes the driver keep the link up itself, as a
+//! [`ReconnectPolicy`] says (exponential backoff with jitter; Clean Start only on the first
+//! connection). No task of the application's is needed for it: a task awaiting a `publish`
+//! while the link is down waits, and the publish resolves once, when a connection gets its
+//! acknowledgement. After a reconnect to a server that lost the session, the client subscribes
+//! again to what it held and releases the messages queued meanwhile only once the SUBACKs are
+//! in. [`engine::connect_reconnecting_on`] says exactly what is and is not guaranteed.
+//!
+//! ```no_run
+//! use mqtt_streaming_tokio::{connect_tcp_reconnecting, ClientOptions, Event, ReconnectPolicy};
+//! use mqtt_streaming_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicFilter, TopicName};
+//! use mqtt_streaming_session::{Message, SubscribeRequest};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), mqtt_streaming_tokio::Error> {
+//! let mut connect = Connect::new(ProtocolVersion::V5, MqttString::new("sensor-1").unwrap());
+//! connect.properties.session_expiry_interval = Some(3600); // the server keeps the session
+//! let options = ClientOptions::new(connect);
+//! let (client, mut events) =
+//!     connect_tcp_reconnecting("127.0.0.1:1883", options, ReconnectPolicy::default()).await?;
+//! let filter = TopicFilter::new("cmd/#").unwrap();
+//! client.subscribe(SubscribeRequest::new(filter, QoS::AtLeastOnce)).await?;
+//! tokio::spawn(async move {
+//!     while let Some(event) = events.recv().await {
+//!         match event {
+//!             Event::Reconnecting { attempt, delay } => eprintln!("attempt {attempt} in {delay:?}"),
+//!             Event::Connected(connack) => eprintln!("session present: {}", connack.session_present),
+//!             Event::Message { publish, .. } => println!("{publish:?}"),
+//!             _ => {}
+//!         }
+//!     }
+//! });
+//! let topic = TopicName::new("data/t").unwrap();
+//! // Resolves once, across any number of reconnects.
+//! client.publish(Message::new(topic, QoS::AtLeastOnce, "21.5")).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Broker
 //!
 //! [`BrokerServer`] serves the broker core of `mqtt-streaming-session`
@@ -213,8 +255,13 @@
 //! # Back-pressure and memory
 //!
 //! Every queue is bounded. `publish` waits for room: first in the session's queue (its size is
-//! [`ClientConfig::max_queued`](mqtt_streaming_session::ClientConfig::max_queued); the driver holds the
-//! one command that did not fit), then in the command channel
+//! [`ClientConfig::max_queued`](mqtt_streaming_session::ClientConfig::max_queued) messages and
+//! [`max_queued_bytes`](mqtt_streaming_session::ClientConfig::max_queued_bytes) bytes, 64 and
+//! 64 KiB by default: a long queue in front of a busy window only adds latency; the driver
+//! holds the one command that did not fit; with
+//! [`QueueOverflow::DropOldest`](mqtt_streaming_session::QueueOverflow) or `DropQoS0First` the
+//! session drops queued messages instead, failing their futures with `Error::Abandoned`), then in
+//! the command channel
 //! ([`ClientOptions::command_capacity`]). [`Client::try_publish`] hands the message back
 //! instead. While the application does not read its events, the driver stops reading from
 //! the transport, so the peer is slowed down instead of memory growing; while more than 64 KiB
@@ -261,7 +308,8 @@
 //!    [`engine::NetRuntime`], [`engine::Bind`], [`engine::TcpConnect`], [`engine::Listeners`]);
 //!    `endpoint` ([`Endpoint`]); `tls` (rustls configuration); `ws` (WebSocket as a transport);
 //! 5. `shared`: the state a driver shares with its handles (how the connection ended);
-//! 6. `publish`: operation completion ([`PublishOutcome`], [`PublishReceipt`]);
+//! 6. `publish`: operation completion ([`PublishOutcome`], [`PublishReceipt`]); `reconnect`:
+//!    the [`ReconnectPolicy`] and the connector a reconnecting client opens transports with;
 //! 7. `driver`: the one drive loop over a sans-IO session;
 //! 8. `persistence` (feature `persistence`): the broker's store, written by a thread of its
 //!    own; then `client`, `server`, `broker`: [`engine::ClientOn`], [`engine::ServerOn`] and
@@ -315,6 +363,9 @@ mod shared;
 // 6. Operation completion.
 mod publish;
 
+// 6b. Reconnecting by itself: the policy and the connector.
+mod reconnect;
+
 // 7. The drive loop.
 mod driver;
 
@@ -354,6 +405,7 @@ pub use dial::{ListenOptions, TransportOptions};
 pub use endpoint::{Endpoint, EndpointError, Scheme};
 pub use error::{Error, TryPublishError};
 pub use publish::{PublishOutcome, PublishReceipt};
+pub use reconnect::ReconnectPolicy;
 /// rustls, re-exported (features `tls`, `engine-tls`): the version whose `ClientConfig` and
 /// `ServerConfig` [`TlsClient::from_config`] and [`TlsServer::from_config`] take.
 #[cfg(feature = "engine-tls")]
@@ -370,8 +422,8 @@ pub use tls::{
 };
 #[cfg(feature = "tokio-runtime")]
 pub use tokio_rt::{
-    connect, connect_tcp, serve_connection, BrokerHandle, BrokerServer, Client, Server, TokioIo,
-    TokioRuntime, TokioTimer, Transport,
+    connect, connect_reconnecting, connect_tcp, connect_tcp_reconnecting, serve_connection,
+    BrokerHandle, BrokerServer, Client, Server, TokioIo, TokioRuntime, TokioTimer, Transport,
 };
 #[cfg(feature = "tokio-runtime")]
 pub use tokio_transports::{
@@ -389,7 +441,10 @@ pub mod engine {
     //! [`named_for_runtime!`](crate::named_for_runtime).
 
     pub use crate::broker::{BrokerHandleOn, BrokerServerOn};
-    pub use crate::client::{connect_on, connect_tcp_on, connect_transport_on, ClientOn};
+    pub use crate::client::{
+        connect_on, connect_reconnecting_on, connect_tcp_on, connect_tcp_reconnecting_on,
+        connect_transport_on, ClientOn,
+    };
     pub use crate::dial::{connect_endpoint_on, scheme_supported, unsupported, Dial};
     pub use crate::net::{Accepted, Adapt, Bind, Listener, Listeners, NetRuntime, TcpConnect};
     pub use crate::runtime::{Runtime, Timer};

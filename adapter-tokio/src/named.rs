@@ -1,6 +1,7 @@
 //! Layer 9: the engine named for one runtime, written once for every adapter:
 //! [`named_for_runtime!`](crate::named_for_runtime) defines `Client`, `Server`, `BrokerServer`,
-//! `BrokerHandle`, `connect`, `connect_tcp` and `serve_connection` on a runtime type. The tokio
+//! `BrokerHandle`, `connect`, `connect_tcp`, `connect_reconnecting`, `connect_tcp_reconnecting`
+//! and `serve_connection` on a runtime type. The tokio
 //! glue above invokes it for `TokioRuntime`, `mqtt-streaming-smol` and `mqtt-streaming-async-std` for theirs,
 //! so the three adapters' entry points are one piece of code. Imports nothing (its paths are
 //! the engine's public ones).
@@ -81,6 +82,52 @@ macro_rules! named_for_runtime {
                 <$rt as ::std::default::Default>::default(),
                 addr,
                 options,
+            )
+            .await
+        }
+
+        /// Connects with a transport from `connector` (called again for every reconnect) and
+        /// reconnects by itself as `policy` says: backoff with jitter, the session resumed,
+        /// subscriptions made again when the server lost them
+        /// ([`connect_reconnecting_on`]($crate::engine::connect_reconnecting_on), which says
+        /// what is guaranteed), the driver spawned on this adapter's runtime.
+        pub async fn connect_reconnecting<F, Fut, Io>(
+            connector: F,
+            options: $crate::ClientOptions,
+            policy: $crate::ReconnectPolicy,
+        ) -> ::std::result::Result<(Client, $crate::ClientEvents), $crate::Error>
+        where
+            $rt: $crate::engine::Adapt<Io>,
+            F: ::std::ops::Fn() -> Fut + ::std::marker::Send + ::std::marker::Sync + 'static,
+            Fut: ::std::future::Future<Output = ::std::io::Result<Io>>
+                + ::std::marker::Send
+                + 'static,
+        {
+            $crate::engine::connect_reconnecting_on(
+                <$rt as ::std::default::Default>::default(),
+                connector,
+                options,
+                policy,
+            )
+            .await
+        }
+
+        /// [`connect_reconnecting`] over TCP to `addr` (TCP_NODELAY set), connecting again to
+        /// the same address ([`connect_tcp_reconnecting_on`]($crate::engine::connect_tcp_reconnecting_on)).
+        pub async fn connect_tcp_reconnecting<A>(
+            addr: A,
+            options: $crate::ClientOptions,
+            policy: $crate::ReconnectPolicy,
+        ) -> ::std::result::Result<(Client, $crate::ClientEvents), $crate::Error>
+        where
+            $rt: $crate::engine::TcpConnect<A>,
+            A: ::std::clone::Clone + ::std::marker::Send + ::std::marker::Sync + 'static,
+        {
+            $crate::engine::connect_tcp_reconnecting_on(
+                <$rt as ::std::default::Default>::default(),
+                addr,
+                options,
+                policy,
             )
             .await
         }

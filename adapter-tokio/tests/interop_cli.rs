@@ -274,3 +274,58 @@ async fn failures_match_mosquitto_tools() {
     let message = String::from_utf8_lossy(&got.stderr);
     assert!(message.contains("Connection Refused"), "{message}");
 }
+
+/// mqtt-sub reconnects by itself as mosquitto_sub does: its connection cut, it connects again,
+/// subscribes again (the broker dropped its clean session) and goes on printing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs mosquitto (run by .ci/run)"]
+async fn mqtt_sub_reconnects_like_mosquitto_sub() {
+    use std::io::BufRead;
+
+    let broker = Mosquitto::start("").await;
+    let proxy = Proxy::start(broker.addr).await;
+    let retained = |payload: &str| {
+        let status = Command::new("mosquitto_pub")
+            .args([
+                "-p",
+                &broker.port.to_string(),
+                "-t",
+                "rc/x",
+                "-r",
+                "-q",
+                "1",
+            ])
+            .args(["-m", payload])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    retained("one");
+    let mut child = Command::new(ours("mqtt-sub"))
+        .args(["-h", "127.0.0.1", "-p", &proxy.addr.port().to_string()])
+        .args(["-t", "rc/x", "-q", "1", "-C", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the retained message");
+    assert_eq!(first, "one");
+    // The link is lost; while mqtt-sub waits to reconnect, a new retained message.
+    proxy.cut();
+    retained("two");
+    let second = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("printed after reconnecting");
+    assert_eq!(second, "two");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}

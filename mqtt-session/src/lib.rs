@@ -265,7 +265,7 @@ pub use message::{Message, SubscribeRequest, UnsubscribeRequest};
 pub use server::{
     ServerConfig, ServerEvent, ServerSession, ServerState, SessionExpiry, SessionState,
 };
-pub use shared::flows::AbandonCause;
+pub use shared::flows::{AbandonCause, QueueOverflow};
 pub use shared::inbound::{AckMode, InboundId};
 pub use shared::inflight::OutboundStage;
 pub use time::Instant;

@@ -726,10 +726,7 @@ fn client_keeps_session_state_while_connected() {
 // know) closes the connection, without acknowledging the packet.
 #[test]
 fn client_closes_on_a_packet_beyond_its_buffers_v311() {
-    let mut c = Client::new(
-        V3,
-        ClientConfig::default().with_max_packet_size(256),
-    );
+    let mut c = Client::new(V3, ClientConfig::default().with_max_packet_size(256));
     c.connect(client_connect(V3, true), connack(false));
     let Packet::Publish(mut big) = inbound(QoS::AtLeastOnce, 1, "") else {
         unreachable!()

@@ -8,7 +8,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use clap::Args;
 use mqtt_streaming_proto::{Connect, MqttString, ProtocolVersion, QoS};
-use mqtt_streaming_tokio::{connect_tcp, Client, ClientEvents, ClientOptions, Error, Event};
+use mqtt_streaming_tokio::{
+    connect_tcp, connect_tcp_reconnecting, Client, ClientEvents, ClientOptions, Error, Event,
+    ReconnectPolicy,
+};
 
 /// The connection flags of mosquitto_pub and mosquitto_sub (`-h` is the host, as there).
 #[derive(Args, Debug)]
@@ -137,14 +140,32 @@ impl ConnArgs {
     }
 
     /// Connects, with a clear message for every way it can fail.
+    #[allow(dead_code)] // mqtt-sub connects with `connect_with`
     pub(crate) async fn connect(
         &self,
         options: ClientOptions,
     ) -> Result<(Client, ClientEvents, String), Failure> {
+        self.connect_with(options, None).await
+    }
+
+    /// [`connect`](Self::connect), and with a `policy` the client reconnects by itself when
+    /// the connection is lost afterwards (as mosquitto_sub does).
+    pub(crate) async fn connect_with(
+        &self,
+        options: ClientOptions,
+        policy: Option<ReconnectPolicy>,
+    ) -> Result<(Client, ClientEvents, String), Failure> {
         let mut label = options.connect.client_id.as_str().to_owned();
         self.debug(&label, "sending CONNECT");
-        let addr = (self.host.as_str(), self.port);
-        let connecting = connect_tcp(addr, options);
+        let connecting = async {
+            match policy {
+                None => connect_tcp((self.host.as_str(), self.port), options).await,
+                Some(policy) => {
+                    let addr = (self.host.clone(), self.port);
+                    connect_tcp_reconnecting(addr, options, policy).await
+                }
+            }
+        };
         let (client, mut events) =
             match tokio::time::timeout(Duration::from_secs(30), connecting).await {
                 Err(_) => return Err(Failure::new("Error: timed out connecting to the broker")),

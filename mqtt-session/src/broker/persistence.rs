@@ -778,7 +778,7 @@ impl<H: BrokerHooks> Broker<H> {
                     }
                     continue;
                 };
-                state.flows.queue.push_back(Queued {
+                state.flows.push_queued(Queued {
                     message,
                     token: Token { shared: None, seq },
                     since: now,

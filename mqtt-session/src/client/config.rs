@@ -2,6 +2,7 @@
 
 use core::time::Duration;
 
+use crate::shared::flows::QueueOverflow;
 use crate::shared::inbound::AckMode;
 
 /// Limits and behaviour of a [`ClientSession`](crate::ClientSession). Every queue and table it
@@ -35,9 +36,35 @@ pub struct ClientConfig {
     /// Our own cap on outbound QoS 1 and 2 publishes in flight; the window used is the smaller
     /// of this and the server's Receive Maximum.
     pub max_inflight: u16,
-    /// Publishes and subscription requests waiting beyond the window or for a connection.
-    /// When it is full, `publish` returns the message with [`CommandError::QueueFull`](crate::CommandError::QueueFull).
+    /// Publishes waiting beyond the window or for a connection (and, separately, subscription
+    /// requests waiting for a connection). When the publish queue is full, `publish` follows
+    /// [`queue_overflow`](Self::queue_overflow) (by default it returns the message with
+    /// [`CommandError::QueueFull`](crate::CommandError::QueueFull)).
+    ///
+    /// Kept small by default (64): every queued message adds its wait to the latency of the
+    /// ones behind it, so a large queue in front of a busy window is bufferbloat. Raise it
+    /// (and [`max_queued_bytes`](Self::max_queued_bytes)) to let an application publish
+    /// further ahead while the connection is down.
     pub max_queued: usize,
+    /// Bytes of queued publishes (topic and payload of each) beyond which the queue counts as
+    /// full, as [`max_queued`](Self::max_queued) does for their number. One message is always
+    /// admitted into an empty queue, however large. Default 64 KiB.
+    pub max_queued_bytes: usize,
+    /// What `publish` does when the queue is full. Default [`QueueOverflow::RefuseNew`].
+    pub queue_overflow: QueueOverflow,
+    /// When a connection's CONNACK says the server has no session for us (Session Present 0:
+    /// it lost it, or this CONNECT started clean), put the unacknowledged QoS 1 and QoS 2
+    /// publishes of the earlier connections back at the front of the queue, in their order,
+    /// to be sent again as new messages (new packet identifiers, DUP clear), instead of
+    /// abandoning them with
+    /// [`AbandonCause::SessionLost`](crate::AbandonCause::SessionLost). Default `false`.
+    ///
+    /// QoS 1 stays at least once. A QoS 2 message whose PUBREC had arrived was taken by the
+    /// server: it completes as `Published` with Success and is not sent again. A QoS 2
+    /// message without its PUBREC is sent again and may reach subscribers twice if the old
+    /// session had already taken it (exactly once cannot survive the server losing its
+    /// state).
+    pub requeue_on_session_loss: bool,
     /// Encoded bytes waiting for `poll_transmit` beyond which `publish` refuses with
     /// [`CommandError::TransmitBufferFull`](crate::CommandError::TransmitBufferFull) instead of
     /// encoding more (back-pressure from a slow transport).
@@ -55,7 +82,10 @@ impl Default for ClientConfig {
             topic_alias_maximum: 16,
             auto_topic_alias: false,
             max_inflight: 1024,
-            max_queued: 4096,
+            max_queued: 64,
+            max_queued_bytes: 64 * 1024,
+            queue_overflow: QueueOverflow::RefuseNew,
+            requeue_on_session_loss: false,
             max_transmit_buffer: 4 * 1024 * 1024,
             connack_timeout: Duration::from_secs(30),
         }
@@ -70,6 +100,9 @@ setters!(ClientConfig {
     auto_topic_alias / with_auto_topic_alias: bool,
     max_inflight / with_max_inflight: u16,
     max_queued / with_max_queued: usize,
+    max_queued_bytes / with_max_queued_bytes: usize,
+    queue_overflow / with_queue_overflow: QueueOverflow,
+    requeue_on_session_loss / with_requeue_on_session_loss: bool,
     max_transmit_buffer / with_max_transmit_buffer: usize,
     connack_timeout / with_connack_timeout: Duration,
 });

@@ -165,6 +165,17 @@ impl<T> ClientSession<T> {
         self.core.flows.queue.len() + self.request_queue.len()
     }
 
+    /// Bytes (topic and payload) of the publishes waiting for the window or for a connection,
+    /// the figure [`ClientConfig::max_queued_bytes`] bounds.
+    pub fn queued_bytes(&self) -> usize {
+        self.core.flows.queued_bytes
+    }
+
+    /// Whether queued publishes are held back ([`hold_queue`](Self::hold_queue)).
+    pub fn is_queue_held(&self) -> bool {
+        self.core.flows.held
+    }
+
     // ----- outputs -----
 
     /// Appends bytes for the transport to `buf`; returns how many. Never blocks and never
@@ -354,9 +365,31 @@ impl<T> ClientSession<T> {
         self.core.link.now = now;
         let admission = Admission {
             max_queued: self.config.max_queued,
+            max_queued_bytes: self.config.max_queued_bytes,
+            overflow: self.config.queue_overflow,
             max_transmit: self.config.max_transmit_buffer,
         };
         self.core.publish(message, token, admission)
+    }
+
+    /// Holds queued publishes back: from now on `publish` queues every message (within the
+    /// queue's bounds) and nothing new is sent, until [`release_queue`](Self::release_queue).
+    /// In-flight publishes are still re-sent on a resumed session, and acknowledgements,
+    /// SUBSCRIBEs and UNSUBSCRIBEs still go out.
+    ///
+    /// For a reconnecting client: hold before `connect`, and when the CONNACK says the server
+    /// lost the session, subscribe again and release once the SUBACKs are in, so that nothing
+    /// published while disconnected reaches a session without its subscriptions.
+    pub fn hold_queue(&mut self) {
+        self.core.flows.held = true;
+    }
+
+    /// Ends [`hold_queue`](Self::hold_queue): queued publishes go out as the window allows,
+    /// in order.
+    pub fn release_queue(&mut self, now: Instant) {
+        self.core.link.now = now;
+        self.core.flows.held = false;
+        self.pump();
     }
 
     /// Subscribes; `token` comes back in `Subscribed` (or `Abandoned`). Sent at once when
@@ -647,6 +680,8 @@ impl<T> ClientSession<T> {
         let core = &mut self.core;
         if connack.session_present && ours {
             core.resend();
+        } else if self.config.requeue_on_session_loss {
+            core.requeue_inflight();
         } else {
             core.flows.discard(&mut core.events);
         }

@@ -26,6 +26,7 @@ use crate::error::{
 };
 use crate::limits::PeerLimits;
 use crate::message::Message;
+use crate::shared::flows::QueueOverflow;
 use crate::shared::inbound::{AckMode, InboundId};
 use crate::shared::session_core::{self, Admission, Core, Role};
 use crate::time::Instant;
@@ -574,6 +575,8 @@ impl<T> ServerSession<T> {
         }
         let admission = Admission {
             max_queued: self.config.max_queued,
+            max_queued_bytes: usize::MAX,
+            overflow: QueueOverflow::RefuseNew,
             max_transmit: self.config.max_transmit_buffer,
         };
         self.core.publish(message, token, admission)

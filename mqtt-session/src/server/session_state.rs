@@ -83,7 +83,7 @@ impl<T> SessionState<T> {
                 token,
             });
         }
-        self.flows.queue.push_back(Queued {
+        self.flows.push_queued(Queued {
             message,
             token,
             since: now,
@@ -119,7 +119,7 @@ impl<T> SessionState<T> {
     /// back with its token, in-flight ones first.
     pub fn into_abandoned(mut self) -> Vec<(T, Message)> {
         let mut out = self.take_in_flight();
-        out.extend(self.flows.queue.drain(..).map(|q| (q.token, q.message)));
+        out.extend(self.flows.drain_queued().map(|q| (q.token, q.message)));
         out
     }
 }

@@ -31,6 +31,34 @@ pub enum AbandonCause {
     /// The message's Message Expiry Interval passed while it waited in the queue
     /// ([MQTT-3.3.2-5]).
     Expired,
+    /// The message waited in a full queue and was dropped to make room for a newer one (the
+    /// client's [`QueueOverflow`] policy).
+    Overflow,
+}
+
+/// What [`ClientSession::publish`](crate::ClientSession::publish) does with a message that
+/// must wait (beyond the in-flight window, or while there is no connection) when the queue is
+/// full ([`ClientConfig::max_queued`](crate::ClientConfig::max_queued) messages or
+/// [`ClientConfig::max_queued_bytes`](crate::ClientConfig::max_queued_bytes) bytes).
+///
+/// Whatever the policy, a message already handed to the transport (in flight) is never
+/// dropped, and a message that does fit is never reordered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum QueueOverflow {
+    /// Refuse the new message with [`CommandError::QueueFull`](crate::CommandError::QueueFull),
+    /// handing it back (an async driver then waits for room: back-pressure). Nothing queued is
+    /// lost.
+    #[default]
+    RefuseNew,
+    /// Drop the oldest queued messages until the new one fits; each dropped message is
+    /// reported as [`Abandoned`](crate::ClientEvent::Abandoned) with
+    /// [`AbandonCause::Overflow`](crate::AbandonCause::Overflow), message handed back.
+    DropOldest,
+    /// Drop queued QoS 0 messages, oldest first, until the new one fits (reported as with
+    /// `DropOldest`); when no QoS 0 message is left to drop, refuse the new message as
+    /// `RefuseNew` does. QoS 1 and 2 messages are never dropped.
+    DropQoS0First,
 }
 
 /// What the publish flows report; each role turns these into its own event type.
@@ -63,6 +91,11 @@ pub(crate) struct Flows<T> {
     /// In-flight PUBLISHes still to be re-sent on this connection, in order: those beyond the
     /// peer's Receive Maximum when the session resumed ([MQTT-4.9.0-2]).
     pub(crate) resend_pending: VecDeque<PacketId>,
+    /// Bytes ([`queued_size`]) of the publishes in `queue`.
+    pub(crate) queued_bytes: usize,
+    /// Queued publishes are held back (a reconnecting client re-subscribes first): nothing
+    /// new is sent, everything waits in `queue`.
+    pub(crate) held: bool,
 }
 
 impl<T> Default for Flows<T> {
@@ -73,6 +106,8 @@ impl<T> Default for Flows<T> {
             queue: VecDeque::new(),
             inbound: Inbound::default(),
             resend_pending: VecDeque::new(),
+            queued_bytes: 0,
+            held: false,
         }
     }
 }
@@ -102,7 +137,38 @@ impl<T> Queued<T> {
     }
 }
 
+/// What a queued publish counts against a queue's byte bound: its topic and payload.
+pub(crate) fn queued_size(message: &Message) -> usize {
+    message.topic.len() + message.payload.len()
+}
+
 impl<T> Flows<T> {
+    /// Queues a publish at the back.
+    pub(crate) fn push_queued(&mut self, queued: Queued<T>) {
+        self.queued_bytes += queued_size(&queued.message);
+        self.queue.push_back(queued);
+    }
+
+    /// Takes the publish at the front of the queue.
+    pub(crate) fn pop_queued(&mut self) -> Option<Queued<T>> {
+        let queued = self.queue.pop_front()?;
+        self.queued_bytes -= queued_size(&queued.message);
+        Some(queued)
+    }
+
+    /// Takes the queued publish at `index`.
+    pub(crate) fn remove_queued(&mut self, index: usize) -> Option<Queued<T>> {
+        let queued = self.queue.remove(index)?;
+        self.queued_bytes -= queued_size(&queued.message);
+        Some(queued)
+    }
+
+    /// Takes every queued publish, in order.
+    pub(crate) fn drain_queued(&mut self) -> impl Iterator<Item = Queued<T>> + '_ {
+        self.queued_bytes = 0;
+        self.queue.drain(..)
+    }
+
     /// The session is gone: abandon what can no longer complete and start afresh. Queued
     /// publishes (never sent) stay queued for the new session.
     pub(crate) fn discard<E: From<FlowEvent<T>>>(&mut self, events: &mut VecDeque<E>) {
@@ -124,7 +190,7 @@ impl<T> Flows<T> {
     /// Abandons queued publishes too (the session will never be resumed).
     pub(crate) fn discard_all<E: From<FlowEvent<T>>>(&mut self, events: &mut VecDeque<E>) {
         self.discard(events);
-        for Queued { message, token, .. } in self.queue.drain(..) {
+        for Queued { message, token, .. } in self.drain_queued() {
             events.push_back(
                 FlowEvent::Abandoned {
                     token,

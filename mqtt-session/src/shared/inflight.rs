@@ -421,6 +421,18 @@ impl<T> InFlight<T> {
             .collect()
     }
 
+    /// Removes every publish flow (the session ended), in send order, with its stage.
+    pub(crate) fn take_publishes_with_stage(&mut self) -> Vec<(T, Publish, OutboundStage)> {
+        self.resend_order()
+            .into_iter()
+            .filter_map(|id| self.remove(id))
+            .filter_map(|entry| match entry.pending {
+                Pending::Publish(publish, stage) => Some((entry.token, publish, stage)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Removes every publish flow (the session ended), in send order, as `(token, publish)`.
     pub(crate) fn take_publishes(&mut self) -> Vec<(T, Publish)> {
         self.resend_order()

@@ -15,7 +15,7 @@ use mqtt_streaming_proto::{
     PacketId, PacketType, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode,
 };
 
-use super::flows::{AbandonCause, FlowEvent, Flows, Queued};
+use super::flows::{queued_size, AbandonCause, FlowEvent, Flows, QueueOverflow, Queued};
 use super::inbound::{AckToSend, Arrival, InboundId};
 use super::inflight::{AckOutcome, OutboundStage, Pending};
 use super::keep_alive::KeepAlive;
@@ -217,8 +217,19 @@ pub(crate) fn publish_size(
 pub(crate) struct Admission {
     /// Publishes that may wait for the window or a connection.
     pub(crate) max_queued: usize,
+    /// Their bytes ([`queued_size`]); one message always fits an empty queue.
+    pub(crate) max_queued_bytes: usize,
+    /// What a full queue does with a message that has to wait.
+    pub(crate) overflow: QueueOverflow,
     /// Encoded bytes that may wait for `poll_transmit`.
     pub(crate) max_transmit: usize,
+}
+
+impl Admission {
+    /// Whether a queue of `len` messages and `bytes` bytes is full for one more of `size`.
+    fn full(&self, len: usize, bytes: usize, size: usize) -> bool {
+        len >= self.max_queued || (len > 0 && bytes + size > self.max_queued_bytes)
+    }
 }
 
 /// The shared part of a session: link, durable flows, events and keep alive.
@@ -299,8 +310,8 @@ impl<T, E: From<FlowEvent<T>>> Core<T, E> {
     // ----- outbound publishes -----
 
     fn can_send(&self, qos: QoS) -> bool {
-        // Nothing new before the re-sends ([MQTT-4.6.0-1]).
-        if !self.flows.resend_pending.is_empty() {
+        // Nothing new before the re-sends ([MQTT-4.6.0-1]), nor while the queue is held.
+        if !self.flows.resend_pending.is_empty() || self.flows.held {
             return false;
         }
         let inflight = &self.flows.inflight;
@@ -326,7 +337,10 @@ impl<T, E: From<FlowEvent<T>>> Core<T, E> {
         if let Err(error) = self.link.check_publish(&message) {
             return reject(error, message, token);
         }
-        if self.flows.queue.len() >= admission.max_queued {
+        let size = queued_size(&message);
+        let flows = &self.flows;
+        let full = admission.full(flows.queue.len(), flows.queued_bytes, size);
+        if full && !self.can_make_room(size, &admission) {
             return reject(CommandError::QueueFull, message, token);
         }
         if self.link.outbox.len() >= admission.max_transmit {
@@ -338,12 +352,92 @@ impl<T, E: From<FlowEvent<T>>> Core<T, E> {
                 Err((error, command, token)) => reject(error, command, token),
             };
         }
-        self.flows.queue.push_back(Queued {
+        if full {
+            self.make_room(size, &admission);
+        }
+        self.flows.push_queued(Queued {
             message,
             token,
             since: self.link.now,
         });
         Ok(())
+    }
+
+    /// Whether the overflow policy can make room in a full queue for a message of `size`
+    /// bytes (without changing anything).
+    fn can_make_room(&self, size: usize, admission: &Admission) -> bool {
+        let queue = &self.flows.queue;
+        match admission.overflow {
+            QueueOverflow::RefuseNew => false,
+            // Dropping everything leaves an empty queue, which takes any one message.
+            QueueOverflow::DropOldest => true,
+            QueueOverflow::DropQoS0First => {
+                let (count, bytes) = queue
+                    .iter()
+                    .filter(|q| q.message.qos == QoS::AtMostOnce)
+                    .fold((0, 0), |(n, b), q| (n + 1, b + queued_size(&q.message)));
+                let len = queue.len() - count;
+                !admission.full(len, self.flows.queued_bytes - bytes, size)
+            }
+        }
+    }
+
+    /// Applies the overflow policy until a message of `size` bytes fits (the caller checked
+    /// [`can_make_room`](Self::can_make_room)); each dropped message is abandoned with
+    /// [`AbandonCause::Overflow`].
+    fn make_room(&mut self, size: usize, admission: &Admission) {
+        loop {
+            let flows = &self.flows;
+            if !admission.full(flows.queue.len(), flows.queued_bytes, size) {
+                return;
+            }
+            let index = match admission.overflow {
+                QueueOverflow::RefuseNew => return,
+                QueueOverflow::DropOldest => Some(0),
+                QueueOverflow::DropQoS0First => flows
+                    .queue
+                    .iter()
+                    .position(|q| q.message.qos == QoS::AtMostOnce),
+            };
+            let Some(dropped) = index.and_then(|i| self.flows.remove_queued(i)) else {
+                return;
+            };
+            self.event(FlowEvent::Abandoned {
+                token: dropped.token,
+                cause: AbandonCause::Overflow,
+                message: Some(dropped.message),
+            });
+        }
+    }
+
+    /// The peer lost the session: unacknowledged publishes go back to the front of the queue,
+    /// in order, to be sent again as new messages (new identifiers, DUP clear); QoS 2 flows
+    /// the peer already took (PUBREC received) complete as `Published`.
+    pub(crate) fn requeue_inflight(&mut self) {
+        let now = self.link.now;
+        let mut again = VecDeque::new();
+        for (token, publish, stage) in self.flows.inflight.take_publishes_with_stage() {
+            if stage == OutboundStage::AwaitingPubComp {
+                self.event(FlowEvent::Published {
+                    token,
+                    reason_code: ReasonCode::Success,
+                    properties: AckProperties::default(),
+                });
+                continue;
+            }
+            again.push_back(Queued {
+                message: Message::from_publish(publish),
+                token,
+                since: now,
+            });
+        }
+        while let Some(queued) = again.pop_back() {
+            self.flows.queued_bytes += queued_size(&queued.message);
+            self.flows.queue.push_front(queued);
+        }
+        self.flows.inbound.reset();
+        self.flows.ids.reset();
+        self.flows.resend_pending.clear();
     }
 
     /// Sends a message now; the caller checked the window.
@@ -414,7 +508,7 @@ impl<T, E: From<FlowEvent<T>>> Core<T, E> {
             if !self.can_send(front.message.qos) {
                 break;
             }
-            let Some(queued) = self.flows.queue.pop_front() else {
+            let Some(queued) = self.flows.pop_queued() else {
                 break;
             };
             let Queued { message, token, .. } = match queued.age(self.link.now) {
