@@ -99,6 +99,14 @@ impl<Io: Transport> Transport for Link<Io> {
             Self::Gone => Poll::Ready(Ok(())),
         }
     }
+
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Self::First(io) => io.poll_read_ready(cx),
+            Self::Next(io) => io.poll_read_ready(cx),
+            Self::Gone => Poll::Ready(Err(gone())),
+        }
+    }
 }
 
 fn shutdown_signal(mut rx: watch::Receiver<bool>) -> BoxFuture<()> {
