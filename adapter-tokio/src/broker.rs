@@ -42,6 +42,10 @@
 //! Per connection the driver holds at most `pause_reading_above` plus one drain of the core
 //! (its `max_transmit_buffer` plus one packet); [`BrokerOptions::max_output_buffer`] is only a
 //! safety net above that.
+//!
+//! An idle connection holds no read or write buffer: its reader waits for the transport's
+//! readiness before it reserves room (2 KiB, growing to 16 KiB while reads fill it), and the
+//! writer drops each buffer once written.
 
 use std::collections::HashMap;
 use std::fmt;
