@@ -38,8 +38,9 @@
 #
 # Environment: ROUNDS (3), DURATION (5 s per timed scenario), CLIENT (rumqttc: a neutral load
 # generator; `ours` uses our client), MQTT (311 or 5), IDLE (1000), FANOUT_RATE (0: flat out),
-# WINDOW (64), RUMQTTD_VERSION (0.20.0), BROKERS ("ours mosquitto rumqttd"), PORT (18830;
-# mosquitto +1, rumqttd +2, rumqttd's MQTT 5 listener +12), OUT (target/bench-brokers).
+# WINDOW (64), RUMQTTD_VERSION (0.20.0), BROKERS ("ours mosquitto rumqttd"; add `base` with
+# OUR_BASE=path to another build of our broker for a before/after column), PORT (18830;
+# mosquitto +1, rumqttd +2, base +3, rumqttd's MQTT 5 listener +12), OUT (target/bench-brokers).
 #
 # Every bench run is bounded by `timeout`; a broker that does not listen within 30 s is
 # skipped for that round. The machine is not isolated: the load average is reported with the
@@ -99,6 +100,11 @@ for b in $BROKERS; do
       else
         log "rumqttd cannot be installed: skipped"
       fi
+      ;;
+    base)
+      # Another build of our broker (OUR_BASE=path), e.g. the commit before a change, run in
+      # the same interleaved rounds for a before/after comparison.
+      if [ -x "${OUR_BASE:-}" ]; then available+=(base); else log "OUR_BASE not set: base skipped"; fi
       ;;
     *) log "unknown broker $b: skipped" ;;
   esac
@@ -161,6 +167,7 @@ trap stop_broker EXIT INT TERM
 port_of() {
   case $1 in
     ours) echo "$PORT" ;;
+    base) echo $((PORT + 3)) ;;
     mosquitto) echo $((PORT + 1)) ;;
     rumqttd) if [ "$MQTT" = 5 ]; then echo $((PORT + 12)); else echo $((PORT + 2)); fi ;;
   esac
@@ -172,6 +179,7 @@ start_broker() {
   port=$(port_of "$name")
   case $name in
     ours) "$OUR_BROKER" -p "$port" >>"$OUT/ours.log" 2>&1 & ;;
+    base) "$OUR_BASE" -p "$port" >>"$OUT/base.log" 2>&1 & ;;
     mosquitto) "$MOSQUITTO" -c "$OUT/mosquitto.conf" >>"$OUT/mosquitto.log" 2>&1 & ;;
     rumqttd) "$OUT/rumqttd/bin/rumqttd" -c "$OUT/rumqttd.toml" >>"$OUT/rumqttd.log" 2>&1 & ;;
   esac
@@ -239,7 +247,7 @@ for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
         except (KeyError, ValueError, IndexError):
             pass
 
-brokers = [b for b in ("ours", "mosquitto", "rumqttd") if any(k[1] == b for k in runs)]
+brokers = [b for b in ("ours", "base", "mosquitto", "rumqttd") if any(k[1] == b for k in runs)]
 
 def values(scenario, broker, get):
     out = []

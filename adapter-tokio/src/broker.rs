@@ -42,6 +42,10 @@
 //! Per connection the driver holds at most `pause_reading_above` plus one drain of the core
 //! (its `max_transmit_buffer` plus one packet); [`BrokerOptions::max_output_buffer`] is only a
 //! safety net above that.
+//!
+//! An idle connection holds no read or write buffer: its reader waits for the transport's
+//! readiness before it reserves room (2 KiB, growing to 16 KiB while reads fill it), and the
+//! writer drops each buffer once written.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -66,8 +70,11 @@ use crate::net::{Accepted, Adapt, Bind, Listener, NetRuntime};
 use crate::runtime::{sleep, timeout, Clock, Runtime, Timer};
 use crate::transport::{self, write_all, BoxTransport};
 
-/// Bytes asked for in each read of a connection.
+/// The most bytes asked for in one read of a connection (reads grow to it while they fill
+/// the room they are given).
 const READ_CHUNK: usize = 16 * 1024;
+/// The fewest bytes asked for in one read.
+const MIN_READ: usize = 2 * 1024;
 /// Capacity of the channel from all readers to the broker task, and of the command channel.
 const INPUT_CAPACITY: usize = 256;
 /// Inputs handled before the broker is drained (one write per connection per drain).
@@ -606,10 +613,12 @@ impl Outbox {
         self.stop_writer.notify_one();
     }
 
-    /// Everything waiting, and whether the connection is to be closed after it.
+    /// Everything waiting, and whether the connection is to be closed after it. The buffer
+    /// goes with the bytes (the writer drops it once written), so an idle connection's outbox
+    /// holds no allocation.
     fn take(&self) -> (BytesMut, bool) {
         let mut inner = self.buf.lock().unwrap_or_else(|e| e.into_inner());
-        let bytes = inner.buf.split();
+        let bytes = std::mem::take(&mut inner.buf);
         (bytes, inner.close)
     }
 
@@ -919,6 +928,10 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
         let mut buf = std::mem::take(&mut conn.read_buf);
         self.broker.handle_read(now, id, &mut buf);
         let wants = self.broker.wants_read(id);
+        if buf.is_empty() {
+            // No view of the reader's chunk is kept: the reader reuses (or, idle, frees) it.
+            buf = BytesMut::new();
+        }
         if let Some(conn) = self.connections.get_mut(&id) {
             conn.read_buf = buf;
             if !wants {
@@ -1125,9 +1138,15 @@ impl<R: Runtime, H: BrokerHooks> Drop for BrokerTask<R, H> {
     }
 }
 
-/// Reads a connection into fresh chunks of one reused buffer and hands them to the broker
-/// task; pauses while the connection's output waits to be written or the core wants no input
-/// from it; stops when the broker closes the connection.
+/// Reads a connection and hands what it read to the broker task; pauses while the
+/// connection's output waits to be written or the core wants no input from it; stops when
+/// the broker closes the connection.
+///
+/// Memory: while the connection is idle the reader holds no buffer. It waits for the
+/// transport's readiness ([`Transport::poll_read_ready`](crate::transport::Transport)) and
+/// reserves room only when bytes are there; the room asked for grows (to [`READ_CHUNK`]) while
+/// reads fill it and shrinks (to [`MIN_READ`]) when they do not. A transport without readiness
+/// holds a buffer of the current size while it waits.
 async fn read_loop(
     id: ConnectionId,
     mut io: BoxTransport,
@@ -1135,7 +1154,8 @@ async fn read_loop(
     inputs: mpsc::Sender<Input>,
     pause_above: usize,
 ) {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = BytesMut::new();
+    let mut want = MIN_READ;
     let mut stop = pin!(outbox.stop.notified());
     loop {
         loop {
@@ -1147,16 +1167,29 @@ async fn read_loop(
             if !outbox.reader_paused(pause_above) {
                 break;
             }
+            buf = BytesMut::new();
             wake.await;
         }
         if outbox.stop_reading.load(Ordering::Acquire) {
             return;
         }
-        // Reclaims the buffer's memory once the broker dropped the previous chunks.
-        buf.reserve(READ_CHUNK);
         let read = poll_fn(|cx| {
             if stop.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(None);
+            }
+            match io.poll_read_ready(cx) {
+                Poll::Pending => {
+                    // Idle: give the buffer back (the broker task dropped its view of the
+                    // previous chunk once it consumed it).
+                    buf = BytesMut::new();
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(error)) => return Poll::Ready(Some(Err(error))),
+                Poll::Ready(Ok(())) => {}
+            }
+            if buf.capacity() - buf.len() < want {
+                // Reclaims the allocation in place once the broker dropped earlier chunks.
+                buf.reserve(want);
             }
             io.poll_read(cx, &mut buf).map(Some)
         })
@@ -1164,11 +1197,32 @@ async fn read_loop(
         let input = match read {
             None => return,
             Some(Ok(0) | Err(_)) => Input::Lost(id),
-            Some(Ok(_)) => Input::Read(id, buf.split()),
+            Some(Ok(n)) => {
+                want = if buf.len() == buf.capacity() {
+                    (want * 2).min(READ_CHUNK)
+                } else if n < want / 4 {
+                    (want / 2).max(MIN_READ)
+                } else {
+                    want
+                };
+                Input::Read(id, buf.split())
+            }
         };
         let lost = matches!(input, Input::Lost(_));
-        if inputs.send(input).await.is_err() || lost {
+        if send_input(&inputs, input).await.is_err() || lost {
             return;
+        }
+    }
+}
+
+/// Sends to the broker task; the future of a full channel (rare) is boxed, so that it does
+/// not take room in every connection task's state.
+async fn send_input(inputs: &mpsc::Sender<Input>, input: Input) -> Result<(), ()> {
+    match inputs.try_send(input) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+        Err(mpsc::error::TrySendError::Full(input)) => {
+            Box::pin(inputs.send(input)).await.map_err(|_| ())
         }
     }
 }
@@ -1223,8 +1277,9 @@ async fn write_loop<R: Runtime>(
             .await;
             match written {
                 Ok(true) => {
+                    drop(bytes);
                     if outbox.written(len, pause_above)
-                        && inputs.send(Input::Writable(id)).await.is_err()
+                        && send_input(&inputs, Input::Writable(id)).await.is_err()
                     {
                         break;
                     }
@@ -1234,16 +1289,72 @@ async fn write_loop<R: Runtime>(
                 Err(()) => break,
             }
         }
-        // Closing: what is left, then the transport's end, within the linger time.
+        // Closing: what is left, then the transport's end, within the linger time (boxed:
+        // once per connection, and its timer would otherwise take room in the task's state
+        // for the connection's whole life).
         let finish = async {
             write_all(&mut *io, &bytes).await?;
             let (rest, _) = outbox.take();
             write_all(&mut *io, &rest).await?;
             transport::close(&mut *io).await
         };
-        let _ = timeout(&runtime, linger, finish).await;
+        let _ = Box::pin(timeout(&runtime, linger, finish)).await;
         break;
     }
     drop(io);
-    let _ = inputs.send(Input::WriterDone(id)).await;
+    let _ = send_input(&inputs, Input::WriterDone(id)).await;
+}
+
+#[cfg(all(test, feature = "tokio-runtime"))]
+mod tests {
+    use super::*;
+
+    /// A transport that never has anything: only the futures' sizes are looked at.
+    struct Idle;
+
+    impl crate::transport::Transport for Idle {
+        fn poll_read(&mut self, _: &mut Context<'_>, _: &mut BytesMut) -> Poll<io::Result<usize>> {
+            Poll::Pending
+        }
+        fn poll_write(&mut self, _: &mut Context<'_>, _: &[u8]) -> Poll<io::Result<usize>> {
+            Poll::Pending
+        }
+        fn poll_flush(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+        fn poll_close(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    /// Every open connection keeps a reader and a writer task; their futures' states are
+    /// part of the memory an idle connection costs (issue 12: ~1 KB per idle connection in
+    /// all). Rarely used parts (the close with its timer, a send to a full channel) are
+    /// boxed so that they do not take room in every connection's tasks.
+    #[test]
+    fn connection_task_futures_stay_small() {
+        let mut broker = Broker::new(BrokerConfig::default());
+        let id = broker
+            .open(Instant::from_millis(0))
+            .expect("room for a connection");
+        let (tx, _rx) = mpsc::channel(1);
+        let outbox = Arc::new(Outbox::default());
+        let reader = read_loop(id, Box::new(Idle), outbox.clone(), tx.clone(), 0);
+        let writer = write_loop(
+            crate::TokioRuntime,
+            id,
+            Box::new(Idle),
+            outbox,
+            tx,
+            0,
+            Duration::ZERO,
+        );
+        let (read, write) = (
+            std::mem::size_of_val(&reader),
+            std::mem::size_of_val(&writer),
+        );
+        println!("reader task future: {read} bytes, writer task future: {write} bytes");
+        assert!(read <= 384, "reader future {read} bytes (480 before)");
+        assert!(write <= 384, "writer future {write} bytes (664 before)");
+    }
 }

@@ -46,8 +46,11 @@ use crate::runtime::{Clock, Runtime, Timer};
 use crate::shared::{CloseInfo, Shared};
 use crate::transport::{BoxTransport, Transport};
 
-/// Bytes reserved in the read buffer before each read.
+/// The most bytes reserved in the read buffer before a read (reads grow to it while they
+/// fill the room they are given).
 const READ_CHUNK: usize = 8 * 1024;
+/// The fewest bytes reserved before a read.
+const MIN_READ: usize = 1024;
 /// Commands are taken from the handles only while fewer bytes than this wait to be written.
 pub(crate) const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// Input is read only while fewer bytes than this wait to be written (acks produced by input
@@ -97,6 +100,14 @@ impl<Io: Transport> Transport for Link<Io> {
             Self::First(io) => io.poll_close(cx),
             Self::Next(io) => io.poll_close(cx),
             Self::Gone => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Self::First(io) => io.poll_read_ready(cx),
+            Self::Next(io) => io.poll_read_ready(cx),
+            Self::Gone => Poll::Ready(Err(gone())),
         }
     }
 }
@@ -229,6 +240,8 @@ pub(crate) struct Driver<Rt: Runtime, Io, R: Role> {
     shared: Arc<Shared>,
     linger: Duration,
     read_buf: BytesMut,
+    /// Bytes the next read reserves room for (between [`MIN_READ`] and [`READ_CHUNK`]).
+    read_want: usize,
     /// Encoded bytes not yet written; one contiguous buffer per drain.
     out: BytesMut,
     flush_pending: bool,
@@ -281,8 +294,9 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
             clock,
             shared,
             linger,
-            read_buf: BytesMut::with_capacity(READ_CHUNK),
-            out: BytesMut::with_capacity(READ_CHUNK),
+            read_buf: BytesMut::new(),
+            read_want: MIN_READ,
+            out: BytesMut::new(),
             flush_pending: false,
             broken: false,
             appended: 0,
@@ -587,12 +601,33 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
         {
             return Poll::Pending;
         }
-        if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK / 2 {
-            self.read_buf.reserve(READ_CHUNK);
+        match self.io.poll_read_ready(cx) {
+            Poll::Pending => {
+                // Idle: hold no read buffer while waiting (unless it keeps a partial packet).
+                if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
+                    self.read_buf = BytesMut::new();
+                }
+                return Poll::Pending;
+            }
+            Poll::Ready(Err(error)) => return Poll::Ready(Step::Broken(error)),
+            Poll::Ready(Ok(())) => {}
+        }
+        if self.read_buf.capacity() - self.read_buf.len() < self.read_want {
+            self.read_buf.reserve(self.read_want);
         }
         match self.io.poll_read(cx, &mut self.read_buf) {
             Poll::Ready(Ok(0)) => Poll::Ready(Step::Eof),
-            Poll::Ready(Ok(_)) => Poll::Ready(Step::Read),
+            Poll::Ready(Ok(n)) => {
+                // Grow while reads fill the room, shrink when they use little of it.
+                self.read_want = if self.read_buf.len() == self.read_buf.capacity() {
+                    (self.read_want * 2).min(READ_CHUNK)
+                } else if n < self.read_want / 4 {
+                    (self.read_want / 2).max(MIN_READ)
+                } else {
+                    self.read_want
+                };
+                Poll::Ready(Step::Read)
+            }
             Poll::Ready(Err(error)) => Poll::Ready(Step::Broken(error)),
             Poll::Pending => Poll::Pending,
         }
@@ -632,6 +667,11 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
                 Poll::Ready(Err(error)) => return Err(error),
                 Poll::Pending => break,
             }
+        }
+        if self.out.is_empty() && self.out.capacity() > 0 {
+            // Written: an idle connection keeps no transmit buffer (the next drain allocates
+            // what it needs, once per turn).
+            self.out = BytesMut::new();
         }
         while let Some((mark, _)) = self.after_write.front() {
             if *mark > self.written {

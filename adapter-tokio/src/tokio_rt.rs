@@ -163,6 +163,12 @@ impl crate::transport::Transport for TcpRead {
         pin!(self.0.read_buf(buf)).poll(cx)
     }
 
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // The socket's readiness, without a buffer: an idle connection holds none.
+        let stream: &TcpStream = self.0.as_ref();
+        stream.poll_read_ready(cx)
+    }
+
     fn poll_write(&mut self, _: &mut Context<'_>, _: &[u8]) -> Poll<io::Result<usize>> {
         Poll::Ready(Err(read_only()))
     }

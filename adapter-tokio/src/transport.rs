@@ -31,6 +31,15 @@ pub trait Transport: Send + Unpin + 'static {
 
     /// Flushes, then closes the writing side (TCP: FIN); the engine reads no more after it.
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// Waits, without a buffer, until [`poll_read`](Self::poll_read) is likely to make
+    /// progress (bytes, the end of the stream or an error), so that a reader can hold no
+    /// buffer while its connection is idle. `Ready` may be spurious: the read that follows
+    /// may still return `Pending`. The default is `Ready` at once (the read itself waits).
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let _ = cx;
+        Poll::Ready(Ok(()))
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for Box<T> {
@@ -48,6 +57,10 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         (**self).poll_close(cx)
+    }
+
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        (**self).poll_read_ready(cx)
     }
 }
 
@@ -77,6 +90,10 @@ impl Transport for Joined {
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.write.poll_close(cx)
     }
+
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.read.poll_read_ready(cx)
+    }
 }
 
 /// One of two handles on a transport shared by a reader task and a writer task (each poll
@@ -104,6 +121,10 @@ impl Transport for Half {
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.with(|io| io.poll_close(cx))
+    }
+
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.with(|io| io.poll_read_ready(cx))
     }
 }
 

@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 use mqtt_streaming_proto::ReasonCode;
 
 use super::subscriptions::SessionKey;
-use super::{Broker, BrokerHooks, RecordTimer, Token};
+use super::{Broker, BrokerHooks, ConnectionId, RecordTimer, Token};
 use crate::message::Message;
 use crate::shared::inbound::InboundId;
 use crate::time::Instant;
@@ -289,10 +289,13 @@ impl<H: BrokerHooks> Broker<H> {
     /// under `max_parked_bytes`, every connection not read) gets its read state refreshed.
     fn parked_changed(&mut self, publisher: SessionKey) {
         if let Some(id) = self.sessions.get(&publisher).and_then(|r| r.connection) {
-            self.unsettled.push_back(id);
+            self.unsettle(id);
         }
-        if self.parked_bytes <= self.config.max_parked_bytes {
-            self.unsettled.extend(self.read_paused.iter().copied());
+        if self.parked_bytes <= self.config.max_parked_bytes && !self.read_paused.is_empty() {
+            let paused: Vec<ConnectionId> = self.read_paused.iter().copied().collect();
+            for id in paused {
+                self.unsettle(id);
+            }
         }
     }
 

@@ -219,7 +219,7 @@ impl<H: BrokerHooks> Broker<H> {
                 });
             }
             // Its `refresh` tells the driver (ReadResumed) and arms the deadline.
-            self.unsettled.push_back(next);
+            self.unsettle(next);
         }
     }
 

@@ -182,6 +182,8 @@ struct Connection {
     read_paused: bool,
     /// Opened beyond `max_connections`: its CONNECT is refused with 0x97 Quota exceeded.
     refusing: bool,
+    /// In `unsettled`, not yet drained (see [`Broker::unsettle`]).
+    queued: bool,
 }
 
 /// A session, connected or not. Rarely used parts are boxed so that the record of an idle
@@ -368,6 +370,7 @@ impl<H: BrokerHooks> Broker<H> {
                 partial: None,
                 read_paused: false,
                 refusing,
+                queued: false,
             }),
         );
         self.settle(now, id);
@@ -520,7 +523,7 @@ impl<H: BrokerHooks> Broker<H> {
                     if !closed {
                         if self.read_paused.contains(&id) {
                             // Its session may read again now that its answers are out.
-                            self.unsettled.push_back(id);
+                            self.unsettle(id);
                         }
                         if let Some(key) = key {
                             // Room in its transmit buffer: publishers waiting for it go on.
@@ -574,8 +577,23 @@ impl<H: BrokerHooks> Broker<H> {
     /// middle of routing the previous one, and subscribers later in the routing order would
     /// get the two in the wrong order ([MQTT-4.6.0-6]).
     fn settle(&mut self, now: Instant, id: ConnectionId) {
-        self.unsettled.push_back(id);
+        self.unsettle(id);
         self.run(now);
+    }
+
+    /// Queues connection `id` for [`run`](Self::run), once: a connection already queued is
+    /// drained and refreshed at its place in the queue, which comes after whatever queued it
+    /// again, and a drain handles every event there is. (Routing a read of K messages to N
+    /// subscribers queued each subscriber K times, each a drain and a refresh.)
+    fn unsettle(&mut self, id: ConnectionId) {
+        match self.connections.get_mut(&id) {
+            Some(conn) if conn.queued => {}
+            Some(conn) => {
+                conn.queued = true;
+                self.unsettled.push_back(id);
+            }
+            None => self.unsettled.push_back(id),
+        }
     }
 
     /// Handles queued connections, then subscribers that may have room again (their waiting
@@ -587,6 +605,9 @@ impl<H: BrokerHooks> Broker<H> {
         self.settling = true;
         loop {
             if let Some(id) = self.unsettled.pop_front() {
+                if let Some(conn) = self.connections.get_mut(&id) {
+                    conn.queued = false;
+                }
                 self.drain(now, id);
             } else if let Some(key) = self.room.pop_front() {
                 self.resume_waiters(now, key);
