@@ -107,8 +107,8 @@
 //! One task owns the core; each connection has a reader and a writer task; everything one
 //! drain of the core produced for a connection leaves in one write. [`BrokerServer::with_hooks`]
 //! plugs in authentication and authorization, [`BrokerHandle::stats`] reads the counters and
-//! [`BrokerServer::notices`] reports connections for logs. The `broker` example is a
-//! command-line broker built on it.
+//! [`BrokerServer::notices`] reports connections for logs. The `mqtt-broker` program (feature
+//! `cli`) is a command-line broker built on it.
 //!
 //! The broker is runtime-generic like the drivers: `BrokerServer` is
 //! [`engine::BrokerServerOn`]`<TokioRuntime>`, and `mqtt-streaming-smol` and `mqtt-streaming-async-std`

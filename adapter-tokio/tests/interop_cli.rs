@@ -1,47 +1,25 @@
-//! Our `mqtt-pub` / `mqtt-sub` examples against mosquitto give the same output and exit codes
+//! Our `mqtt-pub` / `mqtt-sub` programs against mosquitto give the same output and exit codes
 //! as mosquitto's own tools for the same flags. `#[ignore]`d: `.ci/run` installs mosquitto and
 //! runs these with `-- --ignored`.
 //!
-//! The example binaries: `cargo test` builds every example of the package before it runs the
-//! tests, into `target/<profile>/examples/` next to this test's own `deps/` directory, which
-//! is where they are looked up. When they are missing (a `cargo test --test interop_cli`
-//! run, which builds no examples), they are built first with the same cargo, target
-//! directory and profile.
+//! The programs' binaries are built by cargo for this test (it requires the `cli` feature, see
+//! `Cargo.toml`), which gives their paths in `CARGO_BIN_EXE_<name>`.
 
 mod interop_support;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use interop_support::*;
 
-fn examples_dir() -> PathBuf {
-    // target/<profile>/deps/interop_cli-<hash> -> target/<profile>/examples
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("examples")
-}
-
-/// The path of one of our example programs, built if missing.
+/// The path of one of our programs.
 fn example(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    let path = examples_dir().join(name);
-    if !path.is_file() {
-        BUILT.get_or_init(|| {
-            let profile_dir = examples_dir().parent().unwrap().to_path_buf();
-            let target_dir = profile_dir.parent().unwrap().to_path_buf();
-            let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-            cargo
-                .args(["build", "-p", "mqtt-streaming-tokio", "--examples"])
-                .arg("--target-dir")
-                .arg(&target_dir);
-            if profile_dir.file_name().is_some_and(|p| p == "release") {
-                cargo.arg("--release");
-            }
-            assert!(cargo.status().unwrap().success(), "building the examples");
-        });
-    }
+    let path = PathBuf::from(match name {
+        "mqtt-pub" => env!("CARGO_BIN_EXE_mqtt-pub"),
+        "mqtt-sub" => env!("CARGO_BIN_EXE_mqtt-sub"),
+        other => panic!("no program {other}"),
+    });
     assert!(path.is_file(), "{} missing", path.display());
     path
 }

@@ -1,7 +1,7 @@
-//! `broker`: an MQTT 3.1.1 and 5.0 broker on the embedded broker core, until SIGINT/SIGTERM.
+//! `mqtt-broker`: an MQTT 3.1.1 and 5.0 broker on the embedded broker core, until SIGINT/SIGTERM.
 //!
 //! ```text
-//! cargo run -p mqtt-streaming-tokio --example broker -- -p 1883 -v
+//! cargo run -p mqtt-streaming-tokio --features cli --bin mqtt-broker -- -p 1883 -v
 //! ```
 
 use std::process::ExitCode;
@@ -20,7 +20,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// Run an MQTT broker (MQTT 3.1, 3.1.1 and 5.0) until SIGINT or SIGTERM, then shut down
 /// gracefully.
 #[derive(Parser, Debug)]
-#[command(name = "broker", disable_help_flag = true)]
+#[command(name = "mqtt-broker", disable_help_flag = true)]
 struct Args {
     /// Port to listen on.
     #[arg(short = 'p', long = "port", default_value_t = 1883)]

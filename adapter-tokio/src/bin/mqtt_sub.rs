@@ -2,7 +2,7 @@
 //! for the common subset.
 //!
 //! ```text
-//! cargo run -p mqtt-streaming-tokio --example mqtt-sub -- -h localhost -t 'sensors/#' -v -C 10
+//! cargo run -p mqtt-streaming-tokio --features cli --bin mqtt-sub -- -h localhost -t 'sensors/#' -v -C 10
 //! ```
 
 mod common;

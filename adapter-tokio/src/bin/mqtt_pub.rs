@@ -2,7 +2,7 @@
 //! `mosquitto_pub` for the common subset.
 //!
 //! ```text
-//! cargo run -p mqtt-streaming-tokio --example mqtt-pub -- -h localhost -t sensors/1 -m 21.5 -q 1
+//! cargo run -p mqtt-streaming-tokio --features cli --bin mqtt-pub -- -h localhost -t sensors/1 -m 21.5 -q 1
 //! ```
 
 mod common;
