@@ -88,7 +88,7 @@ use mqtt_streaming_proto::{
 };
 
 pub use config::BrokerConfig;
-pub use hooks::{AllowAll, AuthDecision, BrokerHooks};
+pub use hooks::{AllowAll, AuthDecision, BrokerHooks, ClientInfo};
 pub use stats::BrokerStats;
 
 use self::backpressure::{Parked, Waiters};
@@ -182,6 +182,9 @@ struct Connection {
 #[derive(Debug)]
 struct SessionRecord {
     client_id: MqttString,
+    /// The User Name of the latest accepted CONNECT (an owned copy), for the authorisation
+    /// hooks.
+    username: Option<MqttString>,
     connection: Option<ConnectionId>,
     /// The session state while no connection holds it.
     stored: Option<Box<SessionState<Token>>>,
