@@ -194,6 +194,9 @@
 //! 9. `named`: `named_for_runtime!`, the engine's entry points and types named for one
 //!    runtime (`Client`, `Server`, `connect`...), written once for the three adapters;
 //! 10. `tokio_rt` (feature `tokio-runtime`): the tokio glue;
+//! 11. `file_auth`, `settings`, `sys_topics` (feature `broker-config`): a broker program's
+//!     password and ACL files ([`auth`]), mosquitto.conf as [`BrokerSettings`], the `$SYS`
+//!     topics ([`SysTopics`]);
 //!
 //! and this file, which only names what is public.
 //!
@@ -246,6 +249,17 @@ mod named;
 #[cfg(feature = "tokio-runtime")]
 mod tokio_rt;
 
+// 11. A broker program's configuration: password and ACL files, mosquitto.conf as typed
+// settings, the `$SYS` topics.
+#[cfg(feature = "broker-config")]
+mod file_auth;
+
+#[cfg(feature = "broker-config")]
+mod settings;
+
+#[cfg(feature = "broker-config")]
+mod sys_topics;
+
 /// The protocol crate, re-exported: one dependency line brings the whole stack.
 pub use mqtt_streaming_proto;
 /// The sans-IO sessions and broker core, re-exported.
@@ -259,7 +273,21 @@ pub use server::{
     ConnectionEvent, ConnectionEvents, ConnectionHandle, DetachedSession, ServerConnection,
     ServerOptions,
 };
+#[cfg(feature = "broker-config")]
+pub use settings::{
+    BrokerSettings, ConfigError, ListenerProtocol, ListenerSettings, LogSettings,
+    PersistenceSettings, TlsSettings,
+};
 pub use shared::Events;
+#[cfg(feature = "broker-config")]
+pub use sys_topics::{publish_sys_topics, SysTopics};
+
+/// Password and ACL files in mosquitto's formats, and the broker hooks that use them (feature
+/// `broker-config`).
+#[cfg(feature = "broker-config")]
+pub mod auth {
+    pub use crate::file_auth::*;
+}
 #[cfg(feature = "tokio-runtime")]
 pub use tokio_rt::{
     connect, connect_tcp, serve_connection, BrokerHandle, BrokerServer, Client, Server, TokioIo,
