@@ -194,7 +194,7 @@
 //! 9. `named`: `named_for_runtime!`, the engine's entry points and types named for one
 //!    runtime (`Client`, `Server`, `connect`...), written once for the three adapters;
 //! 10. `tokio_rt` (feature `tokio-runtime`): the tokio glue;
-//! 11. `file_auth`, `settings`, `sys_topics` (feature `broker-config`): a broker program's
+//! 11. `auth`, `settings`, `sys_topics` (feature `broker-config`): a broker program's
 //!     password and ACL files ([`auth`]), mosquitto.conf as [`BrokerSettings`], the `$SYS`
 //!     topics ([`SysTopics`]);
 //!
@@ -252,7 +252,7 @@ mod tokio_rt;
 // 11. A broker program's configuration: password and ACL files, mosquitto.conf as typed
 // settings, the `$SYS` topics.
 #[cfg(feature = "broker-config")]
-mod file_auth;
+pub mod auth;
 
 #[cfg(feature = "broker-config")]
 mod settings;
@@ -281,13 +281,6 @@ pub use settings::{
 pub use shared::Events;
 #[cfg(feature = "broker-config")]
 pub use sys_topics::{publish_sys_topics, SysTopics};
-
-/// Password and ACL files in mosquitto's formats, and the broker hooks that use them (feature
-/// `broker-config`).
-#[cfg(feature = "broker-config")]
-pub mod auth {
-    pub use crate::file_auth::*;
-}
 #[cfg(feature = "tokio-runtime")]
 pub use tokio_rt::{
     connect, connect_tcp, serve_connection, BrokerHandle, BrokerServer, Client, Server, TokioIo,

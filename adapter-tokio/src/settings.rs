@@ -1,56 +1,7 @@
 //! Layer 11 (feature `broker-config`): [`BrokerSettings`], a broker program's settings as a
 //! typed config, and its reader for mosquitto's configuration format. Imports `broker` (the
-//! [`BrokerOptions`] it produces) and `file_auth` (the hooks it loads).
-//!
-//! # mosquitto.conf
-//!
-//! One `key value` a line; blank lines and lines starting with `#` are skipped. A key this
-//! broker does not know, or knows and does not support, is an error that names its line, as is
-//! a bad value: nothing is silently ignored.
-//!
-//! | key | what it sets |
-//! | --- | --- |
-//! | `listener PORT [ADDRESS]` | a listener (the keys below it, up to the next `listener`, are its own) |
-//! | `port PORT`, `bind_address ADDRESS` | the default listener (mosquitto's deprecated form) |
-//! | `protocol mqtt\|websockets` | the listener's protocol |
-//! | `cafile`, `certfile`, `keyfile`, `require_certificate`, `use_identity_as_username` | the listener's TLS ([`TlsSettings`]) |
-//! | `allow_anonymous true\|false` | [`BrokerSettings::allow_anonymous`] |
-//! | `password_file PATH`, `acl_file PATH` | [`FileAuth`]'s files |
-//! | `max_connections N` | `BrokerConfig::max_connections` (`-1`: no limit) |
-//! | `max_packet_size N` | `ServerConfig::max_packet_size` (announced to MQTT 5 clients) |
-//! | `message_size_limit N` | the maximum packet size, as N bytes of payload plus room for the largest topic and properties, when `max_packet_size` is not given (`0`: the protocol's limit) |
-//! | `max_inflight_messages N` | `ServerConfig::max_inflight` (`0`: 65,535) |
-//! | `max_queued_messages N` | `ServerConfig::max_queued` (`0`: no limit) |
-//! | `max_keepalive N` | `BrokerConfig::server_keep_alive` |
-//! | `max_qos 0\|1\|2` | `ServerConfig::maximum_qos` |
-//! | `max_topic_alias N` | `ServerConfig::topic_alias_maximum` (aliases clients may use) |
-//! | `max_topic_alias_broker N` | `ServerConfig::auto_topic_alias` (N > 0: the broker assigns aliases, up to each client's maximum) |
-//! | `retain_available true\|false` | `ServerConfig::retain_available` |
-//! | `persistence`, `persistence_location`, `persistence_file`, `autosave_interval` | [`PersistenceSettings`] |
-//! | `sys_interval N` | [`BrokerSettings::sys_interval`] (`0`: no `$SYS` topics) |
-//! | `set_tcp_nodelay true\|false` | accepted; TCP_NODELAY is always on |
-//! | `per_listener_settings false`, `allow_zero_length_clientid true` | accepted (the only behaviour) |
-//! | `log_dest stderr`, `log_type TYPE`, `connection_messages true\|false` | [`LogSettings`] |
-//!
-//! Keys of this broker's own (mosquitto has no equivalent):
-//!
-//! | key | what it sets |
-//! | --- | --- |
-//! | `receive_maximum N` | `ServerConfig::receive_maximum` (1 to 65,535) |
-//! | `shared_subscriptions_available`, `wildcard_subscriptions_available`, `subscription_identifiers_available` `true\|false` | the `BrokerConfig` fields of those names |
-//!
-//! Not supported (an error naming the line): bridges (`connection` and every `bridge_*`,
-//! `address`, `topic`, ...), plugins and `auth_plugin`, `include_dir`, `pid_file`, `user`,
-//! `psk_*`, `capath`, `crlfile`, `ciphers*`, `tls_version`, `dhparamfile`, `http_dir`,
-//! `websockets_*`, `mount_point`, `log_dest` other than `stderr`/`stdout`, `log_facility`,
-//! `log_timestamp*`, `max_inflight_bytes`, `max_queued_bytes`, `memory_limit`,
-//! `persistent_client_expiration`, `queue_qos0_messages`, `retain_expiry_interval`,
-//! `upgrade_outgoing_qos`, `check_retain_source`, `auto_id_prefix`, `clientid_prefixes`,
-//! `per_listener_settings true`, `socket_domain`, `bind_interface`, `accept_protocol_versions`
-//! and the other keys mosquitto.conf(5) lists that the tables above do not.
-//!
-//! TLS and WebSocket listeners are read into the settings but the `mqtt-broker` program does
-//! not serve them yet (it refuses such a file, naming the key and its line).
+//! [`BrokerOptions`] it produces) and `auth` (the hooks it loads). The keys are listed on
+//! [`BrokerSettings`].
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -59,8 +10,8 @@ use std::time::Duration;
 use mqtt_streaming_proto::QoS;
 use mqtt_streaming_session::broker::BrokerConfig;
 
+use crate::auth::{AclFile, FileAuth, FileError, PasswordFile};
 use crate::broker::BrokerOptions;
-use crate::file_auth::{AclFile, FileAuth, FileError, PasswordFile};
 
 /// A configuration error: the line (from 1; 0 for a setting given in code), the key and what
 /// is wrong.
@@ -260,6 +211,56 @@ impl Default for LogSettings {
 /// assert_eq!(from_file.broker, settings.broker);
 /// assert_eq!(from_file.listeners[0].port, 1883);
 /// ```
+///
+/// # mosquitto.conf
+///
+/// One `key value` a line; blank lines and lines starting with `#` are skipped. A key this
+/// broker does not know, or knows and does not support, is an error that names its line, as is
+/// a bad value: nothing is silently ignored.
+///
+/// | key | what it sets |
+/// | --- | --- |
+/// | `listener PORT [ADDRESS]` | a listener (the keys below it, up to the next `listener`, are its own) |
+/// | `port PORT`, `bind_address ADDRESS` | the default listener (mosquitto's deprecated form) |
+/// | `protocol mqtt\|websockets` | the listener's protocol |
+/// | `cafile`, `certfile`, `keyfile`, `require_certificate`, `use_identity_as_username` | the listener's TLS ([`TlsSettings`]) |
+/// | `allow_anonymous true\|false` | [`BrokerSettings::allow_anonymous`] |
+/// | `password_file PATH`, `acl_file PATH` | [`FileAuth`]'s files |
+/// | `max_connections N` | `BrokerConfig::max_connections` (`-1`: no limit) |
+/// | `max_packet_size N` | `ServerConfig::max_packet_size` (announced to MQTT 5 clients) |
+/// | `message_size_limit N` | the maximum packet size, as N bytes of payload plus room for the largest topic and properties, when `max_packet_size` is not given (`0`: the protocol's limit) |
+/// | `max_inflight_messages N` | `ServerConfig::max_inflight` (`0`: 65,535) |
+/// | `max_queued_messages N` | `ServerConfig::max_queued` (`0`: no limit) |
+/// | `max_keepalive N` | `BrokerConfig::server_keep_alive` |
+/// | `max_qos 0\|1\|2` | `ServerConfig::maximum_qos` |
+/// | `max_topic_alias N` | `ServerConfig::topic_alias_maximum` (aliases clients may use) |
+/// | `max_topic_alias_broker N` | `ServerConfig::auto_topic_alias` (N > 0: the broker assigns aliases, up to each client's maximum) |
+/// | `retain_available true\|false` | `ServerConfig::retain_available` |
+/// | `persistence`, `persistence_location`, `persistence_file`, `autosave_interval` | [`PersistenceSettings`] |
+/// | `sys_interval N` | [`BrokerSettings::sys_interval`] (`0`: no `$SYS` topics) |
+/// | `set_tcp_nodelay true\|false` | accepted; TCP_NODELAY is always on |
+/// | `per_listener_settings false`, `allow_zero_length_clientid true` | accepted (the only behaviour) |
+/// | `log_dest stderr`, `log_type TYPE`, `connection_messages true\|false` | [`LogSettings`] |
+///
+/// Keys of this broker's own (mosquitto has no equivalent):
+///
+/// | key | what it sets |
+/// | --- | --- |
+/// | `receive_maximum N` | `ServerConfig::receive_maximum` (1 to 65,535) |
+/// | `shared_subscriptions_available`, `wildcard_subscriptions_available`, `subscription_identifiers_available` `true\|false` | the `BrokerConfig` fields of those names |
+///
+/// Not supported (an error naming the line): bridges (`connection` and every `bridge_*`,
+/// `address`, `topic`, ...), plugins and `auth_plugin`, `include_dir`, `pid_file`, `user`,
+/// `psk_*`, `capath`, `crlfile`, `ciphers*`, `tls_version`, `dhparamfile`, `http_dir`,
+/// `websockets_*`, `mount_point`, `log_dest` other than `stderr`/`stdout`, `log_facility`,
+/// `log_timestamp*`, `max_inflight_bytes`, `max_queued_bytes`, `memory_limit`,
+/// `persistent_client_expiration`, `queue_qos0_messages`, `retain_expiry_interval`,
+/// `upgrade_outgoing_qos`, `check_retain_source`, `auto_id_prefix`, `clientid_prefixes`,
+/// `per_listener_settings true`, `socket_domain`, `bind_interface`, `accept_protocol_versions`
+/// and the other keys mosquitto.conf(5) lists that the tables above do not.
+///
+/// TLS and WebSocket listeners are read into the settings but the `mqtt-broker` program does
+/// not serve them yet (it refuses such a file, naming the key and its line).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BrokerSettings {
     /// The listeners; none: the program's default (port 1883 on 127.0.0.1).
@@ -301,7 +302,7 @@ impl Default for BrokerSettings {
 const PROTOCOL_MAX_PACKET: u64 = 268_435_460;
 
 impl BrokerSettings {
-    /// Reads a mosquitto configuration file (see the [module docs](self) for the keys).
+    /// Reads a mosquitto configuration file (see [`BrokerSettings`] for the keys).
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| {

@@ -1,26 +1,7 @@
 //! Layer 11 (feature `broker-config`): the `$SYS` topics, mosquitto's names for the broker's
 //! counters ([`BrokerStats`]), published retained at an interval. Imports `broker` (the
-//! handle it publishes through) and `runtime` (its timer).
-//!
-//! | topic | value |
-//! | --- | --- |
-//! | `$SYS/broker/version` | `mqtt-streaming VERSION` |
-//! | `$SYS/broker/uptime` | `N seconds` |
-//! | `$SYS/broker/clients/connected` | connections open (`BrokerStats::connections`) |
-//! | `$SYS/broker/clients/total` | sessions held, connected or not (`sessions`) |
-//! | `$SYS/broker/clients/disconnected` | sessions held without a connection |
-//! | `$SYS/broker/clients/maximum` | the most connections seen open at once |
-//! | `$SYS/broker/connections/total` | connections accepted since the start (`connections_total`) |
-//! | `$SYS/broker/messages/received`, `.../publish/messages/received` | PUBLISH packets received (`messages_in`) |
-//! | `$SYS/broker/messages/sent`, `.../publish/messages/sent` | messages handed to subscribers (`messages_out`) |
-//! | `$SYS/broker/publish/messages/dropped` | messages dropped, for any reason (the `dropped_*` counters) |
-//! | `$SYS/broker/bytes/received`, `$SYS/broker/bytes/sent` | bytes read from and written to clients |
-//! | `$SYS/broker/subscriptions/count` | subscriptions held |
-//! | `$SYS/broker/retained messages/count` | retained messages held |
-//!
-//! mosquitto counts every packet in `messages/received` and `messages/sent`; here they count
-//! PUBLISH messages, as its `publish/messages/*` do. `connections/total` is this broker's own.
-//! A topic is published again only when its value changed (`uptime` every time).
+//! handle it publishes through) and `runtime` (its timer). The topics are listed on
+//! [`SysTopics`].
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -33,6 +14,26 @@ use crate::broker::BrokerHandleOn;
 use crate::runtime::{sleep, Runtime};
 
 /// The `$SYS` topics' values, and which changed since the last call.
+//////
+/// | topic | value |
+/// | --- | --- |
+/// | `$SYS/broker/version` | `mqtt-streaming VERSION` |
+/// | `$SYS/broker/uptime` | `N seconds` |
+/// | `$SYS/broker/clients/connected` | connections open (`BrokerStats::connections`) |
+/// | `$SYS/broker/clients/total` | sessions held, connected or not (`sessions`) |
+/// | `$SYS/broker/clients/disconnected` | sessions held without a connection |
+/// | `$SYS/broker/clients/maximum` | the most connections seen open at once |
+/// | `$SYS/broker/connections/total` | connections accepted since the start (`connections_total`) |
+/// | `$SYS/broker/messages/received`, `.../publish/messages/received` | PUBLISH packets received (`messages_in`) |
+/// | `$SYS/broker/messages/sent`, `.../publish/messages/sent` | messages handed to subscribers (`messages_out`) |
+/// | `$SYS/broker/publish/messages/dropped` | messages dropped, for any reason (the `dropped_*` counters) |
+/// | `$SYS/broker/bytes/received`, `$SYS/broker/bytes/sent` | bytes read from and written to clients |
+/// | `$SYS/broker/subscriptions/count` | subscriptions held |
+/// | `$SYS/broker/retained messages/count` | retained messages held |
+///
+/// mosquitto counts every packet in `messages/received` and `messages/sent`; here they count
+/// PUBLISH messages, as its `publish/messages/*` do. `connections/total` is this broker's own.
+/// A topic is published again only when its value changed (`uptime` every time).
 #[derive(Clone, Debug, Default)]
 pub struct SysTopics {
     last: HashMap<&'static str, String>,
@@ -50,7 +51,7 @@ impl SysTopics {
         format!("mqtt-streaming {}", env!("CARGO_PKG_VERSION"))
     }
 
-    /// Every `$SYS` topic and its value for these counters (see the [module docs](self)).
+    /// Every `$SYS` topic and its value for these counters (see [`SysTopics`]).
     pub fn values(&mut self, stats: &BrokerStats, uptime: Duration) -> Vec<(&'static str, String)> {
         self.maximum_connections = self.maximum_connections.max(stats.connections);
         let dropped = stats.dropped_queue_full

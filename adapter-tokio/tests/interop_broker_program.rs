@@ -381,7 +381,10 @@ fn paho_against_configured_broker() {
             "paho maps return code 4 to 0x86",
         ),
         ("\"v5_connack\": [0, 60]", "Server Keep Alive 60"),
-        ("\"v311_long_keepalive\": 133", "return code 2, which paho reports as 0x85"),
+        (
+            "\"v311_long_keepalive\": 133",
+            "return code 2, which paho reports as 0x85",
+        ),
         ("\"v5_suback_denied\": [135]", "0x87"),
         ("\"v5_suback_allowed\": [1]", "granted QoS 1"),
         ("\"v5_puback_denied\": 135", "PUBACK 0x87"),

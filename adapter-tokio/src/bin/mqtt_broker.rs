@@ -155,17 +155,15 @@ fn log_notice(notice: &BrokerNotice, connection_messages: bool) {
                 client_id,
                 version,
                 session_present,
-            } => {
-                if connection_messages {
-                    info!(
-                        connection = connection.get(),
-                        peer = %peer(p),
-                        client_id = client_id.as_str(),
-                        version = ?version,
-                        session_present,
-                        "client connected"
-                    );
-                }
+            } if connection_messages => {
+                info!(
+                    connection = connection.get(),
+                    peer = %peer(p),
+                    client_id = client_id.as_str(),
+                    version = ?version,
+                    session_present,
+                    "client connected"
+                );
             }
             BrokerEvent::Close {
                 connection,

@@ -1,5 +1,5 @@
-//! Layer 11 (feature `broker-config`): authentication and authorisation from files in
-//! mosquitto's formats: [`PasswordFile`] (what `mosquitto_passwd` writes), [`AclFile`]
+//! Authentication and authorisation from files in mosquitto's formats (feature
+//! `broker-config`; layer 11 of this crate): [`PasswordFile`] (what `mosquitto_passwd` writes), [`AclFile`]
 //! (mosquitto's `acl_file`) and [`FileAuth`], the broker hooks that use them. Imports no other
 //! layer of this crate.
 //!
@@ -204,7 +204,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// A password file in mosquitto_passwd's format (see the [module docs](self)).
+/// A password file in mosquitto_passwd's format (see the [module docs](crate::auth)).
 #[derive(Clone, Default)]
 pub struct PasswordFile {
     entries: HashMap<String, Hash>,
@@ -324,7 +324,7 @@ struct Rule {
     uses_username: bool,
 }
 
-/// An ACL file in mosquitto's format (see the [module docs](self)).
+/// An ACL file in mosquitto's format (see the [module docs](crate::auth)).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AclFile {
     anonymous: Vec<Rule>,
@@ -511,7 +511,7 @@ fn covers(rule: &[&str], sub: &[&str]) -> bool {
 ///   Name or Password / return code 4 otherwise). Without one, a user name is taken as given
 ///   when `allow_anonymous`, and refused (0x87) when not.
 /// - With an ACL file, publishes and subscriptions are checked against it (see the
-///   [module docs](self)); without one, everything is allowed.
+///   [module docs](crate::auth)); without one, everything is allowed.
 #[derive(Clone, Debug)]
 pub struct FileAuth {
     passwords: Option<PasswordFile>,
