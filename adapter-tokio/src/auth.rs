@@ -511,12 +511,14 @@ fn covers(rule: &[&str], sub: &[&str]) -> bool {
 ///   Name or Password / return code 4 otherwise). Without one, a user name is taken as given
 ///   when `allow_anonymous`, and refused (0x87) when not.
 /// - With an ACL file, publishes and subscriptions are checked against it (see the
-///   [module docs](crate::auth)); without one, everything is allowed.
+///   [module docs](crate::auth); a shared subscription `$share/NAME/FILTER` as `FILTER`);
+///   without one, everything is allowed.
 #[derive(Clone, Debug)]
 pub struct FileAuth {
     passwords: Option<PasswordFile>,
     acl: Option<AclFile>,
     allow_anonymous: bool,
+    subscription_denied: ReasonCode,
 }
 
 impl FileAuth {
@@ -531,7 +533,16 @@ impl FileAuth {
             passwords,
             acl,
             allow_anonymous,
+            subscription_denied: ReasonCode::NotAuthorized,
         }
+    }
+
+    /// The same hooks answering a SUBSCRIBE the ACL refuses with `code` in MQTT 5: 0x87 Not
+    /// authorized (the default) or 0x80 Unspecified error (what some test suites expect).
+    /// MQTT 3.1.1 clients get 0x80 Failure either way.
+    pub fn with_subscription_denied(mut self, code: ReasonCode) -> Self {
+        self.subscription_denied = code;
+        self
     }
 
     /// The password file.
@@ -577,9 +588,10 @@ impl BrokerHooks for FileAuth {
         client: &ClientInfo<'_>,
         filter: &TopicFilter,
     ) -> Result<(), ReasonCode> {
+        // A shared subscription is checked as the filter it shares.
         match &self.acl {
-            Some(acl) if !acl.may_subscribe(client, filter.as_str()) => {
-                Err(ReasonCode::NotAuthorized)
+            Some(acl) if !acl.may_subscribe(client, filter.filter()) => {
+                Err(self.subscription_denied)
             }
             _ => Ok(()),
         }
@@ -748,6 +760,23 @@ mod tests {
         assert_eq!(
             auth.authenticate(&connect(None, None)),
             AuthDecision::Reject(ReasonCode::NotAuthorized)
+        );
+        let acl = AclFile::parse("topic readwrite a/#\n").unwrap();
+        let mut shared = FileAuth::new(None, Some(acl), true);
+        let client = ClientInfo::new("c", None);
+        let f = |s: &str| TopicFilter::new(s).unwrap();
+        assert_eq!(
+            shared.authorize_subscription(&client, &f("$share/g/a/x")),
+            Ok(())
+        );
+        assert_eq!(
+            shared.authorize_subscription(&client, &f("$share/g/b")),
+            Err(ReasonCode::NotAuthorized)
+        );
+        let mut shared = shared.with_subscription_denied(ReasonCode::UnspecifiedError);
+        assert_eq!(
+            shared.authorize_subscription(&client, &f("b")),
+            Err(ReasonCode::UnspecifiedError)
         );
         let mut open = FileAuth::new(None, None, true);
         assert_eq!(

@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mqtt_streaming_proto::QoS;
+use mqtt_streaming_proto::{QoS, ReasonCode};
 use mqtt_streaming_session::broker::BrokerConfig;
 
 use crate::auth::{AclFile, FileAuth, FileError, PasswordFile};
@@ -248,6 +248,7 @@ impl Default for LogSettings {
 /// | --- | --- |
 /// | `receive_maximum N` | `ServerConfig::receive_maximum` (1 to 65,535) |
 /// | `shared_subscriptions_available`, `wildcard_subscriptions_available`, `subscription_identifiers_available` `true\|false` | the `BrokerConfig` fields of those names |
+/// | `acl_subscription_denied_code 135\|128` | the SUBACK code MQTT 5 clients get for a filter the ACL refuses: 135 (0x87 Not authorized, the default) or 128 (0x80 Unspecified error) |
 ///
 /// Not supported (an error naming the line): bridges (`connection` and every `bridge_*`,
 /// `address`, `topic`, ...), plugins and `auth_plugin`, `include_dir`, `pid_file`, `user`,
@@ -281,6 +282,9 @@ pub struct BrokerSettings {
     pub persistence: PersistenceSettings,
     /// Logging.
     pub log: LogSettings,
+    /// The SUBACK code an MQTT 5 client gets for a filter the ACL refuses: 0x87 Not
+    /// authorized (the default) or 0x80 Unspecified error.
+    pub acl_subscription_denied: ReasonCode,
 }
 
 impl Default for BrokerSettings {
@@ -294,6 +298,7 @@ impl Default for BrokerSettings {
             sys_interval: Some(Duration::from_secs(10)),
             persistence: PersistenceSettings::default(),
             log: LogSettings::default(),
+            acl_subscription_denied: ReasonCode::NotAuthorized,
         }
     }
 }
@@ -459,6 +464,13 @@ impl BrokerSettings {
                 "subscription_identifiers_available" => {
                     s.broker.subscription_identifiers_available = boolean()?
                 }
+                "acl_subscription_denied_code" => {
+                    s.acl_subscription_denied = match need()? {
+                        "135" | "0x87" => ReasonCode::NotAuthorized,
+                        "128" | "0x80" => ReasonCode::UnspecifiedError,
+                        other => return Err(err(format!("expected 135 or 128, not {other:?}"))),
+                    }
+                }
                 "persistence" => {
                     s.persistence.enabled = boolean()?;
                     s.persistence.line = line;
@@ -572,7 +584,8 @@ impl BrokerSettings {
             Some(path) => Some(AclFile::load(path).map_err(|e| load_err("acl_file", path, e))?),
             None => None,
         };
-        Ok(FileAuth::new(passwords, acl, self.anonymous_allowed()))
+        Ok(FileAuth::new(passwords, acl, self.anonymous_allowed())
+            .with_subscription_denied(self.acl_subscription_denied))
     }
 }
 
@@ -767,6 +780,8 @@ mod tests {
         assert!(!s.broker.wildcard_subscriptions_available);
         assert!(!s.broker.subscription_identifiers_available);
         assert_eq!(s.broker.server.maximum_qos, QoS::AtLeastOnce);
+        let s = BrokerSettings::from_mosquitto_conf("acl_subscription_denied_code 128\n").unwrap();
+        assert_eq!(s.acl_subscription_denied, ReasonCode::UnspecifiedError);
         // `port` alone makes the default listener, on every address.
         let s = BrokerSettings::from_mosquitto_conf("port 1884\n").unwrap();
         assert_eq!(s.listeners, {

@@ -264,7 +264,8 @@ async fn main() -> ExitCode {
         }
     }
     let file_auth = match settings.file_auth() {
-        Ok(auth) => FileAuth::new(auth.passwords().cloned(), auth.acl().cloned(), anonymous),
+        Ok(auth) => FileAuth::new(auth.passwords().cloned(), auth.acl().cloned(), anonymous)
+            .with_subscription_denied(settings.acl_subscription_denied),
         Err(e) => {
             error!("{}", source(&e));
             return ExitCode::from(3);
