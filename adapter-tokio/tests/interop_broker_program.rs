@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use interop_support::{free_port, tempdir::TempDir};
 
-/// The ACL: alice reads and writes `a/#` but not `a/secret`, reads `$SYS`; bob only reads
+/// The ACL: alice reads and writes `a/#` but not `a/secret`, reads `$SYS`, writes `public/#`;
+/// bob only reads
 /// `a/#`; anonymous clients read `public/#`; every client writes `inbox/<its id>`.
 const ACL: &str = "\
 # anonymous
@@ -27,6 +28,7 @@ user alice
 topic readwrite a/#
 topic deny a/secret
 topic read $SYS/#
+topic write public/#
 
 user bob
 topic read a/#
@@ -86,11 +88,12 @@ fn start(extra: &str) -> Broker {
         ),
     )
     .unwrap();
+    let log = std::fs::File::create(dir.path().join("broker.log")).unwrap();
     let child = Command::new(broker_binary())
         .arg("-c")
         .arg(&conf)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     let until = Instant::now() + Duration::from_secs(10);
@@ -99,6 +102,13 @@ fn start(extra: &str) -> Broker {
         std::thread::sleep(Duration::from_millis(50));
     }
     Broker { child, port, dir }
+}
+
+impl Broker {
+    /// What the broker logged so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+    }
 }
 
 fn tool(name: &str, port: u16, args: &[&str]) -> Output {
@@ -530,4 +540,112 @@ fn sigterm_stops_gracefully() {
         text(&out.stdout).contains("Received DISCONNECT (139)"),
         "{out:?}"
     );
+}
+
+fn program(name: &str) -> PathBuf {
+    match name {
+        "mqtt-pub" => PathBuf::from(env!("CARGO_BIN_EXE_mqtt-pub")),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_mqtt-sub")),
+    }
+}
+
+/// mqtt-pub refused a publish itself (QoS 2 above the broker's Maximum QoS 1, which MQTT 5
+/// announces in CONNACK, [MQTT-3.2.2-11]): it still ends with DISCONNECT 0x00, so the broker
+/// logs a normal disconnection rather than a lost connection.
+#[test]
+#[ignore = "needs the cli feature (run by .ci/run)"]
+fn mqtt_pub_disconnects_after_a_local_refusal() {
+    let broker = start("max_qos 1\n");
+    let out = tool(
+        program("mqtt-pub").to_str().unwrap(),
+        broker.port,
+        &[
+            "-V",
+            "5",
+            "-q",
+            "2",
+            "-i",
+            "local-refusal",
+            "-t",
+            "public/x",
+            "-m",
+            "y",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stderr).contains("maximum"), "{out:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let log = broker.log();
+    let closed = log
+        .lines()
+        .find(|l| l.contains("local-refusal") && l.contains("closed"))
+        .unwrap_or_else(|| panic!("no close logged: {log}"));
+    assert!(closed.contains("disconnected: Success (0x00)"), "{closed}");
+}
+
+/// mqtt-sub -C 1 at QoS 2 finishes the exchange (PUBREC, PUBREL, PUBCOMP) before its
+/// DISCONNECT: its persistent session owes nothing afterwards, so the next run of the same
+/// client gets no redelivery ([MQTT-4.3.3-2] would otherwise redeliver an unacknowledged
+/// PUBLISH, with DUP).
+#[test]
+#[ignore = "needs mosquitto-clients (run by .ci/run)"]
+fn mqtt_sub_count_finishes_qos2_exchanges() {
+    let broker = start("");
+    let port = broker.port;
+    let sub = |extra: &[&str]| {
+        let mut args = vec!["-c", "-i", "qos2-count", "-q", "2", "-t", "public/q2"];
+        args.extend_from_slice(extra);
+        tool(program("mqtt-sub").to_str().unwrap(), port, &args)
+    };
+    assert!(sub(&["-E"]).status.success());
+    for round in 0..5 {
+        let payload = format!("m{round}");
+        let mut child = Command::new(program("mqtt-sub"))
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-c",
+                "-i",
+                "qos2-count",
+                "-q",
+                "2",
+                "-t",
+                "public/q2",
+                "-C",
+                "1",
+                "-W",
+                "10",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let out = tool(
+            "mosquitto_pub",
+            port,
+            &[
+                "-u",
+                "alice",
+                "-P",
+                "secret",
+                "-t",
+                "public/q2",
+                "-m",
+                &payload,
+                "-q",
+                "2",
+            ],
+        );
+        assert!(out.status.success());
+        let status = child.wait().unwrap();
+        assert!(status.success());
+        let mut printed = String::new();
+        std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut printed).unwrap();
+        assert_eq!(printed, format!("{payload}\n"));
+        let again = sub(&["-W", "1"]);
+        assert_eq!(
+            again.status.code(),
+            Some(27),
+            "round {round}: redelivered {again:?}"
+        );
+    }
 }
