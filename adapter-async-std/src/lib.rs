@@ -49,6 +49,30 @@
 //! [`BrokerHandle`]; `handle.shutdown().await` stops it gracefully). Its accept loop is
 //! mqtt-streaming-smol's over async-std's listener.
 //!
+//! # Transports: TLS, WebSocket, Unix sockets
+//!
+//! Features `tls` (futures-rustls), `websocket`, `unix`, `native-roots`, `webpki-roots`, as in
+//! `mqtt-streaming-smol`, whose transports this crate names for async-std: [`connect_url`],
+//! [`connect_url_with`], [`connect_endpoint`], [`listen_url`], [`listen_endpoint`] (no smol
+//! and no tokio I/O pulled in).
+//!
+//! ```no_run
+//! # #[cfg(feature = "websocket")]
+//! # mod demo {
+//! use mqtt_streaming_async_std::{connect_url, ClientOptions};
+//! use mqtt_streaming_proto::{Connect, MqttString, ProtocolVersion};
+//!
+//! pub fn run() -> Result<(), mqtt_streaming_async_std::Error> {
+//!     async_std::task::block_on(async {
+//!         let connect = Connect::new(ProtocolVersion::V3_1_1, MqttString::new("ws").unwrap());
+//!         let (client, _events) = connect_url("ws://127.0.0.1:8080/mqtt", ClientOptions::new(connect)).await?;
+//!         client.disconnect().await
+//!     })
+//! }
+//! # }
+//! # fn main() {}
+//! ```
+//!
 //! # Cancel safety
 //!
 //! As in `mqtt-streaming-tokio` (the handles are the same types): a command is handed over on the
@@ -67,6 +91,9 @@ pub use mqtt_streaming_session;
 /// The runtime-generic engine (`mqtt_streaming_tokio::engine`): what a runtime implements, and the
 /// client, server and broker over any runtime.
 pub use mqtt_streaming_smol::engine;
+/// rustls, re-exported (feature `tls`).
+#[cfg(feature = "tls")]
+pub use mqtt_streaming_smol::rustls;
 /// Session resumption, the engine's one `Reconnect`: on an [`mqtt_streaming_async_std::Client`](Client)
 /// `reconnect` and `reconnect_with` take any futures-io transport
 /// (`async_std::net::TcpStream` included) and `reconnect_tcp` async-std's address types
@@ -77,6 +104,14 @@ pub use mqtt_streaming_smol::{
     ConnectionEvents, ConnectionHandle, DetachedSession, Error, Event, Events, PublishOutcome,
     PublishReceipt, ServerConnection, ServerOptions, Transport, TryPublishError,
 };
+pub use mqtt_streaming_smol::{Endpoint, EndpointError, ListenOptions, Scheme, TransportOptions};
+#[cfg(feature = "tls")]
+pub use mqtt_streaming_smol::{
+    MosquittoTlsFlags, TlsClient, TlsClientOptions, TlsError, TlsServer, TlsServerOptions,
+    TlsVersion,
+};
+#[cfg(feature = "websocket")]
+pub use mqtt_streaming_smol::{WsOptions, WsTransport, WS_SUBPROTOCOL};
 
 /// The async-std runtime: drivers are spawned with `async_std::task::spawn`; the timer and
 /// clock are `async-io`'s (async-std's own reactor), shared with `mqtt_streaming_smol::SmolRuntime`
@@ -94,3 +129,11 @@ mqtt_streaming_smol::futures_runtime! {
 }
 
 mqtt_streaming_tokio::named_for_runtime!(AsyncStdRuntime);
+
+mod transports {
+    use super::Client;
+    mqtt_streaming_tokio::transports_for_runtime!(super::AsyncStdRuntime);
+}
+pub use transports::{
+    connect_endpoint, connect_url, connect_url_with, listen_endpoint, listen_url,
+};

@@ -182,8 +182,10 @@ impl<R: FuturesTcp> Listener for TcpAcceptor<R> {
 /// [`Adapt`](engine::Adapt) (any futures-io stream, through [`FuturesIo`]),
 /// [`NetRuntime`](engine::NetRuntime), [`Bind`](engine::Bind) and
 /// [`TcpConnect`](engine::TcpConnect) (its TCP listener, stream and address trait, whose
-/// `bind`, `connect`, `accept`, `local_addr` and `set_nodelay` it calls), and
-/// [`FuturesTcp`].
+/// `bind`, `connect`, `accept`, `local_addr` and `set_nodelay` it calls), [`FuturesTcp`],
+/// [`FuturesDial`](crate::FuturesDial) and the engine's `Dial` (TLS, WebSocket and Unix
+/// sockets by this crate's features, through [`dial`](crate::dial) and
+/// [`listen`](crate::listen)).
 ///
 /// A runtime of your own on smol's sockets (mqtt-streaming-async-std's `AsyncStdRuntime` is the same
 /// with async-std's), named like the adapters' with `named_for_runtime!`:
@@ -270,6 +272,40 @@ macro_rules! futures_runtime {
                 let stream = <$stream>::connect(addr).await?;
                 stream.set_nodelay(true)?;
                 Ok($crate::FuturesIo(stream))
+            }
+        }
+
+        impl $crate::FuturesDial for $rt {
+            fn connect_tcp(host: ::std::string::String, port: u16) -> $crate::IoFuture<$stream> {
+                ::std::boxed::Box::pin(async move {
+                    let stream = <$stream>::connect((host.as_str(), port)).await?;
+                    stream.set_nodelay(true)?;
+                    Ok(stream)
+                })
+            }
+
+            fn bind_tcp(host: ::std::string::String, port: u16) -> $crate::IoFuture<$listener> {
+                ::std::boxed::Box::pin(async move { <$listener>::bind((host.as_str(), port)).await })
+            }
+        }
+
+        impl $crate::engine::Dial for $rt {
+            fn dial(
+                endpoint: &$crate::Endpoint,
+                options: &$crate::TransportOptions,
+            ) -> impl ::std::future::Future<
+                Output = ::std::io::Result<$crate::engine::BoxTransport>,
+            > + ::std::marker::Send {
+                $crate::dial::<Self>(endpoint, options)
+            }
+
+            fn listen(
+                endpoint: &$crate::Endpoint,
+                options: &$crate::ListenOptions,
+            ) -> impl ::std::future::Future<
+                Output = ::std::io::Result<::std::boxed::Box<dyn $crate::engine::Listener>>,
+            > + ::std::marker::Send {
+                $crate::listen::<Self>(endpoint, options)
             }
         }
 

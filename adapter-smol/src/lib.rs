@@ -21,6 +21,11 @@
 //! ([`FuturesIo`], [`AsyncIoTimer`], [`TcpAcceptor`], [`futures_runtime!`]) on `futures-io`
 //! and `async-io` alone: what `mqtt-streaming-async-std` builds on.
 //!
+//! Transports beyond TCP, each a feature (see [Transports](#transports-tls-websocket-unix-sockets)):
+//! `tls` (futures-rustls, rustls with the `ring` provider), `websocket` (async-tungstenite's
+//! runtime-free core), `unix` (Unix sockets on `async-io`), `native-roots` / `webpki-roots`
+//! (the platform's or Mozilla's root certificates for TLS clients).
+//!
 //! ```
 //! use mqtt_streaming_smol::{connect_tcp, ClientOptions, ConnectionEvent, Event, Server, ServerOptions};
 //! use mqtt_streaming_proto::{AckProperties, ConnAckProperties, Connect, MqttString, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
@@ -142,6 +147,54 @@
 //! # }
 //! ```
 //!
+//! # Transports: TLS, WebSocket, Unix sockets
+//!
+//! The same as `mqtt-streaming-tokio`'s, on futures-io streams: [`connect_url`],
+//! [`connect_url_with`] (with [`TransportOptions`]) and [`connect_endpoint`] for clients;
+//! [`listen_url`] and [`listen_endpoint`] for a broker's or a server flow's listeners
+//! (several at once with [`engine::Listeners`]). `mqtt://`, `mqtts://` (feature `tls`),
+//! `ws://` (feature `websocket`), `wss://` (both), `unix://` (feature `unix`). TLS is
+//! futures-rustls; its configuration is the engine's (`TlsClientOptions`, `TlsServerOptions`,
+//! re-exported here with feature `tls`). Nothing here pulls in tokio's I/O.
+//!
+//! ```no_run
+//! # #[cfg(all(feature = "smol-runtime", feature = "tls", feature = "websocket"))]
+//! # mod demo {
+//! use mqtt_streaming_smol::engine::Listeners;
+//! use mqtt_streaming_smol::{
+//!     connect_url_with, listen_url, BrokerServer, ClientOptions, ListenOptions, TlsClientOptions,
+//!     TlsServerOptions, TransportOptions,
+//! };
+//! use mqtt_streaming_proto::{Connect, MqttString, ProtocolVersion};
+//! use mqtt_streaming_session::broker::BrokerConfig;
+//!
+//! pub fn run(ca: &[u8], chain: &[u8], key: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+//!     smol::block_on(async {
+//!         let listen = ListenOptions::new().tls(TlsServerOptions::new(chain, key)?.build()?);
+//!         let listeners = Listeners::new([
+//!             listen_url("mqtts://127.0.0.1:8883", &listen).await?,
+//!             listen_url("wss://127.0.0.1:8443/mqtt", &listen).await?,
+//!         ]);
+//!         let broker = BrokerServer::new(BrokerConfig::default())
+//!             .with_listener(Box::new(listeners))
+//!             .spawn();
+//!         let tls = TlsClientOptions::new().add_ca_pem(ca)?.build()?;
+//!         let connect = Connect::new(ProtocolVersion::V5, MqttString::new("smol-tls")?);
+//!         let (client, _events) = connect_url_with(
+//!             "mqtts://localhost:8883",
+//!             &TransportOptions::new().tls(tls),
+//!             ClientOptions::new(connect),
+//!         )
+//!         .await?;
+//!         client.disconnect().await?;
+//!         broker.shutdown().await;
+//!         Ok(())
+//!     })
+//! }
+//! # }
+//! # fn main() {}
+//! ```
+//!
 //! # Cancel safety
 //!
 //! The handles and their futures are `mqtt-streaming-tokio`'s, so its cancel-safety table holds here
@@ -193,6 +246,7 @@
 mod futures_rt;
 #[cfg(feature = "smol-runtime")]
 mod smol_rt;
+mod transports;
 
 /// The protocol crate, re-exported: one dependency line brings the whole stack.
 pub use mqtt_streaming_proto;
@@ -205,12 +259,27 @@ pub use futures_rt::{AcceptFuture, AsyncIoTimer, FuturesIo, FuturesTcp, TcpAccep
 pub use mqtt_streaming_tokio::engine;
 /// The engine's entry points and types named for one runtime (`mqtt_streaming_tokio::named_for_runtime`).
 pub use mqtt_streaming_tokio::named_for_runtime;
+/// rustls, re-exported (feature `tls`).
+#[cfg(feature = "tls")]
+pub use mqtt_streaming_tokio::rustls;
+/// The transport entry points named for one runtime (`mqtt_streaming_tokio::transports_for_runtime`).
+pub use mqtt_streaming_tokio::transports_for_runtime;
 pub use mqtt_streaming_tokio::{
     BrokerNotice, BrokerNotices, BrokerOptions, ClientEvents, ClientOptions, ConnectionEvent,
     ConnectionEvents, ConnectionHandle, DetachedSession, Error, Event, Events, PublishOutcome,
     PublishReceipt, Reconnect, ServerConnection, ServerOptions, TryPublishError,
 };
+pub use mqtt_streaming_tokio::{Endpoint, EndpointError, ListenOptions, Scheme, TransportOptions};
+#[cfg(feature = "tls")]
+pub use mqtt_streaming_tokio::{
+    MosquittoTlsFlags, TlsClient, TlsClientOptions, TlsError, TlsServer, TlsServerOptions,
+    TlsVersion,
+};
+#[cfg(feature = "websocket")]
+pub use mqtt_streaming_tokio::{WsOptions, WsTransport, WS_SUBPROTOCOL};
 #[cfg(feature = "smol-runtime")]
 pub use smol_rt::{
-    connect, connect_tcp, serve_connection, BrokerHandle, BrokerServer, Client, Server, SmolRuntime,
+    connect, connect_endpoint, connect_tcp, connect_url, connect_url_with, listen_endpoint,
+    listen_url, serve_connection, BrokerHandle, BrokerServer, Client, Server, SmolRuntime,
 };
+pub use transports::{dial, listen, FuturesDial, IoFuture};

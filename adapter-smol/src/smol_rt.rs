@@ -15,3 +15,11 @@ crate::futures_runtime! {
 }
 
 mqtt_streaming_tokio::named_for_runtime!(SmolRuntime);
+
+mod transports {
+    use super::Client;
+    mqtt_streaming_tokio::transports_for_runtime!(super::SmolRuntime);
+}
+pub use transports::{
+    connect_endpoint, connect_url, connect_url_with, listen_endpoint, listen_url,
+};

@@ -91,6 +91,15 @@ pub struct BrokerOptions {
     pub linger: Duration,
     /// Capacity of the [`BrokerServerOn::notices`] channel; notices beyond it are dropped.
     pub notice_capacity: usize,
+    /// Where and how retained messages and persistent sessions are stored, to survive a
+    /// restart and a crash (feature `persistence`; see [`crate::persistence`]). `None` (the
+    /// default): nothing is stored.
+    ///
+    /// [`serve`](BrokerServerOn::serve) opens the store and rebuilds the broker from it
+    /// before it serves anyone (reading the whole store on the calling task), and fails if it
+    /// cannot (`spawn` then stops at once: use `serve` to see the error).
+    #[cfg(feature = "persistence")]
+    pub persistence: Option<crate::persistence::PersistenceOptions>,
 }
 
 impl Default for BrokerOptions {
@@ -114,6 +123,8 @@ impl From<BrokerConfig> for BrokerOptions {
             max_output_buffer,
             linger: Duration::from_secs(5),
             notice_capacity: 1024,
+            #[cfg(feature = "persistence")]
+            persistence: None,
         }
     }
 }
@@ -147,6 +158,12 @@ pub enum BrokerNotice {
     SlowConsumer {
         /// The connection.
         connection: ConnectionId,
+    },
+    /// The persistence store failed (feature `persistence`): the broker shuts down without
+    /// sending the answers that waited for it.
+    StoreFailed {
+        /// The store's error.
+        error: String,
     },
 }
 
@@ -197,6 +214,7 @@ impl fmt::Display for BrokerNotice {
             Self::SlowConsumer { connection } => {
                 write!(f, "#{} disconnected as a slow consumer", connection.get())
             }
+            Self::StoreFailed { error } => write!(f, "persistence failed: {error}"),
         }
     }
 }
@@ -367,11 +385,47 @@ impl<R: Runtime, H: BrokerHooks + Send + 'static> BrokerServerOn<R, H> {
             handle: _,
             notices,
         } = self;
-        let broker = Broker::with_hooks(options.config.clone(), hooks);
+        #[allow(unused_mut)]
+        let mut config = options.config.clone();
+        #[cfg(feature = "persistence")]
+        let opened = match &options.persistence {
+            Some(p) => {
+                config.persistence = true;
+                Some((crate::persistence::open(&p.dir)?, p.durability))
+            }
+            None => None,
+        };
+        #[allow(unused_mut)]
+        let mut broker = Broker::with_hooks(config, hooks);
+        let clock = Clock::of::<R>();
+        #[cfg(feature = "persistence")]
+        let persist = match opened {
+            Some(((db, snapshot), durability)) => {
+                let now = clock.now();
+                let wall = crate::persistence::unix_millis();
+                broker.restore(now, snapshot, wall);
+                let store = crate::persistence::StoreHandle::spawn(db, durability)?;
+                Some(Persist {
+                    store,
+                    sync: durability == crate::persistence::Durability::Sync,
+                    clock_at_zero: wall.saturating_sub(now.as_millis()),
+                    sent: 0,
+                    durable: 0,
+                    staged: Vec::new(),
+                    held: std::collections::VecDeque::new(),
+                    held_bytes: 0,
+                    ops: Vec::new(),
+                    failed: false,
+                })
+            }
+            None => None,
+        };
         let (inputs_tx, inputs_rx) = mpsc::channel(INPUT_CAPACITY);
         let task = BrokerTask {
             broker,
-            clock: Clock::of::<R>(),
+            #[cfg(feature = "persistence")]
+            persist,
+            clock,
             runtime,
             options,
             listener,
@@ -523,6 +577,26 @@ impl Outbox {
         pending
     }
 
+    /// Counts `n` bytes that wait for the store as pending (feature `persistence`), so
+    /// that the connection's output limits see them; returns the pending count.
+    #[cfg(feature = "persistence")]
+    fn hold(&self, n: usize) -> usize {
+        self.pending.fetch_add(n, Ordering::AcqRel) + n
+    }
+
+    /// Hands the writer bytes already counted by [`hold`](Self::hold).
+    #[cfg(feature = "persistence")]
+    fn push_held(&self, bytes: BytesMut) {
+        let mut inner = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.buf.is_empty() {
+            inner.buf = bytes;
+        } else {
+            inner.buf.extend_from_slice(&bytes);
+        }
+        drop(inner);
+        self.wake_writer.notify_one();
+    }
+
     fn close(&self) {
         self.buf.lock().unwrap_or_else(|e| e.into_inner()).close = true;
         self.stop_reading.store(true, Ordering::Release);
@@ -588,6 +662,8 @@ struct BrokerTask<R: Runtime, H: BrokerHooks> {
     closing: Vec<ConnectionId>,
     shutdown_replies: Vec<oneshot::Sender<()>>,
     shutting_down: bool,
+    #[cfg(feature = "persistence")]
+    persist: Option<Persist>,
 }
 
 enum Step {
@@ -595,6 +671,60 @@ enum Step {
     Command(Option<Command>),
     Input(Input),
     Timeout,
+    #[cfg(feature = "persistence")]
+    Store(Option<crate::persistence::FromStore>),
+}
+
+/// Output waiting for the store (feature `persistence`, durable mode).
+#[cfg(feature = "persistence")]
+enum Held {
+    Bytes(Arc<Outbox>, BytesMut),
+    Close(Arc<Outbox>),
+}
+
+#[cfg(feature = "persistence")]
+impl Held {
+    fn release(self) {
+        match self {
+            Self::Bytes(outbox, bytes) => outbox.push_held(bytes),
+            Self::Close(outbox) => outbox.close(),
+        }
+    }
+
+    /// The store failed: the bytes are never sent, the connection still closes.
+    fn drop_bytes(self) {
+        match self {
+            Self::Bytes(outbox, bytes) => {
+                outbox.pending.fetch_sub(bytes.len(), Ordering::AcqRel);
+            }
+            Self::Close(outbox) => outbox.close(),
+        }
+    }
+}
+
+/// Output held beyond which the broker stops taking input until the store catches up.
+#[cfg(feature = "persistence")]
+const MAX_HELD_BYTES: usize = 64 * 1024 * 1024;
+
+/// The broker task's side of persistence (feature `persistence`).
+#[cfg(feature = "persistence")]
+struct Persist {
+    store: crate::persistence::StoreHandle,
+    /// Durable mode: output waits for the store.
+    sync: bool,
+    /// UNIX milliseconds at the core's `Instant::ZERO`.
+    clock_at_zero: u64,
+    /// The last batch sent to the store, and the last it made durable.
+    sent: u64,
+    durable: u64,
+    /// This turn's output (durable mode).
+    staged: Vec<Held>,
+    /// Output waiting for the batch it is tagged with.
+    held: std::collections::VecDeque<(u64, Held)>,
+    held_bytes: usize,
+    /// Reused buffer of the turn's store operations.
+    ops: Vec<mqtt_streaming_session::broker::StoreOp>,
+    failed: bool,
 }
 
 impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
@@ -637,9 +767,15 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
                     let at = armed.take().unwrap_or(now);
                     self.broker.handle_timeout(now.max(at));
                 }
+                #[cfg(feature = "persistence")]
+                Step::Store(report) => self.stored(now, report),
             }
             self.drain(now);
+            #[cfg(feature = "persistence")]
+            self.persist_turn();
         }
+        #[cfg(feature = "persistence")]
+        self.persist_close().await;
         // Stopped before anyone is told: `is_stopped` holds once `shutdown` resolves.
         self.commands = None;
         for reply in self.shutdown_replies.drain(..) {
@@ -650,6 +786,16 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
     /// Waits for the first of: a command, an input from a connection, the timer, a new TCP
     /// connection (in that order of priority).
     fn poll_step(&mut self, cx: &mut Context<'_>, timer: &mut R::Timer, armed: bool) -> Poll<Step> {
+        #[cfg(feature = "persistence")]
+        if let Some(p) = &mut self.persist {
+            if let Poll::Ready(report) = p.store.rx.poll_recv(cx) {
+                return Poll::Ready(Step::Store(report));
+            }
+            if p.held_bytes > MAX_HELD_BYTES {
+                // The store is behind: no input until it catches up.
+                return Poll::Pending;
+            }
+        }
         if let Some(commands) = &mut self.commands {
             if let Poll::Ready(command) = commands.poll_recv(cx) {
                 return Poll::Ready(Step::Command(command));
@@ -804,6 +950,19 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
         let mut resumed = Vec::new();
         while let Some(id) = self.broker.poll_transmit(now, &mut self.out) {
             if let Some(conn) = self.connections.get(&id) {
+                #[cfg(feature = "persistence")]
+                let pending = match &mut self.persist {
+                    // Durable mode: decided at the end of the turn (`persist_turn`).
+                    Some(p) if p.sync => {
+                        let bytes = self.out.split();
+                        p.held_bytes += bytes.len();
+                        let pending = conn.outbox.hold(bytes.len());
+                        p.staged.push(Held::Bytes(conn.outbox.clone(), bytes));
+                        pending
+                    }
+                    _ => conn.outbox.push(&self.out),
+                };
+                #[cfg(not(feature = "persistence"))]
                 let pending = conn.outbox.push(&self.out);
                 if pending > self.options.max_output_buffer {
                     slow.push(id);
@@ -835,6 +994,12 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
             };
             if let BrokerEvent::Close { connection, .. } = &event {
                 if let Some(conn) = self.connections.remove(connection) {
+                    #[cfg(feature = "persistence")]
+                    match &mut self.persist {
+                        Some(p) if p.sync => p.staged.push(Held::Close(conn.outbox.clone())),
+                        _ => conn.outbox.close(),
+                    }
+                    #[cfg(not(feature = "persistence"))]
                     conn.outbox.close();
                     self.closing.push(*connection);
                 }
@@ -849,6 +1014,105 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
             }
         }
         resumed
+    }
+}
+
+#[cfg(feature = "persistence")]
+impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
+    /// The end of a turn: its changes go to the store as one batch; in durable mode its
+    /// output waits for that batch (and every one before it) to be durable.
+    fn persist_turn(&mut self) {
+        let Some(p) = &mut self.persist else {
+            return;
+        };
+        while let Some(change) = self.broker.poll_change() {
+            change.ops(p.clock_at_zero, &mut p.ops);
+        }
+        if !p.ops.is_empty() {
+            p.sent += 1;
+            let ops = std::mem::take(&mut p.ops);
+            p.store
+                .send(crate::persistence::ToStore::Batch(p.sent, ops));
+        }
+        if p.failed {
+            for held in p.staged.drain(..) {
+                held.drop_bytes();
+            }
+            p.held_bytes = 0;
+        } else if p.sent > p.durable {
+            let tag = p.sent;
+            p.held.extend(p.staged.drain(..).map(|h| (tag, h)));
+        } else {
+            for held in p.staged.drain(..) {
+                held.release();
+            }
+            p.held_bytes = 0;
+        }
+    }
+
+    /// A report of the store thread.
+    fn stored(&mut self, now: Instant, report: Option<crate::persistence::FromStore>) {
+        let Some(p) = &mut self.persist else {
+            return;
+        };
+        match report {
+            Some(crate::persistence::FromStore::Durable(n)) => {
+                p.durable = p.durable.max(n);
+                while p.held.front().is_some_and(|(tag, _)| *tag <= p.durable) {
+                    if let Some((_, held)) = p.held.pop_front() {
+                        if let Held::Bytes(_, bytes) = &held {
+                            p.held_bytes = p.held_bytes.saturating_sub(bytes.len());
+                        }
+                        held.release();
+                    }
+                }
+            }
+            Some(crate::persistence::FromStore::Closed) => {}
+            failed => {
+                let error = match failed {
+                    Some(crate::persistence::FromStore::Failed(e)) => e,
+                    _ => "the store thread stopped".to_owned(),
+                };
+                p.failed = true;
+                for (_, held) in p.held.drain(..) {
+                    held.drop_bytes();
+                }
+                p.held_bytes = 0;
+                self.notice(BrokerNotice::StoreFailed { error });
+                if !self.shutting_down {
+                    self.shutting_down = true;
+                    self.listener = None;
+                    self.broker.shutdown(now);
+                    self.drain(now);
+                    let rest: Vec<ConnectionId> = self.connections.keys().copied().collect();
+                    for id in rest {
+                        self.broker.handle_closed(now, id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The broker stopped: what is pending is committed, and the store closed, before
+    /// `serve` returns (so a new broker can open it at once).
+    async fn persist_close(&mut self) {
+        let Some(mut p) = self.persist.take() else {
+            return;
+        };
+        if !p.failed {
+            let last = p.sent + 1;
+            p.store.send(crate::persistence::ToStore::Flush(last));
+        }
+        p.store.close();
+        while let Some(report) = p.store.rx.recv().await {
+            match report {
+                crate::persistence::FromStore::Durable(_) => {}
+                crate::persistence::FromStore::Failed(error) => {
+                    self.notice(BrokerNotice::StoreFailed { error });
+                }
+                crate::persistence::FromStore::Closed => break,
+            }
+        }
     }
 }
 
@@ -945,7 +1209,16 @@ async fn write_loop<R: Runtime>(
                         }
                     }
                 }
-                Poll::Ready(Ok(true))
+                // Then flushed: a transport that buffers (a WebSocket's frames) sends only
+                // then. A no-op on TCP.
+                match io.poll_flush(cx) {
+                    Poll::Ready(Ok(())) => Poll::Ready(Ok(true)),
+                    Poll::Ready(Err(_)) => Poll::Ready(Err(())),
+                    Poll::Pending => match stop.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(Ok(false)),
+                        Poll::Pending => Poll::Pending,
+                    },
+                }
             })
             .await;
             match written {

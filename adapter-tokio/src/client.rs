@@ -230,6 +230,16 @@ pub async fn connect_tcp_on<R: TcpConnect<A>, A>(
     connect_transport(runtime, stream, options).await
 }
 
+/// Connects over `transport`, already the engine's [`Transport`] (what a runtime's `Dial`
+/// gives: TLS, WebSocket, Unix...), then as [`connect_on`].
+pub async fn connect_transport_on<R: Runtime>(
+    runtime: R,
+    transport: impl Transport,
+    options: ClientOptions,
+) -> Result<(ClientOn<R>, ClientEvents), Error> {
+    connect_transport(runtime, transport, options).await
+}
+
 async fn connect_transport<R: Runtime, Io: Transport>(
     runtime: R,
     transport: Io,

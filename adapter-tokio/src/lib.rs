@@ -116,6 +116,78 @@
 //! TCP listener through [`engine::NetRuntime`], [`engine::Bind`] and [`engine::Adapt`]; any
 //! other [`engine::Listener`] plugs in with [`engine::BrokerServerOn::with_listener`]).
 //!
+//! # Transports: TLS, WebSocket, Unix sockets, URLs
+//!
+//! One way to say where to connect: an [`Endpoint`], parsed from a URL or built from typed
+//! parts. [`connect_url`] and [`connect_url_with`] (with [`TransportOptions`]: TLS
+//! configuration, WebSocket limits, timeout) connect a client; [`listen_url`] binds a listener
+//! for a broker ([`BrokerServer::with_listener`](engine::BrokerServerOn::with_listener)) or a
+//! server flow ([`Server::with_listener`](engine::ServerOn::with_listener)), several at once
+//! with [`engine::Listeners`].
+//!
+//! | URL | transport | feature |
+//! |---|---|---|
+//! | `mqtt://host:1883` | TCP | (always) |
+//! | `mqtts://host:8883` | TLS (rustls, `ring` provider; tokio-rustls here, futures-rustls on smol and async-std) | `tls` |
+//! | `ws://host:80/path` | MQTT over WebSocket (async-tungstenite; subprotocol `mqtt`, binary frames) | `websocket` |
+//! | `wss://host:443/path` | WebSocket over TLS | `tls`, `websocket` |
+//! | `unix:///path` | Unix domain socket | `unix` |
+//!
+//! Each transport is a feature: a plain-TCP user compiles none of it, and an endpoint whose
+//! feature is off is an error of kind `Unsupported`. TLS clients verify the server's
+//! certificate against the roots of [`TlsClientOptions`] (CA files or PEM, the platform's
+//! store with feature `native-roots`, Mozilla's with `webpki-roots`) and the host name (or
+//! [`TlsClientOptions::server_name`], also the SNI sent); client certificates (mutual TLS) and
+//! ALPN are options. [`TlsServerOptions`] configures listeners, with
+//! [`require_client_cert`](TlsServerOptions::require_client_cert) for mutual TLS. A
+//! listener's TLS and WebSocket handshakes run on the connection's own task when it is first
+//! read, within [`ListenOptions::handshake_timeout`], so a slow client holds up no accept.
+//! Over WebSocket, each write leaves as one binary message and every binary message read is
+//! appended to the one read buffer, so packets split across frames and several packets in
+//! one frame decode alike; a text frame closes the connection.
+//!
+//! ```no_run
+//! # #[cfg(all(feature = "tls", feature = "websocket", feature = "unix"))]
+//! # mod demo {
+//! use mqtt_streaming_tokio::engine::Listeners;
+//! use mqtt_streaming_tokio::{
+//!     connect_url_with, listen_url, BrokerServer, ClientOptions, ListenOptions, TlsClientOptions,
+//!     TlsServerOptions, TransportOptions,
+//! };
+//! use mqtt_streaming_proto::{Connect, MqttString, ProtocolVersion};
+//! use mqtt_streaming_session::broker::BrokerConfig;
+//!
+//! pub async fn run(ca: &[u8], chain: &[u8], key: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+//!     // A broker on TCP, TLS, WebSocket, WebSocket over TLS and a Unix socket at once.
+//!     let listen = ListenOptions::new().tls(TlsServerOptions::new(chain, key)?.build()?);
+//!     let mut listeners = Vec::new();
+//!     for url in ["mqtt://127.0.0.1:1883", "mqtts://127.0.0.1:8883", "ws://127.0.0.1:8080/mqtt",
+//!                 "wss://127.0.0.1:8443/mqtt", "unix:///tmp/mqtt.sock"] {
+//!         listeners.push(listen_url(url, &listen).await?);
+//!     }
+//!     let broker = BrokerServer::new(BrokerConfig::default())
+//!         .with_listener(Box::new(Listeners::new(listeners)))
+//!         .spawn();
+//!
+//!     // A client over WebSocket + TLS, trusting one CA, offering ALPN `mqtt`.
+//!     let tls = TlsClientOptions::new().add_ca_pem(ca)?.alpn(["mqtt"]).build()?;
+//!     let transport = TransportOptions::new().tls(tls);
+//!     let connect = Connect::new(ProtocolVersion::V5, MqttString::new("wss-client")?);
+//!     let (client, _events) =
+//!         connect_url_with("wss://localhost:8443/mqtt", &transport, ClientOptions::new(connect)).await?;
+//!     client.disconnect().await?;
+//!     broker.shutdown().await;
+//!     Ok(())
+//! }
+//! # }
+//! # fn main() {}
+//! ```
+//!
+//! Command-line programs that take mosquitto's TLS flags (`--cafile`, `--capath`, `--cert`,
+//! `--key`, `--insecure`, `--tls-version`, `--alpn`) map them with
+//! `TlsClientOptions::from_mosquitto_flags` (feature `tls`); `-L URL` is [`Endpoint::parse`]
+//! (which keeps the URL's user name, password and path) and [`connect_endpoint`].
+//!
 //! # Cancel safety
 //!
 //! An operation is *handed over* when its command enters the driver's channel (on the first
@@ -176,7 +248,8 @@
 //! [`Client`], [`Server`], [`BrokerServer`], [`connect`], [`connect_tcp`],
 //! [`serve_connection`]. With `default-features = false` only the engine remains, with
 //! tokio's `sync` feature alone (no tokio I/O, no runtime): that is what `mqtt-streaming-smol` and
-//! `mqtt-streaming-async-std` build on. Features are additive.
+//! `mqtt-streaming-async-std` build on. The feature `persistence` adds the broker's crash-safe
+//! store ([`BrokerOptions`]`::persistence`, the `persistence` module). Features are additive.
 //!
 //! The crate's files are layered, each importing only from those before it (no cycles):
 //!
@@ -185,16 +258,21 @@
 //!    as the sessions' milliseconds, for connections and broker alike);
 //! 3. `transport`: the engine's [`engine::Transport`];
 //! 4. `net`: a runtime's streams and TCP ([`engine::Adapt`], [`engine::Listener`],
-//!    [`engine::NetRuntime`], [`engine::Bind`], [`engine::TcpConnect`]);
+//!    [`engine::NetRuntime`], [`engine::Bind`], [`engine::TcpConnect`], [`engine::Listeners`]);
+//!    `endpoint` ([`Endpoint`]); `tls` (rustls configuration); `ws` (WebSocket as a transport);
 //! 5. `shared`: the state a driver shares with its handles (how the connection ended);
 //! 6. `publish`: operation completion ([`PublishOutcome`], [`PublishReceipt`]);
 //! 7. `driver`: the one drive loop over a sans-IO session;
-//! 8. `client`, `server`, `broker`: [`engine::ClientOn`], [`engine::ServerOn`] and the server
-//!    flow, [`engine::BrokerServerOn`];
+//! 8. `persistence` (feature `persistence`): the broker's store, written by a thread of its
+//!    own; then `client`, `server`, `broker`: [`engine::ClientOn`], [`engine::ServerOn`] and
+//!    the server flow, [`engine::BrokerServerOn`];
+//!    `dial`: [`engine::Dial`], [`TransportOptions`], [`ListenOptions`],
+//!    `transports_for_runtime!`;
 //! 9. `named`: `named_for_runtime!`, the engine's entry points and types named for one
 //!    runtime (`Client`, `Server`, `connect`...), written once for the three adapters;
 //! 10. `tokio_rt` (feature `tokio-runtime`): the tokio glue;
-//! 11. `auth`, `settings`, `sys_topics` (feature `broker-config`): a broker program's
+//! 11. `tokio_transports` (feature `tokio-runtime`): TLS, WebSocket and Unix sockets on tokio;
+//! 12. `auth`, `settings`, `sys_topics` (feature `broker-config`): a broker program's
 //!     password and ACL files ([`auth`]), mosquitto.conf as [`BrokerSettings`], the `$SYS`
 //!     topics ([`SysTopics`]);
 //!
@@ -223,8 +301,16 @@ mod runtime;
 // 3. The engine's own transport trait.
 mod transport;
 
-// 4. A runtime's streams and TCP.
+// 4. A runtime's streams and TCP; where to connect; TLS configuration; WebSocket framing.
 mod net;
+
+mod endpoint;
+
+#[cfg(feature = "engine-tls")]
+mod tls;
+
+#[cfg(feature = "engine-websocket")]
+mod ws;
 
 // 5. Per-connection state shared by a driver and its handles.
 mod shared;
@@ -240,7 +326,14 @@ mod client;
 
 mod server;
 
+// The broker's store (below the broker, which drives it).
+#[cfg(feature = "persistence")]
+pub mod persistence;
+
 mod broker;
+
+// 8b. Connecting to and listening on any endpoint (TCP, TLS, WebSocket, Unix).
+mod dial;
 
 // 9. The engine named for one runtime (a macro for every adapter).
 mod named;
@@ -249,7 +342,11 @@ mod named;
 #[cfg(feature = "tokio-runtime")]
 mod tokio_rt;
 
-// 11. A broker program's configuration: password and ACL files, mosquitto.conf as typed
+// 11. The transports on tokio.
+#[cfg(feature = "tokio-runtime")]
+mod tokio_transports;
+
+// 12. A broker program's configuration: password and ACL files, mosquitto.conf as typed
 // settings, the `$SYS` topics.
 #[cfg(feature = "broker-config")]
 pub mod auth;
@@ -267,8 +364,14 @@ pub use mqtt_streaming_session;
 
 pub use broker::{BrokerNotice, BrokerNotices, BrokerOptions};
 pub use client::{ClientEvents, ClientOptions, Event, Reconnect};
+pub use dial::{ListenOptions, TransportOptions};
+pub use endpoint::{Endpoint, EndpointError, Scheme};
 pub use error::{Error, TryPublishError};
 pub use publish::{PublishOutcome, PublishReceipt};
+/// rustls, re-exported (features `tls`, `engine-tls`): the version whose `ClientConfig` and
+/// `ServerConfig` [`TlsClient::from_config`] and [`TlsServer::from_config`] take.
+#[cfg(feature = "engine-tls")]
+pub use rustls;
 pub use server::{
     ConnectionEvent, ConnectionEvents, ConnectionHandle, DetachedSession, ServerConnection,
     ServerOptions,
@@ -281,11 +384,22 @@ pub use settings::{
 pub use shared::Events;
 #[cfg(feature = "broker-config")]
 pub use sys_topics::{publish_sys_topics, SysTopics};
+#[cfg(feature = "engine-tls")]
+pub use tls::{
+    MosquittoTlsFlags, TlsClient, TlsClientOptions, TlsError, TlsServer, TlsServerOptions,
+    TlsVersion,
+};
 #[cfg(feature = "tokio-runtime")]
 pub use tokio_rt::{
     connect, connect_tcp, serve_connection, BrokerHandle, BrokerServer, Client, Server, TokioIo,
     TokioRuntime, TokioTimer, Transport,
 };
+#[cfg(feature = "tokio-runtime")]
+pub use tokio_transports::{
+    connect_endpoint, connect_url, connect_url_with, listen_endpoint, listen_url,
+};
+#[cfg(feature = "engine-websocket")]
+pub use ws::{WsOptions, WsTransport, WS_SUBPROTOCOL};
 
 pub mod engine {
     //! The runtime-generic engine: what a runtime implements ([`Runtime`], [`Timer`],
@@ -296,11 +410,12 @@ pub mod engine {
     //! [`named_for_runtime!`](crate::named_for_runtime).
 
     pub use crate::broker::{BrokerHandleOn, BrokerServerOn};
-    pub use crate::client::{connect_on, connect_tcp_on, ClientOn};
-    pub use crate::net::{Accepted, Adapt, Bind, Listener, NetRuntime, TcpConnect};
+    pub use crate::client::{connect_on, connect_tcp_on, connect_transport_on, ClientOn};
+    pub use crate::dial::{connect_endpoint_on, scheme_supported, unsupported, Dial};
+    pub use crate::net::{Accepted, Adapt, Bind, Listener, Listeners, NetRuntime, TcpConnect};
     pub use crate::runtime::{Runtime, Timer};
     pub use crate::server::{serve_connection_on, ServerOn};
-    pub use crate::transport::{BoxTransport, Transport};
+    pub use crate::transport::{BoxTransport, CloseTolerant, Transport};
 }
 
 /// The workspace README's examples, compiled and run as doc tests so they cannot rot.

@@ -6,7 +6,10 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::task::{Context, Poll};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::BytesMut;
 
 use crate::runtime::Runtime;
 use crate::transport::{split, BoxTransport, Joined, Transport};
@@ -56,6 +59,23 @@ impl Accepted {
             write: Some(Box::new(write)),
             peer: Some(peer),
         }
+    }
+
+    /// A whole transport with or without a peer address (a Unix socket's connection has none).
+    pub fn with_peer(transport: impl Transport, peer: Option<SocketAddr>) -> Self {
+        Self::of(Box::new(transport), peer)
+    }
+
+    /// A connection whose transport is still being set up (a TLS or WebSocket handshake):
+    /// `handshake` runs when the connection is first read or written, so a slow or silent
+    /// client holds up no other accept; its error is the connection's first read error. The
+    /// listener bounds the time it takes (the listeners of this crate and of the futures-io
+    /// adapters give it 10 s).
+    pub fn handshaking(
+        handshake: impl Future<Output = io::Result<BoxTransport>> + Send + 'static,
+        peer: Option<SocketAddr>,
+    ) -> Self {
+        Self::of(Box::new(Upgrade::Handshake(Box::pin(handshake))), peer)
     }
 
     pub(crate) fn of(transport: BoxTransport, peer: Option<SocketAddr>) -> Self {
@@ -110,6 +130,122 @@ pub trait Listener: Send + 'static {
     /// The next connection; registers the context's waker while there is none. An error
     /// (out of file descriptors...) makes a broker wait 50 ms before accepting again.
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Accepted>>;
+}
+
+type Handshake = Pin<Box<dyn Future<Output = io::Result<BoxTransport>> + Send>>;
+
+/// A transport behind a handshake ([`Accepted::handshaking`]): every poll first drives the
+/// handshake, then goes to the transport it gave.
+enum Upgrade {
+    Handshake(Handshake),
+    Ready(BoxTransport),
+    Failed,
+}
+
+impl Upgrade {
+    fn ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<&mut BoxTransport>> {
+        if let Upgrade::Handshake(handshake) = self {
+            match ready!(handshake.as_mut().poll(cx)) {
+                Ok(transport) => *self = Upgrade::Ready(transport),
+                Err(error) => {
+                    *self = Upgrade::Failed;
+                    return Poll::Ready(Err(error));
+                }
+            }
+        }
+        match self {
+            Upgrade::Ready(transport) => Poll::Ready(Ok(transport)),
+            _ => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the connection's handshake failed",
+            ))),
+        }
+    }
+}
+
+impl Transport for Upgrade {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        ready!(self.ready(cx))?.poll_read(cx, buf)
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        ready!(self.ready(cx))?.poll_write(cx, buf)
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.ready(cx))?.poll_flush(cx)
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            // Nothing to close gracefully: dropping the handshake drops the stream.
+            Upgrade::Handshake(_) | Upgrade::Failed => {
+                *self = Upgrade::Failed;
+                Poll::Ready(Ok(()))
+            }
+            Upgrade::Ready(transport) => transport.poll_close(cx),
+        }
+    }
+}
+
+/// Several listeners as one (a broker on TCP, TLS, WebSocket and a Unix socket at once):
+/// accepts from each in turn, so a busy one starves none of the others. Its
+/// [`local_addr`](Listener::local_addr) is the first listener's that has one.
+pub struct Listeners {
+    listeners: Vec<Box<dyn Listener>>,
+    next: usize,
+}
+
+impl fmt::Debug for Listeners {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listeners")
+            .field("len", &self.listeners.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Listeners {
+    /// These listeners, as one.
+    pub fn new(listeners: impl IntoIterator<Item = Box<dyn Listener>>) -> Self {
+        Self {
+            listeners: listeners.into_iter().collect(),
+            next: 0,
+        }
+    }
+
+    /// Adds a listener.
+    pub fn push(&mut self, listener: Box<dyn Listener>) {
+        self.listeners.push(listener);
+    }
+
+    /// The local addresses of the listeners, in order (`None` for those without one, like Unix
+    /// sockets).
+    pub fn local_addrs(&self) -> Vec<Option<SocketAddr>> {
+        self.listeners.iter().map(|l| l.local_addr().ok()).collect()
+    }
+}
+
+impl Listener for Listeners {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listeners
+            .iter()
+            .find_map(|l| l.local_addr().ok())
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::Unsupported, "no listener with an address")
+            })
+    }
+
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Accepted>> {
+        let len = self.listeners.len();
+        for i in 0..len {
+            let index = (self.next + i) % len;
+            if let Poll::Ready(accepted) = self.listeners[index].poll_accept(cx) {
+                self.next = (index + 1) % len;
+                return Poll::Ready(accepted);
+            }
+        }
+        Poll::Pending
+    }
 }
 
 /// A runtime with TCP listeners: what `Server::from_listener` and

@@ -147,8 +147,11 @@ impl ListenerSettings {
     }
 }
 
-/// What the broker is to keep on disk: mosquitto's `persistence` keys, read here and left for
-/// the persistent store to act on.
+/// What the broker is to keep on disk: mosquitto's `persistence` keys. The `mqtt-broker`
+/// program makes them `BrokerOptions::persistence` (feature `persistence`): `location` is the
+/// store's directory (default: the working directory, as mosquitto), `autosave_interval` (above
+/// 0) saves every interval instead of before each acknowledgement; `file` is not used (the
+/// store names its own file).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PersistenceSettings {
     /// `persistence true`: sessions and retained messages are to survive a restart.

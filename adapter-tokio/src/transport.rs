@@ -129,3 +129,45 @@ pub(crate) async fn write_all(io: &mut dyn Transport, mut buf: &[u8]) -> io::Res
 pub(crate) async fn close(io: &mut dyn Transport) -> io::Result<()> {
     poll_fn(|cx| io.poll_close(cx)).await
 }
+
+/// Whether a close failed only because the peer had already gone (it read what it wanted and
+/// closed first: a broker closing after the client's DISCONNECT, a TLS or WebSocket peer that
+/// hung up before our close_notify or close frame arrived).
+pub(crate) fn peer_gone(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::NotConnected
+            | io::ErrorKind::UnexpectedEof
+    )
+}
+
+/// A transport whose close succeeds when the peer has already gone: by the time a driver
+/// closes, everything was written and flushed, and a TLS or WebSocket close that finds the
+/// peer gone (its close_notify or close frame unwritable) has nothing left to deliver. Reads,
+/// writes and flushes are the transport's own.
+#[derive(Debug)]
+pub struct CloseTolerant<T>(pub T);
+
+impl<T: Transport> Transport for CloseTolerant<T> {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        self.0.poll_read(cx, buf)
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.0.poll_write(cx, buf)
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_flush(cx)
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.0.poll_close(cx) {
+            Poll::Ready(Err(error)) if peer_gone(&error) => Poll::Ready(Ok(())),
+            other => other,
+        }
+    }
+}

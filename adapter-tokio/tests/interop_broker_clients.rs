@@ -66,7 +66,8 @@ async fn finish(child: std::process::Child) -> Output {
 /// mosquitto_sub and mosquitto_pub through our broker, for both versions: wildcards (`+` and
 /// `#`, [MQTT-4.7.1-2] / [MQTT-4.7.1-3]), retained messages with a later subscriber, a
 /// persistent session (`-c`) collecting QoS 1 messages published while it was away, and a
-/// will published when mosquitto_sub is killed.
+/// will published when mosquitto_sub is killed. Stock clients need no extension of ours:
+/// [MQTT-7.0.0-2] (3.1.1)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs mosquitto-clients (run by .ci/run)"]
 async fn mosquitto_clients_against_our_broker() {

@@ -649,3 +649,47 @@ fn mqtt_sub_count_finishes_qos2_exchanges() {
         );
     }
 }
+
+/// `persistence true` with `persistence_location`: a retained message published with
+/// mosquitto_pub (QoS 1, acknowledged once on disk) is there after the program is stopped with
+/// SIGTERM and started again from the same configuration.
+#[cfg(unix)]
+#[test]
+#[ignore = "needs mosquitto-clients (run by .ci/run)"]
+fn persistence_from_the_config_file_survives_a_restart() {
+    let store = TempDir::new("broker-store");
+    let extra = format!(
+        "persistence true\npersistence_location {}\n",
+        store.path().display()
+    );
+    let mut broker = start(&extra);
+    let port = broker.port;
+    let mut args = vec!["-t", "public/kept", "-m", "durable", "-r", "-q", "1"];
+    args.extend(["-u", "alice", "-P", "secret"]);
+    assert!(tool("mosquitto_pub", port, &args).status.success());
+    let status = Command::new("kill")
+        .args(["-TERM", &broker.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(broker.child.wait().unwrap().success());
+    // The same configuration file, the same port.
+    let conf = broker.dir.path().join("mosquitto.conf");
+    broker.child = Command::new(broker_binary())
+        .arg("-c")
+        .arg(&conf)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < until, "the broker did not restart");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = tool(
+        "mosquitto_sub",
+        port,
+        &["-t", "public/#", "-C", "1", "-W", "3", "-v"],
+    );
+    assert_eq!(text(&out.stdout), "public/kept durable\n", "{out:?}");
+}

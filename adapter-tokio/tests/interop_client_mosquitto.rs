@@ -19,7 +19,8 @@ const VERSIONS: [ProtocolVersion; 2] = [ProtocolVersion::V3_1_1, ProtocolVersion
 
 /// QoS 0, 1 and 2 both ways through mosquitto: each publish acknowledged, each message
 /// received once at the publish's QoS, from our publisher and from mosquitto_pub
-/// ([MQTT-4.3.3-2] in 3.1.1: no duplicate onward).
+/// ([MQTT-4.3.3-2] in 3.1.1: no duplicate onward). Our client needs no extension of the
+/// broker's: [MQTT-7.0.0-2] (3.1.1)
 #[tokio::test]
 #[ignore = "needs mosquitto (run by .ci/run)"]
 async fn qos_0_1_2_both_ways() {

@@ -30,6 +30,9 @@ async fn tcp_pair(server: &Server, options: ClientOptions) -> (Client, ClientEve
 
 /// QoS 0/1/2 both ways over TCP, for both protocol versions: every publish resolves with
 /// Success, every message comes back once, in order, at its QoS ([MQTT-3.3.4-1] 3.1.1 and 5.0).
+/// Our client and our server each support TCP, an ordered, lossless, two-way byte stream:
+/// [MQTT-7.1.1-1] [MQTT-7.1.2-1] (3.1.1)
+/// [MQTT-4.2.0-1] (5.0)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qos_0_1_2_both_ways_over_tcp() {
     let server = Server::bind("127.0.0.1:0", ServerOptions::default())

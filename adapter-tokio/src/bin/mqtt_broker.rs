@@ -19,6 +19,7 @@ use mqtt_streaming_proto::{Connect, ReasonCode, TopicFilter, TopicName};
 use mqtt_streaming_session::broker::{AuthDecision, BrokerEvent, BrokerHooks, ClientInfo};
 use mqtt_streaming_session::CloseReason;
 use mqtt_streaming_tokio::auth::FileAuth;
+use mqtt_streaming_tokio::persistence::PersistenceOptions;
 use mqtt_streaming_tokio::{
     publish_sys_topics, BrokerHandle, BrokerNotice, BrokerServer, BrokerSettings, ListenerSettings,
     SysTopics, TokioRuntime,
@@ -52,6 +53,15 @@ struct Args {
     /// Verbose: log at debug level (every connection, refusal and denial).
     #[arg(short = 'v', long = "verbose")]
     verbose: bool,
+    /// Keep retained messages and persistent sessions in this directory, across restarts
+    /// and crashes (as `persistence true` with `persistence_location DIR`): acknowledgements
+    /// wait until what they promise is on disk.
+    #[arg(long = "persistence", value_name = "DIR")]
+    persistence: Option<PathBuf>,
+    /// Save every SECONDS instead of before each acknowledgement, as mosquitto's
+    /// autosave_interval (a crash loses what changed since the last save).
+    #[arg(long = "autosave-interval", value_name = "SECONDS")]
+    autosave_interval: Option<u64>,
     /// Log level: error, warn, info, debug or trace (default: info, or the config file's
     /// log_type).
     #[arg(long = "log-level", value_parser = parse_level)]
@@ -271,12 +281,33 @@ async fn main() -> ExitCode {
             return ExitCode::from(3);
         }
     };
+    if let Some(dir) = &args.persistence {
+        settings.persistence.enabled = true;
+        settings.persistence.location = Some(dir.clone());
+    }
+    if let Some(secs) = args.autosave_interval {
+        settings.persistence.autosave_interval = Some(Duration::from_secs(secs));
+    }
+    let mut options = settings.broker_options();
     if settings.persistence.enabled {
-        warn!(
-            line = settings.persistence.line,
-            "persistence is not available in this build yet: sessions and retained messages \
-             are kept in memory only and lost on restart"
-        );
+        // mosquitto's default location is the working directory.
+        let dir = settings
+            .persistence
+            .location
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("."));
+        let mut p = PersistenceOptions::new(&dir);
+        match settings.persistence.autosave_interval {
+            Some(interval) if !interval.is_zero() => {
+                info!(dir = %dir.display(), "persistence: saved every {}s", interval.as_secs());
+                p = p.autosave(interval);
+            }
+            _ => info!(dir = %dir.display(), "persistence: acknowledged once on disk"),
+        }
+        if settings.persistence.file.is_some() {
+            warn!("persistence_file is ignored: the store's file name in the directory is its own");
+        }
+        options.persistence = Some(p);
     }
 
     // The first listener is the broker's own; the others hand their connections over.
@@ -295,8 +326,8 @@ async fn main() -> ExitCode {
     let Some(first) = listeners.next() else {
         return ExitCode::FAILURE;
     };
-    let mut broker = BrokerServer::from_listener(first, settings.broker_options())
-        .with_hooks(Logged { inner: file_auth });
+    let mut broker =
+        BrokerServer::from_listener(first, options).with_hooks(Logged { inner: file_auth });
     let mut notices = broker.notices();
     let connection_messages = settings.log.connection_messages;
     tokio::spawn(async move {

@@ -249,9 +249,11 @@ impl<H: BrokerHooks> Broker<H> {
         }
         conn.key = Some(key);
         let version = conn.session.version();
+        let expiry = conn.session.session_expiry();
         if let Some(record) = self.sessions.get_mut(&key) {
             record.connection = Some(id);
         }
+        self.journal_admitted(key, clean_start, expiry, connect.will.as_ref());
         // Retained messages still owed from before go on.
         self.retained_room(now, id);
         self.events.push_back(BrokerEvent::Connected {

@@ -161,6 +161,12 @@ pub struct BrokerConfig {
     /// in CONNACK and a SUBSCRIBE carrying one gets 0xA1 Subscription Identifiers not
     /// supported for each of its filters.
     pub subscription_identifiers_available: bool,
+    /// Whether the broker records the changes of its durable state (retained messages and
+    /// persistent sessions) for a store, to be rebuilt from it after a restart: see
+    /// [`Broker::poll_change`](crate::broker::Broker::poll_change) and
+    /// [`Broker::restore`](crate::broker::Broker::restore). Off by default; off, it costs
+    /// nothing.
+    pub persistence: bool,
 }
 
 impl Default for BrokerConfig {
@@ -189,6 +195,7 @@ impl Default for BrokerConfig {
             shared_subscriptions_available: true,
             wildcard_subscriptions_available: true,
             subscription_identifiers_available: true,
+            persistence: false,
         }
     }
 }

@@ -125,6 +125,9 @@ impl<H: BrokerHooks> Broker<H> {
             }
             SessionExpiry::Never => {}
         }
+        if expiry != SessionExpiry::AtClose {
+            self.journal_closed(now, key, expiry);
+        }
     }
 
     /// Publishes a will as its client would have: authorized like a PUBLISH of that client
@@ -176,6 +179,7 @@ impl<H: BrokerHooks> Broker<H> {
             Some(pending) if pending.1 == due => {
                 let client_id = record.client_id.clone();
                 self.publish_will(now, key, &client_id, pending.0);
+                self.journal_header(key);
             }
             other => record.pending_will = other,
         }
@@ -198,6 +202,7 @@ impl<H: BrokerHooks> Broker<H> {
         let Some(mut record) = self.sessions.remove(&key) else {
             return;
         };
+        self.journal_ended(key, &record.client_id);
         self.drop_parked(key);
         self.wake_waiters(key);
         self.by_client_id.remove(&record.client_id);

@@ -69,6 +69,7 @@ mod hooks;
 mod input;
 mod lifecycle;
 mod limits;
+pub mod persistence;
 mod retained;
 mod retained_delivery;
 mod routing;
@@ -89,6 +90,10 @@ use mqtt_streaming_proto::{
 
 pub use config::BrokerConfig;
 pub use hooks::{AllowAll, AuthDecision, BrokerHooks, ClientInfo};
+pub use persistence::{
+    Change, CorruptRecord, SessionHeader, Snapshot, StoreOp, StoredFlow, StoredFlows,
+    StoredMessage, StoredSession,
+};
 pub use stats::BrokerStats;
 
 use self::backpressure::{Parked, Waiters};
@@ -156,6 +161,8 @@ pub struct TooManyConnections;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Token {
     shared: Option<TopicFilter>,
+    /// The message's number in the persistence records (0: not recorded).
+    seq: u64,
 }
 
 #[derive(Debug)]
@@ -255,6 +262,8 @@ pub struct Broker<H: BrokerHooks = AllowAll> {
     peek: Decoder,
     /// The time of the input being handled.
     now: Instant,
+    /// The change records, when persistence is on.
+    journal: Option<Box<persistence::Journal>>,
 }
 
 impl Broker<AllowAll> {
@@ -268,7 +277,11 @@ impl<H: BrokerHooks> Broker<H> {
     /// A broker with the application's policy.
     pub fn with_hooks(mut config: BrokerConfig, hooks: H) -> Self {
         config.server.ack_mode = AckMode::Manual;
+        let journal = config
+            .persistence
+            .then(|| Box::new(persistence::Journal::new()));
         Self {
+            journal,
             retained: RetainedStore::new(config.max_retained_messages, config.max_retained_bytes),
             retained_deliveries: RetainedDeliveries::default(),
             config,
@@ -600,6 +613,9 @@ impl<H: BrokerHooks> Broker<H> {
         if let Some(conn) = self.connections.get_mut(&id) {
             // An idle connection keeps no empty queue's capacity.
             conn.session.shrink_idle();
+            if let Some(key) = conn.key {
+                self.journal_dirty(key);
+            }
         }
         self.refresh(id);
     }
@@ -669,7 +685,11 @@ impl<H: BrokerHooks> Broker<H> {
             ServerEvent::Message { publish, ack } => self.on_message(now, id, publish, ack),
             ServerEvent::Subscribe(subscribe) => self.on_subscribe(now, id, subscribe),
             ServerEvent::Unsubscribe(unsubscribe) => self.on_unsubscribe(now, id, unsubscribe),
-            ServerEvent::Published { .. } => {
+            ServerEvent::Published { token, .. } => {
+                if self.journal.is_some() {
+                    let key = self.connections.get(&id).and_then(|c| c.key);
+                    self.journal_done(key, &token);
+                }
                 self.retained_room(now, id);
                 // The client acknowledged one of ours: it reads, and its window has room.
                 if let Some(key) = self.connections.get(&id).and_then(|c| c.key) {
@@ -683,6 +703,7 @@ impl<H: BrokerHooks> Broker<H> {
                 message,
             } => {
                 let key = self.connections.get(&id).and_then(|c| c.key);
+                self.journal_done(key, &token);
                 self.on_abandoned(now, key, token, &cause, message);
                 if let Some(key) = key {
                     self.wake_waiters(key);

@@ -182,11 +182,20 @@ impl<H: BrokerHooks> Broker<H> {
                 pending.taken.extend(batch.drain(..));
             }
             while let Some(message) = pending.taken.pop_front() {
+                if !self.connections.contains_key(&conn_id) {
+                    break 'turn;
+                }
+                let out = outgoing(&message, &pending.delivery, true);
+                let mut token = Token::default();
+                self.journal_delivery(now, key, &out, &mut token);
                 let Some(conn) = self.connections.get_mut(&conn_id) else {
                     break 'turn;
                 };
-                let out = outgoing(&message, &pending.delivery, true);
-                match conn.session.publish(now, out, Token::default()) {
+                let result = conn.session.publish(now, out, token);
+                if let Err(refused) = &result {
+                    self.journal_done(Some(key), &refused.token);
+                }
+                match result {
                     Ok(()) => {
                         self.stats.messages_out += 1;
                         sent += 1;

@@ -123,6 +123,11 @@ impl<H: BrokerHooks> Broker<H> {
         }
         if self.retained.store(now, message).is_err() {
             self.stats.dropped_retained_full += 1;
+            // A message it would have replaced is deleted.
+            self.journal_retained(now, &message.topic, None);
+        } else {
+            let kept = (!message.payload.is_empty()).then_some(message);
+            self.journal_retained(now, &message.topic, kept);
         }
     }
 
@@ -157,6 +162,7 @@ impl<H: BrokerHooks> Broker<H> {
         for (key, delivery, filter) in matches.shared {
             let token = Token {
                 shared: Some(filter),
+                ..Token::default()
             };
             let copy = outgoing(&message, &delivery, false);
             if let Some((message, token)) = self.offer(now, key, copy, token, hold) {
@@ -212,8 +218,19 @@ impl<H: BrokerHooks> Broker<H> {
         now: Instant,
         key: SessionKey,
         message: Message,
-        token: Token,
+        mut token: Token,
     ) -> Result<(), Rejected<Message, Token>> {
+        if self.journal.is_some() {
+            // Recorded for a persistent session (no cost otherwise).
+            let takes = self.sessions.get(&key).is_some_and(|r| {
+                r.connection.is_some()
+                    || (r.stored.is_some()
+                        && (message.qos > QoS::AtMostOnce || self.config.queue_qos0_offline))
+            });
+            if takes {
+                self.journal_delivery(now, key, &message, &mut token);
+            }
+        }
         let Some(record) = self.sessions.get_mut(&key) else {
             return Ok(());
         };
@@ -236,8 +253,9 @@ impl<H: BrokerHooks> Broker<H> {
                 return Ok(());
             }
         };
-        if result.is_ok() {
-            self.stats.messages_out += 1;
+        match &result {
+            Ok(()) => self.stats.messages_out += 1,
+            Err(refused) => self.journal_done(Some(key), &refused.token),
         }
         result
     }

@@ -77,6 +77,7 @@ impl<H: BrokerHooks> Broker<H> {
             let filter = s.filter.to_owned_compact();
             let existed = self.index.insert(key, &filter, sub);
             record.subscriptions.insert(filter.clone(), sub);
+            self.journal_subscription(key, &filter, Some(sub));
             codes.push(ReasonCode::granted(options.qos));
             let send_retained = match options.retain_handling {
                 RetainHandling::SendAtSubscribe => true,
@@ -131,6 +132,9 @@ impl<H: BrokerHooks> Broker<H> {
                 .get_mut(&key)
                 .is_some_and(|r| r.subscriptions.remove(filter).is_some());
             self.index.remove(key, filter);
+            if existed {
+                self.journal_subscription(key, filter, None);
+            }
             self.stop_retained(key, Some(filter));
             codes.push(if existed {
                 ReasonCode::Success

@@ -199,6 +199,11 @@ pub struct ClientSession<T> {
     keep_alive_requested: u16,
     clean_start: bool,
     auth_method: Option<MqttString>,
+    /// The client identifier of this connection's CONNECT.
+    connect_client_id: MqttString,
+    /// The client identifier the session state belongs to, once a CONNACK accepted one
+    /// (`None` for a new or restored session, whose state is taken to be the next one's).
+    session_owner: Option<MqttString>,
 }
 
 impl<T> ClientSession<T> {
@@ -218,6 +223,8 @@ impl<T> ClientSession<T> {
             keep_alive_requested: 0,
             clean_start: true,
             auth_method: None,
+            connect_client_id: MqttString::default(),
+            session_owner: None,
         }
     }
 
@@ -351,6 +358,11 @@ impl<T> ClientSession<T> {
     /// that are set become the session's limits for this connection. Anything still in the
     /// transmit buffer from an earlier transport is dropped.
     ///
+    /// The session state belongs to the client identifier it was built under (the CONNECT's,
+    /// or the one the server assigned): connected under another one, it is discarded as if
+    /// the server had answered Session Present 0, its operations ending `Abandoned`
+    /// ([MQTT-3.1.3-2]).
+    ///
     /// # Errors
     ///
     /// While a connection is open or opening ([`CommandError::AlreadyConnected`]), or when the
@@ -411,6 +423,7 @@ impl<T> ClientSession<T> {
             self.keep_alive_requested = connect.keep_alive;
             self.clean_start = connect.clean_start;
             self.auth_method = connect.properties.authentication_method.clone();
+            self.connect_client_id = connect.client_id.to_owned_compact();
         }
 
         let link = &mut self.link;
@@ -512,7 +525,10 @@ impl<T> ClientSession<T> {
     }
 
     /// Sends an AUTH packet (MQTT 5 enhanced authentication): to continue an exchange the
-    /// server started, or with Re-authenticate once connected.
+    /// server started, or with Re-authenticate once connected. A Reason String and User
+    /// Properties that would make it exceed the server's Maximum Packet Size are left out
+    /// ([MQTT-3.15.2-2], [MQTT-3.15.2-3] in 5.0); an AUTH too large even without them is
+    /// refused with [`CommandError::PacketTooLarge`].
     pub fn auth(&mut self, now: Instant, auth: Auth) -> Result<(), CommandError> {
         self.link.now = now;
         if !self.version().is_v5() {
@@ -526,22 +542,33 @@ impl<T> ClientSession<T> {
                 "AUTH needs an Authentication Method in CONNECT",
             ));
         }
-        let packet = Packet::Auth(auth);
-        packet.encoded_len(self.version())?;
+        let mut packet = Packet::Auth(auth);
+        // [MQTT-3.15.2-2], [MQTT-3.15.2-3] (5.0): no Reason String or User Properties beyond
+        // the server's Maximum Packet Size.
+        self.link.fit_to_peer(&mut packet)?;
         self.link.push(&packet);
         Ok(())
     }
 
     /// Ends the connection with a DISCONNECT (its reason code and properties apply to MQTT 5).
-    /// The session keeps its state for a later `connect`.
+    /// The session keeps its state for a later `connect`. A Reason String and User Properties
+    /// that would make the DISCONNECT exceed the server's Maximum Packet Size are left out
+    /// ([MQTT-3.14.2-3], [MQTT-3.14.2-4] in 5.0).
     pub fn disconnect(&mut self, now: Instant, disconnect: Disconnect) -> Result<(), CommandError> {
         self.link.now = now;
         if self.state == ConnectionState::Disconnected {
             return Err(CommandError::NotConnected);
         }
         let code = disconnect.reason_code;
-        let packet = Packet::Disconnect(disconnect);
-        packet.encoded_len(self.version())?;
+        let mut packet = Packet::Disconnect(disconnect);
+        // [MQTT-3.14.2-3], [MQTT-3.14.2-4] (5.0): no Reason String or User Properties beyond
+        // the server's Maximum Packet Size; the bare code always fits.
+        if let Err(error) = self.link.fit_to_peer(&mut packet) {
+            if !matches!(error, CommandError::PacketTooLarge { .. }) {
+                return Err(error);
+            }
+            packet = Packet::Disconnect(Disconnect::new(code));
+        }
         self.link.push(&packet);
         self.close(Initiator::Application, CloseReason::Disconnect(code));
         Ok(())
@@ -745,7 +772,24 @@ impl<T> ClientSession<T> {
         );
         link.open = true;
         self.state = ConnectionState::Connected;
-        if connack.session_present {
+        // [MQTT-3.1.3-2]: the session state belongs to one client identifier (the CONNECT's,
+        // or the one the server assigned). Connected under another, the server's session is
+        // not ours: what we hold for the old identifier is not re-sent into it.
+        let client_id = connack
+            .properties
+            .assigned_client_identifier
+            .as_ref()
+            .filter(|_| self.version().is_v5())
+            .map_or_else(
+                || self.connect_client_id.clone(),
+                MqttString::to_owned_compact,
+            );
+        let ours = self
+            .session_owner
+            .as_ref()
+            .is_none_or(|owner| *owner == client_id);
+        self.session_owner = Some(client_id);
+        if connack.session_present && ours {
             self.flows.resend(&mut self.link);
         } else {
             self.flows.discard(&mut self.events);

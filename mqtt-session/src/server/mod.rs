@@ -176,6 +176,11 @@ impl<T> ServerSession<T> {
         self.session_expiry
     }
 
+    /// The publish flows, for the broker's persistence records.
+    pub(crate) fn flows_for_persistence(&self) -> &Flows<T> {
+        &self.flows
+    }
+
     /// Outbound QoS 1 and 2 publishes waiting for the client's acknowledgement.
     pub fn inflight_len(&self) -> usize {
         self.flows.inflight.len()
@@ -474,12 +479,15 @@ impl<T> ServerSession<T> {
             self.maximum_qos = QoS::ExactlyOnce;
             self.retain_available = true;
         }
-        let connack = ConnAck {
+        let mut connack = Packet::ConnAck(Box::new(ConnAck {
             session_present,
             reason_code: ReasonCode::Success,
             properties,
-        };
-        self.link.push(&Packet::ConnAck(Box::new(connack)));
+        }));
+        // [MQTT-3.2.2-19], [MQTT-3.2.2-20] (5.0): no Reason String or User Properties beyond
+        // the client's Maximum Packet Size. The CONNACK goes out even if it is still too large.
+        let _ = self.fit_to_peer(&mut connack);
+        self.link.push(&connack);
         self.link.open = true;
         self.accepted = true;
         self.state = ServerState::Connected;
@@ -766,33 +774,10 @@ impl<T> ServerSession<T> {
     }
 
     /// Checks that `packet` can be encoded and fits the client's Maximum Packet Size, leaving
-    /// out its Reason String and User Properties when only they make it too large
-    /// ([MQTT-3.9.2-1], [MQTT-3.11.2-1], [MQTT-3.14.2-3], [MQTT-3.15.2-2] and the User Property
-    /// twins, 5.0).
+    /// out its Reason String and User Properties when only they make it too large (the shared
+    /// `Link::fit_to_peer`).
     fn fit_to_peer(&self, packet: &mut Packet) -> Result<(), CommandError> {
-        let max = self.link.peer.maximum_packet_size;
-        let size = packet.encoded_len(self.version())?;
-        if size <= max as usize {
-            return Ok(());
-        }
-        match packet {
-            Packet::SubAck(ack) => ack.properties = AckProperties::default(),
-            Packet::UnsubAck(ack) => ack.properties = AckProperties::default(),
-            Packet::Disconnect(d) => {
-                d.properties.reason_string = None;
-                d.properties.user_properties.clear();
-            }
-            Packet::Auth(a) => {
-                a.properties.reason_string = None;
-                a.properties.user_properties.clear();
-            }
-            _ => {}
-        }
-        let size = packet.encoded_len(self.version())?;
-        if size > max as usize {
-            return Err(CommandError::PacketTooLarge { size, max });
-        }
-        Ok(())
+        self.link.fit_to_peer(packet)
     }
 
     /// Strips the properties a client that sent Request Problem Information 0 must not get
@@ -960,11 +945,14 @@ impl<T> ServerSession<T> {
         properties: ConnAckProperties,
         reason: CloseReason,
     ) {
-        self.link.push(&Packet::ConnAck(Box::new(ConnAck {
+        let mut connack = Packet::ConnAck(Box::new(ConnAck {
             session_present: false,
             reason_code,
             properties,
-        })));
+        }));
+        // [MQTT-3.2.2-19], [MQTT-3.2.2-20] (5.0), as in `accept`.
+        let _ = self.fit_to_peer(&mut connack);
+        self.link.push(&connack);
         self.offered_will = None;
         self.close(Initiator::Session, reason);
     }

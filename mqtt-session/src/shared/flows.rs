@@ -126,6 +126,41 @@ impl Link {
         self.decoder.set_version(version);
     }
 
+    /// Checks that `packet` can be encoded and fits the peer's Maximum Packet Size, leaving
+    /// out its Reason String and User Properties when only they make it too large (5.0:
+    /// CONNACK [MQTT-3.2.2-19], [MQTT-3.2.2-20]; SUBACK [MQTT-3.9.2-1]; UNSUBACK
+    /// [MQTT-3.11.2-1]; DISCONNECT [MQTT-3.14.2-3], [MQTT-3.14.2-4]; AUTH [MQTT-3.15.2-2],
+    /// [MQTT-3.15.2-3]). Both roles send these packets through here.
+    pub(crate) fn fit_to_peer(&self, packet: &mut Packet) -> Result<(), CommandError> {
+        let max = self.peer.maximum_packet_size;
+        let size = packet.encoded_len(self.version())?;
+        if size <= max as usize {
+            return Ok(());
+        }
+        match packet {
+            Packet::ConnAck(ack) => {
+                ack.properties.reason_string = None;
+                ack.properties.user_properties.clear();
+            }
+            Packet::SubAck(ack) => ack.properties = AckProperties::default(),
+            Packet::UnsubAck(ack) => ack.properties = AckProperties::default(),
+            Packet::Disconnect(d) => {
+                d.properties.reason_string = None;
+                d.properties.user_properties.clear();
+            }
+            Packet::Auth(a) => {
+                a.properties.reason_string = None;
+                a.properties.user_properties.clear();
+            }
+            _ => {}
+        }
+        let size = packet.encoded_len(self.version())?;
+        if size > max as usize {
+            return Err(CommandError::PacketTooLarge { size, max });
+        }
+        Ok(())
+    }
+
     /// Encodes a packet the session built itself (valid by construction).
     pub(crate) fn push(&mut self, packet: &Packet) {
         let result = self.outbox.push(packet);

@@ -1,0 +1,74 @@
+//! Certificates made at test time (rcgen, ring): a CA, a server certificate for `localhost`
+//! and 127.0.0.1, a client certificate from the same CA, and a second CA nobody trusts. No
+//! runtime of its own, so the smol and async-std tests include it too.
+
+#![allow(dead_code, unreachable_pub)]
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+
+/// PEM strings of a small PKI.
+pub struct Pki {
+    pub ca: String,
+    pub server_cert: String,
+    pub server_key: String,
+    pub client_cert: String,
+    pub client_key: String,
+    /// A CA that signed nothing here and that nobody trusts.
+    pub other_ca: String,
+    /// A client certificate from `other_ca`.
+    pub rogue_client_cert: String,
+    pub rogue_client_key: String,
+}
+
+fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+}
+
+fn leaf(
+    issuer: &CertifiedIssuer<'static, KeyPair>,
+    names: &[&str],
+    usage: ExtendedKeyUsagePurpose,
+) -> (String, String) {
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, names[0]);
+    params.extended_key_usages = vec![usage];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// A fresh PKI.
+pub fn pki() -> Pki {
+    let ca = ca("mqtt-streaming test CA");
+    let other = ca_other();
+    let (server_cert, server_key) = leaf(
+        &ca,
+        &["localhost", "127.0.0.1"],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let (client_cert, client_key) = leaf(&ca, &["client"], ExtendedKeyUsagePurpose::ClientAuth);
+    let (rogue_client_cert, rogue_client_key) =
+        leaf(&other, &["rogue"], ExtendedKeyUsagePurpose::ClientAuth);
+    Pki {
+        ca: ca.pem(),
+        server_cert,
+        server_key,
+        client_cert,
+        client_key,
+        other_ca: other.pem(),
+        rogue_client_cert,
+        rogue_client_key,
+    }
+}
+
+fn ca_other() -> CertifiedIssuer<'static, KeyPair> {
+    ca("untrusted CA")
+}
