@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The broker matrix of issue 12, against our broker, mosquitto and rumqttd, with the `bench`
+# The broker matrix of issue 12, against our broker, mosquitto and rumqttd, with the `mqtt-bench`
 # example of mqtt-streaming-tokio as the load generator. Prints markdown tables (machine, load
 # average, medians and spread over rounds) on stdout; everything else goes to stderr and to
 # $OUT (the JSON of every run, the brokers' logs and configurations).
@@ -21,7 +21,7 @@
 # Flat out means each publisher keeps WINDOW (64) messages in flight. 64-byte payloads.
 #
 # The brokers, all on 127.0.0.1 only, each stopped by its PID:
-#   ours       target/release/examples/broker -p PORT (the `broker` example, built here and run
+#   ours       target/release/mqtt-broker -p PORT (the `mqtt-broker` program, built here and run
 #              directly so that the PID measured is the broker's, not cargo's);
 #   mosquitto  installed with apt-get if missing; configuration written to $OUT/mosquitto.conf:
 #                listener PORT 127.0.0.1
@@ -68,10 +68,10 @@ log() { echo "== $*" >&2; }
 
 if [ "$TABLES_ONLY" = 0 ]; then
 rm -f "$OUT"/json/*.json
-log "building the bench and broker examples (release)"
-cargo build --release -q -p mqtt-streaming-tokio --example bench --example broker >&2
-BENCH=target/release/examples/bench
-OUR_BROKER=target/release/examples/broker
+log "building the mqtt-bench and mqtt-broker programs (release)"
+cargo build --release -q -p mqtt-streaming-tokio --features cli --bin mqtt-bench --bin mqtt-broker >&2
+BENCH=target/release/mqtt-bench
+OUR_BROKER=target/release/mqtt-broker
 
 available=()
 for b in $BROKERS; do
@@ -303,7 +303,7 @@ load_text = (f"{min(loads):.1f} to {max(loads):.1f} (median {statistics.median(l
              if loads else "unknown")
 print(f"Broker matrix, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC: "
       f"{machine}; 1-minute load average during the runs {load_text}. "
-      f"Load generator: the `bench` example driving {client} (MQTT {mqtt}), 64 B payloads, "
+      f"Load generator: the `mqtt-bench` program driving {client} (MQTT {mqtt}), 64 B payloads, "
       f"{duration} s per timed scenario, medians of {rounds} interleaved rounds "
       f"(min-max in parentheses).")
 print()

@@ -3,7 +3,7 @@
 //! BENCHMARKS.md's "Abuse" section, for our broker and mosquitto alike).
 //!
 //! ```text
-//! cargo run --release -p mqtt-streaming-tokio --example broker -- -p 1884 &
+//! cargo run --release -p mqtt-streaming-tokio --features cli --bin mqtt-broker -- -p 1884 &
 //! cargo run --release -p mqtt-streaming-tokio --example abuse -- -p 1884 --pid $!
 //! ```
 //!

@@ -4,7 +4,7 @@
 //! The measurement behind BENCHMARKS.md, "Connection churn":
 //!
 //! ```text
-//! cargo run --release -p mqtt-streaming-tokio --example broker -- -p 18830 &
+//! cargo run --release -p mqtt-streaming-tokio --features cli --bin mqtt-broker -- -p 18830 &
 //! cargo run --release -p mqtt-streaming-tokio --example churn -- -p 18830 --pid $!
 //! ```
 //!

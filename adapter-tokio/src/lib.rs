@@ -149,8 +149,8 @@
 //! One task owns the core; each connection has a reader and a writer task; everything one
 //! drain of the core produced for a connection leaves in one write. [`BrokerServer::with_hooks`]
 //! plugs in authentication and authorization, [`BrokerHandle::stats`] reads the counters and
-//! [`BrokerServer::notices`] reports connections for logs. The `broker` example is a
-//! command-line broker built on it.
+//! [`BrokerServer::notices`] reports connections for logs. The `mqtt-broker` program (feature
+//! `cli`) is a command-line broker built on it.
 //!
 //! The broker is runtime-generic like the drivers: `BrokerServer` is
 //! [`engine::BrokerServerOn`]`<TokioRuntime>`, and `mqtt-streaming-smol` and `mqtt-streaming-async-std`
@@ -320,6 +320,9 @@
 //!    runtime (`Client`, `Server`, `connect`...), written once for the three adapters;
 //! 10. `tokio_rt` (feature `tokio-runtime`): the tokio glue;
 //! 11. `tokio_transports` (feature `tokio-runtime`): TLS, WebSocket and Unix sockets on tokio;
+//! 12. `auth`, `settings`, `sys_topics` (feature `broker-config`): a broker program's
+//!     password and ACL files ([`auth`]), mosquitto.conf as [`BrokerSettings`], the `$SYS`
+//!     topics ([`SysTopics`]);
 //!
 //! and this file, which only names what is public.
 //!
@@ -394,6 +397,17 @@ mod tokio_rt;
 #[cfg(feature = "tokio-runtime")]
 mod tokio_transports;
 
+// 12. A broker program's configuration: password and ACL files, mosquitto.conf as typed
+// settings, the `$SYS` topics.
+#[cfg(feature = "broker-config")]
+pub mod auth;
+
+#[cfg(feature = "broker-config")]
+mod settings;
+
+#[cfg(feature = "broker-config")]
+mod sys_topics;
+
 /// The protocol crate, re-exported: one dependency line brings the whole stack.
 pub use mqtt_streaming_proto;
 /// The sans-IO sessions and broker core, re-exported.
@@ -414,7 +428,14 @@ pub use server::{
     ConnectionEvent, ConnectionEvents, ConnectionHandle, DetachedSession, ServerConnection,
     ServerOptions,
 };
+#[cfg(feature = "broker-config")]
+pub use settings::{
+    BrokerSettings, ConfigError, ListenerProtocol, ListenerSettings, LogSettings,
+    PersistenceSettings, TlsSettings,
+};
 pub use shared::Events;
+#[cfg(feature = "broker-config")]
+pub use sys_topics::{publish_sys_topics, SysTopics};
 #[cfg(feature = "engine-tls")]
 pub use tls::{
     MosquittoTlsFlags, TlsClient, TlsClientOptions, TlsError, TlsServer, TlsServerOptions,

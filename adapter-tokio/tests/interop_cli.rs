@@ -1,47 +1,25 @@
-//! Our `mqtt-pub` / `mqtt-sub` examples against mosquitto give the same output and exit codes
+//! Our `mqtt-pub` / `mqtt-sub` programs against mosquitto give the same output and exit codes
 //! as mosquitto's own tools for the same flags. `#[ignore]`d: `.ci/run` installs mosquitto and
 //! runs these with `-- --ignored`.
 //!
-//! The example binaries: `cargo test` builds every example of the package before it runs the
-//! tests, into `target/<profile>/examples/` next to this test's own `deps/` directory, which
-//! is where they are looked up. When they are missing (a `cargo test --test interop_cli`
-//! run, which builds no examples), they are built first with the same cargo, target
-//! directory and profile.
+//! The programs' binaries are built by cargo for this test (it requires the `cli` feature, see
+//! `Cargo.toml`), which gives their paths in `CARGO_BIN_EXE_<name>`.
 
 mod interop_support;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use interop_support::*;
 
-fn examples_dir() -> PathBuf {
-    // target/<profile>/deps/interop_cli-<hash> -> target/<profile>/examples
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("examples")
-}
-
-/// The path of one of our example programs, built if missing.
+/// The path of one of our programs.
 fn example(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    let path = examples_dir().join(name);
-    if !path.is_file() {
-        BUILT.get_or_init(|| {
-            let profile_dir = examples_dir().parent().unwrap().to_path_buf();
-            let target_dir = profile_dir.parent().unwrap().to_path_buf();
-            let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-            cargo
-                .args(["build", "-p", "mqtt-streaming-tokio", "--examples"])
-                .arg("--target-dir")
-                .arg(&target_dir);
-            if profile_dir.file_name().is_some_and(|p| p == "release") {
-                cargo.arg("--release");
-            }
-            assert!(cargo.status().unwrap().success(), "building the examples");
-        });
-    }
+    let path = PathBuf::from(match name {
+        "mqtt-pub" => env!("CARGO_BIN_EXE_mqtt-pub"),
+        "mqtt-sub" => env!("CARGO_BIN_EXE_mqtt-sub"),
+        other => panic!("no program {other}"),
+    });
     assert!(path.is_file(), "{} missing", path.display());
     path
 }
@@ -328,4 +306,222 @@ async fn mqtt_sub_reconnects_like_mosquitto_sub() {
     assert_eq!(second, "two");
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// The flags of issue 14, against mosquitto and compared with mosquitto's tools: `-F` (the
+/// supported specifiers print the same bytes), `-T`, `--retained-only`, `--remove-retained`,
+/// `-U` with `-c`, `-E`, `-l`, `-D` user properties, `--will-*`, a refused CONNACK's exit
+/// code (5 in 3.1.1, 135 in MQTT 5) and `--quiet`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs mosquitto (run by .ci/run)"]
+async fn issue14_flags_match_mosquitto_tools() {
+    let broker = Mosquitto::start("").await;
+    let port = broker.port;
+    for args in [
+        vec!["-t", "f/a", "-m", "one", "-r", "-q", "1"],
+        vec!["-t", "f/b", "-m", "two", "-r"],
+        vec!["-t", "f/skip", "-m", "three", "-r"],
+    ] {
+        assert!(run(theirs("mosquitto_pub"), port, &args, None)
+            .status
+            .success());
+    }
+    for flags in [
+        vec![
+            "-t",
+            "f/#",
+            "-T",
+            "f/skip",
+            "-C",
+            "2",
+            "-F",
+            "%t|%p|%q|%r|%l|%x|%X|%%|\\t",
+        ],
+        vec!["-t", "f/+", "-T", "f/skip", "-C", "2", "-F", "%t %p", "-N"],
+        vec!["-t", "f/#", "--retained-only", "-W", "2", "-v"],
+    ] {
+        let expected = run(theirs("mosquitto_sub"), port, &flags, None);
+        let got = run(ours("mqtt-sub"), port, &flags, None);
+        assert_eq!(
+            got.status.code(),
+            expected.status.code(),
+            "{flags:?}: {got:?}"
+        );
+        let (mut e, mut g) = (expected.stdout.clone(), got.stdout.clone());
+        e.sort_unstable();
+        g.sort_unstable();
+        assert_eq!(g, e, "{flags:?}: {got:?} vs {expected:?}");
+    }
+
+    // -l: one message per line of stdin, read back in order.
+    let sub = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            "lines",
+            "-C",
+            "3",
+            "-W",
+            "5",
+        ])
+        .args(["-F", "[%p]"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = run(
+        ours("mqtt-pub"),
+        port,
+        &["-t", "lines", "-l", "-q", "1"],
+        Some(b"a\nb b\n\n"),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = tokio::task::spawn_blocking(move || sub.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "[a]\n[b b]\n[]\n");
+
+    // -D publish user-property, read back with mosquitto_sub -F %P (MQTT 5).
+    let sub = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-V",
+            "5",
+            "-t",
+            "props",
+        ])
+        .args(["-C", "1", "-W", "5", "-F", "%P"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = run(
+        ours("mqtt-pub"),
+        port,
+        &[
+            "-V",
+            "5",
+            "-t",
+            "props",
+            "-m",
+            "x",
+            "-D",
+            "publish",
+            "user-property",
+            "k",
+            "v",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = tokio::task::spawn_blocking(move || sub.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "k:v\n");
+
+    // --remove-retained clears what it reads (f/skip kept by -T), then -E exits at once.
+    let out = run(
+        ours("mqtt-sub"),
+        port,
+        &["-t", "f/#", "-T", "f/skip", "--remove-retained", "-C", "2"],
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = run(
+        theirs("mosquitto_sub"),
+        port,
+        &["-t", "f/#", "-W", "1", "-v"],
+        None,
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "f/skip three\n");
+    let out = run(ours("mqtt-sub"), port, &["-t", "f/#", "-E"], None);
+    assert!(out.status.success() && out.stdout.is_empty(), "{out:?}");
+
+    // -c and -U: a persistent subscription, removed again by -U.
+    let persistent = ["-c", "-i", "cli-persistent", "-q", "1"];
+    let mut args = persistent.to_vec();
+    args.extend(["-t", "gone/x", "-E"]);
+    assert!(run(ours("mqtt-sub"), port, &args, None).status.success());
+    let mut args = persistent.to_vec();
+    args.extend(["-U", "gone/x", "-E"]);
+    assert!(run(ours("mqtt-sub"), port, &args, None).status.success());
+    assert!(run(
+        theirs("mosquitto_pub"),
+        port,
+        &["-t", "gone/x", "-m", "m", "-q", "1"],
+        None
+    )
+    .status
+    .success());
+    let mut args = persistent.to_vec();
+    args.extend(["-t", "other", "-W", "1"]);
+    let out = run(ours("mqtt-sub"), port, &args, None);
+    assert_eq!(out.status.code(), Some(27), "nothing queued: {out:?}");
+
+    // --will-*: the broker publishes the will when the client is killed.
+    let watch = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            "wills/cli",
+            "-C",
+            "1",
+        ])
+        .args(["-W", "10", "-v"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut victim = Command::new(ours("mqtt-sub"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            "nothing",
+            "-k",
+            "5",
+        ])
+        .args([
+            "--will-topic",
+            "wills/cli",
+            "--will-payload",
+            "bye",
+            "--will-qos",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let out = tokio::task::spawn_blocking(move || watch.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "wills/cli bye\n");
+
+    // A refused CONNACK: mosquitto's exit codes, and --quiet prints nothing.
+    let strict = Mosquitto::start_with_anonymous(false).await;
+    for (version, code) in [("311", 5), ("5", 135)] {
+        let args = ["-V", version, "-t", "x", "-m", "y"];
+        let expected = run(theirs("mosquitto_pub"), strict.port, &args, None);
+        let got = run(ours("mqtt-pub"), strict.port, &args, None);
+        assert_eq!(expected.status.code(), Some(code), "{expected:?}");
+        assert_eq!(got.status.code(), Some(code), "{got:?}");
+        let args = ["-V", version, "-t", "x", "--quiet", "-W", "1"];
+        let got = run(ours("mqtt-sub"), strict.port, &args, None);
+        assert_eq!(got.status.code(), Some(code), "{got:?}");
+        assert!(got.stderr.is_empty(), "{got:?}");
+    }
 }

@@ -31,6 +31,14 @@ impl<H: BrokerHooks> Broker<H> {
                 return self.refuse(now, id, ReasonCode::QuotaExceeded);
             }
         }
+        if let Some(max) = self.config.server_keep_alive {
+            // MQTT 3.1.x has no Server Keep Alive to tell the client: one asking for more
+            // than the limit is refused with return code 2 Identifier rejected (mosquitto's
+            // `max_keepalive`). MQTT 5 clients are told the limit in CONNACK instead.
+            if !connect.protocol.is_v5() && max > 0 && connect.keep_alive > max {
+                return self.refuse(now, id, ReasonCode::ClientIdentifierNotValid);
+            }
+        }
         match self.hooks.authenticate(&connect) {
             AuthDecision::Accept => self.admit(now, id, &connect),
             AuthDecision::Reject(code) => self.refuse(now, id, code),
@@ -130,6 +138,21 @@ impl<H: BrokerHooks> Broker<H> {
     /// session ([MQTT-3.1.2-4], [MQTT-3.1.2-5]) and answers with CONNACK.
     pub(super) fn admit(&mut self, now: Instant, id: ConnectionId, connect: &Connect) {
         let mut properties = ConnAckProperties::default();
+        if let Some(max) = self.config.server_keep_alive {
+            // [MQTT-3.2.2-21]: the client uses ours; told when its own is none or longer.
+            if connect.keep_alive == 0 || connect.keep_alive > max {
+                properties.server_keep_alive = Some(max);
+            }
+        }
+        if !self.config.shared_subscriptions_available {
+            properties.shared_subscription_available = Some(false);
+        }
+        if !self.config.wildcard_subscriptions_available {
+            properties.wildcard_subscription_available = Some(false);
+        }
+        if !self.config.subscription_identifiers_available {
+            properties.subscription_identifiers_available = Some(false);
+        }
         let client_id = if connect.client_id.is_empty() {
             // [MQTT-3.1.3-6] (3.1.1) / [MQTT-3.2.2-16] (5.0): a unique identifier of our own.
             // Given to the session in both versions: MQTT 5 clients are told it in CONNACK,
@@ -170,6 +193,7 @@ impl<H: BrokerHooks> Broker<H> {
                     key,
                     SessionRecord {
                         client_id: client_id.clone(),
+                        username: None,
                         connection: None,
                         stored: None,
                         subscriptions: SmallMap::default(),
@@ -192,6 +216,10 @@ impl<H: BrokerHooks> Broker<H> {
         if let Some(at) = record.expires_at.take() {
             self.record_timers.remove(&(at, key, RecordTimer::Expiry));
         }
+        record.username = connect
+            .username
+            .as_ref()
+            .map(|name| name.to_owned_compact());
         let stored = record.stored.take().map(|state| *state);
         let session_present = stored.is_some() && !clean_start;
         if clean_start {

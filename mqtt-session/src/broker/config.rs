@@ -143,6 +143,24 @@ pub struct BrokerConfig {
     /// Largest packet from a client before its CONNECT is accepted; a larger one closes the
     /// connection before it is buffered.
     pub max_connect_packet_size: u32,
+    /// Server Keep Alive, in seconds (mosquitto's `max_keepalive`): an MQTT 5 client whose
+    /// Keep Alive is 0 or longer is told this one in CONNACK and held to it
+    /// ([MQTT-3.2.2-21]); an MQTT 3.1.x client asking for longer is refused (return code 2
+    /// Identifier rejected), as 3.1.x cannot be told. `None` (the default) or `Some(0)`: the
+    /// client's own Keep Alive stands.
+    pub server_keep_alive: Option<u16>,
+    /// Whether shared subscriptions (`$share/...`) are available. When not, MQTT 5 clients
+    /// are told so in CONNACK and a shared filter gets SUBACK 0x9E Shared Subscriptions not
+    /// supported (3.1.1: 0x80 Failure).
+    pub shared_subscriptions_available: bool,
+    /// Whether filters with `+` or `#` are available. When not, MQTT 5 clients are told so in
+    /// CONNACK and such a filter gets SUBACK 0xA2 Wildcard Subscriptions not supported (3.1.1:
+    /// 0x80 Failure).
+    pub wildcard_subscriptions_available: bool,
+    /// Whether MQTT 5 Subscription Identifiers are available. When not, clients are told so
+    /// in CONNACK and a SUBSCRIBE carrying one gets 0xA1 Subscription Identifiers not
+    /// supported for each of its filters.
+    pub subscription_identifiers_available: bool,
     /// Whether the broker records the changes of its durable state (retained messages and
     /// persistent sessions) for a store, to be rebuilt from it after a restart: see
     /// [`Broker::poll_change`](crate::broker::Broker::poll_change) and
@@ -173,6 +191,10 @@ impl Default for BrokerConfig {
             max_partial_bytes_total: 64 * 1024 * 1024,
             partial_packet_timeout: Duration::from_secs(60),
             max_connect_packet_size: 64 * 1024,
+            server_keep_alive: None,
+            shared_subscriptions_available: true,
+            wildcard_subscriptions_available: true,
+            subscription_identifiers_available: true,
             persistence: false,
         }
     }

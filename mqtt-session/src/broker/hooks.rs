@@ -18,6 +18,26 @@ pub enum AuthDecision {
     Continue(AuthProperties),
 }
 
+/// The client a PUBLISH, will or SUBSCRIBE comes from, as the authorisation hooks see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientInfo<'a> {
+    /// The client identifier (the one the broker assigned, for a client that sent none).
+    pub client_id: &'a str,
+    /// The User Name of the client's latest accepted CONNECT, if it gave one.
+    pub username: Option<&'a str>,
+}
+
+impl<'a> ClientInfo<'a> {
+    /// A client with this identifier and user name.
+    pub fn new(client_id: &'a str, username: Option<&'a str>) -> Self {
+        Self {
+            client_id,
+            username,
+        }
+    }
+}
+
 /// The application's policy. Every method has a permissive default, so `AllowAll` is an
 /// empty implementation: anonymous local use, as a development broker would allow. The one
 /// refusal by default is an MQTT 5 Authentication Method, which no default can carry out.
@@ -59,6 +79,30 @@ pub trait BrokerHooks {
     fn authorize_subscribe(&mut self, client_id: &str, filter: &TopicFilter) -> bool {
         let _ = (client_id, filter);
         true
+    }
+
+    /// May `client` publish to `topic`? What the broker asks, for a client's PUBLISH and for
+    /// its will; the default asks [`authorize_publish`](Self::authorize_publish) with the
+    /// client id. Override this one to decide from the user name too.
+    fn authorize_publish_from(&mut self, client: &ClientInfo<'_>, topic: &TopicName) -> bool {
+        self.authorize_publish(client.client_id, topic)
+    }
+
+    /// May `client` subscribe to `filter`? What the broker asks; `Err(code)` refuses with
+    /// that SUBACK reason code: MQTT 5 clients get it when it is a SUBACK error code (0x80
+    /// Unspecified error, 0x87 Not authorized, 0x8F Topic Filter invalid, ...; any other
+    /// becomes 0x87), MQTT 3.1.1 clients get 0x80 Failure whatever the code. The default asks
+    /// [`authorize_subscribe`](Self::authorize_subscribe) and refuses with 0x87.
+    fn authorize_subscription(
+        &mut self,
+        client: &ClientInfo<'_>,
+        filter: &TopicFilter,
+    ) -> Result<(), ReasonCode> {
+        if self.authorize_subscribe(client.client_id, filter) {
+            Ok(())
+        } else {
+            Err(ReasonCode::NotAuthorized)
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use mqtt_streaming_proto::{
 };
 
 use super::subscriptions::SessionKey;
-use super::{Broker, BrokerEvent, BrokerHooks, ConnectionId, RecordTimer};
+use super::{Broker, BrokerEvent, BrokerHooks, ClientInfo, ConnectionId, RecordTimer};
 use crate::error::{CloseReason, CommandError};
 use crate::message::Message;
 use crate::server::{ServerState, SessionExpiry};
@@ -143,10 +143,9 @@ impl<H: BrokerHooks> Broker<H> {
             self.stats.dropped_sys_topic += 1;
             return;
         }
-        if !self
-            .hooks
-            .authorize_publish(client_id.as_str(), &will.topic)
-        {
+        let username = self.sessions.get(&key).and_then(|r| r.username.clone());
+        let client = ClientInfo::new(client_id.as_str(), username.as_ref().map(|u| u.as_str()));
+        if !self.hooks.authorize_publish_from(&client, &will.topic) {
             self.stats.dropped_unauthorized += 1;
             return;
         }

@@ -89,7 +89,7 @@ use mqtt_streaming_proto::{
 };
 
 pub use config::BrokerConfig;
-pub use hooks::{AllowAll, AuthDecision, BrokerHooks};
+pub use hooks::{AllowAll, AuthDecision, BrokerHooks, ClientInfo};
 pub use persistence::{
     Change, CorruptRecord, SessionHeader, Snapshot, StoreOp, StoredFlow, StoredFlows,
     StoredMessage, StoredSession,
@@ -191,6 +191,9 @@ struct Connection {
 #[derive(Debug)]
 struct SessionRecord {
     client_id: MqttString,
+    /// The User Name of the latest accepted CONNECT (an owned copy), for the authorisation
+    /// hooks.
+    username: Option<MqttString>,
     connection: Option<ConnectionId>,
     /// The session state while no connection holds it.
     stored: Option<Box<SessionState<Token>>>,

@@ -819,6 +819,9 @@ impl<H: BrokerHooks> Broker<H> {
                 key,
                 SessionRecord {
                     client_id: client_id.clone(),
+                    // Not stored: the authorisation hooks see the user name again when the
+                    // client reconnects (a will published before then is checked without).
+                    username: None,
                     connection: None,
                     stored: Some(Box::new(state)),
                     subscriptions,

@@ -7,7 +7,7 @@ use mqtt_streaming_proto::{QoS, ReasonCode};
 
 use super::backpressure::Owed;
 use super::subscriptions::{Delivery, SessionKey};
-use super::{Broker, BrokerHooks, ConnectionId, Token};
+use super::{Broker, BrokerHooks, ClientInfo, ConnectionId, Token};
 use crate::error::{CommandError, Rejected};
 use crate::message::Message;
 use crate::shared::inbound::InboundId;
@@ -67,9 +67,9 @@ impl<H: BrokerHooks> Broker<H> {
         message: Message,
         hold: bool,
     ) -> (ReasonCode, Vec<Owed>) {
-        let client_id = publisher
+        let (client_id, username) = publisher
             .and_then(|key| self.sessions.get(&key))
-            .map(|r| r.client_id.clone())
+            .map(|r| (r.client_id.clone(), r.username.clone()))
             .unwrap_or_default();
         if is_sys_topic(message.topic.as_str()) {
             self.stats.dropped_sys_topic += 1;
@@ -80,10 +80,8 @@ impl<H: BrokerHooks> Broker<H> {
             self.stats.dropped_too_many_user_properties += 1;
             return (ReasonCode::QuotaExceeded, Vec::new());
         }
-        if !self
-            .hooks
-            .authorize_publish(client_id.as_str(), &message.topic)
-        {
+        let client = ClientInfo::new(client_id.as_str(), username.as_ref().map(|u| u.as_str()));
+        if !self.hooks.authorize_publish_from(&client, &message.topic) {
             self.stats.dropped_unauthorized += 1;
             return (ReasonCode::NotAuthorized, Vec::new());
         }

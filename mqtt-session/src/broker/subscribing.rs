@@ -3,10 +3,12 @@
 
 use alloc::vec::Vec;
 
-use mqtt_streaming_proto::{AckProperties, ReasonCode, RetainHandling, Subscribe, Unsubscribe};
+use mqtt_streaming_proto::{
+    AckProperties, ReasonCode, RetainHandling, Subscribe, TopicFilter, Unsubscribe,
+};
 
 use super::subscriptions::{Delivery, Sub};
-use super::{Broker, BrokerHooks, ConnectionId};
+use super::{Broker, BrokerHooks, ClientInfo, ConnectionId};
 use crate::time::Instant;
 
 impl<H: BrokerHooks> Broker<H> {
@@ -18,20 +20,31 @@ impl<H: BrokerHooks> Broker<H> {
             return;
         };
         let client_id = conn.session.client_id().clone();
+        let username = self.sessions.get(&key).and_then(|r| r.username.clone());
         let v5 = conn.session.version().is_v5();
         let maximum_qos = self.config.server.maximum_qos;
         let subscription_id = subscribe.properties.subscription_identifier;
         let mut codes = Vec::with_capacity(subscribe.subscriptions.len());
         let mut retained_to_send = Vec::new();
         for s in &subscribe.subscriptions {
-            if !self
-                .hooks
-                .authorize_subscribe(client_id.as_str(), &s.filter)
+            if let Some(code) =
+                self.unavailable_feature(s.filter.is_shared(), &s.filter, subscription_id.is_some())
             {
                 codes.push(if v5 {
-                    ReasonCode::NotAuthorized
+                    code
                 } else {
                     ReasonCode::UnspecifiedError
+                });
+                continue;
+            }
+            let client = ClientInfo::new(client_id.as_str(), username.as_ref().map(|u| u.as_str()));
+            if let Err(code) = self.hooks.authorize_subscription(&client, &s.filter) {
+                let suback_error =
+                    code.is_error() && code.is_valid_for(mqtt_streaming_proto::PacketType::SubAck);
+                codes.push(match (v5, suback_error) {
+                    (true, true) => code,
+                    (true, false) => ReasonCode::NotAuthorized,
+                    (false, _) => ReasonCode::UnspecifiedError,
                 });
                 continue;
             }
@@ -134,6 +147,27 @@ impl<H: BrokerHooks> Broker<H> {
                 conn.session
                     .unsuback(now, unsubscribe.packet_id, codes, AckProperties::default());
             self.checked(now, id, result);
+        }
+    }
+}
+
+impl<H: BrokerHooks> Broker<H> {
+    /// The SUBACK code for a filter that asks for what `BrokerConfig` made unavailable:
+    /// shared subscriptions (0x9E), wildcards (0xA2), Subscription Identifiers (0xA1).
+    fn unavailable_feature(
+        &self,
+        shared: bool,
+        filter: &TopicFilter,
+        has_subscription_id: bool,
+    ) -> Option<ReasonCode> {
+        if shared && !self.config.shared_subscriptions_available {
+            Some(ReasonCode::SharedSubscriptionsNotSupported)
+        } else if filter.has_wildcards() && !self.config.wildcard_subscriptions_available {
+            Some(ReasonCode::WildcardSubscriptionsNotSupported)
+        } else if has_subscription_id && !self.config.subscription_identifiers_available {
+            Some(ReasonCode::SubscriptionIdentifiersNotSupported)
+        } else {
+            None
         }
     }
 }

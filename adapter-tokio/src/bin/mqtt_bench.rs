@@ -1,4 +1,4 @@
-//! `bench`: an MQTT load generator in the spirit of emqtt-bench. N publishers and M subscribers
+//! `mqtt-bench`: an MQTT load generator in the spirit of emqtt-bench. N publishers and M subscribers
 //! against any broker (or one embedded in the process), at QoS 0, 1 or 2, flat out with an
 //! in-flight window or at a fixed rate; it reports messages per second sent and received,
 //! loss and duplicates (sequence numbers in every payload), end-to-end latency percentiles
@@ -7,8 +7,8 @@
 //! the same workload with rumqttc, `--client both` alternates the two over `--rounds`.
 //!
 //! ```text
-//! cargo run --release -p mqtt-streaming-tokio --example bench -- --embedded --pubs 2 --subs 2 -q 1 -d 2
-//! cargo run --release -p mqtt-streaming-tokio --example bench -- -p 1883 --pubs 8 --subs 1 -q 1 -d 10 --client both --rounds 5 --json out.json
+//! cargo run --release -p mqtt-streaming-tokio --features cli --bin mqtt-bench -- --embedded --pubs 2 --subs 2 -q 1 -d 2
+//! cargo run --release -p mqtt-streaming-tokio --features cli --bin mqtt-bench -- -p 1883 --pubs 8 --subs 1 -q 1 -d 10 --client both --rounds 5 --json out.json
 //! ```
 
 use std::path::PathBuf;
@@ -38,7 +38,7 @@ use bench_stats::{Counters, Tracker, STAMP_LEN};
 /// Transport: TCP only for now (TLS comes with its own issue; see the TODO(TLS) hook in
 /// common/bench_clients.rs).
 #[derive(Parser, Debug)]
-#[command(name = "bench", disable_help_flag = true)]
+#[command(name = "mqtt-bench", disable_help_flag = true)]
 struct Args {
     /// Broker host.
     #[arg(short = 'h', long = "host", default_value = "127.0.0.1")]
