@@ -4,8 +4,8 @@ it in lib.rs (`mod a; mod b; ...`, bottom to top), so the crate has no import cy
 
 Uses of `crate::x` outside comments count as imports of the file `x.rs`; the macro
 `named_for_runtime!` belongs to `named.rs`, `transports_for_runtime!` to `dial.rs`; lib.rs itself (the top: it only names what is
-public) is not checked, nor are a file's unit tests (from `#[cfg(test)]` before `mod tests`
-on): a test may drive a layer with what sits above it. Exits 1 and lists the offending lines when a file reaches up."""
+public) is not checked, nor are a file's unit tests (from the `#[cfg(test)]` or
+`#[cfg(all(test, ...))]` before `mod tests` on): a test may drive a layer with what sits above it. Exits 1 and lists the offending lines when a file reaches up."""
 
 import pathlib
 import re
@@ -24,7 +24,8 @@ def main() -> int:
         path = SRC / f"{name}.rs"
         lines = path.read_text().splitlines()
         for number, line in enumerate(lines, 1):
-            if line.strip() == "#[cfg(test)]" and number < len(lines) and lines[number].strip().startswith("mod tests"):
+            is_test_cfg = re.match(r"#\[cfg\((all\()?test\b", line.strip())
+            if is_test_cfg and number < len(lines) and lines[number].startswith("mod tests"):
                 break
             code = line.split("//", 1)[0]
             for target in re.findall(r"(?<![$\w])crate::(\w+)", code):
