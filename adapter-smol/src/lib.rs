@@ -279,8 +279,9 @@ pub use mqtt_streaming_tokio::{
 pub use mqtt_streaming_tokio::{WsOptions, WsTransport, WS_SUBPROTOCOL};
 #[cfg(feature = "smol-runtime")]
 pub use smol_rt::{
-    connect, connect_endpoint, connect_reconnecting, connect_tcp, connect_tcp_reconnecting,
-    connect_url, connect_url_with, listen_endpoint, listen_url, serve_connection, BrokerHandle,
-    BrokerServer, Client, Server, SmolRuntime,
+    connect, connect_endpoint, connect_endpoint_reconnecting, connect_reconnecting, connect_tcp,
+    connect_tcp_reconnecting, connect_url, connect_url_reconnecting, connect_url_reconnecting_with,
+    connect_url_with, listen_endpoint, listen_url, serve_connection, BrokerHandle, BrokerServer,
+    Client, Server, SmolRuntime,
 };
 pub use transports::{dial, listen, FuturesDial, IoFuture};

@@ -10,10 +10,13 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use crate::client::{connect_transport_on, ClientEvents, ClientOn, ClientOptions};
+use crate::client::{
+    connect_connector_on, connect_transport_on, ClientEvents, ClientOn, ClientOptions,
+};
 use crate::endpoint::{Endpoint, Scheme};
 use crate::error::Error;
 use crate::net::Listener;
+use crate::reconnect::{bounded_connector, ReconnectPolicy};
 use crate::runtime::Runtime;
 #[cfg(feature = "engine-tls")]
 use crate::tls::{TlsClient, TlsServer};
@@ -252,6 +255,29 @@ pub async fn connect_endpoint_on<R: Dial>(
     connect_transport_on(runtime, stream, options).await
 }
 
+/// Connects to `endpoint` over its transport and reconnects by itself as `policy` says,
+/// dialing `endpoint` again through the runtime's [`Dial`] (TCP, TLS, WebSocket, Unix: the
+/// same handshakes) for every reconnect; otherwise as
+/// [`connect_reconnecting_on`](crate::engine::connect_reconnecting_on), which says what is
+/// and is not guaranteed. Each attempt is bounded by the shorter of
+/// [`TransportOptions::connect_timeout`] and [`ReconnectPolicy::connect_timeout`].
+pub async fn connect_endpoint_reconnecting_on<R: Dial>(
+    runtime: R,
+    endpoint: &Endpoint,
+    transport: &TransportOptions,
+    options: ClientOptions,
+    policy: ReconnectPolicy,
+) -> Result<(ClientOn<R>, ClientEvents), Error> {
+    let endpoint = endpoint.clone();
+    let transport = transport.clone();
+    let connector = bounded_connector(runtime.clone(), policy.connect_timeout, move || {
+        let endpoint = endpoint.clone();
+        let transport = transport.clone();
+        Box::pin(async move { R::dial(&endpoint, &transport).await })
+    });
+    connect_connector_on(runtime, connector, options, policy).await
+}
+
 /// Whether `scheme` is compiled in for clients and listeners (its feature is on).
 pub fn scheme_supported(scheme: Scheme) -> bool {
     match scheme {
@@ -265,7 +291,9 @@ pub fn scheme_supported(scheme: Scheme) -> bool {
 
 /// Defines, in the invoking module, the transport entry points on the runtime `$rt` (a
 /// [`Dial`](crate::engine::Dial) runtime): `connect_url`, `connect_url_with`,
-/// `connect_endpoint`, `listen_url` and `listen_endpoint`. Each adapter invokes it beside
+/// `connect_endpoint`, their reconnecting forms `connect_url_reconnecting`,
+/// `connect_url_reconnecting_with` and `connect_endpoint_reconnecting`, `listen_url` and
+/// `listen_endpoint`. Each adapter invokes it beside
 /// [`named_for_runtime!`](crate::named_for_runtime).
 #[macro_export]
 macro_rules! transports_for_runtime {
@@ -304,6 +332,54 @@ macro_rules! transports_for_runtime {
                 endpoint,
                 transport,
                 options,
+            )
+            .await
+        }
+
+        /// Connects to the broker at `url` as [`connect_url`] does and reconnects by itself
+        /// as `policy` says, dialing the URL again (same transport, same handshakes) for
+        /// every reconnect
+        /// ([`connect_endpoint_reconnecting_on`]($crate::engine::connect_endpoint_reconnecting_on);
+        /// [`connect_reconnecting_on`]($crate::engine::connect_reconnecting_on) says what is
+        /// guaranteed).
+        pub async fn connect_url_reconnecting(
+            url: &str,
+            options: $crate::ClientOptions,
+            policy: $crate::ReconnectPolicy,
+        ) -> ::std::result::Result<(Client, $crate::ClientEvents), $crate::Error> {
+            connect_url_reconnecting_with(
+                url,
+                &$crate::TransportOptions::default(),
+                options,
+                policy,
+            )
+            .await
+        }
+
+        /// [`connect_url_reconnecting`] with [`TransportOptions`]($crate::TransportOptions).
+        pub async fn connect_url_reconnecting_with(
+            url: &str,
+            transport: &$crate::TransportOptions,
+            options: $crate::ClientOptions,
+            policy: $crate::ReconnectPolicy,
+        ) -> ::std::result::Result<(Client, $crate::ClientEvents), $crate::Error> {
+            let endpoint = $crate::Endpoint::parse(url).map_err(::std::io::Error::from)?;
+            connect_endpoint_reconnecting(&endpoint, transport, options, policy).await
+        }
+
+        /// The typed form of [`connect_url_reconnecting_with`].
+        pub async fn connect_endpoint_reconnecting(
+            endpoint: &$crate::Endpoint,
+            transport: &$crate::TransportOptions,
+            options: $crate::ClientOptions,
+            policy: $crate::ReconnectPolicy,
+        ) -> ::std::result::Result<(Client, $crate::ClientEvents), $crate::Error> {
+            $crate::engine::connect_endpoint_reconnecting_on(
+                <$rt as ::std::default::Default>::default(),
+                endpoint,
+                transport,
+                options,
+                policy,
             )
             .await
         }

@@ -448,7 +448,8 @@ pub use tokio_rt::{
 };
 #[cfg(feature = "tokio-runtime")]
 pub use tokio_transports::{
-    connect_endpoint, connect_url, connect_url_with, listen_endpoint, listen_url,
+    connect_endpoint, connect_endpoint_reconnecting, connect_url, connect_url_reconnecting,
+    connect_url_reconnecting_with, connect_url_with, listen_endpoint, listen_url,
 };
 #[cfg(feature = "engine-websocket")]
 pub use ws::{WsOptions, WsTransport, WS_SUBPROTOCOL};
@@ -466,7 +467,9 @@ pub mod engine {
         connect_on, connect_reconnecting_on, connect_tcp_on, connect_tcp_reconnecting_on,
         connect_transport_on, ClientOn,
     };
-    pub use crate::dial::{connect_endpoint_on, scheme_supported, unsupported, Dial};
+    pub use crate::dial::{
+        connect_endpoint_on, connect_endpoint_reconnecting_on, scheme_supported, unsupported, Dial,
+    };
     pub use crate::net::{Accepted, Adapt, Bind, Listener, Listeners, NetRuntime, TcpConnect};
     pub use crate::runtime::{Runtime, Timer};
     pub use crate::server::{serve_connection_on, ServerOn};
