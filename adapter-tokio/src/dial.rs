@@ -17,6 +17,7 @@ use crate::endpoint::{Endpoint, Scheme};
 use crate::error::Error;
 use crate::net::Listener;
 use crate::reconnect::{bounded_connector, ReconnectPolicy};
+use crate::rewrite::ConnectRewrite;
 use crate::runtime::Runtime;
 #[cfg(feature = "engine-tls")]
 use crate::tls::{TlsClient, TlsServer};
@@ -137,6 +138,8 @@ pub struct ListenOptions {
     #[cfg(feature = "engine-websocket")]
     ws: WsOptions,
     handshake_timeout: Duration,
+    rewrite: Option<ConnectRewrite>,
+    rewrite_limit: usize,
 }
 
 impl fmt::Debug for ListenOptions {
@@ -148,6 +151,7 @@ impl fmt::Debug for ListenOptions {
         debug.field("ws", &self.ws);
         debug
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("rewrite_connect", &self.rewrite.is_some())
             .finish()
     }
 }
@@ -167,7 +171,28 @@ impl ListenOptions {
             #[cfg(feature = "engine-websocket")]
             ws: WsOptions::default(),
             handshake_timeout: Duration::from_secs(10),
+            rewrite: None,
+            rewrite_limit: 64 * 1024,
         }
+    }
+
+    /// Edits each connection's CONNECT before the broker or server sees it, given the TLS
+    /// client certificate's Common Name ([`certificate_common_name`](crate::certificate_common_name);
+    /// `None` without one): mosquitto's `use_identity_as_username` is
+    /// `|cn, connect| connect.username = cn.and_then(|cn| MqttString::new(cn).ok())`, with
+    /// whatever the application's authentication hook needs to tell such a connection apart.
+    /// A first packet that is not a CONNECT, or a CONNECT larger than `limit` bytes, ends the
+    /// connection. Applies to every connection of the listener (tokio's listeners; TCP ones
+    /// then go through the layered path).
+    pub fn rewrite_connect(mut self, rewrite: ConnectRewrite, limit: usize) -> Self {
+        self.rewrite = Some(rewrite);
+        self.rewrite_limit = limit.max(1);
+        self
+    }
+
+    /// The CONNECT rewrite and its size limit, if any.
+    pub fn connect_rewrite(&self) -> Option<(&ConnectRewrite, usize)> {
+        self.rewrite.as_ref().map(|r| (r, self.rewrite_limit))
     }
 
     /// The server's TLS configuration, for `mqtts://` and `wss://` listeners.

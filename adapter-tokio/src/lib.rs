@@ -307,6 +307,7 @@
 //! 4. `net`: a runtime's streams and TCP ([`engine::Adapt`], [`engine::Listener`],
 //!    [`engine::NetRuntime`], [`engine::Bind`], [`engine::TcpConnect`], [`engine::Listeners`]);
 //!    `endpoint` ([`Endpoint`]); `tls` (rustls configuration); `ws` (WebSocket as a transport);
+//!    `rewrite` ([`ConnectRewrite`]: a CONNECT edited with the transport's identity);
 //! 5. `shared`: the state a driver shares with its handles (how the connection ended);
 //! 6. `publish`: operation completion ([`PublishOutcome`], [`PublishReceipt`]); `reconnect`:
 //!    the [`ReconnectPolicy`] and the connector a reconnecting client opens transports with;
@@ -359,6 +360,8 @@ mod tls;
 
 #[cfg(feature = "engine-websocket")]
 mod ws;
+
+mod rewrite;
 
 // 5. Per-connection state shared by a driver and its handles.
 mod shared;
@@ -420,6 +423,7 @@ pub use endpoint::{Endpoint, EndpointError, Scheme};
 pub use error::{Error, TryPublishError};
 pub use publish::{PublishOutcome, PublishReceipt};
 pub use reconnect::ReconnectPolicy;
+pub use rewrite::ConnectRewrite;
 /// rustls, re-exported (features `tls`, `engine-tls`): the version whose `ClientConfig` and
 /// `ServerConfig` [`TlsClient::from_config`] and [`TlsServer::from_config`] take.
 #[cfg(feature = "engine-tls")]
@@ -438,8 +442,8 @@ pub use shared::Events;
 pub use sys_topics::{publish_sys_topics, SysTopics};
 #[cfg(feature = "engine-tls")]
 pub use tls::{
-    MosquittoTlsFlags, TlsClient, TlsClientOptions, TlsError, TlsServer, TlsServerOptions,
-    TlsVersion,
+    certificate_common_name, MosquittoTlsFlags, TlsClient, TlsClientOptions, TlsError, TlsServer,
+    TlsServerOptions, TlsVersion,
 };
 #[cfg(feature = "tokio-runtime")]
 pub use tokio_rt::{
