@@ -139,3 +139,125 @@ impl Transport for RewriteConnect {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::task::Waker;
+
+    use mqtt_streaming_proto::MqttString;
+
+    use super::*;
+
+    /// Hands out its chunks one read at a time.
+    struct Chunks(VecDeque<Vec<u8>>);
+
+    impl Transport for Chunks {
+        fn poll_read(
+            &mut self,
+            _: &mut Context<'_>,
+            buf: &mut BytesMut,
+        ) -> Poll<io::Result<usize>> {
+            let chunk = self.0.pop_front().unwrap_or_default();
+            buf.extend_from_slice(&chunk);
+            Poll::Ready(Ok(chunk.len()))
+        }
+        fn poll_write(&mut self, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn read_all(transport: &mut RewriteConnect) -> io::Result<Vec<u8>> {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut out = BytesMut::new();
+        loop {
+            out.reserve(7);
+            match transport.poll_read(&mut cx, &mut out) {
+                Poll::Ready(Ok(0)) => return Ok(out.to_vec()),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => unreachable!(),
+            }
+        }
+    }
+
+    fn set_user() -> ConnectRewrite {
+        Arc::new(|cn, connect| {
+            connect.username = cn.map(|cn| MqttString::new(cn).unwrap());
+            connect.password = None;
+        })
+    }
+
+    #[test]
+    fn the_first_connect_is_rewritten_and_the_rest_passes_unchanged() {
+        for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+            let mut connect = Connect::new(version, MqttString::new("dev").unwrap());
+            connect.username = Some(MqttString::new("claimed").unwrap());
+            connect.password = Some(Bytes::from_static(b"pw"));
+            let mut wire = BytesMut::new();
+            Packet::Connect(Box::new(connect.clone()))
+                .encode(version, &mut wire)
+                .unwrap();
+            wire.extend_from_slice(&[0xC0, 0x00]); // PINGREQ after it
+                                                   // Split into 3-byte reads: the CONNECT arrives in pieces.
+            let chunks = wire.chunks(3).map(<[u8]>::to_vec).collect();
+            let mut t = RewriteConnect::new(
+                Box::new(Chunks(chunks)),
+                Some("cert-name".into()),
+                set_user(),
+                1024,
+            );
+            let mut out = BytesMut::from(&read_all(&mut t).unwrap()[..]);
+            let decoder = Decoder::new(version);
+            let Some(Packet::Connect(rewritten)) = decoder.decode(&mut out).unwrap() else {
+                panic!("not a CONNECT");
+            };
+            assert_eq!(rewritten.username.as_ref().unwrap().as_str(), "cert-name");
+            assert_eq!(rewritten.password, None);
+            assert_eq!(rewritten.client_id, connect.client_id);
+            assert_eq!(&out[..], [0xC0, 0x00]);
+        }
+    }
+
+    #[test]
+    fn a_first_packet_not_connect_or_too_large_ends_the_connection() {
+        let ping = VecDeque::from([vec![0xC0, 0x00]]);
+        let mut t = RewriteConnect::new(Box::new(Chunks(ping)), None, set_user(), 1024);
+        assert_eq!(
+            read_all(&mut t).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        let connect = Connect::new(
+            ProtocolVersion::V5,
+            MqttString::new(&"x".repeat(200)).unwrap(),
+        );
+        let mut wire = BytesMut::new();
+        Packet::Connect(Box::new(connect))
+            .encode(ProtocolVersion::V5, &mut wire)
+            .unwrap();
+        let mut t = RewriteConnect::new(
+            Box::new(Chunks(VecDeque::from([wire.to_vec()]))),
+            None,
+            set_user(),
+            64,
+        );
+        assert_eq!(
+            read_all(&mut t).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        // The end of the stream before a whole CONNECT: the end, no error.
+        let mut t = RewriteConnect::new(
+            Box::new(Chunks(VecDeque::from([vec![0x10]]))),
+            None,
+            set_user(),
+            64,
+        );
+        assert_eq!(read_all(&mut t).unwrap(), b"");
+    }
+}
