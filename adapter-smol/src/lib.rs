@@ -150,7 +150,9 @@
 //! # Transports: TLS, WebSocket, Unix sockets
 //!
 //! The same as `mqtt-streaming-tokio`'s, on futures-io streams: [`connect_url`],
-//! [`connect_url_with`] (with [`TransportOptions`]) and [`connect_endpoint`] for clients;
+//! [`connect_url_with`] (with [`TransportOptions`]) and [`connect_endpoint`] for clients, and
+//! their reconnecting forms [`connect_url_reconnecting`], [`connect_url_reconnecting_with`],
+//! [`connect_endpoint_reconnecting`] (each reconnect dials the endpoint again);
 //! [`listen_url`] and [`listen_endpoint`] for a broker's or a server flow's listeners
 //! (several at once with [`engine::Listeners`]). `mqtt://`, `mqtts://` (feature `tls`),
 //! `ws://` (feature `websocket`), `wss://` (both), `unix://` (feature `unix`). TLS is

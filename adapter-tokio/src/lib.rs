@@ -86,8 +86,10 @@
 //!
 //! # A client that reconnects by itself
 //!
-//! [`connect_tcp_reconnecting`] (or [`connect_reconnecting`] with a connector that opens any
-//! transport: TLS, WebSocket...) makes the driver keep the link up itself, as a
+//! [`connect_tcp_reconnecting`], [`connect_url_reconnecting`] (any URL: each reconnect dials it
+//! again, TLS and WebSocket handshakes included; [`connect_url_reconnecting_with`] and
+//! [`connect_endpoint_reconnecting`] take [`TransportOptions`]) or [`connect_reconnecting`]
+//! (with a connector that opens any transport) make the driver keep the link up itself, as a
 //! [`ReconnectPolicy`] says (exponential backoff with jitter; Clean Start only on the first
 //! connection). No task of the application's is needed for it: a task awaiting a `publish`
 //! while the link is down waits, and the publish resolves once, when a connection gets its
@@ -225,10 +227,48 @@
 //! # fn main() {}
 //! ```
 //!
+//! A client that reconnects by itself over any of them: [`connect_url_reconnecting`],
+//! [`connect_url_reconnecting_with`], [`connect_endpoint_reconnecting`] (each reconnect dials
+//! the endpoint again through the runtime's [`engine::Dial`]; the same names on smol and
+//! async-std).
+//!
+//! ```no_run
+//! # #[cfg(feature = "tls")]
+//! # mod demo {
+//! use mqtt_streaming_tokio::{
+//!     connect_url_reconnecting_with, ClientOptions, ReconnectPolicy, TlsClientOptions,
+//!     TransportOptions,
+//! };
+//! use mqtt_streaming_proto::{Connect, MqttString, ProtocolVersion};
+//!
+//! pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//!     let tls = TlsClientOptions::new().add_ca_file("ca.pem")?.build()?;
+//!     let mut connect = Connect::new(ProtocolVersion::V5, MqttString::new("sensor-1")?);
+//!     connect.properties.session_expiry_interval = Some(3600); // resumable sessions
+//!     let (client, _events) = connect_url_reconnecting_with(
+//!         "mqtts://broker.example:8883",
+//!         &TransportOptions::new().tls(tls),
+//!         ClientOptions::new(connect),
+//!         ReconnectPolicy::default(),
+//!     )
+//!     .await?;
+//!     client.disconnect().await?;
+//!     Ok(())
+//! }
+//! # }
+//! # fn main() {}
+//! ```
+//!
+//! A listener can hand the broker's authentication what TLS established:
+//! [`ListenOptions::rewrite_connect`] edits each connection's CONNECT given the client
+//! certificate's Common Name (`certificate_common_name`, feature `tls`); the `mqtt-broker` program does
+//! mosquitto's `use_identity_as_username` with it (tokio's listeners).
+//!
 //! Command-line programs that take mosquitto's TLS flags (`--cafile`, `--capath`, `--cert`,
 //! `--key`, `--insecure`, `--tls-version`, `--alpn`) map them with
 //! `TlsClientOptions::from_mosquitto_flags` (feature `tls`); `-L URL` is [`Endpoint::parse`]
-//! (which keeps the URL's user name, password and path) and [`connect_endpoint`].
+//! (which keeps the URL's user name, password and path) and [`connect_endpoint`] (or
+//! [`connect_endpoint_reconnecting`]): what `mqtt-pub` and `mqtt-sub` do.
 //!
 //! # Cancel safety
 //!

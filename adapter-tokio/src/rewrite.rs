@@ -2,6 +2,9 @@
 //! client certificate's name, for mosquitto's `use_identity_as_username`): [`ConnectRewrite`]
 //! and the transport that applies it. Imports `transport`.
 
+// The transport is applied by tokio's listeners (`tokio_transports`).
+#![cfg_attr(not(feature = "tokio-runtime"), allow(dead_code))]
+
 use std::io;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};

@@ -162,13 +162,13 @@ impl Layers {
             }
             None => stream,
         };
-        let transport: BoxTransport = 'transport: {
-            #[cfg(feature = "websocket")]
-            if let Some(ws) = self.ws {
-                break 'transport Box::new(WsTransport::accept(Compat(stream), &ws).await?);
-            }
-            Box::new(CloseTolerant(TokioIo(stream)))
+        #[cfg(feature = "websocket")]
+        let transport: BoxTransport = match self.ws {
+            Some(ws) => Box::new(WsTransport::accept(Compat(stream), &ws).await?),
+            None => Box::new(CloseTolerant(TokioIo(stream))),
         };
+        #[cfg(not(feature = "websocket"))]
+        let transport: BoxTransport = Box::new(CloseTolerant(TokioIo(stream)));
         Ok(match self.rewrite {
             Some((rewrite, limit)) => {
                 Box::new(RewriteConnect::new(transport, identity, rewrite, limit))
@@ -240,10 +240,13 @@ impl Listener for LayeredListener {
 
 async fn bind(endpoint: &Endpoint, options: &ListenOptions) -> io::Result<Box<dyn Listener>> {
     let mut layers = Layers {
+        #[cfg(feature = "tls")]
+        tls: None,
+        #[cfg(feature = "websocket")]
+        ws: None,
         rewrite: options
             .connect_rewrite()
             .map(|(rewrite, limit)| (rewrite.clone(), limit)),
-        ..Layers::default()
     };
     let raw = match endpoint.scheme {
         Scheme::Mqtt if layers.rewrite.is_none() => {
