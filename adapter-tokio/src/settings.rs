@@ -184,13 +184,15 @@ impl ListenerSettings {
     }
 
     /// Where this listener listens (`mqtt://`, `mqtts://`, `ws://` or `wss://` at its address,
-    /// every address when none is given) and its [`ListenOptions`](crate::ListenOptions): the
+    /// every address when none is given) and its [`ListenOptions`](crate::dial::ListenOptions): the
     /// TLS settings loaded from their files (`certfile`, `keyfile`; `cafile` and
     /// `require_certificate` for client certificates; `tls_version`). Errors name the key and
     /// its line. `use_identity_as_username` is the caller's, with
-    /// [`ListenOptions::rewrite_connect`](crate::ListenOptions::rewrite_connect).
+    /// [`ListenOptions::rewrite_connect`](crate::dial::ListenOptions::rewrite_connect).
     #[cfg(feature = "tokio-runtime")]
-    pub fn listen_options(&self) -> Result<(crate::Endpoint, crate::ListenOptions), ConfigError> {
+    pub fn listen_options(
+        &self,
+    ) -> Result<(crate::endpoint::Endpoint, crate::dial::ListenOptions), ConfigError> {
         if let Some(e) = self.unsupported_transport() {
             return Err(e);
         }
@@ -200,13 +202,17 @@ impl ListenerSettings {
             .unwrap_or_else(|| "0.0.0.0".to_owned());
         let tls = self.tls.is_configured();
         let endpoint = match (self.protocol, tls) {
-            (ListenerProtocol::Mqtt, false) => crate::Endpoint::tcp(host, self.port),
-            (ListenerProtocol::Mqtt, true) => crate::Endpoint::tls(host, self.port),
-            (ListenerProtocol::WebSockets, false) => crate::Endpoint::ws(host, self.port, "/"),
-            (ListenerProtocol::WebSockets, true) => crate::Endpoint::wss(host, self.port, "/"),
+            (ListenerProtocol::Mqtt, false) => crate::endpoint::Endpoint::tcp(host, self.port),
+            (ListenerProtocol::Mqtt, true) => crate::endpoint::Endpoint::tls(host, self.port),
+            (ListenerProtocol::WebSockets, false) => {
+                crate::endpoint::Endpoint::ws(host, self.port, "/")
+            }
+            (ListenerProtocol::WebSockets, true) => {
+                crate::endpoint::Endpoint::wss(host, self.port, "/")
+            }
         };
         #[allow(unused_mut)]
-        let mut options = crate::ListenOptions::new();
+        let mut options = crate::dial::ListenOptions::new();
         #[cfg(feature = "tls")]
         if tls {
             options = options.tls(self.tls_server()?);
@@ -215,7 +221,7 @@ impl ListenerSettings {
     }
 
     #[cfg(feature = "tls")]
-    fn tls_server(&self) -> Result<crate::TlsServer, ConfigError> {
+    fn tls_server(&self) -> Result<crate::tls::TlsServer, ConfigError> {
         let at = |key: &str| self.line_of(key);
         let fail = |key: &str, e: &dyn fmt::Display| ConfigError::new(at(key), key, e.to_string());
         let (Some(cert), Some(key)) = (&self.tls.certfile, &self.tls.keyfile) else {
@@ -225,8 +231,8 @@ impl ListenerSettings {
                 "needs keyfile too",
             ));
         };
-        let mut options =
-            crate::TlsServerOptions::from_files(cert, key).map_err(|e| fail("certfile", &e))?;
+        let mut options = crate::tls::TlsServerOptions::from_files(cert, key)
+            .map_err(|e| fail("certfile", &e))?;
         if self.tls.require_certificate {
             let ca = self.tls.cafile.as_ref().ok_or_else(|| {
                 ConfigError::new(
@@ -243,7 +249,7 @@ impl ListenerSettings {
         }
         if let Some(version) = &self.tls.tls_version {
             let version = version
-                .parse::<crate::TlsVersion>()
+                .parse::<crate::tls::TlsVersion>()
                 .map_err(|e| fail("tls_version", &e))?;
             options = options.min_version(version);
         }
@@ -367,7 +373,7 @@ impl Default for LogSettings {
 /// `per_listener_settings true`, `socket_domain`, `bind_interface`, `accept_protocol_versions`
 /// and the other keys mosquitto.conf(5) lists that the tables above do not.
 ///
-/// Each listener becomes an endpoint and [`ListenOptions`](crate::ListenOptions) with
+/// Each listener becomes an endpoint and [`ListenOptions`](crate::dial::ListenOptions) with
 /// [`ListenerSettings::listen_options`]; the `mqtt-broker` program serves them all (TCP, TLS,
 /// WebSocket, WebSocket over TLS) with [`Listeners`](crate::engine::Listeners). A WebSocket
 /// listener answers on any request path.
