@@ -908,3 +908,70 @@ async fn mqtt_sub_reconnects_over_tls() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// Our mqtt-pub and mqtt-sub over `-L unix://` against mosquitto's Unix socket listener, and
+/// mosquitto's own tools (`--unix`) reading and writing the same retained topic.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs mosquitto (run by .ci/run)"]
+async fn pub_and_sub_over_mosquitto_unix_socket_with_url() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempdir::TempDir::new("cli-unix");
+    // mosquitto started as root binds as its own user.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let socket = dir.path().join("m.sock");
+    let _broker = Mosquitto::start(&format!("listener 0 {}", socket.display())).await;
+    let started = std::time::Instant::now();
+    while !socket.exists() {
+        assert!(started.elapsed() < Duration::from_secs(10), "no socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = format!("unix://{}", socket.display());
+    let out = run_bare(
+        ours("mqtt-pub"),
+        &["-L", &url, "-t", "unix/a", "-m", "ours", "-r", "-q", "1"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_bare(
+        theirs("mosquitto_sub"),
+        &[
+            "--unix",
+            socket.to_str().unwrap(),
+            "-t",
+            "unix/a",
+            "-C",
+            "1",
+            "-W",
+            "5",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ours\n");
+    let out = run_bare(
+        theirs("mosquitto_pub"),
+        &[
+            "--unix",
+            socket.to_str().unwrap(),
+            "-t",
+            "unix/b",
+            "-m",
+            "theirs",
+            "-r",
+        ],
+    );
+    assert!(out.status.success());
+    let out = run_bare(
+        ours("mqtt-sub"),
+        &["-L", &url, "-t", "unix/b", "-v", "-C", "1"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "unix/b theirs\n");
+}
