@@ -31,11 +31,14 @@ pub(crate) struct ConnArgs {
     /// --capath given).
     #[arg(short = 'p', long = "port")]
     pub(crate) port: Option<u16>,
-    /// Where to connect, as a URL instead of -h, -p, -u, -P (and -t):
+    /// Where to connect, as a URL instead of -h and -p:
     /// mqtt(s)://[username[:password]@]host[:port]/topic (the topic as mosquitto's -L takes
-    /// it), ws(s)://[username[:password]@]host[:port][/path] (MQTT over WebSocket; the path is
-    /// the HTTP request's, the topic comes from -t), unix:///path/to/socket. mqtts:// and
-    /// wss:// trust the system's CA certificates unless --cafile or --capath is given.
+    /// it: mqtt-pub publishes to it unless -t is given, mqtt-sub subscribes to it besides any
+    /// -t), ws(s)://[username[:password]@]host[:port][/path] (MQTT over WebSocket; the path is
+    /// the HTTP request's, the topic comes from -t), unix:///path/to/socket. The URL's user
+    /// name and password are used unless -u / -P are given; -p, if given too, sets the port.
+    /// mqtts:// and wss:// trust the system's CA certificates unless --cafile or --capath is
+    /// given (which also turn mqtt:// into mqtts:// and ws:// into wss://).
     #[arg(short = 'L', long = "url")]
     pub(crate) url: Option<String>,
     /// Trust the CA certificates in this PEM file, and connect over TLS.
