@@ -700,3 +700,69 @@ impl ConnArgs {
 pub(crate) fn qos_digit(qos: QoS) -> u8 {
     qos as u8
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    #[command(version, disable_help_flag = true, disable_version_flag = true)]
+    struct Test {
+        #[command(flatten)]
+        conn: ConnArgs,
+    }
+
+    fn conn(args: &[&str]) -> ConnArgs {
+        Test::try_parse_from(std::iter::once("test").chain(args.iter().copied()))
+            .unwrap()
+            .conn
+    }
+
+    #[test]
+    fn cafile_means_tls_and_port_8883_as_in_mosquitto() {
+        let e = conn(&[]).endpoint().unwrap();
+        assert_eq!((e.scheme, e.port), (Scheme::Mqtt, 1883));
+        let e = conn(&["--cafile", "ca.pem"]).endpoint().unwrap();
+        assert_eq!((e.scheme, e.port), (Scheme::Mqtts, 8883));
+        let e = conn(&["-h", "b", "-p", "9999", "--capath", "/etc/ssl"])
+            .endpoint()
+            .unwrap();
+        assert_eq!(
+            (e.scheme, e.host.as_str(), e.port),
+            (Scheme::Mqtts, "b", 9999)
+        );
+    }
+
+    #[test]
+    fn url_gives_user_password_and_topic() {
+        let c = conn(&["-L", "mqtt://us%40er:pw@b:1999/a/b"]);
+        assert_eq!(c.url_topic().unwrap().as_deref(), Some("a/b"));
+        let options = c.options("t", &Properties::default()).unwrap();
+        assert_eq!(options.connect.username.unwrap().as_str(), "us@er");
+        assert_eq!(options.connect.password.as_deref(), Some(&b"pw"[..]));
+        // -u wins over the URL's user; --cafile turns mqtt:// into TLS, the URL's port kept.
+        let c = conn(&["-L", "mqtt://x@b/t", "-u", "other", "--cafile", "ca.pem"]);
+        let options = c.options("t", &Properties::default()).unwrap();
+        assert_eq!(options.connect.username.unwrap().as_str(), "other");
+        let e = c.endpoint().unwrap();
+        assert_eq!((e.scheme, e.port), (Scheme::Mqtts, 1883));
+        // WebSocket: the path is the request's, not a topic.
+        let c = conn(&["-L", "ws://b:9001/mqtt"]);
+        assert_eq!(c.url_topic().unwrap(), None);
+        assert_eq!(c.endpoint().unwrap().path, "/mqtt");
+        assert!(conn(&["-L", "http://b"]).endpoint().is_err());
+    }
+
+    #[test]
+    fn tls_only_flags_without_tls_are_an_error() {
+        for flag in ["--insecure", "--alpn=mqtt", "--tls-version=tlsv1.3"] {
+            let c = conn(&[flag]);
+            let e = c.endpoint().unwrap();
+            assert!(c.transport(&e).is_err(), "{flag}");
+        }
+        let c = conn(&["-L", "mqtts://b", "--cafile", "/nonexistent/ca.pem"]);
+        let e = c.endpoint().unwrap();
+        assert!(c.transport(&e).is_err());
+    }
+}
