@@ -53,8 +53,9 @@
 //!
 //! Features `tls` (futures-rustls), `websocket`, `unix`, `native-roots`, `webpki-roots`, as in
 //! `mqtt-streaming-smol`, whose transports this crate names for async-std: [`connect_url`],
-//! [`connect_url_with`], [`connect_endpoint`], [`listen_url`], [`listen_endpoint`] (no smol
-//! and no tokio I/O pulled in).
+//! [`connect_url_with`], [`connect_endpoint`], the reconnecting [`connect_url_reconnecting`],
+//! [`connect_url_reconnecting_with`], [`connect_endpoint_reconnecting`], [`listen_url`],
+//! [`listen_endpoint`] (no smol and no tokio I/O pulled in).
 //!
 //! ```no_run
 //! # #[cfg(feature = "websocket")]
@@ -135,5 +136,6 @@ mod transports {
     mqtt_streaming_tokio::transports_for_runtime!(super::AsyncStdRuntime);
 }
 pub use transports::{
-    connect_endpoint, connect_url, connect_url_with, listen_endpoint, listen_url,
+    connect_endpoint, connect_endpoint_reconnecting, connect_url, connect_url_reconnecting,
+    connect_url_reconnecting_with, connect_url_with, listen_endpoint, listen_url,
 };

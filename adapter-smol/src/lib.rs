@@ -150,7 +150,9 @@
 //! # Transports: TLS, WebSocket, Unix sockets
 //!
 //! The same as `mqtt-streaming-tokio`'s, on futures-io streams: [`connect_url`],
-//! [`connect_url_with`] (with [`TransportOptions`]) and [`connect_endpoint`] for clients;
+//! [`connect_url_with`] (with [`TransportOptions`]) and [`connect_endpoint`] for clients, and
+//! their reconnecting forms [`connect_url_reconnecting`], [`connect_url_reconnecting_with`],
+//! [`connect_endpoint_reconnecting`] (each reconnect dials the endpoint again);
 //! [`listen_url`] and [`listen_endpoint`] for a broker's or a server flow's listeners
 //! (several at once with [`engine::Listeners`]). `mqtt://`, `mqtts://` (feature `tls`),
 //! `ws://` (feature `websocket`), `wss://` (both), `unix://` (feature `unix`). TLS is
@@ -279,8 +281,9 @@ pub use mqtt_streaming_tokio::{
 pub use mqtt_streaming_tokio::{WsOptions, WsTransport, WS_SUBPROTOCOL};
 #[cfg(feature = "smol-runtime")]
 pub use smol_rt::{
-    connect, connect_endpoint, connect_reconnecting, connect_tcp, connect_tcp_reconnecting,
-    connect_url, connect_url_with, listen_endpoint, listen_url, serve_connection, BrokerHandle,
-    BrokerServer, Client, Server, SmolRuntime,
+    connect, connect_endpoint, connect_endpoint_reconnecting, connect_reconnecting, connect_tcp,
+    connect_tcp_reconnecting, connect_url, connect_url_reconnecting, connect_url_reconnecting_with,
+    connect_url_with, listen_endpoint, listen_url, serve_connection, BrokerHandle, BrokerServer,
+    Client, Server, SmolRuntime,
 };
 pub use transports::{dial, listen, FuturesDial, IoFuture};

@@ -21,5 +21,6 @@ mod transports {
     mqtt_streaming_tokio::transports_for_runtime!(super::SmolRuntime);
 }
 pub use transports::{
-    connect_endpoint, connect_url, connect_url_with, listen_endpoint, listen_url,
+    connect_endpoint, connect_endpoint_reconnecting, connect_url, connect_url_reconnecting,
+    connect_url_reconnecting_with, connect_url_with, listen_endpoint, listen_url,
 };

@@ -325,3 +325,86 @@ fn websocket_client_mqtt_6_0_0_3() {
         assert_eq!(offered, [Some("mqtt".to_owned()), Some("mqtt".to_owned())]);
     });
 }
+
+/// `connect_url_reconnecting_with` on smol, over TLS, through a broker restart (its listener
+/// closed, a new broker without the old session bound on the same port): the client dials the
+/// URL again (a new TLS handshake), subscribes again since the session was lost, and the QoS 1
+/// message published while the broker was down is acknowledged and delivered once the
+/// re-subscription is in.
+#[test]
+fn reconnecting_client_over_tls_through_a_broker_restart_on_smol() {
+    use mqtt_streaming_smol::{connect_url_reconnecting_with, ReconnectPolicy};
+
+    bounded(async {
+        let pki = pki::pki();
+        let listen = ListenOptions::new().tls(server_tls(&pki).build().unwrap());
+        let start = |port: u16| {
+            let listen = listen.clone();
+            async move {
+                let url = format!("mqtts://127.0.0.1:{port}");
+                let listener = loop {
+                    match listen_url(&url, &listen).await {
+                        Ok(listener) => break listener,
+                        Err(_) => smol::Timer::after(Duration::from_millis(20)).await,
+                    };
+                };
+                let port = listener.local_addr().unwrap().port();
+                let handle = BrokerServer::new(BrokerConfig::default())
+                    .with_listener(listener)
+                    .spawn();
+                (handle, port)
+            }
+        };
+        let (first, port) = start(0).await;
+        let tls = TransportOptions::new().tls(client_tls(&pki).build().unwrap());
+        let policy = ReconnectPolicy {
+            min_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(100),
+            ..ReconnectPolicy::default()
+        };
+        let mut opts = options("smol-rc");
+        opts.connect.clean_start = false;
+        opts.connect.properties.session_expiry_interval = Some(3600);
+        let url = format!("mqtts://127.0.0.1:{port}");
+        let (client, mut events) = connect_url_reconnecting_with(&url, &tls, opts, policy)
+            .await
+            .unwrap();
+        client
+            .subscribe(SubscribeRequest::new(
+                TopicFilter::new("rc/#").unwrap(),
+                QoS::AtLeastOnce,
+            ))
+            .await
+            .unwrap();
+        let message = |payload: &'static str| {
+            Message::new(TopicName::new("rc/x").unwrap(), QoS::AtLeastOnce, payload)
+        };
+        client.publish(message("before")).await.unwrap();
+        assert_eq!(next_payload(&mut events).await, b"before");
+
+        first.shutdown().await;
+        let receipt = client.begin_publish(message("while down")).await.unwrap();
+        let (second, again) = start(port).await;
+        assert_eq!(again, port);
+        let outcome = receipt.await.unwrap();
+        assert_eq!(outcome.reason_code, ReasonCode::Success);
+        // Lost, reconnected (a new TLS handshake) to a broker without the session.
+        let mut reconnected = false;
+        let payload = loop {
+            match events.recv().await {
+                Some(Event::Message { publish, .. }) => break publish.payload.to_vec(),
+                Some(Event::Closed { resumable, .. }) => assert!(resumable),
+                Some(Event::Connected(connack)) => {
+                    assert!(!connack.session_present);
+                    reconnected = true;
+                }
+                Some(_) => {}
+                None => panic!("events ended"),
+            }
+        };
+        assert!(reconnected);
+        assert_eq!(payload, b"while down");
+        client.disconnect().await.unwrap();
+        second.shutdown().await;
+    });
+}

@@ -363,6 +363,17 @@ where
     connect_auto(runtime, connector, options, policy).await
 }
 
+/// Connects with `connector` (already bounded in time and giving the engine's transport) and
+/// reconnects by itself with it: the common part of the reconnecting entry points.
+pub(crate) async fn connect_connector_on<R: Runtime>(
+    runtime: R,
+    connector: Connector,
+    options: ClientOptions,
+    policy: ReconnectPolicy,
+) -> Result<(ClientOn<R>, ClientEvents), Error> {
+    connect_auto(runtime, connector, options, policy).await
+}
+
 async fn connect_auto<R: Runtime>(
     runtime: R,
     connector: Connector,

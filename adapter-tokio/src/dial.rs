@@ -10,10 +10,14 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use crate::client::{connect_transport_on, ClientEvents, ClientOn, ClientOptions};
+use crate::client::{
+    connect_connector_on, connect_transport_on, ClientEvents, ClientOn, ClientOptions,
+};
 use crate::endpoint::{Endpoint, Scheme};
 use crate::error::Error;
 use crate::net::Listener;
+use crate::reconnect::{bounded_connector, ReconnectPolicy};
+use crate::rewrite::ConnectRewrite;
 use crate::runtime::Runtime;
 #[cfg(feature = "engine-tls")]
 use crate::tls::{TlsClient, TlsServer};
@@ -134,6 +138,8 @@ pub struct ListenOptions {
     #[cfg(feature = "engine-websocket")]
     ws: WsOptions,
     handshake_timeout: Duration,
+    rewrite: Option<ConnectRewrite>,
+    rewrite_limit: usize,
 }
 
 impl fmt::Debug for ListenOptions {
@@ -145,6 +151,7 @@ impl fmt::Debug for ListenOptions {
         debug.field("ws", &self.ws);
         debug
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("rewrite_connect", &self.rewrite.is_some())
             .finish()
     }
 }
@@ -164,7 +171,28 @@ impl ListenOptions {
             #[cfg(feature = "engine-websocket")]
             ws: WsOptions::default(),
             handshake_timeout: Duration::from_secs(10),
+            rewrite: None,
+            rewrite_limit: 64 * 1024,
         }
+    }
+
+    /// Edits each connection's CONNECT before the broker or server sees it, given the TLS
+    /// client certificate's Common Name ([`certificate_common_name`](crate::certificate_common_name);
+    /// `None` without one): mosquitto's `use_identity_as_username` is
+    /// `|cn, connect| connect.username = cn.and_then(|cn| MqttString::new(cn).ok())`, with
+    /// whatever the application's authentication hook needs to tell such a connection apart.
+    /// A first packet that is not a CONNECT, or a CONNECT larger than `limit` bytes, ends the
+    /// connection. Applies to every connection of the listener (tokio's listeners; TCP ones
+    /// then go through the layered path).
+    pub fn rewrite_connect(mut self, rewrite: ConnectRewrite, limit: usize) -> Self {
+        self.rewrite = Some(rewrite);
+        self.rewrite_limit = limit.max(1);
+        self
+    }
+
+    /// The CONNECT rewrite and its size limit, if any.
+    pub fn connect_rewrite(&self) -> Option<(&ConnectRewrite, usize)> {
+        self.rewrite.as_ref().map(|r| (r, self.rewrite_limit))
     }
 
     /// The server's TLS configuration, for `mqtts://` and `wss://` listeners.
@@ -252,6 +280,29 @@ pub async fn connect_endpoint_on<R: Dial>(
     connect_transport_on(runtime, stream, options).await
 }
 
+/// Connects to `endpoint` over its transport and reconnects by itself as `policy` says,
+/// dialing `endpoint` again through the runtime's [`Dial`] (TCP, TLS, WebSocket, Unix: the
+/// same handshakes) for every reconnect; otherwise as
+/// [`connect_reconnecting_on`](crate::engine::connect_reconnecting_on), which says what is
+/// and is not guaranteed. Each attempt is bounded by the shorter of
+/// [`TransportOptions::connect_timeout`] and [`ReconnectPolicy::connect_timeout`].
+pub async fn connect_endpoint_reconnecting_on<R: Dial>(
+    runtime: R,
+    endpoint: &Endpoint,
+    transport: &TransportOptions,
+    options: ClientOptions,
+    policy: ReconnectPolicy,
+) -> Result<(ClientOn<R>, ClientEvents), Error> {
+    let endpoint = endpoint.clone();
+    let transport = transport.clone();
+    let connector = bounded_connector(runtime.clone(), policy.connect_timeout, move || {
+        let endpoint = endpoint.clone();
+        let transport = transport.clone();
+        Box::pin(async move { R::dial(&endpoint, &transport).await })
+    });
+    connect_connector_on(runtime, connector, options, policy).await
+}
+
 /// Whether `scheme` is compiled in for clients and listeners (its feature is on).
 pub fn scheme_supported(scheme: Scheme) -> bool {
     match scheme {
@@ -265,7 +316,9 @@ pub fn scheme_supported(scheme: Scheme) -> bool {
 
 /// Defines, in the invoking module, the transport entry points on the runtime `$rt` (a
 /// [`Dial`](crate::engine::Dial) runtime): `connect_url`, `connect_url_with`,
-/// `connect_endpoint`, `listen_url` and `listen_endpoint`. Each adapter invokes it beside
+/// `connect_endpoint`, their reconnecting forms `connect_url_reconnecting`,
+/// `connect_url_reconnecting_with` and `connect_endpoint_reconnecting`, `listen_url` and
+/// `listen_endpoint`. Each adapter invokes it beside
 /// [`named_for_runtime!`](crate::named_for_runtime).
 #[macro_export]
 macro_rules! transports_for_runtime {
@@ -304,6 +357,54 @@ macro_rules! transports_for_runtime {
                 endpoint,
                 transport,
                 options,
+            )
+            .await
+        }
+
+        /// Connects to the broker at `url` as [`connect_url`] does and reconnects by itself
+        /// as `policy` says, dialing the URL again (same transport, same handshakes) for
+        /// every reconnect
+        /// ([`connect_endpoint_reconnecting_on`]($crate::engine::connect_endpoint_reconnecting_on);
+        /// [`connect_reconnecting_on`]($crate::engine::connect_reconnecting_on) says what is
+        /// guaranteed).
+        pub async fn connect_url_reconnecting(
+            url: &str,
+            options: $crate::ClientOptions,
+            policy: $crate::ReconnectPolicy,
+        ) -> ::std::result::Result<(Client, $crate::ClientEvents), $crate::Error> {
+            connect_url_reconnecting_with(
+                url,
+                &$crate::TransportOptions::default(),
+                options,
+                policy,
+            )
+            .await
+        }
+
+        /// [`connect_url_reconnecting`] with [`TransportOptions`]($crate::TransportOptions).
+        pub async fn connect_url_reconnecting_with(
+            url: &str,
+            transport: &$crate::TransportOptions,
+            options: $crate::ClientOptions,
+            policy: $crate::ReconnectPolicy,
+        ) -> ::std::result::Result<(Client, $crate::ClientEvents), $crate::Error> {
+            let endpoint = $crate::Endpoint::parse(url).map_err(::std::io::Error::from)?;
+            connect_endpoint_reconnecting(&endpoint, transport, options, policy).await
+        }
+
+        /// The typed form of [`connect_url_reconnecting_with`].
+        pub async fn connect_endpoint_reconnecting(
+            endpoint: &$crate::Endpoint,
+            transport: &$crate::TransportOptions,
+            options: $crate::ClientOptions,
+            policy: $crate::ReconnectPolicy,
+        ) -> ::std::result::Result<(Client, $crate::ClientEvents), $crate::Error> {
+            $crate::engine::connect_endpoint_reconnecting_on(
+                <$rt as ::std::default::Default>::default(),
+                endpoint,
+                transport,
+                options,
+                policy,
             )
             .await
         }

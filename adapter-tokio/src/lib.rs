@@ -86,8 +86,10 @@
 //!
 //! # A client that reconnects by itself
 //!
-//! [`connect_tcp_reconnecting`] (or [`connect_reconnecting`] with a connector that opens any
-//! transport: TLS, WebSocket...) makes the driver keep the link up itself, as a
+//! [`connect_tcp_reconnecting`], [`connect_url_reconnecting`] (any URL: each reconnect dials it
+//! again, TLS and WebSocket handshakes included; [`connect_url_reconnecting_with`] and
+//! [`connect_endpoint_reconnecting`] take [`TransportOptions`]) or [`connect_reconnecting`]
+//! (with a connector that opens any transport) make the driver keep the link up itself, as a
 //! [`ReconnectPolicy`] says (exponential backoff with jitter; Clean Start only on the first
 //! connection). No task of the application's is needed for it: a task awaiting a `publish`
 //! while the link is down waits, and the publish resolves once, when a connection gets its
@@ -225,10 +227,48 @@
 //! # fn main() {}
 //! ```
 //!
+//! A client that reconnects by itself over any of them: [`connect_url_reconnecting`],
+//! [`connect_url_reconnecting_with`], [`connect_endpoint_reconnecting`] (each reconnect dials
+//! the endpoint again through the runtime's [`engine::Dial`]; the same names on smol and
+//! async-std).
+//!
+//! ```no_run
+//! # #[cfg(feature = "tls")]
+//! # mod demo {
+//! use mqtt_streaming_tokio::{
+//!     connect_url_reconnecting_with, ClientOptions, ReconnectPolicy, TlsClientOptions,
+//!     TransportOptions,
+//! };
+//! use mqtt_streaming_proto::{Connect, MqttString, ProtocolVersion};
+//!
+//! pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//!     let tls = TlsClientOptions::new().add_ca_file("ca.pem")?.build()?;
+//!     let mut connect = Connect::new(ProtocolVersion::V5, MqttString::new("sensor-1")?);
+//!     connect.properties.session_expiry_interval = Some(3600); // resumable sessions
+//!     let (client, _events) = connect_url_reconnecting_with(
+//!         "mqtts://broker.example:8883",
+//!         &TransportOptions::new().tls(tls),
+//!         ClientOptions::new(connect),
+//!         ReconnectPolicy::default(),
+//!     )
+//!     .await?;
+//!     client.disconnect().await?;
+//!     Ok(())
+//! }
+//! # }
+//! # fn main() {}
+//! ```
+//!
+//! A listener can hand the broker's authentication what TLS established:
+//! [`ListenOptions::rewrite_connect`] edits each connection's CONNECT given the client
+//! certificate's Common Name (`certificate_common_name`, feature `tls`); the `mqtt-broker` program does
+//! mosquitto's `use_identity_as_username` with it (tokio's listeners).
+//!
 //! Command-line programs that take mosquitto's TLS flags (`--cafile`, `--capath`, `--cert`,
 //! `--key`, `--insecure`, `--tls-version`, `--alpn`) map them with
 //! `TlsClientOptions::from_mosquitto_flags` (feature `tls`); `-L URL` is [`Endpoint::parse`]
-//! (which keeps the URL's user name, password and path) and [`connect_endpoint`].
+//! (which keeps the URL's user name, password and path) and [`connect_endpoint`] (or
+//! [`connect_endpoint_reconnecting`]): what `mqtt-pub` and `mqtt-sub` do.
 //!
 //! # Cancel safety
 //!
@@ -307,6 +347,7 @@
 //! 4. `net`: a runtime's streams and TCP ([`engine::Adapt`], [`engine::Listener`],
 //!    [`engine::NetRuntime`], [`engine::Bind`], [`engine::TcpConnect`], [`engine::Listeners`]);
 //!    `endpoint` ([`Endpoint`]); `tls` (rustls configuration); `ws` (WebSocket as a transport);
+//!    `rewrite` ([`ConnectRewrite`]: a CONNECT edited with the transport's identity);
 //! 5. `shared`: the state a driver shares with its handles (how the connection ended);
 //! 6. `publish`: operation completion ([`PublishOutcome`], [`PublishReceipt`]); `reconnect`:
 //!    the [`ReconnectPolicy`] and the connector a reconnecting client opens transports with;
@@ -359,6 +400,8 @@ mod tls;
 
 #[cfg(feature = "engine-websocket")]
 mod ws;
+
+mod rewrite;
 
 // 5. Per-connection state shared by a driver and its handles.
 mod shared;
@@ -420,6 +463,7 @@ pub use endpoint::{Endpoint, EndpointError, Scheme};
 pub use error::{Error, TryPublishError};
 pub use publish::{PublishOutcome, PublishReceipt};
 pub use reconnect::ReconnectPolicy;
+pub use rewrite::ConnectRewrite;
 /// rustls, re-exported (features `tls`, `engine-tls`): the version whose `ClientConfig` and
 /// `ServerConfig` [`TlsClient::from_config`] and [`TlsServer::from_config`] take.
 #[cfg(feature = "engine-tls")]
@@ -438,8 +482,8 @@ pub use shared::Events;
 pub use sys_topics::{publish_sys_topics, SysTopics};
 #[cfg(feature = "engine-tls")]
 pub use tls::{
-    MosquittoTlsFlags, TlsClient, TlsClientOptions, TlsError, TlsServer, TlsServerOptions,
-    TlsVersion,
+    certificate_common_name, MosquittoTlsFlags, TlsClient, TlsClientOptions, TlsError, TlsServer,
+    TlsServerOptions, TlsVersion,
 };
 #[cfg(feature = "tokio-runtime")]
 pub use tokio_rt::{
@@ -448,7 +492,8 @@ pub use tokio_rt::{
 };
 #[cfg(feature = "tokio-runtime")]
 pub use tokio_transports::{
-    connect_endpoint, connect_url, connect_url_with, listen_endpoint, listen_url,
+    connect_endpoint, connect_endpoint_reconnecting, connect_url, connect_url_reconnecting,
+    connect_url_reconnecting_with, connect_url_with, listen_endpoint, listen_url,
 };
 #[cfg(feature = "engine-websocket")]
 pub use ws::{WsOptions, WsTransport, WS_SUBPROTOCOL};
@@ -466,7 +511,9 @@ pub mod engine {
         connect_on, connect_reconnecting_on, connect_tcp_on, connect_tcp_reconnecting_on,
         connect_transport_on, ClientOn,
     };
-    pub use crate::dial::{connect_endpoint_on, scheme_supported, unsupported, Dial};
+    pub use crate::dial::{
+        connect_endpoint_on, connect_endpoint_reconnecting_on, scheme_supported, unsupported, Dial,
+    };
     pub use crate::net::{Accepted, Adapt, Bind, Listener, Listeners, NetRuntime, TcpConnect};
     pub use crate::runtime::{Runtime, Timer};
     pub use crate::server::{serve_connection_on, ServerOn};

@@ -71,6 +71,9 @@ pub struct TlsSettings {
     /// Whether the client certificate's Common Name is the client's user name (its CONNECT's
     /// user name and password are then not used).
     pub use_identity_as_username: bool,
+    /// The lowest TLS version accepted: `tlsv1.2` or `tlsv1.3` (mosquitto's `tls_version`);
+    /// `None`: both.
+    pub tls_version: Option<String>,
 }
 
 impl TlsSettings {
@@ -117,33 +120,140 @@ impl ListenerSettings {
             .map_or(0, |(_, l)| *l)
     }
 
-    /// The error for a listener this build cannot serve yet (WebSockets, TLS): names the key
-    /// and its line. `None` for a plain MQTT listener.
+    /// The error for a listener this build cannot serve or whose TLS keys do not go together
+    /// (names the key and its line): a WebSocket listener without the feature `websocket`, a
+    /// TLS one without `tls`; TLS keys without both `certfile` and `keyfile`;
+    /// `require_certificate true` without `cafile`; `use_identity_as_username true` without
+    /// `require_certificate true`. `None` when [`listen_options`](Self::listen_options) can
+    /// serve it.
     pub fn unsupported_transport(&self) -> Option<ConfigError> {
-        if self.protocol == ListenerProtocol::WebSockets {
+        if self.protocol == ListenerProtocol::WebSockets && !cfg!(feature = "websocket") {
             return Some(ConfigError::new(
                 self.line_of("protocol"),
                 "protocol",
-                "WebSocket listeners are not available yet in this build",
+                "WebSocket listeners need the feature `websocket` in this build",
             ));
         }
-        for key in [
+        if !self.tls.is_configured() {
+            return None;
+        }
+        let key_line = |key: &'static str| (self.line_of(key), key);
+        let first_tls_key = [
+            "cafile",
             "certfile",
             "keyfile",
-            "cafile",
             "require_certificate",
             "use_identity_as_username",
-        ] {
-            let line = self.line_of(key);
-            if line > 0 || (key == "certfile" && self.tls.is_configured()) {
-                return Some(ConfigError::new(
-                    line,
-                    key,
-                    "TLS listeners are not available yet in this build",
-                ));
-            }
+            "tls_version",
+        ]
+        .into_iter()
+        .map(key_line)
+        .find(|(line, _)| *line > 0)
+        .unwrap_or((0, "certfile"));
+        if !cfg!(feature = "tls") {
+            return Some(ConfigError::new(
+                first_tls_key.0,
+                first_tls_key.1,
+                "TLS listeners need the feature `tls` in this build",
+            ));
+        }
+        if self.tls.certfile.is_none() || self.tls.keyfile.is_none() {
+            return Some(ConfigError::new(
+                first_tls_key.0,
+                first_tls_key.1,
+                "a TLS listener needs both certfile and keyfile",
+            ));
+        }
+        if self.tls.require_certificate && self.tls.cafile.is_none() {
+            let (line, key) = key_line("require_certificate");
+            return Some(ConfigError::new(
+                line,
+                key,
+                "require_certificate true needs cafile (the CAs client certificates are checked against)",
+            ));
+        }
+        if self.tls.use_identity_as_username && !self.tls.require_certificate {
+            let (line, key) = key_line("use_identity_as_username");
+            return Some(ConfigError::new(
+                line,
+                key,
+                "use_identity_as_username true needs require_certificate true",
+            ));
         }
         None
+    }
+
+    /// Where this listener listens (`mqtt://`, `mqtts://`, `ws://` or `wss://` at its address,
+    /// every address when none is given) and its [`ListenOptions`](crate::dial::ListenOptions): the
+    /// TLS settings loaded from their files (`certfile`, `keyfile`; `cafile` and
+    /// `require_certificate` for client certificates; `tls_version`). Errors name the key and
+    /// its line. `use_identity_as_username` is the caller's, with
+    /// [`ListenOptions::rewrite_connect`](crate::dial::ListenOptions::rewrite_connect).
+    #[cfg(feature = "tokio-runtime")]
+    pub fn listen_options(
+        &self,
+    ) -> Result<(crate::endpoint::Endpoint, crate::dial::ListenOptions), ConfigError> {
+        if let Some(e) = self.unsupported_transport() {
+            return Err(e);
+        }
+        let host = self
+            .bind_address
+            .clone()
+            .unwrap_or_else(|| "0.0.0.0".to_owned());
+        let tls = self.tls.is_configured();
+        let endpoint = match (self.protocol, tls) {
+            (ListenerProtocol::Mqtt, false) => crate::endpoint::Endpoint::tcp(host, self.port),
+            (ListenerProtocol::Mqtt, true) => crate::endpoint::Endpoint::tls(host, self.port),
+            (ListenerProtocol::WebSockets, false) => {
+                crate::endpoint::Endpoint::ws(host, self.port, "/")
+            }
+            (ListenerProtocol::WebSockets, true) => {
+                crate::endpoint::Endpoint::wss(host, self.port, "/")
+            }
+        };
+        #[allow(unused_mut)]
+        let mut options = crate::dial::ListenOptions::new();
+        #[cfg(feature = "tls")]
+        if tls {
+            options = options.tls(self.tls_server()?);
+        }
+        Ok((endpoint, options))
+    }
+
+    #[cfg(feature = "tls")]
+    fn tls_server(&self) -> Result<crate::tls::TlsServer, ConfigError> {
+        let at = |key: &str| self.line_of(key);
+        let fail = |key: &str, e: &dyn fmt::Display| ConfigError::new(at(key), key, e.to_string());
+        let (Some(cert), Some(key)) = (&self.tls.certfile, &self.tls.keyfile) else {
+            return Err(ConfigError::new(
+                at("certfile"),
+                "certfile",
+                "needs keyfile too",
+            ));
+        };
+        let mut options = crate::tls::TlsServerOptions::from_files(cert, key)
+            .map_err(|e| fail("certfile", &e))?;
+        if self.tls.require_certificate {
+            let ca = self.tls.cafile.as_ref().ok_or_else(|| {
+                ConfigError::new(
+                    at("require_certificate"),
+                    "require_certificate",
+                    "needs cafile",
+                )
+            })?;
+            let pem = std::fs::read(ca)
+                .map_err(|e| fail("cafile", &format!("cannot read {}: {e}", ca.display())))?;
+            options = options
+                .require_client_cert(&pem)
+                .map_err(|e| fail("cafile", &e))?;
+        }
+        if let Some(version) = &self.tls.tls_version {
+            let version = version
+                .parse::<crate::tls::TlsVersion>()
+                .map_err(|e| fail("tls_version", &e))?;
+            options = options.min_version(version);
+        }
+        options.build().map_err(|e| fail("certfile", &e))
     }
 }
 
@@ -226,7 +336,7 @@ impl Default for LogSettings {
 /// | `listener PORT [ADDRESS]` | a listener (the keys below it, up to the next `listener`, are its own) |
 /// | `port PORT`, `bind_address ADDRESS` | the default listener (mosquitto's deprecated form) |
 /// | `protocol mqtt\|websockets` | the listener's protocol |
-/// | `cafile`, `certfile`, `keyfile`, `require_certificate`, `use_identity_as_username` | the listener's TLS ([`TlsSettings`]) |
+/// | `cafile`, `certfile`, `keyfile`, `require_certificate`, `use_identity_as_username`, `tls_version` | the listener's TLS ([`TlsSettings`]): `certfile` and `keyfile` make it a TLS listener; `require_certificate true` asks every client for a certificate issued by a CA of `cafile` (mutual TLS); `use_identity_as_username true` (with `require_certificate`) makes the certificate's Common Name the client's user name, for authentication (the password file is not asked) and the ACL; `tls_version tlsv1.2\|tlsv1.3` is the lowest version accepted |
 /// | `allow_anonymous true\|false` | [`BrokerSettings::allow_anonymous`] |
 /// | `password_file PATH`, `acl_file PATH` | [`FileAuth`]'s files |
 /// | `max_connections N` | `BrokerConfig::max_connections` (`-1`: no limit) |
@@ -255,7 +365,7 @@ impl Default for LogSettings {
 ///
 /// Not supported (an error naming the line): bridges (`connection` and every `bridge_*`,
 /// `address`, `topic`, ...), plugins and `auth_plugin`, `include_dir`, `pid_file`, `user`,
-/// `psk_*`, `capath`, `crlfile`, `ciphers*`, `tls_version`, `dhparamfile`, `http_dir`,
+/// `psk_*`, `capath`, `crlfile`, `ciphers*`, `dhparamfile`, `http_dir`,
 /// `websockets_*`, `mount_point`, `log_dest` other than `stderr`/`stdout`, `log_facility`,
 /// `log_timestamp*`, `max_inflight_bytes`, `max_queued_bytes`, `memory_limit`,
 /// `persistent_client_expiration`, `queue_qos0_messages`, `retain_expiry_interval`,
@@ -263,8 +373,10 @@ impl Default for LogSettings {
 /// `per_listener_settings true`, `socket_domain`, `bind_interface`, `accept_protocol_versions`
 /// and the other keys mosquitto.conf(5) lists that the tables above do not.
 ///
-/// TLS and WebSocket listeners are read into the settings but the `mqtt-broker` program does
-/// not serve them yet (it refuses such a file, naming the key and its line).
+/// Each listener becomes an endpoint and [`ListenOptions`](crate::dial::ListenOptions) with
+/// [`ListenerSettings::listen_options`]; the `mqtt-broker` program serves them all (TCP, TLS,
+/// WebSocket, WebSocket over TLS) with [`Listeners`](crate::engine::Listeners). A WebSocket
+/// listener answers on any request path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BrokerSettings {
     /// The listeners; none: the program's default (port 1883 on 127.0.0.1).
@@ -417,6 +529,17 @@ impl BrokerSettings {
                 "use_identity_as_username" => {
                     let v = boolean()?;
                     on_listener!(|l: &mut ListenerSettings| l.tls.use_identity_as_username = v);
+                }
+                "tls_version" => {
+                    let v = match need()? {
+                        v @ ("tlsv1.2" | "tlsv1.3") => v.to_owned(),
+                        other => {
+                            return Err(err(format!(
+                                "expected tlsv1.2 or tlsv1.3 (the lowest version accepted), not {other:?}"
+                            )))
+                        }
+                    };
+                    on_listener!(|l: &mut ListenerSettings| l.tls.tls_version = Some(v));
                 }
                 "allow_anonymous" => s.allow_anonymous = Some(boolean()?),
                 "password_file" => s.password_file = Some(PathBuf::from(need()?)),
@@ -654,7 +777,6 @@ const MOSQUITTO_KEYS: &[&str] = &[
     "tls_engine",
     "tls_engine_kpass_sha1",
     "tls_keyform",
-    "tls_version",
     "topic",
     "try_private",
     "upgrade_outgoing_qos",
@@ -720,8 +842,12 @@ mod tests {
             Some(Duration::from_secs(30))
         );
         assert_eq!(s.sys_interval, None);
-        let e = s.listeners[1].unsupported_transport().unwrap();
-        assert_eq!((e.line, e.key.as_str()), (20, "protocol"));
+        // Served when the feature is on; refused with its line otherwise.
+        let refused = s.listeners[1].unsupported_transport();
+        assert_eq!(refused.is_none(), cfg!(feature = "websocket"));
+        if let Some(e) = refused {
+            assert_eq!((e.line, e.key.as_str()), (20, "protocol"));
+        }
         assert!(s.listeners[0].unsupported_transport().is_none());
     }
 
@@ -760,16 +886,64 @@ mod tests {
     }
 
     #[test]
-    fn tls_keys_are_read_and_refused_with_their_line() {
+    fn tls_keys_are_read_and_inconsistent_ones_refused_with_their_line() {
         let s = BrokerSettings::from_mosquitto_conf(
-            "listener 8883\ncafile ca.pem\ncertfile server.pem\nkeyfile server.key\nrequire_certificate true\nuse_identity_as_username true\n",
+            "listener 8883\ncafile ca.pem\ncertfile server.pem\nkeyfile server.key\nrequire_certificate true\nuse_identity_as_username true\ntls_version tlsv1.3\n",
         )
         .unwrap();
         let tls = &s.listeners[0].tls;
         assert_eq!(tls.certfile, Some(PathBuf::from("server.pem")));
         assert!(tls.require_certificate && tls.use_identity_as_username);
-        let e = s.listeners[0].unsupported_transport().unwrap();
-        assert_eq!((e.line, e.key.as_str()), (3, "certfile"));
+        assert_eq!(tls.tls_version.as_deref(), Some("tlsv1.3"));
+        assert_eq!(
+            s.listeners[0].unsupported_transport().is_none(),
+            cfg!(feature = "tls")
+        );
+        for (text, line, key) in [
+            ("listener 8883\ncertfile s.pem\n", 2, "certfile"),
+            ("listener 8883\n\nkeyfile s.key\n", 3, "keyfile"),
+            (
+                "listener 8883\ncertfile s.pem\nkeyfile s.key\nrequire_certificate true\n",
+                4,
+                "require_certificate",
+            ),
+            (
+                "listener 8883\ncafile c\ncertfile s.pem\nkeyfile s.key\nuse_identity_as_username true\n",
+                5,
+                "use_identity_as_username",
+            ),
+        ] {
+            let s = BrokerSettings::from_mosquitto_conf(text).unwrap();
+            let e = s.listeners[0].unsupported_transport().unwrap();
+            if cfg!(feature = "tls") {
+                assert_eq!((e.line, e.key.as_str()), (line, key), "{text:?}: {e}");
+            }
+        }
+        let e =
+            BrokerSettings::from_mosquitto_conf("listener 1\ntls_version tlsv1.1\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "tls_version"));
+    }
+
+    #[cfg(all(feature = "tls", feature = "websocket"))]
+    #[test]
+    fn a_tls_listener_with_missing_files_names_its_line() {
+        let s = BrokerSettings::from_mosquitto_conf(
+            "listener 0 127.0.0.1\ncertfile /nonexistent/s.pem\nkeyfile /nonexistent/s.key\n",
+        )
+        .unwrap();
+        let e = s.listeners[0].listen_options().unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "certfile"));
+        let s = BrokerSettings::from_mosquitto_conf("listener 0 127.0.0.1\nprotocol websockets\n")
+            .unwrap();
+        let (endpoint, _) = s.listeners[0].listen_options().unwrap();
+        assert_eq!(
+            endpoint.to_string(),
+            if cfg!(feature = "websocket") {
+                "ws://127.0.0.1:0/"
+            } else {
+                ""
+            }
+        );
     }
 
     #[test]

@@ -641,3 +641,119 @@ impl TlsServer {
         &self.config
     }
 }
+
+/// The Common Name (OID 2.5.4.3) of a DER certificate's subject, as mosquitto's
+/// `use_identity_as_username` takes it: the last CN of the subject, if it is a UTF-8,
+/// printable, IA5 or teletex string. `None` when the certificate has none or is not DER this
+/// reader understands. A bounded, non-recursive walk of the first levels of the certificate
+/// (its subject only); the chain is checked by rustls before this is asked.
+pub fn certificate_common_name(der: &[u8]) -> Option<String> {
+    const CN: &[u8] = &[0x55, 0x04, 0x03];
+    // Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { ... } ... }
+    let (tag, cert, _) = der_element(der)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (tag, mut tbs, _) = der_element(cert)?;
+    if tag != 0x30 {
+        return None;
+    }
+    // [0] version (optional), serialNumber, signature, issuer, validity, subject.
+    let mut index = 0;
+    let subject = loop {
+        let (tag, value, rest) = der_element(tbs)?;
+        tbs = rest;
+        if index == 0 && tag == 0xa0 {
+            continue;
+        }
+        if index == 4 {
+            if tag != 0x30 {
+                return None;
+            }
+            break value;
+        }
+        index += 1;
+    };
+    // Name ::= SEQUENCE OF SET OF SEQUENCE { type OID, value ANY }
+    let mut common_name = None;
+    let mut rdns = subject;
+    while !rdns.is_empty() {
+        let (tag, mut set, rest) = der_element(rdns)?;
+        rdns = rest;
+        if tag != 0x31 {
+            return None;
+        }
+        while !set.is_empty() {
+            let (tag, attribute, rest) = der_element(set)?;
+            set = rest;
+            if tag != 0x30 {
+                return None;
+            }
+            let (tag, oid, value) = der_element(attribute)?;
+            if tag != 0x06 || oid != CN {
+                continue;
+            }
+            let (tag, text, _) = der_element(value)?;
+            if matches!(tag, 0x0c | 0x13 | 0x16 | 0x14) {
+                common_name = std::str::from_utf8(text).ok().map(str::to_owned);
+            }
+        }
+    }
+    common_name
+}
+
+/// One DER element at the front of `input`: (tag, contents, what follows). Single-byte tags
+/// and definite lengths of up to 4 bytes only.
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 || rest.len() < count {
+            return None;
+        }
+        let len = rest[..count]
+            .iter()
+            .fold(0usize, |len, &b| (len << 8) | usize::from(b));
+        (len, &rest[count..])
+    };
+    if rest.len() < len {
+        return None;
+    }
+    let (value, rest) = rest.split_at(len);
+    Some((tag, value, rest))
+}
+
+#[cfg(test)]
+mod cn_tests {
+    use super::*;
+
+    fn cert_with(names: &[(&str, &str)]) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        for (kind, value) in names {
+            let kind = match *kind {
+                "CN" => rcgen::DnType::CommonName,
+                "O" => rcgen::DnType::OrganizationName,
+                _ => rcgen::DnType::CountryName,
+            };
+            params.distinguished_name.push(kind, *value);
+        }
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn the_subject_common_name_is_read_and_nothing_else() {
+        let der = cert_with(&[("O", "Example"), ("CN", "sensor-7"), ("C", "FR")]);
+        assert_eq!(certificate_common_name(&der).as_deref(), Some("sensor-7"));
+        assert_eq!(certificate_common_name(&cert_with(&[("O", "no cn")])), None);
+        // Truncated or garbage input: no name, no panic.
+        for cut in [0, 1, 5, der.len() / 2, der.len() - 1] {
+            let _ = certificate_common_name(&der[..cut]);
+        }
+        assert_eq!(certificate_common_name(b"\x30\x84\xff\xff\xff\xff"), None);
+    }
+}

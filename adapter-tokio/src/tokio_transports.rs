@@ -20,6 +20,7 @@ use crate::dial::unsupported;
 use crate::dial::{Dial, ListenOptions, TransportOptions};
 use crate::endpoint::{Endpoint, Scheme};
 use crate::net::{Accepted, Listener};
+use crate::rewrite::{ConnectRewrite, RewriteConnect};
 use crate::tokio_rt::{Client, TokioIo, TokioRuntime, Transport};
 use crate::transport::{BoxTransport, CloseTolerant};
 #[cfg(feature = "websocket")]
@@ -129,11 +130,12 @@ struct Layers {
     tls: Option<tokio_rustls::TlsAcceptor>,
     #[cfg(feature = "websocket")]
     ws: Option<WsOptions>,
+    rewrite: Option<(ConnectRewrite, usize)>,
 }
 
 impl Layers {
     fn is_empty(&self) -> bool {
-        let empty = true;
+        let empty = self.rewrite.is_none();
         #[cfg(feature = "tls")]
         let empty = empty && self.tls.is_none();
         #[cfg(feature = "websocket")]
@@ -142,16 +144,37 @@ impl Layers {
     }
 
     async fn run(self, stream: Stream) -> io::Result<BoxTransport> {
+        #[allow(unused_mut)]
+        let mut identity: Option<String> = None;
         #[cfg(feature = "tls")]
         let stream: Stream = match self.tls {
-            Some(acceptor) => Box::new(acceptor.accept(stream).await?),
+            Some(acceptor) => {
+                let tls = acceptor.accept(stream).await?;
+                if self.rewrite.is_some() {
+                    identity = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .and_then(|leaf| crate::tls::certificate_common_name(leaf));
+                }
+                Box::new(tls)
+            }
             None => stream,
         };
         #[cfg(feature = "websocket")]
-        if let Some(ws) = self.ws {
-            return Ok(Box::new(WsTransport::accept(Compat(stream), &ws).await?));
-        }
-        Ok(Box::new(CloseTolerant(TokioIo(stream))))
+        let transport: BoxTransport = match self.ws {
+            Some(ws) => Box::new(WsTransport::accept(Compat(stream), &ws).await?),
+            None => Box::new(CloseTolerant(TokioIo(stream))),
+        };
+        #[cfg(not(feature = "websocket"))]
+        let transport: BoxTransport = Box::new(CloseTolerant(TokioIo(stream)));
+        Ok(match self.rewrite {
+            Some((rewrite, limit)) => {
+                Box::new(RewriteConnect::new(transport, identity, rewrite, limit))
+            }
+            None => transport,
+        })
     }
 }
 
@@ -216,13 +239,22 @@ impl Listener for LayeredListener {
 }
 
 async fn bind(endpoint: &Endpoint, options: &ListenOptions) -> io::Result<Box<dyn Listener>> {
-    let mut layers = Layers::default();
+    let mut layers = Layers {
+        #[cfg(feature = "tls")]
+        tls: None,
+        #[cfg(feature = "websocket")]
+        ws: None,
+        rewrite: options
+            .connect_rewrite()
+            .map(|(rewrite, limit)| (rewrite.clone(), limit)),
+    };
     let raw = match endpoint.scheme {
-        Scheme::Mqtt => {
+        Scheme::Mqtt if layers.rewrite.is_none() => {
             // Plain TCP: the runtime's own listener (reader and writer halves, no lock).
             let listener = TcpListener::bind((endpoint.host.as_str(), endpoint.port)).await?;
             return Ok(Box::new(listener));
         }
+        Scheme::Mqtt => Raw::Tcp(TcpListener::bind((endpoint.host.as_str(), endpoint.port)).await?),
         Scheme::Unix => {
             #[cfg(all(unix, feature = "unix"))]
             {

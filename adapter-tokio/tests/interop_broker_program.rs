@@ -9,6 +9,7 @@
 //! `cli` feature), run as a child process on 127.0.0.1 and a free port, stopped by its PID.
 
 mod interop_support;
+mod pki;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -459,8 +460,8 @@ fn sys_topics_published() {
     );
 }
 
-/// A configuration error stops the program with the line and key; TLS and WebSocket
-/// listeners are refused the same way until the transports exist.
+/// A configuration error stops the program with the line and key, TLS keys that do not go
+/// together and TLS files that cannot be read included.
 #[test]
 #[ignore = "needs the cli feature (run by .ci/run)"]
 fn config_errors_name_their_line() {
@@ -472,12 +473,28 @@ fn config_errors_name_their_line() {
         ),
         ("listener 1883 127.0.0.1\nmax_qos 7\n", "line 2: max_qos"),
         (
-            "listener 1883 127.0.0.1\nprotocol websockets\n",
+            "listener 1883 127.0.0.1\nprotocol mqtts\n",
             "line 2: protocol",
         ),
         (
             "listener 1883 127.0.0.1\ncertfile s.pem\n",
             "line 2: certfile",
+        ),
+        (
+            "listener 1883 127.0.0.1\ncertfile /nonexistent.pem\nkeyfile /nonexistent.key\n",
+            "line 2: certfile",
+        ),
+        (
+            "listener 1883 127.0.0.1\ncertfile s.pem\nkeyfile s.key\nrequire_certificate true\n",
+            "line 4: require_certificate",
+        ),
+        (
+            "listener 1883 127.0.0.1\n\ntls_version tlsv1.1\n",
+            "line 3: tls_version",
+        ),
+        (
+            "listener 1883 127.0.0.1\ncapath /etc/ssl\n",
+            "line 2: capath",
         ),
     ] {
         let path = dir.path().join("bad.conf");
@@ -692,4 +709,285 @@ fn persistence_from_the_config_file_survives_a_restart() {
         &["-t", "public/#", "-C", "1", "-W", "3", "-v"],
     );
     assert_eq!(text(&out.stdout), "public/kept durable\n", "{out:?}");
+}
+
+/// The test PKI's files: ca.pem, server.pem, server.key, and `<name>.pem` / `<name>.key` for
+/// each client name (the certificate's Common Name).
+fn pki_files(dir: &Path, clients: &[&str]) -> PathBuf {
+    let (pki, named) = pki::pki_with_clients(clients);
+    for (name, pem) in [
+        ("ca.pem", &pki.ca),
+        ("server.pem", &pki.server_cert),
+        ("server.key", &pki.server_key),
+    ] {
+        std::fs::write(dir.join(name), pem).unwrap();
+    }
+    for (name, (cert, key)) in clients.iter().zip(named) {
+        std::fs::write(dir.join(format!("{name}.pem")), cert).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key).unwrap();
+    }
+    dir.to_path_buf()
+}
+
+/// A TLS listener's config lines on 127.0.0.1:`port` with the test PKI's server
+/// certificate, then `extra`.
+fn tls_listener(port: u16, pki: &Path, extra: &str) -> String {
+    format!(
+        "listener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n{extra}\n",
+        pki.join("ca.pem").display(),
+        pki.join("server.pem").display(),
+        pki.join("server.key").display(),
+    )
+}
+
+fn wait_port(port: u16) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < until, "port {port} not open");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// mosquitto_sub / mosquitto_pub with `--cafile` against the broker's TLS listener (a
+/// `listener` block with `certfile`, `keyfile`): a retained message published over TLS is
+/// read back over TLS and over the plain listener (one broker); a plain client on the TLS port
+/// gets nowhere.
+#[test]
+#[ignore = "needs mosquitto-clients (run by .ci/run)"]
+fn tls_listener_mosquitto_clients_with_cafile() {
+    let pki_dir = TempDir::new("broker-pki");
+    let pki = pki_files(pki_dir.path(), &[]);
+    let ca = pki.join("ca.pem");
+    let ca = ca.to_str().unwrap();
+    let tls = free_port();
+    let broker = start(&tls_listener(tls, &pki, ""));
+    wait_port(tls);
+    let alice = ["-u", "alice", "-P", "secret"];
+    let mut args = vec![
+        "--cafile",
+        ca,
+        "-t",
+        "public/tls",
+        "-m",
+        "over tls",
+        "-r",
+        "-q",
+        "1",
+    ];
+    args.extend(alice);
+    let out = Command::new("mosquitto_pub")
+        .args(["-h", "localhost", "-p", &tls.to_string()])
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}\n{}", broker.log());
+    let out = Command::new("mosquitto_sub")
+        .args(["-h", "localhost", "-p", &tls.to_string(), "--cafile", ca])
+        .args(["-t", "public/tls", "-C", "1", "-W", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "over tls\n", "{out:?}");
+    let out = tool(
+        "mosquitto_sub",
+        broker.port,
+        &["-t", "public/tls", "-C", "1", "-W", "5"],
+    );
+    assert_eq!(text(&out.stdout), "over tls\n", "{out:?}");
+    // Plain MQTT to the TLS port.
+    let out = tool(
+        "mosquitto_sub",
+        tls,
+        &["-t", "public/tls", "-C", "1", "-W", "3"],
+    );
+    assert!(!out.status.success() && out.stdout.is_empty(), "{out:?}");
+}
+
+/// `require_certificate true`: mutual TLS. mosquitto_pub without a client certificate is
+/// refused (the handshake fails, nothing is delivered); with one from `cafile`'s CA it
+/// publishes.
+#[test]
+#[ignore = "needs mosquitto-clients (run by .ci/run)"]
+fn mutual_tls_refuses_a_client_without_certificate() {
+    let pki_dir = TempDir::new("broker-pki");
+    let pki = pki_files(pki_dir.path(), &["device"]);
+    let ca = pki.join("ca.pem");
+    let ca = ca.to_str().unwrap();
+    let cert = pki.join("device.pem");
+    let key = pki.join("device.key");
+    let tls = free_port();
+    let broker = start(&tls_listener(tls, &pki, "require_certificate true"));
+    wait_port(tls);
+    let publish = |with_cert: bool, payload: &str| {
+        let mut cmd = Command::new("mosquitto_pub");
+        cmd.args(["-h", "localhost", "-p", &tls.to_string(), "--cafile", ca]);
+        if with_cert {
+            cmd.arg("--cert").arg(&cert).arg("--key").arg(&key);
+        }
+        cmd.args([
+            "-u",
+            "alice",
+            "-P",
+            "secret",
+            "-t",
+            "public/mtls",
+            "-r",
+            "-q",
+            "1",
+        ])
+        .args(["-m", payload])
+        .output()
+        .unwrap()
+    };
+    let refused = publish(false, "without");
+    assert!(!refused.status.success(), "{refused:?}");
+    let accepted = publish(true, "with");
+    assert!(accepted.status.success(), "{accepted:?}\n{}", broker.log());
+    let out = tool(
+        "mosquitto_sub",
+        broker.port,
+        &["-t", "public/mtls", "-C", "1", "-W", "5"],
+    );
+    assert_eq!(text(&out.stdout), "with\n", "{out:?}");
+}
+
+const PAHO_WS_SCRIPT: &str = r#"
+import sys, time, json
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+port = int(sys.argv[1])
+result = {"messages": []}
+c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="paho-ws",
+                protocol=mqtt.MQTTv5, transport="websockets")
+c.ws_set_options(path="/mqtt")
+c.username_pw_set("alice", "secret")
+c.connack = None
+c.subacks = {}
+def on_connect(cl, userdata, flags, rc, props):
+    c.connack = rc.value
+def on_subscribe(cl, userdata, mid, rcs, props):
+    c.subacks[mid] = [r.value for r in rcs]
+def on_message(cl, userdata, msg):
+    result["messages"].append([msg.topic, msg.payload.decode(), msg.qos])
+c.on_connect = on_connect
+c.on_subscribe = on_subscribe
+c.on_message = on_message
+
+def wait(pred, what, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return
+        time.sleep(0.01)
+    raise SystemExit("timeout: " + what)
+
+c.connect("127.0.0.1", port, keepalive=30)
+c.loop_start()
+wait(lambda: c.connack is not None, "connack")
+result["connack"] = c.connack
+_, mid = c.subscribe("a/ws", 1)
+wait(lambda: mid in c.subacks, "suback")
+result["suback"] = c.subacks[mid]
+big = "x" * 100000
+for payload in ["one", big, "three"]:
+    c.publish("a/ws", payload, qos=1).wait_for_publish(10)
+wait(lambda: len(result["messages"]) == 3, "messages")
+result["messages"] = [[t, p if len(p) < 100 else "big:%d" % len(p), q] for t, p, q in result["messages"]]
+c.disconnect()
+c.loop_stop()
+print(json.dumps(result))
+"#;
+
+/// paho-mqtt (Python) over WebSocket against a `protocol websockets` listener: connects with
+/// the password file's user, subscribes, and gets its own QoS 1 messages back in order (one of
+/// 100 KB, many WebSocket frames).
+#[test]
+#[ignore = "needs paho-mqtt (run by .ci/run)"]
+fn paho_over_websockets_listener() {
+    let ws = free_port();
+    let broker = start(&format!("listener {ws} 127.0.0.1\nprotocol websockets\n"));
+    wait_port(ws);
+    let script = broker.dir.path().join("paho_ws.py");
+    std::fs::write(&script, PAHO_WS_SCRIPT).unwrap();
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(ws.to_string())
+        .output()
+        .expect("python3 is installed");
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n{}",
+        text(&out.stderr),
+        broker.log()
+    );
+    for needle in [
+        "\"connack\": 0",
+        "\"suback\": [1]",
+        "[[\"a/ws\", \"one\", 1], [\"a/ws\", \"big:100000\", 1], [\"a/ws\", \"three\", 1]]",
+    ] {
+        assert!(stdout.contains(needle), "{needle}: {stdout}");
+    }
+}
+
+/// `use_identity_as_username true` (with `require_certificate true`): the certificate's
+/// Common Name is the user name for authentication and the ACL, whatever user name and
+/// password the CONNECT carries. A certificate named "alice" may subscribe to `a/open` (the
+/// ACL's alice rule) but not to `a/secret`; one named "mallory" (no rule of its own, and no
+/// password in the password file) may connect but not read `a/#`, even claiming to be alice
+/// with her password.
+#[test]
+#[ignore = "needs mosquitto-clients (run by .ci/run)"]
+fn use_identity_as_username_drives_the_acl() {
+    let pki_dir = TempDir::new("broker-pki");
+    let pki = pki_files(pki_dir.path(), &["alice", "mallory"]);
+    let ca = pki.join("ca.pem");
+    let ca = ca.to_str().unwrap().to_owned();
+    let tls = free_port();
+    let broker = start(&tls_listener(
+        tls,
+        &pki,
+        "require_certificate true\nuse_identity_as_username true",
+    ));
+    wait_port(tls);
+    let sub = |who: &str, filter: &str, extra: &[&str]| {
+        Command::new("mosquitto_sub")
+            .args(["-h", "localhost", "-p", &tls.to_string(), "--cafile", &ca])
+            .arg("--cert")
+            .arg(pki.join(format!("{who}.pem")))
+            .arg("--key")
+            .arg(pki.join(format!("{who}.key")))
+            .args(["-V", "5", "-d", "-E", "-t", filter])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = sub("alice", "a/open", &[]);
+    assert!(
+        text(&out.stdout).contains("Subscribed (mid: 1): 1")
+            || text(&out.stdout).contains("Subscribed (mid: 1): 0"),
+        "{out:?}\n{}",
+        broker.log()
+    );
+    let out = sub("alice", "a/secret", &[]);
+    assert!(
+        text(&out.stdout).contains("Subscribed (mid: 1): 135"),
+        "{out:?}"
+    );
+    // mallory's certificate, alice's credentials: the certificate decides.
+    let out = sub("mallory", "a/open", &["-u", "alice", "-P", "secret"]);
+    assert!(text(&out.stdout).contains("CONNACK"), "connected: {out:?}");
+    assert!(
+        text(&out.stdout).contains("Subscribed (mid: 1): 135"),
+        "{out:?}"
+    );
+    // And over the plain listener, the password file still applies to alice.
+    let out = tool(
+        "mosquitto_sub",
+        broker.port,
+        &[
+            "-V", "5", "-d", "-E", "-t", "a/open", "-u", "alice", "-P", "wrong",
+        ],
+    );
+    assert!(!out.status.success(), "{out:?}");
 }

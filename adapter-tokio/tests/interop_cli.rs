@@ -6,6 +6,7 @@
 //! `Cargo.toml`), which gives their paths in `CARGO_BIN_EXE_<name>`.
 
 mod interop_support;
+mod pki;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -524,4 +525,453 @@ async fn issue14_flags_match_mosquitto_tools() {
         assert_eq!(got.status.code(), Some(code), "{got:?}");
         assert!(got.stderr.is_empty(), "{got:?}");
     }
+}
+
+/// Runs `program` with exactly `args` (no -h / -p added), with a time limit.
+fn run_bare(program: PathBuf, args: &[&str]) -> Output {
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            panic!("{args:?} did not finish in time");
+        }
+    }
+}
+
+/// The test PKI's files in a temp dir: ca.pem, server.pem, server.key, client.pem,
+/// client.key, other-ca.pem.
+fn pki_files(dir: &std::path::Path) -> PathBuf {
+    let pki = pki::pki();
+    for (name, pem) in [
+        ("ca.pem", &pki.ca),
+        ("server.pem", &pki.server_cert),
+        ("server.key", &pki.server_key),
+        ("client.pem", &pki.client_cert),
+        ("client.key", &pki.client_key),
+        ("other-ca.pem", &pki.other_ca),
+    ] {
+        std::fs::write(dir.join(name), pem).unwrap();
+    }
+    dir.to_path_buf()
+}
+
+/// mosquitto with a second listener on 127.0.0.1: TLS with the test PKI's server
+/// certificate. Returns the broker and the TLS port.
+async fn mosquitto_tls(pki: &std::path::Path, extra: &str) -> (Mosquitto, u16) {
+    let port = free_port();
+    let broker = Mosquitto::start(&format!(
+        "listener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n{extra}",
+        pki.join("ca.pem").display(),
+        pki.join("server.pem").display(),
+        pki.join("server.key").display(),
+    ))
+    .await;
+    wait_port(port);
+    (broker, port)
+}
+
+fn wait_port(port: u16) {
+    wait_addr("127.0.0.1", port)
+}
+
+fn wait_addr(host: &str, port: u16) {
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect((host, port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "port {port} not open"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Our mqtt-pub and mqtt-sub against mosquitto's TLS listener, with mosquitto's meaning of
+/// the TLS flags: `-p PORT --cafile` is TLS; `-L mqtts://user@host:port/topic` takes the topic
+/// from the URL; `--insecure` lets a certificate that does not name the host through;
+/// `--cert`/`--key` present a client certificate (the listener requires one); a plain
+/// connection to the TLS port, an untrusted CA and a wrong host name fail (exit code not 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs mosquitto (run by .ci/run)"]
+async fn pub_and_sub_over_mosquitto_tls_with_cafile_and_url() {
+    let dir = tempdir::TempDir::new("cli-tls");
+    let pki = pki_files(dir.path());
+    let ca = pki.join("ca.pem");
+    let ca = ca.to_str().unwrap();
+    let (broker, tls) = mosquitto_tls(&pki, "require_certificate false").await;
+    let tls = tls.to_string();
+
+    // -p with --cafile: TLS. Retained, then read back over TLS.
+    let out = run_bare(
+        ours("mqtt-pub"),
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &tls,
+            "--cafile",
+            ca,
+            "-t",
+            "tls/a",
+            "-m",
+            "over tls",
+            "-r",
+            "-q",
+            "1",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_bare(
+        ours("mqtt-sub"),
+        &[
+            "-h",
+            "localhost",
+            "-p",
+            &tls,
+            "--cafile",
+            ca,
+            "-t",
+            "tls/#",
+            "-v",
+            "-C",
+            "1",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "tls/a over tls\n");
+
+    // -L mqtts:// with the topic in the path (and a user name, which mosquitto accepts).
+    let url = format!("mqtts://someone@127.0.0.1:{tls}/tls/b");
+    let out = run_bare(
+        ours("mqtt-pub"),
+        &["-L", &url, "--cafile", ca, "-m", "url", "-r"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_bare(ours("mqtt-sub"), &["-L", &url, "--cafile", ca, "-C", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "url\n");
+    // mosquitto's own subscriber sees what ours published over TLS.
+    let out = run_bare(
+        theirs("mosquitto_sub"),
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &tls,
+            "--cafile",
+            ca,
+            "-t",
+            "tls/b",
+            "-C",
+            "1",
+            "-W",
+            "5",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "url\n");
+
+    // Failures: plain MQTT to the TLS port; an untrusted CA; a host name the certificate does
+    // not carry (the host is reached as 127.0.0.2... which the certificate does not name, so
+    // --insecure is what lets it through).
+    let plain = run_bare(
+        ours("mqtt-pub"),
+        &["-h", "127.0.0.1", "-p", &tls, "-t", "x", "-m", "x"],
+    );
+    assert!(!plain.status.success());
+    let other = pki.join("other-ca.pem");
+    let untrusted = run_bare(
+        ours("mqtt-pub"),
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &tls,
+            "--cafile",
+            other.to_str().unwrap(),
+            "-t",
+            "x",
+            "-m",
+            "x",
+        ],
+    );
+    assert!(!untrusted.status.success());
+    assert!(String::from_utf8_lossy(&untrusted.stderr).contains("Error"));
+    drop(broker);
+
+    // A listener bound to every loopback address, reached by a name its certificate lacks.
+    let port = free_port();
+    let broker = Mosquitto::start(&format!(
+        "listener {port} 127.0.0.2\ncafile {ca}\ncertfile {}\nkeyfile {}\nrequire_certificate true",
+        pki.join("server.pem").display(),
+        pki.join("server.key").display(),
+    ))
+    .await;
+    wait_addr("127.0.0.2", port);
+    let port = port.to_string();
+    let client_cert = pki.join("client.pem");
+    let client_key = pki.join("client.key");
+    let cert_args = [
+        "--cert",
+        client_cert.to_str().unwrap(),
+        "--key",
+        client_key.to_str().unwrap(),
+    ];
+    let mut wrong_name = vec![
+        "-h",
+        "127.0.0.2",
+        "-p",
+        &port,
+        "--cafile",
+        ca,
+        "-t",
+        "x",
+        "-m",
+        "x",
+    ];
+    wrong_name.extend(cert_args);
+    let refused = run_bare(ours("mqtt-pub"), &wrong_name);
+    assert!(
+        !refused.status.success(),
+        "a wrong host name must be refused"
+    );
+    wrong_name.push("--insecure");
+    let out = run_bare(ours("mqtt-pub"), &wrong_name);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without the client certificate, the listener that requires one refuses.
+    let no_cert = run_bare(
+        ours("mqtt-pub"),
+        &[
+            "-h",
+            "127.0.0.2",
+            "-p",
+            &port,
+            "--cafile",
+            ca,
+            "--insecure",
+            "-t",
+            "x",
+            "-m",
+            "x",
+        ],
+    );
+    assert!(!no_cert.status.success());
+    drop(broker);
+}
+
+/// Our mqtt-pub and mqtt-sub over `-L ws://` against mosquitto's `protocol websockets`
+/// listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs mosquitto (run by .ci/run)"]
+async fn pub_and_sub_over_mosquitto_websockets_with_url() {
+    let ws = free_port();
+    let _broker = Mosquitto::start(&format!("listener {ws} 127.0.0.1\nprotocol websockets")).await;
+    wait_port(ws);
+    let url = format!("ws://127.0.0.1:{ws}/mqtt");
+    let out = run_bare(
+        ours("mqtt-pub"),
+        &[
+            "-L",
+            &url,
+            "-t",
+            "ws/a",
+            "-m",
+            "over websocket",
+            "-r",
+            "-q",
+            "2",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_bare(
+        ours("mqtt-sub"),
+        &["-L", &url, "-t", "ws/#", "-v", "-C", "1", "-q", "1"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ws/a over websocket\n"
+    );
+}
+
+/// mqtt-sub reconnects over TLS as over TCP: a proxy in front of mosquitto's TLS listener
+/// cuts the link, mqtt-sub dials again (a new TLS handshake) and prints what was published
+/// meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs mosquitto (run by .ci/run)"]
+async fn mqtt_sub_reconnects_over_tls() {
+    use std::io::BufRead;
+
+    let dir = tempdir::TempDir::new("cli-tls-rc");
+    let pki = pki_files(dir.path());
+    let ca = pki.join("ca.pem");
+    let ca = ca.to_str().unwrap().to_owned();
+    let (_broker, tls) = mosquitto_tls(&pki, "").await;
+    let proxy = Proxy::start(([127, 0, 0, 1], tls).into()).await;
+    let retained = |payload: &str| {
+        let out = run_bare(
+            ours("mqtt-pub"),
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &tls.to_string(),
+                "--cafile",
+                &ca,
+                "-t",
+                "rc/x",
+                "-r",
+                "-q",
+                "1",
+                "-m",
+                payload,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    retained("one");
+    let mut child = Command::new(ours("mqtt-sub"))
+        .args([
+            "-h",
+            "localhost",
+            "-p",
+            &proxy.addr.port().to_string(),
+            "--cafile",
+            &ca,
+        ])
+        .args(["-t", "rc/x", "-q", "1", "-C", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(10));
+    if first.is_err() {
+        let _ = child.kill();
+    }
+    assert_eq!(first.expect("the retained message"), "one");
+    proxy.cut();
+    retained("two");
+    let second = rx.recv_timeout(Duration::from_secs(10));
+    if second.is_err() {
+        let _ = child.kill();
+    }
+    assert_eq!(second.expect("printed after reconnecting"), "two");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+/// Our mqtt-pub and mqtt-sub over `-L unix://` against mosquitto's Unix socket listener, and
+/// mosquitto's own tools (`--unix`) reading and writing the same retained topic.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs mosquitto (run by .ci/run)"]
+async fn pub_and_sub_over_mosquitto_unix_socket_with_url() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempdir::TempDir::new("cli-unix");
+    // mosquitto started as root binds as its own user.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let socket = dir.path().join("m.sock");
+    let _broker = Mosquitto::start(&format!("listener 0 {}", socket.display())).await;
+    let started = std::time::Instant::now();
+    while !socket.exists() {
+        assert!(started.elapsed() < Duration::from_secs(10), "no socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = format!("unix://{}", socket.display());
+    let out = run_bare(
+        ours("mqtt-pub"),
+        &["-L", &url, "-t", "unix/a", "-m", "ours", "-r", "-q", "1"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_bare(
+        theirs("mosquitto_sub"),
+        &[
+            "--unix",
+            socket.to_str().unwrap(),
+            "-t",
+            "unix/a",
+            "-C",
+            "1",
+            "-W",
+            "5",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ours\n");
+    let out = run_bare(
+        theirs("mosquitto_pub"),
+        &[
+            "--unix",
+            socket.to_str().unwrap(),
+            "-t",
+            "unix/b",
+            "-m",
+            "theirs",
+            "-r",
+        ],
+    );
+    assert!(out.status.success());
+    let out = run_bare(
+        ours("mqtt-sub"),
+        &["-L", &url, "-t", "unix/b", "-v", "-C", "1"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "unix/b theirs\n");
 }

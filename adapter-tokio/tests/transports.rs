@@ -1,6 +1,7 @@
 //! TLS, mutual TLS, WebSocket, WebSocket over TLS and Unix sockets on tokio: our client and
 //! our broker (and the server flow) over each, loopback only, certificates made at test time.
 
+mod fault_proxy;
 mod interop_support;
 mod pki;
 
@@ -547,4 +548,97 @@ async fn mosquitto_tls_flags() {
         broker.handle.shutdown().await;
     })
     .await;
+}
+
+/// `connect_url_reconnecting_with` over TLS through a proxy that cuts the connection at random
+/// byte offsets of the client's stream (inside TLS records as often as not) and drops every
+/// connection at once now and then: each reconnect dials the URL again (a new TCP connection
+/// and a new TLS handshake), the broker keeps the session, and no QoS 1 message is lost either
+/// way (every publish resolves with Success, the client receives every message it published
+/// to its own subscription at least once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnecting_client_over_tls_loses_no_qos1_message_through_cuts() {
+    use mqtt_streaming_tokio::{connect_url_reconnecting_with, Event, ReconnectPolicy};
+    use std::collections::BTreeSet;
+
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let pki = pki::pki();
+        let broker = broker(server_tls(&pki)).await;
+        let tls_url = Endpoint::parse(&broker.urls[1]).unwrap();
+        let proxy = fault_proxy::FaultProxy::start(
+            format!("127.0.0.1:{}", tls_url.port).parse().unwrap(),
+            (800, 3_000),
+            0x7e57_c0de,
+        )
+        .await;
+        let url = format!("mqtts://127.0.0.1:{}", proxy.addr.port());
+        let policy = ReconnectPolicy {
+            min_delay: Duration::from_millis(2),
+            max_delay: Duration::from_millis(50),
+            connect_timeout: Duration::from_secs(5),
+            ..ReconnectPolicy::default()
+        };
+        let mut opts = options(ProtocolVersion::V5, "tls-reconnect", true);
+        opts.session.connack_timeout = Duration::from_secs(5);
+        opts.session.receive_maximum = 16;
+        opts.session.max_inflight = 16;
+        let tls = transport(client_tls(&pki).build().unwrap());
+        let (client, mut events) = connect_url_reconnecting_with(&url, &tls, opts, policy)
+            .await
+            .unwrap();
+        client
+            .subscribe(SubscribeRequest::new(filter("tlsrc/#"), QoS::AtLeastOnce))
+            .await
+            .unwrap();
+        proxy.set_faults(true);
+
+        const N: u32 = 1_000;
+        let received = tokio::spawn(async move {
+            let mut seen = BTreeSet::new();
+            let mut connected = 0usize;
+            while seen.len() < N as usize {
+                match events.recv().await {
+                    Some(Event::Message { publish, .. }) => {
+                        let seq = u32::from_be_bytes(publish.payload[..4].try_into().unwrap());
+                        seen.insert(seq);
+                    }
+                    Some(Event::Connected(_)) => connected += 1,
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            (seen, connected)
+        });
+        let mut receipts = Vec::new();
+        for seq in 0..N {
+            if seq % 250 == 125 {
+                proxy.cut_all();
+            }
+            let receipt = client
+                .begin_publish(message(
+                    "tlsrc/x",
+                    QoS::AtLeastOnce,
+                    seq.to_be_bytes().to_vec(),
+                ))
+                .await
+                .unwrap();
+            receipts.push(receipt);
+        }
+        for receipt in receipts {
+            let outcome = receipt.await.unwrap();
+            assert_eq!(outcome.reason_code, ReasonCode::Success);
+        }
+        let (seen, connected) = received.await.unwrap();
+        assert_eq!(seen.len(), N as usize, "QoS 1 messages lost");
+        assert_eq!(seen.iter().next_back(), Some(&(N - 1)));
+        // Reconnected over TLS several times (each a new handshake through the proxy).
+        assert!(proxy.cuts() >= 3, "only {} random cuts", proxy.cuts());
+        assert!(connected >= 3, "only {connected} reconnects seen");
+        assert!(proxy.connections() >= 4);
+        proxy.set_faults(false);
+        client.disconnect().await.unwrap();
+        broker.handle.shutdown().await;
+    })
+    .await
+    .expect("the test took too long");
 }

@@ -15,16 +15,19 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use mqtt_streaming_proto::{Connect, ReasonCode, TopicFilter, TopicName};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use mqtt_streaming_proto::{Connect, MqttString, ReasonCode, TopicFilter, TopicName};
 use mqtt_streaming_session::broker::{AuthDecision, BrokerEvent, BrokerHooks, ClientInfo};
 use mqtt_streaming_session::CloseReason;
 use mqtt_streaming_tokio::auth::FileAuth;
+use mqtt_streaming_tokio::engine::{Listener, Listeners};
 use mqtt_streaming_tokio::persistence::PersistenceOptions;
 use mqtt_streaming_tokio::{
-    publish_sys_topics, BrokerHandle, BrokerNotice, BrokerServer, BrokerSettings, ListenerSettings,
-    SysTopics, TokioRuntime,
+    listen_endpoint, publish_sys_topics, BrokerNotice, BrokerServer, BrokerSettings,
+    ConnectRewrite, ListenerSettings, SysTopics, TokioRuntime,
 };
-use tokio::net::TcpListener;
 use tracing::{debug, error, info, warn, Level};
 
 /// jemalloc rather than the system's allocator: with glibc's, rounds of 10,000 connections
@@ -91,14 +94,48 @@ fn level_of_log_types(types: &[String]) -> Option<Option<Level>> {
     Some(types.iter().filter_map(|t| level(t)).max())
 }
 
-/// [`FileAuth`], with its refusals logged.
+/// [`FileAuth`], with its refusals logged, and the connections of `use_identity_as_username`
+/// listeners let in under their certificate's name.
 struct Logged {
     inner: FileAuth,
+    /// The password those listeners put in every CONNECT (random, made at start and never
+    /// shown: no client can send it itself, since the listener replaces what it sent).
+    identity_token: Bytes,
+}
+
+/// The CONNECT rewrite of a `use_identity_as_username` listener: the certificate's Common
+/// Name as the user name (an empty one without a certificate, which is refused) and the
+/// listener's token as the password.
+fn identity_rewrite(token: Bytes) -> ConnectRewrite {
+    Arc::new(move |cn: Option<&str>, connect: &mut Connect| {
+        connect.username = Some(
+            cn.and_then(|cn| MqttString::new(cn).ok())
+                .unwrap_or_else(|| MqttString::new("").expect("empty is valid")),
+        );
+        connect.password = Some(token.clone());
+    })
+}
+
+/// Equal, in a time that does not depend on where they differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl BrokerHooks for Logged {
     fn authenticate(&mut self, connect: &Connect) -> AuthDecision {
-        let decision = self.inner.authenticate(connect);
+        let identity = connect
+            .password
+            .as_ref()
+            .is_some_and(|p| same_secret(p, &self.identity_token));
+        let decision = if identity {
+            // As mosquitto: the certificate authenticates; the password file is not asked.
+            match &connect.username {
+                Some(name) if !name.as_str().is_empty() => AuthDecision::Accept,
+                _ => AuthDecision::Reject(ReasonCode::NotAuthorized),
+            }
+        } else {
+            self.inner.authenticate(connect)
+        };
         if let AuthDecision::Reject(code) = &decision {
             warn!(
                 client_id = connect.client_id.as_str(),
@@ -267,12 +304,22 @@ async fn main() -> ExitCode {
         Some(path) if e.line > 0 => format!("{}:{e}", path.display()),
         _ => e.to_string(),
     };
+    let mut endpoints = Vec::new();
     for listener in &settings.listeners {
-        if let Some(e) = listener.unsupported_transport() {
-            error!("{}", source(&e));
-            return ExitCode::from(3);
+        match listener.listen_options() {
+            Ok(pair) => endpoints.push((pair, listener.tls.use_identity_as_username)),
+            Err(e) => {
+                error!("{}", source(&e));
+                return ExitCode::from(3);
+            }
         }
     }
+    let mut token = [0u8; 32];
+    if let Err(e) = getrandom::getrandom(&mut token) {
+        error!("no randomness for the identity token: {e}");
+        return ExitCode::FAILURE;
+    }
+    let identity_token = Bytes::copy_from_slice(&token);
     let file_auth = match settings.file_auth() {
         Ok(auth) => FileAuth::new(auth.passwords().cloned(), auth.acl().cloned(), anonymous)
             .with_subscription_denied(settings.acl_subscription_denied),
@@ -310,24 +357,34 @@ async fn main() -> ExitCode {
         options.persistence = Some(p);
     }
 
-    // The first listener is the broker's own; the others hand their connections over.
-    let mut listeners = Vec::new();
-    for l in &settings.listeners {
-        let address = l.bind_address.clone().unwrap_or_else(|| "0.0.0.0".into());
-        match TcpListener::bind((address.as_str(), l.port)).await {
-            Ok(tcp) => listeners.push(tcp),
+    // Every listener (TCP, TLS, WebSocket, WebSocket over TLS) feeds the one broker.
+    let mut listeners: Vec<Box<dyn Listener>> = Vec::new();
+    for ((endpoint, mut listen), identity) in endpoints {
+        if identity {
+            // A CONNECT is at most the packet size the broker accepts.
+            let limit = settings.broker.server.max_packet_size as usize;
+            listen = listen.rewrite_connect(identity_rewrite(identity_token.clone()), limit);
+        }
+        match listen_endpoint(&endpoint, &listen).await {
+            Ok(listener) => {
+                match listener.local_addr() {
+                    Ok(addr) => info!("listening on {}://{addr}", endpoint.scheme.as_str()),
+                    Err(_) => info!("listening on {endpoint}"),
+                }
+                listeners.push(listener);
+            }
             Err(e) => {
-                error!("cannot listen on {address}:{}: {e}", l.port);
+                error!("cannot listen on {endpoint}: {e}");
                 return ExitCode::FAILURE;
             }
         }
     }
-    let mut listeners = listeners.into_iter();
-    let Some(first) = listeners.next() else {
-        return ExitCode::FAILURE;
-    };
-    let mut broker =
-        BrokerServer::from_listener(first, options).with_hooks(Logged { inner: file_auth });
+    let mut broker = BrokerServer::new(options)
+        .with_listener(Box::new(Listeners::new(listeners)))
+        .with_hooks(Logged {
+            inner: file_auth,
+            identity_token,
+        });
     let mut notices = broker.notices();
     let connection_messages = settings.log.connection_messages;
     tokio::spawn(async move {
@@ -335,17 +392,7 @@ async fn main() -> ExitCode {
             log_notice(&notice, connection_messages);
         }
     });
-    match broker.local_addr() {
-        Ok(addr) => info!("listening on {addr}"),
-        Err(e) => info!("listening ({e})"),
-    }
     let handle = broker.spawn();
-    for tcp in listeners {
-        if let Ok(addr) = tcp.local_addr() {
-            info!("listening on {addr}");
-        }
-        tokio::spawn(accept_loop(tcp, handle.clone()));
-    }
     if let Some(interval) = settings.sys_interval {
         info!(
             version = %SysTopics::version(),
@@ -361,21 +408,6 @@ async fn main() -> ExitCode {
     handle.shutdown().await;
     info!("stopped");
     ExitCode::SUCCESS
-}
-
-/// Hands each connection of an extra listener to the broker.
-async fn accept_loop(tcp: TcpListener, handle: BrokerHandle) {
-    loop {
-        match tcp.accept().await {
-            Ok((stream, _)) => {
-                let _ = stream.set_nodelay(true);
-                if handle.serve_transport(stream).await.is_err() {
-                    return;
-                }
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
 }
 
 #[cfg(unix)]

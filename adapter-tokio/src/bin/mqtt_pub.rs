@@ -31,9 +31,9 @@ use mqtt_streaming_tokio::Client;
 struct Args {
     #[command(flatten)]
     conn: ConnArgs,
-    /// Topic to publish to.
-    #[arg(short = 't', long = "topic", required = true)]
-    topic: String,
+    /// Topic to publish to (or the path of an mqtt(s):// -L URL).
+    #[arg(short = 't', long = "topic", required_unless_present = "url")]
+    topic: Option<String>,
     /// The message payload.
     #[arg(short = 'm', long = "message", group = "payload")]
     message: Option<String>,
@@ -99,6 +99,7 @@ struct Publisher<'a> {
     client: &'a Client,
     label: &'a str,
     topic: TopicName,
+    topic_text: &'a str,
     properties: &'a Properties,
     sent: u32,
     failed: bool,
@@ -119,7 +120,7 @@ impl Publisher<'_> {
                 "sending PUBLISH (d0, q{}, r{}, '{}', ... ({} bytes))",
                 qos_digit(qos),
                 u8::from(self.args.retain),
-                self.args.topic,
+                self.topic_text,
                 payload.len()
             ),
         );
@@ -146,12 +147,17 @@ impl Publisher<'_> {
 }
 
 async fn run(args: &Args) -> Result<(), Failure> {
-    let topic = TopicName::new(&args.topic).map_err(|e| {
-        Failure::new(format!(
-            "Error: Invalid publish topic '{}': {e}",
-            args.topic
-        ))
-    })?;
+    let topic_text = match (&args.topic, args.conn.url_topic()?) {
+        (Some(topic), _) => topic.clone(),
+        (None, Some(topic)) => topic,
+        (None, None) => {
+            return Err(Failure::new(
+                "Error: Invalid URL for -L argument specified - topic missing.",
+            ))
+        }
+    };
+    let topic = TopicName::new(&topic_text)
+        .map_err(|e| Failure::new(format!("Error: Invalid publish topic '{topic_text}': {e}")))?;
     let payload = if args.lines {
         Bytes::new()
     } else {
@@ -168,6 +174,7 @@ async fn run(args: &Args) -> Result<(), Failure> {
         client: &client,
         label: &label,
         topic,
+        topic_text: &topic_text,
         properties: &properties,
         sent: 0,
         failed: false,

@@ -30,8 +30,9 @@ use mqtt_streaming_tokio::{Client, Error, Event, ReconnectPolicy};
 struct Args {
     #[command(flatten)]
     conn: ConnArgs,
-    /// Topic filter to subscribe to (repeat for several).
-    #[arg(short = 't', long = "topic", required_unless_present = "unsubscribe")]
+    /// Topic filter to subscribe to (repeat for several; an mqtt(s):// -L URL's path is one
+    /// more).
+    #[arg(short = 't', long = "topic", required_unless_present_any = ["unsubscribe", "url"])]
     topics: Vec<String>,
     /// Topic filter whose messages are not printed (repeat for several).
     #[arg(short = 'T', long = "filter-out")]
@@ -268,7 +269,14 @@ async fn run(args: &Args) -> Result<(), Failure> {
     let properties = args.conn.properties()?;
     let filter_out = args.filter_out.clone();
     let mut request: Option<SubscribeRequest> = None;
-    for topic in &args.topics {
+    let mut topics = args.topics.clone();
+    topics.extend(args.conn.url_topic()?);
+    if topics.is_empty() && args.unsubscribe.is_empty() {
+        return Err(Failure::new(
+            "Error: Invalid URL for -L argument specified - topic missing.",
+        ));
+    }
+    for topic in &topics {
         let filter = TopicFilter::new(topic).map_err(|e| {
             Failure::new(format!("Error: Invalid subscription topic '{topic}': {e}"))
         })?;
@@ -319,7 +327,7 @@ async fn run(args: &Args) -> Result<(), Failure> {
         }
     };
     if let Some(request) = request {
-        for topic in &args.topics {
+        for topic in &topics {
             args.conn.debug(
                 &label,
                 &format!(
@@ -354,7 +362,7 @@ async fn run(args: &Args) -> Result<(), Failure> {
         }
         args.conn.debug(&label, "received UNSUBACK");
     }
-    if args.exit_after_subscribe || args.topics.is_empty() {
+    if args.exit_after_subscribe || topics.is_empty() {
         return finish(client).await;
     }
     let deadline = args

@@ -47,7 +47,17 @@ fn leaf(
 
 /// A fresh PKI.
 pub fn pki() -> Pki {
+    pki_with_clients(&[]).0
+}
+
+/// A fresh PKI, and for each of `names` a client certificate and key (PEM) from its CA whose
+/// Common Name is that name.
+pub fn pki_with_clients(names: &[&str]) -> (Pki, Vec<(String, String)>) {
     let ca = ca("mqtt-streaming test CA");
+    let named = names
+        .iter()
+        .map(|name| leaf(&ca, &[name], ExtendedKeyUsagePurpose::ClientAuth))
+        .collect();
     let other = ca_other();
     let (server_cert, server_key) = leaf(
         &ca,
@@ -57,7 +67,7 @@ pub fn pki() -> Pki {
     let (client_cert, client_key) = leaf(&ca, &["client"], ExtendedKeyUsagePurpose::ClientAuth);
     let (rogue_client_cert, rogue_client_key) =
         leaf(&other, &["rogue"], ExtendedKeyUsagePurpose::ClientAuth);
-    Pki {
+    let pki = Pki {
         ca: ca.pem(),
         server_cert,
         server_key,
@@ -66,7 +76,8 @@ pub fn pki() -> Pki {
         other_ca: other.pem(),
         rogue_client_cert,
         rogue_client_key,
-    }
+    };
+    (pki, named)
 }
 
 fn ca_other() -> CertifiedIssuer<'static, KeyPair> {

@@ -1,9 +1,12 @@
-//! What `mqtt-pub` and `mqtt-sub` share: mosquitto's connection flags (`-h`, `-p`, `-i`,
-//! `-u`, `-P`, `-k`, `-q`, `-V`, `-c`, `-x`, `-D`, `--will-*`, `-d`, `--quiet`), connecting
-//! with mosquitto's failure messages and exit codes, and `-d` debug lines.
+//! What `mqtt-pub` and `mqtt-sub` share: mosquitto's connection flags (`-h`, `-p`, `-L`, `-i`,
+//! `-u`, `-P`, `-k`, `-q`, `-V`, `-c`, `-x`, `-D`, `--will-*`, `-d`, `--quiet`) and TLS flags
+//! (`--cafile`, `--capath`, `--cert`, `--key`, `--insecure`, `--tls-version`, `--alpn`),
+//! connecting over any transport with mosquitto's failure messages and exit codes, and `-d`
+//! debug lines.
 
 use std::fmt;
 use std::num::{NonZeroU16, NonZeroU32};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -14,8 +17,8 @@ use mqtt_streaming_proto::{
     UserProperty, Will, WillProperties,
 };
 use mqtt_streaming_tokio::{
-    connect_tcp, connect_tcp_reconnecting, Client, ClientEvents, ClientOptions, Error, Event,
-    ReconnectPolicy,
+    connect_endpoint, connect_endpoint_reconnecting, Client, ClientEvents, ClientOptions, Endpoint,
+    Error, Event, MosquittoTlsFlags, ReconnectPolicy, Scheme, TlsClientOptions, TransportOptions,
 };
 
 /// The connection flags of mosquitto_pub and mosquitto_sub (`-h` is the host, as there).
@@ -24,9 +27,42 @@ pub(crate) struct ConnArgs {
     /// Broker host.
     #[arg(short = 'h', long = "host", default_value = "localhost")]
     pub(crate) host: String,
-    /// Broker port.
-    #[arg(short = 'p', long = "port", default_value_t = 1883)]
-    pub(crate) port: u16,
+    /// Broker port. Default 1883 for plain MQTT and 8883 for MQTT over TLS (--cafile or
+    /// --capath given).
+    #[arg(short = 'p', long = "port")]
+    pub(crate) port: Option<u16>,
+    /// Where to connect, as a URL instead of -h and -p:
+    /// mqtt(s)://[username[:password]@]host[:port]/topic (the topic as mosquitto's -L takes
+    /// it: mqtt-pub publishes to it unless -t is given, mqtt-sub subscribes to it besides any
+    /// -t), ws(s)://[username[:password]@]host[:port][/path] (MQTT over WebSocket; the path is
+    /// the HTTP request's, the topic comes from -t), unix:///path/to/socket. The URL's user
+    /// name and password are used unless -u / -P are given; -p, if given too, sets the port.
+    /// mqtts:// and wss:// trust the system's CA certificates unless --cafile or --capath is
+    /// given (which also turn mqtt:// into mqtts:// and ws:// into wss://).
+    #[arg(short = 'L', long = "url")]
+    pub(crate) url: Option<String>,
+    /// Trust the CA certificates in this PEM file, and connect over TLS.
+    #[arg(long = "cafile")]
+    pub(crate) cafile: Option<PathBuf>,
+    /// Trust the CA certificates of every PEM file in this directory, and connect over TLS.
+    #[arg(long = "capath")]
+    pub(crate) capath: Option<PathBuf>,
+    /// Client certificate (PEM) for authentication, if required by the server (with --key).
+    #[arg(long = "cert", requires = "key")]
+    pub(crate) cert: Option<PathBuf>,
+    /// Client private key (PEM) for authentication (with --cert).
+    #[arg(long = "key", requires = "cert")]
+    pub(crate) key: Option<PathBuf>,
+    /// Do not check that the server certificate's host name matches the remote host name
+    /// (the chain is still checked). Insecure: do not use in production.
+    #[arg(long = "insecure")]
+    pub(crate) insecure: bool,
+    /// TLS protocol version: tlsv1.3 or tlsv1.2 (the lowest accepted). Default: either.
+    #[arg(long = "tls-version")]
+    pub(crate) tls_version: Option<String>,
+    /// The TLS ALPN protocol to offer.
+    #[arg(long = "alpn")]
+    pub(crate) alpn: Option<String>,
     /// Client id (default: assigned by the broker; generated for MQTT 3.1).
     #[arg(short = 'i', long = "id")]
     pub(crate) id: Option<String>,
@@ -413,14 +449,17 @@ impl ConnArgs {
                 connect.properties.session_expiry_interval = Some(expiry);
             }
         }
-        if let Some(username) = &self.username {
+        let endpoint = self.endpoint()?;
+        let username = self.username.as_ref().or(endpoint.username.as_ref());
+        let password = self.password.as_ref().or(endpoint.password.as_ref());
+        if let Some(username) = username {
             connect.username = Some(
                 MqttString::new(username)
                     .map_err(|e| Failure::new(format!("Error: user name: {e}")))?,
             );
         }
-        if let Some(password) = &self.password {
-            if self.username.is_none() && !self.version.is_v5() {
+        if let Some(password) = password {
+            if username.is_none() && !self.version.is_v5() {
                 return Err(Failure::new(
                     "Error: a password needs a user name (-u) before MQTT 5.",
                 ));
@@ -515,13 +554,14 @@ impl ConnArgs {
         policy: Option<ReconnectPolicy>,
     ) -> Result<(Client, ClientEvents, String), Failure> {
         let mut label = options.connect.client_id.as_str().to_owned();
+        let endpoint = self.endpoint()?;
+        let transport = self.transport(&endpoint)?;
         self.debug(&label, "sending CONNECT");
         let connecting = async {
             match policy {
-                None => connect_tcp((self.host.as_str(), self.port), options).await,
+                None => connect_endpoint(&endpoint, &transport, options).await,
                 Some(policy) => {
-                    let addr = (self.host.clone(), self.port);
-                    connect_tcp_reconnecting(addr, options, policy).await
+                    connect_endpoint_reconnecting(&endpoint, &transport, options, policy).await
                 }
             }
         };
@@ -561,6 +601,92 @@ impl ConnArgs {
         Ok((client, events, label))
     }
 
+    /// Whether a TLS flag that turns TLS on (as mosquitto's do) was given.
+    fn tls_requested(&self) -> bool {
+        self.cafile.is_some() || self.capath.is_some()
+    }
+
+    /// Where to connect: the -L URL, else -h and -p (TLS with --cafile or --capath, port 8883
+    /// by default then). With --cafile or --capath, an `mqtt://` URL goes over TLS (and
+    /// `ws://` over `wss://`), as mosquitto's -L does.
+    pub(crate) fn endpoint(&self) -> Result<Endpoint, Failure> {
+        let tls = self.tls_requested();
+        let Some(url) = &self.url else {
+            let endpoint = if tls {
+                Endpoint::tls(self.host.clone(), self.port.unwrap_or(8883))
+            } else {
+                Endpoint::tcp(self.host.clone(), self.port.unwrap_or(1883))
+            };
+            return Ok(endpoint);
+        };
+        let mut endpoint = Endpoint::parse(url).map_err(|e| {
+            Failure::new(format!(
+                "Error: Invalid URL for -L argument specified: {e}."
+            ))
+        })?;
+        if tls {
+            endpoint.scheme = match endpoint.scheme {
+                Scheme::Mqtt => Scheme::Mqtts,
+                Scheme::Ws => Scheme::Wss,
+                other => other,
+            };
+        }
+        if let Some(port) = self.port {
+            if endpoint.scheme != Scheme::Unix {
+                endpoint.port = port;
+            }
+        }
+        Ok(endpoint)
+    }
+
+    /// The topic an `mqtt://` or `mqtts://` -L URL names (its path without the first `/`),
+    /// as mosquitto takes it.
+    pub(crate) fn url_topic(&self) -> Result<Option<String>, Failure> {
+        if self.url.is_none() {
+            return Ok(None);
+        }
+        let endpoint = self.endpoint()?;
+        if !matches!(endpoint.scheme, Scheme::Mqtt | Scheme::Mqtts) {
+            return Ok(None);
+        }
+        match endpoint.path.strip_prefix('/') {
+            Some(topic) if !topic.is_empty() => Ok(Some(topic.to_owned())),
+            _ => Ok(None),
+        }
+    }
+
+    /// The transport's options: the TLS configuration the flags describe.
+    fn transport(&self, endpoint: &Endpoint) -> Result<TransportOptions, Failure> {
+        let transport = TransportOptions::new().connect_timeout(Duration::from_secs(30));
+        let tls_only = self.cert.is_some()
+            || self.key.is_some()
+            || self.insecure
+            || self.tls_version.is_some()
+            || self.alpn.is_some();
+        if !endpoint.scheme.is_tls() {
+            if tls_only {
+                return Err(Failure::new(
+                    "Error: --cert, --key, --insecure, --tls-version and --alpn need TLS \
+                     (--cafile, --capath, or an mqtts:// or wss:// URL).",
+                ));
+            }
+            return Ok(transport);
+        }
+        let flags = MosquittoTlsFlags {
+            cafile: self.cafile.clone(),
+            capath: self.capath.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            insecure: self.insecure,
+            tls_version: self.tls_version.clone(),
+            alpn: self.alpn.clone(),
+        };
+        let tls = TlsClientOptions::from_mosquitto_flags(&flags)
+            .and_then(TlsClientOptions::build)
+            .map_err(|e| Failure::new(format!("Error: Problem setting TLS options: {e}.")))?;
+        Ok(transport.tls(tls))
+    }
+
     /// A `-d` line, in mosquitto's words.
     pub(crate) fn debug(&self, client: &str, what: &str) {
         if self.debug {
@@ -573,4 +699,70 @@ impl ConnArgs {
 /// The QoS as a digit.
 pub(crate) fn qos_digit(qos: QoS) -> u8 {
     qos as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    #[command(version, disable_help_flag = true, disable_version_flag = true)]
+    struct Test {
+        #[command(flatten)]
+        conn: ConnArgs,
+    }
+
+    fn conn(args: &[&str]) -> ConnArgs {
+        Test::try_parse_from(std::iter::once("test").chain(args.iter().copied()))
+            .unwrap()
+            .conn
+    }
+
+    #[test]
+    fn cafile_means_tls_and_port_8883_as_in_mosquitto() {
+        let e = conn(&[]).endpoint().unwrap();
+        assert_eq!((e.scheme, e.port), (Scheme::Mqtt, 1883));
+        let e = conn(&["--cafile", "ca.pem"]).endpoint().unwrap();
+        assert_eq!((e.scheme, e.port), (Scheme::Mqtts, 8883));
+        let e = conn(&["-h", "b", "-p", "9999", "--capath", "/etc/ssl"])
+            .endpoint()
+            .unwrap();
+        assert_eq!(
+            (e.scheme, e.host.as_str(), e.port),
+            (Scheme::Mqtts, "b", 9999)
+        );
+    }
+
+    #[test]
+    fn url_gives_user_password_and_topic() {
+        let c = conn(&["-L", "mqtt://us%40er:pw@b:1999/a/b"]);
+        assert_eq!(c.url_topic().unwrap().as_deref(), Some("a/b"));
+        let options = c.options("t", &Properties::default()).unwrap();
+        assert_eq!(options.connect.username.unwrap().as_str(), "us@er");
+        assert_eq!(options.connect.password.as_deref(), Some(&b"pw"[..]));
+        // -u wins over the URL's user; --cafile turns mqtt:// into TLS, the URL's port kept.
+        let c = conn(&["-L", "mqtt://x@b/t", "-u", "other", "--cafile", "ca.pem"]);
+        let options = c.options("t", &Properties::default()).unwrap();
+        assert_eq!(options.connect.username.unwrap().as_str(), "other");
+        let e = c.endpoint().unwrap();
+        assert_eq!((e.scheme, e.port), (Scheme::Mqtts, 1883));
+        // WebSocket: the path is the request's, not a topic.
+        let c = conn(&["-L", "ws://b:9001/mqtt"]);
+        assert_eq!(c.url_topic().unwrap(), None);
+        assert_eq!(c.endpoint().unwrap().path, "/mqtt");
+        assert!(conn(&["-L", "http://b"]).endpoint().is_err());
+    }
+
+    #[test]
+    fn tls_only_flags_without_tls_are_an_error() {
+        for flag in ["--insecure", "--alpn=mqtt", "--tls-version=tlsv1.3"] {
+            let c = conn(&[flag]);
+            let e = c.endpoint().unwrap();
+            assert!(c.transport(&e).is_err(), "{flag}");
+        }
+        let c = conn(&["-L", "mqtts://b", "--cafile", "/nonexistent/ca.pem"]);
+        let e = c.endpoint().unwrap();
+        assert!(c.transport(&e).is_err());
+    }
 }
