@@ -350,9 +350,9 @@ mod tests {
         assert_eq!(e.password.as_deref(), Some("p:ss"));
         assert_eq!(e.path, "/some/topic");
         assert_eq!(e.to_string(), "mqtts://h:8883/some/topic");
-        let e = Endpoint::parse("unix:///tmp/x.sock").unwrap();
-        assert_eq!(e, Endpoint::unix("/tmp/x.sock"));
-        assert_eq!(e.to_string(), "unix:///tmp/x.sock");
+        let e = Endpoint::parse("unix:///run/mqtt/x.sock").unwrap();
+        assert_eq!(e, Endpoint::unix("/run/mqtt/x.sock"));
+        assert_eq!(e.to_string(), "unix:///run/mqtt/x.sock");
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! connecting over any transport with mosquitto's failure messages and exit codes, and `-d`
 //! debug lines.
 
+// The flags' doc comments are clap's --help text, where brackets are literal (URL syntax),
+// not rustdoc links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::fmt;
 use std::num::{NonZeroU16, NonZeroU32};
 use std::path::PathBuf;
