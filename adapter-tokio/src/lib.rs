@@ -206,7 +206,7 @@
 //!     let listen = ListenOptions::new().tls(TlsServerOptions::new(chain, key)?.build()?);
 //!     let mut listeners = Vec::new();
 //!     for url in ["mqtt://127.0.0.1:1883", "mqtts://127.0.0.1:8883", "ws://127.0.0.1:8080/mqtt",
-//!                 "wss://127.0.0.1:8443/mqtt", "unix:///tmp/mqtt.sock"] {
+//!                 "wss://127.0.0.1:8443/mqtt", "unix:///run/mqtt/mqtt.sock"] {
 //!         listeners.push(listen_url(url, &listen).await?);
 //!     }
 //!     let broker = BrokerServer::new(BrokerConfig::default())
