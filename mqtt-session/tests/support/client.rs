@@ -47,9 +47,7 @@ impl<T: std::fmt::Debug> Harness<ClientSession<T>> {
         message: Message,
         token: T,
     ) -> Result<(), Rejected<Message, T>> {
-        let r = self.session.publish(self.now, message, token);
-        self.drain();
-        r
+        self.command(|s, now| s.publish(now, message, token))
     }
 
     pub(crate) fn subscribe(
@@ -57,9 +55,7 @@ impl<T: std::fmt::Debug> Harness<ClientSession<T>> {
         request: SubscribeRequest,
         token: T,
     ) -> Result<(), Rejected<SubscribeRequest, T>> {
-        let r = self.session.subscribe(self.now, request, token);
-        self.drain();
-        r
+        self.command(|s, now| s.subscribe(now, request, token))
     }
 
     pub(crate) fn unsubscribe(
@@ -67,9 +63,7 @@ impl<T: std::fmt::Debug> Harness<ClientSession<T>> {
         request: UnsubscribeRequest,
         token: T,
     ) -> Result<(), Rejected<UnsubscribeRequest, T>> {
-        let r = self.session.unsubscribe(self.now, request, token);
-        self.drain();
-        r
+        self.command(|s, now| s.unsubscribe(now, request, token))
     }
 
     pub(crate) fn ack(
@@ -77,21 +71,15 @@ impl<T: std::fmt::Debug> Harness<ClientSession<T>> {
         id: mqtt_streaming_session::InboundId,
         code: ReasonCode,
     ) -> Result<(), CommandError> {
-        let r = self.session.ack(self.now, id, code);
-        self.drain();
-        r
+        self.command(|s, now| s.ack(now, id, code))
     }
 
     pub(crate) fn disconnect(&mut self, d: Disconnect) -> Result<(), CommandError> {
-        let r = self.session.disconnect(self.now, d);
-        self.drain();
-        r
+        self.command(|s, now| s.disconnect(now, d))
     }
 
     pub(crate) fn auth(&mut self, auth: mqtt_streaming_proto::Auth) -> Result<(), CommandError> {
-        let r = self.session.auth(self.now, auth);
-        self.drain();
-        r
+        self.command(|s, now| s.auth(now, auth))
     }
 }
 

@@ -68,6 +68,13 @@ where
     }
 
     /// Drains the session the way the drain rule says: transmit, then events.
+    /// Runs one command on the session at the harness's clock, then drains what it sent.
+    pub(crate) fn command<R>(&mut self, command: impl FnOnce(&mut S, Instant) -> R) -> R {
+        let r = command(&mut self.session, self.now);
+        self.drain();
+        r
+    }
+
     pub(crate) fn drain(&mut self) {
         let mut wire = BytesMut::new();
         loop {

@@ -78,9 +78,7 @@ impl Harness<ServerSession<u32>> {
         message: Message,
         token: u32,
     ) -> Result<(), Rejected<Message, u32>> {
-        let r = self.session.publish(self.now, message, token);
-        self.drain();
-        r
+        self.command(|s, now| s.publish(now, message, token))
     }
 
     pub(crate) fn suback(&mut self, id: u16, codes: &[ReasonCode]) -> Result<(), CommandError> {
@@ -93,11 +91,7 @@ impl Harness<ServerSession<u32>> {
         codes: &[ReasonCode],
         properties: AckProperties,
     ) -> Result<(), CommandError> {
-        let r = self
-            .session
-            .suback(self.now, pid(id), codes.to_vec(), properties);
-        self.drain();
-        r
+        self.command(|s, now| s.suback(now, pid(id), codes.to_vec(), properties))
     }
 
     pub(crate) fn unsuback(&mut self, id: u16, codes: &[ReasonCode]) -> Result<(), CommandError> {
@@ -110,11 +104,7 @@ impl Harness<ServerSession<u32>> {
         codes: &[ReasonCode],
         properties: AckProperties,
     ) -> Result<(), CommandError> {
-        let r = self
-            .session
-            .unsuback(self.now, pid(id), codes.to_vec(), properties);
-        self.drain();
-        r
+        self.command(|s, now| s.unsuback(now, pid(id), codes.to_vec(), properties))
     }
 
     pub(crate) fn ack(
@@ -122,29 +112,19 @@ impl Harness<ServerSession<u32>> {
         id: mqtt_streaming_session::InboundId,
         code: ReasonCode,
     ) -> Result<(), CommandError> {
-        let r = self.session.ack(self.now, id, code);
-        self.drain();
-        r
+        self.command(|s, now| s.ack(now, id, code))
     }
 
     pub(crate) fn disconnect(&mut self, d: Disconnect) -> Result<(), CommandError> {
-        let r = self.session.disconnect(self.now, d);
-        self.drain();
-        r
+        self.command(|s, now| s.disconnect(now, d))
     }
 
     pub(crate) fn auth(&mut self, auth: mqtt_streaming_proto::Auth) -> Result<(), CommandError> {
-        let r = self.session.auth(self.now, auth);
-        self.drain();
-        r
+        self.command(|s, now| s.auth(now, auth))
     }
 
     pub(crate) fn reject(&mut self, code: ReasonCode) -> Result<(), CommandError> {
-        let r = self
-            .session
-            .reject(self.now, code, ConnAckProperties::default());
-        self.drain();
-        r
+        self.command(|s, now| s.reject(now, code, ConnAckProperties::default()))
     }
 }
 
