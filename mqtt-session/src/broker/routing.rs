@@ -186,6 +186,15 @@ impl<H: BrokerHooks> Broker<H> {
         if hold && token.shared.is_some() {
             return self.offer_shared(now, key, message, token);
         }
+        if !self.may_read(key, &message) {
+            if token.shared.is_some() {
+                // Passed over: another member of the group gets it.
+                self.reroute_shared(now, key, message, token);
+            } else {
+                self.stats.deliveries_unauthorized += 1;
+            }
+            return None;
+        }
         let live = hold
             && self
                 .sessions
@@ -213,6 +222,24 @@ impl<H: BrokerHooks> Broker<H> {
                 None
             }
         }
+    }
+
+    /// Whether session `key` may receive `message` ([`BrokerHooks::authorize_delivery`]; no
+    /// work at all unless the hooks ask for it). Every delivery path asks this once per copy,
+    /// before the copy is journaled or queued.
+    #[inline]
+    pub(super) fn may_read(&mut self, key: SessionKey, message: &Message) -> bool {
+        if !H::CHECKS_DELIVERY {
+            return true;
+        }
+        let Some(record) = self.sessions.get(&key) else {
+            return true;
+        };
+        let subscriber = ClientInfo::new(
+            record.client_id.as_str(),
+            record.username.as_ref().map(|u| u.as_str()),
+        );
+        self.hooks.authorize_delivery(&subscriber, &message.topic)
     }
 
     /// [`offer`](Self::offer) up to a refusal, which is handed back: re-routing tries
@@ -281,6 +308,8 @@ impl<H: BrokerHooks> Broker<H> {
         let (mut message, mut token) = (message, token);
         let mut all_full = true;
         let mut last_error = None;
+        let mut readers_denied = false;
+        let mut tried = false;
         for (n, member) in members.into_iter().enumerate() {
             if n > 0 {
                 self.index.shared_served(&filter, member);
@@ -290,6 +319,12 @@ impl<H: BrokerHooks> Broker<H> {
                 continue;
             };
             let live = record.connection.is_some();
+            if !self.may_read(member, &message) {
+                // Passed over: neither full nor taking it.
+                readers_denied = true;
+                continue;
+            }
+            tried = true;
             match self.try_deliver(now, member, message, token) {
                 Ok(()) => return None,
                 Err(refused) => {
@@ -301,6 +336,10 @@ impl<H: BrokerHooks> Broker<H> {
                     last_error = Some(refused.error);
                 }
             }
+        }
+        if readers_denied && !tried {
+            self.stats.deliveries_unauthorized += 1;
+            return None;
         }
         if all_full {
             return Some((message, token));
@@ -364,8 +403,9 @@ impl<H: BrokerHooks> Broker<H> {
     /// A shared-subscription message its member could not take goes to another member, so a
     /// member leaving loses no QoS 1/2 message. The other members are tried in round-robin
     /// order, each once, in a loop (a group may have thousands of members, and each refusal
-    /// must not cost a stack frame); when every one refuses, the message is dropped and
-    /// counted by the last refusal's cause.
+    /// must not cost a stack frame); members that may not read it
+    /// ([`may_read`](Self::may_read)) are passed over; when every one refuses, the message is
+    /// dropped and counted by the last refusal's cause.
     pub(super) fn reroute_shared(
         &mut self,
         now: Instant,
@@ -378,12 +418,20 @@ impl<H: BrokerHooks> Broker<H> {
         };
         let members = self.index.shared_rotation(&filter, from);
         if members.is_empty() {
-            self.stats.dropped_session_ended += 1;
+            if self.may_read(from, &message) {
+                self.stats.dropped_session_ended += 1;
+            } else {
+                // Its only member was passed over (`offer`).
+                self.stats.deliveries_unauthorized += 1;
+            }
             return;
         }
         let (mut message, mut token) = (message, token);
         let mut last_error = None;
         for key in members {
+            if !self.may_read(key, &message) {
+                continue;
+            }
             self.index.shared_served(&filter, key);
             match self.try_deliver(now, key, message, token) {
                 Ok(()) => return,
@@ -395,6 +443,8 @@ impl<H: BrokerHooks> Broker<H> {
             }
         }
         match last_error {
+            // No member may read it.
+            None if H::CHECKS_DELIVERY => self.stats.deliveries_unauthorized += 1,
             Some(CommandError::PacketTooLarge { .. }) => self.stats.dropped_too_large += 1,
             _ => self.stats.dropped_queue_full += 1,
         }
