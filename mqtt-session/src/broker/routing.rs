@@ -39,14 +39,15 @@ impl<H: BrokerHooks> Broker<H> {
         // beyond this read. Every subscriber shares this copy (issue 10).
         let message = Message::from_publish(publish).to_owned_compact();
         if let (Some(key), Some(ack)) = (key, ack) {
+            let qos = message.qos;
             if self.parked.contains_key(&key) {
                 // Behind the publisher's earlier messages ([MQTT-4.6.0-6]).
-                self.park(now, key, ack, Err(message));
+                self.park(now, key, ack, qos, Err(message));
                 return;
             }
             let (code, owed) = self.accept_message(now, Some(key), message, true);
             if !owed.is_empty() {
-                self.park(now, key, ack, Ok((code, owed)));
+                self.park(now, key, ack, qos, Ok((code, owed)));
                 return;
             }
             self.ack_message(now, id, ack, code);
