@@ -9,7 +9,9 @@ mod broker_support;
 use broker_support::*;
 use bytes::Bytes;
 use mqtt_streaming_proto::{ReasonCode, TopicName, Will, WillProperties};
-use mqtt_streaming_session::broker::{Broker, BrokerConfig, BrokerHooks, ClientInfo};
+use mqtt_streaming_session::broker::{
+    Broker, BrokerConfig, BrokerHooks, ClientInfo, Snapshot, StoreOp,
+};
 use mqtt_streaming_session::sim::{BrokerNet, NetworkConfig};
 use mqtt_streaming_session::Message;
 
@@ -245,4 +247,57 @@ fn hooks_that_leave_checks_delivery_false_are_never_asked() {
     publish(&mut net, p, "a/secret", Q1, "x");
     assert_eq!(payloads(&net, s), ["x"]);
     assert_eq!(net.broker.hooks_mut().asked, 0);
+}
+
+#[test]
+fn a_restored_session_is_checked_with_its_stored_user_name() {
+    // After a restart, messages routed to a persistent session before its client connects
+    // again are checked against the user name of its last CONNECT, kept in the records.
+    let config = BrokerConfig {
+        persistence: true,
+        ..BrokerConfig::default()
+    };
+    let mut net = acl_net_with(config.clone());
+    let mut store = std::collections::BTreeMap::<Vec<u8>, Vec<u8>>::new();
+    let drain = |broker: &mut Broker<NoSecretsForBob>,
+                 store: &mut std::collections::BTreeMap<Vec<u8>, Vec<u8>>| {
+        while let Some(change) = broker.poll_change() {
+            let mut ops = Vec::new();
+            change.ops(0, &mut ops);
+            for op in ops {
+                match op {
+                    StoreOp::Put(k, v) | StoreOp::Insert(k, v) => {
+                        store.insert(k, v);
+                    }
+                    StoreOp::Delete(k) => {
+                        store.remove(&k);
+                    }
+                    StoreOp::DeletePrefix(p) => store.retain(|k, _| !k.starts_with(&p)),
+                }
+            }
+        }
+    };
+    let bob = user(&mut net, "b1", "bob", false);
+    subscribe(&mut net, bob, "a/#", Q1);
+    cut(&mut net, bob);
+    drain(&mut net.broker, &mut store);
+    // kill -9, restart from the records.
+    let now = net.now;
+    let mut broker = Broker::with_hooks(config, NoSecretsForBob::default());
+    broker.restore(now, Snapshot::load(store.iter()).unwrap(), now.as_millis());
+    net.broker = broker;
+    let p = client(&mut net, V5, "pub", true, 0);
+    publish(&mut net, p, "a/secret", Q1, "s");
+    publish(&mut net, p, "a/open", Q1, "o");
+    assert!(net.broker.hooks_mut().asked.contains(&(
+        "b1".into(),
+        Some("bob".into()),
+        "a/secret".into()
+    )));
+    let mut c = connect_packet(V5, "b1", false, 600);
+    c.username = Some(string("bob"));
+    connect(&mut net, bob, c);
+    assert!(connack(&net, bob).session_present);
+    net.run_for(SETTLE_MS);
+    assert_eq!(payloads(&net, bob), ["o"]);
 }

@@ -119,8 +119,9 @@ pub trait BrokerHooks {
     /// sent, as mosquitto checks `read` access on every message it delivers: a subscription
     /// that [`authorize_subscription`](Self::authorize_subscription) let through (`a/#`) then
     /// still does not carry messages of a topic inside it the subscriber may not read
-    /// (`a/secret`). The subscriber's user name is that of its latest accepted CONNECT (`None`
-    /// for a session restored from persistence until its client connects again).
+    /// (`a/secret`). The subscriber's user name is that of its latest accepted CONNECT (kept
+    /// in the persistence records, so a restored session whose client has not connected
+    /// again yet is asked about with it too).
     ///
     /// - A refused copy is not delivered and counted in
     ///   [`BrokerStats::deliveries_unauthorized`](super::BrokerStats::deliveries_unauthorized);

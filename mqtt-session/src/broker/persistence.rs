@@ -183,6 +183,10 @@ pub struct SessionHeader {
     pub will: Option<Will>,
     /// When the connection ended; `None` while connected.
     pub disconnected_at: Option<Instant>,
+    /// The User Name of the session's latest accepted CONNECT: the authorisation hooks see it
+    /// for messages routed to the restored session before its client connects again
+    /// ([`BrokerHooks::authorize_delivery`](super::BrokerHooks::authorize_delivery)).
+    pub username: Option<MqttString>,
 }
 
 /// Where a session's publish flows stand (see [`Change::Flows`]).
@@ -311,9 +315,10 @@ impl Change {
                     }
                     None => value.push(0),
                 }
-                if let Some(will) = &header.will {
+                if header.will.is_some() || header.username.is_some() {
                     let mut connect = Connect::new(ProtocolVersion::V5, header.client_id.clone());
-                    connect.will = Some(will.clone());
+                    connect.will = header.will.clone();
+                    connect.username = header.username.clone();
                     encode_packet(&Packet::Connect(Box::new(connect)), &mut value);
                 }
                 out.push(StoreOp::Put(
@@ -427,6 +432,8 @@ pub struct StoredSession {
     pub will: Option<Will>,
     /// The durable clock's reading when its connection ended; `None`: it was connected.
     pub disconnected_at: Option<u64>,
+    /// The User Name of its latest accepted CONNECT (see [`SessionHeader::username`]).
+    pub username: Option<MqttString>,
     /// Its subscriptions.
     pub subscriptions: BTreeMap<TopicFilter, (SubscriptionOptions, Option<SubscriptionId>)>,
     /// Its QoS 1/2 messages not done, by number.
@@ -612,11 +619,20 @@ fn decode_header(value: &[u8]) -> Option<StoredSession> {
         1 => Some(r.u64()?),
         _ => return None,
     };
-    let will = if r.0.is_empty() {
-        None
+    // A CONNECT carrying the will and the user name, when there is either.
+    let (will, username) = if r.0.is_empty() {
+        (None, None)
     } else {
         match decode_packet(r.0)? {
-            Packet::Connect(connect) => Some(connect.will?.to_owned_compact()),
+            Packet::Connect(connect) => {
+                if connect.will.is_none() && connect.username.is_none() {
+                    return None;
+                }
+                (
+                    connect.will.map(|w| w.to_owned_compact()),
+                    connect.username.map(|u| u.to_owned_compact()),
+                )
+            }
             _ => return None,
         }
     };
@@ -624,6 +640,7 @@ fn decode_header(value: &[u8]) -> Option<StoredSession> {
         expiry,
         will,
         disconnected_at,
+        username,
         subscriptions: BTreeMap::new(),
         messages: BTreeMap::new(),
         flows: StoredFlows::default(),
@@ -852,9 +869,9 @@ impl<H: BrokerHooks> Broker<H> {
                 key,
                 SessionRecord {
                     client_id: client_id.clone(),
-                    // Not stored: the authorisation hooks see the user name again when the
-                    // client reconnects (a will published before then is checked without).
-                    username: None,
+                    // As of its latest CONNECT, for the authorisation hooks until it connects
+                    // again.
+                    username: stored.username,
                     connection: None,
                     stored: Some(Box::new(state)),
                     subscriptions,
@@ -965,6 +982,7 @@ impl<H: BrokerHooks> Broker<H> {
                 expiry: durable.expiry,
                 will,
                 disconnected_at: durable.disconnected_at,
+                username: record.username.clone(),
             })));
     }
 
