@@ -748,7 +748,7 @@ mod tests {
 
     #[test]
     fn file_auth_checks_every_delivery() {
-        assert!(<FileAuth as BrokerHooks>::CHECKS_DELIVERY);
+        const { assert!(<FileAuth as BrokerHooks>::CHECKS_DELIVERY) };
         let acl = AclFile::parse("user alice\ntopic read a/#\ntopic deny a/secret\n").unwrap();
         let mut auth = FileAuth::new(None, Some(acl), true);
         let alice = ClientInfo::new("a1", Some("alice"));
