@@ -301,3 +301,63 @@ fn a_restored_session_is_checked_with_its_stored_user_name() {
     net.run_for(SETTLE_MS);
     assert_eq!(payloads(&net, bob), ["o"]);
 }
+
+#[test]
+fn a_held_back_shared_message_waits_for_a_member_that_may_read_it() {
+    // Overload: the only member of the group that may read `a/secret` is full. The held-back
+    // copies wait for that member (not for the one whose turn it was, which may not read
+    // them): as she acknowledges, they reach her, and the publisher gets its PUBACKs; the
+    // other member is not taken for a stalled subscriber.
+    let mut net = acl_net_with(BrokerConfig {
+        server: BrokerConfig::default().server.with_max_queued(1),
+        stalled_subscriber_timeout: std::time::Duration::from_secs(30),
+        ..BrokerConfig::default()
+    });
+    let bob = user(&mut net, "b1", "bob", true);
+    let alice = net.add_client(
+        mqtt_streaming_session::ClientConfig::default()
+            .with_ack_mode(mqtt_streaming_session::AckMode::Manual)
+            .with_receive_maximum(1),
+    );
+    let mut c = connect_packet(V5, "a1", true, 0);
+    c.username = Some(string("alice"));
+    connect(&mut net, alice, c);
+    subscribe(&mut net, bob, "$share/g/a/#", Q1);
+    subscribe(&mut net, alice, "$share/g/a/#", Q1);
+    let p = client(&mut net, V5, "pub", true, 0);
+    for n in 0..6 {
+        send(
+            &mut net,
+            p,
+            Message::new(topic("a/secret"), Q1, Bytes::from(n.to_string())),
+        );
+    }
+    net.run_for(SETTLE_MS);
+    assert!(net.broker.stats().parked > 0, "held back");
+    let mut acked = 0;
+    for _ in 0..20 {
+        let now = net.now;
+        let ids: Vec<_> = net.clients[alice].events[acked..]
+            .iter()
+            .filter_map(|e| match e {
+                mqtt_streaming_session::ClientEvent::Message { ack: Some(id), .. } => Some(*id),
+                _ => None,
+            })
+            .collect();
+        acked = net.clients[alice].events.len();
+        for id in ids {
+            net.clients[alice]
+                .session
+                .ack(now, id, ReasonCode::Success)
+                .unwrap();
+        }
+        net.run_for(100);
+    }
+    // Well within the stall timeout.
+    assert!(net.now.as_millis() < 10_000);
+    assert_eq!(payloads(&net, alice), ["0", "1", "2", "3", "4", "5"]);
+    assert!(payloads(&net, bob).is_empty());
+    assert_eq!(publish_acks(&net, p), [ReasonCode::Success; 6]);
+    assert_eq!(net.broker.stats().parked, 0);
+    assert_eq!(net.broker.stats().stalled_subscribers_disconnected, 0);
+}

@@ -257,10 +257,10 @@ impl<H: BrokerHooks> Broker<H> {
             .get_mut(&publisher)
             .and_then(VecDeque::front_mut)
         {
+            let qos = head.qos;
             let state = core::mem::replace(&mut head.state, ParkedState::Owed(Vec::new()));
             let owed = match state {
                 ParkedState::Unrouted(message) => {
-                    let qos = message.qos;
                     let (code, mut owed) =
                         self.accept_message(now, Some(publisher), *message, true);
                     self.record_owed(now, qos, &mut owed);
@@ -288,10 +288,15 @@ impl<H: BrokerHooks> Broker<H> {
                             continue;
                         }
                         match self.offer(now, key, o.message, o.token, true) {
-                            Some((message, token)) => {
-                                let mut o = Owed::new(key, message, token);
-                                o.recorded = recorded;
-                                still.push(o);
+                            Some(mut again) => {
+                                if again.key == key {
+                                    again.recorded = recorded;
+                                } else {
+                                    // A shared one now waits for another member: recorded
+                                    // for that one instead, below.
+                                    self.forget_owed(key, recorded);
+                                }
+                                still.push(again);
                             }
                             None => {
                                 // Taken (and recorded again as such), or dropped.
@@ -300,6 +305,7 @@ impl<H: BrokerHooks> Broker<H> {
                             }
                         }
                     }
+                    self.record_owed(now, qos, &mut still);
                     still
                 }
             };

@@ -156,9 +156,7 @@ impl<H: BrokerHooks> Broker<H> {
         let mut owed = Vec::new();
         for (key, delivery) in matches.direct {
             let copy = outgoing(&message, &delivery, false);
-            if let Some((message, token)) = self.offer(now, key, copy, Token::default(), hold) {
-                owed.push(Owed::new(key, message, token));
-            }
+            owed.extend(self.offer(now, key, copy, Token::default(), hold));
         }
         for (key, delivery, filter) in matches.shared {
             let token = Token {
@@ -166,16 +164,15 @@ impl<H: BrokerHooks> Broker<H> {
                 ..Token::default()
             };
             let copy = outgoing(&message, &delivery, false);
-            if let Some((message, token)) = self.offer(now, key, copy, token, hold) {
-                owed.push(Owed::new(key, message, token));
-            }
+            owed.extend(self.offer(now, key, copy, token, hold));
         }
         (n, owed)
     }
 
     /// Hands a message to one session: live, queued while offline, or dropped with a count.
     /// With `hold`, a QoS 1/2 message that a connected session cannot take yet (its queue or
-    /// transmit buffer is full) comes back instead of being dropped.
+    /// transmit buffer is full) comes back instead of being dropped, as owed to the session
+    /// it waits for (`key`, or for a shared subscription the member it waits for).
     pub(super) fn offer(
         &mut self,
         now: Instant,
@@ -183,7 +180,7 @@ impl<H: BrokerHooks> Broker<H> {
         message: Message,
         token: Token,
         hold: bool,
-    ) -> Option<(Message, Token)> {
+    ) -> Option<Owed> {
         if hold && token.shared.is_some() {
             return self.offer_shared(now, key, message, token);
         }
@@ -212,7 +209,7 @@ impl<H: BrokerHooks> Broker<H> {
                 && command.qos > QoS::AtMostOnce
                 && token.shared.is_none() =>
             {
-                Some((command, token))
+                Some(Owed::new(key, command, token))
             }
             Err(Rejected {
                 error,
@@ -293,16 +290,17 @@ impl<H: BrokerHooks> Broker<H> {
     }
 
     /// A shared-subscription message held for its publisher: offered to `key`, then to the
-    /// group's other members in round-robin order; when every member is connected and full,
-    /// it comes back (to wait for `key`). Otherwise a refusal by all is dropped and counted,
-    /// as in [`reroute_shared`](Self::reroute_shared).
+    /// group's other members in round-robin order; members that may not read it are passed
+    /// over; when every other member is connected and full, it comes back (to wait for the
+    /// first of them). Otherwise a refusal by all is dropped and counted, as in
+    /// [`reroute_shared`](Self::reroute_shared).
     fn offer_shared(
         &mut self,
         now: Instant,
         key: SessionKey,
         message: Message,
         token: Token,
-    ) -> Option<(Message, Token)> {
+    ) -> Option<Owed> {
         let filter = token.shared.clone()?;
         let mut members = Vec::from([key]);
         members.extend(self.index.shared_rotation(&filter, key));
@@ -310,8 +308,14 @@ impl<H: BrokerHooks> Broker<H> {
         let mut all_full = true;
         let mut last_error = None;
         let mut readers_denied = false;
-        let mut tried = false;
+        // The first member that was offered it: the one it waits for.
+        let mut tried = None;
         for (n, member) in members.into_iter().enumerate() {
+            if !self.may_read(member, &message) {
+                // Passed over: neither full nor taking it.
+                readers_denied = true;
+                continue;
+            }
             if n > 0 {
                 self.index.shared_served(&filter, member);
             }
@@ -320,12 +324,7 @@ impl<H: BrokerHooks> Broker<H> {
                 continue;
             };
             let live = record.connection.is_some();
-            if !self.may_read(member, &message) {
-                // Passed over: neither full nor taking it.
-                readers_denied = true;
-                continue;
-            }
-            tried = true;
+            tried.get_or_insert(member);
             match self.try_deliver(now, member, message, token) {
                 Ok(()) => return None,
                 Err(refused) => {
@@ -338,12 +337,16 @@ impl<H: BrokerHooks> Broker<H> {
                 }
             }
         }
-        if readers_denied && !tried {
-            self.stats.deliveries_unauthorized += 1;
-            return None;
-        }
+        let Some(wait_for) = tried else {
+            if readers_denied {
+                self.stats.deliveries_unauthorized += 1;
+                return None;
+            }
+            // Every member's session ended while it waited: it waits for `key`, as before.
+            return Some(Owed::new(key, message, token));
+        };
         if all_full {
-            return Some((message, token));
+            return Some(Owed::new(wait_for, message, token));
         }
         match last_error {
             Some(CommandError::PacketTooLarge { .. }) => self.stats.dropped_too_large += 1,
