@@ -86,10 +86,14 @@ impl TlsSettings {
 /// One listener.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListenerSettings {
-    /// The port (0: any free port).
+    /// The port (0: any free port, or a Unix socket when [`unix_socket`](Self::unix_socket)
+    /// is set).
     pub port: u16,
     /// The address to bind to; `None`: every address (mosquitto's default).
     pub bind_address: Option<String>,
+    /// A Unix domain socket at this path instead of a TCP port (mosquitto's
+    /// `listener 0 PATH`; feature `unix`, Unix only). Plain MQTT only: no TLS, no WebSocket.
+    pub unix_socket: Option<PathBuf>,
     /// MQTT or WebSockets.
     pub protocol: ListenerProtocol,
     /// TLS.
@@ -105,9 +109,19 @@ impl ListenerSettings {
         Self {
             port,
             bind_address,
+            unix_socket: None,
             protocol: ListenerProtocol::Mqtt,
             tls: TlsSettings::default(),
             lines: Vec::new(),
+        }
+    }
+
+    /// A plain MQTT listener on the Unix domain socket at `path` (mosquitto's
+    /// `listener 0 PATH`).
+    pub fn unix(path: impl Into<PathBuf>) -> Self {
+        Self {
+            unix_socket: Some(path.into()),
+            ..Self::new(0, None)
         }
     }
 
@@ -127,6 +141,9 @@ impl ListenerSettings {
     /// `require_certificate true`. `None` when [`listen_options`](Self::listen_options) can
     /// serve it.
     pub fn unsupported_transport(&self) -> Option<ConfigError> {
+        if self.unix_socket.is_some() {
+            return self.unsupported_unix();
+        }
         if self.protocol == ListenerProtocol::WebSockets && !cfg!(feature = "websocket") {
             return Some(ConfigError::new(
                 self.line_of("protocol"),
@@ -183,8 +200,80 @@ impl ListenerSettings {
         None
     }
 
+    /// Why a Unix socket listener cannot be served: the feature `unix` is off or the platform
+    /// is not Unix, or it is also given TLS keys, `protocol websockets` or `bind_address`.
+    fn unsupported_unix(&self) -> Option<ConfigError> {
+        let at = |key: &'static str, message: &str| {
+            Some(ConfigError::new(self.line_of(key), key, message))
+        };
+        if !cfg!(all(unix, feature = "unix")) {
+            return at(
+                "listener",
+                "Unix socket listeners (`listener 0 PATH`) need a Unix platform and the feature `unix` in this build",
+            );
+        }
+        if self.protocol == ListenerProtocol::WebSockets {
+            return at(
+                "protocol",
+                "a Unix socket listener speaks plain MQTT only, not websockets",
+            );
+        }
+        if self.bind_address.is_some() {
+            return at("bind_address", "a Unix socket listener has no address");
+        }
+        if self.tls.is_configured() {
+            let key = [
+                "cafile",
+                "capath",
+                "crlfile",
+                "certfile",
+                "keyfile",
+                "require_certificate",
+                "use_identity_as_username",
+                "tls_version",
+            ]
+            .into_iter()
+            .find(|key| self.line_of(key) > 0)
+            .unwrap_or("certfile");
+            return at(key, "TLS on a Unix socket listener is not supported");
+        }
+        None
+    }
+
+    /// Removes the file at the Unix socket path of this listener if it is a socket (one left
+    /// behind by a broker that did not stop cleanly, or this listener's own when it stops):
+    /// `Ok(true)` when removed, `Ok(false)` when there is no file or no Unix socket path. A
+    /// file there that is not a socket is left alone and is an error (of kind
+    /// `AlreadyExists`): binding would fail on it, and it may be someone's data.
+    pub fn remove_socket_file(&self) -> std::io::Result<bool> {
+        let Some(path) = &self.unix_socket else {
+            return Ok(false);
+        };
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            if meta.file_type().is_socket() {
+                std::fs::remove_file(path)?;
+                return Ok(true);
+            }
+        }
+        let _ = meta;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!(
+                "{} exists and is not a socket (not removed)",
+                path.display()
+            ),
+        ))
+    }
+
     /// Where this listener listens (`mqtt://`, `mqtts://`, `ws://` or `wss://` at its address,
-    /// every address when none is given) and its [`ListenOptions`](crate::dial::ListenOptions): the
+    /// every address when none is given; `unix://` for a Unix socket) and its [`ListenOptions`](crate::dial::ListenOptions): the
     /// TLS settings loaded from their files (`certfile`, `keyfile`; `cafile` and
     /// `require_certificate` for client certificates; `tls_version`). Errors name the key and
     /// its line. `use_identity_as_username` is the caller's, with
@@ -195,6 +284,12 @@ impl ListenerSettings {
     ) -> Result<(crate::endpoint::Endpoint, crate::dial::ListenOptions), ConfigError> {
         if let Some(e) = self.unsupported_transport() {
             return Err(e);
+        }
+        if let Some(path) = &self.unix_socket {
+            return Ok((
+                crate::endpoint::Endpoint::unix(path.clone()),
+                crate::dial::ListenOptions::new(),
+            ));
         }
         let host = self
             .bind_address
@@ -334,6 +429,7 @@ impl Default for LogSettings {
 /// | key | what it sets |
 /// | --- | --- |
 /// | `listener PORT [ADDRESS]` | a listener (the keys below it, up to the next `listener`, are its own) |
+/// | `listener 0 PATH` | a listener on the Unix domain socket at PATH (feature `unix`, Unix only; plain MQTT: no TLS keys, no `protocol websockets`). The `mqtt-broker` program removes a socket file left at PATH when it starts (any other kind of file there is an error, and is left alone), makes the socket the owner's and group's only (mode 0770, as mosquitto) and removes it when it stops gracefully |
 /// | `port PORT`, `bind_address ADDRESS` | the default listener (mosquitto's deprecated form) |
 /// | `protocol mqtt\|websockets` | the listener's protocol |
 /// | `cafile`, `certfile`, `keyfile`, `require_certificate`, `use_identity_as_username`, `tls_version` | the listener's TLS ([`TlsSettings`]): `certfile` and `keyfile` make it a TLS listener; `require_certificate true` asks every client for a certificate issued by a CA of `cafile` (mutual TLS); `use_identity_as_username true` (with `require_certificate`) makes the certificate's Common Name the client's user name, for authentication (the password file is not asked) and the ACL; `tls_version tlsv1.2\|tlsv1.3` is the lowest version accepted |
@@ -375,7 +471,7 @@ impl Default for LogSettings {
 ///
 /// Each listener becomes an endpoint and [`ListenOptions`](crate::dial::ListenOptions) with
 /// [`ListenerSettings::listen_options`]; the `mqtt-broker` program serves them all (TCP, TLS,
-/// WebSocket, WebSocket over TLS) with [`Listeners`](crate::engine::Listeners). A WebSocket
+/// WebSocket, WebSocket over TLS, Unix socket) with [`Listeners`](crate::engine::Listeners). A WebSocket
 /// listener answers on any request path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BrokerSettings {
@@ -491,7 +587,11 @@ impl BrokerSettings {
                     if parts.next().is_some() {
                         return Err(err("expected `listener PORT [ADDRESS]`".into()));
                     }
-                    let mut l = ListenerSettings::new(port, bind);
+                    // mosquitto: port 0 and a second argument is a Unix socket's path.
+                    let mut l = match bind {
+                        Some(path) if port == 0 => ListenerSettings::unix(path),
+                        bind => ListenerSettings::new(port, bind),
+                    };
                     l.lines.push((key.to_owned(), line));
                     s.listeners.push(l);
                     current = Some(s.listeners.len() - 1);
@@ -928,22 +1028,130 @@ mod tests {
     #[test]
     fn a_tls_listener_with_missing_files_names_its_line() {
         let s = BrokerSettings::from_mosquitto_conf(
-            "listener 0 127.0.0.1\ncertfile /nonexistent/s.pem\nkeyfile /nonexistent/s.key\n",
+            "listener 8883 127.0.0.1\ncertfile /nonexistent/s.pem\nkeyfile /nonexistent/s.key\n",
         )
         .unwrap();
         let e = s.listeners[0].listen_options().unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (2, "certfile"));
-        let s = BrokerSettings::from_mosquitto_conf("listener 0 127.0.0.1\nprotocol websockets\n")
-            .unwrap();
+        let s =
+            BrokerSettings::from_mosquitto_conf("listener 8080 127.0.0.1\nprotocol websockets\n")
+                .unwrap();
         let (endpoint, _) = s.listeners[0].listen_options().unwrap();
+        assert_eq!(endpoint.to_string(), "ws://127.0.0.1:8080/");
+    }
+
+    /// mosquitto.conf(5): `listener 0 PATH` is a Unix socket listener (the port must be 0);
+    /// `listener 0` alone is still TCP on any free port.
+    #[test]
+    fn listener_port_0_with_a_path_is_a_unix_socket() {
+        let s = BrokerSettings::from_mosquitto_conf(
+            "listener 0 /run/mosquitto/mqtt.sock\nlistener 0\nlistener 1883 127.0.0.1\n",
+        )
+        .unwrap();
         assert_eq!(
-            endpoint.to_string(),
-            if cfg!(feature = "websocket") {
-                "ws://127.0.0.1:0/"
-            } else {
-                ""
-            }
+            s.listeners[0].unix_socket,
+            Some(PathBuf::from("/run/mosquitto/mqtt.sock"))
         );
+        assert_eq!(s.listeners[0].bind_address, None);
+        assert_eq!(s.listeners[0].line_of("listener"), 1);
+        assert_eq!(
+            (s.listeners[1].port, s.listeners[1].unix_socket.as_ref()),
+            (0, None)
+        );
+        assert_eq!(s.listeners[2].unix_socket, None);
+        assert_eq!(s.listeners[2].bind_address.as_deref(), Some("127.0.0.1"));
+        assert!(s.listeners[0].tls == TlsSettings::default());
+        #[cfg(all(unix, feature = "unix"))]
+        {
+            assert!(s.listeners[0].unsupported_transport().is_none());
+            let (endpoint, _) = s.listeners[0].listen_options().unwrap();
+            assert_eq!(endpoint.to_string(), "unix:///run/mosquitto/mqtt.sock");
+        }
+        #[cfg(not(all(unix, feature = "unix")))]
+        {
+            let e = s.listeners[0].unsupported_transport().unwrap();
+            assert_eq!((e.line, e.key.as_str()), (1, "listener"));
+        }
+    }
+
+    /// A Unix socket listener is plain MQTT: TLS keys, `protocol websockets` and
+    /// `bind_address` under it are refused with their line.
+    #[cfg(all(unix, feature = "unix"))]
+    #[test]
+    fn a_unix_socket_listener_refuses_tls_websockets_and_an_address() {
+        for (text, line, key) in [
+            (
+                "listener 0 m.sock\ncertfile s.pem\nkeyfile s.key\n",
+                2,
+                "certfile",
+            ),
+            ("listener 0 m.sock\n\nprotocol websockets\n", 3, "protocol"),
+            (
+                "listener 0 m.sock\nbind_address 127.0.0.1\n",
+                2,
+                "bind_address",
+            ),
+            (
+                "listener 0 m.sock\nrequire_certificate true\n",
+                2,
+                "require_certificate",
+            ),
+        ] {
+            let s = BrokerSettings::from_mosquitto_conf(text).unwrap();
+            let e = s.listeners[0].unsupported_transport().unwrap();
+            assert_eq!((e.line, e.key.as_str()), (line, key), "{text:?}: {e}");
+            let e = s.listeners[0].listen_options().unwrap_err();
+            assert_eq!((e.line, e.key.as_str()), (line, key), "{text:?}: {e}");
+        }
+    }
+
+    /// A directory of its own under the system's temporary directory, removed on drop.
+    #[cfg(unix)]
+    struct TempDir(PathBuf);
+
+    #[cfg(unix)]
+    impl TempDir {
+        fn new(name: &str) -> Self {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "mqtt-settings-{name}-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+    }
+
+    #[cfg(unix)]
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Only a socket is removed from a Unix listener's path: a stale socket goes, a regular
+    /// file stays (an error), a missing file is nothing to do.
+    #[cfg(unix)]
+    #[test]
+    fn only_a_socket_file_is_removed() {
+        let dir = TempDir::new("socket");
+        let path = dir.0.join("mqtt.sock");
+        let listener = ListenerSettings::unix(&path);
+        assert!(!listener.remove_socket_file().unwrap());
+        let bound = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        drop(bound); // leaves the socket file behind, as a crash would
+        assert!(path.exists());
+        assert!(listener.remove_socket_file().unwrap());
+        assert!(!path.exists());
+        std::fs::write(&path, b"precious").unwrap();
+        let e = listener.remove_socket_file().unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+        assert!(!ListenerSettings::new(1883, None)
+            .remove_socket_file()
+            .unwrap());
     }
 
     #[test]
