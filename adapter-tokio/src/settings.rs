@@ -60,8 +60,16 @@ pub enum ListenerProtocol {
 /// A listener's TLS settings (mosquitto's names). TLS is on when `certfile` is set.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TlsSettings {
-    /// CA certificates that client certificates are checked against.
+    /// CA certificates that client certificates are checked against (a PEM file).
     pub cafile: Option<PathBuf>,
+    /// A directory of CA certificates that client certificates are checked against, with or
+    /// besides `cafile`: every file in it that holds PEM certificates is read (symbolic links
+    /// followed; mosquitto wants `openssl rehash`'d directories, this needs no rehash).
+    pub capath: Option<PathBuf>,
+    /// Certificate revocation lists (a PEM file) with `require_certificate true`: a client
+    /// certificate they revoke is refused; see
+    /// [`TlsServerOptions::client_crls_pem`](crate::tls::TlsServerOptions::client_crls_pem).
+    pub crlfile: Option<PathBuf>,
     /// The server's certificate chain (PEM).
     pub certfile: Option<PathBuf>,
     /// The server's private key (PEM).
@@ -157,6 +165,8 @@ impl ListenerSettings {
         let key_line = |key: &'static str| (self.line_of(key), key);
         let first_tls_key = [
             "cafile",
+            "capath",
+            "crlfile",
             "certfile",
             "keyfile",
             "require_certificate",
@@ -181,12 +191,20 @@ impl ListenerSettings {
                 "a TLS listener needs both certfile and keyfile",
             ));
         }
-        if self.tls.require_certificate && self.tls.cafile.is_none() {
+        if self.tls.require_certificate && self.tls.cafile.is_none() && self.tls.capath.is_none() {
             let (line, key) = key_line("require_certificate");
             return Some(ConfigError::new(
                 line,
                 key,
-                "require_certificate true needs cafile (the CAs client certificates are checked against)",
+                "require_certificate true needs cafile or capath (the CAs client certificates are checked against)",
+            ));
+        }
+        if self.tls.crlfile.is_some() && !self.tls.require_certificate {
+            let (line, key) = key_line("crlfile");
+            return Some(ConfigError::new(
+                line,
+                key,
+                "crlfile needs require_certificate true (it revokes client certificates)",
             ));
         }
         if self.tls.use_identity_as_username && !self.tls.require_certificate {
@@ -329,18 +347,30 @@ impl ListenerSettings {
         let mut options = crate::tls::TlsServerOptions::from_files(cert, key)
             .map_err(|e| fail("certfile", &e))?;
         if self.tls.require_certificate {
-            let ca = self.tls.cafile.as_ref().ok_or_else(|| {
-                ConfigError::new(
+            if self.tls.cafile.is_none() && self.tls.capath.is_none() {
+                return Err(ConfigError::new(
                     at("require_certificate"),
                     "require_certificate",
-                    "needs cafile",
-                )
-            })?;
-            let pem = std::fs::read(ca)
-                .map_err(|e| fail("cafile", &format!("cannot read {}: {e}", ca.display())))?;
-            options = options
-                .require_client_cert(&pem)
-                .map_err(|e| fail("cafile", &e))?;
+                    "needs cafile or capath",
+                ));
+            }
+            if let Some(ca) = &self.tls.cafile {
+                let pem = std::fs::read(ca)
+                    .map_err(|e| fail("cafile", &format!("cannot read {}: {e}", ca.display())))?;
+                options = options
+                    .require_client_cert(&pem)
+                    .map_err(|e| fail("cafile", &e))?;
+            }
+            if let Some(dir) = &self.tls.capath {
+                options = options
+                    .require_client_cert_dir(dir)
+                    .map_err(|e| fail("capath", &e))?;
+            }
+            if let Some(crl) = &self.tls.crlfile {
+                options = options
+                    .client_crl_file(crl)
+                    .map_err(|e| fail("crlfile", &e))?;
+            }
         }
         if let Some(version) = &self.tls.tls_version {
             let version = version
@@ -432,7 +462,7 @@ impl Default for LogSettings {
 /// | `listener 0 PATH` | a listener on the Unix domain socket at PATH (feature `unix`, Unix only; plain MQTT: no TLS keys, no `protocol websockets`). The `mqtt-broker` program removes a socket file left at PATH when it starts (any other kind of file there is an error, and is left alone), makes the socket the owner's and group's only (mode 0770, as mosquitto) and removes it when it stops gracefully |
 /// | `port PORT`, `bind_address ADDRESS` | the default listener (mosquitto's deprecated form) |
 /// | `protocol mqtt\|websockets` | the listener's protocol |
-/// | `cafile`, `certfile`, `keyfile`, `require_certificate`, `use_identity_as_username`, `tls_version` | the listener's TLS ([`TlsSettings`]): `certfile` and `keyfile` make it a TLS listener; `require_certificate true` asks every client for a certificate issued by a CA of `cafile` (mutual TLS); `use_identity_as_username true` (with `require_certificate`) makes the certificate's Common Name the client's user name, for authentication (the password file is not asked) and the ACL; `tls_version tlsv1.2\|tlsv1.3` is the lowest version accepted |
+/// | `cafile`, `capath`, `crlfile`, `certfile`, `keyfile`, `require_certificate`, `use_identity_as_username`, `tls_version` | the listener's TLS ([`TlsSettings`]): `certfile` and `keyfile` make it a TLS listener; `require_certificate true` asks every client for a certificate issued by a CA of `cafile` or `capath` (mutual TLS); `capath` is a directory of which every file holding PEM certificates is read (links followed: an `openssl rehash`'d directory works, and so does one never rehashed); `crlfile` (with `require_certificate true`) is a PEM file of certificate revocation lists: a client certificate they revoke is refused, and, as mosquitto's OpenSSL check, so is every client certificate when the CRL of its issuer is missing or past its next update; `use_identity_as_username true` (with `require_certificate`) makes the certificate's Common Name the client's user name, for authentication (the password file is not asked) and the ACL; `tls_version tlsv1.2\|tlsv1.3` is the lowest version accepted |
 /// | `allow_anonymous true\|false` | [`BrokerSettings::allow_anonymous`] |
 /// | `password_file PATH`, `acl_file PATH` | [`FileAuth`]'s files |
 /// | `max_connections N` | `BrokerConfig::max_connections` (`-1`: no limit) |
@@ -461,7 +491,8 @@ impl Default for LogSettings {
 ///
 /// Not supported (an error naming the line): bridges (`connection` and every `bridge_*`,
 /// `address`, `topic`, ...), plugins and `auth_plugin`, `include_dir`, `pid_file`, `user`,
-/// `psk_*`, `capath`, `crlfile`, `ciphers*`, `dhparamfile`, `http_dir`,
+/// `psk_hint` and `psk_file` (TLS-PSK: rustls, the TLS library here, implements no
+/// pre-shared-key cipher suites), `ciphers*`, `dhparamfile`, `http_dir`,
 /// `websockets_*`, `mount_point`, `log_dest` other than `stderr`/`stdout`, `log_facility`,
 /// `log_timestamp*`, `max_inflight_bytes`, `max_queued_bytes`, `memory_limit`,
 /// `persistent_client_expiration`, `queue_qos0_messages`, `retain_expiry_interval`,
@@ -614,10 +645,12 @@ impl BrokerSettings {
                     };
                     on_listener!(|l: &mut ListenerSettings| l.protocol = protocol);
                 }
-                "cafile" | "certfile" | "keyfile" => {
+                "cafile" | "capath" | "crlfile" | "certfile" | "keyfile" => {
                     let path = PathBuf::from(need()?);
                     on_listener!(|l: &mut ListenerSettings| match key {
                         "cafile" => l.tls.cafile = Some(path),
+                        "capath" => l.tls.capath = Some(path),
+                        "crlfile" => l.tls.crlfile = Some(path),
                         "certfile" => l.tls.certfile = Some(path),
                         _ => l.tls.keyfile = Some(path),
                     });
@@ -755,6 +788,11 @@ impl BrokerSettings {
                     s.log.types.push(t.to_owned());
                 }
                 "connection_messages" => s.log.connection_messages = boolean()?,
+                "psk_hint" | "psk_file" => {
+                    return Err(err(
+                        "TLS-PSK is not supported: rustls, this broker's TLS, has no pre-shared-key cipher suites (use certificates: certfile, keyfile, require_certificate)".into(),
+                    ))
+                }
                 other if MOSQUITTO_KEYS.contains(&other) || other.starts_with("bridge_") => {
                     return Err(err(
                         "not supported by this broker (see the list of supported keys)".into(),
@@ -826,7 +864,6 @@ const MOSQUITTO_KEYS: &[&str] = &[
     "auto_id_prefix",
     "autosave_on_changes",
     "bind_interface",
-    "capath",
     "check_retain_source",
     "ciphers",
     "ciphers_tls1.3",
@@ -834,7 +871,6 @@ const MOSQUITTO_KEYS: &[&str] = &[
     "clientid",
     "clientid_prefixes",
     "connection",
-    "crlfile",
     "dhparamfile",
     "enable_proxy_protocol",
     "global_max_clients",
@@ -862,8 +898,6 @@ const MOSQUITTO_KEYS: &[&str] = &[
     "pid_file",
     "plugin",
     "plugin_opt",
-    "psk_file",
-    "psk_hint",
     "queue_qos0_messages",
     "remote_clientid",
     "remote_password",
@@ -1152,6 +1186,108 @@ mod tests {
         assert!(!ListenerSettings::new(1883, None)
             .remove_socket_file()
             .unwrap());
+    }
+
+    /// `capath` and `crlfile` are listener keys; `crlfile` without `require_certificate true`
+    /// and `require_certificate true` without `cafile` or `capath` are refused with their
+    /// line; `capath` alone is enough CAs.
+    #[test]
+    fn capath_and_crlfile_are_read_and_checked() {
+        let s = BrokerSettings::from_mosquitto_conf(
+            "listener 8883\ncapath /etc/mqtt/cas\ncrlfile /etc/mqtt/crl.pem\ncertfile s.pem\nkeyfile s.key\nrequire_certificate true\n",
+        )
+        .unwrap();
+        let tls = &s.listeners[0].tls;
+        assert_eq!(tls.capath, Some(PathBuf::from("/etc/mqtt/cas")));
+        assert_eq!(tls.crlfile, Some(PathBuf::from("/etc/mqtt/crl.pem")));
+        assert_eq!(tls.cafile, None);
+        assert_eq!(
+            s.listeners[0].unsupported_transport().is_none(),
+            cfg!(feature = "tls")
+        );
+        if cfg!(feature = "tls") {
+            let s = BrokerSettings::from_mosquitto_conf(
+                "listener 8883\ncafile c.pem\ncertfile s.pem\nkeyfile s.key\n\ncrlfile crl.pem\n",
+            )
+            .unwrap();
+            let e = s.listeners[0].unsupported_transport().unwrap();
+            assert_eq!((e.line, e.key.as_str()), (6, "crlfile"), "{e}");
+            assert!(e.message.contains("require_certificate"), "{e}");
+            let s = BrokerSettings::from_mosquitto_conf(
+                "listener 8883\ncrlfile crl.pem\ncertfile s.pem\nkeyfile s.key\nrequire_certificate true\n",
+            )
+            .unwrap();
+            let e = s.listeners[0].unsupported_transport().unwrap();
+            assert_eq!((e.line, e.key.as_str()), (5, "require_certificate"), "{e}");
+            assert!(e.message.contains("cafile or capath"), "{e}");
+        }
+    }
+
+    /// TLS-PSK keys are refused with their line and the reason.
+    #[test]
+    fn psk_keys_are_refused_with_the_reason() {
+        for key in ["psk_hint", "psk_file"] {
+            let e = BrokerSettings::from_mosquitto_conf(&format!("listener 8883\n{key} x\n"))
+                .unwrap_err();
+            assert_eq!((e.line, e.key.as_str()), (2, key));
+            assert!(e.message.contains("rustls"), "{e}");
+        }
+    }
+
+    /// The files of `capath` and `crlfile` are loaded when the listener is built: a bad
+    /// CRL file names the `crlfile` line, an empty CA directory the `capath` line.
+    #[cfg(all(unix, feature = "tls"))]
+    #[test]
+    fn capath_and_crlfile_files_are_loaded() {
+        let dir = TempDir::new("tls-files");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let ca =
+            rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+                .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let server = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let crl = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2020, 1, 1),
+            next_update: rcgen::date_time_ymd(2999, 1, 1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&ca)
+        .unwrap();
+        let cas = dir.0.join("cas");
+        std::fs::create_dir(&cas).unwrap();
+        let p = |name: &str| dir.0.join(name).display().to_string();
+        std::fs::write(p("server.pem"), server.pem()).unwrap();
+        std::fs::write(p("server.key"), key.serialize_pem()).unwrap();
+        std::fs::write(p("crl.pem"), crl.pem().unwrap()).unwrap();
+        let conf = |crl: &str| {
+            format!(
+                "listener 8883 127.0.0.1\ncapath {}\ncrlfile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+                cas.display(),
+                p(crl),
+                p("server.pem"),
+                p("server.key"),
+            )
+        };
+        let s = BrokerSettings::from_mosquitto_conf(&conf("crl.pem")).unwrap();
+        let e = s.listeners[0].listen_options().unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "capath"), "{e}");
+        std::fs::write(cas.join("ca.pem"), ca.pem()).unwrap();
+        assert!(s.listeners[0].listen_options().is_ok());
+        // A certificate where the CRL should be.
+        let s = BrokerSettings::from_mosquitto_conf(&conf("server.pem")).unwrap();
+        let e = s.listeners[0].listen_options().unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (3, "crlfile"), "{e}");
     }
 
     #[test]

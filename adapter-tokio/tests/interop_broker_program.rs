@@ -1114,3 +1114,74 @@ fn unix_socket_listener_leaves_a_regular_file_alone() {
     );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
 }
+
+/// mosquitto.conf's `capath` and `crlfile` on a mutual-TLS listener: the client CAs come
+/// from a directory (never rehashed), and mosquitto_pub with a certificate the CRL revokes
+/// is refused (the handshake fails, nothing is published) while one with a good certificate
+/// from the same CA publishes.
+#[test]
+#[ignore = "needs mosquitto-clients (run by .ci/run)"]
+fn crlfile_refuses_a_revoked_client_certificate_mosquitto_clients() {
+    let dir = TempDir::new("broker-crl");
+    let (pki, good, revoked, crl) = pki::pki_with_revoked("device", "stolen");
+    let cas = dir.path().join("cas");
+    std::fs::create_dir(&cas).unwrap();
+    std::fs::write(cas.join("ca.pem"), &pki.ca).unwrap();
+    let file = |name: &str, content: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    };
+    let ca = file("ca.pem", &pki.ca);
+    let server_cert = file("server.pem", &pki.server_cert);
+    let server_key = file("server.key", &pki.server_key);
+    let crl = file("crl.pem", &crl);
+    let good = (file("good.pem", &good.0), file("good.key", &good.1));
+    let revoked = (
+        file("revoked.pem", &revoked.0),
+        file("revoked.key", &revoked.1),
+    );
+    let tls = free_port();
+    let broker = start(&format!(
+        "listener {tls} 127.0.0.1\ncapath {}\ncrlfile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+        cas.display(),
+        crl.display(),
+        server_cert.display(),
+        server_key.display(),
+    ));
+    wait_port(tls);
+    let publish = |(cert, key): &(PathBuf, PathBuf), payload: &str| {
+        Command::new("mosquitto_pub")
+            .args(["-h", "localhost", "-p", &tls.to_string()])
+            .arg("--cafile")
+            .arg(&ca)
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .args([
+                "-u",
+                "alice",
+                "-P",
+                "secret",
+                "-t",
+                "public/crl",
+                "-r",
+                "-q",
+                "1",
+            ])
+            .args(["-m", payload])
+            .output()
+            .unwrap()
+    };
+    let refused = publish(&revoked, "revoked");
+    assert!(!refused.status.success(), "{refused:?}");
+    let accepted = publish(&good, "good");
+    assert!(accepted.status.success(), "{accepted:?}\n{}", broker.log());
+    let out = tool(
+        "mosquitto_sub",
+        broker.port,
+        &["-t", "public/crl", "-C", "1", "-W", "5"],
+    );
+    assert_eq!(text(&out.stdout), "good\n", "{out:?}");
+}

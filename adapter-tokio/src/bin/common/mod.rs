@@ -48,7 +48,9 @@ pub(crate) struct ConnArgs {
     /// Trust the CA certificates in this PEM file, and connect over TLS.
     #[arg(long = "cafile")]
     pub(crate) cafile: Option<PathBuf>,
-    /// Trust the CA certificates of every PEM file in this directory, and connect over TLS.
+    /// Trust the CA certificates of every file in this directory that holds PEM certificates
+    /// (links followed; an `openssl rehash`'d directory works, and so does one never
+    /// rehashed), and connect over TLS.
     #[arg(long = "capath")]
     pub(crate) capath: Option<PathBuf>,
     /// Client certificate (PEM) for authentication, if required by the server (with --key).
