@@ -1077,6 +1077,18 @@ fn unix_socket_listener_mosquitto_clients() {
         .output()
         .unwrap();
     assert_eq!(text(&out.stdout), "over the socket\n", "{out:?}");
+    // Our own tools take mosquitto's --unix too.
+    let out = Command::new(program("mqtt-pub"))
+        .args(["--unix", path, "-u", "alice", "-P", "secret"])
+        .args(["-t", "public/ours", "-m", "ours", "-r", "-q", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = Command::new(program("mqtt-sub"))
+        .args(["--unix", path, "-t", "public/ours", "-C", "1", "-W", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "ours\n", "{out:?}");
     let status = Command::new("kill")
         .args(["-TERM", &broker.child.id().to_string()])
         .status()
