@@ -67,8 +67,8 @@ pub struct TlsSettings {
     /// followed; mosquitto wants `openssl rehash`'d directories, this needs no rehash).
     pub capath: Option<PathBuf>,
     /// Certificate revocation lists (a PEM file) with `require_certificate true`: a client
-    /// certificate they revoke is refused; see
-    /// [`TlsServerOptions::client_crls_pem`](crate::tls::TlsServerOptions::client_crls_pem).
+    /// certificate they revoke is refused; see `TlsServerOptions::client_crls_pem` (feature
+    /// `tls`).
     pub crlfile: Option<PathBuf>,
     /// The server's certificate chain (PEM).
     pub certfile: Option<PathBuf>,
