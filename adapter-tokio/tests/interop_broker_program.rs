@@ -1089,6 +1089,25 @@ fn unix_socket_listener_mosquitto_clients() {
         .output()
         .unwrap();
     assert_eq!(text(&out.stdout), "ours\n", "{out:?}");
+    // A second broker on the same path does not take the live socket away.
+    let conf = socket_dir.path().join("second.conf");
+    std::fs::write(&conf, format!("listener 0 {}\n", socket.display())).unwrap();
+    let second = Command::new(broker_binary())
+        .arg("-c")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(!second.status.success(), "{second:?}");
+    assert!(
+        text(&second.stderr).contains("another process is listening"),
+        "{}",
+        text(&second.stderr)
+    );
+    let out = Command::new("mosquitto_sub")
+        .args(["--unix", path, "-t", "public/unix", "-C", "1", "-W", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "over the socket\n", "{out:?}");
     let status = Command::new("kill")
         .args(["-TERM", &broker.child.id().to_string()])
         .status()

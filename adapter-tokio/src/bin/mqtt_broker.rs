@@ -369,7 +369,18 @@ async fn main() -> ExitCode {
             listen = listen.rewrite_connect(identity_rewrite(identity_token.clone()), limit);
         }
         // A socket left behind by a broker that did not stop cleanly is replaced, as
-        // mosquitto does; any other file at that path is not touched.
+        // mosquitto does; any other file at that path is not touched, nor is a socket that
+        // a live process still answers on.
+        #[cfg(unix)]
+        if let Some(path) = &settings_of.unix_socket {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                error!(
+                    "cannot listen on {endpoint}: another process is listening on {}",
+                    path.display()
+                );
+                return ExitCode::FAILURE;
+            }
+        }
         match settings_of.remove_socket_file() {
             Ok(true) => info!("removed the stale socket {endpoint}"),
             Ok(false) => {}
