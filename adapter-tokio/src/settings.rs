@@ -60,8 +60,16 @@ pub enum ListenerProtocol {
 /// A listener's TLS settings (mosquitto's names). TLS is on when `certfile` is set.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TlsSettings {
-    /// CA certificates that client certificates are checked against.
+    /// CA certificates that client certificates are checked against (a PEM file).
     pub cafile: Option<PathBuf>,
+    /// A directory of CA certificates that client certificates are checked against, with or
+    /// besides `cafile`: every file in it that holds PEM certificates is read (symbolic links
+    /// followed; mosquitto wants `openssl rehash`'d directories, this needs no rehash).
+    pub capath: Option<PathBuf>,
+    /// Certificate revocation lists (a PEM file) with `require_certificate true`: a client
+    /// certificate they revoke is refused; see `TlsServerOptions::client_crls_pem` (feature
+    /// `tls`).
+    pub crlfile: Option<PathBuf>,
     /// The server's certificate chain (PEM).
     pub certfile: Option<PathBuf>,
     /// The server's private key (PEM).
@@ -86,10 +94,14 @@ impl TlsSettings {
 /// One listener.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListenerSettings {
-    /// The port (0: any free port).
+    /// The port (0: any free port, or a Unix socket when [`unix_socket`](Self::unix_socket)
+    /// is set).
     pub port: u16,
     /// The address to bind to; `None`: every address (mosquitto's default).
     pub bind_address: Option<String>,
+    /// A Unix domain socket at this path instead of a TCP port (mosquitto's
+    /// `listener 0 PATH`; feature `unix`, Unix only). Plain MQTT only: no TLS, no WebSocket.
+    pub unix_socket: Option<PathBuf>,
     /// MQTT or WebSockets.
     pub protocol: ListenerProtocol,
     /// TLS.
@@ -105,9 +117,19 @@ impl ListenerSettings {
         Self {
             port,
             bind_address,
+            unix_socket: None,
             protocol: ListenerProtocol::Mqtt,
             tls: TlsSettings::default(),
             lines: Vec::new(),
+        }
+    }
+
+    /// A plain MQTT listener on the Unix domain socket at `path` (mosquitto's
+    /// `listener 0 PATH`).
+    pub fn unix(path: impl Into<PathBuf>) -> Self {
+        Self {
+            unix_socket: Some(path.into()),
+            ..Self::new(0, None)
         }
     }
 
@@ -127,6 +149,9 @@ impl ListenerSettings {
     /// `require_certificate true`. `None` when [`listen_options`](Self::listen_options) can
     /// serve it.
     pub fn unsupported_transport(&self) -> Option<ConfigError> {
+        if self.unix_socket.is_some() {
+            return self.unsupported_unix();
+        }
         if self.protocol == ListenerProtocol::WebSockets && !cfg!(feature = "websocket") {
             return Some(ConfigError::new(
                 self.line_of("protocol"),
@@ -140,6 +165,8 @@ impl ListenerSettings {
         let key_line = |key: &'static str| (self.line_of(key), key);
         let first_tls_key = [
             "cafile",
+            "capath",
+            "crlfile",
             "certfile",
             "keyfile",
             "require_certificate",
@@ -164,12 +191,20 @@ impl ListenerSettings {
                 "a TLS listener needs both certfile and keyfile",
             ));
         }
-        if self.tls.require_certificate && self.tls.cafile.is_none() {
+        if self.tls.require_certificate && self.tls.cafile.is_none() && self.tls.capath.is_none() {
             let (line, key) = key_line("require_certificate");
             return Some(ConfigError::new(
                 line,
                 key,
-                "require_certificate true needs cafile (the CAs client certificates are checked against)",
+                "require_certificate true needs cafile or capath (the CAs client certificates are checked against)",
+            ));
+        }
+        if self.tls.crlfile.is_some() && !self.tls.require_certificate {
+            let (line, key) = key_line("crlfile");
+            return Some(ConfigError::new(
+                line,
+                key,
+                "crlfile needs require_certificate true (it revokes client certificates)",
             ));
         }
         if self.tls.use_identity_as_username && !self.tls.require_certificate {
@@ -183,8 +218,80 @@ impl ListenerSettings {
         None
     }
 
+    /// Why a Unix socket listener cannot be served: the feature `unix` is off or the platform
+    /// is not Unix, or it is also given TLS keys, `protocol websockets` or `bind_address`.
+    fn unsupported_unix(&self) -> Option<ConfigError> {
+        let at = |key: &'static str, message: &str| {
+            Some(ConfigError::new(self.line_of(key), key, message))
+        };
+        if !cfg!(all(unix, feature = "unix")) {
+            return at(
+                "listener",
+                "Unix socket listeners (`listener 0 PATH`) need a Unix platform and the feature `unix` in this build",
+            );
+        }
+        if self.protocol == ListenerProtocol::WebSockets {
+            return at(
+                "protocol",
+                "a Unix socket listener speaks plain MQTT only, not websockets",
+            );
+        }
+        if self.bind_address.is_some() {
+            return at("bind_address", "a Unix socket listener has no address");
+        }
+        if self.tls.is_configured() {
+            let key = [
+                "cafile",
+                "capath",
+                "crlfile",
+                "certfile",
+                "keyfile",
+                "require_certificate",
+                "use_identity_as_username",
+                "tls_version",
+            ]
+            .into_iter()
+            .find(|key| self.line_of(key) > 0)
+            .unwrap_or("certfile");
+            return at(key, "TLS on a Unix socket listener is not supported");
+        }
+        None
+    }
+
+    /// Removes the file at the Unix socket path of this listener if it is a socket (one left
+    /// behind by a broker that did not stop cleanly, or this listener's own when it stops):
+    /// `Ok(true)` when removed, `Ok(false)` when there is no file or no Unix socket path. A
+    /// file there that is not a socket is left alone and is an error (of kind
+    /// `AlreadyExists`): binding would fail on it, and it may be someone's data.
+    pub fn remove_socket_file(&self) -> std::io::Result<bool> {
+        let Some(path) = &self.unix_socket else {
+            return Ok(false);
+        };
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            if meta.file_type().is_socket() {
+                std::fs::remove_file(path)?;
+                return Ok(true);
+            }
+        }
+        let _ = meta;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!(
+                "{} exists and is not a socket (not removed)",
+                path.display()
+            ),
+        ))
+    }
+
     /// Where this listener listens (`mqtt://`, `mqtts://`, `ws://` or `wss://` at its address,
-    /// every address when none is given) and its [`ListenOptions`](crate::dial::ListenOptions): the
+    /// every address when none is given; `unix://` for a Unix socket) and its [`ListenOptions`](crate::dial::ListenOptions): the
     /// TLS settings loaded from their files (`certfile`, `keyfile`; `cafile` and
     /// `require_certificate` for client certificates; `tls_version`). Errors name the key and
     /// its line. `use_identity_as_username` is the caller's, with
@@ -195,6 +302,12 @@ impl ListenerSettings {
     ) -> Result<(crate::endpoint::Endpoint, crate::dial::ListenOptions), ConfigError> {
         if let Some(e) = self.unsupported_transport() {
             return Err(e);
+        }
+        if let Some(path) = &self.unix_socket {
+            return Ok((
+                crate::endpoint::Endpoint::unix(path.clone()),
+                crate::dial::ListenOptions::new(),
+            ));
         }
         let host = self
             .bind_address
@@ -234,18 +347,30 @@ impl ListenerSettings {
         let mut options = crate::tls::TlsServerOptions::from_files(cert, key)
             .map_err(|e| fail("certfile", &e))?;
         if self.tls.require_certificate {
-            let ca = self.tls.cafile.as_ref().ok_or_else(|| {
-                ConfigError::new(
+            if self.tls.cafile.is_none() && self.tls.capath.is_none() {
+                return Err(ConfigError::new(
                     at("require_certificate"),
                     "require_certificate",
-                    "needs cafile",
-                )
-            })?;
-            let pem = std::fs::read(ca)
-                .map_err(|e| fail("cafile", &format!("cannot read {}: {e}", ca.display())))?;
-            options = options
-                .require_client_cert(&pem)
-                .map_err(|e| fail("cafile", &e))?;
+                    "needs cafile or capath",
+                ));
+            }
+            if let Some(ca) = &self.tls.cafile {
+                let pem = std::fs::read(ca)
+                    .map_err(|e| fail("cafile", &format!("cannot read {}: {e}", ca.display())))?;
+                options = options
+                    .require_client_cert(&pem)
+                    .map_err(|e| fail("cafile", &e))?;
+            }
+            if let Some(dir) = &self.tls.capath {
+                options = options
+                    .require_client_cert_dir(dir)
+                    .map_err(|e| fail("capath", &e))?;
+            }
+            if let Some(crl) = &self.tls.crlfile {
+                options = options
+                    .client_crl_file(crl)
+                    .map_err(|e| fail("crlfile", &e))?;
+            }
         }
         if let Some(version) = &self.tls.tls_version {
             let version = version
@@ -334,9 +459,10 @@ impl Default for LogSettings {
 /// | key | what it sets |
 /// | --- | --- |
 /// | `listener PORT [ADDRESS]` | a listener (the keys below it, up to the next `listener`, are its own) |
+/// | `listener 0 PATH` | a listener on the Unix domain socket at PATH (feature `unix`, Unix only; plain MQTT: no TLS keys, no `protocol websockets`). The `mqtt-broker` program removes a socket file left at PATH when it starts (a socket a live process answers on, or any other kind of file there, is an error, and is left alone), makes the socket the owner's and group's only (mode 0770, as mosquitto) and removes it when it stops gracefully |
 /// | `port PORT`, `bind_address ADDRESS` | the default listener (mosquitto's deprecated form) |
 /// | `protocol mqtt\|websockets` | the listener's protocol |
-/// | `cafile`, `certfile`, `keyfile`, `require_certificate`, `use_identity_as_username`, `tls_version` | the listener's TLS ([`TlsSettings`]): `certfile` and `keyfile` make it a TLS listener; `require_certificate true` asks every client for a certificate issued by a CA of `cafile` (mutual TLS); `use_identity_as_username true` (with `require_certificate`) makes the certificate's Common Name the client's user name, for authentication (the password file is not asked) and the ACL; `tls_version tlsv1.2\|tlsv1.3` is the lowest version accepted |
+/// | `cafile`, `capath`, `crlfile`, `certfile`, `keyfile`, `require_certificate`, `use_identity_as_username`, `tls_version` | the listener's TLS ([`TlsSettings`]): `certfile` and `keyfile` make it a TLS listener; `require_certificate true` asks every client for a certificate issued by a CA of `cafile` or `capath` (mutual TLS); `capath` is a directory of which every file holding PEM certificates is read (links followed: an `openssl rehash`'d directory works, and so does one never rehashed); `crlfile` (with `require_certificate true`) is a PEM file of certificate revocation lists: a client certificate they revoke is refused, and, as mosquitto's OpenSSL check, so is every client certificate when the CRL of its issuer is missing or past its next update; `use_identity_as_username true` (with `require_certificate`) makes the certificate's Common Name the client's user name, for authentication (the password file is not asked) and the ACL; `tls_version tlsv1.2\|tlsv1.3` is the lowest version accepted |
 /// | `allow_anonymous true\|false` | [`BrokerSettings::allow_anonymous`] |
 /// | `password_file PATH`, `acl_file PATH` | [`FileAuth`]'s files |
 /// | `max_connections N` | `BrokerConfig::max_connections` (`-1`: no limit) |
@@ -365,7 +491,8 @@ impl Default for LogSettings {
 ///
 /// Not supported (an error naming the line): bridges (`connection` and every `bridge_*`,
 /// `address`, `topic`, ...), plugins and `auth_plugin`, `include_dir`, `pid_file`, `user`,
-/// `psk_*`, `capath`, `crlfile`, `ciphers*`, `dhparamfile`, `http_dir`,
+/// `psk_hint` and `psk_file` (TLS-PSK: rustls, the TLS library here, implements no
+/// pre-shared-key cipher suites), `ciphers*`, `dhparamfile`, `http_dir`,
 /// `websockets_*`, `mount_point`, `log_dest` other than `stderr`/`stdout`, `log_facility`,
 /// `log_timestamp*`, `max_inflight_bytes`, `max_queued_bytes`, `memory_limit`,
 /// `persistent_client_expiration`, `queue_qos0_messages`, `retain_expiry_interval`,
@@ -375,7 +502,7 @@ impl Default for LogSettings {
 ///
 /// Each listener becomes an endpoint and [`ListenOptions`](crate::dial::ListenOptions) with
 /// [`ListenerSettings::listen_options`]; the `mqtt-broker` program serves them all (TCP, TLS,
-/// WebSocket, WebSocket over TLS) with [`Listeners`](crate::engine::Listeners). A WebSocket
+/// WebSocket, WebSocket over TLS, Unix socket) with [`Listeners`](crate::engine::Listeners). A WebSocket
 /// listener answers on any request path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BrokerSettings {
@@ -491,7 +618,11 @@ impl BrokerSettings {
                     if parts.next().is_some() {
                         return Err(err("expected `listener PORT [ADDRESS]`".into()));
                     }
-                    let mut l = ListenerSettings::new(port, bind);
+                    // mosquitto: port 0 and a second argument is a Unix socket's path.
+                    let mut l = match bind {
+                        Some(path) if port == 0 => ListenerSettings::unix(path),
+                        bind => ListenerSettings::new(port, bind),
+                    };
                     l.lines.push((key.to_owned(), line));
                     s.listeners.push(l);
                     current = Some(s.listeners.len() - 1);
@@ -514,10 +645,12 @@ impl BrokerSettings {
                     };
                     on_listener!(|l: &mut ListenerSettings| l.protocol = protocol);
                 }
-                "cafile" | "certfile" | "keyfile" => {
+                "cafile" | "capath" | "crlfile" | "certfile" | "keyfile" => {
                     let path = PathBuf::from(need()?);
                     on_listener!(|l: &mut ListenerSettings| match key {
                         "cafile" => l.tls.cafile = Some(path),
+                        "capath" => l.tls.capath = Some(path),
+                        "crlfile" => l.tls.crlfile = Some(path),
                         "certfile" => l.tls.certfile = Some(path),
                         _ => l.tls.keyfile = Some(path),
                     });
@@ -655,6 +788,11 @@ impl BrokerSettings {
                     s.log.types.push(t.to_owned());
                 }
                 "connection_messages" => s.log.connection_messages = boolean()?,
+                "psk_hint" | "psk_file" => {
+                    return Err(err(
+                        "TLS-PSK is not supported: rustls, this broker's TLS, has no pre-shared-key cipher suites (use certificates: certfile, keyfile, require_certificate)".into(),
+                    ))
+                }
                 other if MOSQUITTO_KEYS.contains(&other) || other.starts_with("bridge_") => {
                     return Err(err(
                         "not supported by this broker (see the list of supported keys)".into(),
@@ -726,7 +864,6 @@ const MOSQUITTO_KEYS: &[&str] = &[
     "auto_id_prefix",
     "autosave_on_changes",
     "bind_interface",
-    "capath",
     "check_retain_source",
     "ciphers",
     "ciphers_tls1.3",
@@ -734,7 +871,6 @@ const MOSQUITTO_KEYS: &[&str] = &[
     "clientid",
     "clientid_prefixes",
     "connection",
-    "crlfile",
     "dhparamfile",
     "enable_proxy_protocol",
     "global_max_clients",
@@ -762,8 +898,6 @@ const MOSQUITTO_KEYS: &[&str] = &[
     "pid_file",
     "plugin",
     "plugin_opt",
-    "psk_file",
-    "psk_hint",
     "queue_qos0_messages",
     "remote_clientid",
     "remote_password",
@@ -928,22 +1062,232 @@ mod tests {
     #[test]
     fn a_tls_listener_with_missing_files_names_its_line() {
         let s = BrokerSettings::from_mosquitto_conf(
-            "listener 0 127.0.0.1\ncertfile /nonexistent/s.pem\nkeyfile /nonexistent/s.key\n",
+            "listener 8883 127.0.0.1\ncertfile /nonexistent/s.pem\nkeyfile /nonexistent/s.key\n",
         )
         .unwrap();
         let e = s.listeners[0].listen_options().unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (2, "certfile"));
-        let s = BrokerSettings::from_mosquitto_conf("listener 0 127.0.0.1\nprotocol websockets\n")
-            .unwrap();
+        let s =
+            BrokerSettings::from_mosquitto_conf("listener 8080 127.0.0.1\nprotocol websockets\n")
+                .unwrap();
         let (endpoint, _) = s.listeners[0].listen_options().unwrap();
+        assert_eq!(endpoint.to_string(), "ws://127.0.0.1:8080/");
+    }
+
+    /// mosquitto.conf(5): `listener 0 PATH` is a Unix socket listener (the port must be 0);
+    /// `listener 0` alone is still TCP on any free port.
+    #[test]
+    fn listener_port_0_with_a_path_is_a_unix_socket() {
+        let s = BrokerSettings::from_mosquitto_conf(
+            "listener 0 /run/mosquitto/mqtt.sock\nlistener 0\nlistener 1883 127.0.0.1\n",
+        )
+        .unwrap();
         assert_eq!(
-            endpoint.to_string(),
-            if cfg!(feature = "websocket") {
-                "ws://127.0.0.1:0/"
-            } else {
-                ""
-            }
+            s.listeners[0].unix_socket,
+            Some(PathBuf::from("/run/mosquitto/mqtt.sock"))
         );
+        assert_eq!(s.listeners[0].bind_address, None);
+        assert_eq!(s.listeners[0].line_of("listener"), 1);
+        assert_eq!(
+            (s.listeners[1].port, s.listeners[1].unix_socket.as_ref()),
+            (0, None)
+        );
+        assert_eq!(s.listeners[2].unix_socket, None);
+        assert_eq!(s.listeners[2].bind_address.as_deref(), Some("127.0.0.1"));
+        assert!(s.listeners[0].tls == TlsSettings::default());
+        #[cfg(all(unix, feature = "unix"))]
+        {
+            assert!(s.listeners[0].unsupported_transport().is_none());
+            let (endpoint, _) = s.listeners[0].listen_options().unwrap();
+            assert_eq!(endpoint.to_string(), "unix:///run/mosquitto/mqtt.sock");
+        }
+        #[cfg(not(all(unix, feature = "unix")))]
+        {
+            let e = s.listeners[0].unsupported_transport().unwrap();
+            assert_eq!((e.line, e.key.as_str()), (1, "listener"));
+        }
+    }
+
+    /// A Unix socket listener is plain MQTT: TLS keys, `protocol websockets` and
+    /// `bind_address` under it are refused with their line.
+    #[cfg(all(unix, feature = "unix"))]
+    #[test]
+    fn a_unix_socket_listener_refuses_tls_websockets_and_an_address() {
+        for (text, line, key) in [
+            (
+                "listener 0 m.sock\ncertfile s.pem\nkeyfile s.key\n",
+                2,
+                "certfile",
+            ),
+            ("listener 0 m.sock\n\nprotocol websockets\n", 3, "protocol"),
+            (
+                "listener 0 m.sock\nbind_address 127.0.0.1\n",
+                2,
+                "bind_address",
+            ),
+            (
+                "listener 0 m.sock\nrequire_certificate true\n",
+                2,
+                "require_certificate",
+            ),
+        ] {
+            let s = BrokerSettings::from_mosquitto_conf(text).unwrap();
+            let e = s.listeners[0].unsupported_transport().unwrap();
+            assert_eq!((e.line, e.key.as_str()), (line, key), "{text:?}: {e}");
+            let e = s.listeners[0].listen_options().unwrap_err();
+            assert_eq!((e.line, e.key.as_str()), (line, key), "{text:?}: {e}");
+        }
+    }
+
+    /// A directory of its own under the system's temporary directory, removed on drop.
+    #[cfg(unix)]
+    struct TempDir(PathBuf);
+
+    #[cfg(unix)]
+    impl TempDir {
+        fn new(name: &str) -> Self {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "mqtt-settings-{name}-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+    }
+
+    #[cfg(unix)]
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Only a socket is removed from a Unix listener's path: a stale socket goes, a regular
+    /// file stays (an error), a missing file is nothing to do.
+    #[cfg(unix)]
+    #[test]
+    fn only_a_socket_file_is_removed() {
+        let dir = TempDir::new("socket");
+        let path = dir.0.join("mqtt.sock");
+        let listener = ListenerSettings::unix(&path);
+        assert!(!listener.remove_socket_file().unwrap());
+        let bound = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        drop(bound); // leaves the socket file behind, as a crash would
+        assert!(path.exists());
+        assert!(listener.remove_socket_file().unwrap());
+        assert!(!path.exists());
+        std::fs::write(&path, b"precious").unwrap();
+        let e = listener.remove_socket_file().unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+        assert!(!ListenerSettings::new(1883, None)
+            .remove_socket_file()
+            .unwrap());
+    }
+
+    /// `capath` and `crlfile` are listener keys; `crlfile` without `require_certificate true`
+    /// and `require_certificate true` without `cafile` or `capath` are refused with their
+    /// line; `capath` alone is enough CAs.
+    #[test]
+    fn capath_and_crlfile_are_read_and_checked() {
+        let s = BrokerSettings::from_mosquitto_conf(
+            "listener 8883\ncapath /etc/mqtt/cas\ncrlfile /etc/mqtt/crl.pem\ncertfile s.pem\nkeyfile s.key\nrequire_certificate true\n",
+        )
+        .unwrap();
+        let tls = &s.listeners[0].tls;
+        assert_eq!(tls.capath, Some(PathBuf::from("/etc/mqtt/cas")));
+        assert_eq!(tls.crlfile, Some(PathBuf::from("/etc/mqtt/crl.pem")));
+        assert_eq!(tls.cafile, None);
+        assert_eq!(
+            s.listeners[0].unsupported_transport().is_none(),
+            cfg!(feature = "tls")
+        );
+        if cfg!(feature = "tls") {
+            let s = BrokerSettings::from_mosquitto_conf(
+                "listener 8883\ncafile c.pem\ncertfile s.pem\nkeyfile s.key\n\ncrlfile crl.pem\n",
+            )
+            .unwrap();
+            let e = s.listeners[0].unsupported_transport().unwrap();
+            assert_eq!((e.line, e.key.as_str()), (6, "crlfile"), "{e}");
+            assert!(e.message.contains("require_certificate"), "{e}");
+            let s = BrokerSettings::from_mosquitto_conf(
+                "listener 8883\ncrlfile crl.pem\ncertfile s.pem\nkeyfile s.key\nrequire_certificate true\n",
+            )
+            .unwrap();
+            let e = s.listeners[0].unsupported_transport().unwrap();
+            assert_eq!((e.line, e.key.as_str()), (5, "require_certificate"), "{e}");
+            assert!(e.message.contains("cafile or capath"), "{e}");
+        }
+    }
+
+    /// TLS-PSK keys are refused with their line and the reason.
+    #[test]
+    fn psk_keys_are_refused_with_the_reason() {
+        for key in ["psk_hint", "psk_file"] {
+            let e = BrokerSettings::from_mosquitto_conf(&format!("listener 8883\n{key} x\n"))
+                .unwrap_err();
+            assert_eq!((e.line, e.key.as_str()), (2, key));
+            assert!(e.message.contains("rustls"), "{e}");
+        }
+    }
+
+    /// The files of `capath` and `crlfile` are loaded when the listener is built: a bad
+    /// CRL file names the `crlfile` line, an empty CA directory the `capath` line.
+    #[cfg(all(unix, feature = "tls"))]
+    #[test]
+    fn capath_and_crlfile_files_are_loaded() {
+        let dir = TempDir::new("tls-files");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let ca =
+            rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+                .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let server = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let crl = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2020, 1, 1),
+            next_update: rcgen::date_time_ymd(2999, 1, 1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&ca)
+        .unwrap();
+        let cas = dir.0.join("cas");
+        std::fs::create_dir(&cas).unwrap();
+        let p = |name: &str| dir.0.join(name).display().to_string();
+        std::fs::write(p("server.pem"), server.pem()).unwrap();
+        std::fs::write(p("server.key"), key.serialize_pem()).unwrap();
+        std::fs::write(p("crl.pem"), crl.pem().unwrap()).unwrap();
+        let conf = |crl: &str| {
+            format!(
+                "listener 8883 127.0.0.1\ncapath {}\ncrlfile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+                cas.display(),
+                p(crl),
+                p("server.pem"),
+                p("server.key"),
+            )
+        };
+        let s = BrokerSettings::from_mosquitto_conf(&conf("crl.pem")).unwrap();
+        let e = s.listeners[0].listen_options().unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "capath"), "{e}");
+        std::fs::write(cas.join("ca.pem"), ca.pem()).unwrap();
+        assert!(s.listeners[0].listen_options().is_ok());
+        // A certificate where the CRL should be.
+        let s = BrokerSettings::from_mosquitto_conf(&conf("server.pem")).unwrap();
+        let e = s.listeners[0].listen_options().unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (3, "crlfile"), "{e}");
     }
 
     #[test]

@@ -14,7 +14,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig,
@@ -126,6 +128,45 @@ fn add_roots(roots: &mut RootCertStore, pem: &[u8]) -> Result<(), TlsError> {
     Ok(())
 }
 
+/// The certificates of every file in `dir` that holds PEM certificates (symbolic links
+/// followed, so both the files and the hash links of a `c_rehash`'d directory are read; a
+/// certificate read twice is trusted once). Files holding none (CRLs, keys, other data) and
+/// subdirectories are skipped; an unreadable directory is an error.
+fn certs_from_dir(dir: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| TlsError::new(format!("{}: {e}", dir.display())))?;
+    let mut certs = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !path.is_file() {
+            continue;
+        }
+        let Ok(pem) = std::fs::read(&path) else {
+            continue;
+        };
+        if let Ok(found) = certs_from_pem(&pem) {
+            for cert in found {
+                if !certs.contains(&cert) {
+                    certs.push(cert);
+                }
+            }
+        }
+    }
+    Ok(certs)
+}
+
+fn crls_from_pem(pem: &[u8]) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let crls = CertificateRevocationListDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::new(format!("CRL PEM: {e}")))?;
+    if crls.is_empty() {
+        return Err(TlsError::new(
+            "no certificate revocation list (X509 CRL) in the PEM data",
+        ));
+    }
+    Ok(crls)
+}
+
 fn alpn_list<P: AsRef<[u8]>>(protocols: impl IntoIterator<Item = P>) -> Vec<Vec<u8>> {
     protocols.into_iter().map(|p| p.as_ref().to_vec()).collect()
 }
@@ -203,22 +244,12 @@ impl TlsClientOptions {
 
     /// Trusts the CA certificates of every PEM file in the directory `dir` (mosquitto's
     /// `--capath`); files that hold no certificate are skipped.
+    ///
+    /// mosquitto (OpenSSL) looks certificates up by the hash links `openssl rehash` makes;
+    /// this reads every file instead (links followed), so a directory needs no rehash.
     pub fn add_ca_dir(mut self, dir: impl AsRef<Path>) -> Result<Self, TlsError> {
-        let dir = dir.as_ref();
-        let entries =
-            std::fs::read_dir(dir).map_err(|e| TlsError::new(format!("{}: {e}", dir.display())))?;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if !path.is_file() {
-                continue;
-            }
-            let Ok(pem) = std::fs::read(&path) else {
-                continue;
-            };
-            if let Ok(certs) = certs_from_pem(&pem) {
-                self.roots.add_parsable_certificates(certs);
-            }
-        }
+        self.roots
+            .add_parsable_certificates(certs_from_dir(dir.as_ref())?);
         Ok(self)
     }
 
@@ -521,6 +552,7 @@ pub struct TlsServerOptions {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     client_roots: Option<RootCertStore>,
+    client_crls: Vec<CertificateRevocationListDer<'static>>,
     client_cert_optional: bool,
     alpn: Vec<Vec<u8>>,
     min_version: TlsVersion,
@@ -531,6 +563,7 @@ impl fmt::Debug for TlsServerOptions {
         f.debug_struct("TlsServerOptions")
             .field("chain", &self.chain.len())
             .field("client_roots", &self.client_roots.as_ref().map(|r| r.len()))
+            .field("client_crls", &self.client_crls.len())
             .field("client_cert_optional", &self.client_cert_optional)
             .field("alpn", &self.alpn)
             .field("min_version", &self.min_version)
@@ -546,6 +579,7 @@ impl TlsServerOptions {
             chain: certs_from_pem(cert_chain_pem)?,
             key: key_from_pem(key_pem)?,
             client_roots: None,
+            client_crls: Vec::new(),
             client_cert_optional: false,
             alpn: Vec::new(),
             min_version: TlsVersion::default(),
@@ -566,6 +600,42 @@ impl TlsServerOptions {
         let roots = self.client_roots.get_or_insert_with(RootCertStore::empty);
         add_roots(roots, ca_pem)?;
         Ok(self)
+    }
+
+    /// Mutual TLS as [`require_client_cert`](Self::require_client_cert), with the CA
+    /// certificates of every file of the directory `dir` that holds PEM certificates
+    /// (mosquitto's `capath`; links are followed and no `openssl rehash` is needed, see
+    /// [`TlsClientOptions::add_ca_dir`]). A directory without any certificate is an error.
+    pub fn require_client_cert_dir(mut self, dir: impl AsRef<Path>) -> Result<Self, TlsError> {
+        let dir = dir.as_ref();
+        let certs = certs_from_dir(dir)?;
+        if certs.is_empty() {
+            return Err(TlsError::new(format!(
+                "no PEM certificate in the directory {}",
+                dir.display()
+            )));
+        }
+        let roots = self.client_roots.get_or_insert_with(RootCertStore::empty);
+        for cert in certs {
+            roots.add(cert)?;
+        }
+        Ok(self)
+    }
+
+    /// With client certificates required: refuses a client certificate that these
+    /// certificate revocation lists (PEM `X509 CRL` blocks) revoke (mosquitto's `crlfile`).
+    /// As mosquitto (OpenSSL's `X509_V_FLAG_CRL_CHECK`), the client's own certificate is
+    /// checked, not the intermediates of its chain; a certificate whose issuer has no CRL
+    /// here, or a CRL past its next update, makes the handshake fail.
+    pub fn client_crls_pem(mut self, pem: &[u8]) -> Result<Self, TlsError> {
+        self.client_crls.extend(crls_from_pem(pem)?);
+        Ok(self)
+    }
+
+    /// [`client_crls_pem`](Self::client_crls_pem) from a PEM file.
+    pub fn client_crl_file(self, path: impl AsRef<Path>) -> Result<Self, TlsError> {
+        let pem = read_file(path.as_ref())?;
+        self.client_crls_pem(&pem)
     }
 
     /// With [`require_client_cert`](Self::require_client_cert): clients without a
@@ -593,6 +663,11 @@ impl TlsServerOptions {
         let provider = provider();
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(self.min_version.versions())?;
+        if self.client_roots.is_none() && !self.client_crls.is_empty() {
+            return Err(TlsError::new(
+                "certificate revocation lists need client certificates (require_client_cert)",
+            ));
+        }
         let builder = match self.client_roots {
             Some(roots) => {
                 let verifier =
@@ -601,6 +676,14 @@ impl TlsServerOptions {
                     verifier.allow_unauthenticated()
                 } else {
                     verifier
+                };
+                let verifier = if self.client_crls.is_empty() {
+                    verifier
+                } else {
+                    verifier
+                        .with_crls(self.client_crls)
+                        .only_check_end_entity_revocation()
+                        .enforce_revocation_expiration()
                 };
                 let verifier = verifier.build().map_err(|e| TlsError::new(e.to_string()))?;
                 builder.with_client_cert_verifier(verifier)
@@ -755,5 +838,229 @@ mod cn_tests {
             let _ = certificate_common_name(&der[..cut]);
         }
         assert_eq!(certificate_common_name(b"\x30\x84\xff\xff\xff\xff"), None);
+    }
+}
+
+#[cfg(test)]
+mod client_cert_tests {
+    use super::*;
+    use rcgen::{
+        date_time_ymd, BasicConstraints, CertificateParams, CertificateRevocationListParams,
+        CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair,
+        KeyUsagePurpose, RevokedCertParams, SerialNumber,
+    };
+
+    fn ca() -> CertifiedIssuer<'static, KeyPair> {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "test CA");
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+    }
+
+    /// A certificate and key (PEM) from `ca` for `name`, with serial number `serial`.
+    fn leaf(
+        ca: &CertifiedIssuer<'static, KeyPair>,
+        name: &str,
+        serial: u64,
+        usage: ExtendedKeyUsagePurpose,
+    ) -> (String, String) {
+        let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![usage];
+        params.serial_number = Some(SerialNumber::from(serial));
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// A CRL of `ca` revoking the serial numbers `revoked`, valid until `next_update_year`.
+    fn crl(ca: &CertifiedIssuer<'static, KeyPair>, revoked: &[u64], next_year: i32) -> String {
+        CertificateRevocationListParams {
+            this_update: date_time_ymd(2020, 1, 1),
+            next_update: date_time_ymd(next_year, 1, 1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|serial| RevokedCertParams {
+                    serial_number: SerialNumber::from(*serial),
+                    revocation_time: date_time_ymd(2020, 1, 1),
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(ca)
+        .unwrap()
+        .pem()
+        .unwrap()
+    }
+
+    /// Runs a TLS handshake in memory between `server` and a client trusting `ca_pem` and
+    /// presenting `client` (certificate, key): whether it completed on both sides.
+    fn handshake(server: &TlsServer, ca_pem: &str, client: Option<&(String, String)>) -> bool {
+        let mut options = TlsClientOptions::new()
+            .add_ca_pem(ca_pem.as_bytes())
+            .unwrap();
+        if let Some((cert, key)) = client {
+            options = options
+                .client_cert_pem(cert.as_bytes(), key.as_bytes())
+                .unwrap();
+        }
+        let client = options.build().unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut c = rustls::ClientConnection::new(client.config().clone(), name).unwrap();
+        let mut s = rustls::ServerConnection::new(server.config().clone()).unwrap();
+        // Bounded: a handshake is a few flights.
+        for _ in 0..20 {
+            let mut buf = Vec::new();
+            while c.wants_write() {
+                c.write_tls(&mut buf).unwrap();
+            }
+            let mut slice = &buf[..];
+            while !slice.is_empty() {
+                s.read_tls(&mut slice).unwrap();
+            }
+            if s.process_new_packets().is_err() {
+                return false;
+            }
+            let mut buf = Vec::new();
+            while s.wants_write() {
+                s.write_tls(&mut buf).unwrap();
+            }
+            let mut slice = &buf[..];
+            while !slice.is_empty() {
+                c.read_tls(&mut slice).unwrap();
+            }
+            if c.process_new_packets().is_err() {
+                return false;
+            }
+            if !c.is_handshaking() && !s.is_handshaking() {
+                // TLS 1.3: the server checks the client's certificate after the client
+                // finished; deliver the client's last flight.
+                let mut buf = Vec::new();
+                while c.wants_write() {
+                    c.write_tls(&mut buf).unwrap();
+                }
+                let mut slice = &buf[..];
+                while !slice.is_empty() {
+                    s.read_tls(&mut slice).unwrap();
+                }
+                return s.process_new_packets().is_ok();
+            }
+        }
+        false
+    }
+
+    /// mosquitto's `crlfile`: with client certificates required, a certificate the CA's
+    /// CRL revokes is refused; one it does not revoke is accepted; no certificate is refused.
+    #[test]
+    fn a_revoked_client_certificate_is_refused() {
+        let ca = ca();
+        let server = leaf(&ca, "localhost", 1, ExtendedKeyUsagePurpose::ServerAuth);
+        let good = leaf(&ca, "good", 2, ExtendedKeyUsagePurpose::ClientAuth);
+        let revoked = leaf(&ca, "revoked", 3, ExtendedKeyUsagePurpose::ClientAuth);
+        let build = |crl_pem: Option<&str>| {
+            let mut options =
+                TlsServerOptions::new(server.0.as_bytes(), server.1.as_bytes()).unwrap();
+            options = options.require_client_cert(ca.pem().as_bytes()).unwrap();
+            if let Some(pem) = crl_pem {
+                options = options.client_crls_pem(pem.as_bytes()).unwrap();
+            }
+            options.build().unwrap()
+        };
+        // Without the CRL both are let in (the test's handshake does refuse something).
+        let open = build(None);
+        assert!(handshake(&open, &ca.pem(), Some(&good)));
+        assert!(handshake(&open, &ca.pem(), Some(&revoked)));
+        let checked = build(Some(&crl(&ca, &[3], 2999)));
+        assert!(handshake(&checked, &ca.pem(), Some(&good)));
+        assert!(!handshake(&checked, &ca.pem(), Some(&revoked)));
+        assert!(!handshake(&checked, &ca.pem(), None));
+        // As OpenSSL's CRL check: a CRL past its next update refuses everyone.
+        let expired = build(Some(&crl(&ca, &[3], 2021)));
+        assert!(!handshake(&expired, &ca.pem(), Some(&good)));
+    }
+
+    #[test]
+    fn crl_input_is_checked() {
+        let ca = ca();
+        let server = leaf(&ca, "localhost", 1, ExtendedKeyUsagePurpose::ServerAuth);
+        let options = TlsServerOptions::new(server.0.as_bytes(), server.1.as_bytes()).unwrap();
+        // A certificate is not a CRL.
+        let e = TlsServerOptions::new(server.0.as_bytes(), server.1.as_bytes())
+            .unwrap()
+            .client_crls_pem(ca.pem().as_bytes())
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("no certificate revocation list"),
+            "{e}"
+        );
+        // CRLs without client certificates asked for.
+        let e = options
+            .client_crls_pem(crl(&ca, &[], 2999).as_bytes())
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("need client certificates"), "{e}");
+    }
+
+    /// A temporary directory of its own, removed on drop.
+    struct TempDir(std::path::PathBuf);
+
+    impl TempDir {
+        fn new() -> Self {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "mqtt-tls-capath-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// mosquitto's `capath`: every file of the directory holding PEM certificates is read
+    /// (other files skipped), so a client certificate from any of its CAs is accepted and
+    /// one from a CA not in it refused; an empty directory is an error.
+    #[test]
+    fn client_cas_from_a_directory() {
+        let (ca1, ca2, stranger) = (ca(), ca(), ca());
+        let server = leaf(&ca1, "localhost", 1, ExtendedKeyUsagePurpose::ServerAuth);
+        let dir = TempDir::new();
+        let e = TlsServerOptions::new(server.0.as_bytes(), server.1.as_bytes())
+            .unwrap()
+            .require_client_cert_dir(&dir.0)
+            .unwrap_err();
+        assert!(e.to_string().contains("no PEM certificate"), "{e}");
+        std::fs::write(dir.0.join("one.pem"), ca1.pem()).unwrap();
+        std::fs::write(dir.0.join("two.crt"), ca2.pem()).unwrap();
+        std::fs::write(dir.0.join("README"), "not a certificate").unwrap();
+        std::fs::create_dir(dir.0.join("sub")).unwrap();
+        std::fs::write(dir.0.join("sub").join("stranger.pem"), stranger.pem()).unwrap();
+        let server = TlsServerOptions::new(server.0.as_bytes(), server.1.as_bytes())
+            .unwrap()
+            .require_client_cert_dir(&dir.0)
+            .unwrap()
+            .build()
+            .unwrap();
+        let from1 = leaf(&ca1, "a", 2, ExtendedKeyUsagePurpose::ClientAuth);
+        let from2 = leaf(&ca2, "b", 3, ExtendedKeyUsagePurpose::ClientAuth);
+        let from_stranger = leaf(&stranger, "c", 4, ExtendedKeyUsagePurpose::ClientAuth);
+        assert!(handshake(&server, &ca1.pem(), Some(&from1)));
+        assert!(handshake(&server, &ca1.pem(), Some(&from2)));
+        assert!(!handshake(&server, &ca1.pem(), Some(&from_stranger)));
     }
 }

@@ -1052,3 +1052,228 @@ fn use_identity_as_username_drives_the_acl() {
     );
     assert!(!out.status.success(), "{out:?}");
 }
+
+/// Waits until the broker's child process has exited (after a SIGTERM) and gives its code.
+#[cfg(unix)]
+fn wait_exit(broker: &mut Broker) -> Option<i32> {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = broker.child.try_wait().unwrap() {
+            return status.code();
+        }
+        assert!(Instant::now() < until, "the broker did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// mosquitto.conf(5)'s `listener 0 PATH`: a Unix socket listener. mosquitto_pub and
+/// mosquitto_sub with `--unix PATH` talk to the broker over the socket (a retained message
+/// published over it is read back over it and over TCP: one broker); a socket file left
+/// behind by an earlier broker is replaced at start; the socket is the owner's and group's
+/// only (mode 0770, as mosquitto's umask 0007); a graceful stop (SIGTERM) removes it.
+#[cfg(unix)]
+#[test]
+#[ignore = "needs mosquitto-clients (run by .ci/run)"]
+fn unix_socket_listener_mosquitto_clients() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let socket_dir = TempDir::new("broker-unix");
+    let socket = socket_dir.path().join("mqtt.sock");
+    // A stale socket, as a broker killed with SIGKILL leaves.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(socket.exists());
+    let mut broker = start(&format!("listener 0 {}\n", socket.display()));
+    let until = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(
+            Instant::now() < until,
+            "the socket is not served\n{}",
+            broker.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let meta = std::fs::symlink_metadata(&socket).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o770);
+    let path = socket.to_str().unwrap();
+    let out = Command::new("mosquitto_pub")
+        .args(["--unix", path, "-u", "alice", "-P", "secret"])
+        .args([
+            "-t",
+            "public/unix",
+            "-m",
+            "over the socket",
+            "-r",
+            "-q",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}\n{}", broker.log());
+    let out = Command::new("mosquitto_sub")
+        .args(["--unix", path, "-V", "5"])
+        .args(["-t", "public/unix", "-C", "1", "-W", "5", "-v"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&out.stdout),
+        "public/unix over the socket\n",
+        "{out:?}"
+    );
+    let out = tool(
+        "mosquitto_sub",
+        broker.port,
+        &["-t", "public/unix", "-C", "1", "-W", "5"],
+    );
+    assert_eq!(text(&out.stdout), "over the socket\n", "{out:?}");
+    // The broker's rules apply on the socket too: bob may not write public/# (PUBACK 0x87,
+    // which mosquitto_pub reports as a warning) and the retained message stays.
+    let out = Command::new("mosquitto_pub")
+        .args(["--unix", path, "-u", "bob", "-P", "builder", "-V", "5"])
+        .args(["-t", "public/unix", "-m", "denied", "-r", "-q", "1"])
+        .output()
+        .unwrap();
+    assert!(text(&out.stderr).contains("Not authorized"), "{out:?}");
+    let out = Command::new("mosquitto_sub")
+        .args(["--unix", path, "-t", "public/unix", "-C", "1", "-W", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "over the socket\n", "{out:?}");
+    // Our own tools take mosquitto's --unix too.
+    let out = Command::new(program("mqtt-pub"))
+        .args(["--unix", path, "-u", "alice", "-P", "secret"])
+        .args(["-t", "public/ours", "-m", "ours", "-r", "-q", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = Command::new(program("mqtt-sub"))
+        .args(["--unix", path, "-t", "public/ours", "-C", "1", "-W", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "ours\n", "{out:?}");
+    // A second broker on the same path does not take the live socket away.
+    let conf = socket_dir.path().join("second.conf");
+    std::fs::write(&conf, format!("listener 0 {}\n", socket.display())).unwrap();
+    let second = Command::new(broker_binary())
+        .arg("-c")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(!second.status.success(), "{second:?}");
+    assert!(
+        text(&second.stderr).contains("another process is listening"),
+        "{}",
+        text(&second.stderr)
+    );
+    let out = Command::new("mosquitto_sub")
+        .args(["--unix", path, "-t", "public/unix", "-C", "1", "-W", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "over the socket\n", "{out:?}");
+    let status = Command::new("kill")
+        .args(["-TERM", &broker.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(wait_exit(&mut broker), Some(0), "{}", broker.log());
+    assert!(
+        std::fs::symlink_metadata(&socket).is_err(),
+        "the socket is still there after a graceful stop\n{}",
+        broker.log()
+    );
+}
+
+/// A file at a Unix listener's path that is not a socket is not removed: the broker refuses
+/// to start, naming the path, and the file keeps its content.
+#[cfg(unix)]
+#[test]
+#[ignore = "needs the cli feature (run by .ci/run)"]
+fn unix_socket_listener_leaves_a_regular_file_alone() {
+    let dir = TempDir::new("broker-unix");
+    let path = dir.path().join("not-a-socket");
+    std::fs::write(&path, "precious").unwrap();
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(&conf, format!("listener 0 {}\n", path.display())).unwrap();
+    let out = Command::new(broker_binary())
+        .arg("-c")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("is not a socket"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
+}
+
+/// mosquitto.conf's `capath` and `crlfile` on a mutual-TLS listener: the client CAs come
+/// from a directory (never rehashed), and mosquitto_pub with a certificate the CRL revokes
+/// is refused (the handshake fails, nothing is published) while one with a good certificate
+/// from the same CA publishes.
+#[test]
+#[ignore = "needs mosquitto-clients (run by .ci/run)"]
+fn crlfile_refuses_a_revoked_client_certificate_mosquitto_clients() {
+    let dir = TempDir::new("broker-crl");
+    let (pki, good, revoked, crl) = pki::pki_with_revoked("device", "stolen");
+    let cas = dir.path().join("cas");
+    std::fs::create_dir(&cas).unwrap();
+    std::fs::write(cas.join("ca.pem"), &pki.ca).unwrap();
+    let file = |name: &str, content: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    };
+    let ca = file("ca.pem", &pki.ca);
+    let server_cert = file("server.pem", &pki.server_cert);
+    let server_key = file("server.key", &pki.server_key);
+    let crl = file("crl.pem", &crl);
+    let good = (file("good.pem", &good.0), file("good.key", &good.1));
+    let revoked = (
+        file("revoked.pem", &revoked.0),
+        file("revoked.key", &revoked.1),
+    );
+    let tls = free_port();
+    let broker = start(&format!(
+        "listener {tls} 127.0.0.1\ncapath {}\ncrlfile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+        cas.display(),
+        crl.display(),
+        server_cert.display(),
+        server_key.display(),
+    ));
+    wait_port(tls);
+    let publish = |(cert, key): &(PathBuf, PathBuf), payload: &str| {
+        Command::new("mosquitto_pub")
+            .args(["-h", "localhost", "-p", &tls.to_string()])
+            .arg("--cafile")
+            .arg(&ca)
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .args([
+                "-u",
+                "alice",
+                "-P",
+                "secret",
+                "-t",
+                "public/crl",
+                "-r",
+                "-q",
+                "1",
+            ])
+            .args(["-m", payload])
+            .output()
+            .unwrap()
+    };
+    let refused = publish(&revoked, "revoked");
+    assert!(!refused.status.success(), "{refused:?}");
+    let accepted = publish(&good, "good");
+    assert!(accepted.status.success(), "{accepted:?}\n{}", broker.log());
+    let out = tool(
+        "mosquitto_sub",
+        broker.port,
+        &["-t", "public/crl", "-C", "1", "-W", "5"],
+    );
+    assert_eq!(text(&out.stdout), "good\n", "{out:?}");
+}

@@ -314,7 +314,7 @@ async fn main() -> ExitCode {
     let mut endpoints = Vec::new();
     for listener in &settings.listeners {
         match listener.listen_options() {
-            Ok(pair) => endpoints.push((pair, listener.tls.use_identity_as_username)),
+            Ok(pair) => endpoints.push((pair, listener.tls.use_identity_as_username, listener)),
             Err(e) => {
                 error!("{}", source(&e));
                 return ExitCode::from(3);
@@ -364,13 +364,37 @@ async fn main() -> ExitCode {
         options.persistence = Some(p);
     }
 
-    // Every listener (TCP, TLS, WebSocket, WebSocket over TLS) feeds the one broker.
+    // Every listener (TCP, TLS, WebSocket, WebSocket over TLS, Unix socket) feeds the one
+    // broker.
     let mut listeners: Vec<Box<dyn Listener>> = Vec::new();
-    for ((endpoint, mut listen), identity) in endpoints {
+    // The Unix sockets bound, removed again at a graceful stop.
+    let mut sockets: Vec<&ListenerSettings> = Vec::new();
+    for ((endpoint, mut listen), identity, settings_of) in endpoints {
         if identity {
             // A CONNECT is at most the packet size the broker accepts.
             let limit = settings.broker.server.max_packet_size as usize;
             listen = listen.rewrite_connect(identity_rewrite(identity_token.clone()), limit);
+        }
+        // A socket left behind by a broker that did not stop cleanly is replaced, as
+        // mosquitto does; any other file at that path is not touched, nor is a socket that
+        // a live process still answers on.
+        #[cfg(unix)]
+        if let Some(path) = &settings_of.unix_socket {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                error!(
+                    "cannot listen on {endpoint}: another process is listening on {}",
+                    path.display()
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+        match settings_of.remove_socket_file() {
+            Ok(true) => info!("removed the stale socket {endpoint}"),
+            Ok(false) => {}
+            Err(e) => {
+                error!("cannot listen on {endpoint}: {e}");
+                return ExitCode::FAILURE;
+            }
         }
         match listen_endpoint(&endpoint, &listen).await {
             Ok(listener) => {
@@ -384,6 +408,20 @@ async fn main() -> ExitCode {
                 error!("cannot listen on {endpoint}: {e}");
                 return ExitCode::FAILURE;
             }
+        }
+        if let Some(path) = &settings_of.unix_socket {
+            sockets.push(settings_of);
+            // As mosquitto (umask 0007 at bind): the owner and the group may connect, others not.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::Permissions::from_mode(0o770);
+                if let Err(e) = std::fs::set_permissions(path, mode) {
+                    warn!("cannot set the permissions of {}: {e}", path.display());
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = path;
         }
     }
     let mut broker = BrokerServer::new(options)
@@ -413,6 +451,11 @@ async fn main() -> ExitCode {
     }
     info!("shutting down");
     handle.shutdown().await;
+    for listener in sockets {
+        if let Err(e) = listener.remove_socket_file() {
+            warn!("cannot remove the socket: {e}");
+        }
+    }
     info!("stopped");
     ExitCode::SUCCESS
 }

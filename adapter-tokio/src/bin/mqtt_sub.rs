@@ -11,7 +11,10 @@ mod common;
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+
+use chrono::format::{Item, StrftimeItems};
+use chrono::{DateTime, FixedOffset, Local};
 
 use clap::Parser;
 use common::{qos_digit, ConnArgs, Failure};
@@ -51,10 +54,14 @@ struct Args {
     #[arg(short = 'v', long = "verbose")]
     verbose: bool,
     /// Output format: %t topic, %p payload, %q QoS, %r retain flag, %l payload length, %m
-    /// message id, %x / %X payload in hex, %U Unix time (seconds.nanoseconds), %I ISO-8601
-    /// time (UTC), %C content type, %D correlation data, %E message expiry interval, %F
-    /// payload format indicator, %R response topic, %S subscription identifiers, %P user
-    /// properties, %% a percent sign; \n \t \r \0 \a \e \v \\ escapes. Overrides -v.
+    /// message id, %x / %X payload in hex, %C content type, %D correlation data, %E message
+    /// expiry interval, %F payload format indicator, %R response topic, %S subscription
+    /// identifiers, %P user properties, %j the message as JSON (payload as a string), %J
+    /// the same with the payload as JSON, %I ISO-8601 local time, %U Unix time
+    /// (seconds.nanoseconds), %% a percent sign; @X the local time as strftime's %X (e.g.
+    /// @Y-@m-@dT@H:@M:@S@z; time-zone names print as offsets), @N nanoseconds, @@ an at
+    /// sign; \n \t \r \0 \a \e \v \\ escapes. Field widths and flags (%10t, %-5l,
+    /// %.2x), %A, %d and %f are not supported. Overrides -v.
     #[arg(short = 'F', long = "format")]
     format: Option<String>,
     /// Stop after this many seconds (exit code 27).
@@ -85,36 +92,68 @@ async fn main() -> ExitCode {
 }
 
 /// One piece of a `-F` format.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum Piece {
+    /// Bytes printed as they are.
     Text(Vec<u8>),
+    /// A `%` field of the message (or `%I`, `%U`: the time it was received).
     Field(char),
+    /// `%j` (`escaped`: the payload as a JSON string) or `%J` (the payload as JSON).
+    Json { escaped: bool },
+    /// `@X`: strftime's `%X` of the local time the message was received.
+    Time(Vec<Item<'static>>),
+    /// `@N`: the nanoseconds of the current second, 9 digits.
+    Nanos,
 }
+
+/// The `%` fields known (besides `%%`, `%j`, `%J`).
+const FIELDS: &str = "tpqrlmxXUICDEFRSP";
 
 fn parse_format(format: &str) -> Result<Vec<Piece>, Failure> {
     let mut pieces = Vec::new();
     let mut text = Vec::new();
     let mut chars = format.chars();
+    // Every piece but text ends the text before it.
+    let push = |pieces: &mut Vec<Piece>, text: &mut Vec<u8>, piece: Piece| {
+        if !text.is_empty() {
+            pieces.push(Piece::Text(std::mem::take(text)));
+        }
+        pieces.push(piece);
+    };
     while let Some(c) = chars.next() {
         match c {
             '%' => {
                 let Some(f) = chars.next() else {
                     return Err(Failure::new("Error: Incomplete format specifier."));
                 };
-                if f == '%' {
-                    text.push(b'%');
-                    continue;
+                match f {
+                    '%' => text.push(b'%'),
+                    'j' | 'J' => push(&mut pieces, &mut text, Piece::Json { escaped: f == 'j' }),
+                    f if FIELDS.contains(f) => push(&mut pieces, &mut text, Piece::Field(f)),
+                    f => {
+                        return Err(Failure::new(format!(
+                            "Error: Invalid or unsupported format specifier '%{f}'."
+                        )))
+                    }
                 }
-                if !"tpqrlmxXUICDEFRSP".contains(f) {
-                    return Err(Failure::new(format!(
-                        "Error: Invalid or unsupported format specifier '%{f}'."
-                    )));
-                }
-                if !text.is_empty() {
-                    pieces.push(Piece::Text(std::mem::take(&mut text)));
-                }
-                pieces.push(Piece::Field(f));
             }
+            // As mosquitto_sub: `@X` is strftime's `%X`, `@N` the nanoseconds, `@@` an `@`.
+            // Codes chrono does not know are refused here (mosquitto_sub prints them as they
+            // are).
+            '@' => match chars.next() {
+                None => return Err(Failure::new("Error: Incomplete format specifier.")),
+                Some('@') => text.push(b'@'),
+                Some('N') => push(&mut pieces, &mut text, Piece::Nanos),
+                Some(t) => {
+                    let spec = format!("%{t}");
+                    let items = StrftimeItems::new(&spec).parse_to_owned().map_err(|_| {
+                        Failure::new(format!(
+                            "Error: Invalid or unsupported time format specifier '@{t}'."
+                        ))
+                    })?;
+                    push(&mut pieces, &mut text, Piece::Time(items));
+                }
+            },
             '\\' => {
                 let byte = match chars.next() {
                     Some('\\') => b'\\',
@@ -146,27 +185,142 @@ fn parse_format(format: &str) -> Result<Vec<Piece>, Failure> {
     Ok(pieces)
 }
 
-/// Days since 1970-01-01 to a (year, month, day) civil date (proleptic Gregorian).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+/// `text` as a JSON string, quoted and escaped.
+fn json_string(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
 }
 
-fn write_formatted(pieces: &[Piece], p: &Publish, id: Option<u16>, out: &mut Vec<u8>) {
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
+/// `json` without the whitespace between its tokens (none inside strings is touched): one
+/// line, as mosquitto_sub prints `%J`. A linear scan; `json` is valid JSON.
+fn minify_json(json: &[u8], out: &mut Vec<u8>) {
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in json {
+        if in_string {
+            out.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            if b == b'"' {
+                in_string = true;
+            }
+            out.push(b);
+        }
+    }
+}
+
+/// mosquitto_sub's `%j` / `%J` object: `tst` (the local time received, microseconds and
+/// UTC offset), `topic`, `qos`, `retain` (0 or 1), `payloadlen`, `mid` (QoS 1 and 2), the
+/// MQTT 5 `properties` when the message has any, and `payload`: a JSON string (`%j`; not
+/// UTF-8 bytes are replaced) or the payload itself as JSON (`%J`; an error when it is not
+/// JSON), `null` when empty.
+fn write_json(
+    p: &Publish,
+    id: Option<u16>,
+    now: &DateTime<FixedOffset>,
+    escaped: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let payload_json = !escaped && !p.payload.is_empty();
+    if payload_json && serde_json::from_slice::<serde_json::Value>(&p.payload).is_err() {
+        return Err(format!(
+            "Error: Message payload is not valid JSON on topic {}",
+            p.topic.as_str()
+        ));
+    }
+    let qos = qos_digit(p.qos_pid.qos());
+    let mut json = format!(
+        "{{\"tst\":\"{}\",\"topic\":{},\"qos\":{qos},\"retain\":{},\"payloadlen\":{}",
+        now.format("%Y-%m-%dT%H:%M:%S%.6f%z"),
+        json_string(p.topic.as_str()),
+        u8::from(p.retain),
+        p.payload.len(),
+    );
+    if qos > 0 {
+        json.push_str(&format!(",\"mid\":{}", id.unwrap_or(0)));
+    }
+    let props = &p.properties;
+    let mut fields: Vec<String> = Vec::new();
+    if let Some(f) = props.payload_format {
+        fields.push(format!("\"payload-format-indicator\":{}", f as u8));
+    }
+    if let Some(e) = props.message_expiry_interval {
+        fields.push(format!("\"message-expiry-interval\":{e}"));
+    }
+    if let Some(c) = &props.content_type {
+        fields.push(format!("\"content-type\":{}", json_string(c.as_str())));
+    }
+    if let Some(r) = &props.response_topic {
+        fields.push(format!("\"response-topic\":{}", json_string(r.as_str())));
+    }
+    if let Some(d) = &props.correlation_data {
+        let d = String::from_utf8_lossy(d);
+        fields.push(format!("\"correlation-data\":{}", json_string(&d)));
+    }
+    for s in &props.subscription_identifiers {
+        fields.push(format!("\"subscription-identifier\":{}", s.get()));
+    }
+    if !props.user_properties.is_empty() {
+        let pairs: Vec<String> = props
+            .user_properties
+            .iter()
+            .map(|u| {
+                format!(
+                    "{{{}:{}}}",
+                    json_string(u.name.as_str()),
+                    json_string(u.value.as_str())
+                )
+            })
+            .collect();
+        fields.push(format!("\"user-properties\":[{}]", pairs.join(",")));
+    }
+    if !fields.is_empty() {
+        json.push_str(&format!(",\"properties\":{{{}}}", fields.join(",")));
+    }
+    json.push_str(",\"payload\":");
+    out.extend_from_slice(json.as_bytes());
+    if p.payload.is_empty() {
+        out.extend_from_slice(b"null");
+    } else if escaped {
+        let text = String::from_utf8_lossy(&p.payload);
+        out.extend_from_slice(json_string(&text).as_bytes());
+    } else {
+        minify_json(&p.payload, out);
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// Writes the message `p` (packet id `id`) received at `now` as `pieces` say. What could not
+/// be written (a `%J` payload that is not JSON) is returned, for stderr; the rest of the
+/// line is written all the same, as mosquitto_sub does.
+fn write_formatted(
+    pieces: &[Piece],
+    p: &Publish,
+    id: Option<u16>,
+    now: &DateTime<FixedOffset>,
+    out: &mut Vec<u8>,
+) -> Vec<String> {
+    let mut errors = Vec::new();
     for piece in pieces {
         match piece {
             Piece::Text(t) => out.extend_from_slice(t),
+            Piece::Time(items) => {
+                out.extend_from_slice(now.format_with_items(items.iter()).to_string().as_bytes())
+            }
+            Piece::Nanos => {
+                out.extend_from_slice(format!("{:09}", now.timestamp_subsec_nanos()).as_bytes())
+            }
+            Piece::Json { escaped } => {
+                if let Err(e) = write_json(p, id, now, *escaped, out) {
+                    errors.push(e);
+                }
+            }
             Piece::Field(f) => {
                 let props = &p.properties;
                 let text = match f {
@@ -181,18 +335,8 @@ fn write_formatted(pieces: &[Piece], p: &Publish, id: Option<u16>, out: &mut Vec
                     'm' => id.unwrap_or(0).to_string(),
                     'x' => p.payload.iter().map(|b| format!("{b:02x}")).collect(),
                     'X' => p.payload.iter().map(|b| format!("{b:02X}")).collect(),
-                    'U' => format!("{}.{:09}", now.as_secs(), now.subsec_nanos()),
-                    'I' => {
-                        let secs = now.as_secs() as i64;
-                        let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-                        let s = secs.rem_euclid(86_400);
-                        format!(
-                            "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}+0000",
-                            s / 3600,
-                            s / 60 % 60,
-                            s % 60
-                        )
-                    }
+                    'U' => format!("{}.{:09}", now.timestamp(), now.timestamp_subsec_nanos()),
+                    'I' => now.format("%Y-%m-%dT%H:%M:%S%z").to_string(),
                     'C' => props
                         .content_type
                         .as_ref()
@@ -235,6 +379,7 @@ fn write_formatted(pieces: &[Piece], p: &Publish, id: Option<u16>, out: &mut Vec
             }
         }
     }
+    errors
 }
 
 /// Whether `topic` matches `filter` (MQTT's matching, section 4.7).
@@ -422,7 +567,10 @@ async fn run(args: &Args) -> Result<(), Failure> {
                 line.clear();
                 if let Some(pieces) = &format {
                     let id = publish.qos_pid.packet_id().map(|id| id.get());
-                    write_formatted(pieces, &publish, id, &mut line);
+                    let now = Local::now().fixed_offset();
+                    for error in write_formatted(pieces, &publish, id, &now, &mut line) {
+                        eprintln!("{error}");
+                    }
                 } else {
                     if args.verbose {
                         line.extend_from_slice(publish.topic.as_str().as_bytes());
@@ -479,26 +627,115 @@ async fn run(args: &Args) -> Result<(), Failure> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn formats() {
-        let pieces = parse_format("%t|%p|%q|%r|%l|%x|%%\\t").unwrap();
-        let p = Publish::new(
-            mqtt_streaming_proto::TopicName::new("a/b").unwrap(),
-            mqtt_streaming_proto::QosPid::AtMostOnce,
-            "hi",
-        );
+    /// 2020-05-06T22:12:00.123456789 at UTC+01:00: the fixed time of the format tests.
+    fn fixed_time() -> DateTime<FixedOffset> {
+        let offset = FixedOffset::east_opt(3600).unwrap();
+        DateTime::from_timestamp(1_588_799_520, 123_456_789)
+            .unwrap()
+            .with_timezone(&offset)
+    }
+
+    fn publish(topic: &str, qos: QoS, payload: &'static [u8]) -> Publish {
+        let qos_pid = match qos {
+            QoS::AtMostOnce => mqtt_streaming_proto::QosPid::AtMostOnce,
+            _ => mqtt_streaming_proto::QosPid::AtLeastOnce(
+                mqtt_streaming_proto::PacketId::new(7).unwrap(),
+            ),
+        };
+        Publish::new(
+            mqtt_streaming_proto::TopicName::new(topic).unwrap(),
+            qos_pid,
+            bytes::Bytes::from_static(payload),
+        )
+    }
+
+    fn format(format: &str, p: &Publish) -> (String, Vec<String>) {
+        let pieces = parse_format(format).unwrap();
         let mut out = Vec::new();
-        write_formatted(&pieces, &p, None, &mut out);
-        assert_eq!(out, b"a/b|hi|0|0|2|6869|%\t");
-        assert!(parse_format("%j").is_err());
-        assert!(parse_format("\\q").is_err());
+        let id = p.qos_pid.packet_id().map(|id| id.get());
+        let errors = write_formatted(&pieces, p, id, &fixed_time(), &mut out);
+        (String::from_utf8(out).unwrap(), errors)
     }
 
     #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    fn formats() {
+        let p = publish("a/b", QoS::AtMostOnce, b"hi");
+        assert_eq!(
+            format("%t|%p|%q|%r|%l|%x|%%\\t", &p).0,
+            "a/b|hi|0|0|2|6869|%\t"
+        );
+        assert!(parse_format("%A").is_err());
+        assert!(parse_format("\\q").is_err());
+        assert!(parse_format("%").is_err());
+    }
+
+    /// mosquitto_sub's `@` codes are strftime's `%` codes of the local time (here a fixed
+    /// time at UTC+01:00), `@N` the nanoseconds, `@@` an `@`; `%I` and `%U` are its ISO 8601
+    /// and Unix time helpers.
+    #[test]
+    fn time_codes() {
+        let p = publish("a/b", QoS::AtMostOnce, b"hi");
+        assert_eq!(
+            format("@Y-@m-@dT@H:@M:@S@z : %t", &p).0,
+            "2020-05-06T22:12:00+0100 : a/b"
+        );
+        assert_eq!(format("@s.@N", &p).0, "1588799520.123456789");
+        assert_eq!(format("@@Y is @Y", &p).0, "@Y is 2020");
+        assert!(parse_format("@Y@").is_err());
+        assert_eq!(
+            format("@j @a @b @e|@F|@T", &p).0,
+            "127 Wed May  6|2020-05-06|22:12:00"
+        );
+        assert_eq!(format("%I", &p).0, "2020-05-06T22:12:00+0100");
+        assert_eq!(format("@Z", &p).0, "+01:00");
+        assert_eq!(format("%U", &p).0, "1588799520.123456789");
+        assert!(parse_format("@Q").is_err());
+        assert!(parse_format("@-").is_err());
+    }
+
+    /// `%j` and `%J`: mosquitto_sub's JSON object (the man page's example), the payload as a
+    /// string or as JSON (made one line), `mid` for QoS 1 and 2, `null` for no payload; a
+    /// `%J` payload that is not JSON is an error for stderr and the rest is still written.
+    #[test]
+    fn json_formats() {
+        let p = publish("greeting", QoS::AtMostOnce, b"hello \"world\"\n");
+        assert_eq!(
+            format("%j", &p).0,
+            r#"{"tst":"2020-05-06T22:12:00.123456+0100","topic":"greeting","qos":0,"retain":0,"payloadlen":14,"payload":"hello \"world\"\n"}"#
+        );
+        let mut p = publish(
+            "foo",
+            QoS::AtLeastOnce,
+            b"{ \"temperature\": 27.0,\n \"text\": \"a b\" }",
+        );
+        p.retain = true;
+        assert_eq!(
+            format("%J", &p).0,
+            r#"{"tst":"2020-05-06T22:12:00.123456+0100","topic":"foo","qos":1,"retain":1,"payloadlen":39,"mid":7,"payload":{"temperature":27.0,"text":"a b"}}"#
+        );
+        let (out, errors) = format("[%J]", &publish("t", QoS::AtMostOnce, b"not json"));
+        assert_eq!(out, "[]");
+        assert_eq!(
+            errors,
+            ["Error: Message payload is not valid JSON on topic t"]
+        );
+        let out = format("%J", &publish("t", QoS::AtMostOnce, b"")).0;
+        assert!(out.ends_with(r#""payloadlen":0,"payload":null}"#), "{out}");
+        let mut p = publish("t", QoS::AtMostOnce, b"1");
+        p.properties.content_type = Some(mqtt_streaming_proto::MqttString::new("x/y").unwrap());
+        p.properties
+            .user_properties
+            .push(mqtt_streaming_proto::UserProperty {
+                name: mqtt_streaming_proto::MqttString::new("k").unwrap(),
+                value: mqtt_streaming_proto::MqttString::new("v").unwrap(),
+            });
+        let out = format("%J", &p).0;
+        assert!(
+            out.ends_with(
+                r#""properties":{"content-type":"x/y","user-properties":[{"k":"v"}]},"payload":1}"#
+            ),
+            "{out}"
+        );
     }
 
     #[test]

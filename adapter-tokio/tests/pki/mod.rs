@@ -83,3 +83,61 @@ pub fn pki_with_clients(names: &[&str]) -> (Pki, Vec<(String, String)>) {
 fn ca_other() -> CertifiedIssuer<'static, KeyPair> {
     ca("untrusted CA")
 }
+
+/// A fresh PKI, two client certificates from its CA (PEM certificate and key: one for
+/// `good`, one for `revoked`, their Common Names) and a CRL of the CA (PEM) that revokes the
+/// second and is valid until 2999.
+pub fn pki_with_revoked(
+    good: &str,
+    revoked: &str,
+) -> (Pki, (String, String), (String, String), String) {
+    let ca = ca("mqtt-streaming test CA");
+    let with_serial = |name: &str, serial: u64| {
+        let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.serial_number = Some(rcgen::SerialNumber::from(serial));
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let good = with_serial(good, 1001);
+    let revoked = with_serial(revoked, 1002);
+    let crl = rcgen::CertificateRevocationListParams {
+        this_update: rcgen::date_time_ymd(2020, 1, 1),
+        next_update: rcgen::date_time_ymd(2999, 1, 1),
+        crl_number: rcgen::SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![rcgen::RevokedCertParams {
+            serial_number: rcgen::SerialNumber::from(1002u64),
+            revocation_time: rcgen::date_time_ymd(2020, 1, 1),
+            reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+            invalidity_date: None,
+        }],
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca)
+    .unwrap()
+    .pem()
+    .unwrap();
+    let other = ca_other();
+    let (server_cert, server_key) = leaf(
+        &ca,
+        &["localhost", "127.0.0.1"],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let (client_cert, client_key) = leaf(&ca, &["client"], ExtendedKeyUsagePurpose::ClientAuth);
+    let (rogue_client_cert, rogue_client_key) =
+        leaf(&other, &["rogue"], ExtendedKeyUsagePurpose::ClientAuth);
+    let pki = Pki {
+        ca: ca.pem(),
+        server_cert,
+        server_key,
+        client_cert,
+        client_key,
+        other_ca: other.pem(),
+        rogue_client_cert,
+        rogue_client_key,
+    };
+    (pki, good, revoked, crl)
+}

@@ -45,10 +45,16 @@ pub(crate) struct ConnArgs {
     /// given (which also turn mqtt:// into mqtts:// and ws:// into wss://).
     #[arg(short = 'L', long = "url")]
     pub(crate) url: Option<String>,
+    /// Connect to the broker through the Unix domain socket at this path instead of TCP (as
+    /// -L unix://PATH).
+    #[arg(long = "unix", value_name = "PATH", conflicts_with = "url")]
+    pub(crate) unix: Option<PathBuf>,
     /// Trust the CA certificates in this PEM file, and connect over TLS.
     #[arg(long = "cafile")]
     pub(crate) cafile: Option<PathBuf>,
-    /// Trust the CA certificates of every PEM file in this directory, and connect over TLS.
+    /// Trust the CA certificates of every file in this directory that holds PEM certificates
+    /// (links followed; an `openssl rehash`'d directory works, and so does one never
+    /// rehashed), and connect over TLS.
     #[arg(long = "capath")]
     pub(crate) capath: Option<PathBuf>,
     /// Client certificate (PEM) for authentication, if required by the server (with --key).
@@ -615,6 +621,9 @@ impl ConnArgs {
     /// `ws://` over `wss://`), as mosquitto's -L does.
     pub(crate) fn endpoint(&self) -> Result<Endpoint, Failure> {
         let tls = self.tls_requested();
+        if let Some(path) = &self.unix {
+            return Ok(Endpoint::unix(path.clone()));
+        }
         let Some(url) = &self.url else {
             let endpoint = if tls {
                 Endpoint::tls(self.host.clone(), self.port.unwrap_or(8883))
@@ -756,6 +765,16 @@ mod tests {
         assert_eq!(c.url_topic().unwrap(), None);
         assert_eq!(c.endpoint().unwrap().path, "/mqtt");
         assert!(conn(&["-L", "http://b"]).endpoint().is_err());
+    }
+
+    /// mosquitto's `--unix PATH`: the Unix socket at PATH, whatever -h and -p say; not with -L.
+    #[test]
+    fn unix_flag_is_a_unix_socket() {
+        let e = conn(&["--unix", "/run/m.sock", "-h", "b", "-p", "1"])
+            .endpoint()
+            .unwrap();
+        assert_eq!((e.scheme, e.path.as_str()), (Scheme::Unix, "/run/m.sock"));
+        assert!(Test::try_parse_from(["test", "--unix", "s", "-L", "mqtt://b"]).is_err());
     }
 
     #[test]
