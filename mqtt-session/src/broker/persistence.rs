@@ -185,7 +185,7 @@ pub struct SessionHeader {
     pub disconnected_at: Option<Instant>,
     /// The User Name of the session's latest accepted CONNECT: the authorisation hooks see it
     /// for messages routed to the restored session before its client connects again
-    /// ([`BrokerHooks::authorize_delivery`](super::BrokerHooks::authorize_delivery)).
+    /// ([`BrokerHooks::authorize_delivery`]).
     pub username: Option<MqttString>,
 }
 
