@@ -114,9 +114,9 @@ pub trait BrokerHooks {
     const CHECKS_DELIVERY: bool = false;
 
     /// May `subscriber` receive a message published to `topic`? Asked (when
-    /// [`CHECKS_DELIVERY`](Self::CHECKS_DELIVERY) is `true`) once for each message and each
-    /// subscriber whose subscription matches it, before the subscriber's copy is queued or
-    /// sent, as mosquitto checks `read` access on every message it delivers: a subscription
+    /// [`CHECKS_DELIVERY`](Self::CHECKS_DELIVERY) is `true`) for each message and each
+    /// subscriber it is about to go to (once per matching session; for a shared subscription,
+    /// each member it is offered to), before the copy is queued or sent, as mosquitto checks `read` access on every message it delivers: a subscription
     /// that [`authorize_subscription`](Self::authorize_subscription) let through (`a/#`) then
     /// still does not carry messages of a topic inside it the subscriber may not read
     /// (`a/secret`). The subscriber's user name is that of its latest accepted CONNECT (kept
