@@ -252,6 +252,8 @@ impl<H: BrokerHooks> Broker<H> {
     /// Delivers `publisher`'s held-back messages in order as far as the subscribers take
     /// them, acknowledging each once all have it.
     fn advance(&mut self, now: Instant, publisher: SessionKey) {
+        // Its held-back messages (routed ones, acknowledged ones) are part of its records.
+        self.journal_dirty(publisher);
         while let Some(head) = self
             .parked
             .get_mut(&publisher)
@@ -328,9 +330,6 @@ impl<H: BrokerHooks> Broker<H> {
             }
             self.parked_bytes -= done.bytes;
             self.ack_publisher(now, publisher, done.ack, done.code);
-            // Its packet identifier moves from held back to answered (or to be answered on
-            // reconnection) in the publisher's records.
-            self.journal_dirty(publisher);
         }
         self.parked.remove(&publisher);
         self.parked_changed(publisher);
