@@ -1,4 +1,4 @@
-//! Hooks through which the application decides who may connect, publish and subscribe.
+//! Hooks through which the application decides who may connect, publish, subscribe and receive.
 
 use mqtt_streaming_proto::{Auth, AuthProperties, Connect, ReasonCode, TopicFilter, TopicName};
 
