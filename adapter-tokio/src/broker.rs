@@ -1327,6 +1327,8 @@ impl Link {
 ///
 /// What is rare is boxed (the close with its timer, a send to a full channel), so that it
 /// takes no room in the task's state for the connection's whole life.
+// Not an `async fn` (the lint's suggestion): see the comment in the body.
+#[allow(clippy::manual_async_fn)]
 fn connection_task<R: Runtime>(
     runtime: R,
     id: ConnectionId,
