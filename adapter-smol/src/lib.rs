@@ -79,7 +79,7 @@
 //!
 //! [`BrokerServer`] is the engine's broker server on smol (the `mqtt-streaming-session` broker core:
 //! sessions, routing, retained messages, wills, takeover; one task owns it, each connection
-//! has a reader and a writer task), with the same methods: `bind`, `from_listener`, `new`,
+//! has one task that reads and writes), with the same methods: `bind`, `from_listener`, `new`,
 //! `with_hooks`, `notices`, `spawn`, `serve`; and on its [`BrokerHandle`]:
 //! `serve_transport` (any futures-io transport), `publish`, `stats`, `shutdown`.
 //!

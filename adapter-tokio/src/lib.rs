@@ -148,7 +148,7 @@
 //! # }
 //! ```
 //!
-//! One task owns the core; each connection has a reader and a writer task; everything one
+//! One task owns the core; each connection has one task that reads and writes; everything one
 //! drain of the core produced for a connection leaves in one write. [`BrokerServer::with_hooks`]
 //! plugs in authentication and authorization, [`BrokerHandle::stats`] reads the counters and
 //! [`BrokerServer::notices`] reports connections for logs. The `mqtt-broker` program (feature

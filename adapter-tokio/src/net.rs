@@ -12,7 +12,7 @@ use std::task::{ready, Context, Poll};
 use bytes::BytesMut;
 
 use crate::runtime::Runtime;
-use crate::transport::{split, BoxTransport, Joined, Transport};
+use crate::transport::{BoxTransport, Joined, Transport};
 
 /// The runtime's streams (of type `Io`) as the engine's [`Transport`]: what `connect`,
 /// `serve_connection`, `Server::serve`, `Reconnect::reconnect` and
@@ -44,15 +44,13 @@ impl fmt::Debug for Accepted {
 }
 
 impl Accepted {
-    /// A whole transport (the broker, which reads and writes from two tasks, shares it
-    /// between them behind a lock).
+    /// A whole transport.
     pub fn new(transport: impl Transport, peer: SocketAddr) -> Self {
         Self::of(Box::new(transport), Some(peer))
     }
 
-    /// A transport already split into independent halves (two clones of a socket...): no lock
-    /// between the reader and the writer. Reads go to `read`; writes, flushes and the close
-    /// to `write`.
+    /// A transport already split into independent halves (two clones of a socket...). Reads
+    /// go to `read`; writes, flushes and the close to `write`.
     pub fn from_halves(read: impl Transport, write: impl Transport, peer: SocketAddr) -> Self {
         Self {
             read: Box::new(read),
@@ -102,17 +100,6 @@ impl Accepted {
                 }),
                 self.peer,
             ),
-        }
-    }
-
-    /// A reading half and a writing half (for a reader task and a writer task).
-    pub(crate) fn into_halves(self) -> (BoxTransport, BoxTransport, Option<SocketAddr>) {
-        match self.write {
-            Some(write) => (self.read, write, self.peer),
-            None => {
-                let (read, write) = split(self.read);
-                (read, write, self.peer)
-            }
         }
     }
 }

@@ -40,7 +40,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::time::{Instant, Sleep};
 
@@ -147,47 +146,18 @@ impl<Io: Transport> Adapt<Io> for TokioRuntime {
     }
 }
 
-/// The reading half of a tokio TCP stream, for the broker's reader task (no lock with the
-/// writer). It only reads: the broker never writes to it.
-struct TcpRead(OwnedReadHalf);
+/// An accepted tokio TCP stream, whole (one task reads and writes it), that reports its read
+/// readiness: a broker connection holds no read buffer while idle.
+struct TcpIo(TcpStream);
 
-/// The writing half of a tokio TCP stream, for the broker's writer task.
-struct TcpWrite(OwnedWriteHalf);
-
-fn read_only() -> io::Error {
-    io::Error::new(io::ErrorKind::Unsupported, "the reading half of a stream")
-}
-
-impl crate::transport::Transport for TcpRead {
+impl crate::transport::Transport for TcpIo {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
         pin!(self.0.read_buf(buf)).poll(cx)
     }
 
     fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // The socket's readiness, without a buffer: an idle connection holds none.
-        let stream: &TcpStream = self.0.as_ref();
-        stream.poll_read_ready(cx)
-    }
-
-    fn poll_write(&mut self, _: &mut Context<'_>, _: &[u8]) -> Poll<io::Result<usize>> {
-        Poll::Ready(Err(read_only()))
-    }
-
-    fn poll_flush(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Err(read_only()))
-    }
-
-    fn poll_close(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Err(read_only()))
-    }
-}
-
-impl crate::transport::Transport for TcpWrite {
-    fn poll_read(&mut self, _: &mut Context<'_>, _: &mut BytesMut) -> Poll<io::Result<usize>> {
-        Poll::Ready(Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "the writing half of a stream",
-        )))
+        // The socket's readiness, without a buffer.
+        self.0.poll_read_ready(cx)
     }
 
     fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
@@ -236,8 +206,7 @@ impl Listener for TcpListener {
         TcpListener::poll_accept(self, cx).map_ok(|(stream, peer)| {
             // Nagle would hold small acks back; every packet leaves at once.
             let _ = stream.set_nodelay(true);
-            let (read, write) = stream.into_split();
-            Accepted::from_halves(TcpRead(read), TcpWrite(write), peer)
+            Accepted::new(TcpIo(stream), peer)
         })
     }
 }

@@ -6,7 +6,6 @@
 
 use std::future::poll_fn;
 use std::io;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
@@ -94,44 +93,6 @@ impl Transport for Joined {
     fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.read.poll_read_ready(cx)
     }
-}
-
-/// One of two handles on a transport shared by a reader task and a writer task (each poll
-/// takes a lock held only for that poll).
-struct Half(Arc<Mutex<BoxTransport>>);
-
-impl Half {
-    fn with<T>(&self, f: impl FnOnce(&mut BoxTransport) -> T) -> T {
-        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-}
-
-impl Transport for Half {
-    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
-        self.with(|io| io.poll_read(cx, buf))
-    }
-
-    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.with(|io| io.poll_write(cx, buf))
-    }
-
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.with(|io| io.poll_flush(cx))
-    }
-
-    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.with(|io| io.poll_close(cx))
-    }
-
-    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.with(|io| io.poll_read_ready(cx))
-    }
-}
-
-/// `transport` as a reading half and a writing half for two tasks.
-pub(crate) fn split(transport: BoxTransport) -> (BoxTransport, BoxTransport) {
-    let shared = Arc::new(Mutex::new(transport));
-    (Box::new(Half(shared.clone())), Box::new(Half(shared)))
 }
 
 /// Writes all of `buf`.

@@ -398,3 +398,13 @@ fn reconnect_after_a_dropped_connection_with_the_session_resumed_v5() {
     s.ack(ack_id, ReasonCode::Success).unwrap();
     assert_eq!(briefs(&s.sent()), ["PUBACK3"]);
 }
+
+/// Issue 12: a broker keeps one `ServerSession` per connected client, so its size is part of
+/// what every idle connection costs. What only the way to CONNACK needs (the configuration,
+/// the deadline, held packets, the offered will) is boxed and dropped once the connection is
+/// accepted, and the topic alias tables are allocated by their first alias.
+#[test]
+fn an_idle_server_session_stays_small() {
+    let size = core::mem::size_of::<mqtt_streaming_session::ServerSession<u32>>();
+    assert!(size <= 560, "ServerSession is {size} bytes (712 before)");
+}

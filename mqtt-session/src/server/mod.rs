@@ -86,26 +86,23 @@ pub enum ServerState {
 pub struct ServerSession<T> {
     /// Link (with the client's limits in `core.link.peer`), flows, events, keep alive.
     core: Core<T, ServerEvent<T>>,
-    config: ServerConfig,
+    /// What an established connection still needs of its [`ServerConfig`].
+    limits: Limits,
+    /// The configuration and state of the way to CONNACK, `Some` until the connection is
+    /// accepted or closed (boxed: an established connection, the broker's thousands of idle
+    /// clients, needs none of it).
+    handshake: Option<Box<Handshake>>,
     state: ServerState,
-    connect_deadline: Instant,
-    /// When a CONNECT still undecided is refused (`decide_timeout` after it arrived).
-    decide_deadline: Instant,
-    /// A decode error after the CONNECT, held until the CONNECT is answered: an accepted client
-    /// gets its CONNACK first and then the DISCONNECT that explains the close.
-    held_error: Option<DecodeError>,
     /// Whether the connection was accepted (only then is there a session to detach).
     accepted: bool,
     /// Taken by `detach`.
     detached: bool,
-    held: VecDeque<Packet>,
     /// SUBSCRIBE / UNSUBSCRIBE waiting for the application's answer: type and filter count.
     pending_requests: BTreeMap<PacketId, (PacketType, usize)>,
     /// The CONNECT's Keep Alive in seconds (0: off), unless the CONNACK replaces it.
     keep_alive_secs: u16,
-    /// The will from CONNECT; armed (moved to `will`) once the connection is accepted.
-    /// (Boxed, as `will`: a `Will` is over 200 bytes and most clients have none.)
-    offered_will: Option<Box<Will>>,
+    /// The will, armed once the connection is accepted (boxed: a `Will` is over 200 bytes and
+    /// most clients have none).
     will: Option<Box<Will>>,
     client_id: MqttString,
     clean_start: bool,
@@ -120,25 +117,56 @@ pub struct ServerSession<T> {
     retain_available: bool,
 }
 
+/// The parts of [`ServerConfig`] an established connection still uses.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    max_queued: usize,
+    max_transmit_buffer: usize,
+    max_pending_requests: usize,
+}
+
+/// What a connection needs until its CONNECT is answered.
+#[derive(Debug)]
+struct Handshake {
+    config: ServerConfig,
+    /// Waiting for CONNECT: when it is too late (`connect_timeout` after the transport was
+    /// accepted). Deciding: when the CONNECT still undecided is refused (`decide_timeout`
+    /// after it arrived).
+    deadline: Instant,
+    /// Packets that came after the CONNECT, handled once it is accepted.
+    held: VecDeque<Packet>,
+    /// A decode error after the CONNECT, held until the CONNECT is answered: an accepted client
+    /// gets its CONNACK first and then the DISCONNECT that explains the close.
+    held_error: Option<DecodeError>,
+    /// The will from CONNECT; armed (moved to `will`) once the connection is accepted.
+    offered_will: Option<Box<Will>>,
+}
+
 impl<T> ServerSession<T> {
     /// A session for a transport accepted at `now`; CONNECT must arrive within the configured
     /// timeout.
     pub fn new(config: ServerConfig, now: Instant) -> Self {
         Self {
             core: Core::new(config.max_packet_size),
-            connect_deadline: now + config.connect_timeout,
-            decide_deadline: now,
-            held_error: None,
+            limits: Limits {
+                max_queued: config.max_queued,
+                max_transmit_buffer: config.max_transmit_buffer,
+                max_pending_requests: config.max_pending_requests,
+            },
             maximum_qos: config.maximum_qos,
             retain_available: config.retain_available,
-            config,
+            handshake: Some(Box::new(Handshake {
+                deadline: now + config.connect_timeout,
+                config,
+                held: VecDeque::new(),
+                held_error: None,
+                offered_will: None,
+            })),
             state: ServerState::AwaitingConnect,
             accepted: false,
             detached: false,
-            held: VecDeque::new(),
             pending_requests: BTreeMap::new(),
             keep_alive_secs: 0,
-            offered_will: None,
             will: None,
             client_id: MqttString::default(),
             clean_start: true,
@@ -208,11 +236,11 @@ impl<T> ServerSession<T> {
     /// instead of losing messages to a full queue.
     pub fn publish_room(&self) -> usize {
         if self.state == ServerState::Closed
-            || self.core.link.outbox.len() >= self.config.max_transmit_buffer
+            || self.core.link.outbox.len() >= self.limits.max_transmit_buffer
         {
             return 0;
         }
-        self.config
+        self.limits
             .max_queued
             .saturating_sub(self.core.flows.queue.len())
     }
@@ -247,8 +275,10 @@ impl<T> ServerSession<T> {
         if self.pending_requests.is_empty() {
             self.pending_requests = BTreeMap::new();
         }
-        if self.held.is_empty() {
-            self.held = VecDeque::new();
+        if let Some(handshake) = &mut self.handshake {
+            if handshake.held.is_empty() {
+                handshake.held = VecDeque::new();
+            }
         }
     }
 
@@ -256,8 +286,9 @@ impl<T> ServerSession<T> {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            ServerState::AwaitingConnect => Some(self.connect_deadline),
-            ServerState::Deciding => Some(self.decide_deadline),
+            ServerState::AwaitingConnect | ServerState::Deciding => {
+                self.handshake.as_ref().map(|h| h.deadline)
+            }
             // One and a half keep-alive periods after the last packet from the client
             // ([MQTT-3.1.2-24] in 3.1.1, [MQTT-3.1.2-22] in 5.0).
             ServerState::Connected => self.core.keep_alive.dead_at(),
@@ -276,17 +307,18 @@ impl<T> ServerSession<T> {
     pub fn wants_read(&self) -> bool {
         let may_read = match self.state {
             ServerState::Closed => false,
-            ServerState::Deciding => {
-                self.held.len() < MAX_HELD_PACKETS && self.held_error.is_none()
-            }
+            ServerState::Deciding => self
+                .handshake
+                .as_ref()
+                .is_some_and(|h| h.held.len() < MAX_HELD_PACKETS && h.held_error.is_none()),
             ServerState::Connected => {
-                self.pending_requests.len() < self.config.max_pending_requests
+                self.pending_requests.len() < self.limits.max_pending_requests
             }
             ServerState::AwaitingConnect => true,
         };
         // Not while the transmit buffer is full (the client is not reading what we owe it):
         // answers to its packets would otherwise pile up without bound.
-        may_read && self.core.link.outbox.len() < self.config.max_transmit_buffer
+        may_read && self.core.link.outbox.len() < self.limits.max_transmit_buffer
     }
 
     /// Consumes whole packets from the front of `buf`. Between CONNECT and the application's
@@ -300,11 +332,12 @@ impl<T> ServerSession<T> {
     /// Handles expired timers. Harmless when called early or more than once.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.core.link.now = now;
+        let due = self.handshake.as_ref().is_some_and(|h| now >= h.deadline);
         match self.state {
-            ServerState::AwaitingConnect if now >= self.connect_deadline => {
+            ServerState::AwaitingConnect if due => {
                 self.close(Initiator::Session, CloseReason::ConnectTimeout);
             }
-            ServerState::Deciding if now >= self.decide_deadline => {
+            ServerState::Deciding if due => {
                 // Nobody answered the CONNECT in time: 0x89 Server busy ("try again later",
                 // 5.0 section 3.2.2.2; 3.1.x gets return code 3, Server unavailable), then
                 // close ([MQTT-3.2.2-7] in 5.0, [MQTT-3.2.2-5] in 3.1.1).
@@ -365,20 +398,28 @@ impl<T> ServerSession<T> {
     ) -> Result<(), AcceptRejected<T>> {
         self.core.link.now = now;
         let v5 = self.version().is_v5();
-        // Validate first, consume last: nothing below this check can fail.
-        let check = if self.state != ServerState::Deciding {
-            Err(CommandError::NoConnectPending)
-        } else if v5 {
-            self.check_connack(&properties)
-        } else {
-            Ok(())
+        // Validate first, consume last: nothing below this check can fail. The handshake is
+        // taken (the connection needs none of it once accepted) and put back on a refusal.
+        let handshake = match self.handshake.take() {
+            Some(handshake) if self.state == ServerState::Deciding => handshake,
+            other => {
+                self.handshake = other;
+                return Err(AcceptRejected {
+                    error: CommandError::NoConnectPending,
+                    properties,
+                    session,
+                });
+            }
         };
-        if let Err(error) = check {
-            return Err(AcceptRejected {
-                error,
-                properties,
-                session,
-            });
+        if v5 {
+            if let Err(error) = self.check_connack(&properties, handshake.offered_will.as_deref()) {
+                self.handshake = Some(handshake);
+                return Err(AcceptRejected {
+                    error,
+                    properties,
+                    session,
+                });
+            }
         }
         if self.client_id.is_empty() {
             // [MQTT-3.1.3-6] (3.1.1) / [MQTT-3.2.2-16] (5.0): an identifier of our own.
@@ -409,7 +450,13 @@ impl<T> ServerSession<T> {
             }
             None => false,
         };
-        let config = &self.config;
+        let Handshake {
+            config,
+            held,
+            held_error,
+            offered_will,
+            ..
+        } = *handshake;
         if v5 {
             fill(
                 &mut properties.receive_maximum,
@@ -476,19 +523,19 @@ impl<T> ServerSession<T> {
         self.accepted = true;
         self.state = ServerState::Connected;
         self.core.keep_alive.start(now, self.keep_alive_secs);
-        self.will = self.offered_will.take();
+        self.will = offered_will;
         if session_present {
             self.core.resend();
         }
         self.core.release_acks();
         self.core.pump_publishes();
-        while let Some(packet) = self.held.pop_front() {
+        for packet in held {
             if self.state != ServerState::Connected {
                 break;
             }
             session_core::handle(self, now, packet);
         }
-        if let Some(error) = self.held_error.take() {
+        if let Some(error) = held_error {
             // Bad bytes arrived after the CONNECT: now that the CONNACK is out, the MQTT 5
             // client gets the DISCONNECT with the decode error's reason code, then the close.
             if self.state == ServerState::Connected {
@@ -574,10 +621,10 @@ impl<T> ServerSession<T> {
             });
         }
         let admission = Admission {
-            max_queued: self.config.max_queued,
+            max_queued: self.limits.max_queued,
             max_queued_bytes: usize::MAX,
             overflow: QueueOverflow::RefuseNew,
-            max_transmit: self.config.max_transmit_buffer,
+            max_transmit: self.limits.max_transmit_buffer,
         };
         self.core.publish(message, token, admission)
     }
@@ -699,7 +746,7 @@ impl<T> ServerSession<T> {
         self.detached = true;
         Some(SessionState {
             flows: core::mem::take(&mut self.core.flows),
-            max_queued: self.config.max_queued,
+            max_queued: self.limits.max_queued,
         })
     }
 
@@ -728,13 +775,17 @@ impl<T> ServerSession<T> {
     /// Refuses MQTT 5 CONNACK properties the session cannot stand behind: an Authentication
     /// Method other than the CONNECT's ([MQTT-4.12.0-5], [MQTT-4.12.0-6]), or limits the
     /// accepted will already exceeds ([MQTT-3.2.2-12], [MQTT-3.2.2-13]).
-    fn check_connack(&self, properties: &ConnAckProperties) -> Result<(), CommandError> {
+    fn check_connack(
+        &self,
+        properties: &ConnAckProperties,
+        offered_will: Option<&Will>,
+    ) -> Result<(), CommandError> {
         if let Some(method) = &properties.authentication_method {
             if self.core.auth_method.as_ref() != Some(method) {
                 return Err(CommandError::AuthenticationMethodMismatch);
             }
         }
-        if let Some(will) = &self.offered_will {
+        if let Some(will) = offered_will {
             if properties.maximum_qos.is_some_and(|max| will.qos > max) {
                 return Err(CommandError::QoSNotSupported);
             }
@@ -765,10 +816,15 @@ impl<T> ServerSession<T> {
     fn on_connect(&mut self, now: Instant, connect: Connect) {
         let version = connect.protocol;
         self.core.link.set_version(version);
+        // `AwaitingConnect` has it.
+        let Some(mut handshake) = self.handshake.take() else {
+            return;
+        };
+        let config = &handshake.config;
         let accepted = match version {
-            ProtocolVersion::V3_1 => self.config.accept_v3_1,
-            ProtocolVersion::V3_1_1 => self.config.accept_v3_1_1,
-            ProtocolVersion::V5 => self.config.accept_v5,
+            ProtocolVersion::V3_1 => config.accept_v3_1,
+            ProtocolVersion::V3_1_1 => config.accept_v3_1_1,
+            ProtocolVersion::V5 => config.accept_v5,
         };
         if !accepted {
             // [MQTT-3.1.2-2]: answer with "unacceptable protocol version" and close.
@@ -791,9 +847,9 @@ impl<T> ServerSession<T> {
         }
         // [MQTT-3.2.2-12], [MQTT-3.2.2-13] (5.0): a will the server cannot publish is refused.
         if let Some(will) = connect.will.as_ref().filter(|_| version.is_v5()) {
-            let code = if will.qos > self.config.maximum_qos {
+            let code = if will.qos > config.maximum_qos {
                 Some(ReasonCode::QoSNotSupported)
-            } else if will.retain && !self.config.retain_available {
+            } else if will.retain && !config.retain_available {
                 Some(ReasonCode::RetainNotSupported)
             } else {
                 None
@@ -808,7 +864,7 @@ impl<T> ServerSession<T> {
         self.client_id = connect.client_id.to_owned_compact();
         self.clean_start = connect.clean_start;
         self.keep_alive_secs = connect.keep_alive;
-        self.offered_will = connect
+        handshake.offered_will = connect
             .will
             .as_ref()
             .map(|will| Box::new(will.to_owned_compact()));
@@ -828,14 +884,16 @@ impl<T> ServerSession<T> {
         self.problem_information = p.request_problem_information.unwrap_or(true);
         self.response_information = p.request_response_information.unwrap_or(false);
         self.core.link.peer = PeerLimits::from_connect(&connect);
-        self.core.link.max_inflight = self.config.max_inflight;
-        self.core.link.manual_acks = self.config.ack_mode == AckMode::Manual;
+        let config = &handshake.config;
+        self.core.link.max_inflight = config.max_inflight;
+        self.core.link.manual_acks = config.ack_mode == AckMode::Manual;
         self.core.link.outbound_aliases.reset(
-            self.config.auto_topic_alias && version.is_v5(),
+            config.auto_topic_alias && version.is_v5(),
             self.core.link.peer.topic_alias_maximum,
         );
         self.state = ServerState::Deciding;
-        self.decide_deadline = now + self.config.decide_timeout;
+        handshake.deadline = now + config.decide_timeout;
+        self.handshake = Some(handshake);
         self.core
             .events
             .push_back(ServerEvent::Connect(Box::new(connect)));
@@ -887,7 +945,6 @@ impl<T> ServerSession<T> {
         // [MQTT-3.2.2-19], [MQTT-3.2.2-20] (5.0), as in `accept`.
         let _ = self.fit_to_peer(&mut connack);
         self.core.link.push(&connack);
-        self.offered_will = None;
         self.close(Initiator::Session, reason);
     }
 
@@ -1003,7 +1060,9 @@ impl<T> Role for ServerSession<T> {
                 self.core.on_auth(auth, code_fits, ServerEvent::Auth)
             }
             (ServerState::Deciding, packet) => {
-                self.held.push_back(packet);
+                if let Some(handshake) = &mut self.handshake {
+                    handshake.held.push_back(packet);
+                }
                 Ok(())
             }
             (ServerState::Connected, packet) => self.on_connected_packet(now, packet),
@@ -1015,7 +1074,9 @@ impl<T> Role for ServerSession<T> {
         if self.state == ServerState::Deciding {
             // The CONNECT is being decided: the answer goes out first, then the close this
             // error calls for (see `accept`).
-            self.held_error = Some(error);
+            if let Some(handshake) = &mut self.handshake {
+                handshake.held_error = Some(error);
+            }
             return;
         }
         self.decode_error(error);
@@ -1030,8 +1091,8 @@ impl<T> Role for ServerSession<T> {
         let was_connected = self.state == ServerState::Connected;
         self.state = ServerState::Closed;
         self.core.close_link();
-        self.held.clear();
-        self.held_error = None;
+        // Nothing is held for a closed connection, nor is its will offered.
+        self.handshake = None;
         self.pending_requests.clear();
         let will = if was_connected {
             self.will.take().map(|will| *will)
