@@ -31,9 +31,12 @@
 //!   committed every interval, and on shutdown; nothing is held back. A crash loses what
 //!   changed since the last save: acknowledged messages included.
 //!
-//! Clean sessions, QoS 0 messages and held-back (not yet acknowledged) messages are not
-//! stored; see the core's `broker::persistence` docs for the details of what a restore
-//! rebuilds.
+//! Clean sessions and QoS 0 messages are not stored. Messages held back from a publisher while
+//! a subscriber is full are not acknowledged yet, so their publisher sends them again after a
+//! restart; a held-back QoS 2 message that was routed is stored wherever it was routed, with
+//! its publisher's packet identifier, so that re-send is answered with PUBREC and not delivered
+//! again (exactly once across the crash). The core's `broker::persistence` docs ("Held-back
+//! messages") give the reasoning and what a restore rebuilds.
 
 use std::collections::BTreeMap;
 use std::io;

@@ -74,11 +74,16 @@ fn password_file(dir: &Path) -> PathBuf {
 /// Starts the broker with `extra` config lines after the listener, the password file and the
 /// ACL; waits until it accepts connections.
 fn start(extra: &str) -> Broker {
+    start_with_acl(ACL, extra)
+}
+
+/// [`start`] with another ACL.
+fn start_with_acl(acl_text: &str, extra: &str) -> Broker {
     let dir = TempDir::new("broker-program");
     let port = free_port();
     let passwd = password_file(dir.path());
     let acl = dir.path().join("acl");
-    std::fs::write(&acl, ACL).unwrap();
+    std::fs::write(&acl, acl_text).unwrap();
     let conf = dir.path().join("mosquitto.conf");
     std::fs::write(
         &conf,
@@ -297,6 +302,62 @@ fn acl_denials_mosquitto_clients() {
         ],
     );
     assert!(text(&out.stderr).contains("Not authorized"), "{out:?}");
+}
+
+/// Read access on every delivery, as mosquitto checks it: alice may subscribe to `a/#` (her
+/// `read a/#` covers it) but may not read `a/secret`, so a message published there by bob
+/// reaches bob's own `a/#` subscription and not hers; the other topics reach both. With MQTT
+/// 3.1.1 and 5, QoS 0 and 1.
+#[test]
+#[ignore = "needs mosquitto-clients (run by .ci/run)"]
+fn acl_read_checked_on_every_delivery_mosquitto_clients() {
+    let broker = start_with_acl(
+        "user alice\ntopic read a/#\ntopic deny a/secret\n\nuser bob\ntopic readwrite a/#\n",
+        "",
+    );
+    let port = broker.port;
+    let subscriber = |user: &str, pw: &str, version: &str| {
+        Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", version])
+            .args([
+                "-u", user, "-P", pw, "-t", "a/#", "-q", "1", "-v", "-W", "4",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let subs = [
+        ("alice", subscriber("alice", "secret", "311")),
+        ("alice", subscriber("alice", "secret", "5")),
+        ("bob", subscriber("bob", "builder", "5")),
+    ];
+    std::thread::sleep(Duration::from_millis(700));
+    for (t, m, q) in [
+        ("a/secret", "1", "1"),
+        ("a/open", "2", "1"),
+        ("a/secret", "3", "0"),
+        ("a/open/deeper", "4", "0"),
+    ] {
+        let out = tool(
+            "mosquitto_pub",
+            port,
+            &["-u", "bob", "-P", "builder", "-t", t, "-m", m, "-q", q],
+        );
+        assert!(out.status.success(), "{out:?}");
+    }
+    for (user, sub) in subs {
+        // `-W 4` ends it (exit code 27: timed out); what it printed is what it received.
+        let out = sub.wait_with_output().unwrap();
+        let got = text(&out.stdout);
+        match user {
+            "alice" => assert_eq!(got, "a/open 2\na/open/deeper 4\n", "{out:?}"),
+            _ => assert_eq!(
+                got, "a/secret 1\na/open 2\na/secret 3\na/open/deeper 4\n",
+                "{out:?}"
+            ),
+        }
+    }
 }
 
 const PAHO_SCRIPT: &str = r#"

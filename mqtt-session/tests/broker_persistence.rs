@@ -497,3 +497,205 @@ fn random_crashes_keep_qos2_exactly_once_and_qos1_at_least_once() {
         assert_eq!(store.messages_of("sub1") + store.messages_of("sub2"), 0);
     }
 }
+
+/// Acknowledges every message manual-ack client `s` was given and has not acknowledged yet
+/// (`acked`: the events already handled).
+fn ack_all(net: &mut BrokerNet, s: usize, acked: &mut usize) {
+    let now = net.now;
+    let ids: Vec<_> = net.clients[s].events[*acked..]
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Message { ack: Some(id), .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    *acked = net.clients[s].events.len();
+    for id in ids {
+        // A stale id (its session was discarded) is refused: nothing to acknowledge.
+        let _ = net.clients[s].session.ack(now, id, ReasonCode::Success);
+    }
+}
+
+#[test]
+fn held_back_messages_survive_a_crash_qos2_exactly_once_qos1_at_least_once() {
+    // Messages held back from their publisher because a subscriber is full (the broker's
+    // overload policy) were routed to some subscribers and not yet to others, and their
+    // PUBACK / PUBREC is withheld. A crash at any point of that, then a restore from the
+    // records: every message is acknowledged to its publisher in the end, nothing is lost,
+    // and a QoS 2 one reaches each subscriber exactly once ([MQTT-4.3.3-10] in 5.0: the
+    // publisher's re-send after the restart is answered with PUBREC and not routed again).
+    const N: u64 = 24;
+    let config = || BrokerConfig {
+        persistence: true,
+        server: BrokerConfig::default()
+            .server
+            .with_max_queued(3)
+            .with_receive_maximum(8),
+        ..BrokerConfig::default()
+    };
+    for seed in 1..=16u64 {
+        let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut net = BrokerNet::new(
+            seed,
+            mqtt_streaming_session::sim::NetworkConfig::default(),
+            config(),
+        );
+        let mut store = Store::default();
+        // `slow` acknowledges by hand with a window of 2: it fills, and the publishers are
+        // held back; `fast` takes everything at once.
+        let slow = net.add_client(
+            ClientConfig::default()
+                .with_ack_mode(AckMode::Manual)
+                .with_receive_maximum(2),
+        );
+        connect(&mut net, slow, connect_packet(V5, "slow", false, 600));
+        let fast = client(&mut net, V5, "fast", false, 600);
+        for s in [slow, fast] {
+            subscribe(&mut net, s, "q1", Q1);
+            subscribe(&mut net, s, "q2", Q2);
+        }
+        let p1 = client(&mut net, V5, "pub1", false, 600);
+        let p2 = client(&mut net, V5, "pub2", false, 600);
+        run(&mut net, &mut store, 10);
+        for n in 0..N {
+            let payload = Bytes::from(n.to_string());
+            send(&mut net, p1, Message::new(topic("q1"), Q1, payload.clone()));
+            send(&mut net, p2, Message::new(topic("q2"), Q2, payload));
+        }
+        let mut acked = 0;
+        let mut parked_seen = 0;
+        // Two crashes at random points while messages are held back.
+        for _ in 0..2 {
+            run(&mut net, &mut store, 20 + next(60));
+            parked_seen = parked_seen.max(net.broker.stats().parked);
+            if next(3) == 0 {
+                // The publishers go away: what the subscribers take meanwhile is answered
+                // when they come back.
+                cut(&mut net, p1);
+                cut(&mut net, p2);
+            }
+            if next(2) == 0 {
+                ack_all(&mut net, slow, &mut acked);
+                run(&mut net, &mut store, 1 + next(20));
+            }
+            crash(&mut net, &mut store, Duration::from_millis(100));
+            for (i, id) in [(slow, "slow"), (fast, "fast"), (p1, "pub1"), (p2, "pub2")] {
+                connect(&mut net, i, connect_packet(V5, id, false, 600));
+                assert!(connack(&net, i).session_present, "seed {seed}: {id}");
+            }
+        }
+        for _ in 0..400 {
+            ack_all(&mut net, slow, &mut acked);
+            run(&mut net, &mut store, 20);
+        }
+        assert!(parked_seen > 0, "seed {seed}: nothing was held back");
+        assert_eq!(net.broker.stats().parked, 0, "seed {seed}");
+        assert_eq!(publish_acks(&net, p1).len() as u64, N, "seed {seed}");
+        assert_eq!(publish_acks(&net, p2).len() as u64, N, "seed {seed}");
+        for (s, name) in [(slow, "slow"), (fast, "fast")] {
+            let mut seen = BTreeMap::<(String, String), usize>::new();
+            for p in received(&net, s) {
+                let text = String::from_utf8(p.payload.to_vec()).unwrap();
+                *seen.entry((p.topic.as_str().to_owned(), text)).or_default() += 1;
+            }
+            for n in 0..N {
+                let n = n.to_string();
+                assert!(
+                    seen.contains_key(&("q1".to_owned(), n.clone())),
+                    "seed {seed}: {name} lost QoS 1 {n}"
+                );
+                assert_eq!(
+                    seen.get(&("q2".to_owned(), n.clone())),
+                    Some(&1),
+                    "seed {seed}: {name}, QoS 2 {n}"
+                );
+            }
+        }
+        store.drain(&mut net.broker);
+        assert_eq!(store.messages_of("slow") + store.messages_of("fast"), 0);
+    }
+}
+
+#[test]
+fn held_back_qos2_finished_while_its_publisher_is_away_is_not_routed_again_after_a_crash() {
+    // A held-back QoS 2 message whose subscribers all took it while its publisher was away:
+    // its PUBREC waits for the publisher's return ("sent after CONNACK"). The broker crashes
+    // meanwhile; after the restore the publisher re-sends it (DUP) and gets PUBREC, and
+    // nobody gets it twice ([MQTT-4.3.3-10] in 5.0).
+    let config = BrokerConfig {
+        persistence: true,
+        server: BrokerConfig::default().server.with_max_queued(1),
+        ..BrokerConfig::default()
+    };
+    let mut net = net_with(config.clone());
+    let mut store = Store::default();
+    let slow = net.add_client(
+        ClientConfig::default()
+            .with_ack_mode(AckMode::Manual)
+            .with_receive_maximum(1),
+    );
+    connect(&mut net, slow, connect_packet(V5, "slow", false, 600));
+    let fast = client(&mut net, V5, "fast", false, 600);
+    subscribe(&mut net, slow, "t", Q2);
+    subscribe(&mut net, fast, "t", Q2);
+    let p = client(&mut net, V5, "pub", false, 600);
+    for n in 0..4 {
+        send(
+            &mut net,
+            p,
+            Message::new(topic("t"), Q2, Bytes::from(format!("{n}"))),
+        );
+    }
+    run(&mut net, &mut store, SETTLE_MS);
+    assert!(net.broker.stats().parked > 0, "held back");
+    assert!(publish_acks(&net, p).len() < 4);
+    cut(&mut net, p);
+    let mut acked = 0;
+    for _ in 0..20 {
+        ack_all(&mut net, slow, &mut acked);
+        run(&mut net, &mut store, 50);
+    }
+    assert_eq!(
+        net.broker.stats().parked,
+        0,
+        "all taken while the publisher is away"
+    );
+    assert_eq!(payloads(&net, fast), ["0", "1", "2", "3"]);
+    // kill -9 and restart from the records.
+    net.now = net.now + Duration::from_secs(1);
+    store.drain(&mut net.broker);
+    let now = net.now;
+    for c in &mut net.clients {
+        c.link = None;
+        c.session.handle_closed(now);
+    }
+    let mut broker = Broker::new(config);
+    broker.restore(now, store.snapshot(), now.as_millis());
+    net.broker = broker;
+    for (i, id) in [(slow, "slow"), (fast, "fast"), (p, "pub")] {
+        connect(&mut net, i, connect_packet(V5, id, false, 600));
+        assert!(connack(&net, i).session_present, "{id}");
+    }
+    for _ in 0..20 {
+        ack_all(&mut net, slow, &mut acked);
+        run(&mut net, &mut store, 50);
+    }
+    assert_eq!(publish_acks(&net, p), [ReasonCode::Success; 4]);
+    assert_eq!(payloads(&net, fast), ["0", "1", "2", "3"], "none twice");
+    assert_eq!(
+        payloads(&net, slow),
+        ["0", "1", "2", "3"],
+        "none lost, none twice"
+    );
+    store.drain(&mut net.broker);
+    assert!(store.snapshot().sessions[&string("pub")]
+        .flows
+        .inbound_awaiting_pubrel
+        .is_empty());
+}

@@ -176,6 +176,13 @@ impl BrokerHooks for Logged {
         }
         decision
     }
+
+    // Forwarded, or the ACL's check on delivery would never be asked.
+    const CHECKS_DELIVERY: bool = FileAuth::CHECKS_DELIVERY;
+
+    fn authorize_delivery(&mut self, subscriber: &ClientInfo<'_>, topic: &TopicName) -> bool {
+        self.inner.authorize_delivery(subscriber, topic)
+    }
 }
 
 fn log_notice(notice: &BrokerNotice, connection_messages: bool) {

@@ -5,10 +5,10 @@
 //! `stalled_subscriber_timeout` is disconnected (see [`BrokerConfig`](super::BrokerConfig)).
 
 use alloc::boxed::Box;
-use alloc::collections::VecDeque;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 
-use mqtt_streaming_proto::ReasonCode;
+use mqtt_streaming_proto::{PacketId, QoS, ReasonCode};
 
 use super::subscriptions::SessionKey;
 use super::{Broker, BrokerHooks, ConnectionId, RecordTimer, Token};
@@ -22,6 +22,8 @@ pub(super) struct Parked {
     state: ParkedState,
     /// The acknowledgement to send once every subscriber has it.
     ack: InboundId,
+    /// The message's QoS as published (its copies may have less).
+    qos: QoS,
     /// The code to acknowledge with (known once routed).
     code: ReasonCode,
     /// Bytes counted in `parked_bytes`.
@@ -37,6 +39,20 @@ enum ParkedState {
     Owed(Vec<Owed>),
 }
 
+/// The packet identifiers of `publisher`'s held-back QoS 2 messages that were routed (their
+/// copies are all recorded): a restored broker answers their re-send with PUBREC.
+pub(super) fn routed_qos2(
+    parked: &BTreeMap<SessionKey, VecDeque<Parked>>,
+    publisher: SessionKey,
+) -> impl Iterator<Item = PacketId> + '_ {
+    parked
+        .get(&publisher)
+        .into_iter()
+        .flatten()
+        .filter(|p| p.qos == QoS::ExactlyOnce && matches!(p.state, ParkedState::Owed(_)))
+        .map(|p| p.ack.packet_id())
+}
+
 /// One subscriber's copy of a held-back message.
 #[derive(Debug)]
 pub(super) struct Owed {
@@ -45,6 +61,10 @@ pub(super) struct Owed {
     pub(super) token: Token,
     /// The publisher is in this subscriber's `Waiters`.
     waiting: bool,
+    /// Its number in the persistence records, as a message queued for session `key` (0: not
+    /// recorded). Only copies of QoS 2 messages are (see `persistence`, "Held-back
+    /// messages").
+    recorded: u64,
 }
 
 impl Owed {
@@ -54,6 +74,7 @@ impl Owed {
             message,
             token,
             waiting: false,
+            recorded: 0,
         }
     }
 }
@@ -69,24 +90,27 @@ pub(super) struct Waiters {
 }
 
 impl<H: BrokerHooks> Broker<H> {
-    /// Holds back a QoS 1/2 message of `publisher`: `Ok` with the deliveries some subscribers
-    /// could not take (not empty), or `Err` with a message that arrived while earlier ones
-    /// wait. Its acknowledgement `ack` is sent once every subscriber has it.
+    /// Holds back a QoS 1/2 message (published with `qos`) of `publisher`: `Ok` with the
+    /// deliveries some subscribers could not take (not empty), or `Err` with a message that
+    /// arrived while earlier ones wait. Its acknowledgement `ack` is sent once every
+    /// subscriber has it.
     pub(super) fn park(
         &mut self,
         now: Instant,
         publisher: SessionKey,
         ack: InboundId,
+        qos: QoS,
         routed: Result<(ReasonCode, Vec<Owed>), Message>,
     ) {
         // The message owns its bytes already (one compact copy, made in `on_message`), and
         // every subscriber's copy shares them.
         let (state, code, bytes) = match routed {
-            Ok((code, owed)) => {
+            Ok((code, mut owed)) => {
                 let Some(first) = owed.first() else {
                     return;
                 };
                 let bytes = first.message.topic.len() + first.message.payload.len();
+                self.record_owed(now, qos, &mut owed);
                 (ParkedState::Owed(owed), code, bytes)
             }
             Err(message) => {
@@ -103,10 +127,40 @@ impl<H: BrokerHooks> Broker<H> {
         self.parked.entry(publisher).or_default().push_back(Parked {
             state,
             ack,
+            qos,
             code,
             bytes,
         });
         self.register(now, publisher);
+        self.journal_dirty(publisher);
+    }
+
+    /// Records the copies of a held-back QoS 2 message not recorded yet as queued for their
+    /// subscribers (when persistence is on and the subscriber's session is persistent): with
+    /// the copies its subscribers took, recorded as they took them, the message is then in
+    /// the records everywhere it was routed, and its publisher's packet identifier is
+    /// recorded as answered (see `persistence`, "Held-back messages").
+    fn record_owed(&mut self, now: Instant, qos: QoS, owed: &mut [Owed]) {
+        if self.journal.is_none() || qos != QoS::ExactlyOnce {
+            return;
+        }
+        for o in owed.iter_mut().filter(|o| o.recorded == 0) {
+            let mut token = Token::default();
+            self.journal_delivery(now, o.key, &o.message, &mut token);
+            o.recorded = token.seq;
+        }
+    }
+
+    /// The record of a held-back copy ([`record_owed`](Self::record_owed)) is no longer
+    /// needed: the copy was delivered (and recorded again where it went) or dropped.
+    fn forget_owed(&mut self, key: SessionKey, recorded: u64) {
+        if recorded != 0 {
+            let token = Token {
+                shared: None,
+                seq: recorded,
+            };
+            self.journal_done(Some(key), &token);
+        }
     }
 
     /// Puts `publisher` in the `Waiters` of every subscriber its first message still waits
@@ -198,15 +252,20 @@ impl<H: BrokerHooks> Broker<H> {
     /// Delivers `publisher`'s held-back messages in order as far as the subscribers take
     /// them, acknowledging each once all have it.
     fn advance(&mut self, now: Instant, publisher: SessionKey) {
+        // Its held-back messages (routed ones, acknowledged ones) are part of its records.
+        self.journal_dirty(publisher);
         while let Some(head) = self
             .parked
             .get_mut(&publisher)
             .and_then(VecDeque::front_mut)
         {
+            let qos = head.qos;
             let state = core::mem::replace(&mut head.state, ParkedState::Owed(Vec::new()));
             let owed = match state {
                 ParkedState::Unrouted(message) => {
-                    let (code, owed) = self.accept_message(now, Some(publisher), *message, true);
+                    let (code, mut owed) =
+                        self.accept_message(now, Some(publisher), *message, true);
+                    self.record_owed(now, qos, &mut owed);
                     if let Some(head) = self
                         .parked
                         .get_mut(&publisher)
@@ -223,7 +282,7 @@ impl<H: BrokerHooks> Broker<H> {
                             still.push(o);
                             continue;
                         }
-                        let key = o.key;
+                        let (key, recorded) = (o.key, o.recorded);
                         if o.token.shared.is_none() && !self.sessions.contains_key(&key) {
                             // Its subscriber's session ended while the copy waited: dropped
                             // with what that session held, and counted as such.
@@ -231,10 +290,24 @@ impl<H: BrokerHooks> Broker<H> {
                             continue;
                         }
                         match self.offer(now, key, o.message, o.token, true) {
-                            Some((message, token)) => still.push(Owed::new(key, message, token)),
-                            None => self.on_progress(now, key),
+                            Some(mut again) => {
+                                if again.key == key {
+                                    again.recorded = recorded;
+                                } else {
+                                    // A shared one now waits for another member: recorded
+                                    // for that one instead, below.
+                                    self.forget_owed(key, recorded);
+                                }
+                                still.push(again);
+                            }
+                            None => {
+                                // Taken (and recorded again as such), or dropped.
+                                self.forget_owed(key, recorded);
+                                self.on_progress(now, key);
+                            }
                         }
                     }
+                    self.record_owed(now, qos, &mut still);
                     still
                 }
             };
@@ -309,6 +382,9 @@ impl<H: BrokerHooks> Broker<H> {
             self.parked_bytes -= parked.bytes;
             self.stats.parked_dropped += 1;
             if let ParkedState::Owed(owed) = parked.state {
+                for o in &owed {
+                    self.forget_owed(o.key, o.recorded);
+                }
                 for o in owed.iter().filter(|o| o.waiting) {
                     if let Some(w) = self.waiters.get_mut(&o.key) {
                         w.publishers.retain(|p| *p != publisher);
@@ -340,6 +416,7 @@ impl<H: BrokerHooks> Broker<H> {
                 .and_then(VecDeque::front_mut)
                 .map(|head| &mut head.state)
             {
+                // Their records went with the discarded session's.
                 let before = owed.len();
                 owed.retain(|o| o.key != key);
                 self.stats.dropped_session_ended += (before - owed.len()) as u64;

@@ -1,4 +1,4 @@
-//! Hooks through which the application decides who may connect, publish and subscribe.
+//! Hooks through which the application decides who may connect, publish, subscribe and receive.
 
 use mqtt_streaming_proto::{Auth, AuthProperties, Connect, ReasonCode, TopicFilter, TopicName};
 
@@ -18,7 +18,8 @@ pub enum AuthDecision {
     Continue(AuthProperties),
 }
 
-/// The client a PUBLISH, will or SUBSCRIBE comes from, as the authorisation hooks see it.
+/// The client a PUBLISH, will or SUBSCRIBE comes from, or a message goes to, as the
+/// authorisation hooks see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ClientInfo<'a> {
@@ -103,6 +104,42 @@ pub trait BrokerHooks {
         } else {
             Err(ReasonCode::NotAuthorized)
         }
+    }
+
+    /// Whether the broker asks [`authorize_delivery`](Self::authorize_delivery) at all. `false`
+    /// by default: the broker then does no work per delivery for it (the test is on this
+    /// constant, so a monomorphised broker drops it). Set it to `true` with
+    /// `authorize_delivery`; a hook that wraps another forwards both (`const CHECKS_DELIVERY:
+    /// bool = Inner::CHECKS_DELIVERY;`), or the inner one's delivery check is never asked.
+    const CHECKS_DELIVERY: bool = false;
+
+    /// May `subscriber` receive a message published to `topic`? Asked (when
+    /// [`CHECKS_DELIVERY`](Self::CHECKS_DELIVERY) is `true`) for each message and each
+    /// subscriber it is about to go to (once per matching session; for a shared subscription,
+    /// each member it is offered to), before the copy is queued or sent, as mosquitto checks `read` access on every message it delivers: a subscription
+    /// that [`authorize_subscription`](Self::authorize_subscription) let through (`a/#`) then
+    /// still does not carry messages of a topic inside it the subscriber may not read
+    /// (`a/secret`). The subscriber's user name is that of its latest accepted CONNECT (kept
+    /// in the persistence records, so a restored session whose client has not connected
+    /// again yet is asked about with it too).
+    ///
+    /// - A refused copy is not delivered and counted in
+    ///   [`BrokerStats::deliveries_unauthorized`](super::BrokerStats::deliveries_unauthorized);
+    ///   the publisher's acknowledgement is as if it had been delivered (it says nothing about
+    ///   who may read what).
+    /// - Shared subscriptions: a member that may not read the message is passed over, as a
+    ///   member that cannot take it is, and another member gets it; when no member may, the
+    ///   group does not get it (counted once). (mosquitto instead drops the group's copy when
+    ///   the member whose turn it is may not read it.)
+    /// - Retained messages sent after a SUBSCRIBE are asked about too, each as it is sent.
+    /// - A copy held back because its subscriber was full is asked about again when it is
+    ///   retried.
+    ///
+    /// The default allows everything.
+    #[inline]
+    fn authorize_delivery(&mut self, subscriber: &ClientInfo<'_>, topic: &TopicName) -> bool {
+        let _ = (subscriber, topic);
+        true
     }
 }
 

@@ -212,7 +212,7 @@ enum RecordTimer {
     Stall,
 }
 
-/// The broker core. `H` decides who may connect, publish and subscribe; [`AllowAll`] by
+/// The broker core. `H` decides who may connect, publish, subscribe and receive; [`AllowAll`] by
 /// default.
 #[derive(Debug)]
 pub struct Broker<H: BrokerHooks = AllowAll> {

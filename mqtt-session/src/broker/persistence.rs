@@ -33,15 +33,44 @@
 //! changes of one turn of its loop are one transaction, and that turn's output is released
 //! when the transaction is durable.)
 //!
+//! The changes taken after one input (every `poll_change` until `None`) belong together: a
+//! store commits them as one transaction, or a crash between two of them may leave a QoS 2
+//! message recorded for its subscribers without its publisher's packet identifier, and the
+//! publisher's re-send would then reach them a second time.
+//!
 //! A faster mode writes the changes every few seconds and holds nothing back, as mosquitto's
 //! `autosave_interval`: a crash loses what changed since the last save.
 //!
+//! # Held-back messages
+//!
+//! A QoS 1/2 message held back from its publisher while a subscriber is full (see
+//! [`BrokerConfig`](super::BrokerConfig), "Overload") has not been acknowledged: its PUBACK or
+//! PUBREC leaves only once every subscriber took it (and the records of that are durable, by
+//! the rule above), and the publisher's later QoS 1/2 messages wait behind it, unrouted and
+//! unacknowledged too. So nothing acknowledged is ever only in the held-back state. What a
+//! crash must not do is deliver a message twice or lose one whose acknowledgement then goes
+//! out, and the publisher re-sends (DUP) whatever it has no acknowledgement for:
+//!
+//! - A held-back message still waiting behind an earlier one was routed nowhere and is not
+//!   recorded: the re-send routes it, once.
+//! - A held-back QoS 1 message some subscribers took: they keep their recorded copies, and the
+//!   re-send is routed to every subscriber again, the full ones included (QoS 1 is at least
+//!   once: those that took it get it twice).
+//! - A held-back QoS 2 message routed to its subscribers: the copies that subscribers took
+//!   are recorded as they take them, the copies waiting for full subscribers are recorded as
+//!   queued for them when they start waiting (and that record is replaced when they take
+//!   them), and the publisher's packet identifier is recorded with its session's flows as
+//!   awaiting PUBREL ([`StoredFlows::inbound_awaiting_pubrel`]). A restored broker therefore
+//!   has the message in every persistent session it was routed to, and answers the
+//!   publisher's re-send with PUBREC without routing it again ([MQTT-4.3.3-10]): exactly
+//!   once. So does it once every subscriber took it while its publisher was away (its PUBREC
+//!   waits for the publisher's return).
+//!
+//! (Subscribers whose sessions end with their connection are gone after a crash in any case,
+//! with whatever they were owed.)
+//!
 //! # Not covered
 //!
-//! - QoS 1/2 messages held back from their publisher while a subscriber is full (see
-//!   [`BrokerConfig`](super::BrokerConfig), "Overload") are not acknowledged yet and not
-//!   recorded as held back: after a crash their publisher sends them again. A QoS 2 one that
-//!   some subscribers had already taken reaches those again (each once more).
 //! - A client connected at the crash is treated, on restore, as if its connection was lost at
 //!   the restore: its will is published after its Will Delay Interval, and its session expires
 //!   its Session Expiry Interval later.
@@ -154,6 +183,10 @@ pub struct SessionHeader {
     pub will: Option<Will>,
     /// When the connection ended; `None` while connected.
     pub disconnected_at: Option<Instant>,
+    /// The User Name of the session's latest accepted CONNECT: the authorisation hooks see it
+    /// for messages routed to the restored session before its client connects again
+    /// ([`BrokerHooks::authorize_delivery`]).
+    pub username: Option<MqttString>,
 }
 
 /// Where a session's publish flows stand (see [`Change::Flows`]).
@@ -162,7 +195,10 @@ pub struct StoredFlows {
     /// The messages in flight to the client, in re-send order.
     pub outbound: Vec<StoredFlow>,
     /// Inbound QoS 2 packet identifiers answered with PUBREC and awaiting PUBREL: a PUBLISH
-    /// re-sent with one of them is not delivered again ([MQTT-4.3.3-9]).
+    /// re-sent with one of them is not delivered again ([MQTT-4.3.3-9]). Also those whose
+    /// PUBREC is still held back though their message is recorded wherever it was routed (see
+    /// "Held-back messages" in the [module docs](self)): a restored broker answers them as
+    /// answered.
     pub inbound_awaiting_pubrel: Vec<PacketId>,
 }
 
@@ -279,9 +315,10 @@ impl Change {
                     }
                     None => value.push(0),
                 }
-                if let Some(will) = &header.will {
+                if header.will.is_some() || header.username.is_some() {
                     let mut connect = Connect::new(ProtocolVersion::V5, header.client_id.clone());
-                    connect.will = Some(will.clone());
+                    connect.will = header.will.clone();
+                    connect.username = header.username.clone();
                     encode_packet(&Packet::Connect(Box::new(connect)), &mut value);
                 }
                 out.push(StoreOp::Put(
@@ -395,6 +432,8 @@ pub struct StoredSession {
     pub will: Option<Will>,
     /// The durable clock's reading when its connection ended; `None`: it was connected.
     pub disconnected_at: Option<u64>,
+    /// The User Name of its latest accepted CONNECT (see [`SessionHeader::username`]).
+    pub username: Option<MqttString>,
     /// Its subscriptions.
     pub subscriptions: BTreeMap<TopicFilter, (SubscriptionOptions, Option<SubscriptionId>)>,
     /// Its QoS 1/2 messages not done, by number.
@@ -580,11 +619,20 @@ fn decode_header(value: &[u8]) -> Option<StoredSession> {
         1 => Some(r.u64()?),
         _ => return None,
     };
-    let will = if r.0.is_empty() {
-        None
+    // A CONNECT carrying the will and the user name, when there is either.
+    let (will, username) = if r.0.is_empty() {
+        (None, None)
     } else {
         match decode_packet(r.0)? {
-            Packet::Connect(connect) => Some(connect.will?.to_owned_compact()),
+            Packet::Connect(connect) => {
+                if connect.will.is_none() && connect.username.is_none() {
+                    return None;
+                }
+                (
+                    connect.will.map(|w| w.to_owned_compact()),
+                    connect.username.map(|u| u.to_owned_compact()),
+                )
+            }
             _ => return None,
         }
     };
@@ -592,6 +640,7 @@ fn decode_header(value: &[u8]) -> Option<StoredSession> {
         expiry,
         will,
         disconnected_at,
+        username,
         subscriptions: BTreeMap::new(),
         messages: BTreeMap::new(),
         flows: StoredFlows::default(),
@@ -690,13 +739,14 @@ impl<H: BrokerHooks> Broker<H> {
             if !journal.durable.contains_key(&key) {
                 continue;
             }
+            let held = super::backpressure::routed_qos2(&self.parked, key);
             let flows = match record.connection.and_then(|id| self.connections.get(&id)) {
                 Some(conn) if conn.key == Some(key) => {
-                    stored_flows(conn.session.flows_for_persistence())
+                    stored_flows(conn.session.flows_for_persistence(), held)
                 }
                 _ => match &record.stored {
-                    Some(state) => stored_flows(&state.flows),
-                    None => StoredFlows::default(),
+                    Some(state) => stored_flows(&state.flows, held),
+                    None => stored_flows(&Default::default(), held),
                 },
             };
             if journal.flows.get(&key) == Some(&flows) {
@@ -819,9 +869,9 @@ impl<H: BrokerHooks> Broker<H> {
                 key,
                 SessionRecord {
                     client_id: client_id.clone(),
-                    // Not stored: the authorisation hooks see the user name again when the
-                    // client reconnects (a will published before then is checked without).
-                    username: None,
+                    // As of its latest CONNECT, for the authorisation hooks until it connects
+                    // again.
+                    username: stored.username,
                     connection: None,
                     stored: Some(Box::new(state)),
                     subscriptions,
@@ -932,6 +982,7 @@ impl<H: BrokerHooks> Broker<H> {
                 expiry: durable.expiry,
                 will,
                 disconnected_at: durable.disconnected_at,
+                username: record.username.clone(),
             })));
     }
 
@@ -1059,7 +1110,24 @@ impl<H: BrokerHooks> Broker<H> {
     }
 }
 
-fn stored_flows(flows: &crate::shared::flows::Flows<Token>) -> StoredFlows {
+/// The flows of a session as recorded; `held`: its held-back QoS 2 messages that were routed.
+///
+/// The inbound identifiers recorded as awaiting PUBREL are those answered with PUBREC, those
+/// accepted whose PUBREC waits (for the client to reconnect), and those of routed held-back
+/// messages: for each, the message is in the records wherever it was routed, so a restored
+/// broker answers a re-send with PUBREC and does not route it again.
+fn stored_flows(
+    flows: &crate::shared::flows::Flows<Token>,
+    held: impl Iterator<Item = PacketId>,
+) -> StoredFlows {
+    let mut inbound: Vec<PacketId> = flows
+        .inbound
+        .awaiting_pubrel()
+        .chain(flows.inbound.accepted_qos2())
+        .chain(held)
+        .collect();
+    inbound.sort_unstable();
+    inbound.dedup();
     StoredFlows {
         outbound: flows
             .inflight
@@ -1073,6 +1141,6 @@ fn stored_flows(flows: &crate::shared::flows::Flows<Token>) -> StoredFlows {
                 })
             })
             .collect(),
-        inbound_awaiting_pubrel: flows.inbound.awaiting_pubrel().collect(),
+        inbound_awaiting_pubrel: inbound,
     }
 }

@@ -11,6 +11,9 @@
 //! at once, which runs one turn for each session with room, so a subscriber with 100,000
 //! retained messages shares the broker with everyone else.
 //!
+//! Each message is checked with [`BrokerHooks::authorize_delivery`] as it is sent (a message
+//! the subscriber may not read is skipped and counted).
+//!
 //! A retained message stored after the SUBSCRIBE is not sent from the store: the subscription
 //! already got it live. A session that goes offline keeps its cursors and continues after it
 //! resumes; a new SUBSCRIBE to the same filter restarts its cursor; an UNSUBSCRIBE, a clean
@@ -184,6 +187,10 @@ impl<H: BrokerHooks> Broker<H> {
             while let Some(message) = pending.taken.pop_front() {
                 if !self.connections.contains_key(&conn_id) {
                     break 'turn;
+                }
+                if !self.may_read(key, &message) {
+                    self.stats.deliveries_unauthorized += 1;
+                    continue;
                 }
                 let out = outgoing(&message, &pending.delivery, true);
                 let mut token = Token::default();

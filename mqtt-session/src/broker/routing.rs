@@ -39,14 +39,15 @@ impl<H: BrokerHooks> Broker<H> {
         // beyond this read. Every subscriber shares this copy (issue 10).
         let message = Message::from_publish(publish).to_owned_compact();
         if let (Some(key), Some(ack)) = (key, ack) {
+            let qos = message.qos;
             if self.parked.contains_key(&key) {
                 // Behind the publisher's earlier messages ([MQTT-4.6.0-6]).
-                self.park(now, key, ack, Err(message));
+                self.park(now, key, ack, qos, Err(message));
                 return;
             }
             let (code, owed) = self.accept_message(now, Some(key), message, true);
             if !owed.is_empty() {
-                self.park(now, key, ack, Ok((code, owed)));
+                self.park(now, key, ack, qos, Ok((code, owed)));
                 return;
             }
             self.ack_message(now, id, ack, code);
@@ -155,9 +156,7 @@ impl<H: BrokerHooks> Broker<H> {
         let mut owed = Vec::new();
         for (key, delivery) in matches.direct {
             let copy = outgoing(&message, &delivery, false);
-            if let Some((message, token)) = self.offer(now, key, copy, Token::default(), hold) {
-                owed.push(Owed::new(key, message, token));
-            }
+            owed.extend(self.offer(now, key, copy, Token::default(), hold));
         }
         for (key, delivery, filter) in matches.shared {
             let token = Token {
@@ -165,16 +164,15 @@ impl<H: BrokerHooks> Broker<H> {
                 ..Token::default()
             };
             let copy = outgoing(&message, &delivery, false);
-            if let Some((message, token)) = self.offer(now, key, copy, token, hold) {
-                owed.push(Owed::new(key, message, token));
-            }
+            owed.extend(self.offer(now, key, copy, token, hold));
         }
         (n, owed)
     }
 
     /// Hands a message to one session: live, queued while offline, or dropped with a count.
     /// With `hold`, a QoS 1/2 message that a connected session cannot take yet (its queue or
-    /// transmit buffer is full) comes back instead of being dropped.
+    /// transmit buffer is full) comes back instead of being dropped, as owed to the session
+    /// it waits for (`key`, or for a shared subscription the member it waits for).
     pub(super) fn offer(
         &mut self,
         now: Instant,
@@ -182,9 +180,18 @@ impl<H: BrokerHooks> Broker<H> {
         message: Message,
         token: Token,
         hold: bool,
-    ) -> Option<(Message, Token)> {
+    ) -> Option<Owed> {
         if hold && token.shared.is_some() {
             return self.offer_shared(now, key, message, token);
+        }
+        if !self.may_read(key, &message) {
+            if token.shared.is_some() {
+                // Passed over: another member of the group gets it.
+                self.reroute_shared(now, key, message, token);
+            } else {
+                self.stats.deliveries_unauthorized += 1;
+            }
+            return None;
         }
         let live = hold
             && self
@@ -202,7 +209,7 @@ impl<H: BrokerHooks> Broker<H> {
                 && command.qos > QoS::AtMostOnce
                 && token.shared.is_none() =>
             {
-                Some((command, token))
+                Some(Owed::new(key, command, token))
             }
             Err(Rejected {
                 error,
@@ -213,6 +220,24 @@ impl<H: BrokerHooks> Broker<H> {
                 None
             }
         }
+    }
+
+    /// Whether session `key` may receive `message` ([`BrokerHooks::authorize_delivery`]; no
+    /// work at all unless the hooks ask for it). Every delivery path asks this once per copy,
+    /// before the copy is journaled or queued.
+    #[inline]
+    pub(super) fn may_read(&mut self, key: SessionKey, message: &Message) -> bool {
+        if !H::CHECKS_DELIVERY {
+            return true;
+        }
+        let Some(record) = self.sessions.get(&key) else {
+            return true;
+        };
+        let subscriber = ClientInfo::new(
+            record.client_id.as_str(),
+            record.username.as_ref().map(|u| u.as_str()),
+        );
+        self.hooks.authorize_delivery(&subscriber, &message.topic)
     }
 
     /// [`offer`](Self::offer) up to a refusal, which is handed back: re-routing tries
@@ -265,23 +290,32 @@ impl<H: BrokerHooks> Broker<H> {
     }
 
     /// A shared-subscription message held for its publisher: offered to `key`, then to the
-    /// group's other members in round-robin order; when every member is connected and full,
-    /// it comes back (to wait for `key`). Otherwise a refusal by all is dropped and counted,
-    /// as in [`reroute_shared`](Self::reroute_shared).
+    /// group's other members in round-robin order; members that may not read it are passed
+    /// over; when every other member is connected and full, it comes back (to wait for the
+    /// first of them). Otherwise a refusal by all is dropped and counted, as in
+    /// [`reroute_shared`](Self::reroute_shared).
     fn offer_shared(
         &mut self,
         now: Instant,
         key: SessionKey,
         message: Message,
         token: Token,
-    ) -> Option<(Message, Token)> {
+    ) -> Option<Owed> {
         let filter = token.shared.clone()?;
         let mut members = Vec::from([key]);
         members.extend(self.index.shared_rotation(&filter, key));
         let (mut message, mut token) = (message, token);
         let mut all_full = true;
         let mut last_error = None;
+        let mut readers_denied = false;
+        // The first member that was offered it: the one it waits for.
+        let mut tried = None;
         for (n, member) in members.into_iter().enumerate() {
+            if !self.may_read(member, &message) {
+                // Passed over: neither full nor taking it.
+                readers_denied = true;
+                continue;
+            }
             if n > 0 {
                 self.index.shared_served(&filter, member);
             }
@@ -290,6 +324,7 @@ impl<H: BrokerHooks> Broker<H> {
                 continue;
             };
             let live = record.connection.is_some();
+            tried.get_or_insert(member);
             match self.try_deliver(now, member, message, token) {
                 Ok(()) => return None,
                 Err(refused) => {
@@ -302,8 +337,16 @@ impl<H: BrokerHooks> Broker<H> {
                 }
             }
         }
+        let Some(wait_for) = tried else {
+            if readers_denied {
+                self.stats.deliveries_unauthorized += 1;
+                return None;
+            }
+            // Every member's session ended while it waited: it waits for `key`, as before.
+            return Some(Owed::new(key, message, token));
+        };
         if all_full {
-            return Some((message, token));
+            return Some(Owed::new(wait_for, message, token));
         }
         match last_error {
             Some(CommandError::PacketTooLarge { .. }) => self.stats.dropped_too_large += 1,
@@ -364,8 +407,9 @@ impl<H: BrokerHooks> Broker<H> {
     /// A shared-subscription message its member could not take goes to another member, so a
     /// member leaving loses no QoS 1/2 message. The other members are tried in round-robin
     /// order, each once, in a loop (a group may have thousands of members, and each refusal
-    /// must not cost a stack frame); when every one refuses, the message is dropped and
-    /// counted by the last refusal's cause.
+    /// must not cost a stack frame); members that may not read it
+    /// ([`may_read`](Self::may_read)) are passed over; when every one refuses, the message is
+    /// dropped and counted by the last refusal's cause.
     pub(super) fn reroute_shared(
         &mut self,
         now: Instant,
@@ -378,12 +422,20 @@ impl<H: BrokerHooks> Broker<H> {
         };
         let members = self.index.shared_rotation(&filter, from);
         if members.is_empty() {
-            self.stats.dropped_session_ended += 1;
+            if self.may_read(from, &message) {
+                self.stats.dropped_session_ended += 1;
+            } else {
+                // Its only member was passed over (`offer`).
+                self.stats.deliveries_unauthorized += 1;
+            }
             return;
         }
         let (mut message, mut token) = (message, token);
         let mut last_error = None;
         for key in members {
+            if !self.may_read(key, &message) {
+                continue;
+            }
             self.index.shared_served(&filter, key);
             match self.try_deliver(now, key, message, token) {
                 Ok(()) => return,
@@ -395,6 +447,8 @@ impl<H: BrokerHooks> Broker<H> {
             }
         }
         match last_error {
+            // No member may read it.
+            None if H::CHECKS_DELIVERY => self.stats.deliveries_unauthorized += 1,
             Some(CommandError::PacketTooLarge { .. }) => self.stats.dropped_too_large += 1,
             _ => self.stats.dropped_queue_full += 1,
         }

@@ -41,6 +41,11 @@ pub struct BrokerStats {
     pub dropped_too_large: u64,
     /// Publishes refused by `authorize_publish`.
     pub dropped_unauthorized: u64,
+    /// Copies of messages not delivered because
+    /// [`authorize_delivery`](crate::broker::BrokerHooks::authorize_delivery) refused their
+    /// subscriber (a shared subscription none of whose members may read a message counts
+    /// once).
+    pub deliveries_unauthorized: u64,
     /// Publishes from clients to topics starting with `$SYS`, which only the broker itself
     /// ([`Broker::publish`](crate::broker::Broker::publish)) may publish to: acknowledged and
     /// dropped.

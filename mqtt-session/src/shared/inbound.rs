@@ -179,6 +179,16 @@ impl Inbound {
         self.awaiting_pubrel.iter().copied()
     }
 
+    /// QoS 2 identifiers the application accepted whose PUBREC waits for an earlier
+    /// acknowledgement, or for the peer to reconnect (for a snapshot: the PUBREC is as good
+    /// as sent).
+    pub(crate) fn accepted_qos2(&self) -> impl Iterator<Item = PacketId> + '_ {
+        self.pending
+            .iter()
+            .filter(|p| p.qos == QoS::ExactlyOnce && p.verdict.is_some_and(|c| !c.is_error()))
+            .map(|p| p.packet_id)
+    }
+
     pub(crate) fn restore_awaiting_pubrel(&mut self, id: PacketId) {
         self.awaiting_pubrel.insert(id);
     }

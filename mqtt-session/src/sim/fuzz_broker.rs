@@ -9,7 +9,8 @@
 //!
 //! Byte 0 picks the hooks ([`FuzzHooks`]: bit 0 enhanced authentication, bit 1 refuse client
 //! ids `c1*`, bit 2 refuse publishes to topics whose first level is `x`, bit 3 refuse
-//! subscriptions to filters starting with `+`) and bit 7 the end (clear: close everything and
+//! subscriptions to filters starting with `+`, bit 4 refuse delivering messages of topics of
+//! an odd length to clients whose id ends with an odd byte) and bit 7 the end (clear: close everything and
 //! reconnect every session to drain it, then check the model; set: close everything and drop
 //! the broker with its sessions, the model unchecked). Byte 1 picks the configuration (bit 0
 //! queues of 2 instead of 8, bit 1 in-flight window 1 instead of 4, bit 2 topic aliases
@@ -77,7 +78,8 @@
 //! with a reason code below 0x80 (for MQTT 3.x, also one the hooks allowed), or it went in
 //! through [`Broker::publish`]. At that moment it is owed to
 //! - each live, untainted session with a subscription granted at QoS 1 or 2 whose filter
-//!   matches the topic (not the publisher's own with No Local), once; and
+//!   matches the topic (not the publisher's own with No Local) and that the hooks let read it,
+//!   once; and
 //! - each shared subscription (`$share/{g}/{f}`) granted at QoS 1 or 2 to a live, untainted
 //!   session, once to any session that ever joined that group.
 //!
@@ -92,7 +94,9 @@
 //! Every delivery a client receives is recorded by the serial number in the first four payload
 //! bytes. At the end, the owed deliveries that never arrived must not outnumber the messages
 //! the broker counted as dropped (`dropped_queue_full + dropped_too_large + dropped_expired +
-//! dropped_session_ended`): the broker may lose a message only where it says so. And no
+//! dropped_session_ended + deliveries_unauthorized`): the broker may lose a message only where
+//! it says so. While the hooks refuse deliveries, no session they refuse receives such a
+//! message. And no
 //! session receives a tracked QoS 2 message that was not retained twice as a new delivery (a
 //! re-sent PUBLISH of a packet id still awaiting PUBREL is not new), unless it was ever in a
 //! shared group or connected with MQTT 3.1 (whose CONNACK cannot say Session Present). Wills
@@ -116,7 +120,8 @@ use mqtt_streaming_proto::{
 
 use super::input::Input;
 use crate::broker::{
-    AuthDecision, Broker, BrokerConfig, BrokerEvent, BrokerHooks, BrokerStats, ConnectionId,
+    AuthDecision, Broker, BrokerConfig, BrokerEvent, BrokerHooks, BrokerStats, ClientInfo,
+    ConnectionId,
 };
 use crate::message::Message;
 use crate::server::ServerConfig;
@@ -186,13 +191,20 @@ pub fn check_broker_with_heap(data: &[u8], heap: &dyn Fn() -> usize) {
 pub struct FuzzHooks {
     /// Bit 0: enhanced authentication with method `fuzz` (data `ok` passes); bit 1: client ids
     /// starting with `c1` are refused; bit 2: publishes to topics whose first level is `x` are
-    /// refused; bit 3: subscriptions to filters starting with `+` are refused.
+    /// refused; bit 3: subscriptions to filters starting with `+` are refused; bit 4: messages
+    /// of topics of an odd length are not delivered to clients whose id ends with an odd
+    /// byte.
     pub mode: u8,
 }
 
 impl FuzzHooks {
     fn allows_publish(self, topic: &str) -> bool {
         self.mode & 4 == 0 || !(topic == "x" || topic.starts_with("x/"))
+    }
+
+    fn allows_delivery(self, client_id: &str, topic: &str) -> bool {
+        let odd = |s: &str| s.as_bytes().last().is_some_and(|b| b % 2 == 1);
+        self.mode & 16 == 0 || !(odd(client_id) && topic.len() % 2 == 1)
     }
 }
 
@@ -231,6 +243,12 @@ impl BrokerHooks for FuzzHooks {
 
     fn authorize_subscribe(&mut self, _client_id: &str, filter: &TopicFilter) -> bool {
         self.mode & 8 == 0 || !filter.as_str().starts_with('+')
+    }
+
+    const CHECKS_DELIVERY: bool = true;
+
+    fn authorize_delivery(&mut self, subscriber: &ClientInfo<'_>, topic: &TopicName) -> bool {
+        self.allows_delivery(subscriber.client_id, topic.as_str())
     }
 }
 
@@ -447,7 +465,7 @@ impl<'a, 'h> Driver<'a, 'h> {
         let hooks_byte = input.byte();
         let config_byte = input.byte();
         let hooks = FuzzHooks {
-            mode: hooks_byte & 0x0f,
+            mode: hooks_byte & 0x1f,
         };
         let config = BrokerConfig {
             server: ServerConfig {
@@ -1308,6 +1326,18 @@ impl<'a, 'h> Driver<'a, 'h> {
                 }
             }
         }
+        if let Some(name) = &self.sessions[key].name {
+            let topic = publish.topic.as_str();
+            // An empty topic is a topic alias's: not known here.
+            assert!(
+                topic.is_empty()
+                    || self
+                        .broker
+                        .hooks_mut()
+                        .allows_delivery(name.as_str(), topic),
+                "{topic} delivered to {name:?}, which the hooks do not let read it"
+            );
+        }
         if publish.payload.len() >= 4 {
             let mut b = [0u8; 4];
             b.copy_from_slice(&publish.payload[..4]);
@@ -1413,7 +1443,11 @@ impl<'a, 'h> Driver<'a, 'h> {
                     owed = true;
                 }
             }
-            if owed {
+            let readable = session
+                .name
+                .as_ref()
+                .is_none_or(|name| self.hooks.allows_delivery(name.as_str(), topic));
+            if owed && readable {
                 result.direct.push((key as u32, session.epoch));
             }
         }
@@ -1614,7 +1648,8 @@ impl<'a, 'h> Driver<'a, 'h> {
         let dropped = stats.dropped_queue_full
             + stats.dropped_too_large
             + stats.dropped_expired
-            + stats.dropped_session_ended;
+            + stats.dropped_session_ended
+            + stats.deliveries_unauthorized;
         assert!(
             missing <= dropped,
             "{missing} owed deliveries never arrived (first: message {:?}) but the broker counts \
