@@ -41,9 +41,9 @@ use bytes::{Buf, BytesMut};
 use mqtt_streaming_session::{Endpoint, Instant};
 use tokio::sync::{mpsc, watch};
 
-use crate::publish::{complete_success, PublishReply, Published};
+use crate::publish::{PublishToken, Published};
 use crate::runtime::{Clock, Runtime, Timer};
-use crate::shared::{CloseInfo, Shared};
+use crate::shared::{CloseInfo, EventSender, Shared, TrySendError};
 use crate::transport::{BoxTransport, Transport};
 
 /// The most bytes reserved in the read buffer before a read (reads grow to it while they
@@ -133,7 +133,7 @@ pub(crate) enum Routed<E> {
     /// A token was completed; nothing for the event stream.
     Handled,
     /// A QoS 0 publish: complete it once the bytes encoded so far are written.
-    AfterWrite(Option<PublishReply>),
+    AfterWrite(PublishToken),
     /// For the application's event stream.
     Stream(E),
     /// The connection ended: delivered last, after the transport is closed.
@@ -147,7 +147,7 @@ impl<E> From<Published> for Routed<E> {
     fn from(published: Published) -> Self {
         match published {
             Published::Done => Self::Handled,
-            Published::AfterWrite(reply) => Self::AfterWrite(reply),
+            Published::AfterWrite(token) => Self::AfterWrite(token),
         }
     }
 }
@@ -216,7 +216,7 @@ pub(crate) struct Channels<C, E> {
     pub(crate) ops: mpsc::Receiver<C>,
     /// Commands that never wait for the session's queue (acks, answers to the peer).
     pub(crate) control: mpsc::Receiver<C>,
-    pub(crate) events: mpsc::Sender<E>,
+    pub(crate) events: EventSender<E>,
     /// Graceful-shutdown signal of a listener's connection group.
     pub(crate) shutdown: Option<watch::Receiver<bool>>,
 }
@@ -250,11 +250,11 @@ pub(crate) struct Driver<Rt: Runtime, Io, R: Role> {
     /// `written` to pass the mark taken when they were encoded.
     appended: u64,
     written: u64,
-    after_write: VecDeque<(u64, Option<PublishReply>)>,
+    after_write: VecDeque<(u64, PublishToken)>,
     ops: Option<mpsc::Receiver<R::Command>>,
     control: Option<mpsc::Receiver<R::Command>>,
     stalled_op: Option<R::Command>,
-    events: mpsc::Sender<R::Event>,
+    events: EventSender<R::Event>,
     /// Stream events waiting for room in the event channel, in order. Input is not read while
     /// any wait, so this holds at most what one read produced (plus `Closed`).
     pending_events: VecDeque<R::Event>,
@@ -267,8 +267,6 @@ pub(crate) struct Driver<Rt: Runtime, Io, R: Role> {
     /// Resolves when the listener asks its connections to shut down (pending forever when the
     /// listener goes away without asking). Stored, so that its waker stays registered.
     shutdown: Option<BoxFuture<()>>,
-    /// Waits for room in the event channel for `pending_events` (stored for the same reason).
-    event_room: Option<BoxFuture<Option<mpsc::OwnedPermit<R::Event>>>>,
     handles_gone: bool,
     timer: Rt::Timer,
     armed: Option<Instant>,
@@ -311,7 +309,6 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
             closed_event: None,
             detached: false,
             shutdown: channels.shutdown.map(shutdown_signal),
-            event_room: None,
             handles_gone: false,
             timer: runtime.timer(),
             armed: None,
@@ -382,10 +379,8 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
         self.pending_events.extend(late);
         self.pending_events.extend(self.closed_event.take());
         // QoS 0 publishes whose bytes never left: they were not sent.
-        for (_, reply) in self.after_write.drain(..) {
-            if let Some(reply) = reply {
-                let _ = reply.send(Err(self.shared.closed_error()));
-            }
+        for (_, token) in self.after_write.drain(..) {
+            token.fail(self.shared.closed_error());
         }
         self.io = Link::Gone;
         self.out.clear();
@@ -448,16 +443,16 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
         while let Some(routed) = self.role.poll_event() {
             match routed {
                 Routed::Handled => {}
-                Routed::AfterWrite(reply) => self.after_write(reply),
+                Routed::AfterWrite(token) => self.after_write(token),
                 Routed::Stream(event) => {
                     if self.pending_events.is_empty() {
                         match self.events.try_send(event) {
                             Ok(()) => {}
-                            Err(mpsc::error::TrySendError::Full(event)) => {
+                            Err(TrySendError::Full(event)) => {
                                 self.pending_events.push_back(event);
                             }
                             // Nobody listens any more.
-                            Err(mpsc::error::TrySendError::Closed(_)) => {}
+                            Err(TrySendError::Closed(_)) => {}
                         }
                     } else {
                         self.pending_events.push_back(event);
@@ -486,11 +481,11 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
         }
     }
 
-    fn after_write(&mut self, reply: Option<PublishReply>) {
+    fn after_write(&mut self, token: PublishToken) {
         if self.written >= self.appended {
-            complete_success(reply);
+            token.written();
         } else {
-            self.after_write.push_back((self.appended, reply));
+            self.after_write.push_back((self.appended, token));
         }
     }
 
@@ -518,29 +513,24 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
             return Poll::Ready(Step::Shutdown);
         }
         if !self.pending_events.is_empty() {
-            let events = &self.events;
-            let room = self.event_room.get_or_insert_with(|| {
-                let events = events.clone();
-                Box::pin(async move { events.reserve_owned().await.ok() })
-            });
-            if let Poll::Ready(permit) = room.as_mut().poll(cx) {
-                self.event_room = None;
-                match permit {
-                    Some(permit) => {
-                        if let Some(event) = self.pending_events.pop_front() {
-                            permit.send(event);
-                        }
-                        while let Some(event) = self.pending_events.pop_front() {
-                            if let Err(error) = self.events.try_send(event) {
-                                if let mpsc::error::TrySendError::Full(event) = error {
-                                    self.pending_events.push_front(event);
-                                }
+            if let Poll::Ready(open) = self.events.poll_room(cx) {
+                if open {
+                    while let Some(event) = self.pending_events.pop_front() {
+                        match self.events.try_send(event) {
+                            Ok(()) => {}
+                            Err(TrySendError::Full(event)) => {
+                                self.pending_events.push_front(event);
+                                break;
+                            }
+                            Err(TrySendError::Closed(_)) => {
+                                self.pending_events.clear();
                                 break;
                             }
                         }
                     }
+                } else {
                     // Nobody listens any more.
-                    None => self.pending_events.clear(),
+                    self.pending_events.clear();
                 }
                 return Poll::Ready(Step::Progress);
             }
@@ -677,8 +667,8 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
             if *mark > self.written {
                 break;
             }
-            if let Some((_, reply)) = self.after_write.pop_front() {
-                complete_success(reply);
+            if let Some((_, token)) = self.after_write.pop_front() {
+                token.written();
             }
         }
         if self.out.is_empty() && self.flush_pending {
@@ -722,9 +712,9 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
         while let Some(routed) = self.role.poll_event() {
             match routed {
                 Routed::Handled | Routed::Closed(..) | Routed::ClosedQuietly(_) => {}
-                Routed::AfterWrite(reply) => {
+                Routed::AfterWrite(token) => {
                     if self.written >= self.appended {
-                        complete_success(reply);
+                        token.written();
                     }
                 }
                 Routed::Stream(event) => late.push(event),
