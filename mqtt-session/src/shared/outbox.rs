@@ -61,6 +61,13 @@ impl Outbox {
         n
     }
 
+    /// Gives back the buffer's memory when nothing waits in it.
+    pub(crate) fn shrink_idle(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+    }
+
     /// Drops bytes meant for a transport that is gone.
     pub(crate) fn clear(&mut self) {
         self.buf.clear();
