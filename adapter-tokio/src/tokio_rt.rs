@@ -30,6 +30,7 @@
 //! # }
 //! ```
 
+use std::any::Any;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -136,6 +137,20 @@ impl<T: Transport> crate::transport::Transport for TokioIo<T> {
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Sockets tell their readiness without a buffer, so that an idle connection holds
+        // none; other streams (TLS, pipes) say `Ready` and the read itself waits.
+        let io: &dyn Any = &self.0;
+        if let Some(stream) = io.downcast_ref::<TcpStream>() {
+            return stream.poll_read_ready(cx);
+        }
+        #[cfg(unix)]
+        if let Some(stream) = io.downcast_ref::<tokio::net::UnixStream>() {
+            return stream.poll_read_ready(cx);
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
