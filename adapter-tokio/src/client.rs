@@ -445,7 +445,7 @@ async fn connect_transport<R: Runtime, Io: Transport>(
         channels,
         options.linger,
     );
-    runtime.spawn(driver.run());
+    runtime.spawn(Box::new(driver).run());
     let client = ClientOn {
         ops: ops_tx,
         control: control_tx,
@@ -1071,6 +1071,13 @@ impl Role for ClientRole {
 
     fn io_error(&mut self) -> &mut Option<io::Error> {
         &mut self.io_error
+    }
+
+    fn shrink_idle(&mut self) {
+        // Only with nothing in flight or queued: a publisher flat out keeps its buffers.
+        if self.session.inflight_len() == 0 && self.session.queued_len() == 0 {
+            self.session.shrink_idle();
+        }
     }
 
     fn poll_event(&mut self) -> Option<Routed<Event>> {

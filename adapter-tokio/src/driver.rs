@@ -202,6 +202,9 @@ pub(crate) trait Role: Send + 'static {
     fn poll_link(&mut self, _cx: &mut Context<'_>, _now: Instant) -> Poll<()> {
         Poll::Pending
     }
+    /// The driver waits for input with nothing under way: the session may give back the
+    /// memory of its empty queues.
+    fn shrink_idle(&mut self) {}
     /// Called after each drain's events are routed: commands the role gives its session by
     /// itself in answer to them (a reconnecting client's re-subscription). Whether it did
     /// anything (the session is then drained again).
@@ -318,11 +321,17 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
     }
 
     /// Runs the connection (and, for a resumable role, the connections after it) to its end.
-    pub(crate) async fn run(mut self) {
+    ///
+    /// Boxed: the task's future is then a pointer and the loop's state, not a second copy of
+    /// the driver (an async fn's state keeps its by-value arguments beside what it moves
+    /// out of them).
+    pub(crate) async fn run(mut self: Box<Self>) {
         loop {
             self.drain();
             if self.closing {
-                let flushed = self.close_transport().await;
+                // Boxed (like the end's): once per connection, and it would otherwise take room
+                // in the future of every connection's task for its whole life.
+                let flushed = Box::pin(self.close_transport()).await;
                 if self.role.resumable() && !self.handles_gone {
                     self.detach(flushed);
                     continue;
@@ -597,6 +606,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
                 if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
                     self.read_buf = BytesMut::new();
                 }
+                self.role.shrink_idle();
                 return Poll::Pending;
             }
             Poll::Ready(Err(error)) => return Poll::Ready(Step::Broken(error)),
@@ -723,8 +733,8 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
         late
     }
 
-    /// The driver is done: report, then go.
-    async fn end(mut self, flushed: bool) {
+    /// The driver is done: report, then go (the future delivers the last events).
+    fn end(mut self: Box<Self>, flushed: bool) -> BoxFuture<()> {
         self.role.finish(flushed);
         let late = self.late_events();
         let events = self.events.clone();
@@ -733,10 +743,12 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
         // Dropping the session fails every operation still waiting (their futures report the
         // close recorded in `shared`).
         drop(self);
-        for event in pending.into_iter().chain(late).chain(closing) {
-            if events.send(event).await.is_err() {
-                break;
+        Box::pin(async move {
+            for event in pending.into_iter().chain(late).chain(closing) {
+                if events.send(event).await.is_err() {
+                    break;
+                }
             }
-        }
+        })
     }
 }

@@ -455,7 +455,7 @@ fn spawn_connection<Rt: Runtime, Io: Transport>(
         channels,
         options.linger,
     );
-    runtime.spawn(driver.run());
+    runtime.spawn(Box::new(driver).run());
     ServerConnection {
         handle: ConnectionHandle {
             ops: ops_tx,

@@ -191,6 +191,29 @@ impl<T> ClientSession<T> {
         self.core.events.pop_front()
     }
 
+    /// Gives back the memory of internal queues and tables that are empty (events, queued
+    /// publishes and requests, the in-flight table, the transmit buffer), which otherwise keep
+    /// their capacity for reuse. For a driver about to wait while nothing is under way, so
+    /// that an idle client holds none of it; a queue that fills again allocates again.
+    pub fn shrink_idle(&mut self) {
+        let core = &mut self.core;
+        if core.events.is_empty() {
+            core.events = VecDeque::new();
+        }
+        if self.request_queue.is_empty() {
+            self.request_queue = VecDeque::new();
+        }
+        let flows = &mut core.flows;
+        if flows.queue.is_empty() {
+            flows.queue = VecDeque::new();
+        }
+        if flows.resend_pending.is_empty() {
+            flows.resend_pending = VecDeque::new();
+        }
+        flows.inflight.shrink_idle();
+        core.link.outbox.shrink_idle();
+    }
+
     /// The earliest time at which [`handle_timeout`](Self::handle_timeout) has work to do.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
