@@ -1073,11 +1073,13 @@ impl Role for ClientRole {
         &mut self.io_error
     }
 
-    fn shrink_idle(&mut self) {
+    fn shrink_idle(&mut self) -> bool {
         // Only with nothing in flight or queued: a publisher flat out keeps its buffers.
-        if self.session.inflight_len() == 0 && self.session.queued_len() == 0 {
+        let idle = self.session.inflight_len() == 0 && self.session.queued_len() == 0;
+        if idle {
             self.session.shrink_idle();
         }
+        idle
     }
 
     fn poll_event(&mut self) -> Option<Routed<Event>> {

@@ -202,9 +202,12 @@ pub(crate) trait Role: Send + 'static {
     fn poll_link(&mut self, _cx: &mut Context<'_>, _now: Instant) -> Poll<()> {
         Poll::Pending
     }
-    /// The driver waits for input with nothing under way: the session may give back the
-    /// memory of its empty queues.
-    fn shrink_idle(&mut self) {}
+    /// The driver waits for input: when nothing is under way, the session gives back the
+    /// memory of its empty queues. Whether the connection is idle (the driver then gives its
+    /// own buffers back too; while busy it keeps them for the next turn).
+    fn shrink_idle(&mut self) -> bool {
+        true
+    }
     /// Called after each drain's events are routed: commands the role gives its session by
     /// itself in answer to them (a reconnecting client's re-subscription). Whether it did
     /// anything (the session is then drained again).
@@ -326,12 +329,15 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
     /// the driver (an async fn's state keeps its by-value arguments beside what it moves
     /// out of them).
     pub(crate) async fn run(mut self: Box<Self>) {
+        // One clock read per turn: the drain that follows a step happens at the step's time.
+        let mut now = self.clock.now();
         loop {
-            self.drain();
+            self.drain(now);
             if self.closing {
                 // Boxed (like the end's): once per connection, and it would otherwise take room
                 // in the future of every connection's task for its whole life.
                 let flushed = Box::pin(self.close_transport()).await;
+                now = self.clock.now();
                 if self.role.resumable() && !self.handles_gone {
                     self.detach(flushed);
                     continue;
@@ -344,7 +350,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
             }
             self.arm_timer();
             let step = poll_fn(|cx| self.poll_step(cx)).await;
-            let now = self.clock.now();
+            now = self.clock.now();
             match step {
                 Step::Read => self.read(now),
                 Step::Eof => self.role.handle_closed(now, None),
@@ -437,17 +443,16 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
 
     /// The drain rule: transmit, then events; again when the role answered the events with
     /// commands of its own.
-    fn drain(&mut self) {
+    fn drain(&mut self, now: Instant) {
         loop {
-            self.drain_once();
-            if self.closing || !self.role.follow_up(self.clock.now()) {
+            self.drain_once(now);
+            if self.closing || !self.role.follow_up(now) {
                 return;
             }
         }
     }
 
-    fn drain_once(&mut self) {
-        let now = self.clock.now();
+    fn drain_once(&mut self, now: Instant) {
         self.transmit(now);
         while let Some(routed) = self.role.poll_event() {
             match routed {
@@ -602,11 +607,16 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
         }
         match self.io.poll_read_ready(cx) {
             Poll::Pending => {
-                // Idle: hold no read buffer while waiting (unless it keeps a partial packet).
-                if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
-                    self.read_buf = BytesMut::new();
+                // Idle: hold no read or write buffer while waiting (unless the read buffer
+                // keeps a partial packet).
+                if self.role.shrink_idle() {
+                    if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
+                        self.read_buf = BytesMut::new();
+                    }
+                    if self.out.is_empty() && self.out.capacity() > 0 {
+                        self.out = BytesMut::new();
+                    }
                 }
-                self.role.shrink_idle();
                 return Poll::Pending;
             }
             Poll::Ready(Err(error)) => return Poll::Ready(Step::Broken(error)),
@@ -667,11 +677,6 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
                 Poll::Ready(Err(error)) => return Err(error),
                 Poll::Pending => break,
             }
-        }
-        if self.out.is_empty() && self.out.capacity() > 0 {
-            // Written: an idle connection keeps no transmit buffer (the next drain allocates
-            // what it needs, once per turn).
-            self.out = BytesMut::new();
         }
         while let Some((mark, _)) = self.after_write.front() {
             if *mark > self.written {
