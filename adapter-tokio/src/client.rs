@@ -469,7 +469,8 @@ impl<R> ClientOn<R> {
     /// the future only discards the outcome: the message is still published and acknowledged
     /// and the session is unaffected.
     ///
-    /// Allocates one oneshot channel per call, for the outcome.
+    /// Allocates once per call: the message travels to the driver, and the outcome back, in
+    /// one shared allocation.
     pub async fn publish(&self, message: Message) -> Result<PublishOutcome, Error> {
         self.begin_publish(message).await?.await
     }
@@ -1073,13 +1074,14 @@ impl Role for ClientRole {
         &mut self.io_error
     }
 
-    fn shrink_idle(&mut self) -> bool {
-        // Only with nothing in flight or queued: a publisher flat out keeps its buffers.
-        let idle = self.session.inflight_len() == 0 && self.session.queued_len() == 0;
-        if idle {
-            self.session.shrink_idle();
-        }
-        idle
+    const TRACKS_IDLE: bool = true;
+
+    fn is_idle(&self) -> bool {
+        self.session.inflight_len() == 0 && self.session.queued_len() == 0
+    }
+
+    fn shrink_idle(&mut self) {
+        self.session.shrink_idle();
     }
 
     fn poll_event(&mut self) -> Option<Routed<Event>> {

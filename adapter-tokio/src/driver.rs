@@ -56,6 +56,10 @@ pub(crate) const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// Input is read only while fewer bytes than this wait to be written (acks produced by input
 /// stay bounded when the peer does not read).
 const OUTPUT_LIMIT: usize = 4 * WRITE_HIGH_WATER;
+/// How long a connection whose role tracks idleness ([`Role::TRACKS_IDLE`]) stays idle
+/// before its buffers and its session's empty queues are given back: a publisher whose window
+/// empties for a moment between acknowledgements and its next publishes keeps them.
+const SHRINK_DELAY: Duration = Duration::from_millis(100);
 /// Ordered commands applied in one turn before the session is drained (batching).
 const COMMAND_BATCH: usize = 64;
 
@@ -202,12 +206,18 @@ pub(crate) trait Role: Send + 'static {
     fn poll_link(&mut self, _cx: &mut Context<'_>, _now: Instant) -> Poll<()> {
         Poll::Pending
     }
-    /// The driver waits for input: when nothing is under way, the session gives back the
-    /// memory of its empty queues. Whether the connection is idle (the driver then gives its
-    /// own buffers back too; while busy it keeps them for the next turn).
-    fn shrink_idle(&mut self) -> bool {
+    /// Whether the role reports idleness ([`is_idle`](Self::is_idle)): the driver then keeps
+    /// its buffers while the connection is busy and gives them back, with the session's
+    /// ([`shrink_idle`](Self::shrink_idle)), once it has been idle for [`SHRINK_DELAY`].
+    /// Without it, the driver gives its buffers back whenever a read waits or a write is done.
+    const TRACKS_IDLE: bool = false;
+    /// Nothing is under way (nothing in flight or queued).
+    fn is_idle(&self) -> bool {
         true
     }
+    /// The connection has been idle for a while: the session gives back the memory of its
+    /// empty queues.
+    fn shrink_idle(&mut self) {}
     /// Called after each drain's events are routed: commands the role gives its session by
     /// itself in answer to them (a reconnecting client's re-subscription). Whether it did
     /// anything (the session is then drained again).
@@ -280,6 +290,10 @@ pub(crate) struct Driver<Rt: Runtime, Io, R: Role> {
     /// more until it wants input again, then hand it what `read_buf` kept.
     input_stalled: bool,
     read_first: bool,
+    /// When an idle connection gives its memory back ([`Role::TRACKS_IDLE`]).
+    shrink_at: Option<Instant>,
+    /// Given back during this idle period.
+    shrunk: bool,
 }
 
 impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
@@ -320,6 +334,8 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
             armed: None,
             input_stalled: false,
             read_first: true,
+            shrink_at: None,
+            shrunk: false,
         }
     }
 
@@ -348,6 +364,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
             if self.detached && (!self.role.resumable() || self.handles_gone) {
                 break;
             }
+            self.plan_shrink(now);
             self.arm_timer();
             let step = poll_fn(|cx| self.poll_step(cx)).await;
             now = self.clock.now();
@@ -361,6 +378,8 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
                 Step::Timeout => {
                     // Timers never fire early; the max only guards the ms rounding.
                     let at = self.armed.take().unwrap_or(now);
+                    self.shrink_if_idle(now.max(at));
+                    // Harmless when the deadline was the shrink's.
                     self.role.session().handle_timeout(now.max(at));
                 }
                 Step::Op(command) => {
@@ -487,7 +506,13 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
 
     fn transmit(&mut self, now: Instant) {
         loop {
-            let n = self.role.session().poll_transmit(now, &mut self.out);
+            // `out` is the driver's own (never a read buffer): when it is empty (written),
+            // the session's buffer takes its place instead of being copied into it.
+            let n = if self.out.is_empty() {
+                self.role.session().poll_transmit_swap(now, &mut self.out)
+            } else {
+                self.role.session().poll_transmit(now, &mut self.out)
+            };
             if n == 0 {
                 break;
             }
@@ -503,8 +528,46 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
         }
     }
 
+    /// Gives back the read and write buffers when they hold nothing.
+    fn free_buffers(&mut self) {
+        if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
+            self.read_buf = BytesMut::new();
+        }
+        if self.out.is_empty() && self.out.capacity() > 0 {
+            self.out = BytesMut::new();
+        }
+    }
+
+    /// For a role that tracks idleness: plans the shrink once the connection went idle (at
+    /// most one per idle period, so an idle connection is not woken again and again).
+    fn plan_shrink(&mut self, now: Instant) {
+        if !R::TRACKS_IDLE {
+            return;
+        }
+        if !self.role.is_idle() {
+            self.shrunk = false;
+        } else if !self.shrunk && self.shrink_at.is_none() {
+            self.shrink_at = Some(now + SHRINK_DELAY);
+        }
+    }
+
+    /// The shrink's time came: shrink if the connection is still idle.
+    fn shrink_if_idle(&mut self, now: Instant) {
+        if self.shrink_at.is_some_and(|at| now >= at) {
+            self.shrink_at = None;
+            if self.role.is_idle() {
+                self.role.shrink_idle();
+                self.free_buffers();
+                self.shrunk = true;
+            }
+        }
+    }
+
     fn arm_timer(&mut self) {
-        let next = self.role.session_ref().poll_timeout();
+        let next = match (self.role.session_ref().poll_timeout(), self.shrink_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if next == self.armed {
             return;
         }
@@ -609,13 +672,8 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
             Poll::Pending => {
                 // Idle: hold no read or write buffer while waiting (unless the read buffer
                 // keeps a partial packet).
-                if self.role.shrink_idle() {
-                    if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
-                        self.read_buf = BytesMut::new();
-                    }
-                    if self.out.is_empty() && self.out.capacity() > 0 {
-                        self.out = BytesMut::new();
-                    }
+                if !R::TRACKS_IDLE {
+                    self.free_buffers();
                 }
                 return Poll::Pending;
             }
@@ -677,6 +735,11 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
                 Poll::Ready(Err(error)) => return Err(error),
                 Poll::Pending => break,
             }
+        }
+        if !R::TRACKS_IDLE && self.out.is_empty() && self.out.capacity() > 0 {
+            // Written: an idle connection keeps no transmit buffer (the next drain allocates
+            // what it needs, once per turn).
+            self.out = BytesMut::new();
         }
         while let Some((mark, _)) = self.after_write.front() {
             if *mark > self.written {

@@ -108,7 +108,11 @@ mod tests {
         let theirs = outbox.buf.as_ptr();
         assert_eq!(outbox.swap_into(&mut out), 4);
         assert_eq!(&out[..], [0x40, 0x02, 0x00, 0x01]);
-        assert_eq!(out.as_ptr(), theirs, "no copy: the caller has the session's buffer");
+        assert_eq!(
+            out.as_ptr(),
+            theirs,
+            "no copy: the caller has the session's buffer"
+        );
         // The session encodes into the caller's old buffer.
         outbox.push(&puback(2)).unwrap();
         assert_eq!(outbox.buf.as_ptr(), mine);
