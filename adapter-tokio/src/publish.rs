@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{ready, Context, Poll, Waker};
 
 use mqtt_streaming_proto::{AckProperties, QoS, ReasonCode};
 use mqtt_streaming_session::{AbandonCause, Message};
@@ -212,12 +212,18 @@ impl Future for PublishReceipt {
     type Output = Result<PublishOutcome, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Takes part in tokio's cooperative budget, as the oneshot channel it replaces did: a
+        // task awaiting receipts in a loop yields to the scheduler now and then (which lets
+        // another worker take part). Outside a tokio runtime it always proceeds.
+        let coop = ready!(tokio::task::coop::poll_proceed(cx));
         let mut state = self.op.lock();
         if let Some(outcome) = state.outcome.take() {
+            coop.made_progress();
             return Poll::Ready(outcome);
         }
         if state.abandoned {
             drop(state);
+            coop.made_progress();
             return Poll::Ready(Err(self.shared.closed_error()));
         }
         match &mut state.waker {

@@ -283,8 +283,14 @@ impl<E> Events<E> {
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<E>> {
+        // Takes part in tokio's cooperative budget, as tokio's channel did (outside a tokio
+        // runtime it always proceeds).
+        let coop = ready!(tokio::task::coop::poll_proceed(cx));
         match self.take(Some(cx)) {
-            Ok(event) => Poll::Ready(event),
+            Ok(event) => {
+                coop.made_progress();
+                Poll::Ready(event)
+            }
             Err(()) => Poll::Pending,
         }
     }
