@@ -1229,9 +1229,9 @@ impl Role for ClientRole {
     fn apply(&mut self, now: Instant, command: Command) -> Option<Command> {
         match command {
             Command::Publish(token) => {
-                let Some(message) = token.take_message() else {
-                    return None;
-                };
+                // A token always carries its message here; without one it is dropped (its
+                // receipt then reports the close).
+                let message = token.take_message()?;
                 match self.session.publish(now, message, Token::Publish(token)) {
                     Ok(()) => None,
                     Err(Rejected {

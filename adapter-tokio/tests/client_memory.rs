@@ -21,8 +21,7 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 /// Bytes allocated and not yet freed, process-wide.
 fn live() -> isize {
     let stats = GLOBAL.stats();
-    (stats.bytes_allocated as isize - stats.bytes_deallocated as isize)
-        + (stats.bytes_reallocated as isize)
+    (stats.bytes_allocated as isize - stats.bytes_deallocated as isize) + stats.bytes_reallocated
 }
 
 /// Reads one whole MQTT packet (fixed header, remaining length, body).
