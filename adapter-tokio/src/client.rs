@@ -31,7 +31,7 @@ use crate::reconnect::{
     bounded_connector, sleeper, BoxFuture, Connector, Jitter, ReconnectPolicy, Sleeper,
 };
 use crate::runtime::{Clock, Runtime};
-use crate::shared::{CloseInfo, Events, Shared};
+use crate::shared::{event_channel, CloseInfo, Events, Shared};
 use crate::transport::{BoxTransport, Transport};
 
 /// How to connect: the CONNECT packet (protocol version, client id, keep alive, clean start,
@@ -174,15 +174,18 @@ pub type ClientEvents = Events<Event>;
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
+/// What the handles send the driver. Small (the larger requests are boxed, a publish's
+/// message travels in its token), because every slot of the command channels has this size.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Publish(Message, PublishToken),
-    Subscribe(SubscribeRequest, Reply<SubAck>),
-    Unsubscribe(UnsubscribeRequest, Reply<UnsubAck>),
-    Disconnect(Disconnect, Reply<()>),
+    /// The message is in the token ([`PublishToken::take_message`]).
+    Publish(PublishToken),
+    Subscribe(Box<SubscribeRequest>, Reply<SubAck>),
+    Unsubscribe(Box<UnsubscribeRequest>, Reply<UnsubAck>),
+    Disconnect(Box<Disconnect>, Reply<()>),
     Ack(InboundId, ReasonCode, Reply<()>),
-    Auth(Auth, Reply<()>),
-    Reconnect(ReconnectCommand),
+    Auth(Box<Auth>, Reply<()>),
+    Reconnect(Box<ReconnectCommand>),
 }
 
 /// A new transport for the session, and the CONNECT to send on it (`None`: the last one, with
@@ -410,7 +413,7 @@ async fn connect_transport<R: Runtime, Io: Transport>(
         .map_err(|rejected| Error::Rejected(rejected.error))?;
     let (ops_tx, ops_rx) = mpsc::channel(options.command_capacity.max(1));
     let (control_tx, control_rx) = mpsc::channel(options.command_capacity.max(1));
-    let (events_tx, events_rx) = mpsc::channel(options.event_capacity.max(1));
+    let (events_tx, events) = event_channel(options.event_capacity);
     let (connected_tx, connected_rx) = oneshot::channel();
     let shared = Arc::new(Shared::default());
     let role = ClientRole {
@@ -442,7 +445,7 @@ async fn connect_transport<R: Runtime, Io: Transport>(
         channels,
         options.linger,
     );
-    runtime.spawn(driver.run());
+    runtime.spawn(Box::new(driver).run());
     let client = ClientOn {
         ops: ops_tx,
         control: control_tx,
@@ -450,7 +453,7 @@ async fn connect_transport<R: Runtime, Io: Transport>(
         runtime: PhantomData,
     };
     reply(connected_rx, &client.shared).await?;
-    Ok((client, Events::new(events_rx)))
+    Ok((client, events))
 }
 
 impl<R> ClientOn<R> {
@@ -466,7 +469,8 @@ impl<R> ClientOn<R> {
     /// the future only discards the outcome: the message is still published and acknowledged
     /// and the session is unaffected.
     ///
-    /// Allocates one oneshot channel per call, for the outcome.
+    /// Allocates once per call: the message travels to the driver, and the outcome back, in
+    /// one shared allocation.
     pub async fn publish(&self, message: Message) -> Result<PublishOutcome, Error> {
         self.begin_publish(message).await?.await
     }
@@ -477,34 +481,31 @@ impl<R> ClientOn<R> {
     ///
     /// Cancel safety: as `publish`; when this future completes, the message was handed over.
     pub async fn begin_publish(&self, message: Message) -> Result<PublishReceipt, Error> {
-        let (tx, rx) = oneshot::channel();
-        let qos = message.qos;
+        let (token, receipt) = PublishToken::carrying(message, self.shared.clone());
         self.ops
-            .send(Command::Publish(message, PublishToken::new(Some(tx), qos)))
+            .send(Command::Publish(token))
             .await
             .map_err(|_| self.shared.closed_error())?;
-        Ok(PublishReceipt::new(rx, self.shared.clone()))
+        Ok(receipt)
     }
 
     /// Hands `message` to the driver without waiting: when the command queue is full (the
     /// session's bounded queue is full and the driver holds further commands back), the
     /// message comes back with [`Error::Rejected`]`(`[`CommandError::QueueFull`]`)`.
     pub fn try_publish(&self, message: Message) -> Result<PublishReceipt, TryPublishError> {
-        let (tx, rx) = oneshot::channel();
-        let qos = message.qos;
-        let command = Command::Publish(message, PublishToken::new(Some(tx), qos));
-        match self.ops.try_send(command) {
-            Ok(()) => Ok(PublishReceipt::new(rx, self.shared.clone())),
+        let (token, receipt) = PublishToken::carrying(message, self.shared.clone());
+        match self.ops.try_send(Command::Publish(token)) {
+            Ok(()) => Ok(receipt),
             Err(error) => {
-                let (error, command) = match error {
-                    mpsc::error::TrySendError::Full(c) => {
-                        (Error::Rejected(CommandError::QueueFull), c)
-                    }
-                    mpsc::error::TrySendError::Closed(c) => (self.shared.closed_error(), c),
+                let error = match error {
+                    mpsc::error::TrySendError::Full(_) => Error::Rejected(CommandError::QueueFull),
+                    mpsc::error::TrySendError::Closed(_) => self.shared.closed_error(),
                 };
-                let Command::Publish(message, _) = command else {
-                    unreachable!("the command sent was a publish")
-                };
+                // The command (and its token) was dropped unsent: the message is still in the
+                // receipt.
+                let message = receipt
+                    .into_message()
+                    .expect("an unsent publish keeps its message");
                 Err(TryPublishError { error, message })
             }
         }
@@ -517,7 +518,7 @@ impl<R> ClientOn<R> {
     /// made even if the future is dropped.
     pub async fn subscribe(&self, request: SubscribeRequest) -> Result<SubAck, Error> {
         let (tx, rx) = oneshot::channel();
-        self.send(&self.ops, Command::Subscribe(request, tx))
+        self.send(&self.ops, Command::Subscribe(Box::new(request), tx))
             .await?;
         reply(rx, &self.shared).await
     }
@@ -527,7 +528,7 @@ impl<R> ClientOn<R> {
     /// Cancel safety: as [`subscribe`](Self::subscribe).
     pub async fn unsubscribe(&self, request: UnsubscribeRequest) -> Result<UnsubAck, Error> {
         let (tx, rx) = oneshot::channel();
-        self.send(&self.ops, Command::Unsubscribe(request, tx))
+        self.send(&self.ops, Command::Unsubscribe(Box::new(request), tx))
             .await?;
         reply(rx, &self.shared).await
     }
@@ -553,7 +554,8 @@ impl<R> ClientOn<R> {
     /// Cancel safety: as [`ack`](Self::ack).
     pub async fn auth(&self, auth: Auth) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
-        self.send(&self.control, Command::Auth(auth, tx)).await?;
+        self.send(&self.control, Command::Auth(Box::new(auth), tx))
+            .await?;
         reply(rx, &self.shared).await
     }
 
@@ -580,7 +582,7 @@ impl<R> ClientOn<R> {
         } else {
             &self.ops
         };
-        self.send(channel, Command::Disconnect(disconnect, tx))
+        self.send(channel, Command::Disconnect(Box::new(disconnect), tx))
             .await?;
         reply(rx, &self.shared).await
     }
@@ -614,7 +616,7 @@ impl<R> ClientOn<R> {
             connect,
             reply: tx,
         };
-        self.send(&self.control, Command::Reconnect(command))
+        self.send(&self.control, Command::Reconnect(Box::new(command)))
             .await?;
         reply(rx, &self.shared).await
     }
@@ -1072,6 +1074,16 @@ impl Role for ClientRole {
         &mut self.io_error
     }
 
+    const TRACKS_IDLE: bool = true;
+
+    fn is_idle(&self) -> bool {
+        self.session.inflight_len() == 0 && self.session.queued_len() == 0
+    }
+
+    fn shrink_idle(&mut self) {
+        self.session.shrink_idle();
+    }
+
     fn poll_event(&mut self) -> Option<Routed<Event>> {
         if let Some(event) = self.auto.as_deref_mut().and_then(|a| a.events.pop_front()) {
             return Some(Routed::Stream(event));
@@ -1216,14 +1228,20 @@ impl Role for ClientRole {
 
     fn apply(&mut self, now: Instant, command: Command) -> Option<Command> {
         match command {
-            Command::Publish(message, token) => {
+            Command::Publish(token) => {
+                // A token always carries its message here; without one it is dropped (its
+                // receipt then reports the close).
+                let message = token.take_message()?;
                 match self.session.publish(now, message, Token::Publish(token)) {
                     Ok(()) => None,
                     Err(Rejected {
                         error: CommandError::QueueFull,
                         command,
                         token: Token::Publish(token),
-                    }) => Some(Command::Publish(command, token)),
+                    }) => {
+                        token.put_message(command);
+                        Some(Command::Publish(token))
+                    }
                     Err(rejected) => {
                         rejected.token.fail(Error::Rejected(rejected.error));
                         None
@@ -1235,17 +1253,17 @@ impl Role for ClientRole {
                     .auto
                     .as_ref()
                     .filter(|auto| auto.policy.resubscribe)
-                    .map(|_| Box::new(request.clone()));
+                    .map(|_| request.clone());
                 match self
                     .session
-                    .subscribe(now, request, Token::Subscribe(reply, kept))
+                    .subscribe(now, *request, Token::Subscribe(reply, kept))
                 {
                     Ok(()) => None,
                     Err(Rejected {
                         error: CommandError::QueueFull,
                         command,
                         token: Token::Subscribe(reply, _),
-                    }) => Some(Command::Subscribe(command, reply)),
+                    }) => Some(Command::Subscribe(Box::new(command), reply)),
                     Err(rejected) => {
                         rejected.token.fail(Error::Rejected(rejected.error));
                         None
@@ -1261,14 +1279,14 @@ impl Role for ClientRole {
                 }
                 match self
                     .session
-                    .unsubscribe(now, request, Token::Unsubscribe(reply))
+                    .unsubscribe(now, *request, Token::Unsubscribe(reply))
                 {
                     Ok(()) => None,
                     Err(Rejected {
                         error: CommandError::QueueFull,
                         command,
                         token: Token::Unsubscribe(reply),
-                    }) => Some(Command::Unsubscribe(command, reply)),
+                    }) => Some(Command::Unsubscribe(Box::new(command), reply)),
                     Err(rejected) => {
                         rejected.token.fail(Error::Rejected(rejected.error));
                         None
@@ -1284,7 +1302,7 @@ impl Role for ClientRole {
                 None
             }
             Command::Disconnect(disconnect, reply) => {
-                match self.session.disconnect(now, disconnect) {
+                match self.session.disconnect(now, *disconnect) {
                     // Resolved once the transport is closed.
                     Ok(()) => {
                         self.ending = true;
@@ -1302,12 +1320,12 @@ impl Role for ClientRole {
                 None
             }
             Command::Auth(auth, reply) => {
-                let result = self.session.auth(now, auth);
+                let result = self.session.auth(now, *auth);
                 let _ = reply.send(result.map_err(Error::Rejected));
                 None
             }
             Command::Reconnect(command) => {
-                self.reconnect(now, command);
+                self.reconnect(now, *command);
                 None
             }
         }
@@ -1365,5 +1383,23 @@ impl Role for ClientRole {
                 true
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every slot of a command channel is a `Command` (tokio's channels allocate 32 slots at
+    /// once, for as long as the client lives), and every publish moves one into and out of
+    /// the channel: a publish's message travels in its token and the rare large requests are
+    /// boxed, so that a command is a few words (it was 456 bytes, a `Connect` inline).
+    #[test]
+    fn commands_stay_small() {
+        let command = std::mem::size_of::<Command>();
+        let token = std::mem::size_of::<PublishToken>();
+        println!("Command {command} bytes, PublishToken {token} bytes");
+        assert!(command <= 32, "Command is {command} bytes");
+        assert!(token <= 16, "PublishToken is {token} bytes");
     }
 }

@@ -41,9 +41,9 @@ use bytes::{Buf, BytesMut};
 use mqtt_streaming_session::{Endpoint, Instant};
 use tokio::sync::{mpsc, watch};
 
-use crate::publish::{complete_success, PublishReply, Published};
+use crate::publish::{PublishToken, Published};
 use crate::runtime::{Clock, Runtime, Timer};
-use crate::shared::{CloseInfo, Shared};
+use crate::shared::{CloseInfo, EventSender, Shared, TrySendError};
 use crate::transport::{BoxTransport, Transport};
 
 /// The most bytes reserved in the read buffer before a read (reads grow to it while they
@@ -56,6 +56,10 @@ pub(crate) const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// Input is read only while fewer bytes than this wait to be written (acks produced by input
 /// stay bounded when the peer does not read).
 const OUTPUT_LIMIT: usize = 4 * WRITE_HIGH_WATER;
+/// How long a connection whose role tracks idleness ([`Role::TRACKS_IDLE`]) stays idle
+/// before its buffers and its session's empty queues are given back: a publisher whose window
+/// empties for a moment between acknowledgements and its next publishes keeps them.
+const SHRINK_DELAY: Duration = Duration::from_millis(100);
 /// Ordered commands applied in one turn before the session is drained (batching).
 const COMMAND_BATCH: usize = 64;
 
@@ -133,7 +137,7 @@ pub(crate) enum Routed<E> {
     /// A token was completed; nothing for the event stream.
     Handled,
     /// A QoS 0 publish: complete it once the bytes encoded so far are written.
-    AfterWrite(Option<PublishReply>),
+    AfterWrite(PublishToken),
     /// For the application's event stream.
     Stream(E),
     /// The connection ended: delivered last, after the transport is closed.
@@ -147,7 +151,7 @@ impl<E> From<Published> for Routed<E> {
     fn from(published: Published) -> Self {
         match published {
             Published::Done => Self::Handled,
-            Published::AfterWrite(reply) => Self::AfterWrite(reply),
+            Published::AfterWrite(token) => Self::AfterWrite(token),
         }
     }
 }
@@ -202,6 +206,18 @@ pub(crate) trait Role: Send + 'static {
     fn poll_link(&mut self, _cx: &mut Context<'_>, _now: Instant) -> Poll<()> {
         Poll::Pending
     }
+    /// Whether the role reports idleness ([`is_idle`](Self::is_idle)): the driver then keeps
+    /// its buffers while the connection is busy and gives them back, with the session's
+    /// ([`shrink_idle`](Self::shrink_idle)), once it has been idle for [`SHRINK_DELAY`].
+    /// Without it, the driver gives its buffers back whenever a read waits or a write is done.
+    const TRACKS_IDLE: bool = false;
+    /// Nothing is under way (nothing in flight or queued).
+    fn is_idle(&self) -> bool {
+        true
+    }
+    /// The connection has been idle for a while: the session gives back the memory of its
+    /// empty queues.
+    fn shrink_idle(&mut self) {}
     /// Called after each drain's events are routed: commands the role gives its session by
     /// itself in answer to them (a reconnecting client's re-subscription). Whether it did
     /// anything (the session is then drained again).
@@ -216,7 +232,7 @@ pub(crate) struct Channels<C, E> {
     pub(crate) ops: mpsc::Receiver<C>,
     /// Commands that never wait for the session's queue (acks, answers to the peer).
     pub(crate) control: mpsc::Receiver<C>,
-    pub(crate) events: mpsc::Sender<E>,
+    pub(crate) events: EventSender<E>,
     /// Graceful-shutdown signal of a listener's connection group.
     pub(crate) shutdown: Option<watch::Receiver<bool>>,
 }
@@ -250,11 +266,11 @@ pub(crate) struct Driver<Rt: Runtime, Io, R: Role> {
     /// `written` to pass the mark taken when they were encoded.
     appended: u64,
     written: u64,
-    after_write: VecDeque<(u64, Option<PublishReply>)>,
+    after_write: VecDeque<(u64, PublishToken)>,
     ops: Option<mpsc::Receiver<R::Command>>,
     control: Option<mpsc::Receiver<R::Command>>,
     stalled_op: Option<R::Command>,
-    events: mpsc::Sender<R::Event>,
+    events: EventSender<R::Event>,
     /// Stream events waiting for room in the event channel, in order. Input is not read while
     /// any wait, so this holds at most what one read produced (plus `Closed`).
     pending_events: VecDeque<R::Event>,
@@ -267,8 +283,6 @@ pub(crate) struct Driver<Rt: Runtime, Io, R: Role> {
     /// Resolves when the listener asks its connections to shut down (pending forever when the
     /// listener goes away without asking). Stored, so that its waker stays registered.
     shutdown: Option<BoxFuture<()>>,
-    /// Waits for room in the event channel for `pending_events` (stored for the same reason).
-    event_room: Option<BoxFuture<Option<mpsc::OwnedPermit<R::Event>>>>,
     handles_gone: bool,
     timer: Rt::Timer,
     armed: Option<Instant>,
@@ -276,6 +290,10 @@ pub(crate) struct Driver<Rt: Runtime, Io, R: Role> {
     /// more until it wants input again, then hand it what `read_buf` kept.
     input_stalled: bool,
     read_first: bool,
+    /// When an idle connection gives its memory back ([`Role::TRACKS_IDLE`]).
+    shrink_at: Option<Instant>,
+    /// Given back during this idle period.
+    shrunk: bool,
 }
 
 impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
@@ -311,21 +329,31 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
             closed_event: None,
             detached: false,
             shutdown: channels.shutdown.map(shutdown_signal),
-            event_room: None,
             handles_gone: false,
             timer: runtime.timer(),
             armed: None,
             input_stalled: false,
             read_first: true,
+            shrink_at: None,
+            shrunk: false,
         }
     }
 
     /// Runs the connection (and, for a resumable role, the connections after it) to its end.
-    pub(crate) async fn run(mut self) {
+    ///
+    /// Boxed: the task's future is then a pointer and the loop's state, not a second copy of
+    /// the driver (an async fn's state keeps its by-value arguments beside what it moves
+    /// out of them).
+    pub(crate) async fn run(mut self: Box<Self>) {
+        // One clock read per turn: the drain that follows a step happens at the step's time.
+        let mut now = self.clock.now();
         loop {
-            self.drain();
+            self.drain(now);
             if self.closing {
-                let flushed = self.close_transport().await;
+                // Boxed (like the end's): once per connection, and it would otherwise take room
+                // in the future of every connection's task for its whole life.
+                let flushed = Box::pin(self.close_transport()).await;
+                now = self.clock.now();
                 if self.role.resumable() && !self.handles_gone {
                     self.detach(flushed);
                     continue;
@@ -336,9 +364,10 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
             if self.detached && (!self.role.resumable() || self.handles_gone) {
                 break;
             }
+            self.plan_shrink(now);
             self.arm_timer();
             let step = poll_fn(|cx| self.poll_step(cx)).await;
-            let now = self.clock.now();
+            now = self.clock.now();
             match step {
                 Step::Read => self.read(now),
                 Step::Eof => self.role.handle_closed(now, None),
@@ -349,6 +378,8 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
                 Step::Timeout => {
                     // Timers never fire early; the max only guards the ms rounding.
                     let at = self.armed.take().unwrap_or(now);
+                    self.shrink_if_idle(now.max(at));
+                    // Harmless when the deadline was the shrink's.
                     self.role.session().handle_timeout(now.max(at));
                 }
                 Step::Op(command) => {
@@ -382,10 +413,8 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
         self.pending_events.extend(late);
         self.pending_events.extend(self.closed_event.take());
         // QoS 0 publishes whose bytes never left: they were not sent.
-        for (_, reply) in self.after_write.drain(..) {
-            if let Some(reply) = reply {
-                let _ = reply.send(Err(self.shared.closed_error()));
-            }
+        for (_, token) in self.after_write.drain(..) {
+            token.fail(self.shared.closed_error());
         }
         self.io = Link::Gone;
         self.out.clear();
@@ -433,31 +462,30 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
 
     /// The drain rule: transmit, then events; again when the role answered the events with
     /// commands of its own.
-    fn drain(&mut self) {
+    fn drain(&mut self, now: Instant) {
         loop {
-            self.drain_once();
-            if self.closing || !self.role.follow_up(self.clock.now()) {
+            self.drain_once(now);
+            if self.closing || !self.role.follow_up(now) {
                 return;
             }
         }
     }
 
-    fn drain_once(&mut self) {
-        let now = self.clock.now();
+    fn drain_once(&mut self, now: Instant) {
         self.transmit(now);
         while let Some(routed) = self.role.poll_event() {
             match routed {
                 Routed::Handled => {}
-                Routed::AfterWrite(reply) => self.after_write(reply),
+                Routed::AfterWrite(token) => self.after_write(token),
                 Routed::Stream(event) => {
                     if self.pending_events.is_empty() {
                         match self.events.try_send(event) {
                             Ok(()) => {}
-                            Err(mpsc::error::TrySendError::Full(event)) => {
+                            Err(TrySendError::Full(event)) => {
                                 self.pending_events.push_back(event);
                             }
                             // Nobody listens any more.
-                            Err(mpsc::error::TrySendError::Closed(_)) => {}
+                            Err(TrySendError::Closed(_)) => {}
                         }
                     } else {
                         self.pending_events.push_back(event);
@@ -478,7 +506,13 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
 
     fn transmit(&mut self, now: Instant) {
         loop {
-            let n = self.role.session().poll_transmit(now, &mut self.out);
+            // `out` is the driver's own (never a read buffer): when it is empty (written),
+            // the session's buffer takes its place instead of being copied into it.
+            let n = if self.out.is_empty() {
+                self.role.session().poll_transmit_swap(now, &mut self.out)
+            } else {
+                self.role.session().poll_transmit(now, &mut self.out)
+            };
             if n == 0 {
                 break;
             }
@@ -486,16 +520,54 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
         }
     }
 
-    fn after_write(&mut self, reply: Option<PublishReply>) {
+    fn after_write(&mut self, token: PublishToken) {
         if self.written >= self.appended {
-            complete_success(reply);
+            token.written();
         } else {
-            self.after_write.push_back((self.appended, reply));
+            self.after_write.push_back((self.appended, token));
+        }
+    }
+
+    /// Gives back the read and write buffers when they hold nothing.
+    fn free_buffers(&mut self) {
+        if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
+            self.read_buf = BytesMut::new();
+        }
+        if self.out.is_empty() && self.out.capacity() > 0 {
+            self.out = BytesMut::new();
+        }
+    }
+
+    /// For a role that tracks idleness: plans the shrink once the connection went idle (at
+    /// most one per idle period, so an idle connection is not woken again and again).
+    fn plan_shrink(&mut self, now: Instant) {
+        if !R::TRACKS_IDLE {
+            return;
+        }
+        if !self.role.is_idle() {
+            self.shrunk = false;
+        } else if !self.shrunk && self.shrink_at.is_none() {
+            self.shrink_at = Some(now + SHRINK_DELAY);
+        }
+    }
+
+    /// The shrink's time came: shrink if the connection is still idle.
+    fn shrink_if_idle(&mut self, now: Instant) {
+        if self.shrink_at.is_some_and(|at| now >= at) {
+            self.shrink_at = None;
+            if self.role.is_idle() {
+                self.role.shrink_idle();
+                self.free_buffers();
+                self.shrunk = true;
+            }
         }
     }
 
     fn arm_timer(&mut self) {
-        let next = self.role.session_ref().poll_timeout();
+        let next = match (self.role.session_ref().poll_timeout(), self.shrink_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if next == self.armed {
             return;
         }
@@ -518,29 +590,24 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
             return Poll::Ready(Step::Shutdown);
         }
         if !self.pending_events.is_empty() {
-            let events = &self.events;
-            let room = self.event_room.get_or_insert_with(|| {
-                let events = events.clone();
-                Box::pin(async move { events.reserve_owned().await.ok() })
-            });
-            if let Poll::Ready(permit) = room.as_mut().poll(cx) {
-                self.event_room = None;
-                match permit {
-                    Some(permit) => {
-                        if let Some(event) = self.pending_events.pop_front() {
-                            permit.send(event);
-                        }
-                        while let Some(event) = self.pending_events.pop_front() {
-                            if let Err(error) = self.events.try_send(event) {
-                                if let mpsc::error::TrySendError::Full(event) = error {
-                                    self.pending_events.push_front(event);
-                                }
+            if let Poll::Ready(open) = self.events.poll_room(cx) {
+                if open {
+                    while let Some(event) = self.pending_events.pop_front() {
+                        match self.events.try_send(event) {
+                            Ok(()) => {}
+                            Err(TrySendError::Full(event)) => {
+                                self.pending_events.push_front(event);
+                                break;
+                            }
+                            Err(TrySendError::Closed(_)) => {
+                                self.pending_events.clear();
                                 break;
                             }
                         }
                     }
+                } else {
                     // Nobody listens any more.
-                    None => self.pending_events.clear(),
+                    self.pending_events.clear();
                 }
                 return Poll::Ready(Step::Progress);
             }
@@ -603,9 +670,10 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
         }
         match self.io.poll_read_ready(cx) {
             Poll::Pending => {
-                // Idle: hold no read buffer while waiting (unless it keeps a partial packet).
-                if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
-                    self.read_buf = BytesMut::new();
+                // Idle: hold no read or write buffer while waiting (unless the read buffer
+                // keeps a partial packet).
+                if !R::TRACKS_IDLE {
+                    self.free_buffers();
                 }
                 return Poll::Pending;
             }
@@ -668,7 +736,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
                 Poll::Pending => break,
             }
         }
-        if self.out.is_empty() && self.out.capacity() > 0 {
+        if !R::TRACKS_IDLE && self.out.is_empty() && self.out.capacity() > 0 {
             // Written: an idle connection keeps no transmit buffer (the next drain allocates
             // what it needs, once per turn).
             self.out = BytesMut::new();
@@ -677,8 +745,8 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
             if *mark > self.written {
                 break;
             }
-            if let Some((_, reply)) = self.after_write.pop_front() {
-                complete_success(reply);
+            if let Some((_, token)) = self.after_write.pop_front() {
+                token.written();
             }
         }
         if self.out.is_empty() && self.flush_pending {
@@ -722,9 +790,9 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
         while let Some(routed) = self.role.poll_event() {
             match routed {
                 Routed::Handled | Routed::Closed(..) | Routed::ClosedQuietly(_) => {}
-                Routed::AfterWrite(reply) => {
+                Routed::AfterWrite(token) => {
                     if self.written >= self.appended {
-                        complete_success(reply);
+                        token.written();
                     }
                 }
                 Routed::Stream(event) => late.push(event),
@@ -733,8 +801,8 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
         late
     }
 
-    /// The driver is done: report, then go.
-    async fn end(mut self, flushed: bool) {
+    /// The driver is done: report, then go (the future delivers the last events).
+    fn end(mut self: Box<Self>, flushed: bool) -> BoxFuture<()> {
         self.role.finish(flushed);
         let late = self.late_events();
         let events = self.events.clone();
@@ -743,10 +811,12 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
         // Dropping the session fails every operation still waiting (their futures report the
         // close recorded in `shared`).
         drop(self);
-        for event in pending.into_iter().chain(late).chain(closing) {
-            if events.send(event).await.is_err() {
-                break;
+        Box::pin(async move {
+            for event in pending.into_iter().chain(late).chain(closing) {
+                if events.send(event).await.is_err() {
+                    break;
+                }
             }
-        }
+        })
     }
 }

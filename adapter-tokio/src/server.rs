@@ -27,7 +27,7 @@ use crate::error::{Error, TryPublishError};
 use crate::net::{Adapt, Bind, Listener, NetRuntime};
 use crate::publish::{reply, PublishOutcome, PublishReceipt, PublishToken};
 use crate::runtime::{Clock, Runtime};
-use crate::shared::{CloseInfo, Events, Shared};
+use crate::shared::{event_channel, CloseInfo, Events, Shared};
 use crate::transport::Transport;
 
 /// Options of a server flow: the session's limits plus the driver's channel sizes.
@@ -146,7 +146,7 @@ impl DetachedSession {
     /// Queues a message for the client while it is away (sent in order when the session
     /// resumes); hands it back when the session's queue is full.
     pub fn enqueue(&mut self, message: Message) -> Result<(), Message> {
-        let token = PublishToken::new(None, message.qos);
+        let token = PublishToken::unobserved(message.qos);
         self.state
             .enqueue(self.clock.now(), message, token)
             .map_err(|rejected| rejected.command)
@@ -284,22 +284,20 @@ impl ConnectionHandle {
     /// Hands `message` to the driver and returns a receipt for its acknowledgement, as
     /// `Client::begin_publish`.
     pub async fn begin_publish(&self, message: Message) -> Result<PublishReceipt, Error> {
-        let (tx, rx) = oneshot::channel();
-        let token = PublishToken::new(Some(tx), message.qos);
+        let (token, receipt) = PublishToken::pair(message.qos, self.shared.clone());
         self.ops
             .send(Command::Publish(message, token))
             .await
             .map_err(|_| self.shared.closed_error())?;
-        Ok(PublishReceipt::new(rx, self.shared.clone()))
+        Ok(receipt)
     }
 
     /// Hands `message` to the driver without waiting, as
     /// `Client::try_publish`.
     pub fn try_publish(&self, message: Message) -> Result<PublishReceipt, TryPublishError> {
-        let (tx, rx) = oneshot::channel();
-        let token = PublishToken::new(Some(tx), message.qos);
+        let (token, receipt) = PublishToken::pair(message.qos, self.shared.clone());
         match self.ops.try_send(Command::Publish(message, token)) {
-            Ok(()) => Ok(PublishReceipt::new(rx, self.shared.clone())),
+            Ok(()) => Ok(receipt),
             Err(error) => {
                 let (error, command) = match error {
                     mpsc::error::TrySendError::Full(c) => {
@@ -430,7 +428,7 @@ fn spawn_connection<Rt: Runtime, Io: Transport>(
     let session = ServerSession::new(options.config.clone(), clock.now());
     let (ops_tx, ops_rx) = mpsc::channel(options.command_capacity.max(1));
     let (control_tx, control_rx) = mpsc::channel(options.command_capacity.max(1));
-    let (events_tx, events_rx) = mpsc::channel(options.event_capacity.max(1));
+    let (events_tx, events) = event_channel(options.event_capacity);
     let shared = Arc::new(Shared::default());
     let detached = Arc::new(Mutex::new(None));
     let (shutdown, live) = group.unzip();
@@ -457,7 +455,7 @@ fn spawn_connection<Rt: Runtime, Io: Transport>(
         channels,
         options.linger,
     );
-    runtime.spawn(driver.run());
+    runtime.spawn(Box::new(driver).run());
     ServerConnection {
         handle: ConnectionHandle {
             ops: ops_tx,
@@ -465,7 +463,7 @@ fn spawn_connection<Rt: Runtime, Io: Transport>(
             shared,
             detached,
         },
-        events: Events::new(events_rx),
+        events,
         peer_addr,
     }
 }

@@ -30,6 +30,7 @@
 //! # }
 //! ```
 
+use std::any::Any;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -136,6 +137,20 @@ impl<T: Transport> crate::transport::Transport for TokioIo<T> {
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.0).poll_shutdown(cx)
     }
+
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Sockets tell their readiness without a buffer, so that an idle connection holds
+        // none; other streams (TLS, pipes) say `Ready` and the read itself waits.
+        let io: &dyn Any = &self.0;
+        if let Some(stream) = io.downcast_ref::<TcpStream>() {
+            return stream.poll_read_ready(cx);
+        }
+        #[cfg(unix)]
+        if let Some(stream) = io.downcast_ref::<tokio::net::UnixStream>() {
+            return stream.poll_read_ready(cx);
+        }
+        Poll::Ready(Ok(()))
+    }
 }
 
 impl<Io: Transport> Adapt<Io> for TokioRuntime {
@@ -143,33 +158,6 @@ impl<Io: Transport> Adapt<Io> for TokioRuntime {
 
     fn adapt(transport: Io) -> TokioIo<Io> {
         TokioIo(transport)
-    }
-}
-
-/// An accepted tokio TCP stream, whole (one task reads and writes it), that reports its read
-/// readiness: a broker connection holds no read buffer while idle.
-struct TcpIo(TcpStream);
-
-impl crate::transport::Transport for TcpIo {
-    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
-        pin!(self.0.read_buf(buf)).poll(cx)
-    }
-
-    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // The socket's readiness, without a buffer.
-        self.0.poll_read_ready(cx)
-    }
-
-    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 
@@ -204,9 +192,11 @@ impl Listener for TcpListener {
 
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Accepted>> {
         TcpListener::poll_accept(self, cx).map_ok(|(stream, peer)| {
-            // Nagle would hold small acks back; every packet leaves at once.
+            // Nagle would hold small acks back; every packet leaves at once. The stream stays
+            // whole (one task reads and writes it), and `TokioIo` reports its readiness, so an
+            // idle broker connection holds no read buffer.
             let _ = stream.set_nodelay(true);
-            Accepted::new(TcpIo(stream), peer)
+            Accepted::new(TokioIo(stream), peer)
         })
     }
 }

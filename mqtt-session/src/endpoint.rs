@@ -50,6 +50,13 @@ pub trait Endpoint: sealed::Sealed {
     /// Appends bytes for the transport to `buf`; returns how many.
     #[must_use = "call poll_transmit until it returns 0"]
     fn poll_transmit(&mut self, now: Instant, buf: &mut BytesMut) -> usize;
+    /// [`poll_transmit`](Self::poll_transmit), exchanging buffers instead of copying when
+    /// `buf` is empty, for a buffer that owns its allocation alone
+    /// ([`ClientSession::poll_transmit_swap`]); sessions without it append as `poll_transmit`.
+    #[must_use = "call poll_transmit_swap until it returns 0"]
+    fn poll_transmit_swap(&mut self, now: Instant, buf: &mut BytesMut) -> usize {
+        self.poll_transmit(now, buf)
+    }
     /// The next event, if any.
     #[must_use = "events carry tokens and messages that are lost if dropped unread"]
     fn poll_event(&mut self) -> Option<Self::Event>;
@@ -68,7 +75,7 @@ mod sealed {
 }
 
 macro_rules! endpoint_by_inherent_methods {
-    ($session:ident, $event:ident) => {
+    ($session:ident, $event:ident $(, $swap:ident)?) => {
         impl<T> sealed::Sealed for $session<T> {}
 
         impl<T> Endpoint for $session<T> {
@@ -86,6 +93,11 @@ macro_rules! endpoint_by_inherent_methods {
             fn poll_transmit(&mut self, now: Instant, buf: &mut BytesMut) -> usize {
                 $session::poll_transmit(self, now, buf)
             }
+            $(
+                fn $swap(&mut self, now: Instant, buf: &mut BytesMut) -> usize {
+                    $session::$swap(self, now, buf)
+                }
+            )?
             fn poll_event(&mut self) -> Option<Self::Event> {
                 $session::poll_event(self)
             }
@@ -99,5 +111,5 @@ macro_rules! endpoint_by_inherent_methods {
     };
 }
 
-endpoint_by_inherent_methods!(ClientSession, ClientEvent);
+endpoint_by_inherent_methods!(ClientSession, ClientEvent, poll_transmit_swap);
 endpoint_by_inherent_methods!(ServerSession, ServerEvent);

@@ -185,10 +185,46 @@ impl<T> ClientSession<T> {
         self.core.poll_transmit(now, buf)
     }
 
+    /// [`poll_transmit`](Self::poll_transmit) without a copy: when `buf` is empty, it and the
+    /// transmit buffer are exchanged (the encoded bytes, payloads included, are not copied);
+    /// otherwise the bytes are appended as `poll_transmit` does.
+    ///
+    /// Give it only a buffer that owns its allocation alone, such as a driver's write buffer
+    /// that is written out and handed back empty: the session keeps it to encode the next
+    /// packets into (its capacity until [`shrink_idle`](Self::shrink_idle)), so a buffer that
+    /// shares its allocation with packets decoded from it would stay pinned.
+    #[must_use = "call poll_transmit_swap until it returns 0"]
+    pub fn poll_transmit_swap(&mut self, now: Instant, buf: &mut BytesMut) -> usize {
+        self.core.poll_transmit_swap(now, buf)
+    }
+
     /// The next event, if any.
     #[must_use = "events carry tokens and messages that are lost if dropped unread"]
     pub fn poll_event(&mut self) -> Option<ClientEvent<T>> {
         self.core.events.pop_front()
+    }
+
+    /// Gives back the memory of internal queues and tables that are empty (events, queued
+    /// publishes and requests, the in-flight table, the transmit buffer), which otherwise keep
+    /// their capacity for reuse. For a driver about to wait while nothing is under way, so
+    /// that an idle client holds none of it; a queue that fills again allocates again.
+    pub fn shrink_idle(&mut self) {
+        let core = &mut self.core;
+        if core.events.is_empty() {
+            core.events = VecDeque::new();
+        }
+        if self.request_queue.is_empty() {
+            self.request_queue = VecDeque::new();
+        }
+        let flows = &mut core.flows;
+        if flows.queue.is_empty() {
+            flows.queue = VecDeque::new();
+        }
+        if flows.resend_pending.is_empty() {
+            flows.resend_pending = VecDeque::new();
+        }
+        flows.inflight.shrink_idle();
+        core.link.outbox.shrink_idle();
     }
 
     /// The earliest time at which [`handle_timeout`](Self::handle_timeout) has work to do.

@@ -245,6 +245,16 @@ impl<T> InFlight<T> {
         Some(entry)
     }
 
+    /// Gives back the memory of an empty table (the slab an emptied table keeps for reuse,
+    /// the index's root), for sessions that go idle.
+    pub(crate) fn shrink_idle(&mut self) {
+        if self.index.is_empty() {
+            self.slots = Vec::new();
+            self.free = None;
+            self.index = BTreeMap::new();
+        }
+    }
+
     /// Records a PUBLISH that was just sent. It must carry a packet identifier (QoS 1 or 2).
     pub(crate) fn insert(&mut self, publish: Publish, token: T) {
         let stage = if publish.qos_pid.qos() == QoS::ExactlyOnce {
@@ -514,6 +524,21 @@ mod tests {
         table.insert(publish(1, QoS::AtLeastOnce), 1);
         let _ = table.on_puback(pid(1), ReasonCode::Success);
         assert!(table.slots.capacity() > 0, "a small slab is kept for reuse");
+    }
+
+    #[test]
+    fn shrink_idle_gives_an_empty_table_back_and_keeps_a_used_one() {
+        // Bounded memory when idle: an idle session holds no slab at all.
+        let mut table: InFlight<u16> = InFlight::default();
+        table.insert(publish(1, QoS::AtLeastOnce), 1);
+        table.shrink_idle();
+        assert_eq!(table.len(), 1, "a table in use is untouched");
+        let _ = table.on_puback(pid(1), ReasonCode::Success);
+        assert!(table.slots.capacity() > 0);
+        table.shrink_idle();
+        assert_eq!(table.slots.capacity(), 0);
+        table.insert(publish(2, QoS::ExactlyOnce), 2);
+        assert_eq!(table.resend_order(), [pid(2)]);
     }
 
     #[test]

@@ -61,8 +61,65 @@ impl Outbox {
         n
     }
 
+    /// As [`drain_into`](Self::drain_into), but when `out` is empty the buffers are
+    /// exchanged instead of copied: `out` gets the encoded bytes, and the transmit buffer
+    /// continues in `out`'s allocation. For a caller whose buffer owns its allocation alone (a
+    /// driver's dedicated write buffer, never a read buffer); the session keeps that buffer's
+    /// capacity until [`shrink_idle`](Self::shrink_idle).
+    pub(crate) fn swap_into(&mut self, out: &mut BytesMut) -> usize {
+        if !out.is_empty() {
+            return self.drain_into(out);
+        }
+        let n = self.buf.len();
+        if n > 0 {
+            core::mem::swap(&mut self.buf, out);
+        }
+        n
+    }
+
+    /// Gives back the buffer's memory when nothing waits in it.
+    pub(crate) fn shrink_idle(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+    }
+
     /// Drops bytes meant for a transport that is gone.
     pub(crate) fn clear(&mut self) {
         self.buf.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mqtt_streaming_proto::{PacketId, PubResponse};
+
+    fn puback(id: u16) -> Packet {
+        Packet::PubAck(PubResponse::new(PacketId::new(id).unwrap()))
+    }
+
+    #[test]
+    fn swap_into_exchanges_buffers_when_the_callers_is_empty() {
+        let mut outbox = Outbox::default();
+        let mut out = BytesMut::with_capacity(256);
+        let mine = out.as_ptr();
+        outbox.push(&puback(1)).unwrap();
+        let theirs = outbox.buf.as_ptr();
+        assert_eq!(outbox.swap_into(&mut out), 4);
+        assert_eq!(&out[..], [0x40, 0x02, 0x00, 0x01]);
+        assert_eq!(
+            out.as_ptr(),
+            theirs,
+            "no copy: the caller has the session's buffer"
+        );
+        // The session encodes into the caller's old buffer.
+        outbox.push(&puback(2)).unwrap();
+        assert_eq!(outbox.buf.as_ptr(), mine);
+        // A caller's buffer with bytes in it is appended to, as drain_into does.
+        assert_eq!(outbox.swap_into(&mut out), 4);
+        assert_eq!(&out[..], [0x40, 0x02, 0x00, 0x01, 0x40, 0x02, 0x00, 0x02]);
+        assert_eq!(outbox.len(), 0);
+        assert_eq!(outbox.swap_into(&mut out), 0);
     }
 }

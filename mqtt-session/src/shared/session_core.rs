@@ -275,6 +275,16 @@ impl<T, E: From<FlowEvent<T>>> Core<T, E> {
         n
     }
 
+    /// [`poll_transmit`](Self::poll_transmit) exchanging buffers when `buf` is empty
+    /// ([`Outbox::swap_into`]).
+    pub(crate) fn poll_transmit_swap(&mut self, now: Instant, buf: &mut BytesMut) -> usize {
+        let n = self.link.outbox.swap_into(buf);
+        if n > 0 {
+            self.keep_alive.last_sent = now;
+        }
+        n
+    }
+
     // ----- packet identifiers -----
 
     /// A free packet identifier, or `None` when all 65,535 are in flight.
