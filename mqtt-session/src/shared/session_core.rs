@@ -40,6 +40,10 @@ pub(crate) struct Link {
     /// Our own cap on outbound QoS 1/2 in flight.
     pub(crate) max_inflight: u16,
     pub(crate) manual_acks: bool,
+    /// Whether a QoS 0 PUBLISH written to the transmit buffer is reported as `Published`
+    /// (an owner that throws the report away, such as the broker core, turns it off: no event
+    /// is queued per delivery).
+    pub(crate) qos0_published: bool,
     /// Whether publishes may be sent (the connection is established).
     pub(crate) open: bool,
     /// The time of the input or command being handled (set at every entry point).
@@ -57,6 +61,7 @@ impl Link {
             receive_maximum: u16::MAX,
             max_inflight: u16::MAX,
             manual_acks: false,
+            qos0_published: true,
             open: false,
             now: Instant::ZERO,
         }
@@ -465,11 +470,13 @@ impl<T, E: From<FlowEvent<T>>> Core<T, E> {
             ));
         }
         if qos == QoS::AtMostOnce {
-            self.event(FlowEvent::Published {
-                token,
-                reason_code: ReasonCode::Success,
-                properties: AckProperties::default(),
-            });
+            if self.link.qos0_published {
+                self.event(FlowEvent::Published {
+                    token,
+                    reason_code: ReasonCode::Success,
+                    properties: AckProperties::default(),
+                });
+            }
         } else {
             self.flows.inflight.insert(publish, token);
         }
