@@ -279,6 +279,8 @@ impl<H: BrokerHooks> Broker<H> {
     /// A broker with the application's policy.
     pub fn with_hooks(mut config: BrokerConfig, hooks: H) -> Self {
         config.server.ack_mode = AckMode::Manual;
+        // Nothing to do when a QoS 0 delivery is written: no event per delivery.
+        config.server.report_qos0_published = false;
         let journal = config
             .persistence
             .then(|| Box::new(persistence::Journal::new()));

@@ -124,8 +124,10 @@ impl<T> ServerSession<T> {
     /// A session for a transport accepted at `now`; CONNECT must arrive within the configured
     /// timeout.
     pub fn new(config: ServerConfig, now: Instant) -> Self {
+        let mut core = Core::new(config.max_packet_size);
+        core.link.qos0_published = config.report_qos0_published;
         Self {
-            core: Core::new(config.max_packet_size),
+            core,
             connect_deadline: now + config.connect_timeout,
             decide_deadline: now,
             held_error: None,
