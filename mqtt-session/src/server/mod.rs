@@ -2,6 +2,7 @@
 //! people who write their own MQTT server (and for the broker core built on it).
 
 mod config;
+mod copy;
 mod event;
 mod session_state;
 
@@ -18,6 +19,7 @@ use mqtt_streaming_proto::{
 };
 
 pub use config::ServerConfig;
+pub(crate) use copy::{EncodedCopies, MessageCopy};
 pub use event::ServerEvent;
 pub use session_state::{SessionExpiry, SessionState};
 
@@ -575,13 +577,67 @@ impl<T> ServerSession<T> {
                 token,
             });
         }
-        let admission = Admission {
+        self.core.publish(message, token, self.admission())
+    }
+
+    /// [`publish`](Self::publish) for one receiver's copy of a message routed to many: a QoS
+    /// 0 copy sent at once is appended as the PUBLISH `encoded` holds for this connection's
+    /// protocol version (encoded once for every receiver whose copy is byte-identical), with
+    /// the same checks; only a copy that is kept (queued, in flight) is built into a
+    /// [`Message`]. A refusal hands back that message if one was built.
+    pub(crate) fn publish_copy(
+        &mut self,
+        now: Instant,
+        copy: &MessageCopy<'_>,
+        token: T,
+        encoded: &mut EncodedCopies,
+    ) -> Result<(), Rejected<Option<Message>, T>> {
+        self.core.link.now = now;
+        let shared = encoded.is_on()
+            && copy.is_shareable()
+            && self.state != ServerState::Closed
+            && self.core.sends_qos0_now()
+            // An automatic alias makes this receiver's bytes its own.
+            && !self.core.link.outbound_aliases.is_active();
+        if !shared {
+            return self.publish(now, copy.to_message(), token).map_err(
+                |Rejected {
+                     error,
+                     command,
+                     token,
+                 }| Rejected {
+                    error,
+                    command: Some(command),
+                    token,
+                },
+            );
+        }
+        let admission = self.admission();
+        let sent = match encoded.get(self.version(), copy) {
+            Ok(bytes) => self.core.send_encoded_qos0(
+                bytes,
+                copy.retain,
+                copy.queued_size(),
+                token,
+                admission,
+            ),
+            Err(error) => Err((CommandError::Encode(error), token)),
+        };
+        sent.map_err(|(error, token)| Rejected {
+            error,
+            command: None,
+            token,
+        })
+    }
+
+    /// The bounds of [`publish`](Self::publish).
+    fn admission(&self) -> Admission {
+        Admission {
             max_queued: self.config.max_queued,
             max_queued_bytes: usize::MAX,
             overflow: QueueOverflow::RefuseNew,
             max_transmit: self.config.max_transmit_buffer,
-        };
-        self.core.publish(message, token, admission)
+        }
     }
 
     /// Answers a SUBSCRIBE of this connection: one code per filter, in order
