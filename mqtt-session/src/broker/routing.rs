@@ -10,6 +10,7 @@ use super::subscriptions::{Delivery, SessionKey};
 use super::{Broker, BrokerHooks, ClientInfo, ConnectionId, Token};
 use crate::error::{CommandError, Rejected};
 use crate::message::Message;
+use crate::server::{EncodedCopies, MessageCopy};
 use crate::shared::inbound::InboundId;
 use crate::time::Instant;
 use crate::AbandonCause;
@@ -88,7 +89,7 @@ impl<H: BrokerHooks> Broker<H> {
         if message.retain {
             self.retain(now, &message);
         }
-        let (delivered, owed) = self.route_held(now, publisher, message, hold);
+        let (delivered, owed) = self.route_held(now, publisher, &message, hold);
         let code = if delivered == 0 {
             ReasonCode::NoMatchingSubscribers
         } else {
@@ -136,27 +137,38 @@ impl<H: BrokerHooks> Broker<H> {
         &mut self,
         now: Instant,
         publisher: Option<SessionKey>,
-        message: Message,
+        message: &Message,
     ) -> usize {
         self.route_held(now, publisher, message, false).0
     }
 
     /// [`route`](Self::route); with `hold`, the QoS 1/2 deliveries that connected sessions
     /// cannot take yet come back instead of being dropped.
+    ///
+    /// Each subscriber's copy is described by reference ([`MessageCopy`]) and built into a
+    /// message of its own only where it is kept; QoS 0 copies that are the same bytes share
+    /// one encoding of the PUBLISH ([`EncodedCopies`]).
     pub(super) fn route_held(
         &mut self,
         now: Instant,
         publisher: Option<SessionKey>,
-        message: Message,
+        message: &Message,
         hold: bool,
     ) -> (usize, Vec<Owed>) {
         let matches = self.index.matches(message.topic.as_str(), publisher);
         let n = matches.direct.len() + matches.shared.len();
         let mut owed = Vec::new();
-        for (key, delivery) in matches.direct {
-            let copy = outgoing(&message, &delivery, false);
-            if let Some((message, token)) = self.offer(now, key, copy, Token::default(), hold) {
-                owed.push(Owed::new(key, message, token));
+        // Taken out for the loop (a nested route, from a session drained meanwhile, gets
+        // a fresh one).
+        let mut encoded = core::mem::take(&mut self.encoded);
+        encoded.reset(n > 1);
+        for (key, delivery) in &matches.direct {
+            let copy = outgoing_copy(message, delivery, false);
+            let token = Token::default();
+            if let Some((message, token)) =
+                self.offer_copy(now, *key, &copy, token, hold, &mut encoded)
+            {
+                owed.push(Owed::new(*key, message, token));
             }
         }
         for (key, delivery, filter) in matches.shared {
@@ -164,11 +176,15 @@ impl<H: BrokerHooks> Broker<H> {
                 shared: Some(filter),
                 ..Token::default()
             };
-            let copy = outgoing(&message, &delivery, false);
-            if let Some((message, token)) = self.offer(now, key, copy, token, hold) {
+            let copy = outgoing_copy(message, &delivery, false);
+            if let Some((message, token)) =
+                self.offer_copy(now, key, &copy, token, hold, &mut encoded)
+            {
                 owed.push(Owed::new(key, message, token));
             }
         }
+        encoded.reset(false);
+        self.encoded = encoded;
         (n, owed)
     }
 
@@ -183,15 +199,31 @@ impl<H: BrokerHooks> Broker<H> {
         token: Token,
         hold: bool,
     ) -> Option<(Message, Token)> {
+        let copy = MessageCopy::exact(&message);
+        let mut encoded = EncodedCopies::default();
+        self.offer_copy(now, key, &copy, token, hold, &mut encoded)
+    }
+
+    /// [`offer`](Self::offer) for a copy described by reference: built into a message only
+    /// where it is kept (queued, in flight, held back, re-routed).
+    fn offer_copy(
+        &mut self,
+        now: Instant,
+        key: SessionKey,
+        copy: &MessageCopy<'_>,
+        token: Token,
+        hold: bool,
+        encoded: &mut EncodedCopies,
+    ) -> Option<(Message, Token)> {
         if hold && token.shared.is_some() {
-            return self.offer_shared(now, key, message, token);
+            return self.offer_shared(now, key, copy, token, encoded);
         }
         let live = hold
             && self
                 .sessions
                 .get(&key)
                 .is_some_and(|r| r.connection.is_some());
-        match self.try_deliver(now, key, message, token) {
+        match self.try_deliver(now, key, copy, token, encoded) {
             Ok(()) => None,
             Err(Rejected {
                 error,
@@ -199,40 +231,47 @@ impl<H: BrokerHooks> Broker<H> {
                 token,
             }) if error.is_backpressure()
                 && live
-                && command.qos > QoS::AtMostOnce
+                && copy.qos > QoS::AtMostOnce
                 && token.shared.is_none() =>
             {
-                Some((command, token))
+                Some((command.unwrap_or_else(|| copy.to_message()), token))
             }
             Err(Rejected {
                 error,
                 command,
                 token,
             }) => {
-                self.on_rejected(now, key, &error, command, token);
+                if token.shared.is_some() {
+                    let message = command.unwrap_or_else(|| copy.to_message());
+                    self.on_rejected(now, key, &error, message, token);
+                } else {
+                    self.count_refusal(&error);
+                }
                 None
             }
         }
     }
 
-    /// [`offer`](Self::offer) up to a refusal, which is handed back: re-routing tries
-    /// the next member in a loop rather than by recursion.
+    /// [`offer`](Self::offer) up to a refusal, which is handed back (with the message, if the
+    /// session built one): re-routing tries the next member in a loop rather than by
+    /// recursion.
     fn try_deliver(
         &mut self,
         now: Instant,
         key: SessionKey,
-        message: Message,
+        copy: &MessageCopy<'_>,
         mut token: Token,
-    ) -> Result<(), Rejected<Message, Token>> {
+        encoded: &mut EncodedCopies,
+    ) -> Result<(), Rejected<Option<Message>, Token>> {
         if self.journal.is_some() {
             // Recorded for a persistent session (no cost otherwise).
             let takes = self.sessions.get(&key).is_some_and(|r| {
                 r.connection.is_some()
                     || (r.stored.is_some()
-                        && (message.qos > QoS::AtMostOnce || self.config.queue_qos0_offline))
+                        && (copy.qos > QoS::AtMostOnce || self.config.queue_qos0_offline))
             });
-            if takes {
-                self.journal_delivery(now, key, &message, &mut token);
+            if takes && copy.qos > QoS::AtMostOnce {
+                self.journal_delivery(now, key, &copy.to_message(), &mut token);
             }
         }
         let Some(record) = self.sessions.get_mut(&key) else {
@@ -243,14 +282,21 @@ impl<H: BrokerHooks> Broker<H> {
                 let Some(conn) = self.connections.get_mut(&conn_id) else {
                     return Ok(());
                 };
-                let result = conn.session.publish(now, message, token);
+                let result = conn.session.publish_copy(now, copy, token, encoded);
                 self.settle(now, conn_id);
                 result
             }
             (None, Some(stored))
-                if message.qos > QoS::AtMostOnce || self.config.queue_qos0_offline =>
+                if copy.qos > QoS::AtMostOnce || self.config.queue_qos0_offline =>
             {
-                stored.enqueue(now, message, token)
+                // Kept until the session resumes: an owned copy.
+                stored
+                    .enqueue(now, copy.to_message(), token)
+                    .map_err(|refused| Rejected {
+                        error: refused.error,
+                        command: Some(refused.command),
+                        token: refused.token,
+                    })
             }
             _ => {
                 self.stats.dropped_qos0_offline += 1;
@@ -264,6 +310,14 @@ impl<H: BrokerHooks> Broker<H> {
         result
     }
 
+    /// Counts a delivery dropped for `error`.
+    fn count_refusal(&mut self, error: &CommandError) {
+        match error {
+            CommandError::PacketTooLarge { .. } => self.stats.dropped_too_large += 1,
+            _ => self.stats.dropped_queue_full += 1,
+        }
+    }
+
     /// A shared-subscription message held for its publisher: offered to `key`, then to the
     /// group's other members in round-robin order; when every member is connected and full,
     /// it comes back (to wait for `key`). Otherwise a refusal by all is dropped and counted,
@@ -272,13 +326,15 @@ impl<H: BrokerHooks> Broker<H> {
         &mut self,
         now: Instant,
         key: SessionKey,
-        message: Message,
+        copy: &MessageCopy<'_>,
         token: Token,
+        encoded: &mut EncodedCopies,
     ) -> Option<(Message, Token)> {
         let filter = token.shared.clone()?;
         let mut members = Vec::from([key]);
         members.extend(self.index.shared_rotation(&filter, key));
-        let (mut message, mut token) = (message, token);
+        let mut message = None;
+        let mut token = token;
         let mut all_full = true;
         let mut last_error = None;
         for (n, member) in members.into_iter().enumerate() {
@@ -290,20 +346,19 @@ impl<H: BrokerHooks> Broker<H> {
                 continue;
             };
             let live = record.connection.is_some();
-            match self.try_deliver(now, member, message, token) {
+            match self.try_deliver(now, member, copy, token, encoded) {
                 Ok(()) => return None,
                 Err(refused) => {
-                    all_full &= live
-                        && refused.error.is_backpressure()
-                        && refused.command.qos > QoS::AtMostOnce;
-                    message = refused.command;
+                    all_full &=
+                        live && refused.error.is_backpressure() && copy.qos > QoS::AtMostOnce;
+                    message = message.or(refused.command);
                     token = refused.token;
                     last_error = Some(refused.error);
                 }
             }
         }
         if all_full {
-            return Some((message, token));
+            return Some((message.unwrap_or_else(|| copy.to_message()), token));
         }
         match last_error {
             Some(CommandError::PacketTooLarge { .. }) => self.stats.dropped_too_large += 1,
@@ -381,14 +436,15 @@ impl<H: BrokerHooks> Broker<H> {
             self.stats.dropped_session_ended += 1;
             return;
         }
-        let (mut message, mut token) = (message, token);
+        let copy = MessageCopy::exact(&message);
+        let mut encoded = EncodedCopies::default();
+        let mut token = token;
         let mut last_error = None;
         for key in members {
             self.index.shared_served(&filter, key);
-            match self.try_deliver(now, key, message, token) {
+            match self.try_deliver(now, key, &copy, token, &mut encoded) {
                 Ok(()) => return,
                 Err(refused) => {
-                    message = refused.command;
                     token = refused.token;
                     last_error = Some(refused.error);
                 }
@@ -410,16 +466,25 @@ pub(super) fn outgoing(
     delivery: &Delivery,
     from_retained_store: bool,
 ) -> Message {
-    let mut out = message.clone();
-    out.qos = message.qos.min(delivery.qos);
-    out.retain = if from_retained_store {
-        true
-    } else {
-        delivery.retain_as_published && message.retain
-    };
-    out.properties.topic_alias = None;
-    out.properties.subscription_identifiers = delivery.subscription_ids.clone();
-    out
+    outgoing_copy(message, delivery, from_retained_store).to_message()
+}
+
+/// [`outgoing`], described by reference rather than built.
+pub(super) fn outgoing_copy<'a>(
+    message: &'a Message,
+    delivery: &'a Delivery,
+    from_retained_store: bool,
+) -> MessageCopy<'a> {
+    MessageCopy {
+        message,
+        qos: message.qos.min(delivery.qos),
+        retain: if from_retained_store {
+            true
+        } else {
+            delivery.retain_as_published && message.retain
+        },
+        subscription_ids: &delivery.subscription_ids,
+    }
 }
 
 /// Whether `topic` is under `$SYS`, which only the broker itself publishes to: a client's
