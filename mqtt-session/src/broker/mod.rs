@@ -104,7 +104,7 @@ use self::small_map::SmallMap;
 use self::subscriptions::{SessionKey, Sub, SubscriptionIndex};
 use crate::error::CloseReason;
 use crate::message::Message;
-use crate::server::{EncodedCopies, ServerEvent, ServerSession, ServerState, SessionState};
+use crate::server::{ServerEvent, ServerSession, ServerState, SessionState};
 use crate::time::Instant;
 use crate::AckMode;
 
@@ -266,9 +266,8 @@ pub struct Broker<H: BrokerHooks = AllowAll> {
     now: Instant,
     /// The change records, when persistence is on.
     journal: Option<Box<persistence::Journal>>,
-    /// The QoS 0 PUBLISHes of the message being routed, shared by its subscribers (kept
-    /// between messages for its buffer).
-    encoded: EncodedCopies,
+    /// Routing's working space (matches, shared encodings), kept between messages.
+    route_scratch: routing::RouteScratch,
 }
 
 impl Broker<AllowAll> {
@@ -318,7 +317,7 @@ impl<H: BrokerHooks> Broker<H> {
             transmit_paused: BTreeSet::new(),
             peek: Decoder::new(ProtocolVersion::V5).with_max_packet_size(PROTOCOL_MAX_PACKET_SIZE),
             now: Instant::ZERO,
-            encoded: EncodedCopies::default(),
+            route_scratch: routing::RouteScratch::default(),
         }
     }
 

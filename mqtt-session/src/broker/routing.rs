@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use mqtt_streaming_proto::{QoS, ReasonCode};
 
 use super::backpressure::Owed;
-use super::subscriptions::{Delivery, SessionKey};
+use super::subscriptions::{Delivery, Matches, SessionKey};
 use super::{Broker, BrokerHooks, ClientInfo, ConnectionId, Token};
 use crate::error::{CommandError, Rejected};
 use crate::message::Message;
@@ -14,6 +14,16 @@ use crate::server::{EncodedCopies, MessageCopy};
 use crate::shared::inbound::InboundId;
 use crate::time::Instant;
 use crate::AbandonCause;
+
+/// What routing a message works in, kept from one message to the next for its room (both
+/// parts bound what they keep).
+#[derive(Debug, Default)]
+pub(super) struct RouteScratch {
+    /// The subscriptions the message matches.
+    matches: Matches,
+    /// Its QoS 0 PUBLISHes shared by subscribers.
+    encoded: EncodedCopies,
+}
 
 impl<H: BrokerHooks> Broker<H> {
     /// A PUBLISH from a client. QoS 1/2 ones are acknowledged once every connected subscriber
@@ -155,12 +165,16 @@ impl<H: BrokerHooks> Broker<H> {
         message: &Message,
         hold: bool,
     ) -> (usize, Vec<Owed>) {
-        let matches = self.index.matches(message.topic.as_str(), publisher);
-        let n = matches.direct.len() + matches.shared.len();
-        let mut owed = Vec::new();
         // Taken out for the loop (a nested route, from a session drained meanwhile, gets
         // a fresh one).
-        let mut encoded = core::mem::take(&mut self.encoded);
+        let RouteScratch {
+            mut matches,
+            mut encoded,
+        } = core::mem::take(&mut self.route_scratch);
+        self.index
+            .matches_into(message.topic.as_str(), publisher, &mut matches);
+        let n = matches.direct.len() + matches.shared.len();
+        let mut owed = Vec::new();
         encoded.reset(n > 1);
         for (key, delivery) in &matches.direct {
             let copy = outgoing_copy(message, delivery, false);
@@ -171,7 +185,7 @@ impl<H: BrokerHooks> Broker<H> {
                 owed.push(Owed::new(*key, message, token));
             }
         }
-        for (key, delivery, filter) in matches.shared {
+        for (key, delivery, filter) in matches.shared.drain(..) {
             let token = Token {
                 shared: Some(filter),
                 ..Token::default()
@@ -184,7 +198,8 @@ impl<H: BrokerHooks> Broker<H> {
             }
         }
         encoded.reset(false);
-        self.encoded = encoded;
+        matches.clear();
+        self.route_scratch = RouteScratch { matches, encoded };
         (n, owed)
     }
 

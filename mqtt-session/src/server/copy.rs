@@ -72,9 +72,6 @@ impl<'a> MessageCopy<'a> {
 /// Slots of [`EncodedCopies`]: each protocol version, RETAIN clear and set.
 const SLOTS: usize = 6;
 
-/// Capacity the buffer keeps between messages.
-const KEEP_CAPACITY: usize = 16 * 1024;
-
 /// The QoS 0 PUBLISHes of one message, encoded once per protocol version and RETAIN flag and
 /// shared by every receiver whose copy is byte-identical ([`MessageCopy::is_shareable`]).
 /// Holds one message at a time: [`reset`](Self::reset) before the next.
@@ -88,14 +85,12 @@ pub(crate) struct EncodedCopies {
 }
 
 impl EncodedCopies {
-    /// For a new message; `on` when it has more than one receiver.
+    /// For a new message; `on` when it has more than one receiver. The encodings of the
+    /// previous one are freed (an idle owner holds nothing here).
     pub(crate) fn reset(&mut self, on: bool) {
         self.on = on;
         self.slots = Default::default();
-        self.buf.clear();
-        if self.buf.capacity() > KEEP_CAPACITY {
-            self.buf = BytesMut::new();
-        }
+        self.buf = BytesMut::new();
     }
 
     /// Whether copies are shared at all.
@@ -151,6 +146,16 @@ impl EncodedCopies {
             payload: message.payload.clone(),
         };
         let start = self.buf.len();
+        // One allocation for the first encoding and usually the next (header, topic,
+        // properties and payload).
+        let size = Publish::encoded_len_of(
+            version,
+            &publish.topic,
+            QoS::AtMostOnce,
+            &publish.properties,
+            publish.payload.len(),
+        )?;
+        self.buf.reserve(size.max(256));
         publish.encode_header(version, &mut self.buf)?;
         self.buf.extend_from_slice(&publish.payload);
         Ok((start, self.buf.len()))
