@@ -8,7 +8,7 @@ use mqtt_streaming_proto::{QoS, ReasonCode};
 use super::backpressure::Owed;
 use super::subscriptions::{Delivery, Matches, SessionKey};
 use super::{Broker, BrokerHooks, ClientInfo, ConnectionId, Token};
-use crate::error::{CommandError, Rejected};
+use crate::error::CommandError;
 use crate::message::Message;
 use crate::server::{EncodedCopies, MessageCopy};
 use crate::shared::inbound::InboundId;
@@ -240,25 +240,17 @@ impl<H: BrokerHooks> Broker<H> {
                 .is_some_and(|r| r.connection.is_some());
         match self.try_deliver(now, key, copy, token, encoded) {
             Ok(()) => None,
-            Err(Rejected {
-                error,
-                command,
-                token,
-            }) if error.is_backpressure()
-                && live
-                && copy.qos > QoS::AtMostOnce
-                && token.shared.is_none() =>
+            Err((error, token))
+                if error.is_backpressure()
+                    && live
+                    && copy.qos > QoS::AtMostOnce
+                    && token.shared.is_none() =>
             {
-                Some((command.unwrap_or_else(|| copy.to_message()), token))
+                Some((copy.to_message(), token))
             }
-            Err(Rejected {
-                error,
-                command,
-                token,
-            }) => {
+            Err((error, token)) => {
                 if token.shared.is_some() {
-                    let message = command.unwrap_or_else(|| copy.to_message());
-                    self.on_rejected(now, key, &error, message, token);
+                    self.on_rejected(now, key, &error, copy.to_message(), token);
                 } else {
                     self.count_refusal(&error);
                 }
@@ -267,9 +259,9 @@ impl<H: BrokerHooks> Broker<H> {
         }
     }
 
-    /// [`offer`](Self::offer) up to a refusal, which is handed back (with the message, if the
-    /// session built one): re-routing tries the next member in a loop rather than by
-    /// recursion.
+    /// [`offer`](Self::offer) up to a refusal, whose cause and token are handed back (the
+    /// caller builds the message if it keeps it): re-routing tries the next member in a loop
+    /// rather than by recursion.
     fn try_deliver(
         &mut self,
         now: Instant,
@@ -277,7 +269,7 @@ impl<H: BrokerHooks> Broker<H> {
         copy: &MessageCopy<'_>,
         mut token: Token,
         encoded: &mut EncodedCopies,
-    ) -> Result<(), Rejected<Option<Message>, Token>> {
+    ) -> Result<(), (CommandError, Token)> {
         if self.journal.is_some() {
             // Recorded for a persistent session (no cost otherwise).
             let takes = self.sessions.get(&key).is_some_and(|r| {
@@ -307,11 +299,7 @@ impl<H: BrokerHooks> Broker<H> {
                 // Kept until the session resumes: an owned copy.
                 stored
                     .enqueue(now, copy.to_message(), token)
-                    .map_err(|refused| Rejected {
-                        error: refused.error,
-                        command: Some(refused.command),
-                        token: refused.token,
-                    })
+                    .map_err(|refused| (refused.error, refused.token))
             }
             _ => {
                 self.stats.dropped_qos0_offline += 1;
@@ -320,7 +308,7 @@ impl<H: BrokerHooks> Broker<H> {
         };
         match &result {
             Ok(()) => self.stats.messages_out += 1,
-            Err(refused) => self.journal_done(Some(key), &refused.token),
+            Err((_, token)) => self.journal_done(Some(key), token),
         }
         result
     }
@@ -348,7 +336,6 @@ impl<H: BrokerHooks> Broker<H> {
         let filter = token.shared.clone()?;
         let mut members = Vec::from([key]);
         members.extend(self.index.shared_rotation(&filter, key));
-        let mut message = None;
         let mut token = token;
         let mut all_full = true;
         let mut last_error = None;
@@ -363,17 +350,15 @@ impl<H: BrokerHooks> Broker<H> {
             let live = record.connection.is_some();
             match self.try_deliver(now, member, copy, token, encoded) {
                 Ok(()) => return None,
-                Err(refused) => {
-                    all_full &=
-                        live && refused.error.is_backpressure() && copy.qos > QoS::AtMostOnce;
-                    message = message.or(refused.command);
-                    token = refused.token;
-                    last_error = Some(refused.error);
+                Err((error, refused)) => {
+                    all_full &= live && error.is_backpressure() && copy.qos > QoS::AtMostOnce;
+                    token = refused;
+                    last_error = Some(error);
                 }
             }
         }
         if all_full {
-            return Some((message.unwrap_or_else(|| copy.to_message()), token));
+            return Some((copy.to_message(), token));
         }
         match last_error {
             Some(CommandError::PacketTooLarge { .. }) => self.stats.dropped_too_large += 1,
@@ -459,9 +444,9 @@ impl<H: BrokerHooks> Broker<H> {
             self.index.shared_served(&filter, key);
             match self.try_deliver(now, key, &copy, token, &mut encoded) {
                 Ok(()) => return,
-                Err(refused) => {
-                    token = refused.token;
-                    last_error = Some(refused.error);
+                Err((error, refused)) => {
+                    token = refused;
+                    last_error = Some(error);
                 }
             }
         }

@@ -584,14 +584,16 @@ impl<T> ServerSession<T> {
     /// 0 copy sent at once is appended as the PUBLISH `encoded` holds for this connection's
     /// protocol version (encoded once for every receiver whose copy is byte-identical), with
     /// the same checks; only a copy that is kept (queued, in flight) is built into a
-    /// [`Message`]. A refusal hands back that message if one was built.
+    /// [`Message`]. A refusal hands back the token and the error only (small, so that the
+    /// result of every delivery is cheap to pass back; the caller builds the message again
+    /// if it keeps it).
     pub(crate) fn publish_copy(
         &mut self,
         now: Instant,
         copy: &MessageCopy<'_>,
         token: T,
         encoded: &mut EncodedCopies,
-    ) -> Result<(), Rejected<Option<Message>, T>> {
+    ) -> Result<(), (CommandError, T)> {
         self.core.link.now = now;
         let shared = encoded.is_on()
             && copy.is_shareable()
@@ -600,20 +602,12 @@ impl<T> ServerSession<T> {
             // An automatic alias makes this receiver's bytes its own.
             && !self.core.link.outbound_aliases.is_active();
         if !shared {
-            return self.publish(now, copy.to_message(), token).map_err(
-                |Rejected {
-                     error,
-                     command,
-                     token,
-                 }| Rejected {
-                    error,
-                    command: Some(command),
-                    token,
-                },
-            );
+            return self
+                .publish(now, copy.to_message(), token)
+                .map_err(|refused| (refused.error, refused.token));
         }
         let admission = self.admission();
-        let sent = match encoded.get(self.version(), copy) {
+        match encoded.get(self.version(), copy) {
             Ok(bytes) => self.core.send_encoded_qos0(
                 bytes,
                 copy.retain,
@@ -622,12 +616,7 @@ impl<T> ServerSession<T> {
                 admission,
             ),
             Err(error) => Err((CommandError::Encode(error), token)),
-        };
-        sent.map_err(|(error, token)| Rejected {
-            error,
-            command: None,
-            token,
-        })
+        }
     }
 
     /// The bounds of [`publish`](Self::publish).
