@@ -41,7 +41,7 @@ impl<'a> MessageCopy<'a> {
 
     /// The copy as an owned message (sharing the original's topic and payload bytes), for
     /// whoever keeps it.
-    pub(crate) fn to_message(&self) -> Message {
+    pub(crate) fn to_message(self) -> Message {
         let mut properties = self.message.properties.clone();
         properties.topic_alias = None;
         if properties.subscription_identifiers[..] != *self.subscription_ids {
