@@ -40,7 +40,8 @@
 # generator; `ours` uses our client), MQTT (311 or 5), IDLE (1000), FANOUT_RATE (0: flat out),
 # WINDOW (64), RUMQTTD_VERSION (0.20.0), BROKERS ("ours mosquitto rumqttd"; add `base` with
 # OUR_BASE=path to another build of our broker for a before/after column), PORT (18830;
-# mosquitto +1, rumqttd +2, base +3, rumqttd's MQTT 5 listener +12), OUT (target/bench-brokers).
+# mosquitto +1, rumqttd +2, base +3, rumqttd's MQTT 5 listener +12), OUT (target/bench-brokers),
+# SCENARIOS ("idle fanin0 fanin1 pairs fanout": a subset runs only those, e.g. "fanout").
 #
 # Every bench run is bounded by `timeout`; a broker that does not listen within 30 s is
 # skipped for that round. The machine is not isolated: the load average is reported with the
@@ -57,6 +58,7 @@ FANOUT_RATE=${FANOUT_RATE:-0}
 WINDOW=${WINDOW:-64}
 RUMQTTD_VERSION=${RUMQTTD_VERSION:-0.20.0}
 BROKERS=${BROKERS:-"ours mosquitto rumqttd"}
+SCENARIOS=${SCENARIOS:-"idle fanin0 fanin1 pairs fanout"}
 PORT=${PORT:-18830}
 OUT=${OUT:-target/bench-brokers}
 mkdir -p "$OUT/json"
@@ -200,6 +202,7 @@ start_broker() {
 scenario() {
   local name=$1 broker=$2 round=$3
   shift 3
+  case " $SCENARIOS " in *" $name "*) ;; *) return 0 ;; esac
   local json="$OUT/json/r$round-$broker-$name.json"
   log "round $round, $broker: $name"
   if ! timeout $((DURATION + 150)) "$BENCH" -p "$(port_of "$broker")" -V "$MQTT" \

@@ -1,6 +1,6 @@
 //! Broker core benchmarks (issue 5): routing one PUBLISH through `Broker` with 1 and with
 //! 100,000 subscriptions on distinct filters (matching cost must not grow with the total),
-//! a fan-out of one PUBLISH to 1,000 subscribers, and a SUBSCRIBE with 1 and with 100,000
+//! a fan-out of one PUBLISH to 1,000 subscribers and to 50 (one and 32 PUBLISHes per read), and a SUBSCRIBE with 1 and with 100,000
 //! retained messages in the store (issue 10).
 //!
 //! Each iteration feeds the encoded QoS 0 PUBLISH into the publisher's connection and drains
@@ -110,24 +110,44 @@ fn routing(c: &mut Criterion) {
     group.finish();
 }
 
+/// One QoS 0 PUBLISH to 1,000 subscribers per read, and the 1→50 shape of the end-to-end
+/// matrix: one read of 1 or of 32 PUBLISHes (flat out, a read carries many) to 50 subscribers.
+/// Throughput is counted in deliveries.
 fn fan_out(c: &mut Criterion) {
     let mut group = c.benchmark_group("broker_fan_out");
-    let subscribers = 1_000;
-    group.throughput(Throughput::Elements(subscribers as u64));
-    let mut broker = Broker::new(config());
-    for n in 0..subscribers {
-        client(&mut broker, &format!("sub-{n}"), &["fan/out".to_string()]);
+    for (subscribers, per_read) in [(1_000usize, 1usize), (50, 1), (50, 32)] {
+        group.throughput(Throughput::Elements((subscribers * per_read) as u64));
+        let mut broker = Broker::new(config());
+        for n in 0..subscribers {
+            client(&mut broker, &format!("sub-{n}"), &["fan/out".to_string()]);
+        }
+        let publisher = client(&mut broker, "pub", &[]);
+        let one = publish_wire("fan/out");
+        let mut wire = BytesMut::new();
+        for _ in 0..per_read {
+            wire.extend_from_slice(&one);
+        }
+        let mut out = BytesMut::with_capacity(1 << 16);
+        let mut buf = wire.clone();
+        broker.handle_read(now(), publisher, &mut buf);
+        // Every subscriber got every PUBLISH (2 + 7 + 64 bytes each).
+        assert_eq!(
+            drain(&mut broker, &mut out),
+            subscribers * per_read * one.len()
+        );
+        let name = if per_read == 1 {
+            format!("{subscribers}")
+        } else {
+            format!("{subscribers}x{per_read}_per_read")
+        };
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| {
+                let mut buf = wire.clone();
+                broker.handle_read(now(), publisher, &mut buf);
+                drain(&mut broker, &mut out)
+            })
+        });
     }
-    let publisher = client(&mut broker, "pub", &[]);
-    let wire = publish_wire("fan/out");
-    let mut out = BytesMut::with_capacity(1 << 16);
-    group.bench_function(BenchmarkId::from_parameter(subscribers), |b| {
-        b.iter(|| {
-            let mut buf = wire.clone();
-            broker.handle_read(now(), publisher, &mut buf);
-            drain(&mut broker, &mut out)
-        })
-    });
     group.finish();
 }
 

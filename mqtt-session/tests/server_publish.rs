@@ -392,6 +392,29 @@ fn outbound_qos0_completes_at_once() {
 }
 
 #[test]
+fn outbound_qos0_unreported_when_report_qos0_published_is_off() {
+    // [MQTT-4.3.1-1] (5.0) / [MQTT-3.3.1-2] (3.1.1): the same PUBLISH goes out (QoS 0, DUP 0);
+    // with `report_qos0_published` off no event is queued for it, while a QoS 1 message still
+    // completes as Published on its PUBACK.
+    for version in [V3, V5] {
+        let config = ServerConfig::default().with_report_qos0_published(false);
+        let mut s = accepted_with(config, connect(version, "c"));
+        s.publish(msg("news", QoS::AtMostOnce, "hi"), 7).unwrap();
+        let sent = s.sent();
+        let ps = publishes(&sent);
+        assert_eq!(ps.len(), 1);
+        assert!(!ps[0].dup);
+        assert_eq!(ps[0].qos_pid.qos(), QoS::AtMostOnce);
+        assert_eq!(&ps[0].payload[..], b"hi");
+        assert!(s.events().is_empty());
+        s.publish(msg("news", QoS::AtLeastOnce, "q1"), 8).unwrap();
+        let id = publishes(&s.sent())[0].qos_pid.packet_id().unwrap();
+        s.feed(Packet::PubAck(PubResponse::new(id)));
+        assert_eq!(published(&s.events()), [(8, ReasonCode::Success)]);
+    }
+}
+
+#[test]
 fn outbound_qos1_completes_on_puback() {
     // [MQTT-4.3.2-1], [MQTT-4.3.2-2], [MQTT-4.3.2-3] (5.0) / [MQTT-4.3.2-1] (3.1.1): an unused
     // id, QoS 1, DUP 0; unacknowledged until PUBACK, whose code and properties come back with

@@ -55,7 +55,9 @@ pub struct BrokerConfig {
     /// Per-connection limits (Maximum Packet Size, Maximum QoS, Receive Maximum, Topic Alias
     /// Maximum, queue length per session, keep alive and CONNECT timeouts). Its `ack_mode` is
     /// ignored: the broker acknowledges each PUBLISH itself once it has routed it, so it can
-    /// answer 0x10 No matching subscribers or 0x87 Not authorized.
+    /// answer 0x10 No matching subscribers or 0x87 Not authorized. So is
+    /// `report_qos0_published` (always off: the broker has nothing to do when a QoS 0
+    /// delivery is written).
     pub server: ServerConfig,
     /// Connections open at once; beyond it `open` refuses (see `max_refusing_connections`).
     pub max_connections: usize,
@@ -174,6 +176,7 @@ impl Default for BrokerConfig {
         Self {
             server: ServerConfig {
                 ack_mode: AckMode::Manual,
+                report_qos0_published: false,
                 ..ServerConfig::default()
             },
             max_connections: 10_000,

@@ -168,7 +168,7 @@ impl<H: BrokerHooks> Broker<H> {
         if message.retain {
             self.retain(now, &message);
         }
-        self.route(now, Some(key), message);
+        self.route(now, Some(key), &message);
     }
 
     pub(super) fn fire_will(&mut self, now: Instant, key: SessionKey, due: Instant) {

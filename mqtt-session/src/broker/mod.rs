@@ -266,6 +266,8 @@ pub struct Broker<H: BrokerHooks = AllowAll> {
     now: Instant,
     /// The change records, when persistence is on.
     journal: Option<Box<persistence::Journal>>,
+    /// Routing's working space (matches, shared encodings), kept between messages.
+    route_scratch: routing::RouteScratch,
 }
 
 impl Broker<AllowAll> {
@@ -279,6 +281,8 @@ impl<H: BrokerHooks> Broker<H> {
     /// A broker with the application's policy.
     pub fn with_hooks(mut config: BrokerConfig, hooks: H) -> Self {
         config.server.ack_mode = AckMode::Manual;
+        // Nothing to do when a QoS 0 delivery is written: no event per delivery.
+        config.server.report_qos0_published = false;
         let journal = config
             .persistence
             .then(|| Box::new(persistence::Journal::new()));
@@ -313,6 +317,7 @@ impl<H: BrokerHooks> Broker<H> {
             transmit_paused: BTreeSet::new(),
             peek: Decoder::new(ProtocolVersion::V5).with_max_packet_size(PROTOCOL_MAX_PACKET_SIZE),
             now: Instant::ZERO,
+            route_scratch: routing::RouteScratch::default(),
         }
     }
 
@@ -472,7 +477,7 @@ impl<H: BrokerHooks> Broker<H> {
         if message.retain {
             self.retain(now, &message);
         }
-        self.route(now, None, message);
+        self.route(now, None, &message);
     }
 
     /// Asks every connection to go: MQTT 5 clients get DISCONNECT 0x8B Server shutting down,

@@ -188,7 +188,7 @@ impl<H: BrokerHooks> Broker<H> {
                 if !self.connections.contains_key(&conn_id) {
                     break 'turn;
                 }
-                if !self.may_read(key, &message) {
+                if !self.may_read(key, &message.topic) {
                     self.stats.deliveries_unauthorized += 1;
                     continue;
                 }

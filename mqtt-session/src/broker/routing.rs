@@ -3,16 +3,27 @@
 
 use alloc::vec::Vec;
 
-use mqtt_streaming_proto::{QoS, ReasonCode};
+use mqtt_streaming_proto::{QoS, ReasonCode, TopicName};
 
 use super::backpressure::Owed;
-use super::subscriptions::{Delivery, SessionKey};
+use super::subscriptions::{Delivery, Matches, SessionKey};
 use super::{Broker, BrokerHooks, ClientInfo, ConnectionId, Token};
-use crate::error::{CommandError, Rejected};
+use crate::error::CommandError;
 use crate::message::Message;
+use crate::server::{EncodedCopies, MessageCopy};
 use crate::shared::inbound::InboundId;
 use crate::time::Instant;
 use crate::AbandonCause;
+
+/// What routing a message works in, kept from one message to the next for its room (both
+/// parts bound what they keep).
+#[derive(Debug, Default)]
+pub(super) struct RouteScratch {
+    /// The subscriptions the message matches.
+    matches: Matches,
+    /// Its QoS 0 PUBLISHes shared by subscribers.
+    encoded: EncodedCopies,
+}
 
 impl<H: BrokerHooks> Broker<H> {
     /// A PUBLISH from a client. QoS 1/2 ones are acknowledged once every connected subscriber
@@ -89,7 +100,7 @@ impl<H: BrokerHooks> Broker<H> {
         if message.retain {
             self.retain(now, &message);
         }
-        let (delivered, owed) = self.route_held(now, publisher, message, hold);
+        let (delivered, owed) = self.route_held(now, publisher, &message, hold);
         let code = if delivered == 0 {
             ReasonCode::NoMatchingSubscribers
         } else {
@@ -137,35 +148,50 @@ impl<H: BrokerHooks> Broker<H> {
         &mut self,
         now: Instant,
         publisher: Option<SessionKey>,
-        message: Message,
+        message: &Message,
     ) -> usize {
         self.route_held(now, publisher, message, false).0
     }
 
     /// [`route`](Self::route); with `hold`, the QoS 1/2 deliveries that connected sessions
     /// cannot take yet come back instead of being dropped.
+    ///
+    /// Each subscriber's copy is described by reference ([`MessageCopy`]) and built into a
+    /// message of its own only where it is kept; QoS 0 copies that are the same bytes share
+    /// one encoding of the PUBLISH ([`EncodedCopies`]).
     pub(super) fn route_held(
         &mut self,
         now: Instant,
         publisher: Option<SessionKey>,
-        message: Message,
+        message: &Message,
         hold: bool,
     ) -> (usize, Vec<Owed>) {
-        let matches = self.index.matches(message.topic.as_str(), publisher);
+        // Taken out for the loop (a nested route, from a session drained meanwhile, gets
+        // a fresh one).
+        let RouteScratch {
+            mut matches,
+            mut encoded,
+        } = core::mem::take(&mut self.route_scratch);
+        self.index
+            .matches_into(message.topic.as_str(), publisher, &mut matches);
         let n = matches.direct.len() + matches.shared.len();
         let mut owed = Vec::new();
-        for (key, delivery) in matches.direct {
-            let copy = outgoing(&message, &delivery, false);
-            owed.extend(self.offer(now, key, copy, Token::default(), hold));
+        encoded.reset(n > 1);
+        for (key, delivery) in &matches.direct {
+            let copy = outgoing_copy(message, delivery, false);
+            owed.extend(self.offer_copy(now, *key, &copy, Token::default(), hold, &mut encoded));
         }
-        for (key, delivery, filter) in matches.shared {
+        for (key, delivery, filter) in matches.shared.drain(..) {
             let token = Token {
                 shared: Some(filter),
                 ..Token::default()
             };
-            let copy = outgoing(&message, &delivery, false);
-            owed.extend(self.offer(now, key, copy, token, hold));
+            let copy = outgoing_copy(message, &delivery, false);
+            owed.extend(self.offer_copy(now, key, &copy, token, hold, &mut encoded));
         }
+        encoded.reset(false);
+        matches.clear();
+        self.route_scratch = RouteScratch { matches, encoded };
         (n, owed)
     }
 
@@ -181,13 +207,29 @@ impl<H: BrokerHooks> Broker<H> {
         token: Token,
         hold: bool,
     ) -> Option<Owed> {
+        let copy = MessageCopy::exact(&message);
+        let mut encoded = EncodedCopies::default();
+        self.offer_copy(now, key, &copy, token, hold, &mut encoded)
+    }
+
+    /// [`offer`](Self::offer) for a copy described by reference: built into a message only
+    /// where it is kept (queued, in flight, held back, re-routed).
+    fn offer_copy(
+        &mut self,
+        now: Instant,
+        key: SessionKey,
+        copy: &MessageCopy<'_>,
+        token: Token,
+        hold: bool,
+        encoded: &mut EncodedCopies,
+    ) -> Option<Owed> {
         if hold && token.shared.is_some() {
-            return self.offer_shared(now, key, message, token);
+            return self.offer_shared(now, key, copy, token, encoded);
         }
-        if !self.may_read(key, &message) {
+        if !self.may_read(key, &copy.message.topic) {
             if token.shared.is_some() {
                 // Passed over: another member of the group gets it.
-                self.reroute_shared(now, key, message, token);
+                self.reroute_shared(now, key, copy.to_message(), token);
             } else {
                 self.stats.deliveries_unauthorized += 1;
             }
@@ -198,35 +240,32 @@ impl<H: BrokerHooks> Broker<H> {
                 .sessions
                 .get(&key)
                 .is_some_and(|r| r.connection.is_some());
-        match self.try_deliver(now, key, message, token) {
+        match self.try_deliver(now, key, copy, token, encoded) {
             Ok(()) => None,
-            Err(Rejected {
-                error,
-                command,
-                token,
-            }) if error.is_backpressure()
-                && live
-                && command.qos > QoS::AtMostOnce
-                && token.shared.is_none() =>
+            Err((error, token))
+                if error.is_backpressure()
+                    && live
+                    && copy.qos > QoS::AtMostOnce
+                    && token.shared.is_none() =>
             {
-                Some(Owed::new(key, command, token))
+                Some(Owed::new(key, copy.to_message(), token))
             }
-            Err(Rejected {
-                error,
-                command,
-                token,
-            }) => {
-                self.on_rejected(now, key, &error, command, token);
+            Err((error, token)) => {
+                if token.shared.is_some() {
+                    self.on_rejected(now, key, &error, copy.to_message(), token);
+                } else {
+                    self.count_refusal(&error);
+                }
                 None
             }
         }
     }
 
-    /// Whether session `key` may receive `message` ([`BrokerHooks::authorize_delivery`]; no
+    /// Whether session `key` may receive a message of `topic` ([`BrokerHooks::authorize_delivery`]; no
     /// work at all unless the hooks ask for it). Every delivery path asks this once per copy,
     /// before the copy is journaled or queued.
     #[inline]
-    pub(super) fn may_read(&mut self, key: SessionKey, message: &Message) -> bool {
+    pub(super) fn may_read(&mut self, key: SessionKey, topic: &TopicName) -> bool {
         if !H::CHECKS_DELIVERY {
             return true;
         }
@@ -237,27 +276,29 @@ impl<H: BrokerHooks> Broker<H> {
             record.client_id.as_str(),
             record.username.as_ref().map(|u| u.as_str()),
         );
-        self.hooks.authorize_delivery(&subscriber, &message.topic)
+        self.hooks.authorize_delivery(&subscriber, topic)
     }
 
-    /// [`offer`](Self::offer) up to a refusal, which is handed back: re-routing tries
-    /// the next member in a loop rather than by recursion.
+    /// [`offer`](Self::offer) up to a refusal, whose cause and token are handed back (the
+    /// caller builds the message if it keeps it): re-routing tries the next member in a loop
+    /// rather than by recursion.
     fn try_deliver(
         &mut self,
         now: Instant,
         key: SessionKey,
-        message: Message,
+        copy: &MessageCopy<'_>,
         mut token: Token,
-    ) -> Result<(), Rejected<Message, Token>> {
+        encoded: &mut EncodedCopies,
+    ) -> Result<(), (CommandError, Token)> {
         if self.journal.is_some() {
             // Recorded for a persistent session (no cost otherwise).
             let takes = self.sessions.get(&key).is_some_and(|r| {
                 r.connection.is_some()
                     || (r.stored.is_some()
-                        && (message.qos > QoS::AtMostOnce || self.config.queue_qos0_offline))
+                        && (copy.qos > QoS::AtMostOnce || self.config.queue_qos0_offline))
             });
-            if takes {
-                self.journal_delivery(now, key, &message, &mut token);
+            if takes && copy.qos > QoS::AtMostOnce {
+                self.journal_delivery(now, key, &copy.to_message(), &mut token);
             }
         }
         let Some(record) = self.sessions.get_mut(&key) else {
@@ -268,14 +309,17 @@ impl<H: BrokerHooks> Broker<H> {
                 let Some(conn) = self.connections.get_mut(&conn_id) else {
                     return Ok(());
                 };
-                let result = conn.session.publish(now, message, token);
+                let result = conn.session.publish_copy(now, copy, token, encoded);
                 self.settle(now, conn_id);
                 result
             }
             (None, Some(stored))
-                if message.qos > QoS::AtMostOnce || self.config.queue_qos0_offline =>
+                if copy.qos > QoS::AtMostOnce || self.config.queue_qos0_offline =>
             {
-                stored.enqueue(now, message, token)
+                // Kept until the session resumes: an owned copy.
+                stored
+                    .enqueue(now, copy.to_message(), token)
+                    .map_err(|refused| (refused.error, refused.token))
             }
             _ => {
                 self.stats.dropped_qos0_offline += 1;
@@ -284,9 +328,17 @@ impl<H: BrokerHooks> Broker<H> {
         };
         match &result {
             Ok(()) => self.stats.messages_out += 1,
-            Err(refused) => self.journal_done(Some(key), &refused.token),
+            Err((_, token)) => self.journal_done(Some(key), token),
         }
         result
+    }
+
+    /// Counts a delivery dropped for `error`.
+    fn count_refusal(&mut self, error: &CommandError) {
+        match error {
+            CommandError::PacketTooLarge { .. } => self.stats.dropped_too_large += 1,
+            _ => self.stats.dropped_queue_full += 1,
+        }
     }
 
     /// A shared-subscription message held for its publisher: offered to `key`, then to the
@@ -298,20 +350,21 @@ impl<H: BrokerHooks> Broker<H> {
         &mut self,
         now: Instant,
         key: SessionKey,
-        message: Message,
+        copy: &MessageCopy<'_>,
         token: Token,
+        encoded: &mut EncodedCopies,
     ) -> Option<Owed> {
         let filter = token.shared.clone()?;
         let mut members = Vec::from([key]);
         members.extend(self.index.shared_rotation(&filter, key));
-        let (mut message, mut token) = (message, token);
+        let mut token = token;
         let mut all_full = true;
         let mut last_error = None;
         let mut readers_denied = false;
         // The first member that was offered it: the one it waits for.
         let mut tried = None;
         for (n, member) in members.into_iter().enumerate() {
-            if !self.may_read(member, &message) {
+            if !self.may_read(member, &copy.message.topic) {
                 // Passed over: neither full nor taking it.
                 readers_denied = true;
                 continue;
@@ -325,15 +378,12 @@ impl<H: BrokerHooks> Broker<H> {
             };
             let live = record.connection.is_some();
             tried.get_or_insert(member);
-            match self.try_deliver(now, member, message, token) {
+            match self.try_deliver(now, member, copy, token, encoded) {
                 Ok(()) => return None,
-                Err(refused) => {
-                    all_full &= live
-                        && refused.error.is_backpressure()
-                        && refused.command.qos > QoS::AtMostOnce;
-                    message = refused.command;
-                    token = refused.token;
-                    last_error = Some(refused.error);
+                Err((error, refused)) => {
+                    all_full &= live && error.is_backpressure() && copy.qos > QoS::AtMostOnce;
+                    token = refused;
+                    last_error = Some(error);
                 }
             }
         }
@@ -343,10 +393,10 @@ impl<H: BrokerHooks> Broker<H> {
                 return None;
             }
             // Every member's session ended while it waited: it waits for `key`, as before.
-            return Some(Owed::new(key, message, token));
+            return Some(Owed::new(key, copy.to_message(), token));
         };
         if all_full {
-            return Some(Owed::new(wait_for, message, token));
+            return Some(Owed::new(wait_for, copy.to_message(), token));
         }
         match last_error {
             Some(CommandError::PacketTooLarge { .. }) => self.stats.dropped_too_large += 1,
@@ -422,7 +472,7 @@ impl<H: BrokerHooks> Broker<H> {
         };
         let members = self.index.shared_rotation(&filter, from);
         if members.is_empty() {
-            if self.may_read(from, &message) {
+            if self.may_read(from, &message.topic) {
                 self.stats.dropped_session_ended += 1;
             } else {
                 // Its only member was passed over (`offer`).
@@ -430,19 +480,20 @@ impl<H: BrokerHooks> Broker<H> {
             }
             return;
         }
-        let (mut message, mut token) = (message, token);
+        let copy = MessageCopy::exact(&message);
+        let mut encoded = EncodedCopies::default();
+        let mut token = token;
         let mut last_error = None;
         for key in members {
-            if !self.may_read(key, &message) {
+            if !self.may_read(key, &message.topic) {
                 continue;
             }
             self.index.shared_served(&filter, key);
-            match self.try_deliver(now, key, message, token) {
+            match self.try_deliver(now, key, &copy, token, &mut encoded) {
                 Ok(()) => return,
-                Err(refused) => {
-                    message = refused.command;
-                    token = refused.token;
-                    last_error = Some(refused.error);
+                Err((error, refused)) => {
+                    token = refused;
+                    last_error = Some(error);
                 }
             }
         }
@@ -464,16 +515,25 @@ pub(super) fn outgoing(
     delivery: &Delivery,
     from_retained_store: bool,
 ) -> Message {
-    let mut out = message.clone();
-    out.qos = message.qos.min(delivery.qos);
-    out.retain = if from_retained_store {
-        true
-    } else {
-        delivery.retain_as_published && message.retain
-    };
-    out.properties.topic_alias = None;
-    out.properties.subscription_identifiers = delivery.subscription_ids.clone();
-    out
+    outgoing_copy(message, delivery, from_retained_store).to_message()
+}
+
+/// [`outgoing`], described by reference rather than built.
+pub(super) fn outgoing_copy<'a>(
+    message: &'a Message,
+    delivery: &'a Delivery,
+    from_retained_store: bool,
+) -> MessageCopy<'a> {
+    MessageCopy {
+        message,
+        qos: message.qos.min(delivery.qos),
+        retain: if from_retained_store {
+            true
+        } else {
+            delivery.retain_as_published && message.retain
+        },
+        subscription_ids: &delivery.subscription_ids,
+    }
 }
 
 /// Whether `topic` is under `$SYS`, which only the broker itself publishes to: a client's

@@ -108,15 +108,50 @@ impl Delivery {
             }
         }
     }
+
+    /// The delivery of one subscription.
+    fn of(sub: &Sub) -> Self {
+        Self {
+            qos: sub.options.qos,
+            retain_as_published: sub.options.retain_as_published,
+            subscription_ids: sub.id.into_iter().collect(),
+        }
+    }
+
+    /// Merges the delivery of a later matching subscription of the same session.
+    fn absorb(&mut self, later: &mut Delivery) {
+        self.qos = self.qos.max(later.qos);
+        self.retain_as_published |= later.retain_as_published;
+        for id in later.subscription_ids.drain(..) {
+            if !self.subscription_ids.contains(&id) {
+                self.subscription_ids.push(id);
+            }
+        }
+    }
 }
 
 /// The result of matching a topic.
 #[derive(Debug, Default)]
 pub(crate) struct Matches {
-    /// Non-shared subscriptions, merged per session.
-    pub(crate) direct: BTreeMap<SessionKey, Delivery>,
+    /// Non-shared subscriptions, merged per session, in the order of the session keys.
+    pub(crate) direct: Vec<(SessionKey, Delivery)>,
     /// One member per matching shared subscription, with that subscription's filter.
     pub(crate) shared: Vec<(SessionKey, Delivery, TopicFilter)>,
+    /// How many entries `direct` had last time: the room reserved for the next match, in one
+    /// allocation (the lists themselves are freed after each match, so an idle broker holds
+    /// nothing for them).
+    last: usize,
+}
+
+impl Matches {
+    /// Frees the lists, remembering their size for the next match.
+    pub(crate) fn clear(&mut self) {
+        if !self.direct.is_empty() {
+            self.last = self.direct.len();
+        }
+        self.direct = Vec::new();
+        self.shared = Vec::new();
+    }
 }
 
 /// All subscriptions of a broker.
@@ -273,15 +308,25 @@ impl SubscriptionIndex {
 
     /// Every session that receives a PUBLISH to `topic` from `publisher`, with its merged
     /// delivery; and for each matching shared subscription, one member chosen round robin.
-    pub(crate) fn matches(&self, topic: &str, publisher: Option<SessionKey>) -> Matches {
-        let mut out = Matches::default();
+    /// The subscriptions matching `topic`, into `out` (cleared first; its room is reused
+    /// from one message to the next).
+    pub(crate) fn matches_into(
+        &self,
+        topic: &str,
+        publisher: Option<SessionKey>,
+        out: &mut Matches,
+    ) {
+        out.clear();
+        out.direct.reserve(out.last);
+        let mut sets = 0usize;
         self.collect(topic, |subscribers| {
+            sets += 1;
             for (session, sub) in subscribers.direct.iter() {
                 // No Local: not back to the publisher ([MQTT-3.8.3-3] in 5.0).
                 if sub.options.no_local && Some(*session) == publisher {
                     continue;
                 }
-                out.direct.entry(*session).or_default().merge(sub);
+                out.direct.push((*session, Delivery::of(sub)));
             }
             for group in subscribers.shared.values() {
                 if let Some((session, sub)) = next_member(group) {
@@ -291,7 +336,20 @@ impl SubscriptionIndex {
                 }
             }
         });
-        out
+        // One set comes in key order already; overlapping filters of one session are merged
+        // (a stable sort keeps the walk's order of their identifiers).
+        if sets > 1 {
+            if !out.direct.is_sorted_by_key(|(key, _)| *key) {
+                out.direct.sort_by_key(|(key, _)| *key);
+            }
+            out.direct.dedup_by(|later, earlier| {
+                let same = later.0 == earlier.0;
+                if same {
+                    earlier.1.absorb(&mut later.1);
+                }
+                same
+            });
+        }
     }
 
     /// Hands every subscriber set whose filter matches `topic` to `out`, walking the trie

@@ -60,6 +60,13 @@ pub struct ServerConfig {
     pub accept_v3_1_1: bool,
     /// Accept MQTT 5.0.
     pub accept_v5: bool,
+    /// Report every QoS 0 message [`publish`](crate::ServerSession::publish) wrote to the
+    /// transmit buffer as [`Published`](crate::ServerEvent::Published) (`true`, the default).
+    /// `false`: a QoS 0 message's token is dropped once its PUBLISH is written, and no event
+    /// is queued for it (an owner that has nothing to do on that report, such as the broker
+    /// core, saves an event per delivery). QoS 1 and 2 are reported either way, and a QoS 0
+    /// message that cannot be sent still comes back as `Abandoned`.
+    pub report_qos0_published: bool,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +88,7 @@ impl Default for ServerConfig {
             accept_v3_1: true,
             accept_v3_1_1: true,
             accept_v5: true,
+            report_qos0_published: true,
         }
     }
 }
@@ -102,4 +110,5 @@ setters!(ServerConfig {
     accept_v3_1 / with_accept_v3_1: bool,
     accept_v3_1_1 / with_accept_v3_1_1: bool,
     accept_v5 / with_accept_v5: bool,
+    report_qos0_published / with_report_qos0_published: bool,
 });

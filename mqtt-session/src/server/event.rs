@@ -13,7 +13,9 @@ use crate::shared::inbound::InboundId;
 
 /// Something the server session reports. Every token given to
 /// [`ServerSession::publish`](crate::ServerSession::publish) comes back in exactly one of
-/// `Published` or `Abandoned`.
+/// `Published` or `Abandoned` (except the tokens of QoS 0 messages sent with
+/// [`ServerConfig::report_qos0_published`](crate::ServerConfig::report_qos0_published) off,
+/// which are dropped once sent).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ServerEvent<T> {

@@ -2,6 +2,7 @@
 //! people who write their own MQTT server (and for the broker core built on it).
 
 mod config;
+mod copy;
 mod event;
 mod session_state;
 
@@ -18,6 +19,7 @@ use mqtt_streaming_proto::{
 };
 
 pub use config::ServerConfig;
+pub(crate) use copy::{EncodedCopies, MessageCopy};
 pub use event::ServerEvent;
 pub use session_state::{SessionExpiry, SessionState};
 
@@ -146,8 +148,10 @@ impl<T> ServerSession<T> {
     /// A session for a transport accepted at `now`; CONNECT must arrive within the configured
     /// timeout.
     pub fn new(config: ServerConfig, now: Instant) -> Self {
+        let mut core = Core::new(config.max_packet_size);
+        core.link.qos0_published = config.report_qos0_published;
         Self {
-            core: Core::new(config.max_packet_size),
+            core,
             limits: Limits {
                 max_queued: config.max_queued,
                 max_transmit_buffer: config.max_transmit_buffer,
@@ -620,13 +624,56 @@ impl<T> ServerSession<T> {
                 token,
             });
         }
-        let admission = Admission {
+        self.core.publish(message, token, self.admission())
+    }
+
+    /// [`publish`](Self::publish) for one receiver's copy of a message routed to many: a QoS
+    /// 0 copy sent at once is appended as the PUBLISH `encoded` holds for this connection's
+    /// protocol version (encoded once for every receiver whose copy is byte-identical), with
+    /// the same checks; only a copy that is kept (queued, in flight) is built into a
+    /// [`Message`]. A refusal hands back the token and the error only (small, so that the
+    /// result of every delivery is cheap to pass back; the caller builds the message again
+    /// if it keeps it).
+    pub(crate) fn publish_copy(
+        &mut self,
+        now: Instant,
+        copy: &MessageCopy<'_>,
+        token: T,
+        encoded: &mut EncodedCopies,
+    ) -> Result<(), (CommandError, T)> {
+        self.core.link.now = now;
+        let shared = encoded.is_on()
+            && copy.is_shareable()
+            && self.state != ServerState::Closed
+            && self.core.sends_qos0_now()
+            // An automatic alias makes this receiver's bytes its own.
+            && !self.core.link.outbound_aliases.is_active();
+        if !shared {
+            return self
+                .publish(now, copy.to_message(), token)
+                .map_err(|refused| (refused.error, refused.token));
+        }
+        let admission = self.admission();
+        match encoded.get(self.version(), copy) {
+            Ok(bytes) => self.core.send_encoded_qos0(
+                bytes,
+                copy.retain,
+                copy.queued_size(),
+                token,
+                admission,
+            ),
+            Err(error) => Err((CommandError::Encode(error), token)),
+        }
+    }
+
+    /// The bounds of [`publish`](Self::publish).
+    fn admission(&self) -> Admission {
+        Admission {
             max_queued: self.limits.max_queued,
             max_queued_bytes: usize::MAX,
             overflow: QueueOverflow::RefuseNew,
             max_transmit: self.limits.max_transmit_buffer,
-        };
-        self.core.publish(message, token, admission)
+        }
     }
 
     /// Answers a SUBSCRIBE of this connection: one code per filter, in order

@@ -38,6 +38,11 @@ impl Outbox {
         Ok(())
     }
 
+    /// Appends packets encoded elsewhere (a PUBLISH encoded once for many receivers).
+    pub(crate) fn push_encoded(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
     /// Bytes waiting.
     pub(crate) fn len(&self) -> usize {
         self.buf.len()

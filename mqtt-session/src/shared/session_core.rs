@@ -40,6 +40,10 @@ pub(crate) struct Link {
     /// Our own cap on outbound QoS 1/2 in flight.
     pub(crate) max_inflight: u16,
     pub(crate) manual_acks: bool,
+    /// Whether a QoS 0 PUBLISH written to the transmit buffer is reported as `Published`
+    /// (an owner that throws the report away, such as the broker core, turns it off: no event
+    /// is queued per delivery).
+    pub(crate) qos0_published: bool,
     /// Whether publishes may be sent (the connection is established).
     pub(crate) open: bool,
     /// The time of the input or command being handled (set at every entry point).
@@ -57,6 +61,7 @@ impl Link {
             receive_maximum: u16::MAX,
             max_inflight: u16::MAX,
             manual_acks: false,
+            qos0_published: true,
             open: false,
             now: Instant::ZERO,
         }
@@ -373,6 +378,59 @@ impl<T, E: From<FlowEvent<T>>> Core<T, E> {
         Ok(())
     }
 
+    /// Whether a QoS 0 message given to [`publish`](Self::publish) now would be sent at once
+    /// rather than queued (the link is open, nothing is queued or waits to be re-sent).
+    pub(crate) fn sends_qos0_now(&self) -> bool {
+        self.link.open && self.flows.queue.is_empty() && self.can_send(QoS::AtMostOnce)
+    }
+
+    /// [`publish`](Self::publish) for a QoS 0 message whose PUBLISH the caller encoded (DUP 0,
+    /// RETAIN `retain`, no Topic Alias: the bytes `publish` would write on this connection,
+    /// shared by many receivers); `size` is its [`queued_size`]. The same checks in the same
+    /// order (Retain Available, the peer's Maximum Packet Size, the queue's and the transmit
+    /// buffer's bounds), then the bytes are appended. The caller checked
+    /// [`sends_qos0_now`](Self::sends_qos0_now) and that no automatic topic alias applies.
+    pub(crate) fn send_encoded_qos0(
+        &mut self,
+        encoded: &[u8],
+        retain: bool,
+        size: usize,
+        token: T,
+        admission: Admission,
+    ) -> Result<(), (CommandError, T)> {
+        debug_assert!(self.sends_qos0_now());
+        let peer = &self.link.peer;
+        if retain && !peer.retain_available {
+            return Err((CommandError::RetainNotSupported, token));
+        }
+        if encoded.len() > peer.maximum_packet_size as usize {
+            let max = peer.maximum_packet_size;
+            return Err((
+                CommandError::PacketTooLarge {
+                    size: encoded.len(),
+                    max,
+                },
+                token,
+            ));
+        }
+        let full = admission.full(self.flows.queue.len(), self.flows.queued_bytes, size);
+        if full && !self.can_make_room(size, &admission) {
+            return Err((CommandError::QueueFull, token));
+        }
+        if self.link.outbox.len() >= admission.max_transmit {
+            return Err((CommandError::TransmitBufferFull, token));
+        }
+        self.link.outbox.push_encoded(encoded);
+        if self.link.qos0_published {
+            self.event(FlowEvent::Published {
+                token,
+                reason_code: ReasonCode::Success,
+                properties: AckProperties::default(),
+            });
+        }
+        Ok(())
+    }
+
     /// Whether the overflow policy can make room in a full queue for a message of `size`
     /// bytes (without changing anything).
     fn can_make_room(&self, size: usize, admission: &Admission) -> bool {
@@ -475,11 +533,13 @@ impl<T, E: From<FlowEvent<T>>> Core<T, E> {
             ));
         }
         if qos == QoS::AtMostOnce {
-            self.event(FlowEvent::Published {
-                token,
-                reason_code: ReasonCode::Success,
-                properties: AckProperties::default(),
-            });
+            if self.link.qos0_published {
+                self.event(FlowEvent::Published {
+                    token,
+                    reason_code: ReasonCode::Success,
+                    properties: AckProperties::default(),
+                });
+            }
         } else {
             self.flows.inflight.insert(publish, token);
         }
