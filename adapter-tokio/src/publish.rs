@@ -215,7 +215,7 @@ impl Future for PublishReceipt {
         // Takes part in tokio's cooperative budget, as the oneshot channel it replaces did: a
         // task awaiting receipts in a loop yields to the scheduler now and then (which lets
         // another worker take part). Outside a tokio runtime it always proceeds.
-        let coop = ready!(tokio::task::coop::poll_proceed(cx));
+        let coop = ready!(crate::shared::coop::poll_proceed(cx));
         let mut state = self.op.lock();
         if let Some(outcome) = state.outcome.take() {
             coop.made_progress();

@@ -1,6 +1,6 @@
 //! Layer 5: what a connection's driver shares with its handles: whether and how the
 //! connection ended, whether the driver outlived its transport, and the receiving end of its
-//! events. Imports only `error`.
+//! events, and the cooperative budget its futures take part in. Imports only `error`.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -285,7 +285,7 @@ impl<E> Events<E> {
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<E>> {
         // Takes part in tokio's cooperative budget, as tokio's channel did (outside a tokio
         // runtime it always proceeds).
-        let coop = ready!(tokio::task::coop::poll_proceed(cx));
+        let coop = ready!(coop::poll_proceed(cx));
         match self.take(Some(cx)) {
             Ok(event) => {
                 coop.made_progress();
@@ -334,5 +334,35 @@ impl<E> futures_core::Stream for Events<E> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<E>> {
         self.poll_recv(cx)
+    }
+}
+
+/// tokio's cooperative scheduling budget for the handles' futures (the event channel, the
+/// publish receipt), as tokio's own channels take part in it: a task awaiting them in a loop
+/// yields to the scheduler now and then. Without the `tokio-runtime` feature (the engine under
+/// smol or async-std) there is no budget and every poll proceeds.
+pub(crate) mod coop {
+    #[cfg(feature = "tokio-runtime")]
+    pub(crate) use tokio::task::coop::poll_proceed;
+
+    #[cfg(not(feature = "tokio-runtime"))]
+    pub(crate) use no_budget::poll_proceed;
+
+    #[cfg(not(feature = "tokio-runtime"))]
+    mod no_budget {
+        use std::task::{Context, Poll};
+
+        /// The budget's unit when tokio is not compiled in: progress changes nothing.
+        pub(crate) struct Proceed;
+
+        impl Proceed {
+            /// Nothing to restore.
+            pub(crate) fn made_progress(&self) {}
+        }
+
+        /// Always proceeds: no tokio runtime, no budget.
+        pub(crate) fn poll_proceed(_cx: &mut Context<'_>) -> Poll<Proceed> {
+            Poll::Ready(Proceed)
+        }
     }
 }
