@@ -191,7 +191,7 @@ impl<H: BrokerHooks> Broker<H> {
                 self.by_client_id.insert(client_id.clone(), key);
                 self.sessions.insert(
                     key,
-                    SessionRecord {
+                    Box::new(SessionRecord {
                         client_id: client_id.clone(),
                         username: None,
                         connection: None,
@@ -199,7 +199,7 @@ impl<H: BrokerHooks> Broker<H> {
                         subscriptions: SmallMap::default(),
                         expires_at: None,
                         pending_will: None,
-                    },
+                    }),
                 );
                 key
             }
