@@ -45,7 +45,7 @@ impl Subscribers {
     }
 }
 
-/// One topic level: 40 bytes plus its children. The wildcards are children like any other
+/// One topic level: 32 bytes plus its children. The wildcards are children like any other
 /// level, named `+` and `#` (no topic level can be either, [MQTT-4.7.1-1]); the subscribers
 /// of the `#` child are the filters that end in `#` at this level. Subscriber sets are boxed
 /// and absent when empty.
