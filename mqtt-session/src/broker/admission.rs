@@ -162,8 +162,16 @@ impl<H: BrokerHooks> Broker<H> {
             assigned
         } else {
             // An owned copy: the decoded one points into the transport's read buffer and
-            // would keep all of it alive as long as the session lives.
-            connect.client_id.to_owned_compact()
+            // would keep all of it alive as long as the session lives. The session made one
+            // when the CONNECT arrived: shared, not copied again.
+            match self
+                .connections
+                .get(&id)
+                .map(|conn| conn.session.client_id())
+            {
+                Some(own) if *own == connect.client_id => own.clone(),
+                _ => connect.client_id.to_owned_compact(),
+            }
         };
         // Takeover: the old connection goes with 0x8E ([MQTT-3.1.4-3]); its session detaches
         // into the record (or ends, if it was to end with its connection).
@@ -191,7 +199,7 @@ impl<H: BrokerHooks> Broker<H> {
                 self.by_client_id.insert(client_id.clone(), key);
                 self.sessions.insert(
                     key,
-                    SessionRecord {
+                    Box::new(SessionRecord {
                         client_id: client_id.clone(),
                         username: None,
                         connection: None,
@@ -199,7 +207,7 @@ impl<H: BrokerHooks> Broker<H> {
                         subscriptions: SmallMap::default(),
                         expires_at: None,
                         pending_will: None,
-                    },
+                    }),
                 );
                 key
             }

@@ -81,6 +81,7 @@ mod subscriptions;
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
+use core::num::NonZeroU64;
 
 use bytes::BytesMut;
 use mqtt_streaming_proto::{
@@ -110,12 +111,12 @@ use crate::AckMode;
 
 /// Identifies one transport connection of the broker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ConnectionId(u64);
+pub struct ConnectionId(NonZeroU64);
 
 impl ConnectionId {
     /// The number behind the id (for logs).
     pub fn get(self) -> u64 {
-        self.0
+        self.0.get()
     }
 }
 
@@ -221,13 +222,16 @@ pub struct Broker<H: BrokerHooks = AllowAll> {
     /// Boxed: a `ServerSession` is about a kilobyte, and a B-tree node holds room for eleven
     /// values, about half of it unused on average.
     connections: BTreeMap<ConnectionId, Box<Connection>>,
-    sessions: BTreeMap<SessionKey, SessionRecord>,
+    /// Boxed: a record is about 150 bytes, and B-tree leaves (eleven slots, about two-thirds
+    /// used when keys arrive in order) would hold about 240 bytes per client inline.
+    sessions: BTreeMap<SessionKey, Box<SessionRecord>>,
     by_client_id: BTreeMap<MqttString, SessionKey>,
     index: SubscriptionIndex,
     retained: RetainedStore,
     /// Retained messages still to send after SUBSCRIBEs (see `retained_delivery`).
     retained_deliveries: RetainedDeliveries,
-    next_connection: u64,
+    /// Never zero, so that an `Option<ConnectionId>` (in every session record) is 8 bytes.
+    next_connection: NonZeroU64,
     next_session: SessionKey,
     next_assigned_id: u64,
     /// Connections with bytes to transmit.
@@ -296,7 +300,7 @@ impl<H: BrokerHooks> Broker<H> {
             sessions: BTreeMap::new(),
             by_client_id: BTreeMap::new(),
             index: SubscriptionIndex::default(),
-            next_connection: 1,
+            next_connection: NonZeroU64::MIN,
             next_session: 1,
             next_assigned_id: 1,
             dirty: BTreeSet::new(),
@@ -362,7 +366,8 @@ impl<H: BrokerHooks> Broker<H> {
             self.stats.connections_total += 1;
         }
         let id = ConnectionId(self.next_connection);
-        self.next_connection += 1;
+        // 2^64 connections never come: saturating only avoids a panic path.
+        self.next_connection = self.next_connection.saturating_add(1);
         if refusing {
             self.refusing.insert(id);
         }
@@ -749,5 +754,17 @@ const KEPT_QUEUE_ROOM: usize = 64;
 fn release_room<T>(queue: &mut VecDeque<T>) {
     if queue.is_empty() && queue.capacity() > KEPT_QUEUE_ROOM {
         queue.shrink_to(KEPT_QUEUE_ROOM);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_record_fits_128_bytes() {
+        // Boxed per client; 128 bytes is an allocator size class (jemalloc's next is 160).
+        assert!(core::mem::size_of::<SessionRecord>() <= 128);
+        assert_eq!(core::mem::size_of::<Option<ConnectionId>>(), 8);
     }
 }

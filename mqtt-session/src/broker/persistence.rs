@@ -867,7 +867,7 @@ impl<H: BrokerHooks> Broker<H> {
             self.by_client_id.insert(client_id.clone(), key);
             self.sessions.insert(
                 key,
-                SessionRecord {
+                Box::new(SessionRecord {
                     client_id: client_id.clone(),
                     // As of its latest CONNECT, for the authorisation hooks until it connects
                     // again.
@@ -877,7 +877,7 @@ impl<H: BrokerHooks> Broker<H> {
                     subscriptions,
                     expires_at,
                     pending_will,
-                },
+                }),
             );
             if let Some(journal) = self.journal.as_mut() {
                 journal.next_seq = journal.next_seq.max(max_seq + 1);

@@ -45,7 +45,7 @@ impl Subscribers {
     }
 }
 
-/// One topic level: 40 bytes plus its children. The wildcards are children like any other
+/// One topic level: 32 bytes plus its children. The wildcards are children like any other
 /// level, named `+` and `#` (no topic level can be either, [MQTT-4.7.1-1]); the subscribers
 /// of the `#` child are the filters that end in `#` at this level. Subscriber sets are boxed
 /// and absent when empty.
@@ -454,7 +454,7 @@ pub(crate) fn subscription_weight(filter: &TopicFilter) -> usize {
 }
 
 /// An upper bound of the heap a trie level costs, beyond its name: the entry in its parent's
-/// map (a `(Box<str>, Node)` of 56 bytes, in a vector of exactly its size or, past 8
+/// map (a `(Box<str>, Node)` of 48 bytes, in a vector of exactly its size or, past 8
 /// children, a B-tree whose nodes are at least 5/11 full: at most 2.2 entries' room and the
 /// nodes' own headers and edges per entry), and what the allocator rounds up.
 pub(crate) const LEVEL_COST: usize = 160;
@@ -489,11 +489,11 @@ mod tests {
     #[cfg(target_pointer_width = "64")]
     #[test]
     fn a_level_costs_what_level_cost_assumes() {
-        assert_eq!(core::mem::size_of::<Node>(), 40);
-        assert_eq!(core::mem::size_of::<(Box<str>, Node)>(), 56);
+        assert_eq!(core::mem::size_of::<Node>(), 32);
+        assert_eq!(core::mem::size_of::<(Box<str>, Node)>(), 48);
         // A B-tree leaf of such entries, at its minimum fill of 5 of 11, holds 2.2 entries'
         // room per entry plus its header: still within the cost.
-        const { assert!(11 * 56 + 16 <= 5 * LEVEL_COST) };
+        const { assert!(11 * 48 + 16 <= 5 * LEVEL_COST) };
     }
 
     #[test]
