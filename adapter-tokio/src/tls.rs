@@ -917,43 +917,32 @@ mod client_cert_tests {
         let mut s = rustls::ServerConnection::new(server.config().clone()).unwrap();
         // Bounded: a handshake is a few flights.
         for _ in 0..20 {
-            let mut buf = Vec::new();
-            while c.wants_write() {
-                c.write_tls(&mut buf).unwrap();
-            }
-            let mut slice = &buf[..];
-            while !slice.is_empty() {
-                s.read_tls(&mut slice).unwrap();
-            }
-            if s.process_new_packets().is_err() {
-                return false;
-            }
-            let mut buf = Vec::new();
-            while s.wants_write() {
-                s.write_tls(&mut buf).unwrap();
-            }
-            let mut slice = &buf[..];
-            while !slice.is_empty() {
-                c.read_tls(&mut slice).unwrap();
-            }
-            if c.process_new_packets().is_err() {
+            if !flight(&mut *c, &mut *s) || !flight(&mut *s, &mut *c) {
                 return false;
             }
             if !c.is_handshaking() && !s.is_handshaking() {
                 // TLS 1.3: the server checks the client's certificate after the client
                 // finished; deliver the client's last flight.
-                let mut buf = Vec::new();
-                while c.wants_write() {
-                    c.write_tls(&mut buf).unwrap();
-                }
-                let mut slice = &buf[..];
-                while !slice.is_empty() {
-                    s.read_tls(&mut slice).unwrap();
-                }
-                return s.process_new_packets().is_ok();
+                return flight(&mut *c, &mut *s);
             }
         }
         false
+    }
+
+    /// Delivers what `from` has to send to `to`: whether `to` accepted it.
+    fn flight<A, B>(
+        from: &mut rustls::ConnectionCommon<A>,
+        to: &mut rustls::ConnectionCommon<B>,
+    ) -> bool {
+        let mut buf = Vec::new();
+        while from.wants_write() {
+            from.write_tls(&mut buf).unwrap();
+        }
+        let mut slice = &buf[..];
+        while !slice.is_empty() {
+            to.read_tls(&mut slice).unwrap();
+        }
+        to.process_new_packets().is_ok()
     }
 
     /// mosquitto's `crlfile`: with client certificates required, a certificate the CA's

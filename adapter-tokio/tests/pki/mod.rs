@@ -58,16 +58,23 @@ pub fn pki_with_clients(names: &[&str]) -> (Pki, Vec<(String, String)>) {
         .iter()
         .map(|name| leaf(&ca, &[name], ExtendedKeyUsagePurpose::ClientAuth))
         .collect();
+    let pki = pki_of(&ca);
+    (pki, named)
+}
+
+/// The PKI around `ca`: a server certificate and a client certificate from it, and a rogue
+/// client certificate from a second, untrusted CA.
+fn pki_of(ca: &CertifiedIssuer<'static, KeyPair>) -> Pki {
     let other = ca_other();
     let (server_cert, server_key) = leaf(
-        &ca,
+        ca,
         &["localhost", "127.0.0.1"],
         ExtendedKeyUsagePurpose::ServerAuth,
     );
-    let (client_cert, client_key) = leaf(&ca, &["client"], ExtendedKeyUsagePurpose::ClientAuth);
+    let (client_cert, client_key) = leaf(ca, &["client"], ExtendedKeyUsagePurpose::ClientAuth);
     let (rogue_client_cert, rogue_client_key) =
         leaf(&other, &["rogue"], ExtendedKeyUsagePurpose::ClientAuth);
-    let pki = Pki {
+    Pki {
         ca: ca.pem(),
         server_cert,
         server_key,
@@ -76,8 +83,7 @@ pub fn pki_with_clients(names: &[&str]) -> (Pki, Vec<(String, String)>) {
         other_ca: other.pem(),
         rogue_client_cert,
         rogue_client_key,
-    };
-    (pki, named)
+    }
 }
 
 fn ca_other() -> CertifiedIssuer<'static, KeyPair> {
@@ -120,24 +126,6 @@ pub fn pki_with_revoked(
     .unwrap()
     .pem()
     .unwrap();
-    let other = ca_other();
-    let (server_cert, server_key) = leaf(
-        &ca,
-        &["localhost", "127.0.0.1"],
-        ExtendedKeyUsagePurpose::ServerAuth,
-    );
-    let (client_cert, client_key) = leaf(&ca, &["client"], ExtendedKeyUsagePurpose::ClientAuth);
-    let (rogue_client_cert, rogue_client_key) =
-        leaf(&other, &["rogue"], ExtendedKeyUsagePurpose::ClientAuth);
-    let pki = Pki {
-        ca: ca.pem(),
-        server_cert,
-        server_key,
-        client_cert,
-        client_key,
-        other_ca: other.pem(),
-        rogue_client_cert,
-        rogue_client_key,
-    };
+    let pki = pki_of(&ca);
     (pki, good, revoked, crl)
 }
