@@ -426,13 +426,7 @@ fn random_crashes_keep_qos2_exactly_once_and_qos1_at_least_once() {
     const PER_ROUND: u64 = 15;
     const ROUNDS: u64 = 4;
     for seed in 1..=12u64 {
-        let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let mut next = move |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut next = random_below(seed);
         let mut net = BrokerNet::new(
             seed,
             mqtt_streaming_session::sim::NetworkConfig::default(),
@@ -534,13 +528,7 @@ fn held_back_messages_survive_a_crash_qos2_exactly_once_qos1_at_least_once() {
         ..BrokerConfig::default()
     };
     for seed in 1..=16u64 {
-        let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let mut next = move |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut next = random_below(seed);
         let mut net = BrokerNet::new(
             seed,
             mqtt_streaming_session::sim::NetworkConfig::default(),
@@ -698,4 +686,15 @@ fn held_back_qos2_finished_while_its_publisher_is_away_is_not_routed_again_after
         .flows
         .inbound_awaiting_pubrel
         .is_empty());
+}
+
+/// A seeded xorshift generator: each call gives a number below its argument.
+fn random_below(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    }
 }
