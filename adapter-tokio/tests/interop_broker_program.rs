@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use interop_support::{free_port, tempdir::TempDir};
+use interop_support::{free_port, mosquitto_sub, tempdir::TempDir, WatchedSubscriber};
 
 /// The ACL: alice reads and writes `a/#` but not `a/secret`, reads `$SYS`, writes `public/#`;
 /// bob only reads
@@ -235,23 +235,12 @@ fn acl_denials_mosquitto_clients() {
     );
 
     // bob may read a/#, not write: his PUBLISH is dropped (3.1.1) / refused 0x87 (5.0).
-    let mut sub = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-t",
-            "a/#",
-            "-v",
-        ])
-        .args(alice)
-        .args(["-W", "3"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // alice's subscriber ends after one message: bob's, had it been routed, would come first.
+    let mut command = mosquitto_sub(port);
+    command
+        .args(["-t", "a/#", "-v", "-d", "-C", "1", "-W", "10"])
+        .args(alice);
+    let sub = WatchedSubscriber::start(command);
     let mut args = vec!["-t", "a/from-bob", "-m", "dropped", "-q", "1"];
     args.extend(bob);
     let out = tool("mosquitto_pub", port, &args);
@@ -263,9 +252,9 @@ fn acl_denials_mosquitto_clients() {
     let mut args = vec!["-t", "a/from-alice", "-m", "allowed", "-q", "1"];
     args.extend(alice);
     assert!(tool("mosquitto_pub", port, &args).status.success());
-    let _ = sub.kill();
-    let out = sub.wait_with_output().unwrap();
-    assert_eq!(text(&out.stdout), "a/from-alice allowed\n");
+    let done = sub.finish();
+    assert_eq!(done.code, Some(0), "{:?}", done.lines);
+    assert_eq!(done.messages(), ["a/from-alice allowed"]);
 
     // pattern write inbox/%c: the client id decides.
     let out = tool(
@@ -316,23 +305,21 @@ fn acl_read_checked_on_every_delivery_mosquitto_clients() {
         "",
     );
     let port = broker.port;
-    let subscriber = |user: &str, pw: &str, version: &str| {
-        Command::new("mosquitto_sub")
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", version])
-            .args([
-                "-u", user, "-P", pw, "-t", "a/#", "-q", "1", "-v", "-W", "4",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+    // Each subscriber ends after the number of messages it should get: a refused copy, had
+    // it been delivered, would take the place of an allowed one.
+    let subscriber = |user: &str, pw: &str, version: &str, count: &str| {
+        let mut command = mosquitto_sub(port);
+        command
+            .args(["-V", version])
+            .args(["-u", user, "-P", pw, "-t", "a/#", "-q", "1", "-v", "-d"])
+            .args(["-C", count, "-W", "10"]);
+        WatchedSubscriber::start(command)
     };
     let subs = [
-        ("alice", subscriber("alice", "secret", "311")),
-        ("alice", subscriber("alice", "secret", "5")),
-        ("bob", subscriber("bob", "builder", "5")),
+        ("alice", subscriber("alice", "secret", "311", "2")),
+        ("alice", subscriber("alice", "secret", "5", "2")),
+        ("bob", subscriber("bob", "builder", "5", "4")),
     ];
-    std::thread::sleep(Duration::from_millis(700));
     for (t, m, q) in [
         ("a/secret", "1", "1"),
         ("a/open", "2", "1"),
@@ -347,14 +334,13 @@ fn acl_read_checked_on_every_delivery_mosquitto_clients() {
         assert!(out.status.success(), "{out:?}");
     }
     for (user, sub) in subs {
-        // `-W 4` ends it (exit code 27: timed out); what it printed is what it received.
-        let out = sub.wait_with_output().unwrap();
-        let got = text(&out.stdout);
+        let done = sub.finish();
+        assert_eq!(done.code, Some(0), "{user} timed out: {:?}", done.lines);
         match user {
-            "alice" => assert_eq!(got, "a/open 2\na/open/deeper 4\n", "{out:?}"),
+            "alice" => assert_eq!(done.messages(), ["a/open 2", "a/open/deeper 4"]),
             _ => assert_eq!(
-                got, "a/secret 1\na/open 2\na/secret 3\na/open/deeper 4\n",
-                "{out:?}"
+                done.messages(),
+                ["a/secret 1", "a/open 2", "a/secret 3", "a/open/deeper 4"]
             ),
         }
     }
@@ -582,23 +568,9 @@ fn config_errors_name_their_line() {
 fn sigterm_stops_gracefully() {
     let mut broker = start("");
     let port = broker.port;
-    let sub = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-V",
-            "5",
-            "-d",
-            "-t",
-            "public/x",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let mut command = mosquitto_sub(port);
+    command.args(["-V", "5", "-d", "-t", "public/x"]);
+    let sub = WatchedSubscriber::start(command);
     let status = Command::new("kill")
         .args(["-TERM", &broker.child.id().to_string()])
         .status()
@@ -613,10 +585,13 @@ fn sigterm_stops_gracefully() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(code, Some(0));
-    let out = sub.wait_with_output().unwrap();
+    let done = sub.finish();
     assert!(
-        text(&out.stdout).contains("Received DISCONNECT (139)"),
-        "{out:?}"
+        done.lines
+            .iter()
+            .any(|l| l.contains("Received DISCONNECT (139)")),
+        "{:?}",
+        done.lines
     );
 }
 
@@ -652,12 +627,19 @@ fn mqtt_pub_disconnects_after_a_local_refusal() {
     );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(text(&out.stderr).contains("maximum"), "{out:?}");
-    std::thread::sleep(Duration::from_millis(300));
-    let log = broker.log();
-    let closed = log
-        .lines()
-        .find(|l| l.contains("local-refusal") && l.contains("closed"))
-        .unwrap_or_else(|| panic!("no close logged: {log}"));
+    // The broker logs the close once it has read the DISCONNECT.
+    let until = Instant::now() + Duration::from_secs(10);
+    let closed = loop {
+        let log = broker.log();
+        if let Some(line) = log
+            .lines()
+            .find(|l| l.contains("local-refusal") && l.contains("closed"))
+        {
+            break line.to_owned();
+        }
+        assert!(Instant::now() < until, "no close logged: {log}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(closed.contains("disconnected: Success (0x00)"), "{closed}");
 }
 
@@ -678,25 +660,12 @@ fn mqtt_sub_count_finishes_qos2_exchanges() {
     assert!(sub(&["-E"]).status.success());
     for round in 0..5 {
         let payload = format!("m{round}");
-        let mut child = Command::new(program("mqtt-sub"))
+        let mut command = Command::new(program("mqtt-sub"));
+        command
             .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-            .args([
-                "-c",
-                "-i",
-                "qos2-count",
-                "-q",
-                "2",
-                "-t",
-                "public/q2",
-                "-C",
-                "1",
-                "-W",
-                "10",
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+            .args(["-c", "-i", "qos2-count", "-q", "2", "-t", "public/q2", "-d"])
+            .args(["-C", "1", "-W", "10"]);
+        let child = WatchedSubscriber::start(command);
         let out = tool(
             "mosquitto_pub",
             port,
@@ -714,11 +683,9 @@ fn mqtt_sub_count_finishes_qos2_exchanges() {
             ],
         );
         assert!(out.status.success());
-        let status = child.wait().unwrap();
-        assert!(status.success());
-        let mut printed = String::new();
-        std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut printed).unwrap();
-        assert_eq!(printed, format!("{payload}\n"));
+        let done = child.finish();
+        assert_eq!(done.code, Some(0), "{:?}", done.lines);
+        assert_eq!(done.messages(), [payload.as_str()]);
         let again = sub(&["-W", "1"]);
         assert_eq!(
             again.status.code(),

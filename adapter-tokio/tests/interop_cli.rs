@@ -142,38 +142,21 @@ async fn pub_matches_mosquitto_pub() {
             } else {
                 "1"
             };
-            let sub = Command::new("mosquitto_sub")
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &port.to_string(),
-                    "-t",
-                    &topic,
-                    "-v",
-                ])
-                .args(["-C", count, "-W", "5"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            // Let the subscription be made.
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            let mut command = mosquitto_sub(port);
+            command.args(["-t", &topic, "-v", "-d", "-C", count, "-W", "5"]);
+            let sub = WatchedSubscriber::start(command);
             let mut args = vec!["-t", topic.as_str()];
             args.extend(flags.iter().copied());
             let out = run(publisher.clone(), port, &args, *stdin);
             assert!(out.status.success(), "{publisher:?} {args:?}: {out:?}");
-            let out = tokio::task::spawn_blocking(move || sub.wait_with_output().unwrap())
+            let done = tokio::task::spawn_blocking(move || sub.finish())
                 .await
                 .unwrap();
-            outputs.push(out.stdout);
+            assert_eq!(done.code, Some(0), "{flags:?}: {:?}", done.lines);
+            outputs.push(done.messages().join("\n"));
         }
         assert!(!outputs[0].is_empty(), "{flags:?}");
-        assert_eq!(
-            String::from_utf8_lossy(&outputs[1]),
-            String::from_utf8_lossy(&outputs[0]),
-            "{flags:?}"
-        );
+        assert_eq!(outputs[1], outputs[0], "{flags:?}");
     }
     // Retained: each tool's retained message is read back with RETAIN by a later subscriber.
     for (publisher, topic) in [
@@ -366,24 +349,9 @@ async fn issue14_flags_match_mosquitto_tools() {
     }
 
     // -l: one message per line of stdin, read back in order.
-    let sub = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-t",
-            "lines",
-            "-C",
-            "3",
-            "-W",
-            "5",
-        ])
-        .args(["-F", "[%p]"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut command = mosquitto_sub(port);
+    command.args(["-t", "lines", "-d", "-C", "3", "-W", "5", "-F", "[%p]"]);
+    let sub = WatchedSubscriber::start(command);
     let out = run(
         ours("mqtt-pub"),
         port,
@@ -391,28 +359,17 @@ async fn issue14_flags_match_mosquitto_tools() {
         Some(b"a\nb b\n\n"),
     );
     assert!(out.status.success(), "{out:?}");
-    let out = tokio::task::spawn_blocking(move || sub.wait_with_output().unwrap())
+    let done = tokio::task::spawn_blocking(move || sub.finish())
         .await
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "[a]\n[b b]\n[]\n");
+    assert_eq!(done.messages(), ["[a]", "[b b]", "[]"], "{:?}", done.lines);
 
     // -D publish user-property, read back with mosquitto_sub -F %P (MQTT 5).
-    let sub = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-V",
-            "5",
-            "-t",
-            "props",
-        ])
-        .args(["-C", "1", "-W", "5", "-F", "%P"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut command = mosquitto_sub(port);
+    command.args([
+        "-V", "5", "-t", "props", "-d", "-C", "1", "-W", "5", "-F", "%P",
+    ]);
+    let sub = WatchedSubscriber::start(command);
     let out = run(
         ours("mqtt-pub"),
         port,
@@ -432,10 +389,10 @@ async fn issue14_flags_match_mosquitto_tools() {
         None,
     );
     assert!(out.status.success(), "{out:?}");
-    let out = tokio::task::spawn_blocking(move || sub.wait_with_output().unwrap())
+    let done = tokio::task::spawn_blocking(move || sub.finish())
         .await
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "k:v\n");
+    assert_eq!(done.messages(), ["k:v"], "{:?}", done.lines);
 
     // --remove-retained clears what it reads (f/skip kept by -T), then -E exits at once.
     let out = run(
@@ -477,23 +434,11 @@ async fn issue14_flags_match_mosquitto_tools() {
     assert_eq!(out.status.code(), Some(27), "nothing queued: {out:?}");
 
     // --will-*: the broker publishes the will when the client is killed.
-    let watch = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-t",
-            "wills/cli",
-            "-C",
-            "1",
-        ])
-        .args(["-W", "10", "-v"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut victim = Command::new(ours("mqtt-sub"))
+    let mut command = mosquitto_sub(port);
+    command.args(["-t", "wills/cli", "-d", "-C", "1", "-W", "10", "-v"]);
+    let watch = WatchedSubscriber::start(command);
+    let mut victim = Command::new(ours("mqtt-sub"));
+    victim
         .args([
             "-h",
             "127.0.0.1",
@@ -512,16 +457,13 @@ async fn issue14_flags_match_mosquitto_tools() {
             "--will-qos",
             "1",
         ])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    victim.kill().unwrap();
-    victim.wait().unwrap();
-    let out = tokio::task::spawn_blocking(move || watch.wait_with_output().unwrap())
+        .arg("-d");
+    // Killed once its subscription is made, so its CONNECT (with the will) was accepted.
+    drop(WatchedSubscriber::start(victim));
+    let done = tokio::task::spawn_blocking(move || watch.finish())
         .await
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "wills/cli bye\n");
+    assert_eq!(done.messages(), ["wills/cli bye"], "{:?}", done.lines);
 
     // A refused CONNACK: mosquitto's exit codes, and --quiet prints nothing.
     let strict = Mosquitto::start_with_anonymous(false).await;

@@ -23,6 +23,9 @@ pub const WAIT: Duration = Duration::from_secs(10);
 mod mosquitto;
 #[allow(unused_imports)] // not every including test starts a mosquitto
 pub use mosquitto::*;
+// A subscribing program watched until its SUBACK (runtime-free too).
+mod subscriber;
+pub use subscriber::{mosquitto_sub, WatchedSubscriber};
 
 pub fn topic(name: &str) -> TopicName {
     TopicName::new(name).unwrap()
