@@ -25,6 +25,7 @@ mod mosquitto;
 pub use mosquitto::*;
 // A subscribing program watched until its SUBACK (runtime-free too).
 mod subscriber;
+#[allow(unused_imports)] // not every including test watches a subscriber
 pub use subscriber::{mosquitto_sub, WatchedSubscriber};
 
 pub fn topic(name: &str) -> TopicName {
