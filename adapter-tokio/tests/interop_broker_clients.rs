@@ -206,8 +206,12 @@ def client(cid, clean=True):
             c.got.append((msg.topic, msg.payload.decode(), msg.qos, msg.retain))
     def on_disconnect(cl, userdata, flags, rc, props=None):
         c.closed.append(rc)
+    c.subacked = set()
+    def on_subscribe(cl, userdata, mid, rcs, props=None):
+        c.subacked.add(mid)
     c.on_message = on_message
     c.on_disconnect = on_disconnect
+    c.on_subscribe = on_subscribe
     return c
 
 def connect(c, clean=True):
@@ -233,7 +237,7 @@ def wait(pred, what, timeout=10):
 def subscribe(c, topic, qos):
     r, mid = c.subscribe(topic, qos)
     assert r == 0
-    time.sleep(0.2)
+    wait(lambda: mid in c.subacked, "SUBACK for " + topic)
 
 # QoS 2 exactly once, 200 messages.
 sub = client("paho-sub-" + tag); connect(sub)

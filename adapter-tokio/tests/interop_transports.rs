@@ -172,11 +172,13 @@ for version in (mqtt.MQTTv311, mqtt.MQTTv5):
         got.append((msg.topic, msg.payload))
         if len(got) == 3:
             done.set()
+    subacked = threading.Event()
     c.on_message = on_message
+    c.on_subscribe = lambda client, userdata, mid, rcs, props: subacked.set()
     c.connect("127.0.0.1", port, 30)
     c.loop_start()
     r = c.subscribe("paho/#", 2)
-    time.sleep(0.3)
+    assert subacked.wait(10), "no SUBACK"
     big = b"x" * 70000
     for qos, payload in ((0, b"zero"), (1, b"one"), (2, big)):
         c.publish("paho/t", payload, qos=qos).wait_for_publish(10)
