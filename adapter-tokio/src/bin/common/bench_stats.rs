@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
 
 /// Bytes of the stamp at the start of every payload: run id (u32), publisher index (u32),
@@ -24,13 +24,19 @@ const MAX_LATENCY_NS: u64 = 600 * 1_000_000_000;
 /// A payload of `size` bytes (at least [`STAMP_LEN`]) stamped for `publisher`'s message `seq`,
 /// sent now. A fresh allocation per message, for every client library alike.
 pub(crate) fn payload(size: usize, run: u32, publisher: u32, seq: u64, base: Instant) -> Bytes {
-    let mut buf = BytesMut::with_capacity(size);
-    buf.put_u32_le(run);
-    buf.put_u32_le(publisher);
-    buf.put_u64_le(seq);
-    buf.put_u64_le(base.elapsed().as_nanos() as u64);
-    buf.resize(size, 0);
+    let mut buf = BytesMut::zeroed(size.max(STAMP_LEN));
+    write_stamp(&mut buf[..STAMP_LEN], run, publisher, seq, base);
+    buf.truncate(size.max(STAMP_LEN));
     buf.freeze()
+}
+
+/// Writes the stamp of `publisher`'s message `seq`, sent now, into `out` ([`STAMP_LEN`]
+/// bytes): what [`payload`] starts with, for a payload encoded in place (`--client raw`).
+pub(crate) fn write_stamp(out: &mut [u8], run: u32, publisher: u32, seq: u64, base: Instant) {
+    out[..4].copy_from_slice(&run.to_le_bytes());
+    out[4..8].copy_from_slice(&publisher.to_le_bytes());
+    out[8..16].copy_from_slice(&seq.to_le_bytes());
+    out[16..24].copy_from_slice(&(base.elapsed().as_nanos() as u64).to_le_bytes());
 }
 
 /// The stamp of a received payload, if it has one.
