@@ -795,8 +795,20 @@ mod tests {
         let (port, broker) = embedded().await;
         for qos in ["0", "1", "2"] {
             let args = Args::parse_from([
-                "mqtt-bench", "--client", "raw", "--pubs", "2", "--subs", "2", "-q", qos, "-n",
-                "3000", "-w", "16", "--quiet",
+                "mqtt-bench",
+                "--client",
+                "raw",
+                "--pubs",
+                "2",
+                "--subs",
+                "2",
+                "-q",
+                qos,
+                "-n",
+                "3000",
+                "-w",
+                "16",
+                "--quiet",
             ]);
             let run = 0x5eed_0000 | qos.parse::<u32>().expect("digit");
             let r = run_once(&args, "127.0.0.1", port, Library::Raw, 1, run)
@@ -804,8 +816,15 @@ mod tests {
                 .expect("runs");
             let what = format!("QoS {qos}: {:?} {:?}", r.first_error, r.subscriber_errors);
             assert_eq!(r.sent, 6000, "{what}");
-            assert_eq!(r.acked, 6000, "every message acknowledged (QoS 0: written), {what}");
-            assert_eq!((r.publish_errors, r.subscriber_errors.len()), (0, 0), "{what}");
+            assert_eq!(
+                r.acked, 6000,
+                "every message acknowledged (QoS 0: written), {what}"
+            );
+            assert_eq!(
+                (r.publish_errors, r.subscriber_errors.len()),
+                (0, 0),
+                "{what}"
+            );
             // Both subscribers (bench/#) receive both publishers' messages, once each.
             assert_eq!((r.expected, r.received), (12_000, 12_000), "{what}");
             assert_eq!((r.lost, r.duplicates, r.foreign), (0, 0, 0), "{what}");
@@ -818,8 +837,27 @@ mod tests {
     async fn raw_generator_rate_limited_mqtt5_run_loses_nothing() {
         let (port, broker) = embedded().await;
         let args = Args::parse_from([
-            "mqtt-bench", "--client", "raw", "-V", "5", "--pubs", "3", "--subs", "3", "-t",
-            "pair/%i", "-f", "pair/%i", "-q", "2", "-r", "2000", "-d", "0.5", "-s", "300",
+            "mqtt-bench",
+            "--client",
+            "raw",
+            "-V",
+            "5",
+            "--pubs",
+            "3",
+            "--subs",
+            "3",
+            "-t",
+            "pair/%i",
+            "-f",
+            "pair/%i",
+            "-q",
+            "2",
+            "-r",
+            "2000",
+            "-d",
+            "0.5",
+            "-s",
+            "300",
             "--quiet",
         ]);
         let r = run_once(&args, "127.0.0.1", port, Library::Raw, 1, 77)
@@ -828,8 +866,16 @@ mod tests {
         let what = format!("{:?} {:?}", r.first_error, r.subscriber_errors);
         // About 1,000 per publisher in 0.5 s at 2,000/s: paced, not flat out.
         assert!((2_400..=3_300).contains(&r.sent), "sent {}, {what}", r.sent);
-        assert_eq!((r.acked, r.received, r.expected), (r.sent, r.sent, r.sent), "{what}");
-        assert_eq!((r.lost, r.duplicates, r.publish_errors), (0, 0, 0), "{what}");
+        assert_eq!(
+            (r.acked, r.received, r.expected),
+            (r.sent, r.sent, r.sent),
+            "{what}"
+        );
+        assert_eq!(
+            (r.lost, r.duplicates, r.publish_errors),
+            (0, 0, 0),
+            "{what}"
+        );
         broker.shutdown().await;
     }
 
@@ -853,7 +899,9 @@ mod tests {
         };
         let counters = Arc::new(Counters::default());
         let mut sub = RawConn::connect(&plan, "ka-sub").await.expect("connects");
-        sub.subscribe("ka-sub", "ka/t", 1).await.expect("subscribes");
+        sub.subscribe("ka-sub", "ka/t", 1)
+            .await
+            .expect("subscribes");
         let (done_tx, done_rx) = watch::channel(false);
         let mut tracker = Tracker::new(9, plan.base, 1, counters.clone());
         let progress = tracker.progress.clone();
@@ -866,7 +914,11 @@ mod tests {
         let publisher = RawConn::connect(&plan, "ka-pub").await.expect("connects");
         let ctl = Control::default();
         let result = publisher.publish(&plan, &ctl, 0, "ka/t").await;
-        assert_eq!((result.sent, result.acked, result.errors), (5, 5, 0), "{result:?}");
+        assert_eq!(
+            (result.sent, result.acked, result.errors),
+            (5, 5, 0),
+            "{result:?}"
+        );
         let deadline = Instant::now() + Duration::from_secs(5);
         while progress.load(Ordering::Relaxed) < 5 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -261,7 +261,10 @@ impl RawSession {
                     return Err(format!("DISCONNECT from the server: {}", d.reason_code));
                 }
                 PacketRef::Other(other) => {
-                    return Err(format!("unexpected {:?} from the server", other.packet_type()));
+                    return Err(format!(
+                        "unexpected {:?} from the server",
+                        other.packet_type()
+                    ));
                 }
             }
         }
@@ -407,7 +410,12 @@ impl RawConn {
     }
 
     /// Subscribes to `filter` at `qos` and waits for the SUBACK.
-    pub(crate) async fn subscribe(&mut self, id: &str, filter: &str, qos: u8) -> Result<(), String> {
+    pub(crate) async fn subscribe(
+        &mut self,
+        id: &str,
+        filter: &str,
+        qos: u8,
+    ) -> Result<(), String> {
         let filter = TopicFilter::new(filter).map_err(|e| format!("filter {filter}: {e}"))?;
         let qos = match qos {
             0 => QoS::AtMostOnce,
@@ -428,7 +436,10 @@ impl RawConn {
     /// [`CONNECT_TIMEOUT`].
     async fn exchange(&mut self, packet: &[u8], id: &str, what: &str) -> Result<Packet, String> {
         let io = async {
-            self.stream.write_all(packet).await.map_err(|e| e.to_string())?;
+            self.stream
+                .write_all(packet)
+                .await
+                .map_err(|e| e.to_string())?;
             loop {
                 if let Some((p, used)) = self
                     .session
@@ -888,14 +899,20 @@ mod tests {
         s.written(s.pending().len());
         // 0x10 No matching subscribers: a success; 0x87 Not authorized: a refusal.
         let mut input = Vec::new();
-        for (id, code) in [(1, ReasonCode::NoMatchingSubscribers), (2, ReasonCode::NotAuthorized)] {
+        for (id, code) in [
+            (1, ReasonCode::NoMatchingSubscribers),
+            (2, ReasonCode::NotAuthorized),
+        ] {
             let mut ack = PubResponse::new(pid(id));
             ack.reason_code = code;
             input.extend(encode(Packet::PubAck(ack), v5).expect("encodes"));
         }
         assert_eq!(s.on_input(&input, &mut |_| {}), Ok(input.len()));
         assert_eq!((s.acked, s.refused, s.in_flight()), (1, 1, 0));
-        assert!(s.first_refusal.as_deref().is_some_and(|r| r.contains("PUBACK")));
+        assert!(s
+            .first_refusal
+            .as_deref()
+            .is_some_and(|r| r.contains("PUBACK")));
     }
 
     #[test]
@@ -908,7 +925,9 @@ mod tests {
         let whole = input.len();
         input.extend(&publish_bytes(V311, QosPid::AtLeastOnce(pid(8)), b"three")[..5]);
         let mut got: Vec<Vec<u8>> = Vec::new();
-        let used = s.on_input(&input, &mut |p| got.push(p.to_vec())).expect("valid");
+        let used = s
+            .on_input(&input, &mut |p| got.push(p.to_vec()))
+            .expect("valid");
         assert_eq!(used, whole);
         assert_eq!(got, [b"one".to_vec(), b"two".to_vec()]);
         assert_eq!(s.pending(), [PUBACK, 2, 0, 7]);
