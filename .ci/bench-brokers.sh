@@ -174,7 +174,9 @@ stop_broker() {
   fi
   BROKER_PID=""
 }
-trap stop_broker EXIT INT TERM
+trap stop_broker EXIT
+# Interrupted: stop the broker and end (a trap that only stopped the broker let the loop go on).
+trap 'stop_broker; exit 130' INT TERM
 
 port_of() {
   case $1 in
