@@ -906,7 +906,10 @@ mod tests {
         let mut tracker = Tracker::new(9, plan.base, 1, counters.clone());
         let progress = tracker.progress.clone();
         let receiving = tokio::spawn(async move {
-            let error = sub.receive(|p| tracker.on_payload(p), done_rx).await;
+            let error = sub
+                .receive(|p, at| tracker.on_payload_at(p, at), done_rx)
+                .await;
+            tracker.flush();
             (error, tracker)
         });
         // Idle for more than 1.5 keep-alive intervals, then publish.

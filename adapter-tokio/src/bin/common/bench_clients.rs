@@ -640,16 +640,17 @@ impl Subscriber {
         done: watch::Receiver<bool>,
     ) -> (Tracker, Option<String>) {
         let error = self
-            .receive(|payload| tracker.on_payload(payload), done)
+            .receive(|payload, at| tracker.on_payload_at(payload, at), done)
             .await;
+        tracker.flush();
         (tracker, error)
     }
 
-    /// Hands every received payload to `on_payload` until `done` turns true or the
+    /// Hands every received payload, with the instant it arrived, to `on_payload` until `done` turns true or the
     /// connection ends, then disconnects; returns the error that ended the connection.
     async fn receive(
         self,
-        mut on_payload: impl FnMut(&[u8]),
+        mut on_payload: impl FnMut(&[u8], Instant),
         mut done: watch::Receiver<bool>,
     ) -> Option<String> {
         let mut error = None;
@@ -659,7 +660,7 @@ impl Subscriber {
                 loop {
                     tokio::select! {
                         event = events.recv() => match event {
-                            Some(Event::Message { publish, .. }) => on_payload(&publish.payload),
+                            Some(Event::Message { publish, .. }) => on_payload(&publish.payload, Instant::now()),
                             Some(Event::Closed { reason, .. }) => {
                                 error = Some(format!("connection closed: {reason:?}"));
                                 break;
@@ -677,7 +678,7 @@ impl Subscriber {
                 loop {
                     tokio::select! {
                         event = eventloop.poll() => match event {
-                            Ok(Event::Incoming(Packet::Publish(p))) => on_payload(&p.payload),
+                            Ok(Event::Incoming(Packet::Publish(p))) => on_payload(&p.payload, Instant::now()),
                             Ok(_) => {}
                             Err(e) => {
                                 error = Some(e.to_string());
@@ -704,7 +705,7 @@ impl Subscriber {
                 loop {
                     tokio::select! {
                         event = eventloop.poll() => match event {
-                            Ok(Event::Incoming(Incoming::Publish(p))) => on_payload(&p.payload),
+                            Ok(Event::Incoming(Incoming::Publish(p))) => on_payload(&p.payload, Instant::now()),
                             Ok(_) => {}
                             Err(e) => {
                                 error = Some(e.to_string());
@@ -732,6 +733,6 @@ impl Subscriber {
     /// Keeps an idle subscriber alive (rumqttc needs its event loop polled for keep alive)
     /// until `done`, then disconnects.
     pub(crate) async fn idle(self, done: watch::Receiver<bool>) {
-        let _ = self.receive(|_| {}, done).await;
+        let _ = self.receive(|_, _| {}, done).await;
     }
 }

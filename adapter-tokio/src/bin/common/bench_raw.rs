@@ -155,9 +155,10 @@ impl RawSession {
         self.in_flight
     }
 
-    /// Queues the next PUBLISH, its payload stamped for message `seq` of `publisher` now.
-    /// QoS 1 and 2: the caller keeps [`RawSession::in_flight`] below 65,535.
-    pub(crate) fn queue_publish(&mut self, run: u32, publisher: u32, seq: u64, base: Instant) {
+    /// Queues the next PUBLISH, its payload stamped for message `seq` of `publisher`, sent
+    /// `sent_ns` after the run's base instant. QoS 1 and 2: the caller keeps
+    /// [`RawSession::in_flight`] below 65,535.
+    pub(crate) fn queue_publish(&mut self, run: u32, publisher: u32, seq: u64, sent_ns: u64) {
         let start = self.out.len();
         self.out.extend_from_slice(&self.template);
         if let Some(at) = self.pid_at {
@@ -170,7 +171,7 @@ impl RawSession {
             run,
             publisher,
             seq,
-            base,
+            sent_ns,
         );
     }
 
@@ -478,7 +479,7 @@ impl RawConn {
 
     /// Reads what the socket has (once) and handles every whole packet. `Ok(false)`: nothing
     /// to read now.
-    fn read_some(&mut self, on_payload: &mut impl FnMut(&[u8])) -> Result<bool, String> {
+    fn read_some(&mut self, on_payload: &mut impl FnMut(&[u8], Instant)) -> Result<bool, String> {
         if self.filled == self.input.len() {
             if self.input.len() >= self.max_packet + 5 {
                 return Err("packet too large".into());
@@ -490,9 +491,11 @@ impl RawConn {
             Ok(0) => Err("connection closed by the server".into()),
             Ok(n) => {
                 self.filled += n;
+                // Everything this read brought arrived now.
+                let now = Instant::now();
                 let used = self
                     .session
-                    .on_input(&self.input[..self.filled], on_payload)?;
+                    .on_input(&self.input[..self.filled], &mut |p| on_payload(p, now))?;
                 self.consume(used);
                 Ok(true)
             }
@@ -518,7 +521,7 @@ impl RawConn {
     async fn turn(
         &mut self,
         wake: impl Future<Output = ()>,
-        on_payload: &mut impl FnMut(&[u8]),
+        on_payload: &mut impl FnMut(&[u8], Instant),
     ) -> Result<bool, String> {
         let interest = if self.session.pending().is_empty() {
             Interest::READABLE
@@ -606,7 +609,7 @@ impl RawConn {
             t
         });
         let mut wrote_since_ping = false;
-        let mut no_input = |_: &[u8]| {};
+        let mut no_input = |_: &[u8], _: Instant| {};
         loop {
             // Fill the window.
             let mut due = None;
@@ -621,25 +624,28 @@ impl RawConn {
                 } else {
                     window - self.session.in_flight()
                 };
+                // One clock reading per batch: the batch goes out in one write.
+                let now = Instant::now();
+                let sent_ns = now.saturating_duration_since(plan.base).as_nanos() as u64;
                 for _ in 0..room {
                     if !more(plan, ctl, seq) {
-                        stopping = Some(Instant::now() + ACK_TIMEOUT);
+                        stopping = Some(now + ACK_TIMEOUT);
                         break;
                     }
                     if let Some(rate) = plan.rate {
                         let at = start + Duration::from_secs_f64(seq as f64 / rate);
-                        if at > Instant::now() {
+                        if at > now {
                             due = Some(at);
                             break;
                         }
                     }
-                    self.session.queue_publish(plan.run, index, seq, plan.base);
+                    self.session.queue_publish(plan.run, index, seq, sent_ns);
                     seq += 1;
                 }
                 let n = seq - before;
                 if n > 0 {
                     result.sent += n;
-                    result.last_send = Some(Instant::now());
+                    result.last_send = Some(now);
                     ctl.counters.sent.fetch_add(n, Ordering::Relaxed);
                     if qos0 {
                         unwritten = n;
@@ -706,7 +712,7 @@ impl RawConn {
     /// Returns the error that ended the connection, if one did.
     pub(crate) async fn receive(
         mut self,
-        mut on_payload: impl FnMut(&[u8]),
+        mut on_payload: impl FnMut(&[u8], Instant),
         mut done: watch::Receiver<bool>,
     ) -> Option<String> {
         let mut ping = self.ping_every.map(|every| {
@@ -801,9 +807,8 @@ mod tests {
         for version in [V311, ProtocolVersion::V5] {
             for qos in 0..=2u8 {
                 let mut s = publisher(version, qos);
-                let base = Instant::now();
-                s.queue_publish(7, 3, 100, base);
-                s.queue_publish(7, 3, 101, base);
+                s.queue_publish(7, 3, 100, 5_000);
+                s.queue_publish(7, 3, 101, 5_000);
                 let packets = decode_all(version, s.pending());
                 assert_eq!(packets.len(), 2, "{version:?} QoS {qos}");
                 for (k, p) in packets.iter().enumerate() {
@@ -818,6 +823,7 @@ mod tests {
                     assert_eq!(&p.payload[..4], &7u32.to_le_bytes());
                     assert_eq!(&p.payload[4..8], &3u32.to_le_bytes());
                     assert_eq!(&p.payload[8..16], &(100 + k as u64).to_le_bytes());
+                    assert_eq!(&p.payload[16..24], &5_000u64.to_le_bytes());
                 }
                 assert_eq!(s.in_flight(), if qos == 0 { 0 } else { 2 });
             }
@@ -828,7 +834,7 @@ mod tests {
     fn qos1_pubacks_free_their_slots_in_any_order_and_a_second_one_is_an_error() {
         let mut s = publisher(V311, 1);
         for seq in 0..3 {
-            s.queue_publish(1, 0, seq, Instant::now());
+            s.queue_publish(1, 0, seq, 0);
         }
         s.written(s.pending().len());
         let mut delivered = 0;
@@ -847,13 +853,13 @@ mod tests {
     #[test]
     fn packet_ids_in_use_are_skipped_after_wrapping() {
         let mut s = publisher(V311, 1);
-        s.queue_publish(1, 0, 0, Instant::now()); // 1
-        s.queue_publish(1, 0, 1, Instant::now()); // 2
+        s.queue_publish(1, 0, 0, 0); // 1
+        s.queue_publish(1, 0, 1, 0); // 2
         s.on_input(&[PUBACK, 2, 0, 2], &mut |_| {}).expect("valid");
         s.next_pid = u16::MAX;
         s.written(s.pending().len());
-        s.queue_publish(1, 0, 2, Instant::now()); // 65535
-        s.queue_publish(1, 0, 3, Instant::now()); // 1 is in use: 2
+        s.queue_publish(1, 0, 2, 0); // 65535
+        s.queue_publish(1, 0, 3, 0); // 1 is in use: 2
         let ids: Vec<_> = decode_all(V311, s.pending())
             .into_iter()
             .map(|p| match p {
@@ -870,14 +876,14 @@ mod tests {
         // MQTT-4.3.3-1: the sender MUST send a PUBREL when it receives a PUBREC, with the
         // PUBLISH's identifier, and treat it as unacknowledged until the PUBCOMP.
         let mut s = publisher(V311, 2);
-        s.queue_publish(1, 0, 0, Instant::now());
+        s.queue_publish(1, 0, 0, 0);
         s.written(s.pending().len());
         assert!(
             s.on_input(&[PUBCOMP, 2, 0, 1], &mut |_| {}).is_err(),
             "PUBCOMP before PUBREC"
         );
         let mut s = publisher(V311, 2);
-        s.queue_publish(1, 0, 0, Instant::now());
+        s.queue_publish(1, 0, 0, 0);
         s.written(s.pending().len());
         s.on_input(&[PUBREC, 2, 0, 1], &mut |_| {}).expect("valid");
         assert_eq!(s.pending(), [PUBREL, 2, 0, 1]);
@@ -894,8 +900,8 @@ mod tests {
     fn mqtt5_reason_codes_success_counts_as_acknowledged_error_as_refused() {
         let v5 = ProtocolVersion::V5;
         let mut s = publisher(v5, 1);
-        s.queue_publish(1, 0, 0, Instant::now());
-        s.queue_publish(1, 0, 1, Instant::now());
+        s.queue_publish(1, 0, 0, 0);
+        s.queue_publish(1, 0, 1, 0);
         s.written(s.pending().len());
         // 0x10 No matching subscribers: a success; 0x87 Not authorized: a refusal.
         let mut input = Vec::new();
@@ -959,7 +965,7 @@ mod tests {
     #[test]
     fn malformed_acknowledgements_end_the_connection() {
         let mut s = publisher(V311, 1);
-        s.queue_publish(1, 0, 0, Instant::now());
+        s.queue_publish(1, 0, 0, 0);
         // MQTT-3.6.1-1: PUBREL's fixed header flags are 0010; 0000 is malformed.
         assert!(s.on_input(&[0x60, 2, 0, 1], &mut |_| {}).is_err());
         // Packet identifier 0.
