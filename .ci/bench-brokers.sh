@@ -229,9 +229,10 @@ for round in $(seq "$ROUNDS"); do
     broker=${available[$(((k + round - 1) % n))]}
     start_broker "$broker" || continue
     scenario idle "$broker" "$round" --idle "$IDLE" --hold 3
-    # Let the broker finish closing the idle connections first: rumqttd 0.20 reuses connection
-    # ids, and a new connection given the id of one still being closed was dropped with it
-    # (seen once with the raw generator, which reconnects within milliseconds).
+    # Let the broker finish closing the idle connections first. Once (raw generator, which
+    # connects within milliseconds) rumqttd 0.20 dropped the next scenario's subscriber among
+    # the idle connections it was closing, apparently because it had been given the
+    # connection id of one of them (its log: "router-drop" for both, the same id).
     case " $SCENARIOS " in *" idle "*) sleep 2 ;; esac
     scenario fanin0 "$broker" "$round" --pubs 8 --subs 1 -q 0 -w "$WINDOW" -d "$DURATION" \
       -t 'bench/%i' -f 'bench/#'
