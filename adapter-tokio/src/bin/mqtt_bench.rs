@@ -4,7 +4,9 @@
 //! loss and duplicates (sequence numbers in every payload), end-to-end latency percentiles
 //! (an HDR histogram), the process's CPU time per message and, given the broker's process id,
 //! the broker's CPU time per delivery and memory per idle connection. `--client rumqttc` drives
-//! the same workload with rumqttc, `--client both` alternates the two over `--rounds`.
+//! the same workload with rumqttc, `--client both` alternates the two over `--rounds`, and
+//! `--client raw` with no client library at all (pre-encoded packets over plain TCP, a light
+//! and neutral load for measuring brokers).
 //!
 //! ```text
 //! cargo run --release -p mqtt-streaming-tokio --features cli --bin mqtt-bench -- --embedded --pubs 2 --subs 2 -q 1 -d 2
@@ -26,6 +28,8 @@ use tokio::sync::watch;
 
 #[path = "common/bench_clients.rs"]
 mod bench_clients;
+#[path = "common/bench_raw.rs"]
+mod bench_raw;
 #[path = "common/bench_stats.rs"]
 mod bench_stats;
 
@@ -84,7 +88,9 @@ struct Args {
     /// MQTT version: 311 or 5.
     #[arg(short = 'V', long = "mqtt", default_value = "311", value_parser = ["311", "5"])]
     mqtt: String,
-    /// Client library driving the load: ours, rumqttc, or both (alternating, --rounds each).
+    /// Client library driving the load: ours, rumqttc, both (ours and rumqttc alternating,
+    /// --rounds each), or raw (no library: pre-encoded packets over plain TCP, the lightest
+    /// load, for measuring brokers).
     #[arg(long = "client", value_enum, default_value_t = ClientChoice::Ours)]
     client: ClientChoice,
     /// Rounds per client library (medians and spread reported when above 1).
@@ -128,6 +134,7 @@ enum ClientChoice {
     Ours,
     Rumqttc,
     Both,
+    Raw,
 }
 
 /// One run's figures.
@@ -561,7 +568,7 @@ fn summary(results: &[RunResult]) -> Value {
         ("cpu_us_per_msg", |r| r.cpu_us_per_msg()),
         ("broker_cpu_us_per_delivery", |r| r.broker_us_per_delivery()),
     ];
-    for library in [Library::Ours, Library::Rumqttc] {
+    for library in [Library::Ours, Library::Rumqttc, Library::Raw] {
         let rs: Vec<&RunResult> = results.iter().filter(|r| r.library == library).collect();
         if rs.is_empty() {
             continue;
@@ -642,6 +649,7 @@ async fn run(args: Args) -> Result<bool, String> {
         ClientChoice::Ours => vec![Library::Ours],
         ClientChoice::Rumqttc => vec![Library::Rumqttc],
         ClientChoice::Both => vec![Library::Ours, Library::Rumqttc],
+        ClientChoice::Raw => vec![Library::Raw],
     };
     let rounds = args.rounds.max(1);
     let machine = bench_stats::machine();
@@ -764,5 +772,164 @@ fn main() -> ExitCode {
             eprintln!("bench: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use bench_raw::RawConn;
+
+    /// Our broker on an ephemeral loopback port.
+    async fn embedded() -> (u16, mqtt_streaming_tokio::BrokerHandle) {
+        let broker = BrokerServer::bind(("127.0.0.1", 0), BrokerConfig::default())
+            .await
+            .expect("binds");
+        let port = broker.local_addr().expect("bound").port();
+        (port, broker.spawn())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn raw_generator_against_our_broker_loses_nothing_at_qos_0_1_2() {
+        let (port, broker) = embedded().await;
+        for qos in ["0", "1", "2"] {
+            let args = Args::parse_from([
+                "mqtt-bench",
+                "--client",
+                "raw",
+                "--pubs",
+                "2",
+                "--subs",
+                "2",
+                "-q",
+                qos,
+                "-n",
+                "3000",
+                "-w",
+                "16",
+                "--quiet",
+            ]);
+            let run = 0x5eed_0000 | qos.parse::<u32>().expect("digit");
+            let r = run_once(&args, "127.0.0.1", port, Library::Raw, 1, run)
+                .await
+                .expect("runs");
+            let what = format!("QoS {qos}: {:?} {:?}", r.first_error, r.subscriber_errors);
+            assert_eq!(r.sent, 6000, "{what}");
+            assert_eq!(
+                r.acked, 6000,
+                "every message acknowledged (QoS 0: written), {what}"
+            );
+            assert_eq!(
+                (r.publish_errors, r.subscriber_errors.len()),
+                (0, 0),
+                "{what}"
+            );
+            // Both subscribers (bench/#) receive both publishers' messages, once each.
+            assert_eq!((r.expected, r.received), (12_000, 12_000), "{what}");
+            assert_eq!((r.lost, r.duplicates, r.foreign), (0, 0, 0), "{what}");
+            assert_eq!(r.latency.len(), 12_000, "{what}");
+        }
+        broker.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn raw_generator_rate_limited_mqtt5_run_loses_nothing() {
+        let (port, broker) = embedded().await;
+        let args = Args::parse_from([
+            "mqtt-bench",
+            "--client",
+            "raw",
+            "-V",
+            "5",
+            "--pubs",
+            "3",
+            "--subs",
+            "3",
+            "-t",
+            "pair/%i",
+            "-f",
+            "pair/%i",
+            "-q",
+            "2",
+            "-r",
+            "2000",
+            "-d",
+            "0.5",
+            "-s",
+            "300",
+            "--quiet",
+        ]);
+        let r = run_once(&args, "127.0.0.1", port, Library::Raw, 1, 77)
+            .await
+            .expect("runs");
+        let what = format!("{:?} {:?}", r.first_error, r.subscriber_errors);
+        // About 1,000 per publisher in 0.5 s at 2,000/s: paced, not flat out.
+        assert!((2_400..=3_300).contains(&r.sent), "sent {}, {what}", r.sent);
+        assert_eq!(
+            (r.acked, r.received, r.expected),
+            (r.sent, r.sent, r.sent),
+            "{what}"
+        );
+        assert_eq!(
+            (r.lost, r.duplicates, r.publish_errors),
+            (0, 0, 0),
+            "{what}"
+        );
+        broker.shutdown().await;
+    }
+
+    /// MQTT-3.1.2-24: the server closes a connection that sends nothing for 1.5 times the keep
+    /// alive; the raw connections send PINGREQ when idle, so a quiet subscriber survives.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn raw_connections_stay_alive_past_the_keep_alive_mqtt_3_1_2_24() {
+        let (port, broker) = embedded().await;
+        let plan = Plan {
+            host: "127.0.0.1".into(),
+            port,
+            v5: false,
+            qos: 1,
+            size: 32,
+            rate: None,
+            window: 4,
+            count: Some(5),
+            run: 9,
+            base: Instant::now(),
+            keep_alive: 1,
+        };
+        let counters = Arc::new(Counters::default());
+        let mut sub = RawConn::connect(&plan, "ka-sub").await.expect("connects");
+        sub.subscribe("ka-sub", "ka/t", 1)
+            .await
+            .expect("subscribes");
+        let (done_tx, done_rx) = watch::channel(false);
+        let mut tracker = Tracker::new(9, plan.base, 1, counters.clone());
+        let progress = tracker.progress.clone();
+        let receiving = tokio::spawn(async move {
+            let error = sub
+                .receive(|p, at| tracker.on_payload_at(p, at), done_rx)
+                .await;
+            tracker.flush();
+            (error, tracker)
+        });
+        // Idle for more than 1.5 keep-alive intervals, then publish.
+        tokio::time::sleep(Duration::from_millis(2600)).await;
+        let publisher = RawConn::connect(&plan, "ka-pub").await.expect("connects");
+        let ctl = Control::default();
+        let result = publisher.publish(&plan, &ctl, 0, "ka/t").await;
+        assert_eq!(
+            (result.sent, result.acked, result.errors),
+            (5, 5, 0),
+            "{result:?}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while progress.load(Ordering::Relaxed) < 5 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = done_tx.send(true);
+        let (error, tracker) = receiving.await.expect("joins");
+        assert_eq!(error, None, "the subscriber's connection was not cut");
+        assert_eq!(tracker.unique, 5);
+        broker.shutdown().await;
     }
 }

@@ -16,6 +16,7 @@ use mqtt_streaming_tokio::{
 use tokio::sync::{watch, Semaphore};
 use tokio::time::timeout;
 
+use crate::bench_raw::RawConn;
 use crate::bench_stats::{self, Counters, Tracker};
 
 /// How long connecting (CONNECT to CONNACK, SUBSCRIBE to SUBACK) may take.
@@ -32,6 +33,8 @@ pub(crate) enum Library {
     Ours,
     /// rumqttc's `AsyncClient`.
     Rumqttc,
+    /// No client library: pre-encoded packets over plain TCP (`bench_raw`).
+    Raw,
 }
 
 impl Library {
@@ -40,6 +43,7 @@ impl Library {
         match self {
             Library::Ours => "ours",
             Library::Rumqttc => "rumqttc",
+            Library::Raw => "raw",
         }
     }
 }
@@ -106,7 +110,8 @@ pub(crate) struct PubResult {
 }
 
 impl PubResult {
-    fn error(&mut self, e: impl ToString) {
+    /// Counts an error, keeping the first for the report.
+    pub(crate) fn error(&mut self, e: impl ToString) {
         self.errors += 1;
         if self.first_error.is_none() {
             self.first_error = Some(e.to_string());
@@ -132,7 +137,8 @@ impl Pacer {
     }
 }
 
-fn more(plan: &Plan, ctl: &Control, seq: u64) -> bool {
+/// Whether message `seq` is still to be sent (count not reached, stop flag not set).
+pub(crate) fn more(plan: &Plan, ctl: &Control, seq: u64) -> bool {
     !ctl.stop.load(Ordering::Relaxed) && plan.count.is_none_or(|c| seq < c)
 }
 
@@ -144,6 +150,8 @@ pub(crate) enum Publisher {
     V4(rumqttc::AsyncClient, Box<rumqttc::EventLoop>),
     /// rumqttc, MQTT 5.0.
     V5(rumqttc::v5::AsyncClient, Box<rumqttc::v5::EventLoop>),
+    /// No client library.
+    Raw(Box<RawConn>),
 }
 
 /// A connected, subscribed subscriber.
@@ -154,6 +162,8 @@ pub(crate) enum Subscriber {
     V4(rumqttc::AsyncClient, Box<rumqttc::EventLoop>),
     /// rumqttc, MQTT 5.0.
     V5(rumqttc::v5::AsyncClient, Box<rumqttc::v5::EventLoop>),
+    /// No client library.
+    Raw(Box<RawConn>),
 }
 
 /// Connects a client of ours with client id `id`.
@@ -254,6 +264,7 @@ impl Publisher {
     /// Connects publisher `id` with `library`.
     pub(crate) async fn connect(library: Library, plan: &Plan, id: &str) -> Result<Self, String> {
         match (library, plan.v5) {
+            (Library::Raw, _) => Ok(Publisher::Raw(Box::new(RawConn::connect(plan, id).await?))),
             (Library::Ours, _) => {
                 let (client, events) = connect_ours(plan, id).await?;
                 Ok(Publisher::Ours(client, events))
@@ -291,6 +302,7 @@ impl Publisher {
         topic: String,
     ) -> PubResult {
         match self {
+            Publisher::Raw(conn) => conn.publish(&plan, &ctl, index, &topic).await,
             Publisher::Ours(client, events) => {
                 run_ours(client, events, &plan, &ctl, index, &topic).await
             }
@@ -557,6 +569,11 @@ impl Subscriber {
         filter: &str,
     ) -> Result<Self, String> {
         match (library, plan.v5) {
+            (Library::Raw, _) => {
+                let mut conn = RawConn::connect(plan, id).await?;
+                conn.subscribe(id, filter, plan.qos).await?;
+                Ok(Subscriber::Raw(Box::new(conn)))
+            }
             (Library::Ours, _) => {
                 let (client, events) = connect_ours(plan, id).await?;
                 let filter = TopicFilter::new(filter).map_err(|e| format!("filter: {e}"))?;
@@ -623,25 +640,27 @@ impl Subscriber {
         done: watch::Receiver<bool>,
     ) -> (Tracker, Option<String>) {
         let error = self
-            .receive(|payload| tracker.on_payload(payload), done)
+            .receive(|payload, at| tracker.on_payload_at(payload, at), done)
             .await;
+        tracker.flush();
         (tracker, error)
     }
 
-    /// Hands every received payload to `on_payload` until `done` turns true or the
+    /// Hands every received payload, with the instant it arrived, to `on_payload` until `done` turns true or the
     /// connection ends, then disconnects; returns the error that ended the connection.
     async fn receive(
         self,
-        mut on_payload: impl FnMut(&[u8]),
+        mut on_payload: impl FnMut(&[u8], Instant),
         mut done: watch::Receiver<bool>,
     ) -> Option<String> {
         let mut error = None;
         match self {
+            Subscriber::Raw(conn) => error = conn.receive(on_payload, done).await,
             Subscriber::Ours(client, mut events) => {
                 loop {
                     tokio::select! {
                         event = events.recv() => match event {
-                            Some(Event::Message { publish, .. }) => on_payload(&publish.payload),
+                            Some(Event::Message { publish, .. }) => on_payload(&publish.payload, Instant::now()),
                             Some(Event::Closed { reason, .. }) => {
                                 error = Some(format!("connection closed: {reason:?}"));
                                 break;
@@ -659,7 +678,7 @@ impl Subscriber {
                 loop {
                     tokio::select! {
                         event = eventloop.poll() => match event {
-                            Ok(Event::Incoming(Packet::Publish(p))) => on_payload(&p.payload),
+                            Ok(Event::Incoming(Packet::Publish(p))) => on_payload(&p.payload, Instant::now()),
                             Ok(_) => {}
                             Err(e) => {
                                 error = Some(e.to_string());
@@ -686,7 +705,7 @@ impl Subscriber {
                 loop {
                     tokio::select! {
                         event = eventloop.poll() => match event {
-                            Ok(Event::Incoming(Incoming::Publish(p))) => on_payload(&p.payload),
+                            Ok(Event::Incoming(Incoming::Publish(p))) => on_payload(&p.payload, Instant::now()),
                             Ok(_) => {}
                             Err(e) => {
                                 error = Some(e.to_string());
@@ -714,6 +733,6 @@ impl Subscriber {
     /// Keeps an idle subscriber alive (rumqttc needs its event loop polled for keep alive)
     /// until `done`, then disconnects.
     pub(crate) async fn idle(self, done: watch::Receiver<bool>) {
-        let _ = self.receive(|_| {}, done).await;
+        let _ = self.receive(|_, _| {}, done).await;
     }
 }

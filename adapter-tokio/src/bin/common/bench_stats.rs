@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
 
 /// Bytes of the stamp at the start of every payload: run id (u32), publisher index (u32),
@@ -24,13 +24,31 @@ const MAX_LATENCY_NS: u64 = 600 * 1_000_000_000;
 /// A payload of `size` bytes (at least [`STAMP_LEN`]) stamped for `publisher`'s message `seq`,
 /// sent now. A fresh allocation per message, for every client library alike.
 pub(crate) fn payload(size: usize, run: u32, publisher: u32, seq: u64, base: Instant) -> Bytes {
-    let mut buf = BytesMut::with_capacity(size);
-    buf.put_u32_le(run);
-    buf.put_u32_le(publisher);
-    buf.put_u64_le(seq);
-    buf.put_u64_le(base.elapsed().as_nanos() as u64);
-    buf.resize(size, 0);
+    let mut buf = BytesMut::zeroed(size.max(STAMP_LEN));
+    write_stamp(
+        &mut buf[..STAMP_LEN],
+        run,
+        publisher,
+        seq,
+        nanos_since(base),
+    );
+    buf.truncate(size.max(STAMP_LEN));
     buf.freeze()
+}
+
+/// Nanoseconds from the run's `base` instant to now: a stamp's send time.
+pub(crate) fn nanos_since(base: Instant) -> u64 {
+    base.elapsed().as_nanos() as u64
+}
+
+/// Writes the stamp of `publisher`'s message `seq`, sent `sent_ns` after the run's base
+/// instant, into `out` ([`STAMP_LEN`] bytes): what [`payload`] starts with, for a payload
+/// encoded in place (`--client raw`).
+pub(crate) fn write_stamp(out: &mut [u8], run: u32, publisher: u32, seq: u64, sent_ns: u64) {
+    out[..4].copy_from_slice(&run.to_le_bytes());
+    out[4..8].copy_from_slice(&publisher.to_le_bytes());
+    out[8..16].copy_from_slice(&seq.to_le_bytes());
+    out[16..24].copy_from_slice(&sent_ns.to_le_bytes());
 }
 
 /// The stamp of a received payload, if it has one.
@@ -71,7 +89,13 @@ pub(crate) struct Tracker {
     /// Shared with the drain: this subscriber's unique count.
     pub(crate) progress: Arc<AtomicU64>,
     counters: Arc<Counters>,
+    /// Received and not yet added to `counters` (added every [`COUNTER_BATCH`] and at
+    /// [`Tracker::flush`], so that subscribers do not share a cache line per message).
+    unflushed: u64,
 }
+
+/// Messages a [`Tracker`] counts before adding them to the shared counters.
+const COUNTER_BATCH: u64 = 256;
 
 impl Tracker {
     /// A tracker for `publishers` publishers of run `run`.
@@ -87,13 +111,25 @@ impl Tracker {
             last_at: None,
             progress: Arc::new(AtomicU64::new(0)),
             counters,
+            unflushed: 0,
         }
     }
 
-    /// Accounts for one received payload.
-    pub(crate) fn on_payload(&mut self, payload: &[u8]) {
-        self.counters.received.fetch_add(1, Ordering::Relaxed);
-        let now = Instant::now();
+    /// Adds what was received to the shared counters (the progress line's).
+    pub(crate) fn flush(&mut self) {
+        self.counters
+            .received
+            .fetch_add(self.unflushed, Ordering::Relaxed);
+        self.unflushed = 0;
+    }
+
+    /// Accounts for one payload received at `now` (the raw generator reads the clock once
+    /// per read: every payload of one read arrived together).
+    pub(crate) fn on_payload_at(&mut self, payload: &[u8], now: Instant) {
+        self.unflushed += 1;
+        if self.unflushed >= COUNTER_BATCH {
+            self.flush();
+        }
         let Some((run, publisher, seq, sent_ns)) = read_stamp(payload) else {
             self.foreign += 1;
             return;
