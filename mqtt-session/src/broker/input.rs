@@ -35,6 +35,10 @@ impl<H: BrokerHooks> Broker<H> {
         self.now = now;
         let outer = core::mem::replace(&mut self.settling, true);
         self.read_loop(now, id, buf);
+        // Once per read, not per packet: its empty queues' room goes back (a queue emptied
+        // after each packet was allocated again by the next one) and its bookkeeping is
+        // refreshed (the loop checks `conn_wants_read` itself before each packet).
+        self.tidy(id);
         self.settling = outer;
         self.run(now);
     }
@@ -84,7 +88,7 @@ impl<H: BrokerHooks> Broker<H> {
                     self.complete_partial(id);
                     let size = header.packet_size();
                     let mut packet = buf.split_to(size);
-                    let consumed = self.feed(now, id, &mut packet);
+                    let consumed = self.feed_packet(now, id, &mut packet);
                     if !packet.is_empty() {
                         // Not taken (the session waits for something): put it back in front.
                         packet.unsplit(core::mem::take(buf));
@@ -124,6 +128,20 @@ impl<H: BrokerHooks> Broker<H> {
         self.stats.bytes_in += consumed as u64;
         // Now, not queued: its next packet waits for this one's routing (see `read_packets`).
         self.drain(now, id);
+        consumed
+    }
+
+    /// [`feed`](Self::feed) for a whole packet of a read: its events are handled now, the
+    /// connection's bookkeeping once after the read ([`read_packets`](Self::read_packets)).
+    fn feed_packet(&mut self, now: Instant, id: ConnectionId, packet: &mut BytesMut) -> usize {
+        let Some(conn) = self.connections.get_mut(&id) else {
+            return 0;
+        };
+        let before = packet.len();
+        conn.session.handle_read(now, packet);
+        let consumed = before - packet.len();
+        self.stats.bytes_in += consumed as u64;
+        self.drain_events(now, id);
         consumed
     }
 

@@ -634,6 +634,13 @@ impl<H: BrokerHooks> Broker<H> {
 
     /// Handles the events of connection `id` now.
     fn drain(&mut self, now: Instant, id: ConnectionId) {
+        self.drain_events(now, id);
+        self.tidy(id);
+    }
+
+    /// [`drain`](Self::drain) without the bookkeeping of [`tidy`](Self::tidy): for the
+    /// packets of one read, which is tidied once after its last packet.
+    fn drain_events(&mut self, now: Instant, id: ConnectionId) {
         while let Some(event) = self
             .connections
             .get_mut(&id)
@@ -641,12 +648,17 @@ impl<H: BrokerHooks> Broker<H> {
         {
             self.on_event(now, id, event);
         }
+        if let Some(key) = self.connections.get(&id).and_then(|conn| conn.key) {
+            self.journal_dirty(key);
+        }
+    }
+
+    /// Gives back the room of connection `id`'s empty queues and refreshes its bookkeeping
+    /// ([`refresh`](Self::refresh)).
+    fn tidy(&mut self, id: ConnectionId) {
         if let Some(conn) = self.connections.get_mut(&id) {
             // An idle connection keeps no empty queue's capacity.
             conn.session.shrink_idle();
-            if let Some(key) = conn.key {
-                self.journal_dirty(key);
-            }
         }
         self.refresh(id);
     }
