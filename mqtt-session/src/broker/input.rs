@@ -3,11 +3,24 @@
 //! within a deadline, and [`Broker::wants_read`] says which connections take input.
 
 use bytes::BytesMut;
-use mqtt_streaming_proto::{Disconnect, ReasonCode};
+use mqtt_streaming_proto::{Disconnect, PacketType, ReasonCode};
 
 use super::{Broker, BrokerHooks, Connection, ConnectionId};
 use crate::server::ServerState;
 use crate::time::Instant;
+
+/// The most acknowledgements given to a session at once (their events wait in its queue
+/// until the broker handles them after the last).
+const MAX_ACKS_PER_FEED: usize = 32;
+
+/// PUBACK, PUBREC, PUBREL and PUBCOMP: packets that complete or advance a QoS 1/2 flow and
+/// route nothing.
+fn is_acknowledgement(packet_type: PacketType) -> bool {
+    matches!(
+        packet_type,
+        PacketType::PubAck | PacketType::PubRec | PacketType::PubRel | PacketType::PubComp
+    )
+}
 
 /// The incomplete packet at the front of a connection's unread bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,7 +99,10 @@ impl<H: BrokerHooks> Broker<H> {
                 }
                 Ok(Some(header)) => {
                     self.complete_partial(id);
-                    let size = header.packet_size();
+                    let mut size = header.packet_size();
+                    if admitted && is_acknowledgement(header.packet_type) {
+                        size = self.acknowledgements_ahead(buf, size);
+                    }
                     let mut packet = buf.split_to(size);
                     let consumed = self.feed_packet(now, id, &mut packet);
                     if !packet.is_empty() {
@@ -114,6 +130,30 @@ impl<H: BrokerHooks> Broker<H> {
             self.refresh(id);
         }
         // Connections a completed packet gave the budget to: in the caller's `run`.
+    }
+
+    /// The size of the run of whole acknowledgements at the front of `buf`, the first of
+    /// which is `first` bytes long: at most [`MAX_ACKS_PER_FEED`] of them.
+    ///
+    /// Acknowledgements (PUBACK, PUBREC, PUBREL, PUBCOMP) route nothing, so consecutive ones
+    /// are given to the session together and their events handled after the last, where each
+    /// PUBLISH goes alone (it is routed before the next packet is decoded). The session still
+    /// takes them one at a time and stops where it would stop for one (`wants_read`); what it
+    /// leaves goes back to the front of the caller's buffer.
+    fn acknowledgements_ahead(&self, buf: &BytesMut, first: usize) -> usize {
+        let mut size = first;
+        for _ in 1..MAX_ACKS_PER_FEED {
+            match self.peek.peek_header(&buf[size..]) {
+                Ok(Some(next))
+                    if is_acknowledgement(next.packet_type)
+                        && next.packet_size() <= buf.len() - size =>
+                {
+                    size += next.packet_size();
+                }
+                _ => break,
+            }
+        }
+        size
     }
 
     /// Gives `buf` to connection `id`'s session and handles what it reports; returns how many
