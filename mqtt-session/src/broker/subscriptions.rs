@@ -366,7 +366,7 @@ impl SubscriptionIndex {
             if !leading {
                 // `#` also matches the parent level itself ([MQTT-4.7.1-2] example
                 // "sport/#").
-                if let Some(multi) = node.children.get(MULTI) {
+                if let Some(multi) = node.children.get_low(MULTI) {
                     if let Some(subscribers) = multi.subscribers.as_deref() {
                         out(subscribers);
                     }
@@ -383,7 +383,7 @@ impl SubscriptionIndex {
                 work.push((child, i + 1));
             }
             if !leading {
-                if let Some(single) = node.children.get(SINGLE) {
+                if let Some(single) = node.children.get_low(SINGLE) {
                     work.push((single, i + 1));
                 }
             }
