@@ -161,7 +161,10 @@ fn topic_and_payload_compacted_together_share_one_allocation_of_their_size() {
     assert_eq!((topic.as_str(), &payload[..]), ("a/b", &b"payload"[..]));
     // Neither points into the read buffer; the payload follows the topic in one allocation.
     assert!(!inside(topic.as_bytes(), whole) && !inside(&payload, whole));
-    assert_eq!(topic.as_bytes().as_ptr() as usize + 3, payload.as_ptr() as usize);
+    assert_eq!(
+        topic.as_bytes().as_ptr() as usize + 3,
+        payload.as_ptr() as usize
+    );
     // Clones share it; dropping the topic leaves the payload intact.
     let again = payload.clone();
     drop(topic);

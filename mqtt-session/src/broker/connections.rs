@@ -137,7 +137,11 @@ mod tests {
         c.insert(b, Box::new(20));
         assert_eq!((c.get(&a), c.get(&b), c.len()), (Some(&10), Some(&20), 2));
         assert!(a < b, "ids keep the creation order");
-        assert_eq!((a.get(), b.get()), (1, 2), "get() is the connection's number");
+        assert_eq!(
+            (a.get(), b.get()),
+            (1, 2),
+            "get() is the connection's number"
+        );
         assert_eq!(c.remove(&a).as_deref(), Some(&10));
         assert_eq!(c.remove(&a), None);
         // The freed slot is reused by a later connection; the stale id finds nothing.

@@ -591,7 +591,9 @@ mod tests {
             index.insert(key as SessionKey + 1, &TopicFilter::new(f).unwrap(), sub);
         }
         let deep = "a/b/c/d/e/f/g/h/i/j/k/l";
-        for topic in [deep, "a/b/c", "a/", "/", "a", "x/y", "$SYS/x", "$SYS", "a//c/d"] {
+        for topic in [
+            deep, "a/b/c", "a/", "/", "a", "x/y", "$SYS/x", "$SYS", "a//c/d",
+        ] {
             let mut matches = Matches::default();
             index.matches_into(topic, None, &mut matches);
             let mut got: Vec<SessionKey> = matches.direct.iter().map(|(k, _)| *k).collect();
