@@ -143,8 +143,9 @@ pub(crate) struct Matches {
 }
 
 /// Entries whose room the lists of [`Matches`] keep from one match to the next (one set per
-/// broker: a few kilobytes at most); longer lists are freed after their match.
-const KEPT_MATCHES: usize = 64;
+/// broker: under 1 KB, within what `broker_churn` lets a broker keep after a round); longer
+/// lists are freed after their match.
+const KEPT_MATCHES: usize = 16;
 
 impl Matches {
     /// Empties the lists, remembering their size for the next match; keeps their room up to
