@@ -141,3 +141,35 @@ fn compact_filter_keeps_share_name() {
     assert_eq!(kept.filter(), "a/+");
     assert_ne!(kept.as_bytes().as_ptr(), filter.as_bytes().as_ptr());
 }
+
+#[test]
+fn topic_and_payload_compacted_together_share_one_allocation_of_their_size() {
+    // Issue 12: a routed message's topic and payload are kept and dropped together, so they
+    // are copied into one allocation (one allocation and one shared count per message).
+    let mut read = BytesMut::with_capacity(4096);
+    let message = Publish::new(
+        TopicName::new("a/b").unwrap(),
+        QosPid::AtMostOnce,
+        "payload",
+    );
+    Packet::Publish(message).encode(V, &mut read).unwrap();
+    let whole = span(&read);
+    let Some(Packet::Publish(decoded)) = Decoder::new(V).decode(&mut read).unwrap() else {
+        panic!("a PUBLISH")
+    };
+    let (topic, payload) = decoded.topic.to_owned_compact_with(&decoded.payload);
+    assert_eq!((topic.as_str(), &payload[..]), ("a/b", &b"payload"[..]));
+    // Neither points into the read buffer; the payload follows the topic in one allocation.
+    assert!(!inside(topic.as_bytes(), whole) && !inside(&payload, whole));
+    assert_eq!(
+        topic.as_bytes().as_ptr() as usize + 3,
+        payload.as_ptr() as usize
+    );
+    // Clones share it; dropping the topic leaves the payload intact.
+    let again = payload.clone();
+    drop(topic);
+    assert_eq!(&again[..], b"payload");
+    // Empty parts.
+    let (empty, none) = TopicName::new("t").unwrap().to_owned_compact_with(b"");
+    assert_eq!((empty.as_str(), none.len()), ("t", 0));
+}

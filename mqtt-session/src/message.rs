@@ -49,8 +49,8 @@ impl Message {
         self
     }
 
-    /// An owned, compact copy: topic, payload and every property copied once each into an
-    /// allocation of its own.
+    /// An owned, compact copy: topic and payload copied once into one allocation of their
+    /// own, every property copied once into its own.
     ///
     /// A message decoded from the network is a set of slices of the read buffer, and a kept
     /// slice keeps the whole buffer alive: a 10-byte message that arrived in the same read as
@@ -65,11 +65,13 @@ impl Message {
     /// assert_eq!(message.to_owned_compact(), message);
     /// ```
     pub fn to_owned_compact(&self) -> Self {
+        // Topic and payload in one allocation: they are kept and dropped together.
+        let (topic, payload) = self.topic.to_owned_compact_with(&self.payload);
         Self {
-            topic: self.topic.to_owned_compact(),
+            topic,
             qos: self.qos,
             retain: self.retain,
-            payload: Bytes::copy_from_slice(&self.payload),
+            payload,
             properties: self.properties.to_owned_compact(),
         }
     }

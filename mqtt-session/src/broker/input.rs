@@ -3,11 +3,24 @@
 //! within a deadline, and [`Broker::wants_read`] says which connections take input.
 
 use bytes::BytesMut;
-use mqtt_streaming_proto::{Disconnect, ReasonCode};
+use mqtt_streaming_proto::{Disconnect, PacketType, ReasonCode};
 
 use super::{Broker, BrokerHooks, Connection, ConnectionId};
 use crate::server::ServerState;
 use crate::time::Instant;
+
+/// The most acknowledgements given to a session at once (their events wait in its queue
+/// until the broker handles them after the last).
+const MAX_ACKS_PER_FEED: usize = 32;
+
+/// PUBACK, PUBREC, PUBREL and PUBCOMP: packets that complete or advance a QoS 1/2 flow and
+/// route nothing.
+fn is_acknowledgement(packet_type: PacketType) -> bool {
+    matches!(
+        packet_type,
+        PacketType::PubAck | PacketType::PubRec | PacketType::PubRel | PacketType::PubComp
+    )
+}
 
 /// The incomplete packet at the front of a connection's unread bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +48,10 @@ impl<H: BrokerHooks> Broker<H> {
         self.now = now;
         let outer = core::mem::replace(&mut self.settling, true);
         self.read_loop(now, id, buf);
+        // Once per read, not per packet: its empty queues' room goes back (a queue emptied
+        // after each packet was allocated again by the next one) and its bookkeeping is
+        // refreshed (the loop checks `conn_wants_read` itself before each packet).
+        self.tidy(id);
         self.settling = outer;
         self.run(now);
     }
@@ -82,9 +99,12 @@ impl<H: BrokerHooks> Broker<H> {
                 }
                 Ok(Some(header)) => {
                     self.complete_partial(id);
-                    let size = header.packet_size();
+                    let mut size = header.packet_size();
+                    if admitted && is_acknowledgement(header.packet_type) {
+                        size = self.acknowledgements_ahead(buf, size);
+                    }
                     let mut packet = buf.split_to(size);
-                    let consumed = self.feed(now, id, &mut packet);
+                    let consumed = self.feed_packet(now, id, &mut packet);
                     if !packet.is_empty() {
                         // Not taken (the session waits for something): put it back in front.
                         packet.unsplit(core::mem::take(buf));
@@ -112,6 +132,30 @@ impl<H: BrokerHooks> Broker<H> {
         // Connections a completed packet gave the budget to: in the caller's `run`.
     }
 
+    /// The size of the run of whole acknowledgements at the front of `buf`, the first of
+    /// which is `first` bytes long: at most [`MAX_ACKS_PER_FEED`] of them.
+    ///
+    /// Acknowledgements (PUBACK, PUBREC, PUBREL, PUBCOMP) route nothing, so consecutive ones
+    /// are given to the session together and their events handled after the last, where each
+    /// PUBLISH goes alone (it is routed before the next packet is decoded). The session still
+    /// takes them one at a time and stops where it would stop for one (`wants_read`); what it
+    /// leaves goes back to the front of the caller's buffer.
+    fn acknowledgements_ahead(&self, buf: &BytesMut, first: usize) -> usize {
+        let mut size = first;
+        for _ in 1..MAX_ACKS_PER_FEED {
+            match self.peek.peek_header(&buf[size..]) {
+                Ok(Some(next))
+                    if is_acknowledgement(next.packet_type)
+                        && next.packet_size() <= buf.len() - size =>
+                {
+                    size += next.packet_size();
+                }
+                _ => break,
+            }
+        }
+        size
+    }
+
     /// Gives `buf` to connection `id`'s session and handles what it reports; returns how many
     /// bytes it consumed.
     fn feed(&mut self, now: Instant, id: ConnectionId, buf: &mut BytesMut) -> usize {
@@ -124,6 +168,20 @@ impl<H: BrokerHooks> Broker<H> {
         self.stats.bytes_in += consumed as u64;
         // Now, not queued: its next packet waits for this one's routing (see `read_packets`).
         self.drain(now, id);
+        consumed
+    }
+
+    /// [`feed`](Self::feed) for a whole packet of a read: its events are handled now, the
+    /// connection's bookkeeping once after the read ([`read_packets`](Self::read_packets)).
+    fn feed_packet(&mut self, now: Instant, id: ConnectionId, packet: &mut BytesMut) -> usize {
+        let Some(conn) = self.connections.get_mut(&id) else {
+            return 0;
+        };
+        let before = packet.len();
+        conn.session.handle_read(now, packet);
+        let consumed = before - packet.len();
+        self.stats.bytes_in += consumed as u64;
+        self.drain_events(now, id);
         consumed
     }
 

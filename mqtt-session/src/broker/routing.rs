@@ -79,10 +79,6 @@ impl<H: BrokerHooks> Broker<H> {
         message: Message,
         hold: bool,
     ) -> (ReasonCode, Vec<Owed>) {
-        let (client_id, username) = publisher
-            .and_then(|key| self.sessions.get(&key))
-            .map(|r| (r.client_id.clone(), r.username.clone()))
-            .unwrap_or_default();
         if is_sys_topic(message.topic.as_str()) {
             self.stats.dropped_sys_topic += 1;
             return (ReasonCode::NotAuthorized, Vec::new());
@@ -92,7 +88,13 @@ impl<H: BrokerHooks> Broker<H> {
             self.stats.dropped_too_many_user_properties += 1;
             return (ReasonCode::QuotaExceeded, Vec::new());
         }
-        let client = ClientInfo::new(client_id.as_str(), username.as_ref().map(|u| u.as_str()));
+        // The publisher's names are borrowed, not cloned, for the hook (a clone per message
+        // touched two reference counts, and promoted a unique buffer to a shared one).
+        let record = publisher.and_then(|key| self.sessions.get(&key));
+        let client = ClientInfo::new(
+            record.map_or("", |r| r.client_id.as_str()),
+            record.and_then(|r| r.username.as_ref()).map(|u| u.as_str()),
+        );
         if !self.hooks.authorize_publish_from(&client, &message.topic) {
             self.stats.dropped_unauthorized += 1;
             return (ReasonCode::NotAuthorized, Vec::new());

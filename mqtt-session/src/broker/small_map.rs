@@ -54,6 +54,24 @@ impl<K: Ord, V> SmallMap<K, V> {
         }
     }
 
+    /// [`get`](Self::get) for a key that sorts before most keys (a trie level's `#` and `+`
+    /// children): when the smallest key sorts after `key`, the answer is `None` without a
+    /// search (a level with 100,000 literal children is asked for its wildcards per message).
+    pub(crate) fn get_low<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
+        let first = match self {
+            Self::Few(v) => v.first().map(|(k, _)| k),
+            Self::Many(m) => m.first_key_value().map(|(k, _)| k),
+        }?;
+        if first.borrow() > key {
+            return None;
+        }
+        self.get(key)
+    }
+
     pub(crate) fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
     where
         K: Borrow<Q>,
@@ -212,6 +230,34 @@ mod tests {
         *map.get_or_insert_with(5, || 1) += 1;
         assert_eq!(map.get(&5), Some(&2));
         assert_eq!(map.take_all(), alloc::vec![(5, 2)]);
+    }
+
+    #[test]
+    fn get_low_answers_as_get_for_every_key_in_both_forms() {
+        // Trie levels: `#` and `+` sort before letters and digits, but not before every key
+        // (an empty level, a space), so a smallest key at or below the one asked for still
+        // searches.
+        for n in [3usize, 50] {
+            let mut map: SmallMap<Box<str>, usize> = SmallMap::default();
+            for i in 0..n {
+                map.insert(alloc::format!("k{i}").into(), i);
+            }
+            assert_eq!(matches!(map, SmallMap::Many(_)), n > FEW);
+            for key in ["#", "+", "", "k1", "zz"] {
+                assert_eq!(map.get_low(key), map.get(key), "{key:?} of {n}");
+            }
+            assert_eq!(map.get_low("#"), None);
+            map.insert("".into(), 100);
+            map.insert("#".into(), 101);
+            map.insert("+".into(), 102);
+            for key in ["#", "+", "", "k1", "zz"] {
+                assert_eq!(map.get_low(key), map.get(key), "{key:?} of {n}");
+            }
+            assert_eq!(map.get_low("#"), Some(&101));
+            assert_eq!(map.get_low("+"), Some(&102));
+        }
+        let empty: SmallMap<Box<str>, usize> = SmallMap::default();
+        assert_eq!(empty.get_low("#"), None);
     }
 
     #[test]

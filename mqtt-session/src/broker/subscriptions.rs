@@ -138,19 +138,74 @@ pub(crate) struct Matches {
     /// One member per matching shared subscription, with that subscription's filter.
     pub(crate) shared: Vec<(SessionKey, Delivery, TopicFilter)>,
     /// How many entries `direct` had last time: the room reserved for the next match, in one
-    /// allocation (the lists themselves are freed after each match, so an idle broker holds
-    /// nothing for them).
+    /// allocation (lists longer than [`KEPT_MATCHES`] are freed after each match).
     last: usize,
 }
 
+/// Entries whose room the lists of [`Matches`] keep from one match to the next (one set per
+/// broker: under 1 KB, within what `broker_churn` lets a broker keep after a round); longer
+/// lists are freed after their match.
+const KEPT_MATCHES: usize = 16;
+
 impl Matches {
-    /// Frees the lists, remembering their size for the next match.
+    /// Empties the lists, remembering their size for the next match; keeps their room up to
+    /// [`KEPT_MATCHES`] entries (a message with a subscriber or two otherwise allocated its
+    /// list anew each time).
     pub(crate) fn clear(&mut self) {
         if !self.direct.is_empty() {
             self.last = self.direct.len();
         }
-        self.direct = Vec::new();
-        self.shared = Vec::new();
+        if self.direct.capacity() > KEPT_MATCHES {
+            self.direct = Vec::new();
+        } else {
+            self.direct.clear();
+        }
+        if self.shared.capacity() > KEPT_MATCHES {
+            self.shared = Vec::new();
+        } else {
+            self.shared.clear();
+        }
+    }
+}
+
+/// The work-list of a match: a stack that holds its first [`WorkList::INLINE`] entries in
+/// place and spills to the heap beyond (a topic matched against few wildcards never
+/// allocates; the list stays bounded by the topic's levels, two entries per level at most).
+struct WorkList<'a> {
+    inline: [Option<(&'a Node, usize)>; WorkList::INLINE],
+    len: usize,
+    spill: Vec<(&'a Node, usize)>,
+}
+
+impl<'a> WorkList<'a> {
+    const INLINE: usize = 8;
+
+    fn new(first: (&'a Node, usize)) -> Self {
+        let mut list = Self {
+            inline: [None; Self::INLINE],
+            len: 0,
+            spill: Vec::new(),
+        };
+        list.push(first);
+        list
+    }
+
+    fn push(&mut self, entry: (&'a Node, usize)) {
+        // In place only while nothing spilled, so that pops stay last in, first out.
+        if self.len < Self::INLINE && self.spill.is_empty() {
+            self.inline[self.len] = Some(entry);
+            self.len += 1;
+        } else {
+            self.spill.push(entry);
+        }
+    }
+
+    fn pop(&mut self) -> Option<(&'a Node, usize)> {
+        if let Some(entry) = self.spill.pop() {
+            return Some(entry);
+        }
+        self.len = self.len.checked_sub(1)?;
+        self.inline[self.len].take()
     }
 }
 
@@ -353,38 +408,41 @@ impl SubscriptionIndex {
     }
 
     /// Hands every subscriber set whose filter matches `topic` to `out`, walking the trie
-    /// with a work-list of (node, levels consumed): each `+` child is a second branch to
+    /// with a work-list of (node, where its next level starts): each `+` child is a second branch to
     /// follow. A topic starting with `$` is not matched by a leading wildcard
     /// ([MQTT-4.7.2-1]). The sets come in the order of a depth-first walk that takes `#`,
     /// then the end of the topic, then `+`, then the literal level.
     fn collect<'a>(&'a self, topic: &str, mut out: impl FnMut(&'a Subscribers)) {
-        let levels: Vec<&str> = topic.split('/').collect();
         let dollar = topic.starts_with('$');
-        let mut work: Vec<(&Node, usize)> = alloc::vec![(&self.root, 0)];
-        while let Some((node, i)) = work.pop() {
-            let leading = i == 0 && dollar;
+        // Each entry: a node and where in `topic` the next level starts (past the end once
+        // every level is consumed). No list of the levels is built.
+        let mut work = WorkList::new((&self.root, 0));
+        while let Some((node, at)) = work.pop() {
+            let leading = at == 0 && dollar;
             if !leading {
                 // `#` also matches the parent level itself ([MQTT-4.7.1-2] example
                 // "sport/#").
-                if let Some(multi) = node.children.get(MULTI) {
+                if let Some(multi) = node.children.get_low(MULTI) {
                     if let Some(subscribers) = multi.subscribers.as_deref() {
                         out(subscribers);
                     }
                 }
             }
-            let Some(level) = levels.get(i) else {
+            let Some(rest) = topic.get(at..) else {
                 if let Some(subscribers) = node.subscribers.as_deref() {
                     out(subscribers);
                 }
                 continue;
             };
+            let end = rest.find('/').unwrap_or(rest.len());
+            let (level, next) = (&rest[..end], at + end + 1);
             // Pushed in reverse: `+` is taken first.
-            if let Some(child) = node.children.get(*level) {
-                work.push((child, i + 1));
+            if let Some(child) = node.children.get(level) {
+                work.push((child, next));
             }
             if !leading {
-                if let Some(single) = node.children.get(SINGLE) {
-                    work.push((single, i + 1));
+                if let Some(single) = node.children.get_low(SINGLE) {
+                    work.push((single, next));
                 }
             }
         }
@@ -503,5 +561,48 @@ mod tests {
         // A shared subscription's levels are its filter's; its bytes are all of it.
         let f = TopicFilter::new("$share/g/a/b").unwrap();
         assert_eq!(subscription_weight(&f), 512 + 2 * 12 + 2 * 160);
+    }
+
+    #[test]
+    fn matching_agrees_with_topic_matches_past_the_inline_work_list() {
+        // [MQTT-4.7.1-2], [MQTT-4.7.1-3], [MQTT-4.7.2-1]: the trie walk (its work-list held in
+        // place for 8 entries, then spilled) finds exactly the filters `topic_matches` accepts,
+        // for topics deep enough to spill, with empty levels and `$` topics.
+        let plus12 = alloc::vec!["+"; 12].join("/");
+        let filters = [
+            plus12.as_str(),
+            "+/+/+/+/+/+/+/+/+/+/+/#",
+            "a/+/c/#",
+            "#",
+            "+/#",
+            "+",
+            "a/b/c/d/e/f/g/h/i/j/k/l",
+            "a/",
+            "+/",
+            "/+",
+            "$SYS/#",
+            "$SYS/+",
+        ];
+        let mut index = SubscriptionIndex::default();
+        for (key, f) in filters.iter().enumerate() {
+            let sub = Sub {
+                options: SubscriptionOptions::new(QoS::AtMostOnce),
+                id: None,
+            };
+            index.insert(key as SessionKey + 1, &TopicFilter::new(f).unwrap(), sub);
+        }
+        let deep = "a/b/c/d/e/f/g/h/i/j/k/l";
+        for topic in [
+            deep, "a/b/c", "a/", "/", "a", "x/y", "$SYS/x", "$SYS", "a//c/d",
+        ] {
+            let mut matches = Matches::default();
+            index.matches_into(topic, None, &mut matches);
+            let mut got: Vec<SessionKey> = matches.direct.iter().map(|(k, _)| *k).collect();
+            got.sort_unstable();
+            let want: Vec<SessionKey> = (1..=filters.len() as SessionKey)
+                .filter(|k| mqtt_streaming_proto::topic_matches(filters[*k as usize - 1], topic))
+                .collect();
+            assert_eq!(got, want, "{topic}");
+        }
     }
 }
