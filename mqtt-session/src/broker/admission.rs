@@ -255,7 +255,7 @@ impl<H: BrokerHooks> Broker<H> {
             self.checked(now, id, Err(rejected.error));
             return;
         }
-        conn.key = Some(key);
+        conn.set_key(key);
         let version = conn.session.version();
         let expiry = conn.session.session_expiry();
         if let Some(record) = self.sessions.get_mut(&key) {

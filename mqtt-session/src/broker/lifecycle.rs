@@ -80,7 +80,7 @@ impl<H: BrokerHooks> Broker<H> {
         let client_id = conn.session.client_id().clone();
         let expiry = conn.session.session_expiry();
         let state = conn.session.detach();
-        let key = conn.key;
+        let key = conn.key();
         self.events.push_back(BrokerEvent::Close {
             connection: id,
             client_id,

@@ -169,8 +169,9 @@ struct Token {
 #[derive(Debug)]
 struct Connection {
     session: ServerSession<Token>,
-    /// The session record once CONNECT was accepted.
-    key: Option<SessionKey>,
+    /// The session record once CONNECT was accepted (see [`Connection::key`]; non-zero, so
+    /// that the option is 8 bytes).
+    record: Option<NonZeroU64>,
     /// The deadline registered in the timer set.
     deadline: Option<Instant>,
     /// A CONNECT waiting for an enhanced-authentication exchange to finish.
@@ -185,6 +186,19 @@ struct Connection {
     refusing: bool,
     /// In `unsettled`, not yet drained (see [`Broker::unsettle`]).
     queued: bool,
+}
+
+impl Connection {
+    /// The session record once CONNECT was accepted.
+    fn key(&self) -> Option<SessionKey> {
+        self.record.map(NonZeroU64::get)
+    }
+
+    /// Ties the connection to session record `key` (keys start at 1).
+    fn set_key(&mut self, key: SessionKey) {
+        debug_assert!(key != 0, "session keys start at 1");
+        self.record = NonZeroU64::new(key);
+    }
 }
 
 /// A session, connected or not. Rarely used parts are boxed so that the record of an idle
@@ -376,7 +390,7 @@ impl<H: BrokerHooks> Broker<H> {
             id,
             Box::new(Connection {
                 session,
-                key: None,
+                record: None,
                 deadline: None,
                 pending_connect: None,
                 closed: false,
@@ -524,7 +538,7 @@ impl<H: BrokerHooks> Broker<H> {
             }
             if let Some(conn) = self.connections.get_mut(&id) {
                 let n = conn.session.poll_transmit(now, buf);
-                let (closed, key) = (conn.closed, conn.key);
+                let (closed, key) = (conn.closed, conn.key());
                 if closed {
                     self.remove_connection(id);
                     // Connections its partial-packet reservation goes to.
@@ -644,7 +658,7 @@ impl<H: BrokerHooks> Broker<H> {
         if let Some(conn) = self.connections.get_mut(&id) {
             // An idle connection keeps no empty queue's capacity.
             conn.session.shrink_idle();
-            if let Some(key) = conn.key {
+            if let Some(key) = conn.key() {
                 self.journal_dirty(key);
             }
         }
@@ -680,7 +694,7 @@ impl<H: BrokerHooks> Broker<H> {
         let partial_deadline = conn
             .partial
             .filter(|_| !conn.closed)
-            .and_then(|p| p.deadline);
+            .and_then(Partial::deadline);
         let deadline = match (conn.session.poll_timeout(), partial_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -718,12 +732,12 @@ impl<H: BrokerHooks> Broker<H> {
             ServerEvent::Unsubscribe(unsubscribe) => self.on_unsubscribe(now, id, unsubscribe),
             ServerEvent::Published { token, .. } => {
                 if self.journal.is_some() {
-                    let key = self.connections.get(&id).and_then(|c| c.key);
+                    let key = self.connections.get(&id).and_then(|c| c.key());
                     self.journal_done(key, &token);
                 }
                 self.retained_room(now, id);
                 // The client acknowledged one of ours: it reads, and its window has room.
-                if let Some(key) = self.connections.get(&id).and_then(|c| c.key) {
+                if let Some(key) = self.connections.get(&id).and_then(|c| c.key()) {
                     self.on_progress(now, key);
                     self.wake_waiters(key);
                 }
@@ -733,7 +747,7 @@ impl<H: BrokerHooks> Broker<H> {
                 cause,
                 message,
             } => {
-                let key = self.connections.get(&id).and_then(|c| c.key);
+                let key = self.connections.get(&id).and_then(|c| c.key());
                 self.journal_done(key, &token);
                 self.on_abandoned(now, key, token, &cause, message);
                 if let Some(key) = key {

@@ -741,7 +741,7 @@ impl<H: BrokerHooks> Broker<H> {
             }
             let held = super::backpressure::routed_qos2(&self.parked, key);
             let flows = match record.connection.and_then(|id| self.connections.get(&id)) {
-                Some(conn) if conn.key == Some(key) => {
+                Some(conn) if conn.key() == Some(key) => {
                     stored_flows(conn.session.flows_for_persistence(), held)
                 }
                 _ => match &record.stored {

@@ -16,7 +16,7 @@ impl<H: BrokerHooks> Broker<H> {
         let Some(conn) = self.connections.get(&id) else {
             return;
         };
-        let Some(key) = conn.key else {
+        let Some(key) = conn.key() else {
             return;
         };
         let client_id = conn.session.client_id().clone();
@@ -117,7 +117,7 @@ impl<H: BrokerHooks> Broker<H> {
         id: ConnectionId,
         unsubscribe: Unsubscribe,
     ) {
-        let Some(key) = self.connections.get(&id).and_then(|c| c.key) else {
+        let Some(key) = self.connections.get(&id).and_then(|c| c.key()) else {
             return;
         };
         let mut codes = Vec::with_capacity(unsubscribe.filters.len());
