@@ -481,7 +481,7 @@ impl<T> ServerSession<T> {
             // [MQTT-4.12.0-5] (5.0): a successful CONNACK carries the CONNECT's method.
             fill(
                 &mut properties.authentication_method,
-                self.core.auth_method.clone(),
+                self.core.auth_method.as_deref().cloned(),
             );
         }
         let session_present = match session {
@@ -880,7 +880,7 @@ impl<T> ServerSession<T> {
         offered_will: Option<&Will>,
     ) -> Result<(), CommandError> {
         if let Some(method) = &properties.authentication_method {
-            if self.core.auth_method.as_ref() != Some(method) {
+            if self.core.auth_method.as_deref() != Some(method) {
                 return Err(CommandError::AuthenticationMethodMismatch);
             }
         }
@@ -981,7 +981,7 @@ impl<T> ServerSession<T> {
         self.core.auth_method = p
             .authentication_method
             .as_ref()
-            .map(MqttString::to_owned_compact);
+            .map(|method| Box::new(method.to_owned_compact()));
         self.problem_information = p.request_problem_information.unwrap_or(true);
         self.response_information = p.request_response_information.unwrap_or(false);
         self.core.link.peer = PeerLimits::from_connect(&connect);
