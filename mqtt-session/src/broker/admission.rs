@@ -205,6 +205,7 @@ impl<H: BrokerHooks> Broker<H> {
                         connection: None,
                         stored: None,
                         subscriptions: SmallMap::default(),
+                        subscription_weight: 0,
                         expires_at: None,
                         pending_will: None,
                     }),
@@ -227,7 +228,7 @@ impl<H: BrokerHooks> Broker<H> {
         record.username = connect
             .username
             .as_ref()
-            .map(|name| name.to_owned_compact());
+            .map(|name| Box::new(name.to_owned_compact()));
         let stored = record.stored.take().map(|state| *state);
         let session_present = stored.is_some() && !clean_start;
         if clean_start {
@@ -238,6 +239,7 @@ impl<H: BrokerHooks> Broker<H> {
             let Some(record) = self.sessions.get_mut(&key) else {
                 return;
             };
+            record.subscription_weight = 0;
             for (filter, _) in record.subscriptions.take_all() {
                 self.index.remove(key, &filter);
             }

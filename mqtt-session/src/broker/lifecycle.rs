@@ -143,7 +143,10 @@ impl<H: BrokerHooks> Broker<H> {
             self.stats.dropped_sys_topic += 1;
             return;
         }
-        let username = self.sessions.get(&key).and_then(|r| r.username.clone());
+        let username = self
+            .sessions
+            .get(&key)
+            .and_then(|r| r.username.as_deref().cloned());
         let client = ClientInfo::new(client_id.as_str(), username.as_ref().map(|u| u.as_str()));
         if !self.hooks.authorize_publish_from(&client, &will.topic) {
             self.stats.dropped_unauthorized += 1;

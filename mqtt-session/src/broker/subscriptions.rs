@@ -241,9 +241,9 @@ impl Matches {
 ///
 /// Every walk over the trie (insert, remove, match, group lookup, drop) is a loop over the
 /// levels or over an explicit work-list, never a recursion: the depth is the client's choice.
-/// The index also keeps the weight of each session's subscriptions (see
+/// The index also keeps the weight of all subscriptions (see
 /// [`BrokerConfig::subscription_weight`](super::BrokerConfig::subscription_weight)), which the
-/// broker holds within its budgets.
+/// broker holds within its budget; each session's is in its record.
 #[derive(Default)]
 pub(crate) struct SubscriptionIndex {
     root: Node,
@@ -252,8 +252,6 @@ pub(crate) struct SubscriptionIndex {
     nodes: usize,
     /// Sum of the weights of all subscriptions.
     weight: usize,
-    /// Sum of the weights of each session's subscriptions (sessions with none are absent).
-    weights: BTreeMap<SessionKey, usize>,
 }
 
 impl fmt::Debug for SubscriptionIndex {
@@ -263,7 +261,6 @@ impl fmt::Debug for SubscriptionIndex {
             .field("subscriptions", &self.count)
             .field("nodes", &self.nodes)
             .field("weight", &self.weight)
-            .field("sessions", &self.weights.len())
             .finish()
     }
 }
@@ -277,11 +274,6 @@ impl SubscriptionIndex {
     /// The weight of all subscriptions held.
     pub(crate) fn weight(&self) -> usize {
         self.weight
-    }
-
-    /// The weight of `session`'s subscriptions.
-    pub(crate) fn session_weight(&self, session: SessionKey) -> usize {
-        self.weights.get(&session).copied().unwrap_or(0)
     }
 
     /// Adds or replaces `session`'s subscription to `filter`. Returns whether it existed.
@@ -315,7 +307,6 @@ impl SubscriptionIndex {
             self.count += 1;
             let weight = subscription_weight(filter);
             self.weight += weight;
-            *self.weights.entry(session).or_insert(0) += weight;
         }
         existed
     }
@@ -339,12 +330,6 @@ impl SubscriptionIndex {
         self.count -= 1;
         let weight = subscription_weight(filter);
         self.weight -= weight;
-        if let Some(w) = self.weights.get_mut(&session) {
-            *w -= weight;
-            if *w == 0 {
-                self.weights.remove(&session);
-            }
-        }
         if emptied {
             self.prune(filter.filter());
         }
