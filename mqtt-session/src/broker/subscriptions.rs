@@ -572,6 +572,56 @@ mod tests {
         const { assert!(11 * 56 + 16 <= 5 * LEVEL_COST) };
     }
 
+    fn sub(qos: QoS) -> Sub {
+        Sub {
+            options: SubscriptionOptions::new(qos),
+            id: None,
+        }
+    }
+
+    fn matched(index: &SubscriptionIndex, topic: &str) -> Vec<(SessionKey, QoS)> {
+        let mut out = Matches::default();
+        index.matches_into(topic, None, &mut out);
+        out.direct.iter().map(|(k, d)| (*k, d.qos)).collect()
+    }
+
+    /// A filter's single subscriber lives in its node; a second one (or a shared one) moves
+    /// both into a boxed set, and removals move the last one back. Matching sees the same
+    /// subscribers either way, and an emptied filter leaves no node behind.
+    #[test]
+    fn a_single_subscriber_moves_between_node_and_set() {
+        let f = TopicFilter::new("a/+").unwrap();
+        let mut index = SubscriptionIndex::default();
+        assert!(!index.insert(7, &f, sub(QoS::AtMostOnce)));
+        assert!(index.insert(7, &f, sub(QoS::AtLeastOnce)), "replaced in place");
+        let node = |index: &SubscriptionIndex| {
+            let a = index.root.children.get("a").unwrap();
+            matches!(a.children.get("+").unwrap().subscribers, NodeSubscribers::One(7, _))
+        };
+        assert!(node(&index));
+        assert_eq!(matched(&index, "a/b"), [(7, QoS::AtLeastOnce)]);
+        assert!(!index.insert(3, &f, sub(QoS::ExactlyOnce)));
+        assert!(!node(&index));
+        assert_eq!(
+            matched(&index, "a/b"),
+            [(3, QoS::ExactlyOnce), (7, QoS::AtLeastOnce)]
+        );
+        let shared = TopicFilter::new("$share/g/a/+").unwrap();
+        assert!(!index.insert(9, &shared, sub(QoS::AtMostOnce)));
+        assert!(index.remove(3, &f));
+        assert!(!index.remove(3, &f));
+        assert!(!node(&index), "still a set: the shared group is in it");
+        assert!(index.remove(9, &shared));
+        assert!(node(&index), "back in the node");
+        assert!(!index.remove(7, &shared), "not a member of a group");
+        assert_eq!(matched(&index, "a/b"), [(7, QoS::AtLeastOnce)]);
+        assert!(index.remove(7, &f));
+        assert_eq!(index.len(), 0);
+        assert_eq!(index.nodes, 0);
+        assert_eq!(index.weight(), 0);
+        assert!(matched(&index, "a/b").is_empty());
+    }
+
     #[test]
     fn weight_of_a_filter() {
         let f = TopicFilter::new("sensors/+/temp").unwrap();
