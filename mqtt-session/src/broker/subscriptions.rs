@@ -593,10 +593,16 @@ mod tests {
         let f = TopicFilter::new("a/+").unwrap();
         let mut index = SubscriptionIndex::default();
         assert!(!index.insert(7, &f, sub(QoS::AtMostOnce)));
-        assert!(index.insert(7, &f, sub(QoS::AtLeastOnce)), "replaced in place");
+        assert!(
+            index.insert(7, &f, sub(QoS::AtLeastOnce)),
+            "replaced in place"
+        );
         let node = |index: &SubscriptionIndex| {
             let a = index.root.children.get("a").unwrap();
-            matches!(a.children.get("+").unwrap().subscribers, NodeSubscribers::One(7, _))
+            matches!(
+                a.children.get("+").unwrap().subscribers,
+                NodeSubscribers::One(7, _)
+            )
         };
         assert!(node(&index));
         assert_eq!(matched(&index, "a/b"), [(7, QoS::AtLeastOnce)]);

@@ -676,7 +676,9 @@ impl<T> ClientSession<T> {
         let v5 = self.version().is_v5();
         // [MQTT-4.12.0-5], [MQTT-4.12.0-6] (5.0): the CONNACK carries the CONNECT's
         // Authentication Method, or none when the CONNECT had none.
-        if v5 && connack.properties.authentication_method.as_ref() != self.core.auth_method.as_deref() {
+        if v5
+            && connack.properties.authentication_method.as_ref() != self.core.auth_method.as_deref()
+        {
             return Err(ProtocolViolation::BadAuthentication);
         }
         let limits = if v5 {
