@@ -541,6 +541,12 @@ impl<H: BrokerHooks> Broker<H> {
             }
             if let Some(conn) = self.connections.get_mut(&id) {
                 let n = conn.session.poll_transmit(now, buf);
+                if n <= QUIET_TRANSMIT {
+                    // A quiet connection (a CONNACK, SUBACK, PINGRESP or a few acks) keeps no
+                    // transmit buffer between its packets, nor the room an earlier burst
+                    // grew it to; a busy one keeps its buffer's room from turn to turn.
+                    conn.session.release_transmit_buffer();
+                }
                 let (closed, key) = (conn.closed, conn.key());
                 if closed {
                     self.remove_connection(id);
@@ -762,6 +768,10 @@ impl<H: BrokerHooks> Broker<H> {
     }
 }
 
+/// At most this many bytes handed out for a connection at once: its transmit buffer is freed
+/// (see [`Broker::poll_transmit`]).
+const QUIET_TRANSMIT: usize = 64;
+
 /// Room an emptied queue of the broker keeps.
 const KEPT_QUEUE_ROOM: usize = 64;
 
@@ -784,6 +794,32 @@ mod tests {
         // where it was before issue 12's fifth round).
         assert!(core::mem::size_of::<SessionRecord>() <= 112);
         assert_eq!(core::mem::size_of::<Option<ConnectionId>>(), 8);
+    }
+
+    /// Issue 12: an idle connection holds no transmit buffer once its last few bytes (here a
+    /// CONNACK) are out.
+    #[test]
+    fn a_quiet_connection_keeps_no_transmit_buffer() {
+        use mqtt_streaming_proto::Packet;
+        let now = Instant::from_millis(0);
+        let mut broker: Broker = Broker::new(BrokerConfig::default());
+        let id = broker.open(now).unwrap();
+        let mut read = BytesMut::new();
+        Packet::from(Connect::new(
+            ProtocolVersion::V3_1_1,
+            MqttString::new("c").unwrap(),
+        ))
+        .encode(ProtocolVersion::V3_1_1, &mut read)
+        .unwrap();
+        broker.handle_read(now, id, &mut read);
+        assert!(
+            broker.connections[&id].session.transmit_capacity() > 0,
+            "the CONNACK waits"
+        );
+        let mut out = BytesMut::new();
+        assert_eq!(broker.poll_transmit(now, &mut out), Some(id));
+        assert_eq!(&out[..], [0x20, 0x02, 0x00, 0x00]);
+        assert_eq!(broker.connections[&id].session.transmit_capacity(), 0);
     }
 
     #[cfg(target_pointer_width = "64")]

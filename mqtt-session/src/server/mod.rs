@@ -302,6 +302,18 @@ impl<T> ServerSession<T> {
         self.core.link.outbox.len()
     }
 
+    /// Frees the transmit buffer's memory if nothing waits in it (the broker core, after
+    /// handing out a connection's last few bytes: an idle connection keeps no buffer).
+    pub(crate) fn release_transmit_buffer(&mut self) {
+        self.core.link.outbox.shrink_idle();
+    }
+
+    /// The transmit buffer's capacity.
+    #[cfg(test)]
+    pub(crate) fn transmit_capacity(&self) -> usize {
+        self.core.link.outbox.capacity()
+    }
+
     /// The next event, if any.
     #[must_use = "events carry tokens and messages that are lost if dropped unread"]
     pub fn poll_event(&mut self) -> Option<ServerEvent<T>> {

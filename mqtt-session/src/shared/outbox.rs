@@ -82,6 +82,12 @@ impl Outbox {
         n
     }
 
+    /// The buffer's capacity (what it holds while empty, for the memory tests).
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Gives back the buffer's memory when nothing waits in it.
     pub(crate) fn shrink_idle(&mut self) {
         if self.buf.is_empty() {
