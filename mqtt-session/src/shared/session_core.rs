@@ -31,6 +31,8 @@ use crate::time::Instant;
 #[derive(Debug)]
 pub(crate) struct Link {
     pub(crate) outbox: Outbox,
+    /// The protocol version both directions use (the outbox encodes in it).
+    version: ProtocolVersion,
     pub(crate) decoder: Decoder,
     pub(crate) inbound_aliases: InboundAliases,
     pub(crate) outbound_aliases: OutboundAliases,
@@ -55,6 +57,7 @@ impl Link {
     fn new(max_packet_size: u32) -> Self {
         Self {
             outbox: Outbox::default(),
+            version: ProtocolVersion::default(),
             decoder: Decoder::new(ProtocolVersion::V3_1_1).with_max_packet_size(max_packet_size),
             inbound_aliases: InboundAliases::default(),
             outbound_aliases: OutboundAliases::default(),
@@ -69,18 +72,18 @@ impl Link {
     }
 
     pub(crate) fn version(&self) -> ProtocolVersion {
-        self.outbox.version()
+        self.version
     }
 
     /// Switches both directions to `version`.
     pub(crate) fn set_version(&mut self, version: ProtocolVersion) {
-        self.outbox.set_version(version);
+        self.version = version;
         self.decoder.set_version(version);
     }
 
     /// Encodes a packet the session built itself (valid by construction).
     pub(crate) fn push(&mut self, packet: &Packet) {
-        let result = self.outbox.push(packet);
+        let result = self.outbox.push(self.version, packet);
         debug_assert!(
             result.is_ok(),
             "session built an unencodable packet: {result:?}"
@@ -92,7 +95,7 @@ impl Link {
         usize::from(self.max_inflight.min(self.peer.receive_maximum)).max(1)
     }
 
-    fn send_ack(outbox: &mut Outbox, ack: AckToSend) {
+    fn send_ack(outbox: &mut Outbox, version: ProtocolVersion, ack: AckToSend) {
         let (id, code, rec) = match ack {
             AckToSend::PubAck(id, code) => (id, code, false),
             AckToSend::PubRec(id, code) => (id, code, true),
@@ -106,7 +109,7 @@ impl Link {
         } else {
             Packet::PubAck(response)
         };
-        let result = outbox.push(&packet);
+        let result = outbox.push(version, &packet);
         debug_assert!(result.is_ok());
     }
 
@@ -122,11 +125,11 @@ impl Link {
             if let (true, Packet::Publish(mut aliased)) = (fits, probe) {
                 aliased.properties.topic_alias = None;
                 if self.outbound_aliases.apply(&mut aliased) {
-                    return self.outbox.push_publish(&aliased);
+                    return self.outbox.push_publish(self.version, &aliased);
                 }
             }
         }
-        self.outbox.push_publish(publish)
+        self.outbox.push_publish(self.version, publish)
     }
 
     /// Checks that `packet` can be encoded and fits the peer's Maximum Packet Size, leaving
@@ -710,13 +713,14 @@ impl<T, E: From<FlowEvent<T>>> Core<T, E> {
             self.event(FlowEvent::Message { publish, ack: None });
             return Ok(());
         };
+        let version = link.version;
         let outbox = &mut link.outbox;
         let arrival = self.flows.inbound.on_publish(
             id,
             publish.qos_pid.qos(),
             link.receive_maximum,
             link.manual_acks,
-            &mut |ack| Link::send_ack(outbox, ack),
+            &mut |ack| Link::send_ack(outbox, version, ack),
         )?;
         match arrival {
             Arrival::Deliver(ack) => self.event(FlowEvent::Message { publish, ack }),
@@ -758,10 +762,11 @@ impl<T, E: From<FlowEvent<T>>> Core<T, E> {
 
     /// Sends manual acks that are now in order.
     pub(crate) fn release_acks(&mut self) {
+        let version = self.link.version;
         let outbox = &mut self.link.outbox;
         self.flows
             .inbound
-            .release(&mut |ack| Link::send_ack(outbox, ack));
+            .release(&mut |ack| Link::send_ack(outbox, version, ack));
     }
 
     // ----- enhanced authentication -----
