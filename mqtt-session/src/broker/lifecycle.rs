@@ -74,7 +74,8 @@ impl<H: BrokerHooks> Broker<H> {
         // The connection stays until its last bytes (a CONNACK refusal, a DISCONNECT) are
         // transmitted; `refresh` removes it then.
         conn.closed = true;
-        if let Some(deadline) = conn.deadline.take() {
+        if let Some(deadline) = conn.deadline() {
+            conn.set_deadline(None);
             self.connection_timers.remove(&(deadline, id));
         }
         let client_id = conn.session.client_id().clone();

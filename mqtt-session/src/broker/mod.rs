@@ -172,8 +172,10 @@ struct Connection {
     /// The session record once CONNECT was accepted (see [`Connection::key`]; non-zero, so
     /// that the option is 8 bytes).
     record: Option<NonZeroU64>,
-    /// The deadline registered in the timer set.
-    deadline: Option<Instant>,
+    /// The deadline registered in the timer set, if `timer` (see [`Connection::deadline`]; a
+    /// flag among the others instead of an `Option`'s 8 more bytes).
+    deadline: Instant,
+    timer: bool,
     /// A CONNECT waiting for an enhanced-authentication exchange to finish.
     pending_connect: Option<Box<Connect>>,
     /// The session closed; the connection goes once its last bytes are transmitted.
@@ -192,6 +194,16 @@ impl Connection {
     /// The session record once CONNECT was accepted.
     fn key(&self) -> Option<SessionKey> {
         self.record.map(NonZeroU64::get)
+    }
+
+    /// The deadline registered in the timer set.
+    fn deadline(&self) -> Option<Instant> {
+        self.timer.then_some(self.deadline)
+    }
+
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.timer = deadline.is_some();
+        self.deadline = deadline.unwrap_or(Instant::ZERO);
     }
 
     /// Ties the connection to session record `key` (keys start at 1).
@@ -394,7 +406,8 @@ impl<H: BrokerHooks> Broker<H> {
             Box::new(Connection {
                 session,
                 record: None,
-                deadline: None,
+                deadline: Instant::ZERO,
+                timer: false,
                 pending_connect: None,
                 closed: false,
                 partial: None,
@@ -466,7 +479,7 @@ impl<H: BrokerHooks> Broker<H> {
             }
             self.connection_timers.remove(&(at, id));
             if let Some(conn) = self.connections.get_mut(&id) {
-                conn.deadline = None;
+                conn.set_deadline(None);
                 conn.session.handle_timeout(now);
                 self.check_partial_deadline(now, id);
                 self.settle(now, id);
@@ -708,21 +721,21 @@ impl<H: BrokerHooks> Broker<H> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        if deadline != conn.deadline {
-            if let Some(old) = conn.deadline {
+        if deadline != conn.deadline() {
+            if let Some(old) = conn.deadline() {
                 self.connection_timers.remove(&(old, id));
             }
             if let Some(new) = deadline {
                 self.connection_timers.insert((new, id));
             }
-            conn.deadline = deadline;
+            conn.set_deadline(deadline);
         }
     }
 
     /// Forgets a connection whose last bytes are out.
     fn remove_connection(&mut self, id: ConnectionId) {
         if let Some(conn) = self.connections.remove(&id) {
-            if let Some(deadline) = conn.deadline {
+            if let Some(deadline) = conn.deadline() {
                 self.connection_timers.remove(&(deadline, id));
             }
             self.release(id, conn.partial);
