@@ -9,7 +9,8 @@ use mqtt_streaming_proto::{
 
 use super::small_map::SmallMap;
 use super::{
-    AuthDecision, Broker, BrokerEvent, BrokerHooks, ConnectionId, RecordTimer, SessionRecord,
+    client_id_of, AuthDecision, Broker, BrokerEvent, BrokerHooks, ConnectionId, RecordTimer,
+    SessionRecord,
 };
 use crate::server::ServerState;
 use crate::time::Instant;
@@ -57,7 +58,7 @@ impl<H: BrokerHooks> Broker<H> {
         let Some(conn) = self.connections.get(&id) else {
             return;
         };
-        let client_id = conn.session.client_id().clone();
+        let client_id = client_id_of(&self.sessions, conn);
         let decision = self.hooks.continue_authentication(client_id.as_str(), auth);
         let connected = conn.session.state() == ServerState::Connected;
         match decision {
@@ -258,6 +259,9 @@ impl<H: BrokerHooks> Broker<H> {
             return;
         }
         conn.set_key(key);
+        // The record keeps the same string: the session's box goes (8 bytes instead of 32 in
+        // every connection).
+        conn.session.release_client_id();
         let version = conn.session.version();
         let expiry = conn.session.session_expiry();
         if let Some(record) = self.sessions.get_mut(&key) {

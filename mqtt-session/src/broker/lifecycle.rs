@@ -9,7 +9,9 @@ use mqtt_streaming_proto::{
 };
 
 use super::subscriptions::SessionKey;
-use super::{Broker, BrokerEvent, BrokerHooks, ClientInfo, ConnectionId, RecordTimer};
+use super::{
+    client_id_of, Broker, BrokerEvent, BrokerHooks, ClientInfo, ConnectionId, RecordTimer,
+};
 use crate::error::{CloseReason, CommandError};
 use crate::message::Message;
 use crate::server::{ServerState, SessionExpiry};
@@ -78,7 +80,7 @@ impl<H: BrokerHooks> Broker<H> {
             conn.set_deadline(None);
             self.connection_timers.remove(&(deadline, id));
         }
-        let client_id = conn.session.client_id().clone();
+        let client_id = client_id_of(&self.sessions, conn);
         let expiry = conn.session.session_expiry();
         let state = conn.session.detach();
         let key = conn.key();

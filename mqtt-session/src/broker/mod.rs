@@ -213,6 +213,18 @@ impl Connection {
     }
 }
 
+/// A connection's client identifier: its session record's once admitted (the session gives its
+/// own copy up then, see `admit`), the session's before.
+fn client_id_of(
+    sessions: &BTreeMap<SessionKey, Box<SessionRecord>>,
+    conn: &Connection,
+) -> MqttString {
+    match conn.key().and_then(|key| sessions.get(&key)) {
+        Some(record) => record.client_id.clone(),
+        None => conn.session.client_id().clone(),
+    }
+}
+
 /// A session, connected or not. Rarely used parts are boxed so that the record of an idle
 /// client stays small.
 #[derive(Debug)]
@@ -837,13 +849,14 @@ mod tests {
 
     #[cfg(target_pointer_width = "64")]
     #[test]
-    fn a_connection_fits_512_bytes() {
-        // Boxed per connection; 512 bytes is an allocator size class (jemalloc's next is 640,
-        // where it was before issue 12's fifth round).
-        assert!(core::mem::size_of::<Connection>() <= 512);
+    fn a_connection_fits_448_bytes() {
+        // Boxed per connection; 448 bytes is an allocator size class (jemalloc's next are 512
+        // and 640, where it was before issue 12's fifth round). No slack is left: a field
+        // added to the session's state takes the box to the next class.
+        assert!(core::mem::size_of::<Connection>() <= 448);
         // What the broker's own fields leave to the session (it was 560 bytes, the
         // connection 640).
-        assert!(core::mem::size_of::<ServerSession<Token>>() <= 456);
+        assert!(core::mem::size_of::<ServerSession<Token>>() <= 400);
         assert_eq!(core::mem::size_of::<Option<Partial>>(), 16);
     }
 }

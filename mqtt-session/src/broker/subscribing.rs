@@ -8,7 +8,7 @@ use mqtt_streaming_proto::{
 };
 
 use super::subscriptions::{subscription_weight, Delivery, Sub};
-use super::{Broker, BrokerHooks, ClientInfo, ConnectionId};
+use super::{client_id_of, Broker, BrokerHooks, ClientInfo, ConnectionId};
 use crate::time::Instant;
 
 impl<H: BrokerHooks> Broker<H> {
@@ -19,7 +19,7 @@ impl<H: BrokerHooks> Broker<H> {
         let Some(key) = conn.key() else {
             return;
         };
-        let client_id = conn.session.client_id().clone();
+        let client_id = client_id_of(&self.sessions, conn);
         let username = self
             .sessions
             .get(&key)

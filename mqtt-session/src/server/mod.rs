@@ -33,6 +33,9 @@ use crate::shared::inbound::{AckMode, InboundId};
 use crate::shared::session_core::{self, Admission, Core, Role};
 use crate::time::Instant;
 
+/// What [`ServerSession::client_id`] returns while the session holds none.
+static NO_CLIENT_ID: MqttString = MqttString::EMPTY;
+
 /// Packets a client may send between CONNECT and the application's answer; more are left in
 /// the caller's buffer until the answer.
 const MAX_HELD_PACKETS: usize = 16;
@@ -103,12 +106,13 @@ pub struct ServerSession<T> {
     /// (boxed, and absent while none waits: an idle connection holds no map).
     #[allow(clippy::box_collection)] // the box is what makes the field small
     pending_requests: Option<Box<BTreeMap<PacketId, (PacketType, usize)>>>,
-    /// The CONNECT's Keep Alive in seconds (0: off), unless the CONNACK replaces it.
-    keep_alive_secs: u16,
     /// The will, armed once the connection is accepted (boxed: a `Will` is over 200 bytes and
     /// most clients have none).
     will: Option<Box<Will>>,
-    client_id: MqttString,
+    /// The client identifier (see [`client_id`](Self::client_id)); boxed, so that an owner
+    /// that keeps the same string itself (the broker core) can take it and leave 8 bytes
+    /// ([`release_client_id`](Self::release_client_id)).
+    client_id: Option<Box<MqttString>>,
     clean_start: bool,
     /// The session's expiry as a Session Expiry Interval in seconds (0: at close,
     /// `u32::MAX`: never; see [`SessionExpiry::from_interval`]): 4 bytes instead of the
@@ -118,7 +122,6 @@ pub struct ServerSession<T> {
     connect_expiry_zero: bool,
     /// The client asked for reason strings and user properties on acks ([MQTT-3.1.2-29]).
     problem_information: bool,
-    response_information: bool,
     /// Our Maximum QoS and Retain Available as announced (the client's limits are the core's).
     maximum_qos: QoS,
     retain_available: bool,
@@ -186,6 +189,10 @@ struct Handshake {
     held_error: Option<DecodeError>,
     /// The will from CONNECT; armed (moved to `will`) once the connection is accepted.
     offered_will: Option<Box<Will>>,
+    /// The CONNECT's Keep Alive in seconds (0: off), unless the CONNACK replaces it.
+    keep_alive_secs: u16,
+    /// The client asked for Response Information ([MQTT-3.1.2-28]).
+    response_information: bool,
 }
 
 impl<T> ServerSession<T> {
@@ -205,19 +212,19 @@ impl<T> ServerSession<T> {
                 held: VecDeque::new(),
                 held_error: None,
                 offered_will: None,
+                keep_alive_secs: 0,
+                response_information: false,
             })),
             state: ServerState::AwaitingConnect,
             accepted: false,
             detached: false,
             pending_requests: None,
-            keep_alive_secs: 0,
             will: None,
-            client_id: MqttString::default(),
+            client_id: None,
             clean_start: true,
             session_expiry: 0,
             connect_expiry_zero: true,
             problem_information: true,
-            response_information: false,
         }
     }
 
@@ -241,7 +248,7 @@ impl<T> ServerSession<T> {
 
     /// The client identifier from CONNECT (empty until it arrives).
     pub fn client_id(&self) -> &MqttString {
-        &self.client_id
+        self.client_id.as_deref().unwrap_or(&NO_CLIENT_ID)
     }
 
     /// How long the server must keep this session after the connection ends: from CONNECT,
@@ -300,6 +307,13 @@ impl<T> ServerSession<T> {
     /// Bytes waiting for [`poll_transmit`](Self::poll_transmit).
     pub fn transmit_len(&self) -> usize {
         self.core.link.outbox.len()
+    }
+
+    /// Drops the session's copy of the client identifier: for an owner that keeps the same
+    /// string (the broker core's session record). [`client_id`](Self::client_id) is empty
+    /// afterwards.
+    pub(crate) fn release_client_id(&mut self) {
+        self.client_id = None;
     }
 
     /// Frees the transmit buffer's memory if nothing waits in it (the broker core, after
@@ -478,13 +492,13 @@ impl<T> ServerSession<T> {
                 });
             }
         }
-        if self.client_id.is_empty() {
+        if self.client_id().is_empty() {
             // [MQTT-3.1.3-6] (3.1.1) / [MQTT-3.2.2-16] (5.0): an identifier of our own.
             let assigned = properties
                 .assigned_client_identifier
                 .clone()
                 .unwrap_or_else(|| generated_client_id(now));
-            self.client_id = assigned.clone();
+            self.client_id = Some(Box::new(assigned.clone()));
             if v5 {
                 properties.assigned_client_identifier = Some(assigned);
             }
@@ -512,6 +526,8 @@ impl<T> ServerSession<T> {
             held,
             held_error,
             offered_will,
+            mut keep_alive_secs,
+            response_information,
             ..
         } = *handshake;
         if v5 {
@@ -536,13 +552,13 @@ impl<T> ServerSession<T> {
                 fill(&mut properties.retain_available, Some(false));
             }
             if let Some(assigned) = &properties.assigned_client_identifier {
-                self.client_id = assigned.clone();
+                self.client_id = Some(Box::new(assigned.clone()));
             }
             if let Some(interval) = properties.session_expiry_interval {
                 // The server's Session Expiry Interval replaces the client's (5.0 3.2.2.3.2).
                 self.session_expiry = interval;
             }
-            if !self.response_information {
+            if !response_information {
                 // [MQTT-3.1.2-28]: only when the client asked for it.
                 properties.response_information = None;
             }
@@ -560,7 +576,7 @@ impl<T> ServerSession<T> {
             self.retain_available = properties.retain_available.unwrap_or(true);
             if let Some(secs) = properties.server_keep_alive {
                 // [MQTT-3.1.2-21]: the client must use the server's value.
-                self.keep_alive_secs = secs;
+                keep_alive_secs = secs;
             }
         } else {
             self.core.link.receive_maximum = config.receive_maximum.max(1);
@@ -579,7 +595,7 @@ impl<T> ServerSession<T> {
         self.core.link.open = true;
         self.accepted = true;
         self.state = ServerState::Connected;
-        self.core.keep_alive.start(now, self.keep_alive_secs);
+        self.core.keep_alive.start(now, keep_alive_secs);
         self.will = offered_will;
         if session_present {
             self.core.resend();
@@ -972,9 +988,9 @@ impl<T> ServerSession<T> {
         }
         // Kept for the life of the connection (and the will until it is published): owned
         // copies, not views into the read buffer the CONNECT came in.
-        self.client_id = connect.client_id.to_owned_compact();
+        self.client_id = Some(Box::new(connect.client_id.to_owned_compact()));
         self.clean_start = connect.clean_start;
-        self.keep_alive_secs = connect.keep_alive;
+        handshake.keep_alive_secs = connect.keep_alive;
         handshake.offered_will = connect
             .will
             .as_ref()
@@ -995,7 +1011,7 @@ impl<T> ServerSession<T> {
             .as_ref()
             .map(|method| Box::new(method.to_owned_compact()));
         self.problem_information = p.request_problem_information.unwrap_or(true);
-        self.response_information = p.request_response_information.unwrap_or(false);
+        handshake.response_information = p.request_response_information.unwrap_or(false);
         self.core.link.peer = PeerLimits::from_connect(&connect);
         let config = &handshake.config;
         self.core.link.max_inflight = config.max_inflight;
