@@ -59,6 +59,9 @@ pub(crate) fn check_utf8(bytes: &[u8]) -> Result<&str, StringError> {
 pub struct MqttString(Bytes);
 
 impl MqttString {
+    /// The empty string, as a constant (for a `static` to hand out references to).
+    pub const EMPTY: MqttString = MqttString::from_validated(Bytes::new());
+
     /// Validates `s` and copies it into a new string.
     pub fn new(s: &str) -> Result<Self, StringError> {
         check_utf8(s.as_bytes())?;

@@ -42,8 +42,7 @@ fn unlimited() -> BrokerConfig {
 }
 
 /// The `Debug` summary of an index that holds nothing, not even an empty node.
-const EMPTY_INDEX: &str =
-    "SubscriptionIndex { subscriptions: 0, nodes: 0, weight: 0, sessions: 0 }";
+const EMPTY_INDEX: &str = "SubscriptionIndex { subscriptions: 0, nodes: 0, weight: 0 }";
 
 /// `a/a/.../a` with `levels` levels.
 fn deep(levels: usize) -> String {

@@ -25,13 +25,34 @@ fn is_acknowledgement(packet_type: PacketType) -> bool {
 /// The incomplete packet at the front of a connection's unread bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Partial {
-    /// The packet's size from its fixed header (at least what has arrived of it).
-    size: usize,
+    /// The packet's size from its fixed header (at least what has arrived of it; a packet is
+    /// at most 256 MiB and 5 bytes, `PROTOCOL_MAX_PACKET_SIZE`).
+    size: u32,
     /// Whether `size` is reserved from `max_partial_bytes_total`; until then the connection
     /// is not read.
     reserved: bool,
+    /// When it must be complete, if `reserved` (16 bytes in all, where an
+    /// `Option<Instant>` and a `usize` took 32 in every connection).
+    deadline: Instant,
+}
+
+impl Partial {
+    fn new(size: usize, deadline: Option<Instant>) -> Self {
+        Self {
+            size: u32::try_from(size).unwrap_or(u32::MAX),
+            reserved: deadline.is_some(),
+            deadline: deadline.unwrap_or(Instant::ZERO),
+        }
+    }
+
+    fn size(self) -> usize {
+        self.size as usize
+    }
+
     /// When it must be complete (once reserved).
-    pub(super) deadline: Option<Instant>,
+    pub(super) fn deadline(self) -> Option<Instant> {
+        self.reserved.then_some(self.deadline)
+    }
 }
 
 impl<H: BrokerHooks> Broker<H> {
@@ -194,7 +215,7 @@ impl<H: BrokerHooks> Broker<H> {
         if conn.session.transmit_len() >= self.config.server.max_transmit_buffer {
             return false;
         }
-        let Some(key) = conn.key else {
+        let Some(key) = conn.key() else {
             return true;
         };
         if !self.parked.contains_key(&key) {
@@ -220,27 +241,24 @@ impl<H: BrokerHooks> Broker<H> {
         // (the deadline runs from its first byte).
         let mut started = None;
         if let Some(p) = conn.partial {
-            if p.size == size {
+            if p.size() == size {
                 return;
             }
-            started = p.deadline;
+            started = p.deadline();
             self.complete_partial(id);
         }
         let budget = self.config.max_partial_bytes_total;
         let reserved = self.partial_total == 0 || self.partial_total + size <= budget;
+        let deadline =
+            reserved.then(|| started.unwrap_or(now + self.config.partial_packet_timeout));
+        let partial = Partial::new(size, deadline);
         if reserved {
-            self.partial_total += size;
+            self.partial_total += partial.size();
         } else {
             self.budget_queue.push_back(id);
         }
-        let deadline =
-            reserved.then(|| started.unwrap_or(now + self.config.partial_packet_timeout));
         if let Some(conn) = self.connections.get_mut(&id) {
-            conn.partial = Some(Partial {
-                size,
-                reserved,
-                deadline,
-            });
+            conn.partial = Some(partial);
         }
     }
 
@@ -264,14 +282,14 @@ impl<H: BrokerHooks> Broker<H> {
             self.budget_queue.retain(|c| *c != id);
             return;
         }
-        self.partial_total -= partial.size;
+        self.partial_total -= partial.size();
         let now = self.now;
         while let Some(&next) = self.budget_queue.front() {
             let Some(size) = self
                 .connections
                 .get(&next)
                 .and_then(|c| c.partial)
-                .map(|p| p.size)
+                .map(Partial::size)
             else {
                 self.budget_queue.pop_front();
                 continue;
@@ -285,11 +303,7 @@ impl<H: BrokerHooks> Broker<H> {
             self.partial_total += size;
             let deadline = now + self.config.partial_packet_timeout;
             if let Some(conn) = self.connections.get_mut(&next) {
-                conn.partial = Some(Partial {
-                    size,
-                    reserved: true,
-                    deadline: Some(deadline),
-                });
+                conn.partial = Some(Partial::new(size, Some(deadline)));
             }
             // Its `refresh` tells the driver (ReadResumed) and arms the deadline.
             self.unsettle(next);
@@ -302,7 +316,7 @@ impl<H: BrokerHooks> Broker<H> {
             .connections
             .get(&id)
             .and_then(|c| c.partial)
-            .and_then(|p| p.deadline)
+            .and_then(Partial::deadline)
             .is_some_and(|d| d <= now);
         if due {
             self.stats.partial_packets_refused += 1;

@@ -9,7 +9,9 @@ use mqtt_streaming_proto::{
 };
 
 use super::subscriptions::SessionKey;
-use super::{Broker, BrokerEvent, BrokerHooks, ClientInfo, ConnectionId, RecordTimer};
+use super::{
+    client_id_of, Broker, BrokerEvent, BrokerHooks, ClientInfo, ConnectionId, RecordTimer,
+};
 use crate::error::{CloseReason, CommandError};
 use crate::message::Message;
 use crate::server::{ServerState, SessionExpiry};
@@ -74,13 +76,14 @@ impl<H: BrokerHooks> Broker<H> {
         // The connection stays until its last bytes (a CONNACK refusal, a DISCONNECT) are
         // transmitted; `refresh` removes it then.
         conn.closed = true;
-        if let Some(deadline) = conn.deadline.take() {
+        if let Some(deadline) = conn.deadline() {
+            conn.set_deadline(None);
             self.connection_timers.remove(&(deadline, id));
         }
-        let client_id = conn.session.client_id().clone();
+        let client_id = client_id_of(&self.sessions, conn);
         let expiry = conn.session.session_expiry();
         let state = conn.session.detach();
-        let key = conn.key;
+        let key = conn.key();
         self.events.push_back(BrokerEvent::Close {
             connection: id,
             client_id,
@@ -143,7 +146,10 @@ impl<H: BrokerHooks> Broker<H> {
             self.stats.dropped_sys_topic += 1;
             return;
         }
-        let username = self.sessions.get(&key).and_then(|r| r.username.clone());
+        let username = self
+            .sessions
+            .get(&key)
+            .and_then(|r| r.username.as_deref().cloned());
         let client = ClientInfo::new(client_id.as_str(), username.as_ref().map(|u| u.as_str()));
         if !self.hooks.authorize_publish_from(&client, &will.topic) {
             self.stats.dropped_unauthorized += 1;

@@ -33,7 +33,7 @@ impl<H: BrokerHooks> Broker<H> {
             let over = |used: usize, max: usize| used.saturating_add(weight) > max;
             if is_new
                 && (over(
-                    self.index.session_weight(key),
+                    self.sessions.get(&key).map_or(0, |r| r.subscription_weight),
                     self.config.max_subscription_bytes_per_session,
                 ) || over(
                     self.index.weight(),

@@ -741,7 +741,7 @@ impl<H: BrokerHooks> Broker<H> {
             }
             let held = super::backpressure::routed_qos2(&self.parked, key);
             let flows = match record.connection.and_then(|id| self.connections.get(&id)) {
-                Some(conn) if conn.key == Some(key) => {
+                Some(conn) if conn.key() == Some(key) => {
                     stored_flows(conn.session.flows_for_persistence(), held)
                 }
                 _ => match &record.stored {
@@ -835,9 +835,11 @@ impl<H: BrokerHooks> Broker<H> {
                 });
             }
             let mut subscriptions = SmallMap::default();
+            let mut subscription_weight = 0;
             for (filter, (options, id)) in stored.subscriptions {
                 let sub = Sub { options, id };
                 self.index.insert(key, &filter, sub);
+                subscription_weight += super::subscriptions::subscription_weight(&filter);
                 subscriptions.insert(filter, sub);
             }
             // As if its connection ended `away` ago (now, if it was connected). Recorded
@@ -871,10 +873,11 @@ impl<H: BrokerHooks> Broker<H> {
                     client_id: client_id.clone(),
                     // As of its latest CONNECT, for the authorisation hooks until it connects
                     // again.
-                    username: stored.username,
+                    username: stored.username.map(Box::new),
                     connection: None,
                     stored: Some(Box::new(state)),
                     subscriptions,
+                    subscription_weight,
                     expires_at,
                     pending_will,
                 }),
@@ -982,7 +985,7 @@ impl<H: BrokerHooks> Broker<H> {
                 expiry: durable.expiry,
                 will,
                 disconnected_at: durable.disconnected_at,
-                username: record.username.clone(),
+                username: record.username.as_deref().cloned(),
             })));
     }
 

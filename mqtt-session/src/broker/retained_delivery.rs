@@ -120,7 +120,7 @@ impl<H: BrokerHooks> Broker<H> {
         if self.retained_deliveries.pending.is_empty() {
             return;
         }
-        if let Some(key) = self.connections.get(&id).and_then(|c| c.key) {
+        if let Some(key) = self.connections.get(&id).and_then(|c| c.key()) {
             self.retained_deliveries.set_ready(now, key);
         }
     }

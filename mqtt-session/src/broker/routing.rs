@@ -44,7 +44,7 @@ impl<H: BrokerHooks> Broker<H> {
         let Some(conn) = self.connections.get(&id) else {
             return;
         };
-        let key = conn.key;
+        let key = conn.key();
         // Copied once, here: the decoded message is a view into the read buffer, and the
         // retained store, offline queues, in-flight windows and held-back messages keep it
         // beyond this read. Every subscriber shares this copy (issue 10).

@@ -7,8 +7,8 @@ use mqtt_streaming_proto::{
     AckProperties, ReasonCode, RetainHandling, Subscribe, TopicFilter, Unsubscribe,
 };
 
-use super::subscriptions::{Delivery, Sub};
-use super::{Broker, BrokerHooks, ClientInfo, ConnectionId};
+use super::subscriptions::{subscription_weight, Delivery, Sub};
+use super::{client_id_of, Broker, BrokerHooks, ClientInfo, ConnectionId};
 use crate::time::Instant;
 
 impl<H: BrokerHooks> Broker<H> {
@@ -16,11 +16,14 @@ impl<H: BrokerHooks> Broker<H> {
         let Some(conn) = self.connections.get(&id) else {
             return;
         };
-        let Some(key) = conn.key else {
+        let Some(key) = conn.key() else {
             return;
         };
-        let client_id = conn.session.client_id().clone();
-        let username = self.sessions.get(&key).and_then(|r| r.username.clone());
+        let client_id = client_id_of(&self.sessions, conn);
+        let username = self
+            .sessions
+            .get(&key)
+            .and_then(|r| r.username.as_deref().cloned());
         let v5 = conn.session.version().is_v5();
         let maximum_qos = self.config.server.maximum_qos;
         let subscription_id = subscribe.properties.subscription_identifier;
@@ -72,11 +75,12 @@ impl<H: BrokerHooks> Broker<H> {
                 options,
                 id: subscription_id,
             };
-            // Owned copies, not views into the read buffer (see `admit`); the index keeps it
-            // too (a shared group names itself by it).
+            // An owned copy, not a view into the read buffer (see `admit`), kept by the
+            // session's record alone (a shared group keeps its own clone in the index): not
+            // cloned for anything that goes sooner, so that it needs no shared header.
             let filter = s.filter.to_owned_compact();
+            let weight = subscription_weight(&filter);
             let existed = self.index.insert(key, &filter, sub);
-            record.subscriptions.insert(filter.clone(), sub);
             self.journal_subscription(key, &filter, Some(sub));
             codes.push(ReasonCode::granted(options.qos));
             let send_retained = match options.retain_handling {
@@ -91,7 +95,12 @@ impl<H: BrokerHooks> Broker<H> {
                     retain_as_published: true,
                     subscription_ids: subscription_id.into_iter().collect(),
                 };
-                retained_to_send.push((filter, delivery));
+                retained_to_send.push((filter.to_owned_compact(), delivery));
+            }
+            if let Some(record) = self.sessions.get_mut(&key) {
+                if record.subscriptions.insert(filter, sub).is_none() {
+                    record.subscription_weight += weight;
+                }
             }
         }
         if let Some(conn) = self.connections.get_mut(&id) {
@@ -117,7 +126,7 @@ impl<H: BrokerHooks> Broker<H> {
         id: ConnectionId,
         unsubscribe: Unsubscribe,
     ) {
-        let Some(key) = self.connections.get(&id).and_then(|c| c.key) else {
+        let Some(key) = self.connections.get(&id).and_then(|c| c.key()) else {
             return;
         };
         let mut codes = Vec::with_capacity(unsubscribe.filters.len());
@@ -127,10 +136,13 @@ impl<H: BrokerHooks> Broker<H> {
                 codes.push(ReasonCode::TopicFilterInvalid);
                 continue;
             }
-            let existed = self
-                .sessions
-                .get_mut(&key)
-                .is_some_and(|r| r.subscriptions.remove(filter).is_some());
+            let existed = self.sessions.get_mut(&key).is_some_and(|r| {
+                let existed = r.subscriptions.remove(filter).is_some();
+                if existed {
+                    r.subscription_weight -= subscription_weight(filter);
+                }
+                existed
+            });
             self.index.remove(key, filter);
             if existed {
                 self.journal_subscription(key, filter, None);

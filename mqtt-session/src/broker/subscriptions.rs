@@ -39,16 +39,99 @@ struct Subscribers {
     shared: BTreeMap<Box<str>, SharedGroup>,
 }
 
-impl Subscribers {
-    fn is_empty(&self) -> bool {
-        self.direct.is_empty() && self.shared.is_empty()
+/// The subscribers of one filter. Most filters have one, non-shared: it is kept in the node
+/// (16 bytes, as the box of a set would be with the tag in `Sub`'s niche), so that such a
+/// filter costs no allocation for its subscriber set (a 48-byte box and a 16-byte vector).
+#[derive(Debug, Default)]
+enum NodeSubscribers {
+    #[default]
+    None,
+    One(SessionKey, Sub),
+    Many(Box<Subscribers>),
+}
+
+impl NodeSubscribers {
+    fn is_none(&self) -> bool {
+        matches!(self, Self::None)
+    }
+
+    /// Adds or replaces a non-shared subscription; returns whether it existed.
+    fn insert_direct(&mut self, session: SessionKey, sub: Sub) -> bool {
+        match self {
+            Self::None => {
+                *self = Self::One(session, sub);
+                false
+            }
+            Self::One(key, existing) if *key == session => {
+                *existing = sub;
+                true
+            }
+            Self::One(..) => {
+                self.make_many().direct.insert(session, sub);
+                false
+            }
+            Self::Many(set) => set.direct.insert(session, sub).is_some(),
+        }
+    }
+
+    /// The set, moving a single subscriber into one first.
+    fn make_many(&mut self) -> &mut Subscribers {
+        if !matches!(self, Self::Many(_)) {
+            let mut set = Box::<Subscribers>::default();
+            if let Self::One(key, sub) = core::mem::take(self) {
+                set.direct.insert(key, sub);
+            }
+            *self = Self::Many(set);
+        }
+        match self {
+            Self::Many(set) => set,
+            _ => unreachable!("made a set above"),
+        }
+    }
+
+    /// Removes `session`'s subscription (in shared group `group`, if any); returns whether
+    /// it existed. A set left with one non-shared subscriber goes back into the node.
+    fn remove(&mut self, session: SessionKey, group: Option<&str>) -> bool {
+        match self {
+            Self::None => false,
+            Self::One(key, _) => {
+                if group.is_some() || *key != session {
+                    return false;
+                }
+                *self = Self::None;
+                true
+            }
+            Self::Many(set) => {
+                if !remove_member(set, session, group) {
+                    return false;
+                }
+                let single = if set.shared.is_empty() && set.direct.len() <= 1 {
+                    Some(set.direct.iter().next().map(|(k, s)| (*k, *s)))
+                } else {
+                    None
+                };
+                match single {
+                    Some(None) => *self = Self::None,
+                    Some(Some((key, sub))) => *self = Self::One(key, sub),
+                    None => {}
+                }
+                true
+            }
+        }
+    }
+
+    fn shared_group(&self, name: &str) -> Option<&SharedGroup> {
+        match self {
+            Self::Many(set) => set.shared.get(name),
+            _ => None,
+        }
     }
 }
 
-/// One topic level: 32 bytes plus its children. The wildcards are children like any other
+/// One topic level: 40 bytes plus its children. The wildcards are children like any other
 /// level, named `+` and `#` (no topic level can be either, [MQTT-4.7.1-1]); the subscribers
-/// of the `#` child are the filters that end in `#` at this level. Subscriber sets are boxed
-/// and absent when empty.
+/// of the `#` child are the filters that end in `#` at this level. A single non-shared
+/// subscriber is kept in the node, larger sets are boxed.
 ///
 /// No `Debug` (the index prints a summary) and a `Drop` that dismantles the subtree with a
 /// work-list: a client decides how deep the tree is, so no walk over it may recurse.
@@ -56,7 +139,7 @@ impl Subscribers {
 struct Node {
     children: SmallMap<Box<str>, Node>,
     /// Filters that end exactly here.
-    subscribers: Option<Box<Subscribers>>,
+    subscribers: NodeSubscribers,
 }
 
 /// The name of the single-level wildcard's child.
@@ -213,9 +296,9 @@ impl<'a> WorkList<'a> {
 ///
 /// Every walk over the trie (insert, remove, match, group lookup, drop) is a loop over the
 /// levels or over an explicit work-list, never a recursion: the depth is the client's choice.
-/// The index also keeps the weight of each session's subscriptions (see
+/// The index also keeps the weight of all subscriptions (see
 /// [`BrokerConfig::subscription_weight`](super::BrokerConfig::subscription_weight)), which the
-/// broker holds within its budgets.
+/// broker holds within its budget; each session's is in its record.
 #[derive(Default)]
 pub(crate) struct SubscriptionIndex {
     root: Node,
@@ -224,8 +307,6 @@ pub(crate) struct SubscriptionIndex {
     nodes: usize,
     /// Sum of the weights of all subscriptions.
     weight: usize,
-    /// Sum of the weights of each session's subscriptions (sessions with none are absent).
-    weights: BTreeMap<SessionKey, usize>,
 }
 
 impl fmt::Debug for SubscriptionIndex {
@@ -235,7 +316,6 @@ impl fmt::Debug for SubscriptionIndex {
             .field("subscriptions", &self.count)
             .field("nodes", &self.nodes)
             .field("weight", &self.weight)
-            .field("sessions", &self.weights.len())
             .finish()
     }
 }
@@ -251,11 +331,6 @@ impl SubscriptionIndex {
         self.weight
     }
 
-    /// The weight of `session`'s subscriptions.
-    pub(crate) fn session_weight(&self, session: SessionKey) -> usize {
-        self.weights.get(&session).copied().unwrap_or(0)
-    }
-
     /// Adds or replaces `session`'s subscription to `filter`. Returns whether it existed.
     pub(crate) fn insert(&mut self, session: SessionKey, filter: &TopicFilter, sub: Sub) -> bool {
         let mut node = &mut self.root;
@@ -267,9 +342,10 @@ impl SubscriptionIndex {
                 .children
                 .get_or_insert_with(Box::from(level), Node::default);
         }
-        let subscribers = node.subscribers.get_or_insert_with(Box::default);
         let existed = match filter.share_name() {
-            Some(group) => subscribers
+            Some(group) => node
+                .subscribers
+                .make_many()
                 .shared
                 .entry(Box::from(group))
                 .or_insert_with(|| SharedGroup {
@@ -280,13 +356,12 @@ impl SubscriptionIndex {
                 .members
                 .insert(session, sub)
                 .is_some(),
-            None => subscribers.direct.insert(session, sub).is_some(),
+            None => node.subscribers.insert_direct(session, sub),
         };
         if !existed {
             self.count += 1;
             let weight = subscription_weight(filter);
             self.weight += weight;
-            *self.weights.entry(session).or_insert(0) += weight;
         }
         existed
     }
@@ -303,25 +378,13 @@ impl SubscriptionIndex {
                 None => return false,
             }
         }
-        let Some(subscribers) = node.subscribers.as_deref_mut() else {
+        if !node.subscribers.remove(session, group) {
             return false;
-        };
-        if !remove_member(subscribers, session, group) {
-            return false;
-        }
-        if subscribers.is_empty() {
-            node.subscribers = None;
         }
         let emptied = node.is_empty();
         self.count -= 1;
         let weight = subscription_weight(filter);
         self.weight -= weight;
-        if let Some(w) = self.weights.get_mut(&session) {
-            *w -= weight;
-            if *w == 0 {
-                self.weights.remove(&session);
-            }
-        }
         if emptied {
             self.prune(filter.filter());
         }
@@ -336,7 +399,7 @@ impl SubscriptionIndex {
         let mut depth = 0;
         let mut node = &self.root;
         for level in filter.split('/') {
-            if depth > 0 && (node.subscribers.is_some() || node.children.len() > 1) {
+            if depth > 0 && (!node.subscribers.is_none() || node.children.len() > 1) {
                 keep = depth;
             }
             match node.children.get(level) {
@@ -376,6 +439,17 @@ impl SubscriptionIndex {
         let mut sets = 0usize;
         self.collect(topic, |subscribers| {
             sets += 1;
+            let subscribers = match subscribers {
+                NodeSubscribers::None => return,
+                NodeSubscribers::One(session, sub) => {
+                    // No Local: not back to the publisher ([MQTT-3.8.3-3] in 5.0).
+                    if !(sub.options.no_local && Some(*session) == publisher) {
+                        out.direct.push((*session, Delivery::of(sub)));
+                    }
+                    return;
+                }
+                NodeSubscribers::Many(set) => set,
+            };
             for (session, sub) in subscribers.direct.iter() {
                 // No Local: not back to the publisher ([MQTT-3.8.3-3] in 5.0).
                 if sub.options.no_local && Some(*session) == publisher {
@@ -412,7 +486,7 @@ impl SubscriptionIndex {
     /// follow. A topic starting with `$` is not matched by a leading wildcard
     /// ([MQTT-4.7.2-1]). The sets come in the order of a depth-first walk that takes `#`,
     /// then the end of the topic, then `+`, then the literal level.
-    fn collect<'a>(&'a self, topic: &str, mut out: impl FnMut(&'a Subscribers)) {
+    fn collect<'a>(&'a self, topic: &str, mut out: impl FnMut(&'a NodeSubscribers)) {
         let dollar = topic.starts_with('$');
         // Each entry: a node and where in `topic` the next level starts (past the end once
         // every level is consumed). No list of the levels is built.
@@ -423,14 +497,14 @@ impl SubscriptionIndex {
                 // `#` also matches the parent level itself ([MQTT-4.7.1-2] example
                 // "sport/#").
                 if let Some(multi) = node.children.get_low(MULTI) {
-                    if let Some(subscribers) = multi.subscribers.as_deref() {
-                        out(subscribers);
+                    if !multi.subscribers.is_none() {
+                        out(&multi.subscribers);
                     }
                 }
             }
             let Some(rest) = topic.get(at..) else {
-                if let Some(subscribers) = node.subscribers.as_deref() {
-                    out(subscribers);
+                if !node.subscribers.is_none() {
+                    out(&node.subscribers);
                 }
                 continue;
             };
@@ -484,7 +558,7 @@ impl SubscriptionIndex {
         for level in filter.filter().split('/') {
             node = node.children.get(level)?;
         }
-        node.subscribers.as_deref()?.shared.get(group_name)
+        node.subscribers.shared_group(group_name)
     }
 }
 
@@ -512,7 +586,7 @@ pub(crate) fn subscription_weight(filter: &TopicFilter) -> usize {
 }
 
 /// An upper bound of the heap a trie level costs, beyond its name: the entry in its parent's
-/// map (a `(Box<str>, Node)` of 48 bytes, in a vector of exactly its size or, past 8
+/// map (a `(Box<str>, Node)` of 56 bytes, in a vector of exactly its size or, past 8
 /// children, a B-tree whose nodes are at least 5/11 full: at most 2.2 entries' room and the
 /// nodes' own headers and edges per entry), and what the allocator rounds up.
 pub(crate) const LEVEL_COST: usize = 160;
@@ -547,11 +621,69 @@ mod tests {
     #[cfg(target_pointer_width = "64")]
     #[test]
     fn a_level_costs_what_level_cost_assumes() {
-        assert_eq!(core::mem::size_of::<Node>(), 32);
-        assert_eq!(core::mem::size_of::<(Box<str>, Node)>(), 48);
+        // A single subscriber lives in the node, in the 16 bytes a boxed set takes.
+        assert_eq!(core::mem::size_of::<NodeSubscribers>(), 16);
+        assert_eq!(core::mem::size_of::<Node>(), 40);
+        assert_eq!(core::mem::size_of::<(Box<str>, Node)>(), 56);
         // A B-tree leaf of such entries, at its minimum fill of 5 of 11, holds 2.2 entries'
         // room per entry plus its header: still within the cost.
-        const { assert!(11 * 48 + 16 <= 5 * LEVEL_COST) };
+        const { assert!(11 * 56 + 16 <= 5 * LEVEL_COST) };
+    }
+
+    fn sub(qos: QoS) -> Sub {
+        Sub {
+            options: SubscriptionOptions::new(qos),
+            id: None,
+        }
+    }
+
+    fn matched(index: &SubscriptionIndex, topic: &str) -> Vec<(SessionKey, QoS)> {
+        let mut out = Matches::default();
+        index.matches_into(topic, None, &mut out);
+        out.direct.iter().map(|(k, d)| (*k, d.qos)).collect()
+    }
+
+    /// A filter's single subscriber lives in its node; a second one (or a shared one) moves
+    /// both into a boxed set, and removals move the last one back. Matching sees the same
+    /// subscribers either way, and an emptied filter leaves no node behind.
+    #[test]
+    fn a_single_subscriber_moves_between_node_and_set() {
+        let f = TopicFilter::new("a/+").unwrap();
+        let mut index = SubscriptionIndex::default();
+        assert!(!index.insert(7, &f, sub(QoS::AtMostOnce)));
+        assert!(
+            index.insert(7, &f, sub(QoS::AtLeastOnce)),
+            "replaced in place"
+        );
+        let node = |index: &SubscriptionIndex| {
+            let a = index.root.children.get("a").unwrap();
+            matches!(
+                a.children.get("+").unwrap().subscribers,
+                NodeSubscribers::One(7, _)
+            )
+        };
+        assert!(node(&index));
+        assert_eq!(matched(&index, "a/b"), [(7, QoS::AtLeastOnce)]);
+        assert!(!index.insert(3, &f, sub(QoS::ExactlyOnce)));
+        assert!(!node(&index));
+        assert_eq!(
+            matched(&index, "a/b"),
+            [(3, QoS::ExactlyOnce), (7, QoS::AtLeastOnce)]
+        );
+        let shared = TopicFilter::new("$share/g/a/+").unwrap();
+        assert!(!index.insert(9, &shared, sub(QoS::AtMostOnce)));
+        assert!(index.remove(3, &f));
+        assert!(!index.remove(3, &f));
+        assert!(!node(&index), "still a set: the shared group is in it");
+        assert!(index.remove(9, &shared));
+        assert!(node(&index), "back in the node");
+        assert!(!index.remove(7, &shared), "not a member of a group");
+        assert_eq!(matched(&index, "a/b"), [(7, QoS::AtLeastOnce)]);
+        assert!(index.remove(7, &f));
+        assert_eq!(index.len(), 0);
+        assert_eq!(index.nodes, 0);
+        assert_eq!(index.weight(), 0);
+        assert!(matched(&index, "a/b").is_empty());
     }
 
     #[test]

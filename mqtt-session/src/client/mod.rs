@@ -220,9 +220,6 @@ impl<T> ClientSession<T> {
         if flows.queue.is_empty() {
             flows.queue = VecDeque::new();
         }
-        if flows.resend_pending.is_empty() {
-            flows.resend_pending = VecDeque::new();
-        }
         flows.inflight.shrink_idle();
         core.link.outbox.shrink_idle();
     }
@@ -360,7 +357,11 @@ impl<T> ClientSession<T> {
         if let Packet::Connect(connect) = &packet {
             self.keep_alive_requested = connect.keep_alive;
             self.clean_start = connect.clean_start;
-            self.core.auth_method = connect.properties.authentication_method.clone();
+            self.core.auth_method = connect
+                .properties
+                .authentication_method
+                .clone()
+                .map(Box::new);
             self.connect_client_id = connect.client_id.to_owned_compact();
         }
 
@@ -675,7 +676,9 @@ impl<T> ClientSession<T> {
         let v5 = self.version().is_v5();
         // [MQTT-4.12.0-5], [MQTT-4.12.0-6] (5.0): the CONNACK carries the CONNECT's
         // Authentication Method, or none when the CONNECT had none.
-        if v5 && connack.properties.authentication_method != self.core.auth_method {
+        if v5
+            && connack.properties.authentication_method.as_ref() != self.core.auth_method.as_deref()
+        {
             return Err(ProtocolViolation::BadAuthentication);
         }
         let limits = if v5 {

@@ -33,6 +33,9 @@ use crate::shared::inbound::{AckMode, InboundId};
 use crate::shared::session_core::{self, Admission, Core, Role};
 use crate::time::Instant;
 
+/// What [`ServerSession::client_id`] returns while the session holds none.
+static NO_CLIENT_ID: MqttString = MqttString::EMPTY;
+
 /// Packets a client may send between CONNECT and the application's answer; more are left in
 /// the caller's buffer until the answer.
 const MAX_HELD_PACKETS: usize = 16;
@@ -99,32 +102,76 @@ pub struct ServerSession<T> {
     accepted: bool,
     /// Taken by `detach`.
     detached: bool,
-    /// SUBSCRIBE / UNSUBSCRIBE waiting for the application's answer: type and filter count.
-    pending_requests: BTreeMap<PacketId, (PacketType, usize)>,
-    /// The CONNECT's Keep Alive in seconds (0: off), unless the CONNACK replaces it.
-    keep_alive_secs: u16,
+    /// SUBSCRIBE / UNSUBSCRIBE waiting for the application's answer: type and filter count
+    /// (boxed, and absent while none waits: an idle connection holds no map).
+    #[allow(clippy::box_collection)] // the box is what makes the field small
+    pending_requests: Option<Box<BTreeMap<PacketId, (PacketType, usize)>>>,
     /// The will, armed once the connection is accepted (boxed: a `Will` is over 200 bytes and
     /// most clients have none).
     will: Option<Box<Will>>,
-    client_id: MqttString,
+    /// The client identifier (see [`client_id`](Self::client_id)); boxed, so that an owner
+    /// that keeps the same string itself (the broker core) can take it and leave 8 bytes
+    /// ([`release_client_id`](Self::release_client_id)).
+    client_id: Option<Box<MqttString>>,
     clean_start: bool,
-    session_expiry: SessionExpiry,
+    /// The session's expiry as a Session Expiry Interval in seconds (0: at close,
+    /// `u32::MAX`: never; see [`SessionExpiry::from_interval`]): 4 bytes instead of the
+    /// enum's 16.
+    session_expiry: u32,
     /// The CONNECT's Session Expiry Interval was 0 (or absent): a DISCONNECT may not raise it.
     connect_expiry_zero: bool,
     /// The client asked for reason strings and user properties on acks ([MQTT-3.1.2-29]).
     problem_information: bool,
-    response_information: bool,
     /// Our Maximum QoS and Retain Available as announced (the client's limits are the core's).
     maximum_qos: QoS,
     retain_available: bool,
 }
 
-/// The parts of [`ServerConfig`] an established connection still uses.
+/// The parts of [`ServerConfig`] an established connection still uses, as `u32`s (12 bytes
+/// instead of 24 in every session): `u32::MAX` stands for any value from there up to
+/// `usize::MAX` (no limit: no queue or buffer reaches 4 Gi entries or bytes before memory
+/// runs out).
 #[derive(Clone, Copy, Debug)]
 struct Limits {
-    max_queued: usize,
-    max_transmit_buffer: usize,
-    max_pending_requests: usize,
+    max_queued: u32,
+    max_transmit_buffer: u32,
+    max_pending_requests: u32,
+}
+
+impl Limits {
+    fn new(config: &ServerConfig) -> Self {
+        Self {
+            max_queued: compact(config.max_queued),
+            max_transmit_buffer: compact(config.max_transmit_buffer),
+            max_pending_requests: compact(config.max_pending_requests),
+        }
+    }
+
+    fn max_queued(self) -> usize {
+        full(self.max_queued)
+    }
+
+    fn max_transmit_buffer(self) -> usize {
+        full(self.max_transmit_buffer)
+    }
+
+    fn max_pending_requests(self) -> usize {
+        full(self.max_pending_requests)
+    }
+}
+
+/// A limit as [`Limits`] keeps it.
+fn compact(limit: usize) -> u32 {
+    u32::try_from(limit).unwrap_or(u32::MAX)
+}
+
+/// A limit kept by [`compact`].
+fn full(limit: u32) -> usize {
+    if limit == u32::MAX {
+        usize::MAX
+    } else {
+        limit as usize
+    }
 }
 
 /// What a connection needs until its CONNECT is answered.
@@ -142,6 +189,10 @@ struct Handshake {
     held_error: Option<DecodeError>,
     /// The will from CONNECT; armed (moved to `will`) once the connection is accepted.
     offered_will: Option<Box<Will>>,
+    /// The CONNECT's Keep Alive in seconds (0: off), unless the CONNACK replaces it.
+    keep_alive_secs: u16,
+    /// The client asked for Response Information ([MQTT-3.1.2-28]).
+    response_information: bool,
 }
 
 impl<T> ServerSession<T> {
@@ -152,11 +203,7 @@ impl<T> ServerSession<T> {
         core.link.qos0_published = config.report_qos0_published;
         Self {
             core,
-            limits: Limits {
-                max_queued: config.max_queued,
-                max_transmit_buffer: config.max_transmit_buffer,
-                max_pending_requests: config.max_pending_requests,
-            },
+            limits: Limits::new(&config),
             maximum_qos: config.maximum_qos,
             retain_available: config.retain_available,
             handshake: Some(Box::new(Handshake {
@@ -165,19 +212,19 @@ impl<T> ServerSession<T> {
                 held: VecDeque::new(),
                 held_error: None,
                 offered_will: None,
+                keep_alive_secs: 0,
+                response_information: false,
             })),
             state: ServerState::AwaitingConnect,
             accepted: false,
             detached: false,
-            pending_requests: BTreeMap::new(),
-            keep_alive_secs: 0,
+            pending_requests: None,
             will: None,
-            client_id: MqttString::default(),
+            client_id: None,
             clean_start: true,
-            session_expiry: SessionExpiry::AtClose,
+            session_expiry: 0,
             connect_expiry_zero: true,
             problem_information: true,
-            response_information: false,
         }
     }
 
@@ -201,13 +248,13 @@ impl<T> ServerSession<T> {
 
     /// The client identifier from CONNECT (empty until it arrives).
     pub fn client_id(&self) -> &MqttString {
-        &self.client_id
+        self.client_id.as_deref().unwrap_or(&NO_CLIENT_ID)
     }
 
     /// How long the server must keep this session after the connection ends: from CONNECT,
     /// updated by an MQTT 5 DISCONNECT. The owner expires detached sessions by it.
     pub fn session_expiry(&self) -> SessionExpiry {
-        self.session_expiry
+        SessionExpiry::from_interval(self.session_expiry)
     }
 
     /// The publish flows, for the broker's persistence records.
@@ -240,12 +287,12 @@ impl<T> ServerSession<T> {
     /// instead of losing messages to a full queue.
     pub fn publish_room(&self) -> usize {
         if self.state == ServerState::Closed
-            || self.core.link.outbox.len() >= self.limits.max_transmit_buffer
+            || self.core.link.outbox.len() >= self.limits.max_transmit_buffer()
         {
             return 0;
         }
         self.limits
-            .max_queued
+            .max_queued()
             .saturating_sub(self.core.flows.queue.len())
     }
 
@@ -262,6 +309,25 @@ impl<T> ServerSession<T> {
         self.core.link.outbox.len()
     }
 
+    /// Drops the session's copy of the client identifier: for an owner that keeps the same
+    /// string (the broker core's session record). [`client_id`](Self::client_id) is empty
+    /// afterwards.
+    pub(crate) fn release_client_id(&mut self) {
+        self.client_id = None;
+    }
+
+    /// Frees the transmit buffer's memory if nothing waits in it (the broker core, after
+    /// handing out a connection's last few bytes: an idle connection keeps no buffer).
+    pub(crate) fn release_transmit_buffer(&mut self) {
+        self.core.link.outbox.shrink_idle();
+    }
+
+    /// The transmit buffer's capacity.
+    #[cfg(test)]
+    pub(crate) fn transmit_capacity(&self) -> usize {
+        self.core.link.outbox.capacity()
+    }
+
     /// The next event, if any.
     #[must_use = "events carry tokens and messages that are lost if dropped unread"]
     pub fn poll_event(&mut self) -> Option<ServerEvent<T>> {
@@ -276,8 +342,8 @@ impl<T> ServerSession<T> {
         if self.core.events.is_empty() {
             self.core.events = VecDeque::new();
         }
-        if self.pending_requests.is_empty() {
-            self.pending_requests = BTreeMap::new();
+        if self.pending_requests.as_ref().is_some_and(|m| m.is_empty()) {
+            self.pending_requests = None;
         }
         if let Some(handshake) = &mut self.handshake {
             if handshake.held.is_empty() {
@@ -316,13 +382,14 @@ impl<T> ServerSession<T> {
                 .as_ref()
                 .is_some_and(|h| h.held.len() < MAX_HELD_PACKETS && h.held_error.is_none()),
             ServerState::Connected => {
-                self.pending_requests.len() < self.limits.max_pending_requests
+                self.pending_requests.as_ref().map_or(0, |m| m.len())
+                    < self.limits.max_pending_requests()
             }
             ServerState::AwaitingConnect => true,
         };
         // Not while the transmit buffer is full (the client is not reading what we owe it):
         // answers to its packets would otherwise pile up without bound.
-        may_read && self.core.link.outbox.len() < self.limits.max_transmit_buffer
+        may_read && self.core.link.outbox.len() < self.limits.max_transmit_buffer()
     }
 
     /// Consumes whole packets from the front of `buf`. Between CONNECT and the application's
@@ -425,13 +492,13 @@ impl<T> ServerSession<T> {
                 });
             }
         }
-        if self.client_id.is_empty() {
+        if self.client_id().is_empty() {
             // [MQTT-3.1.3-6] (3.1.1) / [MQTT-3.2.2-16] (5.0): an identifier of our own.
             let assigned = properties
                 .assigned_client_identifier
                 .clone()
                 .unwrap_or_else(|| generated_client_id(now));
-            self.client_id = assigned.clone();
+            self.client_id = Some(Box::new(assigned.clone()));
             if v5 {
                 properties.assigned_client_identifier = Some(assigned);
             }
@@ -440,7 +507,7 @@ impl<T> ServerSession<T> {
             // [MQTT-4.12.0-5] (5.0): a successful CONNACK carries the CONNECT's method.
             fill(
                 &mut properties.authentication_method,
-                self.core.auth_method.clone(),
+                self.core.auth_method.as_deref().cloned(),
             );
         }
         let session_present = match session {
@@ -459,6 +526,8 @@ impl<T> ServerSession<T> {
             held,
             held_error,
             offered_will,
+            mut keep_alive_secs,
+            response_information,
             ..
         } = *handshake;
         if v5 {
@@ -483,13 +552,13 @@ impl<T> ServerSession<T> {
                 fill(&mut properties.retain_available, Some(false));
             }
             if let Some(assigned) = &properties.assigned_client_identifier {
-                self.client_id = assigned.clone();
+                self.client_id = Some(Box::new(assigned.clone()));
             }
             if let Some(interval) = properties.session_expiry_interval {
                 // The server's Session Expiry Interval replaces the client's (5.0 3.2.2.3.2).
-                self.session_expiry = SessionExpiry::from_interval(interval);
+                self.session_expiry = interval;
             }
-            if !self.response_information {
+            if !response_information {
                 // [MQTT-3.1.2-28]: only when the client asked for it.
                 properties.response_information = None;
             }
@@ -507,7 +576,7 @@ impl<T> ServerSession<T> {
             self.retain_available = properties.retain_available.unwrap_or(true);
             if let Some(secs) = properties.server_keep_alive {
                 // [MQTT-3.1.2-21]: the client must use the server's value.
-                self.keep_alive_secs = secs;
+                keep_alive_secs = secs;
             }
         } else {
             self.core.link.receive_maximum = config.receive_maximum.max(1);
@@ -526,7 +595,7 @@ impl<T> ServerSession<T> {
         self.core.link.open = true;
         self.accepted = true;
         self.state = ServerState::Connected;
-        self.core.keep_alive.start(now, self.keep_alive_secs);
+        self.core.keep_alive.start(now, keep_alive_secs);
         self.will = offered_will;
         if session_present {
             self.core.resend();
@@ -669,10 +738,10 @@ impl<T> ServerSession<T> {
     /// The bounds of [`publish`](Self::publish).
     fn admission(&self) -> Admission {
         Admission {
-            max_queued: self.limits.max_queued,
+            max_queued: self.limits.max_queued(),
             max_queued_bytes: usize::MAX,
             overflow: QueueOverflow::RefuseNew,
-            max_transmit: self.limits.max_transmit_buffer,
+            max_transmit: self.limits.max_transmit_buffer(),
         }
     }
 
@@ -694,7 +763,7 @@ impl<T> ServerSession<T> {
             properties,
         });
         self.fit_to_peer(&mut packet)?;
-        self.pending_requests.remove(&packet_id);
+        self.remove_pending_request(packet_id);
         self.core.link.push(&packet);
         Ok(())
     }
@@ -711,7 +780,7 @@ impl<T> ServerSession<T> {
         let count = if self.version().is_v5() {
             reason_codes.len()
         } else {
-            self.pending_requests.get(&packet_id).map_or(0, |r| r.1)
+            self.pending_request(packet_id).map_or(0, |r| r.1)
         };
         self.answer(PacketType::Unsubscribe, packet_id, count)?;
         let properties = self.problem_properties(properties);
@@ -721,7 +790,7 @@ impl<T> ServerSession<T> {
             properties,
         });
         self.fit_to_peer(&mut packet)?;
-        self.pending_requests.remove(&packet_id);
+        self.remove_pending_request(packet_id);
         self.core.link.push(&packet);
         Ok(())
     }
@@ -793,11 +862,22 @@ impl<T> ServerSession<T> {
         self.detached = true;
         Some(SessionState {
             flows: core::mem::take(&mut self.core.flows),
-            max_queued: self.limits.max_queued,
+            max_queued: self.limits.max_queued(),
         })
     }
 
     // ----- internals -----
+
+    /// The SUBSCRIBE or UNSUBSCRIBE `packet_id` waiting for an answer: type and filter count.
+    fn pending_request(&self, packet_id: PacketId) -> Option<(PacketType, usize)> {
+        self.pending_requests.as_ref()?.get(&packet_id).copied()
+    }
+
+    fn remove_pending_request(&mut self, packet_id: PacketId) {
+        if let Some(map) = &mut self.pending_requests {
+            map.remove(&packet_id);
+        }
+    }
 
     fn answer(
         &self,
@@ -808,10 +888,10 @@ impl<T> ServerSession<T> {
         if self.state != ServerState::Connected {
             return Err(CommandError::NotConnected);
         }
-        match self.pending_requests.get(&packet_id) {
-            Some(&(k, n)) if k == kind && n == count => Ok(()),
+        match self.pending_request(packet_id) {
+            Some((k, n)) if k == kind && n == count => Ok(()),
             // [MQTT-3.9.3-1], [MQTT-3.11.3-1] (5.0): one code per filter, in order.
-            Some(&(k, n)) if k == kind => Err(CommandError::ReasonCodeCountMismatch {
+            Some((k, n)) if k == kind => Err(CommandError::ReasonCodeCountMismatch {
                 expected: n,
                 given: count,
             }),
@@ -828,7 +908,7 @@ impl<T> ServerSession<T> {
         offered_will: Option<&Will>,
     ) -> Result<(), CommandError> {
         if let Some(method) = &properties.authentication_method {
-            if self.core.auth_method.as_ref() != Some(method) {
+            if self.core.auth_method.as_deref() != Some(method) {
                 return Err(CommandError::AuthenticationMethodMismatch);
             }
         }
@@ -908,28 +988,30 @@ impl<T> ServerSession<T> {
         }
         // Kept for the life of the connection (and the will until it is published): owned
         // copies, not views into the read buffer the CONNECT came in.
-        self.client_id = connect.client_id.to_owned_compact();
+        self.client_id = Some(Box::new(connect.client_id.to_owned_compact()));
         self.clean_start = connect.clean_start;
-        self.keep_alive_secs = connect.keep_alive;
+        handshake.keep_alive_secs = connect.keep_alive;
         handshake.offered_will = connect
             .will
             .as_ref()
             .map(|will| Box::new(will.to_owned_compact()));
+        // 3.1.x: a clean session ends with the connection (interval 0), any other never
+        // expires (u32::MAX, as `SessionExpiry::from_interval` reads it).
         self.session_expiry = if version.is_v5() {
-            SessionExpiry::from_interval(connect.properties.session_expiry_interval.unwrap_or(0))
+            connect.properties.session_expiry_interval.unwrap_or(0)
         } else if connect.clean_start {
-            SessionExpiry::AtClose
+            0
         } else {
-            SessionExpiry::Never
+            u32::MAX
         };
-        self.connect_expiry_zero = self.session_expiry == SessionExpiry::AtClose;
+        self.connect_expiry_zero = self.session_expiry == 0;
         let p = &connect.properties;
         self.core.auth_method = p
             .authentication_method
             .as_ref()
-            .map(MqttString::to_owned_compact);
+            .map(|method| Box::new(method.to_owned_compact()));
         self.problem_information = p.request_problem_information.unwrap_or(true);
-        self.response_information = p.request_response_information.unwrap_or(false);
+        handshake.response_information = p.request_response_information.unwrap_or(false);
         self.core.link.peer = PeerLimits::from_connect(&connect);
         let config = &handshake.config;
         self.core.link.max_inflight = config.max_inflight;
@@ -1020,10 +1102,11 @@ impl<T> ServerSession<T> {
             }
             Packet::Subscribe(subscribe) => {
                 let id = subscribe.packet_id;
-                if self.pending_requests.contains_key(&id) {
+                if self.pending_request(id).is_some() {
                     return Err(ProtocolViolation::UnexpectedPacket(PacketType::Subscribe));
                 }
                 self.pending_requests
+                    .get_or_insert_with(Box::default)
                     .insert(id, (PacketType::Subscribe, subscribe.subscriptions.len()));
                 self.core
                     .events
@@ -1031,10 +1114,11 @@ impl<T> ServerSession<T> {
             }
             Packet::Unsubscribe(unsubscribe) => {
                 let id = unsubscribe.packet_id;
-                if self.pending_requests.contains_key(&id) {
+                if self.pending_request(id).is_some() {
                     return Err(ProtocolViolation::UnexpectedPacket(PacketType::Unsubscribe));
                 }
                 self.pending_requests
+                    .get_or_insert_with(Box::default)
                     .insert(id, (PacketType::Unsubscribe, unsubscribe.filters.len()));
                 self.core
                     .events
@@ -1055,7 +1139,7 @@ impl<T> ServerSession<T> {
             if interval != 0 && self.connect_expiry_zero {
                 return Err(ProtocolViolation::SessionExpiryAfterZero);
             }
-            self.session_expiry = SessionExpiry::from_interval(interval);
+            self.session_expiry = interval;
         }
         // [MQTT-3.1.2-10] (3.1.1) / [MQTT-3.1.2-8], [MQTT-3.1.2-10] (5.0): only a normal
         // disconnection (0x00) removes the will; 0x04 and the error codes leave it to publish.
@@ -1140,7 +1224,7 @@ impl<T> Role for ServerSession<T> {
         self.core.close_link();
         // Nothing is held for a closed connection, nor is its will offered.
         self.handshake = None;
-        self.pending_requests.clear();
+        self.pending_requests = None;
         let will = if was_connected {
             self.will.take().map(|will| *will)
         } else {

@@ -5,6 +5,7 @@
 //! state. The logic that drives it (window, quotas, acks, de-duplication, re-send) lives in
 //! [`Core`](super::session_core::Core), which owns one.
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 
 use mqtt_streaming_proto::{AckProperties, PacketId, Publish, ReasonCode};
@@ -90,7 +91,7 @@ pub(crate) struct Flows<T> {
     pub(crate) inbound: Inbound,
     /// In-flight PUBLISHes still to be re-sent on this connection, in order: those beyond the
     /// peer's Receive Maximum when the session resumed ([MQTT-4.9.0-2]).
-    pub(crate) resend_pending: VecDeque<PacketId>,
+    pub(crate) resend_pending: ResendQueue,
     /// Bytes ([`queued_size`]) of the publishes in `queue`.
     pub(crate) queued_bytes: usize,
     /// Queued publishes are held back (a reconnecting client re-subscribes first): nothing
@@ -105,10 +106,43 @@ impl<T> Default for Flows<T> {
             inflight: InFlight::default(),
             queue: VecDeque::new(),
             inbound: Inbound::default(),
-            resend_pending: VecDeque::new(),
+            resend_pending: ResendQueue::default(),
             queued_bytes: 0,
             held: false,
         }
+    }
+}
+
+/// Packet identifiers waiting to be re-sent, in order: boxed, and absent while empty (8 bytes in
+/// every session instead of a `VecDeque`'s 32; it is used only after a resumption).
+#[derive(Debug, Default)]
+#[allow(clippy::box_collection)] // the box is what makes the field small
+pub(crate) struct ResendQueue(Option<Box<VecDeque<PacketId>>>);
+
+impl ResendQueue {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |q| q.len())
+    }
+
+    pub(crate) fn push_back(&mut self, id: PacketId) {
+        self.0.get_or_insert_with(Box::default).push_back(id);
+    }
+
+    pub(crate) fn pop_front(&mut self) -> Option<PacketId> {
+        let queue = self.0.as_mut()?;
+        let id = queue.pop_front();
+        if queue.is_empty() {
+            self.0 = None;
+        }
+        id
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.0 = None;
     }
 }
 

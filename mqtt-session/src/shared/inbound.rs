@@ -5,6 +5,7 @@
 //! in any order; the acks are held back and released in arrival order, so PUBACKs and PUBRECs
 //! leave in the order their PUBLISHes arrived ([MQTT-4.6.0-2], [MQTT-4.6.0-3]).
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeSet, VecDeque};
 
 use mqtt_streaming_proto::{PacketId, QoS, ReasonCode};
@@ -70,15 +71,17 @@ pub(crate) enum AckToSend {
 pub(crate) struct Inbound {
     /// Acks not sent yet, in arrival order.
     pending: VecDeque<PendingAck>,
-    /// QoS 2 messages answered with PUBREC and waiting for PUBREL.
-    awaiting_pubrel: BTreeSet<PacketId>,
+    /// QoS 2 messages answered with PUBREC and waiting for PUBREL: boxed, and absent while
+    /// none waits (8 bytes in every session instead of 24; only QoS 2 publishers use it).
+    #[allow(clippy::box_collection)] // the box is what makes the field small
+    awaiting_pubrel: Option<Box<BTreeSet<PacketId>>>,
     generation: u32,
 }
 
 impl Inbound {
     /// Messages not finished: acks not yet sent plus QoS 2 awaiting PUBREL.
     pub(crate) fn unfinished(&self) -> usize {
-        self.pending.len() + self.awaiting_pubrel.len()
+        self.pending.len() + self.awaiting_pubrel.as_ref().map_or(0, |s| s.len())
     }
 
     /// Accepts a QoS 1 or 2 PUBLISH. `limit` is our Receive Maximum; `manual` selects manual
@@ -91,7 +94,12 @@ impl Inbound {
         manual: bool,
         acks: &mut impl FnMut(AckToSend),
     ) -> Result<Arrival, ProtocolViolation> {
-        if qos == QoS::ExactlyOnce && self.awaiting_pubrel.contains(&id) {
+        if qos == QoS::ExactlyOnce
+            && self
+                .awaiting_pubrel
+                .as_ref()
+                .is_some_and(|s| s.contains(&id))
+        {
             return Ok(Arrival::Duplicate {
                 resend_pubrec: true,
             });
@@ -126,7 +134,7 @@ impl Inbound {
         if qos == QoS::ExactlyOnce {
             // After an error code the identifier is free again ([MQTT-4.3.3-9]).
             if !code.is_error() {
-                self.awaiting_pubrel.insert(id);
+                self.restore_awaiting_pubrel(id);
             }
             AckToSend::PubRec(id, code)
         } else {
@@ -162,8 +170,13 @@ impl Inbound {
     /// (answer PUBCOMP with Packet Identifier not found in MQTT 5). A PUBREL for a message
     /// whose PUBREC was never sent is a protocol violation.
     pub(crate) fn on_pubrel(&mut self, id: PacketId) -> Result<bool, ProtocolViolation> {
-        if self.awaiting_pubrel.remove(&id) {
-            return Ok(true);
+        if let Some(set) = &mut self.awaiting_pubrel {
+            if set.remove(&id) {
+                if set.is_empty() {
+                    self.awaiting_pubrel = None;
+                }
+                return Ok(true);
+            }
         }
         if self.pending.iter().any(|p| p.packet_id == id) {
             return Err(ProtocolViolation::UnexpectedAck(
@@ -176,7 +189,7 @@ impl Inbound {
 
     /// Identifiers awaiting PUBREL (for a snapshot).
     pub(crate) fn awaiting_pubrel(&self) -> impl Iterator<Item = PacketId> + '_ {
-        self.awaiting_pubrel.iter().copied()
+        self.awaiting_pubrel.iter().flat_map(|s| s.iter().copied())
     }
 
     /// QoS 2 identifiers the application accepted whose PUBREC waits for an earlier
@@ -190,13 +203,15 @@ impl Inbound {
     }
 
     pub(crate) fn restore_awaiting_pubrel(&mut self, id: PacketId) {
-        self.awaiting_pubrel.insert(id);
+        self.awaiting_pubrel
+            .get_or_insert_with(Box::default)
+            .insert(id);
     }
 
     /// Forgets everything: the session was discarded. Outstanding manual-ack ids become stale.
     pub(crate) fn reset(&mut self) {
         self.pending.clear();
-        self.awaiting_pubrel.clear();
+        self.awaiting_pubrel = None;
         self.generation = self.generation.wrapping_add(1);
     }
 }

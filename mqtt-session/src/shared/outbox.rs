@@ -9,31 +9,32 @@ use mqtt_streaming_proto::{EncodeError, Packet, ProtocolVersion, Publish};
 /// hold the largest packet they ever sent).
 const KEEP_CAPACITY: usize = 8 * 1024;
 
-/// Encoded bytes waiting for the transport.
+/// Encoded bytes waiting for the transport. The protocol version they are encoded in is the
+/// owner's (the `Link`'s): a version byte here would pad the outbox to 40 bytes in every
+/// session.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     buf: BytesMut,
-    version: ProtocolVersion,
 }
 
 impl Outbox {
-    pub(crate) fn set_version(&mut self, version: ProtocolVersion) {
-        self.version = version;
-    }
-
-    pub(crate) fn version(&self) -> ProtocolVersion {
-        self.version
-    }
-
-    /// Encodes `packet`. Packets reaching here were validated by the caller, so an error means
-    /// a bug in the session; it is reported, not hidden.
-    pub(crate) fn push(&mut self, packet: &Packet) -> Result<(), EncodeError> {
-        packet.encode(self.version, &mut self.buf)
+    /// Encodes `packet` in `version`. Packets reaching here were validated by the caller, so
+    /// an error means a bug in the session; it is reported, not hidden.
+    pub(crate) fn push(
+        &mut self,
+        version: ProtocolVersion,
+        packet: &Packet,
+    ) -> Result<(), EncodeError> {
+        packet.encode(version, &mut self.buf)
     }
 
     /// Encodes a PUBLISH without wrapping it in a [`Packet`] (no move, no clone).
-    pub(crate) fn push_publish(&mut self, publish: &Publish) -> Result<(), EncodeError> {
-        publish.encode_header(self.version, &mut self.buf)?;
+    pub(crate) fn push_publish(
+        &mut self,
+        version: ProtocolVersion,
+        publish: &Publish,
+    ) -> Result<(), EncodeError> {
+        publish.encode_header(version, &mut self.buf)?;
         self.buf.extend_from_slice(&publish.payload);
         Ok(())
     }
@@ -82,6 +83,12 @@ impl Outbox {
         n
     }
 
+    /// The buffer's capacity (what it holds while empty, for the memory tests).
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Gives back the buffer's memory when nothing waits in it.
     pub(crate) fn shrink_idle(&mut self) {
         if self.buf.is_empty() {
@@ -109,7 +116,7 @@ mod tests {
         let mut outbox = Outbox::default();
         let mut out = BytesMut::with_capacity(256);
         let mine = out.as_ptr();
-        outbox.push(&puback(1)).unwrap();
+        outbox.push(ProtocolVersion::V3_1_1, &puback(1)).unwrap();
         let theirs = outbox.buf.as_ptr();
         assert_eq!(outbox.swap_into(&mut out), 4);
         assert_eq!(&out[..], [0x40, 0x02, 0x00, 0x01]);
@@ -119,7 +126,7 @@ mod tests {
             "no copy: the caller has the session's buffer"
         );
         // The session encodes into the caller's old buffer.
-        outbox.push(&puback(2)).unwrap();
+        outbox.push(ProtocolVersion::V3_1_1, &puback(2)).unwrap();
         assert_eq!(outbox.buf.as_ptr(), mine);
         // A caller's buffer with bytes in it is appended to, as drain_into does.
         assert_eq!(outbox.swap_into(&mut out), 4);
