@@ -15,6 +15,7 @@
 #   fanin0   8 publishers -> 1 subscriber (bench/#), QoS 0, flat out: delivered/s;
 #   fanin1   the same at QoS 1: delivered/s, loss, p99 latency;
 #   pairs    50 publishers -> 50 subscribers, each pair on its own topic, QoS 1, flat out;
+#   pairs2   the same at QoS 2 (PUBREC, PUBREL, PUBCOMP both ways);
 #   fanout   1 publisher -> 50 subscribers, QoS 0, flat out (or FANOUT_RATE msg/s).
 # Every timed scenario also reports the broker's CPU per delivery (utime + stime from
 # /proc/PID/stat over the run, divided by the messages the subscribers received) and the load
@@ -43,7 +44,7 @@
 # WINDOW (64), RUMQTTD_VERSION (0.20.0), BROKERS ("ours mosquitto rumqttd"; add `base` with
 # OUR_BASE=path to another build of our broker for a before/after column), PORT (18830;
 # mosquitto +1, rumqttd +2, base +3, rumqttd's MQTT 5 listener +12), OUT (target/bench-brokers),
-# SCENARIOS ("idle fanin0 fanin1 pairs fanout": a subset runs only those, e.g. "fanout").
+# SCENARIOS ("idle fanin0 fanin1 pairs pairs2 fanout": a subset runs only those, e.g. "fanout").
 #
 # CLIENT: `raw` (the default) is mqtt-bench's generator without a client library: plain TCP
 # connections writing pre-encoded packets and parsing the answers with a minimal borrowed
@@ -68,7 +69,7 @@ FANOUT_RATE=${FANOUT_RATE:-0}
 WINDOW=${WINDOW:-64}
 RUMQTTD_VERSION=${RUMQTTD_VERSION:-0.20.0}
 BROKERS=${BROKERS:-"ours mosquitto rumqttd"}
-SCENARIOS=${SCENARIOS:-"idle fanin0 fanin1 pairs fanout"}
+SCENARIOS=${SCENARIOS:-"idle fanin0 fanin1 pairs pairs2 fanout"}
 PORT=${PORT:-18830}
 OUT=${OUT:-target/bench-brokers}
 mkdir -p "$OUT/json"
@@ -240,6 +241,8 @@ for round in $(seq "$ROUNDS"); do
       -t 'bench/%i' -f 'bench/#'
     scenario pairs "$broker" "$round" --pubs 50 --subs 50 -q 1 -w "$WINDOW" -d "$DURATION" \
       -t 'pair/%i' -f 'pair/%i'
+    scenario pairs2 "$broker" "$round" --pubs 50 --subs 50 -q 2 -w "$WINDOW" -d "$DURATION" \
+      -t 'pair/%i' -f 'pair/%i'
     scenario fanout "$broker" "$round" --pubs 1 --subs 50 -q 0 -r "$FANOUT_RATE" -w "$WINDOW" \
       -d "$DURATION" -t 'fan/out' -f 'fan/out'
     stop_broker
@@ -327,6 +330,10 @@ rows = [
     ("50 pairs QoS 1, delivered/s", "pairs", lambda r: r.get("received_per_s"), "rate", True),
     ("50 pairs QoS 1, p99 latency", "pairs", lambda r: r["latency_us"].get("p99"), "ms", False),
     ("50 pairs QoS 1, broker CPU per delivery", "pairs", broker_us, "us", False),
+    ("50 pairs QoS 2, delivered/s", "pairs2", lambda r: r.get("received_per_s"), "rate", True),
+    ("50 pairs QoS 2, lost (of sent)", "pairs2", loss_pct, "pct", None),
+    ("50 pairs QoS 2, p99 latency", "pairs2", lambda r: r["latency_us"].get("p99"), "ms", False),
+    ("50 pairs QoS 2, broker CPU per delivery", "pairs2", broker_us, "us", False),
     ("1→50 QoS 0, delivered/s", "fanout", lambda r: r.get("received_per_s"), "rate", True),
     ("1→50 QoS 0, lost (of sent × 50)", "fanout", loss_pct, "pct", None),
     (fanout_label + ", broker CPU per delivery", "fanout", broker_us, "us", False),
@@ -339,6 +346,7 @@ generator_rows = [
     ("8→1 QoS 0", "fanin0"),
     ("8→1 QoS 1", "fanin1"),
     ("50 pairs QoS 1", "pairs"),
+    ("50 pairs QoS 2", "pairs2"),
     ("1→50 QoS 0", "fanout"),
 ]
 
