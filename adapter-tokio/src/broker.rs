@@ -440,6 +440,7 @@ impl<R: Runtime, H: BrokerHooks + Send + 'static> BrokerServerOn<R, H> {
             inputs_tx,
             inputs: inputs_rx,
             connections: HashMap::new(),
+            partial: HashMap::new(),
             out: BytesMut::with_capacity(READ_CHUNK),
             notices,
             closing: Vec::new(),
@@ -677,10 +678,11 @@ impl Outbox {
 
 struct Connection {
     outbox: Arc<Outbox>,
-    /// Bytes read that do not make a whole packet yet.
-    read_buf: BytesMut,
     peer: Option<SocketAddr>,
 }
+
+/// Entries of room [`BrokerTask::partial`] keeps once it is empty again.
+const PARTIAL_ROOM_KEPT: usize = 1024;
 
 /// The one task that owns the broker core.
 struct BrokerTask<R: Runtime, H: BrokerHooks> {
@@ -693,6 +695,9 @@ struct BrokerTask<R: Runtime, H: BrokerHooks> {
     inputs_tx: mpsc::Sender<Input>,
     inputs: mpsc::Receiver<Input>,
     connections: HashMap<ConnectionId, Connection>,
+    /// Bytes read that do not make a whole packet yet, of the connections that have any: kept
+    /// apart so that an idle connection's entry in `connections` holds no buffer.
+    partial: HashMap<ConnectionId, BytesMut>,
     /// The broker's output, one connection at a time; reused.
     out: BytesMut,
     notices: Option<mpsc::Sender<BrokerNotice>>,
@@ -811,6 +816,10 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
             self.drain(now);
             #[cfg(feature = "persistence")]
             self.persist_turn();
+            if self.partial.is_empty() && self.partial.capacity() > PARTIAL_ROOM_KEPT {
+                // A burst of connections with partial packets is over: its room goes back.
+                self.partial = HashMap::new();
+            }
         }
         #[cfg(feature = "persistence")]
         self.persist_close().await;
@@ -880,14 +889,7 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
             self.inputs_tx.clone(),
             self.options.linger,
         ));
-        self.connections.insert(
-            id,
-            Connection {
-                outbox,
-                read_buf: BytesMut::new(),
-                peer,
-            },
-        );
+        self.connections.insert(id, Connection { outbox, peer });
     }
 
     fn command(&mut self, now: Instant, command: Command) {
@@ -918,11 +920,17 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
     fn input(&mut self, now: Instant, input: Input) {
         match input {
             Input::Read(id, chunk) => {
-                let Some(conn) = self.connections.get_mut(&id) else {
+                if !self.connections.contains_key(&id) {
                     return;
+                }
+                let buf = match self.partial.remove(&id) {
+                    Some(mut kept) => {
+                        kept.unsplit(chunk);
+                        kept
+                    }
+                    None => chunk,
                 };
-                conn.read_buf.unsplit(chunk);
-                self.feed(now, id);
+                self.feed_bytes(now, id, buf);
             }
             Input::Lost(id) => self.broker.handle_closed(now, id),
             Input::Writable(id) => self.broker.resume_transmit(id),
@@ -942,18 +950,24 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
     /// Gives the core what connection `id` has read and not consumed; pauses its reading
     /// while the core wants no input from it.
     fn feed(&mut self, now: Instant, id: ConnectionId) {
-        let Some(conn) = self.connections.get_mut(&id) else {
+        if !self.connections.contains_key(&id) {
             return;
-        };
-        let mut buf = std::mem::take(&mut conn.read_buf);
+        }
+        let buf = self.partial.remove(&id).unwrap_or_default();
+        self.feed_bytes(now, id, buf);
+    }
+
+    /// [`feed`](Self::feed) with the bytes in hand: what the core leaves of them is kept in
+    /// `partial` until the connection's next read.
+    fn feed_bytes(&mut self, now: Instant, id: ConnectionId, mut buf: BytesMut) {
         self.broker.handle_read(now, id, &mut buf);
         let wants = self.broker.wants_read(id);
-        if buf.is_empty() {
-            // No view of the chunk is kept: the connection task reuses (or, idle, frees) it.
-            buf = BytesMut::new();
-        }
-        if let Some(conn) = self.connections.get_mut(&id) {
-            conn.read_buf = buf;
+        if let Some(conn) = self.connections.get(&id) {
+            if !buf.is_empty() {
+                self.partial.insert(id, buf);
+            }
+            // An empty `buf` is dropped: no view of the chunk is kept, so the connection task
+            // reuses (or, idle, frees) it.
             if !wants {
                 // Until `ReadResumed`; the task stops reading after the read it is in.
                 conn.outbox.pause_input();
@@ -1021,6 +1035,7 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
                 }
             };
             if let BrokerEvent::Close { connection, .. } = &event {
+                self.partial.remove(connection);
                 if let Some(conn) = self.connections.remove(connection) {
                     #[cfg(feature = "persistence")]
                     match &mut self.persist {

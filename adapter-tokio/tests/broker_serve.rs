@@ -467,3 +467,57 @@ async fn non_reading_subscriber_qos0_flood_dropped_not_cut() {
     assert_eq!(outcome.reason_code, ReasonCode::Success);
     handle.shutdown().await;
 }
+
+/// A client that writes its packets one byte per write: every packet reaches the broker split
+/// over many reads, and the broker keeps the partial packet between them (apart from the
+/// connection's entry) until it is whole: CONNACK, SUBACK, the PUBACK and the message routed
+/// back all arrive ([MQTT-4.3.2-1] 3.1.1: the QoS 1 PUBLISH is acknowledged).
+#[tokio::test]
+async fn packets_written_one_byte_at_a_time_are_reassembled() {
+    use mqtt_streaming_proto::{Decoder, Packet};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (addr, broker) = start().await;
+    let mut io = tokio::net::TcpStream::connect(addr).await.unwrap();
+    io.set_nodelay(true).unwrap();
+    #[rustfmt::skip]
+    let bytes: &[u8] = &[
+        // CONNECT, 3.1.1, clean session, keep alive 60, client id "d"
+        0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60, 0, 1, b'd',
+        // SUBSCRIBE id 1, "t" at QoS 1
+        0x82, 6, 0, 1, 0, 1, b't', 1,
+        // PUBLISH QoS 1 id 2 to "t", payload "hi"
+        0x32, 7, 0, 1, b't', 0, 2, b'h', b'i',
+    ];
+    for byte in bytes {
+        io.write_all(std::slice::from_ref(byte)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let decoder = Decoder::new(V311);
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = Vec::new();
+    let (mut puback, mut message) = (false, false);
+    loop {
+        while let Some(packet) = decoder.decode(&mut buf).unwrap() {
+            match &packet {
+                Packet::PubAck(ack) => puback |= u16::from(ack.packet_id) == 2,
+                Packet::Publish(p) => {
+                    message |= p.topic.as_str() == "t" && &p.payload[..] == b"hi";
+                }
+                _ => {}
+            }
+            seen.push(packet.packet_type());
+        }
+        if puback && message {
+            break;
+        }
+        let read = tokio::time::timeout(WAIT, io.read_buf(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("nothing more after {seen:?}"))
+            .unwrap();
+        assert!(read > 0, "closed after {seen:?}");
+    }
+    use mqtt_streaming_proto::PacketType;
+    assert_eq!(&seen[..2], [PacketType::ConnAck, PacketType::SubAck]);
+    broker.shutdown().await;
+}
