@@ -108,6 +108,15 @@ fn qos0() -> SubscriptionOptions {
     SubscriptionOptions::new(QoS::AtMostOnce)
 }
 
+/// A QoS 0 PUBLISH of `payload` to `fan/out`, without properties.
+fn fan_out(payload: &[u8]) -> Packet {
+    Packet::Publish(Publish::new(
+        TopicName::new("fan/out").unwrap(),
+        QosPid::AtMostOnce,
+        Bytes::copy_from_slice(payload),
+    ))
+}
+
 /// The QoS 0 PUBLISH a subscriber of `version` should get.
 fn expected(
     version: ProtocolVersion,
@@ -233,14 +242,7 @@ fn each_subscribers_maximum_packet_size_holds_with_a_shared_encoding() {
     let v3 = wire.client(V3, "v3");
     wire.subscribe(v3, "fan/out", qos0(), None);
     let publisher = wire.client(V3, "pub");
-    wire.send(
-        publisher,
-        Packet::Publish(Publish::new(
-            TopicName::new("fan/out").unwrap(),
-            QosPid::AtMostOnce,
-            Bytes::copy_from_slice(&payload),
-        )),
-    );
+    wire.send(publisher, fan_out(&payload));
     for (id, fits) in subscribers {
         let want = if fits {
             expected(V5, "fan/out", false, PublishProperties::default(), &payload)
@@ -276,14 +278,7 @@ fn automatic_topic_aliases_give_a_subscriber_its_own_bytes() {
     }
     let publisher = wire.client(V3, "pub");
     for payload in ["one", "two"] {
-        wire.send(
-            publisher,
-            Packet::Publish(Publish::new(
-                TopicName::new("fan/out").unwrap(),
-                QosPid::AtMostOnce,
-                payload.as_bytes(),
-            )),
-        );
+        wire.send(publisher, fan_out(payload.as_bytes()));
     }
     let alias = PublishProperties {
         topic_alias: NonZeroU16::new(1),
@@ -333,14 +328,7 @@ fn a_full_subscriber_drops_its_copy_and_the_others_get_theirs() {
     let payload = [1u8; 60];
     let one = expected(V3, "fan/out", false, PublishProperties::default(), &payload);
     for _ in 0..3 {
-        wire.send(
-            publisher,
-            Packet::Publish(Publish::new(
-                TopicName::new("fan/out").unwrap(),
-                QosPid::AtMostOnce,
-                Bytes::copy_from_slice(&payload),
-            )),
-        );
+        wire.send(publisher, fan_out(&payload));
     }
     let three: Vec<u8> = one.iter().chain(&one).chain(&one).copied().collect();
     assert_eq!(&wire.take(fast)[..], &three[..]);

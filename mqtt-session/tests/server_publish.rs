@@ -374,6 +374,15 @@ fn v311_ignores_v5_limits_of_the_config() {
 
 // ----- outbound -----
 
+/// `sent` holds exactly one PUBLISH: QoS 0, DUP 0 ([MQTT-3.3.1-2] 3.1.1), carrying `payload`.
+fn assert_one_qos0_publish(sent: &[Packet], payload: &[u8]) {
+    let ps = publishes(sent);
+    assert_eq!(ps.len(), 1);
+    assert!(!ps[0].dup);
+    assert_eq!(ps[0].qos_pid.qos(), QoS::AtMostOnce);
+    assert_eq!(&ps[0].payload[..], payload);
+}
+
 #[test]
 fn outbound_qos0_completes_at_once() {
     // [MQTT-4.3.1-1] (5.0) / [MQTT-3.3.1-2] (3.1.1): QoS 0 goes out with DUP 0; its token
@@ -381,12 +390,7 @@ fn outbound_qos0_completes_at_once() {
     for version in [V3, V5] {
         let mut s = accepted(version);
         s.publish(msg("news", QoS::AtMostOnce, "hi"), 7).unwrap();
-        let sent = s.sent();
-        let ps = publishes(&sent);
-        assert_eq!(ps.len(), 1);
-        assert!(!ps[0].dup);
-        assert_eq!(ps[0].qos_pid.qos(), QoS::AtMostOnce);
-        assert_eq!(&ps[0].payload[..], b"hi");
+        assert_one_qos0_publish(&s.sent(), b"hi");
         assert_eq!(published(&s.events()), [(7, ReasonCode::Success)]);
     }
 }
@@ -400,12 +404,7 @@ fn outbound_qos0_unreported_when_report_qos0_published_is_off() {
         let config = ServerConfig::default().with_report_qos0_published(false);
         let mut s = accepted_with(config, connect(version, "c"));
         s.publish(msg("news", QoS::AtMostOnce, "hi"), 7).unwrap();
-        let sent = s.sent();
-        let ps = publishes(&sent);
-        assert_eq!(ps.len(), 1);
-        assert!(!ps[0].dup);
-        assert_eq!(ps[0].qos_pid.qos(), QoS::AtMostOnce);
-        assert_eq!(&ps[0].payload[..], b"hi");
+        assert_one_qos0_publish(&s.sent(), b"hi");
         assert!(s.events().is_empty());
         s.publish(msg("news", QoS::AtLeastOnce, "q1"), 8).unwrap();
         let id = publishes(&s.sent())[0].qos_pid.packet_id().unwrap();

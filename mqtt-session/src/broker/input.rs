@@ -180,15 +180,10 @@ impl<H: BrokerHooks> Broker<H> {
     /// Gives `buf` to connection `id`'s session and handles what it reports; returns how many
     /// bytes it consumed.
     fn feed(&mut self, now: Instant, id: ConnectionId, buf: &mut BytesMut) -> usize {
-        let Some(conn) = self.connections.get_mut(&id) else {
-            return 0;
-        };
-        let before = buf.len();
-        conn.session.handle_read(now, buf);
-        let consumed = before - buf.len();
-        self.stats.bytes_in += consumed as u64;
-        // Now, not queued: its next packet waits for this one's routing (see `read_packets`).
-        self.drain(now, id);
+        // Its events now, not queued: its next packet waits for this one's routing (see
+        // `read_packets`); then the bookkeeping.
+        let consumed = self.feed_packet(now, id, buf);
+        self.tidy(id);
         consumed
     }
 
