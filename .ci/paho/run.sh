@@ -21,7 +21,20 @@ cargo build -q -p mqtt-streaming-tokio --features cli --bin mqtt-broker
 BROKER="$(pwd)/target/debug/mqtt-broker"
 
 WORK=$(mktemp -d)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# A free port below the ephemeral range, where no other bind(0) or outgoing connection can take
+# it before the broker binds it.
+PORT=$(python3 - <<'PY'
+import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for port in random.sample(range(10000, low), low - 10000):
+    try:
+        socket.socket().bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    print(port)
+    break
+PY
+)
 cp .ci/paho/acl "$WORK/acl"
 { echo "listener $PORT 127.0.0.1"; sed "s|^acl_file acl|acl_file $WORK/acl|" .ci/paho/broker.conf; } > "$WORK/broker.conf"
 "$BROKER" -c "$WORK/broker.conf" --log-level warn > "$WORK/broker.log" 2>&1 &

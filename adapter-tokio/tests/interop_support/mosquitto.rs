@@ -10,13 +10,32 @@ use std::time::Duration;
 /// How long mosquitto may take to start listening.
 const START_WAIT: Duration = Duration::from_secs(10);
 
-/// A free TCP port on 127.0.0.1 (bound then released).
+/// A free TCP port on 127.0.0.1 for a server the test starts as another process, chosen
+/// below the kernel's ephemeral range.
+///
+/// The port is only checked free (bound then released), so something else could take it
+/// before the server binds it. Inside the ephemeral range something else often does: every
+/// `bind(0)` of a concurrent test and every outgoing connection's source port come from
+/// there (a CI run once had mosquitto lose its port that way, and the test's client reached
+/// another listener). Below the range only a server that names the port explicitly can race
+/// for it; the start is random, so two tests rarely even try the same port.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::{BuildHasher, Hasher};
+    const LOWEST: u16 = 10_000;
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .filter(|&start| start > LOWEST + 1_000)
+        .unwrap_or(32_768);
+    let span = ephemeral_start - LOWEST;
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let first = (random % u64::from(span)) as u16;
+    (0..span)
+        .map(|i| LOWEST + (first + i) % span)
+        .find(|&port| StdListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free port below the ephemeral range")
 }
 
 /// A mosquitto broker of our own: its own config in a temp dir, 127.0.0.1 and a free port,
@@ -63,7 +82,7 @@ impl Mosquitto {
             ),
         )
         .unwrap();
-        let child = Command::new(mosquitto_binary())
+        let mut child = Command::new(mosquitto_binary())
             .arg("-c")
             .arg(&config)
             .stdin(Stdio::null())
@@ -78,6 +97,10 @@ impl Mosquitto {
             assert!(started.elapsed() < START_WAIT, "mosquitto did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "mosquitto exited: port {port} answered, but not by this mosquitto"
+        );
         Self {
             child,
             port,
