@@ -26,6 +26,20 @@
 //! still reach the session, events still go out) until the role hands it a new transport
 //! ([`Role::take_transport`]) or stops being resumable (every handle gone, `disconnect`).
 //!
+//! # Reading acknowledgements in batches
+//!
+//! A publisher with a deep window against a broker that answers each PUBLISH at once would
+//! otherwise wake, read and write once per acknowledgement (about three system calls per
+//! message). While the session is owed at least [`BATCH_FROM`] acknowledgements
+//! ([`Role::acknowledgements_owed`], at least [`ACK_BYTES`] each), the driver raises the
+//! transport's read low-water mark ([`Transport::set_read_low_water`]) to about a quarter of
+//! them (at most [`BATCH_MAX`]), all of which are certain to come: a wake-up then reads several,
+//! and the publishes they release leave in one write. Nothing waits on a guess: the mark never
+//! exceeds what is owed for bytes already written (it drops to 1 while a write is incomplete),
+//! and if no input at all arrives for [`BATCH_PATIENCE`] with the mark raised (a peer that
+//! stopped acknowledging, a PINGRESP or a lone delivery below the mark) it drops to 1 until
+//! the next read, which lets whatever is buffered in at once.
+//!
 //! The session says whether it takes input ([`Role::wants_read`]): while it does not (a server
 //! waiting for the application's answer to a CONNECT, a transmit buffer the peer does not
 //! drain), nothing more is read from the transport, and what was read is handed to it again
@@ -72,6 +86,27 @@ const GATHER_STEPS: u32 = 16;
 /// Bytes waiting to be written above which they are written before another step is taken
 /// (below [`WRITE_HIGH_WATER`], so that gathering never holds input or commands back).
 const GATHER_BYTES: usize = WRITE_HIGH_WATER / 2;
+
+/// The smallest acknowledgement (PUBACK, PUBREC or PUBCOMP) on the wire, in bytes.
+const ACK_BYTES: usize = 4;
+/// Acknowledgements owed from which reads wait for several of them.
+const BATCH_FROM: usize = 8;
+/// The most acknowledgements a read waits for.
+const BATCH_MAX: usize = 16;
+/// How long input may stop arriving while the read low-water mark is raised before it is
+/// lowered (the runtime's timers have millisecond resolution).
+const BATCH_PATIENCE: Duration = Duration::from_millis(1);
+
+/// The read low-water mark for `owed` acknowledgements: 1 (every byte) below [`BATCH_FROM`],
+/// else the bytes of a quarter of them, rounded down to a power of two (fewer changes) and at
+/// most [`BATCH_MAX`].
+fn read_low_water(owed: usize) -> usize {
+    if owed < BATCH_FROM {
+        return 1;
+    }
+    let acks = (owed / 4).clamp(1, BATCH_MAX);
+    ACK_BYTES << acks.ilog2()
+}
 
 /// The driver's transport: the one it was spawned with, a later one, or none (detached).
 enum Link<Io> {
@@ -122,6 +157,14 @@ impl<Io: Transport> Transport for Link<Io> {
             Self::First(io) => io.poll_read_ready(cx),
             Self::Next(io) => io.poll_read_ready(cx),
             Self::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+
+    fn set_read_low_water(&mut self, bytes: usize) -> bool {
+        match self {
+            Self::First(io) => io.set_read_low_water(bytes),
+            Self::Next(io) => io.set_read_low_water(bytes),
+            Self::Gone => false,
         }
     }
 }
@@ -228,6 +271,12 @@ pub(crate) trait Role: Send + 'static {
     /// The connection has been idle for a while: the session gives back the memory of its
     /// empty queues.
     fn shrink_idle(&mut self) {}
+    /// Acknowledgements the peer owes for what was handed out, each at least [`ACK_BYTES`]
+    /// long: reads wait for several of them (see the module's "Reading acknowledgements in
+    /// batches"). 0 (the default) reads every byte at once.
+    fn acknowledgements_owed(&self) -> usize {
+        0
+    }
     /// Called after each drain's events are routed: commands the role gives its session by
     /// itself in answer to them (a reconnecting client's re-subscription). Whether it did
     /// anything (the session is then drained again).
@@ -306,6 +355,20 @@ pub(crate) struct Driver<Rt: Runtime, Io, R: Role> {
     shrink_at: Option<Instant>,
     /// Given back during this idle period.
     shrunk: bool,
+    /// The transport's read low-water mark as last set (1: every byte makes it readable).
+    low_water: usize,
+    /// The transport has no low-water mark.
+    low_water_unsupported: bool,
+    /// While the mark is raised: when to check that input still arrives.
+    patience_at: Option<Instant>,
+    /// Reads so far (wrapping), and at the last patience check.
+    reads: u32,
+    reads_at_check: u32,
+    /// No input came for [`BATCH_PATIENCE`] with the mark raised: it stays at 1 until the
+    /// next read.
+    patience_spent: bool,
+    /// The last write left bytes unwritten (acknowledgements for them are not owed yet).
+    write_blocked: bool,
 }
 
 impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
@@ -349,6 +412,13 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
             gathered: 0,
             shrink_at: None,
             shrunk: false,
+            low_water: 1,
+            low_water_unsupported: false,
+            patience_at: None,
+            reads: 0,
+            reads_at_check: 0,
+            patience_spent: false,
+            write_blocked: false,
         }
     }
 
@@ -378,6 +448,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
                 break;
             }
             self.plan_shrink(now);
+            self.plan_low_water(now);
             self.arm_timer();
             let step = poll_fn(|cx| self.poll_step(cx)).await;
             now = self.clock.now();
@@ -392,6 +463,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
                     // Timers never fire early; the max only guards the ms rounding.
                     let at = self.armed.take().unwrap_or(now);
                     self.shrink_if_idle(now.max(at));
+                    self.check_patience(now.max(at));
                     // Harmless when the deadline was the shrink's.
                     self.role.session().handle_timeout(now.max(at));
                 }
@@ -444,11 +516,19 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
     /// A new transport for the session (whose CONNECT already waits to be written).
     fn attach(&mut self, transport: BoxTransport) {
         self.io = Link::Next(transport);
+        // A new socket starts with the default mark.
+        self.low_water = 1;
+        self.low_water_unsupported = false;
+        self.patience_at = None;
+        self.patience_spent = false;
+        self.write_blocked = false;
         self.detached = false;
         self.shared.set_detached(false);
     }
 
     fn read(&mut self, now: Instant) {
+        self.reads = self.reads.wrapping_add(1);
+        self.patience_spent = false;
         self.role.session().handle_read(now, &mut self.read_buf);
         self.input_stalled = !self.role.wants_read();
     }
@@ -576,11 +656,59 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
         }
     }
 
+    /// Sets the transport's read low-water mark for the acknowledgements owed (see the
+    /// module's "Reading acknowledgements in batches"), and plans the patience check while it
+    /// is raised.
+    fn plan_low_water(&mut self, now: Instant) {
+        if self.low_water_unsupported || self.detached {
+            self.patience_at = None;
+            return;
+        }
+        let want = if self.write_blocked || self.patience_spent {
+            1
+        } else {
+            read_low_water(self.role.acknowledgements_owed())
+        };
+        if want != self.low_water {
+            if self.io.set_read_low_water(want) {
+                self.low_water = want;
+            } else {
+                self.low_water_unsupported = true;
+                self.low_water = 1;
+            }
+        }
+        if self.low_water == 1 {
+            self.patience_at = None;
+        } else if self.patience_at.is_none() {
+            self.patience_at = Some(now + BATCH_PATIENCE);
+            self.reads_at_check = self.reads;
+        }
+    }
+
+    /// The patience check's time came: if nothing was read since the last one, the mark
+    /// goes down until the next read ([`plan_low_water`](Self::plan_low_water) lowers it).
+    fn check_patience(&mut self, now: Instant) {
+        let Some(at) = self.patience_at else { return };
+        if now < at {
+            return;
+        }
+        if self.reads == self.reads_at_check {
+            self.patience_spent = true;
+            self.patience_at = None;
+        } else {
+            self.patience_at = Some(now + BATCH_PATIENCE);
+            self.reads_at_check = self.reads;
+        }
+    }
+
     fn arm_timer(&mut self) {
-        let next = match (self.role.session_ref().poll_timeout(), self.shrink_at) {
+        let mut next = match (self.role.session_ref().poll_timeout(), self.shrink_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        if let Some(patience) = self.patience_at {
+            next = Some(next.map_or(patience, |at| at.min(patience)));
+        }
         if next == self.armed {
             return;
         }
@@ -773,6 +901,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
                 Poll::Pending => break,
             }
         }
+        self.write_blocked = !self.out.is_empty();
         if !R::TRACKS_IDLE && self.out.is_empty() && self.out.capacity() > 0 {
             // Written: an idle connection keeps no transmit buffer (the next drain allocates
             // what it needs, once per turn).
@@ -855,5 +984,33 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_read_low_water_mark_is_a_quarter_of_the_acknowledgements_owed() {
+        // (owed, mark in bytes): every byte below 8 owed; then 4 bytes times the largest
+        // power of two not above a quarter of them, capped at 16 acknowledgements.
+        let table = [
+            (0, 1),
+            (7, 1),
+            (8, 8),
+            (15, 8),
+            (16, 16),
+            (31, 16),
+            (32, 32),
+            (63, 32),
+            (64, 64),
+            (65_535, 64),
+        ];
+        for (owed, mark) in table {
+            assert_eq!(read_low_water(owed), mark, "{owed} owed");
+            // Never more bytes than the acknowledgements owed certainly bring.
+            assert!(mark <= owed.max(1) * ACK_BYTES);
+        }
     }
 }

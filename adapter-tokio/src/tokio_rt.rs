@@ -151,6 +151,21 @@ impl<T: Transport> crate::transport::Transport for TokioIo<T> {
         }
         Poll::Ready(Ok(()))
     }
+
+    fn set_read_low_water(&mut self, bytes: usize) -> bool {
+        // TCP on Linux only: Unix sockets ignore the mark for readiness, and a TLS stream's
+        // socket carries records, not the packets the driver counts.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            use std::os::fd::AsFd;
+            let io: &dyn Any = &self.0;
+            if let Some(stream) = io.downcast_ref::<TcpStream>() {
+                return crate::socket_options::set_receive_low_water(stream.as_fd(), bytes).is_ok();
+            }
+        }
+        let _ = bytes;
+        false
+    }
 }
 
 impl<Io: Transport> Adapt<Io> for TokioRuntime {

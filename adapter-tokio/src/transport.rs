@@ -39,6 +39,20 @@ pub trait Transport: Send + Unpin + 'static {
         let _ = cx;
         Poll::Ready(Ok(()))
     }
+
+    /// Asks the transport to report read readiness ([`poll_read_ready`](Self::poll_read_ready))
+    /// only once at least `bytes` are buffered, or at the end of the stream or an error; 1 is
+    /// the usual behaviour. Returns whether the transport supports it (the default: no, and
+    /// nothing changes).
+    ///
+    /// The client driver raises it while the server owes many acknowledgements, so that one
+    /// wake-up reads several of them, and lowers it back to 1 when they stop coming
+    /// (`ClientOptions::batch_acks`). Lowering it must wake a reader whose bytes are already
+    /// buffered. TCP sockets on Linux support it (`SO_RCVLOWAT`).
+    fn set_read_low_water(&mut self, bytes: usize) -> bool {
+        let _ = bytes;
+        false
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for Box<T> {
@@ -60,6 +74,10 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
 
     fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         (**self).poll_read_ready(cx)
+    }
+
+    fn set_read_low_water(&mut self, bytes: usize) -> bool {
+        (**self).set_read_low_water(bytes)
     }
 }
 

@@ -358,3 +358,55 @@ fn v311_server_disconnect_is_a_protocol_violation() {
         ),
     );
 }
+
+#[test]
+fn acknowledgements_owed_count_what_this_connection_sent() {
+    // [MQTT-4.9.0-2] (5.0): after a resumption the publishes beyond the server's Receive
+    // Maximum wait to be re-sent, so the server owes acknowledgements only for those sent.
+    // [MQTT-4.3.3-5] (5.0): a QoS 2 flow past PUBREC still owes its PUBCOMP.
+    let mut s = connected(V5);
+    assert_eq!(s.session.acknowledgements_owed(), 0);
+    s.publish(msg("t", QoS::AtMostOnce, "zero"), 1).unwrap();
+    for t in 2..=4 {
+        s.publish(msg("t", QoS::AtLeastOnce, "one"), t).unwrap();
+    }
+    s.publish(msg("t", QoS::ExactlyOnce, "two"), 5).unwrap();
+    s.sent();
+    // Four PUBLISHes at QoS 1 and 2 (the QoS 0 one is owed nothing).
+    assert_eq!(s.session.acknowledgements_owed(), 4);
+    // Packet ids 1-3 are the QoS 1 publishes, 4 the QoS 2 one.
+    s.feed(pubrec(4));
+    assert_eq!(briefs(&s.sent()), ["PUBREL4"]);
+    assert_eq!(s.session.acknowledgements_owed(), 4, "PUBCOMP still owed");
+    s.feed(puback(2));
+    assert_eq!(s.session.acknowledgements_owed(), 3);
+
+    s.transport_closed();
+    s.events();
+    assert_eq!(
+        s.session.acknowledgements_owed(),
+        0,
+        "nothing owed without a connection"
+    );
+    s.connect(resume(V5, "c"));
+    assert_eq!(briefs(&s.sent()), ["CONNECT"]);
+    assert_eq!(
+        s.session.acknowledgements_owed(),
+        0,
+        "nothing owed before the CONNACK"
+    );
+    let mut ack = mqtt_streaming_proto::ConnAck::new(ReasonCode::Success);
+    ack.session_present = true;
+    ack.properties.receive_maximum = core::num::NonZeroU16::new(2);
+    s.feed(Packet::ConnAck(Box::new(ack)));
+    assert_eq!(briefs(&s.sent()), ["PUBLISH1 DUP", "PUBREL4"]);
+    assert_eq!(s.session.inflight_len(), 3);
+    assert_eq!(
+        s.session.acknowledgements_owed(),
+        2,
+        "PUBLISH3 waits for the window"
+    );
+    s.feed(puback(1));
+    assert_eq!(briefs(&s.sent()), ["PUBLISH3 DUP"]);
+    assert_eq!(s.session.acknowledgements_owed(), 2);
+}

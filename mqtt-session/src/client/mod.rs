@@ -160,6 +160,23 @@ impl<T> ClientSession<T> {
         self.core.flows.inflight.publishes()
     }
 
+    /// Acknowledgements the server owes for packets this connection has handed out: one
+    /// PUBACK, PUBREC or PUBCOMP for each outbound QoS 1 or 2 publish in flight, not counting
+    /// the publishes a resumed session has yet to re-send ([MQTT-4.4.0-1]). Each is at least 4
+    /// bytes on the wire, so once what [`poll_transmit`](Self::poll_transmit) returned is
+    /// written, at least four times this many bytes are still to come. 0 while not
+    /// connected.
+    ///
+    /// An I/O driver may use it to wait for several acknowledgements per read (the tokio
+    /// adapter sets the socket's receive low-water mark from it); input that is not owed (a
+    /// PINGRESP, an incoming PUBLISH) only arrives sooner than it.
+    pub fn acknowledgements_owed(&self) -> usize {
+        if self.state != ConnectionState::Connected {
+            return 0;
+        }
+        self.core.flows.sent_publishes()
+    }
+
     /// Publishes and requests waiting for the window or for a connection.
     pub fn queued_len(&self) -> usize {
         self.core.flows.queue.len() + self.request_queue.len()

@@ -113,6 +113,17 @@ impl<T> Default for Flows<T> {
     }
 }
 
+impl<T> Flows<T> {
+    /// In-flight publishes sent on this connection: those in flight less those still to be
+    /// re-sent. What counts against the peer's Receive Maximum, and what the peer owes
+    /// acknowledgements for.
+    pub(crate) fn sent_publishes(&self) -> usize {
+        self.inflight
+            .publishes()
+            .saturating_sub(self.resend_pending.len())
+    }
+}
+
 /// Packet identifiers waiting to be re-sent, in order: boxed, and absent while empty (8 bytes in
 /// every session instead of a `VecDeque`'s 32; it is used only after a resumption).
 #[derive(Debug, Default)]

@@ -554,14 +554,7 @@ impl<T, E: From<FlowEvent<T>>> Core<T, E> {
     /// Sends held-back re-sends and queued publishes while the window allows.
     pub(crate) fn pump_publishes(&mut self) {
         // Re-sends held back by the window go first, as acks make room.
-        while self.link.open
-            && self
-                .flows
-                .inflight
-                .publishes()
-                .saturating_sub(self.flows.resend_pending.len())
-                < self.link.window()
-        {
+        while self.link.open && self.flows.sent_publishes() < self.link.window() {
             let Some(id) = self.flows.resend_pending.pop_front() else {
                 break;
             };
