@@ -68,7 +68,7 @@ pub struct ClientOptions {
     /// Read acknowledgements in batches while the server owes many (default `true`).
     ///
     /// While at least 8 QoS 1 or 2 publishes wait for their acknowledgement, a wake-up waits
-    /// until about a quarter of the acknowledgements owed (at most 16) are buffered, instead of
+    /// until a quarter to a half of the acknowledgements owed (at most 16) are buffered, instead of
     /// reading each one as it comes: a publisher with a deep window then pays for one wake-up,
     /// one read and one write per batch instead of per message (about half the CPU per
     /// message against a broker that answers each PUBLISH at once; see BENCHMARKS.md). The

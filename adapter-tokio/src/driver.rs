@@ -32,8 +32,8 @@
 //! otherwise wake, read and write once per acknowledgement (about three system calls per
 //! message). While the session is owed at least [`BATCH_FROM`] acknowledgements
 //! ([`Role::acknowledgements_owed`], at least [`ACK_BYTES`] each), the driver raises the
-//! transport's read low-water mark ([`Transport::set_read_low_water`]) to about a quarter of
-//! them (at most [`BATCH_MAX`]), all of which are certain to come: a wake-up then reads several,
+//! transport's read low-water mark ([`Transport::set_read_low_water`]) to a quarter to a half
+//! of them (at most [`BATCH_MAX`]), all of which are certain to come: a wake-up then reads several,
 //! and the publishes they release leave in one write. Nothing waits on a guess: the mark never
 //! exceeds what is owed for bytes already written (it drops to 1 while a write is incomplete),
 //! and if no input at all arrives for [`BATCH_PATIENCE`] with the mark raised (a peer that
@@ -106,6 +106,19 @@ fn read_low_water(owed: usize) -> usize {
     }
     let acks = (owed / 4).clamp(1, BATCH_MAX);
     ACK_BYTES << acks.ilog2()
+}
+
+/// The mark to set for `owed` acknowledgements when `current` is set: `current` while it
+/// asks for at most half of them and [`read_low_water`] is not higher (a publisher whose
+/// owed acknowledgements swing around a power of two does not change the mark twice per
+/// batch), else [`read_low_water`].
+fn next_read_low_water(current: usize, owed: usize) -> usize {
+    let ideal = read_low_water(owed);
+    if current > 1 && ideal > 1 && ideal <= current && current <= owed * ACK_BYTES / 2 {
+        current
+    } else {
+        ideal
+    }
 }
 
 /// The driver's transport: the one it was spawned with, a later one, or none (detached).
@@ -667,7 +680,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
         let want = if self.write_blocked || self.patience_spent {
             1
         } else {
-            read_low_water(self.role.acknowledgements_owed())
+            next_read_low_water(self.low_water, self.role.acknowledgements_owed())
         };
         if want != self.low_water {
             if self.io.set_read_low_water(want) {
@@ -1011,6 +1024,32 @@ mod tests {
             assert_eq!(read_low_water(owed), mark, "{owed} owed");
             // Never more bytes than the acknowledgements owed certainly bring.
             assert!(mark <= owed.max(1) * ACK_BYTES);
+        }
+    }
+
+    #[test]
+    fn the_mark_stays_while_it_asks_for_at_most_half_of_what_is_owed() {
+        // (current, owed, next)
+        let table = [
+            // A publisher's window swinging between 48 and 64 owed keeps 64 bytes.
+            (64, 48, 64),
+            (64, 64, 64),
+            (64, 33, 64),
+            // Above half of what is owed: down to the ideal.
+            (64, 31, 16),
+            // Raised when the ideal is higher.
+            (32, 64, 64),
+            (1, 64, 64),
+            // Below the batching threshold: every byte.
+            (64, 7, 1),
+            (8, 7, 1),
+        ];
+        for (current, owed, next) in table {
+            assert_eq!(
+                next_read_low_water(current, owed),
+                next,
+                "{current} set, {owed} owed"
+            );
         }
     }
 }
