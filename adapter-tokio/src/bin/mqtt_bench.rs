@@ -96,6 +96,10 @@ struct Args {
     /// Rounds per client library (medians and spread reported when above 1).
     #[arg(long = "rounds", default_value_t = 1)]
     rounds: usize,
+    /// Our client reads every acknowledgement as it comes (`ClientOptions::batch_acks`
+    /// off), for comparing with the default batched reads.
+    #[arg(long = "no-batch-acks")]
+    no_batch_acks: bool,
     /// The broker's process id: its CPU time per delivery (and memory per idle connection)
     /// is read from /proc.
     #[arg(long = "broker-pid")]
@@ -323,6 +327,7 @@ async fn run_once(
         run,
         base: Instant::now(),
         keep_alive: 60,
+        batch_acks: !args.no_batch_acks,
     });
     let ctl = Arc::new(Control::default());
     let (done_tx, done_rx) = watch::channel(false);
@@ -506,6 +511,7 @@ async fn run_idle(
         run: 0,
         base: Instant::now(),
         keep_alive: 60,
+        batch_acks: !args.no_batch_acks,
     };
     let own0 = bench_stats::rss_bytes(None);
     let broker0 = args
@@ -896,6 +902,7 @@ mod tests {
             run: 9,
             base: Instant::now(),
             keep_alive: 1,
+            batch_acks: true,
         };
         let counters = Arc::new(Counters::default());
         let mut sub = RawConn::connect(&plan, "ka-sub").await.expect("connects");

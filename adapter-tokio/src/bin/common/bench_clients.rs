@@ -73,6 +73,8 @@ pub(crate) struct Plan {
     pub(crate) base: Instant,
     /// Keep alive, seconds.
     pub(crate) keep_alive: u16,
+    /// Our client's `ClientOptions::batch_acks`.
+    pub(crate) batch_acks: bool,
 }
 
 impl Plan {
@@ -185,6 +187,7 @@ async fn connect_ours(plan: &Plan, id: &str) -> Result<(Client, ClientEvents), S
     connect.clean_start = true;
     let mut options = ClientOptions::new(connect);
     options.session.max_inflight = plan.window.clamp(1, u16::MAX as usize) as u16;
+    options.batch_acks = plan.batch_acks;
     options.session.max_packet_size = (plan.size as u32).saturating_add(1024).max(1 << 20);
     let (client, mut events) = timeout(
         CONNECT_TIMEOUT,
