@@ -425,3 +425,66 @@ async fn receive_maximum_respected() {
     publisher.disconnect().await.unwrap();
     sub.disconnect().await.unwrap();
 }
+
+/// A deep window of QoS 1 and 2 publishes (acknowledgements read in batches,
+/// `ClientOptions::batch_acks`, on by default): 2,000 pipelined publishes in 3.1.1 and 5.0,
+/// each acknowledged with Success ([MQTT-4.3.2-1], [MQTT-4.3.3-1]), and each received once, in
+/// order per QoS ([MQTT-4.6.0-6]) by a subscriber at QoS 2.
+#[tokio::test]
+#[ignore = "needs mosquitto (run by .ci/run)"]
+async fn deep_window_acknowledged_in_batches() {
+    const N: u32 = 2_000;
+    let broker = Mosquitto::start("max_inflight_messages 0\nmax_queued_messages 10000").await;
+    for version in VERSIONS {
+        let (sub, mut events) = connect_tcp(broker.addr, options(version, "deep-sub", false))
+            .await
+            .unwrap();
+        sub.subscribe(SubscribeRequest::new(filter("deep/#"), QoS::ExactlyOnce))
+            .await
+            .unwrap();
+        let mut publisher_options = options(version, "deep-pub", false);
+        publisher_options.session.max_inflight = 256;
+        assert!(publisher_options.batch_acks, "on by default");
+        let (publisher, _e) = connect_tcp(broker.addr, publisher_options).await.unwrap();
+        let mut receipts = std::collections::VecDeque::new();
+        for n in 0..N {
+            let qos = if n % 2 == 0 {
+                QoS::AtLeastOnce
+            } else {
+                QoS::ExactlyOnce
+            };
+            let topic = format!("deep/{}", n % 2);
+            receipts.push_back(
+                publisher
+                    .begin_publish(message(&topic, qos, format!("{n}")))
+                    .await
+                    .unwrap(),
+            );
+            if receipts.len() >= 256 {
+                let outcome = receipts.pop_front().unwrap().await.unwrap();
+                assert!(outcome.is_success(), "{version:?} {outcome:?}");
+            }
+        }
+        for receipt in receipts {
+            let outcome = receipt.await.unwrap();
+            assert!(outcome.is_success(), "{version:?} {outcome:?}");
+        }
+        let mut last: [Option<u32>; 2] = [None, None];
+        for _ in 0..N {
+            let (publish, _) = next_message(&mut events).await;
+            let n: u32 = std::str::from_utf8(&publish.payload)
+                .unwrap()
+                .parse()
+                .unwrap();
+            let level = (n % 2) as usize;
+            assert!(
+                last[level].is_none_or(|before| before < n),
+                "{version:?}: {n} after {last:?}"
+            );
+            last[level] = Some(n);
+        }
+        assert_eq!(last, [Some(N - 2), Some(N - 1)], "{version:?}");
+        publisher.disconnect().await.unwrap();
+        sub.disconnect().await.unwrap();
+    }
+}
