@@ -75,7 +75,8 @@ pub struct ClientOptions {
     /// batch waits only for acknowledgements that are certain to come, and if input stops
     /// arriving for a millisecond it reads what is there, so a PINGRESP or a message
     /// delivered to this client in the meantime is read at most about a millisecond later.
-    /// Plain TCP on Linux (the socket's `SO_RCVLOWAT`); other transports read every byte at
+    /// Plain TCP on Linux with the tokio runtime (the socket's `SO_RCVLOWAT`); other
+    /// transports and runtimes (TLS, WebSocket, smol and async-std sockets) read every byte at
     /// once.
     pub batch_acks: bool,
 }
