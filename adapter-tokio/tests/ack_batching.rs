@@ -155,6 +155,17 @@ async fn publish_qos1(client: &mqtt_streaming_tokio::Client, n: usize) -> Vec<Pu
     receipts
 }
 
+/// Every publish completes, acknowledged with Success.
+async fn all_succeed(receipts: Vec<PublishReceipt>) {
+    for receipt in receipts {
+        let outcome = timeout(PATIENCE, receipt)
+            .await
+            .expect("acknowledged in time")
+            .unwrap();
+        assert!(outcome.is_success(), "{outcome:?}");
+    }
+}
+
 fn marks(marks: &Mutex<Vec<usize>>) -> Vec<usize> {
     marks.lock().unwrap().clone()
 }
@@ -217,13 +228,7 @@ async fn the_mark_follows_the_acknowledgements_owed() {
     for id in ids {
         peer.puback(id).await;
     }
-    for receipt in receipts {
-        let outcome = timeout(PATIENCE, receipt)
-            .await
-            .expect("acknowledged")
-            .unwrap();
-        assert!(outcome.is_success());
-    }
+    all_succeed(receipts).await;
     // The driver sets the mark before it waits again.
     timeout(PATIENCE, async {
         while marks(&recorded).last() != Some(&1) {
@@ -248,13 +253,7 @@ async fn without_batch_acks_the_mark_is_left_alone() {
     for id in peer.publishes(32).await {
         peer.puback(id).await;
     }
-    for receipt in receipts {
-        assert!(timeout(PATIENCE, receipt)
-            .await
-            .unwrap()
-            .unwrap()
-            .is_success());
-    }
+    all_succeed(receipts).await;
     assert!(marks(&recorded).is_empty(), "{:?}", marks(&recorded));
 }
 
@@ -314,11 +313,5 @@ async fn input_below_the_mark_is_read_when_input_stops() {
     for id in &ids[1..] {
         peer.puback(*id).await;
     }
-    for receipt in receipts {
-        assert!(timeout(PATIENCE, receipt)
-            .await
-            .unwrap()
-            .unwrap()
-            .is_success());
-    }
+    all_succeed(receipts).await;
 }
