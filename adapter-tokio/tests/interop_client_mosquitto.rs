@@ -17,6 +17,33 @@ use mqtt_streaming_tokio::{connect_tcp, Event, Reconnect};
 
 const VERSIONS: [ProtocolVersion; 2] = [ProtocolVersion::V3_1_1, ProtocolVersion::V5];
 
+/// A client of ours connected to `broker` (clean start) and subscribed to `filter_text`,
+/// the subscription granted at `qos`.
+async fn subscriber(
+    broker: &Mosquitto,
+    version: ProtocolVersion,
+    id: &str,
+    filter_text: &str,
+    qos: QoS,
+) -> (
+    mqtt_streaming_tokio::Client,
+    mqtt_streaming_tokio::ClientEvents,
+) {
+    let (client, events) = connect_tcp(broker.addr, options(version, id, false))
+        .await
+        .unwrap();
+    let suback = client
+        .subscribe(SubscribeRequest::new(filter(filter_text), qos))
+        .await
+        .unwrap();
+    assert_eq!(
+        suback.reason_codes,
+        [ReasonCode::granted(qos)],
+        "{version:?} {filter_text}"
+    );
+    (client, events)
+}
+
 /// QoS 0, 1 and 2 both ways through mosquitto: each publish acknowledged, each message
 /// received once at the publish's QoS, from our publisher and from mosquitto_pub
 /// ([MQTT-4.3.3-2] in 3.1.1: no duplicate onward). Our client needs no extension of the
@@ -26,14 +53,8 @@ const VERSIONS: [ProtocolVersion; 2] = [ProtocolVersion::V3_1_1, ProtocolVersion
 async fn qos_0_1_2_both_ways() {
     let broker = Mosquitto::start("").await;
     for version in VERSIONS {
-        let (sub, mut events) = connect_tcp(broker.addr, options(version, "q-sub", false))
-            .await
-            .unwrap();
-        let suback = sub
-            .subscribe(SubscribeRequest::new(filter("q/#"), QoS::ExactlyOnce))
-            .await
-            .unwrap();
-        assert_eq!(suback.reason_codes, [ReasonCode::GrantedQoS2]);
+        let (sub, mut events) =
+            subscriber(&broker, version, "q-sub", "q/#", QoS::ExactlyOnce).await;
         let (publisher, _e) = connect_tcp(broker.addr, options(version, "q-pub", false))
             .await
             .unwrap();
@@ -137,13 +158,8 @@ async fn persistent_session_resumed_after_cut_mid_qos2() {
     // client up, which is not what this test is about.
     let broker = Mosquitto::start("max_inflight_messages 100").await;
     for version in VERSIONS {
-        let (watcher, mut watched) = connect_tcp(broker.addr, options(version, "watch", false))
-            .await
-            .unwrap();
-        watcher
-            .subscribe(SubscribeRequest::new(filter("cut/out"), QoS::ExactlyOnce))
-            .await
-            .unwrap();
+        let (watcher, mut watched) =
+            subscriber(&broker, version, "watch", "cut/out", QoS::ExactlyOnce).await;
         let mut resumer = options(version, "resumer", true).resumable();
         // A small window of our own: the outbound flows advance a few per round trip.
         resumer.session = ClientConfig::default().with_max_inflight(4);
@@ -286,12 +302,7 @@ async fn wait_until(mut done: impl FnMut() -> bool) {
 async fn v5_properties_and_topic_alias() {
     let broker = Mosquitto::start("").await;
     let v5 = ProtocolVersion::V5;
-    let (sub, mut events) = connect_tcp(broker.addr, options(v5, "p-sub", false))
-        .await
-        .unwrap();
-    sub.subscribe(SubscribeRequest::new(filter("props/#"), QoS::AtLeastOnce))
-        .await
-        .unwrap();
+    let (sub, mut events) = subscriber(&broker, v5, "p-sub", "props/#", QoS::AtLeastOnce).await;
     let mut opts = options(v5, "p-pub", false);
     opts.session.auto_topic_alias = true;
     let (publisher, mut pub_events) = connect_tcp(broker.addr, opts).await.unwrap();
@@ -376,12 +387,7 @@ async fn v5_properties_and_topic_alias() {
 async fn receive_maximum_respected() {
     let broker = Mosquitto::start("max_inflight_messages 3").await;
     let v5 = ProtocolVersion::V5;
-    let (sub, mut events) = connect_tcp(broker.addr, options(v5, "rm-sub", false))
-        .await
-        .unwrap();
-    sub.subscribe(SubscribeRequest::new(filter("rm/#"), QoS::ExactlyOnce))
-        .await
-        .unwrap();
+    let (sub, mut events) = subscriber(&broker, v5, "rm-sub", "rm/#", QoS::ExactlyOnce).await;
     let (publisher, mut pub_events) = connect_tcp(broker.addr, options(v5, "rm-pub", false))
         .await
         .unwrap();
@@ -436,12 +442,8 @@ async fn deep_window_acknowledged_in_batches() {
     const N: u32 = 2_000;
     let broker = Mosquitto::start("max_inflight_messages 0\nmax_queued_messages 10000").await;
     for version in VERSIONS {
-        let (sub, mut events) = connect_tcp(broker.addr, options(version, "deep-sub", false))
-            .await
-            .unwrap();
-        sub.subscribe(SubscribeRequest::new(filter("deep/#"), QoS::ExactlyOnce))
-            .await
-            .unwrap();
+        let (sub, mut events) =
+            subscriber(&broker, version, "deep-sub", "deep/#", QoS::ExactlyOnce).await;
         let mut publisher_options = options(version, "deep-pub", false);
         publisher_options.session.max_inflight = 256;
         assert!(publisher_options.batch_acks, "on by default");
