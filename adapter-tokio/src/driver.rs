@@ -385,9 +385,8 @@ pub(crate) struct Driver<Rt: Runtime, Io, R: Role> {
     low_water_unsupported: bool,
     /// While the mark is raised: when to check that input still arrives.
     patience_at: Option<Instant>,
-    /// Reads so far (wrapping), and at the last patience check.
-    reads: u32,
-    reads_at_check: u32,
+    /// Input was read since the last patience check (or since the mark was raised).
+    read_since_check: bool,
     /// No input came for [`BATCH_PATIENCE`] with the mark raised: it stays at 1 until the
     /// next read.
     patience_spent: bool,
@@ -439,8 +438,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
             low_water: 1,
             low_water_unsupported: false,
             patience_at: None,
-            reads: 0,
-            reads_at_check: 0,
+            read_since_check: false,
             patience_spent: false,
             write_blocked: false,
         }
@@ -551,7 +549,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
     }
 
     fn read(&mut self, now: Instant) {
-        self.reads = self.reads.wrapping_add(1);
+        self.read_since_check = true;
         self.patience_spent = false;
         self.role.session().handle_read(now, &mut self.read_buf);
         self.input_stalled = !self.role.wants_read();
@@ -705,7 +703,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
             self.patience_at = None;
         } else if self.patience_at.is_none() {
             self.patience_at = Some(now + BATCH_PATIENCE);
-            self.reads_at_check = self.reads;
+            self.read_since_check = false;
         }
     }
 
@@ -716,12 +714,12 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
         if now < at {
             return;
         }
-        if self.reads == self.reads_at_check {
+        if self.read_since_check {
+            self.patience_at = Some(now + BATCH_PATIENCE);
+            self.read_since_check = false;
+        } else {
             self.patience_spent = true;
             self.patience_at = None;
-        } else {
-            self.patience_at = Some(now + BATCH_PATIENCE);
-            self.reads_at_check = self.reads;
         }
     }
 
