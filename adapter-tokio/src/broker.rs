@@ -1107,7 +1107,7 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
             Input::Lost(id) => self.broker.handle_closed(now, id),
             Input::Writable(id) => self.broker.resume_transmit(id),
             #[cfg(unix)]
-            Input::Park(id, link) => self.park(id, link),
+            Input::Park(id, link) => self.park(id, *link),
             Input::Done(id) => {
                 if self.connections.contains_key(&id) {
                     // A write failed before the core closed the connection. The close is
@@ -1337,7 +1337,7 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
     /// Connection `id`'s task ended to park it: parks the transport if the connection is
     /// still open and idle and the transport can be parked; otherwise the connection gets its
     /// task back, as it was.
-    fn park(&mut self, id: ConnectionId, mut link: Box<Link>) {
+    fn park(&mut self, id: ConnectionId, mut link: Link) {
         if let (Some(conn), Some(lot), false) = (
             self.connections.get_mut(&id),
             &mut self.parking.lot,
@@ -1350,8 +1350,7 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
                 match link.io.park() {
                     Some(fd) => {
                         if lot.watch(id.into_raw(), fd).is_ok() {
-                            let Link { io, .. } = *link;
-                            conn.io = ConnectionIo::Parked(io);
+                            conn.io = ConnectionIo::Parked(link.io);
                             return;
                         }
                         // Not watched: the connection keeps its task (if the socket cannot
@@ -1365,7 +1364,7 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
         self.runtime.spawn(connection_task(
             self.runtime.clone(),
             id,
-            *link,
+            link,
             self.inputs_tx.clone(),
             self.options.linger,
         ));
