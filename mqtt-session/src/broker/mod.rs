@@ -876,6 +876,18 @@ mod tests {
         );
     }
 
+    #[test]
+    fn print_sizes_tmp() {
+        use core::mem::size_of;
+        extern crate std;
+        std::println!("conn {} server {} core {} flows {} link {} client {}",
+            size_of::<Connection>(), size_of::<ServerSession<Token>>(),
+            size_of::<crate::shared::session_core::Core<Token, ServerEvent<Token>>>(),
+            size_of::<crate::shared::flows::Flows<Token>>(),
+            size_of::<crate::shared::session_core::Link>(),
+            size_of::<crate::ClientSession<Token>>());
+    }
+
     #[cfg(target_pointer_width = "64")]
     #[test]
     fn a_connection_fits_448_bytes() {

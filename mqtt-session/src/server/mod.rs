@@ -264,18 +264,18 @@ impl<T> ServerSession<T> {
 
     /// Outbound QoS 1 and 2 publishes waiting for the client's acknowledgement.
     pub fn inflight_len(&self) -> usize {
-        self.core.flows.inflight.publishes()
+        self.core.flows.inflight_publishes()
     }
 
     /// Outbound publishes waiting for the window.
     pub fn queued_len(&self) -> usize {
-        self.core.flows.queue.len()
+        self.core.flows.queue_len()
     }
 
     /// Inbound QoS 1 and 2 messages not finished: acknowledgements not sent yet plus QoS 2
     /// awaiting PUBREL (what our Receive Maximum bounds).
     pub fn inbound_unfinished(&self) -> usize {
-        self.core.flows.inbound.unfinished()
+        self.core.flows.inbound_unfinished()
     }
 
     /// How many more messages [`publish`](Self::publish) takes now before it refuses them
@@ -287,13 +287,13 @@ impl<T> ServerSession<T> {
     /// instead of losing messages to a full queue.
     pub fn publish_room(&self) -> usize {
         if self.state == ServerState::Closed
-            || self.core.link.outbox.len() >= self.limits.max_transmit_buffer()
+            || self.core.transmit_len() >= self.limits.max_transmit_buffer()
         {
             return 0;
         }
         self.limits
             .max_queued()
-            .saturating_sub(self.core.flows.queue.len())
+            .saturating_sub(self.core.flows.queue_len())
     }
 
     // ----- outputs -----
@@ -306,7 +306,7 @@ impl<T> ServerSession<T> {
 
     /// Bytes waiting for [`poll_transmit`](Self::poll_transmit).
     pub fn transmit_len(&self) -> usize {
-        self.core.link.outbox.len()
+        self.core.transmit_len()
     }
 
     /// Drops the session's copy of the client identifier: for an owner that keeps the same
@@ -316,32 +316,42 @@ impl<T> ServerSession<T> {
         self.client_id = None;
     }
 
-    /// Frees the transmit buffer's memory if nothing waits in it (the broker core, after
-    /// handing out a connection's last few bytes: an idle connection keeps no buffer).
+    /// Frees the transmit buffer's memory if nothing waits in it, and the boxes of the state
+    /// that is empty while nothing is under way (the broker core, after handing out a
+    /// connection's last few bytes: an idle connection keeps no buffer and no empty tables).
     pub(crate) fn release_transmit_buffer(&mut self) {
-        self.core.link.outbox.shrink_idle();
+        self.core.release_transmit_buffer();
     }
 
     /// The transmit buffer's capacity.
     #[cfg(test)]
     pub(crate) fn transmit_capacity(&self) -> usize {
-        self.core.link.outbox.capacity()
+        self.core.transmit_capacity()
+    }
+
+    /// Whether the boxes of the core's idle-empty state (transmit buffer and events; flow
+    /// tables) are allocated, for the memory tests.
+    #[cfg(test)]
+    pub(crate) fn holds_idle_boxes(&self) -> (bool, bool) {
+        (self.core.has_traffic(), self.core.flows.has_tables())
     }
 
     /// The next event, if any.
     #[must_use = "events carry tokens and messages that are lost if dropped unread"]
     pub fn poll_event(&mut self) -> Option<ServerEvent<T>> {
-        self.core.events.pop_front()
+        self.core.poll_event()
     }
 
     /// Gives back the memory of internal queues that are empty (events, requests awaiting an
-    /// answer, packets held before CONNACK), which otherwise keep their capacity. For owners of
-    /// many mostly idle sessions, such as the broker core; a queue that fills again allocates
-    /// again.
+    /// answer, packets held before CONNACK), which otherwise keep their capacity, and once
+    /// nothing is under way and the transmit buffer holds no room, the boxes of the state that
+    /// is empty then (transmit buffer and events; in-flight table, queue, inbound
+    /// acknowledgements). For owners of many mostly idle sessions, such as the broker core; a
+    /// queue that fills again allocates again. A session whose transmit buffer kept its room
+    /// (see `poll_transmit`'s callers) keeps its boxes, so that a busy connection does not
+    /// allocate them again per turn.
     pub fn shrink_idle(&mut self) {
-        if self.core.events.is_empty() {
-            self.core.events = VecDeque::new();
-        }
+        self.core.shrink_idle();
         if self.pending_requests.as_ref().is_some_and(|m| m.is_empty()) {
             self.pending_requests = None;
         }
@@ -389,7 +399,7 @@ impl<T> ServerSession<T> {
         };
         // Not while the transmit buffer is full (the client is not reading what we owe it):
         // answers to its packets would otherwise pile up without bound.
-        may_read && self.core.link.outbox.len() < self.limits.max_transmit_buffer()
+        may_read && self.core.transmit_len() < self.limits.max_transmit_buffer()
     }
 
     /// Consumes whole packets from the front of `buf`. Between CONNECT and the application's
@@ -511,8 +521,8 @@ impl<T> ServerSession<T> {
             );
         }
         let session_present = match session {
-            Some(mut previous) if self.clean_start => {
-                previous.flows.discard_all(&mut self.core.events);
+            Some(previous) if self.clean_start => {
+                self.core.abandon_session(previous.flows);
                 false
             }
             Some(previous) => {
@@ -591,7 +601,7 @@ impl<T> ServerSession<T> {
         // [MQTT-3.2.2-19], [MQTT-3.2.2-20] (5.0): no Reason String or User Properties beyond
         // the client's Maximum Packet Size. The CONNACK goes out even if it is still too large.
         let _ = self.fit_to_peer(&mut connack);
-        self.core.link.push(&connack);
+        self.core.push(&connack);
         self.core.link.open = true;
         self.accepted = true;
         self.state = ServerState::Connected;
@@ -667,7 +677,7 @@ impl<T> ServerSession<T> {
         }
         let mut packet = Packet::Auth(auth);
         self.fit_to_peer(&mut packet)?;
-        self.core.link.push(&packet);
+        self.core.push(&packet);
         Ok(())
     }
 
@@ -764,7 +774,7 @@ impl<T> ServerSession<T> {
         });
         self.fit_to_peer(&mut packet)?;
         self.remove_pending_request(packet_id);
-        self.core.link.push(&packet);
+        self.core.push(&packet);
         Ok(())
     }
 
@@ -791,7 +801,7 @@ impl<T> ServerSession<T> {
         });
         self.fit_to_peer(&mut packet)?;
         self.remove_pending_request(packet_id);
-        self.core.link.push(&packet);
+        self.core.push(&packet);
         Ok(())
     }
 
@@ -846,7 +856,7 @@ impl<T> ServerSession<T> {
                 // Properties that cannot be encoded or do not fit: the bare code always does.
                 packet = Packet::Disconnect(Disconnect::new(code));
             }
-            self.core.link.push(&packet);
+            self.core.push(&packet);
         }
         self.close(Initiator::Application, CloseReason::Disconnect(code));
         Ok(())
@@ -1023,9 +1033,7 @@ impl<T> ServerSession<T> {
         self.state = ServerState::Deciding;
         handshake.deadline = now + config.decide_timeout;
         self.handshake = Some(handshake);
-        self.core
-            .events
-            .push_back(ServerEvent::Connect(Box::new(connect)));
+        self.core.push_event(ServerEvent::Connect(Box::new(connect)));
     }
 
     fn decode_error(&mut self, error: DecodeError) {
@@ -1073,7 +1081,7 @@ impl<T> ServerSession<T> {
         }));
         // [MQTT-3.2.2-19], [MQTT-3.2.2-20] (5.0), as in `accept`.
         let _ = self.fit_to_peer(&mut connack);
-        self.core.link.push(&connack);
+        self.core.push(&connack);
         self.close(Initiator::Session, reason);
     }
 
@@ -1108,9 +1116,7 @@ impl<T> ServerSession<T> {
                 self.pending_requests
                     .get_or_insert_with(Box::default)
                     .insert(id, (PacketType::Subscribe, subscribe.subscriptions.len()));
-                self.core
-                    .events
-                    .push_back(ServerEvent::Subscribe(subscribe));
+                self.core.push_event(ServerEvent::Subscribe(subscribe));
             }
             Packet::Unsubscribe(unsubscribe) => {
                 let id = unsubscribe.packet_id;
@@ -1120,12 +1126,10 @@ impl<T> ServerSession<T> {
                 self.pending_requests
                     .get_or_insert_with(Box::default)
                     .insert(id, (PacketType::Unsubscribe, unsubscribe.filters.len()));
-                self.core
-                    .events
-                    .push_back(ServerEvent::Unsubscribe(unsubscribe));
+                self.core.push_event(ServerEvent::Unsubscribe(unsubscribe));
             }
             // [MQTT-3.12.4-1]: answer every PINGREQ.
-            Packet::PingReq => self.core.link.push(&Packet::PingResp),
+            Packet::PingReq => self.core.push(&Packet::PingResp),
             Packet::Disconnect(disconnect) => self.on_disconnect(disconnect)?,
             other => return Err(ProtocolViolation::UnexpectedPacket(other.packet_type())),
         }
@@ -1233,9 +1237,9 @@ impl<T> Role for ServerSession<T> {
         if !self.accepted {
             // No session was established, so nothing can be detached: publishes queued before
             // the answer to CONNECT come back now.
-            self.core.flows.discard_all(&mut self.core.events);
+            self.core.discard_flows(true);
         }
-        self.core.events.push_back(ServerEvent::Closed {
+        self.core.push_event(ServerEvent::Closed {
             initiator,
             reason,
             will,

@@ -83,8 +83,8 @@ impl Outbox {
         n
     }
 
-    /// The buffer's capacity (what it holds while empty, for the memory tests).
-    #[cfg(test)]
+    /// The buffer's capacity (what it holds while empty): a buffer that kept its room is a
+    /// busy session's (see `Core::shrink_idle`).
     pub(crate) fn capacity(&self) -> usize {
         self.buf.capacity()
     }
