@@ -316,9 +316,10 @@ impl<T> ServerSession<T> {
         self.client_id = None;
     }
 
-    /// Frees the transmit buffer's memory if nothing waits in it, and the boxes of the state
-    /// that is empty while nothing is under way (the broker core, after handing out a
-    /// connection's last few bytes: an idle connection keeps no buffer and no empty tables).
+    /// Frees the transmit buffer's memory if nothing waits in it, and, unless a publish flow
+    /// moved since the last such call, the boxes of the state that is empty while nothing is
+    /// under way (the broker core, after handing out a connection's last few bytes: an idle
+    /// connection keeps no buffer and no empty tables, a busy one keeps its boxes).
     pub(crate) fn release_transmit_buffer(&mut self) {
         self.core.release_transmit_buffer();
     }
@@ -343,13 +344,9 @@ impl<T> ServerSession<T> {
     }
 
     /// Gives back the memory of internal queues that are empty (events, requests awaiting an
-    /// answer, packets held before CONNACK), which otherwise keep their capacity, and once
-    /// nothing is under way and the transmit buffer holds no room, the boxes of the state that
-    /// is empty then (transmit buffer and events; in-flight table, queue, inbound
-    /// acknowledgements). For owners of many mostly idle sessions, such as the broker core; a
-    /// queue that fills again allocates again. A session whose transmit buffer kept its room
-    /// (see `poll_transmit`'s callers) keeps its boxes, so that a busy connection does not
-    /// allocate them again per turn.
+    /// answer, packets held before CONNACK), which otherwise keep their capacity. For owners of
+    /// many mostly idle sessions, such as the broker core; a queue that fills again allocates
+    /// again.
     pub fn shrink_idle(&mut self) {
         self.core.shrink_idle();
         if self.pending_requests.as_ref().is_some_and(|m| m.is_empty()) {

@@ -252,7 +252,7 @@ impl<T> Flows<T> {
 }
 
 /// Packet identifiers waiting to be re-sent, in order: boxed, and absent while empty (8 bytes in
-/// every session instead of a `VecDeque`'s 32; it is used only after a resumption).
+/// every session's [`Tables`] instead of a `VecDeque`'s 32; it is used only after a resumption).
 #[derive(Debug, Default)]
 #[allow(clippy::box_collection)] // the box is what makes the field small
 pub(crate) struct ResendQueue(Option<Box<VecDeque<PacketId>>>);

@@ -75,7 +75,7 @@ pub(crate) struct Inbound {
     /// Acks not sent yet, in arrival order.
     pending: VecDeque<PendingAck>,
     /// QoS 2 messages answered with PUBREC and waiting for PUBREL: boxed, and absent while
-    /// none waits (8 bytes in every session instead of 24; only QoS 2 publishers use it).
+    /// none waits (8 bytes in the flow tables instead of 24; only QoS 2 publishers use it).
     #[allow(clippy::box_collection)] // the box is what makes the field small
     awaiting_pubrel: Option<Box<BTreeSet<PacketId>>>,
 }

@@ -231,12 +231,17 @@ impl Admission {
 }
 
 /// What a connection has to hand out: encoded bytes for the transport and events for the
-/// owner. Boxed in [`Core`] and absent while both are empty and the buffer holds no room: 8
-/// bytes in every session instead of 64 (see [`Core::shrink_idle`]).
+/// owner. Boxed in [`Core`] and absent while both are empty: 8 bytes in every session instead
+/// of 64 (see [`Core::release_transmit_buffer`]).
 #[derive(Debug)]
 struct Traffic<E> {
     outbox: Outbox,
     events: VecDeque<E>,
+    /// A PUBLISH came in or went out since the end of the last turn.
+    busy: bool,
+    /// One did in the last turn ([`Core::shrink_idle`]): the session is busy, and keeps its
+    /// boxes ([`Core::release_transmit_buffer`]).
+    recent: bool,
 }
 
 /// The traffic box, allocated if absent (a function of the field, so that the other fields of
@@ -246,6 +251,8 @@ fn traffic<E>(traffic: &mut Option<Box<Traffic<E>>>) -> &mut Traffic<E> {
         Box::new(Traffic {
             outbox: Outbox::default(),
             events: VecDeque::new(),
+            busy: false,
+            recent: false,
         })
     })
 }
@@ -255,9 +262,10 @@ fn traffic<E>(traffic: &mut Option<Box<Traffic<E>>>) -> &mut Traffic<E> {
 /// What is empty while a connection is idle (the transmit buffer, the events, and the flows'
 /// in-flight table, queue and inbound acknowledgement state) is in two boxes that are absent
 /// then: [`Traffic`] here, and the tables of [`Flows`] (which a detached session takes along).
-/// Each is allocated on first use and given back where the owner says the session is quiet
-/// ([`shrink_idle`](Self::shrink_idle), [`release_transmit_buffer`](Self::release_transmit_buffer)),
-/// never per packet: 128 bytes of core instead of 344 in each of a broker's idle connections.
+/// Each is allocated on first use and given back at a quiet turn of a session that moved no
+/// publish flow since the last one ([`release_transmit_buffer`](Self::release_transmit_buffer)),
+/// so never per packet: 128 bytes of core instead of 344 in each of a broker's idle
+/// connections.
 #[derive(Debug)]
 pub(crate) struct Core<T, E> {
     pub(crate) link: Link,
@@ -288,6 +296,12 @@ impl<T, E: From<FlowEvent<T>>> Core<T, E> {
 
     fn event(&mut self, event: FlowEvent<T>) {
         self.push_event(event.into());
+    }
+
+    /// A PUBLISH came in or went out: the session is busy (see
+    /// [`release_transmit_buffer`](Self::release_transmit_buffer)).
+    fn mark_busy(&mut self) {
+        traffic(&mut self.traffic).busy = true;
     }
 
     /// Queues an event for the owner.
@@ -382,27 +396,16 @@ impl<T, E: From<FlowEvent<T>>> Core<T, E> {
     // ----- memory of idle sessions -----
 
     /// The session went quiet (its owner handed out its last few bytes): the transmit buffer's
-    /// memory goes if nothing waits in it, and so does each box whose contents are all empty
-    /// ([`shrink_idle`](Self::shrink_idle)).
+    /// memory goes if nothing waits in it. Then, unless a PUBLISH came in or went out in the
+    /// last turn or since (the session is busy: a subscriber getting messages, a publisher
+    /// sending them), each box whose contents are all empty goes too. A busy session keeps its
+    /// boxes from turn to turn, and gives them back at its first quiet turn without a publish
+    /// (its next PINGRESP at the latest); a session that only connected and subscribed holds
+    /// none.
     pub(crate) fn release_transmit_buffer(&mut self) {
         if let Some(t) = &mut self.traffic {
             t.outbox.shrink_idle();
-        }
-        self.shrink_idle();
-    }
-
-    /// Gives back the room of empty queues: the events' always, and the boxes once everything
-    /// in them is empty, the transmit buffer holding no room. A transmit buffer that kept its
-    /// room (a busy connection's, see [`release_transmit_buffer`](Self::release_transmit_buffer))
-    /// keeps both boxes too, so that a busy session does not allocate them again per turn; a
-    /// quiet one holds neither.
-    pub(crate) fn shrink_idle(&mut self) {
-        if let Some(t) = &mut self.traffic {
-            if !t.events.is_empty() {
-                return;
-            }
-            if t.outbox.len() > 0 || t.outbox.capacity() > 0 {
-                t.events = VecDeque::new();
+            if t.busy || t.recent || !t.events.is_empty() || t.outbox.len() > 0 {
                 return;
             }
             self.traffic = None;
@@ -410,13 +413,32 @@ impl<T, E: From<FlowEvent<T>>> Core<T, E> {
         self.flows.shrink_idle();
     }
 
-    /// As [`shrink_idle`](Self::shrink_idle), but the transmit buffer's room and the flows'
-    /// spare capacity go too (a client about to wait with nothing under way).
+    /// The end of a turn (the owner handled the session's events): gives back the room of the
+    /// event queue when it is empty, and notes whether a PUBLISH came in or went out in the
+    /// turn. The boxes stay: see [`release_transmit_buffer`](Self::release_transmit_buffer).
+    pub(crate) fn shrink_idle(&mut self) {
+        if let Some(t) = &mut self.traffic {
+            t.recent = core::mem::take(&mut t.busy);
+            if t.events.is_empty() {
+                t.events = VecDeque::new();
+            }
+        }
+    }
+
+    /// Gives back everything that is empty, boxes and spare room, busy or not (a client about
+    /// to wait with nothing under way).
     pub(crate) fn shrink_all_idle(&mut self) {
         if let Some(t) = &mut self.traffic {
             t.outbox.shrink_idle();
+            if t.events.is_empty() {
+                if t.outbox.len() == 0 {
+                    self.traffic = None;
+                } else {
+                    t.events = VecDeque::new();
+                }
+            }
         }
-        self.shrink_idle();
+        self.flows.shrink_idle();
         if let Some(tables) = self.flows.tables_if_any() {
             if tables.queue.is_empty() {
                 tables.queue = VecDeque::new();
@@ -554,7 +576,9 @@ impl<T, E: From<FlowEvent<T>>> Core<T, E> {
         if self.transmit_len() >= admission.max_transmit {
             return Err((CommandError::TransmitBufferFull, token));
         }
-        traffic(&mut self.traffic).outbox.push_encoded(encoded);
+        let traffic = traffic(&mut self.traffic);
+        traffic.busy = true;
+        traffic.outbox.push_encoded(encoded);
         if self.link.qos0_published {
             self.event(FlowEvent::Published {
                 token,
@@ -673,8 +697,9 @@ impl<T, E: From<FlowEvent<T>>> Core<T, E> {
             }
         };
         let publish = message.into_publish(id);
-        let outbox = &mut traffic(&mut self.traffic).outbox;
-        if let Err(e) = self.link.encode_publish(outbox, &publish) {
+        let traffic = traffic(&mut self.traffic);
+        traffic.busy = true;
+        if let Err(e) = self.link.encode_publish(&mut traffic.outbox, &publish) {
             return Err((
                 CommandError::Encode(e),
                 Message::from_publish(publish),
@@ -871,6 +896,7 @@ impl<T, E: From<FlowEvent<T>>> Core<T, E> {
     /// Handles an inbound PUBLISH: resolves its topic alias, applies the ack mode and QoS 2
     /// de-duplication, and delivers it unless it is a re-send.
     pub(crate) fn on_publish(&mut self, mut publish: Publish) -> Result<(), ProtocolViolation> {
+        self.mark_busy();
         let link = &mut self.link;
         if link.version().is_v5() {
             link.inbound_aliases.resolve(&mut publish)?;
