@@ -138,6 +138,13 @@ impl<T> Tables<T> {
     }
 }
 
+/// A new tables box: off the hot path (a busy session keeps its box).
+#[cold]
+#[inline(never)]
+fn new_tables<T>() -> Box<Tables<T>> {
+    Box::default()
+}
+
 impl<T> Default for Flows<T> {
     fn default() -> Self {
         Self {
@@ -156,8 +163,9 @@ impl<T> Flows<T> {
     }
 
     /// The tables, allocated if absent: for anything that adds to them.
+    #[inline]
     pub(crate) fn tables_mut(&mut self) -> &mut Tables<T> {
-        self.tables.get_or_insert_with(Box::default)
+        self.tables.get_or_insert_with(new_tables)
     }
 
     /// The tables if present: for anything that only takes from them.

@@ -246,14 +246,20 @@ struct Traffic<E> {
 
 /// The traffic box, allocated if absent (a function of the field, so that the other fields of
 /// the core stay borrowable).
+#[inline]
 fn traffic<E>(traffic: &mut Option<Box<Traffic<E>>>) -> &mut Traffic<E> {
-    traffic.get_or_insert_with(|| {
-        Box::new(Traffic {
-            outbox: Outbox::default(),
-            events: VecDeque::new(),
-            busy: false,
-            recent: false,
-        })
+    traffic.get_or_insert_with(new_traffic)
+}
+
+/// A new traffic box: off the hot path (a busy session keeps its box).
+#[cold]
+#[inline(never)]
+fn new_traffic<E>() -> Box<Traffic<E>> {
+    Box::new(Traffic {
+        outbox: Outbox::default(),
+        events: VecDeque::new(),
+        busy: false,
+        recent: false,
     })
 }
 
@@ -824,10 +830,10 @@ impl<T, E: From<FlowEvent<T>>> Core<T, E> {
     /// Handles PUBACK, PUBREC, PUBREL and PUBCOMP. Returns `Ok(false)` for other packets.
     pub(crate) fn on_response(&mut self, packet: &Packet) -> Result<bool, ProtocolViolation> {
         // Without tables nothing is in flight: an empty table (no allocation) answers.
-        let mut empty = InFlight::default();
+        let mut empty = None;
         let inflight = match self.flows.tables_if_any() {
             Some(tables) => &mut tables.inflight,
-            None => &mut empty,
+            None => empty.insert(InFlight::default()),
         };
         let (outcome, r) = match packet {
             Packet::PubAck(r) => (inflight.on_puback(r.packet_id, r.reason_code)?, r),
