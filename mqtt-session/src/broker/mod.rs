@@ -952,7 +952,7 @@ mod tests {
             QosPid::AtLeastOnce(pid(1)),
             &[0u8; 100][..],
         ));
-        broker.handle_read(now, publisher, &mut wire(&[publish.clone()]));
+        broker.handle_read(now, publisher, &mut wire(core::slice::from_ref(&publish)));
         assert!(drain(&mut broker) > QUIET_TRANSMIT);
         assert_eq!(boxes(&broker, sub), (true, true), "in flight");
         // The publisher's turn had a publish (its PUBACK went out): busy, it keeps its boxes
@@ -966,7 +966,10 @@ mod tests {
             &mut wire(&[Packet::PubAck(PubResponse::new(pid(1)))]),
         );
         drain(&mut broker);
-        assert_eq!(broker.connections.get(&sub).unwrap().session.inflight_len(), 0);
+        assert_eq!(
+            broker.connections.get(&sub).unwrap().session.inflight_len(),
+            0
+        );
         assert_eq!(boxes(&broker, sub), (true, true), "busy: kept");
         // Another message: no box is allocated again.
         broker.handle_read(now, publisher, &mut wire(&[publish]));

@@ -645,9 +645,7 @@ impl<T> ClientSession<T> {
                     .version()
                     .is_v5()
                     .then_some(unsuback.reason_codes.len());
-                let token = self
-                    .core
-                    .on_request_ack(unsuback.packet_id, false, count)?;
+                let token = self.core.on_request_ack(unsuback.packet_id, false, count)?;
                 self.core
                     .push_event(ClientEvent::Unsubscribed { token, unsuback });
             }

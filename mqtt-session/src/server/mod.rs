@@ -1030,7 +1030,8 @@ impl<T> ServerSession<T> {
         self.state = ServerState::Deciding;
         handshake.deadline = now + config.decide_timeout;
         self.handshake = Some(handshake);
-        self.core.push_event(ServerEvent::Connect(Box::new(connect)));
+        self.core
+            .push_event(ServerEvent::Connect(Box::new(connect)));
     }
 
     fn decode_error(&mut self, error: DecodeError) {

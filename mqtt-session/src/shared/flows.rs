@@ -208,8 +208,7 @@ impl<T> Flows<T> {
 
     /// Whether in-flight PUBLISHes wait to be re-sent.
     pub(crate) fn resend_pending(&self) -> bool {
-        self.tables()
-            .is_some_and(|t| !t.resend_pending.is_empty())
+        self.tables().is_some_and(|t| !t.resend_pending.is_empty())
     }
 
     /// Inbound messages not finished ([`Inbound::unfinished`]).

@@ -103,7 +103,11 @@ impl Link {
     }
 
     /// Encodes a PUBLISH into `outbox`, through an automatic topic alias when enabled.
-    fn encode_publish(&mut self, outbox: &mut Outbox, publish: &Publish) -> Result<(), EncodeError> {
+    fn encode_publish(
+        &mut self,
+        outbox: &mut Outbox,
+        publish: &Publish,
+    ) -> Result<(), EncodeError> {
         if self.outbound_aliases.is_active() && publish.properties.topic_alias.is_none() {
             // The Topic Alias property adds bytes: alias only if the PUBLISH with topic and
             // alias still fits the peer's Maximum Packet Size ([MQTT-3.2.2-15]).
@@ -329,7 +333,9 @@ impl<T, E: From<FlowEvent<T>>> Core<T, E> {
     /// Abandons what can no longer complete, queued publishes too when `all` (see
     /// [`Flows::discard`], [`Flows::discard_all`]).
     pub(crate) fn discard_flows(&mut self, all: bool) {
-        let Self { flows, traffic: t, .. } = self;
+        let Self {
+            flows, traffic: t, ..
+        } = self;
         let mut sink = |event: FlowEvent<T>| traffic(t).events.push_back(event.into());
         if all {
             flows.discard_all(&mut sink);
@@ -389,10 +395,7 @@ impl<T, E: From<FlowEvent<T>>> Core<T, E> {
     /// [`poll_transmit`](Self::poll_transmit) exchanging buffers when `buf` is empty
     /// ([`Outbox::swap_into`]).
     pub(crate) fn poll_transmit_swap(&mut self, now: Instant, buf: &mut BytesMut) -> usize {
-        let n = self
-            .traffic
-            .as_mut()
-            .map_or(0, |t| t.outbox.swap_into(buf));
+        let n = self.traffic.as_mut().map_or(0, |t| t.outbox.swap_into(buf));
         if n > 0 {
             self.keep_alive.last_sent = now;
         }
