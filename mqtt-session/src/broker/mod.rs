@@ -573,7 +573,9 @@ impl<H: BrokerHooks> Broker<H> {
                 if n <= QUIET_TRANSMIT {
                     // A quiet connection (a CONNACK, SUBACK, PINGRESP or a few acks) keeps no
                     // transmit buffer between its packets, nor the room an earlier burst
-                    // grew it to; a busy one keeps its buffer's room from turn to turn.
+                    // grew it to; a busy one keeps its buffer's room from turn to turn. Nor,
+                    // unless a PUBLISH came in or went out in its last turn, the boxes of its
+                    // idle-empty state.
                     conn.session.release_transmit_buffer();
                 }
                 let (closed, key) = (conn.closed, conn.key());
@@ -809,8 +811,8 @@ impl<H: BrokerHooks> Broker<H> {
     }
 }
 
-/// At most this many bytes handed out for a connection at once: its transmit buffer is freed
-/// (see [`Broker::poll_transmit`]).
+/// At most this many bytes handed out for a connection at once: its transmit buffer is freed,
+/// and its session's idle boxes unless it is busy (see [`Broker::poll_transmit`]).
 const QUIET_TRANSMIT: usize = 64;
 
 /// Room an emptied queue of the broker keeps.
