@@ -867,8 +867,11 @@ impl<T> ServerSession<T> {
             return None;
         }
         self.detached = true;
+        let mut flows = core::mem::take(&mut self.core.flows);
+        // A stored session with nothing waiting holds no tables.
+        flows.shrink_idle();
         Some(SessionState {
-            flows: core::mem::take(&mut self.core.flows),
+            flows,
             max_queued: self.limits.max_queued(),
         })
     }

@@ -84,12 +84,12 @@ pub(crate) enum FlowEvent<T> {
 
 /// The durable publish state of a session.
 ///
-/// What is not empty only while something is under way (the in-flight table, the queue,
-/// inbound acknowledgement state, the re-sends) is in [`Tables`], boxed and absent while
-/// empty: the broker's thousands of idle connections (and offline sessions with nothing
-/// waiting) hold 8 bytes for it instead of 160. The box is allocated when something first
-/// needs it and given back by [`shrink_idle`](Self::shrink_idle), which owners call where a
-/// session goes quiet (never per packet: a busy session keeps it from turn to turn).
+/// What is empty unless something is under way (the in-flight table, the queue, inbound
+/// acknowledgement state, the re-sends) is in [`Tables`], boxed and absent while empty: the
+/// broker's thousands of idle connections (and detached sessions with nothing waiting) hold 8
+/// bytes for it instead of 160. The box is allocated when something first needs it and given
+/// back by [`shrink_idle`](Self::shrink_idle), which owners call where a session goes quiet
+/// (never per packet: a busy session keeps it from turn to turn) and when it is detached.
 #[derive(Debug)]
 pub(crate) struct Flows<T> {
     pub(crate) ids: PacketIdAllocator,
