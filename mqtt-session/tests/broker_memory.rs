@@ -97,7 +97,7 @@ fn measure(config: BrokerConfig) -> (f64, usize) {
 }
 
 #[test]
-fn idle_client_with_one_subscription_costs_under_875_bytes() {
+fn idle_client_with_one_subscription_costs_under_865_bytes() {
     let (per_client, live_blocks) = measure(BrokerConfig::default());
     println!(
         "broker core: {per_client:.0} bytes per idle connected client with one subscription \
@@ -114,6 +114,7 @@ fn idle_client_with_one_subscription_costs_under_875_bytes() {
     // a quiet connection, 1,063 (1,055 measured since) with the connection's box at 448
     // bytes; in the seventh round 839 with the state that is empty while a connection is idle
     // (transmit buffer, events, in-flight table, queue, inbound acks) boxed and given back, the
-    // connection's box at 232 bytes. The bound leaves ~35 bytes for unrelated growth.
-    assert!(per_client < 875.0, "{per_client} bytes per client");
+    // connection's box at 232 bytes, and 831 with the client identifier and the will boxed
+    // together (224 bytes). The bound leaves ~35 bytes for unrelated growth.
+    assert!(per_client < 865.0, "{per_client} bytes per client");
 }

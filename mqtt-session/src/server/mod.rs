@@ -106,13 +106,11 @@ pub struct ServerSession<T> {
     /// (boxed, and absent while none waits: an idle connection holds no map).
     #[allow(clippy::box_collection)] // the box is what makes the field small
     pending_requests: Option<Box<BTreeMap<PacketId, (PacketType, usize)>>>,
-    /// The will, armed once the connection is accepted (boxed: a `Will` is over 200 bytes and
-    /// most clients have none).
-    will: Option<Box<Will>>,
-    /// The client identifier (see [`client_id`](Self::client_id)); boxed, so that an owner
-    /// that keeps the same string itself (the broker core) can take it and leave 8 bytes
-    /// ([`release_client_id`](Self::release_client_id)).
-    client_id: Option<Box<MqttString>>,
+    /// The client identifier and the armed will, boxed together and absent when there is
+    /// neither: an owner that keeps the identifier itself (the broker core) takes it
+    /// ([`release_client_id`](Self::release_client_id)), and most clients have no will, so
+    /// that an idle connection holds 8 bytes for both.
+    identity: Option<Box<Identity>>,
     clean_start: bool,
     /// The session's expiry as a Session Expiry Interval in seconds (0: at close,
     /// `u32::MAX`: never; see [`SessionExpiry::from_interval`]): 4 bytes instead of the
@@ -174,6 +172,16 @@ fn full(limit: u32) -> usize {
     }
 }
 
+/// The client identifier and the armed will of a [`ServerSession`], boxed together.
+#[derive(Debug, Default)]
+struct Identity {
+    /// The client identifier (see [`ServerSession::client_id`]).
+    client_id: Option<MqttString>,
+    /// The will, armed once the connection is accepted (boxed: a `Will` is over 200 bytes and
+    /// moves here from the handshake).
+    will: Option<Box<Will>>,
+}
+
 /// What a connection needs until its CONNECT is answered.
 #[derive(Debug)]
 struct Handshake {
@@ -219,8 +227,7 @@ impl<T> ServerSession<T> {
             accepted: false,
             detached: false,
             pending_requests: None,
-            will: None,
-            client_id: None,
+            identity: None,
             clean_start: true,
             session_expiry: 0,
             connect_expiry_zero: true,
@@ -248,7 +255,10 @@ impl<T> ServerSession<T> {
 
     /// The client identifier from CONNECT (empty until it arrives).
     pub fn client_id(&self) -> &MqttString {
-        self.client_id.as_deref().unwrap_or(&NO_CLIENT_ID)
+        self.identity
+            .as_ref()
+            .and_then(|i| i.client_id.as_ref())
+            .unwrap_or(&NO_CLIENT_ID)
     }
 
     /// How long the server must keep this session after the connection ends: from CONNECT,
@@ -313,7 +323,45 @@ impl<T> ServerSession<T> {
     /// string (the broker core's session record). [`client_id`](Self::client_id) is empty
     /// afterwards.
     pub(crate) fn release_client_id(&mut self) {
-        self.client_id = None;
+        self.set_client_id(None);
+    }
+
+    /// Sets (or with `None` drops) the client identifier.
+    fn set_client_id(&mut self, client_id: Option<MqttString>) {
+        match (&mut self.identity, client_id) {
+            (Some(identity), client_id) => {
+                identity.client_id = client_id;
+                if identity.client_id.is_none() && identity.will.is_none() {
+                    self.identity = None;
+                }
+            }
+            (None, None) => {}
+            (None, client_id) => {
+                self.identity = Some(Box::new(Identity {
+                    client_id,
+                    will: None,
+                }))
+            }
+        }
+    }
+
+    /// Arms (or with `None` removes) the will.
+    fn set_will(&mut self, will: Option<Box<Will>>) {
+        match (&mut self.identity, will) {
+            (Some(identity), will) => {
+                identity.will = will;
+                if identity.client_id.is_none() && identity.will.is_none() {
+                    self.identity = None;
+                }
+            }
+            (None, None) => {}
+            (None, will) => {
+                self.identity = Some(Box::new(Identity {
+                    client_id: None,
+                    will,
+                }))
+            }
+        }
     }
 
     /// Frees the transmit buffer's memory if nothing waits in it, and, unless a publish flow
@@ -505,7 +553,7 @@ impl<T> ServerSession<T> {
                 .assigned_client_identifier
                 .clone()
                 .unwrap_or_else(|| generated_client_id(now));
-            self.client_id = Some(Box::new(assigned.clone()));
+            self.set_client_id(Some(assigned.clone()));
             if v5 {
                 properties.assigned_client_identifier = Some(assigned);
             }
@@ -559,7 +607,7 @@ impl<T> ServerSession<T> {
                 fill(&mut properties.retain_available, Some(false));
             }
             if let Some(assigned) = &properties.assigned_client_identifier {
-                self.client_id = Some(Box::new(assigned.clone()));
+                self.set_client_id(Some(assigned.clone()));
             }
             if let Some(interval) = properties.session_expiry_interval {
                 // The server's Session Expiry Interval replaces the client's (5.0 3.2.2.3.2).
@@ -603,7 +651,7 @@ impl<T> ServerSession<T> {
         self.accepted = true;
         self.state = ServerState::Connected;
         self.core.keep_alive.start(now, keep_alive_secs);
-        self.will = offered_will;
+        self.set_will(offered_will);
         if session_present {
             self.core.resend();
         }
@@ -998,7 +1046,7 @@ impl<T> ServerSession<T> {
         }
         // Kept for the life of the connection (and the will until it is published): owned
         // copies, not views into the read buffer the CONNECT came in.
-        self.client_id = Some(Box::new(connect.client_id.to_owned_compact()));
+        self.set_client_id(Some(connect.client_id.to_owned_compact()));
         self.clean_start = connect.clean_start;
         handshake.keep_alive_secs = connect.keep_alive;
         handshake.offered_will = connect
@@ -1149,7 +1197,7 @@ impl<T> ServerSession<T> {
         // [MQTT-3.1.2-10] (3.1.1) / [MQTT-3.1.2-8], [MQTT-3.1.2-10] (5.0): only a normal
         // disconnection (0x00) removes the will; 0x04 and the error codes leave it to publish.
         if disconnect.reason_code == ReasonCode::Success {
-            self.will = None;
+            self.set_will(None);
         }
         self.close(
             Initiator::Peer,
@@ -1231,7 +1279,9 @@ impl<T> Role for ServerSession<T> {
         self.handshake = None;
         self.pending_requests = None;
         let will = if was_connected {
-            self.will.take().map(|will| *will)
+            let will = self.identity.as_mut().and_then(|i| i.will.take());
+            self.set_will(None);
+            will.map(|will| *will)
         } else {
             None
         };
