@@ -393,8 +393,8 @@ impl<T> ServerSession<T> {
 
     /// Gives back the memory of internal queues that are empty (events, requests awaiting an
     /// answer, packets held before CONNACK), which otherwise keep their capacity. For owners of
-    /// many mostly idle sessions, such as the broker core; a queue that fills again allocates
-    /// again.
+    /// many mostly idle sessions, such as the broker core, once per turn (after draining the
+    /// events); a queue that fills again allocates again.
     pub fn shrink_idle(&mut self) {
         self.core.shrink_idle();
         if self.pending_requests.as_ref().is_some_and(|m| m.is_empty()) {

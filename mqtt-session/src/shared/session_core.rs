@@ -272,10 +272,10 @@ fn new_traffic<E>() -> Box<Traffic<E>> {
 /// What is empty while a connection is idle (the transmit buffer, the events, and the flows'
 /// in-flight table, queue and inbound acknowledgement state) is in two boxes that are absent
 /// then: [`Traffic`] here, and the tables of [`Flows`] (which a detached session takes along).
-/// Each is allocated on first use and given back at a quiet turn of a session that moved no
-/// publish flow since the last one ([`release_transmit_buffer`](Self::release_transmit_buffer)),
-/// so never per packet: 128 bytes of core instead of 344 in each of a broker's idle
-/// connections.
+/// Each is allocated on first use and given back at a quiet transmit after a turn without a
+/// PUBLISH ([`release_transmit_buffer`](Self::release_transmit_buffer), the broker core's), or
+/// when the owner asks ([`shrink_all_idle`](Self::shrink_all_idle), the client's), so never per
+/// packet: 128 bytes of core instead of 344 in each of a broker's idle connections.
 #[derive(Debug)]
 pub(crate) struct Core<T, E> {
     pub(crate) link: Link,
