@@ -30,10 +30,14 @@ use crate::transport::Transport;
 
 /// A TCP connection accepted by a tokio listener of a broker: tokio's stream while the
 /// connection is active, the bare socket while it is parked.
+///
+/// 16 bytes, so that a parked connection's boxed transport takes 16 bytes too: tokio's
+/// stream (32 bytes) is boxed on its own and goes with the registration when the connection
+/// parks.
 #[derive(Debug)]
 pub(crate) enum ParkableTcp {
     /// Registered with tokio's reactor.
-    Active(TcpStream),
+    Active(Box<TcpStream>),
     /// Out of the reactor (`park`), watched by an [`IdleLot`].
     Parked(std::net::TcpStream),
     /// Going back to the reactor failed: the connection is lost.
@@ -42,7 +46,7 @@ pub(crate) enum ParkableTcp {
 
 impl ParkableTcp {
     pub(crate) fn new(stream: TcpStream) -> Self {
-        Self::Active(stream)
+        Self::Active(Box::new(stream))
     }
 
     fn stream(&mut self) -> io::Result<&mut TcpStream> {
@@ -80,7 +84,7 @@ impl Transport for ParkableTcp {
             return None;
         };
         // Deregisters from tokio's reactor; the socket stays non-blocking.
-        let socket = stream.into_std().ok()?;
+        let socket = (*stream).into_std().ok()?;
         let fd = socket.as_raw_fd();
         *self = Self::Parked(socket);
         Some(fd)
@@ -91,7 +95,7 @@ impl Transport for ParkableTcp {
             return Err(io::ErrorKind::NotConnected.into());
         };
         let fd = socket.as_raw_fd();
-        *self = Self::Active(TcpStream::from_std(socket)?);
+        *self = Self::Active(Box::new(TcpStream::from_std(socket)?));
         Ok(fd)
     }
 }
@@ -163,5 +167,15 @@ impl IdleLot for TokioIdleLot {
                 _ => ready.clear_ready(),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parked_connection_keeps_16_bytes() {
+        assert_eq!(std::mem::size_of::<ParkableTcp>(), 16);
     }
 }
