@@ -46,6 +46,16 @@
 //! An idle connection holds no read or write buffer: its task waits for the transport's
 //! readiness before it reserves room (2 KiB, growing to 16 KiB while reads fill it), and drops
 //! each output buffer once written.
+//!
+//! A connection idle for [`BrokerOptions::park_idle_after`] (one second by default) holds no
+//! task either: it is parked. Its task ends, its socket leaves the runtime's reactor for one
+//! watcher shared by every parked connection (the runtime's
+//! [`IdleLot`](crate::engine::IdleLot)), and its entry in the broker task keeps only the
+//! transport. Input on the socket, output for it (a delivery, a PINGRESP, a DISCONNECT) or its
+//! close gives it a task again. The keep-alive and every other deadline stay in the core, so
+//! a parked connection times out as any other. Parking needs a transport that can leave its
+//! reactor ([`Transport::park`](crate::engine::Transport::park): tokio's TCP on Unix); the
+//! others keep their task. [`BrokerHandleOn::parked_connections`] counts the parked ones.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -66,6 +76,8 @@ use mqtt_streaming_session::{Instant, Message};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::net::{Accepted, Adapt, Bind, Listener, NetRuntime};
+#[cfg(unix)]
+use crate::runtime::IdleLot;
 use crate::runtime::{sleep, timeout, Clock, Runtime, Timer};
 use crate::transport::{self, write_all, BoxTransport};
 
@@ -98,6 +110,19 @@ pub struct BrokerOptions {
     pub linger: Duration,
     /// Capacity of the [`BrokerServerOn::notices`] channel; notices beyond it are dropped.
     pub notice_capacity: usize,
+    /// A connection without traffic for this long (between one and two times it) is parked:
+    /// its task ends and its socket leaves the runtime's reactor for one watcher shared by
+    /// all parked connections, until the client sends something or the broker has something
+    /// for it (a delivery, a keep-alive timeout, the shutdown); then it gets a task again. An
+    /// idle connection then costs the adapter about 50 bytes instead of about 800 (its task,
+    /// its reactor registration, its outbox). `None`: never.
+    ///
+    /// Waking a parked connection costs a few system calls and a task spawn, about as much
+    /// as handling one packet, at most once per this interval per connection. Where it
+    /// applies: plain TCP on Unix with a runtime that has an idle-socket watcher (tokio);
+    /// TLS, WebSocket and the other runtimes keep every connection's task. The default is one
+    /// second.
+    pub park_idle_after: Option<Duration>,
     /// Where and how retained messages and persistent sessions are stored, to survive a
     /// restart and a crash (feature `persistence`; see [`crate::persistence`]). `None` (the
     /// default): nothing is stored.
@@ -130,6 +155,7 @@ impl From<BrokerConfig> for BrokerOptions {
             max_output_buffer,
             linger: Duration::from_secs(5),
             notice_capacity: 1024,
+            park_idle_after: Some(Duration::from_secs(1)),
             #[cfg(feature = "persistence")]
             persistence: None,
         }
@@ -247,6 +273,7 @@ enum Command {
     Serve(Box<Accepted>),
     Publish(Box<Message>),
     Stats(oneshot::Sender<BrokerStats>),
+    Parked(oneshot::Sender<usize>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -428,6 +455,18 @@ impl<R: Runtime, H: BrokerHooks + Send + 'static> BrokerServerOn<R, H> {
             None => None,
         };
         let (inputs_tx, inputs_rx) = mpsc::channel(INPUT_CAPACITY);
+        #[cfg(unix)]
+        let parking = Parking {
+            lot: None,
+            after: options.park_idle_after,
+            woken: Vec::new(),
+            sweep_timer: runtime.timer(),
+            sweep_armed: false,
+            runtime: runtime.clone(),
+            inputs: inputs_tx.clone(),
+            linger: options.linger,
+            pause_above: options.pause_reading_above,
+        };
         let task = BrokerTask {
             broker,
             #[cfg(feature = "persistence")]
@@ -441,6 +480,8 @@ impl<R: Runtime, H: BrokerHooks + Send + 'static> BrokerServerOn<R, H> {
             inputs: inputs_rx,
             connections: HashMap::new(),
             partial: HashMap::new(),
+            #[cfg(unix)]
+            parking,
             out: BytesMut::with_capacity(READ_CHUNK),
             notices,
             closing: Vec::new(),
@@ -517,6 +558,14 @@ impl<R: Runtime> BrokerHandleOn<R> {
         rx.await.ok()
     }
 
+    /// How many connections are parked now ([`BrokerOptions::park_idle_after`]): idle, with
+    /// no task; `None` when the broker has stopped.
+    pub async fn parked_connections(&self) -> Option<usize> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Parked(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
     /// Shuts the broker down gracefully: stops accepting, tells every client (MQTT 5 clients
     /// get DISCONNECT 0x8B Server shutting down), writes out what each connection still has,
     /// closes every transport (each within the linger time) and resolves once the broker has
@@ -548,6 +597,10 @@ enum Input {
     /// The task brought the connection's pending output under `pause_reading_above` after
     /// the core was told to stop handing it bytes.
     Writable(ConnectionId),
+    /// The connection was asked to park and was idle: its task has ended and hands over its
+    /// state (see [`BrokerTask::park`]).
+    #[cfg(unix)]
+    Park(ConnectionId, Box<Link>),
 }
 
 /// What the broker task and a connection's task share: the bytes for the connection, its
@@ -571,12 +624,28 @@ struct OutboxState {
     /// The core was told not to hand out bytes for this connection (`pause_transmit`); the
     /// task reports `Writable` when it has written enough.
     transmit_paused: bool,
+    /// Traffic since the last sweep for idle connections ([`Outbox::sweep`]).
+    active: bool,
+    /// A sweep found the connection idle: its task parks it if it still is.
+    park_asked: bool,
+    /// The transport cannot be parked (TLS, WebSocket...): sweeps leave it alone.
+    never_park: bool,
 }
 
 impl OutboxState {
     /// The waker to call once the lock is released.
     fn wake(&mut self) -> Option<Waker> {
         self.waker.take()
+    }
+
+    /// Nothing to write, nothing held back either way, not closing: the connection's task
+    /// may end while it waits for input.
+    fn idle(&self) -> bool {
+        self.buf.is_empty()
+            && self.pending == 0
+            && !self.close
+            && !self.input_paused
+            && !self.transmit_paused
     }
 }
 
@@ -590,6 +659,7 @@ impl Outbox {
         let mut state = self.lock();
         state.buf.extend_from_slice(bytes);
         state.pending += bytes.len();
+        state.active = true;
         let pending = state.pending;
         let waker = state.wake();
         drop(state);
@@ -670,6 +740,41 @@ impl Outbox {
         }
     }
 
+    /// One sweep for idle connections: a connection with traffic since the last sweep is
+    /// left alone (and its mark cleared); one without, and idle, is asked to park (its task
+    /// is woken to hand itself over). Returns whether the connection may still be asked at a
+    /// later sweep.
+    #[cfg(unix)]
+    fn sweep(&self) -> bool {
+        let mut state = self.lock();
+        if state.never_park {
+            return false;
+        }
+        if std::mem::take(&mut state.active) || state.park_asked || !state.idle() {
+            return true;
+        }
+        state.park_asked = true;
+        let waker = state.wake();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        true
+    }
+
+    /// Sweeps leave the connection alone from now on.
+    #[cfg(unix)]
+    fn never_park(&self) {
+        self.lock().never_park = true;
+    }
+
+    /// Whether the connection is still idle (checked again by the broker task when the
+    /// connection hands itself over).
+    #[cfg(unix)]
+    fn idle(&self) -> bool {
+        self.lock().idle()
+    }
+
     /// Everything not taken yet (the close path). The buffer goes with the bytes.
     fn take(&self) -> BytesMut {
         std::mem::take(&mut self.lock().buf)
@@ -677,8 +782,55 @@ impl Outbox {
 }
 
 struct Connection {
-    outbox: Arc<Outbox>,
-    peer: Option<SocketAddr>,
+    io: ConnectionIo,
+    peer: Peer,
+}
+
+/// A connection's peer address as the broker task keeps it for its notices: 16 bytes where
+/// an `Option<SocketAddr>` takes 32 (an IPv6 address is boxed), in every connection's entry.
+enum Peer {
+    Unknown,
+    V4(std::net::SocketAddrV4),
+    V6(Box<std::net::SocketAddrV6>),
+}
+
+impl Peer {
+    fn new(addr: Option<SocketAddr>) -> Self {
+        match addr {
+            None => Self::Unknown,
+            Some(SocketAddr::V4(addr)) => Self::V4(addr),
+            Some(SocketAddr::V6(addr)) => Self::V6(Box::new(addr)),
+        }
+    }
+
+    fn get(&self) -> Option<SocketAddr> {
+        match self {
+            Self::Unknown => None,
+            Self::V4(addr) => Some(SocketAddr::V4(*addr)),
+            Self::V6(addr) => Some(SocketAddr::V6(**addr)),
+        }
+    }
+}
+
+/// Where a connection's transport is: with its task, or parked.
+enum ConnectionIo {
+    /// The connection's task has the transport; they share the outbox.
+    Active(Arc<Outbox>),
+    /// Idle: no task; the transport's socket is watched by the broker's [`IdleLot`] (see
+    /// [`BrokerOptions::park_idle_after`]).
+    #[cfg(unix)]
+    Parked(BoxTransport),
+}
+
+impl Connection {
+    /// The outbox of an active connection.
+    fn outbox(&self) -> Option<&Arc<Outbox>> {
+        match &self.io {
+            ConnectionIo::Active(outbox) => Some(outbox),
+            #[cfg(unix)]
+            ConnectionIo::Parked(_) => None,
+        }
+    }
 }
 
 /// Entries of room [`BrokerTask::partial`] keeps once it is empty again.
@@ -698,6 +850,9 @@ struct BrokerTask<R: Runtime, H: BrokerHooks> {
     /// Bytes read that do not make a whole packet yet, of the connections that have any: kept
     /// apart so that an idle connection's entry in `connections` holds no buffer.
     partial: HashMap<ConnectionId, BytesMut>,
+    /// Idle connections parked without a task ([`BrokerOptions::park_idle_after`]).
+    #[cfg(unix)]
+    parking: Parking<R>,
     /// The broker's output, one connection at a time; reused.
     out: BytesMut,
     notices: Option<mpsc::Sender<BrokerNotice>>,
@@ -716,6 +871,12 @@ enum Step {
     Timeout,
     #[cfg(feature = "persistence")]
     Store(Option<crate::persistence::FromStore>),
+    /// Time to look for idle connections.
+    #[cfg(unix)]
+    Sweep,
+    /// Parked connections have input (their tokens in `woken`).
+    #[cfg(unix)]
+    Woken,
 }
 
 /// Output waiting for the store (feature `persistence`, durable mode).
@@ -772,6 +933,10 @@ struct Persist {
 
 impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
     async fn run(mut self) {
+        #[cfg(unix)]
+        if self.parking.after.is_some() {
+            self.parking.lot = self.runtime.idle_lot();
+        }
         let mut timer = self.runtime.timer();
         let mut armed: Option<Instant> = None;
         loop {
@@ -812,6 +977,10 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
                 }
                 #[cfg(feature = "persistence")]
                 Step::Store(report) => self.stored(now, report),
+                #[cfg(unix)]
+                Step::Sweep => self.sweep(),
+                #[cfg(unix)]
+                Step::Woken => self.wake_parked(),
             }
             self.drain(now);
             #[cfg(feature = "persistence")]
@@ -854,6 +1023,19 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
         if armed && timer.poll_expired(cx).is_ready() {
             return Poll::Ready(Step::Timeout);
         }
+        #[cfg(unix)]
+        {
+            let parking = &mut self.parking;
+            if parking.sweep_armed && parking.sweep_timer.poll_expired(cx).is_ready() {
+                parking.sweep_armed = false;
+                return Poll::Ready(Step::Sweep);
+            }
+            if let Some(lot) = &mut parking.lot {
+                if lot.poll_woken(cx, &mut parking.woken).is_ready() {
+                    return Poll::Ready(Step::Woken);
+                }
+            }
+        }
         if let Some(listener) = &mut self.listener {
             if let Poll::Ready(accepted) = listener.poll_accept(cx) {
                 return Poll::Ready(Step::Accepted(accepted));
@@ -889,7 +1071,15 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
             self.inputs_tx.clone(),
             self.options.linger,
         ));
-        self.connections.insert(id, Connection { outbox, peer });
+        self.connections.insert(
+            id,
+            Connection {
+                io: ConnectionIo::Active(outbox),
+                peer: Peer::new(peer),
+            },
+        );
+        #[cfg(unix)]
+        self.parking.arm();
     }
 
     fn command(&mut self, now: Instant, command: Command) {
@@ -898,6 +1088,14 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
             Command::Publish(message) => self.broker.publish(now, *message),
             Command::Stats(reply) => {
                 let _ = reply.send(self.broker.stats());
+            }
+            Command::Parked(reply) => {
+                let parked = self
+                    .connections
+                    .values()
+                    .filter(|conn| conn.outbox().is_none())
+                    .count();
+                let _ = reply.send(parked);
             }
             Command::Shutdown(reply) => {
                 self.shutdown_replies.push(reply);
@@ -934,6 +1132,8 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
             }
             Input::Lost(id) => self.broker.handle_closed(now, id),
             Input::Writable(id) => self.broker.resume_transmit(id),
+            #[cfg(unix)]
+            Input::Park(id, link) => self.park(id, *link),
             Input::Done(id) => {
                 if self.connections.contains_key(&id) {
                     // A write failed before the core closed the connection. The close is
@@ -968,9 +1168,9 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
             }
             // An empty `buf` is dropped: no view of the chunk is kept, so the connection task
             // reuses (or, idle, frees) it.
-            if !wants {
+            if let (false, Some(outbox)) = (wants, conn.outbox()) {
                 // Until `ReadResumed`; the task stops reading after the read it is in.
-                conn.outbox.pause_input();
+                outbox.pause_input();
             }
         }
     }
@@ -984,8 +1184,8 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
                 return;
             }
             for id in resumed {
-                if let Some(conn) = self.connections.get(&id) {
-                    conn.outbox.resume_input();
+                if let Some(outbox) = self.connections.get(&id).and_then(Connection::outbox) {
+                    outbox.resume_input();
                 }
                 self.feed(now, id);
             }
@@ -996,26 +1196,32 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
         let mut slow = Vec::new();
         let mut resumed = Vec::new();
         while let Some(id) = self.broker.poll_transmit(now, &mut self.out) {
-            if let Some(conn) = self.connections.get(&id) {
+            if let Some(conn) = self.connections.get_mut(&id) {
+                #[cfg(unix)]
+                self.parking.wake(id, conn);
+                let Some(outbox) = conn.outbox() else {
+                    self.out.clear();
+                    continue;
+                };
                 #[cfg(feature = "persistence")]
                 let pending = match &mut self.persist {
                     // Durable mode: decided at the end of the turn (`persist_turn`).
                     Some(p) if p.sync => {
                         let bytes = self.out.split();
                         p.held_bytes += bytes.len();
-                        let pending = conn.outbox.hold(bytes.len());
-                        p.staged.push(Held::Bytes(conn.outbox.clone(), bytes));
+                        let pending = outbox.hold(bytes.len());
+                        p.staged.push(Held::Bytes(outbox.clone(), bytes));
                         pending
                     }
-                    _ => conn.outbox.push(&self.out),
+                    _ => outbox.push(&self.out),
                 };
                 #[cfg(not(feature = "persistence"))]
-                let pending = conn.outbox.push(&self.out);
+                let pending = outbox.push(&self.out);
                 if pending > self.options.max_output_buffer {
                     slow.push(id);
                 } else if pending > self.options.pause_reading_above
                     // (Unless the task caught up in between.)
-                    && conn.outbox.pause_transmit(self.options.pause_reading_above)
+                    && outbox.pause_transmit(self.options.pause_reading_above)
                 {
                     // The core keeps the rest until the task catches up (`Writable`).
                     self.broker.pause_transmit(id);
@@ -1027,7 +1233,7 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
             let peer = match &event {
                 BrokerEvent::Connected { connection, .. }
                 | BrokerEvent::Close { connection, .. } => {
-                    self.connections.get(connection).and_then(|c| c.peer)
+                    self.connections.get(connection).and_then(|c| c.peer.get())
                 }
                 BrokerEvent::ReadResumed { connection } => {
                     resumed.push(*connection);
@@ -1036,14 +1242,20 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
             };
             if let BrokerEvent::Close { connection, .. } = &event {
                 self.partial.remove(connection);
-                if let Some(conn) = self.connections.remove(connection) {
-                    #[cfg(feature = "persistence")]
-                    match &mut self.persist {
-                        Some(p) if p.sync => p.staged.push(Held::Close(conn.outbox.clone())),
-                        _ => conn.outbox.close(),
+                if let Some(mut conn) = self.connections.remove(connection) {
+                    // A parked connection gets its task back to write its last bytes and
+                    // close within the linger time.
+                    #[cfg(unix)]
+                    self.parking.wake(*connection, &mut conn);
+                    if let Some(outbox) = conn.outbox() {
+                        #[cfg(feature = "persistence")]
+                        match &mut self.persist {
+                            Some(p) if p.sync => p.staged.push(Held::Close(outbox.clone())),
+                            _ => outbox.close(),
+                        }
+                        #[cfg(not(feature = "persistence"))]
+                        outbox.close();
                     }
-                    #[cfg(not(feature = "persistence"))]
-                    conn.outbox.close();
                     self.closing.push(*connection);
                 }
             }
@@ -1057,6 +1269,145 @@ impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
             }
         }
         resumed
+    }
+}
+
+/// The broker task's side of parking idle connections ([`BrokerOptions::park_idle_after`]):
+/// the runtime's [`IdleLot`] that watches parked sockets, the sweep timer, and what a woken
+/// connection's new task needs.
+///
+/// How a connection parks: every `after`, a sweep asks each active connection without
+/// traffic since the previous sweep, and idle (nothing to write, nothing held back), to park
+/// ([`Outbox::sweep`]); its task, if it is still idle, ends and hands its [`Link`] to the
+/// broker task ([`Input::Park`]), which checks once more (output may have come meanwhile),
+/// takes the socket out of the runtime's reactor ([`Transport::park`]) and gives it to the
+/// lot. The connection's entry then holds the transport alone: no task, no outbox. Input on
+/// the socket (the lot reports it), output for it or its close gives it a task again
+/// ([`wake`](Self::wake)).
+///
+/// [`Transport::park`]: crate::transport::Transport::park
+#[cfg(unix)]
+struct Parking<R: Runtime> {
+    lot: Option<Box<dyn IdleLot>>,
+    after: Option<Duration>,
+    /// Tokens of parked connections with input, from the lot; reused.
+    woken: Vec<u64>,
+    sweep_timer: R::Timer,
+    sweep_armed: bool,
+    runtime: R,
+    inputs: mpsc::Sender<Input>,
+    linger: Duration,
+    pause_above: usize,
+}
+
+#[cfg(unix)]
+impl<R: Runtime> Parking<R> {
+    /// Arms the sweep timer if it is not (and parking is on).
+    fn arm(&mut self) {
+        if self.sweep_armed || self.lot.is_none() {
+            return;
+        }
+        if let Some(after) = self.after {
+            self.sweep_timer.reset(R::now().saturating_add(after));
+            self.sweep_armed = true;
+        }
+    }
+
+    /// Gives parked connection `id` a task again (with a new outbox); a no-op for an active
+    /// one.
+    fn wake(&mut self, id: ConnectionId, conn: &mut Connection) {
+        if !matches!(conn.io, ConnectionIo::Parked(_)) {
+            return;
+        }
+        let outbox = Arc::new(Outbox::default());
+        let ConnectionIo::Parked(mut io) =
+            std::mem::replace(&mut conn.io, ConnectionIo::Active(outbox.clone()))
+        else {
+            return;
+        };
+        // On an error the transport is broken: the task's first read fails and reports the
+        // loss, as for any connection.
+        if let (Ok(fd), Some(lot)) = (io.unpark(), &mut self.lot) {
+            lot.unwatch(fd);
+        }
+        self.runtime.spawn(connection_task(
+            self.runtime.clone(),
+            id,
+            Link::new(io, outbox, self.pause_above),
+            self.inputs.clone(),
+            self.linger,
+        ));
+        self.arm();
+    }
+}
+
+#[cfg(unix)]
+impl<R: Runtime, H: BrokerHooks> BrokerTask<R, H> {
+    /// Asks the active connections idle since the last sweep to park; sweeps again later
+    /// while any connection may still be asked.
+    fn sweep(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        let mut again = false;
+        for conn in self.connections.values() {
+            if let Some(outbox) = conn.outbox() {
+                again |= outbox.sweep();
+            }
+        }
+        if again {
+            self.parking.arm();
+        }
+    }
+
+    /// Connection `id`'s task ended to park it: parks the transport if the connection is
+    /// still open and idle and the transport can be parked; otherwise the connection gets its
+    /// task back, as it was.
+    fn park(&mut self, id: ConnectionId, mut link: Link) {
+        if let (Some(conn), Some(lot), false) = (
+            self.connections.get_mut(&id),
+            &mut self.parking.lot,
+            self.shutting_down,
+        ) {
+            let same = conn
+                .outbox()
+                .is_some_and(|outbox| Arc::ptr_eq(outbox, &link.outbox));
+            if same && link.outbox.idle() {
+                match link.io.park() {
+                    Some(fd) => {
+                        if lot.watch(id.into_raw(), fd).is_ok() {
+                            conn.io = ConnectionIo::Parked(link.io);
+                            return;
+                        }
+                        // Not watched: the connection keeps its task (if the socket cannot
+                        // go back to the reactor either, its reads fail and report the loss).
+                        let _ = link.io.unpark();
+                    }
+                    None => link.outbox.never_park(),
+                }
+            }
+        }
+        self.runtime.spawn(connection_task(
+            self.runtime.clone(),
+            id,
+            link,
+            self.inputs_tx.clone(),
+            self.options.linger,
+        ));
+    }
+
+    /// Gives the parked connections with input their tasks again.
+    fn wake_parked(&mut self) {
+        let mut woken = std::mem::take(&mut self.parking.woken);
+        for token in woken.drain(..) {
+            let Some(id) = ConnectionId::from_raw(token) else {
+                continue;
+            };
+            if let Some(conn) = self.connections.get_mut(&id) {
+                self.parking.wake(id, conn);
+            }
+        }
+        self.parking.woken = woken;
     }
 }
 
@@ -1163,7 +1514,10 @@ impl<R: Runtime, H: BrokerHooks> Drop for BrokerTask<R, H> {
     fn drop(&mut self) {
         // Stopped (or dropped): no connection outlives the broker.
         for (_, conn) in self.connections.drain() {
-            conn.outbox.close();
+            // (A parked connection's socket closes with it.)
+            if let Some(outbox) = conn.outbox() {
+                outbox.close();
+            }
         }
     }
 }
@@ -1180,6 +1534,9 @@ enum Turn {
     Close,
     /// Writing failed.
     Broken,
+    /// Asked to park, and idle: the task ends and hands the connection to the broker task.
+    #[cfg(unix)]
+    Park,
 }
 
 /// A connection task's state: its transport, the outbox it shares with the broker task, the
@@ -1230,6 +1587,17 @@ impl Link {
             if state.close {
                 return Poll::Ready(Turn::Close);
             }
+            #[cfg(unix)]
+            if std::mem::take(&mut state.park_asked)
+                && self.batch == 0
+                && self.reading
+                && state.idle()
+            {
+                return Poll::Ready(Turn::Park);
+            }
+            // Polled again: woken by input, output or a change of the flow control, which
+            // the next sweep for idle connections must not take for idleness.
+            state.active = true;
             if self.batch == 0 && !state.buf.is_empty() {
                 self.out = std::mem::take(&mut state.buf);
                 self.batch = self.out.len();
@@ -1363,6 +1731,15 @@ fn connection_task<R: Runtime>(
                 }
                 Turn::Writable => Input::Writable(id),
                 Turn::Broken => break,
+                #[cfg(unix)]
+                Turn::Park => {
+                    // The rest of the connection's life until it has traffic again is the
+                    // broker task's (which may also give it straight back).
+                    if let Ok(Some(park)) = try_input(&inputs, Input::Park(id, Box::new(link))) {
+                        let _ = send_boxed(&inputs, park).await;
+                    }
+                    return;
+                }
                 Turn::Close => {
                     let _ = link.finish(&runtime, linger).await;
                     break;
@@ -1430,6 +1807,21 @@ mod tests {
         }
         fn poll_close(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
             Poll::Pending
+        }
+    }
+
+    /// Every open connection has an entry in the broker task's map, a parked one nothing
+    /// else of the adapter's (issue 12: mosquitto's ~1 KB per idle connection in all is the
+    /// goal): the key and the entry take 40 bytes (56 with the peer as an
+    /// `Option<SocketAddr>`).
+    #[test]
+    fn a_connection_entry_takes_40_bytes() {
+        assert_eq!(std::mem::size_of::<Peer>(), 16);
+        assert_eq!(std::mem::size_of::<(ConnectionId, Connection)>(), 40);
+        let v6: SocketAddr = "[::1]:1883".parse().unwrap();
+        let v4: SocketAddr = "127.0.0.1:1883".parse().unwrap();
+        for addr in [None, Some(v4), Some(v6)] {
+            assert_eq!(Peer::new(addr).get(), addr);
         }
     }
 

@@ -434,12 +434,15 @@ mod dial;
 // 9. The engine named for one runtime (a macro for every adapter).
 mod named;
 
-// 10. The tokio glue: socket options, then the runtime.
+// 10. The tokio glue: socket options, parking idle broker connections, then the runtime.
 #[cfg(all(
     feature = "tokio-runtime",
     any(target_os = "linux", target_os = "android")
 ))]
 mod socket_options;
+
+#[cfg(all(feature = "tokio-runtime", unix))]
+mod tokio_parking;
 
 #[cfg(feature = "tokio-runtime")]
 mod tokio_rt;
@@ -523,6 +526,8 @@ pub mod engine {
         connect_endpoint_on, connect_endpoint_reconnecting_on, scheme_supported, unsupported, Dial,
     };
     pub use crate::net::{Accepted, Adapt, Bind, Listener, Listeners, NetRuntime, TcpConnect};
+    #[cfg(unix)]
+    pub use crate::runtime::IdleLot;
     pub use crate::runtime::{Runtime, Timer};
     pub use crate::server::{serve_connection_on, ServerOn};
     pub use crate::transport::{BoxTransport, CloseTolerant, Transport};

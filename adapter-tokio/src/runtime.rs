@@ -8,6 +8,10 @@
 //!   times on the next);
 //! - a resettable [`Timer`] for the session's earliest deadline;
 //! - [`Runtime::spawn`] for the connection's task.
+//!
+//! and, optionally, an [`IdleLot`] ([`Runtime::idle_lot`]): one watcher for the sockets of a
+//! broker's idle connections, so that those need neither a task nor a registration of their
+//! own while they are idle.
 
 use std::future::{poll_fn, Future};
 use std::pin::pin;
@@ -35,6 +39,37 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     fn spawn<F>(&self, future: F)
     where
         F: Future<Output = ()> + Send + 'static;
+
+    /// A watcher for the sockets of a broker's idle connections (Unix), for
+    /// `BrokerOptions::park_idle_after`; `None` (the default): this runtime parks none, and
+    /// every connection keeps its task. Called once per broker, from the broker's task.
+    #[cfg(unix)]
+    fn idle_lot(&self) -> Option<Box<dyn IdleLot>> {
+        None
+    }
+}
+
+/// One watcher for many parked sockets: a broker's idle connections, whose tasks have ended and
+/// whose sockets left the runtime's reactor
+/// ([`Transport::park`](crate::transport::Transport::park)) until they have input again or the
+/// broker has output for them. Where a connection's task and its registration with the
+/// reactor cost several hundred bytes, a parked socket costs the watcher nothing in the
+/// process (the kernel keeps the interest).
+///
+/// `mqtt_streaming_tokio::TokioRuntime` provides one (an epoll or kqueue set of its own, whose
+/// descriptor is registered once with tokio's reactor).
+#[cfg(unix)]
+pub trait IdleLot: Send + 'static {
+    /// Watches `fd` for input (or its end, or an error) and reports it under `token`, once.
+    fn watch(&mut self, token: u64, fd: std::os::fd::RawFd) -> std::io::Result<()>;
+
+    /// Stops watching `fd` (before or after it was reported).
+    fn unwatch(&mut self, fd: std::os::fd::RawFd);
+
+    /// Appends to `woken` the tokens of watched sockets that have input since the last call;
+    /// `Ready` when it appended any, `Pending` (the context's waker registered) otherwise. A
+    /// token may be reported after its socket was unwatched; the caller ignores those.
+    fn poll_woken(&mut self, cx: &mut Context<'_>, woken: &mut Vec<u64>) -> Poll<()>;
 }
 
 /// A resettable one-shot timer on a [`Runtime`]'s clock.

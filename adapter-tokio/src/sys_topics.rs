@@ -23,6 +23,7 @@ use crate::runtime::{sleep, Runtime};
 /// | `$SYS/broker/clients/total` | sessions held, connected or not (`sessions`) |
 /// | `$SYS/broker/clients/disconnected` | sessions held without a connection |
 /// | `$SYS/broker/clients/maximum` | the most connections seen open at once |
+/// | `$SYS/broker/clients/parked` | idle connections parked without a task ([`BrokerHandleOn::parked_connections`]; this broker's own) |
 /// | `$SYS/broker/connections/total` | connections accepted since the start (`connections_total`) |
 /// | `$SYS/broker/messages/received`, `.../publish/messages/received` | PUBLISH packets received (`messages_in`) |
 /// | `$SYS/broker/messages/sent`, `.../publish/messages/sent` | messages handed to subscribers (`messages_out`) |
@@ -38,12 +39,18 @@ use crate::runtime::{sleep, Runtime};
 pub struct SysTopics {
     last: HashMap<&'static str, String>,
     maximum_connections: usize,
+    parked: Option<usize>,
 }
 
 impl SysTopics {
     /// No value published yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The number of parked connections for `$SYS/broker/clients/parked` (absent until set).
+    pub fn set_parked(&mut self, parked: usize) {
+        self.parked = Some(parked);
     }
 
     /// The value of `$SYS/broker/version`: `mqtt-streaming VERSION`.
@@ -62,7 +69,7 @@ impl SysTopics {
             + stats.dropped_too_many_user_properties
             + stats.dropped_qos0_offline
             + stats.dropped_session_ended;
-        vec![
+        let mut values = vec![
             ("$SYS/broker/version", Self::version()),
             (
                 "$SYS/broker/uptime",
@@ -109,7 +116,11 @@ impl SysTopics {
                 "$SYS/broker/retained messages/count",
                 stats.retained.to_string(),
             ),
-        ]
+        ];
+        if let Some(parked) = self.parked {
+            values.push(("$SYS/broker/clients/parked", parked.to_string()));
+        }
+        values
     }
 
     /// The retained QoS 0 messages to publish for these counters: the topics whose value
@@ -145,6 +156,10 @@ pub async fn publish_sys_topics<R: Runtime>(
         let Some(stats) = handle.stats().await else {
             return;
         };
+        let Some(parked) = handle.parked_connections().await else {
+            return;
+        };
+        topics.set_parked(parked);
         for message in topics.changed(&stats, started.elapsed()) {
             if !handle.publish(message).await {
                 return;
@@ -208,6 +223,8 @@ mod tests {
             value(&first, "$SYS/broker/uptime").as_deref(),
             Some("1 seconds")
         );
+        assert_eq!(value(&first, "$SYS/broker/clients/parked"), None, "not set");
+        topics.set_parked(4);
         stats.connections = 1;
         let second = topics.changed(&stats, Duration::from_secs(11));
         let mut names: Vec<&str> = second.iter().map(|m| m.topic.as_str()).collect();
@@ -218,6 +235,7 @@ mod tests {
             [
                 "$SYS/broker/clients/connected",
                 "$SYS/broker/clients/disconnected",
+                "$SYS/broker/clients/parked",
                 "$SYS/broker/uptime"
             ]
         );

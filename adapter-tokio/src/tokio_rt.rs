@@ -95,6 +95,12 @@ impl Runtime for TokioRuntime {
     {
         tokio::spawn(future);
     }
+
+    #[cfg(unix)]
+    fn idle_lot(&self) -> Option<Box<dyn crate::runtime::IdleLot>> {
+        let lot = crate::tokio_parking::TokioIdleLot::new().ok()?;
+        Some(Box::new(lot))
+    }
 }
 
 impl Timer for TokioTimer {
@@ -208,9 +214,12 @@ impl Listener for TcpListener {
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Accepted>> {
         TcpListener::poll_accept(self, cx).map_ok(|(stream, peer)| {
             // Nagle would hold small acks back; every packet leaves at once. The stream stays
-            // whole (one task reads and writes it), and `TokioIo` reports its readiness, so an
-            // idle broker connection holds no read buffer.
+            // whole (one task reads and writes it) and reports its readiness, so an idle
+            // broker connection holds no read buffer; on Unix it can be parked.
             let _ = stream.set_nodelay(true);
+            #[cfg(unix)]
+            return Accepted::new(crate::tokio_parking::ParkableTcp::new(stream), peer);
+            #[cfg(not(unix))]
             Accepted::new(TokioIo(stream), peer)
         })
     }

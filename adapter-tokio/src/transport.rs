@@ -53,6 +53,24 @@ pub trait Transport: Send + Unpin + 'static {
         let _ = bytes;
         false
     }
+
+    /// Parks an idle connection (a broker's, `BrokerOptions::park_idle_after`): takes the
+    /// socket out of the runtime's reactor and returns its descriptor, for an
+    /// [`IdleLot`](crate::runtime::IdleLot) to watch. Until [`unpark`](Self::unpark) the
+    /// transport is not polled. `None` (the default): this transport cannot be parked (TLS and
+    /// WebSocket keep state above the socket), and nothing changed.
+    #[cfg(unix)]
+    fn park(&mut self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+
+    /// Registers a [`park`](Self::park)ed socket with the runtime's reactor again and returns
+    /// its descriptor (for [`IdleLot::unwatch`](crate::runtime::IdleLot::unwatch)). On an
+    /// error the transport is broken: its reads and writes fail.
+    #[cfg(unix)]
+    fn unpark(&mut self) -> io::Result<std::os::fd::RawFd> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for Box<T> {
@@ -78,6 +96,16 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
 
     fn set_read_low_water(&mut self, bytes: usize) -> bool {
         (**self).set_read_low_water(bytes)
+    }
+
+    #[cfg(unix)]
+    fn park(&mut self) -> Option<std::os::fd::RawFd> {
+        (**self).park()
+    }
+
+    #[cfg(unix)]
+    fn unpark(&mut self) -> io::Result<std::os::fd::RawFd> {
+        (**self).unpark()
     }
 }
 

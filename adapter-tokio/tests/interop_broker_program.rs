@@ -11,6 +11,7 @@
 mod interop_support;
 mod pki;
 
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -79,6 +80,11 @@ fn start(extra: &str) -> Broker {
 
 /// [`start`] with another ACL.
 fn start_with_acl(acl_text: &str, extra: &str) -> Broker {
+    start_with(acl_text, extra, &[])
+}
+
+/// [`start_with_acl`] with more command-line arguments.
+fn start_with(acl_text: &str, extra: &str, args: &[&str]) -> Broker {
     let dir = TempDir::new("broker-program");
     let port = free_port();
     let passwd = password_file(dir.path());
@@ -98,6 +104,7 @@ fn start_with_acl(acl_text: &str, extra: &str) -> Broker {
     let child = Command::new(broker_binary())
         .arg("-c")
         .arg(&conf)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -505,6 +512,53 @@ fn sys_topics_published() {
         text(&out.stdout).contains("Subscribed (mid: 1): 135"),
         "{out:?}"
     );
+}
+
+/// `--park-idle-after MS`: idle connections are parked (counted on
+/// `$SYS/broker/clients/parked`) after that long without traffic, and never with 0.
+#[test]
+#[ignore = "needs mosquitto-clients (run by .ci/run)"]
+fn idle_connections_parked_as_configured() {
+    for park in ["100", "0"] {
+        let broker = start_with(ACL, "sys_interval 1\n", &["--park-idle-after", park]);
+        let port = broker.port;
+        // An idle client: CONNECT (3.1.1, keep alive 60 s), then silence.
+        let mut idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        idle.write_all(&[
+            0x10, 0x0e, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x3c, 0x00, 0x02,
+            b'i', b'd',
+        ])
+        .unwrap();
+        let mut connack = [0u8; 4];
+        idle.read_exact(&mut connack).unwrap();
+        assert_eq!(connack, [0x20, 0x02, 0x00, 0x00]);
+        // Values as they change, for three seconds.
+        let out = tool(
+            "mosquitto_sub",
+            port,
+            &[
+                "-u",
+                "alice",
+                "-P",
+                "secret",
+                "-t",
+                "$SYS/broker/clients/parked",
+                "-W",
+                "3",
+            ],
+        );
+        let values: Vec<usize> = text(&out.stdout)
+            .lines()
+            .map(|line| line.trim().parse().unwrap())
+            .collect();
+        match park {
+            "0" => assert_eq!(values, [0], "parking off: {out:?}"),
+            _ => assert!(
+                values.iter().any(|&n| n >= 1),
+                "the idle client parked: {out:?}"
+            ),
+        }
+    }
 }
 
 /// A configuration error stops the program with the line and key, TLS keys that do not go

@@ -97,7 +97,7 @@ fn measure(config: BrokerConfig) -> (f64, usize) {
 }
 
 #[test]
-fn idle_client_with_one_subscription_costs_under_1100_bytes() {
+fn idle_client_with_one_subscription_costs_under_865_bytes() {
     let (per_client, live_blocks) = measure(BrokerConfig::default());
     println!(
         "broker core: {per_client:.0} bytes per idle connected client with one subscription \
@@ -111,7 +111,10 @@ fn idle_client_with_one_subscription_costs_under_1100_bytes() {
     // subscription weights in the records and no shared header on the record's filter, and
     // 1,151 once the test's own read buffers were freed inside the region (their split had
     // left a 40-byte shared header counted per client), 1,127 with no transmit buffer kept by
-    // a quiet connection, 1,063 with the connection's box at 448 bytes. The bound leaves ~35
-    // bytes for unrelated growth.
-    assert!(per_client < 1100.0, "{per_client} bytes per client");
+    // a quiet connection, 1,063 (1,055 measured since) with the connection's box at 448
+    // bytes; in the seventh round 839 with the state that is empty while a connection is idle
+    // (transmit buffer, events, in-flight table, queue, inbound acks) boxed and given back, the
+    // connection's box at 232 bytes, and 831 with the client identifier and the will boxed
+    // together (224 bytes). The bound leaves ~35 bytes for unrelated growth.
+    assert!(per_client < 865.0, "{per_client} bytes per client");
 }

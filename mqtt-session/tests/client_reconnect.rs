@@ -164,6 +164,36 @@ fn session_absent_forgets_inbound_state() {
 }
 
 #[test]
+fn a_stale_ack_id_stays_stale_after_the_idle_state_is_given_back() {
+    // [MQTT-3.1.2-6] (3.1.1) / [MQTT-3.2.2-5] (5.0): the manual-ack ids of a discarded session
+    // stay stale when the session gave the memory of its idle state back in between (issue 12:
+    // the inbound state is boxed and freed when empty, its generation is not) and a message of
+    // the new session reuses the packet identifier.
+    let config = ClientConfig::default().with_ack_mode(AckMode::Manual);
+    let mut s: Script<u32> = connected_with(
+        V5,
+        config,
+        mqtt_streaming_proto::ConnAck::new(ReasonCode::Success),
+    );
+    s.feed(server_publish("t", QoS::AtLeastOnce, 2, "old"));
+    let old = delivered(&s.events())[0].2.unwrap();
+    reconnect(&mut s, false);
+    s.events();
+    s.session.shrink_idle();
+    s.feed(server_publish("t", QoS::AtLeastOnce, 2, "new"));
+    let fresh = delivered(&s.events())[0].2.unwrap();
+    assert_eq!(fresh.packet_id(), old.packet_id());
+    assert_ne!(fresh, old);
+    assert_eq!(
+        s.ack(old, ReasonCode::Success),
+        Err(CommandError::UnknownAck)
+    );
+    assert!(s.sent().is_empty());
+    s.ack(fresh, ReasonCode::Success).unwrap();
+    assert_eq!(briefs(&s.sent()), ["PUBACK2"]);
+}
+
+#[test]
 fn session_present_keeps_inbound_qos2_and_releases_acks_given_offline() {
     // [MQTT-4.3.3-10], [MQTT-4.3.3-11] (5.0); [MQTT-4.4.0-1] (3.1.1): after reconnecting to
     // the same session the server re-sends its PUBLISH (not delivered again, PUBREC again)

@@ -65,6 +65,11 @@ struct Args {
     /// autosave_interval (a crash loses what changed since the last save).
     #[arg(long = "autosave-interval", value_name = "SECONDS")]
     autosave_interval: Option<u64>,
+    /// Park a connection after this many milliseconds without traffic: its task ends and one
+    /// watcher for every parked socket wakes it on input or output (plain TCP on Unix). 0:
+    /// never. Default 1000.
+    #[arg(long = "park-idle-after", value_name = "MS")]
+    park_idle_after: Option<u64>,
     /// Log level: error, warn, info, debug or trace (default: info, or the config file's
     /// log_type).
     #[arg(long = "log-level", value_parser = parse_level)]
@@ -343,6 +348,9 @@ async fn main() -> ExitCode {
         settings.persistence.autosave_interval = Some(Duration::from_secs(secs));
     }
     let mut options = settings.broker_options();
+    if let Some(ms) = args.park_idle_after {
+        options.park_idle_after = (ms > 0).then(|| Duration::from_millis(ms));
+    }
     if settings.persistence.enabled {
         // mosquitto's default location is the working directory.
         let dir = settings

@@ -28,6 +28,19 @@ impl ConnectionId {
     fn slot(self) -> usize {
         (self.0.get() & u64::from(u32::MAX)) as usize
     }
+
+    /// The whole id as a number, for a driver that must pass it through something that only
+    /// carries integers (a readiness poller's token); [`from_raw`](Self::from_raw) gives the
+    /// id back.
+    pub fn into_raw(self) -> u64 {
+        self.0.get()
+    }
+
+    /// The id [`into_raw`](Self::into_raw) gave `raw` for; `None` for 0, which no id has. A
+    /// number that was never an id names no connection: the broker finds nothing by it.
+    pub fn from_raw(raw: u64) -> Option<Self> {
+        NonZeroU64::new(raw).map(Self)
+    }
 }
 
 /// The open connections, by [`ConnectionId`].
@@ -168,5 +181,14 @@ mod tests {
         assert_eq!((last.get(), wrapped.get()), (u64::from(u32::MAX), 1));
         assert_eq!((last.slot(), wrapped.slot()), (7, 7));
         assert_ne!(last, wrapped);
+    }
+
+    #[test]
+    fn a_raw_id_comes_back_as_the_same_id() {
+        let id = ConnectionId::from_parts(5, 3);
+        assert_eq!(ConnectionId::from_raw(id.into_raw()), Some(id));
+        assert_eq!(ConnectionId::from_raw(0), None);
+        let other = ConnectionId::from_parts(6, 3);
+        assert_ne!(ConnectionId::from_raw(other.into_raw()), Some(id));
     }
 }

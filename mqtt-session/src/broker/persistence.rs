@@ -811,10 +811,18 @@ impl<H: BrokerHooks> Broker<H> {
                     seq: flow.seq,
                 };
                 let publish: Publish = m.message.into_publish(flow.packet_id);
-                state.flows.inflight.restore(publish, token, flow.stage);
+                state
+                    .flows
+                    .tables_mut()
+                    .inflight
+                    .restore(publish, token, flow.stage);
             }
             for id in &stored.flows.inbound_awaiting_pubrel {
-                state.flows.inbound.restore_awaiting_pubrel(*id);
+                state
+                    .flows
+                    .tables_mut()
+                    .inbound
+                    .restore_awaiting_pubrel(*id);
             }
             for (seq, m) in messages {
                 max_seq = max_seq.max(seq);
@@ -1123,18 +1131,18 @@ fn stored_flows(
     flows: &crate::shared::flows::Flows<Token>,
     held: impl Iterator<Item = PacketId>,
 ) -> StoredFlows {
-    let mut inbound: Vec<PacketId> = flows
-        .inbound
-        .awaiting_pubrel()
-        .chain(flows.inbound.accepted_qos2())
+    let tables = flows.tables();
+    let mut inbound: Vec<PacketId> = tables
+        .into_iter()
+        .flat_map(|t| t.inbound.awaiting_pubrel().chain(t.inbound.accepted_qos2()))
         .chain(held)
         .collect();
     inbound.sort_unstable();
     inbound.dedup();
     StoredFlows {
-        outbound: flows
-            .inflight
-            .iter_in_order()
+        outbound: tables
+            .into_iter()
+            .flat_map(|t| t.inflight.iter_in_order())
             .filter(|flow| flow.token.seq != 0)
             .filter_map(|flow| {
                 Some(StoredFlow {

@@ -157,7 +157,7 @@ impl<T> ClientSession<T> {
 
     /// Outbound QoS 1 and 2 publishes waiting for their final acknowledgement.
     pub fn inflight_len(&self) -> usize {
-        self.core.flows.inflight.publishes()
+        self.core.flows.inflight_publishes()
     }
 
     /// Acknowledgements the server owes for packets this connection has handed out: one
@@ -179,13 +179,13 @@ impl<T> ClientSession<T> {
 
     /// Publishes and requests waiting for the window or for a connection.
     pub fn queued_len(&self) -> usize {
-        self.core.flows.queue.len() + self.request_queue.len()
+        self.core.flows.queue_len() + self.request_queue.len()
     }
 
     /// Bytes (topic and payload) of the publishes waiting for the window or for a connection,
     /// the figure [`ClientConfig::max_queued_bytes`] bounds.
     pub fn queued_bytes(&self) -> usize {
-        self.core.flows.queued_bytes
+        self.core.flows.queued_bytes()
     }
 
     /// Whether queued publishes are held back ([`hold_queue`](Self::hold_queue)).
@@ -218,7 +218,7 @@ impl<T> ClientSession<T> {
     /// The next event, if any.
     #[must_use = "events carry tokens and messages that are lost if dropped unread"]
     pub fn poll_event(&mut self) -> Option<ClientEvent<T>> {
-        self.core.events.pop_front()
+        self.core.poll_event()
     }
 
     /// Gives back the memory of internal queues and tables that are empty (events, queued
@@ -226,19 +226,10 @@ impl<T> ClientSession<T> {
     /// their capacity for reuse. For a driver about to wait while nothing is under way, so
     /// that an idle client holds none of it; a queue that fills again allocates again.
     pub fn shrink_idle(&mut self) {
-        let core = &mut self.core;
-        if core.events.is_empty() {
-            core.events = VecDeque::new();
-        }
         if self.request_queue.is_empty() {
             self.request_queue = VecDeque::new();
         }
-        let flows = &mut core.flows;
-        if flows.queue.is_empty() {
-            flows.queue = VecDeque::new();
-        }
-        flows.inflight.shrink_idle();
-        core.link.outbox.shrink_idle();
+        self.core.shrink_all_idle();
     }
 
     /// The earliest time at which [`handle_timeout`](Self::handle_timeout) has work to do.
@@ -260,7 +251,7 @@ impl<T> ClientSession<T> {
     /// calls `handle_read` with what it kept.
     pub fn wants_read(&self) -> bool {
         self.state != ConnectionState::Disconnected
-            && self.core.link.outbox.len() < self.config.max_transmit_buffer
+            && self.core.transmit_len() < self.config.max_transmit_buffer
     }
 
     /// Consumes every whole packet at the front of `buf` (a partial packet stays for the next
@@ -287,7 +278,7 @@ impl<T> ClientSession<T> {
                     self.close(Initiator::Session, CloseReason::KeepAliveTimeout);
                 } else if keep_alive.ping_at().is_some_and(|t| now >= t) {
                     keep_alive.ping_outstanding = true;
-                    self.core.link.push(&Packet::PingReq);
+                    self.core.push(&Packet::PingReq);
                 }
             }
         }
@@ -382,8 +373,8 @@ impl<T> ClientSession<T> {
             self.connect_client_id = connect.client_id.to_owned_compact();
         }
 
+        self.core.clear_transmit();
         let link = &mut self.core.link;
-        link.outbox.clear();
         link.set_version(version);
         link.decoder.set_max_packet_size(max_packet_size);
         link.receive_maximum = receive_maximum;
@@ -392,7 +383,7 @@ impl<T> ClientSession<T> {
         link.inbound_aliases.reset(alias_max);
         link.outbound_aliases.reset(false, 0);
         link.open = false;
-        link.push(&packet);
+        self.core.push(&packet);
         // No pings before CONNACK: the CONNACK timer rules until then.
         self.core.keep_alive = KeepAlive::default();
         self.connack_deadline = now + self.config.connack_timeout;
@@ -515,7 +506,7 @@ impl<T> ClientSession<T> {
         // [MQTT-3.15.2-2], [MQTT-3.15.2-3] (5.0): no Reason String or User Properties beyond
         // the server's Maximum Packet Size.
         self.core.link.fit_to_peer(&mut packet)?;
-        self.core.link.push(&packet);
+        self.core.push(&packet);
         Ok(())
     }
 
@@ -538,7 +529,7 @@ impl<T> ClientSession<T> {
             }
             packet = Packet::Disconnect(Disconnect::new(code));
         }
-        self.core.link.push(&packet);
+        self.core.push(&packet);
         self.close(Initiator::Application, CloseReason::Disconnect(code));
         Ok(())
     }
@@ -623,7 +614,7 @@ impl<T> ClientSession<T> {
                     self.request_queue.push_front((request, token));
                     break;
                 }
-                self.core.events.push_back(ClientEvent::Abandoned {
+                self.core.push_event(ClientEvent::Abandoned {
                     token,
                     cause: AbandonCause::Refused(error),
                     message: None,
@@ -644,14 +635,9 @@ impl<T> ClientSession<T> {
             Packet::Publish(publish) => self.core.on_publish(publish)?,
             Packet::SubAck(suback) => {
                 let count = Some(suback.reason_codes.len());
-                let token =
-                    self.core
-                        .flows
-                        .inflight
-                        .on_request_ack(suback.packet_id, true, count)?;
+                let token = self.core.on_request_ack(suback.packet_id, true, count)?;
                 self.core
-                    .events
-                    .push_back(ClientEvent::Subscribed { token, suback });
+                    .push_event(ClientEvent::Subscribed { token, suback });
             }
             Packet::UnsubAck(unsuback) => {
                 // MQTT 3.1.1 UNSUBACK has no codes to count.
@@ -659,14 +645,9 @@ impl<T> ClientSession<T> {
                     .version()
                     .is_v5()
                     .then_some(unsuback.reason_codes.len());
-                let token =
-                    self.core
-                        .flows
-                        .inflight
-                        .on_request_ack(unsuback.packet_id, false, count)?;
+                let token = self.core.on_request_ack(unsuback.packet_id, false, count)?;
                 self.core
-                    .events
-                    .push_back(ClientEvent::Unsubscribed { token, unsuback });
+                    .push_event(ClientEvent::Unsubscribed { token, unsuback });
             }
             Packet::PingResp => self.core.keep_alive.ping_outstanding = false,
             Packet::Disconnect(d) if self.version().is_v5() => {
@@ -739,10 +720,9 @@ impl<T> ClientSession<T> {
         } else if self.config.requeue_on_session_loss {
             core.requeue_inflight();
         } else {
-            core.flows.discard(&mut core.events);
+            core.discard_flows(false);
         }
-        core.events
-            .push_back(ClientEvent::Connected(Box::new(connack)));
+        core.push_event(ClientEvent::Connected(Box::new(connack)));
         core.release_acks();
         self.pump();
         Ok(())
@@ -797,8 +777,7 @@ impl<T> Role for ClientSession<T> {
         self.state = ConnectionState::Disconnected;
         self.core.close_link();
         self.core
-            .events
-            .push_back(ClientEvent::Closed { initiator, reason });
+            .push_event(ClientEvent::Closed { initiator, reason });
     }
 }
 

@@ -43,8 +43,9 @@ impl<T> ClientSession<T> {
             outbound: self
                 .core
                 .flows
-                .inflight
-                .iter_in_order()
+                .tables()
+                .into_iter()
+                .flat_map(|t| t.inflight.iter_in_order())
                 .filter_map(|entry| {
                     Some(OutboundFlowSnapshot {
                         publish: entry.publish()?.clone(),
@@ -52,7 +53,13 @@ impl<T> ClientSession<T> {
                     })
                 })
                 .collect(),
-            inbound_awaiting_pubrel: self.core.flows.inbound.awaiting_pubrel().collect(),
+            inbound_awaiting_pubrel: self
+                .core
+                .flows
+                .tables()
+                .into_iter()
+                .flat_map(|t| t.inbound.awaiting_pubrel())
+                .collect(),
         }
     }
 
@@ -67,6 +74,10 @@ impl<T> ClientSession<T> {
         let mut session = Self::new(config);
         let flows = &mut session.core.flows;
         flows.ids = PacketIdAllocator::starting_at(snapshot.next_packet_id);
+        if snapshot.outbound.is_empty() && snapshot.inbound_awaiting_pubrel.is_empty() {
+            return session;
+        }
+        let flows = flows.tables_mut();
         for flow in snapshot.outbound {
             let t = token(&flow.publish);
             // A snapshot edited by hand may repeat an identifier: the first one wins.

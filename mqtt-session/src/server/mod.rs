@@ -106,13 +106,11 @@ pub struct ServerSession<T> {
     /// (boxed, and absent while none waits: an idle connection holds no map).
     #[allow(clippy::box_collection)] // the box is what makes the field small
     pending_requests: Option<Box<BTreeMap<PacketId, (PacketType, usize)>>>,
-    /// The will, armed once the connection is accepted (boxed: a `Will` is over 200 bytes and
-    /// most clients have none).
-    will: Option<Box<Will>>,
-    /// The client identifier (see [`client_id`](Self::client_id)); boxed, so that an owner
-    /// that keeps the same string itself (the broker core) can take it and leave 8 bytes
-    /// ([`release_client_id`](Self::release_client_id)).
-    client_id: Option<Box<MqttString>>,
+    /// The client identifier and the armed will, boxed together and absent when there is
+    /// neither: an owner that keeps the identifier itself (the broker core) takes it
+    /// ([`release_client_id`](Self::release_client_id)), and most clients have no will, so
+    /// that an idle connection holds 8 bytes for both.
+    identity: Option<Box<Identity>>,
     clean_start: bool,
     /// The session's expiry as a Session Expiry Interval in seconds (0: at close,
     /// `u32::MAX`: never; see [`SessionExpiry::from_interval`]): 4 bytes instead of the
@@ -174,6 +172,16 @@ fn full(limit: u32) -> usize {
     }
 }
 
+/// The client identifier and the armed will of a [`ServerSession`], boxed together.
+#[derive(Debug, Default)]
+struct Identity {
+    /// The client identifier (see [`ServerSession::client_id`]).
+    client_id: Option<MqttString>,
+    /// The will, armed once the connection is accepted (boxed: a `Will` is over 200 bytes and
+    /// moves here from the handshake).
+    will: Option<Box<Will>>,
+}
+
 /// What a connection needs until its CONNECT is answered.
 #[derive(Debug)]
 struct Handshake {
@@ -219,8 +227,7 @@ impl<T> ServerSession<T> {
             accepted: false,
             detached: false,
             pending_requests: None,
-            will: None,
-            client_id: None,
+            identity: None,
             clean_start: true,
             session_expiry: 0,
             connect_expiry_zero: true,
@@ -248,7 +255,10 @@ impl<T> ServerSession<T> {
 
     /// The client identifier from CONNECT (empty until it arrives).
     pub fn client_id(&self) -> &MqttString {
-        self.client_id.as_deref().unwrap_or(&NO_CLIENT_ID)
+        self.identity
+            .as_ref()
+            .and_then(|i| i.client_id.as_ref())
+            .unwrap_or(&NO_CLIENT_ID)
     }
 
     /// How long the server must keep this session after the connection ends: from CONNECT,
@@ -264,18 +274,18 @@ impl<T> ServerSession<T> {
 
     /// Outbound QoS 1 and 2 publishes waiting for the client's acknowledgement.
     pub fn inflight_len(&self) -> usize {
-        self.core.flows.inflight.publishes()
+        self.core.flows.inflight_publishes()
     }
 
     /// Outbound publishes waiting for the window.
     pub fn queued_len(&self) -> usize {
-        self.core.flows.queue.len()
+        self.core.flows.queue_len()
     }
 
     /// Inbound QoS 1 and 2 messages not finished: acknowledgements not sent yet plus QoS 2
     /// awaiting PUBREL (what our Receive Maximum bounds).
     pub fn inbound_unfinished(&self) -> usize {
-        self.core.flows.inbound.unfinished()
+        self.core.flows.inbound_unfinished()
     }
 
     /// How many more messages [`publish`](Self::publish) takes now before it refuses them
@@ -287,13 +297,13 @@ impl<T> ServerSession<T> {
     /// instead of losing messages to a full queue.
     pub fn publish_room(&self) -> usize {
         if self.state == ServerState::Closed
-            || self.core.link.outbox.len() >= self.limits.max_transmit_buffer()
+            || self.core.transmit_len() >= self.limits.max_transmit_buffer()
         {
             return 0;
         }
         self.limits
             .max_queued()
-            .saturating_sub(self.core.flows.queue.len())
+            .saturating_sub(self.core.flows.queue_len())
     }
 
     // ----- outputs -----
@@ -306,42 +316,87 @@ impl<T> ServerSession<T> {
 
     /// Bytes waiting for [`poll_transmit`](Self::poll_transmit).
     pub fn transmit_len(&self) -> usize {
-        self.core.link.outbox.len()
+        self.core.transmit_len()
     }
 
     /// Drops the session's copy of the client identifier: for an owner that keeps the same
     /// string (the broker core's session record). [`client_id`](Self::client_id) is empty
     /// afterwards.
     pub(crate) fn release_client_id(&mut self) {
-        self.client_id = None;
+        self.set_client_id(None);
     }
 
-    /// Frees the transmit buffer's memory if nothing waits in it (the broker core, after
-    /// handing out a connection's last few bytes: an idle connection keeps no buffer).
+    /// Sets (or with `None` drops) the client identifier.
+    fn set_client_id(&mut self, client_id: Option<MqttString>) {
+        match (&mut self.identity, client_id) {
+            (Some(identity), client_id) => {
+                identity.client_id = client_id;
+                if identity.client_id.is_none() && identity.will.is_none() {
+                    self.identity = None;
+                }
+            }
+            (None, None) => {}
+            (None, client_id) => {
+                self.identity = Some(Box::new(Identity {
+                    client_id,
+                    will: None,
+                }))
+            }
+        }
+    }
+
+    /// Arms (or with `None` removes) the will.
+    fn set_will(&mut self, will: Option<Box<Will>>) {
+        match (&mut self.identity, will) {
+            (Some(identity), will) => {
+                identity.will = will;
+                if identity.client_id.is_none() && identity.will.is_none() {
+                    self.identity = None;
+                }
+            }
+            (None, None) => {}
+            (None, will) => {
+                self.identity = Some(Box::new(Identity {
+                    client_id: None,
+                    will,
+                }))
+            }
+        }
+    }
+
+    /// Frees the transmit buffer's memory if nothing waits in it, and, unless a publish flow
+    /// moved since the last such call, the boxes of the state that is empty while nothing is
+    /// under way (the broker core, after handing out a connection's last few bytes: an idle
+    /// connection keeps no buffer and no empty tables, a busy one keeps its boxes).
     pub(crate) fn release_transmit_buffer(&mut self) {
-        self.core.link.outbox.shrink_idle();
+        self.core.release_transmit_buffer();
     }
 
     /// The transmit buffer's capacity.
     #[cfg(test)]
     pub(crate) fn transmit_capacity(&self) -> usize {
-        self.core.link.outbox.capacity()
+        self.core.transmit_capacity()
+    }
+
+    /// Whether the boxes of the core's idle-empty state (transmit buffer and events; flow
+    /// tables) are allocated, for the memory tests.
+    #[cfg(test)]
+    pub(crate) fn holds_idle_boxes(&self) -> (bool, bool) {
+        (self.core.has_traffic(), self.core.flows.has_tables())
     }
 
     /// The next event, if any.
     #[must_use = "events carry tokens and messages that are lost if dropped unread"]
     pub fn poll_event(&mut self) -> Option<ServerEvent<T>> {
-        self.core.events.pop_front()
+        self.core.poll_event()
     }
 
     /// Gives back the memory of internal queues that are empty (events, requests awaiting an
     /// answer, packets held before CONNACK), which otherwise keep their capacity. For owners of
-    /// many mostly idle sessions, such as the broker core; a queue that fills again allocates
-    /// again.
+    /// many mostly idle sessions, such as the broker core, once per turn (after draining the
+    /// events); a queue that fills again allocates again.
     pub fn shrink_idle(&mut self) {
-        if self.core.events.is_empty() {
-            self.core.events = VecDeque::new();
-        }
+        self.core.shrink_idle();
         if self.pending_requests.as_ref().is_some_and(|m| m.is_empty()) {
             self.pending_requests = None;
         }
@@ -389,7 +444,7 @@ impl<T> ServerSession<T> {
         };
         // Not while the transmit buffer is full (the client is not reading what we owe it):
         // answers to its packets would otherwise pile up without bound.
-        may_read && self.core.link.outbox.len() < self.limits.max_transmit_buffer()
+        may_read && self.core.transmit_len() < self.limits.max_transmit_buffer()
     }
 
     /// Consumes whole packets from the front of `buf`. Between CONNECT and the application's
@@ -498,7 +553,7 @@ impl<T> ServerSession<T> {
                 .assigned_client_identifier
                 .clone()
                 .unwrap_or_else(|| generated_client_id(now));
-            self.client_id = Some(Box::new(assigned.clone()));
+            self.set_client_id(Some(assigned.clone()));
             if v5 {
                 properties.assigned_client_identifier = Some(assigned);
             }
@@ -511,8 +566,8 @@ impl<T> ServerSession<T> {
             );
         }
         let session_present = match session {
-            Some(mut previous) if self.clean_start => {
-                previous.flows.discard_all(&mut self.core.events);
+            Some(previous) if self.clean_start => {
+                self.core.abandon_session(previous.flows);
                 false
             }
             Some(previous) => {
@@ -552,7 +607,7 @@ impl<T> ServerSession<T> {
                 fill(&mut properties.retain_available, Some(false));
             }
             if let Some(assigned) = &properties.assigned_client_identifier {
-                self.client_id = Some(Box::new(assigned.clone()));
+                self.set_client_id(Some(assigned.clone()));
             }
             if let Some(interval) = properties.session_expiry_interval {
                 // The server's Session Expiry Interval replaces the client's (5.0 3.2.2.3.2).
@@ -591,12 +646,12 @@ impl<T> ServerSession<T> {
         // [MQTT-3.2.2-19], [MQTT-3.2.2-20] (5.0): no Reason String or User Properties beyond
         // the client's Maximum Packet Size. The CONNACK goes out even if it is still too large.
         let _ = self.fit_to_peer(&mut connack);
-        self.core.link.push(&connack);
+        self.core.push(&connack);
         self.core.link.open = true;
         self.accepted = true;
         self.state = ServerState::Connected;
         self.core.keep_alive.start(now, keep_alive_secs);
-        self.will = offered_will;
+        self.set_will(offered_will);
         if session_present {
             self.core.resend();
         }
@@ -667,7 +722,7 @@ impl<T> ServerSession<T> {
         }
         let mut packet = Packet::Auth(auth);
         self.fit_to_peer(&mut packet)?;
-        self.core.link.push(&packet);
+        self.core.push(&packet);
         Ok(())
     }
 
@@ -764,7 +819,7 @@ impl<T> ServerSession<T> {
         });
         self.fit_to_peer(&mut packet)?;
         self.remove_pending_request(packet_id);
-        self.core.link.push(&packet);
+        self.core.push(&packet);
         Ok(())
     }
 
@@ -791,7 +846,7 @@ impl<T> ServerSession<T> {
         });
         self.fit_to_peer(&mut packet)?;
         self.remove_pending_request(packet_id);
-        self.core.link.push(&packet);
+        self.core.push(&packet);
         Ok(())
     }
 
@@ -846,7 +901,7 @@ impl<T> ServerSession<T> {
                 // Properties that cannot be encoded or do not fit: the bare code always does.
                 packet = Packet::Disconnect(Disconnect::new(code));
             }
-            self.core.link.push(&packet);
+            self.core.push(&packet);
         }
         self.close(Initiator::Application, CloseReason::Disconnect(code));
         Ok(())
@@ -860,8 +915,11 @@ impl<T> ServerSession<T> {
             return None;
         }
         self.detached = true;
+        let mut flows = core::mem::take(&mut self.core.flows);
+        // A stored session with nothing waiting holds no tables.
+        flows.shrink_idle();
         Some(SessionState {
-            flows: core::mem::take(&mut self.core.flows),
+            flows,
             max_queued: self.limits.max_queued(),
         })
     }
@@ -988,7 +1046,7 @@ impl<T> ServerSession<T> {
         }
         // Kept for the life of the connection (and the will until it is published): owned
         // copies, not views into the read buffer the CONNECT came in.
-        self.client_id = Some(Box::new(connect.client_id.to_owned_compact()));
+        self.set_client_id(Some(connect.client_id.to_owned_compact()));
         self.clean_start = connect.clean_start;
         handshake.keep_alive_secs = connect.keep_alive;
         handshake.offered_will = connect
@@ -1024,8 +1082,7 @@ impl<T> ServerSession<T> {
         handshake.deadline = now + config.decide_timeout;
         self.handshake = Some(handshake);
         self.core
-            .events
-            .push_back(ServerEvent::Connect(Box::new(connect)));
+            .push_event(ServerEvent::Connect(Box::new(connect)));
     }
 
     fn decode_error(&mut self, error: DecodeError) {
@@ -1073,7 +1130,7 @@ impl<T> ServerSession<T> {
         }));
         // [MQTT-3.2.2-19], [MQTT-3.2.2-20] (5.0), as in `accept`.
         let _ = self.fit_to_peer(&mut connack);
-        self.core.link.push(&connack);
+        self.core.push(&connack);
         self.close(Initiator::Session, reason);
     }
 
@@ -1108,9 +1165,7 @@ impl<T> ServerSession<T> {
                 self.pending_requests
                     .get_or_insert_with(Box::default)
                     .insert(id, (PacketType::Subscribe, subscribe.subscriptions.len()));
-                self.core
-                    .events
-                    .push_back(ServerEvent::Subscribe(subscribe));
+                self.core.push_event(ServerEvent::Subscribe(subscribe));
             }
             Packet::Unsubscribe(unsubscribe) => {
                 let id = unsubscribe.packet_id;
@@ -1120,12 +1175,10 @@ impl<T> ServerSession<T> {
                 self.pending_requests
                     .get_or_insert_with(Box::default)
                     .insert(id, (PacketType::Unsubscribe, unsubscribe.filters.len()));
-                self.core
-                    .events
-                    .push_back(ServerEvent::Unsubscribe(unsubscribe));
+                self.core.push_event(ServerEvent::Unsubscribe(unsubscribe));
             }
             // [MQTT-3.12.4-1]: answer every PINGREQ.
-            Packet::PingReq => self.core.link.push(&Packet::PingResp),
+            Packet::PingReq => self.core.push(&Packet::PingResp),
             Packet::Disconnect(disconnect) => self.on_disconnect(disconnect)?,
             other => return Err(ProtocolViolation::UnexpectedPacket(other.packet_type())),
         }
@@ -1144,7 +1197,7 @@ impl<T> ServerSession<T> {
         // [MQTT-3.1.2-10] (3.1.1) / [MQTT-3.1.2-8], [MQTT-3.1.2-10] (5.0): only a normal
         // disconnection (0x00) removes the will; 0x04 and the error codes leave it to publish.
         if disconnect.reason_code == ReasonCode::Success {
-            self.will = None;
+            self.set_will(None);
         }
         self.close(
             Initiator::Peer,
@@ -1226,16 +1279,18 @@ impl<T> Role for ServerSession<T> {
         self.handshake = None;
         self.pending_requests = None;
         let will = if was_connected {
-            self.will.take().map(|will| *will)
+            let will = self.identity.as_mut().and_then(|i| i.will.take());
+            self.set_will(None);
+            will.map(|will| *will)
         } else {
             None
         };
         if !self.accepted {
             // No session was established, so nothing can be detached: publishes queued before
             // the answer to CONNECT come back now.
-            self.core.flows.discard_all(&mut self.core.events);
+            self.core.discard_flows(true);
         }
-        self.core.events.push_back(ServerEvent::Closed {
+        self.core.push_event(ServerEvent::Closed {
             initiator,
             reason,
             will,

@@ -55,12 +55,12 @@ impl<T> SessionState<T> {
 
     /// Outbound QoS 1 and 2 publishes that the client has not finished acknowledging.
     pub fn inflight_len(&self) -> usize {
-        self.flows.inflight.publishes()
+        self.flows.inflight_publishes()
     }
 
     /// Messages waiting to be sent.
     pub fn queued_len(&self) -> usize {
-        self.flows.queue.len()
+        self.flows.queue_len()
     }
 
     /// Queues a message for the client while it is away; it is sent, in order, after the
@@ -76,7 +76,7 @@ impl<T> SessionState<T> {
         message: Message,
         token: T,
     ) -> Result<(), Rejected<Message, T>> {
-        if self.flows.queue.len() >= self.max_queued {
+        if self.flows.queue_len() >= self.max_queued {
             return Err(Rejected {
                 error: CommandError::QueueFull,
                 command: message,
@@ -97,7 +97,6 @@ impl<T> SessionState<T> {
     pub(crate) fn ack(&mut self, id: crate::shared::inbound::InboundId) {
         let _ = self
             .flows
-            .inbound
             .ack(id, mqtt_streaming_proto::ReasonCode::Success);
     }
 
@@ -108,7 +107,6 @@ impl<T> SessionState<T> {
     /// another subscriber).
     pub fn take_in_flight(&mut self) -> Vec<(T, Message)> {
         self.flows
-            .inflight
             .take_publishes()
             .into_iter()
             .map(|(token, publish)| (token, Message::from_publish(publish)))

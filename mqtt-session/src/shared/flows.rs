@@ -7,6 +7,7 @@
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
+use alloc::vec::Vec;
 
 use mqtt_streaming_proto::{AckProperties, PacketId, Publish, ReasonCode};
 
@@ -82,50 +83,183 @@ pub(crate) enum FlowEvent<T> {
 }
 
 /// The durable publish state of a session.
+///
+/// What is empty unless something is under way (the in-flight table, the queue, inbound
+/// acknowledgement state, the re-sends) is in [`Tables`], boxed and absent while empty: the
+/// broker's thousands of idle connections (and detached sessions with nothing waiting) hold 8
+/// bytes for it instead of 160. The box is allocated when something first needs it and given
+/// back by [`shrink_idle`](Self::shrink_idle), which owners call where a session goes quiet
+/// (never per packet: a busy session keeps it from turn to turn) and when it is detached.
 #[derive(Debug)]
 pub(crate) struct Flows<T> {
     pub(crate) ids: PacketIdAllocator,
+    /// Queued publishes are held back (a reconnecting client re-subscribes first): nothing
+    /// new is sent, everything waits in the queue.
+    pub(crate) held: bool,
+    /// Manual-ack ids carry it; it moves on when the session is discarded, so that ids handed
+    /// out before are stale ([`InboundId`]). Kept out of the box, which it must outlast.
+    pub(crate) generation: u32,
+    tables: Option<Box<Tables<T>>>,
+}
+
+/// The part of [`Flows`] that is empty while nothing is under way.
+#[derive(Debug)]
+pub(crate) struct Tables<T> {
     /// Everything sent that waits for an answer: publishes and (client) requests.
     pub(crate) inflight: InFlight<T>,
     pub(crate) queue: VecDeque<Queued<T>>,
+    /// Bytes ([`queued_size`]) of the publishes in `queue`.
+    pub(crate) queued_bytes: usize,
     pub(crate) inbound: Inbound,
     /// In-flight PUBLISHes still to be re-sent on this connection, in order: those beyond the
     /// peer's Receive Maximum when the session resumed ([MQTT-4.9.0-2]).
     pub(crate) resend_pending: ResendQueue,
-    /// Bytes ([`queued_size`]) of the publishes in `queue`.
-    pub(crate) queued_bytes: usize,
-    /// Queued publishes are held back (a reconnecting client re-subscribes first): nothing
-    /// new is sent, everything waits in `queue`.
-    pub(crate) held: bool,
+}
+
+impl<T> Default for Tables<T> {
+    fn default() -> Self {
+        Self {
+            inflight: InFlight::default(),
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            inbound: Inbound::default(),
+            resend_pending: ResendQueue::default(),
+        }
+    }
+}
+
+impl<T> Tables<T> {
+    /// Whether nothing is under way (the box may go).
+    fn is_empty(&self) -> bool {
+        self.inflight.len() == 0
+            && self.queue.is_empty()
+            && self.inbound.is_empty()
+            && self.resend_pending.is_empty()
+    }
+}
+
+/// A new tables box: off the hot path (a busy session keeps its box).
+#[cold]
+#[inline(never)]
+fn new_tables<T>() -> Box<Tables<T>> {
+    Box::default()
 }
 
 impl<T> Default for Flows<T> {
     fn default() -> Self {
         Self {
             ids: PacketIdAllocator::default(),
-            inflight: InFlight::default(),
-            queue: VecDeque::new(),
-            inbound: Inbound::default(),
-            resend_pending: ResendQueue::default(),
-            queued_bytes: 0,
             held: false,
+            generation: 0,
+            tables: None,
         }
     }
 }
 
 impl<T> Flows<T> {
+    /// The tables, `None` while nothing is under way.
+    pub(crate) fn tables(&self) -> Option<&Tables<T>> {
+        self.tables.as_deref()
+    }
+
+    /// The tables, allocated if absent: for anything that adds to them.
+    #[inline]
+    pub(crate) fn tables_mut(&mut self) -> &mut Tables<T> {
+        self.tables.get_or_insert_with(new_tables)
+    }
+
+    /// The tables if present: for anything that only takes from them.
+    pub(crate) fn tables_if_any(&mut self) -> Option<&mut Tables<T>> {
+        self.tables.as_deref_mut()
+    }
+
+    /// Gives the tables' box back when nothing is under way.
+    pub(crate) fn shrink_idle(&mut self) {
+        if self.tables.as_ref().is_some_and(|t| t.is_empty()) {
+            self.tables = None;
+        }
+    }
+
+    /// Whether the tables' box is allocated (for the memory tests).
+    #[cfg(test)]
+    pub(crate) fn has_tables(&self) -> bool {
+        self.tables.is_some()
+    }
+
+    /// Outbound publishes in flight.
+    pub(crate) fn inflight_publishes(&self) -> usize {
+        self.tables().map_or(0, |t| t.inflight.publishes())
+    }
+
+    /// In-flight entries: publishes and requests (identifiers in use).
+    pub(crate) fn inflight_len(&self) -> usize {
+        self.tables().map_or(0, |t| t.inflight.len())
+    }
+
+    /// Publishes waiting in the queue.
+    pub(crate) fn queue_len(&self) -> usize {
+        self.tables().map_or(0, |t| t.queue.len())
+    }
+
+    /// Bytes ([`queued_size`]) of the queued publishes.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.tables().map_or(0, |t| t.queued_bytes)
+    }
+
+    /// Whether in-flight PUBLISHes wait to be re-sent.
+    pub(crate) fn resend_pending(&self) -> bool {
+        self.tables().is_some_and(|t| !t.resend_pending.is_empty())
+    }
+
+    /// Inbound messages not finished ([`Inbound::unfinished`]).
+    pub(crate) fn inbound_unfinished(&self) -> usize {
+        self.tables().map_or(0, |t| t.inbound.unfinished())
+    }
+
     /// In-flight publishes sent on this connection: those in flight less those still to be
     /// re-sent. What counts against the peer's Receive Maximum, and what the peer owes
     /// acknowledgements for.
     pub(crate) fn sent_publishes(&self) -> usize {
-        self.inflight
-            .publishes()
-            .saturating_sub(self.resend_pending.len())
+        self.tables().map_or(0, |t| {
+            t.inflight
+                .publishes()
+                .saturating_sub(t.resend_pending.len())
+        })
+    }
+
+    /// Records the application's verdict on a manual ack ([`Inbound::ack`]).
+    pub(crate) fn ack(&mut self, id: InboundId, code: ReasonCode) -> Result<(), ()> {
+        let generation = self.generation;
+        self.tables_if_any()
+            .ok_or(())?
+            .inbound
+            .ack(id, code, generation)
+    }
+
+    /// A free packet identifier, or `None` when all 65,535 are in flight.
+    pub(crate) fn allocate_id(&mut self) -> Option<PacketId> {
+        match self.tables.as_deref() {
+            Some(Tables { inflight, .. }) => self
+                .ids
+                .allocate(inflight.len(), |id| inflight.contains(id)),
+            None => self.ids.allocate(0, |_| false),
+        }
+    }
+
+    /// Forgets inbound state, identifiers and re-sends (the session was discarded or lost):
+    /// manual-ack ids handed out before become stale.
+    pub(crate) fn reset(&mut self) {
+        if let Some(tables) = self.tables_if_any() {
+            tables.inbound.reset();
+            tables.resend_pending.clear();
+        }
+        self.ids.reset();
+        self.generation = self.generation.wrapping_add(1);
     }
 }
 
 /// Packet identifiers waiting to be re-sent, in order: boxed, and absent while empty (8 bytes in
-/// every session instead of a `VecDeque`'s 32; it is used only after a resumption).
+/// every session's [`Tables`] instead of a `VecDeque`'s 32; it is used only after a resumption).
 #[derive(Debug, Default)]
 #[allow(clippy::box_collection)] // the box is what makes the field small
 pub(crate) struct ResendQueue(Option<Box<VecDeque<PacketId>>>);
@@ -190,60 +324,63 @@ pub(crate) fn queued_size(message: &Message) -> usize {
 impl<T> Flows<T> {
     /// Queues a publish at the back.
     pub(crate) fn push_queued(&mut self, queued: Queued<T>) {
-        self.queued_bytes += queued_size(&queued.message);
-        self.queue.push_back(queued);
+        let tables = self.tables_mut();
+        tables.queued_bytes += queued_size(&queued.message);
+        tables.queue.push_back(queued);
     }
 
     /// Takes the publish at the front of the queue.
     pub(crate) fn pop_queued(&mut self) -> Option<Queued<T>> {
-        let queued = self.queue.pop_front()?;
-        self.queued_bytes -= queued_size(&queued.message);
+        let tables = self.tables_if_any()?;
+        let queued = tables.queue.pop_front()?;
+        tables.queued_bytes -= queued_size(&queued.message);
         Some(queued)
     }
 
     /// Takes the queued publish at `index`.
     pub(crate) fn remove_queued(&mut self, index: usize) -> Option<Queued<T>> {
-        let queued = self.queue.remove(index)?;
-        self.queued_bytes -= queued_size(&queued.message);
+        let tables = self.tables_if_any()?;
+        let queued = tables.queue.remove(index)?;
+        tables.queued_bytes -= queued_size(&queued.message);
         Some(queued)
     }
 
     /// Takes every queued publish, in order.
     pub(crate) fn drain_queued(&mut self) -> impl Iterator<Item = Queued<T>> + '_ {
-        self.queued_bytes = 0;
-        self.queue.drain(..)
+        self.tables_if_any().into_iter().flat_map(|tables| {
+            tables.queued_bytes = 0;
+            tables.queue.drain(..)
+        })
+    }
+
+    /// Removes every publish flow (the session ended), in send order, as `(token, publish)`.
+    pub(crate) fn take_publishes(&mut self) -> Vec<(T, Publish)> {
+        self.tables_if_any()
+            .map_or_else(Vec::new, |t| t.inflight.take_publishes())
     }
 
     /// The session is gone: abandon what can no longer complete and start afresh. Queued
     /// publishes (never sent) stay queued for the new session.
-    pub(crate) fn discard<E: From<FlowEvent<T>>>(&mut self, events: &mut VecDeque<E>) {
-        for (token, publish) in self.inflight.take_publishes() {
-            events.push_back(
-                FlowEvent::Abandoned {
-                    token,
-                    cause: AbandonCause::SessionLost,
-                    message: Some(Message::from_publish(publish)),
-                }
-                .into(),
-            );
+    pub(crate) fn discard(&mut self, events: &mut impl FnMut(FlowEvent<T>)) {
+        for (token, publish) in self.take_publishes() {
+            events(FlowEvent::Abandoned {
+                token,
+                cause: AbandonCause::SessionLost,
+                message: Some(Message::from_publish(publish)),
+            });
         }
-        self.inbound.reset();
-        self.ids.reset();
-        self.resend_pending.clear();
+        self.reset();
     }
 
     /// Abandons queued publishes too (the session will never be resumed).
-    pub(crate) fn discard_all<E: From<FlowEvent<T>>>(&mut self, events: &mut VecDeque<E>) {
+    pub(crate) fn discard_all(&mut self, events: &mut impl FnMut(FlowEvent<T>)) {
         self.discard(events);
         for Queued { message, token, .. } in self.drain_queued() {
-            events.push_back(
-                FlowEvent::Abandoned {
-                    token,
-                    cause: AbandonCause::SessionLost,
-                    message: Some(message),
-                }
-                .into(),
-            );
+            events(FlowEvent::Abandoned {
+                token,
+                cause: AbandonCause::SessionLost,
+                message: Some(message),
+            });
         }
     }
 }

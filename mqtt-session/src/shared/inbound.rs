@@ -66,16 +66,18 @@ pub(crate) enum AckToSend {
     PubRec(PacketId, ReasonCode),
 }
 
-/// Inbound flow state of one session.
+/// Inbound flow state of one session: empty while no inbound QoS 1 or 2 message is unfinished
+/// (it lives in the box of [`Tables`](super::flows::Tables), which an idle session gives back).
+/// The generation that makes manual-ack ids stale lives outside, in
+/// [`Flows`](super::flows::Flows): it must outlast the box.
 #[derive(Debug, Default)]
 pub(crate) struct Inbound {
     /// Acks not sent yet, in arrival order.
     pending: VecDeque<PendingAck>,
     /// QoS 2 messages answered with PUBREC and waiting for PUBREL: boxed, and absent while
-    /// none waits (8 bytes in every session instead of 24; only QoS 2 publishers use it).
+    /// none waits (8 bytes in the flow tables instead of 24; only QoS 2 publishers use it).
     #[allow(clippy::box_collection)] // the box is what makes the field small
     awaiting_pubrel: Option<Box<BTreeSet<PacketId>>>,
-    generation: u32,
 }
 
 impl Inbound {
@@ -84,14 +86,21 @@ impl Inbound {
         self.pending.len() + self.awaiting_pubrel.as_ref().map_or(0, |s| s.len())
     }
 
+    /// Whether nothing is unfinished (the state holds no memory).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pending.is_empty() && self.awaiting_pubrel.is_none()
+    }
+
     /// Accepts a QoS 1 or 2 PUBLISH. `limit` is our Receive Maximum; `manual` selects manual
-    /// acks. With automatic acks the ack to send is returned through `acks`.
+    /// acks, whose ids carry the session's `generation`. With automatic acks the ack to send is
+    /// returned through `acks`.
     pub(crate) fn on_publish(
         &mut self,
         id: PacketId,
         qos: QoS,
         limit: u16,
         manual: bool,
+        generation: u32,
         acks: &mut impl FnMut(AckToSend),
     ) -> Result<Arrival, ProtocolViolation> {
         if qos == QoS::ExactlyOnce
@@ -122,7 +131,7 @@ impl Inbound {
             });
             return Ok(Arrival::Deliver(Some(InboundId {
                 packet_id: id,
-                generation: self.generation,
+                generation,
             })));
         }
         acks(self.settle(id, qos, ReasonCode::Success));
@@ -142,10 +151,16 @@ impl Inbound {
         }
     }
 
-    /// Records the application's verdict for `id`. `Err(())`: nothing waits for this id. The
-    /// ack leaves with [`Inbound::release`], once every earlier message is acked too.
-    pub(crate) fn ack(&mut self, id: InboundId, code: ReasonCode) -> Result<(), ()> {
-        if id.generation != self.generation {
+    /// Records the application's verdict for `id`, given the session's current `generation`.
+    /// `Err(())`: nothing waits for this id. The ack leaves with [`Inbound::release`], once
+    /// every earlier message is acked too.
+    pub(crate) fn ack(
+        &mut self,
+        id: InboundId,
+        code: ReasonCode,
+        generation: u32,
+    ) -> Result<(), ()> {
+        if id.generation != generation {
             return Err(());
         }
         let entry = self
@@ -208,10 +223,10 @@ impl Inbound {
             .insert(id);
     }
 
-    /// Forgets everything: the session was discarded. Outstanding manual-ack ids become stale.
+    /// Forgets everything: the session was discarded (the owner moves the generation on, so
+    /// that outstanding manual-ack ids become stale).
     pub(crate) fn reset(&mut self) {
         self.pending.clear();
         self.awaiting_pubrel = None;
-        self.generation = self.generation.wrapping_add(1);
     }
 }

@@ -10,8 +10,8 @@ use mqtt_streaming_proto::{EncodeError, Packet, ProtocolVersion, Publish};
 const KEEP_CAPACITY: usize = 8 * 1024;
 
 /// Encoded bytes waiting for the transport. The protocol version they are encoded in is the
-/// owner's (the `Link`'s): a version byte here would pad the outbox to 40 bytes in every
-/// session.
+/// owner's (the `Link`'s): a version byte here would pad the outbox to 40 bytes. It lives in
+/// the core's traffic box, which a quiet session gives back (`Core::shrink_idle`).
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     buf: BytesMut,
