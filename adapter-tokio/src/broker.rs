@@ -1810,6 +1810,57 @@ mod tests {
         }
     }
 
+    /// A waker that counts its wakes.
+    #[cfg(unix)]
+    struct CountWakes(std::sync::atomic::AtomicUsize);
+
+    #[cfg(unix)]
+    impl std::task::Wake for CountWakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// The sweep for idle connections: traffic since the last sweep spares a connection once;
+    /// an idle one without traffic is asked to park (its task woken, once); output waiting or
+    /// reading paused keeps it active; a transport that cannot park is never asked again.
+    #[cfg(unix)]
+    #[test]
+    fn a_sweep_asks_only_connections_idle_since_the_last_one() {
+        let wakes = Arc::new(CountWakes(Default::default()));
+        let woken = || wakes.0.load(std::sync::atomic::Ordering::SeqCst);
+        let outbox = Outbox::default();
+        let register = || outbox.lock().waker = Some(Waker::from(wakes.clone()));
+        register();
+        outbox.lock().active = true;
+        assert!(outbox.sweep(), "sweeps go on");
+        assert!(!outbox.lock().park_asked, "traffic since the last sweep");
+        assert_eq!(woken(), 0);
+        assert!(outbox.sweep());
+        assert!(outbox.lock().park_asked, "idle since the last sweep");
+        assert_eq!(woken(), 1, "its task is woken to park");
+        register();
+        assert!(outbox.sweep());
+        assert_eq!(woken(), 1, "asked once");
+
+        // Output waiting, or reading paused: not idle, not asked.
+        let busy = Outbox::default();
+        busy.push(b"x");
+        busy.lock().active = false;
+        assert!(busy.sweep());
+        assert!(!busy.lock().park_asked);
+        let paused = Outbox::default();
+        paused.pause_input();
+        assert!(paused.sweep());
+        assert!(!paused.lock().park_asked);
+
+        // A transport that cannot park: left alone from then on.
+        let never = Outbox::default();
+        never.never_park();
+        assert!(!never.sweep(), "no more sweeps needed for it");
+        assert!(!never.lock().park_asked);
+    }
+
     /// Every open connection has an entry in the broker task's map, a parked one nothing
     /// else of the adapter's (issue 12: mosquitto's ~1 KB per idle connection in all is the
     /// goal): the key and the entry take 40 bytes (56 with the peer as an
