@@ -328,39 +328,25 @@ impl<T> ServerSession<T> {
 
     /// Sets (or with `None` drops) the client identifier.
     fn set_client_id(&mut self, client_id: Option<MqttString>) {
-        match (&mut self.identity, client_id) {
-            (Some(identity), client_id) => {
-                identity.client_id = client_id;
-                if identity.client_id.is_none() && identity.will.is_none() {
-                    self.identity = None;
-                }
-            }
-            (None, None) => {}
-            (None, client_id) => {
-                self.identity = Some(Box::new(Identity {
-                    client_id,
-                    will: None,
-                }))
-            }
+        if client_id.is_some() || self.identity.is_some() {
+            self.update_identity(|identity| identity.client_id = client_id);
         }
     }
 
     /// Arms (or with `None` removes) the will.
     fn set_will(&mut self, will: Option<Box<Will>>) {
-        match (&mut self.identity, will) {
-            (Some(identity), will) => {
-                identity.will = will;
-                if identity.client_id.is_none() && identity.will.is_none() {
-                    self.identity = None;
-                }
-            }
-            (None, None) => {}
-            (None, will) => {
-                self.identity = Some(Box::new(Identity {
-                    client_id: None,
-                    will,
-                }))
-            }
+        if will.is_some() || self.identity.is_some() {
+            self.update_identity(|identity| identity.will = will);
+        }
+    }
+
+    /// Changes the identity box (made if absent), and drops it once it holds neither a client
+    /// identifier nor a will.
+    fn update_identity(&mut self, change: impl FnOnce(&mut Identity)) {
+        let identity = self.identity.get_or_insert_with(Box::default);
+        change(identity);
+        if identity.client_id.is_none() && identity.will.is_none() {
+            self.identity = None;
         }
     }
 
