@@ -30,6 +30,9 @@ use mqtt_streaming_tokio::{
 };
 use tracing::{debug, error, info, warn, Level};
 
+#[path = "common/thread_cache.rs"]
+mod thread_cache;
+
 /// jemalloc rather than the system's allocator: with glibc's, rounds of 10,000 connections
 /// opened and closed left the process holding every page they had touched (RSS 116 -> 319 MiB
 /// over six rounds, 2 MiB of it in use); jemalloc returns them (see BENCHMARKS.md).
@@ -266,8 +269,23 @@ fn log_notice(notice: &BrokerNotice, connection_messages: bool) {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // tokio's multi-threaded runtime as `#[tokio::main]` builds it, with workers that give
+    // their allocator's thread cache back before they sleep (`common/thread_cache.rs`).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(thread_cache::on_worker_park)
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => {
+            eprintln!("Error: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     let args = Args::parse();
     let mut settings = match &args.config {
         Some(path) => match BrokerSettings::load(path) {
