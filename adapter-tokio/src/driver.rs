@@ -2,7 +2,9 @@
 //! command channels and one loop over a sans-IO session. No protocol logic lives here.
 //!
 //! One turn of the loop:
-//! 1. drain the session: `poll_transmit` into the write buffer (one contiguous buffer), then
+//! 1. drain the session: `poll_transmit_buf` into the write buffer (a `TransmitBuf`: packets
+//!    copied together, and a client's large payloads as segments of their own, not copied,
+//!    when the transport gathers vectored writes; else one contiguous buffer), then
 //!    `poll_event` (tokens are completed, stream events go to the event channel);
 //! 2. arm the timer at `poll_timeout`;
 //! 3. take the first of: the shutdown signal, room in the event channel for a held-back event,
