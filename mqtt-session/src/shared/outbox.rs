@@ -102,7 +102,13 @@ impl Outbox {
     /// Moves everything waiting to the end of `out` ([`TransmitBuf::append`]: exchanged
     /// when `out` is empty, large segments moved, small ones copied).
     pub(crate) fn append_into(&mut self, out: &mut TransmitBuf) -> usize {
-        out.append(&mut self.buf)
+        let exchanged = out.is_empty();
+        let n = out.append(&mut self.buf);
+        if !exchanged {
+            // Copied out (not exchanged): the buffer keeps no more room than a drain would.
+            self.buf.shrink_tail_above(KEEP_CAPACITY);
+        }
+        n
     }
 
     /// The buffer's capacity (what it holds while empty, for the memory tests).
