@@ -56,6 +56,26 @@ impl<T: Transport> engine::Transport for FuturesIo<T> {
         Pin::new(&mut self.0).poll_write(cx, buf)
     }
 
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        // futures-io cannot tell; smol's TCP sockets gather (`writev`). Other streams (TLS,
+        // async-std's sockets) get contiguous writes.
+        #[cfg(feature = "smol-runtime")]
+        {
+            let io: &dyn std::any::Any = &self.0;
+            io.is::<smol::net::TcpStream>()
+        }
+        #[cfg(not(feature = "smol-runtime"))]
+        false
+    }
+
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.0).poll_flush(cx)
     }

@@ -2,7 +2,9 @@
 //! command channels and one loop over a sans-IO session. No protocol logic lives here.
 //!
 //! One turn of the loop:
-//! 1. drain the session: `poll_transmit` into the write buffer (one contiguous buffer), then
+//! 1. drain the session: `poll_transmit_buf` into the write buffer (a `TransmitBuf`: packets
+//!    copied together, and a client's large payloads as segments of their own, not copied,
+//!    when the transport gathers vectored writes; else one contiguous buffer), then
 //!    `poll_event` (tokens are completed, stream events go to the event channel);
 //! 2. arm the timer at `poll_timeout`;
 //! 3. take the first of: the shutdown signal, room in the event channel for a held-back event,
@@ -50,14 +52,14 @@
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use mqtt_streaming_session::{Endpoint, Instant};
+use mqtt_streaming_session::{Endpoint, Instant, TransmitBuf};
 use tokio::sync::{mpsc, watch};
 
 use crate::publish::{PublishToken, Published};
@@ -79,6 +81,9 @@ const OUTPUT_LIMIT: usize = 4 * WRITE_HIGH_WATER;
 /// before its buffers and its session's empty queues are given back: a publisher whose window
 /// empties for a moment between acknowledgements and its next publishes keeps them.
 const SHRINK_DELAY: Duration = Duration::from_millis(100);
+/// The most segments one vectored write takes (a run of small packets and a large payload
+/// after each header: two per large PUBLISH).
+const MAX_SLICES: usize = 256;
 /// Ordered commands applied in one turn before the session is drained (batching).
 const COMMAND_BATCH: usize = 64;
 /// Steps taken (reads, command batches, timers) before what they produced is written, when
@@ -157,6 +162,26 @@ impl<Io: Transport> Transport for Link<Io> {
             Self::First(io) => io.poll_write(cx, buf),
             Self::Next(io) => io.poll_write(cx, buf),
             Self::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self {
+            Self::First(io) => io.poll_write_vectored(cx, bufs),
+            Self::Next(io) => io.poll_write_vectored(cx, bufs),
+            Self::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::First(io) => io.is_write_vectored(),
+            Self::Next(io) => io.is_write_vectored(),
+            Self::Gone => false,
         }
     }
 
@@ -341,8 +366,9 @@ pub(crate) struct Driver<Rt: Runtime, Io, R: Role> {
     read_buf: BytesMut,
     /// Bytes the next read reserves room for (between [`MIN_READ`] and [`READ_CHUNK`]).
     read_want: usize,
-    /// Encoded bytes not yet written; one contiguous buffer per drain.
-    out: BytesMut,
+    /// Encoded bytes not yet written: runs of packets copied together, and large payloads as
+    /// segments of their own (written with vectored I/O).
+    out: TransmitBuf,
     flush_pending: bool,
     broken: bool,
     /// Bytes appended to `out` since the start, and bytes written: QoS 0 completions wait for
@@ -412,7 +438,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
             linger,
             read_buf: BytesMut::new(),
             read_want: MIN_READ,
-            out: BytesMut::new(),
+            out: TransmitBuf::new(),
             flush_pending: false,
             broken: false,
             appended: 0,
@@ -622,11 +648,18 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
     fn transmit(&mut self, now: Instant) {
         loop {
             // `out` is the driver's own (never a read buffer): when it is empty (written),
-            // the session's buffer takes its place instead of being copied into it.
-            let n = if self.out.is_empty() {
-                self.role.session().poll_transmit_swap(now, &mut self.out)
+            // the session's buffer takes its place instead of being copied into it, and a
+            // client's large payloads are moved, not copied.
+            let n = if self.io.is_write_vectored() {
+                self.role.session().poll_transmit_buf(now, &mut self.out)
             } else {
-                self.role.session().poll_transmit(now, &mut self.out)
+                // One contiguous run (a TLS record or WebSocket frame carries many packets).
+                let tail = self.out.tail_mut();
+                if tail.is_empty() {
+                    self.role.session().poll_transmit_swap(now, tail)
+                } else {
+                    self.role.session().poll_transmit(now, tail)
+                }
             };
             if n == 0 {
                 break;
@@ -648,8 +681,8 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
         if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
             self.read_buf = BytesMut::new();
         }
-        if self.out.is_empty() && self.out.capacity() > 0 {
-            self.out = BytesMut::new();
+        if self.out.is_empty() {
+            self.out.shrink_idle();
         }
     }
 
@@ -912,7 +945,18 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
             return Ok(());
         }
         while !self.out.is_empty() {
-            match self.io.poll_write(cx, &self.out) {
+            let result = if self.out.segment_count() > 1 {
+                let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                let mut count = 0;
+                for (slot, chunk) in slices.iter_mut().zip(self.out.chunks()) {
+                    *slot = IoSlice::new(chunk);
+                    count += 1;
+                }
+                self.io.poll_write_vectored(cx, &slices[..count])
+            } else {
+                self.io.poll_write(cx, self.out.chunk())
+            };
+            match result {
                 Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => {
                     self.out.advance(n);
@@ -924,10 +968,10 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
             }
         }
         self.write_blocked = !self.out.is_empty();
-        if !R::TRACKS_IDLE && self.out.is_empty() && self.out.capacity() > 0 {
+        if !R::TRACKS_IDLE && self.out.is_empty() {
             // Written: an idle connection keeps no transmit buffer (the next drain allocates
             // what it needs, once per turn).
-            self.out = BytesMut::new();
+            self.out.shrink_idle();
         }
         while let Some((mark, _)) = self.after_write.front() {
             if *mark > self.written {

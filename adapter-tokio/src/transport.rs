@@ -5,7 +5,7 @@
 //! compiles without either. Imports nothing from the crate.
 
 use std::future::poll_fn;
-use std::io;
+use std::io::{self, IoSlice};
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
@@ -24,6 +24,31 @@ pub trait Transport: Send + Unpin + 'static {
     /// Writes a prefix of `buf`: `Ready(Ok(n))` for the `n` bytes taken (0 only when the
     /// stream can take no more, an error for the engine).
     fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
+
+    /// Writes a prefix of the concatenation of `bufs` (vectored I/O: `writev` on a socket),
+    /// as [`poll_write`](Self::poll_write) does for one buffer. The default writes the first
+    /// non-empty buffer with `poll_write`; transports that gather in one call override it.
+    /// The driver uses it when its transmit buffer holds several segments (large payloads
+    /// are not copied after their packet's header).
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let buf = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        self.poll_write(cx, buf)
+    }
+
+    /// Whether [`poll_write_vectored`](Self::poll_write_vectored) gathers several buffers in
+    /// one call (the default: no). Only then does the driver keep large payloads as segments
+    /// of their own; otherwise it copies them after their headers, so that a TLS record or a
+    /// WebSocket frame still carries many packets.
+    fn is_write_vectored(&self) -> bool {
+        false
+    }
 
     /// Flushes what was written.
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
@@ -82,6 +107,18 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
         (**self).poll_write(cx, buf)
     }
 
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        (**self).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        (**self).is_write_vectored()
+    }
+
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         (**self).poll_flush(cx)
     }
@@ -126,6 +163,18 @@ impl Transport for Joined {
 
     fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.write.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.write.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.write.is_write_vectored()
     }
 
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -186,6 +235,18 @@ impl<T: Transport> Transport for CloseTolerant<T> {
 
     fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.0.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
     }
 
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -6,6 +6,7 @@ use bytes::BytesMut;
 use crate::client::{ClientEvent, ClientSession};
 use crate::server::{ServerEvent, ServerSession};
 use crate::time::Instant;
+use crate::transmit::TransmitBuf;
 
 /// A sans-IO session as a driver sees it: bytes, time and transport loss in; bytes, events
 /// and the next deadline out. [`ClientSession`] and [`ServerSession`] implement it with their
@@ -57,6 +58,13 @@ pub trait Endpoint: sealed::Sealed {
     fn poll_transmit_swap(&mut self, now: Instant, buf: &mut BytesMut) -> usize {
         self.poll_transmit(now, buf)
     }
+    /// [`poll_transmit`](Self::poll_transmit) into a segment list
+    /// ([`ClientSession::poll_transmit_buf`]: large payloads not copied); sessions without it
+    /// encode into the list's copy buffer as [`poll_transmit_swap`](Self::poll_transmit_swap).
+    #[must_use = "call poll_transmit_buf until it returns 0"]
+    fn poll_transmit_buf(&mut self, now: Instant, buf: &mut TransmitBuf) -> usize {
+        self.poll_transmit_swap(now, buf.tail_mut())
+    }
     /// The next event, if any.
     #[must_use = "events carry tokens and messages that are lost if dropped unread"]
     fn poll_event(&mut self) -> Option<Self::Event>;
@@ -75,7 +83,7 @@ mod sealed {
 }
 
 macro_rules! endpoint_by_inherent_methods {
-    ($session:ident, $event:ident $(, $swap:ident)?) => {
+    ($session:ident, $event:ident $(, $swap:ident, $segmented:ident)?) => {
         impl<T> sealed::Sealed for $session<T> {}
 
         impl<T> Endpoint for $session<T> {
@@ -97,6 +105,9 @@ macro_rules! endpoint_by_inherent_methods {
                 fn $swap(&mut self, now: Instant, buf: &mut BytesMut) -> usize {
                     $session::$swap(self, now, buf)
                 }
+                fn $segmented(&mut self, now: Instant, buf: &mut TransmitBuf) -> usize {
+                    $session::$segmented(self, now, buf)
+                }
             )?
             fn poll_event(&mut self) -> Option<Self::Event> {
                 $session::poll_event(self)
@@ -111,5 +122,10 @@ macro_rules! endpoint_by_inherent_methods {
     };
 }
 
-endpoint_by_inherent_methods!(ClientSession, ClientEvent, poll_transmit_swap);
+endpoint_by_inherent_methods!(
+    ClientSession,
+    ClientEvent,
+    poll_transmit_swap,
+    poll_transmit_buf
+);
 endpoint_by_inherent_methods!(ServerSession, ServerEvent);

@@ -251,6 +251,7 @@ mod shared;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod time;
+mod transmit;
 
 pub use client::{
     ClientConfig, ClientEvent, ClientSession, ClientSnapshot, ConnectionState, OutboundFlowSnapshot,
@@ -269,6 +270,7 @@ pub use shared::flows::{AbandonCause, QueueOverflow};
 pub use shared::inbound::{AckMode, InboundId};
 pub use shared::inflight::OutboundStage;
 pub use time::Instant;
+pub use transmit::{TransmitBuf, SEGMENT_FROM};
 
 /// This crate's README, compiled and run as a doc test so it cannot rot.
 #[cfg(doctest)]

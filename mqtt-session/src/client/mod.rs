@@ -28,6 +28,7 @@ use crate::shared::inflight::Pending;
 use crate::shared::keep_alive::KeepAlive;
 use crate::shared::session_core::{self, Admission, Core, Role};
 use crate::time::Instant;
+use crate::transmit::TransmitBuf;
 
 /// Where the connection stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -213,6 +214,18 @@ impl<T> ClientSession<T> {
     #[must_use = "call poll_transmit_swap until it returns 0"]
     pub fn poll_transmit_swap(&mut self, now: Instant, buf: &mut BytesMut) -> usize {
         self.core.poll_transmit_swap(now, buf)
+    }
+
+    /// [`poll_transmit`](Self::poll_transmit) into a [`TransmitBuf`], for a transport that
+    /// writes segments (vectored I/O): the payload of a PUBLISH of at least
+    /// [`SEGMENT_FROM`](crate::SEGMENT_FROM) bytes is handed over as its own segment (the
+    /// message's `Bytes`, not copied), and the packets around it stay copied together. When
+    /// `buf` is empty it and the transmit buffer are exchanged, so give it only a buffer that
+    /// owns its allocation alone (as for [`poll_transmit_swap`](Self::poll_transmit_swap)).
+    /// The bytes are those `poll_transmit` gives, in the same order.
+    #[must_use = "call poll_transmit_buf until it returns 0"]
+    pub fn poll_transmit_buf(&mut self, now: Instant, buf: &mut TransmitBuf) -> usize {
+        self.core.poll_transmit_buf(now, buf)
     }
 
     /// The next event, if any.

@@ -4,17 +4,22 @@
 use bytes::BytesMut;
 use mqtt_streaming_proto::{EncodeError, Packet, ProtocolVersion, Publish};
 
+use crate::transmit::{TransmitBuf, SEGMENT_FROM};
+
 /// Capacity the transmit buffer may keep while empty. A session that once sent a large packet
 /// does not keep a buffer of that size while idle (a broker's thousands of sessions would each
 /// hold the largest packet they ever sent).
 const KEEP_CAPACITY: usize = 8 * 1024;
 
 /// Encoded bytes waiting for the transport. The protocol version they are encoded in is the
-/// owner's (the `Link`'s): a version byte here would pad the outbox to 40 bytes. It lives in
+/// owner's (the `Link`'s): a version byte here would pad the outbox. It lives in
 /// the core's traffic box, which a quiet session gives back (`Core::shrink_idle`).
+///
+/// A client's outbox keeps large payloads as segments of their own ([`TransmitBuf`]): only
+/// the header is encoded, and the payload's `Bytes` follows it, referenced.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
-    buf: BytesMut,
+    buf: TransmitBuf,
 }
 
 impl Outbox {
@@ -25,17 +30,31 @@ impl Outbox {
         version: ProtocolVersion,
         packet: &Packet,
     ) -> Result<(), EncodeError> {
-        packet.encode(version, &mut self.buf)
+        packet.encode(version, self.buf.tail_mut())
     }
 
-    /// Encodes a PUBLISH without wrapping it in a [`Packet`] (no move, no clone).
+    /// Encodes a PUBLISH without wrapping it in a [`Packet`] (no move, no clone). With
+    /// `segment`, a payload of at least [`SEGMENT_FROM`] bytes is not copied: it follows the
+    /// header as a segment of its own (a clone of its `Bytes`, or the payload itself when
+    /// `take`, which leaves `publish` without it).
     pub(crate) fn push_publish(
         &mut self,
         version: ProtocolVersion,
-        publish: &Publish,
+        publish: &mut Publish,
+        segment: bool,
+        take: bool,
     ) -> Result<(), EncodeError> {
-        publish.encode_header(version, &mut self.buf)?;
-        self.buf.extend_from_slice(&publish.payload);
+        publish.encode_header(version, self.buf.tail_mut())?;
+        if segment && publish.payload.len() >= SEGMENT_FROM {
+            let payload = if take {
+                core::mem::take(&mut publish.payload)
+            } else {
+                publish.payload.clone()
+            };
+            self.buf.push_bytes(payload);
+        } else {
+            self.buf.extend_from_slice(&publish.payload);
+        }
         Ok(())
     }
 
@@ -55,15 +74,11 @@ impl Outbox {
     /// it decoded from it (a `BytesMut` emptied by `split` still owns its whole allocation), and
     /// an idle session holding it would pin that memory for as long as it lives.
     pub(crate) fn drain_into(&mut self, out: &mut BytesMut) -> usize {
-        let n = self.buf.len();
-        if n == 0 {
+        if self.buf.is_empty() {
             return 0;
         }
-        out.extend_from_slice(&self.buf);
-        self.buf.clear();
-        if self.buf.capacity() > KEEP_CAPACITY {
-            self.buf = BytesMut::new();
-        }
+        let n = self.buf.copy_into(out);
+        self.buf.shrink_tail_above(KEEP_CAPACITY);
         n
     }
 
@@ -71,14 +86,27 @@ impl Outbox {
     /// exchanged instead of copied: `out` gets the encoded bytes, and the transmit buffer
     /// continues in `out`'s allocation. For a caller whose buffer owns its allocation alone (a
     /// driver's dedicated write buffer, never a read buffer); the session keeps that buffer's
-    /// capacity until [`shrink_idle`](Self::shrink_idle).
+    /// capacity until [`shrink_idle`](Self::shrink_idle). A buffer holding segments is
+    /// copied.
     pub(crate) fn swap_into(&mut self, out: &mut BytesMut) -> usize {
-        if !out.is_empty() {
+        if !out.is_empty() || !self.buf.is_contiguous() {
             return self.drain_into(out);
         }
         let n = self.buf.len();
         if n > 0 {
-            core::mem::swap(&mut self.buf, out);
+            core::mem::swap(self.buf.tail_mut(), out);
+        }
+        n
+    }
+
+    /// Moves everything waiting to the end of `out` ([`TransmitBuf::append`]: exchanged
+    /// when `out` is empty, large segments moved, small ones copied).
+    pub(crate) fn append_into(&mut self, out: &mut TransmitBuf) -> usize {
+        let exchanged = out.is_empty();
+        let n = out.append(&mut self.buf);
+        if !exchanged {
+            // Copied out (not exchanged): the buffer keeps no more room than a drain would.
+            self.buf.shrink_tail_above(KEEP_CAPACITY);
         }
         n
     }
@@ -91,9 +119,7 @@ impl Outbox {
 
     /// Gives back the buffer's memory when nothing waits in it.
     pub(crate) fn shrink_idle(&mut self) {
-        if self.buf.is_empty() {
-            self.buf = BytesMut::new();
-        }
+        self.buf.shrink_idle();
     }
 
     /// Drops bytes meant for a transport that is gone.
@@ -117,7 +143,7 @@ mod tests {
         let mut out = BytesMut::with_capacity(256);
         let mine = out.as_ptr();
         outbox.push(ProtocolVersion::V3_1_1, &puback(1)).unwrap();
-        let theirs = outbox.buf.as_ptr();
+        let theirs = outbox.buf.tail_mut().as_ptr();
         assert_eq!(outbox.swap_into(&mut out), 4);
         assert_eq!(&out[..], [0x40, 0x02, 0x00, 0x01]);
         assert_eq!(
@@ -127,7 +153,7 @@ mod tests {
         );
         // The session encodes into the caller's old buffer.
         outbox.push(ProtocolVersion::V3_1_1, &puback(2)).unwrap();
-        assert_eq!(outbox.buf.as_ptr(), mine);
+        assert_eq!(outbox.buf.tail_mut().as_ptr(), mine);
         // A caller's buffer with bytes in it is appended to, as drain_into does.
         assert_eq!(outbox.swap_into(&mut out), 4);
         assert_eq!(&out[..], [0x40, 0x02, 0x00, 0x01, 0x40, 0x02, 0x00, 0x02]);

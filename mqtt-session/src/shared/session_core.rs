@@ -26,6 +26,7 @@ use crate::error::{CloseReason, CommandError, Initiator, ProtocolViolation, Reje
 use crate::limits::PeerLimits;
 use crate::message::Message;
 use crate::time::Instant;
+use crate::transmit::TransmitBuf;
 
 /// One network connection's protocol state.
 #[derive(Debug)]
@@ -102,11 +103,15 @@ impl Link {
         debug_assert!(result.is_ok());
     }
 
-    /// Encodes a PUBLISH into `outbox`, through an automatic topic alias when enabled.
+    /// Encodes a PUBLISH into `outbox`, through an automatic topic alias when enabled. With
+    /// `segment`, a large payload is referenced rather than copied, and taken out of
+    /// `publish` when `take` (a QoS 0 publish, dropped once encoded).
     fn encode_publish(
         &mut self,
         outbox: &mut Outbox,
-        publish: &Publish,
+        publish: &mut Publish,
+        segment: bool,
+        take: bool,
     ) -> Result<(), EncodeError> {
         if self.outbound_aliases.is_active() && publish.properties.topic_alias.is_none() {
             // The Topic Alias property adds bytes: alias only if the PUBLISH with topic and
@@ -118,11 +123,12 @@ impl Link {
             if let (true, Packet::Publish(mut aliased)) = (fits, probe) {
                 aliased.properties.topic_alias = None;
                 if self.outbound_aliases.apply(&mut aliased) {
-                    return outbox.push_publish(self.version, &aliased);
+                    // A copy: its payload is the session's to take.
+                    return outbox.push_publish(self.version, &mut aliased, segment, true);
                 }
             }
         }
-        outbox.push_publish(self.version, publish)
+        outbox.push_publish(self.version, publish, segment, take)
     }
 
     /// Checks that `packet` can be encoded and fits the peer's Maximum Packet Size, leaving
@@ -288,7 +294,25 @@ pub(crate) struct Core<T, E> {
     pub(crate) auth_method: Option<Box<MqttString>>,
 }
 
-impl<T, E: From<FlowEvent<T>>> Core<T, E> {
+/// What a core's owner reports ([`ClientEvent`](crate::ClientEvent) or
+/// [`ServerEvent`](crate::ServerEvent)), and what its transmit buffer does with large payloads.
+pub(crate) trait SessionEvent<T>: From<FlowEvent<T>> {
+    /// Whether large PUBLISH payloads go to the transmit buffer as segments of their own
+    /// instead of being copied after their header: a client's, whose driver writes segments
+    /// with vectored I/O (`ClientSession::poll_transmit_buf`). A constant of the type, so
+    /// that no session carries a flag for it.
+    const SEGMENT_PAYLOADS: bool;
+}
+
+impl<T> SessionEvent<T> for crate::client::ClientEvent<T> {
+    const SEGMENT_PAYLOADS: bool = true;
+}
+
+impl<T> SessionEvent<T> for crate::server::ServerEvent<T> {
+    const SEGMENT_PAYLOADS: bool = false;
+}
+
+impl<T, E: SessionEvent<T>> Core<T, E> {
     /// A core for a session that accepts inbound packets up to `max_packet_size` bytes.
     pub(crate) fn new(max_packet_size: u32) -> Self {
         Self {
@@ -386,6 +410,19 @@ impl<T, E: From<FlowEvent<T>>> Core<T, E> {
             .traffic
             .as_mut()
             .map_or(0, |t| t.outbox.drain_into(buf));
+        if n > 0 {
+            self.keep_alive.last_sent = now;
+        }
+        n
+    }
+
+    /// [`poll_transmit`](Self::poll_transmit) into a segment list: large payloads are
+    /// moved, not copied ([`Outbox::append_into`]).
+    pub(crate) fn poll_transmit_buf(&mut self, now: Instant, buf: &mut TransmitBuf) -> usize {
+        let n = self
+            .traffic
+            .as_mut()
+            .map_or(0, |t| t.outbox.append_into(buf));
         if n > 0 {
             self.keep_alive.last_sent = now;
         }
@@ -705,10 +742,15 @@ impl<T, E: From<FlowEvent<T>>> Core<T, E> {
                 None => return Err((CommandError::PacketIdsExhausted, message, token)),
             }
         };
-        let publish = message.into_publish(id);
+        let mut publish = message.into_publish(id);
         let traffic = traffic(&mut self.traffic);
         traffic.busy = true;
-        if let Err(e) = self.link.encode_publish(&mut traffic.outbox, &publish) {
+        // QoS 0 keeps nothing once encoded: a segmented payload is moved, not cloned.
+        let take = qos == QoS::AtMostOnce;
+        if let Err(e) =
+            self.link
+                .encode_publish(&mut traffic.outbox, &mut publish, E::SEGMENT_PAYLOADS, take)
+        {
             return Err((
                 CommandError::Encode(e),
                 Message::from_publish(publish),
@@ -1069,7 +1111,7 @@ pub(crate) trait Role {
     /// The caller's token type.
     type Token;
     /// The role's event type.
-    type Event: From<FlowEvent<Self::Token>>;
+    type Event: SessionEvent<Self::Token>;
 
     fn core(&mut self) -> &mut Core<Self::Token, Self::Event>;
     /// Whether another packet may be consumed now.
