@@ -246,6 +246,8 @@
 #![forbid(unsafe_code)]
 
 mod futures_rt;
+#[cfg(unix)]
+mod parking;
 #[cfg(feature = "smol-runtime")]
 mod smol_rt;
 mod transports;
@@ -279,6 +281,8 @@ pub use mqtt_streaming_tokio::{
 };
 #[cfg(feature = "websocket")]
 pub use mqtt_streaming_tokio::{WsOptions, WsTransport, WS_SUBPROTOCOL};
+#[cfg(unix)]
+pub use parking::AsyncIoIdleLot;
 #[cfg(feature = "smol-runtime")]
 pub use smol_rt::{
     connect, connect_endpoint, connect_endpoint_reconnecting, connect_reconnecting, connect_tcp,
