@@ -1,7 +1,8 @@
 //! The building blocks every futures-io runtime shares (smol here, async-std in its adapter),
 //! on `futures-io` and `async-io` alone (no `smol`): [`FuturesIo`] (a futures-io stream as
 //! the engine's transport), [`AsyncIoTimer`] (the `async-io` reactor's timer and its clock),
-//! [`TcpAcceptor`] (a futures-io TCP listener as a broker or server listener), and
+//! [`TcpAcceptor`] (a futures-io TCP listener as a broker or server listener, whose
+//! connections a broker can park on Unix), and
 //! [`futures_runtime!`](crate::futures_runtime), which implements the engine's runtime traits
 //! for a futures-io runtime in one line.
 
@@ -282,11 +283,15 @@ impl<R: FuturesTcp> Listener for TcpAcceptor<R> {
 }
 
 /// Implements the engine's runtime traits for a futures-io runtime, written once for smol and
-/// async-std: [`Runtime`] (the given `spawn`, the `async-io` timer and clock),
+/// async-std: [`Runtime`] (the given `spawn`, the `async-io` timer and clock, and on Unix
+/// [`AsyncIoIdleLot`](crate::AsyncIoIdleLot) as its `idle_lot`, for a broker's parked
+/// connections),
 /// [`Adapt`](engine::Adapt) (any futures-io stream, through [`FuturesIo`]),
 /// [`NetRuntime`](engine::NetRuntime), [`Bind`](engine::Bind) and
 /// [`TcpConnect`](engine::TcpConnect) (its TCP listener, stream and address trait, whose
-/// `bind`, `connect`, `accept`, `local_addr` and `set_nodelay` it calls), [`FuturesTcp`],
+/// `bind`, `connect`, `accept`, `local_addr` and `set_nodelay` it calls; on Unix the listener
+/// must be `AsFd`: a [`TcpAcceptor`] takes its socket and accepts on the reactor itself, so
+/// that a broker's connections can park), [`FuturesTcp`],
 /// [`FuturesDial`](crate::FuturesDial) and the engine's `Dial` (TLS, WebSocket and Unix
 /// sockets by this crate's features, through [`dial`](crate::dial) and
 /// [`listen`](crate::listen)).
