@@ -55,8 +55,8 @@
 //! close gives it a task again. The keep-alive and every other deadline stay in the core, so
 //! a parked connection times out as any other. Parking needs a transport that can leave its
 //! reactor ([`Transport::park`](crate::engine::Transport::park): TCP on Unix with tokio, smol
-//! or async-std); the
-//! others keep their task. [`BrokerHandleOn::parked_connections`] counts the parked ones.
+//! or async-std); the others keep their task. [`BrokerHandleOn::parked_connections`] counts
+//! the parked ones.
 
 use std::collections::HashMap;
 use std::fmt;
