@@ -1,7 +1,8 @@
 //! A bare embedded broker on smol, for measuring it from outside (`mqtt-bench --idle N
 //! --broker-pid PID`): binds the address given (127.0.0.1:1883 by default), prints its
 //! process id and address, and serves until it is killed. `--park-idle-after MS` sets
-//! `BrokerOptions::park_idle_after` (0: never park; the default: one second).
+//! `BrokerOptions::park_idle_after` (0: never park; the default: one second). Its allocator is
+//! jemalloc (Unix), as `mqtt-broker`'s.
 //!
 //! ```text
 //! cargo run --release -p mqtt-streaming-smol --example broker-smol -- 127.0.0.1:1883
@@ -12,6 +13,13 @@ use std::time::Duration;
 
 use mqtt_streaming_smol::mqtt_streaming_session::broker::BrokerConfig;
 use mqtt_streaming_smol::{BrokerOptions, BrokerServer};
+
+/// jemalloc, as `mqtt-broker`: it gives freed pages back to the system (glibc's allocator
+/// keeps the holes that parked connections' tasks leave), so the process's memory shows what
+/// the broker holds.
+#[cfg(all(unix, not(target_env = "musl")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let mut addr = String::from("127.0.0.1:1883");
