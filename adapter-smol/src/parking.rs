@@ -195,4 +195,55 @@ mod tests {
     fn a_parked_connection_keeps_16_bytes() {
         assert_eq!(std::mem::size_of::<ParkableTcp>(), 16);
     }
+
+    /// The lot's woken tokens within `wait` (empty if none came).
+    fn woken_within(lot: &mut AsyncIoIdleLot, wait: Duration) -> Vec<u64> {
+        let mut woken = Vec::new();
+        let mut timer = async_io::Timer::after(wait);
+        async_io::block_on(std::future::poll_fn(|cx| {
+            if lot.poll_woken(cx, &mut woken).is_ready() {
+                return Poll::Ready(());
+            }
+            std::future::Future::poll(Pin::new(&mut timer), cx).map(|_| ())
+        }));
+        woken
+    }
+
+    /// The lot reports a watched socket's input under its token, and nothing once the socket
+    /// is unwatched; a parked transport comes back to the reactor and reads that input.
+    #[test]
+    fn the_lot_reports_input_of_watched_sockets_only() {
+        use std::io::Write;
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (socket, _) = listener.accept().unwrap();
+        let mut transport = ParkableTcp::new(Async::new(socket).unwrap());
+        let fd = engine::Transport::park(&mut transport).expect("parks");
+        let mut lot = AsyncIoIdleLot::new().unwrap();
+        lot.watch(7, fd).unwrap();
+        assert_eq!(woken_within(&mut lot, Duration::from_millis(50)), [0u64; 0]);
+
+        peer.write_all(b"x").unwrap();
+        assert_eq!(woken_within(&mut lot, Duration::from_secs(10)), [7]);
+        lot.unwatch(fd);
+        peer.write_all(b"y").unwrap();
+        assert_eq!(
+            woken_within(&mut lot, Duration::from_millis(200)),
+            [0u64; 0]
+        );
+
+        assert_eq!(engine::Transport::unpark(&mut transport).unwrap(), fd);
+        let mut buf = BytesMut::with_capacity(16);
+        async_io::block_on(async {
+            while buf.len() < 2 {
+                std::future::poll_fn(|cx| {
+                    engine::Transport::poll_read(&mut transport, cx, &mut buf)
+                })
+                .await
+                .unwrap();
+            }
+        });
+        assert_eq!(&buf[..], b"xy");
+    }
 }
