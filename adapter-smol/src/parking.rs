@@ -66,6 +66,19 @@ impl engine::Transport for ParkableTcp {
         Pin::new(self.stream()?).poll_write(cx, buf)
     }
 
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(self.stream()?).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        // A TCP socket gathers (`writev`).
+        true
+    }
+
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(self.stream()?).poll_flush(cx)
     }
@@ -194,6 +207,31 @@ mod tests {
     #[test]
     fn a_parked_connection_keeps_16_bytes() {
         assert_eq!(std::mem::size_of::<ParkableTcp>(), 16);
+    }
+
+    /// An active connection gathers its buffers in one write, in order.
+    #[test]
+    fn an_active_connection_writes_vectored() {
+        use std::io::Read;
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (socket, _) = listener.accept().unwrap();
+        let mut transport = ParkableTcp::new(Async::new(socket).unwrap());
+        assert!(engine::Transport::is_write_vectored(&transport));
+        let bufs = [
+            io::IoSlice::new(b"ab"),
+            io::IoSlice::new(b""),
+            io::IoSlice::new(b"cd"),
+        ];
+        let n = async_io::block_on(std::future::poll_fn(|cx| {
+            engine::Transport::poll_write_vectored(&mut transport, cx, &bufs)
+        }))
+        .unwrap();
+        assert_eq!(n, 4);
+        let mut got = [0; 4];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"abcd");
     }
 
     /// The lot's woken tokens within `wait` (empty if none came).
