@@ -49,6 +49,13 @@
 //! [`BrokerHandle`]; `handle.shutdown().await` stops it gracefully). Its accept loop is
 //! mqtt-streaming-smol's over async-std's listener.
 //!
+//! Idle connections are parked as on smol and tokio (Unix, plain TCP): after
+//! [`BrokerOptions::park_idle_after`] without traffic (one second by default) a connection's
+//! task ends and its socket leaves async-io's reactor for one watcher shared by every parked
+//! connection (mqtt-streaming-smol's `AsyncIoIdleLot`) until the client sends something or the
+//! broker has something for it; [`BrokerHandle::parked_connections`] counts them. TLS,
+//! WebSocket and Unix sockets keep their task.
+//!
 //! # Transports: TLS, WebSocket, Unix sockets
 //!
 //! Features `tls` (futures-rustls), `websocket`, `unix`, `native-roots`, `webpki-roots`, as in

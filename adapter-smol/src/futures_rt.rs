@@ -1,7 +1,8 @@
 //! The building blocks every futures-io runtime shares (smol here, async-std in its adapter),
 //! on `futures-io` and `async-io` alone (no `smol`): [`FuturesIo`] (a futures-io stream as
 //! the engine's transport), [`AsyncIoTimer`] (the `async-io` reactor's timer and its clock),
-//! [`TcpAcceptor`] (a futures-io TCP listener as a broker or server listener), and
+//! [`TcpAcceptor`] (a futures-io TCP listener as a broker or server listener, whose
+//! connections a broker can park on Unix), and
 //! [`futures_runtime!`](crate::futures_runtime), which implements the engine's runtime traits
 //! for a futures-io runtime in one line.
 
@@ -35,21 +36,31 @@ const MAX_READ: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct FuturesIo<T>(pub T);
 
+/// Reads from `io` into the spare capacity of `buf` (reserving some when there is none), as
+/// the engine's `Transport::poll_read` does.
+pub(crate) fn poll_read_buf<T: futures_io::AsyncRead + Unpin + ?Sized>(
+    io: &mut T,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    let len = buf.len();
+    if buf.capacity() == len {
+        buf.reserve(8 * 1024);
+    }
+    let room = (buf.capacity() - len).min(MAX_READ);
+    buf.resize(len + room, 0);
+    let result = Pin::new(io).poll_read(cx, &mut buf[len..]);
+    let n = match &result {
+        Poll::Ready(Ok(n)) => (*n).min(room),
+        _ => 0,
+    };
+    buf.truncate(len + n);
+    result
+}
+
 impl<T: Transport> engine::Transport for FuturesIo<T> {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
-        let len = buf.len();
-        if buf.capacity() == len {
-            buf.reserve(8 * 1024);
-        }
-        let room = (buf.capacity() - len).min(MAX_READ);
-        buf.resize(len + room, 0);
-        let result = Pin::new(&mut self.0).poll_read(cx, &mut buf[len..]);
-        let n = match &result {
-            Poll::Ready(Ok(n)) => (*n).min(room),
-            _ => 0,
-        };
-        buf.truncate(len + n);
-        result
+        poll_read_buf(&mut self.0, cx, buf)
     }
 
     fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
@@ -155,54 +166,132 @@ pub trait FuturesTcp: Runtime {
 
     /// Sets TCP_NODELAY.
     fn set_nodelay(stream: &Self::TcpStream) -> io::Result<()>;
+
+    /// The socket `listener` listens on, as a standard listener of its own (a duplicate of its
+    /// descriptor), for a [`TcpAcceptor`] whose connections can be parked by a broker
+    /// (`BrokerOptions::park_idle_after`). The default: `Unsupported`, and the acceptor
+    /// accepts from `listener` itself ([`accept`](Self::accept)), its connections never
+    /// parking. [`futures_runtime!`](crate::futures_runtime) duplicates the listener's
+    /// descriptor (`AsFd`).
+    #[cfg(unix)]
+    fn std_listener(listener: &Self::TcpListener) -> io::Result<std::net::TcpListener> {
+        let _ = listener;
+        Err(io::ErrorKind::Unsupported.into())
+    }
 }
 
-/// A futures-io TCP listener as a [`Listener`]: one accept future at a time, kept between
-/// polls (a dropped `accept` loses no connection); TCP_NODELAY on every connection; the
-/// stream handed over as two clones (reader and writer, no lock between them).
+/// A futures-io TCP listener as a [`Listener`]: TCP_NODELAY on every connection.
+///
+/// On Unix, when the runtime gives the listener's socket as a standard one
+/// ([`FuturesTcp::std_listener`], as every [`futures_runtime!`](crate::futures_runtime)
+/// runtime does), it accepts on the `async-io` reactor itself and hands each stream over whole
+/// (one task reads and writes it), able to leave the reactor while a broker parks it
+/// (`BrokerOptions::park_idle_after`) and reporting its read readiness (an idle connection
+/// holds no read buffer). Otherwise it accepts with the runtime's listener, one accept future
+/// at a time, kept between polls (a dropped `accept` loses no connection), and hands the
+/// stream over as two clones (reader and writer, no lock between them).
 pub struct TcpAcceptor<R: FuturesTcp> {
-    listener: Arc<R::TcpListener>,
-    pending: Option<AcceptFuture<R::TcpStream>>,
+    inner: Acceptor<R>,
+}
+
+enum Acceptor<R: FuturesTcp> {
+    Runtime {
+        listener: Arc<R::TcpListener>,
+        pending: Option<AcceptFuture<R::TcpStream>>,
+    },
+    #[cfg(unix)]
+    Parkable {
+        listener: async_io::Async<std::net::TcpListener>,
+        /// The last accept took a connection (or failed otherwise than `WouldBlock`): the
+        /// next one tries at once rather than waiting for the reactor.
+        try_now: bool,
+    },
 }
 
 impl<R: FuturesTcp> TcpAcceptor<R> {
     /// Accepts from `listener`.
     pub fn new(listener: R::TcpListener) -> Self {
+        #[cfg(unix)]
+        if let Ok(listener) = R::std_listener(&listener).and_then(async_io::Async::new) {
+            // The runtime's listener goes (its registration with it); the socket stays open.
+            return Self {
+                inner: Acceptor::Parkable {
+                    listener,
+                    try_now: true,
+                },
+            };
+        }
         Self {
-            listener: Arc::new(listener),
-            pending: None,
+            inner: Acceptor::Runtime {
+                listener: Arc::new(listener),
+                pending: None,
+            },
         }
     }
 }
 
 impl<R: FuturesTcp> Listener for TcpAcceptor<R> {
     fn local_addr(&self) -> io::Result<SocketAddr> {
-        R::local_addr(&self.listener)
+        match &self.inner {
+            Acceptor::Runtime { listener, .. } => R::local_addr(listener),
+            #[cfg(unix)]
+            Acceptor::Parkable { listener, .. } => listener.get_ref().local_addr(),
+        }
     }
 
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Accepted>> {
-        let listener = &self.listener;
-        let pending = self
-            .pending
-            .get_or_insert_with(|| R::accept(listener.clone()));
-        let Poll::Ready(accepted) = pending.as_mut().poll(cx) else {
-            return Poll::Pending;
-        };
-        self.pending = None;
-        Poll::Ready(accepted.map(|(stream, peer)| {
-            // Nagle would hold small acks back; every packet leaves at once.
-            let _ = R::set_nodelay(&stream);
-            Accepted::from_halves(FuturesIo(stream.clone()), FuturesIo(stream), peer)
-        }))
+        match &mut self.inner {
+            Acceptor::Runtime { listener, pending } => {
+                let accept = pending.get_or_insert_with(|| R::accept(listener.clone()));
+                let Poll::Ready(accepted) = accept.as_mut().poll(cx) else {
+                    return Poll::Pending;
+                };
+                *pending = None;
+                Poll::Ready(accepted.map(|(stream, peer)| {
+                    // Nagle would hold small acks back; every packet leaves at once.
+                    let _ = R::set_nodelay(&stream);
+                    Accepted::from_halves(FuturesIo(stream.clone()), FuturesIo(stream), peer)
+                }))
+            }
+            #[cfg(unix)]
+            Acceptor::Parkable { listener, try_now } => loop {
+                if !std::mem::take(try_now) {
+                    if let Err(error) = std::task::ready!(listener.poll_readable(cx)) {
+                        *try_now = true;
+                        return Poll::Ready(Err(error));
+                    }
+                }
+                match listener.get_ref().accept() {
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => *try_now = true,
+                    accepted => {
+                        *try_now = true;
+                        return Poll::Ready(accepted.and_then(|(stream, peer)| {
+                            // Nagle would hold small acks back; every packet leaves at once.
+                            let _ = stream.set_nodelay(true);
+                            let stream = async_io::Async::new(stream)?;
+                            Ok(Accepted::new(
+                                crate::parking::ParkableTcp::new(stream),
+                                peer,
+                            ))
+                        }));
+                    }
+                }
+            },
+        }
     }
 }
 
 /// Implements the engine's runtime traits for a futures-io runtime, written once for smol and
-/// async-std: [`Runtime`] (the given `spawn`, the `async-io` timer and clock),
+/// async-std: [`Runtime`] (the given `spawn`, the `async-io` timer and clock, and on Unix
+/// [`AsyncIoIdleLot`](crate::AsyncIoIdleLot) as its `idle_lot`, for a broker's parked
+/// connections),
 /// [`Adapt`](engine::Adapt) (any futures-io stream, through [`FuturesIo`]),
 /// [`NetRuntime`](engine::NetRuntime), [`Bind`](engine::Bind) and
 /// [`TcpConnect`](engine::TcpConnect) (its TCP listener, stream and address trait, whose
-/// `bind`, `connect`, `accept`, `local_addr` and `set_nodelay` it calls), [`FuturesTcp`],
+/// `bind`, `connect`, `accept`, `local_addr` and `set_nodelay` it calls; on Unix the listener
+/// must be `AsFd`: a [`TcpAcceptor`] takes its socket and accepts on the reactor itself, so
+/// that a broker's connections can park), [`FuturesTcp`],
 /// [`FuturesDial`](crate::FuturesDial) and the engine's `Dial` (TLS, WebSocket and Unix
 /// sockets by this crate's features, through [`dial`](crate::dial) and
 /// [`listen`](crate::listen)).
@@ -257,6 +346,13 @@ macro_rules! futures_runtime {
                 F: ::std::future::Future<Output = ()> + ::std::marker::Send + 'static,
             {
                 $spawn
+            }
+
+            #[cfg(unix)]
+            fn idle_lot(
+                &self,
+            ) -> ::std::option::Option<::std::boxed::Box<dyn $crate::engine::IdleLot>> {
+                $crate::AsyncIoIdleLot::boxed()
             }
         }
 
@@ -343,6 +439,14 @@ macro_rules! futures_runtime {
 
             fn set_nodelay(stream: &$stream) -> ::std::io::Result<()> {
                 stream.set_nodelay(true)
+            }
+
+            #[cfg(unix)]
+            fn std_listener(
+                listener: &$listener,
+            ) -> ::std::io::Result<::std::net::TcpListener> {
+                let fd = ::std::os::fd::AsFd::as_fd(listener).try_clone_to_owned()?;
+                ::std::result::Result::Ok(::std::net::TcpListener::from(fd))
             }
         }
     };

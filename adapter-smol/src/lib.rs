@@ -18,8 +18,9 @@
 //!
 //! `smol-runtime` (default) is [`SmolRuntime`] and what is named for it (`smol` itself).
 //! Without it, the crate is the futures-io building blocks every futures-io runtime shares
-//! ([`FuturesIo`], [`AsyncIoTimer`], [`TcpAcceptor`], [`futures_runtime!`]) on `futures-io`
-//! and `async-io` alone: what `mqtt-streaming-async-std` builds on.
+//! ([`FuturesIo`], [`AsyncIoTimer`], [`TcpAcceptor`], `AsyncIoIdleLot` on Unix,
+//! [`futures_runtime!`]) on `futures-io` and `async-io` alone (and, on Unix, `mio` for the
+//! parked connections' watcher): what `mqtt-streaming-async-std` builds on.
 //!
 //! Transports beyond TCP, each a feature (see [Transports](#transports-tls-websocket-unix-sockets)):
 //! `tls` (futures-rustls, rustls with the `ring` provider), `websocket` (async-tungstenite's
@@ -81,7 +82,16 @@
 //! sessions, routing, retained messages, wills, takeover; one task owns it, each connection
 //! has one task that reads and writes), with the same methods: `bind`, `from_listener`, `new`,
 //! `with_hooks`, `notices`, `spawn`, `serve`; and on its [`BrokerHandle`]:
-//! `serve_transport` (any futures-io transport), `publish`, `stats`, `shutdown`.
+//! `serve_transport` (any futures-io transport), `publish`, `stats`, `shutdown`,
+//! `parked_connections`.
+//!
+//! Idle connections are parked as on tokio (Unix, plain TCP accepted by a
+//! [`TcpAcceptor`]): after [`BrokerOptions::park_idle_after`] without traffic (one second by
+//! default) a connection's task ends and its socket leaves async-io's reactor for one watcher
+//! shared by every parked connection ([`AsyncIoIdleLot`], an epoll or kqueue set registered
+//! once with the reactor); input, output for it (a delivery, a PINGRESP, a DISCONNECT) or a
+//! keep-alive timeout gives it a task again. TLS, WebSocket and Unix sockets, and transports
+//! handed to `serve_transport`, keep their task.
 //!
 //! ```
 //! use mqtt_streaming_smol::{connect_tcp, BrokerServer, ClientOptions, Event};
@@ -246,6 +256,8 @@
 #![forbid(unsafe_code)]
 
 mod futures_rt;
+#[cfg(unix)]
+mod parking;
 #[cfg(feature = "smol-runtime")]
 mod smol_rt;
 mod transports;
@@ -279,6 +291,8 @@ pub use mqtt_streaming_tokio::{
 };
 #[cfg(feature = "websocket")]
 pub use mqtt_streaming_tokio::{WsOptions, WsTransport, WS_SUBPROTOCOL};
+#[cfg(unix)]
+pub use parking::AsyncIoIdleLot;
 #[cfg(feature = "smol-runtime")]
 pub use smol_rt::{
     connect, connect_endpoint, connect_endpoint_reconnecting, connect_reconnecting, connect_tcp,

@@ -54,8 +54,9 @@
 //! transport. Input on the socket, output for it (a delivery, a PINGRESP, a DISCONNECT) or its
 //! close gives it a task again. The keep-alive and every other deadline stay in the core, so
 //! a parked connection times out as any other. Parking needs a transport that can leave its
-//! reactor ([`Transport::park`](crate::engine::Transport::park): tokio's TCP on Unix); the
-//! others keep their task. [`BrokerHandleOn::parked_connections`] counts the parked ones.
+//! reactor ([`Transport::park`](crate::engine::Transport::park): TCP on Unix with tokio, smol
+//! or async-std); the others keep their task. [`BrokerHandleOn::parked_connections`] counts
+//! the parked ones.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -119,9 +120,9 @@ pub struct BrokerOptions {
     ///
     /// Waking a parked connection costs a few system calls and a task spawn, about as much
     /// as handling one packet, at most once per this interval per connection. Where it
-    /// applies: plain TCP on Unix with a runtime that has an idle-socket watcher (tokio);
-    /// TLS, WebSocket and the other runtimes keep every connection's task. The default is one
-    /// second.
+    /// applies: plain TCP on Unix with a runtime that has an idle-socket watcher (tokio, smol,
+    /// async-std); TLS, WebSocket and other runtimes keep every connection's task. The default
+    /// is one second.
     pub park_idle_after: Option<Duration>,
     /// Where and how retained messages and persistent sessions are stored, to survive a
     /// restart and a crash (feature `persistence`; see [`crate::persistence`]). `None` (the

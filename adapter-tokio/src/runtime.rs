@@ -57,7 +57,8 @@ pub trait Runtime: Clone + Send + Sync + 'static {
 /// process (the kernel keeps the interest).
 ///
 /// `mqtt_streaming_tokio::TokioRuntime` provides one (an epoll or kqueue set of its own, whose
-/// descriptor is registered once with tokio's reactor).
+/// descriptor is registered once with tokio's reactor), and so do the futures-io runtimes
+/// (`mqtt_streaming_smol::AsyncIoIdleLot`, with async-io's reactor).
 #[cfg(unix)]
 pub trait IdleLot: Send + 'static {
     /// Watches `fd` for input (or its end, or an error) and reports it under `token`, once.

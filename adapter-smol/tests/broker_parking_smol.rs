@@ -1,0 +1,32 @@
+//! The parking suite (`tests/parking/mod.rs`) on smol: idle broker connections parked
+//! without a task (Unix).
+
+#![cfg(unix)]
+
+use mqtt_streaming_smol as adapter;
+
+mod rt {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::time::Duration;
+
+    pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+        smol::block_on(future)
+    }
+
+    pub(crate) fn spawn<T: Send + 'static>(
+        future: impl Future<Output = T> + Send + 'static,
+    ) -> Pin<Box<dyn Future<Output = T> + Send>> {
+        Box::pin(smol::spawn(future))
+    }
+
+    pub(crate) async fn sleep(duration: Duration) {
+        smol::Timer::after(duration).await;
+    }
+
+    pub(crate) fn pair() -> (smol::net::unix::UnixStream, smol::net::unix::UnixStream) {
+        smol::net::unix::UnixStream::pair().unwrap()
+    }
+}
+
+mod parking;
