@@ -44,12 +44,20 @@ fn connected_session(version: ProtocolVersion) -> ClientSession<u32> {
 }
 
 /// Every byte the session transmits for `messages`, drained one way or the other.
-fn transmit(version: ProtocolVersion, messages: &[Message], segmented: bool) -> Vec<u8> {
+/// A connected session with `messages` published (tokens 0, 1, 2...), nothing drained yet.
+fn publishing_session(version: ProtocolVersion, messages: &[Message]) -> ClientSession<u32> {
     let mut session = connected_session(version);
-    let now = Instant::ZERO;
     for (i, message) in messages.iter().enumerate() {
-        session.publish(now, message.clone(), i as u32).unwrap();
+        session
+            .publish(Instant::ZERO, message.clone(), i as u32)
+            .unwrap();
     }
+    session
+}
+
+fn transmit(version: ProtocolVersion, messages: &[Message], segmented: bool) -> Vec<u8> {
+    let mut session = publishing_session(version, &messages);
+    let now = Instant::ZERO;
     if segmented {
         let mut buf = TransmitBuf::new();
         while session.poll_transmit_buf(now, &mut buf) > 0 {}
@@ -91,12 +99,9 @@ fn large_publishes_go_out_byte_identical_to_the_single_buffer_encoding() {
 
 #[test]
 fn large_payloads_are_referenced_and_small_ones_copied() {
-    let mut session = connected_session(V5);
-    let now = Instant::ZERO;
     let messages = mixed();
-    for (i, message) in messages.iter().enumerate() {
-        session.publish(now, message.clone(), i as u32).unwrap();
-    }
+    let mut session = publishing_session(V5, &messages);
+    let now = Instant::ZERO;
     let mut buf = TransmitBuf::new();
     while session.poll_transmit_buf(now, &mut buf) > 0 {}
     let chunks: Vec<&[u8]> = buf.chunks().collect();
@@ -122,11 +127,8 @@ fn short_writes_resume_where_they_stopped() {
     // and mid-payload) receives exactly the single-buffer bytes.
     let messages = mixed();
     let flat = transmit(V3, &messages, false);
-    let mut session = connected_session(V3);
+    let mut session = publishing_session(V3, &messages);
     let now = Instant::ZERO;
-    for (i, message) in messages.iter().enumerate() {
-        session.publish(now, message.clone(), i as u32).unwrap();
-    }
     let mut buf = TransmitBuf::new();
     while session.poll_transmit_buf(now, &mut buf) > 0 {}
     let mut received = Vec::new();
@@ -169,11 +171,8 @@ fn the_copying_drains_give_the_same_bytes_from_a_segmented_transmit_buffer() {
     // segments into one contiguous buffer.
     let messages = mixed();
     let flat = transmit(V3, &messages, false);
-    let mut session = connected_session(V3);
+    let mut session = publishing_session(V3, &messages);
     let now = Instant::ZERO;
-    for (i, message) in messages.iter().enumerate() {
-        session.publish(now, message.clone(), i as u32).unwrap();
-    }
     let mut buf = BytesMut::new();
     while session.poll_transmit_swap(now, &mut buf) > 0 {}
     assert_eq!(&buf[..], &flat[..]);
