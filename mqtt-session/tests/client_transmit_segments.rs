@@ -56,7 +56,7 @@ fn publishing_session(version: ProtocolVersion, messages: &[Message]) -> ClientS
 }
 
 fn transmit(version: ProtocolVersion, messages: &[Message], segmented: bool) -> Vec<u8> {
-    let mut session = publishing_session(version, &messages);
+    let mut session = publishing_session(version, messages);
     let now = Instant::ZERO;
     if segmented {
         let mut buf = TransmitBuf::new();
