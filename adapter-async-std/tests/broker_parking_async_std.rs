@@ -1,4 +1,4 @@
-//! The parking suite (mqtt-streaming-smol's `tests/parking/mod.rs`) on async-std: idle broker
+//! The parking suite (mqtt-streaming-tokio's `tests/parking/mod.rs`) on async-std: idle broker
 //! connections parked without a task (Unix).
 
 #![cfg(unix)]
@@ -32,5 +32,5 @@ mod rt {
     }
 }
 
-#[path = "../../adapter-smol/tests/parking/mod.rs"]
+#[path = "../../adapter-tokio/tests/parking/mod.rs"]
 mod parking;

@@ -1,5 +1,5 @@
-//! The parking suite (`tests/parking/mod.rs`) on smol: idle broker connections parked
-//! without a task (Unix).
+//! The parking suite (mqtt-streaming-tokio's `tests/parking/mod.rs`) on smol: idle broker
+//! connections parked without a task (Unix).
 
 #![cfg(unix)]
 
@@ -29,4 +29,5 @@ mod rt {
     }
 }
 
+#[path = "../../adapter-tokio/tests/parking/mod.rs"]
 mod parking;

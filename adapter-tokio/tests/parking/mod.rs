@@ -1,7 +1,7 @@
-//! Idle broker connections parked without a task on the futures-io runtimes
-//! (`BrokerOptions::park_idle_after`, Unix): they park once idle, and input, output, keep-alive
-//! timeouts and the shutdown all reach them as they reach an active connection. Written once
-//! for smol and async-std.
+//! Idle broker connections parked without a task (`BrokerOptions::park_idle_after`, Unix):
+//! they park once idle, and input, output, keep-alive timeouts and the shutdown all reach them
+//! as they reach an active connection. Written once for tokio (`tests/broker_parking.rs`),
+//! smol and async-std (their `tests/broker_parking_*.rs`).
 //!
 //! A test crate includes it with `#[path = "parking/mod.rs"] mod parking;` (or the path from
 //! another package) after naming, at its root, the adapter (`use mqtt_streaming_smol as
@@ -12,7 +12,8 @@
 //! pub fn spawn<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static)
 //!     -> Pin<Box<dyn Future<Output = T> + Send>>;
 //! pub async fn sleep(duration: Duration);
-//! /// Two connected in-memory streams (a transport that cannot park: a Unix socket pair).
+//! /// Two connected in-memory streams (a transport that cannot park: a Unix socket pair, an
+//! /// in-memory pipe).
 //! pub fn pair() -> (impl Transport, impl Transport);
 //! ```
 
