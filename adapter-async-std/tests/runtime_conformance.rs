@@ -1,4 +1,5 @@
-//! The shared conformance suite (mqtt-streaming-tokio's `tests/conformance/mod.rs`) on async-std.
+//! The shared suites (mqtt-streaming-tokio's `tests/conformance/mod.rs` and, on Unix,
+//! `tests/parking/mod.rs`) on async-std.
 
 use mqtt_streaming_async_std as adapter;
 
@@ -20,7 +21,20 @@ mod rt {
     pub(crate) async fn sleep(duration: Duration) {
         async_std::task::sleep(duration).await;
     }
+
+    /// A Unix socket pair: a transport that cannot park (the parking suite).
+    #[cfg(unix)]
+    pub(crate) fn pair() -> (
+        async_std::os::unix::net::UnixStream,
+        async_std::os::unix::net::UnixStream,
+    ) {
+        async_std::os::unix::net::UnixStream::pair().unwrap()
+    }
 }
 
 #[path = "../../adapter-tokio/tests/conformance/mod.rs"]
 mod conformance;
+
+#[cfg(unix)]
+#[path = "../../adapter-tokio/tests/parking/mod.rs"]
+mod parking;

@@ -1,4 +1,5 @@
-//! The shared conformance suite (mqtt-streaming-tokio's `tests/conformance/mod.rs`) on smol.
+//! The shared suites (mqtt-streaming-tokio's `tests/conformance/mod.rs` and, on Unix,
+//! `tests/parking/mod.rs`) on smol.
 
 use mqtt_streaming_smol as adapter;
 
@@ -20,7 +21,17 @@ mod rt {
     pub(crate) async fn sleep(duration: Duration) {
         smol::Timer::after(duration).await;
     }
+
+    /// A Unix socket pair: a transport that cannot park (the parking suite).
+    #[cfg(unix)]
+    pub(crate) fn pair() -> (smol::net::unix::UnixStream, smol::net::unix::UnixStream) {
+        smol::net::unix::UnixStream::pair().unwrap()
+    }
 }
 
 #[path = "../../adapter-tokio/tests/conformance/mod.rs"]
 mod conformance;
+
+#[cfg(unix)]
+#[path = "../../adapter-tokio/tests/parking/mod.rs"]
+mod parking;

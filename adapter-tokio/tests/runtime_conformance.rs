@@ -1,4 +1,5 @@
-//! The shared conformance suite (`conformance/mod.rs`) on tokio (multi-threaded runtime).
+//! The shared suites on tokio (multi-threaded runtime): conformance (`conformance/mod.rs`) and,
+//! on Unix, the parking of idle broker connections (`parking/mod.rs`).
 
 use mqtt_streaming_tokio as adapter;
 
@@ -26,7 +27,17 @@ mod rt {
     pub(crate) async fn sleep(duration: Duration) {
         tokio::time::sleep(duration).await;
     }
+
+    /// An in-memory pipe: a transport that cannot park (the parking suite).
+    #[cfg(unix)]
+    pub(crate) fn pair() -> (tokio::io::DuplexStream, tokio::io::DuplexStream) {
+        tokio::io::duplex(64 * 1024)
+    }
 }
 
 #[path = "conformance/mod.rs"]
 mod conformance;
+
+#[cfg(unix)]
+#[path = "parking/mod.rs"]
+mod parking;

@@ -1,7 +1,7 @@
 //! Idle broker connections parked without a task (`BrokerOptions::park_idle_after`, Unix):
 //! they park once idle, and input, output, keep-alive timeouts and the shutdown all reach them
-//! as they reach an active connection. Written once for tokio (`tests/broker_parking.rs`),
-//! smol and async-std (their `tests/broker_parking_*.rs`).
+//! as they reach an active connection. Written once for tokio, smol and async-std: each
+//! adapter's `tests/runtime_conformance.rs` runs it beside the conformance suite.
 //!
 //! A test crate includes it with `#[path = "parking/mod.rs"] mod parking;` (or the path from
 //! another package) after naming, at its root, the adapter (`use mqtt_streaming_smol as
