@@ -204,6 +204,14 @@ impl IdleLot for AsyncIoIdleLot {
 mod tests {
     use super::*;
 
+    /// An accepted connection as an active transport, and its peer (a blocking socket).
+    fn connected() -> (ParkableTcp, TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (socket, _) = listener.accept().unwrap();
+        (ParkableTcp::new(Async::new(socket).unwrap()), peer)
+    }
+
     #[test]
     fn a_parked_connection_keeps_16_bytes() {
         assert_eq!(std::mem::size_of::<ParkableTcp>(), 16);
@@ -214,10 +222,7 @@ mod tests {
     fn an_active_connection_writes_vectored() {
         use std::io::Read;
 
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (socket, _) = listener.accept().unwrap();
-        let mut transport = ParkableTcp::new(Async::new(socket).unwrap());
+        let (mut transport, mut peer) = connected();
         assert!(engine::Transport::is_write_vectored(&transport));
         let bufs = [
             io::IoSlice::new(b"ab"),
@@ -253,10 +258,7 @@ mod tests {
     fn the_lot_reports_input_of_watched_sockets_only() {
         use std::io::Write;
 
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (socket, _) = listener.accept().unwrap();
-        let mut transport = ParkableTcp::new(Async::new(socket).unwrap());
+        let (mut transport, mut peer) = connected();
         let fd = engine::Transport::park(&mut transport).expect("parks");
         let mut lot = AsyncIoIdleLot::new().unwrap();
         lot.watch(7, fd).unwrap();
