@@ -8,9 +8,15 @@
 //! `--client raw` with no client library at all (pre-encoded packets over plain TCP, a light
 //! and neutral load for measuring brokers).
 //!
+//! Transport: TCP, or TLS with mosquitto's TLS flags (`--cafile` or `--capath` turn it on, and
+//! the port defaults to 8883 then; `--cert`/`--key`, `--insecure`, `--tls-version`, `--alpn`).
+//! Over TLS both libraries use the same rustls configuration (ring); the raw generator and the
+//! embedded broker are plain TCP only.
+//!
 //! ```text
 //! cargo run --release -p mqtt-streaming-tokio --features cli --bin mqtt-bench -- --embedded --pubs 2 --subs 2 -q 1 -d 2
 //! cargo run --release -p mqtt-streaming-tokio --features cli --bin mqtt-bench -- -p 1883 --pubs 8 --subs 1 -q 1 -d 10 --client both --rounds 5 --json out.json
+//! cargo run --release -p mqtt-streaming-tokio --features cli --bin mqtt-bench -- -h localhost --cafile ca.pem -q 1 -d 10 --client both
 //! ```
 
 use std::path::PathBuf;
@@ -32,28 +38,33 @@ mod bench_clients;
 mod bench_raw;
 #[path = "common/bench_stats.rs"]
 mod bench_stats;
+#[path = "common/tls_args.rs"]
+mod tls_args;
 
 use bench_clients::{Control, Library, Plan, PubResult, Publisher, Subscriber};
 use bench_stats::{Counters, Tracker, STAMP_LEN};
+use mqtt_streaming_tokio::TlsClient;
+use tls_args::TlsArgs;
 
-/// MQTT load generator: publishers and subscribers against a broker on TCP, reporting
+/// MQTT load generator: publishers and subscribers against a broker on TCP or TLS, reporting
 /// throughput, loss, duplicates, latency percentiles and CPU per message.
-///
-/// Transport: TCP only for now (TLS comes with its own issue; see the TODO(TLS) hook in
-/// common/bench_clients.rs).
 #[derive(Parser, Debug)]
 #[command(name = "mqtt-bench", disable_help_flag = true)]
 struct Args {
     /// Broker host.
     #[arg(short = 'h', long = "host", default_value = "127.0.0.1")]
     host: String,
-    /// Broker port.
-    #[arg(short = 'p', long = "port", default_value_t = 1883)]
-    port: u16,
+    /// Broker port. Default 1883, and 8883 over TLS (--cafile or --capath given).
+    #[arg(short = 'p', long = "port")]
+    port: Option<u16>,
     /// Start our broker inside this process on 127.0.0.1 (an ephemeral port) and use it
     /// instead of -h/-p (its CPU time is then counted in the process's).
     #[arg(long = "embedded", conflicts_with_all = ["host", "port"])]
     embedded: bool,
+    /// TLS, as mosquitto_pub's flags: --cafile or --capath connect over TLS; --cert, --key,
+    /// --insecure, --tls-version, --alpn.
+    #[command(flatten)]
+    tls: TlsArgs,
     /// Publishers.
     #[arg(long = "pubs", default_value_t = 1)]
     pubs: usize,
@@ -131,6 +142,19 @@ struct Args {
     /// Print this help.
     #[arg(long = "help", action = clap::ArgAction::Help)]
     help: Option<bool>,
+}
+
+impl Args {
+    /// The TLS configuration the flags describe, or `None` for plain TCP.
+    fn tls_client(&self) -> Result<Option<TlsClient>, String> {
+        if !self.tls.requested() {
+            return Ok(None);
+        }
+        self.tls
+            .client()
+            .map(Some)
+            .map_err(|e| format!("TLS options: {e}"))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -328,6 +352,7 @@ async fn run_once(
         base: Instant::now(),
         keep_alive: 60,
         batch_acks: !args.no_batch_acks,
+        tls: args.tls_client()?,
     });
     let ctl = Arc::new(Control::default());
     let (done_tx, done_rx) = watch::channel(false);
@@ -512,6 +537,7 @@ async fn run_idle(
         base: Instant::now(),
         keep_alive: 60,
         batch_acks: !args.no_batch_acks,
+        tls: args.tls_client()?,
     };
     let own0 = bench_stats::rss_bytes(None);
     let broker0 = args
@@ -636,6 +662,24 @@ async fn run(args: Args) -> Result<bool, String> {
     if args.filter.starts_with("$share/") {
         return Err("shared subscriptions are not supported (loss could not be counted)".into());
     }
+    let tls = args.tls.requested();
+    if !tls && args.tls.tls_only_given() {
+        return Err(
+            "--cert, --key, --insecure, --tls-version and --alpn need TLS (--cafile or --capath)"
+                .into(),
+        );
+    }
+    if tls && args.embedded {
+        return Err("the embedded broker listens on plain TCP: TLS needs -h and -p".into());
+    }
+    if tls && args.client == ClientChoice::Raw {
+        return Err(
+            "the raw generator writes plain TCP: over TLS use --client ours, rumqttc or both"
+                .into(),
+        );
+    }
+    // The TLS flags are read once here, so that a bad file fails before any connection.
+    args.tls_client()?;
     let mut embedded = None;
     let (host, port) = if args.embedded {
         let broker = BrokerServer::bind(("127.0.0.1", 0), BrokerConfig::default())
@@ -649,7 +693,10 @@ async fn run(args: Args) -> Result<bool, String> {
         eprintln!("embedded broker on 127.0.0.1:{port}");
         ("127.0.0.1".to_owned(), port)
     } else {
-        (args.host.clone(), args.port)
+        (
+            args.host.clone(),
+            args.port.unwrap_or(if tls { 8883 } else { 1883 }),
+        )
     };
     let libraries: Vec<Library> = match args.client {
         ClientChoice::Ours => vec![Library::Ours],
@@ -662,13 +709,14 @@ async fn run(args: Args) -> Result<bool, String> {
     let load_start = bench_stats::load_average();
     if let Some(n) = args.idle {
         println!(
-            "bench: {n} idle connections, one subscription each, MQTT {}, broker {host}:{port}{}",
+            "bench: {n} idle connections, one subscription each, MQTT {}, broker {host}:{port}{}{}",
             if args.mqtt == "5" { "5.0" } else { "3.1.1" },
             if args.embedded { " (embedded)" } else { "" },
+            if tls { " over TLS" } else { "" },
         );
     } else {
         println!(
-            "bench: {} pub -> {} sub, QoS {}, {} B, MQTT {}, {}, {} ({}), broker {host}:{port}{}",
+            "bench: {} pub -> {} sub, QoS {}, {} B, MQTT {}, {}, {} ({}), broker {host}:{port}{}{}",
             args.pubs,
             args.subs,
             args.qos,
@@ -685,6 +733,7 @@ async fn run(args: Args) -> Result<bool, String> {
             },
             format_args!("topic {}, filter {}", args.topic, args.filter),
             if args.embedded { " (embedded)" } else { "" },
+            if tls { " over TLS" } else { "" },
         );
     }
     println!("machine: {machine}; load average {load_start}");
@@ -693,7 +742,10 @@ async fn run(args: Args) -> Result<bool, String> {
         "tool": "mqtt-streaming-tokio bench",
         "machine": machine,
         "loadavg_start": load_start,
-        "broker": {"host": host, "port": port, "embedded": args.embedded, "pid": args.broker_pid},
+        "broker": {
+            "host": host, "port": port, "embedded": args.embedded, "pid": args.broker_pid,
+            "transport": if tls { "tls" } else { "tcp" },
+        },
         "workload": {
             "pubs": args.pubs, "subs": args.subs, "qos": args.qos, "size": args.size,
             "topic": args.topic, "filter": args.filter, "rate": args.rate, "window": args.window,
@@ -782,10 +834,16 @@ fn main() -> ExitCode {
 }
 
 #[cfg(test)]
+#[path = "../../tests/pki/mod.rs"]
+mod pki;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     use bench_raw::RawConn;
+    use mqtt_streaming_tokio::engine::Listeners;
+    use mqtt_streaming_tokio::{listen_url, BrokerHandle, ListenOptions, TlsServerOptions};
 
     /// Our broker on an ephemeral loopback port.
     async fn embedded() -> (u16, mqtt_streaming_tokio::BrokerHandle) {
@@ -903,6 +961,7 @@ mod tests {
             base: Instant::now(),
             keep_alive: 1,
             batch_acks: true,
+            tls: None,
         };
         let counters = Arc::new(Counters::default());
         let mut sub = RawConn::connect(&plan, "ka-sub").await.expect("connects");
@@ -938,5 +997,125 @@ mod tests {
         assert_eq!(error, None, "the subscriber's connection was not cut");
         assert_eq!(tracker.unique, 5);
         broker.shutdown().await;
+    }
+
+    /// Our broker with one TLS listener on an ephemeral loopback port, its certificate from
+    /// `pki` (for localhost and 127.0.0.1).
+    async fn tls_broker(pki: &pki::Pki) -> (u16, BrokerHandle) {
+        let tls = TlsServerOptions::new(pki.server_cert.as_bytes(), pki.server_key.as_bytes())
+            .expect("server certificate")
+            .build()
+            .expect("server configuration");
+        let listener = listen_url("mqtts://127.0.0.1:0", &ListenOptions::new().tls(tls))
+            .await
+            .expect("listens");
+        let port = listener.local_addr().expect("bound").port();
+        let broker = BrokerServer::new(BrokerConfig::default())
+            .with_listener(Box::new(Listeners::new(vec![listener])))
+            .spawn();
+        (port, broker)
+    }
+
+    /// A PEM file of its own for one test (removed by the caller).
+    fn pem_file(name: &str, pem: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mqtt-bench-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temporary directory");
+        let path = dir.join("ca.pem");
+        std::fs::write(&path, pem).expect("writes the CA");
+        path
+    }
+
+    fn bench_args(extra: &[&str]) -> Args {
+        Args::parse_from(["mqtt-bench"].iter().chain(extra))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn both_libraries_run_the_workload_over_tls_without_loss() {
+        let pki = pki::pki();
+        let (port, broker) = tls_broker(&pki).await;
+        let ca = pem_file("tls-ok", &pki.ca);
+        for mqtt in ["311", "5"] {
+            let args = bench_args(&[
+                "--cafile",
+                ca.to_str().expect("UTF-8 path"),
+                "-V",
+                mqtt,
+                "--pubs",
+                "2",
+                "--subs",
+                "2",
+                "-q",
+                "1",
+                "-n",
+                "500",
+                "-s",
+                "2000",
+                "--quiet",
+            ]);
+            for library in [Library::Ours, Library::Rumqttc] {
+                // The listener speaks only TLS: a plain TCP client would get no CONNACK.
+                let r = run_once(&args, "127.0.0.1", port, library, 1, 0x7150)
+                    .await
+                    .unwrap_or_else(|e| panic!("{library:?} MQTT {mqtt} over TLS: {e}"));
+                let what = format!("{library:?} MQTT {mqtt}: {:?}", r.first_error);
+                assert_eq!(
+                    (r.sent, r.acked, r.publish_errors),
+                    (1000, 1000, 0),
+                    "{what}"
+                );
+                assert_eq!((r.expected, r.received), (2000, 2000), "{what}");
+                assert_eq!((r.lost, r.duplicates, r.foreign), (0, 0, 0), "{what}");
+            }
+        }
+        broker.shutdown().await;
+        let _ = std::fs::remove_dir_all(ca.parent().expect("in a directory"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_untrusted_server_certificate_fails_the_run_with_both_libraries() {
+        let pki = pki::pki();
+        let (port, broker) = tls_broker(&pki).await;
+        // A CA that did not sign the server's certificate.
+        let ca = pem_file("tls-untrusted", &pki.other_ca);
+        let args = bench_args(&[
+            "--cafile",
+            ca.to_str().expect("UTF-8 path"),
+            "-n",
+            "10",
+            "--quiet",
+        ]);
+        for library in [Library::Ours, Library::Rumqttc] {
+            let failed = tokio::time::timeout(
+                Duration::from_secs(30),
+                run_once(&args, "127.0.0.1", port, library, 1, 0x7151),
+            )
+            .await
+            .expect("fails promptly, no hang");
+            let error = failed
+                .err()
+                .unwrap_or_else(|| panic!("{library:?} connected"));
+            assert!(
+                error.to_lowercase().contains("certificate"),
+                "{library:?}: {error}"
+            );
+        }
+        broker.shutdown().await;
+        let _ = std::fs::remove_dir_all(ca.parent().expect("in a directory"));
+    }
+
+    #[tokio::test]
+    async fn tls_flags_that_cannot_apply_are_refused_before_connecting() {
+        for (flags, says) in [
+            (
+                &["--cafile", "ca.pem", "--client", "raw"][..],
+                "raw generator",
+            ),
+            (&["--cafile", "ca.pem", "--embedded"][..], "embedded broker"),
+            (&["--insecure"][..], "need TLS"),
+            (&["--cafile", "/nonexistent/ca.pem"][..], "TLS options"),
+        ] {
+            let error = run(bench_args(flags)).await.expect_err("refused");
+            assert!(error.contains(says), "{flags:?}: {error}");
+        }
     }
 }

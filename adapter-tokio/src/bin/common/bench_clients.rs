@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use mqtt_streaming_proto::{Connect, MqttString, ProtocolVersion, QoS, TopicFilter, TopicName};
 use mqtt_streaming_session::{Message, SubscribeRequest};
 use mqtt_streaming_tokio::{
-    connect_tcp, Client, ClientEvents, ClientOptions, Event, PublishReceipt,
+    connect_endpoint, connect_tcp, Client, ClientEvents, ClientOptions, Endpoint, Event,
+    PublishReceipt, TlsClient, TransportOptions,
 };
 use tokio::sync::{watch, Semaphore};
 use tokio::time::timeout;
@@ -75,6 +76,8 @@ pub(crate) struct Plan {
     pub(crate) keep_alive: u16,
     /// Our client's `ClientOptions::batch_acks`.
     pub(crate) batch_acks: bool,
+    /// TLS (both libraries, with the same rustls configuration), or plain TCP.
+    pub(crate) tls: Option<TlsClient>,
 }
 
 impl Plan {
@@ -168,11 +171,7 @@ pub(crate) enum Subscriber {
     Raw(Box<RawConn>),
 }
 
-/// Connects a client of ours with client id `id`.
-///
-/// TODO(TLS): TCP only. TLS comes with its own issue: wrap the `TcpStream` in the TLS stream
-/// here and hand it to `mqtt_streaming_tokio::connect` (any `Transport`) instead of `connect_tcp`;
-/// rumqttc's side would set `Transport::tls_with_config` on its options.
+/// Connects a client of ours with client id `id`, over TLS when the plan says so.
 async fn connect_ours(plan: &Plan, id: &str) -> Result<(Client, ClientEvents), String> {
     let version = if plan.v5 {
         ProtocolVersion::V5
@@ -189,25 +188,39 @@ async fn connect_ours(plan: &Plan, id: &str) -> Result<(Client, ClientEvents), S
     options.session.max_inflight = plan.window.clamp(1, u16::MAX as usize) as u16;
     options.batch_acks = plan.batch_acks;
     options.session.max_packet_size = (plan.size as u32).saturating_add(1024).max(1 << 20);
-    let (client, mut events) = timeout(
-        CONNECT_TIMEOUT,
-        connect_tcp((plan.host.as_str(), plan.port), options),
-    )
-    .await
-    .map_err(|_| format!("{id}: timed out connecting"))?
-    .map_err(|e| format!("{id}: cannot connect: {e}"))?;
+    let connecting = async {
+        match &plan.tls {
+            Some(tls) => {
+                let endpoint = Endpoint::tls(plan.host.clone(), plan.port);
+                let transport = TransportOptions::new()
+                    .tls(tls.clone())
+                    .connect_timeout(CONNECT_TIMEOUT);
+                connect_endpoint(&endpoint, &transport, options).await
+            }
+            None => connect_tcp((plan.host.as_str(), plan.port), options).await,
+        }
+    };
+    let (client, mut events) = timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| format!("{id}: timed out connecting"))?
+        .map_err(|e| format!("{id}: cannot connect: {e}"))?;
     match events.recv().await {
         Some(Event::Connected(_)) => Ok((client, events)),
         other => Err(format!("{id}: no CONNACK: {other:?}")),
     }
 }
 
-/// The rumqttc options of both versions, set alike.
+/// The rumqttc options of both versions, set alike (TLS with the plan's rustls configuration).
 macro_rules! rumqttc_options {
     ($module:path, $plan:expr, $id:expr) => {{
         use $module as m;
         let mut options = m::MqttOptions::new($id, $plan.host.clone(), $plan.port);
         options.set_keep_alive(Duration::from_secs($plan.keep_alive.max(5).into()));
+        if let Some(tls) = &$plan.tls {
+            options.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls.config().clone()),
+            ));
+        }
         options
     }};
 }

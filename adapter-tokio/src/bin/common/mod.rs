@@ -8,6 +8,8 @@
 // not rustdoc links.
 #![allow(rustdoc::broken_intra_doc_links)]
 
+mod tls_args;
+
 use std::fmt;
 use std::num::{NonZeroU16, NonZeroU32};
 use std::path::PathBuf;
@@ -22,8 +24,9 @@ use mqtt_streaming_proto::{
 };
 use mqtt_streaming_tokio::{
     connect_endpoint, connect_endpoint_reconnecting, Client, ClientEvents, ClientOptions, Endpoint,
-    Error, Event, MosquittoTlsFlags, ReconnectPolicy, Scheme, TlsClientOptions, TransportOptions,
+    Error, Event, ReconnectPolicy, Scheme, TransportOptions,
 };
+use tls_args::TlsArgs;
 
 /// The connection flags of mosquitto_pub and mosquitto_sub (`-h` is the host, as there).
 #[derive(Args, Debug)]
@@ -49,30 +52,9 @@ pub(crate) struct ConnArgs {
     /// -L unix://PATH).
     #[arg(long = "unix", value_name = "PATH", conflicts_with = "url")]
     pub(crate) unix: Option<PathBuf>,
-    /// Trust the CA certificates in this PEM file, and connect over TLS.
-    #[arg(long = "cafile")]
-    pub(crate) cafile: Option<PathBuf>,
-    /// Trust the CA certificates of every file in this directory that holds PEM certificates
-    /// (links followed; an `openssl rehash`'d directory works, and so does one never
-    /// rehashed), and connect over TLS.
-    #[arg(long = "capath")]
-    pub(crate) capath: Option<PathBuf>,
-    /// Client certificate (PEM) for authentication, if required by the server (with --key).
-    #[arg(long = "cert", requires = "key")]
-    pub(crate) cert: Option<PathBuf>,
-    /// Client private key (PEM) for authentication (with --cert).
-    #[arg(long = "key", requires = "cert")]
-    pub(crate) key: Option<PathBuf>,
-    /// Do not check that the server certificate's host name matches the remote host name
-    /// (the chain is still checked). Insecure: do not use in production.
-    #[arg(long = "insecure")]
-    pub(crate) insecure: bool,
-    /// TLS protocol version: tlsv1.3 or tlsv1.2 (the lowest accepted). Default: either.
-    #[arg(long = "tls-version")]
-    pub(crate) tls_version: Option<String>,
-    /// The TLS ALPN protocol to offer.
-    #[arg(long = "alpn")]
-    pub(crate) alpn: Option<String>,
+    /// TLS: --cafile, --capath, --cert, --key, --insecure, --tls-version, --alpn.
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
     /// Client id (default: assigned by the broker; generated for MQTT 3.1).
     #[arg(short = 'i', long = "id")]
     pub(crate) id: Option<String>,
@@ -613,7 +595,7 @@ impl ConnArgs {
 
     /// Whether a TLS flag that turns TLS on (as mosquitto's do) was given.
     fn tls_requested(&self) -> bool {
-        self.cafile.is_some() || self.capath.is_some()
+        self.tls.requested()
     }
 
     /// Where to connect: the -L URL, else -h and -p (TLS with --cafile or --capath, port 8883
@@ -671,11 +653,7 @@ impl ConnArgs {
     /// The transport's options: the TLS configuration the flags describe.
     fn transport(&self, endpoint: &Endpoint) -> Result<TransportOptions, Failure> {
         let transport = TransportOptions::new().connect_timeout(Duration::from_secs(30));
-        let tls_only = self.cert.is_some()
-            || self.key.is_some()
-            || self.insecure
-            || self.tls_version.is_some()
-            || self.alpn.is_some();
+        let tls_only = self.tls.tls_only_given();
         if !endpoint.scheme.is_tls() {
             if tls_only {
                 return Err(Failure::new(
@@ -685,17 +663,9 @@ impl ConnArgs {
             }
             return Ok(transport);
         }
-        let flags = MosquittoTlsFlags {
-            cafile: self.cafile.clone(),
-            capath: self.capath.clone(),
-            cert: self.cert.clone(),
-            key: self.key.clone(),
-            insecure: self.insecure,
-            tls_version: self.tls_version.clone(),
-            alpn: self.alpn.clone(),
-        };
-        let tls = TlsClientOptions::from_mosquitto_flags(&flags)
-            .and_then(TlsClientOptions::build)
+        let tls = self
+            .tls
+            .client()
             .map_err(|e| Failure::new(format!("Error: Problem setting TLS options: {e}.")))?;
         Ok(transport.tls(tls))
     }
