@@ -434,7 +434,8 @@ mod dial;
 // 9. The engine named for one runtime (a macro for every adapter).
 mod named;
 
-// 10. The tokio glue: socket options, parking idle broker connections, then the runtime.
+// 10. The tokio glue: socket options, parking idle broker connections, the runtime, and a
+// client's TLS session that reads acknowledgements in batches.
 #[cfg(all(
     feature = "tokio-runtime",
     any(target_os = "linux", target_os = "android")
@@ -446,6 +447,9 @@ mod tokio_parking;
 
 #[cfg(feature = "tokio-runtime")]
 mod tokio_rt;
+
+#[cfg(all(feature = "tls", any(target_os = "linux", target_os = "android")))]
+mod tokio_tls_reads;
 
 // 11. The transports on tokio.
 #[cfg(feature = "tokio-runtime")]

@@ -22,6 +22,8 @@ use crate::endpoint::{Endpoint, Scheme};
 use crate::net::{Accepted, Listener};
 use crate::rewrite::{ConnectRewrite, RewriteConnect};
 use crate::tokio_rt::{Client, TokioIo, TokioRuntime, Transport};
+#[cfg(all(feature = "tls", any(target_os = "linux", target_os = "android")))]
+use crate::tokio_tls_reads::{RecordReads, TlsClientTcp};
 use crate::transport::{BoxTransport, CloseTolerant};
 #[cfg(feature = "websocket")]
 use crate::ws::{WsOptions, WsTransport};
@@ -69,7 +71,17 @@ async fn dial_endpoint(
     match endpoint.scheme {
         Scheme::Mqtt => Ok(Box::new(TokioIo(tcp(endpoint).await?))),
         Scheme::Mqtts => {
-            #[cfg(feature = "tls")]
+            // On Linux the session reads acknowledgements in batches, as plain TCP does.
+            #[cfg(all(feature = "tls", any(target_os = "linux", target_os = "android")))]
+            {
+                let tls = options.tls_client_or_default()?;
+                let name = tls.server_name_for(&endpoint.host)?;
+                let connector = tokio_rustls::TlsConnector::from(tls.config().clone());
+                let socket = RecordReads::new(tcp(endpoint).await?);
+                let stream = connector.connect(name, socket).await?;
+                Ok(Box::new(CloseTolerant(TlsClientTcp(TokioIo(stream)))))
+            }
+            #[cfg(all(feature = "tls", not(any(target_os = "linux", target_os = "android"))))]
             {
                 let stream = tls_connect(endpoint, options, Box::new(tcp(endpoint).await?)).await?;
                 Ok(Box::new(CloseTolerant(TokioIo(stream))))

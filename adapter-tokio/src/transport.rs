@@ -253,6 +253,14 @@ impl<T: Transport> Transport for CloseTolerant<T> {
         self.0.poll_flush(cx)
     }
 
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_read_ready(cx)
+    }
+
+    fn set_read_low_water(&mut self, bytes: usize) -> bool {
+        self.0.set_read_low_water(bytes)
+    }
+
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.0.poll_close(cx) {
             Poll::Ready(Err(error)) if peer_gone(&error) => Poll::Ready(Ok(())),
