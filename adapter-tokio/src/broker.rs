@@ -35,10 +35,14 @@
 //! [`BrokerOptions::pause_reading_above`] bytes wait to be written to a client, the core is
 //! told ([`Broker::pause_transmit`]) and keeps the bytes in the client's session, whose
 //! `max_transmit_buffer` and `max_queued` limits then hold back the publishers that feed it
-//! (see the core's overload policy in [`BrokerConfig`]), and nothing more is read from that
-//! client (it cannot make the broker answer it faster than it reads). So a subscriber that
-//! reads slowly slows its publishers down and loses nothing; one that does not read at all is
-//! disconnected by the core after `stalled_subscriber_timeout` if publishers wait for it.
+//! (see the core's overload policy in [`BrokerConfig`]). The client is still read, so that
+//! its acknowledgements free its window (a client that stops reading until it can write would
+//! otherwise wait for the broker while the broker waits for it), but only while the core
+//! wants input: its answers wait in the session, and once they take a quarter more than
+//! `max_transmit_buffer` the core reads nothing more from that client (it cannot make the
+//! broker answer it faster than it reads). So a subscriber that reads slowly slows its
+//! publishers down and loses nothing; one that does not read at all is disconnected by the
+//! core after `stalled_subscriber_timeout` if publishers wait for it.
 //! Per connection the driver holds at most `pause_reading_above` plus one drain of the core
 //! (its `max_transmit_buffer` plus one packet); [`BrokerOptions::max_output_buffer`] is only a
 //! safety net above that.
@@ -98,8 +102,9 @@ const INPUT_BATCH: usize = 64;
 pub struct BrokerOptions {
     /// The broker core's limits (connections, sessions, queues, packet sizes...).
     pub config: BrokerConfig,
-    /// While more bytes than this wait to be written to a client, nothing more is read from
-    /// it and the core keeps its further output (holding back the publishers that feed it).
+    /// While more bytes than this wait to be written to a client, the core keeps its further
+    /// output (holding back the publishers that feed it, and reading the client only while
+    /// its answers fit in the session's transmit buffer).
     pub pause_reading_above: usize,
     /// A safety net: a client with more bytes than this waiting to be written to it is
     /// disconnected as a slow consumer (as a transport loss: its will is published, a
@@ -1603,7 +1608,11 @@ impl Link {
                 self.out = std::mem::take(&mut state.buf);
                 self.batch = self.out.len();
             }
-            let read = self.reading && !state.input_paused && state.pending <= self.pause_above;
+            // Read on while output waits: the core bounds what input may make it answer
+            // (`wants_read`, through `input_paused`), and a client that stops reading until it
+            // can write must still get its acknowledgements read, or each side waits for the
+            // other.
+            let read = self.reading && !state.input_paused;
             // Registered before anything is polled: a push after this wakes the task.
             if !state
                 .waker

@@ -132,6 +132,58 @@ async fn our_client_and_broker_over_tls() {
     .await;
 }
 
+/// A client that publishes to its own subscription with a deep window and large payloads,
+/// over TCP and over TLS: every acknowledgement arrives, and so does every delivery, in order
+/// [MQTT-4.6.0-2] [MQTT-4.6.0-3]. Over TLS the acknowledgements are read in batches (on Linux
+/// the socket's low-water mark follows the records, which payloads up to 40 KB cut across
+/// reads). Regression (session 9): the client stopped reading while its publishes waited to
+/// be written, and the broker stopped reading it while deliveries filled its transmit buffer:
+/// each waited for the other, for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_publishing_to_its_own_subscription_gets_every_ack_and_delivery() {
+    bounded(async {
+        let pki = pki::pki();
+        let broker = broker(server_tls(&pki)).await;
+        let tls = transport(client_tls(&pki).build().unwrap());
+        for url in &broker.urls[..2] {
+            let options = options(ProtocolVersion::V5, "loop", false);
+            let (client, mut events) = connect_url_with(url, &tls, options).await.unwrap();
+            client
+                .subscribe(SubscribeRequest::new(filter("loop/#"), QoS::AtLeastOnce))
+                .await
+                .unwrap();
+            fn size(i: usize) -> usize {
+                [4, 300, 1_500, 40_000][i % 4] + i % 7
+            }
+            // Deliveries are read as they come: unread events would hold input back.
+            let receiving = tokio::spawn(async move {
+                for i in 0..2_000 {
+                    let (publish, _) = next_message(&mut events).await;
+                    assert_eq!(publish.payload.len(), size(i), "message {i} in order");
+                    assert_eq!(publish.payload[0], (i % 251) as u8);
+                }
+            });
+            let mut receipts = Vec::new();
+            for i in 0..2_000 {
+                let payload = vec![(i % 251) as u8; size(i)];
+                let publish = message("loop/t", QoS::AtLeastOnce, payload);
+                receipts.push(client.begin_publish(publish).await.unwrap());
+            }
+            for receipt in receipts {
+                assert_eq!(
+                    receipt.await.unwrap().reason_code,
+                    ReasonCode::Success,
+                    "{url}"
+                );
+            }
+            receiving.await.unwrap();
+            client.disconnect().await.unwrap();
+        }
+        broker.handle.shutdown().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_client_and_broker_over_websocket_and_websocket_tls() {
     bounded(async {

@@ -1,6 +1,8 @@
-//! Back-pressure from a peer that does not read: while the transmit buffer holds
-//! `max_transmit_buffer` bytes, the sessions stop consuming input, so the answers they owe
-//! (PUBACKs, PINGRESPs) cannot pile up without bound.
+//! Back-pressure from a peer that does not read: once the transmit buffer holds a quarter more
+//! than `max_transmit_buffer` bytes (publishes stop at `max_transmit_buffer`; the rest is room
+//! for answers, so that a peer whose deliveries filled the buffer can still be read for its
+//! acknowledgements), the sessions stop consuming input, so the answers they owe (PUBACKs,
+//! PINGRESPs) cannot pile up without bound.
 
 use bytes::BytesMut;
 use mqtt_streaming_proto::{
@@ -47,23 +49,24 @@ fn client_stops_reading_while_its_transmit_buffer_is_full() {
     let each = total / 20;
     assert!(client.wants_read());
     client.handle_read(now, &mut read);
-    // Four PUBACKs (4 bytes each) fill the 16-byte buffer; the rest stays unread, and the
-    // session says so: a driver reads no more from the transport.
+    // Five PUBACKs (4 bytes each) fill the 16-byte buffer and its 4 bytes of room for
+    // answers; the rest stays unread, and the session says so: a driver reads no more from
+    // the transport.
     assert!(!client.wants_read());
     let mut out = BytesMut::new();
-    assert_eq!(client.poll_transmit(now, &mut out), 16);
+    assert_eq!(client.poll_transmit(now, &mut out), 20);
     assert!(
         client.wants_read(),
         "drained: the session wants input again"
     );
     assert_eq!(
         read.len(),
-        total - 4 * each,
-        "only four PUBLISHes were consumed"
+        total - 5 * each,
+        "only five PUBLISHes were consumed"
     );
     // Drained: reading resumes.
     client.handle_read(now, &mut read);
-    assert_eq!(read.len(), total - 8 * each);
+    assert_eq!(read.len(), total - 10 * each);
 }
 
 #[test]
@@ -96,10 +99,10 @@ fn server_stops_reading_while_its_transmit_buffer_is_full() {
     server.handle_read(now, &mut read);
     assert_eq!(
         server.transmit_len(),
-        16,
-        "eight PINGRESPs, then reading stops"
+        20,
+        "ten PINGRESPs (the 16 bytes and the room for answers), then reading stops"
     );
-    assert_eq!(read.len(), 200 - 16);
+    assert_eq!(read.len(), 200 - 20);
     assert!(!server.wants_read());
     let mut out = BytesMut::new();
     let _ = server.poll_transmit(now, &mut out);
@@ -108,5 +111,5 @@ fn server_stops_reading_while_its_transmit_buffer_is_full() {
         "drained: the session wants input again"
     );
     server.handle_read(now, &mut read);
-    assert_eq!(read.len(), 200 - 32);
+    assert_eq!(read.len(), 200 - 40);
 }

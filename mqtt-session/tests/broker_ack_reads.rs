@@ -180,3 +180,54 @@ fn packets_after_a_run_of_acknowledgements_are_handled_in_order() {
     );
     assert_eq!(publishes(&got, sub).len(), usize::from(WINDOW) - 1);
 }
+
+/// A subscriber whose deliveries filled its transmit buffer (it reads nothing for a while) is
+/// still read: its acknowledgements are what frees the buffer. Regression (session 9): the
+/// broker stopped reading it at `max_transmit_buffer`, refilling the buffer with deliveries
+/// as soon as it read any, so a client that itself stopped reading while its publishes
+/// could not be written waited for the broker, and the broker for it, for good. Reading stops
+/// only once answers fill the room above the buffer (a quarter of it).
+#[test]
+fn a_subscriber_whose_deliveries_filled_its_transmit_buffer_is_still_read_for_its_acks() {
+    const MAX_TRANSMIT: usize = 4096;
+    let mut config = BrokerConfig::default();
+    config.server.max_inflight = WINDOW;
+    config.server.max_transmit_buffer = MAX_TRANSMIT;
+    let mut wire = Wire {
+        broker: Broker::new(config),
+    };
+    let sub = wire.client("sub", Some("t"));
+    let publisher = wire.client("pub", None);
+    wire.broker.pause_transmit(sub);
+    // Twenty deliveries of 500 bytes: the buffer takes them up to its 4096 bytes.
+    let payload = "x".repeat(500);
+    wire.read(publisher, encode((1..=20).map(|i| qos1("t", i, &payload))));
+    assert!(
+        wire.broker.wants_read(sub),
+        "read while deliveries fill its buffer"
+    );
+    let mut ack = encode([puback(PacketId::new(1).unwrap())]);
+    wire.broker.handle_read(now(), sub, &mut ack);
+    assert!(ack.is_empty(), "its PUBACK is read");
+    // A client that reads nothing: its PINGREQs are answered until the answers fill the room.
+    let mut answered = 0;
+    while wire.broker.wants_read(sub) && answered < 10_000 {
+        let mut ping = BytesMut::from(&[0xC0u8, 0][..]);
+        wire.broker.handle_read(now(), sub, &mut ping);
+        assert!(ping.is_empty());
+        answered += 1;
+    }
+    // Each PINGRESP is 2 bytes: at most a quarter of the buffer's worth of them, and more
+    // than none (the deliveries left room below that).
+    assert!(
+        (1..=MAX_TRANSMIT / 4 / 2).contains(&answered),
+        "{answered} PINGREQs read"
+    );
+    // Once it reads again, so does the broker.
+    wire.broker.resume_transmit(sub);
+    let mut out = BytesMut::new();
+    while wire.broker.poll_transmit(now(), &mut out).is_some() {
+        out.clear();
+    }
+    assert!(wire.broker.wants_read(sub));
+}

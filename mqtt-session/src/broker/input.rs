@@ -7,6 +7,7 @@ use mqtt_streaming_proto::{Disconnect, PacketType, ReasonCode};
 
 use super::{Broker, BrokerHooks, Connection, ConnectionId};
 use crate::server::ServerState;
+use crate::shared::session_core::read_limit;
 use crate::time::Instant;
 
 /// The most acknowledgements given to a session at once (their events wait in its queue
@@ -206,8 +207,9 @@ impl<H: BrokerHooks> Broker<H> {
         if conn.closed || conn.partial.is_some_and(|p| !p.reserved) {
             return false;
         }
-        // The session itself stops while its answers wait to be sent.
-        if conn.session.transmit_len() >= self.config.server.max_transmit_buffer {
+        // The session itself stops while its answers wait to be sent: past the room for
+        // answers above a transmit buffer its deliveries filled (see `read_limit`).
+        if conn.session.transmit_len() >= read_limit(self.config.server.max_transmit_buffer) {
             return false;
         }
         let Some(key) = conn.key() else {

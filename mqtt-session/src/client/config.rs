@@ -67,7 +67,8 @@ pub struct ClientConfig {
     pub requeue_on_session_loss: bool,
     /// Encoded bytes waiting for `poll_transmit` beyond which `publish` refuses with
     /// [`CommandError::TransmitBufferFull`](crate::CommandError::TransmitBufferFull) instead of
-    /// encoding more (back-pressure from a slow transport).
+    /// encoding more (back-pressure from a slow transport). Input is read until answers to it
+    /// take the bytes waiting a quarter beyond.
     pub max_transmit_buffer: usize,
     /// How long to wait for CONNACK after CONNECT.
     pub connack_timeout: Duration,

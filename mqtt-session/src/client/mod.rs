@@ -258,13 +258,15 @@ impl<T> ClientSession<T> {
     // ----- inputs -----
 
     /// Whether [`handle_read`](Self::handle_read) would consume input now: not while there is
-    /// no connection, nor while `max_transmit_buffer` bytes wait for `poll_transmit` (the peer
-    /// is not reading what we owe it; answers to its packets would otherwise pile up without
-    /// bound). A driver reads no more from the transport until it turns `true` again, then
-    /// calls `handle_read` with what it kept.
+    /// no connection, nor while a quarter more than `max_transmit_buffer` bytes wait for
+    /// `poll_transmit` (the peer is not reading what we owe it; answers to its packets would
+    /// otherwise pile up without bound). Publishes stop at `max_transmit_buffer`: the room
+    /// above it is for answers, so that a server whose deliveries arrive while our publishes
+    /// wait is still read. A driver reads no more from the transport until it turns `true`
+    /// again, then calls `handle_read` with what it kept.
     pub fn wants_read(&self) -> bool {
         self.state != ConnectionState::Disconnected
-            && self.core.transmit_len() < self.config.max_transmit_buffer
+            && self.core.transmit_len() < session_core::read_limit(self.config.max_transmit_buffer)
     }
 
     /// Consumes every whole packet at the front of `buf` (a partial packet stays for the next

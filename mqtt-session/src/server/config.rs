@@ -41,7 +41,9 @@ pub struct ServerConfig {
     pub max_inflight: u16,
     /// Outbound publishes waiting for the window or for the client to come back.
     pub max_queued: usize,
-    /// Encoded bytes waiting for `poll_transmit` beyond which `publish` refuses.
+    /// Encoded bytes waiting for `poll_transmit` beyond which `publish` refuses. Input is read
+    /// until answers to it take them a quarter beyond (so that a client whose deliveries fill
+    /// the buffer can still acknowledge them); then reading stops until the client reads.
     pub max_transmit_buffer: usize,
     /// SUBSCRIBE and UNSUBSCRIBE requests the application has not answered yet; beyond this the
     /// session stops reading input until it answers some (back-pressure).

@@ -411,8 +411,10 @@ impl<T> ServerSession<T> {
 
     /// Whether [`handle_read`](Self::handle_read) would consume a whole packet now. `false`
     /// between CONNECT and the application's answer once enough packets (or a malformed one)
-    /// are held, while too many SUBSCRIBE/UNSUBSCRIBE requests wait for answers, while
-    /// `max_transmit_buffer` bytes wait for `poll_transmit`, and once closed: a driver reads no
+    /// are held, while too many SUBSCRIBE/UNSUBSCRIBE requests wait for answers, while a
+    /// quarter more than `max_transmit_buffer` bytes wait for `poll_transmit` (publishes stop
+    /// at `max_transmit_buffer`; the rest is room for answers, so that a client whose deliveries
+    /// fill the buffer can still acknowledge them), and once closed: a driver reads no
     /// more from the transport until it turns `true` again (after a command or a drain), then
     /// calls `handle_read` with what it kept.
     pub fn wants_read(&self) -> bool {
@@ -428,9 +430,12 @@ impl<T> ServerSession<T> {
             }
             ServerState::AwaitingConnect => true,
         };
-        // Not while the transmit buffer is full (the client is not reading what we owe it):
-        // answers to its packets would otherwise pile up without bound.
-        may_read && self.core.transmit_len() < self.limits.max_transmit_buffer()
+        // Not once answers fill the room above a full transmit buffer (the client is not
+        // reading what we owe it): they would otherwise pile up without bound. Below that it
+        // is read, deliveries or not, so that its acknowledgements free the buffer.
+        may_read
+            && self.core.transmit_len()
+                < session_core::read_limit(self.limits.max_transmit_buffer())
     }
 
     /// Consumes whole packets from the front of `buf`. Between CONNECT and the application's

@@ -220,6 +220,17 @@ pub(crate) fn publish_size(
     )?)
 }
 
+/// How many encoded bytes may wait for `poll_transmit` before a session stops reading input,
+/// for a transmit buffer whose publishes stop at `max_transmit`: a quarter more. The room above
+/// `max_transmit` is for answers to input (acknowledgements, PINGRESP, SUBACK): a peer whose
+/// deliveries fill the buffer is still read, so that the acknowledgements that free it are
+/// seen. Stopping at `max_transmit` itself let two peers wait for each other: each stopped
+/// reading until it could write, and each could write only once the other read. A peer that
+/// reads nothing at all still stops being read once its answers fill the room.
+pub(crate) fn read_limit(max_transmit: usize) -> usize {
+    max_transmit.saturating_add(max_transmit / 4)
+}
+
 /// The bounds a publish command is admitted within.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Admission {
