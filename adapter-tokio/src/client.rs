@@ -82,9 +82,11 @@ pub struct ClientOptions {
     /// throughput at a window of 64, under 1% at the default window of 1,024. Turn it off
     /// for such a link with a small window.
     ///
-    /// Plain TCP on Linux with the tokio runtime (the socket's `SO_RCVLOWAT`); other
-    /// transports and runtimes (TLS, WebSocket, smol and async-std sockets) read every byte at
-    /// once.
+    /// TCP on Linux with the tokio runtime (the socket's `SO_RCVLOWAT`), plain or under TLS
+    /// (`mqtts://` through `connect_url` or `connect_endpoint`: the mark is lowered to the
+    /// tail of a TLS record
+    /// a read cut in two); other transports and runtimes (WebSocket, smol and async-std
+    /// sockets) read every byte at once.
     pub batch_acks: bool,
 }
 
