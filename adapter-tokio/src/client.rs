@@ -84,9 +84,8 @@ pub struct ClientOptions {
     ///
     /// TCP on Linux with the tokio runtime (the socket's `SO_RCVLOWAT`), plain or under TLS
     /// (`mqtts://` through `connect_url` or `connect_endpoint`: the mark is lowered to the
-    /// tail of a TLS record
-    /// a read cut in two); other transports and runtimes (WebSocket, smol and async-std
-    /// sockets) read every byte at once.
+    /// tail of a TLS record a read cut in two); other transports and runtimes (WebSocket, smol
+    /// and async-std sockets) read every byte at once.
     pub batch_acks: bool,
 }
 
