@@ -1102,6 +1102,9 @@ impl Role for ClientRole {
 
     const TRACKS_IDLE: bool = true;
 
+    // A client answers what it reads only with acknowledgements.
+    const READS_WHILE_OUTPUT_WAITS: bool = true;
+
     fn is_idle(&self) -> bool {
         self.session.inflight_len() == 0 && self.session.queued_len() == 0
     }

@@ -17,11 +17,14 @@
 //! (a lone message is written as soon as the turn that took it finds nothing else ready).
 //!
 //! Writing happens concurrently with reading (both are polled from one task), so two drivers
-//! facing each other over a small buffer never deadlock on each other's writes.
+//! facing each other over a small buffer never deadlock on each other's writes; and a client
+//! reads on while its own output waits ([`Role::READS_WHILE_OUTPUT_WAITS`]), so it never waits
+//! for a server that stops reading it until it can write to it.
 //!
 //! Everything is bounded: commands are taken only while less than [`WRITE_HIGH_WATER`] bytes wait
 //! to be written and the session's queue has room; input is read only while the event channel
-//! has room, the session consumes what is read, and less than [`OUTPUT_LIMIT`] bytes wait.
+//! has room, the session consumes what is read, and less than [`OUTPUT_LIMIT`] bytes wait (a
+//! client: or its answers since they came to wait stay within [`ANSWER_ALLOWANCE`]).
 //!
 //! A role may outlive its transport ([`Role::resumable`], the client's session resumption):
 //! once the transport is closed the driver keeps running *detached* (no transport; commands
@@ -75,8 +78,18 @@ const MIN_READ: usize = 1024;
 /// Commands are taken from the handles only while fewer bytes than this wait to be written.
 pub(crate) const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// Input is read only while fewer bytes than this wait to be written (acks produced by input
-/// stay bounded when the peer does not read).
+/// stay bounded when the peer does not read), or, for a role that reads while its output
+/// waits, within [`ANSWER_ALLOWANCE`].
 const OUTPUT_LIMIT: usize = 4 * WRITE_HIGH_WATER;
+/// Bytes of answers to input (acknowledgements) a role that reads while its output waits
+/// ([`Role::READS_WHILE_OUTPUT_WAITS`]: a client) may add to [`OUTPUT_LIMIT`] bytes waiting to
+/// be written, until they drop below it again. A server that stops reading a client while
+/// its own write to that client is blocked waits for the client to read; a client that
+/// stopped reading as well, until it could write, would wait for the server: each for the
+/// other, for good. Counting answers, not input, lets a client read any amount of QoS 0
+/// deliveries, which it answers with nothing, and bounds what a server that never reads can
+/// make it keep.
+const ANSWER_ALLOWANCE: usize = 256 * 1024;
 /// How long a connection whose role tracks idleness ([`Role::TRACKS_IDLE`]) stays idle
 /// before its buffers and its session's empty queues are given back: a publisher whose window
 /// empties for a moment between acknowledgements and its next publishes keeps them.
@@ -313,6 +326,9 @@ pub(crate) trait Role: Send + 'static {
     /// ([`shrink_idle`](Self::shrink_idle)), once it has been idle for [`SHRINK_DELAY`].
     /// Without it, the driver gives its buffers back whenever a read waits or a write is done.
     const TRACKS_IDLE: bool = false;
+    /// Whether the role answers input only with acknowledgements (a client): it then reads
+    /// on while its output waits, within [`ANSWER_ALLOWANCE`].
+    const READS_WHILE_OUTPUT_WAITS: bool = false;
     /// Nothing is under way (nothing in flight or queued).
     fn is_idle(&self) -> bool {
         true
@@ -418,6 +434,10 @@ pub(crate) struct Driver<Rt: Runtime, Io, R: Role> {
     patience_spent: bool,
     /// The last write left bytes unwritten (acknowledgements for them are not owed yet).
     write_blocked: bool,
+    /// Input was read since the last drain: what the drain appends answers it.
+    answering: bool,
+    /// Answers appended while [`OUTPUT_LIMIT`] bytes waited ([`ANSWER_ALLOWANCE`]).
+    answers_while_output_waits: usize,
 }
 
 impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
@@ -467,6 +487,8 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
             read_since_check: false,
             patience_spent: false,
             write_blocked: false,
+            answering: false,
+            answers_while_output_waits: 0,
         }
     }
 
@@ -529,7 +551,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
             if let Some(command) = self.stalled_op.take() {
                 self.apply(now, command);
             }
-            if self.input_stalled && self.out.len() < OUTPUT_LIMIT && self.role.wants_read() {
+            if self.input_stalled && self.output_allows_input() && self.role.wants_read() {
                 self.read(now);
             }
         }
@@ -575,6 +597,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
     }
 
     fn read(&mut self, now: Instant) {
+        self.answering = true;
         self.read_since_check = true;
         self.patience_spent = false;
         self.role.session().handle_read(now, &mut self.read_buf);
@@ -665,7 +688,12 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
                 break;
             }
             self.appended += n as u64;
+            if self.answering && self.out.len() >= OUTPUT_LIMIT {
+                // Counted whole, though publishes the answers released may be among them.
+                self.answers_while_output_waits += n;
+            }
         }
+        self.answering = false;
     }
 
     fn after_write(&mut self, token: PublishToken) {
@@ -801,7 +829,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
     /// The first step that is ready, if any (every source that is not ready has the task's
     /// waker registered).
     fn poll_ready_step(&mut self, cx: &mut Context<'_>) -> Poll<Step<R::Command>> {
-        if self.input_stalled && self.out.len() < OUTPUT_LIMIT && self.role.wants_read() {
+        if self.input_stalled && self.output_allows_input() && self.role.wants_read() {
             // The session takes input again (its transmit buffer was drained): hand it what
             // was kept.
             return Poll::Ready(Step::Progress);
@@ -884,7 +912,7 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
         if self.detached
             || self.input_stalled
             || !self.pending_events.is_empty()
-            || self.out.len() >= OUTPUT_LIMIT
+            || !self.output_allows_input()
         {
             return Poll::Pending;
         }
@@ -919,6 +947,16 @@ impl<Rt: Runtime, Io: Transport, R: Role> Driver<Rt, Io, R> {
             Poll::Ready(Err(error)) => Poll::Ready(Step::Broken(error)),
             Poll::Pending => Poll::Pending,
         }
+    }
+
+    /// Whether what waits to be written lets input be read: less than [`OUTPUT_LIMIT`], or
+    /// answers within [`ANSWER_ALLOWANCE`] for a role that reads while its output waits.
+    fn output_allows_input(&mut self) -> bool {
+        if self.out.len() < OUTPUT_LIMIT {
+            self.answers_while_output_waits = 0;
+            return true;
+        }
+        R::READS_WHILE_OUTPUT_WAITS && self.answers_while_output_waits < ANSWER_ALLOWANCE
     }
 
     fn poll_op(&mut self, cx: &mut Context<'_>) -> Poll<Step<R::Command>> {
