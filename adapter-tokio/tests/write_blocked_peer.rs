@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use mqtt_streaming_proto::{Decoder, Packet, PacketId, ProtocolVersion, Publish, QoS, QosPid};
 use mqtt_streaming_session::Message;
 use mqtt_streaming_tokio::engine::connect_transport_on;
-use mqtt_streaming_tokio::{ClientOptions, Event, TokioIo, TokioRuntime};
+use mqtt_streaming_tokio::{Client, ClientEvents, ClientOptions, Event, TokioIo, TokioRuntime};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -37,25 +37,12 @@ async fn small_buffer_pair() -> (TcpStream, TcpStream) {
     (client.unwrap(), accepted.unwrap().0)
 }
 
-/// `count` PUBLISH packets of `size` payload bytes each, encoded, at `qos` (ids from 1).
-fn deliveries(count: u16, size: usize, qos: QoS) -> BytesMut {
-    let mut bytes = BytesMut::new();
-    for id in 1..=count {
-        let qos_pid = match qos {
-            QoS::AtMostOnce => QosPid::AtMostOnce,
-            _ => QosPid::AtLeastOnce(PacketId::new(id).unwrap()),
-        };
-        let publish = Publish::new(topic("down"), qos_pid, vec![0x5A; size]);
-        Packet::Publish(publish).encode(V, &mut bytes).unwrap();
-    }
-    bytes
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_client_reads_while_its_publishes_wait_for_a_server_blocked_on_its_write() {
+/// A client `id` connected (MQTT 3.1.1) over [`small_buffer_pair`], and the server's socket,
+/// past the CONNACK.
+async fn connected(id: &str) -> (Client, ClientEvents, TcpStream) {
     let (client_io, mut server_io) = small_buffer_pair().await;
     client_io.set_nodelay(true).unwrap();
-    let options = ClientOptions::new(connect_packet(V, "blocked"));
+    let options = ClientOptions::new(connect_packet(V, id));
     let handshake = async {
         let mut buf = BytesMut::new();
         let decoder = Decoder::new(V);
@@ -74,7 +61,27 @@ async fn the_client_reads_while_its_publishes_wait_for_a_server_blocked_on_its_w
         connect_transport_on(TokioRuntime, TokioIo(client_io), options),
         handshake
     );
-    let (client, mut events) = connected.unwrap();
+    let (client, events) = connected.unwrap();
+    (client, events, server_io)
+}
+
+/// `count` PUBLISH packets of `size` payload bytes each, encoded, at `qos` (ids from 1).
+fn deliveries(count: u16, size: usize, qos: QoS) -> BytesMut {
+    let mut bytes = BytesMut::new();
+    for id in 1..=count {
+        let qos_pid = match qos {
+            QoS::AtMostOnce => QosPid::AtMostOnce,
+            _ => QosPid::AtLeastOnce(PacketId::new(id).unwrap()),
+        };
+        let publish = Publish::new(topic("down"), qos_pid, vec![0x5A; size]);
+        Packet::Publish(publish).encode(V, &mut bytes).unwrap();
+    }
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_reads_while_its_publishes_wait_for_a_server_blocked_on_its_write() {
+    let (client, mut events, mut server_io) = connected("blocked").await;
 
     // The application reads its events (unread events would rightly hold input back).
     const DELIVERIES: u16 = 256;
@@ -135,27 +142,7 @@ async fn the_client_reads_while_its_publishes_wait_for_a_server_blocked_on_its_w
 /// blocks instead of the client's memory growing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_never_reads_cannot_make_the_client_answer_without_bound() {
-    let (client_io, mut server_io) = small_buffer_pair().await;
-    let options = ClientOptions::new(connect_packet(V, "unread"));
-    let handshake = async {
-        let mut buf = BytesMut::new();
-        let decoder = Decoder::new(V);
-        loop {
-            if let Some(Packet::Connect(_)) = decoder.decode(&mut buf).unwrap() {
-                break;
-            }
-            server_io.read_buf(&mut buf).await.unwrap();
-        }
-        server_io
-            .write_all(&[0x20, 0x02, 0x00, 0x00])
-            .await
-            .unwrap();
-    };
-    let (connected, ()) = tokio::join!(
-        connect_transport_on(TokioRuntime, TokioIo(client_io), options),
-        handshake
-    );
-    let (client, mut events) = connected.unwrap();
+    let (client, mut events, mut server_io) = connected("unread").await;
     tokio::spawn(async move { while events.recv().await.is_some() {} });
     // The client's publish fills what lies between them: the server reads nothing, ever.
     let payload = bytes::Bytes::from(vec![0xA5; 512 * 1024]);
