@@ -51,16 +51,21 @@ async fn tcp(endpoint: &Endpoint) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
+/// Runs a client's TLS handshake over `stream` for `endpoint`, with the options' TLS
+/// configuration (or the default one).
 #[cfg(feature = "tls")]
-async fn tls_connect(
+async fn tls_connect<S>(
     endpoint: &Endpoint,
     options: &TransportOptions,
-    stream: Stream,
-) -> io::Result<Stream> {
+    stream: S,
+) -> io::Result<tokio_rustls::client::TlsStream<S>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let tls = options.tls_client_or_default()?;
     let name = tls.server_name_for(&endpoint.host)?;
     let connector = tokio_rustls::TlsConnector::from(tls.config().clone());
-    Ok(Box::new(connector.connect(name, stream).await?))
+    connector.connect(name, stream).await
 }
 
 async fn dial_endpoint(
@@ -74,16 +79,13 @@ async fn dial_endpoint(
             // On Linux the session reads acknowledgements in batches, as plain TCP does.
             #[cfg(all(feature = "tls", any(target_os = "linux", target_os = "android")))]
             {
-                let tls = options.tls_client_or_default()?;
-                let name = tls.server_name_for(&endpoint.host)?;
-                let connector = tokio_rustls::TlsConnector::from(tls.config().clone());
                 let socket = RecordReads::new(tcp(endpoint).await?);
-                let stream = connector.connect(name, socket).await?;
+                let stream = tls_connect(endpoint, options, socket).await?;
                 Ok(Box::new(CloseTolerant(TlsClientTcp(TokioIo(stream)))))
             }
             #[cfg(all(feature = "tls", not(any(target_os = "linux", target_os = "android"))))]
             {
-                let stream = tls_connect(endpoint, options, Box::new(tcp(endpoint).await?)).await?;
+                let stream = tls_connect(endpoint, options, tcp(endpoint).await?).await?;
                 Ok(Box::new(CloseTolerant(TokioIo(stream))))
             }
             #[cfg(not(feature = "tls"))]
@@ -109,7 +111,7 @@ async fn dial_endpoint(
         Scheme::Wss => {
             #[cfg(all(feature = "tls", feature = "websocket"))]
             {
-                let stream = tls_connect(endpoint, options, Box::new(tcp(endpoint).await?)).await?;
+                let stream = tls_connect(endpoint, options, tcp(endpoint).await?).await?;
                 let ws = WsTransport::connect(
                     Compat(stream),
                     &endpoint.authority(),

@@ -11,7 +11,7 @@ use interop_support::*;
 use mqtt_streaming_proto::{ConnAckProperties, ProtocolVersion, QoS, ReasonCode};
 use mqtt_streaming_session::broker::BrokerConfig;
 use mqtt_streaming_session::SubscribeRequest;
-use mqtt_streaming_tokio::engine::Listeners;
+use mqtt_streaming_tokio::engine::{Dial, Listeners, Transport};
 use mqtt_streaming_tokio::{
     connect_url, connect_url_with, listen_url, BrokerHandle, BrokerServer, ConnectionEvent,
     Endpoint, Error, ListenOptions, MosquittoTlsFlags, Server, ServerOptions, TlsClient,
@@ -127,6 +127,27 @@ async fn our_client_and_broker_over_tls() {
         let tls = transport(client_tls(&pki).build().unwrap());
         round_trip(&broker.urls[1], &tls, "tls").await;
         assert!(broker.urls[1].starts_with("mqtts://127.0.0.1:"));
+        broker.handle.shutdown().await;
+    })
+    .await;
+}
+
+/// The transports `connect_url` dials take the read low-water mark the client raises to read
+/// acknowledgements in batches: TCP and, on Linux, TLS (through the record framing); a
+/// WebSocket reads every byte at once.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dialed_tcp_and_tls_take_the_read_low_water_mark_websocket_does_not() {
+    bounded(async {
+        let pki = pki::pki();
+        let broker = broker(server_tls(&pki)).await;
+        let tls = transport(client_tls(&pki).build().unwrap());
+        for (url, supported) in broker.urls[..3].iter().zip([true, true, false]) {
+            let endpoint = Endpoint::parse(url).unwrap();
+            let mut dialed = TokioRuntime::dial(&endpoint, &tls).await.unwrap();
+            assert_eq!(dialed.set_read_low_water(64), supported, "{url}");
+            assert_eq!(dialed.set_read_low_water(1), supported, "{url}");
+        }
         broker.handle.shutdown().await;
     })
     .await;
