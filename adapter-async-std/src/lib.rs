@@ -56,6 +56,12 @@
 //! broker has something for it; [`BrokerHandle::parked_connections`] counts them. TLS,
 //! WebSocket and Unix sockets keep their task.
 //!
+//! A client's TCP connection ([`connect_tcp`], `reconnect_tcp`, `mqtt://` endpoints) is, on
+//! Unix, its socket on async-io's reactor as a whole (mqtt-streaming-smol's `tcp_transport`):
+//! it holds no read buffer while idle, and on Linux reads acknowledgements in batches as on
+//! smol and tokio ([`ClientOptions::batch_acks`]). TLS and WebSocket clients read every byte
+//! as it comes.
+//!
 //! # Transports: TLS, WebSocket, Unix sockets
 //!
 //! Features `tls` (futures-rustls), `websocket`, `unix`, `native-roots`, `webpki-roots`, as in

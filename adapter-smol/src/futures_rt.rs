@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use mqtt_streaming_tokio::engine::{self, Accepted, Listener, Runtime, Timer};
+use mqtt_streaming_tokio::engine::{self, Accepted, BoxTransport, Listener, Runtime, Timer};
 
 /// What the futures-io entry points take: `async_net::TcpStream`, a TLS stream
 /// (`futures-rustls`, `async-native-tls`), a Unix socket, an in-memory pipe... anything
@@ -178,6 +178,38 @@ pub trait FuturesTcp: Runtime {
         let _ = listener;
         Err(io::ErrorKind::Unsupported.into())
     }
+
+    /// The socket under `stream`, as a standard stream of its own (a duplicate of its
+    /// descriptor), for [`tcp_transport`] to register with the `async-io` reactor as a whole.
+    /// The default: `Unsupported`, and the stream stays the runtime's (through
+    /// [`FuturesIo`]). [`futures_runtime!`](crate::futures_runtime) duplicates the stream's
+    /// descriptor (`AsFd`).
+    #[cfg(unix)]
+    fn std_stream(stream: &Self::TcpStream) -> io::Result<std::net::TcpStream> {
+        let _ = stream;
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+/// A TCP stream the runtime `R` connected, as the engine's transport: what a client's
+/// `connect_tcp`, `reconnect_tcp` and `mqtt://` endpoints ([`dial`](crate::dial)) run on.
+///
+/// On Unix, when the runtime gives the stream's socket ([`FuturesTcp::std_stream`], as every
+/// [`futures_runtime!`](crate::futures_runtime) runtime does), the socket goes to the
+/// `async-io` reactor as a whole, like a connection a [`TcpAcceptor`] accepted: it reports
+/// its read readiness (an idle client holds no read buffer), gathers its writes (`writev`),
+/// and on Linux takes the read low-water mark with which the client reads acknowledgements
+/// in batches (`ClientOptions::batch_acks`). Otherwise the stream itself, through
+/// [`FuturesIo`]: every byte is read as it comes.
+pub fn tcp_transport<R: FuturesTcp>(stream: R::TcpStream) -> BoxTransport {
+    #[cfg(unix)]
+    if let Ok(socket) = R::std_stream(&stream).and_then(async_io::Async::new) {
+        // The runtime's stream goes (its registration with the reactor); the socket stays
+        // open under the duplicate.
+        drop(stream);
+        return Box::new(crate::parking::ParkableTcp::new(socket));
+    }
+    Box::new(FuturesIo(stream))
 }
 
 /// A futures-io TCP listener as a [`Listener`]: TCP_NODELAY on every connection.
@@ -290,8 +322,10 @@ impl<R: FuturesTcp> Listener for TcpAcceptor<R> {
 /// [`NetRuntime`](engine::NetRuntime), [`Bind`](engine::Bind) and
 /// [`TcpConnect`](engine::TcpConnect) (its TCP listener, stream and address trait, whose
 /// `bind`, `connect`, `accept`, `local_addr` and `set_nodelay` it calls; on Unix the listener
-/// must be `AsFd`: a [`TcpAcceptor`] takes its socket and accepts on the reactor itself, so
-/// that a broker's connections can park), [`FuturesTcp`],
+/// and the stream must be `AsFd`: a [`TcpAcceptor`] takes the listener's socket and accepts on
+/// the reactor itself, so that a broker's connections can park, and a client's connections
+/// go to the reactor whole through [`tcp_transport`], so that they read acknowledgements in
+/// batches), [`FuturesTcp`],
 /// [`FuturesDial`](crate::FuturesDial) and the engine's `Dial` (TLS, WebSocket and Unix
 /// sockets by this crate's features, through [`dial`](crate::dial) and
 /// [`listen`](crate::listen)).
@@ -382,12 +416,12 @@ macro_rules! futures_runtime {
         where
             A::Iter: ::std::marker::Send,
         {
-            type Stream = $crate::FuturesIo<$stream>;
+            type Stream = $crate::engine::BoxTransport;
 
-            async fn connect(addr: A) -> ::std::io::Result<$crate::FuturesIo<$stream>> {
+            async fn connect(addr: A) -> ::std::io::Result<$crate::engine::BoxTransport> {
                 let stream = <$stream>::connect(addr).await?;
                 stream.set_nodelay(true)?;
-                Ok($crate::FuturesIo(stream))
+                Ok($crate::tcp_transport::<Self>(stream))
             }
         }
 
@@ -447,6 +481,12 @@ macro_rules! futures_runtime {
             ) -> ::std::io::Result<::std::net::TcpListener> {
                 let fd = ::std::os::fd::AsFd::as_fd(listener).try_clone_to_owned()?;
                 ::std::result::Result::Ok(::std::net::TcpListener::from(fd))
+            }
+
+            #[cfg(unix)]
+            fn std_stream(stream: &$stream) -> ::std::io::Result<::std::net::TcpStream> {
+                let fd = ::std::os::fd::AsFd::as_fd(stream).try_clone_to_owned()?;
+                ::std::result::Result::Ok(::std::net::TcpStream::from(fd))
             }
         }
     };

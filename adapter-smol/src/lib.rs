@@ -267,7 +267,9 @@ pub use mqtt_streaming_proto;
 /// The sans-IO sessions and broker core, re-exported.
 pub use mqtt_streaming_session;
 
-pub use futures_rt::{AcceptFuture, AsyncIoTimer, FuturesIo, FuturesTcp, TcpAcceptor, Transport};
+pub use futures_rt::{
+    tcp_transport, AcceptFuture, AsyncIoTimer, FuturesIo, FuturesTcp, TcpAcceptor, Transport,
+};
 /// The runtime-generic engine (`mqtt_streaming_tokio::engine`): what a runtime implements, and the
 /// client, server and broker over any runtime.
 pub use mqtt_streaming_tokio::engine;

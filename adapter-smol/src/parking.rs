@@ -4,7 +4,9 @@
 //! - [`ParkableTcp`]: the transport of a connection a [`TcpAcceptor`](crate::TcpAcceptor)
 //!   accepted, which can leave the reactor while it is idle
 //!   ([`Transport::park`](engine::Transport::park)) and come back
-//!   ([`Transport::unpark`](engine::Transport::unpark)).
+//!   ([`Transport::unpark`](engine::Transport::unpark)); also a client's TCP connection
+//!   ([`tcp_transport`](crate::tcp_transport)), for its read readiness and its read
+//!   low-water mark (a client is never parked).
 //! - [`AsyncIoIdleLot`]: the [`IdleLot`] of the futures-io runtimes
 //!   ([`futures_runtime!`](crate::futures_runtime)): an epoll (or kqueue) set of its own,
 //!   through mio, whose one descriptor is registered with the reactor. The broker task polls
@@ -30,8 +32,12 @@ use mqtt_streaming_tokio::engine::{self, IdleLot};
 
 use crate::futures_rt::poll_read_buf;
 
-/// A TCP connection accepted by a futures-io broker listener: registered with the `async-io`
-/// reactor while the connection is active, the bare socket while it is parked.
+/// A TCP connection on the `async-io` reactor as a whole (one task reads and writes it),
+/// accepted by a futures-io broker listener or connected by a client
+/// ([`tcp_transport`](crate::tcp_transport)): registered with the reactor while the connection
+/// is active, the bare socket while it is parked. It reports its read readiness, gathers its
+/// writes and, on Linux, takes the read low-water mark
+/// ([`engine::set_receive_low_water`]).
 ///
 /// 16 bytes, so that a parked connection's boxed transport takes 16 bytes too.
 #[derive(Debug)]
@@ -89,6 +95,15 @@ impl engine::Transport for ParkableTcp {
 
     fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.stream()?.poll_readable(cx)
+    }
+
+    fn set_read_low_water(&mut self, bytes: usize) -> bool {
+        // Readiness comes from the reactor (`poll_readable`), which the mark holds back until
+        // enough is buffered.
+        match self.stream() {
+            Ok(stream) => engine::set_receive_low_water(stream.get_ref().as_fd(), bytes).is_ok(),
+            Err(_) => false,
+        }
     }
 
     fn park(&mut self) -> Option<RawFd> {
@@ -237,6 +252,57 @@ mod tests {
         let mut got = [0; 4];
         peer.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"abcd");
+    }
+
+    /// Whether the transport reports read readiness within `wait`.
+    fn read_ready_within(transport: &mut ParkableTcp, wait: Duration) -> bool {
+        let mut timer = async_io::Timer::after(wait);
+        async_io::block_on(std::future::poll_fn(|cx| {
+            if let Poll::Ready(ready) = engine::Transport::poll_read_ready(transport, cx) {
+                ready.unwrap();
+                return Poll::Ready(true);
+            }
+            std::future::Future::poll(Pin::new(&mut timer), cx).map(|_| false)
+        }))
+    }
+
+    /// Below the read low-water mark the reactor reports no readiness; lowering the mark
+    /// reports the bytes already buffered at once (what reading acknowledgements in batches
+    /// relies on).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn readiness_waits_for_the_read_low_water_mark() {
+        use std::io::Write;
+
+        let (mut transport, mut peer) = connected();
+        assert!(engine::Transport::set_read_low_water(&mut transport, 64));
+        peer.write_all(&[0; 26]).unwrap();
+        assert!(
+            !read_ready_within(&mut transport, Duration::from_millis(200)),
+            "26 bytes stay below 64"
+        );
+        peer.write_all(&[0; 38]).unwrap();
+        assert!(
+            read_ready_within(&mut transport, Duration::from_secs(5)),
+            "64 bytes reach the mark"
+        );
+        let mut buf = BytesMut::with_capacity(256);
+        let n = async_io::block_on(std::future::poll_fn(|cx| {
+            engine::Transport::poll_read(&mut transport, cx, &mut buf)
+        }))
+        .unwrap();
+        assert_eq!(n, 64);
+
+        peer.write_all(&[0; 26]).unwrap();
+        assert!(!read_ready_within(
+            &mut transport,
+            Duration::from_millis(200)
+        ));
+        assert!(engine::Transport::set_read_low_water(&mut transport, 1));
+        assert!(
+            read_ready_within(&mut transport, Duration::from_secs(5)),
+            "lowering the mark reports what is buffered"
+        );
     }
 
     /// The lot's woken tokens within `wait` (empty if none came).

@@ -1,5 +1,6 @@
 //! The transports on the futures-io runtimes (smol here, async-std in its adapter), on
-//! `futures-io` and `async-io` alone: TCP through the runtime's own sockets ([`FuturesDial`]),
+//! `futures-io` and `async-io` alone: TCP through the runtime's own sockets ([`FuturesDial`];
+//! a client's as [`tcp_transport`] gives it),
 //! TLS with futures-rustls (feature `tls`), WebSocket with async-tungstenite's runtime-free
 //! core (feature `websocket`), Unix sockets on `async-io` (feature `unix`, which both runtimes
 //! run on), and their listeners. [`futures_runtime!`](crate::futures_runtime) implements the
@@ -16,7 +17,7 @@ use std::time::Duration;
 use mqtt_streaming_tokio::engine::{unsupported, Accepted, BoxTransport, CloseTolerant, Listener};
 use mqtt_streaming_tokio::{Endpoint, ListenOptions, Scheme, TransportOptions};
 
-use crate::futures_rt::{AcceptFuture, FuturesIo, FuturesTcp, Transport};
+use crate::futures_rt::{tcp_transport, AcceptFuture, FuturesIo, FuturesTcp, Transport};
 
 /// A boxed future of the runtime's sockets.
 pub type IoFuture<T> = Pin<Box<dyn Future<Output = io::Result<T>> + Send>>;
@@ -73,7 +74,7 @@ async fn dial_endpoint<R: FuturesDial>(
     let _ = options;
     let tcp = || R::connect_tcp(endpoint.host.clone(), endpoint.port);
     match endpoint.scheme {
-        Scheme::Mqtt => Ok(Box::new(FuturesIo(tcp().await?))),
+        Scheme::Mqtt => Ok(tcp_transport::<R>(tcp().await?)),
         Scheme::Mqtts => {
             #[cfg(feature = "tls")]
             {

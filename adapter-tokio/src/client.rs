@@ -82,10 +82,12 @@ pub struct ClientOptions {
     /// throughput at a window of 64, under 1% at the default window of 1,024. Turn it off
     /// for such a link with a small window.
     ///
-    /// TCP on Linux with the tokio runtime (the socket's `SO_RCVLOWAT`), plain or under TLS
-    /// (`mqtts://` through `connect_url` or `connect_endpoint`: the mark is lowered to the
-    /// tail of a TLS record a read cut in two); other transports and runtimes (WebSocket, smol
-    /// and async-std sockets) read every byte at once.
+    /// TCP on Linux (the socket's `SO_RCVLOWAT`), on every runtime: the TCP connections of
+    /// `connect_tcp`, `reconnect_tcp` and `mqtt://` endpoints (`connect_url`,
+    /// `connect_endpoint`, their reconnecting forms). Under TLS on tokio too (`mqtts://`
+    /// through `connect_url` or `connect_endpoint`: the mark is lowered to the tail of a TLS
+    /// record a read cut in two). Other transports read every byte at once: WebSocket, Unix
+    /// sockets, TLS on smol and async-std, and streams handed to `connect`.
     pub batch_acks: bool,
 }
 

@@ -343,7 +343,8 @@
 //! 1. `error`: [`Error`], [`TryPublishError`];
 //! 2. `runtime`: [`engine::Runtime`], [`engine::Timer`] and the one clock (the runtime's time
 //!    as the sessions' milliseconds, for connections and broker alike);
-//! 3. `transport`: the engine's [`engine::Transport`];
+//! 3. `transport`: the engine's [`engine::Transport`]; `socket_options` (Unix):
+//!    [`engine::set_receive_low_water`], the TCP sockets' read low-water mark on every runtime;
 //! 4. `net`: a runtime's streams and TCP ([`engine::Adapt`], [`engine::Listener`],
 //!    [`engine::NetRuntime`], [`engine::Bind`], [`engine::TcpConnect`], [`engine::Listeners`]);
 //!    `endpoint` ([`Endpoint`]); `tls` (rustls configuration); `ws` (WebSocket as a transport);
@@ -389,8 +390,11 @@ mod error;
 // 2. Runtime traits (spawn, timer) and the one clock.
 mod runtime;
 
-// 3. The engine's own transport trait.
+// 3. The engine's own transport trait; a socket's receive low-water mark (Unix).
 mod transport;
+
+#[cfg(unix)]
+mod socket_options;
 
 // 4. A runtime's streams and TCP; where to connect; TLS configuration; WebSocket framing.
 mod net;
@@ -434,14 +438,8 @@ mod dial;
 // 9. The engine named for one runtime (a macro for every adapter).
 mod named;
 
-// 10. The tokio glue: socket options, parking idle broker connections, the runtime, and a
-// client's TLS session that reads acknowledgements in batches.
-#[cfg(all(
-    feature = "tokio-runtime",
-    any(target_os = "linux", target_os = "android")
-))]
-mod socket_options;
-
+// 10. The tokio glue: parking idle broker connections, the runtime, and a client's TLS
+// session that reads acknowledgements in batches.
 #[cfg(all(feature = "tokio-runtime", unix))]
 mod tokio_parking;
 
@@ -519,7 +517,9 @@ pub mod engine {
     //! the client, server and broker over any runtime ([`ClientOn`], [`ServerOn`],
     //! [`BrokerServerOn`], [`connect_on`]...). Each adapter names them for its runtime
     //! (`mqtt_streaming_tokio::Client` is `ClientOn<TokioRuntime>`) with
-    //! [`named_for_runtime!`](crate::named_for_runtime).
+    //! [`named_for_runtime!`](crate::named_for_runtime). On Unix, a runtime's TCP transport
+    //! sets its read low-water mark ([`Transport::set_read_low_water`]) with
+    //! `set_receive_low_water`.
 
     pub use crate::broker::{BrokerHandleOn, BrokerServerOn};
     pub use crate::client::{
@@ -534,6 +534,8 @@ pub mod engine {
     pub use crate::runtime::IdleLot;
     pub use crate::runtime::{Runtime, Timer};
     pub use crate::server::{serve_connection_on, ServerOn};
+    #[cfg(unix)]
+    pub use crate::socket_options::set_receive_low_water;
     pub use crate::transport::{BoxTransport, CloseTolerant, Transport};
 }
 

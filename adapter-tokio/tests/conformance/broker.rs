@@ -375,3 +375,87 @@ fn broker_graceful_shutdown() {
             .expect("a second shutdown resolves at once");
     });
 }
+
+/// The runtime the adapter under test names its client for.
+type Runtime = <crate::adapter::Client as crate::adapter::Reconnect>::Runtime;
+
+/// A client's TCP connection, as `connect_tcp` and `reconnect_tcp` open it (the runtime's
+/// `TcpConnect`) and as an `mqtt://` URL dials it (the runtime's `Dial`), takes the read
+/// low-water mark with which the client reads acknowledgements in batches, on Linux (every
+/// runtime: the socket's `SO_RCVLOWAT`); elsewhere none does.
+#[test]
+fn a_clients_tcp_connection_takes_the_read_low_water_mark() {
+    use crate::adapter::engine::{Dial, TcpConnect, Transport};
+    use crate::adapter::{Endpoint, TransportOptions};
+
+    let supported = cfg!(any(target_os = "linux", target_os = "android"));
+    rt::block_on(async {
+        let (addr, broker) = start().await;
+        let endpoint = Endpoint::parse(&format!("mqtt://{addr}")).unwrap();
+        let transport_options = TransportOptions::default();
+        let dialed = <Runtime as Dial>::dial(&endpoint, &transport_options);
+        let connected = <Runtime as TcpConnect<SocketAddr>>::connect(addr);
+        let mut transports: Vec<(&str, Box<dyn Transport>)> = vec![
+            ("dialed", timeout(PATIENCE, dialed).await.unwrap().unwrap()),
+            (
+                "connected",
+                Box::new(timeout(PATIENCE, connected).await.unwrap().unwrap()),
+            ),
+        ];
+        for (how, transport) in &mut transports {
+            assert_eq!(transport.set_read_low_water(64), supported, "{how}");
+            assert_eq!(transport.set_read_low_water(1), supported, "{how}");
+        }
+        drop(transports);
+        broker.shutdown().await;
+    });
+}
+
+/// A publisher with a deep window, its acknowledgements read in batches
+/// (`ClientOptions::batch_acks`, on by default): every one of thousands of pipelined QoS 1
+/// publishes is acknowledged, over `connect_tcp` and over an `mqtt://` URL, in both versions.
+/// The last ones, fewer than a batch, are read too (the mark follows what is still owed).
+#[test]
+fn a_publisher_with_a_deep_window_gets_every_acknowledgement() {
+    const MESSAGES: usize = 5_000;
+
+    rt::block_on(async {
+        let (addr, broker) = start().await;
+        let url = format!("mqtt://{addr}");
+        for version in [V311, V5] {
+            for by_url in [false, true] {
+                let options = options(version, "deep");
+                assert!(options.batch_acks, "on by default");
+                let (client, _events) = if by_url {
+                    crate::adapter::connect_url(&url, options).await.unwrap()
+                } else {
+                    connect_tcp(addr, options).await.unwrap()
+                };
+                let publishing = async {
+                    let mut receipts = Vec::with_capacity(MESSAGES);
+                    for i in 0..MESSAGES {
+                        let payload = format!("{i:064}");
+                        let publish = message("deep/t", QoS::AtLeastOnce, payload);
+                        receipts.push(client.begin_publish(publish).await.unwrap());
+                    }
+                    for receipt in receipts {
+                        // No one subscribes: a 5.0 broker says so in its PUBACK.
+                        let code = receipt.await.unwrap().reason_code;
+                        assert!(
+                            matches!(
+                                code,
+                                ReasonCode::Success | ReasonCode::NoMatchingSubscribers
+                            ),
+                            "{code:?}"
+                        );
+                    }
+                };
+                timeout(PATIENCE * 3, publishing)
+                    .await
+                    .unwrap_or_else(|| panic!("{version:?}, by URL {by_url}: an ack never came"));
+                client.disconnect().await.unwrap();
+            }
+        }
+        broker.shutdown().await;
+    });
+}
